@@ -1,0 +1,153 @@
+//! Batch norm over NHWC activations viewed as `[M, C]` with `M = N H W`.
+//!
+//! Forward (training): `mean_c = 1/M sum x`, `var_c = 1/M sum (x - mean_c)^2` (two passes, for
+//! accuracy), `inv_std_c = 1/sqrt(var_c + eps)`, `y = gamma_c (x - mean_c) inv_std_c + beta_c`,
+//! then `max(y, 0)` if fused with ReLU. Running statistics: `r = (1 - m) r + m stat`, with the unbiased
+//! variance `var_c M/(M-1)`.
+//!
+//! Backward: `g = dy [y > 0]` (or `dy`), `xhat = (x - mean) inv_std`, `dbeta = sum g`,
+//! `dgamma = sum g xhat`, `dx = gamma inv_std / M (M g - dbeta - xhat dgamma)`.
+//!
+//! Channel sums are accumulated in f64 over fixed row blocks combined in order (deterministic).
+
+use rayon::prelude::*;
+
+use crate::backend::{BatchNormConfig, Element};
+
+/// Rows per parallel block for the channel reductions and the elementwise passes.
+const ROWS_PER_BLOCK: usize = 2048;
+
+/// Sums `f(row)` (a vector of `width` f64 per row) over all rows, block-parallel and deterministic.
+fn reduce_rows<T: Element>(
+    x: &[T],
+    c: usize,
+    width: usize,
+    f: impl Fn(usize, &mut [f64]) + Sync,
+) -> Vec<f64> {
+    let rows = x.len() / c;
+    let blocks: Vec<Vec<f64>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let mut acc = vec![0.0; width];
+            for row in b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(rows) {
+                f(row, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0; width];
+    for block in blocks {
+        total.iter_mut().zip(block).for_each(|(t, b)| *t += b);
+    }
+    total
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn forward_train<T: Element>(
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    y: &mut [T],
+    save_mean: &mut [T],
+    save_inv_std: &mut [T],
+    running_mean: &mut [T],
+    running_var: &mut [T],
+    cfg: BatchNormConfig,
+) {
+    let c = gamma.len();
+    let m = (x.len() / c) as f64;
+    let sums = reduce_rows(x, c, c, |row, acc| {
+        for (a, v) in acc.iter_mut().zip(&x[row * c..][..c]) {
+            *a += v.f64();
+        }
+    });
+    let mean: Vec<f64> = sums.iter().map(|s| s / m).collect();
+    let sq = reduce_rows(x, c, c, |row, acc| {
+        for ((a, v), mu) in acc.iter_mut().zip(&x[row * c..][..c]).zip(&mean) {
+            let d = v.f64() - mu;
+            *a += d * d;
+        }
+    });
+    let momentum = cfg.momentum;
+    for ch in 0..c {
+        let var = sq[ch] / m;
+        save_mean[ch] = T::of(mean[ch]);
+        save_inv_std[ch] = T::of(1.0 / (var + cfg.eps).sqrt());
+        running_mean[ch] = T::of((1.0 - momentum) * running_mean[ch].f64() + momentum * mean[ch]);
+        let unbiased = var * m / (m - 1.0);
+        running_var[ch] = T::of((1.0 - momentum) * running_var[ch].f64() + momentum * unbiased);
+    }
+    normalize(x, save_mean, save_inv_std, gamma, beta, y, cfg.relu);
+}
+
+pub fn forward_infer<T: Element>(
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    running_mean: &[T],
+    running_var: &[T],
+    y: &mut [T],
+    cfg: BatchNormConfig,
+) {
+    let inv_std: Vec<T> = running_var.iter().map(|v| T::of(1.0 / (v.f64() + cfg.eps).sqrt())).collect();
+    normalize(x, running_mean, &inv_std, gamma, beta, y, cfg.relu);
+}
+
+/// `y = gamma (x - mean) inv_std + beta` (then ReLU), as `y = x scale + shift` per channel.
+fn normalize<T: Element>(x: &[T], mean: &[T], inv_std: &[T], gamma: &[T], beta: &[T], y: &mut [T], relu: bool) {
+    let c = gamma.len();
+    let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+    let shift: Vec<T> = beta.iter().zip(mean).zip(&scale).map(|((&b, &mu), &s)| b - mu * s).collect();
+    y.par_chunks_mut(ROWS_PER_BLOCK * c)
+        .zip(x.par_chunks(ROWS_PER_BLOCK * c))
+        .for_each(|(yb, xb)| {
+            for (yr, xr) in yb.chunks_mut(c).zip(xb.chunks(c)) {
+                for (((yv, &xv), &s), &t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
+                    let v = xv * s + t;
+                    *yv = if relu && v < T::zero() { T::zero() } else { v };
+                }
+            }
+        });
+}
+
+/// The tensors the backward pass reads.
+pub struct BackwardInputs<'a, T> {
+    pub x: &'a [T],
+    pub y: &'a [T],
+    pub dy: &'a [T],
+    pub gamma: &'a [T],
+    pub mean: &'a [T],
+    pub inv_std: &'a [T],
+    pub relu: bool,
+}
+
+pub fn backward<T: Element>(inp: BackwardInputs<'_, T>, dx: &mut [T], dgamma: &mut [T], dbeta: &mut [T]) {
+    let BackwardInputs { x, y, dy, gamma, mean, inv_std, relu } = inp;
+    let c = gamma.len();
+    let m = (x.len() / c) as f64;
+    let grad = |i: usize| if relu && y[i] <= T::zero() { 0.0 } else { dy[i].f64() };
+    // acc[..c] = sum g, acc[c..] = sum g xhat.
+    let sums = reduce_rows(x, c, 2 * c, |row, acc| {
+        for ch in 0..c {
+            let i = row * c + ch;
+            let g = grad(i);
+            let xhat = (x[i].f64() - mean[ch].f64()) * inv_std[ch].f64();
+            acc[ch] += g;
+            acc[c + ch] += g * xhat;
+        }
+    });
+    for ch in 0..c {
+        dbeta[ch] = T::of(sums[ch]);
+        dgamma[ch] = T::of(sums[c + ch]);
+    }
+    let coef: Vec<f64> = (0..c).map(|ch| gamma[ch].f64() * inv_std[ch].f64() / m).collect();
+    dx.par_chunks_mut(ROWS_PER_BLOCK * c).enumerate().for_each(|(b, dxb)| {
+        let base = b * ROWS_PER_BLOCK * c;
+        for (j, out) in dxb.iter_mut().enumerate() {
+            let i = base + j;
+            let ch = i % c;
+            let xhat = (x[i].f64() - mean[ch].f64()) * inv_std[ch].f64();
+            *out = T::of(coef[ch] * (m * grad(i) - sums[ch] - xhat * sums[c + ch]));
+        }
+    });
+}

@@ -1,0 +1,339 @@
+//! The CPU backend: the reference every other backend is tested against, and a usable engine.
+//!
+//! Generic over the element type, so gradient checks run the very same code in f64. Buffers are plain
+//! `Vec<T>`; work is spread over rayon's thread pool. Every reduction splits its work into pieces
+//! fixed by the shape (and the thread count) and combines them in a fixed order, so results are
+//! bit-reproducible from run to run.
+
+mod batch_norm;
+mod conv;
+mod elementwise;
+mod linear;
+mod loss;
+pub mod matmul;
+mod pool;
+
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+use crate::backend::{
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, Element, LossStats, PoolGeometry,
+    SgdConfig,
+};
+use crate::error::Result;
+use crate::tensor::Tensor;
+use conv::ConvDims;
+
+/// The CPU backend over element type `T` (f32 for training, f64 for gradient checks).
+pub struct CpuBackend<T: Element> {
+    /// Scratch buffers (im2col columns), reused across calls so a step does not allocate them anew.
+    workspaces: Mutex<Vec<Vec<T>>>,
+    _elem: PhantomData<T>,
+}
+
+impl<T: Element> Default for CpuBackend<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Element> CpuBackend<T> {
+    pub fn new() -> Self {
+        CpuBackend {
+            workspaces: Mutex::new(Vec::new()),
+            _elem: PhantomData,
+        }
+    }
+
+    /// Runs `f` on a scratch buffer of `len` elements taken from the pool (contents unspecified).
+    fn with_workspace<R>(&self, len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let mut buf = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, T::zero());
+        }
+        let out = f(&mut buf[..len]);
+        self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
+        out
+    }
+}
+
+impl<T: Element> Backend for CpuBackend<T> {
+    type Elem = T;
+    type Buffer = Vec<T>;
+
+    fn name(&self) -> String {
+        format!("cpu-{}", std::any::type_name::<T>())
+    }
+
+    fn alloc_zeros(&self, len: usize) -> Result<Vec<T>> {
+        Ok(vec![T::zero(); len])
+    }
+
+    fn upload(&self, src: &[T], dst: &mut Vec<T>) -> Result<()> {
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn download(&self, src: &Vec<T>, dst: &mut [T]) -> Result<()> {
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
+        dst.buf_mut().copy_from_slice(src.buf());
+        Ok(())
+    }
+
+    fn conv2d_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let d = ConvDims::new(x.dims(), w.dims(), y.dims(), geom);
+        self.conv_forward(&d, x.buf(), w.buf(), y.buf_mut());
+        Ok(())
+    }
+
+    fn conv2d_backward_data(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let d = ConvDims::new(dx.dims(), w.dims(), dy.dims(), geom);
+        self.conv_backward_data(&d, dy.buf(), w.buf(), dx.buf_mut());
+        Ok(())
+    }
+
+    fn conv2d_backward_filter(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dw: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let d = ConvDims::new(x.dims(), dw.dims(), dy.dims(), geom);
+        self.conv_backward_filter(&d, x.buf(), dy.buf(), dw.buf_mut());
+        Ok(())
+    }
+
+    fn batch_norm_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        batch_norm::forward_train(
+            x.buf(),
+            gamma.buf(),
+            beta.buf(),
+            y.buf_mut(),
+            save_mean.buf_mut(),
+            save_inv_std.buf_mut(),
+            running_mean.buf_mut(),
+            running_var.buf_mut(),
+            cfg,
+        );
+        Ok(())
+    }
+
+    fn batch_norm_forward_infer(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        running_mean: &Tensor<Self>,
+        running_var: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        batch_norm::forward_infer(
+            x.buf(),
+            gamma.buf(),
+            beta.buf(),
+            running_mean.buf(),
+            running_var.buf(),
+            y.buf_mut(),
+            cfg,
+        );
+        Ok(())
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &Tensor<Self>,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        batch_norm::backward(
+            batch_norm::BackwardInputs {
+                x: x.buf(),
+                y: y.buf(),
+                dy: dy.buf(),
+                gamma: gamma.buf(),
+                mean: saved.mean.buf(),
+                inv_std: saved.inv_std.buf(),
+                relu,
+            },
+            dx.buf_mut(),
+            dgamma.buf_mut(),
+            dbeta.buf_mut(),
+        );
+        Ok(())
+    }
+
+    fn add_forward(
+        &self,
+        a: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        elementwise::add(a.buf(), b.buf(), y.buf_mut(), relu);
+        Ok(())
+    }
+
+    fn add_backward(
+        &self,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        elementwise::add_backward(y.buf(), dy.buf(), dsum.buf_mut(), relu);
+        Ok(())
+    }
+
+    fn shortcut_a_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>, stride: usize) -> Result<()> {
+        let (xd, yd) = (dims4(x), dims4(y));
+        elementwise::shortcut_a_forward(x.buf(), xd, y.buf_mut(), yd, stride);
+        Ok(())
+    }
+
+    fn shortcut_a_backward(
+        &self,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()> {
+        let (yd, xd) = (dims4(dy), dims4(dx));
+        elementwise::shortcut_a_backward(dy.buf(), yd, dx.buf_mut(), xd, stride);
+        Ok(())
+    }
+
+    fn global_avg_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>) -> Result<()> {
+        pool::global_avg_forward(x.buf(), dims4(x), y.buf_mut());
+        Ok(())
+    }
+
+    fn global_avg_pool_backward(&self, dy: &Tensor<Self>, dx: &mut Tensor<Self>) -> Result<()> {
+        let xd = dims4(dx);
+        pool::global_avg_backward(dy.buf(), dx.buf_mut(), xd);
+        Ok(())
+    }
+
+    fn max_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>, geom: PoolGeometry) -> Result<()> {
+        let yd = dims4(y);
+        pool::max_forward(x.buf(), dims4(x), y.buf_mut(), yd, geom);
+        Ok(())
+    }
+
+    fn max_pool_backward(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        pool::max_backward(x.buf(), dims4(x), dy.buf(), dims4(dy), dx.buf_mut(), geom);
+        Ok(())
+    }
+
+    fn linear_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+    ) -> Result<()> {
+        let [n, fin] = dims2(x);
+        linear::forward(x.buf(), w.buf(), b.buf(), y.buf_mut(), n, fin, b.numel());
+        Ok(())
+    }
+
+    fn linear_backward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: Option<&mut Tensor<Self>>,
+        dw: &mut Tensor<Self>,
+        db: &mut Tensor<Self>,
+    ) -> Result<()> {
+        let [n, fin] = dims2(x);
+        let fout = db.numel();
+        linear::backward(
+            x.buf(),
+            w.buf(),
+            dy.buf(),
+            dx.map(|t| t.buf_mut().as_mut_slice()),
+            dw.buf_mut(),
+            db.buf_mut(),
+            [n, fin, fout],
+        );
+        Ok(())
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Tensor<Self>,
+        labels: &[u32],
+        dlogits: &mut Tensor<Self>,
+    ) -> Result<LossStats> {
+        let [_, classes] = dims2(logits);
+        Ok(loss::softmax_cross_entropy(logits.buf(), labels, dlogits.buf_mut(), classes))
+    }
+
+    fn sgd_update(
+        &self,
+        w: &mut Tensor<Self>,
+        g: &Tensor<Self>,
+        v: &mut Tensor<Self>,
+        cfg: SgdConfig,
+    ) -> Result<()> {
+        elementwise::sgd_update(w.buf_mut(), g.buf(), v.buf_mut(), cfg);
+        Ok(())
+    }
+}
+
+fn dims4<T: Element>(t: &Tensor<CpuBackend<T>>) -> [usize; 4] {
+    t.shape().dims4().expect("shape validated by ops")
+}
+
+fn dims2<T: Element>(t: &Tensor<CpuBackend<T>>) -> [usize; 2] {
+    t.shape().dims2().expect("shape validated by ops")
+}

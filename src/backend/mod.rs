@@ -1,0 +1,266 @@
+//! The one seam between the model and the devices.
+//!
+//! `Backend` is a trait of coarse ops: exactly what a ResNet training step needs. Its methods are raw:
+//! they trust that shapes were validated. Callers go through [`crate::ops`], which checks every shape
+//! and argument once for all backends and names the tensor at fault, so no backend can read or write
+//! out of bounds because of a bad call.
+
+pub mod cpu;
+mod element;
+
+pub use element::Element;
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Stride and zero padding of a 2-D convolution; the kernel size comes from the weight's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Conv2dGeometry {
+    pub fn new(stride: usize, pad: usize) -> Self {
+        Conv2dGeometry { stride, pad }
+    }
+
+    /// Output extent along one axis: `floor((in + 2 pad - k) / stride) + 1`, or `None` when the
+    /// kernel does not fit.
+    pub fn output_extent(&self, input: usize, kernel: usize) -> Option<usize> {
+        let padded = input + 2 * self.pad;
+        if self.stride == 0 || padded < kernel {
+            return None;
+        }
+        Some((padded - kernel) / self.stride + 1)
+    }
+}
+
+/// Window, stride and padding of a max pool (ResNet's is 3, 2, 1). Padding never wins the max.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub window: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl PoolGeometry {
+    pub fn output_extent(&self, input: usize) -> Option<usize> {
+        Conv2dGeometry::new(self.stride, self.pad).output_extent(input, self.window)
+    }
+}
+
+/// Batch-norm constants. PyTorch's conventions: `eps = 1e-5`, `momentum = 0.1` with
+/// `running = (1 - momentum) running + momentum batch`, and the unbiased batch variance in the running
+/// variance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    pub eps: f64,
+    pub momentum: f64,
+    pub relu: bool,
+}
+
+/// SGD hyper-parameters, PyTorch's update: `v = momentum v + (g + weight_decay w)`, `w -= lr v`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+/// What softmax cross-entropy reports besides the logit gradient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossStats {
+    /// Mean over the batch of `-log softmax(logits)[label]`.
+    pub loss: f64,
+    /// Samples whose label has the largest logit.
+    pub top1_correct: usize,
+    /// Samples whose label is among the five largest logits.
+    pub top5_correct: usize,
+}
+
+/// The per-channel statistics batch norm saves in training mode for its backward pass.
+pub struct BatchNormSaved<'a, B: Backend> {
+    pub mean: &'a Tensor<B>,
+    pub inv_std: &'a Tensor<B>,
+}
+
+/// A device: memory plus the op set of a ResNet training step. Raw methods, see the module doc.
+///
+/// Layouts: activations `[N, H, W, C]`, convolution weights `[K, R, S, C]`, linear weights
+/// `[out, in]` (PyTorch's), per-channel vectors `[C]`.
+pub trait Backend: Sized + Send + Sync + 'static {
+    type Elem: Element;
+    type Buffer: Send + Sync;
+
+    /// A short human name, such as `cpu-f32`.
+    fn name(&self) -> String;
+
+    fn alloc_zeros(&self, len: usize) -> Result<Self::Buffer>;
+    fn upload(&self, src: &[Self::Elem], dst: &mut Self::Buffer) -> Result<()>;
+    fn download(&self, src: &Self::Buffer, dst: &mut [Self::Elem]) -> Result<()>;
+    /// Waits until every op issued so far has finished.
+    fn synchronize(&self) -> Result<()>;
+    /// `dst = src` (same element count).
+    fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()>;
+
+    /// `y[n,p,q,k] = sum_{r,s,c} x[n, p*stride - pad + r, q*stride - pad + s, c] * w[k,r,s,c]`
+    /// (out-of-range input reads are zero).
+    fn conv2d_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()>;
+    /// `dx = d(loss)/dx` given `dy`: the transpose of the forward map, applied to `dy`.
+    fn conv2d_backward_data(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()>;
+    /// `dw[k,r,s,c] = sum_{n,p,q} dy[n,p,q,k] * x[n, p*stride - pad + r, q*stride - pad + s, c]`.
+    fn conv2d_backward_filter(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dw: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()>;
+
+    /// Training-mode batch norm over N, H, W per channel:
+    /// `y = gamma (x - mean) / sqrt(var + eps) + beta` (then `max(y, 0)` when `cfg.relu`), with the
+    /// biased batch variance; writes `save_mean`, `save_inv_std = 1/sqrt(var + eps)` and updates the
+    /// running statistics (unbiased variance).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()>;
+    /// Inference-mode batch norm with the running statistics (then ReLU when `cfg.relu`).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_forward_infer(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        running_mean: &Tensor<Self>,
+        running_var: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()>;
+    /// Backward of training-mode batch norm (and of its fused ReLU when `relu`, masking `dy` by
+    /// `y > 0`). With `g = dy * [y > 0]`, `xhat = (x - mean) inv_std`, `M = N H W`:
+    /// `dbeta = sum g`, `dgamma = sum g xhat`, `dx = gamma inv_std / M (M g - dbeta - xhat dgamma)`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &self,
+        x: &Tensor<Self>,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()>;
+
+    /// `y = a + b`, then `max(y, 0)` when `relu`.
+    fn add_forward(
+        &self,
+        a: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()>;
+    /// Backward of `add_forward`: both inputs receive `dy * [y > 0]` (or `dy` without ReLU).
+    fn add_backward(
+        &self,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()>;
+
+    /// Option-A shortcut: `y[n,p,q,c] = x[n, p*stride, q*stride, c]` for `c < C_in`, zero for the added
+    /// channels.
+    fn shortcut_a_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>, stride: usize)
+        -> Result<()>;
+    /// Its transpose: `dx[n, p*stride, q*stride, c] = dy[n,p,q,c]`, zero elsewhere.
+    fn shortcut_a_backward(
+        &self,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()>;
+
+    /// `y[n,c] = mean_{h,w} x[n,h,w,c]`.
+    fn global_avg_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>) -> Result<()>;
+    /// `dx[n,h,w,c] = dy[n,c] / (H W)`.
+    fn global_avg_pool_backward(&self, dy: &Tensor<Self>, dx: &mut Tensor<Self>) -> Result<()>;
+
+    /// `y[n,p,q,c] = max` over the window of in-range `x`.
+    fn max_pool_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()>;
+    /// Routes each `dy` to the first maximum of its window (row-major order), summing where windows
+    /// overlap.
+    fn max_pool_backward(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()>;
+
+    /// `y = x w^T + b` with `x: [N, in]`, `w: [out, in]`, `b: [out]`.
+    fn linear_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+    ) -> Result<()>;
+    /// `dx = dy w` (when asked), `dw = dy^T x`, `db = sum_n dy`.
+    fn linear_backward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: Option<&mut Tensor<Self>>,
+        dw: &mut Tensor<Self>,
+        db: &mut Tensor<Self>,
+    ) -> Result<()>;
+
+    /// Mean softmax cross-entropy of `logits: [N, classes]` against `labels`; writes
+    /// `dlogits = (softmax(logits) - onehot(label)) / N`.
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Tensor<Self>,
+        labels: &[u32],
+        dlogits: &mut Tensor<Self>,
+    ) -> Result<LossStats>;
+
+    /// One SGD step on one parameter: `v = momentum v + (g + wd w)`, `w -= lr v`.
+    fn sgd_update(
+        &self,
+        w: &mut Tensor<Self>,
+        g: &Tensor<Self>,
+        v: &mut Tensor<Self>,
+        cfg: SgdConfig,
+    ) -> Result<()>;
+}

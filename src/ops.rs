@@ -1,0 +1,445 @@
+//! Checked entry points to the backend ops.
+//!
+//! Every layer calls these rather than the raw [`Backend`] methods: each checks the shapes and
+//! arguments of its tensors once for all backends and returns an error that names the op and the tensor
+//! at fault, so a bad call can never reach a kernel and touch memory outside a buffer.
+
+use crate::backend::{
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+};
+use crate::error::{invalid, Error, Result};
+use crate::tensor::Tensor;
+
+fn expect_shape<B: Backend>(
+    op: &'static str,
+    name: &'static str,
+    t: &Tensor<B>,
+    expected: &[usize],
+) -> Result<()> {
+    if t.dims() != expected {
+        return Err(Error::Shape {
+            op,
+            tensor: name,
+            actual: t.dims().to_vec(),
+            expected: format!("{expected:?}"),
+        });
+    }
+    Ok(())
+}
+
+fn expect_rank4<B: Backend>(op: &'static str, name: &'static str, t: &Tensor<B>) -> Result<[usize; 4]> {
+    t.shape().dims4().ok_or_else(|| Error::Shape {
+        op,
+        tensor: name,
+        actual: t.dims().to_vec(),
+        expected: "rank 4 (NHWC or KRSC)".into(),
+    })
+}
+
+fn expect_rank2<B: Backend>(op: &'static str, name: &'static str, t: &Tensor<B>) -> Result<[usize; 2]> {
+    t.shape().dims2().ok_or_else(|| Error::Shape {
+        op,
+        tensor: name,
+        actual: t.dims().to_vec(),
+        expected: "rank 2 ([N, features])".into(),
+    })
+}
+
+fn expect_nonempty<B: Backend>(op: &'static str, name: &'static str, t: &Tensor<B>) -> Result<()> {
+    if t.numel() == 0 {
+        return Err(Error::Shape {
+            op,
+            tensor: name,
+            actual: t.dims().to_vec(),
+            expected: "a non-empty tensor".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The output shape `[N, P, Q, K]` of a convolution of `x: [N, H, W, C]` with `w: [K, R, S, C]`.
+pub fn conv2d_output_shape(
+    op: &'static str,
+    x: &[usize; 4],
+    w: &[usize; 4],
+    geom: Conv2dGeometry,
+) -> Result<[usize; 4]> {
+    let [n, h, wd, c] = *x;
+    let [k, r, s, wc] = *w;
+    if wc != c {
+        return Err(Error::Shape {
+            op,
+            tensor: "w",
+            actual: w.to_vec(),
+            expected: format!("[K, R, S, {c}] (input channels of x)"),
+        });
+    }
+    if geom.stride == 0 {
+        return Err(invalid(op, "stride must be at least 1"));
+    }
+    let p = geom.output_extent(h, r);
+    let q = geom.output_extent(wd, s);
+    match (p, q) {
+        (Some(p), Some(q)) if n > 0 && k > 0 && c > 0 => Ok([n, p, q, k]),
+        _ => Err(Error::Shape {
+            op,
+            tensor: "x",
+            actual: x.to_vec(),
+            expected: format!(
+                "a non-empty input at least as large as the {r}x{s} kernel after padding {}",
+                geom.pad
+            ),
+        }),
+    }
+}
+
+pub fn conv2d_forward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    y: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward";
+    let xs = expect_rank4(OP, "x", x)?;
+    let ws = expect_rank4(OP, "w", w)?;
+    let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
+    expect_shape(OP, "y", y, &ys)?;
+    be.conv2d_forward(x, w, y, geom)
+}
+
+pub fn conv2d_backward_data<B: Backend>(
+    be: &B,
+    dy: &Tensor<B>,
+    w: &Tensor<B>,
+    dx: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_data";
+    let xs = expect_rank4(OP, "dx", dx)?;
+    let ws = expect_rank4(OP, "w", w)?;
+    let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
+    expect_shape(OP, "dy", dy, &ys)?;
+    be.conv2d_backward_data(dy, w, dx, geom)
+}
+
+pub fn conv2d_backward_filter<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    dy: &Tensor<B>,
+    dw: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_filter";
+    let xs = expect_rank4(OP, "x", x)?;
+    let ws = expect_rank4(OP, "dw", dw)?;
+    let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
+    expect_shape(OP, "dy", dy, &ys)?;
+    be.conv2d_backward_filter(x, dy, dw, geom)
+}
+
+fn check_bn_config(op: &'static str, cfg: &BatchNormConfig) -> Result<()> {
+    if !(cfg.eps > 0.0) || !(0.0..=1.0).contains(&cfg.momentum) {
+        return Err(invalid(
+            op,
+            format!("eps must be > 0 and momentum in [0, 1], got eps {} momentum {}", cfg.eps, cfg.momentum),
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_train<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    gamma: &Tensor<B>,
+    beta: &Tensor<B>,
+    y: &mut Tensor<B>,
+    save_mean: &mut Tensor<B>,
+    save_inv_std: &mut Tensor<B>,
+    running_mean: &mut Tensor<B>,
+    running_var: &mut Tensor<B>,
+    cfg: BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batch_norm_forward_train";
+    check_bn_config(OP, &cfg)?;
+    let [n, h, w, c] = expect_rank4(OP, "x", x)?;
+    expect_nonempty(OP, "x", x)?;
+    if n * h * w < 2 {
+        return Err(invalid(OP, "training-mode batch norm needs more than one value per channel"));
+    }
+    expect_shape(OP, "y", y, x.dims())?;
+    for (name, t) in [("gamma", gamma), ("beta", beta)] {
+        expect_shape(OP, name, t, &[c])?;
+    }
+    expect_shape(OP, "save_mean", save_mean, &[c])?;
+    expect_shape(OP, "save_inv_std", save_inv_std, &[c])?;
+    expect_shape(OP, "running_mean", running_mean, &[c])?;
+    expect_shape(OP, "running_var", running_var, &[c])?;
+    be.batch_norm_forward_train(x, gamma, beta, y, save_mean, save_inv_std, running_mean, running_var, cfg)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_infer<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    gamma: &Tensor<B>,
+    beta: &Tensor<B>,
+    running_mean: &Tensor<B>,
+    running_var: &Tensor<B>,
+    y: &mut Tensor<B>,
+    cfg: BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batch_norm_forward_infer";
+    check_bn_config(OP, &cfg)?;
+    let [_, _, _, c] = expect_rank4(OP, "x", x)?;
+    expect_shape(OP, "y", y, x.dims())?;
+    for (name, t) in [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ] {
+        expect_shape(OP, name, t, &[c])?;
+    }
+    be.batch_norm_forward_infer(x, gamma, beta, running_mean, running_var, y, cfg)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    y: &Tensor<B>,
+    dy: &Tensor<B>,
+    gamma: &Tensor<B>,
+    saved: BatchNormSaved<'_, B>,
+    dx: &mut Tensor<B>,
+    dgamma: &mut Tensor<B>,
+    dbeta: &mut Tensor<B>,
+    relu: bool,
+) -> Result<()> {
+    const OP: &str = "batch_norm_backward";
+    let [_, _, _, c] = expect_rank4(OP, "x", x)?;
+    expect_nonempty(OP, "x", x)?;
+    for (name, t) in [("y", y), ("dy", dy)] {
+        expect_shape(OP, name, t, x.dims())?;
+    }
+    expect_shape(OP, "dx", dx, x.dims())?;
+    for (name, t) in [("gamma", gamma), ("save_mean", saved.mean), ("save_inv_std", saved.inv_std)] {
+        expect_shape(OP, name, t, &[c])?;
+    }
+    expect_shape(OP, "dgamma", dgamma, &[c])?;
+    expect_shape(OP, "dbeta", dbeta, &[c])?;
+    be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
+}
+
+pub fn add_forward<B: Backend>(
+    be: &B,
+    a: &Tensor<B>,
+    b: &Tensor<B>,
+    y: &mut Tensor<B>,
+    relu: bool,
+) -> Result<()> {
+    const OP: &str = "add_forward";
+    expect_shape(OP, "b", b, a.dims())?;
+    expect_shape(OP, "y", y, a.dims())?;
+    be.add_forward(a, b, y, relu)
+}
+
+pub fn add_backward<B: Backend>(
+    be: &B,
+    y: &Tensor<B>,
+    dy: &Tensor<B>,
+    dsum: &mut Tensor<B>,
+    relu: bool,
+) -> Result<()> {
+    const OP: &str = "add_backward";
+    expect_shape(OP, "dy", dy, y.dims())?;
+    expect_shape(OP, "dsum", dsum, y.dims())?;
+    be.add_backward(y, dy, dsum, relu)
+}
+
+/// The output shape of an option-A shortcut: spatially subsampled by `stride`, channels widened.
+pub fn shortcut_a_output_shape(x: &[usize; 4], out_channels: usize, stride: usize) -> [usize; 4] {
+    let [n, h, w, _] = *x;
+    [n, h.div_ceil(stride), w.div_ceil(stride), out_channels]
+}
+
+fn check_shortcut_a<B: Backend>(
+    op: &'static str,
+    x: &Tensor<B>,
+    y: &Tensor<B>,
+    stride: usize,
+) -> Result<()> {
+    if stride == 0 {
+        return Err(invalid(op, "stride must be at least 1"));
+    }
+    let xs = expect_rank4(op, "x", x)?;
+    let ys = expect_rank4(op, "y", y)?;
+    if ys[3] < xs[3] {
+        return Err(invalid(op, format!("cannot narrow {} channels to {}", xs[3], ys[3])));
+    }
+    expect_shape(op, "y", y, &shortcut_a_output_shape(&xs, ys[3], stride))
+}
+
+pub fn shortcut_a_forward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    y: &mut Tensor<B>,
+    stride: usize,
+) -> Result<()> {
+    check_shortcut_a("shortcut_a_forward", x, y, stride)?;
+    be.shortcut_a_forward(x, y, stride)
+}
+
+pub fn shortcut_a_backward<B: Backend>(
+    be: &B,
+    dy: &Tensor<B>,
+    dx: &mut Tensor<B>,
+    stride: usize,
+) -> Result<()> {
+    check_shortcut_a("shortcut_a_backward", dx, dy, stride)?;
+    be.shortcut_a_backward(dy, dx, stride)
+}
+
+pub fn global_avg_pool_forward<B: Backend>(be: &B, x: &Tensor<B>, y: &mut Tensor<B>) -> Result<()> {
+    const OP: &str = "global_avg_pool_forward";
+    let [n, _, _, c] = expect_rank4(OP, "x", x)?;
+    expect_nonempty(OP, "x", x)?;
+    expect_shape(OP, "y", y, &[n, c])?;
+    be.global_avg_pool_forward(x, y)
+}
+
+pub fn global_avg_pool_backward<B: Backend>(be: &B, dy: &Tensor<B>, dx: &mut Tensor<B>) -> Result<()> {
+    const OP: &str = "global_avg_pool_backward";
+    let [n, _, _, c] = expect_rank4(OP, "dx", dx)?;
+    expect_nonempty(OP, "dx", dx)?;
+    expect_shape(OP, "dy", dy, &[n, c])?;
+    be.global_avg_pool_backward(dy, dx)
+}
+
+/// The output shape of a max pool of `x: [N, H, W, C]`.
+pub fn max_pool_output_shape(op: &'static str, x: &[usize; 4], geom: PoolGeometry) -> Result<[usize; 4]> {
+    if geom.stride == 0 || geom.window == 0 || geom.pad >= geom.window {
+        return Err(invalid(op, format!("window {}, stride {}, pad {} is not a valid pool", geom.window, geom.stride, geom.pad)));
+    }
+    let [n, h, w, c] = *x;
+    match (geom.output_extent(h), geom.output_extent(w)) {
+        (Some(p), Some(q)) if n * c > 0 => Ok([n, p, q, c]),
+        _ => Err(Error::Shape {
+            op,
+            tensor: "x",
+            actual: x.to_vec(),
+            expected: format!("a non-empty input that fits a {0}x{0} window", geom.window),
+        }),
+    }
+}
+
+pub fn max_pool_forward<B: Backend>(be: &B, x: &Tensor<B>, y: &mut Tensor<B>, geom: PoolGeometry) -> Result<()> {
+    const OP: &str = "max_pool_forward";
+    let xs = expect_rank4(OP, "x", x)?;
+    expect_shape(OP, "y", y, &max_pool_output_shape(OP, &xs, geom)?)?;
+    be.max_pool_forward(x, y, geom)
+}
+
+pub fn max_pool_backward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    dy: &Tensor<B>,
+    dx: &mut Tensor<B>,
+    geom: PoolGeometry,
+) -> Result<()> {
+    const OP: &str = "max_pool_backward";
+    let xs = expect_rank4(OP, "x", x)?;
+    expect_shape(OP, "dy", dy, &max_pool_output_shape(OP, &xs, geom)?)?;
+    expect_shape(OP, "dx", dx, x.dims())?;
+    be.max_pool_backward(x, dy, dx, geom)
+}
+
+fn check_linear<B: Backend>(op: &'static str, x: &Tensor<B>, w: &Tensor<B>) -> Result<[usize; 3]> {
+    let [n, fin] = expect_rank2(op, "x", x)?;
+    let [fout, win] = expect_rank2(op, "w", w)?;
+    if win != fin || n == 0 || fout == 0 {
+        return Err(Error::Shape {
+            op,
+            tensor: "w",
+            actual: w.dims().to_vec(),
+            expected: format!("[out, {fin}] with out > 0 and a non-empty x"),
+        });
+    }
+    Ok([n, fin, fout])
+}
+
+pub fn linear_forward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    b: &Tensor<B>,
+    y: &mut Tensor<B>,
+) -> Result<()> {
+    const OP: &str = "linear_forward";
+    let [n, _, fout] = check_linear(OP, x, w)?;
+    expect_shape(OP, "b", b, &[fout])?;
+    expect_shape(OP, "y", y, &[n, fout])?;
+    be.linear_forward(x, w, b, y)
+}
+
+pub fn linear_backward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    dy: &Tensor<B>,
+    dx: Option<&mut Tensor<B>>,
+    dw: &mut Tensor<B>,
+    db: &mut Tensor<B>,
+) -> Result<()> {
+    const OP: &str = "linear_backward";
+    let [n, _, fout] = check_linear(OP, x, w)?;
+    expect_shape(OP, "dy", dy, &[n, fout])?;
+    if let Some(dx) = dx.as_deref() {
+        expect_shape(OP, "dx", dx, x.dims())?;
+    }
+    expect_shape(OP, "dw", dw, w.dims())?;
+    expect_shape(OP, "db", db, &[fout])?;
+    be.linear_backward(x, w, dy, dx, dw, db)
+}
+
+pub fn softmax_cross_entropy<B: Backend>(
+    be: &B,
+    logits: &Tensor<B>,
+    labels: &[u32],
+    dlogits: &mut Tensor<B>,
+) -> Result<LossStats> {
+    const OP: &str = "softmax_cross_entropy";
+    let [n, classes] = expect_rank2(OP, "logits", logits)?;
+    expect_nonempty(OP, "logits", logits)?;
+    if labels.len() != n {
+        return Err(invalid(OP, format!("{} labels for a batch of {n}", labels.len())));
+    }
+    if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
+        return Err(invalid(OP, format!("label {bad} is out of range for {classes} classes")));
+    }
+    expect_shape(OP, "dlogits", dlogits, logits.dims())?;
+    be.softmax_cross_entropy(logits, labels, dlogits)
+}
+
+pub fn sgd_update<B: Backend>(
+    be: &B,
+    w: &mut Tensor<B>,
+    g: &Tensor<B>,
+    v: &mut Tensor<B>,
+    cfg: SgdConfig,
+) -> Result<()> {
+    const OP: &str = "sgd_update";
+    expect_shape(OP, "g", g, w.dims())?;
+    expect_shape(OP, "v", v, w.dims())?;
+    if !cfg.lr.is_finite() || !cfg.momentum.is_finite() || !cfg.weight_decay.is_finite() {
+        return Err(invalid(OP, format!("non-finite hyper-parameter in {cfg:?}")));
+    }
+    be.sgd_update(w, g, v, cfg)
+}
+
+pub fn copy<B: Backend>(be: &B, src: &Tensor<B>, dst: &mut Tensor<B>) -> Result<()> {
+    expect_shape("copy", "dst", dst, src.dims())?;
+    be.copy(src, dst)
+}
