@@ -5,7 +5,10 @@
 
 pub mod backend;
 pub mod error;
+pub mod models;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -1,0 +1,126 @@
+//! A ResNet or plain net as a chain of layers: stem, stages of blocks, global average pooling,
+//! classifier, and the loss. Forward runs the chain in order; backward runs it in reverse, handing
+//! each layer the input it saw (its predecessor's output) and its successor's input gradient.
+
+use rand::Rng;
+
+use super::spec::{BlockKind, Family, ModelConfig};
+use crate::backend::{Backend, LossStats, PoolGeometry};
+use crate::error::Result;
+use crate::nn::{
+    BatchNorm2d, Block, BlockSpec, ConvBn, ConvBnSpec, GlobalAvgPool, Layer, Linear, MaxPool2d, Mode,
+    Param, SoftmaxCrossEntropy,
+};
+use crate::tensor::Tensor;
+
+pub struct Network<B: Backend> {
+    pub config: ModelConfig,
+    layers: Vec<Box<dyn Layer<B>>>,
+    loss: SoftmaxCrossEntropy<B>,
+}
+
+impl<B: Backend> Network<B> {
+    /// Builds the network with He-initialised convolutions, BN weight 1 / bias 0, PyTorch's default
+    /// classifier init, drawing from `rng`.
+    pub fn new(be: &B, config: ModelConfig, rng: &mut impl Rng) -> Result<Self> {
+        let mut layers: Vec<Box<dyn Layer<B>>> = Vec::new();
+        let stem_ch = config.stem_channels();
+        let stem_spec = match config.family {
+            Family::Cifar => ConvBnSpec { in_ch: 3, out_ch: stem_ch, kernel: 3, stride: 1, relu: true },
+            Family::ImageNet => ConvBnSpec { in_ch: 3, out_ch: stem_ch, kernel: 7, stride: 2, relu: true },
+        };
+        let mut stem = ConvBn::new(be, "conv1", "bn1", stem_spec, rng)?;
+        stem.set_input_grad_needed(false);
+        layers.push(Box::new(stem));
+        if config.family == Family::ImageNet {
+            layers.push(Box::new(MaxPool2d::new(be, PoolGeometry { window: 3, stride: 2, pad: 1 })?));
+        }
+        let shortcut = config.residual.then_some(config.shortcut);
+        let mut in_ch = stem_ch;
+        for (stage, (&blocks, &out_ch)) in config.stage_blocks.iter().zip(&config.stage_channels).enumerate() {
+            for b in 0..blocks {
+                let stride = if b == 0 && stage > 0 { 2 } else { 1 };
+                let spec = BlockSpec { in_ch, out_ch, stride, shortcut };
+                let prefix = format!("layer{}.{b}", stage + 1);
+                let block = match config.block {
+                    BlockKind::Basic => Block::basic(be, &prefix, spec, rng)?,
+                    BlockKind::Bottleneck => Block::bottleneck(be, &prefix, spec, config.bottleneck_stride, rng)?,
+                };
+                layers.push(Box::new(block));
+                in_ch = out_ch;
+            }
+        }
+        layers.push(Box::new(GlobalAvgPool::new(be)?));
+        layers.push(Box::new(Linear::new(be, "fc", in_ch, config.num_classes, rng)?));
+        Ok(Network { config, layers, loss: SoftmaxCrossEntropy::new(be)? })
+    }
+
+    /// Runs the chain on `x: [N, H, W, 3]` and returns the logits `[N, classes]`.
+    pub fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<&Tensor<B>> {
+        self.layers[0].forward(be, x, mode)?;
+        for i in 1..self.layers.len() {
+            let (done, rest) = self.layers.split_at_mut(i);
+            rest[0].forward(be, done[i - 1].output(), mode)?;
+        }
+        Ok(self.logits())
+    }
+
+    pub fn logits(&self) -> &Tensor<B> {
+        self.layers.last().expect("a network has layers").output()
+    }
+
+    /// Loss and top-k counts of the last forward's logits, keeping the logit gradient for backward.
+    pub fn loss(&mut self, be: &B, labels: &[u32]) -> Result<LossStats> {
+        let logits = self.layers.last().expect("a network has layers").output();
+        self.loss.forward_backward(be, logits, labels)
+    }
+
+    /// Backward from the loss to every parameter gradient; `x` is the input of the last forward.
+    pub fn backward(&mut self, be: &B, x: &Tensor<B>) -> Result<()> {
+        let last = self.layers.len() - 1;
+        for i in (0..=last).rev() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let (layer, after) = rest.split_first_mut().expect("index in range");
+            let input = if i == 0 { x } else { before[i - 1].output() };
+            let grad = if i == last { self.loss.logits_grad() } else { after[0].input_grad() };
+            layer.backward(be, input, grad)?;
+        }
+        Ok(())
+    }
+
+    /// Forward in training mode, loss, backward: all gradients are then ready for the optimiser.
+    pub fn forward_backward(&mut self, be: &B, x: &Tensor<B>, labels: &[u32]) -> Result<LossStats> {
+        self.forward(be, x, Mode::Train)?;
+        let stats = self.loss(be, labels)?;
+        self.backward(be, x)?;
+        Ok(stats)
+    }
+
+    /// Every parameter in a fixed order (the state-dict order of torchvision).
+    pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        for layer in &mut self.layers {
+            layer.visit_params(f);
+        }
+    }
+
+    /// Every batch-norm layer in a fixed order.
+    pub fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d<B>)) {
+        for layer in &mut self.layers {
+            layer.visit_batch_norms(f);
+        }
+    }
+
+    /// The number of learnable scalars (conv and FC weights, FC bias, BN weight and bias).
+    pub fn num_params(&mut self) -> usize {
+        let mut total = 0;
+        self.visit_params(&mut |p| total += p.value.numel());
+        total
+    }
+
+    /// The names and shapes of every parameter, in order.
+    pub fn param_shapes(&mut self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        self.visit_params(&mut |p| out.push((p.name.clone(), p.value.dims().to_vec())));
+        out
+    }
+}

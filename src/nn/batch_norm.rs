@@ -1,0 +1,125 @@
+//! BatchNorm2d with an optional fused ReLU, PyTorch's conventions (eps 1e-5, momentum 0.1, unbiased
+//! running variance). The math of forward and backward is stated on the backend op.
+
+use super::{Layer, Mode, Param};
+use crate::backend::{Backend, BatchNormConfig, BatchNormSaved, Element};
+use crate::error::{invalid, Result};
+use crate::ops;
+use crate::tensor::Tensor;
+
+pub const BN_EPS: f64 = 1e-5;
+pub const BN_MOMENTUM: f64 = 0.1;
+
+pub struct BatchNorm2d<B: Backend> {
+    /// State-dict prefix, such as `layer1.0.bn1`.
+    pub name: String,
+    pub weight: Param<B>,
+    pub bias: Param<B>,
+    pub running_mean: Tensor<B>,
+    pub running_var: Tensor<B>,
+    /// Training-mode forward passes so far (PyTorch's `num_batches_tracked`).
+    pub num_batches_tracked: i64,
+    pub relu: bool,
+    save_mean: Tensor<B>,
+    save_inv_std: Tensor<B>,
+    out: Tensor<B>,
+    dx: Tensor<B>,
+    /// Whether the last forward was in training mode, i.e. whether backward is possible.
+    trained_forward: bool,
+}
+
+impl<B: Backend> BatchNorm2d<B> {
+    /// Weight 1, bias 0, running mean 0 and running variance 1, as PyTorch initialises them.
+    pub fn new(be: &B, name: &str, channels: usize, relu: bool) -> Result<Self> {
+        let ones = vec![B::Elem::of(1.0); channels];
+        Ok(BatchNorm2d {
+            name: name.to_string(),
+            weight: Param::new(be, format!("{name}.weight"), Tensor::from_slice(be, [channels], &ones)?)?,
+            bias: Param::new(be, format!("{name}.bias"), Tensor::zeros(be, [channels])?)?,
+            running_mean: Tensor::zeros(be, [channels])?,
+            running_var: Tensor::from_slice(be, [channels], &ones)?,
+            num_batches_tracked: 0,
+            relu,
+            save_mean: Tensor::zeros(be, [channels])?,
+            save_inv_std: Tensor::zeros(be, [channels])?,
+            out: Tensor::empty(be)?,
+            dx: Tensor::empty(be)?,
+            trained_forward: false,
+        })
+    }
+
+    fn config(&self) -> BatchNormConfig {
+        BatchNormConfig { eps: BN_EPS, momentum: BN_MOMENTUM, relu: self.relu }
+    }
+}
+
+impl<B: Backend> Layer<B> for BatchNorm2d<B> {
+    fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
+        self.out.ensure_shape(be, x.dims())?;
+        let cfg = self.config();
+        self.trained_forward = mode == Mode::Train;
+        match mode {
+            Mode::Train => {
+                self.num_batches_tracked += 1;
+                ops::batch_norm_forward_train(
+                    be,
+                    x,
+                    &self.weight.value,
+                    &self.bias.value,
+                    &mut self.out,
+                    &mut self.save_mean,
+                    &mut self.save_inv_std,
+                    &mut self.running_mean,
+                    &mut self.running_var,
+                    cfg,
+                )
+            }
+            Mode::Eval => ops::batch_norm_forward_infer(
+                be,
+                x,
+                &self.weight.value,
+                &self.bias.value,
+                &self.running_mean,
+                &self.running_var,
+                &mut self.out,
+                cfg,
+            ),
+        }
+    }
+
+    fn output(&self) -> &Tensor<B> {
+        &self.out
+    }
+
+    fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
+        if !self.trained_forward {
+            return Err(invalid("batch_norm_backward", format!("{}: backward needs a training-mode forward first", self.name)));
+        }
+        self.dx.ensure_shape(be, x.dims())?;
+        ops::batch_norm_backward(
+            be,
+            x,
+            &self.out,
+            dy,
+            &self.weight.value,
+            BatchNormSaved { mean: &self.save_mean, inv_std: &self.save_inv_std },
+            &mut self.dx,
+            &mut self.weight.grad,
+            &mut self.bias.grad,
+            self.relu,
+        )
+    }
+
+    fn input_grad(&self) -> &Tensor<B> {
+        &self.dx
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        f(&mut self.weight);
+        f(&mut self.bias);
+    }
+
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d<B>)) {
+        f(self);
+    }
+}

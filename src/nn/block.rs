@@ -1,0 +1,166 @@
+//! Residual blocks (paper, sec. 3 and Fig. 5) and their plain twins.
+//!
+//! A block is a chain of conv + BN (+ReLU) units `F`, and, for a residual block, a shortcut:
+//! `y = relu(F(x) + shortcut(x))`, the final ReLU fused into the add. A plain block is
+//! `y = relu(F(x))`, the ReLU fused into its last BN.
+//!
+//! - basic block (CIFAR nets, ResNet-18/34): 3x3 conv, 3x3 conv, with the block's stride on the first;
+//! - bottleneck (ResNet-50/101/152): 1x1 reduce, 3x3, 1x1 expand to 4x; the paper's original models put
+//!   the stride on the first 1x1, torchvision ("v1.5") on the 3x3: `BottleneckStride` picks.
+//!
+//! Backward: with `g = dy [y > 0]`, `dx = dF(x)/dx^T g + dshortcut(x)/dx^T g`.
+
+use rand::Rng;
+
+use super::conv_bn::ConvBnSpec;
+use super::{BatchNorm2d, ConvBn, Layer, Mode, Param, Shortcut, ShortcutOption};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::ops;
+use crate::tensor::Tensor;
+
+/// Where a bottleneck block that downsamples puts its stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BottleneckStride {
+    /// On the first 1x1 convolution, as in the paper's released models.
+    OnReduce,
+    /// On the 3x3 convolution, as torchvision does.
+    On3x3,
+}
+
+/// The shape of one block: its input and output channels, its stride, and how it joins its input.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockSpec {
+    pub in_ch: usize,
+    pub out_ch: usize,
+    pub stride: usize,
+    /// `None` for a plain block (no shortcut).
+    pub shortcut: Option<ShortcutOption>,
+}
+
+pub struct Block<B: Backend> {
+    units: Vec<ConvBn<B>>,
+    shortcut: Option<Shortcut<B>>,
+    out: Tensor<B>,
+    dsum: Tensor<B>,
+    dx: Tensor<B>,
+}
+
+impl<B: Backend> Block<B> {
+    fn unit(be: &B, prefix: &str, i: usize, spec: ConvBnSpec, rng: &mut impl Rng) -> Result<ConvBn<B>> {
+        ConvBn::new(be, &format!("{prefix}.conv{i}"), &format!("{prefix}.bn{i}"), spec, rng)
+    }
+
+    fn assemble(be: &B, prefix: &str, units: Vec<ConvBn<B>>, spec: BlockSpec, rng: &mut impl Rng) -> Result<Self> {
+        let shortcut = match spec.shortcut {
+            Some(option) => Some(Shortcut::new(be, prefix, option, spec.in_ch, spec.out_ch, spec.stride, rng)?),
+            None => None,
+        };
+        Ok(Block { units, shortcut, out: Tensor::empty(be)?, dsum: Tensor::empty(be)?, dx: Tensor::empty(be)? })
+    }
+
+    /// Two 3x3 convolutions of `out_ch` filters, named `<prefix>.conv1/bn1/conv2/bn2`.
+    pub fn basic(be: &B, prefix: &str, spec: BlockSpec, rng: &mut impl Rng) -> Result<Self> {
+        let plain = spec.shortcut.is_none();
+        let units = vec![
+            Self::unit(be, prefix, 1, ConvBnSpec { in_ch: spec.in_ch, out_ch: spec.out_ch, kernel: 3, stride: spec.stride, relu: true }, rng)?,
+            Self::unit(be, prefix, 2, ConvBnSpec { in_ch: spec.out_ch, out_ch: spec.out_ch, kernel: 3, stride: 1, relu: plain }, rng)?,
+        ];
+        Self::assemble(be, prefix, units, spec, rng)
+    }
+
+    /// 1x1 to `out_ch / 4`, 3x3, 1x1 to `out_ch`, named `<prefix>.conv1..3/bn1..3`.
+    pub fn bottleneck(be: &B, prefix: &str, spec: BlockSpec, stride_at: BottleneckStride, rng: &mut impl Rng) -> Result<Self> {
+        let plain = spec.shortcut.is_none();
+        let width = spec.out_ch / 4;
+        let (s1, s2) = match stride_at {
+            BottleneckStride::OnReduce => (spec.stride, 1),
+            BottleneckStride::On3x3 => (1, spec.stride),
+        };
+        let units = vec![
+            Self::unit(be, prefix, 1, ConvBnSpec { in_ch: spec.in_ch, out_ch: width, kernel: 1, stride: s1, relu: true }, rng)?,
+            Self::unit(be, prefix, 2, ConvBnSpec { in_ch: width, out_ch: width, kernel: 3, stride: s2, relu: true }, rng)?,
+            Self::unit(be, prefix, 3, ConvBnSpec { in_ch: width, out_ch: spec.out_ch, kernel: 1, stride: 1, relu: plain }, rng)?,
+        ];
+        Self::assemble(be, prefix, units, spec, rng)
+    }
+
+    fn last_unit(&self) -> &ConvBn<B> {
+        self.units.last().expect("a block has at least one unit")
+    }
+}
+
+impl<B: Backend> Layer<B> for Block<B> {
+    fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
+        self.units[0].forward(be, x, mode)?;
+        for i in 1..self.units.len() {
+            let (done, rest) = self.units.split_at_mut(i);
+            rest[0].forward(be, done[i - 1].output(), mode)?;
+        }
+        if let Some(shortcut) = &mut self.shortcut {
+            shortcut.forward(be, x, mode)?;
+            let residual = self.units.last().expect("a block has units").output();
+            self.out.ensure_shape(be, residual.dims())?;
+            ops::add_forward(be, residual, shortcut.output(x), &mut self.out, true)?;
+        }
+        Ok(())
+    }
+
+    fn output(&self) -> &Tensor<B> {
+        match self.shortcut {
+            Some(_) => &self.out,
+            None => self.last_unit().output(),
+        }
+    }
+
+    fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
+        // The gradient entering F: through the add's ReLU for a residual block, `dy` for a plain one.
+        let d_residual = match self.shortcut {
+            Some(_) => {
+                self.dsum.ensure_shape(be, dy.dims())?;
+                ops::add_backward(be, &self.out, dy, &mut self.dsum, true)?;
+                &self.dsum
+            }
+            None => dy,
+        };
+        let last = self.units.len() - 1;
+        for i in (0..=last).rev() {
+            let (before, rest) = self.units.split_at_mut(i);
+            let (unit, after) = rest.split_first_mut().expect("index in range");
+            let input = if i == 0 { x } else { before[i - 1].output() };
+            let grad = if i == last { d_residual } else { after[0].input_grad() };
+            unit.backward(be, input, grad)?;
+        }
+        if let Some(shortcut) = &mut self.shortcut {
+            shortcut.backward(be, x, d_residual)?;
+            self.dx.ensure_shape(be, x.dims())?;
+            ops::add_forward(be, self.units[0].input_grad(), shortcut.input_grad(d_residual), &mut self.dx, false)?;
+        }
+        Ok(())
+    }
+
+    fn input_grad(&self) -> &Tensor<B> {
+        match self.shortcut {
+            Some(_) => &self.dx,
+            None => self.units[0].input_grad(),
+        }
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        for unit in &mut self.units {
+            unit.visit_params(f);
+        }
+        if let Some(shortcut) = &mut self.shortcut {
+            shortcut.visit_params(f);
+        }
+    }
+
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d<B>)) {
+        for unit in &mut self.units {
+            unit.visit_batch_norms(f);
+        }
+        if let Some(shortcut) = &mut self.shortcut {
+            shortcut.visit_batch_norms(f);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Conv2d without bias (every ResNet convolution is followed by BN, which has the bias).
+//!
+//! Forward `y = conv(x, w)`; backward `dw = conv_backward_filter(x, dy)`,
+//! `dx = conv_backward_data(dy, w)` (the transposed convolution). Weights are KRSC.
+
+use rand::Rng;
+
+use super::{init, Layer, Mode, Param};
+use crate::backend::{Backend, Conv2dGeometry, Element};
+use crate::error::Result;
+use crate::ops;
+use crate::tensor::Tensor;
+
+pub struct Conv2d<B: Backend> {
+    pub weight: Param<B>,
+    pub geom: Conv2dGeometry,
+    out: Tensor<B>,
+    dx: Tensor<B>,
+    input_grad_needed: bool,
+}
+
+impl<B: Backend> Conv2d<B> {
+    /// A `kernel x kernel` convolution from `in_ch` to `out_ch` channels, He-initialised. Padding is
+    /// `kernel / 2` ("same" at stride 1), as in every ResNet convolution.
+    pub fn new(
+        be: &B,
+        name: &str,
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        stride: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let values: Vec<B::Elem> = init::he_normal_fan_out(rng, out_ch, kernel, kernel, in_ch)
+            .into_iter()
+            .map(B::Elem::of)
+            .collect();
+        let w = Tensor::from_slice(be, [out_ch, kernel, kernel, in_ch], &values)?;
+        Ok(Conv2d {
+            weight: Param::new(be, format!("{name}.weight"), w)?,
+            geom: Conv2dGeometry::new(stride, kernel / 2),
+            out: Tensor::empty(be)?,
+            dx: Tensor::empty(be)?,
+            input_grad_needed: true,
+        })
+    }
+
+    /// The output shape for an input shape.
+    pub fn output_shape(&self, x: &[usize]) -> Result<[usize; 4]> {
+        let xs: [usize; 4] = x.try_into().map_err(|_| crate::error::Error::Shape {
+            op: "conv2d",
+            tensor: "x",
+            actual: x.to_vec(),
+            expected: "rank 4 (NHWC)".into(),
+        })?;
+        let ws = self.weight.value.shape().dims4().expect("weights are KRSC");
+        ops::conv2d_output_shape("conv2d", &xs, &ws, self.geom)
+    }
+}
+
+impl<B: Backend> Layer<B> for Conv2d<B> {
+    fn forward(&mut self, be: &B, x: &Tensor<B>, _mode: Mode) -> Result<()> {
+        let shape = self.output_shape(x.dims())?;
+        self.out.ensure_shape(be, &shape)?;
+        ops::conv2d_forward(be, x, &self.weight.value, &mut self.out, self.geom)
+    }
+
+    fn output(&self) -> &Tensor<B> {
+        &self.out
+    }
+
+    fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
+        ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
+        if self.input_grad_needed {
+            self.dx.ensure_shape(be, x.dims())?;
+            ops::conv2d_backward_data(be, dy, &self.weight.value, &mut self.dx, self.geom)?;
+        }
+        Ok(())
+    }
+
+    fn input_grad(&self) -> &Tensor<B> {
+        &self.dx
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        f(&mut self.weight);
+    }
+}
