@@ -15,20 +15,17 @@ use rayon::prelude::*;
 use crate::backend::{BatchNormConfig, Element};
 
 /// Rows per parallel block for the channel reductions and the elementwise passes.
-const ROWS_PER_BLOCK: usize = 2048;
+const ROWS_PER_BLOCK: usize = 1024;
 
-/// Sums `f(row)` (a vector of `width` f64 per row) over all rows, block-parallel and deterministic.
-fn reduce_rows<T: Element>(
-    x: &[T],
-    c: usize,
-    width: usize,
-    f: impl Fn(usize, &mut [f64]) + Sync,
-) -> Vec<f64> {
+/// Per-channel sums over all rows of `f(row_values, acc)`, where `acc` holds `width` sums in `T`
+/// (so the inner loop vectorises). Each block of rows sums in `T`, the blocks are combined in f64 in
+/// a fixed order: accurate (a block is short) and deterministic.
+fn reduce_rows<T: Element>(x: &[T], c: usize, width: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<f64> {
     let rows = x.len() / c;
-    let blocks: Vec<Vec<f64>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
+    let blocks: Vec<Vec<T>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
         .into_par_iter()
         .map(|b| {
-            let mut acc = vec![0.0; width];
+            let mut acc = vec![T::zero(); width];
             for row in b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(rows) {
                 f(row, &mut acc);
             }
@@ -37,7 +34,7 @@ fn reduce_rows<T: Element>(
         .collect();
     let mut total = vec![0.0; width];
     for block in blocks {
-        total.iter_mut().zip(block).for_each(|(t, b)| *t += b);
+        total.iter_mut().zip(block).for_each(|(t, b)| *t += b.f64());
     }
     total
 }
@@ -57,15 +54,16 @@ pub fn forward_train<T: Element>(
     let c = gamma.len();
     let m = (x.len() / c) as f64;
     let sums = reduce_rows(x, c, c, |row, acc| {
-        for (a, v) in acc.iter_mut().zip(&x[row * c..][..c]) {
-            *a += v.f64();
+        for (a, &v) in acc.iter_mut().zip(&x[row * c..][..c]) {
+            *a = *a + v;
         }
     });
     let mean: Vec<f64> = sums.iter().map(|s| s / m).collect();
+    let mean_t: Vec<T> = mean.iter().map(|&v| T::of(v)).collect();
     let sq = reduce_rows(x, c, c, |row, acc| {
-        for ((a, v), mu) in acc.iter_mut().zip(&x[row * c..][..c]).zip(&mean) {
-            let d = v.f64() - mu;
-            *a += d * d;
+        for ((a, &v), &mu) in acc.iter_mut().zip(&x[row * c..][..c]).zip(&mean_t) {
+            let d = v - mu;
+            *a = *a + d * d;
         }
     });
     let momentum = cfg.momentum;
@@ -125,29 +123,42 @@ pub fn backward<T: Element>(inp: BackwardInputs<'_, T>, dx: &mut [T], dgamma: &m
     let BackwardInputs { x, y, dy, gamma, mean, inv_std, relu } = inp;
     let c = gamma.len();
     let m = (x.len() / c) as f64;
-    let grad = |i: usize| if relu && y[i] <= T::zero() { 0.0 } else { dy[i].f64() };
-    // acc[..c] = sum g, acc[c..] = sum g xhat.
+    let zero = T::zero();
+    let grad = |g: T, y: T| if relu && y <= zero { zero } else { g };
+    // acc[..c] = sum g, acc[c..] = sum g (x - mean); the second times inv_std is sum g xhat.
     let sums = reduce_rows(x, c, 2 * c, |row, acc| {
+        let (sum_g, sum_gx) = acc.split_at_mut(c);
+        let r = row * c..(row + 1) * c;
         for ch in 0..c {
-            let i = row * c + ch;
-            let g = grad(i);
-            let xhat = (x[i].f64() - mean[ch].f64()) * inv_std[ch].f64();
-            acc[ch] += g;
-            acc[c + ch] += g * xhat;
+            let i = r.start + ch;
+            let g = grad(dy[i], y[i]);
+            sum_g[ch] = sum_g[ch] + g;
+            sum_gx[ch] = sum_gx[ch] + g * (x[i] - mean[ch]);
         }
     });
+    // dx = gamma inv_std / M (M g - dbeta - xhat dgamma) = k1 g - k2 (x - mean) - k0 per channel.
+    let mut k0 = vec![zero; c];
+    let mut k1 = vec![zero; c];
+    let mut k2 = vec![zero; c];
     for ch in 0..c {
-        dbeta[ch] = T::of(sums[ch]);
-        dgamma[ch] = T::of(sums[c + ch]);
+        let inv = inv_std[ch].f64();
+        let (db, dg) = (sums[ch], sums[c + ch] * inv);
+        dbeta[ch] = T::of(db);
+        dgamma[ch] = T::of(dg);
+        let coef = gamma[ch].f64() * inv / m;
+        k0[ch] = T::of(coef * db);
+        k1[ch] = T::of(coef * m);
+        k2[ch] = T::of(coef * dg * inv);
     }
-    let coef: Vec<f64> = (0..c).map(|ch| gamma[ch].f64() * inv_std[ch].f64() / m).collect();
     dx.par_chunks_mut(ROWS_PER_BLOCK * c).enumerate().for_each(|(b, dxb)| {
         let base = b * ROWS_PER_BLOCK * c;
-        for (j, out) in dxb.iter_mut().enumerate() {
-            let i = base + j;
-            let ch = i % c;
-            let xhat = (x[i].f64() - mean[ch].f64()) * inv_std[ch].f64();
-            *out = T::of(coef[ch] * (m * grad(i) - sums[ch] - xhat * sums[c + ch]));
+        for (r, dx_row) in dxb.chunks_mut(c).enumerate() {
+            let i0 = base + r * c;
+            for ch in 0..c {
+                let i = i0 + ch;
+                let g = grad(dy[i], y[i]);
+                dx_row[ch] = k1[ch] * g - k2[ch] * (x[i] - mean[ch]) - k0[ch];
+            }
         }
     });
 }
