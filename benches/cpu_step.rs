@@ -20,13 +20,21 @@ fn resnet20_train_step(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let config = ModelConfig::from_name("resnet20", 10).expect("resnet20 exists");
     let mut net = Network::new(&be, config, &mut rng).expect("network builds");
-    let pixels: Vec<f32> = (0..batch * 32 * 32 * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let pixels: Vec<f32> = (0..batch * 32 * 32 * 3)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..10)).collect();
     let x = Tensor::from_slice(&be, [batch, 32, 32, 3], &pixels).expect("input uploads");
-    let mut sgd = Sgd::new(SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4 });
+    let mut sgd = Sgd::new(SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    });
 
     let mut group = c.benchmark_group("cpu_f32");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function("resnet20_train_step_batch128", |b| {
         b.iter(|| {

@@ -16,6 +16,31 @@ pub enum Error {
     /// An op was given arguments that make no sense (a zero stride, a label out of range, ...).
     #[error("{op}: {message}")]
     InvalidArgument { op: &'static str, message: String },
+    /// A file or folder that cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint that is missing, torn, or does not match the model.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// A dataset file or record that cannot be used.
+    #[error("data {}: {message}", path.display())]
+    Data {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// A training setting that makes no sense (names the flag or field).
+    #[error("{0}")]
+    Config(String),
+    /// The training loss became NaN or infinite.
+    #[error("the loss is {loss} at iteration {iteration}: training diverged (the last good checkpoint is kept)")]
+    Diverged { iteration: u64, loss: f64 },
     /// A model description that cannot be built.
     #[error("model `{model}`: {message}")]
     Model { model: String, message: String },
@@ -29,4 +54,10 @@ pub fn invalid(op: &'static str, message: impl Into<String>) -> Error {
         op,
         message: message.into(),
     }
+}
+
+/// Wraps an I/O error with the path it concerns.
+pub fn io_error(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
 }

@@ -3,11 +3,15 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use resnet_cuda::models::{ModelConfig, Network};
 use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::models::{ModelConfig, Network};
 
 #[derive(Parser)]
-#[command(name = "resnet-cuda", version, about = "Train the residual networks of He et al. (2015)")]
+#[command(
+    name = "resnet-cuda",
+    version,
+    about = "Train the residual networks of He et al. (2015)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

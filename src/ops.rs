@@ -27,7 +27,11 @@ fn expect_shape<B: Backend>(
     Ok(())
 }
 
-fn expect_rank4<B: Backend>(op: &'static str, name: &'static str, t: &Tensor<B>) -> Result<[usize; 4]> {
+fn expect_rank4<B: Backend>(
+    op: &'static str,
+    name: &'static str,
+    t: &Tensor<B>,
+) -> Result<[usize; 4]> {
     t.shape().dims4().ok_or_else(|| Error::Shape {
         op,
         tensor: name,
@@ -36,7 +40,11 @@ fn expect_rank4<B: Backend>(op: &'static str, name: &'static str, t: &Tensor<B>)
     })
 }
 
-fn expect_rank2<B: Backend>(op: &'static str, name: &'static str, t: &Tensor<B>) -> Result<[usize; 2]> {
+fn expect_rank2<B: Backend>(
+    op: &'static str,
+    name: &'static str,
+    t: &Tensor<B>,
+) -> Result<[usize; 2]> {
     t.shape().dims2().ok_or_else(|| Error::Shape {
         op,
         tensor: name,
@@ -64,14 +72,25 @@ pub fn conv2d_output_shape(
     w: &[usize; 4],
     geom: Conv2dGeometry,
 ) -> Result<[usize; 4]> {
+    conv2d_output_shape_named(op, ("x", x), ("w", w), geom)
+}
+
+/// [`conv2d_output_shape`] with the names the op gives its input-shaped and weight-shaped tensors
+/// (`dx` in backward-data, `dw` in backward-filter), so that errors name the tensor actually passed.
+fn conv2d_output_shape_named(
+    op: &'static str,
+    (x_name, x): (&'static str, &[usize; 4]),
+    (w_name, w): (&'static str, &[usize; 4]),
+    geom: Conv2dGeometry,
+) -> Result<[usize; 4]> {
     let [n, h, wd, c] = *x;
     let [k, r, s, wc] = *w;
     if wc != c {
         return Err(Error::Shape {
             op,
-            tensor: "w",
+            tensor: w_name,
             actual: w.to_vec(),
-            expected: format!("[K, R, S, {c}] (input channels of x)"),
+            expected: format!("[K, R, S, {c}] (input channels of {x_name})"),
         });
     }
     if geom.stride == 0 {
@@ -83,7 +102,7 @@ pub fn conv2d_output_shape(
         (Some(p), Some(q)) if n > 0 && k > 0 && c > 0 => Ok([n, p, q, k]),
         _ => Err(Error::Shape {
             op,
-            tensor: "x",
+            tensor: x_name,
             actual: x.to_vec(),
             expected: format!(
                 "a non-empty input at least as large as the {r}x{s} kernel after padding {}",
@@ -118,7 +137,7 @@ pub fn conv2d_backward_data<B: Backend>(
     const OP: &str = "conv2d_backward_data";
     let xs = expect_rank4(OP, "dx", dx)?;
     let ws = expect_rank4(OP, "w", w)?;
-    let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
+    let ys = conv2d_output_shape_named(OP, ("dx", &xs), ("w", &ws), geom)?;
     expect_shape(OP, "dy", dy, &ys)?;
     be.conv2d_backward_data(dy, w, dx, geom)
 }
@@ -133,16 +152,19 @@ pub fn conv2d_backward_filter<B: Backend>(
     const OP: &str = "conv2d_backward_filter";
     let xs = expect_rank4(OP, "x", x)?;
     let ws = expect_rank4(OP, "dw", dw)?;
-    let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
+    let ys = conv2d_output_shape_named(OP, ("x", &xs), ("dw", &ws), geom)?;
     expect_shape(OP, "dy", dy, &ys)?;
     be.conv2d_backward_filter(x, dy, dw, geom)
 }
 
 fn check_bn_config(op: &'static str, cfg: &BatchNormConfig) -> Result<()> {
-    if !(cfg.eps > 0.0) || !(0.0..=1.0).contains(&cfg.momentum) {
+    if cfg.eps.is_nan() || cfg.eps <= 0.0 || !(0.0..=1.0).contains(&cfg.momentum) {
         return Err(invalid(
             op,
-            format!("eps must be > 0 and momentum in [0, 1], got eps {} momentum {}", cfg.eps, cfg.momentum),
+            format!(
+                "eps must be > 0 and momentum in [0, 1], got eps {} momentum {}",
+                cfg.eps, cfg.momentum
+            ),
         ));
     }
     Ok(())
@@ -166,7 +188,10 @@ pub fn batch_norm_forward_train<B: Backend>(
     let [n, h, w, c] = expect_rank4(OP, "x", x)?;
     expect_nonempty(OP, "x", x)?;
     if n * h * w < 2 {
-        return Err(invalid(OP, "training-mode batch norm needs more than one value per channel"));
+        return Err(invalid(
+            OP,
+            "training-mode batch norm needs more than one value per channel",
+        ));
     }
     expect_shape(OP, "y", y, x.dims())?;
     for (name, t) in [("gamma", gamma), ("beta", beta)] {
@@ -176,7 +201,17 @@ pub fn batch_norm_forward_train<B: Backend>(
     expect_shape(OP, "save_inv_std", save_inv_std, &[c])?;
     expect_shape(OP, "running_mean", running_mean, &[c])?;
     expect_shape(OP, "running_var", running_var, &[c])?;
-    be.batch_norm_forward_train(x, gamma, beta, y, save_mean, save_inv_std, running_mean, running_var, cfg)
+    be.batch_norm_forward_train(
+        x,
+        gamma,
+        beta,
+        y,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+        cfg,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -225,7 +260,11 @@ pub fn batch_norm_backward<B: Backend>(
         expect_shape(OP, name, t, x.dims())?;
     }
     expect_shape(OP, "dx", dx, x.dims())?;
-    for (name, t) in [("gamma", gamma), ("save_mean", saved.mean), ("save_inv_std", saved.inv_std)] {
+    for (name, t) in [
+        ("gamma", gamma),
+        ("save_mean", saved.mean),
+        ("save_inv_std", saved.inv_std),
+    ] {
         expect_shape(OP, name, t, &[c])?;
     }
     expect_shape(OP, "dgamma", dgamma, &[c])?;
@@ -265,21 +304,26 @@ pub fn shortcut_a_output_shape(x: &[usize; 4], out_channels: usize, stride: usiz
     [n, h.div_ceil(stride), w.div_ceil(stride), out_channels]
 }
 
+/// Checks an input-shaped and an output-shaped tensor of shortcut A, named as the op calls them (`x`
+/// and `y` forward, `dx` and `dy` backward).
 fn check_shortcut_a<B: Backend>(
     op: &'static str,
-    x: &Tensor<B>,
-    y: &Tensor<B>,
+    (x_name, x): (&'static str, &Tensor<B>),
+    (y_name, y): (&'static str, &Tensor<B>),
     stride: usize,
 ) -> Result<()> {
     if stride == 0 {
         return Err(invalid(op, "stride must be at least 1"));
     }
-    let xs = expect_rank4(op, "x", x)?;
-    let ys = expect_rank4(op, "y", y)?;
+    let xs = expect_rank4(op, x_name, x)?;
+    let ys = expect_rank4(op, y_name, y)?;
     if ys[3] < xs[3] {
-        return Err(invalid(op, format!("cannot narrow {} channels to {}", xs[3], ys[3])));
+        return Err(invalid(
+            op,
+            format!("cannot narrow {} channels to {}", xs[3], ys[3]),
+        ));
     }
-    expect_shape(op, "y", y, &shortcut_a_output_shape(&xs, ys[3], stride))
+    expect_shape(op, y_name, y, &shortcut_a_output_shape(&xs, ys[3], stride))
 }
 
 pub fn shortcut_a_forward<B: Backend>(
@@ -288,7 +332,7 @@ pub fn shortcut_a_forward<B: Backend>(
     y: &mut Tensor<B>,
     stride: usize,
 ) -> Result<()> {
-    check_shortcut_a("shortcut_a_forward", x, y, stride)?;
+    check_shortcut_a("shortcut_a_forward", ("x", x), ("y", y), stride)?;
     be.shortcut_a_forward(x, y, stride)
 }
 
@@ -298,7 +342,7 @@ pub fn shortcut_a_backward<B: Backend>(
     dx: &mut Tensor<B>,
     stride: usize,
 ) -> Result<()> {
-    check_shortcut_a("shortcut_a_backward", dx, dy, stride)?;
+    check_shortcut_a("shortcut_a_backward", ("dx", dx), ("dy", dy), stride)?;
     be.shortcut_a_backward(dy, dx, stride)
 }
 
@@ -310,7 +354,11 @@ pub fn global_avg_pool_forward<B: Backend>(be: &B, x: &Tensor<B>, y: &mut Tensor
     be.global_avg_pool_forward(x, y)
 }
 
-pub fn global_avg_pool_backward<B: Backend>(be: &B, dy: &Tensor<B>, dx: &mut Tensor<B>) -> Result<()> {
+pub fn global_avg_pool_backward<B: Backend>(
+    be: &B,
+    dy: &Tensor<B>,
+    dx: &mut Tensor<B>,
+) -> Result<()> {
     const OP: &str = "global_avg_pool_backward";
     let [n, _, _, c] = expect_rank4(OP, "dx", dx)?;
     expect_nonempty(OP, "dx", dx)?;
@@ -319,9 +367,19 @@ pub fn global_avg_pool_backward<B: Backend>(be: &B, dy: &Tensor<B>, dx: &mut Ten
 }
 
 /// The output shape of a max pool of `x: [N, H, W, C]`.
-pub fn max_pool_output_shape(op: &'static str, x: &[usize; 4], geom: PoolGeometry) -> Result<[usize; 4]> {
+pub fn max_pool_output_shape(
+    op: &'static str,
+    x: &[usize; 4],
+    geom: PoolGeometry,
+) -> Result<[usize; 4]> {
     if geom.stride == 0 || geom.window == 0 || geom.pad >= geom.window {
-        return Err(invalid(op, format!("window {}, stride {}, pad {} is not a valid pool", geom.window, geom.stride, geom.pad)));
+        return Err(invalid(
+            op,
+            format!(
+                "window {}, stride {}, pad {} is not a valid pool",
+                geom.window, geom.stride, geom.pad
+            ),
+        ));
     }
     let [n, h, w, c] = *x;
     match (geom.output_extent(h), geom.output_extent(w)) {
@@ -335,7 +393,12 @@ pub fn max_pool_output_shape(op: &'static str, x: &[usize; 4], geom: PoolGeometr
     }
 }
 
-pub fn max_pool_forward<B: Backend>(be: &B, x: &Tensor<B>, y: &mut Tensor<B>, geom: PoolGeometry) -> Result<()> {
+pub fn max_pool_forward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    y: &mut Tensor<B>,
+    geom: PoolGeometry,
+) -> Result<()> {
     const OP: &str = "max_pool_forward";
     let xs = expect_rank4(OP, "x", x)?;
     expect_shape(OP, "y", y, &max_pool_output_shape(OP, &xs, geom)?)?;
@@ -414,10 +477,16 @@ pub fn softmax_cross_entropy<B: Backend>(
     let [n, classes] = expect_rank2(OP, "logits", logits)?;
     expect_nonempty(OP, "logits", logits)?;
     if labels.len() != n {
-        return Err(invalid(OP, format!("{} labels for a batch of {n}", labels.len())));
+        return Err(invalid(
+            OP,
+            format!("{} labels for a batch of {n}", labels.len()),
+        ));
     }
     if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
-        return Err(invalid(OP, format!("label {bad} is out of range for {classes} classes")));
+        return Err(invalid(
+            OP,
+            format!("label {bad} is out of range for {classes} classes"),
+        ));
     }
     expect_shape(OP, "dlogits", dlogits, logits.dims())?;
     be.softmax_cross_entropy(logits, labels, dlogits)
@@ -434,7 +503,10 @@ pub fn sgd_update<B: Backend>(
     expect_shape(OP, "g", g, w.dims())?;
     expect_shape(OP, "v", v, w.dims())?;
     if !cfg.lr.is_finite() || !cfg.momentum.is_finite() || !cfg.weight_decay.is_finite() {
-        return Err(invalid(OP, format!("non-finite hyper-parameter in {cfg:?}")));
+        return Err(invalid(
+            OP,
+            format!("non-finite hyper-parameter in {cfg:?}"),
+        ));
     }
     be.sgd_update(w, g, v, cfg)
 }

@@ -42,7 +42,17 @@ fn imagenet_parameter_counts_match_torchvision() {
 fn names_follow_torchvision_state_dict() {
     let shapes = build("resnet18", 1000).param_shapes();
     let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(&names[..6], ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias"]);
+    assert_eq!(
+        &names[..6],
+        [
+            "conv1.weight",
+            "bn1.weight",
+            "bn1.bias",
+            "layer1.0.conv1.weight",
+            "layer1.0.bn1.weight",
+            "layer1.0.bn1.bias"
+        ]
+    );
     assert!(names.contains(&"layer2.0.downsample.0.weight"));
     assert!(names.contains(&"layer2.0.downsample.1.bias"));
     assert_eq!(&names[names.len() - 2..], ["fc.weight", "fc.bias"]);
@@ -53,13 +63,40 @@ fn names_follow_torchvision_state_dict() {
 #[test]
 fn model_names_parse_and_bad_names_are_rejected() {
     let r8 = ModelConfig::from_name("resnet8", 10).unwrap();
-    assert_eq!((r8.family, r8.stage_blocks.clone()), (Family::Cifar, vec![1, 1, 1]));
-    assert_eq!(ModelConfig::from_name("resnet1202", 10).unwrap().stage_blocks, vec![200; 3]);
-    assert_eq!(ModelConfig::from_name("resnet50", 1000).unwrap().family, Family::ImageNet);
-    assert_eq!(ModelConfig::from_name("cifar-resnet50", 10).unwrap().family, Family::Cifar);
-    assert_eq!(ModelConfig::from_name("resnet20", 10).unwrap().shortcut, ShortcutOption::A);
-    assert_eq!(ModelConfig::from_name("resnet34", 10).unwrap().shortcut, ShortcutOption::B);
-    for bad in ["resnet21", "resnet2", "vgg16", "plain50", "resnet", "resnet-20"] {
+    assert_eq!(
+        (r8.family, r8.stage_blocks.clone()),
+        (Family::Cifar, vec![1, 1, 1])
+    );
+    assert_eq!(
+        ModelConfig::from_name("resnet1202", 10)
+            .unwrap()
+            .stage_blocks,
+        vec![200; 3]
+    );
+    assert_eq!(
+        ModelConfig::from_name("resnet50", 1000).unwrap().family,
+        Family::ImageNet
+    );
+    assert_eq!(
+        ModelConfig::from_name("cifar-resnet50", 10).unwrap().family,
+        Family::Cifar
+    );
+    assert_eq!(
+        ModelConfig::from_name("resnet20", 10).unwrap().shortcut,
+        ShortcutOption::A
+    );
+    assert_eq!(
+        ModelConfig::from_name("resnet34", 10).unwrap().shortcut,
+        ShortcutOption::B
+    );
+    for bad in [
+        "resnet21",
+        "resnet2",
+        "vgg16",
+        "plain50",
+        "resnet",
+        "resnet-20",
+    ] {
         let err = ModelConfig::from_name(bad, 10).unwrap_err().to_string();
         assert!(err.contains(bad), "error for {bad} should name it: {err}");
     }
@@ -75,10 +112,16 @@ fn resnet20_overfits_one_batch() {
     let config = ModelConfig::from_name("resnet20", 10).unwrap();
     let mut net = Network::new(&be, config, &mut rng).unwrap();
     let (n, side) = (32, 32);
-    let pixels: Vec<f32> = (0..n * side * side * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let pixels: Vec<f32> = (0..n * side * side * 3)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
     let x = Tensor::from_slice(&be, [n, side, side, 3], &pixels).unwrap();
-    let mut sgd = Sgd::new(SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4 });
+    let mut sgd = Sgd::new(SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    });
     let mut losses = Vec::new();
     for _ in 0..100 {
         let stats = net.forward_backward(&be, &x, &labels).unwrap();
@@ -89,6 +132,14 @@ fn resnet20_overfits_one_batch() {
         sgd.step(&be, &mut net).unwrap();
     }
     let last = *losses.last().unwrap();
-    assert!(last < 0.05, "loss after {} steps is {last}; history {losses:?}", losses.len());
-    assert!(losses[0] > 1.5, "the first loss should be near ln(10), got {}", losses[0]);
+    assert!(
+        last < 0.05,
+        "loss after {} steps is {last}; history {losses:?}",
+        losses.len()
+    );
+    assert!(
+        losses[0] > 1.5,
+        "the first loss should be near ln(10), got {}",
+        losses[0]
+    );
 }

@@ -195,8 +195,12 @@ pub trait Backend: Sized + Send + Sync + 'static {
 
     /// Option-A shortcut: `y[n,p,q,c] = x[n, p*stride, q*stride, c]` for `c < C_in`, zero for the added
     /// channels.
-    fn shortcut_a_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>, stride: usize)
-        -> Result<()>;
+    fn shortcut_a_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()>;
     /// Its transpose: `dx[n, p*stride, q*stride, c] = dy[n,p,q,c]`, zero elsewhere.
     fn shortcut_a_backward(
         &self,

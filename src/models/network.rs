@@ -8,8 +8,8 @@ use super::spec::{BlockKind, Family, ModelConfig};
 use crate::backend::{Backend, LossStats, PoolGeometry};
 use crate::error::Result;
 use crate::nn::{
-    BatchNorm2d, Block, BlockSpec, ConvBn, ConvBnSpec, GlobalAvgPool, Layer, Linear, MaxPool2d, Mode,
-    Param, SoftmaxCrossEntropy,
+    BatchNorm2d, Block, BlockSpec, ConvBn, ConvBnSpec, GlobalAvgPool, Layer, Linear, MaxPool2d,
+    Mode, Param, SoftmaxCrossEntropy,
 };
 use crate::tensor::Tensor;
 
@@ -26,33 +26,74 @@ impl<B: Backend> Network<B> {
         let mut layers: Vec<Box<dyn Layer<B>>> = Vec::new();
         let stem_ch = config.stem_channels();
         let stem_spec = match config.family {
-            Family::Cifar => ConvBnSpec { in_ch: 3, out_ch: stem_ch, kernel: 3, stride: 1, relu: true },
-            Family::ImageNet => ConvBnSpec { in_ch: 3, out_ch: stem_ch, kernel: 7, stride: 2, relu: true },
+            Family::Cifar => ConvBnSpec {
+                in_ch: 3,
+                out_ch: stem_ch,
+                kernel: 3,
+                stride: 1,
+                relu: true,
+            },
+            Family::ImageNet => ConvBnSpec {
+                in_ch: 3,
+                out_ch: stem_ch,
+                kernel: 7,
+                stride: 2,
+                relu: true,
+            },
         };
         let mut stem = ConvBn::new(be, "conv1", "bn1", stem_spec, rng)?;
         stem.set_input_grad_needed(false);
         layers.push(Box::new(stem));
         if config.family == Family::ImageNet {
-            layers.push(Box::new(MaxPool2d::new(be, PoolGeometry { window: 3, stride: 2, pad: 1 })?));
+            layers.push(Box::new(MaxPool2d::new(
+                be,
+                PoolGeometry {
+                    window: 3,
+                    stride: 2,
+                    pad: 1,
+                },
+            )?));
         }
         let shortcut = config.residual.then_some(config.shortcut);
         let mut in_ch = stem_ch;
-        for (stage, (&blocks, &out_ch)) in config.stage_blocks.iter().zip(&config.stage_channels).enumerate() {
+        for (stage, (&blocks, &out_ch)) in config
+            .stage_blocks
+            .iter()
+            .zip(&config.stage_channels)
+            .enumerate()
+        {
             for b in 0..blocks {
                 let stride = if b == 0 && stage > 0 { 2 } else { 1 };
-                let spec = BlockSpec { in_ch, out_ch, stride, shortcut };
+                let spec = BlockSpec {
+                    in_ch,
+                    out_ch,
+                    stride,
+                    shortcut,
+                };
                 let prefix = format!("layer{}.{b}", stage + 1);
                 let block = match config.block {
                     BlockKind::Basic => Block::basic(be, &prefix, spec, rng)?,
-                    BlockKind::Bottleneck => Block::bottleneck(be, &prefix, spec, config.bottleneck_stride, rng)?,
+                    BlockKind::Bottleneck => {
+                        Block::bottleneck(be, &prefix, spec, config.bottleneck_stride, rng)?
+                    }
                 };
                 layers.push(Box::new(block));
                 in_ch = out_ch;
             }
         }
         layers.push(Box::new(GlobalAvgPool::new(be)?));
-        layers.push(Box::new(Linear::new(be, "fc", in_ch, config.num_classes, rng)?));
-        Ok(Network { config, layers, loss: SoftmaxCrossEntropy::new(be)? })
+        layers.push(Box::new(Linear::new(
+            be,
+            "fc",
+            in_ch,
+            config.num_classes,
+            rng,
+        )?));
+        Ok(Network {
+            config,
+            layers,
+            loss: SoftmaxCrossEntropy::new(be)?,
+        })
     }
 
     /// Runs the chain on `x: [N, H, W, 3]` and returns the logits `[N, classes]`.
@@ -82,7 +123,11 @@ impl<B: Backend> Network<B> {
             let (before, rest) = self.layers.split_at_mut(i);
             let (layer, after) = rest.split_first_mut().expect("index in range");
             let input = if i == 0 { x } else { before[i - 1].output() };
-            let grad = if i == last { self.loss.logits_grad() } else { after[0].input_grad() };
+            let grad = if i == last {
+                self.loss.logits_grad()
+            } else {
+                after[0].input_grad()
+            };
             layer.backward(be, input, grad)?;
         }
         Ok(())

@@ -53,16 +53,23 @@ const IMAGENET_DEPTHS: [(usize, BlockKind, [usize; 4]); 5] = [
 ];
 
 fn model_error(name: &str, message: impl Into<String>) -> Error {
-    Error::Model { model: name.to_string(), message: message.into() }
+    Error::Model {
+        model: name.to_string(),
+        message: message.into(),
+    }
 }
 
 impl ModelConfig {
     /// Parses a model name; the shortcut option defaults to A for CIFAR nets and B for ImageNet nets.
     pub fn from_name(name: &str, num_classes: usize) -> Result<Self> {
-        const KNOWN: &str = "expected resnetD or plainD with D = 6n+2 (CIFAR: resnet20, resnet56, ...), \
+        const KNOWN: &str =
+            "expected resnetD or plainD with D = 6n+2 (CIFAR: resnet20, resnet56, ...), \
                              resnet18/34/50/101/152, plain18/34, or cifar-resnetD / cifar-plainD";
         if num_classes == 0 {
-            return Err(model_error(name, "the number of classes must be at least 1"));
+            return Err(model_error(
+                name,
+                "the number of classes must be at least 1",
+            ));
         }
         let (cifar_forced, rest) = match name.strip_prefix("cifar-") {
             Some(rest) => (true, rest),
@@ -75,12 +82,17 @@ impl ModelConfig {
         } else {
             return Err(model_error(name, format!("unknown model; {KNOWN}")));
         };
-        let depth: usize = digits.parse().map_err(|_| model_error(name, format!("unknown model; {KNOWN}")))?;
+        let depth: usize = digits
+            .parse()
+            .map_err(|_| model_error(name, format!("unknown model; {KNOWN}")))?;
         let imagenet = IMAGENET_DEPTHS.iter().find(|(d, _, _)| *d == depth);
         match imagenet {
             Some(&(_, block, blocks)) if !cifar_forced => {
                 if !residual && block == BlockKind::Bottleneck {
-                    return Err(model_error(name, "the paper has plain ImageNet nets of depth 18 and 34 only"));
+                    return Err(model_error(
+                        name,
+                        "the paper has plain ImageNet nets of depth 18 and 34 only",
+                    ));
                 }
                 let channels = match block {
                     BlockKind::Basic => vec![64, 128, 256, 512],
@@ -101,7 +113,10 @@ impl ModelConfig {
             }
             _ => {
                 if depth < 8 || (depth - 2) % 6 != 0 {
-                    return Err(model_error(name, format!("CIFAR depth must be 6n+2 with n >= 1; {KNOWN}")));
+                    return Err(model_error(
+                        name,
+                        format!("CIFAR depth must be 6n+2 with n >= 1; {KNOWN}"),
+                    ));
                 }
                 let n = (depth - 2) / 6;
                 Ok(ModelConfig {

@@ -34,7 +34,11 @@ impl<B: Backend> BatchNorm2d<B> {
         let ones = vec![B::Elem::of(1.0); channels];
         Ok(BatchNorm2d {
             name: name.to_string(),
-            weight: Param::new(be, format!("{name}.weight"), Tensor::from_slice(be, [channels], &ones)?)?,
+            weight: Param::new(
+                be,
+                format!("{name}.weight"),
+                Tensor::from_slice(be, [channels], &ones)?,
+            )?,
             bias: Param::new(be, format!("{name}.bias"), Tensor::zeros(be, [channels])?)?,
             running_mean: Tensor::zeros(be, [channels])?,
             running_var: Tensor::from_slice(be, [channels], &ones)?,
@@ -49,7 +53,11 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     fn config(&self) -> BatchNormConfig {
-        BatchNormConfig { eps: BN_EPS, momentum: BN_MOMENTUM, relu: self.relu }
+        BatchNormConfig {
+            eps: BN_EPS,
+            momentum: BN_MOMENTUM,
+            relu: self.relu,
+        }
     }
 }
 
@@ -93,7 +101,13 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
         if !self.trained_forward {
-            return Err(invalid("batch_norm_backward", format!("{}: backward needs a training-mode forward first", self.name)));
+            return Err(invalid(
+                "batch_norm_backward",
+                format!(
+                    "{}: backward needs a training-mode forward first",
+                    self.name
+                ),
+            ));
         }
         self.dx.ensure_shape(be, x.dims())?;
         ops::batch_norm_backward(
@@ -102,7 +116,10 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
             &self.out,
             dy,
             &self.weight.value,
-            BatchNormSaved { mean: &self.save_mean, inv_std: &self.save_inv_std },
+            BatchNormSaved {
+                mean: &self.save_mean,
+                inv_std: &self.save_inv_std,
+            },
             &mut self.dx,
             &mut self.weight.grad,
             &mut self.bias.grad,

@@ -47,30 +47,92 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn unit(be: &B, prefix: &str, i: usize, spec: ConvBnSpec, rng: &mut impl Rng) -> Result<ConvBn<B>> {
-        ConvBn::new(be, &format!("{prefix}.conv{i}"), &format!("{prefix}.bn{i}"), spec, rng)
+    fn unit(
+        be: &B,
+        prefix: &str,
+        i: usize,
+        spec: ConvBnSpec,
+        rng: &mut impl Rng,
+    ) -> Result<ConvBn<B>> {
+        ConvBn::new(
+            be,
+            &format!("{prefix}.conv{i}"),
+            &format!("{prefix}.bn{i}"),
+            spec,
+            rng,
+        )
     }
 
-    fn assemble(be: &B, prefix: &str, units: Vec<ConvBn<B>>, spec: BlockSpec, rng: &mut impl Rng) -> Result<Self> {
+    fn assemble(
+        be: &B,
+        prefix: &str,
+        units: Vec<ConvBn<B>>,
+        spec: BlockSpec,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let shortcut = match spec.shortcut {
-            Some(option) => Some(Shortcut::new(be, prefix, option, spec.in_ch, spec.out_ch, spec.stride, rng)?),
+            Some(option) => Some(Shortcut::new(
+                be,
+                prefix,
+                option,
+                spec.in_ch,
+                spec.out_ch,
+                spec.stride,
+                rng,
+            )?),
             None => None,
         };
-        Ok(Block { units, shortcut, out: Tensor::empty(be)?, dsum: Tensor::empty(be)?, dx: Tensor::empty(be)? })
+        Ok(Block {
+            units,
+            shortcut,
+            out: Tensor::empty(be)?,
+            dsum: Tensor::empty(be)?,
+            dx: Tensor::empty(be)?,
+        })
     }
 
     /// Two 3x3 convolutions of `out_ch` filters, named `<prefix>.conv1/bn1/conv2/bn2`.
     pub fn basic(be: &B, prefix: &str, spec: BlockSpec, rng: &mut impl Rng) -> Result<Self> {
         let plain = spec.shortcut.is_none();
         let units = vec![
-            Self::unit(be, prefix, 1, ConvBnSpec { in_ch: spec.in_ch, out_ch: spec.out_ch, kernel: 3, stride: spec.stride, relu: true }, rng)?,
-            Self::unit(be, prefix, 2, ConvBnSpec { in_ch: spec.out_ch, out_ch: spec.out_ch, kernel: 3, stride: 1, relu: plain }, rng)?,
+            Self::unit(
+                be,
+                prefix,
+                1,
+                ConvBnSpec {
+                    in_ch: spec.in_ch,
+                    out_ch: spec.out_ch,
+                    kernel: 3,
+                    stride: spec.stride,
+                    relu: true,
+                },
+                rng,
+            )?,
+            Self::unit(
+                be,
+                prefix,
+                2,
+                ConvBnSpec {
+                    in_ch: spec.out_ch,
+                    out_ch: spec.out_ch,
+                    kernel: 3,
+                    stride: 1,
+                    relu: plain,
+                },
+                rng,
+            )?,
         ];
         Self::assemble(be, prefix, units, spec, rng)
     }
 
     /// 1x1 to `out_ch / 4`, 3x3, 1x1 to `out_ch`, named `<prefix>.conv1..3/bn1..3`.
-    pub fn bottleneck(be: &B, prefix: &str, spec: BlockSpec, stride_at: BottleneckStride, rng: &mut impl Rng) -> Result<Self> {
+    pub fn bottleneck(
+        be: &B,
+        prefix: &str,
+        spec: BlockSpec,
+        stride_at: BottleneckStride,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let plain = spec.shortcut.is_none();
         let width = spec.out_ch / 4;
         let (s1, s2) = match stride_at {
@@ -78,9 +140,45 @@ impl<B: Backend> Block<B> {
             BottleneckStride::On3x3 => (1, spec.stride),
         };
         let units = vec![
-            Self::unit(be, prefix, 1, ConvBnSpec { in_ch: spec.in_ch, out_ch: width, kernel: 1, stride: s1, relu: true }, rng)?,
-            Self::unit(be, prefix, 2, ConvBnSpec { in_ch: width, out_ch: width, kernel: 3, stride: s2, relu: true }, rng)?,
-            Self::unit(be, prefix, 3, ConvBnSpec { in_ch: width, out_ch: spec.out_ch, kernel: 1, stride: 1, relu: plain }, rng)?,
+            Self::unit(
+                be,
+                prefix,
+                1,
+                ConvBnSpec {
+                    in_ch: spec.in_ch,
+                    out_ch: width,
+                    kernel: 1,
+                    stride: s1,
+                    relu: true,
+                },
+                rng,
+            )?,
+            Self::unit(
+                be,
+                prefix,
+                2,
+                ConvBnSpec {
+                    in_ch: width,
+                    out_ch: width,
+                    kernel: 3,
+                    stride: s2,
+                    relu: true,
+                },
+                rng,
+            )?,
+            Self::unit(
+                be,
+                prefix,
+                3,
+                ConvBnSpec {
+                    in_ch: width,
+                    out_ch: spec.out_ch,
+                    kernel: 1,
+                    stride: 1,
+                    relu: plain,
+                },
+                rng,
+            )?,
         ];
         Self::assemble(be, prefix, units, spec, rng)
     }
@@ -128,13 +226,23 @@ impl<B: Backend> Layer<B> for Block<B> {
             let (before, rest) = self.units.split_at_mut(i);
             let (unit, after) = rest.split_first_mut().expect("index in range");
             let input = if i == 0 { x } else { before[i - 1].output() };
-            let grad = if i == last { d_residual } else { after[0].input_grad() };
+            let grad = if i == last {
+                d_residual
+            } else {
+                after[0].input_grad()
+            };
             unit.backward(be, input, grad)?;
         }
         if let Some(shortcut) = &mut self.shortcut {
             shortcut.backward(be, x, d_residual)?;
             self.dx.ensure_shape(be, x.dims())?;
-            ops::add_forward(be, self.units[0].input_grad(), shortcut.input_grad(d_residual), &mut self.dx, false)?;
+            ops::add_forward(
+                be,
+                self.units[0].input_grad(),
+                shortcut.input_grad(d_residual),
+                &mut self.dx,
+                false,
+            )?;
         }
         Ok(())
     }

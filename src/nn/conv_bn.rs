@@ -25,9 +25,23 @@ pub struct ConvBnSpec {
 }
 
 impl<B: Backend> ConvBn<B> {
-    pub fn new(be: &B, conv_name: &str, bn_name: &str, spec: ConvBnSpec, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        be: &B,
+        conv_name: &str,
+        bn_name: &str,
+        spec: ConvBnSpec,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         Ok(ConvBn {
-            conv: Conv2d::new(be, conv_name, spec.in_ch, spec.out_ch, spec.kernel, spec.stride, rng)?,
+            conv: Conv2d::new(
+                be,
+                conv_name,
+                spec.in_ch,
+                spec.out_ch,
+                spec.kernel,
+                spec.stride,
+                rng,
+            )?,
             bn: BatchNorm2d::new(be, bn_name, spec.out_ch, spec.relu)?,
         })
     }

@@ -19,13 +19,31 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     /// PyTorch's default initialisation: weight and bias uniform in `±1/sqrt(in)`.
-    pub fn new(be: &B, name: &str, in_features: usize, out_features: usize, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        be: &B,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let to_elems = |v: Vec<f64>| v.into_iter().map(B::Elem::of).collect::<Vec<_>>();
-        let w = to_elems(init::pytorch_linear_default(rng, out_features * in_features, in_features));
+        let w = to_elems(init::pytorch_linear_default(
+            rng,
+            out_features * in_features,
+            in_features,
+        ));
         let b = to_elems(init::pytorch_linear_default(rng, out_features, in_features));
         Ok(Linear {
-            weight: Param::new(be, format!("{name}.weight"), Tensor::from_slice(be, [out_features, in_features], &w)?)?,
-            bias: Param::new(be, format!("{name}.bias"), Tensor::from_slice(be, [out_features], &b)?)?,
+            weight: Param::new(
+                be,
+                format!("{name}.weight"),
+                Tensor::from_slice(be, [out_features, in_features], &w)?,
+            )?,
+            bias: Param::new(
+                be,
+                format!("{name}.bias"),
+                Tensor::from_slice(be, [out_features], &b)?,
+            )?,
             out: Tensor::empty(be)?,
             dx: Tensor::empty(be)?,
             input_grad_needed: true,
@@ -51,7 +69,15 @@ impl<B: Backend> Layer<B> for Linear<B> {
         } else {
             None
         };
-        ops::linear_backward(be, x, &self.weight.value, dy, dx, &mut self.weight.grad, &mut self.bias.grad)
+        ops::linear_backward(
+            be,
+            x,
+            &self.weight.value,
+            dy,
+            dx,
+            &mut self.weight.grad,
+            &mut self.bias.grad,
+        )
     }
 
     fn input_grad(&self) -> &Tensor<B> {

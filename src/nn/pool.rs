@@ -14,7 +14,10 @@ pub struct GlobalAvgPool<B: Backend> {
 
 impl<B: Backend> GlobalAvgPool<B> {
     pub fn new(be: &B) -> Result<Self> {
-        Ok(GlobalAvgPool { out: Tensor::empty(be)?, dx: Tensor::empty(be)? })
+        Ok(GlobalAvgPool {
+            out: Tensor::empty(be)?,
+            dx: Tensor::empty(be)?,
+        })
     }
 }
 
@@ -49,7 +52,11 @@ pub struct MaxPool2d<B: Backend> {
 
 impl<B: Backend> MaxPool2d<B> {
     pub fn new(be: &B, geom: PoolGeometry) -> Result<Self> {
-        Ok(MaxPool2d { geom, out: Tensor::empty(be)?, dx: Tensor::empty(be)? })
+        Ok(MaxPool2d {
+            geom,
+            out: Tensor::empty(be)?,
+            dx: Tensor::empty(be)?,
+        })
     }
 }
 

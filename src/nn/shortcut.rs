@@ -28,7 +28,8 @@ pub enum Shortcut<B: Backend> {
         out: Tensor<B>,
         dx: Tensor<B>,
     },
-    Projection(ConvBn<B>),
+    /// Boxed: a conv + BN unit is much larger than the other variants.
+    Projection(Box<ConvBn<B>>),
 }
 
 impl<B: Backend> Shortcut<B> {
@@ -53,20 +54,31 @@ impl<B: Backend> Shortcut<B> {
                 out: Tensor::empty(be)?,
                 dx: Tensor::empty(be)?,
             },
-            ShortcutOption::B => Shortcut::Projection(ConvBn::new(
+            ShortcutOption::B => Shortcut::Projection(Box::new(ConvBn::new(
                 be,
                 &format!("{block}.downsample.0"),
                 &format!("{block}.downsample.1"),
-                ConvBnSpec { in_ch, out_ch, kernel: 1, stride, relu: false },
+                ConvBnSpec {
+                    in_ch,
+                    out_ch,
+                    kernel: 1,
+                    stride,
+                    relu: false,
+                },
                 rng,
-            )?),
+            )?)),
         })
     }
 
     pub fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
         match self {
             Shortcut::Identity => Ok(()),
-            Shortcut::PadChannels { stride, out_ch, out, .. } => {
+            Shortcut::PadChannels {
+                stride,
+                out_ch,
+                out,
+                ..
+            } => {
                 let xs = x.shape().dims4().unwrap_or_default();
                 out.ensure_shape(be, &ops::shortcut_a_output_shape(&xs, *out_ch, *stride))?;
                 ops::shortcut_a_forward(be, x, out, *stride)

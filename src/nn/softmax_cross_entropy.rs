@@ -12,11 +12,18 @@ pub struct SoftmaxCrossEntropy<B: Backend> {
 
 impl<B: Backend> SoftmaxCrossEntropy<B> {
     pub fn new(be: &B) -> Result<Self> {
-        Ok(SoftmaxCrossEntropy { dlogits: Tensor::empty(be)? })
+        Ok(SoftmaxCrossEntropy {
+            dlogits: Tensor::empty(be)?,
+        })
     }
 
     /// The loss and top-k counts of `logits` against `labels`; keeps the logit gradient.
-    pub fn forward_backward(&mut self, be: &B, logits: &Tensor<B>, labels: &[u32]) -> Result<LossStats> {
+    pub fn forward_backward(
+        &mut self,
+        be: &B,
+        logits: &Tensor<B>,
+        labels: &[u32],
+    ) -> Result<LossStats> {
         self.dlogits.ensure_shape(be, logits.dims())?;
         ops::softmax_cross_entropy(be, logits, labels, &mut self.dlogits)
     }

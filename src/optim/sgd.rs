@@ -15,7 +15,10 @@ pub struct Sgd<B: Backend> {
 
 impl<B: Backend> Sgd<B> {
     pub fn new(config: SgdConfig) -> Self {
-        Sgd { config, velocity: Vec::new() }
+        Sgd {
+            config,
+            velocity: Vec::new(),
+        }
     }
 
     /// Applies one update to every parameter of `net` with its current gradients.
@@ -42,5 +45,11 @@ impl<B: Backend> Sgd<B> {
     /// The momentum buffers, in parameter order (empty before the first step).
     pub fn velocity(&self) -> &[Tensor<B>] {
         &self.velocity
+    }
+
+    /// The momentum buffers, to restore them from a checkpoint: empty (the next step starts them at
+    /// zero) or one per parameter, in parameter order, shaped like it.
+    pub fn velocity_mut(&mut self) -> &mut Vec<Tensor<B>> {
+        &mut self.velocity
     }
 }

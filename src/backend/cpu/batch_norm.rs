@@ -20,7 +20,12 @@ const ROWS_PER_BLOCK: usize = 1024;
 /// Per-channel sums over all rows of `f(row_values, acc)`, where `acc` holds `width` sums in `T`
 /// (so the inner loop vectorises). Each block of rows sums in `T`, the blocks are combined in f64 in
 /// a fixed order: accurate (a block is short) and deterministic.
-fn reduce_rows<T: Element>(x: &[T], c: usize, width: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<f64> {
+fn reduce_rows<T: Element>(
+    x: &[T],
+    c: usize,
+    width: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<f64> {
     let rows = x.len() / c;
     let blocks: Vec<Vec<T>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
         .into_par_iter()
@@ -87,15 +92,31 @@ pub fn forward_infer<T: Element>(
     y: &mut [T],
     cfg: BatchNormConfig,
 ) {
-    let inv_std: Vec<T> = running_var.iter().map(|v| T::of(1.0 / (v.f64() + cfg.eps).sqrt())).collect();
+    let inv_std: Vec<T> = running_var
+        .iter()
+        .map(|v| T::of(1.0 / (v.f64() + cfg.eps).sqrt()))
+        .collect();
     normalize(x, running_mean, &inv_std, gamma, beta, y, cfg.relu);
 }
 
 /// `y = gamma (x - mean) inv_std + beta` (then ReLU), as `y = x scale + shift` per channel.
-fn normalize<T: Element>(x: &[T], mean: &[T], inv_std: &[T], gamma: &[T], beta: &[T], y: &mut [T], relu: bool) {
+fn normalize<T: Element>(
+    x: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    gamma: &[T],
+    beta: &[T],
+    y: &mut [T],
+    relu: bool,
+) {
     let c = gamma.len();
     let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
-    let shift: Vec<T> = beta.iter().zip(mean).zip(&scale).map(|((&b, &mu), &s)| b - mu * s).collect();
+    let shift: Vec<T> = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((&b, &mu), &s)| b - mu * s)
+        .collect();
     y.par_chunks_mut(ROWS_PER_BLOCK * c)
         .zip(x.par_chunks(ROWS_PER_BLOCK * c))
         .for_each(|(yb, xb)| {
@@ -119,8 +140,21 @@ pub struct BackwardInputs<'a, T> {
     pub relu: bool,
 }
 
-pub fn backward<T: Element>(inp: BackwardInputs<'_, T>, dx: &mut [T], dgamma: &mut [T], dbeta: &mut [T]) {
-    let BackwardInputs { x, y, dy, gamma, mean, inv_std, relu } = inp;
+pub fn backward<T: Element>(
+    inp: BackwardInputs<'_, T>,
+    dx: &mut [T],
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+) {
+    let BackwardInputs {
+        x,
+        y,
+        dy,
+        gamma,
+        mean,
+        inv_std,
+        relu,
+    } = inp;
     let c = gamma.len();
     let m = (x.len() / c) as f64;
     let zero = T::zero();
@@ -150,15 +184,17 @@ pub fn backward<T: Element>(inp: BackwardInputs<'_, T>, dx: &mut [T], dgamma: &m
         k1[ch] = T::of(coef * m);
         k2[ch] = T::of(coef * dg * inv);
     }
-    dx.par_chunks_mut(ROWS_PER_BLOCK * c).enumerate().for_each(|(b, dxb)| {
-        let base = b * ROWS_PER_BLOCK * c;
-        for (r, dx_row) in dxb.chunks_mut(c).enumerate() {
-            let i0 = base + r * c;
-            for ch in 0..c {
-                let i = i0 + ch;
-                let g = grad(dy[i], y[i]);
-                dx_row[ch] = k1[ch] * g - k2[ch] * (x[i] - mean[ch]) - k0[ch];
+    dx.par_chunks_mut(ROWS_PER_BLOCK * c)
+        .enumerate()
+        .for_each(|(b, dxb)| {
+            let base = b * ROWS_PER_BLOCK * c;
+            for (r, dx_row) in dxb.chunks_mut(c).enumerate() {
+                let i0 = base + r * c;
+                for ch in 0..c {
+                    let i = i0 + ch;
+                    let g = grad(dy[i], y[i]);
+                    dx_row[ch] = k1[ch] * g - k2[ch] * (x[i] - mean[ch]) - k0[ch];
+                }
             }
-        }
-    });
+        });
 }

@@ -133,7 +133,10 @@ fn col2im_image<T: Element>(d: &ConvDims, col: &[T], image: &mut [T]) {
 }
 
 fn im2col<T: Element>(d: &ConvDims, images: &[T], col: &mut [T]) {
-    for (image, col) in images.chunks(d.image_in()).zip(col.chunks_mut(d.pq() * d.rsc())) {
+    for (image, col) in images
+        .chunks(d.image_in())
+        .zip(col.chunks_mut(d.pq() * d.rsc()))
+    {
         im2col_image(d, image, col);
     }
 }
@@ -147,7 +150,13 @@ impl<T: Element> CpuBackend<T> {
     pub(super) fn conv_forward(&self, d: &ConvDims, x: &[T], w: &[T], y: &mut [T]) {
         if d.is_pointwise() {
             let rows = d.n * d.h * d.w;
-            return matmul(MatRef::row_major(x, rows, d.c), weights_t(d, w), y, false, Threads::Parallel);
+            return matmul(
+                MatRef::row_major(x, rows, d.c),
+                weights_t(d, w),
+                y,
+                false,
+                Threads::Parallel,
+            );
         }
         let (pq, rsc) = (d.pq(), d.rsc());
         let chunk = d.images_per_chunk();
@@ -155,7 +164,13 @@ impl<T: Element> CpuBackend<T> {
             let rows = y_chunk.len() / d.k;
             self.with_workspace(rows * rsc, |col| {
                 im2col(d, x_chunk, col);
-                matmul(MatRef::row_major(col, rows, rsc), weights_t(d, w), y_chunk, false, threads);
+                matmul(
+                    MatRef::row_major(col, rows, rsc),
+                    weights_t(d, w),
+                    y_chunk,
+                    false,
+                    threads,
+                );
             });
         };
         if d.split_batch() {
@@ -173,14 +188,26 @@ impl<T: Element> CpuBackend<T> {
         let w_mat = MatRef::row_major(w, d.k, d.rsc());
         if d.is_pointwise() {
             let rows = d.n * d.h * d.w;
-            return matmul(MatRef::row_major(dy, rows, d.k), w_mat, dx, false, Threads::Parallel);
+            return matmul(
+                MatRef::row_major(dy, rows, d.k),
+                w_mat,
+                dx,
+                false,
+                Threads::Parallel,
+            );
         }
         let (pq, rsc) = (d.pq(), d.rsc());
         let chunk = d.images_per_chunk();
         let run = |dy_chunk: &[T], dx_chunk: &mut [T], threads| {
             let rows = dy_chunk.len() / d.k;
             self.with_workspace(rows * rsc, |dcol| {
-                matmul(MatRef::row_major(dy_chunk, rows, d.k), w_mat, dcol, false, threads);
+                matmul(
+                    MatRef::row_major(dy_chunk, rows, d.k),
+                    w_mat,
+                    dcol,
+                    false,
+                    threads,
+                );
                 for (image, col) in dx_chunk.chunks_mut(d.image_in()).zip(dcol.chunks(pq * rsc)) {
                     col2im_image(d, col, image);
                 }
@@ -200,18 +227,31 @@ impl<T: Element> CpuBackend<T> {
     pub(super) fn conv_backward_filter(&self, d: &ConvDims, x: &[T], dy: &[T], dw: &mut [T]) {
         let (pq, rsc, k) = (d.pq(), d.rsc(), d.k);
         // dW[K, RSC] += dY_chunkᵀ · col_chunk, for one chunk of images.
-        let accumulate_chunk = |x_chunk: &[T], dy_chunk: &[T], acc: &mut [T], first: bool, threads| {
-            let rows = dy_chunk.len() / k;
-            let dy_t = MatRef::transposed(dy_chunk, k, rows);
-            if d.is_pointwise() {
-                matmul(dy_t, MatRef::row_major(x_chunk, rows, rsc), acc, !first, threads);
-            } else {
-                self.with_workspace(rows * rsc, |col| {
-                    im2col(d, x_chunk, col);
-                    matmul(dy_t, MatRef::row_major(col, rows, rsc), acc, !first, threads);
-                });
-            }
-        };
+        let accumulate_chunk =
+            |x_chunk: &[T], dy_chunk: &[T], acc: &mut [T], first: bool, threads| {
+                let rows = dy_chunk.len() / k;
+                let dy_t = MatRef::transposed(dy_chunk, k, rows);
+                if d.is_pointwise() {
+                    matmul(
+                        dy_t,
+                        MatRef::row_major(x_chunk, rows, rsc),
+                        acc,
+                        !first,
+                        threads,
+                    );
+                } else {
+                    self.with_workspace(rows * rsc, |col| {
+                        im2col(d, x_chunk, col);
+                        matmul(
+                            dy_t,
+                            MatRef::row_major(col, rows, rsc),
+                            acc,
+                            !first,
+                            threads,
+                        );
+                    });
+                }
+            };
         let chunk = if d.is_pointwise() {
             d.n
         } else {
@@ -240,7 +280,11 @@ impl<T: Element> CpuBackend<T> {
             .into_par_iter()
             .map(|g| {
                 let mut acc = vec![T::zero(); k * rsc];
-                accumulate_group(g * d.n / groups..(g + 1) * d.n / groups, &mut acc, Threads::Serial);
+                accumulate_group(
+                    g * d.n / groups..(g + 1) * d.n / groups,
+                    &mut acc,
+                    Threads::Serial,
+                );
                 acc
             })
             .collect();

@@ -35,33 +35,49 @@ pub fn add_backward<T: Element>(y: &[T], dy: &[T], dsum: &mut [T], relu: bool) {
 }
 
 /// Option A: `y[n,p,q,c] = x[n, p s, q s, c]` for `c < C_in`, 0 for `C_in <= c < C_out`.
-pub fn shortcut_a_forward<T: Element>(x: &[T], xd: [usize; 4], y: &mut [T], yd: [usize; 4], stride: usize) {
+pub fn shortcut_a_forward<T: Element>(
+    x: &[T],
+    xd: [usize; 4],
+    y: &mut [T],
+    yd: [usize; 4],
+    stride: usize,
+) {
     let [_, h, w, cin] = xd;
     let [_, p, q, cout] = yd;
-    y.par_chunks_mut(p * q * cout).enumerate().for_each(|(n, y_img)| {
-        for (pq, y_pix) in y_img.chunks_mut(cout).enumerate() {
-            let (pi, qi) = (pq / q, pq % q);
-            let src = ((n * h + pi * stride) * w + qi * stride) * cin;
-            y_pix[..cin].copy_from_slice(&x[src..][..cin]);
-            y_pix[cin..].fill(T::zero());
-        }
-    });
+    y.par_chunks_mut(p * q * cout)
+        .enumerate()
+        .for_each(|(n, y_img)| {
+            for (pq, y_pix) in y_img.chunks_mut(cout).enumerate() {
+                let (pi, qi) = (pq / q, pq % q);
+                let src = ((n * h + pi * stride) * w + qi * stride) * cin;
+                y_pix[..cin].copy_from_slice(&x[src..][..cin]);
+                y_pix[cin..].fill(T::zero());
+            }
+        });
 }
 
 /// The transpose of option A: `dx[n, p s, q s, c] = dy[n,p,q,c]` for `c < C_in`, 0 elsewhere.
-pub fn shortcut_a_backward<T: Element>(dy: &[T], yd: [usize; 4], dx: &mut [T], xd: [usize; 4], stride: usize) {
+pub fn shortcut_a_backward<T: Element>(
+    dy: &[T],
+    yd: [usize; 4],
+    dx: &mut [T],
+    xd: [usize; 4],
+    stride: usize,
+) {
     let [_, p, q, cout] = yd;
     let [_, h, w, cin] = xd;
-    dx.par_chunks_mut(h * w * cin).enumerate().for_each(|(n, dx_img)| {
-        dx_img.fill(T::zero());
-        for pi in 0..p {
-            for qi in 0..q {
-                let dst = (pi * stride * w + qi * stride) * cin;
-                let src = ((n * p + pi) * q + qi) * cout;
-                dx_img[dst..][..cin].copy_from_slice(&dy[src..][..cin]);
+    dx.par_chunks_mut(h * w * cin)
+        .enumerate()
+        .for_each(|(n, dx_img)| {
+            dx_img.fill(T::zero());
+            for pi in 0..p {
+                for qi in 0..q {
+                    let dst = (pi * stride * w + qi * stride) * cin;
+                    let src = ((n * p + pi) * q + qi) * cout;
+                    dx_img[dst..][..cin].copy_from_slice(&dy[src..][..cin]);
+                }
             }
-        }
-    });
+        });
 }
 
 /// PyTorch's SGD: `v = momentum v + (g + wd w)`, `w -= lr v`.

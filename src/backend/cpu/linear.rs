@@ -4,7 +4,15 @@
 use super::matmul::{matmul, MatRef, Threads};
 use crate::backend::Element;
 
-pub fn forward<T: Element>(x: &[T], w: &[T], b: &[T], y: &mut [T], n: usize, fin: usize, fout: usize) {
+pub fn forward<T: Element>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+    n: usize,
+    fin: usize,
+    fout: usize,
+) {
     matmul(
         MatRef::row_major(x, n, fin),
         MatRef::transposed(w, fin, fout),
@@ -27,9 +35,21 @@ pub fn backward<T: Element>(
     [n, fin, fout]: [usize; 3],
 ) {
     if let Some(dx) = dx {
-        matmul(MatRef::row_major(dy, n, fout), MatRef::row_major(w, fout, fin), dx, false, Threads::Parallel);
+        matmul(
+            MatRef::row_major(dy, n, fout),
+            MatRef::row_major(w, fout, fin),
+            dx,
+            false,
+            Threads::Parallel,
+        );
     }
-    matmul(MatRef::transposed(dy, fout, n), MatRef::row_major(x, n, fin), dw, false, Threads::Parallel);
+    matmul(
+        MatRef::transposed(dy, fout, n),
+        MatRef::row_major(x, n, fin),
+        dw,
+        false,
+        Threads::Parallel,
+    );
     for (o, d) in db.iter_mut().enumerate() {
         *d = T::of((0..n).map(|i| dy[i * fout + o].f64()).sum());
     }

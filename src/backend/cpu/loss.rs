@@ -6,12 +6,21 @@
 
 use crate::backend::{Element, LossStats};
 
-pub fn softmax_cross_entropy<T: Element>(logits: &[T], labels: &[u32], dlogits: &mut [T], classes: usize) -> LossStats {
+pub fn softmax_cross_entropy<T: Element>(
+    logits: &[T],
+    labels: &[u32],
+    dlogits: &mut [T],
+    classes: usize,
+) -> LossStats {
     let n = labels.len();
     let inv_n = 1.0 / n as f64;
     let mut loss = 0.0;
     let (mut top1, mut top5) = (0, 0);
-    for ((z, dz), &label) in logits.chunks(classes).zip(dlogits.chunks_mut(classes)).zip(labels) {
+    for ((z, dz), &label) in logits
+        .chunks(classes)
+        .zip(dlogits.chunks_mut(classes))
+        .zip(labels)
+    {
         let label = label as usize;
         let max = z.iter().map(|v| v.f64()).fold(f64::NEG_INFINITY, f64::max);
         let sum_exp: f64 = z.iter().map(|v| (v.f64() - max).exp()).sum();
@@ -23,9 +32,17 @@ pub fn softmax_cross_entropy<T: Element>(logits: &[T], labels: &[u32], dlogits: 
             *d = T::of((p - target) * inv_n);
         }
         let zl = z[label];
-        let rank = z.iter().enumerate().filter(|&(j, &v)| v > zl || (v == zl && j < label)).count();
+        let rank = z
+            .iter()
+            .enumerate()
+            .filter(|&(j, &v)| v > zl || (v == zl && j < label))
+            .count();
         top1 += usize::from(rank < 1);
         top5 += usize::from(rank < 5);
     }
-    LossStats { loss: loss * inv_n, top1_correct: top1, top5_correct: top5 }
+    LossStats {
+        loss: loss * inv_n,
+        top1_correct: top1,
+        top5_correct: top5,
+    }
 }

@@ -15,12 +15,24 @@ pub struct MatRef<'a, T> {
 impl<'a, T> MatRef<'a, T> {
     /// A row-major `rows x cols` matrix.
     pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        MatRef { data, rows, cols, row_stride: cols, col_stride: 1 }
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 
     /// The transpose of a row-major `cols x rows` matrix, viewed as `rows x cols`.
     pub fn transposed(data: &'a [T], rows: usize, cols: usize) -> Self {
-        MatRef { data, rows, cols, row_stride: 1, col_stride: rows }
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
+        }
     }
 
     fn last_index(&self) -> usize {
@@ -37,7 +49,13 @@ pub enum Threads {
 }
 
 /// `c = a b` (or `c += a b` when `accumulate`), with `c` row-major `a.rows x b.cols`.
-pub fn matmul<T: Element>(a: MatRef<T>, b: MatRef<T>, c: &mut [T], accumulate: bool, threads: Threads) {
+pub fn matmul<T: Element>(
+    a: MatRef<T>,
+    b: MatRef<T>,
+    c: &mut [T],
+    accumulate: bool,
+    threads: Threads,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "matmul inner dimensions");
     assert!(c.len() >= m * n, "matmul output too small");
@@ -51,7 +69,10 @@ pub fn matmul<T: Element>(a: MatRef<T>, b: MatRef<T>, c: &mut [T], accumulate: b
         return;
     }
     // The asserts above and these bounds make every strided access of gemm land inside the slices.
-    assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len(), "matmul operand too small");
+    assert!(
+        a.last_index() < a.data.len() && b.last_index() < b.data.len(),
+        "matmul operand too small"
+    );
     let parallelism = match threads {
         Threads::Serial => gemm::Parallelism::None,
         Threads::Parallel => gemm::Parallelism::Rayon(0),

@@ -57,7 +57,10 @@ impl<T: Element> CpuBackend<T> {
             buf.resize(len, T::zero());
         }
         let out = f(&mut buf[..len]);
-        self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(buf);
         out
     }
 }
@@ -228,7 +231,12 @@ impl<T: Element> Backend for CpuBackend<T> {
         Ok(())
     }
 
-    fn shortcut_a_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>, stride: usize) -> Result<()> {
+    fn shortcut_a_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()> {
         let (xd, yd) = (dims4(x), dims4(y));
         elementwise::shortcut_a_forward(x.buf(), xd, y.buf_mut(), yd, stride);
         Ok(())
@@ -256,7 +264,12 @@ impl<T: Element> Backend for CpuBackend<T> {
         Ok(())
     }
 
-    fn max_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>, geom: PoolGeometry) -> Result<()> {
+    fn max_pool_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
         let yd = dims4(y);
         pool::max_forward(x.buf(), dims4(x), y.buf_mut(), yd, geom);
         Ok(())
@@ -315,7 +328,12 @@ impl<T: Element> Backend for CpuBackend<T> {
         dlogits: &mut Tensor<Self>,
     ) -> Result<LossStats> {
         let [_, classes] = dims2(logits);
-        Ok(loss::softmax_cross_entropy(logits.buf(), labels, dlogits.buf_mut(), classes))
+        Ok(loss::softmax_cross_entropy(
+            logits.buf(),
+            labels,
+            dlogits.buf_mut(),
+            classes,
+        ))
     }
 
     fn sgd_update(
