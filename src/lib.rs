@@ -4,11 +4,16 @@
 //! door to the backends' kernels.
 
 pub mod backend;
+pub mod checkpoint;
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 
 pub mod cpu;
 mod element;
+pub mod gpu;
 
 pub use element::Element;
 

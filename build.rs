@@ -1,0 +1,279 @@
+//! Compiles the CUDA kernels in `kernels/*.cu` (see DESIGN.md, "Kernels and build.rs").
+//!
+//! 1. Always: every `.cu` as host C++17, with the emulator's header force-included, plus the
+//!    emulator runtime (`kernels/emu/runtime/*.cpp`), into one static library. It is linked with
+//!    `+whole-archive` because kernels register themselves from static initializers that nothing
+//!    references.
+//! 2. When nvcc is found (env `NVCC`, then `$CUDA_HOME/bin/nvcc`, then `PATH`): every `.cu` to a fatbin
+//!    with cubins for `CUDA_ARCHS` (default `80;90`) and PTX of the lowest, embedded through
+//!    `$OUT_DIR/kernels_embedded.rs`. A register spill on sm_90 or newer fails the build. Without nvcc
+//!    that file lists no fatbins and one `cargo:warning` says how to get nvcc.
+//!
+//! AddressSanitizer: `RESNET_EMU_ASAN=1` builds the emulator and kernels with `-fsanitize=address`
+//! (the fibers carry ASan's switch annotations) and links gcc's shared `libasan` ahead of the other
+//! shared libraries. The Rust code is not instrumented, but its heap goes through malloc, so a kernel
+//! reading past a Vec is reported with the kernel's source line. A separate target folder keeps the
+//! instrumented build from replacing the normal one:
+//!
+//! ```text
+//! RESNET_EMU_ASAN=1 CARGO_TARGET_DIR=target/asan cargo test --test emulator
+//! ```
+//!
+//! Should ASan ever complain that its runtime "does not come first in initial library list", preload
+//! it for the test binaries only (not for cargo and rustc) with
+//! `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env LD_PRELOAD=$(gcc -print-file-name=libasan.so)"`.
+//! Static `__shared__` arrays are thread-local variables, which ASan gives no redzones, so overruns
+//! of those go unseen; dynamic shared memory is checked against the size the launch asked for.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let kernels = root.join("kernels");
+
+    // A directory here makes cargo rescan everything under it.
+    println!("cargo:rerun-if-changed=kernels");
+    for var in ["NVCC", "CUDA_HOME", "CUDA_ARCHS", "PATH", "RESNET_EMU_ASAN"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    let cu_files = files_with_extension(&kernels, "cu");
+    build_emulator(&kernels, &cu_files);
+
+    let embedded = match find_nvcc() {
+        Some(nvcc) => {
+            let archs = cuda_archs();
+            let fatbins = compile_fatbins(&nvcc, &kernels, &cu_files, &archs, &out_dir);
+            embedded_source(&fatbins, &archs)
+        }
+        None => {
+            println!(
+                "cargo:warning=nvcc not found (looked at $NVCC, $CUDA_HOME/bin/nvcc and PATH): the CUDA \
+                 kernels are not embedded, so --gpus cannot run; the CPU and emulator backends work. To get \
+                 them: run tools/install-nvcc.sh, then rebuild with NVCC set to the path it prints."
+            );
+            embedded_source(&[], &[])
+        }
+    };
+    fs::write(out_dir.join("kernels_embedded.rs"), embedded).expect("write kernels_embedded.rs");
+}
+
+/// Files in `dir` (not recursive) ending in `.ext`, sorted so that builds are reproducible.
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+fn build_emulator(kernels: &Path, cu_files: &[PathBuf]) {
+    let emu = kernels.join("emu");
+    let runtime = files_with_extension(&emu.join("runtime"), "cpp");
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        // The emulator must be fast in debug builds too: kernels are its hot loops.
+        .opt_level(2)
+        .include(kernels)
+        .include(&emu)
+        // gcc would take `.cu` for a linker input; this applies to every source after it.
+        .flag("-x")
+        .flag("c++")
+        .flag("-include")
+        .flag(emu.join("cuda_emu.h").to_str().expect("UTF-8 path"))
+        // CUDA code reinterprets freely (float4 loads of float arrays); nvcc tolerates it.
+        .flag("-fno-strict-aliasing")
+        // `#pragma unroll` means something to nvcc only.
+        .flag("-Wno-unknown-pragmas")
+        .flag("-pthread")
+        .files(cu_files)
+        .files(&runtime)
+        .link_lib_modifier("+whole-archive");
+    if env::var("RESNET_EMU_ASAN").is_ok_and(|v| v == "1") {
+        build
+            .flag("-fsanitize=address")
+            .flag("-fno-omit-frame-pointer");
+        println!("cargo:rustc-link-lib=dylib=asan");
+    }
+    build.compile("resnet_cuda_emu");
+}
+
+/// `NVCC` (a path, or a name to look up on PATH), then `$CUDA_HOME/bin/nvcc`, then `nvcc` on PATH.
+/// An explicit `NVCC` that does not exist is an error rather than a silent fallback.
+fn find_nvcc() -> Option<PathBuf> {
+    if let Some(v) = env::var_os("NVCC").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(&v);
+        let found = if p.components().count() > 1 {
+            Some(p.clone()).filter(|p| p.is_file())
+        } else {
+            on_path(&v)
+        };
+        return Some(
+            found.unwrap_or_else(|| panic!("NVCC={} is not an nvcc executable", p.display())),
+        );
+    }
+    if let Some(home) = env::var_os("CUDA_HOME") {
+        let p = PathBuf::from(home).join("bin").join("nvcc");
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    on_path("nvcc".as_ref())
+}
+
+fn on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Architectures from `CUDA_ARCHS` ("80;90", also "sm_80,sm_90" or "8.0 9.0"), sorted, deduplicated.
+fn cuda_archs() -> Vec<String> {
+    let spec = env::var("CUDA_ARCHS").unwrap_or_else(|_| "80;90".to_string());
+    let mut archs: Vec<String> = spec
+        .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let a = s
+                .trim_start_matches("sm_")
+                .trim_start_matches("compute_")
+                .replace('.', "");
+            let digits = a.trim_end_matches(|c: char| c.is_ascii_lowercase());
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                panic!("CUDA_ARCHS entry {s:?} is not an architecture like 80 or 90a");
+            }
+            a
+        })
+        .collect();
+    archs.sort_by_key(|a| arch_number(a));
+    archs.dedup();
+    assert!(!archs.is_empty(), "CUDA_ARCHS names no architecture");
+    archs
+}
+
+fn arch_number(arch: &str) -> u32 {
+    arch.trim_end_matches(|c: char| c.is_ascii_lowercase())
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Compiles each `.cu` to `$OUT_DIR/<stem>.fatbin`; returns (stem, path) pairs.
+fn compile_fatbins(
+    nvcc: &Path,
+    kernels: &Path,
+    cu_files: &[PathBuf],
+    archs: &[String],
+    out_dir: &Path,
+) -> Vec<(String, PathBuf)> {
+    let mut gencode: Vec<String> = archs
+        .iter()
+        .map(|a| format!("-gencode=arch=compute_{a},code=sm_{a}"))
+        .collect();
+    let lowest = &archs[0];
+    gencode.push(format!(
+        "-gencode=arch=compute_{lowest},code=compute_{lowest}"
+    ));
+
+    let mut fatbins = Vec::new();
+    for cu in cu_files {
+        let stem = cu
+            .file_stem()
+            .expect("file stem")
+            .to_string_lossy()
+            .into_owned();
+        let out = out_dir.join(format!("{stem}.fatbin"));
+        let output = Command::new(nvcc)
+            .args(["-fatbin", "-std=c++17", "-O3", "-Xptxas", "-v"])
+            .args(&gencode)
+            .arg("-I")
+            .arg(kernels)
+            .arg("-o")
+            .arg(&out)
+            .arg(cu)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() {
+            panic!("nvcc failed on {}:\n{log}", cu.display());
+        }
+        if let Some(spill) = find_spills(&log) {
+            panic!(
+                "{}: {spill}; a kernel must not spill registers on sm_90 or newer\n{log}",
+                cu.display()
+            );
+        }
+        fatbins.push((stem, out));
+    }
+    fatbins
+}
+
+/// Reads `ptxas -v` output: each "Compiling entry function 'F' for 'sm_NN'" is followed by lines like
+/// "N bytes stack frame, S bytes spill stores, L bytes spill loads". Returns the first spill on an
+/// architecture of 90 or newer.
+fn find_spills(log: &str) -> Option<String> {
+    let mut function = String::new();
+    let mut arch = String::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            let mut parts = rest.split('\'');
+            function = parts.next().unwrap_or("").to_string();
+            arch = parts.nth(1).unwrap_or("").to_string();
+        } else if let Some(rest) = line.split("Function properties for ").nth(1) {
+            function = rest.trim().to_string();
+        }
+        if line.contains("bytes spill stores") {
+            let number_before = |what: &str| -> u64 {
+                let head = line.split(what).next().unwrap_or("");
+                head.rsplit(|c: char| c == ',' || c.is_whitespace())
+                    .find(|s| !s.is_empty())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            };
+            let (stores, loads) = (
+                number_before(" bytes spill stores"),
+                number_before(" bytes spill loads"),
+            );
+            let is_new_arch = arch_number(arch.trim_start_matches("sm_")) >= 90;
+            if is_new_arch && (stores > 0 || loads > 0) {
+                return Some(format!(
+                    "ptxas reports {stores} bytes spill stores and {loads} bytes spill loads in {function} for {arch}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn embedded_source(fatbins: &[(String, PathBuf)], archs: &[String]) -> String {
+    let mut s = String::from(
+        "// Generated by build.rs: the kernels of kernels/*.cu compiled by nvcc, one fatbin per file.\n\
+         // Empty when nvcc was not found at build time.\n\n\
+         /// (file stem, fatbin) for every kernels/*.cu.\n\
+         pub const FATBINS: &[(&str, &[u8])] = &[\n",
+    );
+    for (stem, path) in fatbins {
+        let path = path.to_str().expect("UTF-8 OUT_DIR");
+        writeln!(s, "    ({stem:?}, include_bytes!({path:?})),").unwrap();
+    }
+    s.push_str("];\n\n/// The GPU architectures the fatbins carry cubins for (PTX of the first is included too).\n");
+    let names: Vec<String> = archs
+        .iter()
+        .map(|a| format!("{:?}", format!("sm_{a}")))
+        .collect();
+    writeln!(s, "pub const ARCHS: &[&str] = &[{}];", names.join(", ")).unwrap();
+    s
+}

@@ -1,0 +1,53 @@
+// elementwise.cu: the residual add (+ReLU) and its backward, and the SGD update.
+//
+// Math, over n elements (every tensor contiguous, all of the same length; the layout is irrelevant):
+//   add_forward:  y = a + b, then y = max(y, 0) when relu != 0 (NaN passes through, as in the CPU path)
+//   add_backward: dsum = dy * [y > 0] when relu != 0, else dsum = dy (both addends receive dsum)
+//   sgd_update:   v = momentum v + (g + weight_decay w);  w = w - lr v   (PyTorch's SGD with momentum)
+// Launch: 1-D grid-stride loops, so any grid and block size covers n.
+// Element type T is a template parameter; each instantiation is an extern "C" kernel named *_f32 etc.
+#include "common.cuh"
+
+template <class T>
+__device__ __forceinline__ void add_forward(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
+                                            unsigned long long n, int relu) {
+    for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
+        const T v = a[i] + b[i];
+        y[i] = (relu && v < T(0)) ? T(0) : v;
+    }
+}
+
+template <class T>
+__device__ __forceinline__ void add_backward(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dsum,
+                                             unsigned long long n, int relu) {
+    for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
+        dsum[i] = (!relu || y[i] > T(0)) ? dy[i] : T(0);
+    }
+}
+
+template <class T>
+__device__ __forceinline__ void sgd_update(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ v,
+                                           unsigned long long n, T lr, T momentum, T weight_decay) {
+    for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
+        const T vi = momentum * v[i] + (g[i] + weight_decay * w[i]);
+        v[i] = vi;
+        w[i] = w[i] - lr * vi;
+    }
+}
+
+extern "C" __global__ void add_forward_f32(const float* a, const float* b, float* y, unsigned long long n, int relu) {
+    add_forward<float>(a, b, y, n, relu);
+}
+EMU_REGISTER(add_forward_f32);
+
+extern "C" __global__ void add_backward_f32(const float* y, const float* dy, float* dsum, unsigned long long n,
+                                            int relu) {
+    add_backward<float>(y, dy, dsum, n, relu);
+}
+EMU_REGISTER(add_backward_f32);
+
+extern "C" __global__ void sgd_update_f32(float* w, const float* g, float* v, unsigned long long n, float lr,
+                                          float momentum, float weight_decay) {
+    sgd_update<float>(w, g, v, n, lr, momentum, weight_decay);
+}
+EMU_REGISTER(sgd_update_f32);

@@ -1,0 +1,441 @@
+// block.cpp: the per-block scheduler: lazy runner fibers, __syncthreads, warp rendezvous, deadlock
+// detection. See block.h for the scheduling model.
+#include "block.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+__thread emu::ThreadContext* emu_current_thread = nullptr;
+__thread emu::BlockContext emu_current_block = {};
+
+namespace emu {
+
+// The runner of the block this OS thread is executing, for the intrinsics' entry points.
+static __thread BlockRunner* current_runner = nullptr;
+
+BlockRunner::BlockRunner() { context_for_current_thread(main_); }
+
+BlockRunner::~BlockRunner() { std::free(dynamic_shared_); }
+
+static std::string format_dim(uint3 v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "(%u,%u,%u)", v.x, v.y, v.z);
+    return buf;
+}
+
+std::string BlockRunner::where(const ThreadContext* t) const {
+    std::string s = "kernel '";
+    s += launch_->kernel_name;
+    s += "', block " + format_dim(block_idx_);
+    if (t) s += ", thread " + format_dim(t->idx);
+    return s;
+}
+
+bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error) {
+    launch_ = &launch;
+    block_idx_ = block_idx;
+    const dim3 bd = launch.block;
+    num_threads_ = bd.x * bd.y * bd.z;
+
+    // Thread contexts in CUDA's linear order (x fastest), which also defines warps and lanes. They
+    // depend only on the block shape, so consecutive blocks of a launch reuse them.
+    if (bd.x != shape_.x || bd.y != shape_.y || bd.z != shape_.z) {
+        shape_ = bd;
+        threads_.resize(num_threads_);
+        fiber_of_thread_.resize(num_threads_);
+        for (unsigned i = 0; i < num_threads_; ++i) {
+            ThreadContext& t = threads_[i];
+            t.idx = uint3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
+            t.linear = i;
+            t.lane = i % 32;
+            t.warp = i / 32;
+        }
+        warps_.resize((num_threads_ + 31) / 32);
+        for (unsigned w = 0; w < warps_.size(); ++w) {
+            const unsigned lanes = num_threads_ - w * 32 < 32 ? num_threads_ - w * 32 : 32;
+            warps_[w].exists = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+        }
+    }
+    for (WarpState& w : warps_) {
+        w.exited = 0;
+        w.open.clear();
+    }
+
+    const std::size_t dyn = launch.dynamic_shared_bytes;
+    if (dyn > dynamic_capacity_) {
+        std::free(dynamic_shared_);
+        dynamic_capacity_ = (dyn + 127) / 128 * 128;
+        dynamic_shared_ = std::aligned_alloc(128, dynamic_capacity_);
+        if (!dynamic_shared_) {
+            std::fprintf(stderr, "resnet-cuda emulator: cannot allocate %zu bytes of shared memory\n", dyn);
+            std::abort();
+        }
+    }
+    if (dyn) std::memset(dynamic_shared_, 0xff, dyn);
+#if defined(__SANITIZE_ADDRESS__)
+    // The buffer is reused and rounded up: fence off what this launch did not ask for.
+    if (dynamic_capacity_) {
+        __asan_unpoison_memory_region(dynamic_shared_, dynamic_capacity_);
+        __asan_poison_memory_region(static_cast<char*>(dynamic_shared_) + dyn, dynamic_capacity_ - dyn);
+    }
+#endif
+
+    emu_current_block.idx = block_idx;
+    emu_current_block.block_dim = launch.block;
+    emu_current_block.grid_dim = launch.grid;
+    emu_current_block.dynamic_shared = dyn ? dynamic_shared_ : nullptr;
+
+    next_thread_ = 0;
+    live_ = num_threads_;
+    used_ = 0;
+    ready_count_ = 0;
+    arrived_ = 0;
+    generation_ = 0;
+    predicate_count_[0] = predicate_count_[1] = 0;
+    failed_ = false;
+    error_.clear();
+
+    BlockRunner* outer = current_runner;
+    current_runner = this;
+    Fiber* first = start_runner();
+    current_ = first;
+    first->state = FiberState::running;
+    context_switch(main_, first->ctx, false);
+    // Back on the worker's stack: every thread returned, or the block failed or deadlocked.
+    current_runner = outer;
+    emu_current_thread = nullptr;
+    current_ = nullptr;
+
+    bool ok = true;
+    if (failed_) {
+        *error = error_;
+        ok = false;
+    } else if (live_ != 0) {
+        *error = deadlock_report();
+        ok = false;
+    }
+    if (!ok) {
+        for (unsigned i = 0; i < used_; ++i) fibers_[i]->ctx.dirty = true;
+    }
+    return ok;
+}
+
+Fiber* BlockRunner::start_runner() {
+    if (used_ == fibers_.size()) {
+        auto f = std::make_unique<Fiber>();
+        f->stack = allocate_stack(fiber_stack_bytes());
+        f->owner = this;
+        f->index = used_;
+        fibers_.push_back(std::move(f));
+    }
+    Fiber* f = fibers_[used_++].get();
+    f->thread = nullptr;
+    f->state = FiberState::running;
+    context_prepare(f->ctx, f->stack, &BlockRunner::runner_entry, f);
+    return f;
+}
+
+void BlockRunner::runner_entry(void* arg) {
+    context_entered();
+    Fiber* self = static_cast<Fiber*>(arg);
+    self->owner->runner_loop(self);
+}
+
+void BlockRunner::runner_loop(Fiber* self) {
+    // Threads run here as plain calls until one blocks; that thread keeps this fiber, and when it
+    // returns the loop goes on with whatever thread has not started yet.
+    while (next_thread_ < num_threads_ && !failed_) {
+        ThreadContext* t = &threads_[next_thread_++];
+        self->thread = t;
+        emu_current_thread = t;
+        launch_->run(launch_->params);
+        thread_exited(t);
+    }
+    self->thread = nullptr;
+    self->state = FiberState::idle;
+    switch_away(true);
+    __builtin_unreachable();
+}
+
+void BlockRunner::resume(Fiber* from, Fiber* to, bool finished) {
+    current_ = to;
+    to->state = FiberState::running;
+    emu_current_thread = to->thread;
+    context_switch(from->ctx, to->ctx, finished);
+}
+
+void BlockRunner::switch_away(bool finished) {
+    Fiber* from = current_;
+    // The count spares the scan while a block's threads are still arriving at their first barrier.
+    for (unsigned k = 1; ready_count_ > 0 && k <= used_; ++k) {
+        Fiber* f = fibers_[(from->index + k) % used_].get();
+        if (f->state == FiberState::ready) {
+            --ready_count_;
+            resume(from, f, finished);
+            return;
+        }
+    }
+    if (next_thread_ < num_threads_ && !failed_) {
+        resume(from, start_runner(), finished);
+        return;
+    }
+    // Nothing can run: the block is done or deadlocked; the scheduler on the worker stack decides.
+    current_ = nullptr;
+    emu_current_thread = nullptr;
+    context_switch(from->ctx, main_, finished);
+}
+
+void BlockRunner::fail(const char* what) {
+    if (!failed_) {
+        failed_ = true;
+        error_ = where(current_ ? current_->thread : nullptr) + ": " + what;
+    }
+    Fiber* from = current_;
+    current_ = nullptr;
+    emu_current_thread = nullptr;
+    context_switch(from->ctx, main_, false);
+    std::abort();  // an abandoned fiber is never resumed
+}
+
+void BlockRunner::thread_exited(ThreadContext* t) {
+    --live_;
+    WarpState& w = warps_[t->warp];
+    const unsigned me = 1u << t->lane;
+    w.exited |= me;
+    // The common case (no warp group open, no barrier pending) costs nothing more.
+    if (__builtin_expect(w.open.empty() && arrived_ == 0, 1)) return;
+    for (const WarpGroup& g : w.open) {
+        if (g.mask & me) {
+            char buf[160];
+            std::snprintf(buf, sizeof buf,
+                          "thread returned while lanes 0x%08x of its warp wait for it in a warp intrinsic "
+                          "with mask 0x%08x",
+                          g.arrived, g.mask);
+            fail(buf);
+        }
+    }
+    // An exited thread counts as arrived at __syncthreads, as on current GPUs.
+    if (arrived_ > 0 && arrived_ == live_) release_barrier();
+}
+
+void BlockRunner::release_barrier() {
+    const unsigned parity = generation_ & 1;
+    barrier_count_[parity] = predicate_count_[parity];
+    barrier_total_[parity] = arrived_;
+    predicate_count_[parity ^ 1] = 0;
+    arrived_ = 0;
+    ++generation_;
+    for (unsigned i = 0; i < used_; ++i) {
+        if (fibers_[i]->state == FiberState::wait_block) {
+            fibers_[i]->state = FiberState::ready;
+            ++ready_count_;
+        }
+    }
+}
+
+int BlockRunner::block_barrier(BarrierKind kind, int predicate) {
+    const unsigned parity = generation_ & 1;
+    ++arrived_;
+    if (predicate) ++predicate_count_[parity];
+    if (arrived_ == live_) {
+        release_barrier();
+    } else {
+        current_->state = FiberState::wait_block;
+        switch_away(false);
+    }
+    const unsigned count = barrier_count_[parity];
+    switch (kind) {
+    case BarrierKind::count:
+        return static_cast<int>(count);
+    case BarrierKind::all:
+        return count == barrier_total_[parity];
+    case BarrierKind::any:
+        return count > 0;
+    case BarrierKind::plain:
+        break;
+    }
+    return 0;
+}
+
+static bool uses_width(WarpOp op) {
+    return op == WarpOp::shfl_idx || op == WarpOp::shfl_up || op == WarpOp::shfl_down || op == WarpOp::shfl_xor;
+}
+
+unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg,
+                                                int width) {
+    ThreadContext* t = current_->thread;
+    WarpState& w = warps_[t->warp];
+    const unsigned me = 1u << t->lane;
+    char buf[200];
+    if (!(mask & me)) {
+        std::snprintf(buf, sizeof buf, "warp intrinsic with mask 0x%08x that excludes the calling lane %u", mask,
+                      t->lane);
+        fail(buf);
+    }
+    if (uses_width(op) && (width < 1 || width > 32 || (width & (width - 1)) != 0)) {
+        std::snprintf(buf, sizeof buf, "shuffle width %d is not a power of two in [1, 32]", width);
+        fail(buf);
+    }
+    const unsigned expected = mask & w.exists;
+    if (expected & w.exited) {
+        std::snprintf(buf, sizeof buf, "warp intrinsic with mask 0x%08x waits for lanes 0x%08x that already returned",
+                      mask, expected & w.exited);
+        fail(buf);
+    }
+    t->offered = value;
+    t->op_arg = arg;
+    t->op_width = width;
+
+    std::size_t gi = w.open.size();
+    for (std::size_t i = 0; i < w.open.size(); ++i) {
+        if (w.open[i].mask == mask) {
+            gi = i;
+            break;
+        }
+        if (w.open[i].mask & mask) {
+            std::snprintf(buf, sizeof buf,
+                          "lanes of one warp meet at warp intrinsics with overlapping but different masks "
+                          "0x%08x and 0x%08x",
+                          w.open[i].mask, mask);
+            fail(buf);
+        }
+    }
+    if (gi == w.open.size()) w.open.push_back(WarpGroup{mask, 0, op});
+    if (w.open[gi].op != op) fail("lanes of one warp meet at different warp intrinsics with the same mask");
+    w.open[gi].arrived |= me;
+
+    if (w.open[gi].arrived == expected) {
+        const WarpGroup g = w.open[gi];
+        w.open[gi] = w.open.back();
+        w.open.pop_back();
+        complete_warp_group(w, g, expected);
+    } else {
+        current_->state = FiberState::wait_warp;
+        current_->wait_mask = mask;
+        fiber_of_thread_[t->linear] = current_;
+        switch_away(false);
+    }
+    return t->result;
+}
+
+void BlockRunner::complete_warp_group(WarpState& w, const WarpGroup& g, unsigned expected) {
+    ThreadContext* lanes = &threads_[(&w - warps_.data()) * 32];
+    // Votes and reductions over the group.
+    unsigned ballot = 0, sum = 0, umin = 0xffffffffu, umax = 0;
+    int imin = 0x7fffffff, imax = -0x7fffffff - 1;
+    for (unsigned l = 0; l < 32; ++l) {
+        if (!(expected >> l & 1)) continue;
+        const unsigned long long v = lanes[l].offered;
+        const unsigned u = static_cast<unsigned>(v);
+        const int i = static_cast<int>(u);
+        if (v) ballot |= 1u << l;
+        sum += u;
+        umin = u < umin ? u : umin;
+        umax = u > umax ? u : umax;
+        imin = i < imin ? i : imin;
+        imax = i > imax ? i : imax;
+    }
+    for (unsigned l = 0; l < 32; ++l) {
+        if (!(expected >> l & 1)) continue;
+        ThreadContext& t = lanes[l];
+        const int width = t.op_width;
+        const int segment = static_cast<int>(l) & ~(width - 1);
+        int src = static_cast<int>(l);
+        switch (g.op) {
+        case WarpOp::shfl_idx:
+            src = segment + (t.op_arg & (width - 1));
+            break;
+        case WarpOp::shfl_up:
+            if (static_cast<int>(l) - t.op_arg >= segment) src = static_cast<int>(l) - t.op_arg;
+            break;
+        case WarpOp::shfl_down:
+            if (static_cast<int>(l) + t.op_arg < segment + width) src = static_cast<int>(l) + t.op_arg;
+            break;
+        case WarpOp::shfl_xor: {
+            // Lanes of earlier width-groups may be read; a later group yields the caller's own value.
+            const int x = static_cast<int>(l) ^ (t.op_arg & 31);
+            if (x < segment + width) src = x;
+            break;
+        }
+        default:
+            break;
+        }
+        if (uses_width(g.op)) {
+            if (!(expected >> src & 1)) {
+                char buf[160];
+                std::snprintf(buf, sizeof buf, "lane %u shuffles from lane %d, which is not in the mask 0x%08x", l,
+                              src, g.mask);
+                fail(buf);
+            }
+            t.result = lanes[src].offered;
+        } else {
+            switch (g.op) {
+            case WarpOp::ballot: t.result = ballot; break;
+            case WarpOp::any: t.result = ballot != 0; break;
+            case WarpOp::all: t.result = ballot == expected; break;
+            case WarpOp::reduce_add_u: t.result = sum; break;
+            case WarpOp::reduce_min_u: t.result = umin; break;
+            case WarpOp::reduce_max_u: t.result = umax; break;
+            case WarpOp::reduce_min_i: t.result = static_cast<unsigned>(imin); break;
+            case WarpOp::reduce_max_i: t.result = static_cast<unsigned>(imax); break;
+            default: t.result = 0; break;
+            }
+        }
+    }
+    for (unsigned l = 0; l < 32; ++l) {
+        if (!(expected >> l & 1)) continue;
+        // Every lane but the caller (which completes the group and runs on) is waiting on its fiber.
+        if (&lanes[l] != current_->thread) {
+            fiber_of_thread_[lanes[l].linear]->state = FiberState::ready;
+            ++ready_count_;
+        }
+    }
+}
+
+std::string BlockRunner::deadlock_report() const {
+    unsigned at_barrier = 0, at_warp = 0;
+    const ThreadContext* example = nullptr;
+    unsigned example_mask = 0;
+    for (unsigned i = 0; i < used_; ++i) {
+        const Fiber& f = *fibers_[i];
+        if (f.state == FiberState::wait_block) ++at_barrier;
+        if (f.state == FiberState::wait_warp) {
+            ++at_warp;
+            if (!example) {
+                example = f.thread;
+                example_mask = f.wait_mask;
+            }
+        }
+    }
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "deadlock: %u of %u live threads wait at __syncthreads and %u at a warp intrinsic (threads of "
+                  "one block took different barriers, or a warp intrinsic's mask names lanes that never arrive)",
+                  at_barrier, live_, at_warp);
+    std::string s = where(example) + ": " + buf;
+    if (example) {
+        std::snprintf(buf, sizeof buf, "; this thread waits with mask 0x%08x", example_mask);
+        s += buf;
+    }
+    return s;
+}
+
+// Entry points declared in emu_sync.h.
+int block_barrier(BarrierKind kind, int predicate) { return current_runner->block_barrier(kind, predicate); }
+
+unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width) {
+    return current_runner->warp_rendezvous(mask, op, value, arg, width);
+}
+
+void kernel_trap(const char* what) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "the kernel called %s", what);
+    current_runner->fail(buf);
+}
+
+}  // namespace emu

@@ -1,0 +1,197 @@
+// launch.cpp: the C ABI the Rust side calls, launch validation, and the worker pool that spreads a
+// grid's blocks over OS threads.
+//
+// Blocks of a launch are independent (CUDA guarantees no order among them), so workers take block
+// indices from a shared counter. Results do not depend on which worker ran which block, except for
+// the order of float atomics from different blocks. One launch runs at a time, process-wide, like a
+// single stream; the launching thread works as one of the workers.
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "block.h"
+#include "registry.h"
+
+namespace emu {
+namespace {
+
+struct Job {
+    const Launch* launch;
+    unsigned long long total_blocks;
+    std::atomic<unsigned long long> next_block{0};
+    std::atomic<bool> failed{false};
+    std::mutex error_mu;
+    std::string error;
+};
+
+BlockRunner& local_runner() {
+    thread_local std::unique_ptr<BlockRunner> runner(new BlockRunner);
+    return *runner;
+}
+
+void work(Job& job) {
+    BlockRunner& runner = local_runner();
+    const dim3 g = job.launch->grid;
+    std::string error;
+    while (!job.failed.load(std::memory_order_relaxed)) {
+        const unsigned long long b = job.next_block.fetch_add(1, std::memory_order_relaxed);
+        if (b >= job.total_blocks) break;
+        const uint3 idx{static_cast<unsigned>(b % g.x), static_cast<unsigned>(b / g.x % g.y),
+                        static_cast<unsigned>(b / (static_cast<unsigned long long>(g.x) * g.y))};
+        if (!runner.run(*job.launch, idx, &error)) {
+            std::lock_guard<std::mutex> lock(job.error_mu);
+            if (!job.failed.exchange(true)) job.error = error;
+        }
+    }
+}
+
+unsigned configured_workers() {
+    unsigned n = std::thread::hardware_concurrency();
+    if (const char* env = std::getenv("RESNET_EMU_THREADS")) {
+        const long v = std::atol(env);
+        if (v > 0) n = static_cast<unsigned>(v);
+    }
+    return n == 0 ? 1 : n;
+}
+
+class Pool {
+public:
+    // Created on first use and never destroyed: its threads wait forever and end with the process,
+    // so no static destructor can run while they still use the pool.
+    static Pool& get() {
+        static Pool* pool = new Pool(configured_workers());
+        return *pool;
+    }
+
+    unsigned workers() const { return static_cast<unsigned>(threads_.size()) + 1; }
+
+    void run(Job& job) {
+        std::lock_guard<std::mutex> one_launch(launch_mu_);
+        if (threads_.empty() || job.total_blocks == 1) {
+            work(job);
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            job_ = &job;
+            ++epoch_;
+            busy_ = static_cast<unsigned>(threads_.size());
+        }
+        wake_.notify_all();
+        work(job);
+        std::unique_lock<std::mutex> lock(mu_);
+        done_.wait(lock, [this] { return busy_ == 0; });
+        job_ = nullptr;
+    }
+
+private:
+    explicit Pool(unsigned n) {
+        for (unsigned i = 1; i < n; ++i) {
+            threads_.emplace_back([this] { worker_main(); });
+            threads_.back().detach();
+        }
+    }
+
+    void worker_main() {
+        unsigned long long seen = 0;
+        std::unique_lock<std::mutex> lock(mu_);
+        for (;;) {
+            wake_.wait(lock, [&] { return epoch_ != seen; });
+            seen = epoch_;
+            Job* job = job_;
+            lock.unlock();
+            work(*job);
+            lock.lock();
+            if (--busy_ == 0) done_.notify_one();
+        }
+    }
+
+    std::mutex launch_mu_;
+    std::mutex mu_;
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    Job* job_ = nullptr;
+    unsigned long long epoch_ = 0;
+    unsigned busy_ = 0;
+    std::vector<std::thread> threads_;
+};
+
+thread_local std::string last_error;
+
+int fail_launch(std::string message) {
+    last_error = std::move(message);
+    return 1;
+}
+
+}  // namespace
+}  // namespace emu
+
+extern "C" {
+
+// Launches `kernel_name` like cuLaunchKernel: `params[i]` points at argument i. Returns 0 on success;
+// otherwise nonzero, and emu_last_error() says why. Blocks until the launch finished.
+int emu_launch(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block_x,
+               unsigned block_y, unsigned block_z, unsigned dynamic_shared_bytes, void** params,
+               unsigned num_params) {
+    using namespace emu;
+    last_error.clear();
+    if (!kernel_name) return fail_launch("kernel name is null");
+    const KernelEntry* k = find_kernel(kernel_name);
+    if (!k) {
+        return fail_launch("unknown kernel '" + std::string(kernel_name) + "': no kernels/*.cu registers it with " +
+                           "EMU_REGISTER (" + std::to_string(kernel_count()) + " kernels are registered)");
+    }
+    const std::string who = "kernel '" + std::string(kernel_name) + "': ";
+    if (num_params != k->num_params) {
+        return fail_launch(who + "takes " + std::to_string(k->num_params) + " parameters, the launch passed " +
+                           std::to_string(num_params));
+    }
+    for (unsigned i = 0; i < num_params; ++i) {
+        if (!params || !params[i]) return fail_launch(who + "parameter " + std::to_string(i) + " is a null pointer");
+    }
+    if (grid_x == 0 || grid_y == 0 || grid_z == 0 || block_x == 0 || block_y == 0 || block_z == 0) {
+        return fail_launch(who + "grid and block dimensions must be at least 1");
+    }
+    if (grid_x > 0x7fffffffu || grid_y > 65535 || grid_z > 65535) {
+        return fail_launch(who + "grid exceeds CUDA's limits (x < 2^31, y and z <= 65535)");
+    }
+    const unsigned long long threads = 1ull * block_x * block_y * block_z;
+    if (block_x > 1024 || block_y > 1024 || block_z > 64 || threads > 1024) {
+        return fail_launch(who + "block of " + std::to_string(block_x) + "x" + std::to_string(block_y) + "x" +
+                           std::to_string(block_z) + " exceeds CUDA's limits (at most 1024 threads, z <= 64)");
+    }
+    if (dynamic_shared_bytes > kMaxDynamicShared) {
+        return fail_launch(who + std::to_string(dynamic_shared_bytes) +
+                           " bytes of dynamic shared memory exceed the 227 KiB a block can have");
+    }
+
+    const Launch launch{k->name, k->run, params, dim3(grid_x, grid_y, grid_z), dim3(block_x, block_y, block_z),
+                        dynamic_shared_bytes};
+    Job job;
+    job.launch = &launch;
+    job.total_blocks = 1ull * grid_x * grid_y * grid_z;
+    Pool::get().run(job);
+    if (job.failed.load()) return fail_launch(job.error);
+    return 0;
+}
+
+// Why the last emu_launch on this thread failed; empty after a success. Valid until the next launch.
+const char* emu_last_error(void) { return emu::last_error.c_str(); }
+
+// Registered kernels, in name order, for `resnet-cuda info` and for tests.
+unsigned emu_kernel_count(void) { return static_cast<unsigned>(emu::kernel_count()); }
+const char* emu_kernel_name(unsigned i) {
+    const emu::KernelEntry* k = emu::kernel_at(i);
+    return k ? k->name : nullptr;
+}
+
+// OS threads a launch spreads its blocks over (RESNET_EMU_THREADS, else the number of CPUs).
+unsigned emu_worker_count(void) { return emu::Pool::get().workers(); }
+
+}  // extern "C"

@@ -1,0 +1,95 @@
+//! The host emulator as a launch driver: runs the kernels of `kernels/*.cu`, compiled for the CPU by
+//! build.rs, with CUDA's launch semantics (blocks, shared memory, barriers, warp intrinsics; see
+//! `kernels/emu/`). A launch takes the same argument array as `cuLaunchKernel`, so the GPU launch code
+//! is shared with the CUDA driver path. Device pointers are plain host pointers here.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+
+extern "C" {
+    fn emu_launch(
+        kernel_name: *const c_char,
+        grid_x: u32,
+        grid_y: u32,
+        grid_z: u32,
+        block_x: u32,
+        block_y: u32,
+        block_z: u32,
+        dynamic_shared_bytes: u32,
+        params: *mut *mut c_void,
+        num_params: u32,
+    ) -> i32;
+    fn emu_last_error() -> *const c_char;
+    fn emu_kernel_count() -> u32;
+    fn emu_kernel_name(index: u32) -> *const c_char;
+    fn emu_worker_count() -> u32;
+}
+
+/// Runs `kernel` over `grid` blocks of `block` threads with `shared_bytes` of dynamic shared memory
+/// and returns when every block has finished. `params[i]` points at the value of the kernel's
+/// parameter `i`, as for `cuLaunchKernel`.
+///
+/// Errors name the kernel and say what was wrong: an unknown kernel, a parameter count that does not
+/// match the kernel's, a grid or block beyond CUDA's limits, or a failure inside the kernel (a
+/// deadlock at a barrier, a misused warp intrinsic, `__trap()`), with the block and thread at fault.
+///
+/// # Safety
+///
+/// Each `params[i]` must point to a live value whose type is exactly the kernel's parameter `i`
+/// (`*const f32` for `const float*`, `u64` for `unsigned long long`, `i32` for `int`...), and every
+/// pointer passed that way must be valid for all reads and writes the kernel makes through it, with
+/// no other access to that memory during the launch.
+pub unsafe fn launch(
+    kernel: &str,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_bytes: u32,
+    params: &mut [*mut c_void],
+) -> Result<(), String> {
+    let name =
+        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    let num_params = u32::try_from(params.len())
+        .map_err(|_| format!("kernel '{kernel}': too many parameters"))?;
+    // SAFETY: the name is NUL-terminated and `params` holds `num_params` pointers; the caller
+    // guarantees what they point at.
+    let status = unsafe {
+        emu_launch(
+            name.as_ptr(),
+            grid.0,
+            grid.1,
+            grid.2,
+            block.0,
+            block.1,
+            block.2,
+            shared_bytes,
+            params.as_mut_ptr(),
+            num_params,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        // SAFETY: emu_last_error returns this thread's NUL-terminated message, valid until the next launch.
+        Err(unsafe { CStr::from_ptr(emu_last_error()) }
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+/// Names of every kernel the emulator can launch, sorted.
+pub fn kernel_names() -> Vec<String> {
+    // SAFETY: plain queries of the registry; names are static NUL-terminated strings.
+    unsafe {
+        (0..emu_kernel_count())
+            .filter_map(|i| {
+                let p = emu_kernel_name(i);
+                (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+}
+
+/// OS threads a launch spreads its blocks over (`RESNET_EMU_THREADS`, else the number of CPUs).
+pub fn worker_count() -> usize {
+    // SAFETY: a plain query; starts the worker pool if it is not running yet.
+    unsafe { emu_worker_count() as usize }
+}

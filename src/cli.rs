@@ -1,0 +1,343 @@
+//! Command-line definitions and their dispatch to the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::data::batch::MeanImage;
+use resnet_cuda::models::Network;
+use resnet_cuda::optim::ScheduleKind;
+use resnet_cuda::train::{self, DataSpec, DeviceChoice, Outcome, Recipe, TrainConfig};
+use resnet_cuda::{checkpoint, eval, Error};
+
+#[derive(Parser)]
+#[command(
+    name = "resnet-cuda",
+    version,
+    about = "Train the residual networks of He et al. (2015), \"Deep Residual Learning for Image Recognition\"",
+    long_about = "Train the residual networks of He et al. (2015) with the paper's recipe.\n\n\
+                  Quick start: `resnet-cuda train` trains resnet20 on a built-in synthetic dataset."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network (defaults: resnet20 on the built-in synthetic set, the paper's recipe).
+    Train(Box<TrainArgs>),
+    /// Top-1 and top-5 error of a checkpoint on the test split.
+    Eval(EvalArgs),
+    /// Plot training error (thin) and test error (bold) against iterations, one colour per run,
+    /// like Figure 6 of the paper.
+    Plot {
+        /// Run folders (each holds a metrics.jsonl).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The PNG to write.
+        #[arg(short, long, default_value = "curves.png")]
+        out: PathBuf,
+    },
+    /// Print a model's parameter names and shapes, and its parameter count.
+    Summary {
+        /// resnet20, resnet56, resnet110, plain20, resnet18, resnet50, ...
+        #[arg(long, default_value = "resnet20")]
+        model: String,
+        /// Number of classes of the classifier.
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+    Emu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Step,
+    Plateau,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AugmentArg {
+    Paper,
+    None,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Model: resnetD / plainD with D = 6n+2 for CIFAR-style data (resnet20, resnet56, resnet110, ...),
+    /// resnet18/34/50/101/152 and plain18/34 for ImageNet.
+    #[arg(long, default_value = "resnet20")]
+    model: String,
+    /// `synthetic`, `cifar10:DIR` or `imagenet:DIR`.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// auto: a CUDA GPU when one is usable, else the CPU; emu runs the CUDA kernels in the emulator.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Number of GPUs (data-parallel replicas).
+    #[arg(long, default_value_t = 1)]
+    gpus: usize,
+    /// Shortcut option when a block changes shape: A (zero-padding identity) or B (projection).
+    /// Default: A for the CIFAR nets, B for the ImageNet nets.
+    #[arg(long)]
+    shortcut: Option<char>,
+    /// Images per step (all GPUs together). Default 128 (CIFAR, synthetic) or 256 (ImageNet).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Training iterations. Default: 1500 (synthetic), 64000 (cifar10), 600000 (imagenet).
+    #[arg(long, conflicts_with = "epochs")]
+    iters: Option<u64>,
+    /// Training length in epochs of the training split, instead of --iters.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Iterations at which the learning rate is divided by 10 (comma-separated).
+    /// Default: 50% and 75% of the run (synthetic), 32000,48000 (cifar10).
+    #[arg(long, value_delimiter = ',')]
+    lr_milestones: Option<Vec<u64>>,
+    /// step: divide at the milestones; plateau: divide when the test error stops improving.
+    /// Default: step, plateau for ImageNet.
+    #[arg(long, value_enum)]
+    lr_schedule: Option<ScheduleArg>,
+    /// Evaluations without improvement before the plateau schedule divides the rate.
+    #[arg(long, default_value_t = 3)]
+    patience: u32,
+    /// Warm-up: train at --warmup-lr until the training error is below 80%, for at most this many
+    /// iterations. Default: 2000 for resnet110 and deeper CIFAR nets (the paper), else 0.
+    #[arg(long)]
+    warmup_iters: Option<u64>,
+    #[arg(long, default_value_t = 0.01)]
+    warmup_lr: f64,
+    /// paper: the paper's augmentation for the dataset; none: the images as they are.
+    #[arg(long, value_enum, default_value = "paper")]
+    augment: AugmentArg,
+    /// Keep the dataset's order instead of shuffling every epoch.
+    #[arg(long)]
+    no_shuffle: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evaluate on the test split every this many iterations (and at the end).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Save a checkpoint every this many iterations (and at the end, and on Ctrl-C).
+    #[arg(long, default_value_t = 1000)]
+    save_every: u64,
+    /// Run folder. Default: runs/<model>-<data>-<time>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Start from these weights only: a checkpoint folder or a bare model.safetensors.
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
+    /// Continue the run in this folder exactly where its latest checkpoint left it (other flags are
+    /// taken from the run, except --iters, which may extend it).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint folder (such as runs/NAME/latest).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The data to evaluate on; default: the data the checkpoint was trained on.
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(args) => run_train(*args),
+        Command::Plot { runs, out } => {
+            resnet_cuda::plot::plot_runs(&runs, &out)?;
+            eprintln!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => run_eval(args),
+        Command::Summary { model, classes } => {
+            let be = CpuBackend::<f32>::new();
+            let config = resnet_cuda::models::ModelConfig::from_name(&model, classes)?;
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+            let mut net = Network::new(&be, config, &mut rng)?;
+            for (name, shape) in net.param_shapes() {
+                println!("{name:<40} {shape:?}");
+            }
+            println!("{model}: {} parameters", net.num_params());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Stops the run cleanly on the first Ctrl-C.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    // Failing to install the handler only costs the clean stop; training still works.
+    let _ = ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst));
+    flag
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let (config, resume) = match &args.resume {
+        Some(dir) => {
+            let mut state = train::resume_state(dir)?;
+            if let Some(iters) = args.iters {
+                state.config.iters = iters;
+            }
+            state.config.out = dir.clone();
+            (state.config.clone(), Some(state))
+        }
+        None => (train_config(&args)?, None),
+    };
+    let stop = interrupt_flag();
+    match train::train(config, resume, &stop)? {
+        Outcome::Finished { .. } => Ok(ExitCode::SUCCESS),
+        Outcome::Interrupted { .. } => Ok(ExitCode::from(130)),
+    }
+}
+
+fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let data = DataSpec::parse(&a.data)?;
+    let recipe = Recipe::for_data(&data, a.iters);
+    let batch_size = a.batch_size.unwrap_or(recipe.batch_size);
+    let iters = match a.epochs {
+        Some(epochs) => {
+            let train_len = train::open_data(&data, a.seed)?.train.len();
+            if batch_size == 0 {
+                return Err(Error::Config("--batch-size: must be at least 1".into()).into());
+            }
+            epochs * (train_len / batch_size).max(1) as u64
+        }
+        None => recipe.iters,
+    };
+    let schedule = match a.lr_schedule {
+        Some(ScheduleArg::Plateau) => ScheduleKind::Plateau {
+            patience: a.patience,
+        },
+        Some(ScheduleArg::Step) | None if !recipe.plateau || a.lr_schedule.is_some() => {
+            let milestones = match (&a.lr_milestones, a.iters.is_none() && a.epochs.is_some()) {
+                (Some(m), _) => m.clone(),
+                (None, true) if matches!(data, DataSpec::Synthetic) => {
+                    vec![iters / 2, iters * 3 / 4]
+                }
+                (None, _) => recipe.milestones.clone(),
+            };
+            ScheduleKind::Step { milestones }
+        }
+        _ => ScheduleKind::Plateau {
+            patience: a.patience,
+        },
+    };
+    let deep_cifar = !data.is_imagenet()
+        && a.model
+            .trim_start_matches("cifar-")
+            .trim_start_matches("resnet")
+            .parse::<usize>()
+            .is_ok_and(|d| d >= 110);
+    let warmup_iters = a.warmup_iters.unwrap_or(if deep_cifar { 2000 } else { 0 });
+    let default_eval = match data {
+        DataSpec::Synthetic => 500,
+        DataSpec::Cifar10(_) => 1000,
+        DataSpec::ImageNet(_) => 5000,
+    };
+    let out = match &a.out {
+        Some(out) => out.clone(),
+        None => {
+            let time = chrono::Local::now().format("%Y%m%d-%H%M%S");
+            Path::new("runs").join(format!("{}-{}-{time}", a.model, data.name()))
+        }
+    };
+    let shortcut = match a.shortcut {
+        None => None,
+        Some(c) if c.eq_ignore_ascii_case(&'a') => Some('A'),
+        Some(c) if c.eq_ignore_ascii_case(&'b') => Some('B'),
+        Some(c) => return Err(Error::Config(format!("--shortcut {c}: expected A or B")).into()),
+    };
+    let device = match a.device {
+        DeviceArg::Auto => DeviceChoice::Auto,
+        DeviceArg::Cpu => DeviceChoice::Cpu,
+        DeviceArg::Cuda => DeviceChoice::Cuda,
+        DeviceArg::Emu => DeviceChoice::Emu,
+    };
+    let config = TrainConfig {
+        model: a.model.clone(),
+        data,
+        device,
+        gpus: a.gpus,
+        shortcut,
+        batch_size,
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        iters,
+        schedule,
+        warmup_iters,
+        warmup_lr: a.warmup_lr,
+        augment: matches!(a.augment, AugmentArg::Paper),
+        shuffle: !a.no_shuffle,
+        seed: a.seed,
+        eval_every: a.eval_every.unwrap_or(default_eval),
+        log_every: a.log_every,
+        save_every: a.save_every,
+        out,
+        init: a.init.clone(),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    if args.batch_size == 0 {
+        return Err(Error::Config("--batch-size: must be at least 1".into()).into());
+    }
+    let state = train::read_state(&args.checkpoint)?;
+    let data = match &args.data {
+        Some(d) => DataSpec::parse(d)?,
+        None => state.config.data.clone(),
+    };
+    let splits = train::open_data(&data, state.config.seed)?;
+    let be = CpuBackend::<f32>::new();
+    let model = train::model_config(&state.config, splits.test.num_classes())?;
+    let mut net = Network::new(
+        &be,
+        model,
+        &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+    )?;
+    checkpoint::load_weights(&args.checkpoint, &be, &mut net)?;
+    let mean: MeanImage = checkpoint::load_mean_image(&args.checkpoint)?;
+    let r = eval::evaluate(&be, &mut net, splits.test.as_ref(), &mean, args.batch_size)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{}: top-1 error {:.2}%, top-5 error {:.2}% on {} test images",
+            args.checkpoint.display(),
+            100.0 * r.top1_err,
+            100.0 * r.top5_err,
+            r.images
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,174 @@
+//! Everything a training run is told, with the paper's recipe as the defaults for each kind of data.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::optim::ScheduleKind;
+
+/// Which backend runs the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceChoice {
+    /// CUDA when a usable GPU and kernels are present, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+    /// The CUDA kernels run in the host emulator (for checking, slow).
+    Emu,
+}
+
+/// Where the images come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataSpec {
+    Synthetic,
+    Cifar10(PathBuf),
+    ImageNet(PathBuf),
+}
+
+impl DataSpec {
+    /// Parses `synthetic`, `cifar10:DIR` or `imagenet:DIR`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.split_once(':') {
+            None if s == "synthetic" => Ok(DataSpec::Synthetic),
+            Some(("cifar10", dir)) if !dir.is_empty() => Ok(DataSpec::Cifar10(dir.into())),
+            Some(("imagenet", dir)) if !dir.is_empty() => Ok(DataSpec::ImageNet(dir.into())),
+            _ => Err(Error::Config(format!(
+                "--data {s:?}: expected `synthetic`, `cifar10:DIR` or `imagenet:DIR`"
+            ))),
+        }
+    }
+
+    /// The short name used in run folders.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataSpec::Synthetic => "synthetic",
+            DataSpec::Cifar10(_) => "cifar10",
+            DataSpec::ImageNet(_) => "imagenet",
+        }
+    }
+
+    pub fn is_imagenet(&self) -> bool {
+        matches!(self, DataSpec::ImageNet(_))
+    }
+}
+
+/// The complete description of a run; saved in every checkpoint so `--resume` needs nothing else.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: String,
+    pub data: DataSpec,
+    pub device: DeviceChoice,
+    pub gpus: usize,
+    /// `A` or `B`; `None` takes the model's default (A for CIFAR nets, B for ImageNet nets).
+    pub shortcut: Option<char>,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub iters: u64,
+    pub schedule: ScheduleKind,
+    pub warmup_iters: u64,
+    pub warmup_lr: f64,
+    pub augment: bool,
+    pub shuffle: bool,
+    pub seed: u64,
+    pub eval_every: u64,
+    pub log_every: u64,
+    pub save_every: u64,
+    pub out: PathBuf,
+    pub init: Option<PathBuf>,
+}
+
+/// The recipe's values for a kind of data, before the user's overrides.
+pub struct Recipe {
+    pub batch_size: usize,
+    pub iters: u64,
+    /// Milestones as fractions of `iters` (synthetic) or absolute iterations (CIFAR).
+    pub milestones: Vec<u64>,
+    pub plateau: bool,
+}
+
+impl Recipe {
+    /// The paper's recipe: CIFAR batch 128, lr 0.1 divided at 32k and 48k, stop at 64k; ImageNet
+    /// batch 256, plateau schedule, 600k iterations. The synthetic set's default run is short: 1,500
+    /// iterations, divided at 50% and 75%.
+    pub fn for_data(data: &DataSpec, iters_override: Option<u64>) -> Recipe {
+        match data {
+            DataSpec::Synthetic => {
+                let iters = iters_override.unwrap_or(1_500);
+                Recipe {
+                    batch_size: 128,
+                    iters,
+                    milestones: vec![iters / 2, iters * 3 / 4],
+                    plateau: false,
+                }
+            }
+            DataSpec::Cifar10(_) => Recipe {
+                batch_size: 128,
+                iters: iters_override.unwrap_or(64_000),
+                milestones: vec![32_000, 48_000],
+                plateau: false,
+            },
+            DataSpec::ImageNet(_) => Recipe {
+                batch_size: 256,
+                iters: iters_override.unwrap_or(600_000),
+                milestones: vec![],
+                plateau: true,
+            },
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects nonsense values with a message that names the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, why: String| Err(Error::Config(format!("{flag}: {why}")));
+        if self.batch_size == 0 {
+            return bad("--batch-size", "must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "--lr",
+                format!("must be a positive number, got {}", self.lr),
+            );
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad(
+                "--momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "--weight-decay",
+                format!("must be >= 0, got {}", self.weight_decay),
+            );
+        }
+        if !(self.warmup_lr.is_finite() && self.warmup_lr >= 0.0) {
+            return bad(
+                "--warmup-lr",
+                format!("must be >= 0, got {}", self.warmup_lr),
+            );
+        }
+        if self.iters == 0 {
+            return bad("--iters", "must be at least 1".into());
+        }
+        for (flag, v) in [
+            ("--eval-every", self.eval_every),
+            ("--log-every", self.log_every),
+            ("--save-every", self.save_every),
+        ] {
+            if v == 0 {
+                return bad(flag, "must be at least 1".into());
+            }
+        }
+        if self.gpus == 0 {
+            return bad("--gpus", "must be at least 1".into());
+        }
+        if let ScheduleKind::Plateau { patience: 0 } = self.schedule {
+            return bad("--patience", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
