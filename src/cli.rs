@@ -79,7 +79,7 @@ struct TrainArgs {
     /// resnet18/34/50/101/152 and plain18/34 for ImageNet.
     #[arg(long, default_value = "resnet20")]
     model: String,
-    /// `synthetic`, `cifar10:DIR` or `imagenet:DIR`.
+    /// `synthetic`, `synthetic:TRAIN:TEST` (a smaller synthetic set), `cifar10:DIR` or `imagenet:DIR`.
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// auto: a CUDA GPU when one is usable, else the CPU; emu runs the CUDA kernels in the emulator.
@@ -95,11 +95,11 @@ struct TrainArgs {
     /// Images per step (all GPUs together). Default 128 (CIFAR, synthetic) or 256 (ImageNet).
     #[arg(long)]
     batch_size: Option<usize>,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     lr: f64,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     momentum: f64,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-4)]
     weight_decay: f64,
     /// Training iterations. Default: 1500 (synthetic), 64000 (cifar10), 600000 (imagenet).
     #[arg(long, conflicts_with = "epochs")]
@@ -122,7 +122,7 @@ struct TrainArgs {
     /// iterations. Default: 2000 for resnet110 and deeper CIFAR nets (the paper), else 0.
     #[arg(long)]
     warmup_iters: Option<u64>,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
     warmup_lr: f64,
     /// paper: the paper's augmentation for the dataset; none: the images as they are.
     #[arg(long, value_enum, default_value = "paper")]
@@ -239,7 +239,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         Some(ScheduleArg::Step) | None if !recipe.plateau || a.lr_schedule.is_some() => {
             let milestones = match (&a.lr_milestones, a.iters.is_none() && a.epochs.is_some()) {
                 (Some(m), _) => m.clone(),
-                (None, true) if matches!(data, DataSpec::Synthetic) => {
+                (None, true) if matches!(data, DataSpec::Synthetic { .. }) => {
                     vec![iters / 2, iters * 3 / 4]
                 }
                 (None, _) => recipe.milestones.clone(),
@@ -258,7 +258,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
             .is_ok_and(|d| d >= 110);
     let warmup_iters = a.warmup_iters.unwrap_or(if deep_cifar { 2000 } else { 0 });
     let default_eval = match data {
-        DataSpec::Synthetic => 500,
+        DataSpec::Synthetic { .. } => 500,
         DataSpec::Cifar10(_) => 1000,
         DataSpec::ImageNet(_) => 5000,
     };

@@ -89,9 +89,14 @@ pub struct SyntheticDataset {
 
 /// The standard synthetic splits: 50,000 training and 10,000 test images from `seed`.
 pub fn splits(seed: u64) -> Splits {
+    splits_sized(seed, TRAIN_LEN, TEST_LEN)
+}
+
+/// The first `train` and `test` images of the synthetic splits of `seed` (for quick runs and tests).
+pub fn splits_sized(seed: u64, train: usize, test: usize) -> Splits {
     Splits {
-        train: Box::new(SyntheticDataset::new(seed, Split::Train, TRAIN_LEN)),
-        test: Box::new(SyntheticDataset::new(seed, Split::Test, TEST_LEN)),
+        train: Box::new(SyntheticDataset::new(seed, Split::Train, train)),
+        test: Box::new(SyntheticDataset::new(seed, Split::Test, test)),
         name: "synthetic".to_string(),
     }
 }

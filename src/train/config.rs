@@ -21,28 +21,47 @@ pub enum DeviceChoice {
 /// Where the images come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataSpec {
-    Synthetic,
+    /// The built-in synthetic set: `train` and `test` images (50,000 and 10,000 by default).
+    Synthetic {
+        train: usize,
+        test: usize,
+    },
     Cifar10(PathBuf),
     ImageNet(PathBuf),
 }
 
 impl DataSpec {
-    /// Parses `synthetic`, `cifar10:DIR` or `imagenet:DIR`.
+    /// Parses `synthetic`, `synthetic:TRAIN:TEST` (image counts, for quick runs), `cifar10:DIR` or
+    /// `imagenet:DIR`.
     pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::Config(format!(
+                "--data {s:?}: expected `synthetic`, `synthetic:TRAIN:TEST`, `cifar10:DIR` or `imagenet:DIR`"
+            ))
+        };
         match s.split_once(':') {
-            None if s == "synthetic" => Ok(DataSpec::Synthetic),
+            None if s == "synthetic" => Ok(DataSpec::Synthetic {
+                train: crate::data::synthetic::TRAIN_LEN,
+                test: crate::data::synthetic::TEST_LEN,
+            }),
+            Some(("synthetic", sizes)) => {
+                let (train, test) = sizes.split_once(':').ok_or_else(bad)?;
+                let count = |v: &str| v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad);
+                Ok(DataSpec::Synthetic {
+                    train: count(train)?,
+                    test: count(test)?,
+                })
+            }
             Some(("cifar10", dir)) if !dir.is_empty() => Ok(DataSpec::Cifar10(dir.into())),
             Some(("imagenet", dir)) if !dir.is_empty() => Ok(DataSpec::ImageNet(dir.into())),
-            _ => Err(Error::Config(format!(
-                "--data {s:?}: expected `synthetic`, `cifar10:DIR` or `imagenet:DIR`"
-            ))),
+            _ => Err(bad()),
         }
     }
 
     /// The short name used in run folders.
     pub fn name(&self) -> &'static str {
         match self {
-            DataSpec::Synthetic => "synthetic",
+            DataSpec::Synthetic { .. } => "synthetic",
             DataSpec::Cifar10(_) => "cifar10",
             DataSpec::ImageNet(_) => "imagenet",
         }
@@ -95,7 +114,7 @@ impl Recipe {
     /// iterations, divided at 50% and 75%.
     pub fn for_data(data: &DataSpec, iters_override: Option<u64>) -> Recipe {
         match data {
-            DataSpec::Synthetic => {
+            DataSpec::Synthetic { .. } => {
                 let iters = iters_override.unwrap_or(1_500);
                 Recipe {
                     batch_size: 128,

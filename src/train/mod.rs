@@ -45,7 +45,9 @@ pub enum Outcome {
 /// Opens the dataset a config names.
 pub fn open_data(spec: &DataSpec, seed: u64) -> Result<Splits> {
     match spec {
-        DataSpec::Synthetic => Ok(data::synthetic::splits(seed)),
+        &DataSpec::Synthetic { train, test } => {
+            Ok(data::synthetic::splits_sized(seed, train, test))
+        }
         DataSpec::Cifar10(dir) | DataSpec::ImageNet(dir) => Err(Error::Config(format!(
             "--data {}:{}: reading real datasets is not implemented yet; use --data synthetic",
             spec.name(),

@@ -1,0 +1,328 @@
+//! The command line end to end, on small synthetic runs: wiring, metrics, checkpoints, exact resume,
+//! `--init`, eval against the run's own log, divergence, and every bad input giving a one-line error
+//! without a backtrace.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use resnet_cuda::checkpoint::safetensors::SafeTensors;
+use serde_json::Value;
+
+/// A tiny synthetic set: 256 training and 96 test images, batch 16.
+const DATA: &str = "synthetic:256:96";
+
+fn cli() -> Command {
+    let mut cmd = Command::cargo_bin("resnet-cuda").expect("the binary is built");
+    // Determinism across runs is per thread count; pin it so every run of a test uses the same.
+    cmd.env("RAYON_NUM_THREADS", "2");
+    cmd
+}
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap().to_string();
+    let mut args = vec!["train", "--log-every", "1", "--out", &out];
+    // Defaults a test may override.
+    for (flag, value) in [
+        ("--model", "resnet8"),
+        ("--batch-size", "16"),
+        ("--data", DATA),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    cli().args(&args).output().expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn tensor(checkpoint: &Path, name: &str) -> Vec<f32> {
+    let file = SafeTensors::read(&checkpoint.join("model.safetensors")).unwrap();
+    file.f32_values(file.get(name).unwrap()).unwrap()
+}
+
+fn latest(run: &Path) -> PathBuf {
+    run.join(std::fs::read_link(run.join("latest")).expect("latest names a checkpoint"))
+}
+
+/// Asserts a failure with a short message naming `culprit`, and no panic.
+fn assert_clean_failure(o: &Output, culprit: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(
+        err.contains(culprit),
+        "stderr should name {culprit:?}: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "a panic: {err}"
+    );
+    let first_error_line = err
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default();
+    assert!(
+        first_error_line.contains(culprit),
+        "the error line should name {culprit:?}: {err}"
+    );
+}
+
+#[test]
+fn a_short_run_logs_evaluates_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = train(
+        &run,
+        &["--iters", "6", "--eval-every", "3", "--save-every", "3"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("device: cpu"),
+        "{}",
+        stderr(&o)
+    );
+    let m = metrics(&run);
+    let train_iters: Vec<u64> = m
+        .iter()
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["iter"].as_u64().unwrap())
+        .collect();
+    assert_eq!(train_iters, [1, 2, 3, 4, 5, 6]);
+    for v in m.iter().filter(|v| v.get("loss").is_some()) {
+        for key in ["epoch", "lr", "loss", "train_err", "img_per_s"] {
+            assert!(
+                v.get(key).is_some_and(|x| x.is_number()),
+                "missing {key} in {v}"
+            );
+        }
+    }
+    let evals: Vec<u64> = m
+        .iter()
+        .filter(|v| v.get("test_err").is_some())
+        .map(|v| v["iter"].as_u64().unwrap())
+        .collect();
+    assert_eq!(evals, [3, 6]);
+    assert!(m.iter().any(|v| v.get("test_top5_err").is_some()));
+    assert_eq!(latest(&run), run.join("checkpoints/iter-00000006"));
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "preprocess.safetensors",
+        "run_state.json",
+    ] {
+        assert!(latest(&run).join(f).exists(), "{f} missing");
+    }
+    // The synthetic default schedule divides the rate at 50% and 75% of the run.
+    let lrs: Vec<f64> = m.iter().filter_map(|v| v.get("lr")?.as_f64()).collect();
+    assert_eq!(lrs[0], 0.1);
+    assert!((lrs[5] - 0.001).abs() < 1e-12, "{lrs:?}");
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
+    let common = [
+        "--lr-milestones",
+        "3,5",
+        "--eval-every",
+        "100",
+        "--save-every",
+        "100",
+    ];
+    let o = train(&whole, &[&["--iters", "6"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&split, &[&["--iters", "3"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli()
+        .args(["train", "--resume", split.to_str().unwrap(), "--iters", "6"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+
+    let losses = |run: &Path| -> Vec<(u64, f64)> {
+        metrics(run)
+            .iter()
+            .filter(|v| v.get("loss").is_some())
+            .map(|v| (v["iter"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(losses(&whole), losses(&split), "losses differ");
+    let (a, b) = (latest(&whole), latest(&split));
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+        "weights differ after resuming"
+    );
+    assert_eq!(
+        std::fs::read(a.join("optimizer.safetensors")).unwrap(),
+        std::fs::read(b.join("optimizer.safetensors")).unwrap(),
+        "momentum differs after resuming"
+    );
+}
+
+#[test]
+fn init_loads_weights_only_and_eval_reproduces_the_logged_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let o = train(&first, &["--iters", "4", "--eval-every", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // eval on the checkpoint gives exactly the test error the run logged at its last iteration.
+    let o = cli()
+        .args([
+            "eval",
+            "--checkpoint",
+            latest(&first).to_str().unwrap(),
+            "--batch-size",
+            "16",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let logged = metrics(&first)
+        .iter()
+        .rev()
+        .find_map(|v| v.get("test_err")?.as_f64())
+        .unwrap();
+    assert_eq!(r["top1_err"].as_f64().unwrap(), logged);
+    assert_eq!(r["images"].as_u64().unwrap(), 96);
+
+    // --init: the weights of the first run, but a fresh run (iteration 0, fresh momentum).
+    let init = latest(&first);
+    let tiny_step = [
+        "--iters",
+        "1",
+        "--lr",
+        "1e-12",
+        "--weight-decay",
+        "0",
+        "--init",
+        init.to_str().unwrap(),
+    ];
+    let o = train(&second, &tiny_step);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(latest(&second).join("run_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["iteration"], 1);
+    let (w0, w1) = (
+        tensor(&init, "layer1.0.conv1.weight"),
+        tensor(&latest(&second), "layer1.0.conv1.weight"),
+    );
+    let max_diff = w0
+        .iter()
+        .zip(&w1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff < 1e-6,
+        "weights moved by {max_diff} with lr 1e-12: --init did not load them"
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_iteration_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // lr 1e30 with weight decay overflows the weights to infinity within two steps.
+    let o = train(
+        &run,
+        &[
+            "--iters",
+            "20",
+            "--lr",
+            "1e30",
+            "--save-every",
+            "1",
+            "--eval-every",
+            "100",
+        ],
+    );
+    assert_clean_failure(&o, "iteration");
+    assert!(stderr(&o).contains("diverged"), "{}", stderr(&o));
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(latest(&run).join("run_state.json")).unwrap(),
+    )
+    .unwrap();
+    let saved = state["iteration"].as_u64().unwrap();
+    assert!(
+        (1..20).contains(&saved),
+        "latest checkpoint at iteration {saved}"
+    );
+    assert!(
+        stderr(&o).contains(&format!("iteration {}", saved + 1)),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message_naming_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let run = |extra: &[&str]| train(&out, extra);
+    assert_clean_failure(&run(&["--model", "resnet21"]), "resnet21");
+    assert_clean_failure(&run(&["--model", "vgg16"]), "vgg16");
+    assert_clean_failure(&run(&["--batch-size", "0"]), "--batch-size");
+    assert_clean_failure(&run(&["--lr", "-1"]), "--lr");
+    assert_clean_failure(&run(&["--iters", "0"]), "--iters");
+    assert_clean_failure(&run(&["--data", "mnist"]), "mnist");
+    assert_clean_failure(&run(&["--device", "cuda"]), "--device cuda");
+    assert_clean_failure(&run(&["--gpus", "2"]), "--gpus 2");
+    assert_clean_failure(&run(&["--shortcut", "C"]), "--shortcut");
+    // An --out below a regular file cannot be created.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let o = train(&file.join("run"), &["--iters", "1"]);
+    assert_clean_failure(&o, file.to_str().unwrap());
+
+    let missing = dir.path().join("missing");
+    let o = cli()
+        .args(["eval", "--checkpoint", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, missing.to_str().unwrap());
+    let o = cli()
+        .args(["train", "--resume", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, missing.to_str().unwrap());
+
+    // A corrupt checkpoint: truncate the model file of a real one.
+    let good = dir.path().join("good");
+    assert!(train(&good, &["--iters", "1"]).status.success());
+    let model = latest(&good).join("model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let o = cli()
+        .args(["eval", "--checkpoint", latest(&good).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "model.safetensors");
+    // A run folder that already holds a run is not overwritten.
+    assert_clean_failure(&train(&good, &["--iters", "1"]), "--resume");
+}
