@@ -326,3 +326,62 @@ fn bad_inputs_fail_with_a_message_naming_the_culprit() {
     // A run folder that already holds a run is not overwritten.
     assert_clean_failure(&train(&good, &["--iters", "1"]), "--resume");
 }
+
+#[test]
+fn ctrl_c_finishes_the_step_saves_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("resnet-cuda"))
+        .args([
+            "train",
+            "--model",
+            "resnet8",
+            "--data",
+            DATA,
+            "--batch-size",
+            "16",
+            "--iters",
+            "100000",
+        ])
+        .args([
+            "--log-every",
+            "1",
+            "--eval-every",
+            "100000",
+            "--save-every",
+            "100000",
+            "--out",
+        ])
+        .arg(&run)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training is under way (two logged steps), then interrupt.
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 2 {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(latest(&run).join("run_state.json")).unwrap(),
+    )
+    .unwrap();
+    let logged = metrics(&run)
+        .iter()
+        .filter_map(|v| v.get("loss").map(|_| v["iter"].as_u64().unwrap()))
+        .max()
+        .unwrap();
+    assert_eq!(
+        state["iteration"].as_u64().unwrap(),
+        logged,
+        "the checkpoint holds the last finished step"
+    );
+}
