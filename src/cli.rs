@@ -51,6 +51,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         classes: usize,
     },
+    /// Print the backends available here: CPU threads, the embedded CUDA kernels and their
+    /// architectures, the CUDA driver and each GPU.
+    Info,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -185,6 +188,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{name:<40} {shape:?}");
             }
             println!("{model}: {} parameters", net.num_params());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info => {
+            let report = resnet_cuda::backend::gpu::cuda_info::report(rayon::current_num_threads());
+            print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
     }

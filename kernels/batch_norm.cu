@@ -1,0 +1,239 @@
+// batch_norm.cu: training and inference batch norm over NHWC activations viewed as x[M, C], M = N H W,
+// fused with ReLU, and its backward fused with the ReLU backward.
+//
+// Math (PyTorch's conventions; eps and momentum come from the caller):
+//   mean_c = 1/M sum_m x[m,c];  var_c = 1/M sum_m (x[m,c] - mean_c)^2 (biased; two passes for accuracy)
+//   inv_std_c = 1/sqrt(var_c + eps)
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var + momentum var M/(M-1)   (unbiased)
+//   y = x scale_c + shift_c with scale = gamma inv_std, shift = beta - mean scale; then max(y, 0) if relu
+//   inference: the same with the running mean and inv_std = 1/sqrt(running_var + eps)
+//   backward: g = dy [y > 0] (or dy), dbeta = sum g, dgamma = inv_std sum g (x - mean),
+//             dx = k1 g - k2 (x - mean) - k0 with coef = gamma inv_std / M, k0 = coef dbeta, k1 = coef M,
+//             k2 = coef dgamma inv_std   (= gamma inv_std / M (M g - dbeta - xhat dgamma))
+//
+// Channel reductions are deterministic (a fixed partition, no float atomics):
+//   1. *_partial: block (32, 8) = 32 channels x 8 row lanes, grid (ceil(C/32), P). Thread (tx, ty) of
+//      block (bx, by) sums rows m = by*8 + ty + j*(8P), j = 0, 1, ...; the 8 row lanes are combined in
+//      shared memory in order; partial[q][by][c] for q = 0 (and 1 for the backward's second sum).
+//      Reads are coalesced: a warp is 32 consecutive channels of one row.
+//   2. *_finalize: one block of 128 threads per channel (grid C): thread t sums partial[p][c] for
+//      p = t, t + 128, ...; warp shuffles then shared memory combine the 128 in a fixed tree. The
+//      per-channel scalars (mean, inv_std, running stats, backward coefficients) are computed in double.
+//   3. elementwise passes (normalize, backward data): 1-D grid-stride loops over M C elements.
+// Element type T is a template parameter; sums accumulate in float. extern "C" names end in _f32.
+#include "common.cuh"
+
+namespace batch_norm {
+
+constexpr int kChannels = 32;   // blockDim.x of the partial kernels
+constexpr int kRowLanes = 8;    // blockDim.y of the partial kernels
+constexpr int kFinalizeThreads = 128;
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Sum of v over a block of kFinalizeThreads threads (a multiple of 32), returned to thread 0.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float warp_sums[kFinalizeThreads / 32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    v = warp_sum(v);
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    if (threadIdx.x == 0) {
+        for (int w = 0; w < kFinalizeThreads / 32; ++w) total += warp_sums[w];
+    }
+    __syncthreads();
+    return total;
+}
+
+// Mode 0: s0 = x. Mode 1: s0 = (x - mean)^2. Mode 2: s0 = g, s1 = g (x - mean), g = dy [y > 0 or !relu].
+template <class T, int kMode>
+__device__ __forceinline__ void partial_sums(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy,
+                                             const T* __restrict__ mean, int M, int C, int relu,
+                                             float* __restrict__ partial) {
+    __shared__ float s0[kRowLanes][kChannels];
+    __shared__ float s1[kRowLanes][kChannels];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int c = blockIdx.x * kChannels + tx;
+    const int P = gridDim.y;
+    float a0 = 0.0f, a1 = 0.0f;
+    if (c < C) {
+        const float mu = kMode == 0 ? 0.0f : static_cast<float>(mean[c]);
+        for (long long m = static_cast<long long>(blockIdx.y) * kRowLanes + ty; m < M;
+             m += static_cast<long long>(P) * kRowLanes) {
+            const long long i = m * C + c;
+            const float xv = static_cast<float>(x[i]);
+            if (kMode == 0) {
+                a0 += xv;
+            } else if (kMode == 1) {
+                const float d = xv - mu;
+                a0 += d * d;
+            } else {
+                const float g = (!relu || static_cast<float>(y[i]) > 0.0f) ? static_cast<float>(dy[i]) : 0.0f;
+                a0 += g;
+                a1 += g * (xv - mu);
+            }
+        }
+    }
+    s0[ty][tx] = a0;
+    s1[ty][tx] = a1;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        float t0 = 0.0f, t1 = 0.0f;
+        for (int r = 0; r < kRowLanes; ++r) {
+            t0 += s0[r][tx];
+            t1 += s1[r][tx];
+        }
+        partial[static_cast<long long>(blockIdx.y) * C + c] = t0;
+        if (kMode == 2) partial[static_cast<long long>(P + blockIdx.y) * C + c] = t1;
+    }
+}
+
+// Sum over the P partials of channel blockIdx.x in slot q, to thread 0.
+__device__ __forceinline__ float reduce_partials(const float* __restrict__ partial, int q, int P, int C) {
+    const int c = blockIdx.x;
+    float v = 0.0f;
+    for (int p = threadIdx.x; p < P; p += kFinalizeThreads) v += partial[static_cast<long long>(q * P + p) * C + c];
+    return block_sum(v);
+}
+
+}  // namespace batch_norm
+
+template <class T>
+__device__ __forceinline__ void batch_norm_finalize_mean(const float* partial, int P, int M, int C, T* mean) {
+    const float s = batch_norm::reduce_partials(partial, 0, P, C);
+    if (threadIdx.x == 0) mean[blockIdx.x] = static_cast<T>(static_cast<double>(s) / M);
+}
+
+template <class T>
+__device__ __forceinline__ void batch_norm_finalize_var(const float* partial, int P, int M, int C, const T* mean,
+                                                        double eps, double momentum, T* inv_std, T* running_mean,
+                                                        T* running_var) {
+    const float s = batch_norm::reduce_partials(partial, 0, P, C);
+    if (threadIdx.x == 0) {
+        const int c = blockIdx.x;
+        const double m = M;
+        const double var = static_cast<double>(s) / m;
+        inv_std[c] = static_cast<T>(1.0 / sqrt(var + eps));
+        running_mean[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_mean[c]) +
+                                         momentum * static_cast<double>(mean[c]));
+        const double unbiased = var * m / (m - 1.0);
+        running_var[c] =
+            static_cast<T>((1.0 - momentum) * static_cast<double>(running_var[c]) + momentum * unbiased);
+    }
+}
+
+template <class T>
+__device__ __forceinline__ void batch_norm_normalize(const T* __restrict__ x, const T* __restrict__ mean,
+                                                     const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                                     const T* __restrict__ beta, T* __restrict__ y,
+                                                     unsigned long long n, int C, int relu) {
+    for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
+        const int c = static_cast<int>(i % C);
+        const T s = gamma[c] * inv_std[c];
+        const T t = beta[c] - mean[c] * s;
+        const T v = x[i] * s + t;
+        y[i] = (relu && v < T(0)) ? T(0) : v;
+    }
+}
+
+template <class T>
+__device__ __forceinline__ void batch_norm_infer_inv_std(const T* running_var, double eps, int C, T* inv_std) {
+    for (unsigned long long c = global_thread_index(); c < static_cast<unsigned long long>(C); c += grid_stride()) {
+        inv_std[c] = static_cast<T>(1.0 / sqrt(static_cast<double>(running_var[c]) + eps));
+    }
+}
+
+// coef[c] = k0, coef[C + c] = k1, coef[2C + c] = k2 (see the header).
+template <class T>
+__device__ __forceinline__ void batch_norm_backward_finalize(const float* partial, int P, int M, int C,
+                                                             const T* gamma, const T* inv_std, T* dgamma, T* dbeta,
+                                                             T* coef) {
+    const float sum_g = batch_norm::reduce_partials(partial, 0, P, C);
+    const float sum_gx = batch_norm::reduce_partials(partial, 1, P, C);
+    if (threadIdx.x == 0) {
+        const int c = blockIdx.x;
+        const double m = M;
+        const double inv = static_cast<double>(inv_std[c]);
+        const double db = sum_g, dg = static_cast<double>(sum_gx) * inv;
+        dbeta[c] = static_cast<T>(db);
+        dgamma[c] = static_cast<T>(dg);
+        const double k = static_cast<double>(gamma[c]) * inv / m;
+        coef[c] = static_cast<T>(k * db);
+        coef[C + c] = static_cast<T>(k * m);
+        coef[2 * C + c] = static_cast<T>(k * dg * inv);
+    }
+}
+
+template <class T>
+__device__ __forceinline__ void batch_norm_backward_data(const T* __restrict__ x, const T* __restrict__ y,
+                                                         const T* __restrict__ dy, const T* __restrict__ mean,
+                                                         const T* __restrict__ coef, T* __restrict__ dx,
+                                                         unsigned long long n, int C, int relu) {
+    for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
+        const int c = static_cast<int>(i % C);
+        const T g = (!relu || y[i] > T(0)) ? dy[i] : T(0);
+        dx[i] = coef[C + c] * g - coef[2 * C + c] * (x[i] - mean[c]) - coef[c];
+    }
+}
+
+extern "C" __global__ void batch_norm_partial_sum_f32(const float* x, int M, int C, float* partial) {
+    batch_norm::partial_sums<float, 0>(x, nullptr, nullptr, nullptr, M, C, 0, partial);
+}
+EMU_REGISTER(batch_norm_partial_sum_f32);
+
+extern "C" __global__ void batch_norm_partial_sqdev_f32(const float* x, const float* mean, int M, int C,
+                                                        float* partial) {
+    batch_norm::partial_sums<float, 1>(x, nullptr, nullptr, mean, M, C, 0, partial);
+}
+EMU_REGISTER(batch_norm_partial_sqdev_f32);
+
+extern "C" __global__ void batch_norm_backward_partial_f32(const float* x, const float* y, const float* dy,
+                                                           const float* mean, int M, int C, int relu,
+                                                           float* partial) {
+    batch_norm::partial_sums<float, 2>(x, y, dy, mean, M, C, relu, partial);
+}
+EMU_REGISTER(batch_norm_backward_partial_f32);
+
+extern "C" __global__ void batch_norm_finalize_mean_f32(const float* partial, int P, int M, int C, float* mean) {
+    batch_norm_finalize_mean<float>(partial, P, M, C, mean);
+}
+EMU_REGISTER(batch_norm_finalize_mean_f32);
+
+extern "C" __global__ void batch_norm_finalize_var_f32(const float* partial, int P, int M, int C, const float* mean,
+                                                       double eps, double momentum, float* inv_std,
+                                                       float* running_mean, float* running_var) {
+    batch_norm_finalize_var<float>(partial, P, M, C, mean, eps, momentum, inv_std, running_mean, running_var);
+}
+EMU_REGISTER(batch_norm_finalize_var_f32);
+
+extern "C" __global__ void batch_norm_normalize_f32(const float* x, const float* mean, const float* inv_std,
+                                                    const float* gamma, const float* beta, float* y,
+                                                    unsigned long long n, int C, int relu) {
+    batch_norm_normalize<float>(x, mean, inv_std, gamma, beta, y, n, C, relu);
+}
+EMU_REGISTER(batch_norm_normalize_f32);
+
+extern "C" __global__ void batch_norm_infer_inv_std_f32(const float* running_var, double eps, int C,
+                                                        float* inv_std) {
+    batch_norm_infer_inv_std<float>(running_var, eps, C, inv_std);
+}
+EMU_REGISTER(batch_norm_infer_inv_std_f32);
+
+extern "C" __global__ void batch_norm_backward_finalize_f32(const float* partial, int P, int M, int C,
+                                                            const float* gamma, const float* inv_std,
+                                                            float* dgamma, float* dbeta, float* coef) {
+    batch_norm_backward_finalize<float>(partial, P, M, C, gamma, inv_std, dgamma, dbeta, coef);
+}
+EMU_REGISTER(batch_norm_backward_finalize_f32);
+
+extern "C" __global__ void batch_norm_backward_data_f32(const float* x, const float* y, const float* dy,
+                                                        const float* mean, const float* coef, float* dx,
+                                                        unsigned long long n, int C, int relu) {
+    batch_norm_backward_data<float>(x, y, dy, mean, coef, dx, n, C, relu);
+}
+EMU_REGISTER(batch_norm_backward_data_f32);

@@ -1,0 +1,77 @@
+// softmax_cross_entropy.cu: mean softmax cross-entropy over a batch, its logit gradient, and top-1/top-5
+// counts, computed as the CPU reference does.
+//
+// Math, logits z: [N, classes], labels l: [N] (u32):
+//   per sample: lse = max + log sum_j exp(z_j - max) (in double); loss_n = lse - z[l];
+//               dz_j = (exp(z_j - lse) - [j == l]) / N;
+//               rank = #{j : z_j > z_l} + #{j < l : z_j == z_l}; top1 = rank < 1, top5 = rank < 5
+//   softmax_cross_entropy_reduce: out[0] = sum_n loss_n / N, out[1] = sum top1, out[2] = sum top5,
+//   summed in a fixed order (deterministic; the counts are exact below 2^24).
+// Launch: per-sample kernel, 1-D grid-stride over samples (each thread walks its row, no reductions
+// across threads); the reduce kernel is one block of 256 threads: strided per-thread sums, then warp
+// shuffles and shared memory in a fixed tree. Per-sample results go to a float workspace [3][N].
+#include "common.cuh"
+
+namespace softmax_xent {
+constexpr int kReduceThreads = 256;
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    return v;
+}
+}  // namespace softmax_xent
+
+template <class T>
+__device__ __forceinline__ void softmax_cross_entropy_per_sample(const T* __restrict__ logits,
+                                                                 const unsigned* __restrict__ labels,
+                                                                 T* __restrict__ dlogits, float* __restrict__ per_sample,
+                                                                 int N, int classes) {
+    const double inv_n = 1.0 / N;
+    for (unsigned long long n = global_thread_index(); n < static_cast<unsigned long long>(N); n += grid_stride()) {
+        const T* z = logits + n * classes;
+        T* dz = dlogits + n * classes;
+        const int label = static_cast<int>(labels[n]);
+        double max = static_cast<double>(z[0]);
+        for (int j = 1; j < classes; ++j) max = fmax(max, static_cast<double>(z[j]));
+        double sum_exp = 0.0;
+        for (int j = 0; j < classes; ++j) sum_exp += exp(static_cast<double>(z[j]) - max);
+        const double lse = max + log(sum_exp);
+        const T zl = z[label];
+        int rank = 0;
+        for (int j = 0; j < classes; ++j) {
+            const double p = exp(static_cast<double>(z[j]) - lse);
+            dz[j] = static_cast<T>((p - (j == label ? 1.0 : 0.0)) * inv_n);
+            rank += (z[j] > zl || (z[j] == zl && j < label)) ? 1 : 0;
+        }
+        per_sample[n] = static_cast<float>(lse - static_cast<double>(zl));
+        per_sample[N + n] = rank < 1 ? 1.0f : 0.0f;
+        per_sample[2 * N + n] = rank < 5 ? 1.0f : 0.0f;
+    }
+}
+
+extern "C" __global__ void softmax_cross_entropy_per_sample_f32(const float* logits, const unsigned* labels,
+                                                                float* dlogits, float* per_sample, int N,
+                                                                int classes) {
+    softmax_cross_entropy_per_sample<float>(logits, labels, dlogits, per_sample, N, classes);
+}
+EMU_REGISTER(softmax_cross_entropy_per_sample_f32);
+
+extern "C" __global__ void softmax_cross_entropy_reduce(const float* per_sample, int N, float* out) {
+    using softmax_xent::kReduceThreads;
+    __shared__ float warp_sums[3][kReduceThreads / 32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int q = 0; q < 3; ++q) {
+        float v = 0.0f;
+        for (int n = threadIdx.x; n < N; n += kReduceThreads) v += per_sample[q * N + n];
+        v = softmax_xent::warp_sum(v);
+        if (lane == 0) warp_sums[q][warp] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < 3) {
+        const int q = threadIdx.x;
+        float total = 0.0f;
+        for (int w = 0; w < kReduceThreads / 32; ++w) total += warp_sums[q][w];
+        out[q] = q == 0 ? total / static_cast<float>(N) : total;
+    }
+}
+EMU_REGISTER(softmax_cross_entropy_reduce);

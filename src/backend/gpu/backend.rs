@@ -1,0 +1,850 @@
+//! The GPU backend: one implementation of [`Backend`] over any [`Driver`].
+//!
+//! Every launch decision lives here, shared by the CUDA and emulator drivers: which kernels run, their
+//! grid, block and shared-memory sizes, the workspaces they need and their argument lists. The kernels
+//! are in `kernels/*.cu`; each launch below names its kernel and file, whose header states the math.
+//!
+//! Workspaces (batch-norm partial sums, labels, per-sample losses) come from a small pool of device
+//! buffers kept by the backend, so a training step with a fixed batch shape allocates nothing after its
+//! first step. Ops run in stream order, so one workspace per op at a time is enough.
+
+use std::sync::{Arc, Mutex};
+
+use super::driver::{DevicePtr, Driver, EmuDriver};
+use super::launch::{grid_1d, KernelArgs};
+use crate::backend::{
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+const F32: usize = std::mem::size_of::<f32>();
+/// Workspace sub-allocations start at multiples of this many bytes.
+const WORKSPACE_ALIGN: usize = 256;
+
+/// Device memory holding `len` f32 elements; freed on drop.
+pub struct DeviceBuffer<D: Driver> {
+    ptr: DevicePtr,
+    bytes: usize,
+    len: usize,
+    driver: Arc<D>,
+}
+
+impl<D: Driver> DeviceBuffer<D> {
+    /// The device address (0 for an empty buffer).
+    pub fn ptr(&self) -> DevicePtr {
+        self.ptr
+    }
+
+    /// Elements (f32).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl<D: Driver> Drop for DeviceBuffer<D> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            // SAFETY: allocated by this driver with this size; dropped once. Work using it was issued
+            // on the driver's one in-order stream, so the driver frees it after that work.
+            unsafe { self.driver.free(self.ptr, self.bytes) }
+        }
+    }
+}
+
+/// The GPU backend over driver `D` (f32 storage).
+pub struct GpuBackend<D: Driver> {
+    driver: Arc<D>,
+    /// Reusable workspaces, see the module doc.
+    workspaces: Mutex<Vec<DeviceBuffer<D>>>,
+}
+
+impl GpuBackend<EmuDriver> {
+    /// The backend on the host emulator: needs no GPU.
+    pub fn emulator() -> Self {
+        Self::new(EmuDriver)
+    }
+}
+
+/// Partitions of the rows for the batch-norm channel reductions: about 256 rows per block row
+/// lane group, at most 1024 partitions; fixed by `M`, so results are reproducible.
+fn batch_norm_partitions(m: usize) -> usize {
+    m.div_ceil(256).clamp(1, 1024)
+}
+
+/// Threads of the batch-norm finalize blocks (`batch_norm::kFinalizeThreads`).
+const BN_FINALIZE_THREADS: u32 = 128;
+/// Threads of `softmax_cross_entropy_reduce` (`softmax_xent::kReduceThreads`).
+const LOSS_REDUCE_THREADS: u32 = 256;
+/// Tile edge of `gemm_f32` (`gemm::kTile`).
+const GEMM_TILE: usize = 16;
+
+fn align_up(bytes: usize) -> usize {
+    bytes.div_ceil(WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+}
+
+fn dims4(t: &Tensor<impl Backend>) -> [usize; 4] {
+    t.shape().dims4().expect("shape validated by ops")
+}
+
+fn dims2(t: &Tensor<impl Backend>) -> [usize; 2] {
+    t.shape().dims2().expect("shape validated by ops")
+}
+
+impl<D: Driver> GpuBackend<D> {
+    pub fn new(driver: D) -> Self {
+        GpuBackend {
+            driver: Arc::new(driver),
+            workspaces: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    fn alloc_bytes(&self, bytes: usize, len: usize) -> Result<DeviceBuffer<D>> {
+        let ptr = if bytes == 0 {
+            0
+        } else {
+            self.driver.alloc(bytes)?
+        };
+        Ok(DeviceBuffer {
+            ptr,
+            bytes,
+            len,
+            driver: self.driver.clone(),
+        })
+    }
+
+    /// Launches `kernel`; see the module doc of `kernels/<file>.cu` for its parameters.
+    fn launch(
+        &self,
+        kernel: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        mut args: KernelArgs,
+    ) -> Result<()> {
+        let mut params = args.params();
+        // SAFETY: every call site passes the kernel's parameters in order with their exact types,
+        // device pointers of tensors whose shapes `ops` validated against each other (so every index
+        // the kernel computes is in bounds) and workspaces sized for the launch.
+        unsafe {
+            self.driver
+                .launch(kernel, grid, block, shared_bytes, &mut params)
+        }
+    }
+
+    /// A 1-D grid-stride launch over `n` items.
+    fn launch_1d(&self, kernel: &str, n: usize, args: KernelArgs) -> Result<()> {
+        let (grid, block) = grid_1d(n);
+        self.launch(kernel, grid, block, 0, args)
+    }
+
+    /// Runs `f` with a device workspace of at least `bytes` bytes (contents unspecified).
+    fn with_workspace<R>(&self, bytes: usize, f: impl FnOnce(DevicePtr) -> Result<R>) -> Result<R> {
+        let bytes = align_up(bytes.max(1));
+        let pooled = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let buf = match pooled {
+            Some(b) if b.bytes >= bytes => b,
+            _ => self.alloc_bytes(bytes, bytes / F32)?,
+        };
+        let out = f(buf.ptr);
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(buf);
+        out
+    }
+}
+
+impl<D: Driver> Backend for GpuBackend<D> {
+    type Elem = f32;
+    type Buffer = DeviceBuffer<D>;
+
+    fn name(&self) -> String {
+        format!("gpu-{}-f32", self.driver.name())
+    }
+
+    fn alloc_zeros(&self, len: usize) -> Result<DeviceBuffer<D>> {
+        let buf = self.alloc_bytes(len * F32, len)?;
+        if buf.bytes > 0 {
+            // SAFETY: the buffer was just allocated with this size.
+            unsafe { self.driver.memset_zero(buf.ptr, buf.bytes)? };
+        }
+        Ok(buf)
+    }
+
+    fn upload(&self, src: &[f32], dst: &mut DeviceBuffer<D>) -> Result<()> {
+        if src.len() != dst.len {
+            return Err(Error::InvalidArgument {
+                op: "upload",
+                message: format!("{} elements into a buffer of {}", src.len(), dst.len),
+            });
+        }
+        if dst.bytes == 0 {
+            return Ok(());
+        }
+        // SAFETY: both ranges hold `len` f32 elements.
+        unsafe {
+            self.driver
+                .copy_host_to_device(src.as_ptr().cast(), dst.ptr, dst.len * F32)
+        }
+    }
+
+    fn download(&self, src: &DeviceBuffer<D>, dst: &mut [f32]) -> Result<()> {
+        if dst.len() != src.len {
+            return Err(Error::InvalidArgument {
+                op: "download",
+                message: format!("a buffer of {} elements into {}", src.len, dst.len()),
+            });
+        }
+        if src.bytes == 0 {
+            return Ok(());
+        }
+        // SAFETY: both ranges hold `len` f32 elements.
+        unsafe {
+            self.driver
+                .copy_device_to_host(src.ptr, dst.as_mut_ptr().cast(), src.len * F32)
+        }
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.driver.synchronize()
+    }
+
+    fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
+        let bytes = src.numel() * F32;
+        if bytes == 0 || src.buf().ptr == dst.buf().ptr {
+            return Ok(());
+        }
+        // SAFETY: ops checked that both tensors hold the same number of elements; two tensors never
+        // share memory.
+        unsafe {
+            self.driver
+                .copy_device_to_device(src.buf().ptr, dst.buf().ptr, bytes)
+        }
+    }
+
+    // Convolutions: the direct reference kernels of kernels/direct_conv_reference.cu (one thread per
+    // output element), until the fast kernels of kernels/conv*.cu are switched in.
+    fn conv2d_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(x.buf().ptr)
+            .ptr(w.buf().ptr)
+            .ptr(y.buf().ptr);
+        let args = conv_shape_args(args, dims4(x), dims4(w), dims4(y), geom);
+        self.launch_1d("direct_conv_forward_f32", y.numel(), args)
+    }
+
+    fn conv2d_backward_data(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(dy.buf().ptr)
+            .ptr(w.buf().ptr)
+            .ptr(dx.buf().ptr);
+        let args = conv_shape_args(args, dims4(dx), dims4(w), dims4(dy), geom);
+        self.launch_1d("direct_conv_backward_data_f32", dx.numel(), args)
+    }
+
+    fn conv2d_backward_filter(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dw: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(x.buf().ptr)
+            .ptr(dy.buf().ptr)
+            .ptr(dw.buf().ptr);
+        let args = conv_shape_args(args, dims4(x), dims4(dw), dims4(dy), geom);
+        self.launch_1d("direct_conv_backward_filter_f32", dw.numel(), args)
+    }
+
+    fn batch_norm_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let c = gamma.numel();
+        let m = x.numel() / c;
+        let p = batch_norm_partitions(m);
+        let partial_grid = (c.div_ceil(32) as u32, p as u32, 1);
+        let finalize = ((c as u32, 1, 1), (BN_FINALIZE_THREADS, 1, 1));
+        self.with_workspace(p * c * F32, |partial| {
+            self.launch(
+                "batch_norm_partial_sum_f32",
+                partial_grid,
+                (32, 8, 1),
+                0,
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .int(m)
+                    .int(c)
+                    .ptr(partial),
+            )?;
+            self.launch(
+                "batch_norm_finalize_mean_f32",
+                finalize.0,
+                finalize.1,
+                0,
+                KernelArgs::new()
+                    .ptr(partial)
+                    .int(p)
+                    .int(m)
+                    .int(c)
+                    .ptr(save_mean.buf().ptr),
+            )?;
+            self.launch(
+                "batch_norm_partial_sqdev_f32",
+                partial_grid,
+                (32, 8, 1),
+                0,
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .ptr(save_mean.buf().ptr)
+                    .int(m)
+                    .int(c)
+                    .ptr(partial),
+            )?;
+            self.launch(
+                "batch_norm_finalize_var_f32",
+                finalize.0,
+                finalize.1,
+                0,
+                KernelArgs::new()
+                    .ptr(partial)
+                    .int(p)
+                    .int(m)
+                    .int(c)
+                    .ptr(save_mean.buf().ptr)
+                    .f64(cfg.eps)
+                    .f64(cfg.momentum)
+                    .ptr(save_inv_std.buf().ptr)
+                    .ptr(running_mean.buf().ptr)
+                    .ptr(running_var.buf().ptr),
+            )
+        })?;
+        self.launch_1d(
+            "batch_norm_normalize_f32",
+            x.numel(),
+            KernelArgs::new()
+                .ptr(x.buf().ptr)
+                .ptr(save_mean.buf().ptr)
+                .ptr(save_inv_std.buf().ptr)
+                .ptr(gamma.buf().ptr)
+                .ptr(beta.buf().ptr)
+                .ptr(y.buf().ptr)
+                .u64(x.numel())
+                .int(c)
+                .int(usize::from(cfg.relu)),
+        )
+    }
+
+    fn batch_norm_forward_infer(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        running_mean: &Tensor<Self>,
+        running_var: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let c = gamma.numel();
+        self.with_workspace(c * F32, |inv_std| {
+            self.launch_1d(
+                "batch_norm_infer_inv_std_f32",
+                c,
+                KernelArgs::new()
+                    .ptr(running_var.buf().ptr)
+                    .f64(cfg.eps)
+                    .int(c)
+                    .ptr(inv_std),
+            )?;
+            self.launch_1d(
+                "batch_norm_normalize_f32",
+                x.numel(),
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .ptr(running_mean.buf().ptr)
+                    .ptr(inv_std)
+                    .ptr(gamma.buf().ptr)
+                    .ptr(beta.buf().ptr)
+                    .ptr(y.buf().ptr)
+                    .u64(x.numel())
+                    .int(c)
+                    .int(usize::from(cfg.relu)),
+            )
+        })
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &Tensor<Self>,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        let c = gamma.numel();
+        let m = x.numel() / c;
+        let p = batch_norm_partitions(m);
+        let coef_offset = align_up(2 * p * c * F32);
+        let relu = usize::from(relu);
+        self.with_workspace(coef_offset + 3 * c * F32, |ws| {
+            let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
+            self.launch(
+                "batch_norm_backward_partial_f32",
+                (c.div_ceil(32) as u32, p as u32, 1),
+                (32, 8, 1),
+                0,
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .ptr(y.buf().ptr)
+                    .ptr(dy.buf().ptr)
+                    .ptr(saved.mean.buf().ptr)
+                    .int(m)
+                    .int(c)
+                    .int(relu)
+                    .ptr(partial),
+            )?;
+            self.launch(
+                "batch_norm_backward_finalize_f32",
+                (c as u32, 1, 1),
+                (BN_FINALIZE_THREADS, 1, 1),
+                0,
+                KernelArgs::new()
+                    .ptr(partial)
+                    .int(p)
+                    .int(m)
+                    .int(c)
+                    .ptr(gamma.buf().ptr)
+                    .ptr(saved.inv_std.buf().ptr)
+                    .ptr(dgamma.buf().ptr)
+                    .ptr(dbeta.buf().ptr)
+                    .ptr(coef),
+            )?;
+            self.launch_1d(
+                "batch_norm_backward_data_f32",
+                x.numel(),
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .ptr(y.buf().ptr)
+                    .ptr(dy.buf().ptr)
+                    .ptr(saved.mean.buf().ptr)
+                    .ptr(coef)
+                    .ptr(dx.buf().ptr)
+                    .u64(x.numel())
+                    .int(c)
+                    .int(relu),
+            )
+        })
+    }
+
+    fn add_forward(
+        &self,
+        a: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        self.launch_1d(
+            "add_forward_f32",
+            y.numel(),
+            KernelArgs::new()
+                .ptr(a.buf().ptr)
+                .ptr(b.buf().ptr)
+                .ptr(y.buf().ptr)
+                .u64(y.numel())
+                .int(usize::from(relu)),
+        )
+    }
+
+    fn add_backward(
+        &self,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        self.launch_1d(
+            "add_backward_f32",
+            y.numel(),
+            KernelArgs::new()
+                .ptr(y.buf().ptr)
+                .ptr(dy.buf().ptr)
+                .ptr(dsum.buf().ptr)
+                .u64(y.numel())
+                .int(usize::from(relu)),
+        )
+    }
+
+    fn shortcut_a_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()> {
+        let ([n, h, w, cin], [_, p, q, cout]) = (dims4(x), dims4(y));
+        self.launch_1d(
+            "shortcut_a_forward_f32",
+            y.numel(),
+            KernelArgs::new()
+                .ptr(x.buf().ptr)
+                .ptr(y.buf().ptr)
+                .int(n)
+                .int(h)
+                .int(w)
+                .int(cin)
+                .int(p)
+                .int(q)
+                .int(cout)
+                .int(stride),
+        )
+    }
+
+    fn shortcut_a_backward(
+        &self,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()> {
+        let ([_, p, q, cout], [n, h, w, cin]) = (dims4(dy), dims4(dx));
+        self.launch_1d(
+            "shortcut_a_backward_f32",
+            dx.numel(),
+            KernelArgs::new()
+                .ptr(dy.buf().ptr)
+                .ptr(dx.buf().ptr)
+                .int(n)
+                .int(h)
+                .int(w)
+                .int(cin)
+                .int(p)
+                .int(q)
+                .int(cout)
+                .int(stride),
+        )
+    }
+
+    fn global_avg_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>) -> Result<()> {
+        let [n, h, w, c] = dims4(x);
+        self.launch_1d(
+            "global_avg_pool_forward_f32",
+            n * c,
+            KernelArgs::new()
+                .ptr(x.buf().ptr)
+                .ptr(y.buf().ptr)
+                .int(n)
+                .int(h * w)
+                .int(c),
+        )
+    }
+
+    fn global_avg_pool_backward(&self, dy: &Tensor<Self>, dx: &mut Tensor<Self>) -> Result<()> {
+        let [n, h, w, c] = dims4(dx);
+        // Rounded to f32 exactly as the CPU reference does.
+        let inv_hw = (1.0 / (h * w) as f64) as f32;
+        self.launch_1d(
+            "global_avg_pool_backward_f32",
+            dx.numel(),
+            KernelArgs::new()
+                .ptr(dy.buf().ptr)
+                .ptr(dx.buf().ptr)
+                .int(n)
+                .int(h * w)
+                .int(c)
+                .f32(inv_hw),
+        )
+    }
+
+    fn max_pool_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        let args = KernelArgs::new().ptr(x.buf().ptr).ptr(y.buf().ptr);
+        let args = pool_shape_args(args, dims4(x), dims4(y), geom);
+        self.launch_1d("max_pool_forward_f32", y.numel(), args)
+    }
+
+    fn max_pool_backward(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(x.buf().ptr)
+            .ptr(dy.buf().ptr)
+            .ptr(dx.buf().ptr);
+        let args = pool_shape_args(args, dims4(x), dims4(dy), geom);
+        self.launch_1d("max_pool_backward_f32", dx.numel(), args)
+    }
+
+    fn linear_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+    ) -> Result<()> {
+        let [n, fin] = dims2(x);
+        let fout = b.numel();
+        // y[N, out] = x[N, in] w[out, in]^T + b
+        self.gemm(Gemm {
+            a: x.buf().ptr,
+            b: w.buf().ptr,
+            c: y.buf().ptr,
+            bias: b.buf().ptr,
+            m: n,
+            n: fout,
+            k: fin,
+            trans_a: false,
+            trans_b: true,
+        })
+    }
+
+    fn linear_backward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: Option<&mut Tensor<Self>>,
+        dw: &mut Tensor<Self>,
+        db: &mut Tensor<Self>,
+    ) -> Result<()> {
+        let [n, fin] = dims2(x);
+        let fout = db.numel();
+        if let Some(dx) = dx {
+            // dx[N, in] = dy[N, out] w[out, in]
+            self.gemm(Gemm {
+                a: dy.buf().ptr,
+                b: w.buf().ptr,
+                c: dx.buf().ptr,
+                bias: 0,
+                m: n,
+                n: fin,
+                k: fout,
+                trans_a: false,
+                trans_b: false,
+            })?;
+        }
+        // dw[out, in] = dy[N, out]^T x[N, in]
+        self.gemm(Gemm {
+            a: dy.buf().ptr,
+            b: x.buf().ptr,
+            c: dw.buf().ptr,
+            bias: 0,
+            m: fout,
+            n: fin,
+            k: n,
+            trans_a: true,
+            trans_b: false,
+        })?;
+        self.launch_1d(
+            "column_sum_f32",
+            fout,
+            KernelArgs::new()
+                .ptr(dy.buf().ptr)
+                .ptr(db.buf().ptr)
+                .int(n)
+                .int(fout),
+        )
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Tensor<Self>,
+        labels: &[u32],
+        dlogits: &mut Tensor<Self>,
+    ) -> Result<LossStats> {
+        let [n, classes] = dims2(logits);
+        // Workspace: labels (u32, N) | per-sample loss, top-1, top-5 (f32, 3 N) | totals (f32, 3).
+        let per_sample_offset = align_up(n * 4);
+        let totals_offset = per_sample_offset + align_up(3 * n * F32);
+        let totals = self.with_workspace(totals_offset + 3 * F32, |ws| {
+            let (labels_dev, per_sample, totals) = (
+                ws,
+                ws + per_sample_offset as DevicePtr,
+                ws + totals_offset as DevicePtr,
+            );
+            // SAFETY: the workspace holds `n` u32 labels at its start.
+            unsafe {
+                self.driver
+                    .copy_host_to_device(labels.as_ptr().cast(), labels_dev, n * 4)?
+            };
+            self.launch_1d(
+                "softmax_cross_entropy_per_sample_f32",
+                n,
+                KernelArgs::new()
+                    .ptr(logits.buf().ptr)
+                    .ptr(labels_dev)
+                    .ptr(dlogits.buf().ptr)
+                    .ptr(per_sample)
+                    .int(n)
+                    .int(classes),
+            )?;
+            self.launch(
+                "softmax_cross_entropy_reduce",
+                (1, 1, 1),
+                (LOSS_REDUCE_THREADS, 1, 1),
+                0,
+                KernelArgs::new().ptr(per_sample).int(n).ptr(totals),
+            )?;
+            let mut host = [0.0f32; 3];
+            // SAFETY: the workspace holds 3 f32 totals at `totals`.
+            unsafe {
+                self.driver
+                    .copy_device_to_host(totals, host.as_mut_ptr().cast(), 3 * F32)?
+            };
+            Ok(host)
+        })?;
+        Ok(LossStats {
+            loss: f64::from(totals[0]),
+            top1_correct: totals[1] as usize,
+            top5_correct: totals[2] as usize,
+        })
+    }
+
+    fn sgd_update(
+        &self,
+        w: &mut Tensor<Self>,
+        g: &Tensor<Self>,
+        v: &mut Tensor<Self>,
+        cfg: SgdConfig,
+    ) -> Result<()> {
+        self.launch_1d(
+            "sgd_update_f32",
+            w.numel(),
+            KernelArgs::new()
+                .ptr(w.buf().ptr)
+                .ptr(g.buf().ptr)
+                .ptr(v.buf().ptr)
+                .u64(w.numel())
+                .f32(cfg.lr as f32)
+                .f32(cfg.momentum as f32)
+                .f32(cfg.weight_decay as f32),
+        )
+    }
+}
+
+/// One `gemm_f32` launch: `C[m, n] = op(A)[m, k] op(B)[k, n] (+ bias)`, see kernels/gemm.cu.
+struct Gemm {
+    a: DevicePtr,
+    b: DevicePtr,
+    c: DevicePtr,
+    /// 0 for none.
+    bias: DevicePtr,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl<D: Driver> GpuBackend<D> {
+    /// Block (16, 16), grid (ceil(n/16), ceil(m/16)): one 16x16 tile of C per block.
+    fn gemm(&self, g: Gemm) -> Result<()> {
+        let grid = (
+            g.n.div_ceil(GEMM_TILE) as u32,
+            g.m.div_ceil(GEMM_TILE) as u32,
+            1,
+        );
+        self.launch(
+            "gemm_f32",
+            grid,
+            (GEMM_TILE as u32, GEMM_TILE as u32, 1),
+            0,
+            KernelArgs::new()
+                .ptr(g.a)
+                .ptr(g.b)
+                .ptr(g.c)
+                .ptr(g.bias)
+                .int(g.m)
+                .int(g.n)
+                .int(g.k)
+                .int(usize::from(g.trans_a))
+                .int(usize::from(g.trans_b)),
+        )
+    }
+}
+
+/// The shape parameters of the direct convolution kernels: `N H W C K R S P Q stride pad`.
+fn conv_shape_args(
+    args: KernelArgs,
+    [n, h, w, c]: [usize; 4],
+    [k, r, s, _]: [usize; 4],
+    [_, p, q, _]: [usize; 4],
+    geom: Conv2dGeometry,
+) -> KernelArgs {
+    args.int(n)
+        .int(h)
+        .int(w)
+        .int(c)
+        .int(k)
+        .int(r)
+        .int(s)
+        .int(p)
+        .int(q)
+        .int(geom.stride)
+        .int(geom.pad)
+}
+
+/// The shape parameters of the max-pool kernels: `N H W C P Q window stride pad`.
+fn pool_shape_args(
+    args: KernelArgs,
+    [n, h, w, c]: [usize; 4],
+    [_, p, q, _]: [usize; 4],
+    geom: PoolGeometry,
+) -> KernelArgs {
+    args.int(n)
+        .int(h)
+        .int(w)
+        .int(c)
+        .int(p)
+        .int(q)
+        .int(geom.window)
+        .int(geom.stride)
+        .int(geom.pad)
+}

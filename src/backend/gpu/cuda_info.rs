@@ -1,0 +1,193 @@
+//! What this machine offers the GPU backend, for `resnet-cuda info`: whether the CUDA driver library can
+//! be loaded and, if so, its version and every GPU (name, compute capability, memory).
+//!
+//! Only queries that need no context are made (`cuInit`, `cuDeviceGet*`), and the library is looked
+//! for (`is_culib_present`) before any of them: cudarc panics when a driver call is made without one.
+
+use std::fmt::Write as _;
+
+use cudarc::driver::{result, sys};
+
+use super::embedded::{self, KernelFit};
+
+/// The oldest driver API the embedded kernels need: CUDA 13.0, drivers of the R580 series.
+pub const MIN_DRIVER_VERSION: i32 = 13000;
+
+/// One GPU as the driver reports it.
+#[derive(Clone, Debug)]
+pub struct GpuInfo {
+    pub ordinal: usize,
+    pub name: String,
+    /// Compute capability (major, minor).
+    pub capability: (u32, u32),
+    pub memory_bytes: usize,
+    pub multiprocessors: u32,
+}
+
+/// The result of probing for the CUDA driver.
+#[derive(Clone, Debug)]
+pub enum DriverStatus {
+    /// The driver library could not be loaded; `reason` says why.
+    NotFound { reason: String },
+    /// The library loaded but the driver could not be used (`cuInit` or a device query failed).
+    Unusable {
+        version: Option<i32>,
+        reason: String,
+    },
+    /// The driver works; `version` as `cuDriverGetVersion` gives it (13000 for CUDA 13.0).
+    Found { version: i32, gpus: Vec<GpuInfo> },
+}
+
+/// Probes the driver. Never panics on a machine without one.
+pub fn probe() -> DriverStatus {
+    // SAFETY: only tries to open the library (dlopen); no driver call is made.
+    if !unsafe { sys::is_culib_present() } {
+        return DriverStatus::NotFound {
+            reason: why_not_loadable(),
+        };
+    }
+    if let Err(e) = result::init() {
+        return DriverStatus::Unusable {
+            version: driver_version(),
+            reason: format!("cuInit failed: {e}"),
+        };
+    }
+    let version = driver_version().unwrap_or(0);
+    let gpus = result::device::get_count().and_then(|n| (0..n).map(gpu_info).collect());
+    match gpus {
+        Ok(gpus) => DriverStatus::Found { version, gpus },
+        Err(e) => DriverStatus::Unusable {
+            version: Some(version),
+            reason: format!("querying the GPUs failed: {e}"),
+        },
+    }
+}
+
+fn driver_version() -> Option<i32> {
+    let mut v = 0;
+    // SAFETY: the library is present (checked by the caller); cuDriverGetVersion needs no cuInit.
+    unsafe { sys::cuDriverGetVersion(&mut v) }.result().ok()?;
+    Some(v)
+}
+
+fn gpu_info(ordinal: i32) -> Result<GpuInfo, result::DriverError> {
+    use sys::CUdevice_attribute::*;
+    let dev = result::device::get(ordinal)?;
+    // SAFETY: `dev` comes from cuDeviceGet.
+    let attr = |a| unsafe { result::device::get_attribute(dev, a) };
+    Ok(GpuInfo {
+        ordinal: ordinal as usize,
+        name: result::device::get_name(dev)?,
+        capability: (
+            attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)? as u32,
+            attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)? as u32,
+        ),
+        // SAFETY: as above.
+        memory_bytes: unsafe { result::device::total_mem(dev)? },
+        multiprocessors: attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
+    })
+}
+
+/// The loader's message for the driver's own soname (`libcuda.so.1`), the name every driver install
+/// provides, with the other names cudarc tried.
+fn why_not_loadable() -> String {
+    let names = cudarc::get_lib_name_candidates("cuda");
+    let soname = format!(
+        "{}cuda{}.1",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    // SAFETY: loading a shared library runs its initializers; this is the library the driver API would
+    // load anyway, and it failed to load a moment ago.
+    let detail = match unsafe { libloading::Library::new(&soname) } {
+        Err(e) => e.to_string(),
+        Ok(_) => format!("{soname} loads, but none of the names cudarc looks for does"),
+    };
+    format!(
+        "the driver library could not be loaded ({detail}; also tried {}): no NVIDIA driver is \
+         installed here, or its library is not on the loader's path (LD_LIBRARY_PATH)",
+        names.len()
+    )
+}
+
+/// `major.minor` from a `cuDriverGetVersion` number (13000 -> "13.0").
+pub fn version_string(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// The report `resnet-cuda info` prints: the CPU backend, the emulator, the embedded kernels, the driver
+/// and every GPU.
+pub fn report(cpu_threads: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "resnet-cuda {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        s,
+        "cpu backend: available, {cpu_threads} thread{}",
+        if cpu_threads == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        s,
+        "emulator: built in (the CUDA kernels compiled for the host; the tests run them)"
+    );
+    if embedded::present() {
+        let stems: Vec<&str> = embedded::FATBINS.iter().map(|(stem, _)| *stem).collect();
+        let _ = writeln!(
+            s,
+            "cuda kernels: embedded for {} (cubins, plus PTX of {}); {} files: {}",
+            embedded::ARCHS.join(", "),
+            embedded::ARCHS[0].replace("sm_", "compute_"),
+            stems.len(),
+            stems.join(", ")
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "cuda kernels: absent (this binary was built without nvcc); to get them, {}",
+            embedded::HOW_TO_GET
+        );
+    }
+    match probe() {
+        DriverStatus::NotFound { reason } => {
+            let _ = writeln!(s, "cuda driver: no CUDA driver found: {reason}");
+        }
+        DriverStatus::Unusable { version, reason } => {
+            let v = version.map_or(String::new(), |v| format!(" (CUDA {})", version_string(v)));
+            let _ = writeln!(s, "cuda driver: found{v} but not usable: {reason}");
+        }
+        DriverStatus::Found { version, gpus } => {
+            let too_old = if version < MIN_DRIVER_VERSION {
+                format!(
+                    "; too old for the kernels, which need CUDA {} (an R580 driver or newer)",
+                    version_string(MIN_DRIVER_VERSION)
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "cuda driver: CUDA {}, {} GPU{}{too_old}",
+                version_string(version),
+                gpus.len(),
+                if gpus.len() == 1 { "" } else { "s" }
+            );
+            for g in &gpus {
+                let (major, minor) = g.capability;
+                let fit = match embedded::fit(major, minor) {
+                    KernelFit::Cubin(a) => format!("kernels: {a} cubin"),
+                    KernelFit::Ptx(p) => format!("kernels: JIT from {p} PTX"),
+                    KernelFit::TooOld => "kernels: none fit, the device is too old".to_string(),
+                    KernelFit::Absent => "kernels: absent".to_string(),
+                };
+                let _ = writeln!(
+                    s,
+                    "  gpu {}: {}, compute capability {major}.{minor}, {:.1} GiB, {} SMs; {fit}",
+                    g.ordinal,
+                    g.name,
+                    g.memory_bytes as f64 / (1u64 << 30) as f64,
+                    g.multiprocessors
+                );
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,685 @@
+//! Every op of the GPU backend, run on the host emulator (`GpuBackend<EmuDriver>`), against the CPU
+//! reference (`CpuBackend<f32>`) on the same inputs, through the checked wrappers of `resnet_cuda::ops`;
+//! then a whole resnet8 training step (forward, backward, SGD) on both.
+//!
+//! Shapes include sizes that are not multiples of any tile (16 for the GEMM, 32 channels for batch
+//! norm), stride 2, batch 1, 3 input channels and channel counts that are not multiples of 4 or 8.
+//!
+//! Tolerance: for an output that is a float sum of `L` terms (`L` = the reduction length stated at
+//! each check), max |gpu - cpu| <= 8 * f32::EPSILON * sqrt(L) * max |cpu|: the two backends sum in
+//! different orders, and rounding errors of a sum grow like sqrt(L) for random data. Data movement
+//! ops (copy, add, shortcut, pooling's routing, the SGD update) and the top-k counts are exact.
+//!
+//! The emulator runs each CUDA thread as a function call, so shapes are kept small.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::gpu::{EmuDriver, GpuBackend};
+use resnet_cuda::backend::{
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, PoolGeometry, SgdConfig,
+};
+use resnet_cuda::models::{ModelConfig, Network};
+use resnet_cuda::nn::ShortcutOption;
+use resnet_cuda::ops;
+use resnet_cuda::optim::Sgd;
+use resnet_cuda::tensor::Tensor;
+
+type Cpu = CpuBackend<f32>;
+type Gpu = GpuBackend<EmuDriver>;
+
+struct Both {
+    cpu: Cpu,
+    gpu: Gpu,
+    rng: ChaCha8Rng,
+}
+
+/// One tensor on each backend, holding the same values.
+struct Pair {
+    c: Tensor<Cpu>,
+    g: Tensor<Gpu>,
+}
+
+impl Both {
+    fn new(seed: u64) -> Self {
+        Both {
+            cpu: Cpu::new(),
+            gpu: GpuBackend::emulator(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    fn pair_of(&self, shape: &[usize], data: &[f32]) -> Pair {
+        Pair {
+            c: Tensor::from_slice(&self.cpu, shape, data).unwrap(),
+            g: Tensor::from_slice(&self.gpu, shape, data).unwrap(),
+        }
+    }
+
+    /// Uniform in [lo, hi).
+    fn uniform(&mut self, shape: &[usize], lo: f32, hi: f32) -> Pair {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
+        self.pair_of(shape, &data)
+    }
+
+    fn random(&mut self, shape: &[usize]) -> Pair {
+        self.uniform(shape, -1.0, 1.0)
+    }
+
+    /// Small integers in [lo, hi]: ties on purpose.
+    fn ints(&mut self, shape: &[usize], lo: i32, hi: i32) -> Pair {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| self.rng.random_range(lo..=hi) as f32)
+            .collect();
+        self.pair_of(shape, &data)
+    }
+
+    /// Outputs start as NaN on both sides, so an element a kernel forgets to write fails the check.
+    fn nans(&self, shape: &[usize]) -> Pair {
+        let n: usize = shape.iter().product();
+        self.pair_of(shape, &vec![f32::NAN; n])
+    }
+
+    fn host(&self, p: &Pair) -> (Vec<f32>, Vec<f32>) {
+        (
+            p.g.to_vec(&self.gpu).unwrap(),
+            p.c.to_vec(&self.cpu).unwrap(),
+        )
+    }
+
+    /// The tolerance of the module doc for a sum of `reduction_len` terms.
+    fn assert_close(&self, what: &str, p: &Pair, reduction_len: usize) {
+        let (g, c) = self.host(p);
+        assert_close(what, &g, &c, reduction_len);
+    }
+
+    fn assert_exact(&self, what: &str, p: &Pair) {
+        let (g, c) = self.host(p);
+        assert_eq!(g.len(), c.len(), "{what}");
+        for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+            assert!(a.to_bits() == b.to_bits(), "{what}[{i}]: gpu {a} cpu {b}");
+        }
+    }
+}
+
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], reduction_len: usize) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    let max_ref = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let tol = 8.0 * f32::EPSILON * (reduction_len.max(1) as f32).sqrt() * max_ref;
+    for (i, (a, b)) in gpu.iter().zip(cpu).enumerate() {
+        assert!(
+            a.is_finite() && (a - b).abs() <= tol,
+            "{what}[{i}]: gpu {a} cpu {b}, |diff| {} > tol {tol} (max|ref| {max_ref}, L {reduction_len})",
+            (a - b).abs()
+        );
+    }
+}
+
+#[test]
+fn convolutions_match_cpu() {
+    let mut t = Both::new(1);
+    // (x: [N, H, W, C], K, R = S, stride, pad)
+    let cases = [
+        ([2, 7, 5, 3], 5, 3, 1, 1),
+        ([1, 9, 6, 6], 10, 3, 2, 1),
+        ([2, 5, 5, 5], 7, 1, 2, 0),
+        ([1, 11, 10, 3], 4, 7, 2, 3),
+    ];
+    for (xd, k, r, stride, pad) in cases {
+        let geom = Conv2dGeometry::new(stride, pad);
+        let wd = [k, r, r, xd[3]];
+        let yd = ops::conv2d_output_shape("test", &xd, &wd, geom).unwrap();
+        let x = t.random(&xd);
+        let w = t.random(&wd);
+        let dy = t.random(&yd);
+        let name = format!("x {xd:?} w {wd:?} stride {stride} pad {pad}");
+
+        let mut y = t.nans(&yd);
+        ops::conv2d_forward(&t.cpu, &x.c, &w.c, &mut y.c, geom).unwrap();
+        ops::conv2d_forward(&t.gpu, &x.g, &w.g, &mut y.g, geom).unwrap();
+        t.assert_close(&format!("conv forward {name}"), &y, r * r * xd[3]);
+
+        let mut dx = t.nans(&xd);
+        ops::conv2d_backward_data(&t.cpu, &dy.c, &w.c, &mut dx.c, geom).unwrap();
+        ops::conv2d_backward_data(&t.gpu, &dy.g, &w.g, &mut dx.g, geom).unwrap();
+        t.assert_close(&format!("conv backward data {name}"), &dx, r * r * k);
+
+        let mut dw = t.nans(&wd);
+        ops::conv2d_backward_filter(&t.cpu, &x.c, &dy.c, &mut dw.c, geom).unwrap();
+        ops::conv2d_backward_filter(&t.gpu, &x.g, &dy.g, &mut dw.g, geom).unwrap();
+        t.assert_close(
+            &format!("conv backward filter {name}"),
+            &dw,
+            yd[0] * yd[1] * yd[2],
+        );
+    }
+}
+
+#[test]
+fn batch_norm_matches_cpu() {
+    let mut t = Both::new(2);
+    // C = 7 and 37 (not multiples of 4, 8 or 32); M = 30, 9 and 429 (two row partitions).
+    for (xd, relu) in [
+        ([2, 5, 3, 7], true),
+        ([1, 3, 3, 37], false),
+        ([3, 13, 11, 6], true),
+    ] {
+        let c = xd[3];
+        let m = xd[0] * xd[1] * xd[2];
+        let cfg = BatchNormConfig {
+            eps: 1e-5,
+            momentum: 0.1,
+            relu,
+        };
+        let name = format!("x {xd:?} relu {relu}");
+        // An offset mean, so the two-pass variance matters.
+        let x = t.uniform(&xd, 0.5, 2.5);
+        let gamma = t.uniform(&[c], 0.5, 1.5);
+        let beta = t.random(&[c]);
+        let mut running_mean = t.random(&[c]);
+        let mut running_var = t.uniform(&[c], 0.5, 2.0);
+        let mut y = t.nans(&xd);
+        let mut mean = t.nans(&[c]);
+        let mut inv_std = t.nans(&[c]);
+        ops::batch_norm_forward_train(
+            &t.cpu,
+            &x.c,
+            &gamma.c,
+            &beta.c,
+            &mut y.c,
+            &mut mean.c,
+            &mut inv_std.c,
+            &mut running_mean.c,
+            &mut running_var.c,
+            cfg,
+        )
+        .unwrap();
+        ops::batch_norm_forward_train(
+            &t.gpu,
+            &x.g,
+            &gamma.g,
+            &beta.g,
+            &mut y.g,
+            &mut mean.g,
+            &mut inv_std.g,
+            &mut running_mean.g,
+            &mut running_var.g,
+            cfg,
+        )
+        .unwrap();
+        t.assert_close(&format!("bn mean {name}"), &mean, m);
+        t.assert_close(&format!("bn inv_std {name}"), &inv_std, m);
+        t.assert_close(&format!("bn running_mean {name}"), &running_mean, m);
+        t.assert_close(&format!("bn running_var {name}"), &running_var, m);
+        t.assert_close(&format!("bn y {name}"), &y, m);
+
+        let mut yi = t.nans(&xd);
+        ops::batch_norm_forward_infer(
+            &t.cpu,
+            &x.c,
+            &gamma.c,
+            &beta.c,
+            &running_mean.c,
+            &running_var.c,
+            &mut yi.c,
+            cfg,
+        )
+        .unwrap();
+        ops::batch_norm_forward_infer(
+            &t.gpu,
+            &x.g,
+            &gamma.g,
+            &beta.g,
+            &running_mean.g,
+            &running_var.g,
+            &mut yi.g,
+            cfg,
+        )
+        .unwrap();
+        // Per element: no reduction (the inputs are the same values on both sides).
+        t.assert_close(&format!("bn infer {name}"), &yi, 1);
+
+        // The backward takes y, mean and inv_std from the CPU forward on both sides, so that it is
+        // checked on its own.
+        let y_host = y.c.to_vec(&t.cpu).unwrap();
+        let y_same = t.pair_of(&xd, &y_host);
+        let mean_same = t.pair_of(&[c], &mean.c.to_vec(&t.cpu).unwrap());
+        let inv_same = t.pair_of(&[c], &inv_std.c.to_vec(&t.cpu).unwrap());
+        let dy = t.random(&xd);
+        let mut dx = t.nans(&xd);
+        let mut dgamma = t.nans(&[c]);
+        let mut dbeta = t.nans(&[c]);
+        ops::batch_norm_backward(
+            &t.cpu,
+            &x.c,
+            &y_same.c,
+            &dy.c,
+            &gamma.c,
+            BatchNormSaved {
+                mean: &mean_same.c,
+                inv_std: &inv_same.c,
+            },
+            &mut dx.c,
+            &mut dgamma.c,
+            &mut dbeta.c,
+            relu,
+        )
+        .unwrap();
+        ops::batch_norm_backward(
+            &t.gpu,
+            &x.g,
+            &y_same.g,
+            &dy.g,
+            &gamma.g,
+            BatchNormSaved {
+                mean: &mean_same.g,
+                inv_std: &inv_same.g,
+            },
+            &mut dx.g,
+            &mut dgamma.g,
+            &mut dbeta.g,
+            relu,
+        )
+        .unwrap();
+        t.assert_close(&format!("bn dbeta {name}"), &dbeta, m);
+        t.assert_close(&format!("bn dgamma {name}"), &dgamma, m);
+        t.assert_close(&format!("bn dx {name}"), &dx, m);
+    }
+}
+
+#[test]
+fn add_shortcut_copy_and_sgd_are_exact() {
+    let mut t = Both::new(3);
+    for relu in [false, true] {
+        let shape = [2, 5, 3, 7];
+        let a = t.random(&shape);
+        let b = t.random(&shape);
+        let mut y = t.nans(&shape);
+        ops::add_forward(&t.cpu, &a.c, &b.c, &mut y.c, relu).unwrap();
+        ops::add_forward(&t.gpu, &a.g, &b.g, &mut y.g, relu).unwrap();
+        t.assert_exact(&format!("add relu {relu}"), &y);
+        let dy = t.random(&shape);
+        let mut ds = t.nans(&shape);
+        ops::add_backward(&t.cpu, &y.c, &dy.c, &mut ds.c, relu).unwrap();
+        ops::add_backward(&t.gpu, &y.g, &dy.g, &mut ds.g, relu).unwrap();
+        t.assert_exact(&format!("add backward relu {relu}"), &ds);
+    }
+
+    // Option A: odd spatial sizes with stride 2, 3 -> 6 and 5 -> 10 channels, and the identity.
+    for (xd, cout, stride) in [
+        ([2, 7, 5, 3], 6, 2),
+        ([1, 4, 6, 5], 10, 2),
+        ([2, 3, 3, 5], 5, 1),
+    ] {
+        let yd = ops::shortcut_a_output_shape(&xd, cout, stride);
+        let x = t.random(&xd);
+        let mut y = t.nans(&yd);
+        ops::shortcut_a_forward(&t.cpu, &x.c, &mut y.c, stride).unwrap();
+        ops::shortcut_a_forward(&t.gpu, &x.g, &mut y.g, stride).unwrap();
+        t.assert_exact(&format!("shortcut A x {xd:?} -> {yd:?}"), &y);
+        let dy = t.random(&yd);
+        let mut dx = t.nans(&xd);
+        ops::shortcut_a_backward(&t.cpu, &dy.c, &mut dx.c, stride).unwrap();
+        ops::shortcut_a_backward(&t.gpu, &dy.g, &mut dx.g, stride).unwrap();
+        t.assert_exact(&format!("shortcut A backward x {xd:?}"), &dx);
+    }
+
+    let src = t.random(&[3, 37]);
+    let mut dst = t.nans(&[3, 37]);
+    ops::copy(&t.cpu, &src.c, &mut dst.c).unwrap();
+    ops::copy(&t.gpu, &src.g, &mut dst.g).unwrap();
+    t.assert_exact("copy", &dst);
+
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    let mut w = t.random(&[5, 3, 3, 7]);
+    let mut v = t.random(&[5, 3, 3, 7]);
+    let g = t.random(&[5, 3, 3, 7]);
+    for _ in 0..2 {
+        ops::sgd_update(&t.cpu, &mut w.c, &g.c, &mut v.c, cfg).unwrap();
+        ops::sgd_update(&t.gpu, &mut w.g, &g.g, &mut v.g, cfg).unwrap();
+    }
+    t.assert_exact("sgd w", &w);
+    t.assert_exact("sgd v", &v);
+}
+
+#[test]
+fn pooling_matches_cpu() {
+    let mut t = Both::new(4);
+    let xd = [3, 5, 7, 6];
+    let x = t.random(&xd);
+    let mut y = t.nans(&[3, 6]);
+    ops::global_avg_pool_forward(&t.cpu, &x.c, &mut y.c).unwrap();
+    ops::global_avg_pool_forward(&t.gpu, &x.g, &mut y.g).unwrap();
+    t.assert_close("global avg pool", &y, 5 * 7);
+    let dy = t.random(&[3, 6]);
+    let mut dx = t.nans(&xd);
+    ops::global_avg_pool_backward(&t.cpu, &dy.c, &mut dx.c).unwrap();
+    ops::global_avg_pool_backward(&t.gpu, &dy.g, &mut dx.g).unwrap();
+    t.assert_exact("global avg pool backward", &dx);
+
+    // ResNet's 3/2/1 and other windows; small integers make ties, which must route to the first
+    // maximum as on the CPU. Gradients are small integers too, so every sum is exact.
+    for (xd, window, stride, pad) in [
+        ([2, 9, 7, 5], 3, 2, 1),
+        ([1, 6, 5, 3], 2, 2, 0),
+        ([1, 8, 9, 6], 3, 1, 1),
+        ([2, 10, 11, 3], 5, 3, 2),
+    ] {
+        let geom = PoolGeometry {
+            window,
+            stride,
+            pad,
+        };
+        let yd = ops::max_pool_output_shape("test", &xd, geom).unwrap();
+        let name = format!("x {xd:?} {window}/{stride}/{pad}");
+        for (lo, hi) in [(-2, 2), (-100, 100)] {
+            let x = t.ints(&xd, lo, hi);
+            let mut y = t.nans(&yd);
+            ops::max_pool_forward(&t.cpu, &x.c, &mut y.c, geom).unwrap();
+            ops::max_pool_forward(&t.gpu, &x.g, &mut y.g, geom).unwrap();
+            t.assert_exact(&format!("max pool {name}"), &y);
+            let dy = t.ints(&yd, -8, 8);
+            let mut dx = t.nans(&xd);
+            ops::max_pool_backward(&t.cpu, &x.c, &dy.c, &mut dx.c, geom).unwrap();
+            ops::max_pool_backward(&t.gpu, &x.g, &dy.g, &mut dx.g, geom).unwrap();
+            t.assert_exact(&format!("max pool backward {name}"), &dx);
+        }
+    }
+}
+
+#[test]
+fn linear_matches_cpu() {
+    let mut t = Both::new(5);
+    // Sizes straddling the 16-wide GEMM tiles, and batch 1.
+    for (n, fin, fout) in [(5, 37, 19), (1, 16, 10), (33, 17, 3)] {
+        let name = format!("{n}x{fin} -> {fout}");
+        let x = t.random(&[n, fin]);
+        let w = t.random(&[fout, fin]);
+        let b = t.random(&[fout]);
+        let mut y = t.nans(&[n, fout]);
+        ops::linear_forward(&t.cpu, &x.c, &w.c, &b.c, &mut y.c).unwrap();
+        ops::linear_forward(&t.gpu, &x.g, &w.g, &b.g, &mut y.g).unwrap();
+        t.assert_close(&format!("linear {name}"), &y, fin + 1);
+
+        let dy = t.random(&[n, fout]);
+        let mut dx = t.nans(&[n, fin]);
+        let mut dw = t.nans(&[fout, fin]);
+        let mut db = t.nans(&[fout]);
+        ops::linear_backward(
+            &t.cpu,
+            &x.c,
+            &w.c,
+            &dy.c,
+            Some(&mut dx.c),
+            &mut dw.c,
+            &mut db.c,
+        )
+        .unwrap();
+        ops::linear_backward(
+            &t.gpu,
+            &x.g,
+            &w.g,
+            &dy.g,
+            Some(&mut dx.g),
+            &mut dw.g,
+            &mut db.g,
+        )
+        .unwrap();
+        t.assert_close(&format!("linear dx {name}"), &dx, fout);
+        t.assert_close(&format!("linear dw {name}"), &dw, n);
+        t.assert_close(&format!("linear db {name}"), &db, n);
+
+        // Without dx.
+        let mut dw2 = t.nans(&[fout, fin]);
+        let mut db2 = t.nans(&[fout]);
+        ops::linear_backward(&t.gpu, &x.g, &w.g, &dy.g, None, &mut dw2.g, &mut db2.g).unwrap();
+        assert_eq!(
+            dw2.g.to_vec(&t.gpu).unwrap(),
+            dw.g.to_vec(&t.gpu).unwrap(),
+            "dw without dx"
+        );
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_matches_cpu() {
+    let mut t = Both::new(6);
+    // Integer logits make ties, which the rank must break by class index like the CPU.
+    for (n, classes, ints) in [(7, 13, true), (1, 10, false), (40, 6, true), (9, 10, false)] {
+        let logits = if ints {
+            t.ints(&[n, classes], -2, 2)
+        } else {
+            t.uniform(&[n, classes], -4.0, 4.0)
+        };
+        let labels: Vec<u32> = (0..n)
+            .map(|_| t.rng.random_range(0..classes as u32))
+            .collect();
+        let mut dz = t.nans(&[n, classes]);
+        let sc = ops::softmax_cross_entropy(&t.cpu, &logits.c, &labels, &mut dz.c).unwrap();
+        let sg = ops::softmax_cross_entropy(&t.gpu, &logits.g, &labels, &mut dz.g).unwrap();
+        let name = format!("{n}x{classes}");
+        assert_eq!(sg.top1_correct, sc.top1_correct, "top1 {name}");
+        assert_eq!(sg.top5_correct, sc.top5_correct, "top5 {name}");
+        // The loss is a mean over n samples, each a sum over the classes.
+        assert_close(
+            &format!("loss {name}"),
+            &[sg.loss as f32],
+            &[sc.loss as f32],
+            n * classes,
+        );
+        t.assert_close(&format!("dlogits {name}"), &dz, classes);
+    }
+}
+
+/// Every parameter's value and gradient, in the network's order.
+fn params_of<B: Backend<Elem = f32>>(
+    be: &B,
+    net: &mut Network<B>,
+) -> Vec<(String, Vec<f32>, Vec<f32>)> {
+    let mut out = Vec::new();
+    net.visit_params(&mut |p| {
+        out.push((
+            p.name.clone(),
+            p.value.to_vec(be).unwrap(),
+            p.grad.to_vec(be).unwrap(),
+        ))
+    });
+    out
+}
+
+/// max |a - b| <= rel * max |b|.
+fn assert_rel(what: &str, a: &[f32], b: &[f32], rel: f32) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = a
+        .iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        err <= rel * scale,
+        "{what}: max |gpu - cpu| {err} > {rel} * max|cpu| {scale}"
+    );
+}
+
+#[test]
+fn resnet8_training_step_matches_cpu() {
+    let cpu = Cpu::new();
+    let gpu: Gpu = GpuBackend::emulator();
+    let config = ModelConfig::from_name("resnet8", 10)
+        .unwrap()
+        .with_shortcut(ShortcutOption::A);
+    let mut net_c = Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(11)).unwrap();
+    let mut net_g = Network::new(&gpu, config, &mut ChaCha8Rng::seed_from_u64(11)).unwrap();
+
+    // A small batch of small images keeps the emulator quick; the stages still halve 12 -> 6 -> 3.
+    let (n, side) = (3, 12);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let pixels: Vec<f32> = (0..n * side * side * 3)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    let x_c = Tensor::from_slice(&cpu, [n, side, side, 3], &pixels).unwrap();
+    let x_g = Tensor::from_slice(&gpu, [n, side, side, 3], &pixels).unwrap();
+
+    let before_c = params_of(&cpu, &mut net_c);
+    let before_g = params_of(&gpu, &mut net_g);
+    for ((name, vg, _), (_, vc, _)) in before_g.iter().zip(&before_c) {
+        assert_eq!(vg, vc, "{name}: both nets start from the same weights");
+    }
+
+    let stats_c = net_c.forward_backward(&cpu, &x_c, &labels).unwrap();
+    let stats_g = net_g.forward_backward(&gpu, &x_g, &labels).unwrap();
+    let loss_rel = ((stats_g.loss - stats_c.loss) / stats_c.loss).abs();
+    assert!(
+        loss_rel <= 1e-5,
+        "loss gpu {} cpu {} (relative {loss_rel})",
+        stats_g.loss,
+        stats_c.loss
+    );
+    assert_eq!(stats_g.top1_correct, stats_c.top1_correct);
+    assert_eq!(stats_g.top5_correct, stats_c.top5_correct);
+
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    let mut sgd_c = Sgd::new(cfg);
+    let mut sgd_g = Sgd::new(cfg);
+    sgd_c.step(&cpu, &mut net_c).unwrap();
+    sgd_g.step(&gpu, &mut net_g).unwrap();
+
+    let after_c = params_of(&cpu, &mut net_c);
+    let after_g = params_of(&gpu, &mut net_g);
+    assert_eq!(after_c.len(), after_g.len());
+    for ((name, vg, gg), (_, vc, gc)) in after_g.iter().zip(&after_c) {
+        assert_rel(&format!("{name} gradient"), gg, gc, 1e-4);
+        assert_rel(&format!("{name} updated"), vg, vc, 1e-4);
+    }
+}
+
+/// Enough rows (M = 33 800) for 133 row partitions, more than the 128 threads of the finalize blocks;
+/// and a second run gives bit-identical results (fixed partition, no atomics).
+#[test]
+fn batch_norm_many_partitions_is_deterministic() {
+    let mut t = Both::new(7);
+    let xd = [2, 130, 130, 3];
+    let (m, c) = (2 * 130 * 130, 3);
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        momentum: 0.1,
+        relu: true,
+    };
+    let x = t.uniform(&xd, -1.0, 3.0);
+    let gamma = t.uniform(&[c], 0.5, 1.5);
+    let beta = t.random(&[c]);
+    let dy = t.random(&xd);
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut rm = t.pair_of(&[c], &[0.0; 3]);
+        let mut rv = t.pair_of(&[c], &[1.0; 3]);
+        let mut y = t.nans(&xd);
+        let mut mean = t.nans(&[c]);
+        let mut inv_std = t.nans(&[c]);
+        ops::batch_norm_forward_train(
+            &t.cpu,
+            &x.c,
+            &gamma.c,
+            &beta.c,
+            &mut y.c,
+            &mut mean.c,
+            &mut inv_std.c,
+            &mut rm.c,
+            &mut rv.c,
+            cfg,
+        )
+        .unwrap();
+        ops::batch_norm_forward_train(
+            &t.gpu,
+            &x.g,
+            &gamma.g,
+            &beta.g,
+            &mut y.g,
+            &mut mean.g,
+            &mut inv_std.g,
+            &mut rm.g,
+            &mut rv.g,
+            cfg,
+        )
+        .unwrap();
+        t.assert_close("bn mean", &mean, m);
+        t.assert_close("bn inv_std", &inv_std, m);
+        t.assert_close("bn running_mean", &rm, m);
+        t.assert_close("bn running_var", &rv, m);
+        t.assert_close("bn y", &y, m);
+
+        // The backward on the CPU forward's outputs on both sides (the same ReLU mask).
+        let y_same = t.pair_of(&xd, &y.c.to_vec(&t.cpu).unwrap());
+        let mean_same = t.pair_of(&[c], &mean.c.to_vec(&t.cpu).unwrap());
+        let inv_same = t.pair_of(&[c], &inv_std.c.to_vec(&t.cpu).unwrap());
+        let mut dx = t.nans(&xd);
+        let mut dgamma = t.nans(&[c]);
+        let mut dbeta = t.nans(&[c]);
+        ops::batch_norm_backward(
+            &t.cpu,
+            &x.c,
+            &y_same.c,
+            &dy.c,
+            &gamma.c,
+            BatchNormSaved {
+                mean: &mean_same.c,
+                inv_std: &inv_same.c,
+            },
+            &mut dx.c,
+            &mut dgamma.c,
+            &mut dbeta.c,
+            true,
+        )
+        .unwrap();
+        ops::batch_norm_backward(
+            &t.gpu,
+            &x.g,
+            &y_same.g,
+            &dy.g,
+            &gamma.g,
+            BatchNormSaved {
+                mean: &mean_same.g,
+                inv_std: &inv_same.g,
+            },
+            &mut dx.g,
+            &mut dgamma.g,
+            &mut dbeta.g,
+            true,
+        )
+        .unwrap();
+        t.assert_close("bn dbeta", &dbeta, m);
+        t.assert_close("bn dgamma", &dgamma, m);
+        t.assert_close("bn dx", &dx, m);
+        let bits = |p: &Pair| -> Vec<u32> {
+            p.g.to_vec(&t.gpu)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        runs.push([
+            bits(&y),
+            bits(&mean),
+            bits(&inv_std),
+            bits(&rv),
+            bits(&dx),
+            bits(&dgamma),
+            bits(&dbeta),
+        ]);
+    }
+    assert!(
+        runs[0] == runs[1],
+        "a second run gives bit-identical results"
+    );
+}
