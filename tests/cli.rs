@@ -385,3 +385,42 @@ fn ctrl_c_finishes_the_step_saves_and_exits_130() {
         "the checkpoint holds the last finished step"
     );
 }
+
+/// `--device emu` trains through the CUDA kernels in the host emulator; its losses follow the CPU
+/// backend's (f32 kernels against the f32 reference: 1e-4 relative after three SGD steps).
+#[test]
+fn the_emulator_device_trains_like_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |device: &str| -> Vec<f64> {
+        let run = dir.path().join(device);
+        let extra = [
+            "--device",
+            device,
+            "--data",
+            "synthetic:64:32",
+            "--batch-size",
+            "8",
+            "--iters",
+            "3",
+        ];
+        let o = train(&run, &extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with(&format!("device: {device}")),
+            "{}",
+            stderr(&o)
+        );
+        metrics(&run)
+            .iter()
+            .filter_map(|v| v.get("loss")?.as_f64())
+            .collect()
+    };
+    let (cpu, emu) = (losses("cpu"), losses("emu"));
+    assert_eq!(cpu.len(), 3);
+    for (c, e) in cpu.iter().zip(&emu) {
+        assert!(
+            (c - e).abs() <= 1e-4 * c.abs(),
+            "cpu {cpu:?} vs emu {emu:?}"
+        );
+    }
+}

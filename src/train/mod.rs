@@ -21,6 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{fill_batch, DataCursor, MeanImage};
@@ -72,18 +73,27 @@ pub fn model_config(cfg: &TrainConfig, classes: usize) -> Result<ModelConfig> {
     Ok(model)
 }
 
-/// Checks that the requested device exists in this build and on this machine, and names it.
-pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<&'static str> {
-    const NO_GPU: &str =
-        "this build has no GPU backend yet (the CUDA kernels and their cudarc driver \
-                          are being built); use --device cpu";
+/// The backend a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// The CUDA kernels run on the host by the emulator (slow; for checking the kernels).
+    Emulator,
+}
+
+/// Checks that the requested device exists in this build and on this machine.
+pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
+    const NO_GPU: &str = "the CUDA driver backend is not built yet (the kernels run only in the \
+                          emulator: --device emu); use --device cpu";
+    if gpus > 1 {
+        return Err(Error::Config(format!(
+            "--gpus {gpus}: data-parallel replicas are not built yet, and no CUDA GPU is usable here ({NO_GPU})"
+        )));
+    }
     match device {
         DeviceChoice::Cuda => Err(Error::Config(format!("--device cuda: {NO_GPU}"))),
-        DeviceChoice::Emu => Err(Error::Config(format!("--device emu: {NO_GPU}"))),
-        DeviceChoice::Auto | DeviceChoice::Cpu if gpus > 1 => Err(Error::Config(format!(
-            "--gpus {gpus}: no CUDA GPU is usable here ({NO_GPU})"
-        ))),
-        DeviceChoice::Auto | DeviceChoice::Cpu => Ok("cpu"),
+        DeviceChoice::Emu => Ok(Device::Emulator),
+        DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Device::Cpu),
     }
 }
 
@@ -91,13 +101,16 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<&'static str> 
 /// the run saves a checkpoint and returns `Interrupted`.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
-    let device = select_device(cfg.device, cfg.gpus)?;
-    eprintln!(
-        "device: {device} ({} threads)",
-        rayon::current_num_threads()
-    );
-    let be = CpuBackend::<f32>::new();
-    Trainer::new(&be, cfg, resume)?.run(stop)
+    match select_device(cfg.device, cfg.gpus)? {
+        Device::Cpu => {
+            eprintln!("device: cpu ({} threads)", rayon::current_num_threads());
+            Trainer::new(&CpuBackend::<f32>::new(), cfg, resume)?.run(stop)
+        }
+        Device::Emulator => {
+            eprintln!("device: emu (CUDA kernels in the host emulator; slow, for checking)");
+            Trainer::new(&GpuBackend::emulator(), cfg, resume)?.run(stop)
+        }
+    }
 }
 
 struct Trainer<'a, B: Backend<Elem = f32>> {
