@@ -204,8 +204,8 @@ fn edge_energy(img: &[u8]) -> Vec<f64> {
 
 /// The data is not trivial: classifiers that look at raw pixels, colour statistics or edge
 /// orientation are far from the 90% a resnet20 reaches. Measured (seed 5, 5000 train / 2000 test
-/// images; chance is 10%): nearest class mean on raw pixels 9.2%, on the mean colour 9.1%, on
-/// per-channel mean and spread 10.7%, on the normalised edge energy along x, y and the diagonals 26.1%.
+/// images; chance is 10%): nearest class mean on raw pixels 9.8%, on the mean colour 9.3%, on
+/// per-channel mean and spread 10.3%, on the normalised edge energy along x, y and the diagonals 25.7%.
 #[test]
 fn trivial_classifiers_fail() {
     let raw = nearest_mean_accuracy(|img| img.iter().map(|&p| p as f64).collect());
@@ -463,11 +463,6 @@ fn mean_image_equals_a_direct_computation() {
         .build()
         .unwrap();
     assert_eq!(pool.install(|| MeanImage::compute(&ds).unwrap()), mean);
-    // And it survives encoding.
-    assert_eq!(MeanImage::from_bytes(&mean.to_bytes()).unwrap(), mean);
-    let bytes = mean.to_bytes();
-    assert!(MeanImage::from_bytes(&bytes[..bytes.len() - 4]).is_err());
-    assert!(MeanImage::from_bytes(b"RCMEAN00aaaabbbb").is_err());
     assert!(MeanImage::from_parts(32, 32, vec![0.0; 10]).is_err());
     assert!(MeanImage::compute(&SyntheticDataset::new(2, Split::Train, 0)).is_err());
 }

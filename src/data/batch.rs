@@ -30,8 +30,6 @@ pub struct MeanImage {
 /// Images per task when summing the mean image.
 const MEAN_CHUNK: usize = 256;
 
-const MEAN_MAGIC: &[u8; 8] = b"RCMEAN01";
-
 impl MeanImage {
     /// The mean of every image of `ds`, spread over threads. The pixels are summed as integers, which
     /// is exact, so the result does not depend on the number of threads or the order of the sums; each
@@ -101,49 +99,6 @@ impl MeanImage {
     /// The tensor shape `[height, width, 3]`.
     pub fn shape(&self) -> [usize; 3] {
         [self.height, self.width, CHANNELS]
-    }
-
-    /// A self-describing little-endian encoding: magic `RCMEAN01`, height and width as u32, then the
-    /// values as f32.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + 4 * self.data.len());
-        out.extend_from_slice(MEAN_MAGIC);
-        out.extend_from_slice(&(self.height as u32).to_le_bytes());
-        out.extend_from_slice(&(self.width as u32).to_le_bytes());
-        for v in &self.data {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out
-    }
-
-    /// Decodes [`MeanImage::to_bytes`], checking the magic and the length.
-    pub fn from_bytes(bytes: &[u8]) -> Result<MeanImage> {
-        let bad = |message: String| invalid("mean image", message);
-        if bytes.len() < 16 || &bytes[..8] != MEAN_MAGIC {
-            return Err(bad("not an encoded mean image (bad header)".to_string()));
-        }
-        let word =
-            |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let (height, width) = (word(8), word(12));
-        let expected = height
-            .checked_mul(width)
-            .and_then(|hw| hw.checked_mul(4 * CHANNELS))
-            .and_then(|b| b.checked_add(16));
-        if expected != Some(bytes.len()) {
-            return Err(bad(format!(
-                "{} bytes do not hold a {height}x{width}x{CHANNELS} f32 image",
-                bytes.len()
-            )));
-        }
-        let data = bytes[16..]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        Ok(MeanImage {
-            height,
-            width,
-            data,
-        })
     }
 }
 

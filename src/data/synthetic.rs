@@ -19,10 +19,17 @@
 //!
 //! Nothing but the figure carries the class: background (a random colour ramp), figure colour,
 //! position, size, rotation, stroke width, stripe period and phase are drawn independently of it, and
-//! every image has per-pixel noise and 0 to 3 small clutter marks (short bars, blobs, small squares),
+//! every image has per-pixel noise and 0 to 4 small clutter marks (short bars, blobs, small squares),
 //! some drawn over the figure. The figures are small (4 to 13 pixels in radius) and the colour
 //! contrast can be low, so the task needs a convolutional net that looks at shape, while colour and
 //! pixel statistics alone are near chance (see `tests/data_synthetic.rs`).
+//!
+//! Measured learnability (`examples/synthetic_probe.rs`, seed 0, CPU backend): resnet20, batch 128,
+//! SGD lr 0.1 divided by 10 at iterations 750 and 1125, momentum 0.9, weight decay 1e-4, the paper's
+//! augmentation, 1,500 iterations. Test accuracy (first 2,000 test images): 48% at iteration 250,
+//! 65% at 500, 81% at 750, 94% at 1,000, 95% at 1,250; at 1,500, 95.2% on all 10,000. The training
+//! accuracy stays near chance for the first 100 iterations. Generation takes about 13 µs an image on
+//! one core.
 //!
 //! Labels are balanced: each aligned block of ten indices holds each class exactly once, in an order
 //! hashed from `(seed, split, block)`.
@@ -562,7 +569,7 @@ fn class_figure(label: usize, rng: &mut ChaCha8Rng) -> Figure {
 fn clutter_figure(rng: &mut ChaCha8Rng) -> Figure {
     match below(rng, 3) {
         0 => {
-            let half_len = uniform(rng, 1.5, 3.5);
+            let half_len = uniform(rng, 1.5, 4.5);
             Figure::Bar {
                 a: (-half_len, 0.0),
                 b: (half_len, 0.0),
@@ -596,7 +603,7 @@ fn place(rng: &mut ChaCha8Rng, figure: Figure) -> Placed {
 }
 
 /// The weakest colour contrast between figure and background (Euclidean distance in RGB, `[0, 1]`).
-const MIN_CONTRAST: f32 = 0.3;
+const MIN_CONTRAST: f32 = 0.22;
 
 /// Draws one image of class `label` from the per-image stream `rng` into `out` (HWC RGB u8).
 fn draw_image(label: usize, rng: &mut ChaCha8Rng, out: &mut [u8]) {
@@ -633,8 +640,8 @@ fn draw_image(label: usize, rng: &mut ChaCha8Rng, out: &mut [u8]) {
     let figure = place(rng, figure);
 
     // Clutter, each mark under or over the figure.
-    let clutter_count = below(rng, 4);
-    let mut over = Vec::with_capacity(3);
+    let clutter_count = below(rng, 5);
+    let mut over = Vec::with_capacity(4);
     for _ in 0..clutter_count {
         let mark = clutter_figure(rng);
         let (cos, sin) = rotation(rng);
@@ -659,7 +666,7 @@ fn draw_image(label: usize, rng: &mut ChaCha8Rng, out: &mut [u8]) {
 
     // Per-pixel noise: triangular (sum of two uniforms), standard deviation `sigma`, from a fast
     // generator seeded by the image's stream.
-    let sigma = uniform(rng, 0.02, 0.10);
+    let sigma = uniform(rng, 0.03, 0.15);
     let scale = sigma / (1.0f32 / 6.0).sqrt() / 65_535.0;
     let mut noise = WyRand(rng.next_u64());
     for (pair, dst) in canvas.px.chunks_exact(2).zip(out.chunks_exact_mut(2)) {
