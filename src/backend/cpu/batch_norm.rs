@@ -1,48 +1,27 @@
 //! Batch norm over NHWC activations viewed as `[M, C]` with `M = N H W`.
 //!
-//! Forward (training): `mean_c = 1/M sum x`, `var_c = 1/M sum (x - mean_c)^2` (two passes, for
-//! accuracy), `inv_std_c = 1/sqrt(var_c + eps)`, `y = gamma_c (x - mean_c) inv_std_c + beta_c`,
-//! then `max(y, 0)` if fused with ReLU. Running statistics: `r = (1 - m) r + m stat`, with the unbiased
-//! variance `var_c M/(M-1)`.
+//! Forward (training): `mean_c = 1/M sum x`, `var_c = 1/M sum (x - mean_c)^2`, `inv_std_c =
+//! 1/sqrt(var_c + eps)`, `y = gamma_c (x - mean_c) inv_std_c + beta_c`, then `max(y, 0)` if fused
+//! with ReLU. Running statistics: `r = (1 - m) r + m stat`, with the unbiased variance `var_c M/(M-1)`.
 //!
 //! Backward: `g = dy [y > 0]` (or `dy`), `xhat = (x - mean) inv_std`, `dbeta = sum g`,
 //! `dgamma = sum g xhat`, `dx = gamma inv_std / M (M g - dbeta - xhat dgamma)`.
 //!
-//! Channel sums are accumulated in f64 over fixed row blocks combined in order (deterministic).
+//! Every pass walks fixed blocks of rows in parallel. Channel sums are accumulated in `T` within a
+//! block and the blocks combined in f64 in block order: accurate (a block is short) and
+//! deterministic (the partition depends only on the shape). Within a block, rows are processed as
+//! fixed-width channel pieces (`LANES` channels, when `C` is a multiple of it) so that every inner
+//! loop has a constant trip count and compiles to whole vector operations.
 
 use rayon::prelude::*;
 
+use super::bn_rows::{fold_rows, RowStep, LANES};
+use super::bn_stats::{block_moments, combine_moments, BlockMoments};
 use crate::backend::{BatchNormConfig, Element};
 
-/// Rows per parallel block for the channel reductions and the elementwise passes.
+/// Rows per parallel block: 1024 rows of 16 f32 channels are 64 KiB, so a block stays in L2 between
+/// the two passes the statistics make over it.
 const ROWS_PER_BLOCK: usize = 1024;
-
-/// Per-channel sums over all rows of `f(row_values, acc)`, where `acc` holds `width` sums in `T`
-/// (so the inner loop vectorises). Each block of rows sums in `T`, the blocks are combined in f64 in
-/// a fixed order: accurate (a block is short) and deterministic.
-fn reduce_rows<T: Element>(
-    x: &[T],
-    c: usize,
-    width: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
-) -> Vec<f64> {
-    let rows = x.len() / c;
-    let blocks: Vec<Vec<T>> = (0..rows.div_ceil(ROWS_PER_BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let mut acc = vec![T::zero(); width];
-            for row in b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(rows) {
-                f(row, &mut acc);
-            }
-            acc
-        })
-        .collect();
-    let mut total = vec![0.0; width];
-    for block in blocks {
-        total.iter_mut().zip(block).for_each(|(t, b)| *t += b.f64());
-    }
-    total
-}
 
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train<T: Element>(
@@ -58,26 +37,17 @@ pub fn forward_train<T: Element>(
 ) {
     let c = gamma.len();
     let m = (x.len() / c) as f64;
-    let sums = reduce_rows(x, c, c, |row, acc| {
-        for (a, &v) in acc.iter_mut().zip(&x[row * c..][..c]) {
-            *a = *a + v;
-        }
-    });
-    let mean: Vec<f64> = sums.iter().map(|s| s / m).collect();
-    let mean_t: Vec<T> = mean.iter().map(|&v| T::of(v)).collect();
-    let sq = reduce_rows(x, c, c, |row, acc| {
-        for ((a, &v), &mu) in acc.iter_mut().zip(&x[row * c..][..c]).zip(&mean_t) {
-            let d = v - mu;
-            *a = *a + d * d;
-        }
-    });
+    let blocks: Vec<BlockMoments<T>> = x
+        .par_chunks(ROWS_PER_BLOCK * c)
+        .map(|xb| block_moments(xb, c))
+        .collect();
+    let (mean, var) = combine_moments(&blocks, c);
     let momentum = cfg.momentum;
     for ch in 0..c {
-        let var = sq[ch] / m;
         save_mean[ch] = T::of(mean[ch]);
-        save_inv_std[ch] = T::of(1.0 / (var + cfg.eps).sqrt());
+        save_inv_std[ch] = T::of(1.0 / (var[ch] + cfg.eps).sqrt());
         running_mean[ch] = T::of((1.0 - momentum) * running_mean[ch].f64() + momentum * mean[ch]);
-        let unbiased = var * m / (m - 1.0);
+        let unbiased = var[ch] * m / (m - 1.0);
         running_var[ch] = T::of((1.0 - momentum) * running_var[ch].f64() + momentum * unbiased);
     }
     normalize(x, save_mean, save_inv_std, gamma, beta, y, cfg.relu);
@@ -117,16 +87,44 @@ fn normalize<T: Element>(
         .zip(&scale)
         .map(|((&b, &mu), &s)| b - mu * s)
         .collect();
+    let block = |(yb, xb): (&mut [T], &[T])| match (c % LANES == 0, relu) {
+        (true, true) => normalize_block::<T, LANES, true>(xb, yb, &scale, &shift),
+        (true, false) => normalize_block::<T, LANES, false>(xb, yb, &scale, &shift),
+        (false, true) => normalize_block::<T, 1, true>(xb, yb, &scale, &shift),
+        (false, false) => normalize_block::<T, 1, false>(xb, yb, &scale, &shift),
+    };
     y.par_chunks_mut(ROWS_PER_BLOCK * c)
         .zip(x.par_chunks(ROWS_PER_BLOCK * c))
-        .for_each(|(yb, xb)| {
-            for (yr, xr) in yb.chunks_mut(c).zip(xb.chunks(c)) {
-                for (((yv, &xv), &s), &t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
-                    let v = xv * s + t;
-                    *yv = if relu && v < T::zero() { T::zero() } else { v };
-                }
+        .for_each(block);
+}
+
+/// One block of `normalize`, `W` channels at a time (`W` divides `C`). Each piece is computed
+/// into a local array and stored whole, which keeps the loop in vector registers.
+fn normalize_block<T: Element, const W: usize, const RELU: bool>(
+    x: &[T],
+    y: &mut [T],
+    scale: &[T],
+    shift: &[T],
+) {
+    let c = scale.len();
+    for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        for base in (0..c).step_by(W) {
+            let xv = piece::<T, W>(xr, base);
+            let (s, t) = (piece::<T, W>(scale, base), piece::<T, W>(shift, base));
+            let mut out = [T::zero(); W];
+            for i in 0..W {
+                let v = xv[i] * s[i] + t[i];
+                out[i] = if RELU && v < T::zero() { T::zero() } else { v };
             }
-        });
+            yr[base..base + W].copy_from_slice(&out);
+        }
+    }
+}
+
+/// `s[base .. base + W]` as an array (its length known to the compiler).
+#[inline(always)]
+fn piece<T: Element, const W: usize>(s: &[T], base: usize) -> [T; W] {
+    s[base..base + W].try_into().expect("a piece of W elements")
 }
 
 /// The tensors the backward pass reads.
@@ -157,23 +155,27 @@ pub fn backward<T: Element>(
     } = inp;
     let c = gamma.len();
     let m = (x.len() / c) as f64;
-    let zero = T::zero();
-    let grad = |g: T, y: T| if relu && y <= zero { zero } else { g };
-    // acc[..c] = sum g, acc[c..] = sum g (x - mean); the second times inv_std is sum g xhat.
-    let sums = reduce_rows(x, c, 2 * c, |row, acc| {
-        let (sum_g, sum_gx) = acc.split_at_mut(c);
-        let r = row * c..(row + 1) * c;
-        for ch in 0..c {
-            let i = r.start + ch;
-            let g = grad(dy[i], y[i]);
-            sum_g[ch] = sum_g[ch] + g;
-            sum_gx[ch] = sum_gx[ch] + g * (x[i] - mean[ch]);
-        }
-    });
+    let len = ROWS_PER_BLOCK * c;
+    // Per block: [sum g | sum g (x - mean)]; the second times inv_std is sum g xhat.
+    let reduce = |((xb, yb), dyb): ((&[T], &[T]), &[T])| match (c % LANES == 0, relu) {
+        (true, true) => grad_sums::<T, LANES, true>(xb, yb, dyb, mean),
+        (true, false) => grad_sums::<T, LANES, false>(xb, yb, dyb, mean),
+        (false, true) => grad_sums::<T, 1, true>(xb, yb, dyb, mean),
+        (false, false) => grad_sums::<T, 1, false>(xb, yb, dyb, mean),
+    };
+    let blocks: Vec<Vec<T>> = x
+        .par_chunks(len)
+        .zip(y.par_chunks(len))
+        .zip(dy.par_chunks(len))
+        .map(reduce)
+        .collect();
+    let mut sums = vec![0.0f64; 2 * c];
+    for block in &blocks {
+        sums.iter_mut().zip(block).for_each(|(s, b)| *s += b.f64());
+    }
     // dx = gamma inv_std / M (M g - dbeta - xhat dgamma) = k1 g - k2 (x - mean) - k0 per channel.
-    let mut k0 = vec![zero; c];
-    let mut k1 = vec![zero; c];
-    let mut k2 = vec![zero; c];
+    let zero = T::zero();
+    let (mut k0, mut k1, mut k2) = (vec![zero; c], vec![zero; c], vec![zero; c]);
     for ch in 0..c {
         let inv = inv_std[ch].f64();
         let (db, dg) = (sums[ch], sums[c + ch] * inv);
@@ -184,17 +186,106 @@ pub fn backward<T: Element>(
         k1[ch] = T::of(coef * m);
         k2[ch] = T::of(coef * dg * inv);
     }
-    dx.par_chunks_mut(ROWS_PER_BLOCK * c)
-        .enumerate()
-        .for_each(|(b, dxb)| {
-            let base = b * ROWS_PER_BLOCK * c;
-            for (r, dx_row) in dxb.chunks_mut(c).enumerate() {
-                let i0 = base + r * c;
-                for ch in 0..c {
-                    let i = i0 + ch;
-                    let g = grad(dy[i], y[i]);
-                    dx_row[ch] = k1[ch] * g - k2[ch] * (x[i] - mean[ch]) - k0[ch];
-                }
+    let k = DxCoefficients {
+        mean,
+        k0: &k0,
+        k1: &k1,
+        k2: &k2,
+    };
+    dx.par_chunks_mut(len).enumerate().for_each(|(b, dxb)| {
+        let rows = b * len..b * len + dxb.len();
+        let (xb, yb, dyb) = (&x[rows.clone()], &y[rows.clone()], &dy[rows]);
+        match (c % LANES == 0, relu) {
+            (true, true) => dx_block::<T, LANES, true>(xb, yb, dyb, &k, dxb),
+            (true, false) => dx_block::<T, LANES, false>(xb, yb, dyb, &k, dxb),
+            (false, true) => dx_block::<T, 1, true>(xb, yb, dyb, &k, dxb),
+            (false, false) => dx_block::<T, 1, false>(xb, yb, dyb, &k, dxb),
+        }
+    });
+}
+
+/// `g = dy [y > 0]` when `RELU`, else `dy`.
+#[inline(always)]
+fn masked<T: Element, const RELU: bool>(dy: T, y: T) -> T {
+    if RELU && y <= T::zero() {
+        T::zero()
+    } else {
+        dy
+    }
+}
+
+/// One block's `[sum g | sum g (x - mean)]` per channel, summed in `T`, `W` channels at a time.
+fn grad_sums<T: Element, const W: usize, const RELU: bool>(
+    x: &[T],
+    y: &[T],
+    dy: &[T],
+    mean: &[T],
+) -> Vec<T> {
+    fold_rows::<T, W, 2>(
+        x.len(),
+        mean.len(),
+        &GradTerms::<T, RELU> { x, y, dy, mean },
+    )
+}
+
+/// The terms `g` and `g (x - mean)` of the backward reductions.
+struct GradTerms<'a, T, const RELU: bool> {
+    x: &'a [T],
+    y: &'a [T],
+    dy: &'a [T],
+    mean: &'a [T],
+}
+
+impl<T: Element, const W: usize, const RELU: bool> RowStep<T, W, 2> for GradTerms<'_, T, RELU> {
+    #[inline(always)]
+    fn step(&self, acc: &mut [[T; W]; 2], o: usize, base: usize) {
+        let (xv, yv, dyv) = (&self.x[o..o + W], &self.y[o..o + W], &self.dy[o..o + W]);
+        let mu = &self.mean[base..base + W];
+        for i in 0..W {
+            let g = masked::<T, RELU>(dyv[i], yv[i]);
+            acc[0][i] = acc[0][i] + g;
+            acc[1][i] = acc[1][i] + g * (xv[i] - mu[i]);
+        }
+    }
+}
+
+/// The per-channel coefficients of `dx = k1 g - k2 (x - mean) - k0`.
+struct DxCoefficients<'a, T> {
+    mean: &'a [T],
+    k0: &'a [T],
+    k1: &'a [T],
+    k2: &'a [T],
+}
+
+/// One block of `dx`, `W` channels at a time (as `normalize_block`).
+fn dx_block<T: Element, const W: usize, const RELU: bool>(
+    x: &[T],
+    y: &[T],
+    dy: &[T],
+    k: &DxCoefficients<'_, T>,
+    dx: &mut [T],
+) {
+    let c = k.mean.len();
+    let rows = dx.chunks_exact_mut(c).zip(
+        x.chunks_exact(c)
+            .zip(y.chunks_exact(c))
+            .zip(dy.chunks_exact(c)),
+    );
+    for (dxr, ((xr, yr), dyr)) in rows {
+        for base in (0..c).step_by(W) {
+            let (xv, yv, dyv) = (
+                piece::<T, W>(xr, base),
+                piece::<T, W>(yr, base),
+                piece::<T, W>(dyr, base),
+            );
+            let (mu, k0) = (piece::<T, W>(k.mean, base), piece::<T, W>(k.k0, base));
+            let (k1, k2) = (piece::<T, W>(k.k1, base), piece::<T, W>(k.k2, base));
+            let mut out = [T::zero(); W];
+            for i in 0..W {
+                let g = masked::<T, RELU>(dyv[i], yv[i]);
+                out[i] = k1[i] * g - k2[i] * (xv[i] - mu[i]) - k0[i];
             }
-        });
+            dxr[base..base + W].copy_from_slice(&out);
+        }
+    }
 }

@@ -11,6 +11,10 @@
 //! A 1x1 stride-1 unpadded convolution needs no column matrix: `x` itself is `[N*H*W, C]`.
 //! Work is split by image chunks across rayon's threads, each chunk running a single-threaded GEMM
 //! on a column buffer small enough to stay in cache; a batch too small to split uses one parallel GEMM.
+//!
+//! On x86-64 with AVX2 and FMA, f32 convolutions whose computed channels (`K`, or `C` for
+//! backward-data) come in multiples of 16 take the direct path of `conv_direct` instead; f64 (the
+//! gradient checks' reference) and other shapes stay here.
 
 use rayon::prelude::*;
 
@@ -54,7 +58,7 @@ impl ConvDims {
         }
     }
 
-    fn is_pointwise(&self) -> bool {
+    pub fn is_pointwise(&self) -> bool {
         self.r == 1 && self.s == 1 && self.stride == 1 && self.pad == 0
     }
 
@@ -146,8 +150,61 @@ fn weights_t<'a, T>(d: &ConvDims, w: &'a [T]) -> MatRef<'a, T> {
     MatRef::transposed(w, d.rsc(), d.k)
 }
 
+/// The direct f32 kernels of `conv_direct`, where the CPU and the shapes allow; false otherwise.
+#[cfg(target_arch = "x86_64")]
+mod direct {
+    use super::super::conv_direct::{self, as_f32, as_f32_mut};
+    use super::ConvDims;
+
+    /// 1x1 stride-1 convolutions are plain GEMMs on `x` itself: they stay on that path.
+    pub fn forward<T: 'static>(d: &ConvDims, x: &[T], w: &[T], y: &mut [T]) -> bool {
+        match (as_f32(x), as_f32(w), as_f32_mut(y)) {
+            (Some(x), Some(w), Some(y)) if !d.is_pointwise() => conv_direct::forward(d, x, w, y),
+            _ => false,
+        }
+    }
+
+    pub fn backward_data<T: 'static>(d: &ConvDims, dy: &[T], w: &[T], dx: &mut [T]) -> bool {
+        match (as_f32(dy), as_f32(w), as_f32_mut(dx)) {
+            (Some(dy), Some(w), Some(dx)) if !d.is_pointwise() => {
+                conv_direct::backward_data(d, dy, w, dx)
+            }
+            _ => false,
+        }
+    }
+
+    pub fn backward_filter<T: 'static>(d: &ConvDims, x: &[T], dy: &[T], dw: &mut [T]) -> bool {
+        match (as_f32(x), as_f32(dy), as_f32_mut(dw)) {
+            (Some(x), Some(dy), Some(dw)) if !d.is_pointwise() => {
+                conv_direct::backward_filter(d, x, dy, dw)
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod direct {
+    use super::ConvDims;
+
+    pub fn forward<T>(_: &ConvDims, _: &[T], _: &[T], _: &mut [T]) -> bool {
+        false
+    }
+
+    pub fn backward_data<T>(_: &ConvDims, _: &[T], _: &[T], _: &mut [T]) -> bool {
+        false
+    }
+
+    pub fn backward_filter<T>(_: &ConvDims, _: &[T], _: &[T], _: &mut [T]) -> bool {
+        false
+    }
+}
+
 impl<T: Element> CpuBackend<T> {
     pub(super) fn conv_forward(&self, d: &ConvDims, x: &[T], w: &[T], y: &mut [T]) {
+        if direct::forward(d, x, w, y) {
+            return;
+        }
         if d.is_pointwise() {
             let rows = d.n * d.h * d.w;
             return matmul(
@@ -185,6 +242,9 @@ impl<T: Element> CpuBackend<T> {
     }
 
     pub(super) fn conv_backward_data(&self, d: &ConvDims, dy: &[T], w: &[T], dx: &mut [T]) {
+        if direct::backward_data(d, dy, w, dx) {
+            return;
+        }
         let w_mat = MatRef::row_major(w, d.k, d.rsc());
         if d.is_pointwise() {
             let rows = d.n * d.h * d.w;
@@ -225,6 +285,9 @@ impl<T: Element> CpuBackend<T> {
     }
 
     pub(super) fn conv_backward_filter(&self, d: &ConvDims, x: &[T], dy: &[T], dw: &mut [T]) {
+        if direct::backward_filter(d, x, dy, dw) {
+            return;
+        }
         let (pq, rsc, k) = (d.pq(), d.rsc(), d.k);
         // dW[K, RSC] += dY_chunkᵀ · col_chunk, for one chunk of images.
         let accumulate_chunk =

@@ -9,12 +9,21 @@ const BLOCK: usize = 1 << 15;
 
 /// `y = a + b`, then `max(y, 0)` when `relu`.
 pub fn add<T: Element>(a: &[T], b: &[T], y: &mut [T], relu: bool) {
+    if relu {
+        add_impl::<T, true>(a, b, y);
+    } else {
+        add_impl::<T, false>(a, b, y);
+    }
+}
+
+/// `add` with the ReLU decided at compile time, so the loop body is branch-free and vectorises.
+fn add_impl<T: Element, const RELU: bool>(a: &[T], b: &[T], y: &mut [T]) {
     y.par_chunks_mut(BLOCK)
         .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
         .for_each(|(y, (a, b))| {
             for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
                 let v = a + b;
-                *y = if relu && v < T::zero() { T::zero() } else { v };
+                *y = if RELU && v < T::zero() { T::zero() } else { v };
             }
         });
 }

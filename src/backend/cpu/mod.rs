@@ -6,7 +6,19 @@
 //! bit-reproducible from run to run.
 
 mod batch_norm;
+mod bn_rows;
+mod bn_stats;
 mod conv;
+#[cfg(target_arch = "x86_64")]
+mod conv_avx2;
+#[cfg(target_arch = "x86_64")]
+mod conv_direct;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod conv_direct_tests;
+#[cfg(target_arch = "x86_64")]
+mod conv_filter;
+#[cfg(target_arch = "x86_64")]
+mod conv_pass;
 mod elementwise;
 mod linear;
 mod loss;
