@@ -79,6 +79,7 @@ rm -rf "$cache"
 mkdir -p "$cache"
 # --no-deps: the wheels' own dependency pins are looser than ours. Progress to stderr, never stdout.
 if ! "$python" -m pip install --disable-pip-version-check --no-input --no-deps --only-binary=:all: \
+    --timeout 60 --retries 3 \
     --target "$cache" "${PACKAGES[@]}" 1>&2; then
     rm -rf "$cache"
     die "pip could not install the CUDA ${RELEASE} compiler wheels (is PyPI reachable?)"

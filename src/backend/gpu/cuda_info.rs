@@ -100,13 +100,19 @@ fn why_not_loadable() -> String {
     // SAFETY: loading a shared library runs its initializers; this is the library the driver API would
     // load anyway, and it failed to load a moment ago.
     let detail = match unsafe { libloading::Library::new(&soname) } {
-        Err(e) => e.to_string(),
-        Ok(_) => format!("{soname} loads, but none of the names cudarc looks for does"),
+        Err(e) => {
+            // libloading's own message is "dlopen failed"; the loader's reason is its source.
+            let reason = std::error::Error::source(&e).map_or(e.to_string(), |r| r.to_string());
+            format!("{soname} could not be loaded ({reason})")
+        }
+        Ok(_) => {
+            format!("{soname} loads, but the library could not be loaded under the names tried")
+        }
     };
     format!(
-        "the driver library could not be loaded ({detail}; also tried {}): no NVIDIA driver is \
-         installed here, or its library is not on the loader's path (LD_LIBRARY_PATH)",
-        names.len()
+        "{detail}, nor any of the other {} names cudarc looks for: no NVIDIA driver is installed \
+         here, or its library is not on the loader's path (LD_LIBRARY_PATH)",
+        names.len().saturating_sub(1)
     )
 }
 
@@ -135,7 +141,9 @@ pub fn report(cpu_threads: usize) -> String {
             s,
             "cuda kernels: embedded for {} (cubins, plus PTX of {}); {} files: {}",
             embedded::ARCHS.join(", "),
-            embedded::ARCHS[0].replace("sm_", "compute_"),
+            embedded::ARCHS
+                .first()
+                .map_or(String::new(), |a| a.replace("sm_", "compute_")),
             stems.len(),
             stems.join(", ")
         );
