@@ -240,22 +240,19 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         }
         None => recipe.iters,
     };
-    let schedule = match a.lr_schedule {
-        Some(ScheduleArg::Plateau) => ScheduleKind::Plateau {
+    // The recipe again for the run's actual length: the synthetic milestones scale with it.
+    let recipe = Recipe::for_data(&data, Some(iters));
+    let default_schedule = if recipe.plateau {
+        ScheduleArg::Plateau
+    } else {
+        ScheduleArg::Step
+    };
+    let schedule = match a.lr_schedule.unwrap_or(default_schedule) {
+        ScheduleArg::Plateau => ScheduleKind::Plateau {
             patience: a.patience,
         },
-        Some(ScheduleArg::Step) | None if !recipe.plateau || a.lr_schedule.is_some() => {
-            let milestones = match (&a.lr_milestones, a.iters.is_none() && a.epochs.is_some()) {
-                (Some(m), _) => m.clone(),
-                (None, true) if matches!(data, DataSpec::Synthetic { .. }) => {
-                    vec![iters / 2, iters * 3 / 4]
-                }
-                (None, _) => recipe.milestones.clone(),
-            };
-            ScheduleKind::Step { milestones }
-        }
-        _ => ScheduleKind::Plateau {
-            patience: a.patience,
+        ScheduleArg::Step => ScheduleKind::Step {
+            milestones: a.lr_milestones.clone().unwrap_or(recipe.milestones),
         },
     };
     let deep_cifar = !data.is_imagenet()

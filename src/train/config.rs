@@ -103,7 +103,7 @@ pub struct TrainConfig {
 pub struct Recipe {
     pub batch_size: usize,
     pub iters: u64,
-    /// Milestones as fractions of `iters` (synthetic) or absolute iterations (CIFAR).
+    /// Iterations at which the rate is divided by 10 (synthetic: 50% and 75% of `iters`).
     pub milestones: Vec<u64>,
     pub plateau: bool,
 }
