@@ -38,6 +38,9 @@ pub enum Error {
     /// A training setting that makes no sense (names the flag or field).
     #[error("{0}")]
     Config(String),
+    /// A GPU (or the driver behind it) that cannot be used, or a device operation that failed.
+    #[error("{device}: {message}")]
+    Device { device: String, message: String },
     /// The training loss became NaN or infinite.
     #[error("the loss is {loss} at iteration {iteration}: training diverged (the last good checkpoint is kept)")]
     Diverged { iteration: u64, loss: f64 },

@@ -77,23 +77,44 @@ pub fn model_config(cfg: &TrainConfig, classes: usize) -> Result<ModelConfig> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
+    /// The CUDA kernels on GPU 0, through the CUDA driver.
+    Cuda,
     /// The CUDA kernels run on the host by the emulator (slow; for checking the kernels).
     Emulator,
 }
 
-/// Checks that the requested device exists in this build and on this machine.
+/// Resolves the requested device: `auto` is CUDA when the driver reports a GPU and this binary
+/// carries kernels for it, else the CPU. Whether an explicit `cuda` really opens is found out when the
+/// backend is created, with the driver's own reason.
 pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
-    const NO_GPU: &str = "the CUDA driver backend is not built yet (the kernels run only in the \
-                          emulator: --device emu); use --device cpu";
     if gpus > 1 {
         return Err(Error::Config(format!(
-            "--gpus {gpus}: data-parallel replicas are not built yet, and no CUDA GPU is usable here ({NO_GPU})"
+            "--gpus {gpus}: data-parallel replicas are not built yet; use --gpus 1"
         )));
     }
-    match device {
-        DeviceChoice::Cuda => Err(Error::Config(format!("--device cuda: {NO_GPU}"))),
-        DeviceChoice::Emu => Ok(Device::Emulator),
-        DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Device::Cpu),
+    Ok(match device {
+        DeviceChoice::Cuda => Device::Cuda,
+        DeviceChoice::Emu => Device::Emulator,
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Auto if cuda_usable() => Device::Cuda,
+        DeviceChoice::Auto => Device::Cpu,
+    })
+}
+
+/// Whether GPU 0 exists and the embedded kernels fit it (no context is created to find out).
+fn cuda_usable() -> bool {
+    use crate::backend::gpu::cuda_info::{probe, DriverStatus, MIN_DRIVER_VERSION};
+    use crate::backend::gpu::embedded::{fit, KernelFit};
+    match probe() {
+        DriverStatus::Found { version, gpus } if version >= MIN_DRIVER_VERSION => {
+            gpus.first().is_some_and(|g| {
+                matches!(
+                    fit(g.capability.0, g.capability.1),
+                    KernelFit::Cubin(_) | KernelFit::Ptx(_)
+                )
+            })
+        }
+        _ => false,
     }
 }
 
@@ -101,16 +122,25 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
 /// the run saves a checkpoint and returns `Interrupted`.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
-    match select_device(cfg.device, cfg.gpus)? {
+    let driver = match select_device(cfg.device, cfg.gpus)? {
         Device::Cpu => {
             eprintln!("device: cpu ({} threads)", rayon::current_num_threads());
-            Trainer::new(&CpuBackend::<f32>::new(), cfg, resume)?.run(stop)
+            return Trainer::new(&CpuBackend::<f32>::new(), cfg, resume)?.run(stop);
         }
         Device::Emulator => {
             eprintln!("device: emu (CUDA kernels in the host emulator; slow, for checking)");
-            Trainer::new(&GpuBackend::emulator(), cfg, resume)?.run(stop)
+            "emu"
         }
+        Device::Cuda => "cuda",
+    };
+    let gpu = GpuBackend::open(driver).map_err(|e| match e {
+        Error::Device { device, message } => Error::Config(format!("--device {driver}: {device}: {message}")),
+        other => other,
+    })?;
+    if driver == "cuda" {
+        eprintln!("device: {}", gpu.driver().name());
     }
+    Trainer::new(&gpu, cfg, resume)?.run(stop)
 }
 
 struct Trainer<'a, B: Backend<Elem = f32>> {

@@ -10,7 +10,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::driver::{DevicePtr, Driver, EmuDriver};
+use super::cuda_driver::CudaDriver;
+use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
+use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::launch::{grid_1d, KernelArgs};
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
@@ -66,12 +68,37 @@ pub struct GpuBackend<D: Driver> {
     driver: Arc<D>,
     /// Reusable workspaces, see the module doc.
     workspaces: Mutex<Vec<DeviceBuffer<D>>>,
+    convs: ConvKernels,
+}
+
+/// Which convolution kernels the backend launches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernels {
+    /// The tiled implicit-GEMM kernels (kernels/conv_*.cu): the fast path, and the default.
+    ImplicitGemm,
+    /// One thread per output element (kernels/direct_conv_reference.cu): slow and plain, kept as
+    /// the GPU-side reference the fast kernels are checked against.
+    Reference,
 }
 
 impl GpuBackend<EmuDriver> {
     /// The backend on the host emulator: needs no GPU.
     pub fn emulator() -> Self {
         Self::new(EmuDriver)
+    }
+}
+
+impl GpuBackend<CudaDriver> {
+    /// The backend on GPU `ordinal`; a one-line error when there is no usable GPU or no kernels.
+    pub fn cuda(ordinal: usize) -> Result<Self> {
+        Ok(Self::new(CudaDriver::new(ordinal)?))
+    }
+}
+
+impl GpuBackend<DynDriver> {
+    /// The backend on the driver named `emu`, `cuda` or `cuda:N` (see [`open_driver`]).
+    pub fn open(driver: &str) -> Result<Self> {
+        Ok(Self::new(open_driver(driver)?))
     }
 }
 
@@ -105,7 +132,14 @@ impl<D: Driver> GpuBackend<D> {
         GpuBackend {
             driver: Arc::new(driver),
             workspaces: Mutex::new(Vec::new()),
+            convs: ConvKernels::ImplicitGemm,
         }
+    }
+
+    /// The same backend launching `convs` for every convolution.
+    pub fn with_conv_kernels(mut self, convs: ConvKernels) -> Self {
+        self.convs = convs;
+        self
     }
 
     pub fn driver(&self) -> &D {
@@ -143,6 +177,12 @@ impl<D: Driver> GpuBackend<D> {
             self.driver
                 .launch(kernel, grid, block, shared_bytes, &mut params)
         }
+    }
+
+    /// A launch of one of the implicit-GEMM convolution kernels (fixed block, no dynamic shared
+    /// memory; see `conv_plan`).
+    fn launch_conv(&self, kernel: &str, grid: (u32, u32, u32), args: KernelArgs) -> Result<()> {
+        self.launch(kernel, grid, (CONV_THREADS, 1, 1), 0, args)
     }
 
     /// A 1-D grid-stride launch over `n` items.
@@ -240,8 +280,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         }
     }
 
-    // Convolutions: the direct reference kernels of kernels/direct_conv_reference.cu (one thread per
-    // output element), until the fast kernels of kernels/conv*.cu are switched in.
+    // Convolutions: the implicit-GEMM kernels of kernels/conv_{forward,backward_data,
+    // backward_filter}.cu, launched as `conv_plan` decides; or, when asked for
+    // (`with_reference_convs`), the one-thread-per-output kernels of kernels/direct_conv_reference.cu.
     fn conv2d_forward(
         &self,
         x: &Tensor<Self>,
@@ -249,12 +290,21 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
+        let shape = conv_shape(x, w, y, geom);
         let args = KernelArgs::new()
             .ptr(x.buf().ptr)
             .ptr(w.buf().ptr)
             .ptr(y.buf().ptr);
-        let args = conv_shape_args(args, dims4(x), dims4(w), dims4(y), geom);
-        self.launch_1d("direct_conv_forward_f32", y.numel(), args)
+        match self.convs {
+            ConvKernels::Reference => {
+                self.launch_1d("direct_conv_forward_f32", y.numel(), direct_conv_args(args, &shape))
+            }
+            ConvKernels::ImplicitGemm => self.launch_conv(
+                &shape.forward_kernel(),
+                shape.forward_grid(),
+                args.value(&shape.dims()),
+            ),
+        }
     }
 
     fn conv2d_backward_data(
@@ -264,12 +314,23 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
+        let shape = conv_shape(dx, w, dy, geom);
         let args = KernelArgs::new()
             .ptr(dy.buf().ptr)
             .ptr(w.buf().ptr)
             .ptr(dx.buf().ptr);
-        let args = conv_shape_args(args, dims4(dx), dims4(w), dims4(dy), geom);
-        self.launch_1d("direct_conv_backward_data_f32", dx.numel(), args)
+        match self.convs {
+            ConvKernels::Reference => self.launch_1d(
+                "direct_conv_backward_data_f32",
+                dx.numel(),
+                direct_conv_args(args, &shape),
+            ),
+            ConvKernels::ImplicitGemm => self.launch_conv(
+                &shape.backward_data_kernel(),
+                shape.backward_data_grid(),
+                args.value(&shape.dims()),
+            ),
+        }
     }
 
     fn conv2d_backward_filter(
@@ -279,12 +340,45 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dw: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
-        let args = KernelArgs::new()
-            .ptr(x.buf().ptr)
-            .ptr(dy.buf().ptr)
-            .ptr(dw.buf().ptr);
-        let args = conv_shape_args(args, dims4(x), dims4(dw), dims4(dy), geom);
-        self.launch_1d("direct_conv_backward_filter_f32", dw.numel(), args)
+        let shape = conv_shape(x, dw, dy, geom);
+        if self.convs == ConvKernels::Reference {
+            let args = KernelArgs::new()
+                .ptr(x.buf().ptr)
+                .ptr(dy.buf().ptr)
+                .ptr(dw.buf().ptr);
+            return self.launch_1d(
+                "direct_conv_backward_filter_f32",
+                dw.numel(),
+                direct_conv_args(args, &shape),
+            );
+        }
+        let kernel = shape.backward_filter_kernel();
+        let splits = shape.backward_filter_splits();
+        let partial = |out: DevicePtr| {
+            let args = KernelArgs::new()
+                .ptr(x.buf().ptr)
+                .ptr(dy.buf().ptr)
+                .ptr(out)
+                .value(&shape.dims());
+            self.launch_conv(&kernel, shape.backward_filter_grid(splits), args)
+        };
+        if splits == 1 {
+            // One split writes finished sums: the weight gradient itself is the workspace.
+            return partial(dw.buf().ptr);
+        }
+        let count = shape.filter_len();
+        self.with_workspace(splits * count * F32, |workspace| {
+            partial(workspace)?;
+            self.launch_1d(
+                "conv2d_backward_filter_reduce_f32",
+                count,
+                KernelArgs::new()
+                    .ptr(workspace)
+                    .ptr(dw.buf().ptr)
+                    .int(splits)
+                    .u64(count),
+            )
+        })
     }
 
     fn batch_norm_forward_train(
@@ -810,25 +904,27 @@ impl<D: Driver> GpuBackend<D> {
     }
 }
 
-/// The shape parameters of the direct convolution kernels: `N H W C K R S P Q stride pad`.
-fn conv_shape_args(
-    args: KernelArgs,
-    [n, h, w, c]: [usize; 4],
-    [k, r, s, _]: [usize; 4],
-    [_, p, q, _]: [usize; 4],
+/// The convolution's shape from its three tensors: input `x`, weights `w` and output `y`.
+fn conv_shape<B: Backend>(
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    y: &Tensor<B>,
     geom: Conv2dGeometry,
-) -> KernelArgs {
-    args.int(n)
-        .int(h)
-        .int(w)
-        .int(c)
-        .int(k)
-        .int(r)
-        .int(s)
-        .int(p)
-        .int(q)
-        .int(geom.stride)
-        .int(geom.pad)
+) -> ConvShape {
+    ConvShape {
+        x: dims4(x),
+        w: dims4(w),
+        y: dims4(y),
+        geom,
+    }
+}
+
+/// The shape parameters of the direct (reference) convolution kernels: `N H W C K R S P Q stride pad`.
+fn direct_conv_args(args: KernelArgs, shape: &ConvShape) -> KernelArgs {
+    let d = shape.dims();
+    [d.n, d.h, d.w, d.c, d.k, d.r, d.s, d.p, d.q, d.stride, d.pad]
+        .into_iter()
+        .fold(args, |args, v| args.int(v as usize))
 }
 
 /// The shape parameters of the max-pool kernels: `N H W C P Q window stride pad`.

@@ -6,13 +6,17 @@
 //!
 //! - [`EmuDriver`]: device memory is host memory, a launch runs the kernel in the host emulator
 //!   ([`super::emu`]). Needs no GPU, so CI exercises all the launch code with it.
-//! - `CudaDriver` (to come): cudarc's driver API, the fatbins that build.rs embedded
-//!   (`super::embedded`), `cuMemAlloc`/`cuMemcpy*Async`/`cuLaunchKernel` on one stream. It goes in its
-//!   own file, `cuda_driver.rs`, implementing this same trait; nothing in the backend changes.
+//! - [`CudaDriver`](super::cuda_driver::CudaDriver): cudarc's driver API, the fatbins that build.rs
+//!   embedded (`super::embedded`), stream-ordered allocation, copies and `cuLaunchKernel` on one
+//!   stream.
+//!
+//! [`DynDriver`] picks one of them at run time by name (`emu`, `cuda`, `cuda:N`), so that the trainer
+//! and the tests need one instantiation of the backend for both.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::c_void;
 
+use super::cuda_driver::CudaDriver;
 use super::emu;
 use crate::error::{Error, Result};
 
@@ -181,5 +185,83 @@ impl Driver for EmuDriver {
 
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// A driver chosen at run time: `Box<dyn Driver>` forwards every call.
+pub type DynDriver = Box<dyn Driver>;
+
+/// Opens the driver named `emu`, `cuda` (GPU 0) or `cuda:N`.
+pub fn open_driver(name: &str) -> Result<DynDriver> {
+    match name {
+        "emu" => Ok(Box::new(EmuDriver)),
+        "cuda" => Ok(Box::new(CudaDriver::new(0)?)),
+        _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(ordinal)) => Ok(Box::new(CudaDriver::new(ordinal)?)),
+            _ => Err(Error::Config(format!(
+                "driver {name:?}: expected `emu`, `cuda` or `cuda:N` (a GPU number)"
+            ))),
+        },
+    }
+}
+
+impl Driver for DynDriver {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
+        (**self).alloc(bytes)
+    }
+
+    unsafe fn free(&self, ptr: DevicePtr, bytes: usize) {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).free(ptr, bytes) }
+    }
+
+    unsafe fn copy_host_to_device(
+        &self,
+        src: *const u8,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).copy_host_to_device(src, dst, bytes) }
+    }
+
+    unsafe fn copy_device_to_host(&self, src: DevicePtr, dst: *mut u8, bytes: usize) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).copy_device_to_host(src, dst, bytes) }
+    }
+
+    unsafe fn copy_device_to_device(
+        &self,
+        src: DevicePtr,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).copy_device_to_device(src, dst, bytes) }
+    }
+
+    unsafe fn memset_zero(&self, dst: DevicePtr, bytes: usize) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).memset_zero(dst, bytes) }
+    }
+
+    unsafe fn launch(
+        &self,
+        kernel: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        params: &mut [*mut c_void],
+    ) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).launch(kernel, grid, block, shared_bytes, params) }
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        (**self).synchronize()
     }
 }

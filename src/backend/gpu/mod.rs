@@ -1,9 +1,12 @@
 pub mod backend;
+pub mod conv_plan;
+pub mod cuda_driver;
 pub mod cuda_info;
 pub mod driver;
 pub mod embedded;
 pub mod emu;
 pub mod launch;
 
-pub use backend::{DeviceBuffer, GpuBackend};
-pub use driver::{DevicePtr, Driver, EmuDriver};
+pub use backend::{ConvKernels, DeviceBuffer, GpuBackend};
+pub use cuda_driver::CudaDriver;
+pub use driver::{DevicePtr, Driver, DynDriver, EmuDriver};

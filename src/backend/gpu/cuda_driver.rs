@@ -1,0 +1,351 @@
+//! The CUDA driver: [`Driver`] on a real GPU through cudarc's thin driver-API wrappers.
+//!
+//! - The driver library is loaded at run time (cudarc's `dynamic-loading`); [`CudaDriver::new`] looks
+//!   for it with `is_culib_present` first, because cudarc panics when a driver call is made without it.
+//! - One [`CudaDevice`] per GPU holds the retained primary context and the kernel modules (every
+//!   embedded fatbin, loaded once per context, whatever number of drivers share the GPU); each
+//!   [`CudaDriver`] adds its own non-blocking stream, so replicas or tests on one GPU do not serialise
+//!   on each other.
+//! - Memory comes from the stream-ordered allocator (`cuMemAllocAsync` / `cuMemFreeAsync`) of the
+//!   device's default pool, whose release threshold is raised so that freed blocks stay cached across
+//!   synchronisations (a training step then allocates nothing from the OS after its first run).
+//! - Every call makes the context current on the calling thread first, so a driver may be used from
+//!   any thread (one at a time: the backend's ops are issued by one thread).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{c_void, CString};
+use std::sync::{Arc, Mutex, Weak};
+
+use cudarc::driver::result::{self, stream::StreamKind, DriverError};
+use cudarc::driver::sys;
+
+use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
+use super::driver::{DevicePtr, Driver};
+use super::embedded::{self, KernelFit};
+use crate::error::{Error, Result};
+
+/// A GPU's context and kernels, shared by every [`CudaDriver`] on it.
+struct CudaDevice {
+    ordinal: usize,
+    name: String,
+    device: sys::CUdevice,
+    context: sys::CUcontext,
+    modules: Vec<(&'static str, sys::CUmodule)>,
+    /// Kernels already looked up, by `extern "C"` name.
+    functions: Mutex<HashMap<String, sys::CUfunction>>,
+}
+
+// SAFETY: driver-API handles are plain identifiers valid in every thread of the process; each use
+// first binds the context to the calling thread (`bind`), and the function cache is behind a mutex.
+unsafe impl Send for CudaDevice {}
+// SAFETY: as above; nothing in `CudaDevice` is mutated without the mutex.
+unsafe impl Sync for CudaDevice {}
+
+/// The devices opened so far, by ordinal; weak, so a device closes when its last driver is dropped.
+static OPEN_DEVICES: Mutex<BTreeMap<usize, Weak<CudaDevice>>> = Mutex::new(BTreeMap::new());
+
+/// A driver-API error, as one line naming the GPU and the operation.
+fn cuda_error(device: &str, what: &str, e: DriverError) -> Error {
+    Error::Device {
+        device: device.to_string(),
+        message: format!("{what} failed: {e}"),
+    }
+}
+
+impl CudaDevice {
+    /// Opens GPU `ordinal` (or returns the already open one).
+    fn open(ordinal: usize) -> Result<Arc<CudaDevice>> {
+        let mut open = OPEN_DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dev) = open.get(&ordinal).and_then(Weak::upgrade) {
+            return Ok(dev);
+        }
+        let dev = Arc::new(Self::open_new(ordinal)?);
+        open.insert(ordinal, Arc::downgrade(&dev));
+        Ok(dev)
+    }
+
+    fn open_new(ordinal: usize) -> Result<CudaDevice> {
+        let label = format!("cuda:{ordinal}");
+        let unusable = |message: String| Error::Device {
+            device: label.clone(),
+            message,
+        };
+        let gpus = match cuda_info::probe() {
+            DriverStatus::NotFound { reason } => {
+                return Err(unusable(format!("no CUDA driver found: {reason}")))
+            }
+            DriverStatus::Unusable { reason, .. } => {
+                return Err(unusable(format!("the CUDA driver is not usable: {reason}")))
+            }
+            DriverStatus::Found { version, .. } if version < MIN_DRIVER_VERSION => {
+                return Err(unusable(format!(
+                    "the CUDA driver is {} but the kernels need {} (an R580 driver or newer)",
+                    version_string(version),
+                    version_string(MIN_DRIVER_VERSION)
+                )))
+            }
+            DriverStatus::Found { gpus, .. } => gpus,
+        };
+        let Some(info) = gpus.get(ordinal) else {
+            return Err(unusable(format!(
+                "there {} only {} GPU{} here",
+                if gpus.len() == 1 { "is" } else { "are" },
+                gpus.len(),
+                if gpus.len() == 1 { "" } else { "s" }
+            )));
+        };
+        let (major, minor) = info.capability;
+        match embedded::fit(major, minor) {
+            KernelFit::Cubin(_) | KernelFit::Ptx(_) => {}
+            KernelFit::Absent => {
+                return Err(unusable(format!(
+                    "this binary was built without the CUDA kernels; {}",
+                    embedded::HOW_TO_GET
+                )))
+            }
+            KernelFit::TooOld => {
+                return Err(unusable(format!(
+                    "{} (compute capability {major}.{minor}) is older than every architecture the \
+                     kernels were built for ({})",
+                    info.name,
+                    embedded::ARCHS.join(", ")
+                )))
+            }
+        }
+
+        let err = |what: &str| {
+            let label = label.clone();
+            let what = what.to_string();
+            move |e: DriverError| cuda_error(&label, &what, e)
+        };
+        let device = result::device::get(ordinal as i32).map_err(err("cuDeviceGet"))?;
+        // SAFETY: `device` came from cuDeviceGet; the retain is released in Drop.
+        let context = unsafe { result::primary_ctx::retain(device) }
+            .map_err(err("retaining the primary context"))?;
+        let mut opened = CudaDevice {
+            ordinal,
+            name: info.name.clone(),
+            device,
+            context,
+            modules: Vec::new(),
+            functions: Mutex::new(HashMap::new()),
+        };
+        opened.bind()?;
+        // Keep freed memory in the pool: the default threshold (0) returns it to the OS at every
+        // synchronisation, which would make each step allocate afresh.
+        // SAFETY: `device` is valid; the attribute's value type is cuuint64_t.
+        unsafe {
+            let pool = result::device::get_default_mem_pool(device)
+                .map_err(err("cuDeviceGetDefaultMemPool"))?;
+            let mut threshold: u64 = u64::MAX;
+            result::mem_pool::set_attribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut threshold as *mut u64 as *mut c_void,
+            )
+            .map_err(err("setting the memory pool's release threshold"))?;
+        }
+        for (stem, image) in embedded::FATBINS {
+            // The driver reads the fatbin header as 8-byte words; `include_bytes!` data is only
+            // byte-aligned, so hand it an aligned copy.
+            let mut aligned = vec![0u64; image.len().div_ceil(8)];
+            // SAFETY: `aligned` holds at least `image.len()` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    image.as_ptr(),
+                    aligned.as_mut_ptr() as *mut u8,
+                    image.len(),
+                )
+            };
+            // SAFETY: a fatbin nvcc produced (build.rs), in memory that outlives the call (the driver
+            // copies what it needs).
+            let module = unsafe { result::module::load_data(aligned.as_ptr() as *const c_void) }
+                .map_err(err(&format!("loading the kernels of {stem}.cu")))?;
+            opened.modules.push((stem, module));
+        }
+        Ok(opened)
+    }
+
+    /// Makes this device's context current on the calling thread.
+    fn bind(&self) -> Result<()> {
+        // SAFETY: the context is retained for the life of `self`.
+        unsafe { result::ctx::set_current(self.context) }
+            .map_err(|e| cuda_error(&self.label(), "cuCtxSetCurrent", e))
+    }
+
+    fn label(&self) -> String {
+        format!("cuda:{} ({})", self.ordinal, self.name)
+    }
+
+    /// The kernel named `name`, from whichever module defines it.
+    fn function(&self, name: &str) -> Result<sys::CUfunction> {
+        let mut cache = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&f) = cache.get(name) {
+            return Ok(f);
+        }
+        let cname = CString::new(name).map_err(|_| Error::Device {
+            device: self.label(),
+            message: format!("kernel name {name:?} contains a NUL byte"),
+        })?;
+        for (_, module) in &self.modules {
+            // SAFETY: the module is loaded for the life of `self`.
+            match unsafe { result::module::get_function(*module, cname.clone()) } {
+                Ok(f) => {
+                    cache.insert(name.to_string(), f);
+                    return Ok(f);
+                }
+                Err(DriverError(sys::CUresult::CUDA_ERROR_NOT_FOUND)) => continue,
+                Err(e) => return Err(cuda_error(&self.label(), &format!("finding {name}"), e)),
+            }
+        }
+        Err(Error::Device {
+            device: self.label(),
+            message: format!(
+                "no embedded kernel is named {name} (modules: {})",
+                self.modules
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+}
+
+impl Drop for CudaDevice {
+    fn drop(&mut self) {
+        // Errors cannot be reported from drop; a failing unload at exit changes nothing.
+        let _ = self.bind();
+        for (_, module) in self.modules.drain(..) {
+            // SAFETY: loaded by `open_new`, unloaded once; no driver (hence no stream) is left.
+            let _ = unsafe { result::module::unload(module) };
+        }
+        // SAFETY: retained once in `open_new`.
+        let _ = unsafe { result::primary_ctx::release(self.device) };
+    }
+}
+
+/// [`Driver`] on one GPU: its own stream on the device's shared context and kernels.
+pub struct CudaDriver {
+    device: Arc<CudaDevice>,
+    stream: sys::CUstream,
+}
+
+// SAFETY: see `CudaDevice`; the stream handle is likewise usable from any thread with the context bound.
+unsafe impl Send for CudaDriver {}
+// SAFETY: as above.
+unsafe impl Sync for CudaDriver {}
+
+impl CudaDriver {
+    /// A driver on GPU `ordinal`, with a stream of its own. A clear error, never a panic, when there
+    /// is no CUDA driver, no such GPU, or no kernel built for it.
+    pub fn new(ordinal: usize) -> Result<CudaDriver> {
+        let device = CudaDevice::open(ordinal)?;
+        device.bind()?;
+        let stream = result::stream::create(StreamKind::NonBlocking)
+            .map_err(|e| cuda_error(&device.label(), "cuStreamCreate", e))?;
+        Ok(CudaDriver { device, stream })
+    }
+
+    fn check(&self, what: &str, r: std::result::Result<(), DriverError>) -> Result<()> {
+        r.map_err(|e| cuda_error(&self.device.label(), what, e))
+    }
+}
+
+impl Drop for CudaDriver {
+    fn drop(&mut self) {
+        let _ = self.device.bind();
+        // SAFETY: the stream was created in `new` and is destroyed once, after its work is done.
+        unsafe {
+            let _ = result::stream::synchronize(self.stream);
+            let _ = result::stream::destroy(self.stream);
+        }
+    }
+}
+
+impl Driver for CudaDriver {
+    fn name(&self) -> String {
+        self.device.label()
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
+        self.device.bind()?;
+        // SAFETY: the stream is live; the memory is used only on this stream (the backend's ops).
+        unsafe { result::malloc_async(self.stream, bytes) }
+            .map_err(|e| cuda_error(&self.device.label(), &format!("allocating {bytes} bytes"), e))
+    }
+
+    unsafe fn free(&self, ptr: DevicePtr, _bytes: usize) {
+        // A free cannot report an error; a failure here means the context is already broken, which
+        // the next synchronising call reports.
+        let _ = self.device.bind();
+        // SAFETY: the caller guarantees `ptr` came from `alloc` and is freed once; the free is
+        // ordered after the work already issued on the stream.
+        let _ = unsafe { result::free_async(ptr, self.stream) };
+    }
+
+    unsafe fn copy_host_to_device(
+        &self,
+        src: *const u8,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        self.device.bind()?;
+        // From pageable memory the call returns once `src` has been staged, so the caller may reuse
+        // it at once (CUDA's documented behaviour for pageable host-to-device copies).
+        // SAFETY: the caller guarantees both ranges.
+        let r = unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src as *const c_void, bytes, self.stream) };
+        self.check("copying to the device", r.result())
+    }
+
+    unsafe fn copy_device_to_host(&self, src: DevicePtr, dst: *mut u8, bytes: usize) -> Result<()> {
+        self.device.bind()?;
+        // SAFETY: the caller guarantees both ranges; the synchronisation below makes the data land
+        // in `dst` before this returns.
+        let r = unsafe { sys::cuMemcpyDtoHAsync_v2(dst as *mut c_void, src, bytes, self.stream) };
+        self.check("copying to the host", r.result())?;
+        self.synchronize()
+    }
+
+    unsafe fn copy_device_to_device(
+        &self,
+        src: DevicePtr,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        self.device.bind()?;
+        // SAFETY: the caller guarantees both ranges.
+        let r = unsafe { result::memcpy_dtod_async(dst, src, bytes, self.stream) };
+        self.check("copying on the device", r)
+    }
+
+    unsafe fn memset_zero(&self, dst: DevicePtr, bytes: usize) -> Result<()> {
+        self.device.bind()?;
+        // SAFETY: the caller guarantees the range.
+        let r = unsafe { result::memset_d8_async(dst, 0, bytes, self.stream) };
+        self.check("zeroing device memory", r)
+    }
+
+    unsafe fn launch(
+        &self,
+        kernel: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        params: &mut [*mut c_void],
+    ) -> Result<()> {
+        self.device.bind()?;
+        let f = self.device.function(kernel)?;
+        // SAFETY: the caller guarantees the parameters match the kernel's and every pointer is valid.
+        let r = unsafe { result::launch_kernel(f, grid, block, shared_bytes, self.stream, params) };
+        self.check(&format!("launching {kernel} (grid {grid:?}, block {block:?})"), r)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.device.bind()?;
+        // SAFETY: the stream is live. An error here is usually a kernel's (an out-of-bounds access, a
+        // trap), reported at the first synchronisation after it; the context is then unusable.
+        let r = unsafe { result::stream::synchronize(self.stream) };
+        self.check("waiting for the GPU (a kernel may have failed)", r)
+    }
+}
