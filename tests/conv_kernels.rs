@@ -1,5 +1,10 @@
-//! The convolution kernels of `kernels/conv_*.cu` on the host emulator against the CPU reference
-//! (`CpuBackend::<f32>` through `resnet_cuda::ops::conv2d_*`).
+//! The convolution kernels of `kernels/conv_*.cu`, launched directly (every variant, every split),
+//! against the CPU reference (`CpuBackend::<f32>` through `resnet_cuda::ops::conv2d_*`).
+//!
+//! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
+//! `cuda` / `cuda:N`; selected without a usable GPU, the tests fail with the driver's reason. The two
+//! tests about the emulator itself (its `__trap()` report and its kernel registry) always use it: a
+//! trap on a real GPU would take down the context every other test shares.
 //!
 //! Tolerance: `max |kernel - reference| <= 8 * f32::EPSILON * sqrt(L) * max |reference|`, with `L` the
 //! reduction length (`R*S*C` forward, `R*S*K` backward-data, `N*P*Q` backward-filter): the two sides
@@ -23,43 +28,82 @@
 //! another R, S or stride calls `__trap()`.
 
 use std::ffi::c_void;
+use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
-use resnet_cuda::backend::gpu::emu;
+use resnet_cuda::backend::gpu::conv_plan::ConvDims;
+use resnet_cuda::backend::gpu::driver::open_driver;
+use resnet_cuda::backend::gpu::launch::KernelArgs;
+use resnet_cuda::backend::gpu::{emu, DevicePtr, Driver, DynDriver};
 use resnet_cuda::backend::Conv2dGeometry;
 use resnet_cuda::ops;
 use resnet_cuda::tensor::Tensor;
 
-/// The kernels' `ConvDims` argument: x [N,H,W,C], w [K,R,S,C], y [N,P,Q,K].
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct ConvDims {
-    n: i32,
-    h: i32,
-    w: i32,
-    c: i32,
-    k: i32,
-    r: i32,
-    s: i32,
-    p: i32,
-    q: i32,
-    stride: i32,
-    pad: i32,
-}
-
 const TILE: usize = 64;
 const THREADS: u32 = 256;
 
-fn arg<T>(value: &T) -> *mut c_void {
-    value as *const T as *mut c_void
+/// The device the kernels run on.
+fn driver() -> &'static DynDriver {
+    static DRIVER: OnceLock<DynDriver> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let name = std::env::var("RESNET_TEST_DRIVER").unwrap_or_else(|_| "emu".into());
+        open_driver(&name).unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"))
+    })
 }
 
-fn launch(kernel: &str, grid: (u32, u32, u32), params: &mut [*mut c_void]) -> Result<(), String> {
-    // SAFETY: every call passes pointers to values of the kernel's parameter types, and buffers sized
+/// Device memory holding f32 values, freed on drop.
+struct DeviceVec {
+    ptr: DevicePtr,
+    len: usize,
+}
+
+impl DeviceVec {
+    fn from(host: &[f32]) -> Self {
+        let bytes = std::mem::size_of_val(host);
+        let ptr = driver().alloc(bytes.max(4)).unwrap();
+        // SAFETY: `ptr` was just allocated with room for `host`.
+        unsafe { driver().copy_host_to_device(host.as_ptr() as *const u8, ptr, bytes) }.unwrap();
+        DeviceVec {
+            ptr,
+            len: host.len(),
+        }
+    }
+
+    /// `len` NaNs: outputs start poisoned, so an element a kernel forgets to write shows.
+    fn nans(len: usize) -> Self {
+        Self::from(&vec![f32::NAN; len])
+    }
+
+    fn to_host(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.len];
+        // SAFETY: both ranges hold `len` f32.
+        unsafe {
+            driver().copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, self.len * 4)
+        }
+        .unwrap();
+        out
+    }
+}
+
+impl Drop for DeviceVec {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `from` with this size; launches using it were synchronised.
+        unsafe { driver().free(self.ptr, (self.len * 4).max(4)) }
+    }
+}
+
+fn launch(kernel: &str, grid: (u32, u32, u32), mut args: KernelArgs) {
+    let mut params = args.params();
+    // SAFETY: every call passes the kernel's parameters in order with their types, and buffers sized
     // for every index the kernel touches (the shapes of the contract above).
-    unsafe { emu::launch(kernel, grid, (THREADS, 1, 1), 0, params) }
+    unsafe {
+        driver()
+            .launch(kernel, grid, (THREADS, 1, 1), 0, &mut params)
+            .and_then(|()| driver().synchronize())
+    }
+    .unwrap_or_else(|e| panic!("{kernel}: {e}"));
 }
 
 /// One convolution shape.
@@ -304,35 +348,37 @@ fn grid(rows: usize, cols: usize, z: usize) -> (u32, u32, u32) {
 }
 
 fn forward(variant: &str, case: &Case, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut y = vec![f32::NAN; numel(case.y_shape())];
-    let d = case.dims();
-    let (px, pw, py) = (x.as_ptr(), w.as_ptr(), y.as_mut_ptr());
-    let kernel = format!("conv2d_forward_{variant}_f32");
+    let (x, w) = (DeviceVec::from(x), DeviceVec::from(w));
+    let y = DeviceVec::nans(numel(case.y_shape()));
     launch(
-        &kernel,
+        &format!("conv2d_forward_{variant}_f32"),
         grid(case.n * case.p() * case.q(), case.k, 1),
-        &mut [arg(&px), arg(&pw), arg(&py), arg(&d)],
-    )
-    .unwrap_or_else(|e| panic!("{kernel}: {e}"));
-    y
+        KernelArgs::new()
+            .ptr(x.ptr)
+            .ptr(w.ptr)
+            .ptr(y.ptr)
+            .value(&case.dims()),
+    );
+    y.to_host()
 }
 
 fn backward_data(variant: &str, case: &Case, dy: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut dx = vec![f32::NAN; numel(case.x_shape())];
-    let d = case.dims();
-    let (pdy, pw, pdx) = (dy.as_ptr(), w.as_ptr(), dx.as_mut_ptr());
-    let kernel = format!("conv2d_backward_data_{variant}_f32");
+    let (dy, w) = (DeviceVec::from(dy), DeviceVec::from(w));
+    let dx = DeviceVec::nans(numel(case.x_shape()));
     launch(
-        &kernel,
+        &format!("conv2d_backward_data_{variant}_f32"),
         grid(
             case.n * case.h.div_ceil(case.stride) * case.w.div_ceil(case.stride),
             case.c,
             case.stride * case.stride,
         ),
-        &mut [arg(&pdy), arg(&pw), arg(&pdx), arg(&d)],
-    )
-    .unwrap_or_else(|e| panic!("{kernel}: {e}"));
-    dx
+        KernelArgs::new()
+            .ptr(dy.ptr)
+            .ptr(w.ptr)
+            .ptr(dx.ptr)
+            .value(&case.dims()),
+    );
+    dx.to_host()
 }
 
 /// Partial kernel over `splits` blocks in z into a workspace, then the reduce; with `splits == 1`
@@ -346,33 +392,36 @@ fn backward_filter(
     direct: bool,
 ) -> Vec<f32> {
     let count = numel(case.w_shape());
-    let mut dw = vec![f32::NAN; count];
-    let d = case.dims();
+    let (x, dy) = (DeviceVec::from(x), DeviceVec::from(dy));
+    let dw = DeviceVec::nans(count);
     let kernel = format!("conv2d_backward_filter_partial_{variant}_f32");
     let g = grid(case.k, case.r * case.s * case.c, splits);
-    let (px, pdy) = (x.as_ptr(), dy.as_ptr());
+    let partial = |out: DevicePtr| {
+        KernelArgs::new()
+            .ptr(x.ptr)
+            .ptr(dy.ptr)
+            .ptr(out)
+            .value(&case.dims())
+    };
     if direct {
         assert_eq!(splits, 1);
-        let pdw = dw.as_mut_ptr();
-        launch(&kernel, g, &mut [arg(&px), arg(&pdy), arg(&pdw), arg(&d)])
-            .unwrap_or_else(|e| panic!("{kernel}: {e}"));
-        return dw;
+        launch(&kernel, g, partial(dw.ptr));
+        return dw.to_host();
     }
-    let mut workspace = vec![f32::NAN; splits * count];
-    let pws = workspace.as_mut_ptr();
-    launch(&kernel, g, &mut [arg(&px), arg(&pdy), arg(&pws), arg(&d)])
-        .unwrap_or_else(|e| panic!("{kernel}: {e}"));
-    let (pws, pdw) = (workspace.as_ptr(), dw.as_mut_ptr());
-    let (z, n) = (splits as i32, count as u64);
+    let workspace = DeviceVec::nans(splits * count);
+    launch(&kernel, g, partial(workspace.ptr));
     // A grid smaller than count / 256: the grid-stride loop covers the rest.
     let blocks = count.div_ceil(THREADS as usize).min(3) as u32;
     launch(
         "conv2d_backward_filter_reduce_f32",
         (blocks, 1, 1),
-        &mut [arg(&pws), arg(&pdw), arg(&z), arg(&n)],
-    )
-    .unwrap_or_else(|e| panic!("reduce: {e}"));
-    dw
+        KernelArgs::new()
+            .ptr(workspace.ptr)
+            .ptr(dw.ptr)
+            .int(splits)
+            .u64(count),
+    );
+    dw.to_host()
 }
 
 #[test]
@@ -472,6 +521,10 @@ fn larger_3x3_with_many_tiles() {
     );
 }
 
+fn arg<T>(value: &T) -> *mut c_void {
+    value as *const T as *mut c_void
+}
+
 #[test]
 fn specialised_kernels_refuse_other_shapes() {
     // A 1x1 shape given to the 3x3 kernels: a trap, not a silently wrong answer.
@@ -482,12 +535,11 @@ fn specialised_kernels_refuse_other_shapes() {
     let (px, pw, po) = (x.as_ptr(), w.as_ptr(), out.as_mut_ptr());
     for op in ["forward", "backward_data", "backward_filter_partial"] {
         let kernel = format!("conv2d_{op}_3x3_s1_f32");
-        let e = launch(
-            &kernel,
-            (1, 1, 1),
-            &mut [arg(&px), arg(&pw), arg(&po), arg(&d)],
-        )
-        .unwrap_err();
+        let mut params = [arg(&px), arg(&pw), arg(&po), arg(&d)];
+        // SAFETY: pointers to values of the kernel's parameter types; the buffers are larger than any
+        // index the kernel computes before its shape check traps.
+        let e = unsafe { emu::launch(&kernel, (1, 1, 1), (THREADS, 1, 1), 0, &mut params) }
+            .unwrap_err();
         assert!(e.contains("__trap()"), "{kernel}: {e}");
     }
 }

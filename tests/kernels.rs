@@ -552,7 +552,8 @@ fn training_step_matches_cpu(config: ModelConfig, n: usize, side: usize, seed: u
     let cpu = Cpu::new();
     let gpu = gpu();
     let classes = config.num_classes;
-    let mut net_c = Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut net_c =
+        Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
     let mut net_g = Network::new(&gpu, config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);

@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::GpuBackend;
+use crate::backend::gpu::{cuda_info, GpuBackend};
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{fill_batch, DataCursor, MeanImage};
@@ -96,26 +96,9 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
         DeviceChoice::Cuda => Device::Cuda,
         DeviceChoice::Emu => Device::Emulator,
         DeviceChoice::Cpu => Device::Cpu,
-        DeviceChoice::Auto if cuda_usable() => Device::Cuda,
+        DeviceChoice::Auto if cuda_info::gpu_ready(0) => Device::Cuda,
         DeviceChoice::Auto => Device::Cpu,
     })
-}
-
-/// Whether GPU 0 exists and the embedded kernels fit it (no context is created to find out).
-fn cuda_usable() -> bool {
-    use crate::backend::gpu::cuda_info::{probe, DriverStatus, MIN_DRIVER_VERSION};
-    use crate::backend::gpu::embedded::{fit, KernelFit};
-    match probe() {
-        DriverStatus::Found { version, gpus } if version >= MIN_DRIVER_VERSION => {
-            gpus.first().is_some_and(|g| {
-                matches!(
-                    fit(g.capability.0, g.capability.1),
-                    KernelFit::Cubin(_) | KernelFit::Ptx(_)
-                )
-            })
-        }
-        _ => false,
-    }
 }
 
 /// Runs (or, with `resume`, continues) a training run. `stop` is polled after every step: when set,
@@ -134,7 +117,9 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
         Device::Cuda => "cuda",
     };
     let gpu = GpuBackend::open(driver).map_err(|e| match e {
-        Error::Device { device, message } => Error::Config(format!("--device {driver}: {device}: {message}")),
+        Error::Device { device, message } => {
+            Error::Config(format!("--device {driver}: {device}: {message}"))
+        }
         other => other,
     })?;
     if driver == "cuda" {

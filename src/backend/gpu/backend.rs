@@ -10,9 +10,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
-use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::launch::{grid_1d, KernelArgs};
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
@@ -296,9 +296,11 @@ impl<D: Driver> Backend for GpuBackend<D> {
             .ptr(w.buf().ptr)
             .ptr(y.buf().ptr);
         match self.convs {
-            ConvKernels::Reference => {
-                self.launch_1d("direct_conv_forward_f32", y.numel(), direct_conv_args(args, &shape))
-            }
+            ConvKernels::Reference => self.launch_1d(
+                "direct_conv_forward_f32",
+                y.numel(),
+                direct_conv_args(args, &shape),
+            ),
             ConvKernels::ImplicitGemm => self.launch_conv(
                 &shape.forward_kernel(),
                 shape.forward_grid(),

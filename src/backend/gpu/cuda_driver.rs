@@ -271,8 +271,13 @@ impl Driver for CudaDriver {
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         self.device.bind()?;
         // SAFETY: the stream is live; the memory is used only on this stream (the backend's ops).
-        unsafe { result::malloc_async(self.stream, bytes) }
-            .map_err(|e| cuda_error(&self.device.label(), &format!("allocating {bytes} bytes"), e))
+        unsafe { result::malloc_async(self.stream, bytes) }.map_err(|e| {
+            cuda_error(
+                &self.device.label(),
+                &format!("allocating {bytes} bytes"),
+                e,
+            )
+        })
     }
 
     unsafe fn free(&self, ptr: DevicePtr, _bytes: usize) {
@@ -338,7 +343,10 @@ impl Driver for CudaDriver {
         let f = self.device.function(kernel)?;
         // SAFETY: the caller guarantees the parameters match the kernel's and every pointer is valid.
         let r = unsafe { result::launch_kernel(f, grid, block, shared_bytes, self.stream, params) };
-        self.check(&format!("launching {kernel} (grid {grid:?}, block {block:?})"), r)
+        self.check(
+            &format!("launching {kernel} (grid {grid:?}, block {block:?})"),
+            r,
+        )
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -63,6 +63,22 @@ pub fn probe() -> DriverStatus {
     }
 }
 
+/// Whether GPU `ordinal` exists under a recent enough driver and the embedded kernels fit it, found
+/// without creating a context (so it is cheap, and harmless on machines without a driver).
+pub fn gpu_ready(ordinal: usize) -> bool {
+    match probe() {
+        DriverStatus::Found { version, gpus } if version >= MIN_DRIVER_VERSION => {
+            gpus.get(ordinal).is_some_and(|g| {
+                matches!(
+                    embedded::fit(g.capability.0, g.capability.1),
+                    KernelFit::Cubin(_) | KernelFit::Ptx(_)
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
 fn driver_version() -> Option<i32> {
     let mut v = 0;
     // SAFETY: the library is present (checked by the caller); cuDriverGetVersion needs no cuInit.
