@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds what the lent GPU machine runs (it has the NVIDIA driver but no Rust toolchain and no registry),
+# with the CUDA kernels really compiled, and copies it into device/ (git-ignored), next to
+# tools/device-check.sh which runs it there:
+#
+#   tools/device-bundle.sh            # here: build and copy (device/ stays under the 64 MiB carry limit)
+#   (device tool) run: tools/device-check.sh   with carry ["device"]
+#
+# device/ gets: resnet-cuda (release), the kernel test executables (kernels, conv_kernels) and, when
+# present, the criterion kernel benchmarks, all stripped of debug info to keep the bundle small.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NVCC="${NVCC:-$(tools/install-nvcc.sh)}"
+export NVCC
+# A target folder of its own: builds with and without nvcc do not invalidate each other.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/device-build}"
+unset CUDA_ARCHS
+
+cargo build --release
+tests_json=$(cargo test --release --no-run --message-format=json --test kernels --test conv_kernels)
+benches_json=""
+if [ -f benches/kernels.rs ]; then
+    benches_json=$(cargo bench --no-run --message-format=json --bench kernels)
+fi
+
+rm -rf device && mkdir -p device
+cp "$CARGO_TARGET_DIR/release/resnet-cuda" device/
+# Each test or bench executable is named by its target (kernels-<hash> -> kernels).
+printf '%s\n%s\n' "$tests_json" "$benches_json" | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    if not line.startswith("{"):
+        continue
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        name = m["target"]["name"]
+        if m["target"]["kind"] == ["bench"]:
+            name = "bench-" + name
+        shutil.copy(m["executable"], "device/" + name)
+        print("device/" + name, file=sys.stderr)
+'
+strip --strip-debug device/* 2>/dev/null || true
+du -sh device
