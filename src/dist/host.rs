@@ -68,7 +68,7 @@ pub struct HostGroup;
 impl HostGroup {
     /// The `world_size` members of a new group, rank 0 first; a member that waits more than `timeout`
     /// for the others fails the group.
-    pub fn new(world_size: usize, timeout: Duration) -> Vec<HostMember> {
+    pub fn members(world_size: usize, timeout: Duration) -> Vec<HostMember> {
         let shared = Arc::new(Shared {
             world_size,
             timeout,
@@ -249,7 +249,7 @@ mod tests {
             .map(|i| (inputs[0][i] + inputs[1][i]) + inputs[2][i])
             .collect();
         for _ in 0..20 {
-            let out = on_threads(HostGroup::new(3, LONG), |m| {
+            let out = on_threads(HostGroup::members(3, LONG), |m| {
                 let mut buf = inputs[m.rank()].clone();
                 // Stagger arrivals differently each time so the last arriver varies.
                 thread::sleep(Duration::from_micros((m.rank() as u64 * 37) % 50));
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn broadcast_copies_rank_zero_and_repeats() {
-        let out = on_threads(HostGroup::new(4, LONG), |m| {
+        let out = on_threads(HostGroup::members(4, LONG), |m| {
             let mut seen = Vec::new();
             for step in 0..50 {
                 let mut buf = vec![(m.rank() * 1000 + step) as f32; 3];
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn a_failed_member_releases_the_others_with_its_rank() {
         let started = Instant::now();
-        let out = on_threads(HostGroup::new(3, LONG), |m| {
+        let out = on_threads(HostGroup::members(3, LONG), |m| {
             if m.rank() == 1 {
                 thread::sleep(Duration::from_millis(20));
                 m.abort("out of memory");
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_missing_member_times_out_naming_it() {
-        let out = on_threads(HostGroup::new(2, Duration::from_millis(100)), |m| {
+        let out = on_threads(HostGroup::members(2, Duration::from_millis(100)), |m| {
             if m.rank() == 0 {
                 m.barrier().map_err(|e| e.to_string())
             } else {
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn mismatched_operations_fail_instead_of_mixing_buffers() {
-        let out = on_threads(HostGroup::new(2, LONG), |m| {
+        let out = on_threads(HostGroup::members(2, LONG), |m| {
             let mut buf = vec![0.0; m.rank() + 1];
             m.all_reduce_sum(&mut buf).is_err()
         });

@@ -8,6 +8,7 @@
 //! stay per replica (per micro-batch) as in the paper.
 
 mod host;
+pub mod rendezvous;
 
 pub use host::{HostGroup, HostMember};
 

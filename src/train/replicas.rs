@@ -113,7 +113,7 @@ where
     B: Backend<Elem = f32>,
     F: Fn() -> B + Sync,
 {
-    let members = HostGroup::new(cfg.replicas, options.timeout);
+    let members = HostGroup::members(cfg.replicas, options.timeout);
     let results: Vec<Result<(Outcome, Vec<f32>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = members
             .into_iter()
