@@ -194,3 +194,18 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Without enough GPUs, a driver or NCCL (or, for now, the CUDA backend), `--gpus 2` is one line
+/// that names the flag and the missing piece, and points at the CPU replicas.
+#[test]
+fn gpus_beyond_what_is_here_fail_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(&dir.path().join("run"), &["--gpus", "2"], &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("error: --gpus 2: "), "{err}");
+    assert!(lines[0].contains("--replicas 2"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

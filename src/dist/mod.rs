@@ -7,7 +7,9 @@
 //! batch, the update equals one replica's update on the whole batch, up to batch norm, whose statistics
 //! stay per replica (per micro-batch) as in the paper.
 
+pub mod gpus;
 mod host;
+pub mod nccl;
 pub mod rendezvous;
 
 pub use host::{HostGroup, HostMember};

@@ -89,9 +89,7 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
     const NO_GPU: &str = "the CUDA driver backend is not built yet (the kernels run only in the \
                           emulator: --device emu); use --device cpu";
     if gpus > 1 {
-        return Err(Error::Config(format!(
-            "--gpus {gpus}: data-parallel replicas are not built yet, and no CUDA GPU is usable here ({NO_GPU})"
-        )));
+        crate::dist::gpus::check(gpus)?;
     }
     match device {
         DeviceChoice::Cuda => Err(Error::Config(format!("--device cuda: {NO_GPU}"))),
