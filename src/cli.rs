@@ -91,6 +91,10 @@ struct TrainArgs {
     /// Number of GPUs (data-parallel replicas).
     #[arg(long, default_value_t = 1)]
     gpus: usize,
+    /// Data-parallel replicas on --device cpu or emu (one thread each, --batch-size split evenly
+    /// among them). On --resume, changes the replica count of the run. Default 1.
+    #[arg(long)]
+    replicas: Option<usize>,
     /// Shortcut option when a block changes shape: A (zero-padding identity) or B (projection).
     /// Default: A for the CIFAR nets, B for the ImageNet nets.
     #[arg(long)]
@@ -214,6 +218,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             if let Some(iters) = args.iters {
                 state.config.iters = iters;
             }
+            if let Some(replicas) = args.replicas {
+                state.config.replicas = replicas;
+            }
             state.config.out = dir.clone();
             (state.config.clone(), Some(state))
         }
@@ -291,6 +298,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         data,
         device,
         gpus: a.gpus,
+        replicas: a.replicas.unwrap_or(1),
         shortcut,
         batch_size,
         lr: a.lr,

@@ -44,6 +44,12 @@ pub enum Error {
     /// The training loss became NaN or infinite.
     #[error("the loss is {loss} at iteration {iteration}: training diverged (the last good checkpoint is kept)")]
     Diverged { iteration: u64, loss: f64 },
+    /// A data-parallel replica failed (an error or a panic); every other replica stops with this too.
+    #[error("replica {rank}: {message}")]
+    Replica { rank: usize, message: String },
+    /// Processes of a multi-process run could not find each other (names the variable or the rank).
+    #[error("rendezvous: {0}")]
+    Rendezvous(String),
     /// A model description that cannot be built.
     #[error("model `{model}`: {message}")]
     Model { model: String, message: String },

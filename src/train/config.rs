@@ -79,6 +79,10 @@ pub struct TrainConfig {
     pub data: DataSpec,
     pub device: DeviceChoice,
     pub gpus: usize,
+    /// Data-parallel replicas on the CPU or the emulator, each on its own thread with its own slice
+    /// of every global batch (1: the plain single-replica loop). Absent in older checkpoints.
+    #[serde(default = "one_replica")]
+    pub replicas: usize,
     /// `A` or `B`; `None` takes the model's default (A for CIFAR nets, B for ImageNet nets).
     pub shortcut: Option<char>,
     pub batch_size: usize,
@@ -97,6 +101,10 @@ pub struct TrainConfig {
     pub save_every: u64,
     pub out: PathBuf,
     pub init: Option<PathBuf>,
+}
+
+fn one_replica() -> usize {
+    1
 }
 
 /// The recipe's values for a kind of data, before the user's overrides.
@@ -184,6 +192,18 @@ impl TrainConfig {
         }
         if self.gpus == 0 {
             return bad("--gpus", "must be at least 1".into());
+        }
+        if self.replicas == 0 {
+            return bad("--replicas", "must be at least 1".into());
+        }
+        if self.batch_size % self.replicas != 0 {
+            return bad(
+                "--batch-size",
+                format!(
+                    "{} images do not split evenly among --replicas {}",
+                    self.batch_size, self.replicas
+                ),
+            );
         }
         if let ScheduleKind::Plateau { patience: 0 } = self.schedule {
             return bad("--patience", "must be at least 1".into());

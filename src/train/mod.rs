@@ -8,6 +8,7 @@
 
 mod config;
 mod progress;
+pub mod replicas;
 mod run_dir;
 
 pub use config::{DataSpec, DeviceChoice, Recipe, TrainConfig};
@@ -24,7 +25,8 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{cuda_info, GpuBackend};
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
-use crate::data::batch::{fill_batch, DataCursor, MeanImage};
+use crate::data::augment::CropFlip;
+use crate::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
 use crate::data::{self, Splits};
 use crate::error::{Error, Result};
 use crate::eval::evaluate;
@@ -33,6 +35,7 @@ use crate::nn::ShortcutOption;
 use crate::optim::{LrSchedule, Sgd};
 use crate::tensor::Tensor;
 use progress::{Interval, Progress};
+use replicas::{train_replicas, Replica, ReplicaOptions};
 
 /// How a run ended.
 #[derive(Debug, PartialEq)]
@@ -88,9 +91,7 @@ pub enum Device {
 /// backend is created, with the driver's own reason.
 pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
     if gpus > 1 {
-        return Err(Error::Config(format!(
-            "--gpus {gpus}: data-parallel replicas are not built yet; use --gpus 1"
-        )));
+        crate::dist::gpus::check(gpus)?;
     }
     Ok(match device {
         DeviceChoice::Cuda => Device::Cuda,
@@ -105,10 +106,34 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
 /// the run saves a checkpoint and returns `Interrupted`.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
-    let driver = match select_device(cfg.device, cfg.gpus)? {
+    let device = select_device(cfg.device, cfg.gpus)?;
+    if cfg.replicas > 1 {
+        let options = ReplicaOptions::from_env()?;
+        let n = cfg.replicas;
+        let run = match device {
+            Device::Cpu => {
+                eprintln!(
+                    "device: cpu, {n} replicas ({} threads shared)",
+                    rayon::current_num_threads()
+                );
+                train_replicas(&cfg, resume, stop, &options, CpuBackend::<f32>::new)?
+            }
+            Device::Emulator => {
+                eprintln!("device: emu, {n} replicas (CUDA kernels in the host emulator)");
+                train_replicas(&cfg, resume, stop, &options, GpuBackend::emulator)?
+            }
+            Device::Cuda => {
+                return Err(Error::Config(format!(
+                    "--replicas {n}: host replicas run on --device cpu or emu; on GPUs, --gpus N"
+                )))
+            }
+        };
+        return Ok(run.outcome);
+    }
+    let driver = match device {
         Device::Cpu => {
             eprintln!("device: cpu ({} threads)", rayon::current_num_threads());
-            return Trainer::new(&CpuBackend::<f32>::new(), cfg, resume)?.run(stop);
+            return Trainer::new(&CpuBackend::<f32>::new(), cfg, resume, None)?.run(stop);
         }
         Device::Emulator => {
             eprintln!("device: emu (CUDA kernels in the host emulator; slow, for checking)");
@@ -125,7 +150,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     if driver == "cuda" {
         eprintln!("device: {}", gpu.driver().name());
     }
-    Trainer::new(&gpu, cfg, resume)?.run(stop)
+    Trainer::new(&gpu, cfg, resume, None)?.run(stop)
 }
 
 struct Trainer<'a, B: Backend<Elem = f32>> {
@@ -137,10 +162,20 @@ struct Trainer<'a, B: Backend<Elem = f32>> {
     sgd: Sgd<B>,
     state: RunState,
     run_dir: PathBuf,
+    /// This trainer's place among data-parallel replicas; `None` for a single replica.
+    replica: Option<Replica<'a>>,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
-    fn new(be: &'a B, cfg: TrainConfig, resume: Option<RunState>) -> Result<Self> {
+    fn new(
+        be: &'a B,
+        cfg: TrainConfig,
+        resume: Option<RunState>,
+        mut replica: Option<Replica<'a>>,
+    ) -> Result<Self> {
+        // Among replicas, rank 0 alone creates the run folder, reads --init and computes the mean
+        // image; the others receive the mean image and the weights from it.
+        let leader = replica.as_ref().is_none_or(Replica::is_leader);
         let data = open_data(&cfg.data, cfg.seed)?;
         let model = model_config(&cfg, data.train.num_classes())?;
         let mut net = Network::new(be, model, &mut ChaCha8Rng::seed_from_u64(cfg.seed))?;
@@ -165,6 +200,29 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 );
                 (state, mean)
             }
+            None if !leader => {
+                let replica = replica.as_ref().expect("only replicas follow a leader");
+                let (h, w) = data.train.image_size();
+                let mut mean = MeanImage::from_parts(h, w, vec![0.0; h * w * 3])?;
+                replica.broadcast_mean(&mut mean)?;
+                let schedule = LrSchedule::new(
+                    cfg.lr,
+                    cfg.schedule.clone(),
+                    cfg.warmup_lr,
+                    cfg.warmup_iters,
+                );
+                let cursor = DataCursor::default();
+                let (iteration, config) = (0, cfg.clone());
+                (
+                    RunState {
+                        config,
+                        iteration,
+                        cursor,
+                        schedule,
+                    },
+                    mean,
+                )
+            }
             None => {
                 run_dir::create(&run_dir)?;
                 if let Some(init) = &cfg.init {
@@ -172,12 +230,15 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     eprintln!("initial weights from {}", init.display());
                 }
                 let t = Instant::now();
-                let mean = MeanImage::compute(data.train.as_ref())?;
+                let mut mean = MeanImage::compute(data.train.as_ref())?;
                 eprintln!(
                     "mean image of {} training images in {:.1}s",
                     data.train.len(),
                     t.elapsed().as_secs_f64()
                 );
+                if let Some(replica) = &replica {
+                    replica.broadcast_mean(&mut mean)?;
+                }
                 let schedule = LrSchedule::new(
                     cfg.lr,
                     cfg.schedule.clone(),
@@ -195,14 +256,19 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 )
             }
         };
-        eprintln!(
-            "{}: {} parameters; data: {}; {} iterations of batch {}",
-            cfg.model,
-            net.num_params(),
-            data.train.describe(),
-            cfg.iters,
-            cfg.batch_size
-        );
+        if let Some(replica) = &mut replica {
+            replica.broadcast_weights(be, &mut net)?;
+        }
+        if leader {
+            eprintln!(
+                "{}: {} parameters; data: {}; {} iterations of batch {}",
+                cfg.model,
+                net.num_params(),
+                data.train.describe(),
+                cfg.iters,
+                cfg.batch_size
+            );
+        }
         Ok(Trainer {
             be,
             cfg,
@@ -212,10 +278,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             sgd,
             state,
             run_dir,
+            replica,
         })
     }
 
-    fn run(mut self, stop: &AtomicBool) -> Result<Outcome> {
+    fn run(&mut self, stop: &AtomicBool) -> Result<Outcome> {
         let (h, w) = self.data.train.image_size();
         let batch = self.cfg.batch_size;
         if self.data.train.len() < batch {
@@ -224,15 +291,32 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 self.data.train.len()
             )));
         }
-        let mut pixels = vec![0f32; batch * h * w * 3];
-        let mut labels = vec![0u32; batch];
-        let mut x = Tensor::zeros(self.be, [batch, h, w, 3])?;
-        let mut progress = Progress::new(&self.run_dir, self.state.iteration, self.cfg.iters)?;
+        let leader = self.replica.as_ref().is_none_or(Replica::is_leader);
+        // This replica's images of each global batch (all of it for a single replica).
+        let shard = match &self.replica {
+            Some(r) => r.shard(batch),
+            None => 0..batch,
+        };
+        let local = shard.len();
+        let mut pixels = vec![0f32; local * h * w * 3];
+        let mut labels = vec![0u32; local];
+        let mut x = Tensor::zeros(self.be, [local, h, w, 3])?;
+        let mut progress = match leader {
+            true => Some(Progress::new(
+                &self.run_dir,
+                self.state.iteration,
+                self.cfg.iters,
+            )?),
+            false => None,
+        };
         let mut interval = Interval::default();
         let mut last_test_err = f64::NAN;
         while self.state.iteration < self.cfg.iters {
             let started = Instant::now();
             let iter = self.state.iteration;
+            if let Some(r) = &self.replica {
+                r.maybe_fail(iter)?;
+            }
             let lr = self.state.schedule.lr_at(iter);
             let (indices, epoch) = self.state.cursor.next_batch_indices(
                 self.data.train.len(),
@@ -242,19 +326,31 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             );
             let mut aug_rng =
                 ChaCha8Rng::seed_from_u64(self.cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let aug = self.cfg.augment.then_some(&mut aug_rng);
-            fill_batch(
+            // The whole global batch's views are drawn on every replica, so that each takes the
+            // same draws for its images as a single replica would.
+            let views = self
+                .cfg
+                .augment
+                .then(|| CropFlip::CIFAR.draw_batch(&mut aug_rng, batch));
+            fill_batch_with_views(
                 self.data.train.as_ref(),
-                &indices,
+                &indices[shard.clone()],
                 &self.mean,
-                aug,
+                views
+                    .as_deref()
+                    .map(|v| (CropFlip::CIFAR.pad, &v[shard.clone()])),
                 &mut pixels,
                 &mut labels,
             )?;
             x.copy_from_slice(self.be, &pixels)?;
-            let stats = self.net.forward_backward(self.be, &x, &labels)?;
+            let mut stats = self.net.forward_backward(self.be, &x, &labels)?;
+            if let Some(r) = &mut self.replica {
+                r.all_reduce_gradients(self.be, &mut self.net, &mut stats)?;
+            }
             if !stats.loss.is_finite() {
-                progress.finish();
+                if let Some(p) = &progress {
+                    p.finish();
+                }
                 return Err(Error::Diverged {
                     iteration: iter + 1,
                     loss: stats.loss,
@@ -269,63 +365,97 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             interval.images += batch;
             interval.steps += 1;
             interval.seconds += started.elapsed().as_secs_f64();
-            progress.advance(done);
+            if let Some(p) = &progress {
+                p.advance(done);
+            }
             let last = done == self.cfg.iters;
             if done % self.cfg.log_every == 0 || last {
-                progress.log_train(done, epoch, lr, &interval)?;
+                if let Some(p) = &mut progress {
+                    p.log_train(done, epoch, lr, &interval)?;
+                }
                 self.state
                     .schedule
                     .observe_train_error(interval.train_err());
                 interval = Interval::default();
             }
-            if done % self.cfg.eval_every == 0 || last {
-                let r = evaluate(
+            let evaluating = done % self.cfg.eval_every == 0 || last;
+            let mut agreed_stop = None;
+            if let Some(r) = &mut self.replica {
+                // Rank 0 decides whether Ctrl-C stops the run, so that every replica stops together.
+                let stopping = r.agree(stop.load(Ordering::SeqCst), f64::NAN)?.0;
+                if evaluating || done % self.cfg.save_every == 0 || last || stopping {
+                    r.average_batch_norms(self.be, &mut self.net)?;
+                }
+                agreed_stop = Some(stopping);
+            }
+            if evaluating {
+                let mut test_err = f64::NAN;
+                if let Some(p) = &mut progress {
+                    let r = evaluate(
+                        self.be,
+                        &mut self.net,
+                        self.data.test.as_ref(),
+                        &self.mean,
+                        batch,
+                    )?;
+                    p.log_eval(done, r.top1_err, r.top5_err)?;
+                    test_err = r.top1_err;
+                }
+                if let Some(r) = &self.replica {
+                    test_err = r.agree(false, test_err)?.1;
+                }
+                self.state.schedule.observe_test_error(test_err);
+                last_test_err = test_err;
+            }
+            let interrupted = agreed_stop.unwrap_or_else(|| stop.load(Ordering::SeqCst));
+            if leader && (done % self.cfg.save_every == 0 || last || interrupted) {
+                self.save()?;
+            }
+            if interrupted {
+                if let Some(p) = &progress {
+                    p.finish();
+                }
+                if leader {
+                    eprintln!(
+                        "interrupted at iteration {done}; checkpoint saved, resume with --resume {}",
+                        self.run_dir.display()
+                    );
+                }
+                return Ok(Outcome::Interrupted {
+                    run_dir: self.run_dir.clone(),
+                });
+            }
+        }
+        if let Some(p) = &progress {
+            p.finish();
+        }
+        if last_test_err.is_nan() {
+            // Resumed at the very end: evaluate once so the outcome is meaningful.
+            if let Some(r) = &mut self.replica {
+                r.average_batch_norms(self.be, &mut self.net)?;
+            }
+            if leader {
+                last_test_err = evaluate(
                     self.be,
                     &mut self.net,
                     self.data.test.as_ref(),
                     &self.mean,
                     batch,
-                )?;
-                progress.log_eval(done, r.top1_err, r.top5_err)?;
-                self.state.schedule.observe_test_error(r.top1_err);
-                last_test_err = r.top1_err;
-            }
-            let interrupted = stop.load(Ordering::SeqCst);
-            if done % self.cfg.save_every == 0 || last || interrupted {
-                self.save()?;
-            }
-            if interrupted {
-                progress.finish();
-                eprintln!(
-                    "interrupted at iteration {done}; checkpoint saved, resume with --resume {}",
-                    self.run_dir.display()
-                );
-                return Ok(Outcome::Interrupted {
-                    run_dir: self.run_dir,
-                });
+                )?
+                .top1_err;
             }
         }
-        progress.finish();
-        if last_test_err.is_nan() {
-            // Resumed at the very end: evaluate once so the outcome is meaningful.
-            last_test_err = evaluate(
-                self.be,
-                &mut self.net,
-                self.data.test.as_ref(),
-                &self.mean,
-                batch,
-            )?
-            .top1_err;
+        if leader {
+            eprintln!(
+                "done: test error {:.2}% after {} iterations; run folder {}",
+                100.0 * last_test_err,
+                self.cfg.iters,
+                self.run_dir.display()
+            );
         }
-        eprintln!(
-            "done: test error {:.2}% after {} iterations; run folder {}",
-            100.0 * last_test_err,
-            self.cfg.iters,
-            self.run_dir.display()
-        );
         Ok(Outcome::Finished {
             test_err: last_test_err,
-            run_dir: self.run_dir,
+            run_dir: self.run_dir.clone(),
         })
     }
 

@@ -1,0 +1,374 @@
+//! Data-parallel training on one machine: N replica threads, each with its own backend instance,
+//! network and slice of every global batch, kept in step by a [`Collective`].
+//!
+//! Per step, replica `r` of `N` takes images `[r B/N, (r+1) B/N)` of the global batch `B` (the same
+//! indices and augmentation draws the single-replica loop would use), computes its gradient `g_r` of
+//! the mean loss over its slice, and every replica then holds `g = (sum_r g_r) / N`, the gradient of the
+//! mean loss over the whole batch (batch norm aside: its statistics are per slice, as in the paper).
+//! The identical SGD step on identical weights keeps the replicas bit-identical.
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::backend::{Backend, LossStats};
+use crate::data::batch::MeanImage;
+use crate::dist::{broadcast_f64, Collective, HostGroup, HostMember};
+use crate::error::{Error, Result};
+use crate::models::Network;
+use crate::tensor::Tensor;
+
+use super::{Outcome, TrainConfig};
+
+/// The environment variable that injects a replica fault, for tests: `RANK:ITERATION` makes replica
+/// `RANK` fail with an error at the start of that (0-based) iteration, `RANK:ITERATION:panic` panic.
+pub const FAULT_ENV: &str = "RESNET_CUDA_INJECT_REPLICA_FAULT";
+/// Seconds a replica waits in a collective before declaring the missing replicas lost (default 1800:
+/// rank 0 evaluates while the others wait, and a CPU evaluation can take minutes).
+pub const TIMEOUT_ENV: &str = "RESNET_CUDA_COLLECTIVE_TIMEOUT";
+
+/// A deliberate failure, to test that one replica's failure stops the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub rank: usize,
+    pub iteration: u64,
+    pub panic: bool,
+}
+
+impl Fault {
+    /// Reads [`FAULT_ENV`]; `None` when unset.
+    pub fn from_env() -> Result<Option<Fault>> {
+        let Ok(spec) = std::env::var(FAULT_ENV) else {
+            return Ok(None);
+        };
+        let bad = || {
+            Error::Config(format!(
+                "{FAULT_ENV}={spec:?}: expected RANK:ITERATION[:panic]"
+            ))
+        };
+        let mut parts = spec.split(':');
+        let rank = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let iteration = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let panic = match parts.next() {
+            None => false,
+            Some("panic") => true,
+            Some(_) => return Err(bad()),
+        };
+        Ok(Some(Fault {
+            rank,
+            iteration,
+            panic,
+        }))
+    }
+}
+
+/// How replicas run, beyond the training config.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// How long a replica waits for the others in one collective.
+    pub timeout: Duration,
+    pub fault: Option<Fault>,
+}
+
+impl ReplicaOptions {
+    /// The options the environment asks for ([`TIMEOUT_ENV`], [`FAULT_ENV`]).
+    pub fn from_env() -> Result<Self> {
+        let timeout = match std::env::var(TIMEOUT_ENV) {
+            Err(_) => Duration::from_secs(1800),
+            Ok(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    Error::Config(format!("{TIMEOUT_ENV}={v:?}: expected a number of seconds"))
+                })?,
+        };
+        Ok(ReplicaOptions {
+            timeout,
+            fault: Fault::from_env()?,
+        })
+    }
+}
+
+/// A finished replica run: rank 0's outcome and every replica's final parameters (flattened in
+/// parameter order), which are bit-identical when all went well.
+pub struct ReplicaRun {
+    pub outcome: Outcome,
+    pub weights: Vec<Vec<f32>>,
+}
+
+/// Runs `cfg.replicas` replicas, one thread each, each on the backend `make_backend` returns. If
+/// any replica fails (an error or a panic), the others stop at their next collective and the result
+/// is the first failure, naming its replica.
+pub fn train_replicas<B, F>(
+    cfg: &TrainConfig,
+    resume: Option<super::RunState>,
+    stop: &AtomicBool,
+    options: &ReplicaOptions,
+    make_backend: F,
+) -> Result<ReplicaRun>
+where
+    B: Backend<Elem = f32>,
+    F: Fn() -> B + Sync,
+{
+    let members = HostGroup::members(cfg.replicas, options.timeout);
+    let results: Vec<Result<(Outcome, Vec<f32>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .map(|member| {
+                let (cfg, resume, make_backend) = (cfg.clone(), resume.clone(), &make_backend);
+                std::thread::Builder::new()
+                    .name(format!("replica-{}", member.rank()))
+                    .spawn_scoped(s, move || {
+                        run_one(member, cfg, resume, stop, options.fault, make_backend)
+                    })
+                    .map_err(|e| Error::Config(format!("cannot start a replica thread: {e}")))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h?.join()
+                    .unwrap_or_else(|_| unreachable!("run_one catches panics"))
+            })
+            .collect()
+    });
+    let mut outcome = None;
+    let mut weights = Vec::new();
+    for result in results {
+        let (o, w) = result?;
+        outcome.get_or_insert(o);
+        weights.push(w);
+    }
+    Ok(ReplicaRun {
+        outcome: outcome.expect("at least one replica"),
+        weights,
+    })
+}
+
+/// One replica's thread: train, and on failure tell the group (the first failure wins, so every
+/// replica then reports the same one).
+fn run_one<B: Backend<Elem = f32>>(
+    member: HostMember,
+    cfg: TrainConfig,
+    resume: Option<super::RunState>,
+    stop: &AtomicBool,
+    fault: Option<Fault>,
+    make_backend: &(impl Fn() -> B + Sync),
+) -> Result<(Outcome, Vec<f32>)> {
+    let rank = member.rank();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let be = make_backend();
+        let replica = Replica::new(&member, fault);
+        let mut trainer = super::Trainer::new(&be, cfg, resume, Some(replica))?;
+        let outcome = trainer.run(stop)?;
+        let weights = flat_params(&be, &mut trainer.net)?;
+        Ok((outcome, weights))
+    }));
+    let result = result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::Replica {
+            rank,
+            message: format!("panicked: {what}"),
+        })
+    });
+    if let Err(e) = &result {
+        match e {
+            Error::Replica { rank: r, message } if *r == rank => member.abort(message),
+            // Another replica's failure reached us through a collective: it is already recorded.
+            Error::Replica { .. } => {}
+            other => member.abort(&other.to_string()),
+        }
+    }
+    result.map_err(|e| match member.failure() {
+        Some((rank, message)) => Error::Replica { rank, message },
+        None => e,
+    })
+}
+
+/// The parameters of `net`, flattened in parameter order.
+pub fn flat_params<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut outcome = Ok(());
+    net.visit_params(&mut |p| {
+        if outcome.is_ok() {
+            outcome = p.value.to_vec(be).map(|v| out.extend(v));
+        }
+    });
+    outcome.map(|()| out)
+}
+
+/// A replica's side of the group, as the trainer sees it.
+pub(super) struct Replica<'g> {
+    group: &'g dyn Collective,
+    fault: Option<Fault>,
+    /// Host staging for gradients (and the loss statistics after them), reused every step.
+    flat: Vec<f32>,
+}
+
+impl<'g> Replica<'g> {
+    pub fn new(group: &'g dyn Collective, fault: Option<Fault>) -> Self {
+        Replica {
+            group,
+            fault,
+            flat: Vec::new(),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.group.rank() == 0
+    }
+
+    /// This replica's images of a global batch of `batch`.
+    pub fn shard(&self, batch: usize) -> Range<usize> {
+        let per = batch / self.group.world_size();
+        let r = self.group.rank();
+        r * per..(r + 1) * per
+    }
+
+    /// Fails (or panics) here if a test asked this replica to at this iteration.
+    pub fn maybe_fail(&self, iteration: u64) -> Result<()> {
+        match self.fault {
+            Some(f) if f.rank == self.group.rank() && f.iteration == iteration => {
+                if f.panic {
+                    panic!("injected panic at iteration {iteration}");
+                }
+                Err(Error::Replica {
+                    rank: f.rank,
+                    message: format!("injected fault at iteration {iteration}"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Rank 0's mean image on every replica (`mean` is only read on rank 0).
+    pub fn broadcast_mean(&self, mean: &mut MeanImage) -> Result<()> {
+        self.group.broadcast(&mut mean.data)
+    }
+
+    /// Rank 0's parameters and batch-norm running statistics on every replica.
+    pub fn broadcast_weights<B: Backend<Elem = f32>>(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+    ) -> Result<()> {
+        let group = self.group;
+        each_state_tensor(be, net, &mut self.flat, |buf| group.broadcast(buf))
+    }
+
+    /// Replaces every replica's batch-norm running statistics by their mean over the replicas, so
+    /// that evaluation and checkpoints see the statistics of all the data, not one slice.
+    pub fn average_batch_norms<B: Backend<Elem = f32>>(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+    ) -> Result<()> {
+        let n = self.group.world_size() as f32;
+        let (group, flat) = (self.group, &mut self.flat);
+        let mut outcome = Ok(());
+        net.visit_batch_norms(&mut |bn| {
+            for t in [&mut bn.running_mean, &mut bn.running_var] {
+                if outcome.is_ok() {
+                    outcome = reduce_tensor(be, t, flat, |buf| {
+                        group.all_reduce_sum(buf)?;
+                        buf.iter_mut().for_each(|v| *v /= n);
+                        Ok(())
+                    });
+                }
+            }
+        });
+        outcome
+    }
+
+    /// Every replica's gradients become their mean over the replicas, and `stats` the statistics of
+    /// the whole global batch (mean loss, summed counts). One all-reduce carries both.
+    pub fn all_reduce_gradients<B: Backend<Elem = f32>>(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+        stats: &mut LossStats,
+    ) -> Result<()> {
+        let flat = &mut self.flat;
+        flat.clear();
+        let mut gathered = Ok(());
+        net.visit_params(&mut |p| {
+            if gathered.is_ok() {
+                gathered = p.grad.to_vec(be).map(|g| flat.extend(g));
+            }
+        });
+        gathered?;
+        let grads = flat.len();
+        flat.extend([
+            stats.loss as f32,
+            stats.top1_correct as f32,
+            stats.top5_correct as f32,
+        ]);
+        self.group.all_reduce_sum(flat)?;
+        let n = self.group.world_size() as f32;
+        // Counts up to 2^24 are exact in f32.
+        stats.loss = f64::from(flat[grads] / n);
+        stats.top1_correct = flat[grads + 1] as usize;
+        stats.top5_correct = flat[grads + 2] as usize;
+        let mut offset = 0;
+        let mut outcome = Ok(());
+        net.visit_params(&mut |p| {
+            if outcome.is_ok() {
+                let g = &mut flat[offset..offset + p.grad.numel()];
+                g.iter_mut().for_each(|v| *v /= n);
+                offset += g.len();
+                outcome = p.grad.copy_from_slice(be, g);
+            }
+        });
+        outcome
+    }
+
+    /// Rank 0's decisions on every replica: whether to stop (Ctrl-C) and the test error it measured.
+    pub fn agree(&self, stop: bool, test_err: f64) -> Result<(bool, f64)> {
+        let stop = broadcast_f64(self.group, if stop { 1.0 } else { 0.0 })? != 0.0;
+        Ok((stop, broadcast_f64(self.group, test_err)?))
+    }
+}
+
+/// Applies `f` to a host copy of every parameter and batch-norm running statistic of `net`, writing
+/// the result back.
+fn each_state_tensor<B: Backend<Elem = f32>>(
+    be: &B,
+    net: &mut Network<B>,
+    flat: &mut Vec<f32>,
+    mut f: impl FnMut(&mut [f32]) -> Result<()>,
+) -> Result<()> {
+    let mut outcome = Ok(());
+    net.visit_params(&mut |p| {
+        if outcome.is_ok() {
+            outcome = reduce_tensor(be, &mut p.value, flat, &mut f);
+        }
+    });
+    net.visit_batch_norms(&mut |bn| {
+        for t in [&mut bn.running_mean, &mut bn.running_var] {
+            if outcome.is_ok() {
+                outcome = reduce_tensor(be, t, flat, &mut f);
+            }
+        }
+    });
+    outcome
+}
+
+/// `t = f(t)` through the host buffer `flat`.
+fn reduce_tensor<B: Backend<Elem = f32>>(
+    be: &B,
+    t: &mut Tensor<B>,
+    flat: &mut Vec<f32>,
+    mut f: impl FnMut(&mut [f32]) -> Result<()>,
+) -> Result<()> {
+    flat.clear();
+    flat.extend(t.to_vec(be)?);
+    f(flat)?;
+    t.copy_from_slice(be, flat)
+}
