@@ -6,11 +6,13 @@
 //! loading is measured. The per-layer-type breakdown comes from a second, separate pass through the
 //! [`Profiled`] decorator, whose per-op synchronisations would otherwise slow the headline down.
 
+mod plan;
 mod profiled;
 mod report;
 mod shape_recorder;
 mod shapes;
 
+pub use plan::{BenchDevice, KernelPlan, CPU_IMAGENET_BATCH, MODEL_BATCHES};
 pub use profiled::{FamilyTimes, OpFamily, Profiled};
 pub use report::{load_average, BenchReport};
 pub use shape_recorder::{ConvShape, RecordedOp, ShapeRecorder};
