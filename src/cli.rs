@@ -54,6 +54,34 @@ enum Command {
     /// Print the backends available here: CPU threads, the embedded CUDA kernels and their
     /// architectures, the CUDA driver and each GPU.
     Info,
+    /// Training-step throughput on a synthetic batch already on the device (no data loading):
+    /// images/s, ms/step and the time per layer type.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Any model `train` accepts (resnet20, resnet56, resnet50, ...).
+    #[arg(long, default_value = "resnet20")]
+    model: String,
+    /// Images per step. Default: 128 for CIFAR nets, 256 for ImageNet nets.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// The device, chosen as `train` chooses it.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Timed steps (the figure is their median).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Untimed steps before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Steps of the separate, synchronised per-layer-type pass.
+    #[arg(long, default_value_t = 3)]
+    profile_iters: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,6 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{model}: {} parameters", net.num_params());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => run_bench(args),
         Command::Info => {
             let report = resnet_cuda::backend::gpu::cuda_info::report(rayon::current_num_threads());
             print!("{report}");
@@ -319,6 +348,38 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     };
     config.validate()?;
     Ok(config)
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let family = resnet_cuda::bench::bench_model_config(&args.model)?.family;
+    let default_batch = match family {
+        resnet_cuda::models::Family::Cifar => 128,
+        resnet_cuda::models::Family::ImageNet => 256,
+    };
+    let config = resnet_cuda::bench::BenchConfig {
+        model: args.model,
+        batch_size: args.batch_size.unwrap_or(default_batch),
+        device: device_choice(args.device),
+        iters: args.iters,
+        warmup: args.warmup,
+        profile_iters: args.profile_iters,
+    };
+    let report = resnet_cuda::bench::run(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn device_choice(arg: DeviceArg) -> DeviceChoice {
+    match arg {
+        DeviceArg::Auto => DeviceChoice::Auto,
+        DeviceArg::Cpu => DeviceChoice::Cpu,
+        DeviceArg::Cuda => DeviceChoice::Cuda,
+        DeviceArg::Emu => DeviceChoice::Emu,
+    }
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {

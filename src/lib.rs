@@ -4,6 +4,7 @@
 //! door to the backends' kernels.
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod dist;

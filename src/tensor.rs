@@ -59,6 +59,10 @@ impl<const N: usize> From<[usize; N]> for Shape {
 }
 
 /// A tensor living on backend `B`.
+///
+/// `repr(C)` fixes the field layout, so tensors of two backends that share a buffer type are laid out
+/// alike; [`Tensor::view_as`] relies on it.
+#[repr(C)]
 pub struct Tensor<B: Backend> {
     shape: Shape,
     buf: B::Buffer,
@@ -126,6 +130,21 @@ impl<B: Backend> Tensor<B> {
 
     pub fn buf_mut(&mut self) -> &mut B::Buffer {
         &mut self.buf
+    }
+
+    /// The same tensor seen as one of backend `C`, which stores its data in the same buffer type (a
+    /// decorator such as `bench::Profiled<B>` handing its tensors to the backend it wraps).
+    pub fn view_as<C: Backend<Buffer = B::Buffer>>(&self) -> &Tensor<C> {
+        // SAFETY: `Tensor` is `repr(C)` and `Tensor<B>`, `Tensor<C>` have identical field types
+        // (`Shape`, then `B::Buffer == C::Buffer`), so they have identical layouts; `B` and `C` appear
+        // in no field, so every value valid for one is valid for the other.
+        unsafe { &*(self as *const Tensor<B>).cast::<Tensor<C>>() }
+    }
+
+    /// Mutable [`Tensor::view_as`].
+    pub fn view_as_mut<C: Backend<Buffer = B::Buffer>>(&mut self) -> &mut Tensor<C> {
+        // SAFETY: as in `view_as`; the exclusive borrow is carried over unchanged.
+        unsafe { &mut *(self as *mut Tensor<B>).cast::<Tensor<C>>() }
     }
 
     /// Reallocates (zeroed) only when the shape differs, so a network that sees the same batch shape

@@ -1,0 +1,329 @@
+//! Kernel microbenchmarks: every op family on every distinct layer shape of resnet50 (batch 32 and
+//! 256) and resnet20 (batch 128), as `resnet_cuda::bench::KernelPlan` derives them from the model
+//! code. On the CPU the resnet50 shapes run at batch `CPU_IMAGENET_BATCH` (see its doc).
+//!
+//! `cargo bench --bench kernels` (CPU), `RESNET_BENCH_DEVICE=cuda cargo bench --bench kernels` (GPU;
+//! fails with a clear message where there is none). Filter with criterion's usual argument, such as
+//! `cargo bench --bench kernels -- conv_forward`.
+//!
+//! Throughput: convolutions report `Throughput::Elements(flops)`, one "element" being one
+//! floating-point operation, so criterion's "elem/s" figure is FLOP/s. The memory-bound ops report
+//! `Throughput::Bytes` of their compulsory traffic (each tensor read or written once), so their
+//! figure is the achieved bandwidth. Every timed region ends with a device synchronisation
+//! (`iter_custom`), so asynchronous GPU work is timed to completion.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::{Backend, BatchNormConfig, BatchNormSaved, SgdConfig};
+use resnet_cuda::bench::{BenchDevice, KernelPlan};
+use resnet_cuda::ops;
+use resnet_cuda::tensor::Tensor;
+use resnet_cuda::train::{select_device, Device, DeviceChoice};
+use resnet_cuda::Result;
+
+type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Bytes of one f32.
+const F32: u64 = 4;
+
+/// A tensor of uniform values in [-1, 1) (deterministic).
+fn random<B: Backend<Elem = f32>>(be: &B, dims: &[usize], seed: u64) -> Result<Tensor<B>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = dims.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_slice(be, dims, &data)
+}
+
+/// Times `iters` calls of `op` and the synchronisation that finishes them.
+fn timed<B: Backend>(be: &B, iters: u64, mut op: impl FnMut() -> Result<()>) -> Duration {
+    be.synchronize().expect("device synchronises");
+    let start = Instant::now();
+    for _ in 0..iters {
+        op().expect("op runs");
+    }
+    be.synchronize().expect("device synchronises");
+    start.elapsed()
+}
+
+fn bench_op<B: Backend>(
+    group: &mut Group<'_>,
+    be: &B,
+    id: String,
+    throughput: Throughput,
+    mut op: impl FnMut() -> Result<()>,
+) {
+    group.throughput(throughput);
+    group.bench_function(BenchmarkId::from_parameter(id), |b| {
+        b.iter_custom(|iters| timed(be, iters, &mut op))
+    });
+}
+
+fn configure(group: &mut Group<'_>) {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+}
+
+fn convolutions<B: Backend<Elem = f32>>(
+    c: &mut Criterion,
+    be: &B,
+    plan: &KernelPlan,
+) -> Result<()> {
+    for pass in ["conv_forward", "conv_backward_data", "conv_backward_filter"] {
+        let mut group = c.benchmark_group(pass);
+        configure(&mut group);
+        for &(model, shape) in &plan.convs {
+            let x = random(
+                be,
+                &[shape.batch, shape.height, shape.width, shape.in_channels],
+                1,
+            )?;
+            let k = shape.kernel;
+            let w = random(be, &[shape.out_channels, k, k, shape.in_channels], 2)?;
+            let mut y = random(be, &shape.output_dims(), 3)?;
+            let mut dx = Tensor::zeros(be, x.dims())?;
+            let mut dw = Tensor::zeros(be, w.dims())?;
+            let geom = shape.geometry();
+            let id = format!("{model}/{}", shape.label());
+            // Each pass does the same 2 N P Q K R S C floating-point operations.
+            let flops = Throughput::Elements(shape.flops());
+            match pass {
+                "conv_forward" => bench_op(&mut group, be, id, flops, || {
+                    ops::conv2d_forward(be, &x, &w, &mut y, geom)
+                }),
+                "conv_backward_data" => bench_op(&mut group, be, id, flops, || {
+                    ops::conv2d_backward_data(be, &y, &w, &mut dx, geom)
+                }),
+                _ => bench_op(&mut group, be, id, flops, || {
+                    ops::conv2d_backward_filter(be, &x, &y, &mut dw, geom)
+                }),
+            }
+        }
+        group.finish();
+    }
+    Ok(())
+}
+
+fn batch_norms<B: Backend<Elem = f32>>(c: &mut Criterion, be: &B, plan: &KernelPlan) -> Result<()> {
+    let mut group = c.benchmark_group("batch_norm");
+    configure(&mut group);
+    for &(model, dims, relu) in &plan.batch_norms {
+        let ch = dims[3];
+        let numel = dims.iter().product::<usize>() as u64;
+        let x = random(be, &dims, 4)?;
+        let dy = random(be, &dims, 5)?;
+        let gamma = Tensor::from_slice(be, [ch], &vec![1.0; ch])?;
+        let beta = Tensor::zeros(be, [ch])?;
+        let mut y = Tensor::zeros(be, dims)?;
+        let mut dx = Tensor::zeros(be, dims)?;
+        let mut stats: Vec<Tensor<B>> = (0..6)
+            .map(|_| Tensor::zeros(be, [ch]))
+            .collect::<Result<_>>()?;
+        let [mean, inv_std, run_mean, run_var, dgamma, dbeta] = &mut stats[..] else {
+            unreachable!("six per-channel tensors")
+        };
+        let cfg = BatchNormConfig {
+            eps: 1e-5,
+            momentum: 0.1,
+            relu,
+        };
+        let relu_tag = if relu { "_relu" } else { "" };
+        let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
+        // Forward reads x and writes y; backward reads x, y, dy and writes dx.
+        bench_op(
+            &mut group,
+            be,
+            format!("forward{relu_tag}/{model}/{shape}"),
+            Throughput::Bytes(2 * numel * F32),
+            || {
+                ops::batch_norm_forward_train(
+                    be, &x, &gamma, &beta, &mut y, mean, inv_std, run_mean, run_var, cfg,
+                )
+            },
+        );
+        bench_op(
+            &mut group,
+            be,
+            format!("backward{relu_tag}/{model}/{shape}"),
+            Throughput::Bytes(4 * numel * F32),
+            || {
+                let saved = BatchNormSaved { mean, inv_std };
+                ops::batch_norm_backward(
+                    be, &x, &y, &dy, &gamma, saved, &mut dx, dgamma, dbeta, relu,
+                )
+            },
+        );
+    }
+    group.finish();
+    Ok(())
+}
+
+fn residual_adds<B: Backend<Elem = f32>>(
+    c: &mut Criterion,
+    be: &B,
+    plan: &KernelPlan,
+) -> Result<()> {
+    let mut group = c.benchmark_group("add");
+    configure(&mut group);
+    for &(model, dims, relu) in &plan.adds {
+        let numel = dims.iter().product::<usize>() as u64;
+        let a = random(be, &dims, 6)?;
+        let b = random(be, &dims, 7)?;
+        let mut y = Tensor::zeros(be, dims)?;
+        let mut dsum = Tensor::zeros(be, dims)?;
+        let relu_tag = if relu { "_relu" } else { "" };
+        let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
+        // Both directions read two tensors and write one.
+        let bytes = Throughput::Bytes(3 * numel * F32);
+        bench_op(
+            &mut group,
+            be,
+            format!("forward{relu_tag}/{model}/{shape}"),
+            bytes.clone(),
+            || ops::add_forward(be, &a, &b, &mut y, relu),
+        );
+        bench_op(
+            &mut group,
+            be,
+            format!("backward{relu_tag}/{model}/{shape}"),
+            bytes,
+            || ops::add_backward(be, &a, &b, &mut dsum, relu),
+        );
+    }
+    group.finish();
+    Ok(())
+}
+
+fn pools_loss_sgd<B: Backend<Elem = f32>>(
+    c: &mut Criterion,
+    be: &B,
+    plan: &KernelPlan,
+) -> Result<()> {
+    let mut group = c.benchmark_group("pool");
+    configure(&mut group);
+    for &(model, dims, geom) in &plan.max_pools {
+        let x = random(be, &dims, 8)?;
+        let out = ops::max_pool_output_shape("bench", &dims, geom)?;
+        let mut y = Tensor::zeros(be, out)?;
+        let dy = random(be, &out, 9)?;
+        let mut dx = Tensor::zeros(be, dims)?;
+        let (x_bytes, y_bytes) = (x.numel() as u64 * F32, y.numel() as u64 * F32);
+        let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
+        bench_op(
+            &mut group,
+            be,
+            format!("max_forward/{model}/{shape}"),
+            Throughput::Bytes(x_bytes + y_bytes),
+            || ops::max_pool_forward(be, &x, &mut y, geom),
+        );
+        bench_op(
+            &mut group,
+            be,
+            format!("max_backward/{model}/{shape}"),
+            Throughput::Bytes(2 * x_bytes + y_bytes),
+            || ops::max_pool_backward(be, &x, &dy, &mut dx, geom),
+        );
+    }
+    for &(model, dims) in &plan.global_pools {
+        let x = random(be, &dims, 10)?;
+        let mut y = Tensor::zeros(be, [dims[0], dims[3]])?;
+        let dy = random(be, &[dims[0], dims[3]], 11)?;
+        let mut dx = Tensor::zeros(be, dims)?;
+        let bytes = Throughput::Bytes((x.numel() + y.numel()) as u64 * F32);
+        let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
+        bench_op(
+            &mut group,
+            be,
+            format!("global_avg_forward/{model}/{shape}"),
+            bytes.clone(),
+            || ops::global_avg_pool_forward(be, &x, &mut y),
+        );
+        bench_op(
+            &mut group,
+            be,
+            format!("global_avg_backward/{model}/{shape}"),
+            bytes,
+            || ops::global_avg_pool_backward(be, &dy, &mut dx),
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("softmax_cross_entropy");
+    configure(&mut group);
+    for &(model, n, classes) in &plan.losses {
+        let logits = random(be, &[n, classes], 12)?;
+        let mut dlogits = Tensor::zeros(be, [n, classes])?;
+        let labels: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
+        // Reads the logits, writes their gradient.
+        let bytes = Throughput::Bytes(2 * (n * classes) as u64 * F32);
+        bench_op(
+            &mut group,
+            be,
+            format!("{model}/{n}x{classes}"),
+            bytes,
+            || ops::softmax_cross_entropy(be, &logits, &labels, &mut dlogits).map(|_| ()),
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("sgd");
+    configure(&mut group);
+    let cfg = SgdConfig {
+        lr: 1e-3,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    for &(model, params) in &plan.sgd {
+        // One flat tensor of the model's parameter count: the traffic of a whole SGD step.
+        let mut w = random(be, &[params], 13)?;
+        let g = random(be, &[params], 14)?;
+        let mut v = Tensor::zeros(be, [params])?;
+        // Reads w, g, v; writes w, v.
+        let bytes = Throughput::Bytes(5 * params as u64 * F32);
+        bench_op(&mut group, be, format!("{model}/{params}"), bytes, || {
+            ops::sgd_update(be, &mut w, &g, &mut v, cfg)
+        });
+    }
+    group.finish();
+    Ok(())
+}
+
+fn run_all<B: Backend<Elem = f32>>(be: &B, plan: &KernelPlan) -> Result<()> {
+    let mut c = Criterion::default().configure_from_args();
+    convolutions(&mut c, be, plan)?;
+    batch_norms(&mut c, be, plan)?;
+    residual_adds(&mut c, be, plan)?;
+    pools_loss_sgd(&mut c, be, plan)?;
+    c.final_summary();
+    Ok(())
+}
+
+fn run() -> Result<()> {
+    let device = BenchDevice::from_env()?;
+    let plan = KernelPlan::for_device(device)?;
+    match device {
+        BenchDevice::Cpu => run_all(&CpuBackend::<f32>::new(), &plan),
+        // The trainer's own device selection, so this works the day the CUDA driver does.
+        BenchDevice::Cuda => match select_device(DeviceChoice::Cuda, 1)? {
+            Device::Cpu | Device::Emulator => Err(resnet_cuda::Error::Config(
+                "RESNET_BENCH_DEVICE=cuda: no CUDA device was selected".into(),
+            )),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

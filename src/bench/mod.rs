@@ -1,0 +1,142 @@
+//! End-to-end training-step benchmark (`resnet-cuda bench`) and the tools the criterion benchmarks
+//! share with it.
+//!
+//! The headline figure is the median wall time of full training steps (forward, loss, backward, SGD,
+//! then a device synchronisation) on a synthetic batch that is already on the device, so no data
+//! loading is measured. The per-layer-type breakdown comes from a second, separate pass through the
+//! [`Profiled`] decorator, whose per-op synchronisations would otherwise slow the headline down.
+
+mod plan;
+mod profiled;
+mod report;
+mod shape_recorder;
+mod shapes;
+
+pub use plan::{BenchDevice, KernelPlan, CPU_IMAGENET_BATCH, MODEL_BATCHES};
+pub use profiled::{FamilyTimes, OpFamily, Profiled};
+pub use report::{load_average, BenchReport};
+pub use shape_recorder::{ConvShape, RecordedOp, ShapeRecorder};
+pub use shapes::{bench_model_config, ModelShapes};
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
+use crate::backend::{Backend, SgdConfig};
+use crate::error::{Error, Result};
+use crate::models::Network;
+use crate::optim::Sgd;
+use crate::tensor::Tensor;
+use crate::train::{select_device, Device, DeviceChoice};
+
+/// What to benchmark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchConfig {
+    pub model: String,
+    pub batch_size: usize,
+    pub device: DeviceChoice,
+    /// Timed steps; the headline is their median.
+    pub iters: usize,
+    /// Untimed steps first (caches, allocations, lazily built state).
+    pub warmup: usize,
+    /// Steps of the separate profiled pass (after one untimed step of its own).
+    pub profile_iters: usize,
+}
+
+impl BenchConfig {
+    fn validate(&self) -> Result<()> {
+        for (flag, value) in [
+            ("--batch-size", self.batch_size),
+            ("--iters", self.iters),
+            ("--profile-iters", self.profile_iters),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{flag} 0: must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Benchmarks the training step on the device the config asks for (chosen exactly as `train` does).
+pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
+    cfg.validate()?;
+    match select_device(cfg.device, 1)? {
+        Device::Cpu => run_on(CpuBackend::<f32>::new, cfg),
+        Device::Emulator => run_on(GpuBackend::emulator, cfg),
+    }
+}
+
+/// One network, optimiser and resident synthetic batch on a backend.
+struct StepRunner<B: Backend<Elem = f32>> {
+    net: Network<B>,
+    sgd: Sgd<B>,
+    x: Tensor<B>,
+    labels: Vec<u32>,
+}
+
+impl<B: Backend<Elem = f32>> StepRunner<B> {
+    /// Same seed every time, so the timed and the profiled pass run identical networks and data.
+    fn new(be: &B, cfg: &BenchConfig) -> Result<Self> {
+        let config = bench_model_config(&cfg.model)?;
+        let (side, classes) = (config.image_size(), config.num_classes);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let net = Network::new(be, config, &mut rng)?;
+        let n = cfg.batch_size;
+        let pixels: Vec<f32> = (0..n * side * side * 3)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let labels = (0..n)
+            .map(|_| rng.random_range(0..classes as u32))
+            .collect();
+        let x = Tensor::from_slice(be, [n, side, side, 3], &pixels)?;
+        let sgd = Sgd::new(SgdConfig {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        });
+        Ok(StepRunner {
+            net,
+            sgd,
+            x,
+            labels,
+        })
+    }
+
+    /// One full training step, finished on the device when this returns.
+    fn step(&mut self, be: &B) -> Result<()> {
+        self.net.forward_backward(be, &self.x, &self.labels)?;
+        self.sgd.step(be, &mut self.net)?;
+        be.synchronize()
+    }
+}
+
+fn run_on<B: Backend<Elem = f32>>(make: impl Fn() -> B, cfg: &BenchConfig) -> Result<BenchReport> {
+    let (device, step_ms) = {
+        let be = make();
+        let mut runner = StepRunner::new(&be, cfg)?;
+        for _ in 0..cfg.warmup {
+            runner.step(&be)?;
+        }
+        let mut step_ms = Vec::with_capacity(cfg.iters);
+        for _ in 0..cfg.iters {
+            let start = Instant::now();
+            runner.step(&be)?;
+            step_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        (be.name(), step_ms)
+    };
+    // The timed network is dropped before the profiled one is built, so both never share memory.
+    let profiled = Profiled::new(make());
+    let mut runner = StepRunner::new(&profiled, cfg)?;
+    runner.step(&profiled)?;
+    profiled.reset();
+    for _ in 0..cfg.profile_iters {
+        runner.step(&profiled)?;
+    }
+    let per_step = profiled.times().divided_by(cfg.profile_iters as f64);
+    Ok(BenchReport::new(cfg, device, step_ms, per_step))
+}

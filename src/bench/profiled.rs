@@ -1,0 +1,435 @@
+//! `Profiled<B>`: a [`Backend`] decorator that times every op of the backend it wraps and adds the
+//! time to the op's family (convolution, batch norm, elementwise, other).
+//!
+//! Each op is forwarded to the inner backend and followed by `synchronize`, so the time charged to
+//! an op is the time until its results are ready, even on an asynchronous device. Those
+//! synchronisations slow the step down, which is why the benchmark measures its headline figure on
+//! the bare backend and uses this decorator only in a separate pass.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::backend::{
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// The op families of the per-layer-type table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpFamily {
+    /// Convolution forward, backward-data, backward-filter.
+    Conv,
+    /// Batch norm (with its fused ReLU) forward and backward.
+    BatchNorm,
+    /// Residual add (+ReLU), shortcut A, copies.
+    Elementwise,
+    /// Pooling, the classifier, the loss and the SGD update.
+    Other,
+}
+
+impl OpFamily {
+    pub const ALL: [OpFamily; 4] = [
+        OpFamily::Conv,
+        OpFamily::BatchNorm,
+        OpFamily::Elementwise,
+        OpFamily::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            OpFamily::Conv => "conv",
+            OpFamily::BatchNorm => "bn",
+            OpFamily::Elementwise => "elementwise",
+            OpFamily::Other => "other (pool, linear, loss, sgd)",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Milliseconds spent in each op family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct FamilyTimes {
+    pub conv_ms: f64,
+    pub bn_ms: f64,
+    pub elementwise_ms: f64,
+    pub other_ms: f64,
+}
+
+impl FamilyTimes {
+    pub fn get(&self, family: OpFamily) -> f64 {
+        match family {
+            OpFamily::Conv => self.conv_ms,
+            OpFamily::BatchNorm => self.bn_ms,
+            OpFamily::Elementwise => self.elementwise_ms,
+            OpFamily::Other => self.other_ms,
+        }
+    }
+
+    pub fn total_ms(&self) -> f64 {
+        self.conv_ms + self.bn_ms + self.elementwise_ms + self.other_ms
+    }
+
+    /// Every figure divided by `n` (per step from a sum over `n` steps).
+    pub fn divided_by(&self, n: f64) -> Self {
+        FamilyTimes {
+            conv_ms: self.conv_ms / n,
+            bn_ms: self.bn_ms / n,
+            elementwise_ms: self.elementwise_ms / n,
+            other_ms: self.other_ms / n,
+        }
+    }
+}
+
+/// The decorator; see the module doc.
+pub struct Profiled<B: Backend> {
+    inner: B,
+    /// Nanoseconds per family, indexed by `OpFamily::index`. Atomics because `Backend` is `Sync`.
+    nanos: [AtomicU64; 4],
+}
+
+impl<B: Backend> Profiled<B> {
+    pub fn new(inner: B) -> Self {
+        Profiled {
+            inner,
+            nanos: Default::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// The time charged to each family since creation or the last reset.
+    pub fn times(&self) -> FamilyTimes {
+        let ms = |f: OpFamily| self.nanos[f.index()].load(Ordering::Relaxed) as f64 / 1e6;
+        FamilyTimes {
+            conv_ms: ms(OpFamily::Conv),
+            bn_ms: ms(OpFamily::BatchNorm),
+            elementwise_ms: ms(OpFamily::Elementwise),
+            other_ms: ms(OpFamily::Other),
+        }
+    }
+
+    pub fn reset(&self) {
+        for n in &self.nanos {
+            n.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `op` on the inner backend, waits for it, and charges the elapsed time to `family`.
+    fn timed<R>(&self, family: OpFamily, op: impl FnOnce(&B) -> Result<R>) -> Result<R> {
+        let start = Instant::now();
+        let out = op(&self.inner)?;
+        self.inner.synchronize()?;
+        let nanos = start.elapsed().as_nanos() as u64;
+        self.nanos[family.index()].fetch_add(nanos, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Runs an untimed call and waits for it, so its device work is not charged to the next op.
+    fn untimed<R>(&self, op: impl FnOnce(&B) -> Result<R>) -> Result<R> {
+        let out = op(&self.inner)?;
+        self.inner.synchronize()?;
+        Ok(out)
+    }
+}
+
+/// The inner backend's view of a tensor of the decorator (same buffer, same layout).
+fn inner<B: Backend>(t: &Tensor<Profiled<B>>) -> &Tensor<B> {
+    t.view_as()
+}
+
+fn inner_mut<B: Backend>(t: &mut Tensor<Profiled<B>>) -> &mut Tensor<B> {
+    t.view_as_mut()
+}
+
+impl<B: Backend> Backend for Profiled<B> {
+    type Elem = B::Elem;
+    type Buffer = B::Buffer;
+
+    fn name(&self) -> String {
+        format!("profiled {}", self.inner.name())
+    }
+
+    fn alloc_zeros(&self, len: usize) -> Result<Self::Buffer> {
+        self.untimed(|b| b.alloc_zeros(len))
+    }
+
+    fn upload(&self, src: &[Self::Elem], dst: &mut Self::Buffer) -> Result<()> {
+        self.untimed(|b| b.upload(src, dst))
+    }
+
+    fn download(&self, src: &Self::Buffer, dst: &mut [Self::Elem]) -> Result<()> {
+        self.untimed(|b| b.download(src, dst))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.inner.synchronize()
+    }
+
+    fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
+        self.timed(OpFamily::Elementwise, |b| {
+            b.copy(inner(src), inner_mut(dst))
+        })
+    }
+
+    fn conv2d_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_forward(inner(x), inner(w), inner_mut(y), geom)
+        })
+    }
+
+    fn conv2d_backward_data(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_backward_data(inner(dy), inner(w), inner_mut(dx), geom)
+        })
+    }
+
+    fn conv2d_backward_filter(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dw: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_backward_filter(inner(x), inner(dy), inner_mut(dw), geom)
+        })
+    }
+
+    fn batch_norm_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_forward_train(
+                inner(x),
+                inner(gamma),
+                inner(beta),
+                inner_mut(y),
+                inner_mut(save_mean),
+                inner_mut(save_inv_std),
+                inner_mut(running_mean),
+                inner_mut(running_var),
+                cfg,
+            )
+        })
+    }
+
+    fn batch_norm_forward_infer(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        running_mean: &Tensor<Self>,
+        running_var: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_forward_infer(
+                inner(x),
+                inner(gamma),
+                inner(beta),
+                inner(running_mean),
+                inner(running_var),
+                inner_mut(y),
+                cfg,
+            )
+        })
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &Tensor<Self>,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        let saved = BatchNormSaved {
+            mean: inner(saved.mean),
+            inv_std: inner(saved.inv_std),
+        };
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_backward(
+                inner(x),
+                inner(y),
+                inner(dy),
+                inner(gamma),
+                saved,
+                inner_mut(dx),
+                inner_mut(dgamma),
+                inner_mut(dbeta),
+                relu,
+            )
+        })
+    }
+
+    fn add_forward(
+        &self,
+        a: &Tensor<Self>,
+        b: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        self.timed(OpFamily::Elementwise, |be| {
+            be.add_forward(inner(a), inner(b), inner_mut(y), relu)
+        })
+    }
+
+    fn add_backward(
+        &self,
+        y: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        self.timed(OpFamily::Elementwise, |b| {
+            b.add_backward(inner(y), inner(dy), inner_mut(dsum), relu)
+        })
+    }
+
+    fn shortcut_a_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()> {
+        self.timed(OpFamily::Elementwise, |b| {
+            b.shortcut_a_forward(inner(x), inner_mut(y), stride)
+        })
+    }
+
+    fn shortcut_a_backward(
+        &self,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        stride: usize,
+    ) -> Result<()> {
+        self.timed(OpFamily::Elementwise, |b| {
+            b.shortcut_a_backward(inner(dy), inner_mut(dx), stride)
+        })
+    }
+
+    fn global_avg_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.global_avg_pool_forward(inner(x), inner_mut(y))
+        })
+    }
+
+    fn global_avg_pool_backward(&self, dy: &Tensor<Self>, dx: &mut Tensor<Self>) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.global_avg_pool_backward(inner(dy), inner_mut(dx))
+        })
+    }
+
+    fn max_pool_forward(
+        &self,
+        x: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.max_pool_forward(inner(x), inner_mut(y), geom)
+        })
+    }
+
+    fn max_pool_backward(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.max_pool_backward(inner(x), inner(dy), inner_mut(dx), geom)
+        })
+    }
+
+    fn linear_forward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        bias: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.linear_forward(inner(x), inner(w), inner(bias), inner_mut(y))
+        })
+    }
+
+    fn linear_backward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        dx: Option<&mut Tensor<Self>>,
+        dw: &mut Tensor<Self>,
+        db: &mut Tensor<Self>,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.linear_backward(
+                inner(x),
+                inner(w),
+                inner(dy),
+                dx.map(inner_mut),
+                inner_mut(dw),
+                inner_mut(db),
+            )
+        })
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Tensor<Self>,
+        labels: &[u32],
+        dlogits: &mut Tensor<Self>,
+    ) -> Result<LossStats> {
+        self.timed(OpFamily::Other, |b| {
+            b.softmax_cross_entropy(inner(logits), labels, inner_mut(dlogits))
+        })
+    }
+
+    fn sgd_update(
+        &self,
+        w: &mut Tensor<Self>,
+        g: &Tensor<Self>,
+        v: &mut Tensor<Self>,
+        cfg: SgdConfig,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.sgd_update(inner_mut(w), inner(g), inner_mut(v), cfg)
+        })
+    }
+}

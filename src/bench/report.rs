@@ -1,0 +1,126 @@
+//! The benchmark's result: a text table for people and one JSON object for scripts.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::profiled::{FamilyTimes, OpFamily};
+use super::BenchConfig;
+
+/// Figures of one `resnet-cuda bench` run. Times in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    /// The backend's own name, such as `cpu-f32`.
+    pub device: String,
+    pub threads: usize,
+    pub batch_size: usize,
+    pub warmup: usize,
+    pub iters: usize,
+    /// Median over the timed steps.
+    pub ms_per_step: f64,
+    pub min_ms_per_step: f64,
+    /// `batch_size * 1000 / ms_per_step`.
+    pub images_per_sec: f64,
+    /// Every timed step, in order.
+    pub step_ms: Vec<f64>,
+    /// Per op family, per step, from the separate synchronised pass.
+    pub per_layer_type_ms: FamilyTimes,
+    pub profile_iters: usize,
+    /// The 1, 5 and 15 minute load averages when the run ended (`None` where unknown): on a shared
+    /// machine the figures mean little without it.
+    pub load_average: Option<[f64; 3]>,
+}
+
+/// The system load averages from `/proc/loadavg` (Linux only).
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+impl BenchReport {
+    pub(super) fn new(
+        cfg: &BenchConfig,
+        device: String,
+        step_ms: Vec<f64>,
+        per_layer_type_ms: FamilyTimes,
+    ) -> Self {
+        let ms_per_step = median(&step_ms);
+        BenchReport {
+            model: cfg.model.clone(),
+            device,
+            threads: rayon::current_num_threads(),
+            batch_size: cfg.batch_size,
+            warmup: cfg.warmup,
+            iters: cfg.iters,
+            ms_per_step,
+            min_ms_per_step: step_ms.iter().copied().fold(f64::INFINITY, f64::min),
+            images_per_sec: cfg.batch_size as f64 * 1e3 / ms_per_step,
+            step_ms,
+            per_layer_type_ms,
+            profile_iters: cfg.profile_iters,
+            load_average: load_average(),
+        }
+    }
+
+    /// The human-readable report.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let load = match self.load_average {
+            Some([a, b, c]) => format!("load average {a:.2}, {b:.2}, {c:.2}"),
+            None => "load average unknown".into(),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{} training step, batch {}, on {} ({} CPU threads; {load})",
+            self.model, self.batch_size, self.device, self.threads
+        );
+        let _ = writeln!(
+            out,
+            "  {:.1} ms/step (median of {} steps after {} warm-up; min {:.1} ms)  {:.1} images/s",
+            self.ms_per_step, self.iters, self.warmup, self.min_ms_per_step, self.images_per_sec
+        );
+        let _ = writeln!(
+            out,
+            "time per layer type, ms per step (a separate pass of {} steps that synchronises after \
+             every op; it does not slow the figures above):",
+            self.profile_iters
+        );
+        let total = self.per_layer_type_ms.total_ms();
+        for family in OpFamily::ALL {
+            let ms = self.per_layer_type_ms.get(family);
+            let _ = writeln!(
+                out,
+                "  {:<32} {ms:9.2} ms {:5.1}%",
+                family.label(),
+                100.0 * ms / total.max(f64::MIN_POSITIVE)
+            );
+        }
+        let _ = writeln!(out, "  {:<32} {total:9.2} ms", "total");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}

@@ -1,0 +1,133 @@
+//! `resnet-cuda bench` end to end on a tiny problem (resnet8, batch 2): the JSON report carries every
+//! field, positive and mutually consistent; the table says how the breakdown was measured; bad flags
+//! and missing devices give one-line errors.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("resnet-cuda")
+        .expect("the binary is built")
+        .env("RAYON_NUM_THREADS", "2")
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+const TINY: [&str; 12] = [
+    "--model",
+    "resnet8",
+    "--batch-size",
+    "2",
+    "--device",
+    "cpu",
+    "--iters",
+    "3",
+    "--warmup",
+    "1",
+    "--profile-iters",
+    "1",
+];
+
+fn number(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+#[test]
+fn json_report_is_complete_and_consistent() {
+    let out = bench(&[&TINY[..], &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON object on one line: {stdout}"
+    );
+    let v: Value = serde_json::from_str(&stdout).expect("valid JSON");
+    assert_eq!(v["model"], "resnet8");
+    assert_eq!(v["device"], "cpu-f32");
+    assert_eq!(v["batch_size"], 2);
+    assert_eq!(v["iters"], 3);
+    assert_eq!(v["warmup"], 1);
+    assert_eq!(v["profile_iters"], 1);
+    assert!(v["threads"].as_u64().unwrap() >= 1);
+
+    let ms = number(&v, "ms_per_step");
+    let images = number(&v, "images_per_sec");
+    assert!(ms > 0.0 && images > 0.0, "{v}");
+    // images/s = batch * 1000 / (ms/step); only float rounding may separate the two.
+    let expected = 2.0 * 1000.0 / ms;
+    assert!(
+        (images - expected).abs() <= 1e-9 * expected,
+        "{images} vs {expected}"
+    );
+
+    // The headline is the median of the recorded steps, and the minimum is the smallest of them.
+    let mut steps: Vec<f64> = v["step_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    assert_eq!(steps.len(), 3);
+    steps.sort_by(f64::total_cmp);
+    assert_eq!(ms, steps[1]);
+    assert_eq!(number(&v, "min_ms_per_step"), steps[0]);
+
+    // Every layer type of resnet8 does some work, so each bucket is strictly positive.
+    let per_type = &v["per_layer_type_ms"];
+    for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
+        assert!(number(per_type, key) > 0.0, "{key} in {per_type}");
+    }
+}
+
+#[test]
+fn table_states_how_the_breakdown_was_measured() {
+    let out = bench(&TINY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "images/s",
+        "ms/step",
+        "separate pass",
+        "conv",
+        "bn",
+        "elementwise",
+        "other",
+        "load average",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+}
+
+fn assert_one_line_error(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(needle), "`{needle}` missing from: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_flags_and_absent_devices_are_one_line_errors() {
+    assert_one_line_error(
+        &bench(&["--batch-size", "0", "--device", "cpu"]),
+        "--batch-size",
+    );
+    assert_one_line_error(&bench(&["--iters", "0", "--device", "cpu"]), "--iters");
+    assert_one_line_error(
+        &bench(&["--model", "resnet7", "--device", "cpu"]),
+        "resnet7",
+    );
+}
