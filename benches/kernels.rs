@@ -19,11 +19,11 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::gpu::GpuBackend;
 use resnet_cuda::backend::{Backend, BatchNormConfig, BatchNormSaved, SgdConfig};
 use resnet_cuda::bench::{BenchDevice, KernelPlan};
 use resnet_cuda::ops;
 use resnet_cuda::tensor::Tensor;
-use resnet_cuda::train::{select_device, Device, DeviceChoice};
 use resnet_cuda::Result;
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
@@ -309,12 +309,8 @@ fn run() -> Result<()> {
     let plan = KernelPlan::for_device(device)?;
     match device {
         BenchDevice::Cpu => run_all(&CpuBackend::<f32>::new(), &plan),
-        // The trainer's own device selection, so this works the day the CUDA driver does.
-        BenchDevice::Cuda => match select_device(DeviceChoice::Cuda, 1)? {
-            Device::Cpu | Device::Emulator => Err(resnet_cuda::Error::Config(
-                "RESNET_BENCH_DEVICE=cuda: no CUDA device was selected".into(),
-            )),
-        },
+        // GPU 0 through the CUDA driver; without one, the driver's reason and a non-zero exit.
+        BenchDevice::Cuda => run_all(&GpuBackend::cuda(0)?, &plan),
     }
 }
 

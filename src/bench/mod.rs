@@ -65,8 +65,9 @@ impl BenchConfig {
 pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
     match select_device(cfg.device, 1)? {
-        Device::Cpu => run_on(CpuBackend::<f32>::new, cfg),
-        Device::Emulator => run_on(GpuBackend::emulator, cfg),
+        Device::Cpu => run_on(|| Ok(CpuBackend::<f32>::new()), cfg),
+        Device::Emulator => run_on(|| Ok(GpuBackend::emulator()), cfg),
+        Device::Cuda => run_on(|| GpuBackend::cuda(0), cfg),
     }
 }
 
@@ -114,9 +115,12 @@ impl<B: Backend<Elem = f32>> StepRunner<B> {
     }
 }
 
-fn run_on<B: Backend<Elem = f32>>(make: impl Fn() -> B, cfg: &BenchConfig) -> Result<BenchReport> {
+fn run_on<B: Backend<Elem = f32>>(
+    make: impl Fn() -> Result<B>,
+    cfg: &BenchConfig,
+) -> Result<BenchReport> {
     let (device, step_ms) = {
-        let be = make();
+        let be = make()?;
         let mut runner = StepRunner::new(&be, cfg)?;
         for _ in 0..cfg.warmup {
             runner.step(&be)?;
@@ -130,7 +134,7 @@ fn run_on<B: Backend<Elem = f32>>(make: impl Fn() -> B, cfg: &BenchConfig) -> Re
         (be.name(), step_ms)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
-    let profiled = Profiled::new(make());
+    let profiled = Profiled::new(make()?);
     let mut runner = StepRunner::new(&profiled, cfg)?;
     runner.step(&profiled)?;
     profiled.reset();
