@@ -226,8 +226,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info => {
             let report = resnet_cuda::backend::gpu::cuda_info::report(rayon::current_num_threads());
             print!("{report}");
+            println!("{}", nccl_line());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `info`'s line about NCCL (for the coming device-side all-reduce of `--gpus N`).
+fn nccl_line() -> String {
+    use resnet_cuda::dist::nccl;
+    match nccl::find_installed() {
+        Err(e) => format!("nccl: {e}"),
+        Ok(path) => match nccl::version(&path) {
+            Ok(v) => format!(
+                "nccl: {} (version {}.{}.{})",
+                path.display(),
+                v / 10000,
+                v / 100 % 100,
+                v % 100
+            ),
+            Err(e) => format!("nccl: {e}"),
+        },
     }
 }
 

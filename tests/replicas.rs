@@ -151,7 +151,10 @@ fn cpu_replicas_match_accumulation(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&dir.path().join("run"), n, 12, 3);
     let stop = AtomicBool::new(false);
-    let run = train_replicas(&cfg, None, &stop, &options(), CpuBackend::<f32>::new).unwrap();
+    let run = train_replicas(&cfg, None, &stop, &options(), |_| {
+        Ok(CpuBackend::<f32>::new())
+    })
+    .unwrap();
     assert_eq!(run.weights.len(), n);
     let reference = accumulating_reference(&CpuBackend::<f32>::new(), &cfg, n);
     assert_replicas_match_reference(&run.weights, &reference);
@@ -173,7 +176,14 @@ fn two_emulator_replicas_equal_one_emulator_replica_accumulating() {
     let mut cfg = config(&dir.path().join("run"), 2, 4, 2);
     cfg.device = DeviceChoice::Emu;
     let stop = AtomicBool::new(false);
-    let run = train_replicas(&cfg, None, &stop, &options(), GpuBackend::emulator).unwrap();
+    let run = train_replicas(
+        &cfg,
+        None,
+        &stop,
+        &options(),
+        |_| Ok(GpuBackend::emulator()),
+    )
+    .unwrap();
     let reference = accumulating_reference(&GpuBackend::emulator(), &cfg, 2);
     assert_replicas_match_reference(&run.weights, &reference);
 }

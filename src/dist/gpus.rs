@@ -1,10 +1,13 @@
 //! Whether `--gpus N` can run here, and if not, the one thing missing, as one line: a usable CUDA
-//! driver, N GPUs, NCCL, and (until it lands) the multi-GPU trainer itself.
+//! driver, N GPUs, and embedded kernels that fit each of them.
+//!
+//! NCCL is not needed yet: today's `--gpus N` sums gradients through host memory (the replicas'
+//! host all-reduce), which works on one machine without it. The NCCL all-reduce of device buffers,
+//! overlapped with backward, is the next step; `super::nccl` already finds the library, and
+//! `resnet-cuda info` says whether it is here.
 
 use crate::backend::gpu::cuda_info::{self, DriverStatus};
 use crate::error::{Error, Result};
-
-use super::nccl;
 
 /// What this machine lacks for `--gpus gpus`, checked in the order a user would fix them.
 pub fn check(gpus: usize) -> Result<()> {
@@ -27,11 +30,11 @@ pub fn check(gpus: usize) -> Result<()> {
         }
         DriverStatus::Found { .. } => {}
     }
-    let path = nccl::find_installed().map_err(|e| error(e.to_string()))?;
-    nccl::version(&path).map_err(|e| error(e.to_string()))?;
-    fail(format!(
-        "{gpus} GPUs and NCCL ({}) are here, but the multi-GPU trainer (NCCL all-reduce of device \
-         buffers) is not built yet {cpu_hint}",
-        path.display()
-    ))
+    match (0..gpus).find(|&i| !cuda_info::gpu_ready(i)) {
+        Some(i) => fail(format!(
+            "GPU {i} cannot run the embedded kernels (an older driver or GPU, or a binary built \
+             without nvcc: `resnet-cuda info` says which)"
+        )),
+        None => Ok(()),
+    }
 }

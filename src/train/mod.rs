@@ -107,6 +107,20 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
     let device = select_device(cfg.device, cfg.gpus)?;
+    if cfg.gpus > 1 {
+        if cfg.replicas > 1 {
+            return Err(Error::Config(format!(
+                "--gpus {} with --replicas {}: --gpus N already runs one replica per GPU",
+                cfg.gpus, cfg.replicas
+            )));
+        }
+        let options = ReplicaOptions::from_env()?;
+        let n = cfg.gpus;
+        eprintln!("device: {n} CUDA GPUs, one replica each (gradients summed through host memory)");
+        let cfg = TrainConfig { replicas: n, ..cfg };
+        let run = train_replicas(&cfg, resume, stop, &options, GpuBackend::cuda)?;
+        return Ok(run.outcome);
+    }
     if cfg.replicas > 1 {
         let options = ReplicaOptions::from_env()?;
         let n = cfg.replicas;
@@ -116,11 +130,13 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
                     "device: cpu, {n} replicas ({} threads shared)",
                     rayon::current_num_threads()
                 );
-                train_replicas(&cfg, resume, stop, &options, CpuBackend::<f32>::new)?
+                train_replicas(&cfg, resume, stop, &options, |_| {
+                    Ok(CpuBackend::<f32>::new())
+                })?
             }
             Device::Emulator => {
                 eprintln!("device: emu, {n} replicas (CUDA kernels in the host emulator)");
-                train_replicas(&cfg, resume, stop, &options, GpuBackend::emulator)?
+                train_replicas(&cfg, resume, stop, &options, |_| Ok(GpuBackend::emulator()))?
             }
             Device::Cuda => {
                 return Err(Error::Config(format!(

@@ -99,7 +99,8 @@ pub struct ReplicaRun {
     pub weights: Vec<Vec<f32>>,
 }
 
-/// Runs `cfg.replicas` replicas, one thread each, each on the backend `make_backend` returns. If
+/// Runs `cfg.replicas` replicas, one thread each, replica `r` on the backend `make_backend(r)`
+/// returns. If
 /// any replica fails (an error or a panic), the others stop at their next collective and the result
 /// is the first failure, naming its replica.
 pub fn train_replicas<B, F>(
@@ -111,7 +112,7 @@ pub fn train_replicas<B, F>(
 ) -> Result<ReplicaRun>
 where
     B: Backend<Elem = f32>,
-    F: Fn() -> B + Sync,
+    F: Fn(usize) -> Result<B> + Sync,
 {
     let members = HostGroup::members(cfg.replicas, options.timeout);
     let results: Vec<Result<(Outcome, Vec<f32>)>> = std::thread::scope(|s| {
@@ -156,11 +157,11 @@ fn run_one<B: Backend<Elem = f32>>(
     resume: Option<super::RunState>,
     stop: &AtomicBool,
     fault: Option<Fault>,
-    make_backend: &(impl Fn() -> B + Sync),
+    make_backend: &(impl Fn(usize) -> Result<B> + Sync),
 ) -> Result<(Outcome, Vec<f32>)> {
     let rank = member.rank();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let be = make_backend();
+        let be = make_backend(rank)?;
         let replica = Replica::new(&member, fault);
         let mut trainer = super::Trainer::new(&be, cfg, resume, Some(replica))?;
         let outcome = trainer.run(stop)?;
