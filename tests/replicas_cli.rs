@@ -209,3 +209,33 @@ fn gpus_beyond_what_is_here_fail_in_one_line() {
     assert!(lines[0].contains("--replicas 2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Every replica sees the same all-reduced loss, so a diverging run stops on all of them at the same
+/// step with the trainer's own error, not a replica failure, and keeps the last good checkpoint.
+#[test]
+fn diverging_replicas_stop_together_with_the_divergence_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // lr 1e30 with weight decay overflows the weights within a few steps (as in tests/cli.rs).
+    let extra = [
+        "--replicas",
+        "2",
+        "--iters",
+        "20",
+        "--lr",
+        "1e30",
+        "--save-every",
+        "1",
+        "--eval-every",
+        "100",
+    ];
+    let o = train(&run, &extra, &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: the loss is") && last.contains("diverged"),
+        "{err}"
+    );
+    assert!(latest(&run).exists(), "the last good checkpoint is kept");
+}
