@@ -173,10 +173,13 @@ fn no_rank_zero_times_out_naming_where_it_looked() {
 
 /// Rank `r > 0` of the multi-process test: this same test binary, run again with the world in its
 /// environment; prints the blob it received in hex.
+/// Ignored in a plain `cargo test`: it is a helper process, not a test of its own.
 #[test]
+#[ignore = "a child process of ranks_in_separate_processes_meet"]
 fn rendezvous_child_rank() {
     if std::env::var("RENDEZVOUS_TEST_CHILD").is_err() {
-        return; // only meaningful when started by `ranks_in_separate_processes_meet`
+        eprintln!("run by ranks_in_separate_processes_meet, with the world in the environment");
+        return;
     }
     let env = WorldEnv::from_env()
         .unwrap()
@@ -191,44 +194,70 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|v| format!("{v:02x}")).collect()
 }
 
+/// Starts rank `rank` of a `world`-process run whose rank 0 listens on `port`, as a child process.
+fn spawn_rank(port: u16, world: usize, rank: usize) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "rendezvous_child_rank",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("RENDEZVOUS_TEST_CHILD", "1")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("RANK", rank.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn rank0(port: u16, world: usize) -> WorldEnv {
+    let (port, world) = (port.to_string(), world.to_string());
+    env_of(&[
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", &port),
+        ("WORLD_SIZE", &world),
+        ("RANK", "0"),
+    ])
+    .unwrap()
+    .unwrap()
+}
+
 #[test]
 fn ranks_in_separate_processes_meet() {
     let (l, port) = listener();
     drop(l); // rank 0 listens on it below, on all interfaces, as a real run does
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (1..3)
-        .map(|rank| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "rendezvous_child_rank",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
-                .env("RENDEZVOUS_TEST_CHILD", "1")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .env("WORLD_SIZE", "3")
-                .env("RANK", rank.to_string())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let rank0 = env_of(&[
-        ("MASTER_ADDR", "127.0.0.1"),
-        ("MASTER_PORT", &port.to_string()),
-        ("WORLD_SIZE", "3"),
-        ("RANK", "0"),
-    ])
-    .unwrap()
-    .unwrap();
+    let children: Vec<_> = (1..3).map(|rank| spawn_rank(port, 3, rank)).collect();
     let id: Vec<u8> = (0..128u8).rev().collect();
-    rank0.rendezvous(&id, Duration::from_secs(20)).unwrap();
+    rank0(port, 3)
+        .rendezvous(&id, Duration::from_secs(20))
+        .unwrap();
     for child in children {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(&format!("BLOB {}", hex(&id))), "{stdout}");
     }
+}
+
+#[test]
+fn a_process_that_never_arrives_is_named_in_every_process() {
+    let (l, port) = listener();
+    drop(l);
+    let child = spawn_rank(port, 3, 1); // rank 2 is never started
+    let err = rank0(port, 3)
+        .rendezvous(b"id", Duration::from_secs(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("waited in vain for rank 2 of WORLD_SIZE 3"),
+        "{err}"
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ERROR rendezvous: rank 1: rank 0 refused") && stdout.contains("rank 2"),
+        "{stdout}"
+    );
 }

@@ -209,3 +209,94 @@ fn gpus_beyond_what_is_here_fail_in_one_line() {
     assert!(lines[0].contains("--replicas 2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Every replica sees the same all-reduced loss, so a diverging run stops on all of them at the same
+/// step with the trainer's own error, not a replica failure, and keeps the last good checkpoint.
+#[test]
+fn diverging_replicas_stop_together_with_the_divergence_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // lr 1e30 with weight decay overflows the weights within a few steps (as in tests/cli.rs).
+    let extra = [
+        "--replicas",
+        "2",
+        "--iters",
+        "20",
+        "--lr",
+        "1e30",
+        "--save-every",
+        "1",
+        "--eval-every",
+        "100",
+    ];
+    let o = train(&run, &extra, &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: the loss is") && last.contains("diverged"),
+        "{err}"
+    );
+    assert!(latest(&run).exists(), "the last good checkpoint is kept");
+}
+
+/// Ctrl-C reaches rank 0, which decides for everyone: every replica finishes the step, rank 0 saves,
+/// and the process exits 130 with the checkpoint at the last logged step.
+#[test]
+fn ctrl_c_stops_every_replica_after_the_step_and_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("resnet-cuda"))
+        .env("RAYON_NUM_THREADS", "2")
+        .args(["train", "--model", "resnet8", "--data", "synthetic:64:16"])
+        .args(["--batch-size", "8", "--replicas", "2", "--iters", "100000"])
+        .args([
+            "--log-every",
+            "1",
+            "--eval-every",
+            "100000",
+            "--save-every",
+            "100000",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 2 {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(latest(&run).join("run_state.json")).unwrap(),
+    )
+    .unwrap();
+    let logged = *train_iters(&run).last().unwrap();
+    assert_eq!(state["iteration"].as_u64().unwrap(), logged);
+}
+
+/// A multi-node launch whose environment is wrong is told so before any GPU is looked for.
+#[test]
+fn gpus_with_a_broken_multi_node_environment_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(
+        &dir.path().join("run"),
+        &["--gpus", "2"],
+        &[("WORLD_SIZE", "2"), ("RANK", "5"), ("MASTER_ADDR", "node0")],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        "error: rendezvous: RANK=5 is not below WORLD_SIZE=2",
+        "{err}"
+    );
+}

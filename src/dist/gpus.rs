@@ -9,11 +9,15 @@
 use crate::backend::gpu::cuda_info::{self, DriverStatus};
 use crate::error::{Error, Result};
 
+use super::rendezvous::WorldEnv;
+
 /// What this machine lacks for `--gpus gpus`, checked in the order a user would fix them.
 pub fn check(gpus: usize) -> Result<()> {
     let error = |why: String| Error::Config(format!("--gpus {gpus}: {why}"));
     let fail = |why: String| Err(error(why));
     let cpu_hint = format!("(--device cpu --replicas {gpus} runs data parallelism on the CPU)");
+    // A multi-node launch with a broken environment is reported before anything else is probed.
+    let world = WorldEnv::from_env()?;
     match cuda_info::probe() {
         DriverStatus::NotFound { reason } => {
             return fail(format!("no usable CUDA GPU: {reason} {cpu_hint}"))
@@ -29,6 +33,13 @@ pub fn check(gpus: usize) -> Result<()> {
             ))
         }
         DriverStatus::Found { .. } => {}
+    }
+    if let Some(w) = world.filter(|w| w.world_size > 1) {
+        return fail(format!(
+            "a launch of {} processes (this one rank {}): several machines are not wired into \
+             train yet; run one process",
+            w.world_size, w.rank
+        ));
     }
     match (0..gpus).find(|&i| !cuda_info::gpu_ready(i)) {
         Some(i) => fail(format!(

@@ -169,6 +169,22 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     Trainer::new(&gpu, cfg, resume, None)?.run(stop)
 }
 
+/// The state of a run that has not started.
+fn fresh_state(cfg: &TrainConfig) -> RunState {
+    let schedule = LrSchedule::new(
+        cfg.lr,
+        cfg.schedule.clone(),
+        cfg.warmup_lr,
+        cfg.warmup_iters,
+    );
+    RunState {
+        config: cfg.clone(),
+        iteration: 0,
+        cursor: DataCursor::default(),
+        schedule,
+    }
+}
+
 struct Trainer<'a, B: Backend<Elem = f32>> {
     be: &'a B,
     cfg: TrainConfig,
@@ -221,23 +237,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 let (h, w) = data.train.image_size();
                 let mut mean = MeanImage::from_parts(h, w, vec![0.0; h * w * 3])?;
                 replica.broadcast_mean(&mut mean)?;
-                let schedule = LrSchedule::new(
-                    cfg.lr,
-                    cfg.schedule.clone(),
-                    cfg.warmup_lr,
-                    cfg.warmup_iters,
-                );
-                let cursor = DataCursor::default();
-                let (iteration, config) = (0, cfg.clone());
-                (
-                    RunState {
-                        config,
-                        iteration,
-                        cursor,
-                        schedule,
-                    },
-                    mean,
-                )
+                (fresh_state(&cfg), mean)
             }
             None => {
                 run_dir::create(&run_dir)?;
@@ -255,21 +255,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 if let Some(replica) = &replica {
                     replica.broadcast_mean(&mut mean)?;
                 }
-                let schedule = LrSchedule::new(
-                    cfg.lr,
-                    cfg.schedule.clone(),
-                    cfg.warmup_lr,
-                    cfg.warmup_iters,
-                );
-                (
-                    RunState {
-                        config: cfg.clone(),
-                        iteration: 0,
-                        cursor: DataCursor::default(),
-                        schedule,
-                    },
-                    mean,
-                )
+                (fresh_state(&cfg), mean)
             }
         };
         if let Some(replica) = &mut replica {
@@ -398,7 +384,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             let mut agreed_stop = None;
             if let Some(r) = &mut self.replica {
                 // Rank 0 decides whether Ctrl-C stops the run, so that every replica stops together.
-                let stopping = r.agree(stop.load(Ordering::SeqCst), f64::NAN)?.0;
+                let stopping = r.agree_to_stop(stop.load(Ordering::SeqCst))?;
                 if evaluating || done % self.cfg.save_every == 0 || last || stopping {
                     r.average_batch_norms(self.be, &mut self.net)?;
                 }
@@ -418,7 +404,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     test_err = r.top1_err;
                 }
                 if let Some(r) = &self.replica {
-                    test_err = r.agree(false, test_err)?.1;
+                    test_err = r.share_test_error(test_err)?;
                 }
                 self.state.schedule.observe_test_error(test_err);
                 last_test_err = test_err;

@@ -181,6 +181,9 @@ fn run_one<B: Backend<Elem = f32>>(
     });
     if let Err(e) = &result {
         match e {
+            // Every replica sees the same all-reduced loss and stops at the same step: no one
+            // replica is at fault, and no one waits in a collective.
+            Error::Diverged { .. } => return result,
             Error::Replica { rank: r, message } if *r == rank => member.abort(message),
             // Another replica's failure reached us through a collective: it is already recorded.
             Error::Replica { .. } => {}
@@ -330,10 +333,16 @@ impl<'g> Replica<'g> {
         outcome
     }
 
-    /// Rank 0's decisions on every replica: whether to stop (Ctrl-C) and the test error it measured.
-    pub fn agree(&self, stop: bool, test_err: f64) -> Result<(bool, f64)> {
-        let stop = broadcast_f64(self.group, if stop { 1.0 } else { 0.0 })? != 0.0;
-        Ok((stop, broadcast_f64(self.group, test_err)?))
+    /// Rank 0's decision on every replica: whether Ctrl-C stops the run now.
+    pub fn agree_to_stop(&self, stop: bool) -> Result<bool> {
+        let mut flag = [if stop { 1.0 } else { 0.0 }];
+        self.group.broadcast(&mut flag)?;
+        Ok(flag[0] != 0.0)
+    }
+
+    /// Rank 0's test error on every replica, bit for bit (the plateau schedule compares it).
+    pub fn share_test_error(&self, test_err: f64) -> Result<f64> {
+        broadcast_f64(self.group, test_err)
     }
 }
 
