@@ -81,6 +81,17 @@ fn json_report_is_complete_and_consistent() {
     assert_eq!(ms, steps[1]);
     assert_eq!(number(&v, "min_ms_per_step"), steps[0]);
 
+    // The CPU-time estimate, where the OS reports CPU time, follows its own formula.
+    if let Some(cpu) = v["cpu_ms_per_step"].as_f64() {
+        let threads = v["threads"].as_f64().unwrap();
+        let rate = number(&v, "cpu_bound_images_per_sec");
+        let expected = 2.0 * 1000.0 * threads / cpu;
+        assert!(
+            cpu > 0.0 && (rate - expected).abs() <= 1e-9 * expected,
+            "{v}"
+        );
+    }
+
     // Every layer type of resnet8 does some work, so each bucket is strictly positive.
     let per_type = &v["per_layer_type_ms"];
     for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
