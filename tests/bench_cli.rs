@@ -142,3 +142,33 @@ fn bad_flags_and_absent_devices_are_one_line_errors() {
         "resnet7",
     );
 }
+
+#[test]
+fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
+    // The GPU backend's launch code is what `--device cuda` will run; the emulator drives it here.
+    let out = bench(&[
+        "--model",
+        "resnet8",
+        "--batch-size",
+        "2",
+        "--device",
+        "emu",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--profile-iters",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert!(v["device"].as_str().unwrap().contains("emu"), "{v}");
+    for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
+        assert!(number(&v["per_layer_type_ms"], key) > 0.0, "{key} in {v}");
+    }
+}
