@@ -15,31 +15,8 @@ use resnet_cuda::tensor::Tensor;
 
 /// CPU time of all this process's threads so far, in ms (0 where unsupported). On a loaded machine
 /// wall time mostly measures the other processes; CPU time much less so.
-#[cfg(target_os = "linux")]
 fn cpu_ms() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `t` is a valid, writable timespec (two 64-bit fields on 64-bit Linux); the C library
-    // std already links provides `clock_gettime`.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    if rc == 0 {
-        t.sec as f64 * 1e3 + t.nsec as f64 / 1e6
-    } else {
-        0.0
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn cpu_ms() -> f64 {
-    0.0
+    resnet_cuda::bench::process_cpu_ms().unwrap_or(0.0)
 }
 
 /// Median wall time, min wall time and min CPU time (all threads) of `runs` calls of `f` (after one

@@ -81,6 +81,17 @@ fn json_report_is_complete_and_consistent() {
     assert_eq!(ms, steps[1]);
     assert_eq!(number(&v, "min_ms_per_step"), steps[0]);
 
+    // The CPU-time estimate, where the OS reports CPU time, follows its own formula.
+    if let Some(cpu) = v["cpu_ms_per_step"].as_f64() {
+        let threads = v["threads"].as_f64().unwrap();
+        let rate = number(&v, "cpu_bound_images_per_sec");
+        let expected = 2.0 * 1000.0 * threads / cpu;
+        assert!(
+            cpu > 0.0 && (rate - expected).abs() <= 1e-9 * expected,
+            "{v}"
+        );
+    }
+
     // Every layer type of resnet8 does some work, so each bucket is strictly positive.
     let per_type = &v["per_layer_type_ms"];
     for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
@@ -130,4 +141,34 @@ fn bad_flags_and_absent_devices_are_one_line_errors() {
         &bench(&["--model", "resnet7", "--device", "cpu"]),
         "resnet7",
     );
+}
+
+#[test]
+fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
+    // The GPU backend's launch code is what `--device cuda` will run; the emulator drives it here.
+    let out = bench(&[
+        "--model",
+        "resnet8",
+        "--batch-size",
+        "2",
+        "--device",
+        "emu",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--profile-iters",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert!(v["device"].as_str().unwrap().contains("emu"), "{v}");
+    for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
+        assert!(number(&v["per_layer_type_ms"], key) > 0.0, "{key} in {v}");
+    }
 }

@@ -6,12 +6,14 @@
 //! loading is measured. The per-layer-type breakdown comes from a second, separate pass through the
 //! [`Profiled`] decorator, whose per-op synchronisations would otherwise slow the headline down.
 
+mod cpu_time;
 mod plan;
 mod profiled;
 mod report;
 mod shape_recorder;
 mod shapes;
 
+pub use cpu_time::process_cpu_ms;
 pub use plan::{BenchDevice, KernelPlan, CPU_IMAGENET_BATCH, MODEL_BATCHES};
 pub use profiled::{FamilyTimes, OpFamily, Profiled};
 pub use report::{load_average, BenchReport};
@@ -119,19 +121,23 @@ fn run_on<B: Backend<Elem = f32>>(
     make: impl Fn() -> Result<B>,
     cfg: &BenchConfig,
 ) -> Result<BenchReport> {
-    let (device, step_ms) = {
+    let (device, step_ms, cpu_ms) = {
         let be = make()?;
         let mut runner = StepRunner::new(&be, cfg)?;
         for _ in 0..cfg.warmup {
             runner.step(&be)?;
         }
         let mut step_ms = Vec::with_capacity(cfg.iters);
+        let cpu_start = process_cpu_ms();
         for _ in 0..cfg.iters {
             let start = Instant::now();
             runner.step(&be)?;
             step_ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
-        (be.name(), step_ms)
+        let cpu_ms = cpu_start
+            .zip(process_cpu_ms())
+            .map(|(start, end)| (end - start) / cfg.iters as f64);
+        (be.name(), step_ms, cpu_ms)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
     let profiled = Profiled::new(make()?);
@@ -142,5 +148,5 @@ fn run_on<B: Backend<Elem = f32>>(
         runner.step(&profiled)?;
     }
     let per_step = profiled.times().divided_by(cfg.profile_iters as f64);
-    Ok(BenchReport::new(cfg, device, step_ms, per_step))
+    Ok(BenchReport::new(cfg, device, step_ms, cpu_ms, per_step))
 }

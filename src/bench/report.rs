@@ -24,6 +24,12 @@ pub struct BenchReport {
     pub images_per_sec: f64,
     /// Every timed step, in order.
     pub step_ms: Vec<f64>,
+    /// Process CPU time (all threads) per timed step, mean; `None` where the OS does not say.
+    pub cpu_ms_per_step: Option<f64>,
+    /// `batch_size * 1000 * threads / cpu_ms_per_step`: the throughput if every thread had a core to
+    /// itself, an estimate for a shared machine. It errs low: CPU time also counts the threads'
+    /// spinning while they wait for work.
+    pub cpu_bound_images_per_sec: Option<f64>,
     /// Per op family, per step, from the separate synchronised pass.
     pub per_layer_type_ms: FamilyTimes,
     pub profile_iters: usize,
@@ -55,13 +61,15 @@ impl BenchReport {
         cfg: &BenchConfig,
         device: String,
         step_ms: Vec<f64>,
+        cpu_ms_per_step: Option<f64>,
         per_layer_type_ms: FamilyTimes,
     ) -> Self {
         let ms_per_step = median(&step_ms);
+        let threads = rayon::current_num_threads();
         BenchReport {
             model: cfg.model.clone(),
             device,
-            threads: rayon::current_num_threads(),
+            threads,
             batch_size: cfg.batch_size,
             warmup: cfg.warmup,
             iters: cfg.iters,
@@ -69,6 +77,10 @@ impl BenchReport {
             min_ms_per_step: step_ms.iter().copied().fold(f64::INFINITY, f64::min),
             images_per_sec: cfg.batch_size as f64 * 1e3 / ms_per_step,
             step_ms,
+            cpu_ms_per_step,
+            cpu_bound_images_per_sec: cpu_ms_per_step
+                .filter(|&ms| ms > 0.0)
+                .map(|ms| cfg.batch_size as f64 * 1e3 * threads as f64 / ms),
             per_layer_type_ms,
             profile_iters: cfg.profile_iters,
             load_average: load_average(),
@@ -93,6 +105,14 @@ impl BenchReport {
             "  {:.1} ms/step (median of {} steps after {} warm-up; min {:.1} ms)  {:.1} images/s",
             self.ms_per_step, self.iters, self.warmup, self.min_ms_per_step, self.images_per_sec
         );
+        if let (Some(cpu), Some(rate)) = (self.cpu_ms_per_step, self.cpu_bound_images_per_sec) {
+            let _ = writeln!(
+                out,
+                "  process CPU time {cpu:.1} ms/step over {} threads: {rate:.1} images/s if each \
+                 thread had a core to itself (an estimate for a shared machine; errs low)",
+                self.threads
+            );
+        }
         let _ = writeln!(
             out,
             "time per layer type, ms per step (a separate pass of {} steps that synchronises after \
