@@ -7,10 +7,12 @@
 //! resumed from a checkpoint reproduces the uninterrupted run bit for bit on the same machine.
 
 mod config;
+mod feed;
 mod progress;
 mod run_dir;
 
 pub use config::{DataSpec, DeviceChoice, Recipe, TrainConfig};
+pub use feed::default_workers;
 pub use run_dir::{latest_checkpoint, read_state, RunState};
 
 use std::path::{Path, PathBuf};
@@ -24,10 +26,9 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
-use crate::data::batch::{fill_batch, DataCursor, MeanImage};
-use crate::data::{self, Splits};
+use crate::data::batch::{DataCursor, MeanImage};
+use crate::data::{self, DataSets};
 use crate::error::{Error, Result};
-use crate::eval::evaluate;
 use crate::models::{ModelConfig, Network};
 use crate::nn::ShortcutOption;
 use crate::optim::{LrSchedule, Sgd};
@@ -44,15 +45,14 @@ pub enum Outcome {
 }
 
 /// Opens the dataset a config names.
-pub fn open_data(spec: &DataSpec, seed: u64) -> Result<Splits> {
+pub fn open_data(spec: &DataSpec, seed: u64) -> Result<DataSets> {
     match spec {
-        &DataSpec::Synthetic { train, test } => {
-            Ok(data::synthetic::splits_sized(seed, train, test))
-        }
-        DataSpec::Cifar10(dir) | DataSpec::ImageNet(dir) => Err(Error::Config(format!(
-            "--data {}:{}: reading real datasets is not implemented yet; use --data synthetic",
-            spec.name(),
-            dir.display()
+        &DataSpec::Synthetic { train, test } => Ok(DataSets::Fixed(data::synthetic::splits_sized(
+            seed, train, test,
+        ))),
+        DataSpec::Cifar10(dir) => Ok(DataSets::Fixed(data::cifar10::splits(dir)?)),
+        DataSpec::ImageNet(dir) => Ok(DataSets::Folders(std::sync::Arc::new(
+            data::imagenet::ImageNet::open(dir)?,
         ))),
     }
 }
@@ -116,7 +116,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
 struct Trainer<'a, B: Backend<Elem = f32>> {
     be: &'a B,
     cfg: TrainConfig,
-    data: Splits,
+    feed: feed::Feed,
     mean: MeanImage,
     net: Network<B>,
     sgd: Sgd<B>,
@@ -126,8 +126,8 @@ struct Trainer<'a, B: Backend<Elem = f32>> {
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     fn new(be: &'a B, cfg: TrainConfig, resume: Option<RunState>) -> Result<Self> {
-        let data = open_data(&cfg.data, cfg.seed)?;
-        let model = model_config(&cfg, data.train.num_classes())?;
+        let data = feed::Feed::new(open_data(&cfg.data, cfg.seed)?);
+        let model = model_config(&cfg, data.data.num_classes())?;
         let mut net = Network::new(be, model, &mut ChaCha8Rng::seed_from_u64(cfg.seed))?;
         let mut sgd = Sgd::new(SgdConfig {
             lr: cfg.lr,
@@ -156,13 +156,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     checkpoint::load_weights(init, be, &mut net)?;
                     eprintln!("initial weights from {}", init.display());
                 }
-                let t = Instant::now();
-                let mean = MeanImage::compute(data.train.as_ref())?;
-                eprintln!(
-                    "mean image of {} training images in {:.1}s",
-                    data.train.len(),
-                    t.elapsed().as_secs_f64()
-                );
+                let mean = data.mean_image(&run_dir)?;
                 let schedule = LrSchedule::new(
                     cfg.lr,
                     cfg.schedule.clone(),
@@ -184,14 +178,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             "{}: {} parameters; data: {}; {} iterations of batch {}",
             cfg.model,
             net.num_params(),
-            data.train.describe(),
+            data.data.describe(),
             cfg.iters,
             cfg.batch_size
         );
         Ok(Trainer {
             be,
             cfg,
-            data,
+            feed: data,
             mean,
             net,
             sgd,
@@ -201,13 +195,21 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     fn run(mut self, stop: &AtomicBool) -> Result<Outcome> {
-        let (h, w) = self.data.train.image_size();
+        let (h, w) = self.feed.data.view_size();
         let batch = self.cfg.batch_size;
-        if self.data.train.len() < batch {
+        if self.feed.data.train_len() < batch {
             return Err(Error::Config(format!(
                 "--batch-size {batch}: larger than the training split ({} images)",
-                self.data.train.len()
+                self.feed.data.train_len()
             )));
+        }
+        if self.state.iteration < self.cfg.iters {
+            self.feed.start(
+                &self.cfg,
+                &self.mean,
+                &self.state.cursor,
+                self.state.iteration,
+            )?;
         }
         let mut pixels = vec![0f32; batch * h * w * 3];
         let mut labels = vec![0u32; batch];
@@ -219,20 +221,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             let started = Instant::now();
             let iter = self.state.iteration;
             let lr = self.state.schedule.lr_at(iter);
-            let (indices, epoch) = self.state.cursor.next_batch_indices(
-                self.data.train.len(),
-                batch,
-                self.cfg.seed,
-                self.cfg.shuffle,
-            );
-            let mut aug_rng =
-                ChaCha8Rng::seed_from_u64(self.cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let aug = self.cfg.augment.then_some(&mut aug_rng);
-            fill_batch(
-                self.data.train.as_ref(),
-                &indices,
+            let epoch = self.feed.next(
+                &self.cfg,
+                &mut self.state.cursor,
+                iter,
                 &self.mean,
-                aug,
                 &mut pixels,
                 &mut labels,
             )?;
@@ -264,13 +257,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 interval = Interval::default();
             }
             if done % self.cfg.eval_every == 0 || last {
-                let r = evaluate(
-                    self.be,
-                    &mut self.net,
-                    self.data.test.as_ref(),
-                    &self.mean,
-                    batch,
-                )?;
+                let r = self
+                    .feed
+                    .evaluate(self.be, &mut self.net, &self.mean, batch)?;
                 progress.log_eval(done, r.top1_err, r.top5_err)?;
                 self.state.schedule.observe_test_error(r.top1_err);
                 last_test_err = r.top1_err;
@@ -291,16 +280,13 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             }
         }
         progress.finish();
+        self.feed.report_skipped();
         if last_test_err.is_nan() {
             // Resumed at the very end: evaluate once so the outcome is meaningful.
-            last_test_err = evaluate(
-                self.be,
-                &mut self.net,
-                self.data.test.as_ref(),
-                &self.mean,
-                batch,
-            )?
-            .top1_err;
+            last_test_err = self
+                .feed
+                .evaluate(self.be, &mut self.net, &self.mean, batch)?
+                .top1_err;
         }
         eprintln!(
             "done: test error {:.2}% after {} iterations; run folder {}",
