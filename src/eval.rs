@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::data::eval_views::Crops;
 use crate::data::imagenet::{ImageNet, View};
+use crate::data::imagenet_augment::CROP;
 use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::nn::Mode;
@@ -74,7 +75,7 @@ pub fn evaluate<B: Backend<Elem = f32>>(
 
 /// Evaluates `net` on the validation split of `data` with the views of `crops`, decoding `batch`
 /// views' worth of images at a time in parallel and running views of one size together, at most
-/// `batch` per forward pass.
+/// `batch` 224x224 views' worth of pixels per forward pass.
 pub fn evaluate_folder<B: Backend<Elem = f32>>(
     be: &B,
     net: &mut Network<B>,
@@ -115,7 +116,10 @@ pub fn evaluate_folder<B: Backend<Elem = f32>>(
         }
         let mut scores = vec![vec![0f64; classes]; images.len()];
         for ((h, w), views) in groups {
-            for part in views.chunks(batch) {
+            // At most `batch` 224x224 images' worth of pixels per pass, so that the large
+            // multiscale views do not multiply the memory a pass needs.
+            let per_pass = (batch * CROP * CROP / (h * w)).max(1);
+            for part in views.chunks(per_pass) {
                 let mut pixels = Vec::with_capacity(part.len() * h * w * 3);
                 for (_, v) in part {
                     pixels.extend_from_slice(&v.data);

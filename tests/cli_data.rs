@@ -1,5 +1,6 @@
 //! Real-data formats through the command line: train then `eval --crops 10` and `multiscale` on a
-//! generated ImageNet-style folder with resnet18 (with a corrupt JPEG in train and in val), train
+//! generated ImageNet-style folder with resnet18 (with a corrupt JPEG in train and in val, and an
+//! exact resume on another number of decode threads), train
 //! and eval on generated CIFAR-10 files with resnet20, `data-bench`, and bad CIFAR files failing
 //! with one line naming the file.
 
@@ -92,6 +93,35 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     );
     assert!(data.join("resnet-cuda-mean-224.json").exists());
     let checkpoint = latest(&out);
+    // The same run on one decode thread, stopped after 2 iterations and resumed to 3, ends with the
+    // same weights bit for bit: views depend on the seed and their place in the run only.
+    let out2 = dir.path().join("run2");
+    let o = run(&[
+        "train",
+        "--model",
+        "resnet18",
+        "--data",
+        &spec,
+        "--batch-size",
+        "2",
+        "--iters",
+        "2",
+        "--eval-every",
+        "3",
+        "--workers",
+        "1",
+        "--no-shuffle",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["train", "--resume", out2.to_str().unwrap(), "--iters", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let weights = |c: &Path| std::fs::read(c.join("model.safetensors")).unwrap();
+    assert!(
+        weights(&latest(&out2)) == weights(&checkpoint),
+        "resumed weights differ"
+    );
     for crops in ["10", "multiscale"] {
         let r = eval_json(&checkpoint, &["--crops", crops, "--batch-size", "10"]);
         assert_eq!(r["images"], 2, "{crops}: {r}");
