@@ -20,7 +20,7 @@ use resnet_cuda::data::imagenet_augment::{
 };
 use resnet_cuda::data::loader::{shard, Loader, LoaderConfig};
 use resnet_cuda::data::mean_cache::{imagenet_mean, CACHE_FILE};
-use resnet_cuda::data::resize::{crop, resize, shorter_side_size};
+use resnet_cuda::data::resize::{crop, resize, resize_crop, shorter_side_size};
 
 fn decode(bytes: &[u8]) -> RgbImage {
     decode_rgb(bytes, Path::new("test.jpg")).unwrap()
@@ -193,6 +193,22 @@ fn augmentation_draws_stay_in_bounds_with_the_papers_statistics() {
 }
 
 #[test]
+fn every_drawn_training_crop_can_be_resampled() {
+    // Sizes whose rounded resized sides put the crop's far edge at the source's edge.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (h, w) in [(375, 500), (333, 500), (41, 67), (500, 281), (97, 97)] {
+        let image = RgbImage::new(w, h, smooth(w, h, 2)).unwrap();
+        for _ in 0..150 {
+            let p = imagenet_augment::draw(&mut rng, h, w);
+            let size = shorter_side_size(h, w, p.short_side);
+            let view = resize_crop(&image, size, (p.y0, p.x0), (CROP, CROP))
+                .unwrap_or_else(|e| panic!("{h}x{w}, {p:?}: {e}"));
+            assert_eq!((view.height, view.width), (CROP, CROP));
+        }
+    }
+}
+
+#[test]
 fn the_pca_shift_is_the_eigenvectors_weighted_by_alpha_and_eigenvalues() {
     for i in 0..3 {
         let mut alpha = [0.0; 3];
@@ -279,6 +295,10 @@ fn the_loader_gives_the_same_batches_on_any_number_of_workers_and_shards_them() 
     let one = batches(&data, LoaderConfig::new(4, 9, true, true, 1), 3);
     let three = batches(&data, LoaderConfig::new(4, 9, true, true, 3), 3);
     assert_eq!(one, three);
+    assert!(
+        one.iter().all(|b| b.skipped == 0),
+        "every image is readable"
+    );
     // Augmented values: pixel / 255 + PCA shift - 0.5 stays within [-0.5 - s, 0.5 + s] for a small
     // shift s (|alpha| < 0.5 is 5 standard deviations: s < 0.5 * 0.2175 * 1.7).
     for v in one.iter().flat_map(|b| &b.pixels) {
