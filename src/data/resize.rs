@@ -1,6 +1,8 @@
-//! Resizing RGB images with fast_image_resize. The filter is Catmull-Rom (bicubic) convolution: when
-//! shrinking, the library widens the kernel by the scale factor, so every source pixel contributes
-//! (antialiasing, as Pillow does) instead of a few samples aliasing fine texture.
+//! Resizing RGB images with fast_image_resize. The filter is bilinear (triangle) convolution, as
+//! torchvision's default `Resize` (bilinear with antialiasing): when shrinking, the library widens
+//! the kernel by the scale factor, so every source pixel contributes (antialiasing, as Pillow does)
+//! instead of a few samples aliasing fine texture. Bilinear's support is half Catmull-Rom's, which
+//! makes the resize, the largest cost after decoding, about twice as fast.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -9,7 +11,7 @@ use super::image::RgbImage;
 use crate::error::{invalid, Result};
 
 /// The filter used for every resize.
-const ALGORITHM: ResizeAlg = ResizeAlg::Convolution(FilterType::CatmullRom);
+const ALGORITHM: ResizeAlg = ResizeAlg::Convolution(FilterType::Bilinear);
 
 /// The size `(height, width)` of `(h, w)` with its shorter side scaled to `side`, keeping the aspect
 /// ratio (the longer side rounded to the nearest pixel, at least `side`).
