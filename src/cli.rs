@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resnet_cuda::backend::cpu::CpuBackend;
 use resnet_cuda::data::batch::MeanImage;
+use resnet_cuda::data::eval_views::Crops;
+use resnet_cuda::data::DataSets;
 use resnet_cuda::models::Network;
 use resnet_cuda::optim::ScheduleKind;
 use resnet_cuda::train::{self, DataSpec, DeviceChoice, Outcome, Recipe, TrainConfig};
@@ -57,6 +59,9 @@ enum Command {
     /// Training-step throughput on a synthetic batch already on the device (no data loading):
     /// images/s, ms/step and the time per layer type.
     Bench(BenchArgs),
+    /// Measure the ImageNet training pipeline (decode, augment, normalise): images per second and
+    /// per second per decode thread.
+    DataBench(DataBenchArgs),
 }
 
 #[derive(Args)]
@@ -80,6 +85,25 @@ struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     profile_iters: usize,
     /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DataBenchArgs {
+    /// `imagenet:DIR`.
+    #[arg(long)]
+    data: String,
+    /// Decode threads. Default: every core.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Images to put through each measurement.
+    #[arg(long, default_value_t = 1024)]
+    images: usize,
+    /// Images per loader batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -182,9 +206,13 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Continue the run in this folder exactly where its latest checkpoint left it (other flags are
-    /// taken from the run, except --iters, which may extend it).
+    /// taken from the run, except --iters, which may extend it, and --workers).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Decode threads of the ImageNet loader (the batches do not depend on it).
+    /// Default: the cores left after one per GPU, at least one.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Args)]
@@ -197,6 +225,10 @@ struct EvalArgs {
     data: Option<String>,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// Testing views (ImageNet): center (256 resize, central 224 crop), 10 (corners, centre and
+    /// mirrors), multiscale (whole image at shorter sides 224..640 and mirrors). CIFAR: center only.
+    #[arg(long, default_value = "center")]
+    crops: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -223,6 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => run_bench(args),
+        Command::DataBench(args) => run_data_bench(args),
         Command::Info => {
             let report = resnet_cuda::backend::gpu::cuda_info::report(rayon::current_num_threads());
             print!("{report}");
@@ -270,6 +303,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 state.config.replicas = replicas;
             }
             state.config.out = dir.clone();
+            if args.workers.is_some() {
+                state.config.workers = args.workers;
+            }
             (state.config.clone(), Some(state))
         }
         None => (train_config(&args)?, None),
@@ -287,7 +323,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let batch_size = a.batch_size.unwrap_or(recipe.batch_size);
     let iters = match a.epochs {
         Some(epochs) => {
-            let train_len = train::open_data(&data, a.seed)?.train.len();
+            let train_len = train::open_data(&data, a.seed)?.train_len();
             if batch_size == 0 {
                 return Err(Error::Config("--batch-size: must be at least 1".into()).into());
             }
@@ -364,6 +400,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         save_every: a.save_every,
         out,
         init: a.init.clone(),
+        workers: a.workers,
     };
     config.validate()?;
     Ok(config)
@@ -410,9 +447,10 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Some(d) => DataSpec::parse(d)?,
         None => state.config.data.clone(),
     };
-    let splits = train::open_data(&data, state.config.seed)?;
+    let crops: Crops = args.crops.parse()?;
+    let data = train::open_data(&data, state.config.seed)?;
     let be = CpuBackend::<f32>::new();
-    let model = train::model_config(&state.config, splits.test.num_classes())?;
+    let model = train::model_config(&state.config, data.num_classes())?;
     let mut net = Network::new(
         &be,
         model,
@@ -420,15 +458,68 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     )?;
     checkpoint::load_weights(&args.checkpoint, &be, &mut net)?;
     let mean: MeanImage = checkpoint::load_mean_image(&args.checkpoint)?;
-    let r = eval::evaluate(&be, &mut net, splits.test.as_ref(), &mean, args.batch_size)?;
+    let r = match &data {
+        DataSets::Fixed(splits) if crops == Crops::Center => {
+            eval::evaluate(&be, &mut net, splits.test.as_ref(), &mean, args.batch_size)?
+        }
+        DataSets::Fixed(_) => {
+            return Err(Error::Config(format!(
+                "--crops {crops}: only `center` (the whole image) applies to fixed-size data"
+            ))
+            .into())
+        }
+        DataSets::Folders(f) => {
+            eval::evaluate_folder(&be, &mut net, f, &mean, crops, args.batch_size)?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{}: top-1 error {:.2}%, top-5 error {:.2}% on {} test images",
+            "{}: top-1 error {:.2}%, top-5 error {:.2}% on {} test images ({crops} crops)",
             args.checkpoint.display(),
             100.0 * r.top1_err,
             100.0 * r.top5_err,
+            r.images
+        );
+        if r.skipped > 0 {
+            println!("{} unreadable test images skipped", r.skipped);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_data_bench(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
+    let DataSets::Folders(data) = train::open_data(&DataSpec::parse(&args.data)?, 0)? else {
+        return Err(Error::Config(format!(
+            "--data {}: data-bench measures the ImageNet pipeline; give imagenet:DIR",
+            args.data
+        ))
+        .into());
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 || args.batch_size == 0 || args.images == 0 {
+        return Err(Error::Config(
+            "--workers, --batch-size and --images must be at least 1".into(),
+        )
+        .into());
+    }
+    let r = resnet_cuda::data::bench::data_bench(data, workers, args.images, args.batch_size)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "decode only:        {:8.1} images/s, {:7.1} images/s per core ({} threads)",
+            r.decode_images_per_s,
+            r.decode_per_core(),
+            r.workers
+        );
+        println!(
+            "training pipeline:  {:8.1} images/s, {:7.1} images/s per core (decode, scale, crop, mirror, PCA colour, normalise; {} images)",
+            r.pipeline_images_per_s,
+            r.pipeline_per_core(),
             r.images
         );
     }

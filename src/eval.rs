@@ -1,12 +1,24 @@
-//! Evaluation: top-1 and top-5 error of a network on a dataset split, single view (the whole image,
-//! normalised with the training mean, no augmentation), BN in inference mode.
+//! Evaluation: top-1 and top-5 error of a network on a dataset split, BN in inference mode.
+//!
+//! Fixed-size sets are evaluated on one view (the whole image, normalised with the training mean).
+//! ImageNet-style folders are evaluated on the views `--crops` names (see
+//! [`eval_views`](crate::data::eval_views)): the softmax scores of an image's views are averaged,
+//! and the image counts as top-k correct when its label is among the k highest averaged scores.
+//! An unreadable test image is skipped with a warning and left out of the error rates.
 
 use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::data::batch::{fill_batch, MeanImage};
 use crate::data::Dataset;
-use crate::error::Result;
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use crate::data::eval_views::Crops;
+use crate::data::imagenet::{ImageNet, View};
+use crate::data::imagenet_augment::CROP;
+use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::nn::Mode;
 use crate::tensor::Tensor;
@@ -15,7 +27,10 @@ use crate::tensor::Tensor;
 pub struct EvalResult {
     pub top1_err: f64,
     pub top5_err: f64,
+    /// Images evaluated.
     pub images: usize,
+    /// Unreadable images left out.
+    pub skipped: usize,
 }
 
 /// Evaluates `net` on every image of `ds`, `batch` images at a time.
@@ -54,5 +69,102 @@ pub fn evaluate<B: Backend<Elem = f32>>(
         top1_err: 1.0 - top1 as f64 / images,
         top5_err: 1.0 - top5 as f64 / images,
         images: ds.len(),
+        skipped: 0,
     })
+}
+
+/// Evaluates `net` on the validation split of `data` with the views of `crops`, decoding `batch`
+/// views' worth of images at a time in parallel and running views of one size together, at most
+/// `batch` 224x224 views' worth of pixels per forward pass.
+pub fn evaluate_folder<B: Backend<Elem = f32>>(
+    be: &B,
+    net: &mut Network<B>,
+    data: &ImageNet,
+    mean: &MeanImage,
+    crops: Crops,
+    batch: usize,
+) -> Result<EvalResult> {
+    let classes = data.num_classes();
+    let images_per_chunk = (batch / crops.views_per_image()).max(1);
+    let (mut top1, mut top5, mut evaluated, mut skipped) = (0usize, 0usize, 0usize, 0usize);
+    let mut x = Tensor::empty(be)?;
+    let indices: Vec<usize> = (0..data.val.len()).collect();
+    for chunk in indices.chunks(images_per_chunk) {
+        let decoded: Vec<Result<(Vec<View>, u32)>> = chunk
+            .par_iter()
+            .map(|&i| data.eval_views(i, crops, mean))
+            .collect();
+        let mut images = Vec::with_capacity(chunk.len());
+        for result in decoded {
+            match result {
+                Ok(views) => images.push(views),
+                Err(e) => {
+                    eprintln!("warning: skipping an unreadable test image: {e}");
+                    skipped += 1;
+                }
+            }
+        }
+        // Every view of every image, tagged with its image, grouped by size.
+        let mut groups: BTreeMap<(usize, usize), Vec<(usize, &View)>> = BTreeMap::new();
+        for (img, (views, _)) in images.iter().enumerate() {
+            for v in views {
+                groups
+                    .entry((v.height, v.width))
+                    .or_default()
+                    .push((img, v));
+            }
+        }
+        let mut scores = vec![vec![0f64; classes]; images.len()];
+        for ((h, w), views) in groups {
+            // At most `batch` 224x224 images' worth of pixels per pass, so that the large
+            // multiscale views do not multiply the memory a pass needs.
+            let per_pass = (batch * CROP * CROP / (h * w)).max(1);
+            for part in views.chunks(per_pass) {
+                let mut pixels = Vec::with_capacity(part.len() * h * w * 3);
+                for (_, v) in part {
+                    pixels.extend_from_slice(&v.data);
+                }
+                x.ensure_shape(be, &[part.len(), h, w, 3])?;
+                x.copy_from_slice(be, &pixels)?;
+                let logits = net.forward(be, &x, Mode::Eval)?.to_vec(be)?;
+                for ((img, _), row) in part.iter().zip(logits.chunks_exact(classes)) {
+                    add_softmax(row, &mut scores[*img]);
+                }
+            }
+        }
+        for ((_, label), score) in images.iter().zip(&scores) {
+            let rank = rank_of(score, *label as usize);
+            top1 += (rank < 1) as usize;
+            top5 += (rank < 5) as usize;
+            evaluated += 1;
+        }
+    }
+    if evaluated == 0 {
+        return Err(Error::Data {
+            path: data.val.dir.clone(),
+            message: "no readable image in the validation split".into(),
+        });
+    }
+    let n = evaluated as f64;
+    Ok(EvalResult {
+        top1_err: 1.0 - top1 as f64 / n,
+        top5_err: 1.0 - top5 as f64 / n,
+        images: evaluated,
+        skipped,
+    })
+}
+
+/// Adds `softmax(logits)` to `sum`: `exp(z_i - max z) / sum_j exp(z_j - max z)`, in f64.
+pub fn add_softmax(logits: &[f32], sum: &mut [f64]) {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z)) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&z| (z as f64 - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    for (s, e) in sum.iter_mut().zip(exps) {
+        *s += e / total;
+    }
+}
+
+/// How many classes score strictly higher than `label` (0: top-1 correct; below 5: top-5 correct).
+pub fn rank_of(scores: &[f64], label: usize) -> usize {
+    scores.iter().filter(|&&s| s > scores[label]).count()
 }

@@ -96,6 +96,19 @@ impl MeanImage {
         })
     }
 
+    /// The average of each channel over the image's pixels (the mean colour), used for views of
+    /// another size than the mean image's.
+    pub fn channel_means(&self) -> [f32; CHANNELS] {
+        let mut sums = [0f64; CHANNELS];
+        for px in self.data.chunks_exact(CHANNELS) {
+            for (s, &v) in sums.iter_mut().zip(px) {
+                *s += v as f64;
+            }
+        }
+        let pixels = (self.height * self.width).max(1) as f64;
+        sums.map(|s| (s / pixels) as f32)
+    }
+
     /// The tensor shape `[height, width, 3]`.
     pub fn shape(&self) -> [usize; 3] {
         [self.height, self.width, CHANNELS]

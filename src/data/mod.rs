@@ -3,10 +3,27 @@
 //! A dataset is a list of labelled RGB images of one size, read by index. The trainer turns them into
 //! network inputs: `pixel / 255 - mean_image` (the per-pixel mean of the training split, as the paper
 //! does; no division by a standard deviation), NHWC f32, with the paper's augmentation in training.
+//!
+//! Fixed-size sets (synthetic, CIFAR-10) implement [`Dataset`] and are batched in the trainer's
+//! thread pool ([`batch`]). ImageNet-style folders hold images of any size whose views are made by
+//! decoding, resizing and cropping: they implement [`loader::TrainSamples`] and are fed by the
+//! prefetching [`loader::Loader`]; their test views come from [`eval_views`].
 
 pub mod augment;
 pub mod batch;
+pub mod bench;
+pub mod cifar10;
+pub mod eval_views;
+pub mod image;
+pub mod image_folder;
+pub mod imagenet;
+pub mod imagenet_augment;
+pub mod loader;
+pub mod mean_cache;
+pub mod resize;
 pub mod synthetic;
+
+use std::sync::Arc;
 
 use crate::error::Result;
 
@@ -33,6 +50,44 @@ pub struct Splits {
     pub test: Box<dyn Dataset>,
     /// The name used in run folders and logs: `synthetic`, `cifar10`, ...
     pub name: String,
+}
+
+/// The data of a run: fixed-size splits, or an ImageNet-style folder.
+pub enum DataSets {
+    Fixed(Splits),
+    Folders(Arc<imagenet::ImageNet>),
+}
+
+impl DataSets {
+    /// Images in the training split.
+    pub fn train_len(&self) -> usize {
+        match self {
+            DataSets::Fixed(s) => s.train.len(),
+            DataSets::Folders(f) => f.train.len(),
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            DataSets::Fixed(s) => s.train.num_classes(),
+            DataSets::Folders(f) => f.num_classes(),
+        }
+    }
+
+    /// `(height, width)` of a training view.
+    pub fn view_size(&self) -> (usize, usize) {
+        match self {
+            DataSets::Fixed(s) => s.train.image_size(),
+            DataSets::Folders(_) => (imagenet_augment::CROP, imagenet_augment::CROP),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            DataSets::Fixed(s) => s.train.describe(),
+            DataSets::Folders(f) => f.describe(),
+        }
+    }
 }
 
 /// The finaliser of SplitMix64: a bijection on `u64` that scatters nearby inputs far apart.

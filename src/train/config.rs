@@ -101,6 +101,10 @@ pub struct TrainConfig {
     pub save_every: u64,
     pub out: PathBuf,
     pub init: Option<PathBuf>,
+    /// Decode threads of the ImageNet loader (`--workers`); `None`: [`super::default_workers`].
+    /// It does not change the batches, only how fast they come.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 fn one_replica() -> usize {
@@ -189,6 +193,9 @@ impl TrainConfig {
             if v == 0 {
                 return bad(flag, "must be at least 1".into());
             }
+        }
+        if self.workers == Some(0) {
+            return bad("--workers", "must be at least 1".into());
         }
         if self.gpus == 0 {
             return bad("--gpus", "must be at least 1".into());

@@ -7,11 +7,13 @@
 //! resumed from a checkpoint reproduces the uninterrupted run bit for bit on the same machine.
 
 mod config;
+mod feed;
 mod progress;
 pub mod replicas;
 mod run_dir;
 
 pub use config::{DataSpec, DeviceChoice, Recipe, TrainConfig};
+pub use feed::default_workers;
 pub use run_dir::{latest_checkpoint, read_state, RunState};
 
 use std::path::{Path, PathBuf};
@@ -25,11 +27,9 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{cuda_info, GpuBackend};
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
-use crate::data::augment::CropFlip;
-use crate::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
-use crate::data::{self, Splits};
+use crate::data::batch::{DataCursor, MeanImage};
+use crate::data::{self, DataSets};
 use crate::error::{Error, Result};
-use crate::eval::evaluate;
 use crate::models::{ModelConfig, Network};
 use crate::nn::ShortcutOption;
 use crate::optim::{LrSchedule, Sgd};
@@ -47,15 +47,14 @@ pub enum Outcome {
 }
 
 /// Opens the dataset a config names.
-pub fn open_data(spec: &DataSpec, seed: u64) -> Result<Splits> {
+pub fn open_data(spec: &DataSpec, seed: u64) -> Result<DataSets> {
     match spec {
-        &DataSpec::Synthetic { train, test } => {
-            Ok(data::synthetic::splits_sized(seed, train, test))
-        }
-        DataSpec::Cifar10(dir) | DataSpec::ImageNet(dir) => Err(Error::Config(format!(
-            "--data {}:{}: reading real datasets is not implemented yet; use --data synthetic",
-            spec.name(),
-            dir.display()
+        &DataSpec::Synthetic { train, test } => Ok(DataSets::Fixed(data::synthetic::splits_sized(
+            seed, train, test,
+        ))),
+        DataSpec::Cifar10(dir) => Ok(DataSets::Fixed(data::cifar10::splits(dir)?)),
+        DataSpec::ImageNet(dir) => Ok(DataSets::Folders(std::sync::Arc::new(
+            data::imagenet::ImageNet::open(dir)?,
         ))),
     }
 }
@@ -188,7 +187,7 @@ fn fresh_state(cfg: &TrainConfig) -> RunState {
 struct Trainer<'a, B: Backend<Elem = f32>> {
     be: &'a B,
     cfg: TrainConfig,
-    data: Splits,
+    feed: feed::Feed,
     mean: MeanImage,
     net: Network<B>,
     sgd: Sgd<B>,
@@ -208,8 +207,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         // Among replicas, rank 0 alone creates the run folder, reads --init and computes the mean
         // image; the others receive the mean image and the weights from it.
         let leader = replica.as_ref().is_none_or(Replica::is_leader);
-        let data = open_data(&cfg.data, cfg.seed)?;
-        let model = model_config(&cfg, data.train.num_classes())?;
+        let data = feed::Feed::new(open_data(&cfg.data, cfg.seed)?);
+        let model = model_config(&cfg, data.data.num_classes())?;
         let mut net = Network::new(be, model, &mut ChaCha8Rng::seed_from_u64(cfg.seed))?;
         let mut sgd = Sgd::new(SgdConfig {
             lr: cfg.lr,
@@ -234,7 +233,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             }
             None if !leader => {
                 let replica = replica.as_ref().expect("only replicas follow a leader");
-                let (h, w) = data.train.image_size();
+                let (h, w) = data.data.view_size();
                 let mut mean = MeanImage::from_parts(h, w, vec![0.0; h * w * 3])?;
                 replica.broadcast_mean(&mut mean)?;
                 (fresh_state(&cfg), mean)
@@ -245,13 +244,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     checkpoint::load_weights(init, be, &mut net)?;
                     eprintln!("initial weights from {}", init.display());
                 }
-                let t = Instant::now();
-                let mut mean = MeanImage::compute(data.train.as_ref())?;
-                eprintln!(
-                    "mean image of {} training images in {:.1}s",
-                    data.train.len(),
-                    t.elapsed().as_secs_f64()
-                );
+                let mut mean = data.mean_image(&run_dir)?;
                 if let Some(replica) = &replica {
                     replica.broadcast_mean(&mut mean)?;
                 }
@@ -266,7 +259,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 "{}: {} parameters; data: {}; {} iterations of batch {}",
                 cfg.model,
                 net.num_params(),
-                data.train.describe(),
+                data.data.describe(),
                 cfg.iters,
                 cfg.batch_size
             );
@@ -274,7 +267,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         Ok(Trainer {
             be,
             cfg,
-            data,
+            feed: data,
             mean,
             net,
             sgd,
@@ -285,20 +278,27 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     fn run(&mut self, stop: &AtomicBool) -> Result<Outcome> {
-        let (h, w) = self.data.train.image_size();
+        let (h, w) = self.feed.data.view_size();
         let batch = self.cfg.batch_size;
-        if self.data.train.len() < batch {
+        if self.feed.data.train_len() < batch {
             return Err(Error::Config(format!(
                 "--batch-size {batch}: larger than the training split ({} images)",
-                self.data.train.len()
+                self.feed.data.train_len()
             )));
         }
         let leader = self.replica.as_ref().is_none_or(Replica::is_leader);
         // This replica's images of each global batch (all of it for a single replica).
-        let shard = match &self.replica {
-            Some(r) => r.shard(batch),
-            None => 0..batch,
-        };
+        let (rank, world) = self.replica.as_ref().map_or((0, 1), Replica::place);
+        let shard = data::loader::shard(batch, rank, world)?;
+        if self.state.iteration < self.cfg.iters {
+            self.feed.start(
+                &self.cfg,
+                &self.mean,
+                &self.state.cursor,
+                self.state.iteration,
+                (rank, world),
+            )?;
+        }
         let local = shard.len();
         let mut pixels = vec![0f32; local * h * w * 3];
         let mut labels = vec![0u32; local];
@@ -320,27 +320,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 r.maybe_fail(iter)?;
             }
             let lr = self.state.schedule.lr_at(iter);
-            let (indices, epoch) = self.state.cursor.next_batch_indices(
-                self.data.train.len(),
-                batch,
-                self.cfg.seed,
-                self.cfg.shuffle,
-            );
-            let mut aug_rng =
-                ChaCha8Rng::seed_from_u64(self.cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            // The whole global batch's views are drawn on every replica, so that each takes the
-            // same draws for its images as a single replica would.
-            let views = self
-                .cfg
-                .augment
-                .then(|| CropFlip::CIFAR.draw_batch(&mut aug_rng, batch));
-            fill_batch_with_views(
-                self.data.train.as_ref(),
-                &indices[shard.clone()],
+            let epoch = self.feed.next(
+                &self.cfg,
+                &mut self.state.cursor,
+                iter,
                 &self.mean,
-                views
-                    .as_deref()
-                    .map(|v| (CropFlip::CIFAR.pad, &v[shard.clone()])),
+                shard.clone(),
                 &mut pixels,
                 &mut labels,
             )?;
@@ -393,13 +378,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             if evaluating {
                 let mut test_err = f64::NAN;
                 if let Some(p) = &mut progress {
-                    let r = evaluate(
-                        self.be,
-                        &mut self.net,
-                        self.data.test.as_ref(),
-                        &self.mean,
-                        batch,
-                    )?;
+                    let r = self
+                        .feed
+                        .evaluate(self.be, &mut self.net, &self.mean, batch)?;
                     p.log_eval(done, r.top1_err, r.top5_err)?;
                     test_err = r.top1_err;
                 }
@@ -431,20 +412,17 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         if let Some(p) = &progress {
             p.finish();
         }
+        self.feed.report_skipped();
         if last_test_err.is_nan() {
             // Resumed at the very end: evaluate once so the outcome is meaningful.
             if let Some(r) = &mut self.replica {
                 r.average_batch_norms(self.be, &mut self.net)?;
             }
             if leader {
-                last_test_err = evaluate(
-                    self.be,
-                    &mut self.net,
-                    self.data.test.as_ref(),
-                    &self.mean,
-                    batch,
-                )?
-                .top1_err;
+                last_test_err = self
+                    .feed
+                    .evaluate(self.be, &mut self.net, &self.mean, batch)?
+                    .top1_err;
             }
         }
         if leader {

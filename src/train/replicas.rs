@@ -229,11 +229,10 @@ impl<'g> Replica<'g> {
         self.group.rank() == 0
     }
 
-    /// This replica's images of a global batch of `batch`.
-    pub fn shard(&self, batch: usize) -> Range<usize> {
-        let per = batch / self.group.world_size();
-        let r = self.group.rank();
-        r * per..(r + 1) * per
+    /// `(rank, world size)`: which slice of every global batch is this replica's
+    /// (`data::loader::shard`).
+    pub fn place(&self) -> (usize, usize) {
+        (self.group.rank(), self.group.world_size())
     }
 
     /// Fails (or panics) here if a test asked this replica to at this iteration.

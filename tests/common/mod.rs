@@ -1,0 +1,1 @@
+pub mod data_gen;
