@@ -13,6 +13,7 @@ use resnet_cuda::backend::gpu::GpuBackend;
 use resnet_cuda::backend::{Backend, SgdConfig};
 use resnet_cuda::data::augment::CropFlip;
 use resnet_cuda::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
+use resnet_cuda::data::{DataSets, Splits};
 use resnet_cuda::models::Network;
 use resnet_cuda::optim::{ScheduleKind, Sgd};
 use resnet_cuda::tensor::Tensor;
@@ -49,13 +50,22 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         save_every: 1000,
         out: out.to_path_buf(),
         init: None,
+        workers: None,
+    }
+}
+
+/// The synthetic set's splits (a fixed-size set, read by index).
+fn fixed_splits(cfg: &TrainConfig) -> Splits {
+    match train::open_data(&cfg.data, cfg.seed).unwrap() {
+        DataSets::Fixed(splits) => splits,
+        DataSets::Folders(_) => unreachable!("the synthetic set is a fixed-size set"),
     }
 }
 
 /// One network stepping through the run `cfg` describes, but computing each step's gradient as the
 /// mean of its `n` micro-batches' gradients (summed in micro-batch order, then divided by `n`).
 fn accumulating_reference<B: Backend<Elem = f32>>(be: &B, cfg: &TrainConfig, n: usize) -> Vec<f32> {
-    let data = train::open_data(&cfg.data, cfg.seed).unwrap();
+    let data = fixed_splits(cfg);
     let model = train::model_config(cfg, data.train.num_classes()).unwrap();
     let mut net = Network::new(be, model, &mut ChaCha8Rng::seed_from_u64(cfg.seed)).unwrap();
     let mut sgd = Sgd::new(SgdConfig {
@@ -139,7 +149,7 @@ fn assert_replicas_match_reference(weights: &[Vec<f32>], reference: &[f32]) {
     let init = {
         let be = CpuBackend::<f32>::new();
         let cfg = config(Path::new("unused"), 1, 12, 0);
-        let data = train::open_data(&cfg.data, cfg.seed).unwrap();
+        let data = fixed_splits(&cfg);
         let model = train::model_config(&cfg, data.train.num_classes()).unwrap();
         let mut net = Network::new(&be, model, &mut ChaCha8Rng::seed_from_u64(cfg.seed)).unwrap();
         flat_params(&be, &mut net).unwrap()

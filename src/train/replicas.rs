@@ -7,7 +7,6 @@
 //! mean loss over the whole batch (batch norm aside: its statistics are per slice, as in the paper).
 //! The identical SGD step on identical weights keeps the replicas bit-identical.
 
-use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
