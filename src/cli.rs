@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::Backend;
 use resnet_cuda::data::batch::MeanImage;
 use resnet_cuda::data::eval_views::Crops;
 use resnet_cuda::data::DataSets;
 use resnet_cuda::models::Network;
 use resnet_cuda::optim::ScheduleKind;
-use resnet_cuda::train::{self, DataSpec, DeviceChoice, Outcome, Recipe, TrainConfig};
+use resnet_cuda::train::{self, DataSpec, Device, DeviceChoice, Outcome, Recipe, TrainConfig};
 use resnet_cuda::{checkpoint, eval, Error};
 
 #[derive(Parser)]
@@ -229,6 +230,9 @@ struct EvalArgs {
     /// mirrors), multiscale (whole image at shorter sides 224..640 and mirrors). CIFAR: center only.
     #[arg(long, default_value = "center")]
     crops: String,
+    /// The device, chosen as `train` chooses it.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -449,27 +453,13 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let crops: Crops = args.crops.parse()?;
     let data = train::open_data(&data, state.config.seed)?;
-    let be = CpuBackend::<f32>::new();
-    let model = train::model_config(&state.config, data.num_classes())?;
-    let mut net = Network::new(
-        &be,
-        model,
-        &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
-    )?;
-    checkpoint::load_weights(&args.checkpoint, &be, &mut net)?;
-    let mean: MeanImage = checkpoint::load_mean_image(&args.checkpoint)?;
-    let r = match &data {
-        DataSets::Fixed(splits) if crops == Crops::Center => {
-            eval::evaluate(&be, &mut net, splits.test.as_ref(), &mean, args.batch_size)?
+    let r = match train::select_device(device_choice(args.device), 1)? {
+        Device::Cpu => evaluate_checkpoint(&CpuBackend::<f32>::new(), &args, &state, &data, crops)?,
+        Device::Emulator => {
+            evaluate_checkpoint(&train::open_gpu("emu")?, &args, &state, &data, crops)?
         }
-        DataSets::Fixed(_) => {
-            return Err(Error::Config(format!(
-                "--crops {crops}: only `center` (the whole image) applies to fixed-size data"
-            ))
-            .into())
-        }
-        DataSets::Folders(f) => {
-            eval::evaluate_folder(&be, &mut net, f, &mean, crops, args.batch_size)?
+        Device::Cuda => {
+            evaluate_checkpoint(&train::open_gpu("cuda")?, &args, &state, &data, crops)?
         }
     };
     if args.json {
@@ -487,6 +477,35 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checkpoint's test error on backend `be`.
+fn evaluate_checkpoint<B: Backend<Elem = f32>>(
+    be: &B,
+    args: &EvalArgs,
+    state: &train::RunState,
+    data: &DataSets,
+    crops: Crops,
+) -> resnet_cuda::Result<eval::EvalResult> {
+    let model = train::model_config(&state.config, data.num_classes())?;
+    let mut net = Network::new(
+        be,
+        model,
+        &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+    )?;
+    checkpoint::load_weights(&args.checkpoint, be, &mut net)?;
+    let mean: MeanImage = checkpoint::load_mean_image(&args.checkpoint)?;
+    match data {
+        DataSets::Fixed(splits) if crops == Crops::Center => {
+            eval::evaluate(be, &mut net, splits.test.as_ref(), &mean, args.batch_size)
+        }
+        DataSets::Fixed(_) => Err(Error::Config(format!(
+            "--crops {crops}: only `center` (the whole image) applies to fixed-size data"
+        ))),
+        DataSets::Folders(f) => {
+            eval::evaluate_folder(be, &mut net, f, &mean, crops, args.batch_size)
+        }
+    }
 }
 
 fn run_data_bench(args: DataBenchArgs) -> anyhow::Result<ExitCode> {

@@ -196,6 +196,8 @@ fn init_loads_weights_only_and_eval_reproduces_the_logged_error() {
             latest(&first).to_str().unwrap(),
             "--batch-size",
             "16",
+            "--device",
+            "cpu",
             "--json",
         ])
         .output()
@@ -303,6 +305,41 @@ fn device_cuda_trains_or_says_why_not() {
             "{}",
             stderr(&o)
         );
+    }
+}
+
+/// `eval --device emu` runs the checkpoint through the CUDA kernels (in the emulator) and agrees with
+/// the CPU: the same images, and top-1 errors at most one image apart (an argmax between two logits
+/// closer than the backends' rounding differences may fall either way). `--device cuda` evaluates
+/// on a GPU where there is one, and is otherwise a one-line error.
+#[test]
+fn eval_runs_on_the_device_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    assert!(train(&run, &["--iters", "2", "--eval-every", "2"])
+        .status
+        .success());
+    let eval = |device: &str| {
+        cli()
+            .args(["eval", "--checkpoint", latest(&run).to_str().unwrap()])
+            .args(["--batch-size", "32", "--json", "--device", device])
+            .output()
+            .unwrap()
+    };
+    let result = |o: &Output| -> Value {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (cpu, emu) = (result(&eval("cpu")), result(&eval("emu")));
+    assert_eq!(cpu["images"], emu["images"]);
+    let images = cpu["images"].as_f64().unwrap();
+    let gap = (cpu["top1_err"].as_f64().unwrap() - emu["top1_err"].as_f64().unwrap()).abs();
+    assert!(gap * images <= 1.0 + 1e-9, "cpu {cpu} emu {emu}");
+    let o = eval("cuda");
+    if resnet_cuda::backend::gpu::cuda_info::gpu_ready(0) {
+        result(&o);
+    } else {
+        assert_clean_failure(&o, "--device cuda");
     }
 }
 

@@ -24,7 +24,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{cuda_info, GpuBackend};
+use crate::backend::gpu::{cuda_info, DynDriver, GpuBackend};
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{DataCursor, MeanImage};
@@ -101,6 +101,17 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
     })
 }
 
+/// The GPU backend on `driver` (`emu` or `cuda`), with a failure to open it reported against the
+/// `--device` flag that asked for it.
+pub fn open_gpu(driver: &str) -> Result<GpuBackend<DynDriver>> {
+    GpuBackend::open(driver).map_err(|e| match e {
+        Error::Device { device, message } => {
+            Error::Config(format!("--device {driver}: {device}: {message}"))
+        }
+        other => other,
+    })
+}
+
 /// Runs (or, with `resume`, continues) a training run. `stop` is polled after every step: when set,
 /// the run saves a checkpoint and returns `Interrupted`.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
@@ -156,12 +167,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
         }
         Device::Cuda => "cuda",
     };
-    let gpu = GpuBackend::open(driver).map_err(|e| match e {
-        Error::Device { device, message } => {
-            Error::Config(format!("--device {driver}: {device}: {message}"))
-        }
-        other => other,
-    })?;
+    let gpu = open_gpu(driver)?;
     if driver == "cuda" {
         eprintln!("device: {}", gpu.driver().name());
     }
