@@ -132,6 +132,10 @@ fn assert_one_line_error(out: &std::process::Output, needle: &str) {
 
 #[test]
 fn bad_flags_and_absent_devices_are_one_line_errors() {
+    // Where no GPU can run the kernels, asking for one is a one-line error naming the flag.
+    if !resnet_cuda::backend::gpu::cuda_info::gpu_ready(0) {
+        assert_one_line_error(&bench(&["--device", "cuda"]), "--device cuda");
+    }
     assert_one_line_error(
         &bench(&["--batch-size", "0", "--device", "cpu"]),
         "--batch-size",

@@ -26,13 +26,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, SgdConfig};
 use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
-use crate::train::{select_device, Device, DeviceChoice};
+use crate::train::{open_gpu, select_device, Device, DeviceChoice};
 
 /// What to benchmark.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,8 +67,8 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
     match select_device(cfg.device, 1)? {
         Device::Cpu => run_on(|| Ok(CpuBackend::<f32>::new()), cfg),
-        Device::Emulator => run_on(|| Ok(GpuBackend::emulator()), cfg),
-        Device::Cuda => run_on(|| GpuBackend::cuda(0), cfg),
+        Device::Emulator => run_on(|| open_gpu("emu"), cfg),
+        Device::Cuda => run_on(|| open_gpu("cuda"), cfg),
     }
 }
 
