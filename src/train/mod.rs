@@ -113,7 +113,8 @@ pub fn open_gpu(driver: &str) -> Result<GpuBackend<DynDriver>> {
 }
 
 /// Runs (or, with `resume`, continues) a training run. `stop` is polled after every step: when set,
-/// the run saves a checkpoint and returns `Interrupted`.
+/// the run saves a checkpoint and returns `Interrupted`. Every GPU run, emulated or real, single or
+/// replicated, uses `GpuBackend<DynDriver>`, so the trainer is compiled for two backends only.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
     let device = select_device(cfg.device, cfg.gpus)?;
@@ -128,7 +129,9 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
         let n = cfg.gpus;
         eprintln!("device: {n} CUDA GPUs, one replica each (gradients summed through host memory)");
         let cfg = TrainConfig { replicas: n, ..cfg };
-        let run = train_replicas(&cfg, resume, stop, &options, GpuBackend::cuda)?;
+        let run = train_replicas(&cfg, resume, stop, &options, |rank| {
+            GpuBackend::open(&format!("cuda:{rank}"))
+        })?;
         return Ok(run.outcome);
     }
     if cfg.replicas > 1 {
@@ -146,7 +149,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
             }
             Device::Emulator => {
                 eprintln!("device: emu, {n} replicas (CUDA kernels in the host emulator)");
-                train_replicas(&cfg, resume, stop, &options, |_| Ok(GpuBackend::emulator()))?
+                train_replicas(&cfg, resume, stop, &options, |_| open_gpu("emu"))?
             }
             Device::Cuda => {
                 return Err(Error::Config(format!(

@@ -185,6 +185,25 @@ impl<D: Driver> GpuBackend<D> {
         self.launch(kernel, grid, (CONV_THREADS, 1, 1), 0, args)
     }
 
+    /// A convolution pass whose `args` already hold its three tensors: the implicit-GEMM kernel and
+    /// grid `fast`, or with reference convolutions the direct kernel `reference`, one thread per
+    /// each of the `outputs` elements of the result.
+    fn launch_conv_pass(
+        &self,
+        shape: &ConvShape,
+        args: KernelArgs,
+        reference: &str,
+        outputs: usize,
+        (kernel, grid): (String, (u32, u32, u32)),
+    ) -> Result<()> {
+        match self.convs {
+            ConvKernels::Reference => {
+                self.launch_1d(reference, outputs, direct_conv_args(args, shape))
+            }
+            ConvKernels::ImplicitGemm => self.launch_conv(&kernel, grid, args.value(&shape.dims())),
+        }
+    }
+
     /// A 1-D grid-stride launch over `n` items.
     fn launch_1d(&self, kernel: &str, n: usize, args: KernelArgs) -> Result<()> {
         let (grid, block) = grid_1d(n);
@@ -282,7 +301,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     // Convolutions: the implicit-GEMM kernels of kernels/conv_{forward,backward_data,
     // backward_filter}.cu, launched as `conv_plan` decides; or, when asked for
-    // (`with_reference_convs`), the one-thread-per-output kernels of kernels/direct_conv_reference.cu.
+    // (`with_conv_kernels(ConvKernels::Reference)`), the one-thread-per-output kernels of
+    // kernels/direct_conv_reference.cu.
     fn conv2d_forward(
         &self,
         x: &Tensor<Self>,
@@ -295,18 +315,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             .ptr(x.buf().ptr)
             .ptr(w.buf().ptr)
             .ptr(y.buf().ptr);
-        match self.convs {
-            ConvKernels::Reference => self.launch_1d(
-                "direct_conv_forward_f32",
-                y.numel(),
-                direct_conv_args(args, &shape),
-            ),
-            ConvKernels::ImplicitGemm => self.launch_conv(
-                &shape.forward_kernel(),
-                shape.forward_grid(),
-                args.value(&shape.dims()),
-            ),
-        }
+        let fast = (shape.forward_kernel(), shape.forward_grid());
+        self.launch_conv_pass(&shape, args, "direct_conv_forward_f32", y.numel(), fast)
     }
 
     fn conv2d_backward_data(
@@ -321,18 +331,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
             .ptr(dy.buf().ptr)
             .ptr(w.buf().ptr)
             .ptr(dx.buf().ptr);
-        match self.convs {
-            ConvKernels::Reference => self.launch_1d(
-                "direct_conv_backward_data_f32",
-                dx.numel(),
-                direct_conv_args(args, &shape),
-            ),
-            ConvKernels::ImplicitGemm => self.launch_conv(
-                &shape.backward_data_kernel(),
-                shape.backward_data_grid(),
-                args.value(&shape.dims()),
-            ),
-        }
+        let fast = (shape.backward_data_kernel(), shape.backward_data_grid());
+        let reference = "direct_conv_backward_data_f32";
+        self.launch_conv_pass(&shape, args, reference, dx.numel(), fast)
     }
 
     fn conv2d_backward_filter(

@@ -343,10 +343,11 @@ impl Driver for CudaDriver {
         let f = self.device.function(kernel)?;
         // SAFETY: the caller guarantees the parameters match the kernel's and every pointer is valid.
         let r = unsafe { result::launch_kernel(f, grid, block, shared_bytes, self.stream, params) };
-        self.check(
-            &format!("launching {kernel} (grid {grid:?}, block {block:?})"),
-            r,
-        )
+        // The message is built only on failure: this is every kernel launch's path.
+        r.map_err(|e| {
+            let what = format!("launching {kernel} (grid {grid:?}, block {block:?})");
+            cuda_error(&self.device.label(), &what, e)
+        })
     }
 
     fn synchronize(&self) -> Result<()> {
