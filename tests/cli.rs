@@ -2,7 +2,7 @@
 //! `--init`, eval against the run's own log, divergence, and every bad input giving a one-line error
 //! without a backtrace.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
@@ -11,6 +11,10 @@ use serde_json::Value;
 
 /// A tiny synthetic set: 256 training and 96 test images, batch 16.
 const DATA: &str = "synthetic:256:96";
+
+#[path = "common/runs.rs"]
+mod runs;
+use runs::{interrupt_once_training, latest, metrics, stderr};
 
 fn cli() -> Command {
     let mut cmd = Command::cargo_bin("resnet-cuda").expect("the binary is built");
@@ -36,25 +40,9 @@ fn train(out: &Path, extra: &[&str]) -> Output {
     cli().args(&args).output().expect("the binary runs")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn tensor(checkpoint: &Path, name: &str) -> Vec<f32> {
     let file = SafeTensors::read(&checkpoint.join("model.safetensors")).unwrap();
     file.f32_values(file.get(name).unwrap()).unwrap()
-}
-
-fn latest(run: &Path) -> PathBuf {
-    run.join(std::fs::read_link(run.join("latest")).expect("latest names a checkpoint"))
 }
 
 /// Asserts a failure with a short message naming `culprit`, and no panic.
@@ -393,43 +381,31 @@ fn bad_inputs_fail_with_a_message_naming_the_culprit() {
 fn ctrl_c_finishes_the_step_saves_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("resnet-cuda"))
-        .args([
-            "train",
-            "--model",
-            "resnet8",
-            "--data",
-            DATA,
-            "--batch-size",
-            "16",
-            "--iters",
-            "100000",
-        ])
-        .args([
-            "--log-every",
-            "1",
-            "--eval-every",
-            "100000",
-            "--save-every",
-            "100000",
-            "--out",
-        ])
-        .arg(&run)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until training is under way (two logged steps), then interrupt.
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 2 {
-        assert!(started.elapsed().as_secs() < 120, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt_once_training(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin!("resnet-cuda"))
+            .args([
+                "train",
+                "--model",
+                "resnet8",
+                "--data",
+                DATA,
+                "--batch-size",
+                "16",
+                "--iters",
+                "100000",
+            ])
+            .args([
+                "--log-every",
+                "1",
+                "--eval-every",
+                "100000",
+                "--save-every",
+                "100000",
+                "--out",
+            ])
+            .arg(&run),
+        &run,
+    );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     let state: Value = serde_json::from_str(

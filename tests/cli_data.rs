@@ -6,11 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
 use common::data_gen::{cifar_file, corrupt_jpeg, write_cifar, write_imagenet};
+
+#[path = "common/runs.rs"]
+mod runs;
+use runs::latest;
 
 fn cli() -> Command {
     let mut cmd = Command::cargo_bin("resnet-cuda").expect("the binary is built");
@@ -28,10 +32,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn latest(run: &Path) -> PathBuf {
-    run.join(std::fs::read_link(run.join("latest")).expect("latest names a checkpoint"))
 }
 
 fn eval_json(checkpoint: &Path, extra: &[&str]) -> serde_json::Value {

@@ -1,12 +1,16 @@
 //! `--replicas N` end to end: a failing replica stops the run with its error (and the last good
 //! checkpoint survives), a replica run resumes exactly, and checkpoints move between replica counts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
 use resnet_cuda::checkpoint::safetensors::SafeTensors;
 use serde_json::Value;
+
+#[path = "common/runs.rs"]
+mod runs;
+use runs::{interrupt_once_training, latest, metrics, stderr};
 
 fn train(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let out = out.to_str().unwrap();
@@ -32,14 +36,6 @@ fn train(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.args(&args).output().expect("the binary runs")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn latest(run: &Path) -> PathBuf {
-    run.join(std::fs::read_link(run.join("latest")).expect("latest names a checkpoint"))
-}
-
 /// Every tensor of a checkpoint's model file (weights, BN statistics), as raw bytes by name.
 fn weights(checkpoint: &Path) -> Vec<(String, Vec<u8>)> {
     let file = SafeTensors::read(&checkpoint.join("model.safetensors")).unwrap();
@@ -59,14 +55,6 @@ fn assert_same_weights(a: &Path, b: &Path) {
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(x == y, "tensor {name} differs");
     }
-}
-
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn train_iters(run: &Path) -> Vec<u64> {
@@ -246,34 +234,23 @@ fn diverging_replicas_stop_together_with_the_divergence_error() {
 fn ctrl_c_stops_every_replica_after_the_step_and_saves() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("resnet-cuda"))
-        .env("RAYON_NUM_THREADS", "2")
-        .args(["train", "--model", "resnet8", "--data", "synthetic:64:16"])
-        .args(["--batch-size", "8", "--replicas", "2", "--iters", "100000"])
-        .args([
-            "--log-every",
-            "1",
-            "--eval-every",
-            "100000",
-            "--save-every",
-            "100000",
-        ])
-        .arg("--out")
-        .arg(&run)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 2 {
-        assert!(started.elapsed().as_secs() < 120, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt_once_training(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin!("resnet-cuda"))
+            .env("RAYON_NUM_THREADS", "2")
+            .args(["train", "--model", "resnet8", "--data", "synthetic:64:16"])
+            .args(["--batch-size", "8", "--replicas", "2", "--iters", "100000"])
+            .args([
+                "--log-every",
+                "1",
+                "--eval-every",
+                "100000",
+                "--save-every",
+                "100000",
+            ])
+            .arg("--out")
+            .arg(&run),
+        &run,
+    );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(latest(&run).join("run_state.json")).unwrap(),
