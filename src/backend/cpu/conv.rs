@@ -13,8 +13,9 @@
 //! on a column buffer small enough to stay in cache; a batch too small to split uses one parallel GEMM.
 //!
 //! On x86-64 with AVX2 and FMA, f32 convolutions whose computed channels (`K`, or `C` for
-//! backward-data) come in multiples of 16 take the direct path of `conv_direct` instead; f64 (the
-//! gradient checks' reference) and other shapes stay here.
+//! backward-data) come in multiples of 16 take the direct path of `conv_direct` instead, and the
+//! 3x3 stride-1 pad-1 ones with both channel counts in multiples of 16 the Winograd path of
+//! `winograd`; f64 (the gradient checks' reference) and other shapes stay here.
 
 use rayon::prelude::*;
 
@@ -154,12 +155,15 @@ fn weights_t<'a, T>(d: &ConvDims, w: &'a [T]) -> MatRef<'a, T> {
 #[cfg(target_arch = "x86_64")]
 mod direct {
     use super::super::conv_direct::{self, as_f32, as_f32_mut};
+    use super::super::winograd;
     use super::ConvDims;
 
     /// 1x1 stride-1 convolutions are plain GEMMs on `x` itself: they stay on that path.
     pub fn forward<T: 'static>(d: &ConvDims, x: &[T], w: &[T], y: &mut [T]) -> bool {
         match (as_f32(x), as_f32(w), as_f32_mut(y)) {
-            (Some(x), Some(w), Some(y)) if !d.is_pointwise() => conv_direct::forward(d, x, w, y),
+            (Some(x), Some(w), Some(y)) if !d.is_pointwise() => {
+                winograd::forward(d, x, w, y) || conv_direct::forward(d, x, w, y)
+            }
             _ => false,
         }
     }
@@ -167,7 +171,7 @@ mod direct {
     pub fn backward_data<T: 'static>(d: &ConvDims, dy: &[T], w: &[T], dx: &mut [T]) -> bool {
         match (as_f32(dy), as_f32(w), as_f32_mut(dx)) {
             (Some(dy), Some(w), Some(dx)) if !d.is_pointwise() => {
-                conv_direct::backward_data(d, dy, w, dx)
+                winograd::backward_data(d, dy, w, dx) || conv_direct::backward_data(d, dy, w, dx)
             }
             _ => false,
         }
@@ -176,7 +180,8 @@ mod direct {
     pub fn backward_filter<T: 'static>(d: &ConvDims, x: &[T], dy: &[T], dw: &mut [T]) -> bool {
         match (as_f32(x), as_f32(dy), as_f32_mut(dw)) {
             (Some(x), Some(dy), Some(dw)) if !d.is_pointwise() => {
-                conv_direct::backward_filter(d, x, dy, dw)
+                winograd::backward_filter(d, x, dy, dw)
+                    || conv_direct::backward_filter(d, x, dy, dw)
             }
             _ => false,
         }

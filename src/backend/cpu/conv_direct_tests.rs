@@ -7,7 +7,7 @@ use super::CpuBackend;
 use crate::backend::Conv2dGeometry;
 
 /// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f64> {
+pub(super) fn values(len: usize, seed: u64) -> Vec<f64> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -20,7 +20,7 @@ fn values(len: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f64], reduction: usize) {
+pub(super) fn assert_close(what: &str, got: &[f32], want: &[f64], reduction: usize) {
     let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let bound = 8.0 * f64::from(f32::EPSILON) * (reduction as f64).sqrt() * scale;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -69,7 +69,7 @@ fn check(case: [usize; 8]) {
     assert_eq!(dw32, again, "backward-filter {case:?} reproducible");
 }
 
-fn on_two_threads(f: impl FnOnce() + Send) {
+pub(super) fn on_two_threads(f: impl FnOnce() + Send) {
     rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()

@@ -31,6 +31,19 @@ impl PadSpec {
         vec![0.0; self.len()]
     }
 
+    /// Zeroes the border of a reused buffer (everything [`Self::fill`] does not write).
+    pub fn zero_border(&self, buf: &mut [f32]) {
+        let (c, row) = (self.c, self.cols * self.c);
+        for (r, line) in buf[..self.len()].chunks_exact_mut(row).enumerate() {
+            if r < self.top || r >= self.top + self.h {
+                line.fill(0.0);
+            } else {
+                line[..self.left * c].fill(0.0);
+                line[(self.left + self.w) * c..].fill(0.0);
+            }
+        }
+    }
+
     pub fn fill(&self, image: &[f32], buf: &mut [f32]) {
         let row = self.w * self.c;
         assert_eq!(image.len(), self.h * row, "padded image size");

@@ -24,6 +24,14 @@ mod linear;
 mod loss;
 pub mod matmul;
 mod pool;
+#[cfg(target_arch = "x86_64")]
+mod scratch;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod winograd_tests;
+#[cfg(target_arch = "x86_64")]
+mod winograd_transforms;
 
 use std::marker::PhantomData;
 use std::sync::Mutex;
