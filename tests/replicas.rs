@@ -1,6 +1,6 @@
 //! Data-parallel replicas (`--replicas N`) against one replica that accumulates the gradients of the
 //! same N micro-batches: after K steps every replica holds the same weights, bit for bit, and they
-//! equal the accumulating replica's.
+//! equal the accumulating replica's. The gradient buckets' size changes nothing, bit for bit.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -51,6 +51,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         out: out.to_path_buf(),
         init: None,
         workers: None,
+        bucket_mb: None,
     }
 }
 
@@ -196,4 +197,46 @@ fn two_emulator_replicas_equal_one_emulator_replica_accumulating() {
     .unwrap();
     let reference = accumulating_reference(&GpuBackend::emulator(), &cfg, 2);
     assert_replicas_match_reference(&run.weights, &reference);
+}
+
+/// Bits of every replica's weights after a run with gradient buckets of `bucket_mb` megabytes.
+fn weights_with_buckets(bucket_mb: f64) -> Vec<Vec<u32>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir.path().join("run"), 2, 12, 3);
+    cfg.bucket_mb = Some(bucket_mb);
+    let stop = AtomicBool::new(false);
+    let run = train_replicas(&cfg, None, &stop, &options(), |_| {
+        Ok(CpuBackend::<f32>::new())
+    })
+    .unwrap();
+    run.weights
+        .iter()
+        .map(|w| w.iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+/// Tolerance: none. Every element of a gradient is summed across replicas in rank order and
+/// divided by the replica count whichever bucket carries it, so the bucket size may change only
+/// how the values travel, never a bit of the result. resnet8 has about 78k parameters (312 KB of
+/// gradients): 1 KB buckets hold one parameter each (most are larger than 1 KB), 64 KB buckets
+/// group several small ones, and 1000 MB holds them all in one bucket.
+#[test]
+fn bucket_sizes_give_bit_identical_weights() {
+    let one_bucket = weights_with_buckets(1000.0);
+    for mb in [0.001, 0.064] {
+        let bucketed = weights_with_buckets(mb);
+        for (rank, (a, b)) in bucketed.iter().zip(&one_bucket).enumerate() {
+            assert!(
+                a == b,
+                "replica {rank}: --bucket-mb {mb} differs from one bucket"
+            );
+        }
+    }
+    // The replicas agree with each other and with one replica accumulating the micro-batches.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir.path().join("run"), 2, 12, 3);
+    let reference = accumulating_reference(&CpuBackend::<f32>::new(), &cfg, 2);
+    let as_f32 = |bits: &Vec<u32>| bits.iter().map(|&b| f32::from_bits(b)).collect::<Vec<_>>();
+    let weights: Vec<Vec<f32>> = one_bucket.iter().map(as_f32).collect();
+    assert_replicas_match_reference(&weights, &reference);
 }

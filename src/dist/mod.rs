@@ -7,6 +7,8 @@
 //! batch, the update equals one replica's update on the whole batch, up to batch norm, whose statistics
 //! stay per replica (per micro-batch) as in the paper.
 
+pub mod buckets;
+pub mod comm_thread;
 pub mod gpus;
 mod host;
 pub mod nccl;
@@ -19,7 +21,9 @@ use crate::error::Result;
 /// The operations a group of `world_size` replicas perform together. Every member must call the same
 /// operations in the same order with buffers of the same length; each call returns once every member
 /// has made it, or with an error as soon as any member has failed (see [`Collective::abort`]).
-pub trait Collective: Send {
+/// `Sync`, because a replica's communication thread runs its all-reduces while the replica's own
+/// thread may abort it (`comm_thread`).
+pub trait Collective: Send + Sync {
     /// This member's index, `0..world_size`.
     fn rank(&self) -> usize;
     /// The number of members.

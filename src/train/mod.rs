@@ -6,6 +6,7 @@
 //! the checkpointed state (weights, momentum, BN statistics, data cursor, schedule state). A run
 //! resumed from a checkpoint reproduces the uninterrupted run bit for bit on the same machine.
 
+mod bucketed;
 mod config;
 mod feed;
 mod progress;
@@ -339,10 +340,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 &mut labels,
             )?;
             x.copy_from_slice(self.be, &pixels)?;
-            let mut stats = self.net.forward_backward(self.be, &x, &labels)?;
-            if let Some(r) = &mut self.replica {
-                r.all_reduce_gradients(self.be, &mut self.net, &mut stats)?;
-            }
+            let stats = match &mut self.replica {
+                Some(r) => r.forward_backward(self.be, &mut self.net, &x, &labels)?,
+                None => self.net.forward_backward(self.be, &x, &labels)?,
+            };
             if !stats.loss.is_finite() {
                 if let Some(p) = &progress {
                     p.finish();

@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use crate::backend::{Backend, LossStats};
 use crate::data::batch::MeanImage;
+use crate::dist::buckets::cap_elements;
+use crate::dist::comm_thread::CommThread;
 use crate::dist::{broadcast_f64, Collective, HostGroup, HostMember};
 use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::tensor::Tensor;
 
+use super::bucketed::BucketedGradients;
 use super::{Outcome, TrainConfig};
 
 /// The environment variable that injects a replica fault, for tests: `RANK:ITERATION` makes replica
@@ -159,14 +162,30 @@ fn run_one<B: Backend<Elem = f32>>(
     make_backend: &(impl Fn(usize) -> Result<B> + Sync),
 ) -> Result<(Outcome, Vec<f32>)> {
     let rank = member.rank();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let be = make_backend(rank)?;
-        let replica = Replica::new(&member, fault);
-        let mut trainer = super::Trainer::new(&be, cfg, resume, Some(replica))?;
-        let outcome = trainer.run(stop)?;
-        let weights = flat_params(&be, &mut trainer.net)?;
-        Ok((outcome, weights))
-    }));
+    // The scope joins the replica's communication thread; the group is aborted on failure before
+    // the scope ends, which releases that thread if it is blocked in a collective.
+    std::thread::scope(|scope| {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let be = make_backend(rank)?;
+            let comm = CommThread::spawn(scope, &member)?;
+            let cap = cap_elements(cfg.bucket_mb.unwrap_or(DEFAULT_BUCKET_MB));
+            let replica = Replica::new(&member, comm, cap, fault);
+            let mut trainer = super::Trainer::new(&be, cfg, resume, Some(replica))?;
+            let outcome = trainer.run(stop)?;
+            let weights = flat_params(&be, &mut trainer.net)?;
+            Ok((outcome, weights))
+        }));
+        report_failure(&member, rank, result)
+    })
+}
+
+/// A replica's result with a panic turned into its error; on failure the group is told (the first
+/// failure wins, so every replica then reports the same one).
+fn report_failure<T>(
+    member: &HostMember,
+    rank: usize,
+    result: std::thread::Result<Result<T>>,
+) -> Result<T> {
     let result = result.unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
@@ -207,20 +226,38 @@ pub fn flat_params<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Resu
     outcome.map(|()| out)
 }
 
+/// Gradient buckets of this many megabytes unless `--bucket-mb` says otherwise (PyTorch DDP's
+/// default `bucket_cap_mb`).
+pub const DEFAULT_BUCKET_MB: f64 = 25.0;
+
 /// A replica's side of the group, as the trainer sees it.
 pub(super) struct Replica<'g> {
     group: &'g dyn Collective,
     fault: Option<Fault>,
-    /// Host staging for gradients (and the loss statistics after them), reused every step.
+    /// Host staging for broadcasts and batch-norm statistics, reused.
     flat: Vec<f32>,
+    /// Runs the gradient all-reduces while backward goes on.
+    comm: CommThread,
+    /// Bucket size in elements.
+    bucket_cap: usize,
+    /// The gradient buckets, planned at the first step.
+    buckets: Option<BucketedGradients>,
 }
 
 impl<'g> Replica<'g> {
-    pub fn new(group: &'g dyn Collective, fault: Option<Fault>) -> Self {
+    pub fn new(
+        group: &'g dyn Collective,
+        comm: CommThread,
+        bucket_cap: usize,
+        fault: Option<Fault>,
+    ) -> Self {
         Replica {
             group,
             fault,
             flat: Vec::new(),
+            comm,
+            bucket_cap,
+            buckets: None,
         }
     }
 
@@ -289,46 +326,22 @@ impl<'g> Replica<'g> {
         outcome
     }
 
-    /// Every replica's gradients become their mean over the replicas, and `stats` the statistics of
-    /// the whole global batch (mean loss, summed counts). One all-reduce carries both.
-    pub fn all_reduce_gradients<B: Backend<Elem = f32>>(
+    /// Forward, loss and backward on this replica's slice `x`, with the gradients all-reduced in
+    /// buckets while backward runs: afterwards every gradient is the mean over the replicas and the
+    /// statistics are those of the whole global batch (mean loss, summed counts).
+    pub fn forward_backward<B: Backend<Elem = f32>>(
         &mut self,
         be: &B,
         net: &mut Network<B>,
-        stats: &mut LossStats,
-    ) -> Result<()> {
-        let flat = &mut self.flat;
-        flat.clear();
-        let mut gathered = Ok(());
-        net.visit_params(&mut |p| {
-            if gathered.is_ok() {
-                gathered = p.grad.to_vec(be).map(|g| flat.extend(g));
-            }
-        });
-        gathered?;
-        let grads = flat.len();
-        flat.extend([
-            stats.loss as f32,
-            stats.top1_correct as f32,
-            stats.top5_correct as f32,
-        ]);
-        self.group.all_reduce_sum(flat)?;
-        let n = self.group.world_size() as f32;
-        // Counts up to 2^24 are exact in f32.
-        stats.loss = f64::from(flat[grads] / n);
-        stats.top1_correct = flat[grads + 1] as usize;
-        stats.top5_correct = flat[grads + 2] as usize;
-        let mut offset = 0;
-        let mut outcome = Ok(());
-        net.visit_params(&mut |p| {
-            if outcome.is_ok() {
-                let g = &mut flat[offset..offset + p.grad.numel()];
-                g.iter_mut().for_each(|v| *v /= n);
-                offset += g.len();
-                outcome = p.grad.copy_from_slice(be, g);
-            }
-        });
-        outcome
+        x: &Tensor<B>,
+        labels: &[u32],
+    ) -> Result<LossStats> {
+        let cap = self.bucket_cap;
+        let buckets = self
+            .buckets
+            .get_or_insert_with(|| BucketedGradients::new(net, cap));
+        let world = self.group.world_size();
+        buckets.forward_backward(be, net, x, labels, &mut self.comm, world)
     }
 
     /// Rank 0's decision on every replica: whether Ctrl-C stops the run now.

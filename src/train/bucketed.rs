@@ -1,0 +1,117 @@
+//! A replica's training step with its gradients all-reduced in buckets while backward runs.
+//!
+//! Forward and the loss run as usual; the loss statistics leave first, in a small all-reduce of
+//! their own. Backward then runs layer by layer from the classifier down; after each layer its
+//! parameter gradients are copied into their buckets' host buffers (`dist::buckets`), and every
+//! bucket that is now complete goes to the replica's communication thread (`dist::comm_thread`),
+//! which sums it across the replicas while backward continues. Once backward is done the step
+//! waits for every bucket and writes `sum / world_size` back into each gradient.
+//!
+//! The result is bit for bit the one of summing all gradients in one buffer after backward: the
+//! host all-reduce adds each element across ranks in rank order whatever buffer it sits in, and the
+//! division by the world size is the same one f32 operation per element, so only how the elements
+//! are grouped into messages changes, never the arithmetic.
+
+use crate::backend::{Backend, LossStats};
+use crate::dist::buckets::BucketPlan;
+use crate::dist::comm_thread::CommThread;
+use crate::error::Result;
+use crate::models::Network;
+use crate::nn::Mode;
+use crate::tensor::Tensor;
+
+/// The tag of the loss statistics' all-reduce (bucket tags are bucket numbers).
+const STATS_TAG: usize = usize::MAX;
+
+/// The buckets of one replica's network and their host buffers, reused every step.
+pub(super) struct BucketedGradients {
+    plan: BucketPlan,
+    /// Each bucket's buffer while it is home; empty while it is with the communication thread.
+    buffers: Vec<Vec<f32>>,
+    stats: Vec<f32>,
+}
+
+impl BucketedGradients {
+    /// The buckets of `net`'s gradients, closed at `cap` elements.
+    pub fn new<B: Backend<Elem = f32>>(net: &mut Network<B>, cap: usize) -> Self {
+        let sizes: Vec<Vec<usize>> = (0..net.num_layers())
+            .map(|i| net.layer_param_sizes(i))
+            .collect();
+        let plan = BucketPlan::new(&sizes, cap);
+        let buffers = plan.bucket_lens().iter().map(|&n| vec![0.0; n]).collect();
+        BucketedGradients {
+            plan,
+            buffers,
+            stats: Vec::with_capacity(3),
+        }
+    }
+
+    /// Forward in training mode, loss and backward on `x`, after which every gradient of `net` is
+    /// the mean over the `world_size` replicas and the statistics are those of the global batch
+    /// (mean loss, summed counts).
+    pub fn forward_backward<B: Backend<Elem = f32>>(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+        x: &Tensor<B>,
+        labels: &[u32],
+        comm: &mut CommThread,
+        world_size: usize,
+    ) -> Result<LossStats> {
+        net.forward(be, x, Mode::Train)?;
+        let mut stats = net.loss(be, labels)?;
+        let mut flat_stats = std::mem::take(&mut self.stats);
+        flat_stats.clear();
+        flat_stats.extend([
+            stats.loss as f32,
+            stats.top1_correct as f32,
+            stats.top5_correct as f32,
+        ]);
+        comm.all_reduce(STATS_TAG, flat_stats)?;
+
+        let (plan, buffers) = (&self.plan, &mut self.buffers);
+        net.backward_with(be, x, &mut |layer, done| {
+            let mut param = plan.layer_params(layer).start;
+            let mut copied = Ok(());
+            done.visit_params(&mut |p| {
+                let slot = plan.slot(param);
+                param += 1;
+                if copied.is_ok() {
+                    let dst = &mut buffers[slot.bucket][slot.offset..slot.offset + slot.len];
+                    copied = be.download(p.grad.buf(), dst);
+                }
+            });
+            copied?;
+            for bucket in plan.ready_after(layer) {
+                comm.all_reduce(bucket, std::mem::take(&mut buffers[bucket]))?;
+            }
+            Ok(())
+        })?;
+
+        while comm.in_flight() > 0 {
+            let (tag, buf) = comm.wait()?;
+            match tag {
+                STATS_TAG => self.stats = buf,
+                bucket => self.buffers[bucket] = buf,
+            }
+        }
+        let n = world_size as f32;
+        // Counts up to 2^24 are exact in f32.
+        stats.loss = f64::from(self.stats[0] / n);
+        stats.top1_correct = self.stats[1] as usize;
+        stats.top5_correct = self.stats[2] as usize;
+        let (plan, buffers) = (&self.plan, &mut self.buffers);
+        let mut param = 0;
+        let mut written = Ok(());
+        net.visit_params(&mut |p| {
+            let slot = plan.slot(param);
+            param += 1;
+            if written.is_ok() {
+                let g = &mut buffers[slot.bucket][slot.offset..slot.offset + slot.len];
+                g.iter_mut().for_each(|v| *v /= n);
+                written = p.grad.copy_from_slice(be, g);
+            }
+        });
+        written.map(|()| stats)
+    }
+}
