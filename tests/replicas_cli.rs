@@ -122,6 +122,17 @@ fn a_batch_that_does_not_split_evenly_is_refused() {
     );
 }
 
+#[test]
+fn a_bucket_size_that_is_not_positive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(
+        &dir.path().join("run"),
+        &["--replicas", "2", "--bucket-mb", "0"],
+        &[],
+    );
+    assert_fails_with(&o, "--bucket-mb: must be a positive number, got 0");
+}
+
 /// Two replicas stopped after 3 steps and resumed reach the same weights as two replicas run
 /// straight through, bit for bit; the same checkpoint also continues on one replica, and a
 /// one-replica checkpoint continues on two.

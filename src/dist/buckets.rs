@@ -205,7 +205,7 @@ mod tests {
             }
         );
         assert_eq!(plan.ready_after(0), 0..1);
-        assert_eq!(plan.ready_after(4), 0..0);
+        assert!(plan.ready_after(4).is_empty());
     }
 
     #[test]
@@ -217,9 +217,8 @@ mod tests {
         assert_eq!(plan.ready_after(4), 0..1);
         assert_eq!(plan.ready_after(3), 1..2);
         assert_eq!(plan.ready_after(2), 2..3);
-        assert_eq!(
-            plan.ready_after(1),
-            3..3,
+        assert!(
+            plan.ready_after(1).is_empty(),
             "the pooling layer completes nothing"
         );
         assert_eq!(plan.ready_after(0), 3..5);
