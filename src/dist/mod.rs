@@ -12,6 +12,8 @@ pub mod comm_thread;
 pub mod gpus;
 mod host;
 pub mod nccl;
+pub mod nccl_comm;
+pub mod nccl_ffi;
 pub mod rendezvous;
 
 pub use host::{HostGroup, HostMember};
@@ -37,6 +39,8 @@ pub trait Collective: Send + Sync {
     /// Marks this member as failed with `reason`: every member blocked in (or later entering) a
     /// collective returns an error naming this rank and the reason.
     fn abort(&self, reason: &str);
+    /// The first failure recorded in the group (as far as this member knows): `(rank, reason)`.
+    fn failure(&self) -> Option<(usize, String)>;
 }
 
 /// Rank 0's `value` on every rank, bit for bit (an `f64` travels as two `f32` bit patterns, since a

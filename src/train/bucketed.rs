@@ -20,11 +20,50 @@ use crate::models::Network;
 use crate::nn::Mode;
 use crate::tensor::Tensor;
 
+use super::replicas::GradientSync;
+
+/// The host path of a replica's gradients: buckets summed by its communication thread.
+pub(super) struct HostGradients {
+    comm: CommThread,
+    /// Bucket size in elements.
+    cap: usize,
+    world_size: usize,
+    /// Planned at the first step, from the network.
+    buckets: Option<BucketedGradients>,
+}
+
+impl HostGradients {
+    pub fn new(comm: CommThread, cap: usize, world_size: usize) -> Self {
+        HostGradients {
+            comm,
+            cap,
+            world_size,
+            buckets: None,
+        }
+    }
+}
+
+impl<B: Backend<Elem = f32>> GradientSync<B> for HostGradients {
+    fn forward_backward(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+        x: &Tensor<B>,
+        labels: &[u32],
+    ) -> Result<LossStats> {
+        let cap = self.cap;
+        let buckets = self
+            .buckets
+            .get_or_insert_with(|| BucketedGradients::new(net, cap));
+        buckets.forward_backward(be, net, x, labels, &mut self.comm, self.world_size)
+    }
+}
+
 /// The tag of the loss statistics' all-reduce (bucket tags are bucket numbers).
 const STATS_TAG: usize = usize::MAX;
 
 /// The buckets of one replica's network and their host buffers, reused every step.
-pub(super) struct BucketedGradients {
+struct BucketedGradients {
     plan: BucketPlan,
     /// Each bucket's buffer while it is home; empty while it is with the communication thread.
     buffers: Vec<Vec<f32>>,

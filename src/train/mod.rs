@@ -9,6 +9,8 @@
 mod bucketed;
 mod config;
 mod feed;
+mod nccl_buckets;
+pub mod nccl_replicas;
 mod progress;
 pub mod replicas;
 mod run_dir;
@@ -175,7 +177,8 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     if driver == "cuda" {
         eprintln!("device: {}", gpu.driver().name());
     }
-    Trainer::new(&gpu, cfg, resume, None)?.run(stop)
+    let outcome = Trainer::new(&gpu, cfg, resume, None)?.run(stop);
+    outcome
 }
 
 /// The state of a run that has not started.
@@ -204,7 +207,7 @@ struct Trainer<'a, B: Backend<Elem = f32>> {
     state: RunState,
     run_dir: PathBuf,
     /// This trainer's place among data-parallel replicas; `None` for a single replica.
-    replica: Option<Replica<'a>>,
+    replica: Option<Replica<'a, B>>,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
@@ -212,7 +215,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         be: &'a B,
         cfg: TrainConfig,
         resume: Option<RunState>,
-        mut replica: Option<Replica<'a>>,
+        mut replica: Option<Replica<'a, B>>,
     ) -> Result<Self> {
         // Among replicas, rank 0 alone creates the run folder, reads --init and computes the mean
         // image; the others receive the mean image and the weights from it.

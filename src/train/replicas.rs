@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::tensor::Tensor;
 
-use super::bucketed::BucketedGradients;
+use super::bucketed::HostGradients;
 use super::{Outcome, TrainConfig};
 
 /// The environment variable that injects a replica fault, for tests: `RANK:ITERATION` makes replica
@@ -138,6 +138,12 @@ where
             })
             .collect()
     });
+    collect_run(results)
+}
+
+/// The run of replicas whose threads returned `results` (in rank order): the first failure, or the
+/// first replica's outcome and everyone's weights.
+pub(super) fn collect_run(results: Vec<Result<(Outcome, Vec<f32>)>>) -> Result<ReplicaRun> {
     let mut outcome = None;
     let mut weights = Vec::new();
     for result in results {
@@ -169,24 +175,34 @@ fn run_one<B: Backend<Elem = f32>>(
             let be = make_backend(rank)?;
             let comm = CommThread::spawn(scope, &member)?;
             let cap = cap_elements(cfg.bucket_mb.unwrap_or(DEFAULT_BUCKET_MB));
-            let replica = Replica::new(&member, comm, cap, fault);
-            let mut trainer = super::Trainer::new(&be, cfg, resume, Some(replica))?;
-            let outcome = trainer.run(stop)?;
-            let weights = flat_params(&be, &mut trainer.net)?;
-            Ok((outcome, weights))
+            let gradients = HostGradients::new(comm, cap, member.world_size());
+            run_trainer(&be, &member, Box::new(gradients), cfg, resume, stop, fault)
         }));
-        report_failure(&member, rank, result)
+        tell_group(&member, rank, panic_to_error(rank, result))
     })
 }
 
-/// A replica's result with a panic turned into its error; on failure the group is told (the first
-/// failure wins, so every replica then reports the same one).
-fn report_failure<T>(
-    member: &HostMember,
-    rank: usize,
-    result: std::thread::Result<Result<T>>,
-) -> Result<T> {
-    let result = result.unwrap_or_else(|payload| {
+/// Trains one replica on `be` in `group`, its gradients summed by `gradients`: rank 0's outcome and
+/// this replica's final parameters.
+pub(super) fn run_trainer<'g, B: Backend<Elem = f32>>(
+    be: &'g B,
+    group: &'g dyn Collective,
+    gradients: Box<dyn GradientSync<B> + 'g>,
+    cfg: TrainConfig,
+    resume: Option<super::RunState>,
+    stop: &AtomicBool,
+    fault: Option<Fault>,
+) -> Result<(Outcome, Vec<f32>)> {
+    let replica = Replica::new(group, gradients, fault);
+    let mut trainer = super::Trainer::new(be, cfg, resume, Some(replica))?;
+    let outcome = trainer.run(stop)?;
+    let weights = flat_params(be, &mut trainer.net)?;
+    Ok((outcome, weights))
+}
+
+/// A replica thread's result with a panic turned into an error naming the replica.
+pub(super) fn panic_to_error<T>(rank: usize, result: std::thread::Result<Result<T>>) -> Result<T> {
+    result.unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -196,19 +212,24 @@ fn report_failure<T>(
             rank,
             message: format!("panicked: {what}"),
         })
-    });
+    })
+}
+
+/// On failure, tells the group (the first failure wins, so every replica then reports the same
+/// one) and returns the group's first failure.
+pub(super) fn tell_group<T>(group: &dyn Collective, rank: usize, result: Result<T>) -> Result<T> {
     if let Err(e) = &result {
         match e {
             // Every replica sees the same all-reduced loss and stops at the same step: no one
             // replica is at fault, and no one waits in a collective.
             Error::Diverged { .. } => return result,
-            Error::Replica { rank: r, message } if *r == rank => member.abort(message),
+            Error::Replica { rank: r, message } if *r == rank => group.abort(message),
             // Another replica's failure reached us through a collective: it is already recorded.
             Error::Replica { .. } => {}
-            other => member.abort(&other.to_string()),
+            other => group.abort(&other.to_string()),
         }
     }
-    result.map_err(|e| match member.failure() {
+    result.map_err(|e| match group.failure() {
         Some((rank, message)) => Error::Replica { rank, message },
         None => e,
     })
@@ -230,34 +251,41 @@ pub fn flat_params<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Resu
 /// default `bucket_cap_mb`).
 pub const DEFAULT_BUCKET_MB: f64 = 25.0;
 
+/// How a replica's training step sums its gradients with the other replicas': on the host through
+/// a communication thread (`super::bucketed`), or on the GPU with NCCL (`super::nccl_buckets`).
+pub(super) trait GradientSync<B: Backend>: Send {
+    /// Forward, loss and backward on this replica's slice `x`, after which every gradient of `net`
+    /// is the mean over the replicas and the statistics are those of the whole global batch (mean
+    /// loss, summed counts).
+    fn forward_backward(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+        x: &Tensor<B>,
+        labels: &[u32],
+    ) -> Result<LossStats>;
+}
+
 /// A replica's side of the group, as the trainer sees it.
-pub(super) struct Replica<'g> {
+pub(super) struct Replica<'g, B: Backend> {
     group: &'g dyn Collective,
     fault: Option<Fault>,
     /// Host staging for broadcasts and batch-norm statistics, reused.
     flat: Vec<f32>,
-    /// Runs the gradient all-reduces while backward goes on.
-    comm: CommThread,
-    /// Bucket size in elements.
-    bucket_cap: usize,
-    /// The gradient buckets, planned at the first step.
-    buckets: Option<BucketedGradients>,
+    gradients: Box<dyn GradientSync<B> + 'g>,
 }
 
-impl<'g> Replica<'g> {
+impl<'g, B: Backend<Elem = f32>> Replica<'g, B> {
     pub fn new(
         group: &'g dyn Collective,
-        comm: CommThread,
-        bucket_cap: usize,
+        gradients: Box<dyn GradientSync<B> + 'g>,
         fault: Option<Fault>,
     ) -> Self {
         Replica {
             group,
             fault,
             flat: Vec::new(),
-            comm,
-            bucket_cap,
-            buckets: None,
+            gradients,
         }
     }
 
@@ -293,22 +321,14 @@ impl<'g> Replica<'g> {
     }
 
     /// Rank 0's parameters and batch-norm running statistics on every replica.
-    pub fn broadcast_weights<B: Backend<Elem = f32>>(
-        &mut self,
-        be: &B,
-        net: &mut Network<B>,
-    ) -> Result<()> {
+    pub fn broadcast_weights(&mut self, be: &B, net: &mut Network<B>) -> Result<()> {
         let group = self.group;
         each_state_tensor(be, net, &mut self.flat, |buf| group.broadcast(buf))
     }
 
     /// Replaces every replica's batch-norm running statistics by their mean over the replicas, so
     /// that evaluation and checkpoints see the statistics of all the data, not one slice.
-    pub fn average_batch_norms<B: Backend<Elem = f32>>(
-        &mut self,
-        be: &B,
-        net: &mut Network<B>,
-    ) -> Result<()> {
+    pub fn average_batch_norms(&mut self, be: &B, net: &mut Network<B>) -> Result<()> {
         let n = self.group.world_size() as f32;
         let (group, flat) = (self.group, &mut self.flat);
         let mut outcome = Ok(());
@@ -329,19 +349,14 @@ impl<'g> Replica<'g> {
     /// Forward, loss and backward on this replica's slice `x`, with the gradients all-reduced in
     /// buckets while backward runs: afterwards every gradient is the mean over the replicas and the
     /// statistics are those of the whole global batch (mean loss, summed counts).
-    pub fn forward_backward<B: Backend<Elem = f32>>(
+    pub fn forward_backward(
         &mut self,
         be: &B,
         net: &mut Network<B>,
         x: &Tensor<B>,
         labels: &[u32],
     ) -> Result<LossStats> {
-        let cap = self.bucket_cap;
-        let buckets = self
-            .buckets
-            .get_or_insert_with(|| BucketedGradients::new(net, cap));
-        let world = self.group.world_size();
-        buckets.forward_backward(be, net, x, labels, &mut self.comm, world)
+        self.gradients.forward_backward(be, net, x, labels)
     }
 
     /// Rank 0's decision on every replica: whether Ctrl-C stops the run now.
