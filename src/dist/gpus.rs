@@ -1,10 +1,8 @@
 //! Whether `--gpus N` can run here, and if not, the one thing missing, as one line: a usable CUDA
 //! driver, N GPUs, and embedded kernels that fit each of them.
 //!
-//! NCCL is not needed yet: today's `--gpus N` sums gradients through host memory (the replicas'
-//! host all-reduce), which works on one machine without it. The NCCL all-reduce of device buffers,
-//! overlapped with backward, is the next step; `super::nccl` already finds the library, and
-//! `resnet-cuda info` says whether it is here.
+//! NCCL is checked afterwards (`super::launch`): it is needed across machines, and on one machine
+//! its absence only costs speed.
 
 use crate::backend::gpu::cuda_info::{self, DriverStatus};
 use crate::error::{Error, Result};
@@ -17,7 +15,7 @@ pub fn check(gpus: usize) -> Result<()> {
     let fail = |why: String| Err(error(why));
     let cpu_hint = format!("(--device cpu --replicas {gpus} runs data parallelism on the CPU)");
     // A multi-node launch with a broken environment is reported before anything else is probed.
-    let world = WorldEnv::from_env()?;
+    WorldEnv::from_env()?;
     match cuda_info::probe() {
         DriverStatus::NotFound { reason } => {
             return fail(format!("no usable CUDA GPU: {reason} {cpu_hint}"))
@@ -33,13 +31,6 @@ pub fn check(gpus: usize) -> Result<()> {
             ))
         }
         DriverStatus::Found { .. } => {}
-    }
-    if let Some(w) = world.filter(|w| w.world_size > 1) {
-        return fail(format!(
-            "a launch of {} processes (this one rank {}): several machines are not wired into \
-             train yet; run one process",
-            w.world_size, w.rank
-        ));
     }
     match (0..gpus).find(|&i| !cuda_info::gpu_ready(i)) {
         Some(i) => fail(format!(

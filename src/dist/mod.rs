@@ -11,6 +11,7 @@ pub mod buckets;
 pub mod comm_thread;
 pub mod gpus;
 mod host;
+pub mod launch;
 pub mod nccl;
 pub mod nccl_comm;
 pub mod nccl_ffi;

@@ -33,7 +33,7 @@ pub enum ReduceOp {
 }
 
 /// `ncclUniqueId`: what rank 0 makes and every rank needs to join the communicator.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct UniqueId {
     pub internal: [c_char; 128],

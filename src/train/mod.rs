@@ -32,6 +32,7 @@ use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{DataCursor, MeanImage};
 use crate::data::{self, DataSets};
+use crate::dist::launch::{self, GpuComms};
 use crate::error::{Error, Result};
 use crate::models::{ModelConfig, Network};
 use crate::nn::ShortcutOption;
@@ -120,23 +121,10 @@ pub fn open_gpu(driver: &str) -> Result<GpuBackend<DynDriver>> {
 /// replicated, uses `GpuBackend<DynDriver>`, so the trainer is compiled for two backends only.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
-    let device = select_device(cfg.device, cfg.gpus)?;
-    if cfg.gpus > 1 {
-        if cfg.replicas > 1 {
-            return Err(Error::Config(format!(
-                "--gpus {} with --replicas {}: --gpus N already runs one replica per GPU",
-                cfg.gpus, cfg.replicas
-            )));
-        }
-        let options = ReplicaOptions::from_env()?;
-        let n = cfg.gpus;
-        eprintln!("device: {n} CUDA GPUs, one replica each (gradients summed through host memory)");
-        let cfg = TrainConfig { replicas: n, ..cfg };
-        let run = train_replicas(&cfg, resume, stop, &options, |rank| {
-            GpuBackend::open(&format!("cuda:{rank}"))
-        })?;
-        return Ok(run.outcome);
+    if launch::wanted(cfg.gpus)? {
+        return train_on_gpus(cfg, resume, stop);
     }
+    let device = select_device(cfg.device, cfg.gpus)?;
     if cfg.replicas > 1 {
         let options = ReplicaOptions::from_env()?;
         let n = cfg.replicas;
@@ -179,6 +167,45 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     }
     let outcome = Trainer::new(&gpu, cfg, resume, None)?.run(stop);
     outcome
+}
+
+/// `--gpus N`, and every multi-process launch: one replica per GPU, with NCCL when it is here.
+fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
+    if cfg.replicas > 1 {
+        return Err(Error::Config(format!(
+            "--gpus {} with --replicas {}: --gpus N already runs one replica per GPU",
+            cfg.gpus, cfg.replicas
+        )));
+    }
+    let options = ReplicaOptions::from_env()?;
+    let n = cfg.gpus;
+    let comms = launch::prepare(n, options.timeout)?;
+    let cfg = TrainConfig { replicas: n, ..cfg };
+    let run = match comms {
+        GpuComms::HostStaged => {
+            eprintln!(
+                "device: {n} CUDA GPUs, one replica each (gradients summed through host memory)"
+            );
+            train_replicas(&cfg, resume, stop, &options, |rank| {
+                GpuBackend::open(&format!("cuda:{rank}"))
+            })?
+        }
+        GpuComms::Nccl(world) => {
+            let version = world.nccl.version()?;
+            eprintln!(
+                "device: {n} CUDA GPUs as ranks {}..{} of {}, gradients averaged by NCCL {}.{}.{}                  ({})",
+                world.first_rank,
+                world.first_rank + n,
+                world.world_size,
+                version / 10000,
+                version / 100 % 100,
+                version % 100,
+                world.nccl.path().display()
+            );
+            nccl_replicas::train_gpus(&cfg, resume, stop, &options, &world)?
+        }
+    };
+    Ok(run.outcome)
 }
 
 /// The state of a run that has not started.

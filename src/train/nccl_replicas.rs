@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::backend::gpu::{Driver, GpuBackend};
 use crate::dist::buckets::cap_elements;
+use crate::dist::launch::NcclWorld;
 use crate::dist::nccl_comm::{LocalFailure, NcclComm};
-use crate::dist::nccl_ffi::{Nccl, UniqueId};
 use crate::error::{Error, Result};
 
 use super::nccl_buckets::NcclGradients;
@@ -20,17 +20,6 @@ use super::replicas::{
     DEFAULT_BUCKET_MB,
 };
 use super::{Outcome, RunState, TrainConfig};
-
-/// This process's part of an NCCL world.
-pub struct NcclWorld {
-    pub nccl: Arc<Nccl>,
-    /// Made by global rank 0, shared by the rendezvous.
-    pub id: UniqueId,
-    /// The global rank of this process's GPU 0 (`node_rank * gpus`).
-    pub first_rank: usize,
-    /// All GPUs of all processes.
-    pub world_size: usize,
-}
 
 /// Trains `cfg.gpus` replicas, one per local GPU, in `world`.
 pub fn train_gpus(
