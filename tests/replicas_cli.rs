@@ -288,3 +288,35 @@ fn gpus_with_a_broken_multi_node_environment_name_the_variable() {
         "{err}"
     );
 }
+
+/// A torchrun-style launch of two processes is wired into train: on a machine without GPUs (or
+/// without NCCL) it stops at the first thing missing, in one line naming it, and never gets as far
+/// as the rendezvous (which would wait for the other process).
+#[test]
+fn a_multi_node_launch_without_gpus_or_nccl_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = [
+        ("WORLD_SIZE", "2"),
+        ("RANK", "1"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29511"),
+        ("RESNET_CUDA_NCCL", "/nonexistent/libnccl.so.2"),
+        // A rendezvous that starts by mistake fails fast instead of waiting half an hour.
+        ("RESNET_CUDA_COLLECTIVE_TIMEOUT", "5"),
+    ];
+    // One GPU per process is a multi-node run too.
+    for gpus in ["2", "1"] {
+        let o = train(&dir.path().join(format!("run{gpus}")), &["--gpus", gpus], &launch);
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        let line = lines[0];
+        assert!(line.starts_with(&format!("error: --gpus {gpus}")), "{err}");
+        assert!(
+            line.contains("CUDA") || line.contains("RESNET_CUDA_NCCL"),
+            "names neither the GPU nor NCCL: {err}"
+        );
+        assert!(!err.contains("not wired") && !err.contains("panicked"), "{err}");
+    }
+}
