@@ -240,3 +240,47 @@ fn bucket_sizes_give_bit_identical_weights() {
     let weights: Vec<Vec<f32>> = one_bucket.iter().map(as_f32).collect();
     assert_replicas_match_reference(&weights, &reference);
 }
+
+/// What bucketing relies on: `backward_with` reports every layer once, last layer first, right
+/// after its backward, and the gradients it then sees are final (bit-equal to those after the whole
+/// backward), so a bucket may leave as soon as its lowest layer is reported.
+#[test]
+fn backward_reports_each_layer_once_its_gradients_are_final() {
+    use resnet_cuda::nn::Mode;
+    let be = CpuBackend::<f32>::new();
+    let cfg = config(Path::new("unused"), 1, 4, 1);
+    let data = fixed_splits(&cfg);
+    let model = train::model_config(&cfg, data.train.num_classes()).unwrap();
+    let mut net = Network::new(&be, model, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+    let (h, w) = data.train.image_size();
+    let pixels: Vec<f32> = (0..4 * h * w * 3)
+        .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+        .collect();
+    let x = Tensor::from_slice(&be, [4, h, w, 3], &pixels).unwrap();
+    net.forward(&be, &x, Mode::Train).unwrap();
+    net.loss(&be, &[0, 1, 2, 3]).unwrap();
+    let mut seen: Vec<(usize, Vec<u32>)> = Vec::new();
+    net.backward_with(&be, &x, &mut |layer, done| {
+        let mut bits = Vec::new();
+        done.visit_params(&mut |p| {
+            bits.extend(p.grad.to_vec(&be).unwrap().iter().map(|v| v.to_bits()))
+        });
+        seen.push((layer, bits));
+        Ok(())
+    })
+    .unwrap();
+    let order: Vec<usize> = seen.iter().map(|(l, _)| *l).collect();
+    assert_eq!(order, (0..net.num_layers()).rev().collect::<Vec<_>>());
+    let mut final_bits = Vec::new();
+    net.visit_params(&mut |p| {
+        final_bits.extend(p.grad.to_vec(&be).unwrap().iter().map(|v| v.to_bits()))
+    });
+    // Layers in forward order, each layer's parameters as visit_params gives them.
+    let reported: Vec<u32> = seen.iter().rev().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(reported.len(), final_bits.len());
+    assert!(
+        reported == final_bits,
+        "a layer's gradients changed after it was reported"
+    );
+    assert!(final_bits.iter().any(|&b| b != 0), "no gradient at all");
+}

@@ -306,7 +306,11 @@ fn a_multi_node_launch_without_gpus_or_nccl_fails_in_one_line() {
     ];
     // One GPU per process is a multi-node run too.
     for gpus in ["2", "1"] {
-        let o = train(&dir.path().join(format!("run{gpus}")), &["--gpus", gpus], &launch);
+        let o = train(
+            &dir.path().join(format!("run{gpus}")),
+            &["--gpus", gpus],
+            &launch,
+        );
         assert!(!o.status.success());
         let err = stderr(&o);
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
@@ -317,6 +321,9 @@ fn a_multi_node_launch_without_gpus_or_nccl_fails_in_one_line() {
             line.contains("CUDA") || line.contains("RESNET_CUDA_NCCL"),
             "names neither the GPU nor NCCL: {err}"
         );
-        assert!(!err.contains("not wired") && !err.contains("panicked"), "{err}");
+        assert!(
+            !err.contains("not wired") && !err.contains("panicked"),
+            "{err}"
+        );
     }
 }
