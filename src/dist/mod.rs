@@ -1,5 +1,7 @@
 //! Data parallelism: the collective operations replicas use to stay in step, their in-process host
-//! implementation (threads), and the rendezvous that lets several processes find each other.
+//! implementation (threads) and their NCCL implementation (GPUs, `nccl_ffi`, `nccl_comm`), the
+//! gradient buckets that overlap communication with backward (`buckets`, `comm_thread`), and the
+//! rendezvous that lets several processes find each other (`rendezvous`, `launch`).
 //!
 //! Every replica holds the same weights; each computes the gradient of its own slice of the global
 //! batch, the replicas sum those gradients (all-reduce), divide by the number of replicas and take the

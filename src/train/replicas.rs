@@ -1,5 +1,7 @@
-//! Data-parallel training on one machine: N replica threads, each with its own backend instance,
-//! network and slice of every global batch, kept in step by a [`Collective`].
+//! Data-parallel training: N replica threads, each with its own backend instance, network and slice
+//! of every global batch, kept in step by a [`Collective`] (the host group here; NCCL for GPUs in
+//! `super::nccl_replicas`), with the gradients summed in buckets while backward runs
+//! ([`GradientSync`]).
 //!
 //! Per step, replica `r` of `N` takes images `[r B/N, (r+1) B/N)` of the global batch `B` (the same
 //! indices and augmentation draws the single-replica loop would use), computes its gradient `g_r` of
