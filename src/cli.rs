@@ -274,12 +274,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `info`'s line about NCCL (for the coming device-side all-reduce of `--gpus N`).
+/// `info`'s line about NCCL, which `--gpus N` uses for its device-side all-reduce: loaded as
+/// training loads it, so a library lacking a function is reported here too.
 fn nccl_line() -> String {
-    use resnet_cuda::dist::nccl;
+    use resnet_cuda::dist::{nccl, nccl_ffi::Nccl};
     match nccl::find_installed() {
         Err(e) => format!("nccl: {e}"),
-        Ok(path) => match nccl::version(&path) {
+        Ok(path) => match Nccl::load(&path).and_then(|lib| lib.version()) {
             Ok(v) => format!(
                 "nccl: {} (version {}.{}.{})",
                 path.display(),
