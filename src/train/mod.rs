@@ -191,6 +191,12 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
             })?
         }
         GpuComms::Nccl(world) => {
+            if cfg.batch_size % world.world_size != 0 {
+                return Err(Error::Config(format!(
+                    "--batch-size: {} images do not split evenly among the {} GPUs of the launch",
+                    cfg.batch_size, world.world_size
+                )));
+            }
             let version = world.nccl.version()?;
             eprintln!(
                 "device: {n} CUDA GPUs as ranks {}..{} of {}, gradients averaged by NCCL {}.{}.{}                  ({})",
