@@ -11,7 +11,19 @@ use super::rendezvous::WorldEnv;
 
 /// What this machine lacks for `--gpus gpus`, checked in the order a user would fix them.
 pub fn check(gpus: usize) -> Result<()> {
-    let error = |why: String| Error::Config(format!("--gpus {gpus}: {why}"));
+    check_from(0, gpus)
+}
+
+/// [`check`] for GPUs `first .. first + gpus` (a process of a multi-process launch with
+/// `LOCAL_RANK` > 0 drives the GPUs after those of the processes before it on its machine).
+pub fn check_from(first: usize, gpus: usize) -> Result<()> {
+    let error = |why: String| {
+        let local = match first {
+            0 => String::new(),
+            f => format!(" from GPU {f} (LOCAL_RANK)"),
+        };
+        Error::Config(format!("--gpus {gpus}{local}: {why}"))
+    };
     let fail = |why: String| Err(error(why));
     let cpu_hint = format!("(--device cpu --replicas {gpus} runs data parallelism on the CPU)");
     // A multi-node launch with a broken environment is reported before anything else is probed.
@@ -23,7 +35,7 @@ pub fn check(gpus: usize) -> Result<()> {
         DriverStatus::Unusable { reason, .. } => {
             return fail(format!("the CUDA driver is unusable: {reason} {cpu_hint}"))
         }
-        DriverStatus::Found { gpus: found, .. } if found.len() < gpus => {
+        DriverStatus::Found { gpus: found, .. } if found.len() < first + gpus => {
             return fail(format!(
                 "this machine has {} CUDA GPU{} {cpu_hint}",
                 found.len(),
@@ -32,7 +44,7 @@ pub fn check(gpus: usize) -> Result<()> {
         }
         DriverStatus::Found { .. } => {}
     }
-    match (0..gpus).find(|&i| !cuda_info::gpu_ready(i)) {
+    match (first..first + gpus).find(|&i| !cuda_info::gpu_ready(i)) {
         Some(i) => fail(format!(
             "GPU {i} cannot run the embedded kernels (an older driver or GPU, or a binary built \
              without nvcc: `resnet-cuda info` says which)"

@@ -1,9 +1,10 @@
 //! What `--gpus N` runs on, decided once per process before any replica starts.
 //!
 //! - NCCL found: one communicator over all GPUs of the run. In a single process its id is made
-//!   here; in a launch of several processes (torchrun or Slurm, one process per machine,
-//!   [`WorldEnv`]) global rank 0 makes it and the TCP rendezvous hands it to the others, and the
-//!   process of node rank `r` runs global ranks `r * gpus .. (r + 1) * gpus` of `nodes * gpus`.
+//!   here; in a launch of several processes (torchrun or Slurm, [`WorldEnv`]) global rank 0 makes
+//!   it and the TCP rendezvous hands it to the others, and the process of rank `r` runs global
+//!   ranks `r * gpus .. (r + 1) * gpus` of `processes * gpus` on its machine's GPUs from
+//!   `local_rank * gpus` (one process per machine: local rank 0, GPUs from 0).
 //! - NCCL missing on one machine: a one-line warning, and the gradients are summed through host
 //!   memory (slower, same result up to summation order).
 //! - NCCL missing in a multi-process launch: an error, since host memory does not span machines.
@@ -21,8 +22,10 @@ pub struct NcclWorld {
     pub nccl: Arc<Nccl>,
     /// Made by global rank 0.
     pub id: UniqueId,
-    /// The global rank of this process's GPU 0 (`node_rank * gpus`).
+    /// The global rank of this process's first GPU (`rank * gpus`).
     pub first_rank: usize,
+    /// The ordinal of this process's first GPU on its machine (`local_rank * gpus`).
+    pub first_gpu: usize,
     /// All GPUs of all processes.
     pub world_size: usize,
 }
@@ -43,8 +46,9 @@ pub fn wanted(gpus: usize) -> Result<bool> {
 /// Checks this machine can run `--gpus gpus` (`super::gpus::check`), loads NCCL and, in a
 /// multi-process launch, meets the other processes (waiting at most `timeout`).
 pub fn prepare(gpus: usize, timeout: Duration) -> Result<GpuComms> {
-    super::gpus::check(gpus)?;
     let world = WorldEnv::from_env()?.filter(|w| w.world_size > 1);
+    let first_gpu = world.as_ref().map_or(0, |w| w.local_rank * gpus);
+    super::gpus::check_from(first_gpu, gpus)?;
     let nccl = find_installed().and_then(|path| Nccl::load(&path));
     let nccl = match (nccl, &world) {
         (Ok(nccl), _) => Arc::new(nccl),
@@ -65,6 +69,7 @@ pub fn prepare(gpus: usize, timeout: Duration) -> Result<GpuComms> {
             nccl,
             id,
             first_rank: 0,
+            first_gpu: 0,
             world_size: gpus,
         }));
     };
@@ -78,6 +83,7 @@ pub fn prepare(gpus: usize, timeout: Duration) -> Result<GpuComms> {
         nccl,
         id,
         first_rank: w.rank * gpus,
+        first_gpu,
         world_size: w.world_size * gpus,
     }))
 }

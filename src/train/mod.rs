@@ -199,7 +199,9 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
             }
             let version = world.nccl.version()?;
             eprintln!(
-                "device: {n} CUDA GPUs as ranks {}..{} of {}, gradients averaged by NCCL {}.{}.{}                  ({})",
+                "device: {n} CUDA GPUs (GPU {} on) as ranks {}..{} of {}, gradients averaged by \
+                 NCCL {}.{}.{} ({})",
+                world.first_gpu,
                 world.first_rank,
                 world.first_rank + n,
                 world.world_size,

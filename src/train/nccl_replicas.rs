@@ -53,7 +53,7 @@ pub fn train_gpus(
     collect_run(results)
 }
 
-/// The replica on local GPU `gpu`.
+/// The replica on this process's GPU `gpu` (machine GPU `first_gpu + gpu`).
 fn run_gpu(
     gpu: usize,
     cfg: TrainConfig,
@@ -65,7 +65,7 @@ fn run_gpu(
 ) -> Result<(Outcome, Vec<f32>)> {
     let rank = world.first_rank + gpu;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let be = GpuBackend::open(&format!("cuda:{gpu}"))?;
+        let be = GpuBackend::open(&format!("cuda:{}", world.first_gpu + gpu))?;
         let cuda = be.driver().as_cuda().ok_or_else(|| Error::Replica {
             rank,
             message: format!("{} is not a CUDA device", be.driver().name()),
