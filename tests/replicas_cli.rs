@@ -304,13 +304,10 @@ fn a_multi_node_launch_without_gpus_or_nccl_fails_in_one_line() {
         // A rendezvous that starts by mistake fails fast instead of waiting half an hour.
         ("RESNET_CUDA_COLLECTIVE_TIMEOUT", "5"),
     ];
-    // One GPU per process is a multi-node run too.
+    // One CUDA GPU per process is a multi-process run too.
     for gpus in ["2", "1"] {
-        let o = train(
-            &dir.path().join(format!("run{gpus}")),
-            &["--gpus", gpus],
-            &launch,
-        );
+        let run = dir.path().join(format!("run{gpus}"));
+        let o = train(&run, &["--gpus", gpus, "--device", "cuda"], &launch);
         assert!(!o.status.success());
         let err = stderr(&o);
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
@@ -326,4 +323,11 @@ fn a_multi_node_launch_without_gpus_or_nccl_fails_in_one_line() {
             "{err}"
         );
     }
+    // A CPU run inside such a launch (Slurm sets SLURM_NTASKS in every job step) stays a CPU run.
+    let o = train(
+        &dir.path().join("cpu"),
+        &["--device", "cpu", "--iters", "1", "--eval-every", "1"],
+        &launch,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }

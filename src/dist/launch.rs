@@ -37,10 +37,14 @@ pub enum GpuComms {
     HostStaged,
 }
 
-/// Whether this process runs the `--gpus` path: several GPUs, or one GPU in a launch of several
-/// processes.
-pub fn wanted(gpus: usize) -> Result<bool> {
-    Ok(gpus > 1 || WorldEnv::from_env()?.is_some_and(|w| w.world_size > 1))
+/// Whether this process runs the `--gpus` path: several GPUs, or one CUDA GPU (`--device cuda`) in a
+/// launch of several processes. Other runs ignore the launch variables: Slurm sets `SLURM_NTASKS` in
+/// every job step, and a CPU run inside one must stay a CPU run.
+pub fn wanted(gpus: usize, cuda: bool) -> Result<bool> {
+    if gpus > 1 {
+        return Ok(true);
+    }
+    Ok(cuda && WorldEnv::from_env()?.is_some_and(|w| w.world_size > 1))
 }
 
 /// Checks this machine can run `--gpus gpus` (`super::gpus::check`), loads NCCL and, in a

@@ -121,7 +121,7 @@ pub fn open_gpu(driver: &str) -> Result<GpuBackend<DynDriver>> {
 /// replicated, uses `GpuBackend<DynDriver>`, so the trainer is compiled for two backends only.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
-    if launch::wanted(cfg.gpus)? {
+    if launch::wanted(cfg.gpus, cfg.device == DeviceChoice::Cuda)? {
         return train_on_gpus(cfg, resume, stop);
     }
     let device = select_device(cfg.device, cfg.gpus)?;
