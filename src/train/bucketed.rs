@@ -154,3 +154,102 @@ impl BucketedGradients {
         written.map(|()| stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::dist::{Collective, HostGroup, HostMember};
+    use crate::models::ModelConfig;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A group member that records the length of every all-reduce it makes.
+    struct Recording {
+        inner: HostMember,
+        lens: Mutex<Vec<usize>>,
+    }
+
+    impl Collective for Recording {
+        fn rank(&self) -> usize {
+            self.inner.rank()
+        }
+        fn world_size(&self) -> usize {
+            self.inner.world_size()
+        }
+        fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+            self.lens.lock().unwrap().push(buf.len());
+            self.inner.all_reduce_sum(buf)
+        }
+        fn broadcast(&self, buf: &mut [f32]) -> Result<()> {
+            self.inner.broadcast(buf)
+        }
+        fn barrier(&self) -> Result<()> {
+            self.inner.barrier()
+        }
+        fn abort(&self, reason: &str) {
+            self.inner.abort(reason)
+        }
+        fn failure(&self) -> Option<(usize, String)> {
+            self.inner.failure()
+        }
+    }
+
+    fn grads(be: &CpuBackend<f32>, net: &mut Network<CpuBackend<f32>>) -> Vec<u32> {
+        let mut out = Vec::new();
+        net.visit_params(&mut |p| {
+            out.extend(p.grad.to_vec(be).unwrap().iter().map(|v| v.to_bits()))
+        });
+        out
+    }
+
+    /// A group of one told to divide by two: the bucketed step must leave exactly (bit for bit,
+    /// halving is exact) half the gradients of a plain backward, so every slot went back to its
+    /// own parameter. The statistics leave first, then the buckets in the plan's order and sizes.
+    #[test]
+    fn buckets_leave_in_plan_order_and_land_back_on_their_parameters() {
+        let be = CpuBackend::<f32>::new();
+        let model = ModelConfig::from_name("resnet8", 10).unwrap();
+        let mut net = Network::new(&be, model, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let x: Vec<f32> = (0..2 * 32 * 32 * 3)
+            .map(|i| ((i % 29) as f32 - 14.0) / 14.0)
+            .collect();
+        let x = Tensor::from_slice(&be, [2, 32, 32, 3], &x).unwrap();
+        let labels = [3, 7];
+        let plain_stats = net.forward_backward(&be, &x, &labels).unwrap();
+        let plain = grads(&be, &mut net);
+
+        let member = HostGroup::members(1, Duration::from_secs(30)).remove(0);
+        let group = Recording {
+            inner: member,
+            lens: Mutex::new(Vec::new()),
+        };
+        // 2,000 elements: several buckets, some holding several parameters.
+        let cap = 2_000;
+        std::thread::scope(|s| {
+            let comm = CommThread::spawn(s, &group).unwrap();
+            let mut host = HostGradients::new(comm, cap, 2);
+            let stats = host.forward_backward(&be, &mut net, &x, &labels).unwrap();
+            assert_eq!(stats.loss, f64::from(plain_stats.loss as f32 / 2.0));
+            let lens = host.buckets.as_ref().unwrap().plan.bucket_lens().to_vec();
+            assert!(lens.len() > 3, "only {} buckets", lens.len());
+            let mut expected = vec![3];
+            expected.extend(lens);
+            assert_eq!(*group.lens.lock().unwrap(), expected);
+        });
+        let halved: Vec<u32> = plain
+            .iter()
+            .map(|&b| (f32::from_bits(b) / 2.0).to_bits())
+            .collect();
+        assert!(
+            halved != plain,
+            "the test cannot tell halved gradients apart"
+        );
+        assert!(
+            grads(&be, &mut net) == halved,
+            "a gradient landed on the wrong parameter"
+        );
+    }
+}
