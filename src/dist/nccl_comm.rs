@@ -236,7 +236,9 @@ impl<'d> NcclComm<'d> {
             *scratch = Scratch { ptr, bytes };
         }
         if buf.is_empty() {
-            // A barrier: one value of no meaning.
+            // A barrier: one value of no meaning. The side stream still waits for the compute
+            // stream, on which the scratch buffer may just have been allocated (stream-ordered).
+            self.after_compute()?;
             issue(scratch.ptr, 1)?;
             return self.wait(what);
         }
