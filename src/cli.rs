@@ -207,13 +207,18 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Continue the run in this folder exactly where its latest checkpoint left it (other flags are
-    /// taken from the run, except --iters, which may extend it, and --workers).
+    /// taken from the run, except --iters, which may extend it, --workers and --bucket-mb).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Decode threads of the ImageNet loader (the batches do not depend on it).
     /// Default: the cores left after one per GPU, at least one.
     #[arg(long)]
     workers: Option<usize>,
+    /// Megabytes of gradients per all-reduce among replicas (--replicas, --gpus): each bucket is
+    /// summed as soon as backward has produced it, while backward goes on. Default 25 (as PyTorch
+    /// DDP). The result does not depend on it.
+    #[arg(long)]
+    bucket_mb: Option<f64>,
 }
 
 #[derive(Args)]
@@ -269,12 +274,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `info`'s line about NCCL (for the coming device-side all-reduce of `--gpus N`).
+/// `info`'s line about NCCL, which `--gpus N` uses for its device-side all-reduce: loaded as
+/// training loads it, so a library lacking a function is reported here too.
 fn nccl_line() -> String {
-    use resnet_cuda::dist::nccl;
+    use resnet_cuda::dist::{nccl, nccl_ffi::Nccl};
     match nccl::find_installed() {
         Err(e) => format!("nccl: {e}"),
-        Ok(path) => match nccl::version(&path) {
+        Ok(path) => match Nccl::load(&path).and_then(|lib| lib.version()) {
             Ok(v) => format!(
                 "nccl: {} (version {}.{}.{})",
                 path.display(),
@@ -309,6 +315,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             state.config.out = dir.clone();
             if args.workers.is_some() {
                 state.config.workers = args.workers;
+            }
+            if args.bucket_mb.is_some() {
+                state.config.bucket_mb = args.bucket_mb;
             }
             (state.config.clone(), Some(state))
         }
@@ -405,6 +414,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         out,
         init: a.init.clone(),
         workers: a.workers,
+        bucket_mb: a.bucket_mb,
     };
     config.validate()?;
     Ok(config)

@@ -1,6 +1,6 @@
 //! Data-parallel replicas (`--replicas N`) against one replica that accumulates the gradients of the
 //! same N micro-batches: after K steps every replica holds the same weights, bit for bit, and they
-//! equal the accumulating replica's.
+//! equal the accumulating replica's. The gradient buckets' size changes nothing, bit for bit.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -51,6 +51,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         out: out.to_path_buf(),
         init: None,
         workers: None,
+        bucket_mb: None,
     }
 }
 
@@ -196,4 +197,90 @@ fn two_emulator_replicas_equal_one_emulator_replica_accumulating() {
     .unwrap();
     let reference = accumulating_reference(&GpuBackend::emulator(), &cfg, 2);
     assert_replicas_match_reference(&run.weights, &reference);
+}
+
+/// Bits of every replica's weights after a run with gradient buckets of `bucket_mb` megabytes.
+fn weights_with_buckets(bucket_mb: f64) -> Vec<Vec<u32>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir.path().join("run"), 2, 12, 3);
+    cfg.bucket_mb = Some(bucket_mb);
+    let stop = AtomicBool::new(false);
+    let run = train_replicas(&cfg, None, &stop, &options(), |_| {
+        Ok(CpuBackend::<f32>::new())
+    })
+    .unwrap();
+    run.weights
+        .iter()
+        .map(|w| w.iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+/// Tolerance: none. Every element of a gradient is summed across replicas in rank order and
+/// divided by the replica count whichever bucket carries it, so the bucket size may change only
+/// how the values travel, never a bit of the result. resnet8 has about 78k parameters (312 KB of
+/// gradients): 1 KB buckets hold one parameter each (most are larger than 1 KB), 64 KB buckets
+/// group several small ones, and 1000 MB holds them all in one bucket.
+#[test]
+fn bucket_sizes_give_bit_identical_weights() {
+    let one_bucket = weights_with_buckets(1000.0);
+    for mb in [0.001, 0.064] {
+        let bucketed = weights_with_buckets(mb);
+        for (rank, (a, b)) in bucketed.iter().zip(&one_bucket).enumerate() {
+            assert!(
+                a == b,
+                "replica {rank}: --bucket-mb {mb} differs from one bucket"
+            );
+        }
+    }
+    // The replicas agree with each other and with one replica accumulating the micro-batches.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir.path().join("run"), 2, 12, 3);
+    let reference = accumulating_reference(&CpuBackend::<f32>::new(), &cfg, 2);
+    let as_f32 = |bits: &Vec<u32>| bits.iter().map(|&b| f32::from_bits(b)).collect::<Vec<_>>();
+    let weights: Vec<Vec<f32>> = one_bucket.iter().map(as_f32).collect();
+    assert_replicas_match_reference(&weights, &reference);
+}
+
+/// What bucketing relies on: `backward_with` reports every layer once, last layer first, right
+/// after its backward, and the gradients it then sees are final (bit-equal to those after the whole
+/// backward), so a bucket may leave as soon as its lowest layer is reported.
+#[test]
+fn backward_reports_each_layer_once_its_gradients_are_final() {
+    use resnet_cuda::nn::Mode;
+    let be = CpuBackend::<f32>::new();
+    let cfg = config(Path::new("unused"), 1, 4, 1);
+    let data = fixed_splits(&cfg);
+    let model = train::model_config(&cfg, data.train.num_classes()).unwrap();
+    let mut net = Network::new(&be, model, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+    let (h, w) = data.train.image_size();
+    let pixels: Vec<f32> = (0..4 * h * w * 3)
+        .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+        .collect();
+    let x = Tensor::from_slice(&be, [4, h, w, 3], &pixels).unwrap();
+    net.forward(&be, &x, Mode::Train).unwrap();
+    net.loss(&be, &[0, 1, 2, 3]).unwrap();
+    let mut seen: Vec<(usize, Vec<u32>)> = Vec::new();
+    net.backward_with(&be, &x, &mut |layer, done| {
+        let mut bits = Vec::new();
+        done.visit_params(&mut |p| {
+            bits.extend(p.grad.to_vec(&be).unwrap().iter().map(|v| v.to_bits()))
+        });
+        seen.push((layer, bits));
+        Ok(())
+    })
+    .unwrap();
+    let order: Vec<usize> = seen.iter().map(|(l, _)| *l).collect();
+    assert_eq!(order, (0..net.num_layers()).rev().collect::<Vec<_>>());
+    let mut final_bits = Vec::new();
+    net.visit_params(&mut |p| {
+        final_bits.extend(p.grad.to_vec(&be).unwrap().iter().map(|v| v.to_bits()))
+    });
+    // Layers in forward order, each layer's parameters as visit_params gives them.
+    let reported: Vec<u32> = seen.iter().rev().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(reported.len(), final_bits.len());
+    assert!(
+        reported == final_bits,
+        "a layer's gradients changed after it was reported"
+    );
+    assert!(final_bits.iter().any(|&b| b != 0), "no gradient at all");
 }

@@ -122,6 +122,17 @@ fn a_batch_that_does_not_split_evenly_is_refused() {
     );
 }
 
+#[test]
+fn a_bucket_size_that_is_not_positive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(
+        &dir.path().join("run"),
+        &["--replicas", "2", "--bucket-mb", "0"],
+        &[],
+    );
+    assert_fails_with(&o, "--bucket-mb: must be a positive number, got 0");
+}
+
 /// Two replicas stopped after 3 steps and resumed reach the same weights as two replicas run
 /// straight through, bit for bit; the same checkpoint also continues on one replica, and a
 /// one-replica checkpoint continues on two.
@@ -276,4 +287,47 @@ fn gpus_with_a_broken_multi_node_environment_name_the_variable() {
         "error: rendezvous: RANK=5 is not below WORLD_SIZE=2",
         "{err}"
     );
+}
+
+/// A torchrun-style launch of two processes is wired into train: on a machine without GPUs (or
+/// without NCCL) it stops at the first thing missing, in one line naming it, and never gets as far
+/// as the rendezvous (which would wait for the other process).
+#[test]
+fn a_multi_node_launch_without_gpus_or_nccl_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = [
+        ("WORLD_SIZE", "2"),
+        ("RANK", "1"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29511"),
+        ("RESNET_CUDA_NCCL", "/nonexistent/libnccl.so.2"),
+        // A rendezvous that starts by mistake fails fast instead of waiting half an hour.
+        ("RESNET_CUDA_COLLECTIVE_TIMEOUT", "5"),
+    ];
+    // One CUDA GPU per process is a multi-process run too.
+    for gpus in ["2", "1"] {
+        let run = dir.path().join(format!("run{gpus}"));
+        let o = train(&run, &["--gpus", gpus, "--device", "cuda"], &launch);
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        let line = lines[0];
+        assert!(line.starts_with(&format!("error: --gpus {gpus}")), "{err}");
+        assert!(
+            line.contains("CUDA") || line.contains("RESNET_CUDA_NCCL"),
+            "names neither the GPU nor NCCL: {err}"
+        );
+        assert!(
+            !err.contains("not wired") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    // A CPU run inside such a launch (Slurm sets SLURM_NTASKS in every job step) stays a CPU run.
+    let o = train(
+        &dir.path().join("cpu"),
+        &["--device", "cpu", "--iters", "1", "--eval-every", "1"],
+        &launch,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -98,11 +98,6 @@ pub struct HostMember {
 }
 
 impl HostMember {
-    /// The first failure recorded in the group, if any: `(rank, reason)`.
-    pub fn failure(&self) -> Option<(usize, String)> {
-        self.shared.lock().failure.clone()
-    }
-
     fn exchange(&self, kind: OpKind, buf: &mut [f32]) -> Result<()> {
         let shared = &*self.shared;
         let mut st = shared.lock();
@@ -223,6 +218,10 @@ impl Collective for HostMember {
         let mut st = self.shared.lock();
         st.failure.get_or_insert((self.rank, reason.to_string()));
         self.shared.wake.notify_all();
+    }
+
+    fn failure(&self) -> Option<(usize, String)> {
+        self.shared.lock().failure.clone()
     }
 }
 

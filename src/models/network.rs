@@ -118,6 +118,19 @@ impl<B: Backend> Network<B> {
 
     /// Backward from the loss to every parameter gradient; `x` is the input of the last forward.
     pub fn backward(&mut self, be: &B, x: &Tensor<B>) -> Result<()> {
+        self.backward_with(be, x, &mut |_, _| Ok(()))
+    }
+
+    /// [`Network::backward`], calling `layer_done(i, layer)` as soon as layer `i`'s backward has
+    /// written its parameter gradients, last layer first. Backward never touches those gradients
+    /// again, so the hook may start summing them across replicas while the earlier layers run (a
+    /// hook error stops backward and is returned).
+    pub fn backward_with(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        layer_done: &mut dyn FnMut(usize, &mut dyn Layer<B>) -> Result<()>,
+    ) -> Result<()> {
         let last = self.layers.len() - 1;
         for i in (0..=last).rev() {
             let (before, rest) = self.layers.split_at_mut(i);
@@ -129,8 +142,23 @@ impl<B: Backend> Network<B> {
                 after[0].input_grad()
             };
             layer.backward(be, input, grad)?;
+            layer_done(i, layer.as_mut())?;
         }
         Ok(())
+    }
+
+    /// The number of layers (stem, pooling, blocks, classifier), as [`Network::backward_with`]
+    /// numbers them.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The element count of each parameter of layer `i`, in [`Network::visit_params`] order (which
+    /// visits layer 0's parameters first, then layer 1's, ...).
+    pub fn layer_param_sizes(&mut self, i: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        self.layers[i].visit_params(&mut |p| sizes.push(p.grad.numel()));
+        sizes
     }
 
     /// Forward in training mode, loss, backward: all gradients are then ready for the optimiser.

@@ -105,6 +105,11 @@ pub struct TrainConfig {
     /// It does not change the batches, only how fast they come.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Megabytes of gradients per all-reduce bucket among replicas (`--bucket-mb`); `None`:
+    /// [`super::replicas::DEFAULT_BUCKET_MB`]. Like `workers` it changes how fast a step runs, never
+    /// its result (see `train::bucketed`).
+    #[serde(default)]
+    pub bucket_mb: Option<f64>,
 }
 
 fn one_replica() -> usize {
@@ -196,6 +201,12 @@ impl TrainConfig {
         }
         if self.workers == Some(0) {
             return bad("--workers", "must be at least 1".into());
+        }
+        if let Some(mb) = self.bucket_mb.filter(|mb| !(mb.is_finite() && *mb > 0.0)) {
+            return bad(
+                "--bucket-mb",
+                format!("must be a positive number, got {mb}"),
+            );
         }
         if self.gpus == 0 {
             return bad("--gpus", "must be at least 1".into());

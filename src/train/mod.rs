@@ -6,8 +6,11 @@
 //! the checkpointed state (weights, momentum, BN statistics, data cursor, schedule state). A run
 //! resumed from a checkpoint reproduces the uninterrupted run bit for bit on the same machine.
 
+mod bucketed;
 mod config;
 mod feed;
+mod nccl_buckets;
+pub mod nccl_replicas;
 mod progress;
 pub mod replicas;
 mod run_dir;
@@ -29,6 +32,7 @@ use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{DataCursor, MeanImage};
 use crate::data::{self, DataSets};
+use crate::dist::launch::{self, GpuComms};
 use crate::error::{Error, Result};
 use crate::models::{ModelConfig, Network};
 use crate::nn::ShortcutOption;
@@ -117,23 +121,10 @@ pub fn open_gpu(driver: &str) -> Result<GpuBackend<DynDriver>> {
 /// replicated, uses `GpuBackend<DynDriver>`, so the trainer is compiled for two backends only.
 pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
     cfg.validate()?;
-    let device = select_device(cfg.device, cfg.gpus)?;
-    if cfg.gpus > 1 {
-        if cfg.replicas > 1 {
-            return Err(Error::Config(format!(
-                "--gpus {} with --replicas {}: --gpus N already runs one replica per GPU",
-                cfg.gpus, cfg.replicas
-            )));
-        }
-        let options = ReplicaOptions::from_env()?;
-        let n = cfg.gpus;
-        eprintln!("device: {n} CUDA GPUs, one replica each (gradients summed through host memory)");
-        let cfg = TrainConfig { replicas: n, ..cfg };
-        let run = train_replicas(&cfg, resume, stop, &options, |rank| {
-            GpuBackend::open(&format!("cuda:{rank}"))
-        })?;
-        return Ok(run.outcome);
+    if launch::wanted(cfg.gpus, cfg.device == DeviceChoice::Cuda)? {
+        return train_on_gpus(cfg, resume, stop);
     }
+    let device = select_device(cfg.device, cfg.gpus)?;
     if cfg.replicas > 1 {
         let options = ReplicaOptions::from_env()?;
         let n = cfg.replicas;
@@ -174,7 +165,55 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     if driver == "cuda" {
         eprintln!("device: {}", gpu.driver().name());
     }
-    Trainer::new(&gpu, cfg, resume, None)?.run(stop)
+    let outcome = Trainer::new(&gpu, cfg, resume, None)?.run(stop);
+    outcome
+}
+
+/// `--gpus N`, and every multi-process launch: one replica per GPU, with NCCL when it is here.
+fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> Result<Outcome> {
+    if cfg.replicas > 1 {
+        return Err(Error::Config(format!(
+            "--gpus {} with --replicas {}: --gpus N already runs one replica per GPU",
+            cfg.gpus, cfg.replicas
+        )));
+    }
+    let options = ReplicaOptions::from_env()?;
+    let n = cfg.gpus;
+    let comms = launch::prepare(n, options.timeout)?;
+    let cfg = TrainConfig { replicas: n, ..cfg };
+    let run = match comms {
+        GpuComms::HostStaged => {
+            eprintln!(
+                "device: {n} CUDA GPUs, one replica each (gradients summed through host memory)"
+            );
+            train_replicas(&cfg, resume, stop, &options, |rank| {
+                GpuBackend::open(&format!("cuda:{rank}"))
+            })?
+        }
+        GpuComms::Nccl(world) => {
+            if cfg.batch_size % world.world_size != 0 {
+                return Err(Error::Config(format!(
+                    "--batch-size: {} images do not split evenly among the {} GPUs of the launch",
+                    cfg.batch_size, world.world_size
+                )));
+            }
+            let version = world.nccl.version()?;
+            eprintln!(
+                "device: {n} CUDA GPUs (GPU {} on) as ranks {}..{} of {}, gradients averaged by \
+                 NCCL {}.{}.{} ({})",
+                world.first_gpu,
+                world.first_rank,
+                world.first_rank + n,
+                world.world_size,
+                version / 10000,
+                version / 100 % 100,
+                version % 100,
+                world.nccl.path().display()
+            );
+            nccl_replicas::train_gpus(&cfg, resume, stop, &options, &world)?
+        }
+    };
+    Ok(run.outcome)
 }
 
 /// The state of a run that has not started.
@@ -203,7 +242,7 @@ struct Trainer<'a, B: Backend<Elem = f32>> {
     state: RunState,
     run_dir: PathBuf,
     /// This trainer's place among data-parallel replicas; `None` for a single replica.
-    replica: Option<Replica<'a>>,
+    replica: Option<Replica<'a, B>>,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
@@ -211,7 +250,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         be: &'a B,
         cfg: TrainConfig,
         resume: Option<RunState>,
-        mut replica: Option<Replica<'a>>,
+        mut replica: Option<Replica<'a, B>>,
     ) -> Result<Self> {
         // Among replicas, rank 0 alone creates the run folder, reads --init and computes the mean
         // image; the others receive the mean image and the weights from it.
@@ -339,10 +378,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 &mut labels,
             )?;
             x.copy_from_slice(self.be, &pixels)?;
-            let mut stats = self.net.forward_backward(self.be, &x, &labels)?;
-            if let Some(r) = &mut self.replica {
-                r.all_reduce_gradients(self.be, &mut self.net, &mut stats)?;
-            }
+            let stats = match &mut self.replica {
+                Some(r) => r.forward_backward(self.be, &mut self.net, &x, &labels)?,
+                None => self.net.forward_backward(self.be, &x, &labels)?,
+            };
             if !stats.loss.is_finite() {
                 if let Some(p) = &progress {
                     p.finish();

@@ -1,5 +1,7 @@
-//! Data-parallel training on one machine: N replica threads, each with its own backend instance,
-//! network and slice of every global batch, kept in step by a [`Collective`].
+//! Data-parallel training: N replica threads, each with its own backend instance, network and slice
+//! of every global batch, kept in step by a [`Collective`] (the host group here; NCCL for GPUs in
+//! `super::nccl_replicas`), with the gradients summed in buckets while backward runs
+//! ([`GradientSync`]).
 //!
 //! Per step, replica `r` of `N` takes images `[r B/N, (r+1) B/N)` of the global batch `B` (the same
 //! indices and augmentation draws the single-replica loop would use), computes its gradient `g_r` of
@@ -13,11 +15,14 @@ use std::time::Duration;
 
 use crate::backend::{Backend, LossStats};
 use crate::data::batch::MeanImage;
+use crate::dist::buckets::cap_elements;
+use crate::dist::comm_thread::CommThread;
 use crate::dist::{broadcast_f64, Collective, HostGroup, HostMember};
 use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::tensor::Tensor;
 
+use super::bucketed::HostGradients;
 use super::{Outcome, TrainConfig};
 
 /// The environment variable that injects a replica fault, for tests: `RANK:ITERATION` makes replica
@@ -135,6 +140,12 @@ where
             })
             .collect()
     });
+    collect_run(results)
+}
+
+/// The run of replicas whose threads returned `results` (in rank order): the first failure, or the
+/// first replica's outcome and everyone's weights.
+pub(super) fn collect_run(results: Vec<Result<(Outcome, Vec<f32>)>>) -> Result<ReplicaRun> {
     let mut outcome = None;
     let mut weights = Vec::new();
     for result in results {
@@ -159,15 +170,41 @@ fn run_one<B: Backend<Elem = f32>>(
     make_backend: &(impl Fn(usize) -> Result<B> + Sync),
 ) -> Result<(Outcome, Vec<f32>)> {
     let rank = member.rank();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let be = make_backend(rank)?;
-        let replica = Replica::new(&member, fault);
-        let mut trainer = super::Trainer::new(&be, cfg, resume, Some(replica))?;
-        let outcome = trainer.run(stop)?;
-        let weights = flat_params(&be, &mut trainer.net)?;
-        Ok((outcome, weights))
-    }));
-    let result = result.unwrap_or_else(|payload| {
+    // The scope joins the replica's communication thread; the group is aborted on failure before
+    // the scope ends, which releases that thread if it is blocked in a collective.
+    std::thread::scope(|scope| {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let be = make_backend(rank)?;
+            let comm = CommThread::spawn(scope, &member)?;
+            let cap = cap_elements(cfg.bucket_mb.unwrap_or(DEFAULT_BUCKET_MB));
+            let gradients = HostGradients::new(comm, cap, member.world_size());
+            run_trainer(&be, &member, Box::new(gradients), cfg, resume, stop, fault)
+        }));
+        tell_group(&member, rank, panic_to_error(rank, result))
+    })
+}
+
+/// Trains one replica on `be` in `group`, its gradients summed by `gradients`: rank 0's outcome and
+/// this replica's final parameters.
+pub(super) fn run_trainer<'g, B: Backend<Elem = f32>>(
+    be: &'g B,
+    group: &'g dyn Collective,
+    gradients: Box<dyn GradientSync<B> + 'g>,
+    cfg: TrainConfig,
+    resume: Option<super::RunState>,
+    stop: &AtomicBool,
+    fault: Option<Fault>,
+) -> Result<(Outcome, Vec<f32>)> {
+    let replica = Replica::new(group, gradients, fault);
+    let mut trainer = super::Trainer::new(be, cfg, resume, Some(replica))?;
+    let outcome = trainer.run(stop)?;
+    let weights = flat_params(be, &mut trainer.net)?;
+    Ok((outcome, weights))
+}
+
+/// A replica thread's result with a panic turned into an error naming the replica.
+pub(super) fn panic_to_error<T>(rank: usize, result: std::thread::Result<Result<T>>) -> Result<T> {
+    result.unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -177,19 +214,24 @@ fn run_one<B: Backend<Elem = f32>>(
             rank,
             message: format!("panicked: {what}"),
         })
-    });
+    })
+}
+
+/// On failure, tells the group (the first failure wins, so every replica then reports the same
+/// one) and returns the group's first failure.
+pub(super) fn tell_group<T>(group: &dyn Collective, rank: usize, result: Result<T>) -> Result<T> {
     if let Err(e) = &result {
         match e {
             // Every replica sees the same all-reduced loss and stops at the same step: no one
             // replica is at fault, and no one waits in a collective.
             Error::Diverged { .. } => return result,
-            Error::Replica { rank: r, message } if *r == rank => member.abort(message),
+            Error::Replica { rank: r, message } if *r == rank => group.abort(message),
             // Another replica's failure reached us through a collective: it is already recorded.
             Error::Replica { .. } => {}
-            other => member.abort(&other.to_string()),
+            other => group.abort(&other.to_string()),
         }
     }
-    result.map_err(|e| match member.failure() {
+    result.map_err(|e| match group.failure() {
         Some((rank, message)) => Error::Replica { rank, message },
         None => e,
     })
@@ -207,20 +249,45 @@ pub fn flat_params<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Resu
     outcome.map(|()| out)
 }
 
-/// A replica's side of the group, as the trainer sees it.
-pub(super) struct Replica<'g> {
-    group: &'g dyn Collective,
-    fault: Option<Fault>,
-    /// Host staging for gradients (and the loss statistics after them), reused every step.
-    flat: Vec<f32>,
+/// Gradient buckets of this many megabytes unless `--bucket-mb` says otherwise (PyTorch DDP's
+/// default `bucket_cap_mb`).
+pub const DEFAULT_BUCKET_MB: f64 = 25.0;
+
+/// How a replica's training step sums its gradients with the other replicas': on the host through
+/// a communication thread (`super::bucketed`), or on the GPU with NCCL (`super::nccl_buckets`).
+pub(super) trait GradientSync<B: Backend>: Send {
+    /// Forward, loss and backward on this replica's slice `x`, after which every gradient of `net`
+    /// is the mean over the replicas and the statistics are those of the whole global batch (mean
+    /// loss, summed counts).
+    fn forward_backward(
+        &mut self,
+        be: &B,
+        net: &mut Network<B>,
+        x: &Tensor<B>,
+        labels: &[u32],
+    ) -> Result<LossStats>;
 }
 
-impl<'g> Replica<'g> {
-    pub fn new(group: &'g dyn Collective, fault: Option<Fault>) -> Self {
+/// A replica's side of the group, as the trainer sees it.
+pub(super) struct Replica<'g, B: Backend> {
+    group: &'g dyn Collective,
+    fault: Option<Fault>,
+    /// Host staging for broadcasts and batch-norm statistics, reused.
+    flat: Vec<f32>,
+    gradients: Box<dyn GradientSync<B> + 'g>,
+}
+
+impl<'g, B: Backend<Elem = f32>> Replica<'g, B> {
+    pub fn new(
+        group: &'g dyn Collective,
+        gradients: Box<dyn GradientSync<B> + 'g>,
+        fault: Option<Fault>,
+    ) -> Self {
         Replica {
             group,
             fault,
             flat: Vec::new(),
+            gradients,
         }
     }
 
@@ -256,22 +323,14 @@ impl<'g> Replica<'g> {
     }
 
     /// Rank 0's parameters and batch-norm running statistics on every replica.
-    pub fn broadcast_weights<B: Backend<Elem = f32>>(
-        &mut self,
-        be: &B,
-        net: &mut Network<B>,
-    ) -> Result<()> {
+    pub fn broadcast_weights(&mut self, be: &B, net: &mut Network<B>) -> Result<()> {
         let group = self.group;
         each_state_tensor(be, net, &mut self.flat, |buf| group.broadcast(buf))
     }
 
     /// Replaces every replica's batch-norm running statistics by their mean over the replicas, so
     /// that evaluation and checkpoints see the statistics of all the data, not one slice.
-    pub fn average_batch_norms<B: Backend<Elem = f32>>(
-        &mut self,
-        be: &B,
-        net: &mut Network<B>,
-    ) -> Result<()> {
+    pub fn average_batch_norms(&mut self, be: &B, net: &mut Network<B>) -> Result<()> {
         let n = self.group.world_size() as f32;
         let (group, flat) = (self.group, &mut self.flat);
         let mut outcome = Ok(());
@@ -289,46 +348,17 @@ impl<'g> Replica<'g> {
         outcome
     }
 
-    /// Every replica's gradients become their mean over the replicas, and `stats` the statistics of
-    /// the whole global batch (mean loss, summed counts). One all-reduce carries both.
-    pub fn all_reduce_gradients<B: Backend<Elem = f32>>(
+    /// Forward, loss and backward on this replica's slice `x`, with the gradients all-reduced in
+    /// buckets while backward runs: afterwards every gradient is the mean over the replicas and the
+    /// statistics are those of the whole global batch (mean loss, summed counts).
+    pub fn forward_backward(
         &mut self,
         be: &B,
         net: &mut Network<B>,
-        stats: &mut LossStats,
-    ) -> Result<()> {
-        let flat = &mut self.flat;
-        flat.clear();
-        let mut gathered = Ok(());
-        net.visit_params(&mut |p| {
-            if gathered.is_ok() {
-                gathered = p.grad.to_vec(be).map(|g| flat.extend(g));
-            }
-        });
-        gathered?;
-        let grads = flat.len();
-        flat.extend([
-            stats.loss as f32,
-            stats.top1_correct as f32,
-            stats.top5_correct as f32,
-        ]);
-        self.group.all_reduce_sum(flat)?;
-        let n = self.group.world_size() as f32;
-        // Counts up to 2^24 are exact in f32.
-        stats.loss = f64::from(flat[grads] / n);
-        stats.top1_correct = flat[grads + 1] as usize;
-        stats.top5_correct = flat[grads + 2] as usize;
-        let mut offset = 0;
-        let mut outcome = Ok(());
-        net.visit_params(&mut |p| {
-            if outcome.is_ok() {
-                let g = &mut flat[offset..offset + p.grad.numel()];
-                g.iter_mut().for_each(|v| *v /= n);
-                offset += g.len();
-                outcome = p.grad.copy_from_slice(be, g);
-            }
-        });
-        outcome
+        x: &Tensor<B>,
+        labels: &[u32],
+    ) -> Result<LossStats> {
+        self.gradients.forward_backward(be, net, x, labels)
     }
 
     /// Rank 0's decision on every replica: whether Ctrl-C stops the run now.

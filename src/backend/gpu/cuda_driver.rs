@@ -22,6 +22,7 @@ use cudarc::driver::sys;
 use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
 use super::driver::{DevicePtr, Driver};
 use super::embedded::{self, KernelFit};
+use super::side_stream::SideStream;
 use crate::error::{Error, Result};
 
 /// A GPU's context and kernels, shared by every [`CudaDriver`] on it.
@@ -250,6 +251,19 @@ impl CudaDriver {
     fn check(&self, what: &str, r: std::result::Result<(), DriverError>) -> Result<()> {
         r.map_err(|e| cuda_error(&self.device.label(), what, e))
     }
+
+    /// A second stream on this GPU, ordered against this driver's stream by events (for
+    /// communication that overlaps the computation). It must not outlive this driver.
+    pub fn side_stream(&self) -> Result<SideStream> {
+        self.device.bind()?;
+        SideStream::new(self.device.label(), self.device.context, self.stream)
+    }
+
+    /// Makes this GPU's context current on the calling thread (libraries that use the CUDA
+    /// runtime, such as NCCL, pick the GPU from it).
+    pub fn make_current(&self) -> Result<()> {
+        self.device.bind()
+    }
 }
 
 impl Drop for CudaDriver {
@@ -266,6 +280,10 @@ impl Drop for CudaDriver {
 impl Driver for CudaDriver {
     fn name(&self) -> String {
         self.device.label()
+    }
+
+    fn as_cuda(&self) -> Option<&CudaDriver> {
+        Some(self)
     }
 
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {

@@ -92,6 +92,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
+
+    /// The CUDA driver underneath, when this is one: what NCCL needs (a second stream on the same
+    /// GPU, its context). `None` for the emulator.
+    fn as_cuda(&self) -> Option<&CudaDriver> {
+        None
+    }
 }
 
 /// The host emulator as a device: memory is host memory, launches run synchronously on the CPU.
@@ -263,5 +269,9 @@ impl Driver for DynDriver {
 
     fn synchronize(&self) -> Result<()> {
         (**self).synchronize()
+    }
+
+    fn as_cuda(&self) -> Option<&CudaDriver> {
+        (**self).as_cuda()
     }
 }

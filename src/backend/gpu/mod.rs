@@ -6,7 +6,9 @@ pub mod driver;
 pub mod embedded;
 pub mod emu;
 pub mod launch;
+pub mod side_stream;
 
 pub use backend::{ConvKernels, DeviceBuffer, GpuBackend};
 pub use cuda_driver::CudaDriver;
 pub use driver::{DevicePtr, Driver, DynDriver, EmuDriver};
+pub use side_stream::SideStream;
