@@ -53,6 +53,9 @@ const FILTER_BLOCK_ELEMS: usize = 1 << 17;
 /// fixed order (bit-reproducible whatever the thread count; see `conv_filter`).
 const FILTER_GROUPS: usize = 8;
 
+/// Elements of the transformed filter gradient per task when the partials are summed.
+const REDUCE_CHUNK: usize = 1 << 13;
+
 /// Whether this path takes the convolution.
 pub fn applies(d: &ConvDims) -> bool {
     d.r == 3
@@ -137,11 +140,16 @@ pub fn backward_filter(d: &ConvDims, x: &[f32], dy: &[f32], dw: &mut [f32]) -> b
                     }
                 });
             });
-        // The partials in group order.
+        // The partials summed in group order, a slice of the planes per task.
         let (du, rest) = partials.split_at_mut(plane_len);
-        for partial in rest.chunks_exact(plane_len) {
-            du.iter_mut().zip(partial).for_each(|(a, &b)| *a += b);
-        }
+        du.par_chunks_mut(REDUCE_CHUNK)
+            .enumerate()
+            .for_each(|(i, sum)| {
+                for partial in rest.chunks_exact(plane_len) {
+                    let part = &partial[i * REDUCE_CHUNK..][..sum.len()];
+                    sum.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+                }
+            });
         untransform_filter_grad(d.c, d.k, du, dw);
     });
     true
@@ -307,48 +315,57 @@ fn transform_output(
     }
 }
 
-/// `U[xi][k / 16][c][k % 16] = (G g Gᵀ)[xi]` for the 3x3 filter `g[r][s] = tap(k, r, s, c)` of
-/// every output channel `k < cout` and input channel `c < cin`: packed for `dot_tile`.
+/// `U[k / 16][xi][c][k % 16] = (G g Gᵀ)[xi]` for the 3x3 filter `g[r][s] = tap(k, r, s, c)` of
+/// every output channel `k < cout` and input channel `c < cin`: packed for `dot_tile`, one block
+/// of 16 output channels per thread.
 fn transform_filter(
     cin: usize,
     cout: usize,
-    tap: impl Fn(usize, usize, usize, usize) -> f32,
+    tap: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
 ) -> Vec<f32> {
     let mut u = vec![0.0f32; PLANES * cin * cout];
-    for k in 0..cout {
-        for c in 0..cin {
-            let g: [[f32; 3]; 3] =
-                std::array::from_fn(|r| std::array::from_fn(|s| tap(k, r, s, c)));
-            // G g down the columns, then (G g) Gᵀ along the rows.
-            let cols = [0, 1, 2].map(|s| filter_1d([g[0][s], g[1][s], g[2][s]]));
-            let gg: [[f32; 3]; WIN] = std::array::from_fn(|u| [cols[0][u], cols[1][u], cols[2][u]]);
-            for (xi, value) in gg.map(filter_1d).iter().flatten().enumerate() {
-                u[((xi * (cout / KB) + k / KB) * cin + c) * KB + k % KB] = *value;
+    u.par_chunks_mut(PLANES * cin * KB)
+        .enumerate()
+        .for_each(|(kb, block)| {
+            for kk in 0..KB {
+                for c in 0..cin {
+                    let k = kb * KB + kk;
+                    let g: [[f32; 3]; 3] =
+                        std::array::from_fn(|r| std::array::from_fn(|s| tap(k, r, s, c)));
+                    // G g down the columns, then (G g) Gᵀ along the rows.
+                    let cols = [0, 1, 2].map(|s| filter_1d([g[0][s], g[1][s], g[2][s]]));
+                    let gg: [[f32; 3]; WIN] =
+                        std::array::from_fn(|u| [cols[0][u], cols[1][u], cols[2][u]]);
+                    for (xi, value) in gg.map(filter_1d).iter().flatten().enumerate() {
+                        block[(xi * cin + c) * KB + kk] = *value;
+                    }
+                }
             }
-        }
-    }
+        });
     u
 }
 
 /// `dw[k][r][s][c] = (Gᵀ dU[.][c][k] G)[r][s]`, from `dU[xi][c][k]`.
 fn untransform_filter_grad(cin: usize, cout: usize, du: &[f32], dw: &mut [f32]) {
-    for k in 0..cout {
-        for c in 0..cin {
-            let e: [[f32; WIN]; WIN] = std::array::from_fn(|u| {
-                std::array::from_fn(|v| du[((WIN * u + v) * cin + c) * cout + k])
-            });
-            // Gᵀ E down the columns, then (Gᵀ E) G along the rows.
-            let cols: [[f32; 3]; WIN] =
-                std::array::from_fn(|v| filter_adjoint_1d(std::array::from_fn(|u| e[u][v])));
-            let rows: [[f32; WIN]; 3] =
-                std::array::from_fn(|r| std::array::from_fn(|v| cols[v][r]));
-            for (r, row) in rows.map(filter_adjoint_1d).iter().enumerate() {
-                for (s, &value) in row.iter().enumerate() {
-                    dw[((k * 3 + r) * 3 + s) * cin + c] = value;
+    dw.par_chunks_mut(9 * cin)
+        .enumerate()
+        .for_each(|(k, dw_k)| {
+            for c in 0..cin {
+                let e: [[f32; WIN]; WIN] = std::array::from_fn(|u| {
+                    std::array::from_fn(|v| du[((WIN * u + v) * cin + c) * cout + k])
+                });
+                // Gᵀ E down the columns, then (Gᵀ E) G along the rows.
+                let cols: [[f32; 3]; WIN] =
+                    std::array::from_fn(|v| filter_adjoint_1d(std::array::from_fn(|u| e[u][v])));
+                let rows: [[f32; WIN]; 3] =
+                    std::array::from_fn(|r| std::array::from_fn(|v| cols[v][r]));
+                for (r, row) in rows.map(filter_adjoint_1d).iter().enumerate() {
+                    for (s, &value) in row.iter().enumerate() {
+                        dw_k[(r * 3 + s) * cin + c] = value;
+                    }
                 }
             }
-        }
-    }
+        });
 }
 
 /// `G a` along one axis (in f64, rounded once: the weights are transformed once per call).
@@ -390,7 +407,7 @@ fn multiply(nb: usize, cin: usize, cout: usize, v: &[f32], u: &[f32], m: &mut [f
         let v_plane = &v[xi * nb * cin..][..nb * cin];
         let m_plane = &mut m[xi * nb * cout..][..nb * cout];
         for kb in 0..blocks {
-            let w = &u[(xi * blocks + kb) * cin * KB..][..cin * KB];
+            let w = &u[(kb * PLANES + xi) * cin * KB..][..cin * KB];
             let mut t0 = 0;
             while t0 < nb {
                 let np = (nb - t0).min(MAX_TILE);
