@@ -6,8 +6,9 @@
 #   tools/device-bundle.sh            # here: build and copy (device/ stays under the 64 MiB carry limit)
 #   (device tool) run: tools/device-check.sh   with carry ["device"]
 #
-# device/ gets: resnet-cuda (release), the kernel test executables (kernels, conv_kernels) and, when
-# present, the criterion kernel benchmarks, all stripped of debug info to keep the bundle small.
+# device/ gets: resnet-cuda (release), the GPU test executables (kernels, conv_kernels,
+# nccl_device) and, when present, the criterion kernel benchmarks, all stripped of debug info to
+# keep the bundle small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/device-build}"
 unset CUDA_ARCHS
 
 cargo build --release
-tests_json=$(cargo test --release --no-run --message-format=json --test kernels --test conv_kernels)
+tests_json=$(cargo test --release --no-run --message-format=json --test kernels --test conv_kernels \
+    --test nccl_device)
 benches_json=""
 if [ -f benches/kernels.rs ]; then
     benches_json=$(cargo bench --no-run --message-format=json --bench kernels)

@@ -23,6 +23,7 @@ step nvidia-smi 30 nvidia-smi
 step info 60 device/resnet-cuda info
 step test-kernels 300 env RESNET_TEST_DRIVER=cuda device/kernels
 step test-conv-kernels 300 env RESNET_TEST_DRIVER=cuda device/conv_kernels
+step test-nccl-device 120 device/nccl_device --ignored
 step train-resnet20 300 device/resnet-cuda train --device cuda --data synthetic:20000:2000 \
     --iters 400 --eval-every 400 --out "$OUT/run-resnet20"
 if device/resnet-cuda bench --help >/dev/null 2>&1; then
