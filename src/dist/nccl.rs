@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 pub const NCCL_ENV: &str = "RESNET_CUDA_NCCL";
 /// The file names looked for in each folder, in order.
 pub const FILE_NAMES: [&str; 2] = ["libnccl.so.2", "libnccl.so"];
+/// Where the system's Pythons keep their packages (`python3.X/site-packages` or `dist-packages`).
+pub const PYTHON_LIBS: [&str; 2] = ["/usr/local/lib", "/usr/lib"];
 /// Folders where packages install NCCL.
 pub const SYSTEM_DIRS: [&str; 8] = [
     "/usr/lib/x86_64-linux-gnu",
@@ -32,8 +34,12 @@ pub struct Place {
 
 /// Every folder to look in, in order: `$RESNET_CUDA_NCCL` (a folder, or its file's folder),
 /// `$NCCL_HOME/lib`, `$CUDA_HOME/lib64`, each `LD_LIBRARY_PATH` entry, the nvidia-nccl wheel in the
-/// active virtual environment, then `system_dirs`.
-pub fn places(var: &dyn Fn(&str) -> Option<String>, system_dirs: &[&str]) -> Vec<Place> {
+/// active virtual environment, in `~/.local` and under each of `python_libs`, then `system_dirs`.
+pub fn places(
+    var: &dyn Fn(&str) -> Option<String>,
+    python_libs: &[&str],
+    system_dirs: &[&str],
+) -> Vec<Place> {
     let mut out = Vec::new();
     let mut add = |dir: PathBuf, source: &str| {
         if !dir.as_os_str().is_empty() && !out.iter().any(|p: &Place| p.dir == dir) {
@@ -54,17 +60,27 @@ pub fn places(var: &dyn Fn(&str) -> Option<String>, system_dirs: &[&str]) -> Vec
             add(dir.into(), "LD_LIBRARY_PATH");
         }
     }
+    // The nvidia-nccl wheel: in the active virtual environment, the user's site and the system's
+    // Pythons (where an image with PyTorch has it).
+    let mut wheel_roots: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(v) = var("VIRTUAL_ENV") {
-        // site-packages/nvidia/nccl/lib of each python version in the environment.
-        if let Ok(entries) = std::fs::read_dir(Path::new(&v).join("lib")) {
-            let mut dirs: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path().join("site-packages/nvidia/nccl/lib"))
-                .collect();
-            dirs.sort();
-            for dir in dirs {
-                add(dir, "the nvidia-nccl wheel in $VIRTUAL_ENV");
-            }
+        wheel_roots.push((
+            Path::new(&v).join("lib"),
+            "the nvidia-nccl wheel in $VIRTUAL_ENV",
+        ));
+    }
+    if let Some(h) = var("HOME") {
+        wheel_roots.push((
+            Path::new(&h).join(".local/lib"),
+            "the nvidia-nccl wheel in ~/.local",
+        ));
+    }
+    for lib in python_libs {
+        wheel_roots.push((lib.into(), "the nvidia-nccl wheel of the system's Python"));
+    }
+    for (lib, source) in wheel_roots {
+        for dir in wheel_dirs(&lib) {
+            add(dir, source);
         }
     }
     for dir in system_dirs {
@@ -75,7 +91,11 @@ pub fn places(var: &dyn Fn(&str) -> Option<String>, system_dirs: &[&str]) -> Vec
 
 /// The NCCL library file: `$RESNET_CUDA_NCCL` when set (it must name the file or a folder holding
 /// it), else the first of [`FILE_NAMES`] in [`places`].
-pub fn find(var: &dyn Fn(&str) -> Option<String>, system_dirs: &[&str]) -> Result<PathBuf> {
+pub fn find(
+    var: &dyn Fn(&str) -> Option<String>,
+    python_libs: &[&str],
+    system_dirs: &[&str],
+) -> Result<PathBuf> {
     if let Some(v) = var(NCCL_ENV) {
         let p = PathBuf::from(&v);
         if p.is_file() {
@@ -89,7 +109,7 @@ pub fn find(var: &dyn Fn(&str) -> Option<String>, system_dirs: &[&str]) -> Resul
             FILE_NAMES.join(" or ")
         )));
     }
-    let places = places(var, system_dirs);
+    let places = places(var, python_libs, system_dirs);
     if let Some(f) = places.iter().find_map(|p| first_file_in(&p.dir)) {
         return Ok(f);
     }
@@ -111,7 +131,34 @@ pub fn find(var: &dyn Fn(&str) -> Option<String>, system_dirs: &[&str]) -> Resul
 
 /// [`find`] in this process's environment and the usual system folders.
 pub fn find_installed() -> Result<PathBuf> {
-    find(&|n| std::env::var(n).ok(), &SYSTEM_DIRS)
+    find(&|n| std::env::var(n).ok(), &PYTHON_LIBS, &SYSTEM_DIRS)
+}
+
+/// The wheel's library folders that exist under a Python library folder `lib`: for each
+/// `python*` in it, `site-packages` or `dist-packages`, then `nvidia/nccl/lib` (the CUDA 12 wheels)
+/// or `nvidia/cu13/lib` (the CUDA 13 ones).
+fn wheel_dirs(lib: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(lib) else {
+        return Vec::new();
+    };
+    let mut pythons: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .map(|e| e.path())
+        .collect();
+    pythons.sort();
+    let mut dirs = Vec::new();
+    for python in pythons {
+        for packages in ["site-packages", "dist-packages"] {
+            for wheel in ["nvidia/nccl/lib", "nvidia/cu13/lib"] {
+                let dir = python.join(packages).join(wheel);
+                if dir.is_dir() {
+                    dirs.push(dir);
+                }
+            }
+        }
+    }
+    dirs
 }
 
 fn first_file_in(dir: &Path) -> Option<PathBuf> {
@@ -159,7 +206,7 @@ mod tests {
         std::fs::write(&lib, b"not really").unwrap();
         let d = dir.path().to_str().unwrap().to_string();
         for var in [NCCL_ENV, "LD_LIBRARY_PATH"] {
-            let found = find(&lookup(&[(var, format!("/nonexistent:{d}"))]), &[]);
+            let found = find(&lookup(&[(var, format!("/nonexistent:{d}"))]), &[], &[]);
             if var == NCCL_ENV {
                 // The variable names one place, and that one is wrong.
                 assert!(found.unwrap_err().to_string().contains(NCCL_ENV));
@@ -167,25 +214,56 @@ mod tests {
                 assert_eq!(found.unwrap(), lib);
             }
         }
-        assert_eq!(find(&lookup(&[(NCCL_ENV, d.clone())]), &[]).unwrap(), lib);
+        assert_eq!(
+            find(&lookup(&[(NCCL_ENV, d.clone())]), &[], &[]).unwrap(),
+            lib
+        );
         let file = lib.to_str().unwrap().to_string();
-        assert_eq!(find(&lookup(&[(NCCL_ENV, file)]), &[]).unwrap(), lib);
+        assert_eq!(find(&lookup(&[(NCCL_ENV, file)]), &[], &[]).unwrap(), lib);
         let home = dir.path().join("home");
         std::fs::create_dir_all(home.join("lib")).unwrap();
         std::fs::write(home.join("lib/libnccl.so"), b"").unwrap();
         let h = home.to_str().unwrap().to_string();
         assert_eq!(
-            find(&lookup(&[("NCCL_HOME", h)]), &[&d]).unwrap(),
+            find(&lookup(&[("NCCL_HOME", h)]), &[], &[&d]).unwrap(),
             home.join("lib/libnccl.so"),
             "$NCCL_HOME comes before the system folders"
         );
-        assert_eq!(find(&lookup(&[]), &[&d]).unwrap(), lib);
+        assert_eq!(find(&lookup(&[]), &[], &[&d]).unwrap(), lib);
+    }
+
+    #[test]
+    fn finds_the_wheel_of_a_virtual_environment_or_of_the_system_python() {
+        let dir = tempfile::tempdir().unwrap();
+        // A CUDA 13 wheel in a virtual environment, a CUDA 12 one in a Debian-style system Python.
+        let venv = dir.path().join("venv");
+        let cu13 = venv.join("lib/python3.12/site-packages/nvidia/cu13/lib");
+        let system = dir.path().join("usr/lib");
+        let cu12 = system.join("python3/dist-packages/nvidia/nccl/lib");
+        for d in [&cu13, &cu12] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("libnccl.so.2"), b"").unwrap();
+        }
+        let venv_var = [("VIRTUAL_ENV", venv.to_str().unwrap().to_string())];
+        let system_lib = system.to_str().unwrap();
+        assert_eq!(
+            find(&lookup(&venv_var), &[system_lib], &[]).unwrap(),
+            cu13.join("libnccl.so.2"),
+            "the virtual environment comes first"
+        );
+        assert_eq!(
+            find(&lookup(&[]), &[system_lib], &[]).unwrap(),
+            cu12.join("libnccl.so.2")
+        );
+        let err = find(&lookup(&[]), &["/nonexistent"], &[]).unwrap_err();
+        assert!(err.to_string().contains("NCCL not found"), "{err}");
     }
 
     #[test]
     fn absent_nccl_is_one_line_naming_what_was_looked_for() {
         let err = find(
             &lookup(&[("LD_LIBRARY_PATH", "/nonexistent".into())]),
+            &[],
             &["/also/not"],
         )
         .unwrap_err()
