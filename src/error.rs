@@ -70,3 +70,12 @@ pub fn io_error(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Err
     let path = path.into();
     move |source| Error::Io { path, source }
 }
+
+/// The text a panic was raised with (`panic!("...")` carries a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

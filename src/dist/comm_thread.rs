@@ -18,7 +18,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::Scope;
 
 use super::Collective;
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
 
 /// A bucket on its way: its tag (the caller's bucket number) and its values.
 struct Job {
@@ -114,14 +114,12 @@ fn serve(group: &dyn Collective, jobs: Receiver<Job>, done: Sender<Done>) {
     for Job { tag, mut buf } in jobs {
         let outcome = catch_unwind(AssertUnwindSafe(|| group.all_reduce_sum(&mut buf)))
             .unwrap_or_else(|payload| {
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
                 Err(Error::Replica {
                     rank: group.rank(),
-                    message: format!("its communication thread panicked: {what}"),
+                    message: format!(
+                        "its communication thread panicked: {}",
+                        panic_message(&*payload)
+                    ),
                 })
             });
         if done.send(Done { tag, buf, outcome }).is_err() {

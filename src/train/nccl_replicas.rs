@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 
 use super::nccl_buckets::NcclGradients;
 use super::replicas::{
-    collect_run, panic_to_error, run_trainer, tell_group, ReplicaOptions, ReplicaRun,
-    DEFAULT_BUCKET_MB,
+    collect_run, on_replica_threads, panic_to_error, run_trainer, tell_group, ReplicaOptions,
+    ReplicaRun, DEFAULT_BUCKET_MB,
 };
 use super::{Outcome, RunState, TrainConfig};
 
@@ -30,26 +30,22 @@ pub fn train_gpus(
     world: &NcclWorld,
 ) -> Result<ReplicaRun> {
     let local = Arc::new(LocalFailure::default());
-    let results: Vec<Result<(Outcome, Vec<f32>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..cfg.gpus)
-            .map(|gpu| {
-                let (cfg, resume, local) = (cfg.clone(), resume.clone(), local.clone());
-                std::thread::Builder::new()
-                    .name(format!("replica-{}", world.first_rank + gpu))
-                    .spawn_scoped(s, move || {
-                        run_gpu(gpu, cfg, resume, stop, options, world, &local)
-                    })
-                    .map_err(|e| Error::Config(format!("cannot start a replica thread: {e}")))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h?.join()
-                    .unwrap_or_else(|_| unreachable!("run_gpu catches panics"))
-            })
-            .collect()
-    });
+    let gpus: Vec<usize> = (0..cfg.gpus).collect();
+    let results = on_replica_threads(
+        gpus,
+        |&gpu| world.first_rank + gpu,
+        |gpu| {
+            run_gpu(
+                gpu,
+                cfg.clone(),
+                resume.clone(),
+                stop,
+                options,
+                world,
+                &local,
+            )
+        },
+    );
     collect_run(results)
 }
 

@@ -18,7 +18,7 @@ use crate::data::batch::MeanImage;
 use crate::dist::buckets::cap_elements;
 use crate::dist::comm_thread::CommThread;
 use crate::dist::{broadcast_f64, Collective, HostGroup, HostMember};
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
 use crate::models::Network;
 use crate::tensor::Tensor;
 
@@ -119,16 +119,28 @@ where
     F: Fn(usize) -> Result<B> + Sync,
 {
     let members = HostGroup::members(cfg.replicas, options.timeout);
-    let results: Vec<Result<(Outcome, Vec<f32>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = members
+    let results = on_replica_threads(members, HostMember::rank, |member| {
+        let (cfg, resume) = (cfg.clone(), resume.clone());
+        run_one(member, cfg, resume, stop, options.fault, &make_backend)
+    });
+    collect_run(results)
+}
+
+/// Runs `run(replica)` for every replica on a thread of its own, named `replica-{rank}`, and
+/// returns the results in order. `run` catches its own panics (`panic_to_error`).
+pub(super) fn on_replica_threads<R: Send, T: Send>(
+    replicas: Vec<R>,
+    rank: impl Fn(&R) -> usize,
+    run: impl Fn(R) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = replicas
             .into_iter()
-            .map(|member| {
-                let (cfg, resume, make_backend) = (cfg.clone(), resume.clone(), &make_backend);
+            .map(|replica| {
+                let run = &run;
                 std::thread::Builder::new()
-                    .name(format!("replica-{}", member.rank()))
-                    .spawn_scoped(s, move || {
-                        run_one(member, cfg, resume, stop, options.fault, make_backend)
-                    })
+                    .name(format!("replica-{}", rank(&replica)))
+                    .spawn_scoped(s, move || run(replica))
                     .map_err(|e| Error::Config(format!("cannot start a replica thread: {e}")))
             })
             .collect();
@@ -136,11 +148,10 @@ where
             .into_iter()
             .map(|h| {
                 h?.join()
-                    .unwrap_or_else(|_| unreachable!("run_one catches panics"))
+                    .unwrap_or_else(|_| unreachable!("replica threads catch their panics"))
             })
             .collect()
-    });
-    collect_run(results)
+    })
 }
 
 /// The run of replicas whose threads returned `results` (in rank order): the first failure, or the
@@ -205,14 +216,9 @@ pub(super) fn run_trainer<'g, B: Backend<Elem = f32>>(
 /// A replica thread's result with a panic turned into an error naming the replica.
 pub(super) fn panic_to_error<T>(rank: usize, result: std::thread::Result<Result<T>>) -> Result<T> {
     result.unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
         Err(Error::Replica {
             rank,
-            message: format!("panicked: {what}"),
+            message: format!("panicked: {}", panic_message(&*payload)),
         })
     })
 }
