@@ -142,6 +142,26 @@ pub fn conv2d_backward_data<B: Backend>(
     be.conv2d_backward_data(dy, w, dx, geom)
 }
 
+/// `dx = conv2d_backward_data(dy, w) + addend`; see the backend op.
+pub fn conv2d_backward_data_add<B: Backend>(
+    be: &B,
+    dy: &Tensor<B>,
+    w: &Tensor<B>,
+    addend: &Tensor<B>,
+    scratch: &mut Tensor<B>,
+    dx: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_data_add";
+    let xs = expect_rank4(OP, "dx", dx)?;
+    let ws = expect_rank4(OP, "w", w)?;
+    let ys = conv2d_output_shape_named(OP, ("dx", &xs), ("w", &ws), geom)?;
+    expect_shape(OP, "dy", dy, &ys)?;
+    expect_shape(OP, "addend", addend, &xs)?;
+    expect_shape(OP, "scratch", scratch, &xs)?;
+    be.conv2d_backward_data_add(dy, w, addend, scratch, dx, geom)
+}
+
 pub fn conv2d_backward_filter<B: Backend>(
     be: &B,
     x: &Tensor<B>,
@@ -185,27 +205,95 @@ pub fn batch_norm_forward_train<B: Backend>(
 ) -> Result<()> {
     const OP: &str = "batch_norm_forward_train";
     check_bn_config(OP, &cfg)?;
-    let [n, h, w, c] = expect_rank4(OP, "x", x)?;
-    expect_nonempty(OP, "x", x)?;
-    if n * h * w < 2 {
-        return Err(invalid(
-            OP,
-            "training-mode batch norm needs more than one value per channel",
-        ));
-    }
+    let per_channel = [
+        gamma,
+        beta,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+    ];
+    check_bn_train_shapes(OP, x, per_channel)?;
     expect_shape(OP, "y", y, x.dims())?;
-    for (name, t) in [("gamma", gamma), ("beta", beta)] {
-        expect_shape(OP, name, t, &[c])?;
-    }
-    expect_shape(OP, "save_mean", save_mean, &[c])?;
-    expect_shape(OP, "save_inv_std", save_inv_std, &[c])?;
-    expect_shape(OP, "running_mean", running_mean, &[c])?;
-    expect_shape(OP, "running_var", running_var, &[c])?;
     be.batch_norm_forward_train(
         x,
         gamma,
         beta,
         y,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+        cfg,
+    )
+}
+
+/// The shapes training-mode batch norm needs: `x` NHWC with more than one value per channel, and
+/// gamma, beta, save_mean, save_inv_std, running_mean and running_var of `C` values each.
+fn check_bn_train_shapes<B: Backend>(
+    op: &'static str,
+    x: &Tensor<B>,
+    per_channel: [&Tensor<B>; 6],
+) -> Result<()> {
+    let [n, h, w, c] = expect_rank4(op, "x", x)?;
+    expect_nonempty(op, "x", x)?;
+    if n * h * w < 2 {
+        return Err(invalid(
+            op,
+            "training-mode batch norm needs more than one value per channel",
+        ));
+    }
+    let names = [
+        "gamma",
+        "beta",
+        "save_mean",
+        "save_inv_std",
+        "running_mean",
+        "running_var",
+    ];
+    for (name, t) in names.into_iter().zip(per_channel) {
+        expect_shape(op, name, t, &[c])?;
+    }
+    Ok(())
+}
+
+/// `out = batch_norm_forward_train(x) + residual` (then ReLU when `cfg.relu`); see the backend op.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_add_forward_train<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    gamma: &Tensor<B>,
+    beta: &Tensor<B>,
+    residual: &Tensor<B>,
+    scratch: &mut Tensor<B>,
+    out: &mut Tensor<B>,
+    save_mean: &mut Tensor<B>,
+    save_inv_std: &mut Tensor<B>,
+    running_mean: &mut Tensor<B>,
+    running_var: &mut Tensor<B>,
+    cfg: BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batch_norm_add_forward_train";
+    check_bn_config(OP, &cfg)?;
+    let per_channel = [
+        gamma,
+        beta,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+    ];
+    check_bn_train_shapes(OP, x, per_channel)?;
+    for (name, t) in [("residual", residual), ("scratch", scratch), ("out", out)] {
+        expect_shape(OP, name, t, x.dims())?;
+    }
+    be.batch_norm_add_forward_train(
+        x,
+        gamma,
+        beta,
+        residual,
+        scratch,
+        out,
         save_mean,
         save_inv_std,
         running_mean,

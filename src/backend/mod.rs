@@ -122,6 +122,22 @@ pub trait Backend: Sized + Send + Sync + 'static {
         dx: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()>;
+    /// `dx = conv2d_backward_data(dy, w) + addend`: the input gradient of a residual block's first
+    /// convolution with the shortcut's gradient summed in. Bit-identical to the two ops it stands
+    /// for; a backend that cannot fuse them runs them (the default), with `scratch` (shaped as
+    /// `dx`) holding the convolution's part. Its contents afterwards are unspecified.
+    fn conv2d_backward_data_add(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        addend: &Tensor<Self>,
+        scratch: &mut Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        self.conv2d_backward_data(dy, w, scratch, geom)?;
+        self.add_forward(scratch, addend, dx, false)
+    }
     /// `dw[k,r,s,c] = sum_{n,p,q} dy[n,p,q,k] * x[n, p*stride - pad + r, q*stride - pad + s, c]`.
     fn conv2d_backward_filter(
         &self,
@@ -148,6 +164,40 @@ pub trait Backend: Sized + Send + Sync + 'static {
         running_var: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()>;
+    /// `out = batch_norm_forward_train(x) + residual`, then `max(out, 0)` when `cfg.relu`: the end
+    /// of a residual block, the ReLU after the sum rather than inside BN. Statistics as
+    /// `batch_norm_forward_train`. Bit-identical to the two ops it stands for; a backend that
+    /// cannot fuse them runs them (the default), with `scratch` (shaped as `x`) holding BN's output.
+    /// Its contents afterwards are unspecified.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_add_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        residual: &Tensor<Self>,
+        scratch: &mut Tensor<Self>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let bn_cfg = BatchNormConfig { relu: false, ..cfg };
+        self.batch_norm_forward_train(
+            x,
+            gamma,
+            beta,
+            scratch,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            bn_cfg,
+        )?;
+        self.add_forward(scratch, residual, out, cfg.relu)
+    }
     /// Inference-mode batch norm with the running statistics (then ReLU when `cfg.relu`).
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_forward_infer(

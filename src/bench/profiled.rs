@@ -203,6 +203,28 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn conv2d_backward_data_add(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        addend: &Tensor<Self>,
+        scratch: &mut Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        // Timed as a convolution: the sum rides on its output pass (unfused, an elementwise op).
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_backward_data_add(
+                inner(dy),
+                inner(w),
+                inner(addend),
+                inner_mut(scratch),
+                inner_mut(dx),
+                geom,
+            )
+        })
+    }
+
     fn conv2d_backward_filter(
         &self,
         x: &Tensor<Self>,
@@ -233,6 +255,38 @@ impl<B: Backend> Backend for Profiled<B> {
                 inner(gamma),
                 inner(beta),
                 inner_mut(y),
+                inner_mut(save_mean),
+                inner_mut(save_inv_std),
+                inner_mut(running_mean),
+                inner_mut(running_var),
+                cfg,
+            )
+        })
+    }
+
+    fn batch_norm_add_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        residual: &Tensor<Self>,
+        scratch: &mut Tensor<Self>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        // Timed as BN: the sum rides on its normalising pass (unfused, an elementwise op).
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_add_forward_train(
+                inner(x),
+                inner(gamma),
+                inner(beta),
+                inner(residual),
+                inner_mut(scratch),
+                inner_mut(out),
                 inner_mut(save_mean),
                 inner_mut(save_inv_std),
                 inner_mut(running_mean),

@@ -61,6 +61,57 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 }
 
+impl<B: Backend> BatchNorm2d<B> {
+    /// `out = BN(x) + residual`, then ReLU when `relu` (the end of a residual block; this BN has
+    /// no ReLU of its own), fused where the backend can in training. `output` is not meaningful
+    /// afterwards; `backward` is as after `forward` (it never reads `y` without a ReLU).
+    pub fn forward_add(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        residual: &Tensor<B>,
+        out: &mut Tensor<B>,
+        relu: bool,
+        mode: Mode,
+    ) -> Result<()> {
+        if self.relu {
+            return Err(invalid(
+                "batch_norm_add_forward_train",
+                format!(
+                    "{}: a BN with its own ReLU cannot take a residual",
+                    self.name
+                ),
+            ));
+        }
+        out.ensure_shape(be, x.dims())?;
+        if mode == Mode::Eval {
+            self.forward(be, x, mode)?;
+            return ops::add_forward(be, &self.out, residual, out, relu);
+        }
+        self.out.ensure_shape(be, x.dims())?;
+        self.trained_forward = true;
+        self.num_batches_tracked += 1;
+        let cfg = BatchNormConfig {
+            relu,
+            ..self.config()
+        };
+        ops::batch_norm_add_forward_train(
+            be,
+            x,
+            &self.weight.value,
+            &self.bias.value,
+            residual,
+            &mut self.out,
+            out,
+            &mut self.save_mean,
+            &mut self.save_inv_std,
+            &mut self.running_mean,
+            &mut self.running_var,
+            cfg,
+        )
+    }
+}
+
 impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
         self.out.ensure_shape(be, x.dims())?;

@@ -190,16 +190,19 @@ impl<B: Backend> Block<B> {
 
 impl<B: Backend> Layer<B> for Block<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
-        self.units[0].forward(be, x, mode)?;
-        for i in 1..self.units.len() {
+        let last = self.units.len() - 1;
+        for i in 0..=last {
             let (done, rest) = self.units.split_at_mut(i);
-            rest[0].forward(be, done[i - 1].output(), mode)?;
-        }
-        if let Some(shortcut) = &mut self.shortcut {
-            shortcut.forward(be, x, mode)?;
-            let residual = self.units.last().expect("a block has units").output();
-            self.out.ensure_shape(be, residual.dims())?;
-            ops::add_forward(be, residual, shortcut.output(x), &mut self.out, true)?;
+            let input = if i == 0 { x } else { done[i - 1].output() };
+            match &mut self.shortcut {
+                // The sum and its ReLU ride on the last BN's pass: `relu(BN(conv(h)) + s(x))`.
+                Some(shortcut) if i == last => {
+                    shortcut.forward(be, x, mode)?;
+                    let sc = shortcut.output(x);
+                    rest[0].forward_add(be, input, sc, &mut self.out, mode)?;
+                }
+                _ => rest[0].forward(be, input, mode)?,
+            }
         }
         Ok(())
     }
@@ -213,10 +216,11 @@ impl<B: Backend> Layer<B> for Block<B> {
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
         // The gradient entering F: through the add's ReLU for a residual block, `dy` for a plain one.
-        let d_residual = match self.shortcut {
-            Some(_) => {
+        let d_residual = match &mut self.shortcut {
+            Some(shortcut) => {
                 self.dsum.ensure_shape(be, dy.dims())?;
                 ops::add_backward(be, &self.out, dy, &mut self.dsum, true)?;
+                shortcut.backward(be, x, &self.dsum)?;
                 &self.dsum
             }
             None => dy,
@@ -231,18 +235,15 @@ impl<B: Backend> Layer<B> for Block<B> {
             } else {
                 after[0].input_grad()
             };
-            unit.backward(be, input, grad)?;
-        }
-        if let Some(shortcut) = &mut self.shortcut {
-            shortcut.backward(be, x, d_residual)?;
-            self.dx.ensure_shape(be, x.dims())?;
-            ops::add_forward(
-                be,
-                self.units[0].input_grad(),
-                shortcut.input_grad(d_residual),
-                &mut self.dx,
-                false,
-            )?;
+            match &self.shortcut {
+                // The block's input gradient, F's plus the shortcut's, summed as the first
+                // convolution's input gradient is written.
+                Some(shortcut) if i == 0 => {
+                    let addend = shortcut.input_grad(d_residual);
+                    unit.backward_add(be, input, grad, addend, &mut self.dx)?;
+                }
+                _ => unit.backward(be, input, grad)?,
+            }
         }
         Ok(())
     }

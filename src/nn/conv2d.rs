@@ -58,6 +58,26 @@ impl<B: Backend> Conv2d<B> {
     }
 }
 
+impl<B: Backend> Conv2d<B> {
+    /// Backward with the input gradient summed into `out`: `dx = conv_backward_data(dy, w) +
+    /// addend` (a residual block's first convolution, `addend` the shortcut's gradient), fused
+    /// where the backend can. `input_grad` is not meaningful afterwards.
+    pub fn backward_add(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        addend: &Tensor<B>,
+        out: &mut Tensor<B>,
+    ) -> Result<()> {
+        ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
+        self.dx.ensure_shape(be, x.dims())?;
+        out.ensure_shape(be, x.dims())?;
+        let w = &self.weight.value;
+        ops::conv2d_backward_data_add(be, dy, w, addend, &mut self.dx, out, self.geom)
+    }
+}
+
 impl<B: Backend> Layer<B> for Conv2d<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, _mode: Mode) -> Result<()> {
         let shape = self.output_shape(x.dims())?;

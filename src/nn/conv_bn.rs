@@ -47,6 +47,38 @@ impl<B: Backend> ConvBn<B> {
     }
 }
 
+impl<B: Backend> ConvBn<B> {
+    /// Forward with a residual summed in after BN: `out = relu(BN(conv(x)) + residual)` (see
+    /// `BatchNorm2d::forward_add`).
+    pub fn forward_add(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        residual: &Tensor<B>,
+        out: &mut Tensor<B>,
+        mode: Mode,
+    ) -> Result<()> {
+        self.conv.forward(be, x, mode)?;
+        self.bn
+            .forward_add(be, self.conv.output(), residual, out, true, mode)
+    }
+
+    /// Backward with the input gradient summed into `out`: `dx + addend` (see
+    /// `Conv2d::backward_add`).
+    pub fn backward_add(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        addend: &Tensor<B>,
+        out: &mut Tensor<B>,
+    ) -> Result<()> {
+        self.bn.backward(be, self.conv.output(), dy)?;
+        self.conv
+            .backward_add(be, x, self.bn.input_grad(), addend, out)
+    }
+}
+
 impl<B: Backend> Layer<B> for ConvBn<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
         self.conv.forward(be, x, mode)?;

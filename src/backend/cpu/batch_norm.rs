@@ -3,6 +3,8 @@
 //! Forward (training): `mean_c = 1/M sum x`, `var_c = 1/M sum (x - mean_c)^2`, `inv_std_c =
 //! 1/sqrt(var_c + eps)`, `y = gamma_c (x - mean_c) inv_std_c + beta_c`, then `max(y, 0)` if fused
 //! with ReLU. Running statistics: `r = (1 - m) r + m stat`, with the unbiased variance `var_c M/(M-1)`.
+//! At the end of a residual block the shortcut is added before the ReLU, `max(y + residual, 0)`,
+//! in the same pass (`y` itself is never stored).
 //!
 //! Backward: `g = dy [y > 0]` (or `dy`), `xhat = (x - mean) inv_std`, `dbeta = sum g`,
 //! `dgamma = sum g xhat`, `dx = gamma inv_std / M (M g - dbeta - xhat dgamma)`.
@@ -23,11 +25,13 @@ use crate::backend::{BatchNormConfig, Element};
 /// the two passes the statistics make over it.
 const ROWS_PER_BLOCK: usize = 1024;
 
+/// Training-mode forward into `y`; with `residual`, `y` gets `BN(x) + residual` (then the ReLU).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train<T: Element>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
+    residual: Option<&[T]>,
     y: &mut [T],
     save_mean: &mut [T],
     save_inv_std: &mut [T],
@@ -50,7 +54,8 @@ pub fn forward_train<T: Element>(
         let unbiased = var[ch] * m / (m - 1.0);
         running_var[ch] = T::of((1.0 - momentum) * running_var[ch].f64() + momentum * unbiased);
     }
-    normalize(x, save_mean, save_inv_std, gamma, beta, y, cfg.relu);
+    let affine = Affine::new(save_mean, save_inv_std, gamma, beta);
+    normalize(x, &affine, residual, y, cfg.relu);
 }
 
 pub fn forward_infer<T: Element>(
@@ -66,54 +71,81 @@ pub fn forward_infer<T: Element>(
         .iter()
         .map(|v| T::of(1.0 / (v.f64() + cfg.eps).sqrt()))
         .collect();
-    normalize(x, running_mean, &inv_std, gamma, beta, y, cfg.relu);
+    let affine = Affine::new(running_mean, &inv_std, gamma, beta);
+    normalize(x, &affine, None, y, cfg.relu);
 }
 
-/// `y = gamma (x - mean) inv_std + beta` (then ReLU), as `y = x scale + shift` per channel.
+/// `gamma (x - mean) inv_std + beta` as `x scale + shift`, per channel.
+struct Affine<T> {
+    scale: Vec<T>,
+    shift: Vec<T>,
+}
+
+impl<T: Element> Affine<T> {
+    fn new(mean: &[T], inv_std: &[T], gamma: &[T], beta: &[T]) -> Self {
+        let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((&b, &mu), &s)| b - mu * s)
+            .collect();
+        Affine { scale, shift }
+    }
+}
+
+/// `y = x scale + shift` (plus `residual`, if given), then ReLU when `relu`.
 fn normalize<T: Element>(
     x: &[T],
-    mean: &[T],
-    inv_std: &[T],
-    gamma: &[T],
-    beta: &[T],
+    affine: &Affine<T>,
+    residual: Option<&[T]>,
     y: &mut [T],
     relu: bool,
 ) {
-    let c = gamma.len();
-    let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
-    let shift: Vec<T> = beta
-        .iter()
-        .zip(mean)
-        .zip(&scale)
-        .map(|((&b, &mu), &s)| b - mu * s)
-        .collect();
-    let block = |(yb, xb): (&mut [T], &[T])| match (c % LANES == 0, relu) {
-        (true, true) => normalize_block::<T, LANES, true>(xb, yb, &scale, &shift),
-        (true, false) => normalize_block::<T, LANES, false>(xb, yb, &scale, &shift),
-        (false, true) => normalize_block::<T, 1, true>(xb, yb, &scale, &shift),
-        (false, false) => normalize_block::<T, 1, false>(xb, yb, &scale, &shift),
-    };
-    y.par_chunks_mut(ROWS_PER_BLOCK * c)
-        .zip(x.par_chunks(ROWS_PER_BLOCK * c))
-        .for_each(block);
+    let c = affine.scale.len();
+    let len = ROWS_PER_BLOCK * c;
+    y.par_chunks_mut(len).enumerate().for_each(|(b, yb)| {
+        let rows = b * len..b * len + yb.len();
+        let xb = &x[rows.clone()];
+        let rb = residual.map_or(&[][..], |r| &r[rows]);
+        match (c % LANES == 0, relu, residual.is_some()) {
+            (true, true, true) => normalize_block::<T, LANES, true, true>(xb, rb, yb, affine),
+            (true, true, false) => normalize_block::<T, LANES, true, false>(xb, rb, yb, affine),
+            (true, false, true) => normalize_block::<T, LANES, false, true>(xb, rb, yb, affine),
+            (true, false, false) => normalize_block::<T, LANES, false, false>(xb, rb, yb, affine),
+            (false, true, true) => normalize_block::<T, 1, true, true>(xb, rb, yb, affine),
+            (false, true, false) => normalize_block::<T, 1, true, false>(xb, rb, yb, affine),
+            (false, false, true) => normalize_block::<T, 1, false, true>(xb, rb, yb, affine),
+            (false, false, false) => normalize_block::<T, 1, false, false>(xb, rb, yb, affine),
+        }
+    });
 }
 
-/// One block of `normalize`, `W` channels at a time (`W` divides `C`). Each piece is computed
-/// into a local array and stored whole, which keeps the loop in vector registers.
-fn normalize_block<T: Element, const W: usize, const RELU: bool>(
+/// One block of `normalize`, `W` channels at a time (`W` divides `C`); `r` is the block's residual
+/// when `ADD`. Each piece is computed into a local array and stored whole, which keeps the loop in
+/// vector registers.
+fn normalize_block<T: Element, const W: usize, const RELU: bool, const ADD: bool>(
     x: &[T],
+    r: &[T],
     y: &mut [T],
-    scale: &[T],
-    shift: &[T],
+    affine: &Affine<T>,
 ) {
-    let c = scale.len();
-    for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+    let c = affine.scale.len();
+    for (row, (yr, xr)) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
         for base in (0..c).step_by(W) {
             let xv = piece::<T, W>(xr, base);
-            let (s, t) = (piece::<T, W>(scale, base), piece::<T, W>(shift, base));
+            let s = piece::<T, W>(&affine.scale, base);
+            let t = piece::<T, W>(&affine.shift, base);
+            let rv = if ADD {
+                piece::<T, W>(r, row * c + base)
+            } else {
+                [T::zero(); W]
+            };
             let mut out = [T::zero(); W];
             for i in 0..W {
                 let v = xv[i] * s[i] + t[i];
+                // The sum rounds exactly as `add_forward(y, residual)` would.
+                let v = if ADD { v + rv[i] } else { v };
                 out[i] = if RELU && v < T::zero() { T::zero() } else { v };
             }
             yr[base..base + W].copy_from_slice(&out);

@@ -177,6 +177,22 @@ mod direct {
         }
     }
 
+    /// `dx = backward_data(dy, w) + addend` in one pass, where Winograd takes the shape.
+    pub fn backward_data_add<T: 'static>(
+        d: &ConvDims,
+        dy: &[T],
+        w: &[T],
+        addend: &[T],
+        dx: &mut [T],
+    ) -> bool {
+        match (as_f32(dy), as_f32(w), as_f32(addend), as_f32_mut(dx)) {
+            (Some(dy), Some(w), Some(addend), Some(dx)) => {
+                winograd::backward_data_add(d, dy, w, Some(addend), dx)
+            }
+            _ => false,
+        }
+    }
+
     pub fn backward_filter<T: 'static>(d: &ConvDims, x: &[T], dy: &[T], dw: &mut [T]) -> bool {
         match (as_f32(x), as_f32(dy), as_f32_mut(dw)) {
             (Some(x), Some(dy), Some(dw)) if !d.is_pointwise() => {
@@ -197,6 +213,10 @@ mod direct {
     }
 
     pub fn backward_data<T>(_: &ConvDims, _: &[T], _: &[T], _: &mut [T]) -> bool {
+        false
+    }
+
+    pub fn backward_data_add<T>(_: &ConvDims, _: &[T], _: &[T], _: &[T], _: &mut [T]) -> bool {
         false
     }
 
@@ -244,6 +264,19 @@ impl<T: Element> CpuBackend<T> {
                 .zip(y.chunks_mut(chunk * pq * d.k))
                 .for_each(|(xc, yc)| run(xc, yc, Threads::Parallel));
         }
+    }
+
+    /// `dx = conv_backward_data(dy, w) + addend` in one pass where a kernel fuses the sum; false
+    /// (nothing written) otherwise.
+    pub(super) fn conv_backward_data_add(
+        &self,
+        d: &ConvDims,
+        dy: &[T],
+        w: &[T],
+        addend: &[T],
+        dx: &mut [T],
+    ) -> bool {
+        direct::backward_data_add(d, dy, w, addend, dx)
     }
 
     pub(super) fn conv_backward_data(&self, d: &ConvDims, dy: &[T], w: &[T], dx: &mut [T]) {

@@ -140,6 +140,23 @@ impl<T: Element> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn conv2d_backward_data_add(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        addend: &Tensor<Self>,
+        scratch: &mut Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let d = ConvDims::new(dx.dims(), w.dims(), dy.dims(), geom);
+        if self.conv_backward_data_add(&d, dy.buf(), w.buf(), addend.buf(), dx.buf_mut()) {
+            return Ok(());
+        }
+        self.conv2d_backward_data(dy, w, scratch, geom)?;
+        self.add_forward(scratch, addend, dx, false)
+    }
+
     fn conv2d_backward_filter(
         &self,
         x: &Tensor<Self>,
@@ -168,7 +185,37 @@ impl<T: Element> Backend for CpuBackend<T> {
             x.buf(),
             gamma.buf(),
             beta.buf(),
+            None,
             y.buf_mut(),
+            save_mean.buf_mut(),
+            save_inv_std.buf_mut(),
+            running_mean.buf_mut(),
+            running_var.buf_mut(),
+            cfg,
+        );
+        Ok(())
+    }
+
+    fn batch_norm_add_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        residual: &Tensor<Self>,
+        _scratch: &mut Tensor<Self>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        batch_norm::forward_train(
+            x.buf(),
+            gamma.buf(),
+            beta.buf(),
+            Some(residual.buf()),
+            out.buf_mut(),
             save_mean.buf_mut(),
             save_inv_std.buf_mut(),
             running_mean.buf_mut(),

@@ -44,6 +44,11 @@ use super::winograd_transforms::{
 /// while the 36 products sweep over them (measured best of 64, 128 and 256 KiB).
 const BLOCK_ELEMS: usize = 1 << 15;
 
+/// The fewest tiles per forward block. Each plane of the transformed filters (`cin x cout`, 16 KiB
+/// at 64 channels) is read once per block: at 64 channels two microkernel tiles per block did the
+/// 8x8 layers' passes 7% faster than the one that fits `BLOCK_ELEMS` (A/B, interleaved calls).
+const MIN_BLOCK_TILES: usize = 2 * MAX_TILE;
+
 /// The same for backward-filter (512 KiB): `outer_tile` keeps its sums in registers while it
 /// sweeps the block's tiles, so longer blocks spend less on loading and storing them; each plane
 /// it works on is a small slice of the block (measured best of 256 KiB, 512 KiB and 1 MiB).
@@ -77,12 +82,24 @@ pub fn forward(d: &ConvDims, x: &[f32], w: &[f32], y: &mut [f32]) -> bool {
         return false;
     }
     let u = transform_filter(d.c, d.k, |k, r, s, c| w[((k * 3 + r) * 3 + s) * d.c + c]);
-    convolve(&Tiles::new(d.h, d.w), d.c, d.k, x, &u, y);
+    convolve(&Tiles::new(d.h, d.w), d.c, d.k, x, &u, y, None);
     true
 }
 
 /// `dx = conv_backward_data(dy, w)`; false (nothing written) when this path does not apply.
 pub fn backward_data(d: &ConvDims, dy: &[f32], w: &[f32], dx: &mut [f32]) -> bool {
+    backward_data_add(d, dy, w, None, dx)
+}
+
+/// `dx = conv_backward_data(dy, w) + addend` (`addend` shaped as `dx`; none: plus nothing), the sum
+/// taken as each output tile is stored; false (nothing written) when this path does not apply.
+pub fn backward_data_add(
+    d: &ConvDims,
+    dy: &[f32],
+    w: &[f32],
+    addend: Option<&[f32]>,
+    dx: &mut [f32],
+) -> bool {
     if !applies(d) {
         return false;
     }
@@ -90,7 +107,7 @@ pub fn backward_data(d: &ConvDims, dy: &[f32], w: &[f32], dx: &mut [f32]) -> boo
     let u = transform_filter(d.k, d.c, |c, r, s, k| {
         w[((k * 3 + 2 - r) * 3 + 2 - s) * d.c + c]
     });
-    convolve(&Tiles::new(d.h, d.w), d.k, d.c, dy, &u, dx);
+    convolve(&Tiles::new(d.h, d.w), d.k, d.c, dy, &u, dx, addend);
     true
 }
 
@@ -217,9 +234,9 @@ impl Tiles {
 }
 
 /// Tiles per block: as many as keep the block's transformed input (`cin` channels) and output
-/// (`cout`) within `BLOCK_ELEMS`, in whole microkernel tiles.
+/// (`cout`) within `BLOCK_ELEMS`, in whole microkernel tiles, but at least `MIN_BLOCK_TILES`.
 fn block_tiles(cin: usize, cout: usize) -> usize {
-    tiles_within(BLOCK_ELEMS, cin, cout)
+    tiles_within(BLOCK_ELEMS, cin, cout).max(MIN_BLOCK_TILES)
 }
 
 /// Tiles per backward-filter block, likewise within `FILTER_BLOCK_ELEMS`.
@@ -232,29 +249,64 @@ fn tiles_within(elems: usize, cin: usize, cout: usize) -> usize {
 }
 
 /// The forward convolution of `x` (`cin` channels) with transformed filters `u` into `y` (`cout`
-/// channels), image by image across threads, block by block within an image.
-fn convolve(tiles: &Tiles, cin: usize, cout: usize, x: &[f32], u: &[f32], y: &mut [f32]) {
+/// channels), plus `addend` (shaped as `y`) if given. Each task takes a run of whole images, enough
+/// for one block of tiles where images are small (an 8x8 image is only 4 tiles, too few to reuse
+/// each plane of `u` they stream past), and works through them block by block, a block spanning
+/// images where they are small.
+fn convolve(
+    tiles: &Tiles,
+    cin: usize,
+    cout: usize,
+    x: &[f32],
+    u: &[f32],
+    y: &mut [f32],
+    addend: Option<&[f32]>,
+) {
     let pixels = tiles.h * tiles.w;
+    let per_image = tiles.per_image();
     let block = block_tiles(cin, cout);
+    let images_per_task = (block / per_image).max(1);
     let pad = tiles.padding(cin);
     let lens = [pad.len(), PLANES * block * cin, PLANES * block * cout];
-    y.par_chunks_mut(pixels * cout)
-        .zip(x.par_chunks(pixels * cin))
+    y.par_chunks_mut(images_per_task * pixels * cout)
+        .zip(x.par_chunks(images_per_task * pixels * cin))
         .enumerate()
-        .for_each(|(n, (y_image, x_image))| {
+        .for_each(|(task, (y_run, x_run))| {
             with_buffers(lens, |[padded, v, m]| {
                 pad.zero_border(padded);
-                pad.fill(x_image, padded);
-                // Pulls the next image towards the cache while this one is computed.
-                let next = x.get((n + 1) * pixels * cin..(n + 2) * pixels * cin);
-                let mut prefetch = Prefetch::new(next.unwrap_or_default(), tiles.per_image());
-                let mut start = 0;
-                while start < tiles.per_image() {
-                    let nb = block.min(tiles.per_image() - start);
-                    let range = start..start + nb;
-                    transform_input(tiles, &pad, padded, range.clone(), v, 0, nb);
+                let images = x_run.len() / (pixels * cin);
+                // Pulls the next task's first image towards the cache while this one is computed.
+                let next_at = (task + 1) * images_per_task * pixels * cin;
+                let next = x.get(next_at..next_at + pixels * cin).unwrap_or_default();
+                let mut prefetch = Prefetch::new(next, images * per_image);
+                let mut padded_image = None;
+                let (mut start, end) = (0, images * per_image);
+                while start < end {
+                    let nb = block.min(end - start);
+                    let mut slot = 0;
+                    while slot < nb {
+                        let (n, t) = ((start + slot) / per_image, (start + slot) % per_image);
+                        let run = (per_image - t).min(nb - slot);
+                        if padded_image != Some(n) {
+                            pad.fill(&x_run[n * pixels * cin..][..pixels * cin], padded);
+                            padded_image = Some(n);
+                        }
+                        transform_input(tiles, &pad, padded, t..t + run, v, slot, nb);
+                        slot += run;
+                    }
                     multiply(nb, cin, cout, v, u, m);
-                    transform_output(tiles, cout, m, range, y_image, nb, &mut prefetch);
+                    let mut slot = 0;
+                    while slot < nb {
+                        let (n, t) = ((start + slot) / per_image, (start + slot) % per_image);
+                        let run = (per_image - t).min(nb - slot);
+                        let image = (task * images_per_task + n) * pixels * cout;
+                        let y_image = &mut y_run[n * pixels * cout..][..pixels * cout];
+                        let add_image = addend.map(|a| &a[image..][..pixels * cout]);
+                        let m_run = &m[slot * cout..];
+                        let out = (y_image, add_image);
+                        transform_output(tiles, cout, m_run, t..t + run, out, nb, &mut prefetch);
+                        slot += run;
+                    }
                     start += nb;
                 }
             });
@@ -297,20 +349,21 @@ fn transform_output_grad(
     }
 }
 
-/// `y = Aᵀ M A` for tiles `range` of one image, from a block of `nb` tiles (`k` channels).
+/// `y = Aᵀ M A` (plus the addend, if any) for tiles `range` of one image, from a block of `nb`
+/// tiles (`k` channels).
 fn transform_output(
     tiles: &Tiles,
     k: usize,
     m: &[f32],
     range: std::ops::Range<usize>,
-    y: &mut [f32],
+    (y, addend): (&mut [f32], Option<&[f32]>),
     nb: usize,
     prefetch: &mut Prefetch<'_>,
 ) {
     for (slot, t) in range.enumerate() {
         let (at, rows, cols) = tiles.output_at(t, k);
         // SAFETY: `applies` checked AVX2 and FMA, and that `k` is a multiple of 16.
-        unsafe { output_tile(&m[slot * k..], nb * k, y, at, rows, cols) };
+        unsafe { output_tile(&m[slot * k..], nb * k, y, at, rows, cols, addend) };
         prefetch.step();
     }
 }
@@ -393,9 +446,10 @@ fn filter_adjoint_1d(e: [f32; WIN]) -> [f32; 3] {
     .map(|v| v as f32)
 }
 
-/// `M[xi][t][k] = sum_c V[xi][t][c] U[xi][c][k]` for a block of `nb` tiles: per plane and block
-/// of 16 output channels, `dot_tile` over up to 6 tiles at a time (a one-row window of `cin`
-/// elements: the tile's transformed channels).
+/// `M[xi][t][k] = sum_c V[xi][t][c] U[xi][c][k]` for a block of `nb` tiles: per plane and run of
+/// up to 6 tiles, `dot_tile` for each block of 16 output channels (a one-row window of `cin`
+/// elements: the tile's transformed channels). The run's inputs stay in L1 across the channel
+/// blocks, and the plane of `U` (at most 16 KiB in a ResNet) across the runs.
 fn multiply(nb: usize, cin: usize, cout: usize, v: &[f32], u: &[f32], m: &mut [f32]) {
     let win = Window {
         rows: 1,
@@ -406,11 +460,11 @@ fn multiply(nb: usize, cin: usize, cout: usize, v: &[f32], u: &[f32], m: &mut [f
     for xi in 0..PLANES {
         let v_plane = &v[xi * nb * cin..][..nb * cin];
         let m_plane = &mut m[xi * nb * cout..][..nb * cout];
-        for kb in 0..blocks {
-            let w = &u[(kb * PLANES + xi) * cin * KB..][..cin * KB];
-            let mut t0 = 0;
-            while t0 < nb {
-                let np = (nb - t0).min(MAX_TILE);
+        let mut t0 = 0;
+        while t0 < nb {
+            let np = (nb - t0).min(MAX_TILE);
+            for kb in 0..blocks {
+                let w = &u[(kb * PLANES + xi) * cin * KB..][..cin * KB];
                 match np {
                     6 => product_tile::<6>(win, v_plane, w, m_plane, t0, kb, cout),
                     5 => product_tile::<5>(win, v_plane, w, m_plane, t0, kb, cout),
@@ -419,8 +473,8 @@ fn multiply(nb: usize, cin: usize, cout: usize, v: &[f32], u: &[f32], m: &mut [f
                     2 => product_tile::<2>(win, v_plane, w, m_plane, t0, kb, cout),
                     _ => product_tile::<1>(win, v_plane, w, m_plane, t0, kb, cout),
                 }
-                t0 += np;
             }
+            t0 += np;
         }
     }
 }

@@ -160,7 +160,8 @@ pub unsafe fn input_tile(src: &[f32], tile: TileAt, v: &mut [f32], plane: usize)
 
 /// `y = Aᵀ M A` for every channel: plane `xi` of channel `k` at `m[xi plane + k]`; the output
 /// tile goes to `tile` of `out`, its first `rows x cols` pixels only (fewer than 4 at the bottom
-/// or right edge of an image whose sides are not multiples of 4).
+/// or right edge of an image whose sides are not multiples of 4). With `addend` (laid out as
+/// `out`), `y + addend` is stored instead: a residual gradient summed in on the way out.
 ///
 /// # Safety
 /// As for [`input_tile`].
@@ -172,15 +173,18 @@ pub unsafe fn output_tile(
     tile: TileAt,
     rows: usize,
     cols: usize,
+    addend: Option<&[f32]>,
 ) {
     assert!((1..=OUT).contains(&rows) && (1..=OUT).contains(&cols));
     assert!(
         tile.extent(rows, cols) <= out.len() && (PLANES - 1) * plane + tile.channels <= m.len()
     );
+    assert!(addend.is_none_or(|a| a.len() == out.len()));
     let (s, o) = (m.as_ptr(), out.as_mut_ptr());
+    let add = addend.map(<[f32]>::as_ptr);
     for k in (0..tile.channels).step_by(LANES) {
-        // SAFETY: the loads stay below `35 plane + channels`, the stores within the first
-        // `rows x cols` pixels of the tile: both checked above.
+        // SAFETY: the loads stay below `35 plane + channels`, the stores (and the addend's loads,
+        // as long as `out`) within the first `rows x cols` pixels of the tile: checked above.
         unsafe {
             let mut ma = [[_mm256_setzero_ps(); OUT]; WIN];
             for (u, ma_row) in ma.iter_mut().enumerate() {
@@ -199,7 +203,12 @@ pub unsafe fn output_tile(
                     *value = ma[u][b];
                 }
                 for (a, value) in output_1d(column).into_iter().take(rows).enumerate() {
-                    _mm256_storeu_ps(o.add(tile.at + a * tile.row + b * tile.pix + k), value);
+                    let at = tile.at + a * tile.row + b * tile.pix + k;
+                    let value = match add {
+                        Some(r) => _mm256_add_ps(value, _mm256_loadu_ps(r.add(at))),
+                        None => value,
+                    };
+                    _mm256_storeu_ps(o.add(at), value);
                 }
             }
         }
