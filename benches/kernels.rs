@@ -135,7 +135,8 @@ fn batch_norms<B: Backend<Elem = f32>>(c: &mut Criterion, be: &B, plan: &KernelP
         };
         let relu_tag = if relu { "_relu" } else { "" };
         let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
-        // Forward reads x and writes y; backward reads x, y, dy and writes dx.
+        // Forward reads x and writes y; backward reads x, y (or, on the CPU, x again), dy and
+        // writes dx.
         bench_op(
             &mut group,
             be,
@@ -153,7 +154,12 @@ fn batch_norms<B: Backend<Elem = f32>>(c: &mut Criterion, be: &B, plan: &KernelP
             format!("backward{relu_tag}/{model}/{shape}"),
             Throughput::Bytes(4 * numel * F32),
             || {
-                let saved = BatchNormSaved { mean, inv_std };
+                let beta = &beta;
+                let saved = BatchNormSaved {
+                    mean,
+                    inv_std,
+                    beta,
+                };
                 ops::batch_norm_backward(
                     be, &x, &y, &dy, &gamma, saved, &mut dx, dgamma, dbeta, relu,
                 )

@@ -96,6 +96,7 @@ fn ops_profile(be: &CpuBackend<f32>) {
             let saved = BatchNormSaved {
                 mean: a,
                 inv_std: b,
+                beta: &ones,
             };
             ops::batch_norm_backward(be, &x, &y, &x, &ones, saved, &mut dx, e, f, true).unwrap()
         });

@@ -352,6 +352,7 @@ pub fn batch_norm_backward<B: Backend>(
         ("gamma", gamma),
         ("save_mean", saved.mean),
         ("save_inv_std", saved.inv_std),
+        ("beta", saved.beta),
     ] {
         expect_shape(OP, name, t, &[c])?;
     }

@@ -270,6 +270,7 @@ fn batch_norm_matches_cpu() {
             BatchNormSaved {
                 mean: &mean_same.c,
                 inv_std: &inv_same.c,
+                beta: &beta.c,
             },
             &mut dx.c,
             &mut dgamma.c,
@@ -286,6 +287,7 @@ fn batch_norm_matches_cpu() {
             BatchNormSaved {
                 mean: &mean_same.g,
                 inv_std: &inv_same.g,
+                beta: &beta.g,
             },
             &mut dx.g,
             &mut dgamma.g,
@@ -674,6 +676,7 @@ fn batch_norm_many_partitions_is_deterministic() {
             BatchNormSaved {
                 mean: &mean_same.c,
                 inv_std: &inv_same.c,
+                beta: &beta.c,
             },
             &mut dx.c,
             &mut dgamma.c,
@@ -690,6 +693,7 @@ fn batch_norm_many_partitions_is_deterministic() {
             BatchNormSaved {
                 mean: &mean_same.g,
                 inv_std: &inv_same.g,
+                beta: &beta.g,
             },
             &mut dx.g,
             &mut dgamma.g,

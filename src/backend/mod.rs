@@ -80,10 +80,14 @@ pub struct LossStats {
     pub top5_correct: usize,
 }
 
-/// The per-channel statistics batch norm saves in training mode for its backward pass.
+/// What batch norm's backward pass reads of its training-mode forward: the per-channel statistics
+/// it saved and the shift `beta` it applied. With `gamma`, they give the value the fused ReLU
+/// clamped, `gamma (x - mean) inv_std + beta`, whose sign is the ReLU's mask: a backend may take
+/// the mask from it (reading `x`) rather than from `y`.
 pub struct BatchNormSaved<'a, B: Backend> {
     pub mean: &'a Tensor<B>,
     pub inv_std: &'a Tensor<B>,
+    pub beta: &'a Tensor<B>,
 }
 
 /// A device: memory plus the op set of a ResNet training step. Raw methods, see the module doc.
@@ -211,7 +215,8 @@ pub trait Backend: Sized + Send + Sync + 'static {
         cfg: BatchNormConfig,
     ) -> Result<()>;
     /// Backward of training-mode batch norm (and of its fused ReLU when `relu`, masking `dy` by
-    /// `y > 0`). With `g = dy * [y > 0]`, `xhat = (x - mean) inv_std`, `M = N H W`:
+    /// `y > 0`, equivalently by `gamma xhat + beta > 0`: see `BatchNormSaved`). With
+    /// `g = dy * [y > 0]`, `xhat = (x - mean) inv_std`, `M = N H W`:
     /// `dbeta = sum g`, `dgamma = sum g xhat`, `dx = gamma inv_std / M (M g - dbeta - xhat dgamma)`.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(

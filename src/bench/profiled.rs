@@ -334,6 +334,7 @@ impl<B: Backend> Backend for Profiled<B> {
         let saved = BatchNormSaved {
             mean: inner(saved.mean),
             inv_std: inner(saved.inv_std),
+            beta: inner(saved.beta),
         };
         self.timed(OpFamily::BatchNorm, |b| {
             b.batch_norm_backward(

@@ -170,6 +170,7 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
             BatchNormSaved {
                 mean: &self.save_mean,
                 inv_std: &self.save_inv_std,
+                beta: &self.bias.value,
             },
             &mut self.dx,
             &mut self.weight.grad,

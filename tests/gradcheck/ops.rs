@@ -245,6 +245,7 @@ fn check_batch_norm_gradients(relu: bool, seed: u64) {
         BatchNormSaved {
             mean: &mean_t,
             inv_std: &inv_std_t,
+            beta: &tensor(&be, &[c], &beta),
         },
         &mut dx,
         &mut dgamma,
@@ -919,9 +920,10 @@ fn batch_norm_f32_matches_f64() {
         let [x, gamma, beta, dy, rm, rv] =
             inputs.map(|v| v.iter().map(|&a| B::Elem::of(a)).collect::<Vec<_>>());
         let c = xd[3];
-        let (x, gamma, dy) = (
+        let (x, gamma, beta, dy) = (
             tensor(be, &xd, &x),
             tensor(be, &[c], &gamma),
+            tensor(be, &[c], &beta),
             tensor(be, &xd, &dy),
         );
         let (mut y, mut mean, mut inv_std) = (output(be, &xd), output(be, &[c]), output(be, &[c]));
@@ -930,7 +932,7 @@ fn batch_norm_f32_matches_f64() {
             be,
             &x,
             &gamma,
-            &tensor(be, &[c], &beta),
+            &beta,
             &mut y,
             &mut mean,
             &mut inv_std,
@@ -943,6 +945,7 @@ fn batch_norm_f32_matches_f64() {
         let saved = BatchNormSaved {
             mean: &mean,
             inv_std: &inv_std,
+            beta: &beta,
         };
         ops::batch_norm_backward(
             be,
@@ -1123,6 +1126,7 @@ fn bad_shapes_are_errors_that_name_the_op_and_tensor() {
     let saved = BatchNormSaved {
         mean: &mean,
         inv_std: &inv_std,
+        beta: &c(0.0),
     };
     assert_error(
         ops::batch_norm_backward(

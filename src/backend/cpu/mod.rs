@@ -250,7 +250,8 @@ impl<T: Element> Backend for CpuBackend<T> {
     fn batch_norm_backward(
         &self,
         x: &Tensor<Self>,
-        y: &Tensor<Self>,
+        // The ReLU's mask comes from `x` and the forward's affine map instead: see `batch_norm`.
+        _y: &Tensor<Self>,
         dy: &Tensor<Self>,
         gamma: &Tensor<Self>,
         saved: BatchNormSaved<'_, Self>,
@@ -262,9 +263,9 @@ impl<T: Element> Backend for CpuBackend<T> {
         batch_norm::backward(
             batch_norm::BackwardInputs {
                 x: x.buf(),
-                y: y.buf(),
                 dy: dy.buf(),
                 gamma: gamma.buf(),
+                beta: saved.beta.buf(),
                 mean: saved.mean.buf(),
                 inv_std: saved.inv_std.buf(),
                 relu,
