@@ -37,12 +37,18 @@ use super::conv_avx2::{dot_tile, outer_tile, PixelBox, Prefetch, Window, KB, MAX
 use super::conv_pass::PadSpec;
 use super::scratch::with_buffers;
 use super::winograd_transforms::{
-    input_tile, output_grad_tile, output_tile, TileAt, OUT, PLANES, WIN,
+    input_tile, output_grad_tile, output_tile, prefetch_for_write, TileAt, OUT, PLANES, WIN,
 };
 
 /// f32 elements of a forward block's transformed input plus output (128 KiB): both stay in L2
 /// while the 36 products sweep over them (measured best of 64, 128 and 256 KiB).
 const BLOCK_ELEMS: usize = 1 << 15;
+
+/// How many tiles ahead `transform_output` asks for the cache lines it will store to. A tile's
+/// rows lie a whole image row apart, too far for the hardware prefetcher to follow, and without the
+/// hint the stores wait on memory: two tiles ahead made the 32x32x16 passes 6% (forward) and 15%
+/// (backward-data) faster (A/B, interleaved calls), and changed nothing measurable elsewhere.
+const WRITE_AHEAD: usize = 2;
 
 /// The fewest tiles per forward block. Each plane of the transformed filters (`cin x cout`, 16 KiB
 /// at 64 channels) is read once per block: at 64 channels two microkernel tiles per block did the
@@ -371,6 +377,10 @@ fn transform_output(
     prefetch: &mut Prefetch<'_>,
 ) {
     for (slot, t) in range.enumerate() {
+        if t + WRITE_AHEAD < tiles.per_image() {
+            let (at, rows, cols) = tiles.output_at(t + WRITE_AHEAD, k);
+            prefetch_for_write(y, at, rows, cols);
+        }
         let (at, rows, cols) = tiles.output_at(t, k);
         // SAFETY: `applies` checked AVX2 and FMA, and that `k` is a multiple of 16.
         unsafe { output_tile(&m[slot * k..], nb * k, y, at, rows, cols, addend) };

@@ -27,7 +27,7 @@
 
 use std::arch::x86_64::{
     __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
-    _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
+    _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm_prefetch, _MM_HINT_ET0,
 };
 
 /// Channels per register.
@@ -211,6 +211,24 @@ pub unsafe fn output_tile(
                     _mm256_storeu_ps(o.add(at), value);
                 }
             }
+        }
+    }
+}
+
+/// Asks for the cache lines of the first `rows x cols` pixels of `tile` in `out` with intent to
+/// write (PREFETCHW), so that `output_tile`'s stores later find them in the cache. Only a hint: it
+/// changes no data.
+pub fn prefetch_for_write(out: &[f32], tile: TileAt, rows: usize, cols: usize) {
+    /// f32 elements per 64-byte cache line.
+    const LINE: usize = 16;
+    for r in 0..rows {
+        let start = tile.at + r * tile.row;
+        let end = start + (cols - 1) * tile.pix + tile.channels;
+        // Steps of a line from `start` touch every line of the row, the last one up to `LINE - 1`
+        // elements past `end` (buffers need not be line-aligned).
+        for e in (start..(end + LINE - 1).min(out.len())).step_by(LINE) {
+            // SAFETY: a prefetch cannot fault, and `e < out.len()`: the pointer is inside `out`.
+            unsafe { _mm_prefetch::<_MM_HINT_ET0>(out.as_ptr().add(e).cast::<i8>()) };
         }
     }
 }
