@@ -1,14 +1,16 @@
 //! Residual blocks (paper, sec. 3 and Fig. 5) and their plain twins.
 //!
 //! A block is a chain of conv + BN (+ReLU) units `F`, and, for a residual block, a shortcut:
-//! `y = relu(F(x) + shortcut(x))`, the final ReLU fused into the add. A plain block is
-//! `y = relu(F(x))`, the ReLU fused into its last BN.
+//! `y = relu(F(x) + shortcut(x))`, the add and its ReLU fused into the last BN's pass
+//! (`batch_norm_add_forward_train`). A plain block is `y = relu(F(x))`, the ReLU fused into its
+//! last BN.
 //!
 //! - basic block (CIFAR nets, ResNet-18/34): 3x3 conv, 3x3 conv, with the block's stride on the first;
 //! - bottleneck (ResNet-50/101/152): 1x1 reduce, 3x3, 1x1 expand to 4x; the paper's original models put
 //!   the stride on the first 1x1, torchvision ("v1.5") on the 3x3: `BottleneckStride` picks.
 //!
-//! Backward: with `g = dy [y > 0]`, `dx = dF(x)/dx^T g + dshortcut(x)/dx^T g`.
+//! Backward: with `g = dy [y > 0]`, `dx = dF(x)/dx^T g + dshortcut(x)/dx^T g`, the sum taken as the
+//! first convolution writes its part (`conv2d_backward_data_add`).
 
 use rand::Rng;
 
