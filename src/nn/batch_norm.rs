@@ -59,9 +59,18 @@ impl<B: Backend> BatchNorm2d<B> {
             relu: self.relu,
         }
     }
-}
 
-impl<B: Backend> BatchNorm2d<B> {
+    /// Readies a forward pass over `x` in `mode`: sizes the output, records whether backward is
+    /// possible, and counts a training-mode batch.
+    fn start_forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
+        self.out.ensure_shape(be, x.dims())?;
+        self.trained_forward = mode == Mode::Train;
+        if mode == Mode::Train {
+            self.num_batches_tracked += 1;
+        }
+        Ok(())
+    }
+
     /// `out = BN(x) + residual`, then ReLU when `relu` (the end of a residual block; this BN has
     /// no ReLU of its own), fused where the backend can in training. `output` is not meaningful
     /// afterwards; `backward` is as after `forward` (it never reads `y` without a ReLU).
@@ -88,9 +97,7 @@ impl<B: Backend> BatchNorm2d<B> {
             self.forward(be, x, mode)?;
             return ops::add_forward(be, &self.out, residual, out, relu);
         }
-        self.out.ensure_shape(be, x.dims())?;
-        self.trained_forward = true;
-        self.num_batches_tracked += 1;
+        self.start_forward(be, x, mode)?;
         let cfg = BatchNormConfig {
             relu,
             ..self.config()
@@ -114,25 +121,21 @@ impl<B: Backend> BatchNorm2d<B> {
 
 impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
-        self.out.ensure_shape(be, x.dims())?;
+        self.start_forward(be, x, mode)?;
         let cfg = self.config();
-        self.trained_forward = mode == Mode::Train;
         match mode {
-            Mode::Train => {
-                self.num_batches_tracked += 1;
-                ops::batch_norm_forward_train(
-                    be,
-                    x,
-                    &self.weight.value,
-                    &self.bias.value,
-                    &mut self.out,
-                    &mut self.save_mean,
-                    &mut self.save_inv_std,
-                    &mut self.running_mean,
-                    &mut self.running_var,
-                    cfg,
-                )
-            }
+            Mode::Train => ops::batch_norm_forward_train(
+                be,
+                x,
+                &self.weight.value,
+                &self.bias.value,
+                &mut self.out,
+                &mut self.save_mean,
+                &mut self.save_inv_std,
+                &mut self.running_mean,
+                &mut self.running_var,
+                cfg,
+            ),
             Mode::Eval => ops::batch_norm_forward_infer(
                 be,
                 x,

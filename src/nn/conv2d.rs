@@ -56,9 +56,7 @@ impl<B: Backend> Conv2d<B> {
         let ws = self.weight.value.shape().dims4().expect("weights are KRSC");
         ops::conv2d_output_shape("conv2d", &xs, &ws, self.geom)
     }
-}
 
-impl<B: Backend> Conv2d<B> {
     /// Backward with the input gradient summed into `out`: `dx = conv_backward_data(dy, w) +
     /// addend` (a residual block's first convolution, `addend` the shortcut's gradient), fused
     /// where the backend can. `input_grad` is not meaningful afterwards.

@@ -45,9 +45,7 @@ impl<B: Backend> ConvBn<B> {
             bn: BatchNorm2d::new(be, bn_name, spec.out_ch, spec.relu)?,
         })
     }
-}
 
-impl<B: Backend> ConvBn<B> {
     /// Forward with a residual summed in after BN: `out = relu(BN(conv(x)) + residual)` (see
     /// `BatchNorm2d::forward_add`).
     pub fn forward_add(

@@ -148,7 +148,7 @@ pub struct Prefetch<'a> {
 }
 
 /// f32 elements per 64-byte cache line.
-const LINE: usize = 16;
+pub const LINE: usize = 16;
 
 impl<'a> Prefetch<'a> {
     /// Spreads `next` (possibly empty) over `tiles` calls of [`Self::step`].

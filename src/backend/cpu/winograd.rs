@@ -30,6 +30,8 @@
 //! Accuracy: the transforms multiply by up to 5 (B), 8 (A) and divide by 24 (G), and their
 //! cancellations lose a few bits that F(2x2, 3x3) would keep; `winograd_tests` states the bound.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::conv::ConvDims;
@@ -155,18 +157,14 @@ pub fn backward_filter(d: &ConvDims, x: &[f32], dy: &[f32], dw: &mut [f32]) -> b
                     let mut start = first;
                     while start < end {
                         let nb = block.min(end - start);
-                        let mut slot = 0;
-                        while slot < nb {
-                            let (n, t) = ((start + slot) / per_image, (start + slot) % per_image);
-                            let run = (per_image - t).min(nb - slot);
+                        for (slot, n, run) in tiles.image_runs(start, nb) {
                             if padded_image != Some(n) {
                                 pad.fill(&x[n * image_in..][..image_in], padded);
                                 padded_image = Some(n);
                             }
                             let grad = &dy[n * image_out..][..image_out];
-                            transform_input(&tiles, &pad, padded, t..t + run, v, slot, nb);
-                            transform_output_grad(&tiles, d.k, grad, t..t + run, e, slot, nb);
-                            slot += run;
+                            transform_input(&tiles, &pad, padded, run.clone(), v, slot, nb);
+                            transform_output_grad(&tiles, d.k, grad, run, e, slot, nb);
                         }
                         accumulate_filter(nb, d.c, d.k, v, e, du);
                         start += nb;
@@ -208,6 +206,26 @@ impl Tiles {
 
     fn per_image(&self) -> usize {
         self.across * self.down
+    }
+
+    /// The block of `nb` tiles from tile `start` (numbered across images), as runs within one image
+    /// each: `(slot, image, tiles)`, the run's first slot in the block, its image and its tiles.
+    fn image_runs(
+        &self,
+        start: usize,
+        nb: usize,
+    ) -> impl Iterator<Item = (usize, usize, Range<usize>)> {
+        let per_image = self.per_image();
+        let mut slot = 0;
+        std::iter::from_fn(move || {
+            (slot < nb).then(|| {
+                let (n, t) = ((start + slot) / per_image, (start + slot) % per_image);
+                let run = (per_image - t).min(nb - slot);
+                let item = (slot, n, t..t + run);
+                slot += run;
+                item
+            })
+        })
     }
 
     /// The zero-bordered copy of a `c`-channel image that every tile's 6x6 window fits in: one
@@ -284,10 +302,12 @@ fn convolve(
     let images_per_task = (block / per_image).max(1);
     let pad = tiles.padding(cin);
     let lens = [pad.len(), PLANES * block * cin, PLANES * block * cout];
-    y.par_chunks_mut(images_per_task * pixels * cout)
+    let y_chunk = images_per_task * pixels * cout;
+    y.par_chunks_mut(y_chunk)
         .zip(x.par_chunks(images_per_task * pixels * cin))
         .enumerate()
         .for_each(|(task, (y_run, x_run))| {
+            let add_run = addend.map(|a| &a[task * y_chunk..][..y_run.len()]);
             with_buffers(lens, |[padded, v, m]| {
                 pad.zero_border(padded);
                 let images = x_run.len() / (pixels * cin);
@@ -299,29 +319,19 @@ fn convolve(
                 let (mut start, end) = (0, images * per_image);
                 while start < end {
                     let nb = block.min(end - start);
-                    let mut slot = 0;
-                    while slot < nb {
-                        let (n, t) = ((start + slot) / per_image, (start + slot) % per_image);
-                        let run = (per_image - t).min(nb - slot);
+                    for (slot, n, run) in tiles.image_runs(start, nb) {
                         if padded_image != Some(n) {
                             pad.fill(&x_run[n * pixels * cin..][..pixels * cin], padded);
                             padded_image = Some(n);
                         }
-                        transform_input(tiles, &pad, padded, t..t + run, v, slot, nb);
-                        slot += run;
+                        transform_input(tiles, &pad, padded, run, v, slot, nb);
                     }
                     multiply(nb, cin, cout, v, u, m);
-                    let mut slot = 0;
-                    while slot < nb {
-                        let (n, t) = ((start + slot) / per_image, (start + slot) % per_image);
-                        let run = (per_image - t).min(nb - slot);
-                        let image = (task * images_per_task + n) * pixels * cout;
-                        let y_image = &mut y_run[n * pixels * cout..][..pixels * cout];
-                        let add_image = addend.map(|a| &a[image..][..pixels * cout]);
+                    for (slot, n, run) in tiles.image_runs(start, nb) {
+                        let image = n * pixels * cout..(n + 1) * pixels * cout;
+                        let out = (&mut y_run[image.clone()], add_run.map(|a| &a[image]));
                         let m_run = &m[slot * cout..];
-                        let out = (y_image, add_image);
-                        transform_output(tiles, cout, m_run, t..t + run, out, nb, &mut prefetch);
-                        slot += run;
+                        transform_output(tiles, cout, m_run, run, out, nb, &mut prefetch);
                     }
                     start += nb;
                 }
@@ -335,7 +345,7 @@ fn transform_input(
     tiles: &Tiles,
     pad: &PadSpec,
     padded: &[f32],
-    range: std::ops::Range<usize>,
+    range: Range<usize>,
     v: &mut [f32],
     slot: usize,
     nb: usize,
@@ -353,7 +363,7 @@ fn transform_output_grad(
     tiles: &Tiles,
     k: usize,
     dy: &[f32],
-    range: std::ops::Range<usize>,
+    range: Range<usize>,
     e: &mut [f32],
     slot: usize,
     nb: usize,
@@ -371,7 +381,7 @@ fn transform_output(
     tiles: &Tiles,
     k: usize,
     m: &[f32],
-    range: std::ops::Range<usize>,
+    range: Range<usize>,
     (y, addend): (&mut [f32], Option<&[f32]>),
     nb: usize,
     prefetch: &mut Prefetch<'_>,

@@ -30,6 +30,8 @@ use std::arch::x86_64::{
     _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm_prefetch, _MM_HINT_ET0,
 };
 
+use super::conv_avx2::LINE;
+
 /// Channels per register.
 pub const LANES: usize = 8;
 /// Output pixels along one side of a tile.
@@ -219,8 +221,6 @@ pub unsafe fn output_tile(
 /// write (PREFETCHW), so that `output_tile`'s stores later find them in the cache. Only a hint: it
 /// changes no data.
 pub fn prefetch_for_write(out: &[f32], tile: TileAt, rows: usize, cols: usize) {
-    /// f32 elements per 64-byte cache line.
-    const LINE: usize = 16;
     for r in 0..rows {
         let start = tile.at + r * tile.row;
         let end = start + (cols - 1) * tile.pix + tile.channels;
