@@ -51,9 +51,11 @@ fn assert_bits(what: &str, fused: &[f32], unfused: &[f32]) {
 }
 
 /// `(n, h, w, c, k, stride, fused)`: whether the CPU fuses that shape (Winograd: 3x3, stride 1,
-/// channels in multiples of 16).
-const CONV_CASES: [(usize, usize, usize, usize, usize, usize, bool); 4] = [
+/// channels in multiples of 16). 16x16 images are one parallel task each, so the addend is read at
+/// every task's own offset.
+const CONV_CASES: [(usize, usize, usize, usize, usize, usize, bool); 5] = [
     (3, 9, 7, 16, 32, 1, true),
+    (3, 16, 16, 16, 16, 1, true),
     (2, 8, 8, 32, 16, 1, true),
     (2, 9, 9, 16, 16, 2, false),
     (2, 6, 6, 8, 16, 1, false),
