@@ -4,7 +4,9 @@
 //!    emulator runtime (`kernels/emu/runtime/*.cpp`), into one static library. It is linked with
 //!    `+whole-archive` because kernels register themselves from static initializers that nothing
 //!    references.
-//! 2. When nvcc is found (env `NVCC`, then `$CUDA_HOME/bin/nvcc`, then `PATH`): every `.cu` to a fatbin
+//! 2. When nvcc is found (see [`find_nvcc`]: `NVCC`, `$CUDA_HOME/bin`, `PATH`, `/usr/local/cuda/bin`,
+//!    the `tools/install-nvcc.sh` cache, or fetched by that script on a machine with an NVIDIA
+//!    driver): every `.cu` to a fatbin
 //!    with cubins for `CUDA_ARCHS` (default `80;90`) and PTX of the lowest, embedded through
 //!    `$OUT_DIR/kernels_embedded.rs`. A register spill on sm_90 or newer fails the build. Without nvcc
 //!    that file lists no fatbins and one `cargo:warning` says how to get nvcc.
@@ -39,14 +41,22 @@ fn main() {
 
     // A directory here makes cargo rescan everything under it.
     println!("cargo:rerun-if-changed=kernels");
-    for var in ["NVCC", "CUDA_HOME", "CUDA_ARCHS", "PATH", "RESNET_EMU_ASAN"] {
+    for var in [
+        "NVCC",
+        "CUDA_HOME",
+        "CUDA_ARCHS",
+        "PATH",
+        "RESNET_EMU_ASAN",
+        "RESNET_NVCC_FETCH",
+        "RESNET_NVCC_CACHE",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
     let cu_files = files_with_extension(&kernels, "cu");
     build_emulator(&kernels, &cu_files);
 
-    let embedded = match find_nvcc() {
+    let embedded = match find_nvcc(&root) {
         Some(nvcc) => {
             let archs = cuda_archs();
             let fatbins = compile_fatbins(&nvcc, &kernels, &cu_files, &archs, &out_dir);
@@ -54,9 +64,10 @@ fn main() {
         }
         None => {
             println!(
-                "cargo:warning=nvcc not found (looked at $NVCC, $CUDA_HOME/bin/nvcc and PATH): the CUDA \
-                 kernels are not embedded, so --gpus cannot run; the CPU and emulator backends work. To get \
-                 them: run tools/install-nvcc.sh, then rebuild with NVCC set to the path it prints."
+                "cargo:warning=nvcc not found (looked at $NVCC, $CUDA_HOME/bin, PATH, /usr/local/cuda/bin \
+                 and the tools/install-nvcc.sh cache): the CUDA kernels are not embedded, so the GPU cannot \
+                 be used; the CPU and emulator backends work. To get them: run tools/install-nvcc.sh, then \
+                 rebuild."
             );
             embedded_source(&[], &[])
         }
@@ -96,9 +107,17 @@ fn build_emulator(kernels: &Path, cu_files: &[PathBuf]) {
         // `#pragma unroll` means something to nvcc only.
         .flag("-Wno-unknown-pragmas")
         .flag("-pthread")
+        // nvcc contracts a * b + c into a fused multiply-add in device code by default (--fmad=true);
+        // contracting on the host too gives the emulator the hardware's roundings, so a kernel that
+        // must match the CPU bit for bit is proven to in CI. Without FMA on the host, contraction is
+        // impossible and the flag changes nothing.
+        .flag("-ffp-contract=fast")
         .files(cu_files)
         .files(&runtime)
         .link_lib_modifier("+whole-archive");
+    if host_has_fma() {
+        build.flag("-mfma");
+    }
     if env::var("RESNET_EMU_ASAN").is_ok_and(|v| v == "1") {
         build
             .flag("-fsanitize=address")
@@ -108,10 +127,32 @@ fn build_emulator(kernels: &Path, cu_files: &[PathBuf]) {
     build.compile("resnet_cuda_emu");
 }
 
-/// `NVCC` (a path, or a name to look up on PATH), then `$CUDA_HOME/bin/nvcc`, then `nvcc` on PATH.
-/// An explicit `NVCC` that does not exist is an error rather than a silent fallback.
-fn find_nvcc() -> Option<PathBuf> {
+/// Whether the emulator can be built with fused multiply-adds: the target is this x86-64 host (the
+/// emulator runs where it is built) and its processor has FMA.
+fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        env::var("TARGET").ok() == env::var("HOST").ok()
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Where nvcc is looked for, in order: `NVCC` (a path, or a name to look up on PATH; `none` builds
+/// without kernels), `$CUDA_HOME/bin/nvcc`, `nvcc` on PATH, `/usr/local/cuda/bin/nvcc` (where the
+/// toolkit installs, often not on PATH), and the cache `tools/install-nvcc.sh` fills. When none is
+/// there but the machine has an NVIDIA driver, the pinned compiler is fetched with
+/// `tools/install-nvcc.sh` (unless `RESNET_NVCC_FETCH=0`), so that `cargo build` on a GPU machine
+/// gives a binary that uses its GPU. An explicit `NVCC` that does not exist is an error rather than a
+/// silent fallback.
+fn find_nvcc(root: &Path) -> Option<PathBuf> {
     if let Some(v) = env::var_os("NVCC").filter(|v| !v.is_empty()) {
+        if v == "none" {
+            return None;
+        }
         let p = PathBuf::from(&v);
         let found = if p.components().count() > 1 {
             Some(p.clone()).filter(|p| p.is_file())
@@ -122,13 +163,65 @@ fn find_nvcc() -> Option<PathBuf> {
             found.unwrap_or_else(|| panic!("NVCC={} is not an nvcc executable", p.display())),
         );
     }
-    if let Some(home) = env::var_os("CUDA_HOME") {
-        let p = PathBuf::from(home).join("bin").join("nvcc");
-        if p.is_file() {
-            return Some(p);
+    let cuda_home = env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("bin").join("nvcc"));
+    let found = cuda_home
+        .filter(|p| p.is_file())
+        .or_else(|| on_path("nvcc".as_ref()))
+        .or_else(|| Some(PathBuf::from("/usr/local/cuda/bin/nvcc")).filter(|p| p.is_file()))
+        .or_else(|| install_nvcc_cache().filter(|p| p.is_file()));
+    if found.is_some() || env::var("RESNET_NVCC_FETCH").is_ok_and(|v| v == "0") {
+        return found;
+    }
+    let driver = nvidia_driver_present()?;
+    println!(
+        "cargo:warning=nvcc not found, but this machine has an NVIDIA driver ({driver}): fetching the \
+         pinned CUDA compiler with tools/install-nvcc.sh (RESNET_NVCC_FETCH=0 turns this off)"
+    );
+    let out = Command::new(root.join("tools/install-nvcc.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            Some(p).filter(|p| p.is_file())
+        }
+        Ok(o) => {
+            println!("cargo:warning=tools/install-nvcc.sh failed ({})", o.status);
+            None
+        }
+        Err(e) => {
+            println!("cargo:warning=tools/install-nvcc.sh could not run: {e}");
+            None
         }
     }
-    on_path("nvcc".as_ref())
+}
+
+/// The nvcc `tools/install-nvcc.sh` installs (its folder: `$RESNET_NVCC_CACHE`, default
+/// `~/.cache/resnet-cuda/nvcc-13.0`).
+fn install_nvcc_cache() -> Option<PathBuf> {
+    let cache = env::var_os("RESNET_NVCC_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/resnet-cuda/nvcc-13.0"))
+        })?;
+    Some(cache.join("nvidia/cu13/bin/nvcc"))
+}
+
+/// The NVIDIA driver's evidence on this machine (its kernel module's version file, or the user-space
+/// library in a usual folder), if any.
+fn nvidia_driver_present() -> Option<String> {
+    let candidates = [
+        "/proc/driver/nvidia/version",
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+        "/usr/lib/aarch64-linux-gnu/libcuda.so.1",
+        "/usr/lib64/libcuda.so.1",
+        "/usr/local/nvidia/lib64/libcuda.so.1",
+        "/usr/lib/wsl/lib/libcuda.so.1",
+    ];
+    candidates
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
 }
 
 fn on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {

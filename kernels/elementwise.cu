@@ -5,7 +5,8 @@
 //   add_backward: dsum = dy * [y > 0] when relu != 0, else dsum = dy (both addends receive dsum)
 //   sgd_update:   v = momentum v + (g + weight_decay w);  w = w - lr v   (PyTorch's SGD with momentum)
 // Launch: 1-D grid-stride loops, so any grid and block size covers n.
-// Element type T is a template parameter; each instantiation is an extern "C" kernel named *_f32 etc.
+// Element type T is a template parameter (sgd_update: f32 only); each instantiation is an extern "C"
+// kernel named *_f32 etc.
 #include "common.cuh"
 
 template <class T>
@@ -25,13 +26,19 @@ __device__ __forceinline__ void add_backward(const T* __restrict__ y, const T* _
     }
 }
 
-template <class T>
-__device__ __forceinline__ void sgd_update(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ v,
-                                           unsigned long long n, T lr, T momentum, T weight_decay) {
+// Every product and sum rounds on its own (the _rn intrinsics), in the CPU backend's order: nvcc would
+// otherwise contract `momentum * v + ...` and `w - lr * v` into fused multiply-adds, which round once
+// and so differ from the CPU's update in the last bit (seen on an H200). The update is memory-bound;
+// the separate roundings cost nothing measurable, and they keep GPU and CPU training bit-identical
+// in this op.
+__device__ __forceinline__ void sgd_update(float* __restrict__ w, const float* __restrict__ g,
+                                           float* __restrict__ v, unsigned long long n, float lr,
+                                           float momentum, float weight_decay) {
     for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
-        const T vi = momentum * v[i] + (g[i] + weight_decay * w[i]);
+        const float decayed = __fadd_rn(g[i], __fmul_rn(weight_decay, w[i]));
+        const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), decayed);
         v[i] = vi;
-        w[i] = w[i] - lr * vi;
+        w[i] = __fsub_rn(w[i], __fmul_rn(lr, vi));
     }
 }
 
@@ -48,6 +55,6 @@ EMU_REGISTER(add_backward_f32);
 
 extern "C" __global__ void sgd_update_f32(float* w, const float* g, float* v, unsigned long long n, float lr,
                                           float momentum, float weight_decay) {
-    sgd_update<float>(w, g, v, n, lr, momentum, weight_decay);
+    sgd_update(w, g, v, n, lr, momentum, weight_decay);
 }
 EMU_REGISTER(sgd_update_f32);

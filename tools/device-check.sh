@@ -1,39 +1,112 @@
 #!/usr/bin/env bash
-# Runs on the lent GPU machine, over the bundle tools/device-bundle.sh made (carried as device/): the
-# kernel tests on the CUDA driver, a short training run, and the benchmarks when present. Everything
-# it measures goes under $OUT (the device tool brings that folder back); a summary is printed at the end.
-# Each step is time-limited and a failing step does not stop the others (their exit codes are recorded).
+# Runs on the lent GPU machine, over the bundle tools/device-bundle.sh made (carried as device/):
+# every GPU test on the CUDA driver, the README's main job on the GPU and its checkpoint evaluated on
+# the CPU, runs on CIFAR-format and ImageNet-folder data, `bench --device cuda`, PyTorch's same step
+# and the GPU's ceilings measured in the same call, the kernel suites under compute-sanitizer, and the
+# criterion kernel benchmarks.
+#
+#   (device tool) run: tools/device-check.sh        carry ["device"], timeout_s >= DEADLINE + 60
+#
+# DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
+# and what is left (less a reserve for packing), and a step with under 10 s left is skipped. A failing
+# step does not stop the others; its exit code is recorded. Only 8 files come back from $OUT, so the
+# raw outputs travel as one archive, raw.tar.gz; summary.txt is also copied out on its own.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/resnet-cuda-device-check}"
-mkdir -p "$OUT"
-summary="$OUT/summary.txt"
+DEADLINE="${DEADLINE:-480}"
+RAW=/tmp/device-raw
+rm -rf "$RAW" && mkdir -p "$RAW" "$OUT"
+summary="$RAW/summary.txt"
 : >"$summary"
+RC="$RAW/resnet-cuda"
+cp device/resnet-cuda "$RC" 2>/dev/null || true
+export RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
 
 step() { # step NAME SECONDS COMMAND...
     local name=$1 limit=$2
     shift 2
+    local left=$((DEADLINE - SECONDS - 20))
+    if [ "$left" -lt 10 ]; then
+        printf '%-30s skipped (deadline)\n' "$name" | tee -a "$summary"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     local start=$SECONDS
-    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    timeout "$limit" "$@" >"$RAW/$name.txt" 2>&1
     local rc=$?
-    printf '%-28s rc=%-4s %4ss\n' "$name" "$rc" "$((SECONDS - start))" | tee -a "$summary"
+    printf '%-30s rc=%-4s %4ss (limit %ss)\n' "$name" "$rc" "$((SECONDS - start))" "$limit" |
+        tee -a "$summary"
 }
 
-step nvidia-smi 30 nvidia-smi
-step info 60 device/resnet-cuda info
-step test-kernels 300 env RESNET_TEST_DRIVER=cuda device/kernels
-step test-conv-kernels 300 env RESNET_TEST_DRIVER=cuda device/conv_kernels
-step test-nccl-device 120 device/nccl_device --ignored
-step train-resnet20 300 device/resnet-cuda train --device cuda --data synthetic:20000:2000 \
-    --iters 400 --eval-every 400 --out "$OUT/run-resnet20"
-if device/resnet-cuda bench --help >/dev/null 2>&1; then
-    step bench-resnet50-b256 300 device/resnet-cuda bench --model resnet50 --batch-size 256 \
-        --device cuda --json
-    step bench-resnet20-b128 120 device/resnet-cuda bench --model resnet20 --batch-size 128 \
-        --device cuda --json
+sanitize() { # sanitize TOOL SUITE SECONDS
+    step "sanitize-$1-$2" "$3" env RESNET_TEST_DRIVER=cuda \
+        compute-sanitizer --tool "$1" --print-limit 20 --error-exitcode 3 "device/$2" --test-threads=1
+}
+
+step nvidia-smi 15 nvidia-smi
+step info 30 "$RC" info
+step auto-device 30 "$RC" train --iters 1 --data synthetic:256:128 --out "$RAW/auto-run"
+# A binary built without nvcc on this GPU machine: --device auto must say why it uses the CPU.
+if [ -x device/resnet-cuda-nokernels ]; then
+    step auto-device-nokernels 60 device/resnet-cuda-nokernels train --iters 1 \
+        --data synthetic:256:128 --out "$RAW/auto-run-nokernels"
 fi
+step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
+step test-kernels 150 env RESNET_TEST_DRIVER=cuda device/kernels
+step test-conv-kernels 150 env RESNET_TEST_DRIVER=cuda device/conv_kernels
+step test-nccl-device 60 device/nccl_device --ignored
+
+# The README's main job with its defaults, then its checkpoint on the CPU and on the GPU.
+step train-default 300 "$RC" train --device cuda --out "$RAW/run-default"
+step eval-default-cuda 60 "$RC" eval --device cuda --checkpoint "$RAW/run-default/latest" --json
+step eval-default-cpu 120 "$RC" eval --device cpu --checkpoint "$RAW/run-default/latest" --json
+
+step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
+step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
+step pytorch-step 150 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-30}" \
+    --json "$RAW/pytorch-step.json"
+
+step make-datasets 60 python3 tools/make_tiny_datasets.py "$RAW/data"
+step train-cifar-format 90 "$RC" train --device cuda --data "cifar10:$RAW/data/cifar10" --iters 40 \
+    --eval-every 20 --out "$RAW/run-cifar"
+step train-imagenet-folder 120 "$RC" train --device cuda --model resnet18 --batch-size 32 \
+    --data "imagenet:$RAW/data/imagenet" --iters 6 --eval-every 6 --out "$RAW/run-imagenet"
+
+step bench-resnet50-b128 60 "$RC" bench --model resnet50 --batch-size 128 --device cuda --json
+step bench-resnet50-b64 60 "$RC" bench --model resnet50 --batch-size 64 --device cuda --json
+
+for suite in kernels conv_kernels; do
+    sanitize memcheck "$suite" 120
+done
+for suite in kernels conv_kernels; do
+    sanitize racecheck "$suite" 120
+done
+
+# BENCH_FILTER (criterion's filter; default every benchmark) picks a part of the suite: all of it
+# takes about 2 s a benchmark on the H200, more than one call has.
 if [ -x device/bench-kernels ]; then
-    step bench-kernels 400 env RESNET_BENCH_DEVICE=cuda device/bench-kernels --bench
+    step bench-kernels 400 env RESNET_BENCH_DEVICE=cuda device/bench-kernels --bench \
+        --warm-up-time 0.3 --measurement-time 0.7 --sample-size 10 --noplot ${BENCH_FILTER:-}
 fi
-echo "--- test results" | tee -a "$summary"
-grep -h "^test result" "$OUT"/test-*.txt | tee -a "$summary"
+
+{
+    echo "--- test results"
+    grep -h "^test result\|^test .*FAILED\|panicked" "$RAW"/test-*.txt
+    echo "--- sanitizer summaries"
+    grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|LEAK SUMMARY" "$RAW"/sanitize-*.txt
+    echo "--- GPU ceilings"
+    cat "$RAW/ceilings.json" 2>/dev/null
+    echo "--- default run: last evaluation"
+    grep '"test_err' "$RAW/run-default/metrics.jsonl" 2>/dev/null | tail -1
+    echo "--- --device auto, binary without kernels"
+    grep -i "warning\|error" "$RAW/auto-device-nokernels.txt" 2>/dev/null | head -3
+    echo "--- PyTorch"
+    grep -v "^{" "$RAW/pytorch-step.txt" 2>/dev/null
+    echo "--- ours (bench --json)"
+    for f in "$RAW"/bench-resnet*.txt; do echo "$(basename "$f" .txt): $(tail -c 600 "$f")"; done
+} >>"$summary" 2>&1
+rm -rf "$RAW"/run-*/checkpoints/iter-* "$RAW/data" "$RAW"/auto-run*
+cp "$summary" "$OUT/summary.txt"
+tar -C /tmp -czf "$OUT/raw.tar.gz" device-raw
+cat "$summary"

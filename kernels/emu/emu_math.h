@@ -22,9 +22,21 @@ inline float __tanf(float x) { return tanf(x); }
 inline float __fdividef(float x, float y) { return x / y; }
 inline float __frcp_rn(float x) { return 1.0f / x; }
 inline float __fsqrt_rn(float x) { return sqrtf(x); }
-inline float __fadd_rn(float x, float y) { return x + y; }
-inline float __fsub_rn(float x, float y) { return x - y; }
-inline float __fmul_rn(float x, float y) { return x * y; }
+// The emulator is compiled with floating-point contraction on, as nvcc compiles device code (a * b + c
+// becomes one fused multiply-add), so kernels see the hardware's roundings. The _rn intrinsics promise
+// the opposite: a result rounded on its own, never fused into a neighbour. emu_rounded pins the value
+// in a register through an empty asm, which the compiler cannot look through, so it cannot contract it.
+inline float emu_rounded(float r) {
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__("" : "+x"(r));
+#else
+    __asm__("" : "+m"(r));
+#endif
+    return r;
+}
+inline float __fadd_rn(float x, float y) { return emu_rounded(x + y); }
+inline float __fsub_rn(float x, float y) { return emu_rounded(x - y); }
+inline float __fmul_rn(float x, float y) { return emu_rounded(x * y); }
 inline float __fdiv_rn(float x, float y) { return x / y; }
 inline float __fmaf_rn(float x, float y, float z) { return fmaf(x, y, z); }
 inline double __fma_rn(double x, double y, double z) { return fma(x, y, z); }

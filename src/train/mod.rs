@@ -27,7 +27,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{cuda_info, DynDriver, GpuBackend};
+use crate::backend::gpu::cuda_info::{self, GpuReadiness};
+use crate::backend::gpu::{DynDriver, GpuBackend};
 use crate::backend::{Backend, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{DataCursor, MeanImage};
@@ -100,8 +101,14 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
         DeviceChoice::Cuda => Device::Cuda,
         DeviceChoice::Emu => Device::Emulator,
         DeviceChoice::Cpu => Device::Cpu,
-        DeviceChoice::Auto if cuda_info::gpu_ready(0) => Device::Cuda,
-        DeviceChoice::Auto => Device::Cpu,
+        DeviceChoice::Auto => match cuda_info::gpu_readiness(0) {
+            GpuReadiness::Ready => Device::Cuda,
+            GpuReadiness::NoGpu => Device::Cpu,
+            GpuReadiness::Unusable(why) => {
+                eprintln!("warning: --device auto runs on the CPU: {why}");
+                Device::Cpu
+            }
+        },
     })
 }
 

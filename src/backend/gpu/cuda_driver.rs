@@ -13,7 +13,7 @@
 //!   any thread (one at a time: the backend's ops are issued by one thread).
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 use std::sync::{Arc, Mutex, Weak};
 
 use cudarc::driver::result::{self, stream::StreamKind, DriverError};
@@ -32,14 +32,16 @@ struct CudaDevice {
     device: sys::CUdevice,
     context: sys::CUcontext,
     modules: Vec<(&'static str, sys::CUmodule)>,
-    /// Kernels already looked up, by `extern "C"` name.
-    functions: Mutex<HashMap<String, sys::CUfunction>>,
+    /// Every kernel of every module, by `extern "C"` name, enumerated once when the modules load.
+    /// Enumerating (rather than asking each module for a name until one has it) keeps the driver free
+    /// of failed calls: compute-sanitizer counts every `CUDA_ERROR_NOT_FOUND` as an error.
+    functions: HashMap<String, sys::CUfunction>,
 }
 
 // SAFETY: driver-API handles are plain identifiers valid in every thread of the process; each use
-// first binds the context to the calling thread (`bind`), and the function cache is behind a mutex.
+// first binds the context to the calling thread (`bind`).
 unsafe impl Send for CudaDevice {}
-// SAFETY: as above; nothing in `CudaDevice` is mutated without the mutex.
+// SAFETY: as above; nothing in `CudaDevice` is mutated after `open`.
 unsafe impl Sync for CudaDevice {}
 
 /// The devices opened so far, by ordinal; weak, so a device closes when its last driver is dropped.
@@ -51,6 +53,31 @@ fn cuda_error(device: &str, what: &str, e: DriverError) -> Error {
         device: device.to_string(),
         message: format!("{what} failed: {e}"),
     }
+}
+
+/// Every kernel (`CUfunction`) a loaded module defines.
+fn module_functions(
+    module: sys::CUmodule,
+) -> std::result::Result<Vec<sys::CUfunction>, DriverError> {
+    let mut count: std::ffi::c_uint = 0;
+    // SAFETY: `module` is loaded; the count is written to a local.
+    unsafe { sys::cuModuleGetFunctionCount(&mut count, module) }.result()?;
+    let mut functions = vec![std::ptr::null_mut(); count as usize];
+    // SAFETY: `functions` has room for `count` handles.
+    unsafe { sys::cuModuleEnumerateFunctions(functions.as_mut_ptr(), count, module) }.result()?;
+    Ok(functions)
+}
+
+/// The `extern "C"` name of a kernel.
+fn function_name(function: sys::CUfunction) -> std::result::Result<String, DriverError> {
+    let mut name: *const std::ffi::c_char = std::ptr::null();
+    // SAFETY: `function` belongs to a loaded module; the driver returns a NUL-terminated string it owns
+    // for the module's life, copied here at once.
+    unsafe { sys::cuFuncGetName(&mut name, function) }.result()?;
+    // SAFETY: non-null and NUL-terminated after a successful call.
+    Ok(unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned())
 }
 
 impl CudaDevice {
@@ -129,7 +156,7 @@ impl CudaDevice {
             device,
             context,
             modules: Vec::new(),
-            functions: Mutex::new(HashMap::new()),
+            functions: HashMap::new(),
         };
         opened.bind()?;
         // Keep freed memory in the pool: the default threshold (0) returns it to the OS at every
@@ -163,6 +190,12 @@ impl CudaDevice {
             let module = unsafe { result::module::load_data(aligned.as_ptr() as *const c_void) }
                 .map_err(err(&format!("loading the kernels of {stem}.cu")))?;
             opened.modules.push((stem, module));
+            for function in module_functions(module).map_err(err(&format!("listing {stem}.cu")))? {
+                opened.functions.insert(
+                    function_name(function).map_err(err("cuFuncGetName"))?,
+                    function,
+                );
+            }
         }
         Ok(opened)
     }
@@ -180,24 +213,8 @@ impl CudaDevice {
 
     /// The kernel named `name`, from whichever module defines it.
     fn function(&self, name: &str) -> Result<sys::CUfunction> {
-        let mut cache = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&f) = cache.get(name) {
+        if let Some(&f) = self.functions.get(name) {
             return Ok(f);
-        }
-        let cname = CString::new(name).map_err(|_| Error::Device {
-            device: self.label(),
-            message: format!("kernel name {name:?} contains a NUL byte"),
-        })?;
-        for (_, module) in &self.modules {
-            // SAFETY: the module is loaded for the life of `self`.
-            match unsafe { result::module::get_function(*module, cname.clone()) } {
-                Ok(f) => {
-                    cache.insert(name.to_string(), f);
-                    return Ok(f);
-                }
-                Err(DriverError(sys::CUresult::CUDA_ERROR_NOT_FOUND)) => continue,
-                Err(e) => return Err(cuda_error(&self.label(), &format!("finding {name}"), e)),
-            }
         }
         Err(Error::Device {
             device: self.label(),

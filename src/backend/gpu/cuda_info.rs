@@ -63,20 +63,60 @@ pub fn probe() -> DriverStatus {
     }
 }
 
-/// Whether GPU `ordinal` exists under a recent enough driver and the embedded kernels fit it, found
-/// without creating a context (so it is cheap, and harmless on machines without a driver).
-pub fn gpu_ready(ordinal: usize) -> bool {
+/// Whether GPU `ordinal` can run the embedded kernels, and when not, whether there is a GPU at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuReadiness {
+    Ready,
+    /// No driver library, or no GPU `ordinal`: nothing to say about a GPU.
+    NoGpu,
+    /// A GPU is there (or a driver that failed to answer), but it cannot be used; the text says why
+    /// and how to fix it, in one line.
+    Unusable(String),
+}
+
+/// Whether GPU `ordinal` exists under a recent enough driver and the embedded kernels fit it, and if
+/// not, why (see [`GpuReadiness`]).
+pub fn gpu_readiness(ordinal: usize) -> GpuReadiness {
+    let rebuild = format!("rebuild with the kernels: {}", embedded::HOW_TO_GET);
     match probe() {
-        DriverStatus::Found { version, gpus } if version >= MIN_DRIVER_VERSION => {
-            gpus.get(ordinal).is_some_and(|g| {
-                matches!(
-                    embedded::fit(g.capability.0, g.capability.1),
-                    KernelFit::Cubin(_) | KernelFit::Ptx(_)
-                )
-            })
+        DriverStatus::NotFound { .. } => GpuReadiness::NoGpu,
+        DriverStatus::Unusable { reason, .. } => {
+            GpuReadiness::Unusable(format!("the CUDA driver does not answer ({reason})"))
         }
-        _ => false,
+        DriverStatus::Found { version, gpus } => {
+            let Some(gpu) = gpus.get(ordinal) else {
+                return GpuReadiness::NoGpu;
+            };
+            if version < MIN_DRIVER_VERSION {
+                return GpuReadiness::Unusable(format!(
+                    "{} has driver CUDA {}, older than the {} the kernels need; update the NVIDIA driver",
+                    gpu.name,
+                    version_string(version),
+                    version_string(MIN_DRIVER_VERSION)
+                ));
+            }
+            let (major, minor) = gpu.capability;
+            match embedded::fit(major, minor) {
+                KernelFit::Cubin(_) | KernelFit::Ptx(_) => GpuReadiness::Ready,
+                KernelFit::Absent => GpuReadiness::Unusable(format!(
+                    "{} is present but this binary was built without the CUDA kernels (nvcc was not \
+                     found at build time); {rebuild}",
+                    gpu.name
+                )),
+                KernelFit::TooOld => GpuReadiness::Unusable(format!(
+                    "{} (sm_{major}{minor}) is older than every architecture the kernels were built for \
+                     ({})",
+                    gpu.name,
+                    embedded::ARCHS.join(", ")
+                )),
+            }
+        }
     }
+}
+
+/// Whether GPU `ordinal` can run the embedded kernels ([`gpu_readiness`] is `Ready`).
+pub fn gpu_ready(ordinal: usize) -> bool {
+    gpu_readiness(ordinal) == GpuReadiness::Ready
 }
 
 fn driver_version() -> Option<i32> {
