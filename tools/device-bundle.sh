@@ -8,7 +8,8 @@
 #
 # device/ gets: resnet-cuda (release), the GPU test executables (kernels, conv_kernels,
 # nccl_device) and, when present, the criterion kernel benchmarks, all stripped of debug info to
-# keep the bundle small.
+# keep the bundle small. With NOKERNELS=1 also resnet-cuda-nokernels, a release binary built with
+# NVCC=none, with which the check shows what `--device auto` says on a GPU it cannot use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,5 +43,9 @@ for line in sys.stdin:
         shutil.copy(m["executable"], "device/" + name)
         print("device/" + name, file=sys.stderr)
 '
+if [ "${NOKERNELS:-0}" = 1 ]; then
+    NVCC=none CARGO_TARGET_DIR=target/device-build-nokernels cargo build --release
+    cp target/device-build-nokernels/release/resnet-cuda device/resnet-cuda-nokernels
+fi
 strip --strip-debug device/* 2>/dev/null || true
 du -sh device

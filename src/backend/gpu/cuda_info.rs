@@ -77,8 +77,17 @@ pub enum GpuReadiness {
 /// Whether GPU `ordinal` exists under a recent enough driver and the embedded kernels fit it, and if
 /// not, why (see [`GpuReadiness`]).
 pub fn gpu_readiness(ordinal: usize) -> GpuReadiness {
+    readiness_of(probe(), ordinal, embedded::fit)
+}
+
+/// [`gpu_readiness`] for a given probe result and kernel fit (`embedded::fit` in the binary).
+fn readiness_of(
+    status: DriverStatus,
+    ordinal: usize,
+    fit: impl Fn(u32, u32) -> KernelFit,
+) -> GpuReadiness {
     let rebuild = format!("rebuild with the kernels: {}", embedded::HOW_TO_GET);
-    match probe() {
+    match status {
         DriverStatus::NotFound { .. } => GpuReadiness::NoGpu,
         DriverStatus::Unusable { reason, .. } => {
             GpuReadiness::Unusable(format!("the CUDA driver does not answer ({reason})"))
@@ -96,7 +105,7 @@ pub fn gpu_readiness(ordinal: usize) -> GpuReadiness {
                 ));
             }
             let (major, minor) = gpu.capability;
-            match embedded::fit(major, minor) {
+            match fit(major, minor) {
                 KernelFit::Cubin(_) | KernelFit::Ptx(_) => GpuReadiness::Ready,
                 KernelFit::Absent => GpuReadiness::Unusable(format!(
                     "{} is present but this binary was built without the CUDA kernels (nvcc was not \
@@ -254,4 +263,71 @@ pub fn report(cpu_threads: usize) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h200() -> GpuInfo {
+        GpuInfo {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            capability: (9, 0),
+            memory_bytes: 140 << 30,
+            multiprocessors: 132,
+        }
+    }
+
+    fn found(version: i32) -> DriverStatus {
+        DriverStatus::Found {
+            version,
+            gpus: vec![h200()],
+        }
+    }
+
+    fn unusable_text(r: GpuReadiness) -> String {
+        match r {
+            GpuReadiness::Unusable(why) => why,
+            other => panic!("expected Unusable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_driver_or_no_such_gpu_is_silent() {
+        let cubin = |_, _| KernelFit::Cubin("sm_90".into());
+        let not_found = DriverStatus::NotFound {
+            reason: "no libcuda".into(),
+        };
+        assert_eq!(readiness_of(not_found, 0, cubin), GpuReadiness::NoGpu);
+        assert_eq!(readiness_of(found(13000), 1, cubin), GpuReadiness::NoGpu);
+        assert_eq!(readiness_of(found(13000), 0, cubin), GpuReadiness::Ready);
+    }
+
+    #[test]
+    fn a_gpu_without_kernels_names_the_gpu_and_the_fix() {
+        let why = unusable_text(readiness_of(found(13000), 0, |_, _| KernelFit::Absent));
+        assert!(why.contains("NVIDIA H200"), "{why}");
+        assert!(why.contains("built without the CUDA kernels"), "{why}");
+        assert!(why.contains("tools/install-nvcc.sh"), "{why}");
+        assert!(!why.contains('\n'), "one line: {why}");
+    }
+
+    #[test]
+    fn an_old_driver_or_gpu_or_a_failing_driver_is_explained() {
+        let cubin = |_, _| KernelFit::Cubin("sm_90".into());
+        let why = unusable_text(readiness_of(found(12040), 0, cubin));
+        assert!(
+            why.contains("12.4") && why.contains("update the NVIDIA driver"),
+            "{why}"
+        );
+        let why = unusable_text(readiness_of(found(13000), 0, |_, _| KernelFit::TooOld));
+        assert!(why.contains("sm_90") && why.contains("older"), "{why}");
+        let failing = DriverStatus::Unusable {
+            version: None,
+            reason: "cuInit failed: CUDA_ERROR_NO_DEVICE".into(),
+        };
+        let why = unusable_text(readiness_of(failing, 0, cubin));
+        assert!(why.contains("CUDA_ERROR_NO_DEVICE"), "{why}");
+    }
 }

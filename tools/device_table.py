@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""The summary tables of a device check (tools/device-check.sh), in Markdown, from its raw outputs:
+
+1. the training step, ours (`bench-*.txt`, the JSON of `resnet-cuda bench --json`) against PyTorch's
+   (`pytorch-step.json`) measured in the same call, with the speed ratio PyTorch ms / our ms (above 1:
+   we are faster);
+2. where our step's time goes (bench's synchronised per-layer-type pass);
+3. per convolution shape of one model and batch, the TFLOP/s of forward, backward-data and
+   backward-filter from the criterion kernel benchmarks (`bench-kernels.txt`), against the ceilings
+   measured in the same call (`ceilings.json`).
+
+    python3 tools/device_table.py RAW_DIR [RAW_DIR ...] [--shapes resnet50/n256]
+
+Several folders: the first holds the step figures; the kernel benchmarks of all of them are merged
+(a later folder's figure wins), for a suite split across calls. Standard library only.
+"""
+import argparse
+import json
+import os
+import re
+
+UNITS = {"Kelem/s": 1e3, "Melem/s": 1e6, "Gelem/s": 1e9, "Telem/s": 1e12, "elem/s": 1.0}
+
+
+def bench_json(path):
+    """The JSON object a `bench --json` run printed (its last line starting with '{')."""
+    with open(path) as f:
+        lines = [line for line in f if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def step_rows(raw):
+    ours = {}
+    for name in sorted(os.listdir(raw)):
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)\.txt", name)
+        if m:
+            j = bench_json(os.path.join(raw, name))
+            if j:
+                ours[(m[1], int(m[2]))] = j
+    theirs = {}
+    path = os.path.join(raw, "pytorch-step.json")
+    if os.path.exists(path):
+        for r in json.load(open(path)):
+            theirs[(r["model"], r["batch_size"], r["precision"])] = r["median_ms"]
+    return ours, theirs
+
+
+def fmt_ratio(ours_ms, theirs_ms):
+    if theirs_ms is None:
+        return "–", "–"
+    return f"{theirs_ms:.2f}", f"{theirs_ms / ours_ms:.2f}x"
+
+
+def step_table(ours, theirs):
+    out = [
+        "| model | batch | ours f32 ms/step | ours images/s | PyTorch fp32 ms | ratio | PyTorch TF32 ms "
+        "| ratio | PyTorch bf16 ms | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (model, batch), j in sorted(ours.items(), key=lambda kv: (kv[0][0] != "resnet20", kv[0])):
+        ms = j["ms_per_step"]
+        cells = [model, str(batch), f"{ms:.2f}", f"{j['images_per_sec']:.0f}"]
+        for precision in ("fp32", "tf32", "bf16"):
+            cells += fmt_ratio(ms, theirs.get((model, batch, precision)))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def layer_table(ours):
+    out = [
+        "| model | batch | step ms | conv ms | batch norm ms | elementwise ms | other ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (model, batch), j in sorted(ours.items()):
+        t = j["per_layer_type_ms"]
+        out.append(
+            f"| {model} | {batch} | {j['ms_per_step']:.2f} | {t['conv_ms']:.2f} | {t['bn_ms']:.2f} "
+            f"| {t['elementwise_ms']:.2f} | {t['other_ms']:.2f} |"
+        )
+    return "\n".join(out)
+
+
+def kernel_figures(raw):
+    """{benchmark id: (median seconds, median throughput per second)} from criterion's text output."""
+    path = os.path.join(raw, "bench-kernels.txt")
+    figures = {}
+    if not os.path.exists(path):
+        return figures
+    name = None
+    time_s = None
+    for line in open(path):
+        line = line.rstrip("\n")
+        if re.fullmatch(r"[a-z0-9_]+/[a-z0-9]+/\S+", line):
+            name, time_s = line, None
+        elif name and "time:" in line:
+            v, unit = re.search(r"\[\S+ \S+ (\S+) (\S+)", line).groups()
+            time_s = float(v) * {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+        elif name and "thrpt:" in line:
+            v, unit = re.search(r"\[\s*\S+ \S+\s+(\S+) (\S+)", line).groups()
+            figures[name] = (time_s, float(v) * UNITS[unit])
+            name = None
+    return figures
+
+
+def conv_table(figures, shapes, ceilings):
+    ops = ("conv_forward", "conv_backward_data", "conv_backward_filter")
+    prefix = shapes + "_"
+    rows = {}
+    for key, (_, rate) in figures.items():
+        op, model, shape = key.split("/", 2)
+        if op in ops and f"{model}/{shape}".startswith(prefix):
+            rows.setdefault(shape[len(prefix) - len(model) - 1 :], {})[op] = rate / 1e12
+    fp32 = ceilings.get("fp32_tflops")
+    bf16 = ceilings.get("bf16_tensor_tflops")
+    out = [
+        f"Ceilings measured in the same call: fp32 (cuBLAS SGEMM, TF32 off) {fp32:.1f} TFLOP/s, "
+        f"bf16 tensor cores {bf16:.0f} TFLOP/s, copy {ceilings.get('copy_tb_per_s', 0):.2f} TB/s."
+        if fp32 and bf16
+        else "No ceilings measured.",
+        "",
+        "| shape (HxW, C, K, RxS, stride) | forward TFLOP/s | backward-data | backward-filter "
+        "| best, % of fp32 ceiling |",
+        "|---|---|---|---|---|",
+    ]
+    for shape in sorted(rows, key=lambda s: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", s)]):
+        r = rows[shape]
+        cells = [f"{r[op]:.1f}" if op in r else "not measured" for op in ops]
+        best = max(r.values())
+        pct = f"{100 * best / fp32:.0f}%" if fp32 else "–"
+        out.append(f"| {shape} | " + " | ".join(cells) + f" | {pct} |")
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("raw", nargs="+")
+    p.add_argument("--shapes", default="resnet50/n256")
+    args = p.parse_args()
+    ours, theirs = step_rows(args.raw[0])
+    figures = {}
+    for raw in args.raw:
+        figures.update(kernel_figures(raw))
+    ceilings_path = os.path.join(args.raw[0], "ceilings.json")
+    ceilings = json.load(open(ceilings_path)) if os.path.exists(ceilings_path) else {}
+    print("Training step (ratio: PyTorch ms / ours; above 1, ours is faster)\n")
+    print(step_table(ours, theirs))
+    print("\nOur step by layer type (bench's synchronised pass)\n")
+    print(layer_table(ours))
+    print(f"\nConvolutions of {args.shapes} (criterion, median)\n")
+    print(conv_table(figures, args.shapes, ceilings))
+
+
+if __name__ == "__main__":
+    main()
