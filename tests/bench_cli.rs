@@ -58,6 +58,14 @@ fn json_report_is_complete_and_consistent() {
     assert_eq!(v["warmup"], 1);
     assert_eq!(v["profile_iters"], 1);
     assert!(v["threads"].as_u64().unwrap() >= 1);
+    // The CPU counts no launches: the keys are there, as null.
+    for key in [
+        "kernel_launches_per_step",
+        "host_syncs_per_step",
+        "allocations_per_step",
+    ] {
+        assert_eq!(v.get(key), Some(&Value::Null), "{key} in {v}");
+    }
 
     let ms = number(&v, "ms_per_step");
     let images = number(&v, "images_per_sec");
@@ -175,4 +183,13 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
     for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
         assert!(number(&v["per_layer_type_ms"], key) > 0.0, "{key} in {v}");
     }
+    // One timed step: whole counts. resnet8 alone has 7 convolutions, each with a forward and two
+    // backward launches.
+    let launches = number(&v, "kernel_launches_per_step");
+    assert!(launches >= 21.0 && launches.fract() == 0.0, "{v}");
+    // Today the step reads the loss back (one host wait); the benchmark's own end-of-step
+    // synchronisation is not counted.
+    let syncs = number(&v, "host_syncs_per_step");
+    assert!(syncs >= 1.0 && syncs.fract() == 0.0, "{v}");
+    assert!(number(&v, "allocations_per_step").fract() == 0.0, "{v}");
 }

@@ -726,3 +726,34 @@ fn batch_norm_many_partitions_is_deterministic() {
         "a second run gives bit-identical results"
     );
 }
+
+#[test]
+fn the_backend_counts_launches_host_syncs_and_allocations() {
+    let be = gpu();
+    let count = || be.device_counts().expect("the GPU backend counts");
+    let start = count();
+    let a = Tensor::from_slice(&be, [2, 3], &[1.0, -2.0, 3.0, -4.0, 5.0, -6.0]).unwrap();
+    let b = Tensor::from_slice(&be, [2, 3], &[0.5; 6]).unwrap();
+    let mut y = Tensor::zeros(&be, [2, 3]).unwrap();
+    let allocated = count().since(&start);
+    assert_eq!(allocated.allocations, 3, "{allocated:?}");
+    assert_eq!(
+        allocated.launches, 0,
+        "uploads launch nothing: {allocated:?}"
+    );
+
+    let before = count();
+    ops::add_forward(&be, &a, &b, &mut y, true).unwrap();
+    ops::add_forward(&be, &a, &b, &mut y, false).unwrap();
+    let added = count().since(&before);
+    assert_eq!((added.launches, added.host_syncs), (2, 0), "{added:?}");
+
+    let before = count();
+    let host = y.to_vec(&be).unwrap();
+    be.synchronize().unwrap();
+    let read = count().since(&before);
+    assert_eq!(host, vec![1.5, -1.5, 3.5, -3.5, 5.5, -5.5]);
+    // The read waits for the device, and so does the explicit synchronisation.
+    assert_eq!((read.launches, read.host_syncs), (0, 2), "{read:?}");
+    assert_eq!(Cpu::new().device_counts(), None);
+}

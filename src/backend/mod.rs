@@ -6,9 +6,11 @@
 //! out of bounds because of a bad call.
 
 pub mod cpu;
+mod device_counts;
 mod element;
 pub mod gpu;
 
+pub use device_counts::{DeviceCounters, DeviceCounts};
 pub use element::Element;
 
 use crate::error::Result;
@@ -106,6 +108,12 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn download(&self, src: &Self::Buffer, dst: &mut [Self::Elem]) -> Result<()>;
     /// Waits until every op issued so far has finished.
     fn synchronize(&self) -> Result<()>;
+
+    /// Kernel launches, host synchronisations and allocations so far, on a device backend that
+    /// counts them (the GPU backend); `None` for the CPU.
+    fn device_counts(&self) -> Option<DeviceCounts> {
+        None
+    }
     /// `dst = src` (same element count).
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()>;
 

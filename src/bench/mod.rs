@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, SgdConfig};
+use crate::backend::{Backend, DeviceCounts, SgdConfig};
 use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::optim::Sgd;
@@ -110,9 +110,14 @@ impl<B: Backend<Elem = f32>> StepRunner<B> {
 
     /// One full training step, finished on the device when this returns.
     fn step(&mut self, be: &B) -> Result<()> {
-        self.net.forward_backward(be, &self.x, &self.labels)?;
-        self.sgd.step(be, &mut self.net)?;
+        self.issue(be)?;
         be.synchronize()
+    }
+
+    /// The step's work, issued (and on the GPU, possibly not finished).
+    fn issue(&mut self, be: &B) -> Result<()> {
+        self.net.forward_backward(be, &self.x, &self.labels)?;
+        self.sgd.step(be, &mut self.net)
     }
 }
 
@@ -120,7 +125,7 @@ fn run_on<B: Backend<Elem = f32>>(
     make: impl Fn() -> Result<B>,
     cfg: &BenchConfig,
 ) -> Result<BenchReport> {
-    let (device, step_ms, cpu_ms) = {
+    let (device, step_ms, cpu_ms, counts) = {
         let be = make()?;
         let mut runner = StepRunner::new(&be, cfg)?;
         for _ in 0..cfg.warmup {
@@ -128,15 +133,25 @@ fn run_on<B: Backend<Elem = f32>>(
         }
         let mut step_ms = Vec::with_capacity(cfg.iters);
         let cpu_start = process_cpu_ms();
+        // Counted around the step's own work only: the synchronisation that ends each timed step
+        // belongs to the benchmark, not to training.
+        let mut counts: Option<DeviceCounts> = be.device_counts().map(|_| DeviceCounts::default());
         for _ in 0..cfg.iters {
             let start = Instant::now();
-            runner.step(&be)?;
+            let before = be.device_counts();
+            runner.issue(&be)?;
+            if let (Some(total), Some(before), Some(after)) =
+                (counts.as_mut(), before, be.device_counts())
+            {
+                *total = total.plus(&after.since(&before));
+            }
+            be.synchronize()?;
             step_ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
         let cpu_ms = cpu_start
             .zip(process_cpu_ms())
             .map(|(start, end)| (end - start) / cfg.iters as f64);
-        (be.name(), step_ms, cpu_ms)
+        (be.name(), step_ms, cpu_ms, counts)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
     let profiled = Profiled::new(make()?);
@@ -147,5 +162,7 @@ fn run_on<B: Backend<Elem = f32>>(
         runner.step(&profiled)?;
     }
     let per_step = profiled.times().divided_by(cfg.profile_iters as f64);
-    Ok(BenchReport::new(cfg, device, step_ms, cpu_ms, per_step))
+    Ok(BenchReport::new(
+        cfg, device, step_ms, cpu_ms, counts, per_step,
+    ))
 }

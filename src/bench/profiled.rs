@@ -12,7 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DeviceCounts, LossStats,
+    PoolGeometry, SgdConfig,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -171,6 +172,10 @@ impl<B: Backend> Backend for Profiled<B> {
 
     fn synchronize(&self) -> Result<()> {
         self.inner.synchronize()
+    }
+
+    fn device_counts(&self) -> Option<DeviceCounts> {
+        self.inner.device_counts()
     }
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::profiled::{FamilyTimes, OpFamily};
 use super::BenchConfig;
+use crate::backend::DeviceCounts;
 
 /// Figures of one `resnet-cuda bench` run. Times in milliseconds.
 #[derive(Clone, Debug, Serialize)]
@@ -30,6 +31,14 @@ pub struct BenchReport {
     /// itself, an estimate for a shared machine. It errs low: CPU time also counts the threads'
     /// spinning while they wait for work.
     pub cpu_bound_images_per_sec: Option<f64>,
+    /// Kernel launches per timed step (`None` on the CPU).
+    pub kernel_launches_per_step: Option<f64>,
+    /// Times per timed step the host waited for the device inside the step (synchronisations and
+    /// device-to-host reads such as the loss), not counting the benchmark's own synchronisation that
+    /// ends each timed step (`None` on the CPU).
+    pub host_syncs_per_step: Option<f64>,
+    /// Device allocations per timed step (`None` on the CPU).
+    pub allocations_per_step: Option<f64>,
     /// Per op family, per step, from the separate synchronised pass.
     pub per_layer_type_ms: FamilyTimes,
     pub profile_iters: usize,
@@ -62,8 +71,11 @@ impl BenchReport {
         device: String,
         step_ms: Vec<f64>,
         cpu_ms_per_step: Option<f64>,
+        step_counts: Option<DeviceCounts>,
         per_layer_type_ms: FamilyTimes,
     ) -> Self {
+        let steps = step_ms.len().max(1) as f64;
+        let per_step = |n: u64| n as f64 / steps;
         let ms_per_step = median(&step_ms);
         let threads = rayon::current_num_threads();
         BenchReport {
@@ -81,6 +93,9 @@ impl BenchReport {
             cpu_bound_images_per_sec: cpu_ms_per_step
                 .filter(|&ms| ms > 0.0)
                 .map(|ms| cfg.batch_size as f64 * 1e3 * threads as f64 / ms),
+            kernel_launches_per_step: step_counts.map(|c| per_step(c.launches)),
+            host_syncs_per_step: step_counts.map(|c| per_step(c.host_syncs)),
+            allocations_per_step: step_counts.map(|c| per_step(c.allocations)),
             per_layer_type_ms,
             profile_iters: cfg.profile_iters,
             load_average: load_average(),
@@ -111,6 +126,17 @@ impl BenchReport {
                 "  process CPU time {cpu:.1} ms/step over {} threads: {rate:.1} images/s if each \
                  thread had a core to itself (an estimate for a shared machine; errs low)",
                 self.threads
+            );
+        }
+        if let (Some(launches), Some(syncs), Some(allocs)) = (
+            self.kernel_launches_per_step,
+            self.host_syncs_per_step,
+            self.allocations_per_step,
+        ) {
+            let _ = writeln!(
+                out,
+                "  per step: {launches:.0} kernel launches, {syncs:.0} host synchronisations inside \
+                 the step, {allocs:.0} device allocations"
             );
         }
         let _ = writeln!(

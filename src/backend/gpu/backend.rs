@@ -15,7 +15,8 @@ use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
 use super::launch::{grid_1d, KernelArgs};
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DeviceCounters, DeviceCounts,
+    LossStats, PoolGeometry, SgdConfig,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -69,6 +70,7 @@ pub struct GpuBackend<D: Driver> {
     /// Reusable workspaces, see the module doc.
     workspaces: Mutex<Vec<DeviceBuffer<D>>>,
     convs: ConvKernels,
+    counters: DeviceCounters,
 }
 
 /// Which convolution kernels the backend launches.
@@ -133,6 +135,7 @@ impl<D: Driver> GpuBackend<D> {
             driver: Arc::new(driver),
             workspaces: Mutex::new(Vec::new()),
             convs: ConvKernels::ImplicitGemm,
+            counters: DeviceCounters::default(),
         }
     }
 
@@ -150,6 +153,7 @@ impl<D: Driver> GpuBackend<D> {
         let ptr = if bytes == 0 {
             0
         } else {
+            self.counters.allocation();
             self.driver.alloc(bytes)?
         };
         Ok(DeviceBuffer {
@@ -170,6 +174,7 @@ impl<D: Driver> GpuBackend<D> {
         mut args: KernelArgs,
     ) -> Result<()> {
         let mut params = args.params();
+        self.counters.launch();
         // SAFETY: every call site passes the kernel's parameters in order with their exact types,
         // device pointers of tensors whose shapes `ops` validated against each other (so every index
         // the kernel computes is in bounds) and workspaces sized for the launch.
@@ -275,6 +280,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         if src.bytes == 0 {
             return Ok(());
         }
+        self.counters.host_sync();
         // SAFETY: both ranges hold `len` f32 elements.
         unsafe {
             self.driver
@@ -283,7 +289,12 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.counters.host_sync();
         self.driver.synchronize()
+    }
+
+    fn device_counts(&self) -> Option<DeviceCounts> {
+        Some(self.counters.snapshot())
     }
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
@@ -830,6 +841,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 KernelArgs::new().ptr(per_sample).int(n).ptr(totals),
             )?;
             let mut host = [0.0f32; 3];
+            self.counters.host_sync();
             // SAFETY: the workspace holds 3 f32 totals at `totals`.
             unsafe {
                 self.driver
