@@ -477,3 +477,37 @@ fn embedded_fatbins_agree_with_archs() {
         assert!(!bytes.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn dynamic_shared_memory_above_48_kib_needs_the_kernel_to_opt_in() {
+    // As on the hardware: 48 KiB without asking, up to 227 KiB after the opt-in, never more.
+    let block = 1024usize;
+    let n = block;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut y = vec![f32::NAN; n];
+    let (px, py, ni) = (x.as_ptr(), y.as_mut_ptr(), n as i32);
+    let run = |shared: u32| {
+        launch(
+            "emu_selftest_reverse_dynamic",
+            (1, 1, 1),
+            (block as u32, 1, 1),
+            shared,
+            &mut [arg(&px), arg(&py), arg(&ni)],
+        )
+    };
+    run(48 * 1024).expect("48 KiB needs no opt-in");
+    let err = run(64 * 1024).expect_err("64 KiB without opting in");
+    assert!(
+        err.contains("emu_selftest_reverse_dynamic") && err.contains("opt in"),
+        "{err}"
+    );
+    emu::set_max_dynamic_shared("emu_selftest_reverse_dynamic", 64 * 1024).unwrap();
+    run(64 * 1024).expect("64 KiB after opting in");
+    assert_eq!(y[0], (n - 1) as f32);
+    let err = run(96 * 1024).expect_err("above the opted-in limit");
+    assert!(err.contains("65536"), "{err}");
+    let err = emu::set_max_dynamic_shared("emu_selftest_reverse_dynamic", 228 * 1024).unwrap_err();
+    assert!(err.contains("227 KiB"), "{err}");
+    let err = emu::set_max_dynamic_shared("no_such_kernel", 1024).unwrap_err();
+    assert!(err.contains("no_such_kernel"), "{err}");
+}

@@ -19,7 +19,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
-use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
+use resnet_cuda::backend::gpu::launch::KernelArgs;
+use resnet_cuda::backend::gpu::{Driver, DynDriver, GpuBackend};
 use resnet_cuda::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, PoolGeometry, SgdConfig,
 };
@@ -756,4 +757,45 @@ fn the_backend_counts_launches_host_syncs_and_allocations() {
     // The read waits for the device, and so does the explicit synchronisation.
     assert_eq!((read.launches, read.host_syncs), (0, 2), "{read:?}");
     assert_eq!(Cpu::new().device_counts(), None);
+}
+
+#[test]
+fn a_kernel_opts_in_to_more_than_48_kib_of_dynamic_shared_memory() {
+    // The hardware's rule, which the emulator copies: a block gets 48 KiB of dynamic shared memory
+    // unless its kernel opted in (cuFuncSetAttribute on a GPU). emu_selftest_reverse_dynamic
+    // reverses each block's chunk of x through dynamic shared memory; it uses 4 KiB of the 64 asked.
+    let be = gpu();
+    let driver = be.driver();
+    let kernel = "emu_selftest_reverse_dynamic";
+    let n = 1024usize;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let bytes = n * 4;
+    let (dx, dy) = (driver.alloc(bytes).unwrap(), driver.alloc(bytes).unwrap());
+    // SAFETY: both buffers hold n f32; the kernel reads x[0..n) and writes y[0..n) (one block of n).
+    let launch = |shared: u32| unsafe {
+        let mut args = KernelArgs::new().ptr(dx).ptr(dy).int(n);
+        driver.launch(
+            kernel,
+            (1, 1, 1),
+            (n as u32, 1, 1),
+            shared,
+            &mut args.params(),
+        )
+    };
+    // SAFETY: `x` holds `bytes` bytes.
+    unsafe { driver.copy_host_to_device(x.as_ptr().cast(), dx, bytes) }.unwrap();
+    let refused = launch(64 * 1024);
+    assert!(refused.is_err(), "64 KiB without opting in was accepted");
+    driver.set_max_dynamic_shared(kernel, 64 * 1024).unwrap();
+    launch(64 * 1024).unwrap();
+    let mut y = vec![f32::NAN; n];
+    // SAFETY: `y` has room for `bytes` bytes; the launch is ordered before the copy.
+    unsafe { driver.copy_device_to_host(dy, y.as_mut_ptr().cast(), bytes) }.unwrap();
+    let reversed: Vec<f32> = x.iter().rev().copied().collect();
+    assert_eq!(y, reversed);
+    // SAFETY: allocated above with these sizes; the copy above synchronised the launch.
+    unsafe {
+        driver.free(dx, bytes);
+        driver.free(dy, bytes);
+    }
 }

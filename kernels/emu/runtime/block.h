@@ -21,8 +21,12 @@
 
 namespace emu {
 
-// Largest dynamic shared memory a launch may ask for: sm_90's 227 KiB per block.
+// Largest dynamic shared memory a launch may ask for: sm_90's 227 KiB per block, reachable only by a
+// kernel that opted in (emu_set_max_dynamic_shared, as cuFuncSetAttribute with
+// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES on a GPU).
 constexpr unsigned kMaxDynamicShared = 227 * 1024;
+// What a kernel may use without opting in: 48 KiB, the hardware's default limit for every block.
+constexpr unsigned kDefaultDynamicShared = 48 * 1024;
 
 // What every block of one launch shares.
 struct Launch {

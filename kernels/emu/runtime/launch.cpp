@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "block.h"
@@ -129,10 +130,39 @@ int fail_launch(std::string message) {
     return 1;
 }
 
+// The dynamic shared memory each kernel opted in to, by name; kernels not here have the default limit.
+std::mutex opt_in_mu;
+std::unordered_map<std::string, unsigned> opted_in;
+
+unsigned dynamic_shared_limit(const char* kernel) {
+    std::lock_guard<std::mutex> lock(opt_in_mu);
+    const auto it = opted_in.find(kernel);
+    return it == opted_in.end() ? kDefaultDynamicShared : it->second;
+}
+
 }  // namespace
 }  // namespace emu
 
 extern "C" {
+
+// Lets `kernel_name` launch with up to `bytes` of dynamic shared memory, like cuFuncSetAttribute with
+// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES. Returns 0 on success; otherwise nonzero, and
+// emu_last_error() says why (an unknown kernel, more than 227 KiB).
+int emu_set_max_dynamic_shared(const char* kernel_name, unsigned bytes) {
+    using namespace emu;
+    last_error.clear();
+    if (!kernel_name || !find_kernel(kernel_name)) {
+        return fail_launch("unknown kernel '" + std::string(kernel_name ? kernel_name : "(null)") +
+                           "': cannot set its shared memory limit");
+    }
+    if (bytes > kMaxDynamicShared) {
+        return fail_launch("kernel '" + std::string(kernel_name) + "': " + std::to_string(bytes) +
+                           " bytes of dynamic shared memory exceed the 227 KiB a block can have");
+    }
+    std::lock_guard<std::mutex> lock(opt_in_mu);
+    opted_in[kernel_name] = bytes;
+    return 0;
+}
 
 // Launches `kernel_name` like cuLaunchKernel: `params[i]` points at argument i. Returns 0 on success;
 // otherwise nonzero, and emu_last_error() says why. Blocks until the launch finished.
@@ -169,6 +199,13 @@ int emu_launch(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsign
     if (dynamic_shared_bytes > kMaxDynamicShared) {
         return fail_launch(who + std::to_string(dynamic_shared_bytes) +
                            " bytes of dynamic shared memory exceed the 227 KiB a block can have");
+    }
+    const unsigned limit = dynamic_shared_limit(kernel_name);
+    if (dynamic_shared_bytes > limit) {
+        return fail_launch(who + std::to_string(dynamic_shared_bytes) +
+                           " bytes of dynamic shared memory exceed its limit of " + std::to_string(limit) +
+                           ": above 48 KiB a kernel must opt in first (Driver::set_max_dynamic_shared, which "
+                           "sets CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES on a GPU)");
     }
 
     const Launch launch{k->name, k->run, params, dim3(grid_x, grid_y, grid_z), dim3(block_x, block_y, block_z),

@@ -385,6 +385,24 @@ impl Driver for CudaDriver {
         })
     }
 
+    fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {
+        self.device.bind()?;
+        let f = self.device.function(kernel)?;
+        let value = i32::try_from(bytes).unwrap_or(i32::MAX);
+        // SAFETY: `f` belongs to a module loaded for the life of the device; the attribute takes an int.
+        let r = unsafe {
+            sys::cuFuncSetAttribute(
+                f,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                value,
+            )
+        };
+        r.result().map_err(|e| {
+            let what = format!("letting {kernel} use {bytes} bytes of dynamic shared memory");
+            cuda_error(&self.device.label(), &what, e)
+        })
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.device.bind()?;
         // SAFETY: the stream is live. An error here is usually a kernel's (an out-of-bounds access, a

@@ -90,6 +90,12 @@ pub trait Driver: Send + Sync + 'static {
         params: &mut [*mut c_void],
     ) -> Result<()>;
 
+    /// Lets `kernel` launch with up to `bytes` of dynamic shared memory. A block has 48 KiB without
+    /// this; above it a kernel must opt in first, up to the device's maximum (227 KiB on sm_90):
+    /// `cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)` on a GPU, and the
+    /// emulator enforces the same rule.
+    fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()>;
+
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
 
@@ -189,6 +195,13 @@ impl Driver for EmuDriver {
         })
     }
 
+    fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {
+        emu::set_max_dynamic_shared(kernel, bytes).map_err(|message| Error::InvalidArgument {
+            op: "emulator shared memory opt-in",
+            message,
+        })
+    }
+
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
@@ -265,6 +278,10 @@ impl Driver for DynDriver {
     ) -> Result<()> {
         // SAFETY: the caller's guarantees, passed on.
         unsafe { (**self).launch(kernel, grid, block, shared_bytes, params) }
+    }
+
+    fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {
+        (**self).set_max_dynamic_shared(kernel, bytes)
     }
 
     fn synchronize(&self) -> Result<()> {

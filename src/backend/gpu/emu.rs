@@ -18,6 +18,7 @@ extern "C" {
         params: *mut *mut c_void,
         num_params: u32,
     ) -> i32;
+    fn emu_set_max_dynamic_shared(kernel_name: *const c_char, bytes: u32) -> i32;
     fn emu_last_error() -> *const c_char;
     fn emu_kernel_count() -> u32;
     fn emu_kernel_name(index: u32) -> *const c_char;
@@ -69,6 +70,23 @@ pub unsafe fn launch(
         Ok(())
     } else {
         // SAFETY: emu_last_error returns this thread's NUL-terminated message, valid until the next launch.
+        Err(unsafe { CStr::from_ptr(emu_last_error()) }
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+/// Lets `kernel` launch with up to `bytes` of dynamic shared memory (at most 227 KiB). Without this a
+/// launch above 48 KiB fails, as on the hardware, where `cuFuncSetAttribute` with
+/// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` must come first.
+pub fn set_max_dynamic_shared(kernel: &str, bytes: u32) -> Result<(), String> {
+    let name =
+        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    // SAFETY: the name is NUL-terminated; the call only reads it.
+    if unsafe { emu_set_max_dynamic_shared(name.as_ptr(), bytes) } == 0 {
+        Ok(())
+    } else {
+        // SAFETY: as in `launch`.
         Err(unsafe { CStr::from_ptr(emu_last_error()) }
             .to_string_lossy()
             .into_owned())
