@@ -7,6 +7,8 @@
 //   running_mean = (1 - momentum) running_mean + momentum mean
 //   running_var  = (1 - momentum) running_var + momentum var M/(M-1)   (unbiased)
 //   y = x scale_c + shift_c with scale = gamma inv_std, shift = beta - mean scale; then max(y, 0) if relu
+//   normalize_add (a residual block's end): out = (x scale_c + shift_c) + residual, then max(out, 0) if
+//   relu; the same roundings as normalize followed by add_forward, in one pass
 //   inference: the same with the running mean and inv_std = 1/sqrt(running_var + eps)
 //   backward: g = dy [y > 0] (or dy), dbeta = sum g, dgamma = inv_std sum g (x - mean),
 //             dx = k1 g - k2 (x - mean) - k0 with coef = gamma inv_std / M, k0 = coef dbeta, k1 = coef M,
@@ -141,6 +143,24 @@ __device__ __forceinline__ void batch_norm_normalize(const T* __restrict__ x, co
     }
 }
 
+// One pass where normalize (relu off) then add_forward would take two: the BN output never goes to
+// memory. Written as the same expressions as those two kernels, so nvcc contracts it the same way and
+// the result is bit-identical to the pair.
+template <class T>
+__device__ __forceinline__ void batch_norm_normalize_add(const T* __restrict__ x, const T* __restrict__ mean,
+                                                         const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                                         const T* __restrict__ beta, const T* __restrict__ residual,
+                                                         T* __restrict__ out, unsigned long long n, int C, int relu) {
+    for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
+        const int c = static_cast<int>(i % C);
+        const T s = gamma[c] * inv_std[c];
+        const T t = beta[c] - mean[c] * s;
+        const T v = x[i] * s + t;
+        const T sum = v + residual[i];
+        out[i] = (relu && sum < T(0)) ? T(0) : sum;
+    }
+}
+
 template <class T>
 __device__ __forceinline__ void batch_norm_infer_inv_std(const T* running_var, double eps, int C, T* inv_std) {
     for (unsigned long long c = global_thread_index(); c < static_cast<unsigned long long>(C); c += grid_stride()) {
@@ -217,6 +237,14 @@ extern "C" __global__ void batch_norm_normalize_f32(const float* x, const float*
     batch_norm_normalize<float>(x, mean, inv_std, gamma, beta, y, n, C, relu);
 }
 EMU_REGISTER(batch_norm_normalize_f32);
+
+extern "C" __global__ void batch_norm_normalize_add_f32(const float* x, const float* mean, const float* inv_std,
+                                                        const float* gamma, const float* beta,
+                                                        const float* residual, float* out, unsigned long long n,
+                                                        int C, int relu) {
+    batch_norm_normalize_add<float>(x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
+}
+EMU_REGISTER(batch_norm_normalize_add_f32);
 
 extern "C" __global__ void batch_norm_infer_inv_std_f32(const float* running_var, double eps, int C,
                                                         float* inv_std) {

@@ -1,5 +1,5 @@
-//! The CPU backend's fused residual ops against the two ops each stands for, run one after the
-//! other on the same backend:
+//! The fused residual ops against the two ops each stands for, run one after the other on the same
+//! backend (the CPU backend for both; the GPU backend, on the emulator, for batch norm + add):
 //!
 //! - `conv2d_backward_data_add` = `conv2d_backward_data` then `add_forward` (no ReLU);
 //! - `batch_norm_add_forward_train` = `batch_norm_forward_train` (no ReLU) then `add_forward` (with
@@ -13,7 +13,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
-use resnet_cuda::backend::{BatchNormConfig, Conv2dGeometry};
+use resnet_cuda::backend::gpu::GpuBackend;
+use resnet_cuda::backend::{Backend, BatchNormConfig, Conv2dGeometry};
 use resnet_cuda::ops;
 use resnet_cuda::tensor::Tensor;
 
@@ -23,20 +24,20 @@ fn random_values(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-fn tensor(be: &Cpu, dims: &[usize], v: &[f32]) -> Tensor<Cpu> {
+fn tensor<B: Backend<Elem = f32>>(be: &B, dims: &[usize], v: &[f32]) -> Tensor<B> {
     Tensor::from_slice(be, dims, v).unwrap()
 }
 
-fn random(rng: &mut ChaCha8Rng, be: &Cpu, dims: &[usize]) -> Tensor<Cpu> {
+fn random<B: Backend<Elem = f32>>(rng: &mut ChaCha8Rng, be: &B, dims: &[usize]) -> Tensor<B> {
     tensor(be, dims, &random_values(rng, dims.iter().product()))
 }
 
-fn nan_filled(be: &Cpu, dims: &[usize]) -> Tensor<Cpu> {
+fn nan_filled<B: Backend<Elem = f32>>(be: &B, dims: &[usize]) -> Tensor<B> {
     tensor(be, dims, &vec![f32::NAN; dims.iter().product()])
 }
 
-fn values(t: &Tensor<Cpu>) -> Vec<f32> {
-    t.to_vec(&Cpu::new()).unwrap()
+fn values<B: Backend<Elem = f32>>(be: &B, t: &Tensor<B>) -> Vec<f32> {
+    t.to_vec(be).unwrap()
 }
 
 fn assert_bits(what: &str, fused: &[f32], unfused: &[f32]) {
@@ -83,8 +84,8 @@ fn conv_backward_data_add_is_bit_identical_to_conv_then_add() {
         ops::conv2d_backward_data_add(&be, &dy, &wt, &addend, &mut scratch, &mut got, geom)
             .unwrap();
         let case = format!("{n}x{h}x{w}x{c} -> {k}, stride {stride}");
-        assert_bits(&case, &values(&got), &values(&want));
-        let untouched = values(&scratch).iter().all(|v| v.is_nan());
+        assert_bits(&case, &values(&be, &got), &values(&be, &want));
+        let untouched = values(&be, &scratch).iter().all(|v| v.is_nan());
         assert_eq!(untouched, fused, "{case}: fused path taken");
     }
 }
@@ -94,15 +95,25 @@ const BN_CASES: [(usize, usize, usize, usize); 3] = [(4, 5, 7, 16), (3, 4, 4, 5)
 
 #[test]
 fn batch_norm_add_is_bit_identical_to_batch_norm_then_add() {
-    let be = Cpu::new();
+    batch_norm_add_matches_the_op_pair(&Cpu::new());
+}
+
+#[test]
+fn gpu_batch_norm_add_is_bit_identical_to_batch_norm_then_add() {
+    // The emulator is compiled with contraction on, as nvcc compiles the kernels: the fused kernel
+    // must round exactly as normalize followed by add_forward do there too.
+    batch_norm_add_matches_the_op_pair(&GpuBackend::emulator());
+}
+
+fn batch_norm_add_matches_the_op_pair<B: Backend<Elem = f32>>(be: &B) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for (n, h, w, c) in BN_CASES {
         for relu in [true, false] {
             let dims = [n, h, w, c];
-            let x = random(&mut rng, &be, &dims);
-            let residual = random(&mut rng, &be, &dims);
-            let gamma = random(&mut rng, &be, &[c]);
-            let beta = random(&mut rng, &be, &[c]);
+            let x = random(&mut rng, be, &dims);
+            let residual = random(&mut rng, be, &dims);
+            let gamma = random(&mut rng, be, &[c]);
+            let beta = random(&mut rng, be, &[c]);
             let running_mean0 = random_values(&mut rng, c);
             let cfg = BatchNormConfig {
                 eps: 1e-5,
@@ -110,7 +121,7 @@ fn batch_norm_add_is_bit_identical_to_batch_norm_then_add() {
                 relu,
             };
             // [save_mean, save_inv_std, running_mean, running_var] for each path.
-            let stats = |be: &Cpu| -> Vec<Tensor<Cpu>> {
+            let stats = |be: &B| -> Vec<Tensor<B>> {
                 let zeros = vec![0.0f32; c];
                 let ones = vec![1.0f32; c];
                 [&zeros, &zeros, &running_mean0, &ones]
@@ -118,25 +129,25 @@ fn batch_norm_add_is_bit_identical_to_batch_norm_then_add() {
                     .into()
             };
 
-            let mut u = stats(&be);
-            let mut y = Tensor::zeros(&be, dims).unwrap();
-            let mut want = Tensor::zeros(&be, dims).unwrap();
+            let mut u = stats(be);
+            let mut y = Tensor::zeros(be, dims).unwrap();
+            let mut want = Tensor::zeros(be, dims).unwrap();
             let [m, s, rm, rv] = &mut u[..] else {
                 unreachable!()
             };
             let bn_cfg = BatchNormConfig { relu: false, ..cfg };
-            ops::batch_norm_forward_train(&be, &x, &gamma, &beta, &mut y, m, s, rm, rv, bn_cfg)
+            ops::batch_norm_forward_train(be, &x, &gamma, &beta, &mut y, m, s, rm, rv, bn_cfg)
                 .unwrap();
-            ops::add_forward(&be, &y, &residual, &mut want, relu).unwrap();
+            ops::add_forward(be, &y, &residual, &mut want, relu).unwrap();
 
-            let mut f = stats(&be);
-            let mut scratch = nan_filled(&be, &dims);
-            let mut got = Tensor::zeros(&be, dims).unwrap();
+            let mut f = stats(be);
+            let mut scratch = nan_filled(be, &dims);
+            let mut got = Tensor::zeros(be, dims).unwrap();
             let [m, s, rm, rv] = &mut f[..] else {
                 unreachable!()
             };
             ops::batch_norm_add_forward_train(
-                &be,
+                be,
                 &x,
                 &gamma,
                 &beta,
@@ -151,15 +162,20 @@ fn batch_norm_add_is_bit_identical_to_batch_norm_then_add() {
             )
             .unwrap();
             let case = format!("{n}x{h}x{w}x{c}, relu {relu}");
-            assert_bits(&format!("{case}: out"), &values(&got), &values(&want));
+            assert_bits(
+                &format!("{case}: out"),
+                &values(be, &got),
+                &values(be, &want),
+            );
             for (i, name) in ["save_mean", "save_inv_std", "running_mean", "running_var"]
                 .iter()
                 .enumerate()
             {
-                assert_bits(&format!("{case}: {name}"), &values(&f[i]), &values(&u[i]));
+                let (fused, unfused) = (values(be, &f[i]), values(be, &u[i]));
+                assert_bits(&format!("{case}: {name}"), &fused, &unfused);
             }
             assert!(
-                values(&scratch).iter().all(|v| v.is_nan()),
+                values(be, &scratch).iter().all(|v| v.is_nan()),
                 "{case}: the fused path must not need BN's separate output"
             );
         }

@@ -209,6 +209,78 @@ impl<D: Driver> GpuBackend<D> {
         }
     }
 
+    /// Training batch norm's per-channel statistics of `x` (channels: `save_mean`'s length): the
+    /// batch mean and `1/sqrt(var + eps)` into `save_*`, and the running statistics updated.
+    fn batch_norm_statistics(
+        &self,
+        x: &Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let c = save_mean.numel();
+        let m = x.numel() / c;
+        let p = batch_norm_partitions(m);
+        let partial_grid = (c.div_ceil(32) as u32, p as u32, 1);
+        let finalize = ((c as u32, 1, 1), (BN_FINALIZE_THREADS, 1, 1));
+        self.with_workspace(p * c * F32, |partial| {
+            self.launch(
+                "batch_norm_partial_sum_f32",
+                partial_grid,
+                (32, 8, 1),
+                0,
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .int(m)
+                    .int(c)
+                    .ptr(partial),
+            )?;
+            self.launch(
+                "batch_norm_finalize_mean_f32",
+                finalize.0,
+                finalize.1,
+                0,
+                KernelArgs::new()
+                    .ptr(partial)
+                    .int(p)
+                    .int(m)
+                    .int(c)
+                    .ptr(save_mean.buf().ptr),
+            )?;
+            self.launch(
+                "batch_norm_partial_sqdev_f32",
+                partial_grid,
+                (32, 8, 1),
+                0,
+                KernelArgs::new()
+                    .ptr(x.buf().ptr)
+                    .ptr(save_mean.buf().ptr)
+                    .int(m)
+                    .int(c)
+                    .ptr(partial),
+            )?;
+            self.launch(
+                "batch_norm_finalize_var_f32",
+                finalize.0,
+                finalize.1,
+                0,
+                KernelArgs::new()
+                    .ptr(partial)
+                    .int(p)
+                    .int(m)
+                    .int(c)
+                    .ptr(save_mean.buf().ptr)
+                    .f64(cfg.eps)
+                    .f64(cfg.momentum)
+                    .ptr(save_inv_std.buf().ptr)
+                    .ptr(running_mean.buf().ptr)
+                    .ptr(running_var.buf().ptr),
+            )
+        })
+    }
+
     /// A 1-D grid-stride launch over `n` items.
     fn launch_1d(&self, kernel: &str, n: usize, args: KernelArgs) -> Result<()> {
         let (grid, block) = grid_1d(n);
@@ -407,65 +479,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         running_var: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
-        let c = gamma.numel();
-        let m = x.numel() / c;
-        let p = batch_norm_partitions(m);
-        let partial_grid = (c.div_ceil(32) as u32, p as u32, 1);
-        let finalize = ((c as u32, 1, 1), (BN_FINALIZE_THREADS, 1, 1));
-        self.with_workspace(p * c * F32, |partial| {
-            self.launch(
-                "batch_norm_partial_sum_f32",
-                partial_grid,
-                (32, 8, 1),
-                0,
-                KernelArgs::new()
-                    .ptr(x.buf().ptr)
-                    .int(m)
-                    .int(c)
-                    .ptr(partial),
-            )?;
-            self.launch(
-                "batch_norm_finalize_mean_f32",
-                finalize.0,
-                finalize.1,
-                0,
-                KernelArgs::new()
-                    .ptr(partial)
-                    .int(p)
-                    .int(m)
-                    .int(c)
-                    .ptr(save_mean.buf().ptr),
-            )?;
-            self.launch(
-                "batch_norm_partial_sqdev_f32",
-                partial_grid,
-                (32, 8, 1),
-                0,
-                KernelArgs::new()
-                    .ptr(x.buf().ptr)
-                    .ptr(save_mean.buf().ptr)
-                    .int(m)
-                    .int(c)
-                    .ptr(partial),
-            )?;
-            self.launch(
-                "batch_norm_finalize_var_f32",
-                finalize.0,
-                finalize.1,
-                0,
-                KernelArgs::new()
-                    .ptr(partial)
-                    .int(p)
-                    .int(m)
-                    .int(c)
-                    .ptr(save_mean.buf().ptr)
-                    .f64(cfg.eps)
-                    .f64(cfg.momentum)
-                    .ptr(save_inv_std.buf().ptr)
-                    .ptr(running_mean.buf().ptr)
-                    .ptr(running_var.buf().ptr),
-            )
-        })?;
+        self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
         self.launch_1d(
             "batch_norm_normalize_f32",
             x.numel(),
@@ -477,7 +491,40 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 .ptr(beta.buf().ptr)
                 .ptr(y.buf().ptr)
                 .u64(x.numel())
-                .int(c)
+                .int(gamma.numel())
+                .int(usize::from(cfg.relu)),
+        )
+    }
+
+    /// One normalising pass writes `relu(BN(x) + residual)`; `scratch` is not touched.
+    fn batch_norm_add_forward_train(
+        &self,
+        x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        residual: &Tensor<Self>,
+        _scratch: &mut Tensor<Self>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
+        self.launch_1d(
+            "batch_norm_normalize_add_f32",
+            x.numel(),
+            KernelArgs::new()
+                .ptr(x.buf().ptr)
+                .ptr(save_mean.buf().ptr)
+                .ptr(save_inv_std.buf().ptr)
+                .ptr(gamma.buf().ptr)
+                .ptr(beta.buf().ptr)
+                .ptr(residual.buf().ptr)
+                .ptr(out.buf().ptr)
+                .u64(x.numel())
+                .int(gamma.numel())
                 .int(usize::from(cfg.relu)),
         )
     }
