@@ -4,7 +4,10 @@
 //   add_forward:  y = a + b, then y = max(y, 0) when relu != 0 (NaN passes through, as in the CPU path)
 //   add_backward: dsum = dy * [y > 0] when relu != 0, else dsum = dy (both addends receive dsum)
 //   sgd_update:   v = momentum v + (g + weight_decay w);  w = w - lr v   (PyTorch's SGD with momentum)
-// Launch: 1-D grid-stride loops, so any grid and block size covers n.
+//   sgd_update_chunks: the same on every parameter of a network in one launch, over a table of chunks
+//                 (w, g, v, len): each is up to kSgdChunk consecutive elements of one parameter
+// Launch: 1-D grid-stride loops, so any grid and block size covers n; sgd_update_chunks: any grid (blocks
+// take chunks blockIdx.x, + gridDim.x, ...), any block size.
 // Element type T is a template parameter (sgd_update: f32 only); each instantiation is an extern "C"
 // kernel named *_f32 etc.
 #include "common.cuh"
@@ -26,19 +29,46 @@ __device__ __forceinline__ void add_backward(const T* __restrict__ y, const T* _
     }
 }
 
-// Every product and sum rounds on its own (the _rn intrinsics), in the CPU backend's order: nvcc would
-// otherwise contract `momentum * v + ...` and `w - lr * v` into fused multiply-adds, which round once
-// and so differ from the CPU's update in the last bit (seen on an H200). The update is memory-bound;
-// the separate roundings cost nothing measurable, and they keep GPU and CPU training bit-identical
-// in this op.
+// Element i of one SGD step. Every product and sum rounds on its own (the _rn intrinsics), in the CPU
+// backend's order: nvcc would otherwise contract `momentum * v + ...` and `w - lr * v` into fused
+// multiply-adds, which round once and so differ from the CPU's update in the last bit (seen on an
+// H200). The update is memory-bound; the separate roundings cost nothing measurable, and they keep
+// GPU and CPU training bit-identical in this op.
+__device__ __forceinline__ void sgd_element(float* __restrict__ w, const float* __restrict__ g,
+                                            float* __restrict__ v, unsigned long long i, float lr, float momentum,
+                                            float weight_decay) {
+    const float decayed = __fadd_rn(g[i], __fmul_rn(weight_decay, w[i]));
+    const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), decayed);
+    v[i] = vi;
+    w[i] = __fsub_rn(w[i], __fmul_rn(lr, vi));
+}
+
 __device__ __forceinline__ void sgd_update(float* __restrict__ w, const float* __restrict__ g,
                                            float* __restrict__ v, unsigned long long n, float lr,
                                            float momentum, float weight_decay) {
     for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
-        const float decayed = __fadd_rn(g[i], __fmul_rn(weight_decay, w[i]));
-        const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), decayed);
-        v[i] = vi;
-        w[i] = __fsub_rn(w[i], __fmul_rn(lr, vi));
+        sgd_element(w, g, v, i, lr, momentum, weight_decay);
+    }
+}
+
+// One entry of sgd_update_chunks' table (device addresses and a length), 32 bytes; the host builds it
+// (src/backend/gpu/sgd_chunks.rs) and keeps it on the device while the parameters stay put.
+struct SgdChunk {
+    unsigned long long w, g, v, len;
+};
+
+// Every chunk is updated exactly as sgd_update updates its elements, so one launch over all of a
+// network's parameters is bit-identical to a launch per parameter.
+__device__ __forceinline__ void sgd_update_chunks(const SgdChunk* __restrict__ chunks, int num_chunks, float lr,
+                                                  float momentum, float weight_decay) {
+    for (int c = blockIdx.x; c < num_chunks; c += gridDim.x) {
+        const SgdChunk k = chunks[c];
+        float* w = reinterpret_cast<float*>(k.w);
+        const float* g = reinterpret_cast<const float*>(k.g);
+        float* v = reinterpret_cast<float*>(k.v);
+        for (unsigned long long i = threadIdx.x; i < k.len; i += blockDim.x) {
+            sgd_element(w, g, v, i, lr, momentum, weight_decay);
+        }
     }
 }
 
@@ -58,3 +88,9 @@ extern "C" __global__ void sgd_update_f32(float* w, const float* g, float* v, un
     sgd_update(w, g, v, n, lr, momentum, weight_decay);
 }
 EMU_REGISTER(sgd_update_f32);
+
+extern "C" __global__ void sgd_update_chunks_f32(const SgdChunk* chunks, int num_chunks, float lr, float momentum,
+                                                 float weight_decay) {
+    sgd_update_chunks(chunks, num_chunks, lr, momentum, weight_decay);
+}
+EMU_REGISTER(sgd_update_chunks_f32);

@@ -6,6 +6,7 @@
 
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+    SgdTensors,
 };
 use crate::error::{invalid, Error, Result};
 use crate::tensor::Tensor;
@@ -598,6 +599,35 @@ pub fn sgd_update<B: Backend>(
         ));
     }
     be.sgd_update(w, g, v, cfg)
+}
+
+/// `sgd_update` on every parameter of `params` (checked as `sgd_update` checks each).
+pub fn sgd_update_many<B: Backend>(
+    be: &B,
+    params: &mut [SgdTensors<'_, B>],
+    cfg: SgdConfig,
+) -> Result<()> {
+    const OP: &str = "sgd_update_many";
+    for (i, p) in params.iter().enumerate() {
+        if p.g.dims() != p.w.dims() || p.v.dims() != p.w.dims() {
+            return Err(invalid(
+                OP,
+                format!(
+                    "parameter {i}: g {:?} and v {:?} must have w's shape {:?}",
+                    p.g.dims(),
+                    p.v.dims(),
+                    p.w.dims()
+                ),
+            ));
+        }
+    }
+    if !cfg.lr.is_finite() || !cfg.momentum.is_finite() || !cfg.weight_decay.is_finite() {
+        return Err(invalid(
+            OP,
+            format!("non-finite hyper-parameter in {cfg:?}"),
+        ));
+    }
+    be.sgd_update_many(params, cfg)
 }
 
 pub fn copy<B: Backend>(be: &B, src: &Tensor<B>, dst: &mut Tensor<B>) -> Result<()> {

@@ -22,7 +22,7 @@ use resnet_cuda::backend::cpu::CpuBackend;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{Driver, DynDriver, GpuBackend};
 use resnet_cuda::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, PoolGeometry, SgdConfig,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, PoolGeometry, SgdConfig, SgdTensors,
 };
 use resnet_cuda::models::{ModelConfig, Network};
 use resnet_cuda::nn::ShortcutOption;
@@ -797,5 +797,45 @@ fn a_kernel_opts_in_to_more_than_48_kib_of_dynamic_shared_memory() {
     unsafe {
         driver.free(dx, bytes);
         driver.free(dy, bytes);
+    }
+}
+
+#[test]
+fn sgd_on_every_parameter_is_one_launch_and_exact() {
+    // Parameters smaller than a chunk, one spanning three chunks (8192 elements each), odd sizes.
+    let mut t = Both::new(17);
+    let shapes: [&[usize]; 4] = [&[64], &[3, 3, 37, 61], &[10], &[7, 5]];
+    let mut params: Vec<(Pair, Pair, Pair)> = shapes
+        .iter()
+        .map(|s| (t.random(s), t.random(s), t.random(s)))
+        .collect();
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    for step in 0..2 {
+        for (w, g, v) in params.iter_mut() {
+            ops::sgd_update(&t.cpu, &mut w.c, &g.c, &mut v.c, cfg).unwrap();
+        }
+        let mut tensors: Vec<SgdTensors<'_, Gpu>> = params
+            .iter_mut()
+            .map(|(w, g, v)| SgdTensors {
+                w: &mut w.g,
+                g: &g.g,
+                v: &mut v.g,
+            })
+            .collect();
+        let before = t.gpu.device_counts().unwrap();
+        ops::sgd_update_many(&t.gpu, &mut tensors, cfg).unwrap();
+        let counts = t.gpu.device_counts().unwrap().since(&before);
+        assert_eq!(counts.launches, 1, "step {step}: {counts:?}");
+        // The chunk table goes to the device once; the second step reuses it.
+        let table_uploads = if step == 0 { 1 } else { 0 };
+        assert_eq!(counts.allocations, table_uploads, "step {step}: {counts:?}");
+    }
+    for (i, (w, _, v)) in params.iter().enumerate() {
+        t.assert_exact(&format!("sgd w of parameter {i}"), w);
+        t.assert_exact(&format!("sgd v of parameter {i}"), v);
     }
 }

@@ -170,7 +170,7 @@ impl<B: Backend> Network<B> {
     }
 
     /// Every parameter in a fixed order (the state-dict order of torchvision).
-    pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+    pub fn visit_params<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
         for layer in &mut self.layers {
             layer.visit_params(f);
         }

@@ -186,7 +186,7 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
         &self.dx
     }
 
-    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+    fn visit_params<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
         f(&mut self.weight);
         f(&mut self.bias);
     }

@@ -257,7 +257,7 @@ impl<B: Backend> Layer<B> for Block<B> {
         }
     }
 
-    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+    fn visit_params<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
         for unit in &mut self.units {
             unit.visit_params(f);
         }

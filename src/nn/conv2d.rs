@@ -104,7 +104,7 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
         self.input_grad_needed = needed;
     }
 
-    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+    fn visit_params<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
         f(&mut self.weight);
     }
 }

@@ -100,7 +100,7 @@ impl<B: Backend> Layer<B> for ConvBn<B> {
         self.conv.set_input_grad_needed(needed);
     }
 
-    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+    fn visit_params<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
         self.conv.visit_params(f);
         self.bn.visit_params(f);
     }

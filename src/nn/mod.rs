@@ -65,7 +65,7 @@ pub trait Layer<B: Backend>: Send {
     /// The first layer of a network does not need its input gradient; this lets it skip the work.
     fn set_input_grad_needed(&mut self, _needed: bool) {}
     /// Every parameter, in a fixed order.
-    fn visit_params(&mut self, _f: &mut dyn FnMut(&mut Param<B>)) {}
+    fn visit_params<'a>(&'a mut self, _f: &mut dyn FnMut(&'a mut Param<B>)) {}
     /// Every batch-norm layer, in the same fixed order, for its running statistics.
     fn visit_batch_norms(&mut self, _f: &mut dyn FnMut(&mut BatchNorm2d<B>)) {}
 }

@@ -116,7 +116,7 @@ impl<B: Backend> Shortcut<B> {
         }
     }
 
-    pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+    pub fn visit_params<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
         if let Shortcut::Projection(p) = self {
             p.visit_params(f);
         }

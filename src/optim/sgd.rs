@@ -1,7 +1,7 @@
 //! SGD exactly as PyTorch defines it, on every parameter (the paper decays all of them):
 //! `v = momentum v + (g + weight_decay w)`, `w -= lr v`, with `v` starting at zero.
 
-use crate::backend::{Backend, SgdConfig};
+use crate::backend::{Backend, SgdConfig, SgdTensors};
 use crate::error::Result;
 use crate::models::Network;
 use crate::ops;
@@ -21,25 +21,25 @@ impl<B: Backend> Sgd<B> {
         }
     }
 
-    /// Applies one update to every parameter of `net` with its current gradients.
+    /// Applies one update to every parameter of `net` with its current gradients, all in one
+    /// `sgd_update_many` (one launch on a GPU).
     pub fn step(&mut self, be: &B, net: &mut Network<B>) -> Result<()> {
-        let mut index = 0;
-        let mut outcome = Ok(());
-        let cfg = self.config;
-        let velocity = &mut self.velocity;
-        net.visit_params(&mut |p| {
-            if outcome.is_err() {
-                return;
-            }
-            outcome = (|| {
-                if velocity.len() == index {
-                    velocity.push(Tensor::zeros(be, p.value.shape().clone())?);
-                }
-                ops::sgd_update(be, &mut p.value, &p.grad, &mut velocity[index], cfg)
-            })();
-            index += 1;
-        });
-        outcome
+        let mut params = Vec::new();
+        net.visit_params(&mut |p| params.push(p));
+        for p in &params[self.velocity.len().min(params.len())..] {
+            self.velocity
+                .push(Tensor::zeros(be, p.value.shape().clone())?);
+        }
+        let mut tensors: Vec<SgdTensors<'_, B>> = params
+            .into_iter()
+            .zip(self.velocity.iter_mut())
+            .map(|(p, v)| SgdTensors {
+                w: &mut p.value,
+                g: &p.grad,
+                v,
+            })
+            .collect();
+        ops::sgd_update_many(be, &mut tensors, self.config)
     }
 
     /// The momentum buffers, in parameter order (empty before the first step).

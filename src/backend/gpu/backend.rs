@@ -14,9 +14,10 @@ use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
 use super::launch::{grid_1d, KernelArgs};
+use super::sgd_chunks::{sgd_chunk_table, SgdParam, SGD_CHUNK_THREADS, WORDS_PER_CHUNK};
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DeviceCounters, DeviceCounts,
-    LossStats, PoolGeometry, SgdConfig,
+    LossStats, PoolGeometry, SgdConfig, SgdTensors,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -71,6 +72,9 @@ pub struct GpuBackend<D: Driver> {
     workspaces: Mutex<Vec<DeviceBuffer<D>>>,
     convs: ConvKernels,
     counters: DeviceCounters,
+    /// The last chunk table of `sgd_update_many`, on the host (to compare) and on the device. The
+    /// parameters of a training run never move, so it is uploaded once.
+    sgd_table: Mutex<Option<(Vec<u64>, DeviceBuffer<D>)>>,
 }
 
 /// Which convolution kernels the backend launches.
@@ -136,6 +140,7 @@ impl<D: Driver> GpuBackend<D> {
             workspaces: Mutex::new(Vec::new()),
             convs: ConvKernels::ImplicitGemm,
             counters: DeviceCounters::default(),
+            sgd_table: Mutex::new(None),
         }
     }
 
@@ -918,6 +923,47 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 .ptr(g.buf().ptr)
                 .ptr(v.buf().ptr)
                 .u64(w.numel())
+                .f32(cfg.lr as f32)
+                .f32(cfg.momentum as f32)
+                .f32(cfg.weight_decay as f32),
+        )
+    }
+
+    fn sgd_update_many(&self, params: &mut [SgdTensors<'_, Self>], cfg: SgdConfig) -> Result<()> {
+        let specs: Vec<SgdParam> = params
+            .iter()
+            .map(|p| SgdParam {
+                w: p.w.buf().ptr,
+                g: p.g.buf().ptr,
+                v: p.v.buf().ptr,
+                len: p.w.numel(),
+            })
+            .collect();
+        let table = sgd_chunk_table(&specs);
+        let chunks = table.len() / WORDS_PER_CHUNK;
+        if chunks == 0 {
+            return Ok(());
+        }
+        let mut cached = self.sgd_table.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_none_or(|(host, _)| *host != table) {
+            let bytes = std::mem::size_of_val(&table[..]);
+            let device = self.alloc_bytes(bytes, bytes / F32)?;
+            // SAFETY: `device` was just allocated with `bytes` bytes; `table` holds as many.
+            unsafe {
+                self.driver
+                    .copy_host_to_device(table.as_ptr().cast(), device.ptr, bytes)?
+            };
+            *cached = Some((table, device));
+        }
+        let table_ptr = cached.as_ref().map_or(0, |(_, device)| device.ptr);
+        self.launch(
+            "sgd_update_chunks_f32",
+            (chunks as u32, 1, 1),
+            (SGD_CHUNK_THREADS, 1, 1),
+            0,
+            KernelArgs::new()
+                .ptr(table_ptr)
+                .int(chunks)
                 .f32(cfg.lr as f32)
                 .f32(cfg.momentum as f32)
                 .f32(cfg.weight_decay as f32),
