@@ -20,7 +20,14 @@
 //         A[m0 + t/16 + 16 i, k0 + t%16] (each thread decodes its 4 input pixels once and one (a, b, k)
 //         per slice) and B[k0 + t/64 + 4 i, n0 + t%64].
 //
-// Kernels (every one: params (const T* dy, const T* w, T* dx, ConvDims d)):
+// Residual: the _add_ kernels take `addend` (shaped as dx) and store dx + addend instead of dx: the
+//         input gradient of a residual block's first convolution with the shortcut's gradient summed
+//         in as it is stored, rounded exactly as the convolution's output followed by add_forward.
+//         (A separate kernel, not a null test: the extra pointer pushed the plain kernels into
+//         register spills.)
+// Kernels (every one: params (const T* dy, const T* w, T* dx, ConvDims d); the
+// conv2d_backward_data_add_V_f32 twin of each: (const T* dy, const T* w, T* dx, const T* addend,
+// ConvDims d)):
 //   (a specialised kernel given other R, S or stride calls __trap(): pick the kernel from the shape)
 //   conv2d_backward_data_3x3_s1_f32    requires R = S = 3, stride 1 (any pad)
 //   conv2d_backward_data_3x3_s2_f32    requires R = S = 3, stride 2 (any pad)
@@ -44,9 +51,10 @@ __device__ __forceinline__ void conv_bwd_data_split(int kr, int K, int ns, int& 
     }
 }
 
-template <class T, int R_, int S_, int STRIDE_>
+template <class T, int R_, int S_, int STRIDE_, bool ADD>
 __device__ __forceinline__ void conv2d_backward_data(const T* __restrict__ dy, const T* __restrict__ w,
-                                                     T* __restrict__ dx, const ConvDims& d) {
+                                                     T* __restrict__ dx, const T* __restrict__ addend,
+                                                     const ConvDims& d) {
     __shared__ float As[2][kConvTileK][kConvSmemStride];
     __shared__ float Bs[2][kConvTileK][kConvSmemStride];
     conv_check_specialisation<R_, S_, STRIDE_>(d);
@@ -148,11 +156,13 @@ __device__ __forceinline__ void conv2d_backward_data(const T* __restrict__ dy, c
         if (m >= M) continue;
         const int jw = m % Wc, ni = m / Wc;
         const int ih = ni % Hc, n = ni / Hc;
-        T* out = dx + ((static_cast<long long>(n) * H + ph + stride * ih) * W + pw + stride * jw) * C;
+        const long long base = ((static_cast<long long>(n) * H + ph + stride * ih) * W + pw + stride * jw) * C;
 #pragma unroll
         for (int j = 0; j < kConvThreadTile; ++j) {
             const int c = n0 + tx + 16 * j;
-            if (c < C) out[c] = conv_from_float<T>(acc[i][j]);
+            if (c >= C) continue;
+            const T v = conv_from_float<T>(acc[i][j]);
+            dx[base + c] = ADD ? T(v + addend[base + c]) : v;
         }
     }
 }
@@ -160,7 +170,14 @@ __device__ __forceinline__ void conv2d_backward_data(const T* __restrict__ dy, c
 #define CONV_BACKWARD_DATA_KERNEL(name, T, R, S, STRIDE)                                             \
     extern "C" __global__ void __launch_bounds__(kConvThreads)                                       \
         name(const T* dy, const T* w, T* dx, ConvDims d) {                                           \
-        conv2d_backward_data<T, R, S, STRIDE>(dy, w, dx, d);                                         \
+        conv2d_backward_data<T, R, S, STRIDE, false>(dy, w, dx, nullptr, d);                         \
+    }                                                                                                \
+    EMU_REGISTER(name)
+
+#define CONV_BACKWARD_DATA_ADD_KERNEL(name, T, R, S, STRIDE)                                         \
+    extern "C" __global__ void __launch_bounds__(kConvThreads)                                       \
+        name(const T* dy, const T* w, T* dx, const T* addend, ConvDims d) {                          \
+        conv2d_backward_data<T, R, S, STRIDE, true>(dy, w, dx, addend, d);                           \
     }                                                                                                \
     EMU_REGISTER(name)
 
@@ -169,3 +186,8 @@ CONV_BACKWARD_DATA_KERNEL(conv2d_backward_data_3x3_s2_f32, float, 3, 3, 2);
 CONV_BACKWARD_DATA_KERNEL(conv2d_backward_data_1x1_s1_f32, float, 1, 1, 1);
 CONV_BACKWARD_DATA_KERNEL(conv2d_backward_data_1x1_s2_f32, float, 1, 1, 2);
 CONV_BACKWARD_DATA_KERNEL(conv2d_backward_data_general_f32, float, 0, 0, 0);
+CONV_BACKWARD_DATA_ADD_KERNEL(conv2d_backward_data_add_3x3_s1_f32, float, 3, 3, 1);
+CONV_BACKWARD_DATA_ADD_KERNEL(conv2d_backward_data_add_3x3_s2_f32, float, 3, 3, 2);
+CONV_BACKWARD_DATA_ADD_KERNEL(conv2d_backward_data_add_1x1_s1_f32, float, 1, 1, 1);
+CONV_BACKWARD_DATA_ADD_KERNEL(conv2d_backward_data_add_1x1_s2_f32, float, 1, 1, 2);
+CONV_BACKWARD_DATA_ADD_KERNEL(conv2d_backward_data_add_general_f32, float, 0, 0, 0);

@@ -19,6 +19,7 @@
 //! |----------------------------------------|----------------------------------------|------------------------------------------|---------------------|
 //! | `conv2d_forward_V_f32`                 | (ceil(N*P*Q/64), ceil(K/64), 1)        | (x, w, y, ConvDims)                      | 0                   |
 //! | `conv2d_backward_data_V_f32`           | (ceil(N*ceil(H/stride)*ceil(W/stride)/64), ceil(C/64), stride*stride) | (dy, w, dx, ConvDims)                    | 0                   |
+//! | `conv2d_backward_data_add_V_f32`       | as above                               | (dy, w, dx, addend, ConvDims): dx + addend | 0                 |
 //! | `conv2d_backward_filter_partial_V_f32` | (ceil(K/64), ceil(R*S*C/64), Z)        | (x, dy, workspace, ConvDims)             | Z*K*R*S*C*4         |
 //! | `conv2d_backward_filter_reduce_f32`    | any 1-D (grid-stride), e.g. (ceil(count/256), 1, 1) | (workspace, dw, Z: i32, count: u64 = K*R*S*C) | (reads the above) |
 //!
@@ -363,20 +364,36 @@ fn forward(variant: &str, case: &Case, x: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 fn backward_data(variant: &str, case: &Case, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    backward_data_with(variant, case, dy, w, None)
+}
+
+/// The backward-data kernel, or with `addend` its `_add_` twin.
+fn backward_data_with(
+    variant: &str,
+    case: &Case,
+    dy: &[f32],
+    w: &[f32],
+    addend: Option<&[f32]>,
+) -> Vec<f32> {
     let (dy, w) = (DeviceVec::from(dy), DeviceVec::from(w));
+    let addend = addend.map(DeviceVec::from);
     let dx = DeviceVec::nans(numel(case.x_shape()));
+    let args = KernelArgs::new().ptr(dy.ptr).ptr(w.ptr).ptr(dx.ptr);
+    let (kernel, args) = match &addend {
+        None => (format!("conv2d_backward_data_{variant}_f32"), args),
+        Some(a) => (
+            format!("conv2d_backward_data_add_{variant}_f32"),
+            args.ptr(a.ptr),
+        ),
+    };
     launch(
-        &format!("conv2d_backward_data_{variant}_f32"),
+        &kernel,
         grid(
             case.n * case.h.div_ceil(case.stride) * case.w.div_ceil(case.stride),
             case.c,
             case.stride * case.stride,
         ),
-        KernelArgs::new()
-            .ptr(dy.ptr)
-            .ptr(w.ptr)
-            .ptr(dx.ptr)
-            .value(&case.dims()),
+        args.value(&case.dims()),
     );
     dx.to_host()
 }
@@ -444,6 +461,29 @@ fn backward_data_matches_reference() {
             let dx = backward_data(variant, case, &re.dy, &re.w);
             let what = format!("backward_data {variant} on {} {case:?}", case.name);
             assert_close(&dx, &re.dx, case.r * case.s * case.k, &what);
+        }
+    }
+}
+
+#[test]
+fn backward_data_add_stores_the_sum_exactly() {
+    // dx + addend, rounded once after the convolution's own result: bit-identical to the plain
+    // kernel's output plus the addend, every variant, pixels no tap reaches included.
+    for (i, case) in CASES.iter().enumerate() {
+        let re = reference(case, 250 + i as u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(260 + i as u64);
+        let addend = random(&mut rng, numel(case.x_shape()));
+        for variant in case.variants() {
+            let plain = backward_data(variant, case, &re.dy, &re.w);
+            let fused = backward_data_with(variant, case, &re.dy, &re.w, Some(&addend));
+            for (j, ((f, p), a)) in fused.iter().zip(&plain).zip(&addend).enumerate() {
+                assert_eq!(
+                    f.to_bits(),
+                    (p + a).to_bits(),
+                    "backward_data_add {variant} on {} [{j}]",
+                    case.name
+                );
+            }
         }
     }
 }
@@ -548,7 +588,12 @@ fn specialised_kernels_refuse_other_shapes() {
 fn every_conv_kernel_is_registered() {
     let names = emu::kernel_names();
     let mut expected = vec!["conv2d_backward_filter_reduce_f32".to_string()];
-    for op in ["forward", "backward_data", "backward_filter_partial"] {
+    for op in [
+        "forward",
+        "backward_data",
+        "backward_data_add",
+        "backward_filter_partial",
+    ] {
         for v in ["3x3_s1", "3x3_s2", "1x1_s1", "1x1_s2", "general"] {
             expected.push(format!("conv2d_{op}_{v}_f32"));
         }

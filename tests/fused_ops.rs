@@ -1,5 +1,5 @@
 //! The fused residual ops against the two ops each stands for, run one after the other on the same
-//! backend (the CPU backend for both; the GPU backend, on the emulator, for batch norm + add):
+//! backend (the CPU backend and the GPU backend on the emulator):
 //!
 //! - `conv2d_backward_data_add` = `conv2d_backward_data` then `add_forward` (no ReLU);
 //! - `batch_norm_add_forward_train` = `batch_norm_forward_train` (no ReLU) then `add_forward` (with
@@ -64,28 +64,41 @@ const CONV_CASES: [(usize, usize, usize, usize, usize, usize, bool); 5] = [
 
 #[test]
 fn conv_backward_data_add_is_bit_identical_to_conv_then_add() {
-    let be = Cpu::new();
+    conv_backward_data_add_matches_the_op_pair(&Cpu::new(), |cpu_fuses| cpu_fuses);
+}
+
+#[test]
+fn gpu_conv_backward_data_add_is_bit_identical_to_conv_then_add() {
+    // The GPU's implicit-GEMM kernels fuse every shape.
+    conv_backward_data_add_matches_the_op_pair(&GpuBackend::emulator(), |_| true);
+}
+
+/// `fuses(cpu_fuses)`: whether `be` takes the fused path on a case the CPU does (or does not) fuse.
+fn conv_backward_data_add_matches_the_op_pair<B: Backend<Elem = f32>>(
+    be: &B,
+    fuses: impl Fn(bool) -> bool,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for (n, h, w, c, k, stride, fused) in CONV_CASES {
+    for (n, h, w, c, k, stride, cpu_fuses) in CONV_CASES {
+        let fused = fuses(cpu_fuses);
         let geom = Conv2dGeometry::new(stride, 1);
         let (p, q) = (h.div_ceil(stride), w.div_ceil(stride));
-        let wt = random(&mut rng, &be, &[k, 3, 3, c]);
-        let dy = random(&mut rng, &be, &[n, p, q, k]);
-        let addend = random(&mut rng, &be, &[n, h, w, c]);
+        let wt = random(&mut rng, be, &[k, 3, 3, c]);
+        let dy = random(&mut rng, be, &[n, p, q, k]);
+        let addend = random(&mut rng, be, &[n, h, w, c]);
         let x_dims = [n, h, w, c];
 
-        let mut conv = Tensor::zeros(&be, x_dims).unwrap();
-        let mut want = Tensor::zeros(&be, x_dims).unwrap();
-        ops::conv2d_backward_data(&be, &dy, &wt, &mut conv, geom).unwrap();
-        ops::add_forward(&be, &conv, &addend, &mut want, false).unwrap();
+        let mut conv = Tensor::zeros(be, x_dims).unwrap();
+        let mut want = Tensor::zeros(be, x_dims).unwrap();
+        ops::conv2d_backward_data(be, &dy, &wt, &mut conv, geom).unwrap();
+        ops::add_forward(be, &conv, &addend, &mut want, false).unwrap();
 
-        let mut scratch = nan_filled(&be, &x_dims);
-        let mut got = Tensor::zeros(&be, x_dims).unwrap();
-        ops::conv2d_backward_data_add(&be, &dy, &wt, &addend, &mut scratch, &mut got, geom)
-            .unwrap();
+        let mut scratch = nan_filled(be, &x_dims);
+        let mut got = Tensor::zeros(be, x_dims).unwrap();
+        ops::conv2d_backward_data_add(be, &dy, &wt, &addend, &mut scratch, &mut got, geom).unwrap();
         let case = format!("{n}x{h}x{w}x{c} -> {k}, stride {stride}");
-        assert_bits(&case, &values(&be, &got), &values(&be, &want));
-        let untouched = values(&be, &scratch).iter().all(|v| v.is_nan());
+        assert_bits(&case, &values(be, &got), &values(be, &want));
+        let untouched = values(be, &scratch).iter().all(|v| v.is_nan());
         assert_eq!(untouched, fused, "{case}: fused path taken");
     }
 }

@@ -286,6 +286,27 @@ impl<D: Driver> GpuBackend<D> {
         })
     }
 
+    /// The implicit-GEMM backward-data kernel for `shape`, adding `addend` as it stores when given.
+    fn launch_backward_data(
+        &self,
+        shape: &ConvShape,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        addend: Option<&Tensor<Self>>,
+    ) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(dy.buf().ptr)
+            .ptr(w.buf().ptr)
+            .ptr(dx.buf().ptr);
+        let (kernel, args) = match addend {
+            None => (shape.backward_data_kernel(), args),
+            Some(a) => (shape.backward_data_add_kernel(), args.ptr(a.buf().ptr)),
+        };
+        let args = args.value(&shape.dims());
+        self.launch_conv(&kernel, shape.backward_data_grid(), args)
+    }
+
     /// A 1-D grid-stride launch over `n` items.
     fn launch_1d(&self, kernel: &str, n: usize, args: KernelArgs) -> Result<()> {
         let (grid, block) = grid_1d(n);
@@ -415,13 +436,37 @@ impl<D: Driver> Backend for GpuBackend<D> {
         geom: Conv2dGeometry,
     ) -> Result<()> {
         let shape = conv_shape(dx, w, dy, geom);
-        let args = KernelArgs::new()
-            .ptr(dy.buf().ptr)
-            .ptr(w.buf().ptr)
-            .ptr(dx.buf().ptr);
-        let fast = (shape.backward_data_kernel(), shape.backward_data_grid());
-        let reference = "direct_conv_backward_data_f32";
-        self.launch_conv_pass(&shape, args, reference, dx.numel(), fast)
+        if self.convs == ConvKernels::Reference {
+            let args = KernelArgs::new()
+                .ptr(dy.buf().ptr)
+                .ptr(w.buf().ptr)
+                .ptr(dx.buf().ptr);
+            return self.launch_1d(
+                "direct_conv_backward_data_f32",
+                dx.numel(),
+                direct_conv_args(args, &shape),
+            );
+        }
+        self.launch_backward_data(&shape, dy, w, dx, None)
+    }
+
+    /// The implicit-GEMM kernel stores `dx + addend` as it writes `dx` (`scratch` is not touched);
+    /// with the reference kernels, the two ops.
+    fn conv2d_backward_data_add(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        addend: &Tensor<Self>,
+        scratch: &mut Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        if self.convs == ConvKernels::Reference {
+            self.conv2d_backward_data(dy, w, scratch, geom)?;
+            return self.add_forward(scratch, addend, dx, false);
+        }
+        let shape = conv_shape(dx, w, dy, geom);
+        self.launch_backward_data(&shape, dy, w, dx, Some(addend))
     }
 
     fn conv2d_backward_filter(

@@ -104,6 +104,11 @@ impl ConvShape {
         format!("conv2d_backward_data_{}_f32", self.variant())
     }
 
+    /// Backward-data storing `dx + addend` (same grid as [`ConvShape::backward_data_grid`]).
+    pub fn backward_data_add_kernel(&self) -> String {
+        format!("conv2d_backward_data_add_{}_f32", self.variant())
+    }
+
     pub fn backward_filter_kernel(&self) -> String {
         format!("conv2d_backward_filter_partial_{}_f32", self.variant())
     }
