@@ -35,8 +35,14 @@ struct ThreadQueue {
 // The running block's queues, indexed by the thread's linear index. One block runs at a time per
 // worker, so a per-OS-thread table is per block.
 thread_local std::vector<ThreadQueue> queues;
+// Whether any thread of this worker issued or committed since the queues were last emptied: blocks of
+// kernels without cp.async then cost nothing here.
+thread_local bool queues_used = false;
 
-ThreadQueue& my_queue() { return queues[emu_current_thread->linear]; }
+ThreadQueue& my_queue() {
+    queues_used = true;
+    return queues[emu_current_thread->linear];
+}
 
 void land(const Copy& c) {
     std::memcpy(c.dst, c.src, static_cast<std::size_t>(c.src_bytes));
@@ -47,10 +53,12 @@ void land(const Copy& c) {
 
 void async_copy_block_start(unsigned num_threads) {
     if (queues.size() < num_threads) queues.resize(num_threads);
+    if (!queues_used) return;
     for (ThreadQueue& q : queues) {
         q.open.clear();
         q.groups.clear();
     }
+    queues_used = false;
 }
 
 void cp_async_16(void* dst, const void* src, int src_bytes) {
