@@ -29,12 +29,19 @@ enum class WarpOp : int {
     reduce_max_u,
     reduce_min_i,
     reduce_max_i,
+    // Warp-wide matrix instructions (emu_tensor_core.h): every lane offers a pointer to its fragments,
+    // the last arrival computes for the whole warp (runtime/warp_matrix.cpp). They take no mask: the
+    // hardware's `.sync.aligned` means all 32 lanes execute the same instruction.
+    mma_m16n8k16_bf16,
+    ldmatrix,
 };
 
 // Runtime entry points (runtime/block.cpp).
 int block_barrier(BarrierKind kind, int predicate);
 unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width);
 [[noreturn]] void kernel_trap(const char* what);
+// Ends the launch with `what` (an emulator-detected misuse), naming the block and thread.
+[[noreturn]] void kernel_error(const char* what);
 
 inline void compiler_fence() { asm volatile("" ::: "memory"); }
 

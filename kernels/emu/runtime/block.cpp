@@ -2,6 +2,9 @@
 // detection. See block.h for the scheduling model.
 #include "block.h"
 
+#include "async_copy.h"
+#include "warp_matrix.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +24,15 @@ static __thread BlockRunner* current_runner = nullptr;
 BlockRunner::BlockRunner() { context_for_current_thread(main_); }
 
 BlockRunner::~BlockRunner() { std::free(dynamic_shared_); }
+
+// How messages name the instruction a warp meets at.
+static const char* op_name(WarpOp op) {
+    switch (op) {
+    case WarpOp::mma_m16n8k16_bf16: return "mma.sync.aligned.m16n8k16 (all 32 lanes of a warp must execute it)";
+    case WarpOp::ldmatrix: return "ldmatrix.sync.aligned (all 32 lanes of a warp must execute it)";
+    default: return "a warp intrinsic";
+    }
+}
 
 static std::string format_dim(uint3 v) {
     char buf[64];
@@ -98,6 +110,7 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     generation_ = 0;
     predicate_count_[0] = predicate_count_[1] = 0;
     failed_ = false;
+    async_copy_block_start(num_threads_);
     error_.clear();
 
     BlockRunner* outer = current_runner;
@@ -211,11 +224,10 @@ void BlockRunner::thread_exited(ThreadContext* t) {
     if (__builtin_expect(w.open.empty() && arrived_ == 0, 1)) return;
     for (const WarpGroup& g : w.open) {
         if (g.mask & me) {
-            char buf[160];
+            char buf[256];
             std::snprintf(buf, sizeof buf,
-                          "thread returned while lanes 0x%08x of its warp wait for it in a warp intrinsic "
-                          "with mask 0x%08x",
-                          g.arrived, g.mask);
+                          "thread returned while lanes 0x%08x of its warp wait for it in %s with mask 0x%08x",
+                          g.arrived, op_name(g.op), g.mask);
             fail(buf);
         }
     }
@@ -271,7 +283,11 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
     ThreadContext* t = current_->thread;
     WarpState& w = warps_[t->warp];
     const unsigned me = 1u << t->lane;
-    char buf[200];
+    char buf[256];
+    if (is_warp_matrix_op(op) && w.exists != 0xffffffffu) {
+        std::snprintf(buf, sizeof buf, "%s, but this block's last warp has only lanes 0x%08x", op_name(op), w.exists);
+        fail(buf);
+    }
     if (!(mask & me)) {
         std::snprintf(buf, sizeof buf, "warp intrinsic with mask 0x%08x that excludes the calling lane %u", mask,
                       t->lane);
@@ -283,8 +299,8 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
     }
     const unsigned expected = mask & w.exists;
     if (expected & w.exited) {
-        std::snprintf(buf, sizeof buf, "warp intrinsic with mask 0x%08x waits for lanes 0x%08x that already returned",
-                      mask, expected & w.exited);
+        std::snprintf(buf, sizeof buf, "%s with mask 0x%08x waits for lanes 0x%08x that already returned",
+                      op_name(op), mask, expected & w.exited);
         fail(buf);
     }
     t->offered = value;
@@ -306,7 +322,11 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
         }
     }
     if (gi == w.open.size()) w.open.push_back(WarpGroup{mask, 0, op});
-    if (w.open[gi].op != op) fail("lanes of one warp meet at different warp intrinsics with the same mask");
+    if (w.open[gi].op != op) {
+        std::snprintf(buf, sizeof buf, "lanes of one warp meet at different instructions with the same mask 0x%08x: %s and %s",
+                      mask, op_name(w.open[gi].op), op_name(op));
+        fail(buf);
+    }
     w.open[gi].arrived |= me;
 
     if (w.open[gi].arrived == expected) {
@@ -325,6 +345,20 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
 
 void BlockRunner::complete_warp_group(WarpState& w, const WarpGroup& g, unsigned expected) {
     ThreadContext* lanes = &threads_[(&w - warps_.data()) * 32];
+    if (is_warp_matrix_op(g.op)) {
+        // A full warp (checked at arrival): each lane offered a pointer to its fragments.
+        void* data[32];
+        int args[32];
+        for (unsigned l = 0; l < 32; ++l) {
+            data[l] = reinterpret_cast<void*>(static_cast<std::uintptr_t>(lanes[l].offered));
+            args[l] = lanes[l].op_arg;
+            lanes[l].result = 0;
+        }
+        char buf[256];
+        if (!complete_warp_matrix_op(g.op, data, args, buf, sizeof buf)) fail(buf);
+        wake_warp_group(lanes, expected);
+        return;
+    }
     // Votes and reductions over the group.
     unsigned ballot = 0, sum = 0, umin = 0xffffffffu, umax = 0;
     int imin = 0x7fffffff, imax = -0x7fffffff - 1;
@@ -387,6 +421,10 @@ void BlockRunner::complete_warp_group(WarpState& w, const WarpGroup& g, unsigned
             }
         }
     }
+    wake_warp_group(lanes, expected);
+}
+
+void BlockRunner::wake_warp_group(ThreadContext* lanes, unsigned expected) {
     for (unsigned l = 0; l < 32; ++l) {
         if (!(expected >> l & 1)) continue;
         // Every lane but the caller (which completes the group and runs on) is waiting on its fiber.
@@ -431,6 +469,8 @@ int block_barrier(BarrierKind kind, int predicate) { return current_runner->bloc
 unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width) {
     return current_runner->warp_rendezvous(mask, op, value, arg, width);
 }
+
+void kernel_error(const char* what) { current_runner->fail(what); }
 
 void kernel_trap(const char* what) {
     char buf[128];

@@ -94,6 +94,7 @@ private:
     void thread_exited(ThreadContext* t);
     void release_barrier();
     void complete_warp_group(WarpState& w, const WarpGroup& g, unsigned expected);
+    void wake_warp_group(ThreadContext* lanes, unsigned expected);
     std::string deadlock_report() const;
     std::string where(const ThreadContext* t) const;
 

@@ -1,0 +1,499 @@
+//! The tensor-core building blocks of `kernels/tensor_core.cuh` (bf16 rounding, `mma.m16n8k16`,
+//! `ldmatrix`, `cp.async`) through the self-test kernels of `kernels/tensor_core_selftest.cu`, each
+//! against a scalar Rust reference on random inputs, plus deliberately wrong kernels that the
+//! emulator must catch.
+//!
+//! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
+//! `cuda` / `cuda:N`, so that a GPU checks the emulator's semantics against the hardware. The tests
+//! of misuse (a read before `cp.async.wait_group`, a partial warp at `mma` or `ldmatrix`, a
+//! misaligned row address) always use the emulator: on a GPU such kernels are undefined behaviour.
+//!
+//! Tolerances: bf16 rounding, `ldmatrix` and `cp.async` move or round bits and are compared exactly.
+//! `mma` is exact against the reference under the emulator, which documents its order (see
+//! [`mma_reference`]); on a GPU, whose summation order and internal rounding are unspecified, see
+//! [`mma_tolerance`].
+
+use std::ffi::c_void;
+use std::sync::OnceLock;
+
+use half::bf16;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use resnet_cuda::backend::gpu::driver::open_driver;
+use resnet_cuda::backend::gpu::launch::KernelArgs;
+use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver, EmuDriver};
+
+/// The device the kernels run on, and whether it is the emulator.
+fn driver() -> &'static DynDriver {
+    static DRIVER: OnceLock<DynDriver> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let name = std::env::var("RESNET_TEST_DRIVER").unwrap_or_else(|_| "emu".into());
+        open_driver(&name).unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"))
+    })
+}
+
+fn on_emulator() -> bool {
+    driver().name() == "emu"
+}
+
+/// Device memory holding a copy of plain values of type `T`, freed on drop.
+struct DeviceVec<'d, T: Copy> {
+    driver: &'d dyn Driver,
+    ptr: DevicePtr,
+    /// What was uploaded; it sizes the allocation and the downloads.
+    host: Vec<T>,
+}
+
+impl<'d, T: Copy> DeviceVec<'d, T> {
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.host.as_slice()).max(4)
+    }
+
+    fn new(driver: &'d dyn Driver, host: &[T]) -> Self {
+        let mut v = DeviceVec {
+            driver,
+            ptr: 0,
+            host: host.to_vec(),
+        };
+        v.ptr = driver.alloc(v.bytes()).unwrap();
+        // SAFETY: `ptr` was just allocated with room for `host`.
+        unsafe {
+            driver.copy_host_to_device(
+                v.host.as_ptr() as *const u8,
+                v.ptr,
+                std::mem::size_of_val(host),
+            )
+        }
+        .unwrap();
+        v
+    }
+
+    fn to_host(&self) -> Vec<T> {
+        // The initial contents only size the copy; every byte is overwritten.
+        let mut out = self.host.clone();
+        let bytes = std::mem::size_of_val(out.as_slice());
+        // SAFETY: both ranges hold `host.len()` values of T.
+        unsafe {
+            self.driver
+                .copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
+        }
+        .unwrap();
+        out
+    }
+}
+
+impl<T: Copy> Drop for DeviceVec<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
+        unsafe { self.driver.free(self.ptr, self.bytes()) }
+    }
+}
+
+/// Launches `kernel` over one block of `threads` threads on `driver` and waits for it.
+fn launch_on(
+    driver: &dyn Driver,
+    kernel: &str,
+    threads: u32,
+    mut args: KernelArgs,
+) -> Result<(), String> {
+    let mut params: Vec<*mut c_void> = args.params();
+    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
+    // comment of kernels/tensor_core_selftest.cu), and buffers sized for every index it touches.
+    unsafe {
+        driver
+            .launch(kernel, (1, 1, 1), (threads, 1, 1), 0, &mut params)
+            .and_then(|()| driver.synchronize())
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn launch(kernel: &str, args: KernelArgs) {
+    launch_on(driver(), kernel, 32, args).unwrap_or_else(|e| panic!("{kernel}: {e}"));
+}
+
+/// A random bf16 with a random exponent in [2^-6, 2^6) and either sign: products and sums then span
+/// many binades, so a different summation order than the reference's would change low bits.
+fn random_bf16(rng: &mut ChaCha8Rng) -> bf16 {
+    let mantissa: f32 = rng.random_range(1.0..2.0);
+    let sign = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
+    bf16::from_f32(sign * mantissa * 2f32.powi(rng.random_range(-6..6)))
+}
+
+/// Two bf16 in one register as the hardware packs them: the first in the low half.
+fn pair(first: bf16, second: bf16) -> u32 {
+    u32::from(first.to_bits()) | u32::from(second.to_bits()) << 16
+}
+
+#[test]
+fn bf16_rounds_to_nearest_even_like_half() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut x: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1.0e-40,                     // subnormal
+        1.0 + 1.0 / 256.0,           // exactly halfway between two bf16, even below: rounds down
+        1.0 + 3.0 / 256.0,           // halfway, even above: rounds up
+        -(1.0 + 3.0 / 256.0),        //   and the same with a sign
+        f32::from_bits(0x7f7f_ffff), // rounds up to infinity
+    ];
+    x.extend((0..10_000).map(|_| f32::from_bits(rng.random())));
+    let n = x.len();
+    let dx = DeviceVec::new(driver(), &x);
+    let bits = DeviceVec::new(driver(), &vec![0u16; n]);
+    let back = DeviceVec::new(driver(), &vec![0f32; n]);
+    launch(
+        "tc_selftest_bf16_round",
+        KernelArgs::new()
+            .ptr(dx.ptr)
+            .ptr(bits.ptr)
+            .ptr(back.ptr)
+            .int(n),
+    );
+    let (bits, back) = (bits.to_host(), back.to_host());
+    for i in 0..n {
+        let expected = bf16::from_f32(x[i]);
+        if x[i].is_nan() {
+            // Only NaN-ness is specified: the payload of a converted NaN differs between the hardware
+            // (canonical 0x7fff) and the emulator (the input's top bits, quieted).
+            assert!(
+                bf16::from_bits(bits[i]).is_nan() && back[i].is_nan(),
+                "x[{i}] = NaN"
+            );
+        } else {
+            // Exact: rounding to nearest even is fully specified.
+            assert_eq!(bits[i], expected.to_bits(), "x[{i}] = {:e}", x[i]);
+            assert_eq!(back[i].to_bits(), expected.to_f32().to_bits(), "x[{i}]");
+        }
+    }
+}
+
+/// D = A B + C for A 16x16, B 16x8, C 16x8 (row-major), in the emulator's documented order: for each
+/// element, starting from C, one fused multiply-add per k = 0..15. Each product of two bf16 is exact
+/// in f32, so each step is one rounding of an exact sum, the same in Rust and in C++.
+fn mma_reference(a: &[bf16], b: &[bf16], c: &[f32]) -> Vec<f32> {
+    let mut d = vec![0.0f32; 16 * 8];
+    for i in 0..16 {
+        for j in 0..8 {
+            d[i * 8 + j] = (0..16).fold(c[i * 8 + j], |acc, k| {
+                a[i * 16 + k].to_f32().mul_add(b[k * 8 + j].to_f32(), acc)
+            });
+        }
+    }
+    d
+}
+
+/// How far a result may be from [`mma_reference`]. The emulator: 0 (same operations, same order).
+/// A GPU: the products are exact but the tensor core adds them in an unspecified order, aligning to
+/// the largest exponent and truncating, so each of the at most 17 additions may lose about one unit
+/// in the last place of the running magnitude, which is at most `S = |c| + sum |a b|`: we allow
+/// `32 * 2^-23 * S`, a safe margin over `17 * 2^-23 * S`.
+fn mma_tolerance(a: &[bf16], b: &[bf16], c: &[f32], i: usize, j: usize) -> f32 {
+    if on_emulator() {
+        return 0.0;
+    }
+    let s = (0..16).fold(c[i * 8 + j].abs(), |s, k| {
+        s + (a[i * 16 + k].to_f32() * b[k * 8 + j].to_f32()).abs()
+    });
+    32.0 * f32::EPSILON * s
+}
+
+fn random_mma_inputs(rng: &mut ChaCha8Rng) -> (Vec<bf16>, Vec<bf16>, Vec<f32>) {
+    let a = (0..16 * 16).map(|_| random_bf16(rng)).collect();
+    let b = (0..16 * 8).map(|_| random_bf16(rng)).collect();
+    let c = (0..16 * 8)
+        .map(|_| rng.random_range(-8.0f32..8.0))
+        .collect();
+    (a, b, c)
+}
+
+#[test]
+fn mma_fragments_of_every_lane_and_register() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for _ in 0..4 {
+        let (a, b, c) = random_mma_inputs(&mut rng);
+        // The registers each lane owns, by the PTX ISA (g = lane / 4, t = lane % 4).
+        let (mut fa, mut fb, mut fc) = (vec![0u32; 128], vec![0u32; 64], vec![0f32; 128]);
+        for l in 0..32 {
+            let (g, t) = (l / 4, l % 4);
+            let a_at = |r: usize, k: usize| pair(a[r * 16 + k], a[r * 16 + k + 1]);
+            fa[4 * l..4 * l + 4].copy_from_slice(&[
+                a_at(g, 2 * t),
+                a_at(g + 8, 2 * t),
+                a_at(g, 2 * t + 8),
+                a_at(g + 8, 2 * t + 8),
+            ]);
+            let b_at = |k: usize, n: usize| pair(b[k * 8 + n], b[(k + 1) * 8 + n]);
+            fb[2 * l..2 * l + 2].copy_from_slice(&[b_at(2 * t, g), b_at(2 * t + 8, g)]);
+            fc[4 * l..4 * l + 4].copy_from_slice(&[
+                c[g * 8 + 2 * t],
+                c[g * 8 + 2 * t + 1],
+                c[(g + 8) * 8 + 2 * t],
+                c[(g + 8) * 8 + 2 * t + 1],
+            ]);
+        }
+        let (da, db, dc) = (
+            DeviceVec::new(driver(), &fa),
+            DeviceVec::new(driver(), &fb),
+            DeviceVec::new(driver(), &fc),
+        );
+        let dd = DeviceVec::new(driver(), &[f32::NAN; 128]);
+        launch(
+            "tc_selftest_mma_fragments",
+            KernelArgs::new()
+                .ptr(da.ptr)
+                .ptr(db.ptr)
+                .ptr(dc.ptr)
+                .ptr(dd.ptr),
+        );
+        let d = dd.to_host();
+        let expected = mma_reference(&a, &b, &c);
+        for l in 0..32 {
+            let (g, t) = (l / 4, l % 4);
+            let owned = [
+                (g, 2 * t),
+                (g, 2 * t + 1),
+                (g + 8, 2 * t),
+                (g + 8, 2 * t + 1),
+            ];
+            for (reg, &(i, j)) in owned.iter().enumerate() {
+                let (got, want) = (d[4 * l + reg], expected[i * 8 + j]);
+                assert!(
+                    (got - want).abs() <= mma_tolerance(&a, &b, &c, i, j),
+                    "lane {l} d{reg} = D[{i}][{j}] = {got:e}, expected {want:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mma_tile_through_cp_async_and_ldmatrix() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..4 {
+        let (a, b, c) = random_mma_inputs(&mut rng);
+        let bits = |v: &[bf16]| v.iter().map(|x| x.to_bits()).collect::<Vec<u16>>();
+        let (da, db, dc) = (
+            DeviceVec::new(driver(), &bits(&a)),
+            DeviceVec::new(driver(), &bits(&b)),
+            DeviceVec::new(driver(), &c),
+        );
+        let dd = DeviceVec::new(driver(), &[f32::NAN; 128]);
+        launch(
+            "tc_selftest_mma_tile",
+            KernelArgs::new()
+                .ptr(da.ptr)
+                .ptr(db.ptr)
+                .ptr(dc.ptr)
+                .ptr(dd.ptr),
+        );
+        let d = dd.to_host();
+        let expected = mma_reference(&a, &b, &c);
+        for i in 0..16 {
+            for j in 0..8 {
+                let (got, want) = (d[i * 8 + j], expected[i * 8 + j]);
+                assert!(
+                    (got - want).abs() <= mma_tolerance(&a, &b, &c, i, j),
+                    "D[{i}][{j}] = {got:e}, expected {want:e}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs tc_selftest_ldmatrix on `driver`; returns the 4 registers of every lane (unwritten ones keep
+/// the sentinel 0xdeadbeef).
+fn ldmatrix_on(
+    driver: &dyn Driver,
+    tile: &[u16],
+    perm: &[i32],
+    matrices: usize,
+    trans: bool,
+    byte_offset: usize,
+) -> Result<Vec<u32>, String> {
+    let (dt, dp) = (DeviceVec::new(driver, tile), DeviceVec::new(driver, perm));
+    let out = DeviceVec::new(driver, &[0xdead_beefu32; 128]);
+    launch_on(
+        driver,
+        "tc_selftest_ldmatrix",
+        32,
+        KernelArgs::new()
+            .ptr(dt.ptr)
+            .ptr(dp.ptr)
+            .int(matrices)
+            .int(usize::from(trans))
+            .int(byte_offset)
+            .ptr(out.ptr),
+    )?;
+    Ok(out.to_host())
+}
+
+#[test]
+fn ldmatrix_every_shape_with_and_without_trans() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let tile: Vec<u16> = (0..32 * 8).map(|_| rng.random()).collect();
+    // Lanes point at shuffled rows, so that a wrong lane-to-row assignment shows.
+    let mut perm: Vec<i32> = (0..32).collect();
+    perm.shuffle(&mut rng);
+    for matrices in [1usize, 2, 4] {
+        for trans in [false, true] {
+            let out = ldmatrix_on(driver(), &tile, &perm, matrices, trans, 0).unwrap();
+            // Matrix m, row r is the shared row that lane 8m + r points at.
+            let m_at = |m: usize, r: usize, col: usize| tile[perm[8 * m + r] as usize * 8 + col];
+            for l in 0..32 {
+                let (g, t) = (l / 4, l % 4);
+                for reg in 0..4 {
+                    let expected = if reg >= matrices {
+                        0xdead_beef
+                    } else if trans {
+                        u32::from(m_at(reg, 2 * t, g)) | u32::from(m_at(reg, 2 * t + 1, g)) << 16
+                    } else {
+                        u32::from(m_at(reg, g, 2 * t)) | u32::from(m_at(reg, g, 2 * t + 1)) << 16
+                    };
+                    // Exact: ldmatrix moves bits.
+                    assert_eq!(
+                        out[4 * l + reg],
+                        expected,
+                        ".x{matrices} trans={trans}: lane {l} register {reg}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// 16 bytes of a cp.async destination: the first `n` bytes of `src`, then zeros.
+fn zero_filled(src: &[u8], n: usize) -> Vec<u8> {
+    let mut v = src[..n].to_vec();
+    v.resize(16, 0);
+    v
+}
+
+#[test]
+fn cp_async_zero_fill_and_group_waits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    // Nonzero source bytes, so that zero fill cannot pass for copied data.
+    let src: Vec<u8> = (0..1024).map(|_| rng.random_range(1..=254)).collect();
+    // Every lane gets a size from this cycle, the three that matter (0, 4, 16) and some others.
+    let sizes = [0, 4, 16, 1, 7, 8, 15, 12];
+    let src_bytes: Vec<i32> = (0..64)
+        .map(|i| sizes[(i * 3 + i / 8) % sizes.len()])
+        .collect();
+    for mode in [0usize, 1] {
+        let (ds, dn) = (
+            DeviceVec::new(driver(), &src),
+            DeviceVec::new(driver(), &src_bytes),
+        );
+        let mid = DeviceVec::new(driver(), &[0u8; 1024]);
+        let out = DeviceVec::new(driver(), &[0u8; 1024]);
+        launch(
+            "tc_selftest_cp_async",
+            KernelArgs::new()
+                .ptr(ds.ptr)
+                .ptr(dn.ptr)
+                .int(mode)
+                .ptr(mid.ptr)
+                .ptr(out.ptr),
+        );
+        let (mid, out) = (mid.to_host(), out.to_host());
+        for chunk in 0..64 {
+            let n = src_bytes[chunk] as usize;
+            let expected = zero_filled(&src[16 * chunk..], n);
+            let bytes = |v: &[u8]| v[16 * chunk..16 * chunk + 16].to_vec();
+            assert_eq!(
+                bytes(&out),
+                expected,
+                "mode {mode}, chunk {chunk}, {n} bytes"
+            );
+            let second_group_pending = mode == 0 && chunk >= 32;
+            if !second_group_pending {
+                // Mode 0: wait_group<1> retired the older group; mode 1: wait_all retired both,
+                // including the uncommitted copy.
+                assert_eq!(
+                    bytes(&mid),
+                    expected,
+                    "mode {mode}, chunk {chunk} after the wait"
+                );
+            } else if on_emulator() {
+                // Still pending after wait_group<1>: the emulator shows its poison. (A GPU may have
+                // landed it already; reading it there is a race.)
+                assert_eq!(
+                    bytes(&mid),
+                    vec![0xff; 16],
+                    "chunk {chunk} read while pending"
+                );
+            }
+        }
+    }
+}
+
+// ---- misuse the emulator must catch (always on the emulator) ----
+
+#[test]
+fn a_read_before_wait_group_sees_poison() {
+    let src: Vec<f32> = (0..128).map(|i| i as f32).collect();
+    let ds = DeviceVec::new(&EmuDriver, &src);
+    let out = DeviceVec::new(&EmuDriver, &[0f32; 128]);
+    launch_on(
+        &EmuDriver,
+        "tc_selftest_cp_async_no_wait",
+        32,
+        KernelArgs::new().ptr(ds.ptr).ptr(out.ptr),
+    )
+    .unwrap();
+    for (i, v) in out.to_host().iter().enumerate() {
+        // 0xffffffff: the poison, a NaN, so any arithmetic on it shows too.
+        assert_eq!(v.to_bits(), 0xffff_ffff, "out[{i}] = {v}");
+    }
+}
+
+#[test]
+fn mma_in_half_a_warp_is_an_error() {
+    let out = DeviceVec::new(&EmuDriver, &[0f32; 32]);
+    let e = launch_on(
+        &EmuDriver,
+        "tc_selftest_mma_half_warp",
+        32,
+        KernelArgs::new().ptr(out.ptr),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("mma.sync.aligned.m16n8k16")
+            && e.contains("thread returned")
+            && e.contains("tc_selftest_mma_half_warp"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ldmatrix_in_a_partial_warp_is_an_error() {
+    let out = DeviceVec::new(&EmuDriver, &[0u32; 16]);
+    let e = launch_on(
+        &EmuDriver,
+        "tc_selftest_ldmatrix_partial_warp",
+        16,
+        KernelArgs::new().ptr(out.ptr),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("ldmatrix") && e.contains("last warp has only lanes 0x0000ffff"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ldmatrix_of_a_misaligned_row_is_an_error() {
+    let tile = vec![0u16; 32 * 8];
+    let perm: Vec<i32> = (0..32).collect();
+    let e = ldmatrix_on(&EmuDriver, &tile, &perm, 4, false, 2).unwrap_err();
+    assert!(e.contains("not 16-byte aligned"), "{e}");
+    // A failed launch leaves the emulator usable.
+    ldmatrix_on(&EmuDriver, &tile, &perm, 4, false, 0).unwrap();
+}
