@@ -54,6 +54,7 @@ fi
 step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
 step test-kernels 150 env RESNET_TEST_DRIVER=cuda device/kernels
 step test-conv-kernels 150 env RESNET_TEST_DRIVER=cuda device/conv_kernels
+step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 step test-nccl-device 60 device/nccl_device --ignored
 
 # The README's main job with its defaults, then its checkpoint on the CPU and on the GPU.
@@ -75,10 +76,10 @@ step train-imagenet-folder 120 "$RC" train --device cuda --model resnet18 --batc
 step bench-resnet50-b128 60 "$RC" bench --model resnet50 --batch-size 128 --device cuda --json
 step bench-resnet50-b64 60 "$RC" bench --model resnet50 --batch-size 64 --device cuda --json
 
-for suite in kernels conv_kernels; do
+for suite in kernels conv_kernels tensor_core; do
     sanitize memcheck "$suite" 120
 done
-for suite in kernels conv_kernels; do
+for suite in kernels conv_kernels tensor_core; do
     sanitize racecheck "$suite" 120
 done
 
