@@ -25,12 +25,13 @@
 //   3. elementwise passes (normalize, backward data): 1-D grid-stride loops over M C elements.
 // Element type T is a template parameter; sums accumulate in float. extern "C" names end in _f32.
 #include "common.cuh"
+#include "launch_constants.h"
 
 namespace batch_norm {
 
-constexpr int kChannels = 32;   // blockDim.x of the partial kernels
-constexpr int kRowLanes = 8;    // blockDim.y of the partial kernels
-constexpr int kFinalizeThreads = 128;
+constexpr int kChannels = kBatchNormChannels;          // blockDim.x of the partial kernels
+constexpr int kRowLanes = kBatchNormRowLanes;          // blockDim.y of the partial kernels
+constexpr int kFinalizeThreads = kBatchNormFinalizeThreads;
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);

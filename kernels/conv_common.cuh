@@ -26,6 +26,7 @@
 #define RESNET_CUDA_CONV_COMMON_CUH
 
 #include "common.cuh"
+#include "launch_constants.h"
 
 struct ConvDims {
     int N, H, W, C;   // input activations [N, H, W, C]
@@ -34,10 +35,9 @@ struct ConvDims {
     int stride, pad;  // the same along both spatial axes
 };
 
-constexpr int kConvTileM = 64;       // block tile rows
-constexpr int kConvTileN = 64;       // block tile columns
+// kConvTileM, kConvTileN (block tile rows and columns) and kConvThreads (threads per block, 16 x 16)
+// come from launch_constants.h, shared with the Rust launch code.
 constexpr int kConvTileK = 16;       // reduction slice depth
-constexpr int kConvThreads = 256;    // threads per block (16 x 16)
 constexpr int kConvThreadTile = 4;   // 4 x 4 outputs per thread
 constexpr int kConvSmemStride = kConvTileM + 1;
 

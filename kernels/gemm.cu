@@ -11,9 +11,10 @@
 // __syncthreads per slab); out-of-range elements load as zero, so any M, N, K works. column_sum: 1-D
 // grid-stride over columns.
 #include "common.cuh"
+#include "launch_constants.h"
 
 namespace gemm {
-constexpr int kTile = 16;
+constexpr int kTile = kGemmTile;
 }
 
 template <class T>

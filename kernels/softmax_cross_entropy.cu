@@ -11,9 +11,10 @@
 // across threads); the reduce kernel is one block of 256 threads: strided per-thread sums, then warp
 // shuffles and shared memory in a fixed tree. Per-sample results go to a float workspace [3][N].
 #include "common.cuh"
+#include "launch_constants.h"
 
 namespace softmax_xent {
-constexpr int kReduceThreads = 256;
+constexpr int kReduceThreads = kLossReduceThreads;
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);

@@ -14,6 +14,10 @@ use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
 use super::launch::{grid_1d, KernelArgs};
+use super::launch_constants::{
+    BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES, GEMM_TILE,
+    LOSS_REDUCE_THREADS,
+};
 use super::sgd_chunks::{sgd_chunk_table, SgdParam, SGD_CHUNK_THREADS, WORDS_PER_CHUNK};
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DeviceCounters, DeviceCounts,
@@ -114,12 +118,8 @@ fn batch_norm_partitions(m: usize) -> usize {
     m.div_ceil(256).clamp(1, 1024)
 }
 
-/// Threads of the batch-norm finalize blocks (`batch_norm::kFinalizeThreads`).
-const BN_FINALIZE_THREADS: u32 = 128;
-/// Threads of `softmax_cross_entropy_reduce` (`softmax_xent::kReduceThreads`).
-const LOSS_REDUCE_THREADS: u32 = 256;
-/// Tile edge of `gemm_f32` (`gemm::kTile`).
-const GEMM_TILE: usize = 16;
+/// The batch-norm partial kernels' block: channels by row lanes.
+const BN_PARTIAL_BLOCK: (u32, u32, u32) = (BATCH_NORM_CHANNELS, BATCH_NORM_ROW_LANES, 1);
 
 fn align_up(bytes: usize) -> usize {
     bytes.div_ceil(WORKSPACE_ALIGN) * WORKSPACE_ALIGN
@@ -228,13 +228,13 @@ impl<D: Driver> GpuBackend<D> {
         let c = save_mean.numel();
         let m = x.numel() / c;
         let p = batch_norm_partitions(m);
-        let partial_grid = (c.div_ceil(32) as u32, p as u32, 1);
-        let finalize = ((c as u32, 1, 1), (BN_FINALIZE_THREADS, 1, 1));
+        let partial_grid = (c.div_ceil(BATCH_NORM_CHANNELS as usize) as u32, p as u32, 1);
+        let finalize = ((c as u32, 1, 1), (BATCH_NORM_FINALIZE_THREADS, 1, 1));
         self.with_workspace(p * c * F32, |partial| {
             self.launch(
                 "batch_norm_partial_sum_f32",
                 partial_grid,
-                (32, 8, 1),
+                BN_PARTIAL_BLOCK,
                 0,
                 KernelArgs::new()
                     .ptr(x.buf().ptr)
@@ -257,7 +257,7 @@ impl<D: Driver> GpuBackend<D> {
             self.launch(
                 "batch_norm_partial_sqdev_f32",
                 partial_grid,
-                (32, 8, 1),
+                BN_PARTIAL_BLOCK,
                 0,
                 KernelArgs::new()
                     .ptr(x.buf().ptr)
@@ -638,8 +638,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
             self.launch(
                 "batch_norm_backward_partial_f32",
-                (c.div_ceil(32) as u32, p as u32, 1),
-                (32, 8, 1),
+                (c.div_ceil(BATCH_NORM_CHANNELS as usize) as u32, p as u32, 1),
+                BN_PARTIAL_BLOCK,
                 0,
                 KernelArgs::new()
                     .ptr(x.buf().ptr)
@@ -654,7 +654,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
             self.launch(
                 "batch_norm_backward_finalize_f32",
                 (c as u32, 1, 1),
-                (BN_FINALIZE_THREADS, 1, 1),
+                (BATCH_NORM_FINALIZE_THREADS, 1, 1),
                 0,
                 KernelArgs::new()
                     .ptr(partial)
@@ -1034,14 +1034,14 @@ impl<D: Driver> GpuBackend<D> {
     /// Block (16, 16), grid (ceil(n/16), ceil(m/16)): one 16x16 tile of C per block.
     fn gemm(&self, g: Gemm) -> Result<()> {
         let grid = (
-            g.n.div_ceil(GEMM_TILE) as u32,
-            g.m.div_ceil(GEMM_TILE) as u32,
+            g.n.div_ceil(GEMM_TILE as usize) as u32,
+            g.m.div_ceil(GEMM_TILE as usize) as u32,
             1,
         );
         self.launch(
             "gemm_f32",
             grid,
-            (GEMM_TILE as u32, GEMM_TILE as u32, 1),
+            (GEMM_TILE, GEMM_TILE, 1),
             0,
             KernelArgs::new()
                 .ptr(g.a)

@@ -16,10 +16,9 @@
 use super::launch::KernelPod;
 use crate::backend::Conv2dGeometry;
 
-/// Threads per block of every conv kernel (`kConvThreads`).
-pub const CONV_THREADS: u32 = 256;
-/// Output tile edge (`kConvTileM` = `kConvTileN`).
-const TILE: usize = 64;
+/// Threads per block of every conv kernel.
+pub use super::launch_constants::CONV_THREADS;
+use super::launch_constants::{CONV_TILE_M, CONV_TILE_N};
 /// Blocks backward-filter aims for: two waves' worth of the largest GPU we target (an H200 has 132
 /// SMs). A fixed number rather than the device's count keeps the split, hence the rounding, the same
 /// on every device.
@@ -150,13 +149,18 @@ impl ConvShape {
 
     fn filter_tiles(&self) -> usize {
         let [k, r, s, c] = self.w;
-        k.div_ceil(TILE) * (r * s * c).div_ceil(TILE)
+        k.div_ceil(CONV_TILE_M as usize) * (r * s * c).div_ceil(CONV_TILE_N as usize)
     }
 }
 
 fn grid(rows: usize, cols: usize, z: usize) -> (u32, u32, u32) {
     let dim = |v: usize| u32::try_from(v).expect("grid dimension fits in u32");
-    (dim(rows.div_ceil(TILE)), dim(cols.div_ceil(TILE)), dim(z))
+    let (tile_rows, tile_cols) = (CONV_TILE_M as usize, CONV_TILE_N as usize);
+    (
+        dim(rows.div_ceil(tile_rows)),
+        dim(cols.div_ceil(tile_cols)),
+        dim(z),
+    )
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod driver;
 pub mod embedded;
 pub mod emu;
 pub mod launch;
+pub mod launch_constants;
 pub mod sgd_chunks;
 pub mod side_stream;
 

@@ -1,0 +1,25 @@
+// launch_constants.h: the block and tile sizes that kernels are written for and the Rust launch code
+// must use, written once. build.rs reads every `constexpr int kName = value;` line here and emits
+// `pub const NAME: u32 = value;` (kConvThreads -> CONV_THREADS) into
+// resnet_cuda::backend::gpu::launch_constants, so the two sides cannot drift apart.
+#ifndef RESNET_CUDA_LAUNCH_CONSTANTS_H
+#define RESNET_CUDA_LAUNCH_CONSTANTS_H
+
+// Implicit-GEMM convolutions (conv_common.cuh): block tile rows and columns, threads per block.
+constexpr int kConvTileM = 64;
+constexpr int kConvTileN = 64;
+constexpr int kConvThreads = 256;
+
+// Batch norm (batch_norm.cu): the partial kernels' block is (channels, row lanes); the finalize
+// kernels' block is kBatchNormFinalizeThreads.
+constexpr int kBatchNormChannels = 32;
+constexpr int kBatchNormRowLanes = 8;
+constexpr int kBatchNormFinalizeThreads = 128;
+
+// softmax_cross_entropy_reduce's block.
+constexpr int kLossReduceThreads = 256;
+
+// gemm_f32's square block tile and block edge.
+constexpr int kGemmTile = 16;
+
+#endif
