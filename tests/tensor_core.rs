@@ -13,7 +13,6 @@
 //! [`mma_reference`]); on a GPU, whose summation order and internal rounding are unspecified, see
 //! [`mma_tolerance`].
 
-use std::ffi::c_void;
 use std::sync::OnceLock;
 
 use half::bf16;
@@ -97,7 +96,7 @@ fn launch_on(
     threads: u32,
     mut args: KernelArgs,
 ) -> Result<(), String> {
-    let mut params: Vec<*mut c_void> = args.params();
+    let mut params = args.params();
     // SAFETY: every call passes the kernel's parameters in order with their types (the layout
     // comment of kernels/tensor_core_selftest.cu), and buffers sized for every index it touches.
     unsafe {

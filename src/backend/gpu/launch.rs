@@ -4,15 +4,31 @@ use std::ffi::c_void;
 
 use super::driver::DevicePtr;
 
+/// Most 8-byte words an argument list holds (the longest, the direct convolutions': 3 pointers and 11
+/// ints). Fixed, so that building and launching an argument list allocates nothing.
+pub const MAX_ARG_WORDS: usize = 24;
+
 /// A `cuLaunchKernel`-style argument list. Each argument starts on its own 8-byte word, little-endian,
 /// so a word holds a device pointer, a 64-bit integer, a double, or (in its low bytes) an `int` or a
 /// `float`; a by-value struct takes as many words as it needs. The kernel reads exactly its
-/// parameter's size from the argument's address.
-#[derive(Default)]
+/// parameter's size from the argument's address. Held in fixed arrays: one is built per launch.
 pub struct KernelArgs {
-    words: Vec<u64>,
+    words: [u64; MAX_ARG_WORDS],
     /// Index in `words` of each argument's first word.
-    starts: Vec<usize>,
+    starts: [u8; MAX_ARG_WORDS],
+    num_words: usize,
+    num_args: usize,
+}
+
+impl Default for KernelArgs {
+    fn default() -> Self {
+        KernelArgs {
+            words: [0; MAX_ARG_WORDS],
+            starts: [0; MAX_ARG_WORDS],
+            num_words: 0,
+            num_args: 0,
+        }
+    }
 }
 
 impl KernelArgs {
@@ -26,20 +42,32 @@ impl KernelArgs {
     }
 
     fn word(mut self, w: u64) -> Self {
-        self.starts.push(self.words.len());
-        self.words.push(w);
+        let start = self.claim(1);
+        self.words[start] = w;
         self
+    }
+
+    /// Starts a new argument of `words` words and returns its first word's index. Panics past
+    /// [`MAX_ARG_WORDS`]: every kernel's list is fixed by the code, so that is a bug, not an input.
+    fn claim(&mut self, words: usize) -> usize {
+        let start = self.num_words;
+        assert!(
+            start + words <= MAX_ARG_WORDS,
+            "kernel argument list longer than {MAX_ARG_WORDS} words"
+        );
+        self.starts[self.num_args] = start as u8;
+        self.num_args += 1;
+        self.num_words += words;
+        start
     }
 
     /// A by-value struct parameter (`#[repr(C)]`, plain old data, alignment at most 8), copied.
     pub fn value<T: KernelPod>(mut self, v: &T) -> Self {
         const { assert!(std::mem::align_of::<T>() <= 8) };
         let size = std::mem::size_of::<T>();
-        let start = self.words.len();
-        self.starts.push(start);
-        self.words.resize(start + size.div_ceil(8).max(1), 0);
-        // SAFETY: `T: KernelPod` is plain data with no padding-sensitive invariants; the destination
-        // words were just allocated with at least `size` bytes.
+        let start = self.claim(size.div_ceil(8).max(1));
+        // SAFETY: `T: KernelPod` is plain data with no padding-sensitive invariants; the claimed words
+        // (zeroed when the list was made) hold at least `size` bytes.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 v as *const T as *const u8,
@@ -73,13 +101,37 @@ impl KernelArgs {
     }
 
     /// The `void**` array: one pointer per argument. Valid while `self` is borrowed.
-    pub fn params(&mut self) -> Vec<*mut c_void> {
+    pub fn params(&mut self) -> KernelParams {
         let base = self.words.as_mut_ptr();
-        self.starts
-            .iter()
+        let mut params = KernelParams {
+            ptrs: [std::ptr::null_mut(); MAX_ARG_WORDS],
+            len: self.num_args,
+        };
+        for (p, &i) in params.ptrs.iter_mut().zip(&self.starts[..self.num_args]) {
             // SAFETY: every start indexes into `words`.
-            .map(|&i| unsafe { base.add(i) } as *mut c_void)
-            .collect()
+            *p = unsafe { base.add(i as usize) } as *mut c_void;
+        }
+        params
+    }
+}
+
+/// The `void**` array of a [`KernelArgs`], as a slice (`&mut params` where a launch wants
+/// `&mut [*mut c_void]`).
+pub struct KernelParams {
+    ptrs: [*mut c_void; MAX_ARG_WORDS],
+    len: usize,
+}
+
+impl std::ops::Deref for KernelParams {
+    type Target = [*mut c_void];
+    fn deref(&self) -> &[*mut c_void] {
+        &self.ptrs[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for KernelParams {
+    fn deref_mut(&mut self) -> &mut [*mut c_void] {
+        &mut self.ptrs[..self.len]
     }
 }
 
@@ -99,4 +151,53 @@ const MAX_BLOCKS_1D: usize = 1 << 16;
 pub fn grid_1d(n: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
     let blocks = n.div_ceil(BLOCK_1D as usize).clamp(1, MAX_BLOCKS_1D) as u32;
     ((blocks, 1, 1), (BLOCK_1D, 1, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy)]
+    #[repr(C)]
+    struct Three {
+        a: i32,
+        b: i32,
+        c: i32,
+    }
+    // SAFETY: repr(C) plain integers.
+    unsafe impl KernelPod for Three {}
+
+    /// The value of `T` at a parameter's address, as a kernel would read it.
+    fn read<T: Copy>(p: *mut c_void) -> T {
+        // SAFETY: the tests read each parameter as the type it was written as.
+        unsafe { *(p as *const T) }
+    }
+
+    #[test]
+    fn each_parameter_points_at_its_own_value() {
+        let mut args = KernelArgs::new()
+            .ptr(0xdead_beef_0000)
+            .int(7)
+            .value(&Three { a: 1, b: -2, c: 3 })
+            .f32(0.5)
+            .u64(1 << 40)
+            .f64(-2.25);
+        let params = args.params();
+        assert_eq!(params.len(), 6);
+        assert_eq!(read::<u64>(params[0]), 0xdead_beef_0000);
+        assert_eq!(read::<i32>(params[1]), 7);
+        let t: Three = read(params[2]);
+        assert_eq!((t.a, t.b, t.c), (1, -2, 3));
+        // The 12-byte struct takes two words: the next argument starts 16 bytes later.
+        assert_eq!(params[3] as usize - params[2] as usize, 16);
+        assert_eq!(read::<f32>(params[3]), 0.5);
+        assert_eq!(read::<u64>(params[4]), 1 << 40);
+        assert_eq!(read::<f64>(params[5]), -2.25);
+    }
+
+    #[test]
+    #[should_panic(expected = "longer than 24 words")]
+    fn an_overlong_list_is_a_bug_caught_at_once() {
+        (0..=MAX_ARG_WORDS).fold(KernelArgs::new(), |args, i| args.int(i));
+    }
 }
