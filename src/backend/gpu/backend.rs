@@ -204,13 +204,13 @@ impl<D: Driver> GpuBackend<D> {
         args: KernelArgs,
         reference: &str,
         outputs: usize,
-        (kernel, grid): (String, (u32, u32, u32)),
+        (kernel, grid): (&str, (u32, u32, u32)),
     ) -> Result<()> {
         match self.convs {
             ConvKernels::Reference => {
                 self.launch_1d(reference, outputs, direct_conv_args(args, shape))
             }
-            ConvKernels::ImplicitGemm => self.launch_conv(&kernel, grid, args.value(&shape.dims())),
+            ConvKernels::ImplicitGemm => self.launch_conv(kernel, grid, args.value(&shape.dims())),
         }
     }
 
@@ -304,7 +304,7 @@ impl<D: Driver> GpuBackend<D> {
             Some(a) => (shape.backward_data_add_kernel(), args.ptr(a.buf().ptr)),
         };
         let args = args.value(&shape.dims());
-        self.launch_conv(&kernel, shape.backward_data_grid(), args)
+        self.launch_conv(kernel, shape.backward_data_grid(), args)
     }
 
     /// A 1-D grid-stride launch over `n` items.
@@ -496,7 +496,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 .ptr(dy.buf().ptr)
                 .ptr(out)
                 .value(&shape.dims());
-            self.launch_conv(&kernel, shape.backward_filter_grid(splits), args)
+            self.launch_conv(kernel, shape.backward_filter_grid(splits), args)
         };
         if splits == 1 {
             // One split writes finished sums: the weight gradient itself is the workspace.

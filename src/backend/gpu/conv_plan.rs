@@ -85,31 +85,35 @@ impl ConvShape {
     /// The specialisation suffix: `3x3_s1`, `3x3_s2`, `1x1_s1`, `1x1_s2` (any pad), else `general`
     /// (the 7x7 stem, and anything else).
     pub fn variant(&self) -> &'static str {
+        VARIANTS[self.variant_index()]
+    }
+
+    fn variant_index(&self) -> usize {
         let [_, r, s, _] = self.w;
         match (r, s, self.geom.stride) {
-            (3, 3, 1) => "3x3_s1",
-            (3, 3, 2) => "3x3_s2",
-            (1, 1, 1) => "1x1_s1",
-            (1, 1, 2) => "1x1_s2",
-            _ => "general",
+            (3, 3, 1) => 0,
+            (3, 3, 2) => 1,
+            (1, 1, 1) => 2,
+            (1, 1, 2) => 3,
+            _ => 4,
         }
     }
 
-    pub fn forward_kernel(&self) -> String {
-        format!("conv2d_forward_{}_f32", self.variant())
+    pub fn forward_kernel(&self) -> &'static str {
+        FORWARD_KERNELS[self.variant_index()]
     }
 
-    pub fn backward_data_kernel(&self) -> String {
-        format!("conv2d_backward_data_{}_f32", self.variant())
+    pub fn backward_data_kernel(&self) -> &'static str {
+        BACKWARD_DATA_KERNELS[self.variant_index()]
     }
 
     /// Backward-data storing `dx + addend` (same grid as [`ConvShape::backward_data_grid`]).
-    pub fn backward_data_add_kernel(&self) -> String {
-        format!("conv2d_backward_data_add_{}_f32", self.variant())
+    pub fn backward_data_add_kernel(&self) -> &'static str {
+        BACKWARD_DATA_ADD_KERNELS[self.variant_index()]
     }
 
-    pub fn backward_filter_kernel(&self) -> String {
-        format!("conv2d_backward_filter_partial_{}_f32", self.variant())
+    pub fn backward_filter_kernel(&self) -> &'static str {
+        BACKWARD_FILTER_KERNELS[self.variant_index()]
     }
 
     /// Forward: one block per 64 output pixels x 64 output channels.
@@ -153,6 +157,38 @@ impl ConvShape {
     }
 }
 
+/// The kernel names per variant, in [`ConvShape::variant_index`] order: static, so a launch builds
+/// no string (a test checks them against `conv2d_<op>_<variant>_f32`).
+const VARIANTS: [&str; 5] = ["3x3_s1", "3x3_s2", "1x1_s1", "1x1_s2", "general"];
+const FORWARD_KERNELS: [&str; 5] = [
+    "conv2d_forward_3x3_s1_f32",
+    "conv2d_forward_3x3_s2_f32",
+    "conv2d_forward_1x1_s1_f32",
+    "conv2d_forward_1x1_s2_f32",
+    "conv2d_forward_general_f32",
+];
+const BACKWARD_DATA_KERNELS: [&str; 5] = [
+    "conv2d_backward_data_3x3_s1_f32",
+    "conv2d_backward_data_3x3_s2_f32",
+    "conv2d_backward_data_1x1_s1_f32",
+    "conv2d_backward_data_1x1_s2_f32",
+    "conv2d_backward_data_general_f32",
+];
+const BACKWARD_DATA_ADD_KERNELS: [&str; 5] = [
+    "conv2d_backward_data_add_3x3_s1_f32",
+    "conv2d_backward_data_add_3x3_s2_f32",
+    "conv2d_backward_data_add_1x1_s1_f32",
+    "conv2d_backward_data_add_1x1_s2_f32",
+    "conv2d_backward_data_add_general_f32",
+];
+const BACKWARD_FILTER_KERNELS: [&str; 5] = [
+    "conv2d_backward_filter_partial_3x3_s1_f32",
+    "conv2d_backward_filter_partial_3x3_s2_f32",
+    "conv2d_backward_filter_partial_1x1_s1_f32",
+    "conv2d_backward_filter_partial_1x1_s2_f32",
+    "conv2d_backward_filter_partial_general_f32",
+];
+
 fn grid(rows: usize, cols: usize, z: usize) -> (u32, u32, u32) {
     let dim = |v: usize| u32::try_from(v).expect("grid dimension fits in u32");
     let (tile_rows, tile_cols) = (CONV_TILE_M as usize, CONV_TILE_N as usize);
@@ -187,6 +223,17 @@ mod tests {
         assert_eq!(shape([1, 8, 8, 4], [4, 1, 1, 4], 2, 0).variant(), "1x1_s2");
         assert_eq!(shape([1, 9, 9, 3], [8, 7, 7, 3], 2, 3).variant(), "general");
         assert_eq!(shape([1, 9, 9, 3], [8, 3, 3, 3], 3, 1).variant(), "general");
+    }
+
+    #[test]
+    fn kernel_names_follow_the_op_and_variant() {
+        for (i, variant) in VARIANTS.iter().enumerate() {
+            let name = |op: &str| format!("conv2d_{op}_{variant}_f32");
+            assert_eq!(FORWARD_KERNELS[i], name("forward"));
+            assert_eq!(BACKWARD_DATA_KERNELS[i], name("backward_data"));
+            assert_eq!(BACKWARD_DATA_ADD_KERNELS[i], name("backward_data_add"));
+            assert_eq!(BACKWARD_FILTER_KERNELS[i], name("backward_filter_partial"));
+        }
     }
 
     #[test]
