@@ -1,6 +1,6 @@
 //! Real-data formats through the command line: train then `eval --crops 10` and `multiscale` on a
-//! generated ImageNet-style folder with resnet18 (with a corrupt JPEG in train and in val, and an
-//! exact resume on another number of decode threads), train
+//! generated ImageNet-style folder with resnet18 (with a truncated JPEG in train, a corrupt one in
+//! val, and an exact resume on another number of decode threads), train
 //! and eval on generated CIFAR-10 files with resnet20, `data-bench`, and bad CIFAR files failing
 //! with one line naming the file.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
-use common::data_gen::{cifar_file, corrupt_jpeg, write_cifar, write_imagenet};
+use common::data_gen::{cifar_file, corrupt_jpeg, truncated_jpeg, write_cifar, write_imagenet};
 
 #[path = "common/runs.rs"]
 mod runs;
@@ -52,9 +52,11 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("imagenet");
     // 2 classes x 4 training images, 1 validation image each (48 px, square, so the 640 scale of
-    // multiscale stays 640x640), plus a corrupt JPEG in each split.
+    // multiscale stays 640x640), plus a damaged JPEG in each split: in train a real one cut to a
+    // third (an interrupted download, which the decoder would otherwise fill with grey), in val
+    // garbage after a JPEG header.
     write_imagenet(&data, 4, 1, 48);
-    std::fs::write(data.join("train/a/999-broken.jpg"), corrupt_jpeg()).unwrap();
+    std::fs::write(data.join("train/a/999-truncated.jpg"), truncated_jpeg()).unwrap();
     std::fs::write(data.join("val/b/999-broken.jpg"), corrupt_jpeg()).unwrap();
     let out = dir.path().join("run");
     let spec = format!("imagenet:{}", data.display());
@@ -78,9 +80,12 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
-    // Unshuffled, 9 training images in batches of 2: the broken one (the fifth of class a) falls in
-    // iteration 2 and is replaced, named once and counted at the end.
-    assert!(log.contains("999-broken.jpg"), "{log}");
+    // Unshuffled, 9 training images in batches of 2: the truncated one (the fifth of class a) falls
+    // in iteration 2 and is replaced, named once and counted at the end.
+    assert!(
+        log.contains("999-truncated.jpg") && log.contains("truncated:"),
+        "{log}"
+    );
     assert_eq!(
         log.matches("warning: skipping an unreadable training image")
             .count(),
@@ -89,6 +94,11 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     );
     assert!(
         log.contains("1 unreadable training images skipped"),
+        "{log}"
+    );
+    // The mean image's sample (every training image here) leaves it out too.
+    assert!(
+        log.contains("mean image: 1 unreadable images skipped"),
         "{log}"
     );
     assert!(data.join("resnet-cuda-mean-224.json").exists());
