@@ -1,8 +1,8 @@
 //! Real-data formats through the command line: train then `eval --crops 10` and `multiscale` on a
-//! generated ImageNet-style folder with resnet18 (with a corrupt JPEG in train and in val, and an
-//! exact resume on another number of decode threads), train
-//! and eval on generated CIFAR-10 files with resnet20, `data-bench`, and bad CIFAR files failing
-//! with one line naming the file.
+//! generated ImageNet-style folder with resnet18 (with a truncated JPEG in train, a corrupt JPEG
+//! and a PNG without its end chunk in val, and an exact resume on another number of decode
+//! threads), train and eval on generated CIFAR-10 files with resnet20, `data-bench`, and bad CIFAR
+//! files failing with one line naming the file.
 
 mod common;
 
@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
-use common::data_gen::{cifar_file, corrupt_jpeg, write_cifar, write_imagenet};
+use common::data_gen::{
+    cifar_file, corrupt_jpeg, png_rgb, smooth, truncated_jpeg, write_cifar, write_imagenet,
+};
 
 #[path = "common/runs.rs"]
 mod runs;
@@ -52,10 +54,14 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("imagenet");
     // 2 classes x 4 training images, 1 validation image each (48 px, square, so the 640 scale of
-    // multiscale stays 640x640), plus a corrupt JPEG in each split.
+    // multiscale stays 640x640), plus a damaged JPEG in each split: in train a real one cut to a
+    // third (an interrupted download, which the decoder would otherwise fill with grey), in val
+    // garbage after a JPEG header and a PNG cut before its IEND chunk.
     write_imagenet(&data, 4, 1, 48);
-    std::fs::write(data.join("train/a/999-broken.jpg"), corrupt_jpeg()).unwrap();
+    std::fs::write(data.join("train/a/999-truncated.jpg"), truncated_jpeg()).unwrap();
     std::fs::write(data.join("val/b/999-broken.jpg"), corrupt_jpeg()).unwrap();
+    let png = png_rgb(&smooth(48, 48, 3), 48, 48);
+    std::fs::write(data.join("val/a/999-no-end.png"), &png[..png.len() - 12]).unwrap();
     let out = dir.path().join("run");
     let spec = format!("imagenet:{}", data.display());
     let o = run(&[
@@ -78,9 +84,12 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
-    // Unshuffled, 9 training images in batches of 2: the broken one (the fifth of class a) falls in
-    // iteration 2 and is replaced, named once and counted at the end.
-    assert!(log.contains("999-broken.jpg"), "{log}");
+    // Unshuffled, 9 training images in batches of 2: the truncated one (the fifth of class a) falls
+    // in iteration 2 and is replaced, named once and counted at the end.
+    assert!(
+        log.contains("999-truncated.jpg") && log.contains("truncated:"),
+        "{log}"
+    );
     assert_eq!(
         log.matches("warning: skipping an unreadable training image")
             .count(),
@@ -89,6 +98,13 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     );
     assert!(
         log.contains("1 unreadable training images skipped"),
+        "{log}"
+    );
+    // The evaluation during training names the damaged PNG.
+    assert!(log.contains("999-no-end.png"), "{log}");
+    // The mean image's sample (every training image here) leaves it out too.
+    assert!(
+        log.contains("mean image: 1 unreadable images skipped"),
         "{log}"
     );
     assert!(data.join("resnet-cuda-mean-224.json").exists());
@@ -125,7 +141,7 @@ fn imagenet_folder_trains_and_evaluates_with_10_crops_and_multiscale() {
     for crops in ["10", "multiscale"] {
         let r = eval_json(&checkpoint, &["--crops", crops, "--batch-size", "10"]);
         assert_eq!(r["images"], 2, "{crops}: {r}");
-        assert_eq!(r["skipped"], 1, "{crops}: {r}");
+        assert_eq!(r["skipped"], 2, "{crops}: {r}");
         let top1 = r["top1_err"].as_f64().unwrap();
         assert!([0.0, 0.5, 1.0].contains(&top1), "{crops}: {r}");
         // Two classes: the label is always in the top 5.

@@ -129,3 +129,31 @@ pub fn corrupt_jpeg() -> Vec<u8> {
     bytes.extend((0..200u32).map(|i| (i * 37 % 251) as u8));
     bytes
 }
+
+/// The offset of the first byte of entropy-coded data of a JPEG (just after its first SOS
+/// segment), found by walking the header segments by their lengths.
+pub fn jpeg_scan_start(bytes: &[u8]) -> usize {
+    let mut pos = 2;
+    loop {
+        assert_eq!(bytes[pos], 0xff, "a marker at byte {pos}");
+        let code = bytes[pos + 1];
+        let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        pos += 2 + length;
+        if code == 0xda {
+            return pos;
+        }
+    }
+}
+
+/// A real JPEG (smooth colours, 96x64) cut to a third of its bytes, as an interrupted download
+/// leaves it: the cut falls inside the scan.
+pub fn truncated_jpeg() -> Vec<u8> {
+    let (w, h) = (96, 64);
+    let mut bytes = jpeg(&smooth(w, h, 5), w, h, ColorType::Rgb, false);
+    assert!(
+        bytes.len() / 3 > jpeg_scan_start(&bytes),
+        "the cut is in the scan"
+    );
+    bytes.truncate(bytes.len() / 3);
+    bytes
+}
