@@ -11,7 +11,7 @@ use resnet_cuda::backend::Backend;
 use resnet_cuda::data::batch::MeanImage;
 use resnet_cuda::data::eval_views::Crops;
 use resnet_cuda::data::DataSets;
-use resnet_cuda::models::Network;
+use resnet_cuda::models::{Network, Variant};
 use resnet_cuda::optim::ScheduleKind;
 use resnet_cuda::train::{self, DataSpec, Device, DeviceChoice, Outcome, Recipe, TrainConfig};
 use resnet_cuda::{checkpoint, eval, Error};
@@ -53,6 +53,9 @@ enum Command {
         /// Number of classes of the classifier.
         #[arg(long, default_value_t = 10)]
         classes: usize,
+        /// paper or torchvision (see `train --variant`); named in the output for bottleneck nets.
+        #[arg(long, default_value = "paper")]
+        variant: String,
     },
     /// Print the backends available here: CPU threads, the embedded CUDA kernels and their
     /// architectures, the CUDA driver and each GPU.
@@ -70,6 +73,9 @@ struct BenchArgs {
     /// Any model `train` accepts (resnet20, resnet56, resnet50, ...).
     #[arg(long, default_value = "resnet20")]
     model: String,
+    /// paper or torchvision, as for `train`.
+    #[arg(long, default_value = "paper")]
+    variant: String,
     /// Images per step. Default: 128 for CIFAR nets, 256 for ImageNet nets.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -152,6 +158,11 @@ struct TrainArgs {
     /// Default: A for the CIFAR nets, B for the ImageNet nets.
     #[arg(long)]
     shortcut: Option<char>,
+    /// Where ResNet-50/101/152 downsample in a bottleneck: `paper` (default; stride on the first 1x1,
+    /// as the paper's models) or `torchvision` (stride on the 3x3, "v1.5"; use it with torchvision
+    /// weights in --init). Recorded in checkpoints, so `eval` and --resume need not be told.
+    #[arg(long)]
+    variant: Option<String>,
     /// Images per step (all GPUs together). Default 128 (CIFAR, synthetic) or 256 (ImageNet).
     #[arg(long)]
     batch_size: Option<usize>,
@@ -252,15 +263,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => run_eval(args),
-        Command::Summary { model, classes } => {
+        Command::Summary {
+            model,
+            classes,
+            variant,
+        } => {
             let be = CpuBackend::<f32>::new();
-            let config = resnet_cuda::models::ModelConfig::from_name(&model, classes)?;
+            let config = resnet_cuda::models::ModelConfig::from_name(&model, classes)?
+                .with_variant(variant.parse()?)?;
+            let described = config.describe();
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
             let mut net = Network::new(&be, config, &mut rng)?;
             for (name, shape) in net.param_shapes() {
                 println!("{name:<40} {shape:?}");
             }
-            println!("{model}: {} parameters", net.num_params());
+            println!("{described}: {} parameters", net.num_params());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => run_bench(args),
@@ -313,6 +330,18 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 state.config.replicas = replicas;
             }
             state.config.out = dir.clone();
+            // The variant is part of the network the run trains: a resume continues that network.
+            if let Some(v) = &args.variant {
+                let asked: Variant = v.parse()?;
+                if asked != state.config.variant {
+                    return Err(Error::Config(format!(
+                        "--variant {asked}: the run in {} was built as the {} variant; --resume continues it as it is",
+                        dir.display(),
+                        state.config.variant
+                    ))
+                    .into());
+                }
+            }
             if args.workers.is_some() {
                 state.config.workers = args.workers;
             }
@@ -415,6 +444,10 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         init: a.init.clone(),
         workers: a.workers,
         bucket_mb: a.bucket_mb,
+        variant: match &a.variant {
+            Some(v) => v.parse()?,
+            None => Variant::default(),
+        },
     };
     config.validate()?;
     Ok(config)
@@ -427,6 +460,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         resnet_cuda::models::Family::ImageNet => 256,
     };
     let config = resnet_cuda::bench::BenchConfig {
+        variant: args.variant.parse()?,
         model: args.model,
         batch_size: args.batch_size.unwrap_or(default_batch),
         device: device_choice(args.device),

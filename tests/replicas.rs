@@ -52,6 +52,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         init: None,
         workers: None,
         bucket_mb: None,
+        variant: Default::default(),
     }
 }
 

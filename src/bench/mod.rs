@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, DeviceCounts, SgdConfig};
 use crate::error::{Error, Result};
-use crate::models::Network;
+use crate::models::{Network, Variant};
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
 use crate::train::{open_gpu, select_device, Device, DeviceChoice};
@@ -37,6 +37,9 @@ use crate::train::{open_gpu, select_device, Device, DeviceChoice};
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchConfig {
     pub model: String,
+    /// Where the bottleneck nets downsample: the variants differ in the 3x3 convolutions' shapes, so
+    /// in their cost.
+    pub variant: Variant,
     pub batch_size: usize,
     pub device: DeviceChoice,
     /// Timed steps; the headline is their median.
@@ -49,6 +52,7 @@ pub struct BenchConfig {
 
 impl BenchConfig {
     fn validate(&self) -> Result<()> {
+        bench_model_config(&self.model)?.with_variant(self.variant)?;
         for (flag, value) in [
             ("--batch-size", self.batch_size),
             ("--iters", self.iters),
@@ -83,7 +87,7 @@ struct StepRunner<B: Backend<Elem = f32>> {
 impl<B: Backend<Elem = f32>> StepRunner<B> {
     /// Same seed every time, so the timed and the profiled pass run identical networks and data.
     fn new(be: &B, cfg: &BenchConfig) -> Result<Self> {
-        let config = bench_model_config(&cfg.model)?;
+        let config = bench_model_config(&cfg.model)?.with_variant(cfg.variant)?;
         let (side, classes) = (config.image_size(), config.num_classes);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let net = Network::new(be, config, &mut rng)?;

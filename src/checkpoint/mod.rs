@@ -16,7 +16,8 @@
 //! `num_batches_tracked` (an i64 scalar of shape `[]`). Convolution weights are OIHW in every file (the
 //! device keeps them KRSC); linear weights are `[out, in]`; everything is f32 whatever the backend's
 //! element type. The metadata holds `format = pt` (as PyTorch's `save_file` writes), the model name,
-//! and `state_dict_order`: the names in `state_dict()` order, comma-separated. In the data buffer the
+//! `state_dict_order`: the names in `state_dict()` order, comma-separated, and for a bottleneck net
+//! its `variant` (see [`VARIANT_KEY`]). In the data buffer the
 //! i64 counters come first (so every tensor is aligned to its element size), then the f32 tensors in
 //! state-dict order. The CIFAR nets use the same naming.
 //!
@@ -35,7 +36,7 @@ use self::safetensors::{OutTensor, SafeTensors};
 use self::state_dict::{momentum_name, read_momentum, Layout};
 use crate::backend::Backend;
 use crate::error::{io_error, Error, Result};
-use crate::models::Network;
+use crate::models::{BlockKind, Network};
 use crate::optim::Sgd;
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -48,6 +49,11 @@ pub const FILE_NAMES: [&str; 4] = [MODEL_FILE, OPTIMIZER_FILE, PREPROCESS_FILE, 
 pub const MEAN_IMAGE: &str = "mean_image";
 /// The metadata key of `model.safetensors` that lists the tensors in state-dict order.
 pub const ORDER_KEY: &str = "state_dict_order";
+/// The metadata key of `model.safetensors` that names the variant of a bottleneck net (`paper` or
+/// `torchvision`). The run's variant lives in `run_state.json`, which `eval` and `--resume` read; this
+/// copy lets `--init`, which reads weights only, refuse weights of the other variant (the same names and
+/// shapes, so nothing else would notice). Files without it (PyTorch's, older ones) are not checked.
+pub const VARIANT_KEY: &str = "variant";
 
 pub use crate::data::batch::MeanImage;
 
@@ -84,6 +90,9 @@ pub fn save<B: Backend>(
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
     metadata.insert("model".to_string(), net.config.name.clone());
+    if net.config.block == BlockKind::Bottleneck {
+        metadata.insert(VARIANT_KEY.to_string(), net.config.variant().to_string());
+    }
     let order: Vec<&str> = layout.expected.iter().map(|e| e.name.as_str()).collect();
     metadata.insert(ORDER_KEY.to_string(), order.join(","));
     files.push((
@@ -186,6 +195,7 @@ pub fn load_weights<B: Backend>(path: &Path, be: &B, net: &mut Network<B>) -> Re
         path.to_path_buf()
     };
     let model = SafeTensors::read(&file)?;
+    check_variant(&model, net)?;
     Layout::of(net)?.read::<B>(&model)?.apply(be, net)
 }
 
@@ -209,6 +219,7 @@ pub fn load<B: Backend>(
     }
     let layout = Layout::of(net)?;
     let model = SafeTensors::read(&dir.join(MODEL_FILE))?;
+    check_variant(&model, net)?;
     let staged = layout.read::<B>(&model)?;
     drop(model);
 
@@ -240,6 +251,25 @@ pub fn load<B: Backend>(
         mean_image,
         run_state,
     })
+}
+
+/// Refuses a bottleneck net's weights saved from the other variant, when the file says which it is.
+fn check_variant<B: Backend>(file: &SafeTensors, net: &Network<B>) -> Result<()> {
+    let Some(saved) = file.metadata.get(VARIANT_KEY) else {
+        return Ok(());
+    };
+    let ours = net.config.variant();
+    if net.config.block == BlockKind::Bottleneck && saved != ours.name() {
+        return Err(error(
+            &file.path,
+            format!(
+                "holds the {saved} variant of its network, but this {} is the {ours} variant \
+                 (--variant {saved} builds the network these weights compute)",
+                net.config.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn read_mean_image(file: &SafeTensors) -> Result<MeanImage> {

@@ -4,4 +4,4 @@ mod network;
 mod spec;
 
 pub use network::Network;
-pub use spec::{BlockKind, Family, ModelConfig};
+pub use spec::{BlockKind, Family, ModelConfig, Variant};

@@ -8,8 +8,59 @@
 //! Depths 50 and 152 are also `6n + 2`; the bare name means the ImageNet net, and `cifar-resnet50`
 //! (any depth, likewise `cifar-plainD`) asks for the CIFAR one.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::nn::{BottleneckStride, ShortcutOption};
+
+/// Which published definition of the ImageNet bottleneck nets (ResNet-50/101/152) to build. Both have
+/// the same parameter names and shapes, so a state dict of one loads into the other without a word and
+/// then computes a different function: the variant has to be chosen, and is recorded in checkpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// The paper's released models: a downsampling bottleneck has its stride on the first 1x1.
+    #[default]
+    Paper,
+    /// torchvision's ("ResNet v1.5"): the stride is on the 3x3 convolution.
+    Torchvision,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Paper => "paper",
+            Variant::Torchvision => "torchvision",
+        }
+    }
+
+    fn bottleneck_stride(self) -> BottleneckStride {
+        match self {
+            Variant::Paper => BottleneckStride::OnReduce,
+            Variant::Torchvision => BottleneckStride::On3x3,
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "paper" => Ok(Variant::Paper),
+            "torchvision" => Ok(Variant::Torchvision),
+            other => Err(Error::Config(format!(
+                "--variant {other}: expected paper or torchvision"
+            ))),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -139,6 +190,50 @@ impl ModelConfig {
     pub fn with_shortcut(mut self, option: ShortcutOption) -> Self {
         self.shortcut = option;
         self
+    }
+
+    /// The same network as `variant` defines it.
+    ///
+    /// `torchvision` is accepted for every residual ImageNet net: for ResNet-18/34 it changes nothing
+    /// because torchvision's basic-block nets *are* the paper's (same strides, projection shortcuts),
+    /// so a user loading torchvision's resnet18 with `--variant torchvision` is right to say so and
+    /// should not be stopped. It is an error for the CIFAR nets and the plain nets, which torchvision
+    /// does not define: there the flag can only be a mistake (a wrong model name, most likely).
+    /// `paper` is the default and always accepted.
+    pub fn with_variant(mut self, variant: Variant) -> Result<Self> {
+        if variant == Variant::Torchvision && !(self.family == Family::ImageNet && self.residual) {
+            return Err(Error::Config(format!(
+                "--variant torchvision: torchvision has no {} (only resnet18/34/50/101/152)",
+                self.name
+            )));
+        }
+        self.bottleneck_stride = variant.bottleneck_stride();
+        Ok(self)
+    }
+
+    /// The variant the network is built as.
+    pub fn variant(&self) -> Variant {
+        match self.bottleneck_stride {
+            BottleneckStride::OnReduce => Variant::Paper,
+            BottleneckStride::On3x3 => Variant::Torchvision,
+        }
+    }
+
+    /// The name with its variant where the variant changes the function (`resnet50 (torchvision
+    /// variant: stride on the 3x3 convolution)`), else the bare name.
+    pub fn describe(&self) -> String {
+        if self.block != BlockKind::Bottleneck {
+            return self.name.clone();
+        }
+        let where_ = match self.bottleneck_stride {
+            BottleneckStride::OnReduce => "first 1x1",
+            BottleneckStride::On3x3 => "3x3",
+        };
+        format!(
+            "{} ({} variant: downsampling stride on the {where_} convolution)",
+            self.name,
+            self.variant()
+        )
     }
 
     /// Channels of the stem convolution.

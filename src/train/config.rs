@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::models::{ModelConfig, Variant};
 use crate::optim::ScheduleKind;
 
 /// Which backend runs the network.
@@ -85,6 +86,10 @@ pub struct TrainConfig {
     pub replicas: usize,
     /// `A` or `B`; `None` takes the model's default (A for CIFAR nets, B for ImageNet nets).
     pub shortcut: Option<char>,
+    /// Where a downsampling bottleneck puts its stride (`--variant`). Absent in older checkpoints,
+    /// which were all built as the paper's: the default.
+    #[serde(default)]
+    pub variant: Variant,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,
@@ -222,6 +227,11 @@ impl TrainConfig {
                     self.batch_size, self.replicas
                 ),
             );
+        }
+        // Checked here, before a run folder is made, rather than when the network is built; a bad
+        // model name is left to that later check, which names it.
+        if let Ok(model) = ModelConfig::from_name(&self.model, 1) {
+            model.with_variant(self.variant)?;
         }
         if let ScheduleKind::Plateau { patience: 0 } = self.schedule {
             return bad("--patience", "must be at least 1".into());

@@ -77,7 +77,7 @@ pub fn model_config(cfg: &TrainConfig, classes: usize) -> Result<ModelConfig> {
             )))
         }
     }
-    Ok(model)
+    model.with_variant(cfg.variant)
 }
 
 /// The backend a run uses.
