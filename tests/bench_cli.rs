@@ -52,6 +52,7 @@ fn json_report_is_complete_and_consistent() {
     );
     let v: Value = serde_json::from_str(&stdout).expect("valid JSON");
     assert_eq!(v["model"], "resnet8");
+    assert_eq!(v["variant"], "paper");
     assert_eq!(v["device"], "cpu-f32");
     assert_eq!(v["batch_size"], 2);
     assert_eq!(v["iters"], 3);

@@ -7,11 +7,14 @@ use serde::Serialize;
 use super::profiled::{FamilyTimes, OpFamily};
 use super::BenchConfig;
 use crate::backend::DeviceCounts;
+use crate::models::Variant;
 
 /// Figures of one `resnet-cuda bench` run. Times in milliseconds.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     pub model: String,
+    /// `paper` or `torchvision` (where the bottleneck nets downsample; see `--variant`).
+    pub variant: String,
     /// The backend's own name, such as `cpu-f32`.
     pub device: String,
     pub threads: usize,
@@ -80,6 +83,7 @@ impl BenchReport {
         let threads = rayon::current_num_threads();
         BenchReport {
             model: cfg.model.clone(),
+            variant: cfg.variant.name().to_string(),
             device,
             threads,
             batch_size: cfg.batch_size,
@@ -109,11 +113,17 @@ impl BenchReport {
             Some([a, b, c]) => format!("load average {a:.2}, {b:.2}, {c:.2}"),
             None => "load average unknown".into(),
         };
+        // The default (paper) variant goes unsaid, as in `summary`.
+        let model = if self.variant == Variant::Paper.name() {
+            self.model.clone()
+        } else {
+            format!("{} ({} variant)", self.model, self.variant)
+        };
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "{} training step, batch {}, on {} ({} CPU threads; {load})",
-            self.model, self.batch_size, self.device, self.threads
+            "{model} training step, batch {}, on {} ({} CPU threads; {load})",
+            self.batch_size, self.device, self.threads
         );
         let _ = writeln!(
             out,
