@@ -130,33 +130,38 @@ __device__ __forceinline__ void batch_norm_finalize_var(const float* partial, in
     }
 }
 
+// BN's affine map of element i (channel c): x scale_c + shift_c. normalize and normalize_add both call
+// it, so nvcc contracts the same expression the same way in each and the fused op stays bit-identical
+// to the pair.
+template <class T>
+__device__ __forceinline__ T batch_norm_affine(const T* __restrict__ x, const T* __restrict__ mean,
+                                               const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                               const T* __restrict__ beta, unsigned long long i, int c) {
+    const T s = gamma[c] * inv_std[c];
+    const T t = beta[c] - mean[c] * s;
+    return x[i] * s + t;
+}
+
 template <class T>
 __device__ __forceinline__ void batch_norm_normalize(const T* __restrict__ x, const T* __restrict__ mean,
                                                      const T* __restrict__ inv_std, const T* __restrict__ gamma,
                                                      const T* __restrict__ beta, T* __restrict__ y,
                                                      unsigned long long n, int C, int relu) {
     for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
-        const int c = static_cast<int>(i % C);
-        const T s = gamma[c] * inv_std[c];
-        const T t = beta[c] - mean[c] * s;
-        const T v = x[i] * s + t;
+        const T v = batch_norm_affine(x, mean, inv_std, gamma, beta, i, static_cast<int>(i % C));
         y[i] = (relu && v < T(0)) ? T(0) : v;
     }
 }
 
 // One pass where normalize (relu off) then add_forward would take two: the BN output never goes to
-// memory. Written as the same expressions as those two kernels, so nvcc contracts it the same way and
-// the result is bit-identical to the pair.
+// memory; bit-identical to the pair (the same affine map, then add_forward's sum).
 template <class T>
 __device__ __forceinline__ void batch_norm_normalize_add(const T* __restrict__ x, const T* __restrict__ mean,
                                                          const T* __restrict__ inv_std, const T* __restrict__ gamma,
                                                          const T* __restrict__ beta, const T* __restrict__ residual,
                                                          T* __restrict__ out, unsigned long long n, int C, int relu) {
     for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
-        const int c = static_cast<int>(i % C);
-        const T s = gamma[c] * inv_std[c];
-        const T t = beta[c] - mean[c] * s;
-        const T v = x[i] * s + t;
+        const T v = batch_norm_affine(x, mean, inv_std, gamma, beta, i, static_cast<int>(i % C));
         const T sum = v + residual[i];
         out[i] = (relu && sum < T(0)) ? T(0) : sum;
     }

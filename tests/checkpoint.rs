@@ -20,6 +20,10 @@ use resnet_cuda::nn::{Mode, ShortcutOption};
 use resnet_cuda::optim::Sgd;
 use resnet_cuda::tensor::Tensor;
 
+#[path = "common/layout.rs"]
+mod layout;
+use layout::nchw_to_nhwc;
+
 type Cpu = CpuBackend<f32>;
 
 /// A fresh folder under the system temp folder, removed when dropped.
@@ -741,21 +745,6 @@ fn torch_dir() -> PathBuf {
         std::env::var("RESNET_CUDA_TORCH_DIR")
             .expect("set RESNET_CUDA_TORCH_DIR to a scratch folder"),
     )
-}
-
-/// NCHW (PyTorch) to NHWC (ours).
-fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    for ni in 0..n {
-        for ci in 0..c {
-            for hi in 0..h {
-                for wi in 0..w {
-                    out[((ni * h + hi) * w + wi) * c + ci] = x[((ni * c + ci) * h + hi) * w + wi];
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Step 1 of the PyTorch cross-check: a trained resnet18 checkpoint, and eval-mode logits on a fixed

@@ -33,6 +33,10 @@ use resnet_cuda::nn::ShortcutOption;
 use resnet_cuda::optim::Sgd;
 use resnet_cuda::tensor::Tensor;
 
+#[path = "common/layout.rs"]
+mod layout;
+use layout::{krsc_to_oihw, nchw_to_nhwc};
+
 /// Relative error ||ours - ref|| / ||ref|| (L2 over the tensor) allowed for every tensor but a few.
 ///
 /// Why 1e-4: the reference is f64 rounded to f32 (error ~6e-8); ours accumulates in f32. The longest
@@ -68,39 +72,11 @@ fn fixture(name: &str, part: &str) -> String {
     format!("tests/fixtures/golden_{name}_{part}.safetensors")
 }
 
-/// NCHW (PyTorch) to NHWC (ours).
-fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    for ni in 0..n {
-        for ci in 0..c {
-            for hi in 0..h {
-                for wi in 0..w {
-                    out[((ni * h + hi) * w + wi) * c + ci] = x[((ni * c + ci) * h + hi) * w + wi];
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Our tensor in the file's layout: KRSC conv weights (rank 4) to OIHW, others unchanged.
 fn to_file_layout<B: Backend<Elem = f32>>(be: &B, t: &Tensor<B>) -> Vec<f32> {
     let v = t.to_vec(be).unwrap();
     match *t.dims() {
-        [k, r, s, c] => {
-            let mut out = vec![0.0; v.len()];
-            for ki in 0..k {
-                for ri in 0..r {
-                    for si in 0..s {
-                        for ci in 0..c {
-                            out[((ki * c + ci) * r + ri) * s + si] =
-                                v[((ki * r + ri) * s + si) * c + ci];
-                        }
-                    }
-                }
-            }
-            out
-        }
+        [k, r, s, c] => krsc_to_oihw(&v, [k, r, s, c]),
         _ => v,
     }
 }

@@ -18,39 +18,13 @@ use resnet_cuda::nn::{Block, BlockSpec, BottleneckStride, Layer, Mode, ShortcutO
 use resnet_cuda::tensor::Tensor;
 use resnet_cuda::train::{self, TrainConfig};
 
+#[path = "common/layout.rs"]
+mod layout;
+use layout::{nchw_to_nhwc, oihw_to_krsc};
+
 type Cpu = CpuBackend<f32>;
 
 const FIXTURE: &str = "tests/fixtures/torchvision_resnet50_layer2_0.safetensors";
-
-/// NCHW (PyTorch) to NHWC (ours).
-fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    for ni in 0..n {
-        for ci in 0..c {
-            for hi in 0..h {
-                for wi in 0..w {
-                    out[((ni * h + hi) * w + wi) * c + ci] = x[((ni * c + ci) * h + hi) * w + wi];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// OIHW (file) to KRSC (ours) for a convolution weight of device dims `[k, r, s, c]`.
-fn oihw_to_krsc(x: &[f32], [k, r, s, c]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    for ki in 0..k {
-        for ci in 0..c {
-            for ri in 0..r {
-                for si in 0..s {
-                    out[((ki * r + ri) * s + si) * c + ci] = x[((ki * c + ci) * r + ri) * s + si];
-                }
-            }
-        }
-    }
-    out
-}
 
 fn values(file: &SafeTensors, name: &str) -> Vec<f32> {
     let entry = file

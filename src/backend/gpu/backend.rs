@@ -76,9 +76,9 @@ pub struct GpuBackend<D: Driver> {
     workspaces: Mutex<Vec<DeviceBuffer<D>>>,
     convs: ConvKernels,
     counters: DeviceCounters,
-    /// The last chunk table of `sgd_update_many`, on the host (to compare) and on the device. The
-    /// parameters of a training run never move, so it is uploaded once.
-    sgd_table: Mutex<Option<(Vec<u64>, DeviceBuffer<D>)>>,
+    /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
+    /// so it is built and uploaded once; a step only compares the parameter list.
+    sgd_table: Mutex<Option<SgdTable<D>>>,
 }
 
 /// Which convolution kernels the backend launches.
@@ -89,6 +89,13 @@ pub enum ConvKernels {
     /// One thread per output element (kernels/direct_conv_reference.cu): slow and plain, kept as
     /// the GPU-side reference the fast kernels are checked against.
     Reference,
+}
+
+/// `sgd_update_chunks_f32`'s table on the device, for the parameters it was built from.
+struct SgdTable<D: Driver> {
+    params: Vec<SgdParam>,
+    device: DeviceBuffer<D>,
+    chunks: usize,
 }
 
 impl GpuBackend<EmuDriver> {
@@ -533,12 +540,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.launch_1d(
             "batch_norm_normalize_f32",
             x.numel(),
-            KernelArgs::new()
-                .ptr(x.buf().ptr)
-                .ptr(save_mean.buf().ptr)
-                .ptr(save_inv_std.buf().ptr)
-                .ptr(gamma.buf().ptr)
-                .ptr(beta.buf().ptr)
+            batch_norm_affine_args(x, save_mean, save_inv_std, gamma, beta)
                 .ptr(y.buf().ptr)
                 .u64(x.numel())
                 .int(gamma.numel())
@@ -565,12 +567,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.launch_1d(
             "batch_norm_normalize_add_f32",
             x.numel(),
-            KernelArgs::new()
-                .ptr(x.buf().ptr)
-                .ptr(save_mean.buf().ptr)
-                .ptr(save_inv_std.buf().ptr)
-                .ptr(gamma.buf().ptr)
-                .ptr(beta.buf().ptr)
+            batch_norm_affine_args(x, save_mean, save_inv_std, gamma, beta)
                 .ptr(residual.buf().ptr)
                 .ptr(out.buf().ptr)
                 .u64(x.numel())
@@ -984,13 +981,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 len: p.w.numel(),
             })
             .collect();
-        let table = sgd_chunk_table(&specs);
-        let chunks = table.len() / WORDS_PER_CHUNK;
-        if chunks == 0 {
-            return Ok(());
-        }
         let mut cached = self.sgd_table.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|(host, _)| *host != table) {
+        if cached.as_ref().is_none_or(|t| t.params != specs) {
+            let table = sgd_chunk_table(&specs);
             let bytes = std::mem::size_of_val(&table[..]);
             let device = self.alloc_bytes(bytes, bytes / F32)?;
             // SAFETY: `device` was just allocated with `bytes` bytes; `table` holds as many.
@@ -998,9 +991,18 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 self.driver
                     .copy_host_to_device(table.as_ptr().cast(), device.ptr, bytes)?
             };
-            *cached = Some((table, device));
+            let chunks = table.len() / WORDS_PER_CHUNK;
+            *cached = Some(SgdTable {
+                params: specs,
+                device,
+                chunks,
+            });
         }
-        let table_ptr = cached.as_ref().map_or(0, |(_, device)| device.ptr);
+        let table = cached.as_ref().expect("the table was filled above");
+        let (table_ptr, chunks) = (table.device.ptr, table.chunks);
+        if chunks == 0 {
+            return Ok(());
+        }
         self.launch(
             "sgd_update_chunks_f32",
             (chunks as u32, 1, 1),
@@ -1073,6 +1075,22 @@ fn conv_shape<B: Backend>(
 }
 
 /// The shape parameters of the direct (reference) convolution kernels: `N H W C K R S P Q stride pad`.
+/// The leading parameters of the batch-norm normalising kernels: `x, mean, inv_std, gamma, beta`.
+fn batch_norm_affine_args<D: Driver>(
+    x: &Tensor<GpuBackend<D>>,
+    mean: &Tensor<GpuBackend<D>>,
+    inv_std: &Tensor<GpuBackend<D>>,
+    gamma: &Tensor<GpuBackend<D>>,
+    beta: &Tensor<GpuBackend<D>>,
+) -> KernelArgs {
+    KernelArgs::new()
+        .ptr(x.buf().ptr)
+        .ptr(mean.buf().ptr)
+        .ptr(inv_std.buf().ptr)
+        .ptr(gamma.buf().ptr)
+        .ptr(beta.buf().ptr)
+}
+
 fn direct_conv_args(args: KernelArgs, shape: &ConvShape) -> KernelArgs {
     let d = shape.dims();
     [d.n, d.h, d.w, d.c, d.k, d.r, d.s, d.p, d.q, d.stride, d.pad]
