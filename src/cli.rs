@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resnet_cuda::backend::cpu::CpuBackend;
-use resnet_cuda::backend::Backend;
+use resnet_cuda::backend::{Backend, Precision};
 use resnet_cuda::data::batch::MeanImage;
 use resnet_cuda::data::eval_views::Crops;
 use resnet_cuda::data::DataSets;
@@ -91,6 +91,9 @@ struct BenchArgs {
     /// Steps of the separate, synchronised per-layer-type pass.
     #[arg(long, default_value_t = 3)]
     profile_iters: usize,
+    /// bf16 (mixed precision; the default on GPUs) or f32 (the CPU's only precision).
+    #[arg(long)]
+    precision: Option<String>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -150,6 +153,10 @@ struct TrainArgs {
     /// Number of GPUs (data-parallel replicas).
     #[arg(long, default_value_t = 1)]
     gpus: usize,
+    /// bf16: mixed precision (bf16 activations and tensor-core convolutions, f32 master weights,
+    /// statistics and loss; the default on GPUs) or f32. The CPU computes in f32 only.
+    #[arg(long)]
+    precision: Option<String>,
     /// Data-parallel replicas on --device cpu or emu (one thread each, --batch-size split evenly
     /// among them). On --resume, changes the replica count of the run. Default 1.
     #[arg(long)]
@@ -249,6 +256,9 @@ struct EvalArgs {
     /// The device, chosen as `train` chooses it.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// bf16 (the default on GPUs) or f32, as for `train`.
+    #[arg(long)]
+    precision: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -347,6 +357,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             }
             if args.bucket_mb.is_some() {
                 state.config.bucket_mb = args.bucket_mb;
+            }
+            if let Some(p) = &args.precision {
+                state.config.precision = Some(p.parse()?);
             }
             (state.config.clone(), Some(state))
         }
@@ -448,6 +461,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
             Some(v) => v.parse()?,
             None => Variant::default(),
         },
+        precision: parse_precision(&a.precision)?,
     };
     config.validate()?;
     Ok(config)
@@ -464,6 +478,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         model: args.model,
         batch_size: args.batch_size.unwrap_or(default_batch),
         device: device_choice(args.device),
+        precision: parse_precision(&args.precision)?,
         iters: args.iters,
         warmup: args.warmup,
         profile_iters: args.profile_iters,
@@ -475,6 +490,10 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report.table());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_precision(arg: &Option<String>) -> resnet_cuda::error::Result<Option<Precision>> {
+    arg.as_deref().map(str::parse).transpose()
 }
 
 fn device_choice(arg: DeviceArg) -> DeviceChoice {
@@ -497,13 +516,17 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let crops: Crops = args.crops.parse()?;
     let data = train::open_data(&data, state.config.seed)?;
-    let r = match train::select_device(device_choice(args.device), 1)? {
+    let device = train::select_device(device_choice(args.device), 1)?;
+    let precision = train::resolve_precision(parse_precision(&args.precision)?, device)?;
+    let r = match device {
         Device::Cpu => evaluate_checkpoint(&CpuBackend::<f32>::new(), &args, &state, &data, crops)?,
         Device::Emulator => {
-            evaluate_checkpoint(&train::open_gpu("emu")?, &args, &state, &data, crops)?
+            let gpu = train::open_gpu("emu", precision)?;
+            evaluate_checkpoint(&gpu, &args, &state, &data, crops)?
         }
         Device::Cuda => {
-            evaluate_checkpoint(&train::open_gpu("cuda")?, &args, &state, &data, crops)?
+            let gpu = train::open_gpu("cuda", precision)?;
+            evaluate_checkpoint(&gpu, &args, &state, &data, crops)?
         }
     };
     if args.json {

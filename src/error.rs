@@ -13,6 +13,14 @@ pub enum Error {
         actual: Vec<usize>,
         expected: String,
     },
+    /// A tensor passed to an op holds an element type the op does not take (see `backend::DType`).
+    #[error("{op}: tensor `{tensor}` holds {actual}, expected {expected}")]
+    ElementType {
+        op: &'static str,
+        tensor: &'static str,
+        actual: crate::backend::DType,
+        expected: String,
+    },
     /// An op was given arguments that make no sense (a zero stride, a label out of range, ...).
     #[error("{op}: {message}")]
     InvalidArgument { op: &'static str, message: String },

@@ -5,7 +5,7 @@
 //! at fault, so a bad call can never reach a kernel and touch memory outside a buffer.
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+    Backend, BatchNormConfig, DType, Element, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
     SgdTensors,
 };
 use crate::error::{invalid, Error, Result};
@@ -26,6 +26,64 @@ fn expect_shape<B: Backend>(
         });
     }
     Ok(())
+}
+
+/// Element types, as the backend stores them (see [`DType`]): an op reads activations and their
+/// gradients in the backend's activation type, and parameters, their gradients, statistics and the
+/// classifier's head in `Elem` (f32). Outputs need no check: the op writes them in its own type.
+fn expect_dtype<B: Backend>(
+    be: &B,
+    op: &'static str,
+    name: &'static str,
+    t: &Tensor<B>,
+    allowed: &[DType],
+) -> Result<()> {
+    let actual = be.dtype(t.buf());
+    if allowed.contains(&actual) {
+        return Ok(());
+    }
+    let names: Vec<&str> = allowed.iter().map(|d| d.name()).collect();
+    Err(Error::ElementType {
+        op,
+        tensor: name,
+        actual,
+        expected: names.join(" or "),
+    })
+}
+
+/// Each named tensor holds an activation (or an activation's gradient).
+fn expect_activations<B: Backend>(
+    be: &B,
+    op: &'static str,
+    tensors: &[(&'static str, &Tensor<B>)],
+) -> Result<()> {
+    let act = be.activation_dtype();
+    for &(name, t) in tensors {
+        expect_dtype(be, op, name, t, &[act])?;
+    }
+    Ok(())
+}
+
+/// Each named tensor holds `Elem` values: a parameter, a statistic, or the classifier's head.
+fn expect_masters<B: Backend>(
+    be: &B,
+    op: &'static str,
+    tensors: &[(&'static str, &Tensor<B>)],
+) -> Result<()> {
+    for &(name, t) in tensors {
+        expect_dtype(be, op, name, t, &[B::Elem::DTYPE])?;
+    }
+    Ok(())
+}
+
+/// A convolution's input: an activation, or the network's input image, which arrives in `Elem`.
+fn expect_conv_input<B: Backend>(
+    be: &B,
+    op: &'static str,
+    name: &'static str,
+    t: &Tensor<B>,
+) -> Result<()> {
+    expect_dtype(be, op, name, t, &[be.activation_dtype(), B::Elem::DTYPE])
 }
 
 fn expect_rank4<B: Backend>(
@@ -125,6 +183,8 @@ pub fn conv2d_forward<B: Backend>(
     let ws = expect_rank4(OP, "w", w)?;
     let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
     expect_shape(OP, "y", y, &ys)?;
+    expect_conv_input(be, OP, "x", x)?;
+    expect_masters(be, OP, &[("w", w)])?;
     be.conv2d_forward(x, w, y, geom)
 }
 
@@ -140,6 +200,8 @@ pub fn conv2d_backward_data<B: Backend>(
     let ws = expect_rank4(OP, "w", w)?;
     let ys = conv2d_output_shape_named(OP, ("dx", &xs), ("w", &ws), geom)?;
     expect_shape(OP, "dy", dy, &ys)?;
+    expect_activations(be, OP, &[("dy", dy)])?;
+    expect_masters(be, OP, &[("w", w)])?;
     be.conv2d_backward_data(dy, w, dx, geom)
 }
 
@@ -160,6 +222,8 @@ pub fn conv2d_backward_data_add<B: Backend>(
     expect_shape(OP, "dy", dy, &ys)?;
     expect_shape(OP, "addend", addend, &xs)?;
     expect_shape(OP, "scratch", scratch, &xs)?;
+    expect_activations(be, OP, &[("dy", dy), ("addend", addend)])?;
+    expect_masters(be, OP, &[("w", w)])?;
     be.conv2d_backward_data_add(dy, w, addend, scratch, dx, geom)
 }
 
@@ -175,6 +239,8 @@ pub fn conv2d_backward_filter<B: Backend>(
     let ws = expect_rank4(OP, "dw", dw)?;
     let ys = conv2d_output_shape_named(OP, ("x", &xs), ("dw", &ws), geom)?;
     expect_shape(OP, "dy", dy, &ys)?;
+    expect_conv_input(be, OP, "x", x)?;
+    expect_activations(be, OP, &[("dy", dy)])?;
     be.conv2d_backward_filter(x, dy, dw, geom)
 }
 
@@ -214,7 +280,7 @@ pub fn batch_norm_forward_train<B: Backend>(
         running_mean,
         running_var,
     ];
-    check_bn_train_shapes(OP, x, per_channel)?;
+    check_bn_train_shapes(be, OP, x, per_channel)?;
     expect_shape(OP, "y", y, x.dims())?;
     be.batch_norm_forward_train(
         x,
@@ -232,6 +298,7 @@ pub fn batch_norm_forward_train<B: Backend>(
 /// The shapes training-mode batch norm needs: `x` NHWC with more than one value per channel, and
 /// gamma, beta, save_mean, save_inv_std, running_mean and running_var of `C` values each.
 fn check_bn_train_shapes<B: Backend>(
+    be: &B,
     op: &'static str,
     x: &Tensor<B>,
     per_channel: [&Tensor<B>; 6],
@@ -255,7 +322,10 @@ fn check_bn_train_shapes<B: Backend>(
     for (name, t) in names.into_iter().zip(per_channel) {
         expect_shape(op, name, t, &[c])?;
     }
-    Ok(())
+    expect_activations(be, op, &[("x", x)])?;
+    // save_mean and save_inv_std are outputs; the running statistics are read too.
+    let read = [0, 1, 4, 5].map(|i| (names[i], per_channel[i]));
+    expect_masters(be, op, &read)
 }
 
 /// `out = batch_norm_forward_train(x) + residual` (then ReLU when `cfg.relu`); see the backend op.
@@ -284,10 +354,11 @@ pub fn batch_norm_add_forward_train<B: Backend>(
         running_mean,
         running_var,
     ];
-    check_bn_train_shapes(OP, x, per_channel)?;
+    check_bn_train_shapes(be, OP, x, per_channel)?;
     for (name, t) in [("residual", residual), ("scratch", scratch), ("out", out)] {
         expect_shape(OP, name, t, x.dims())?;
     }
+    expect_activations(be, OP, &[("residual", residual)])?;
     be.batch_norm_add_forward_train(
         x,
         gamma,
@@ -326,6 +397,17 @@ pub fn batch_norm_forward_infer<B: Backend>(
     ] {
         expect_shape(OP, name, t, &[c])?;
     }
+    expect_activations(be, OP, &[("x", x)])?;
+    expect_masters(
+        be,
+        OP,
+        &[
+            ("gamma", gamma),
+            ("beta", beta),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+    )?;
     be.batch_norm_forward_infer(x, gamma, beta, running_mean, running_var, y, cfg)
 }
 
@@ -359,6 +441,17 @@ pub fn batch_norm_backward<B: Backend>(
     }
     expect_shape(OP, "dgamma", dgamma, &[c])?;
     expect_shape(OP, "dbeta", dbeta, &[c])?;
+    expect_activations(be, OP, &[("x", x), ("y", y), ("dy", dy)])?;
+    expect_masters(
+        be,
+        OP,
+        &[
+            ("gamma", gamma),
+            ("save_mean", saved.mean),
+            ("save_inv_std", saved.inv_std),
+            ("beta", saved.beta),
+        ],
+    )?;
     be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
 }
 
@@ -372,6 +465,7 @@ pub fn add_forward<B: Backend>(
     const OP: &str = "add_forward";
     expect_shape(OP, "b", b, a.dims())?;
     expect_shape(OP, "y", y, a.dims())?;
+    expect_activations(be, OP, &[("a", a), ("b", b)])?;
     be.add_forward(a, b, y, relu)
 }
 
@@ -385,6 +479,7 @@ pub fn add_backward<B: Backend>(
     const OP: &str = "add_backward";
     expect_shape(OP, "dy", dy, y.dims())?;
     expect_shape(OP, "dsum", dsum, y.dims())?;
+    expect_activations(be, OP, &[("y", y), ("dy", dy)])?;
     be.add_backward(y, dy, dsum, relu)
 }
 
@@ -423,6 +518,7 @@ pub fn shortcut_a_forward<B: Backend>(
     stride: usize,
 ) -> Result<()> {
     check_shortcut_a("shortcut_a_forward", ("x", x), ("y", y), stride)?;
+    expect_activations(be, "shortcut_a_forward", &[("x", x)])?;
     be.shortcut_a_forward(x, y, stride)
 }
 
@@ -433,6 +529,7 @@ pub fn shortcut_a_backward<B: Backend>(
     stride: usize,
 ) -> Result<()> {
     check_shortcut_a("shortcut_a_backward", ("dx", dx), ("dy", dy), stride)?;
+    expect_activations(be, "shortcut_a_backward", &[("dy", dy)])?;
     be.shortcut_a_backward(dy, dx, stride)
 }
 
@@ -441,6 +538,7 @@ pub fn global_avg_pool_forward<B: Backend>(be: &B, x: &Tensor<B>, y: &mut Tensor
     let [n, _, _, c] = expect_rank4(OP, "x", x)?;
     expect_nonempty(OP, "x", x)?;
     expect_shape(OP, "y", y, &[n, c])?;
+    expect_activations(be, OP, &[("x", x)])?;
     be.global_avg_pool_forward(x, y)
 }
 
@@ -453,6 +551,7 @@ pub fn global_avg_pool_backward<B: Backend>(
     let [n, _, _, c] = expect_rank4(OP, "dx", dx)?;
     expect_nonempty(OP, "dx", dx)?;
     expect_shape(OP, "dy", dy, &[n, c])?;
+    expect_masters(be, OP, &[("dy", dy)])?;
     be.global_avg_pool_backward(dy, dx)
 }
 
@@ -492,6 +591,7 @@ pub fn max_pool_forward<B: Backend>(
     const OP: &str = "max_pool_forward";
     let xs = expect_rank4(OP, "x", x)?;
     expect_shape(OP, "y", y, &max_pool_output_shape(OP, &xs, geom)?)?;
+    expect_activations(be, OP, &[("x", x)])?;
     be.max_pool_forward(x, y, geom)
 }
 
@@ -506,6 +606,7 @@ pub fn max_pool_backward<B: Backend>(
     let xs = expect_rank4(OP, "x", x)?;
     expect_shape(OP, "dy", dy, &max_pool_output_shape(OP, &xs, geom)?)?;
     expect_shape(OP, "dx", dx, x.dims())?;
+    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
     be.max_pool_backward(x, dy, dx, geom)
 }
 
@@ -534,6 +635,7 @@ pub fn linear_forward<B: Backend>(
     let [n, _, fout] = check_linear(OP, x, w)?;
     expect_shape(OP, "b", b, &[fout])?;
     expect_shape(OP, "y", y, &[n, fout])?;
+    expect_masters(be, OP, &[("x", x), ("w", w), ("b", b)])?;
     be.linear_forward(x, w, b, y)
 }
 
@@ -554,6 +656,7 @@ pub fn linear_backward<B: Backend>(
     }
     expect_shape(OP, "dw", dw, w.dims())?;
     expect_shape(OP, "db", db, &[fout])?;
+    expect_masters(be, OP, &[("x", x), ("w", w), ("dy", dy)])?;
     be.linear_backward(x, w, dy, dx, dw, db)
 }
 
@@ -579,6 +682,7 @@ pub fn softmax_cross_entropy<B: Backend>(
         ));
     }
     expect_shape(OP, "dlogits", dlogits, logits.dims())?;
+    expect_masters(be, OP, &[("logits", logits)])?;
     be.softmax_cross_entropy(logits, labels, dlogits)
 }
 
@@ -598,6 +702,7 @@ pub fn sgd_update<B: Backend>(
             format!("non-finite hyper-parameter in {cfg:?}"),
         ));
     }
+    expect_masters(be, OP, &[("w", w), ("g", g), ("v", v)])?;
     be.sgd_update(w, g, v, cfg)
 }
 
@@ -626,6 +731,9 @@ pub fn sgd_update_many<B: Backend>(
             OP,
             format!("non-finite hyper-parameter in {cfg:?}"),
         ));
+    }
+    for p in params.iter() {
+        expect_masters(be, OP, &[("w", &*p.w), ("g", p.g), ("v", &*p.v)])?;
     }
     be.sgd_update_many(params, cfg)
 }

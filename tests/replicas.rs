@@ -53,6 +53,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         workers: None,
         bucket_mb: None,
         variant: Default::default(),
+        precision: None,
     }
 }
 

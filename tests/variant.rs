@@ -383,6 +383,7 @@ fn default_config() -> TrainConfig {
         replicas: 1,
         shortcut: None,
         variant: Variant::Paper,
+        precision: None,
         batch_size: recipe.batch_size,
         lr: 0.1,
         momentum: 0.9,

@@ -3,6 +3,8 @@
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 
+use super::DType;
+
 /// f32 for training, f64 for gradient checks. `'static` lets the CPU backend hand the type to the
 /// `gemm` crate, which dispatches on it.
 pub trait Element:
@@ -17,6 +19,9 @@ pub trait Element:
     + Sync
     + 'static
 {
+    /// How a buffer of this type is described at run time.
+    const DTYPE: DType;
+
     /// Converts from f64, rounding to the nearest representable value.
     fn of(v: f64) -> Self {
         <Self as num_traits::FromPrimitive>::from_f64(v).expect("f64 converts to every float type")
@@ -27,5 +32,9 @@ pub trait Element:
     }
 }
 
-impl Element for f32 {}
-impl Element for f64 {}
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+}

@@ -7,10 +7,12 @@
 
 pub mod cpu;
 mod device_counts;
+mod dtype;
 mod element;
 pub mod gpu;
 
 pub use device_counts::{DeviceCounters, DeviceCounts};
+pub use dtype::{DType, Precision};
 pub use element::Element;
 
 use crate::error::Result;
@@ -102,6 +104,17 @@ pub trait Backend: Sized + Send + Sync + 'static {
 
     /// A short human name, such as `cpu-f32`.
     fn name(&self) -> String;
+
+    /// The element type `buf` holds now (see [`DType`]): `Elem`'s on a backend that stores one type.
+    fn dtype(&self, _buf: &Self::Buffer) -> DType {
+        Self::Elem::DTYPE
+    }
+    /// The element type the ops store activations and their gradients in: `Elem`'s, or bf16 on a
+    /// GPU backend computing in mixed precision. Parameters, gradients of parameters, statistics and
+    /// the classifier's head stay in `Elem`.
+    fn activation_dtype(&self) -> DType {
+        Self::Elem::DTYPE
+    }
 
     fn alloc_zeros(&self, len: usize) -> Result<Self::Buffer>;
     fn upload(&self, src: &[Self::Elem], dst: &mut Self::Buffer) -> Result<()>;

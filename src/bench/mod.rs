@@ -26,12 +26,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, DeviceCounts, SgdConfig};
+use crate::backend::{Backend, DeviceCounts, Precision, SgdConfig};
 use crate::error::{Error, Result};
 use crate::models::{Network, Variant};
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
-use crate::train::{open_gpu, select_device, Device, DeviceChoice};
+use crate::train::{open_gpu, resolve_precision, select_device, Device, DeviceChoice};
 
 /// What to benchmark.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +42,8 @@ pub struct BenchConfig {
     pub variant: Variant,
     pub batch_size: usize,
     pub device: DeviceChoice,
+    /// `--precision`; `None`: the device's default (see `train::resolve_precision`).
+    pub precision: Option<Precision>,
     /// Timed steps; the headline is their median.
     pub iters: usize,
     /// Untimed steps first (caches, allocations, lazily built state).
@@ -69,10 +71,12 @@ impl BenchConfig {
 /// Benchmarks the training step on the device the config asks for (chosen exactly as `train` does).
 pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
-    match select_device(cfg.device, 1)? {
+    let device = select_device(cfg.device, 1)?;
+    let precision = resolve_precision(cfg.precision, device)?;
+    match device {
         Device::Cpu => run_on(|| Ok(CpuBackend::<f32>::new()), cfg),
-        Device::Emulator => run_on(|| open_gpu("emu"), cfg),
-        Device::Cuda => run_on(|| open_gpu("cuda"), cfg),
+        Device::Emulator => run_on(|| open_gpu("emu", precision), cfg),
+        Device::Cuda => run_on(|| open_gpu("cuda", precision), cfg),
     }
 }
 

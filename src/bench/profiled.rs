@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DeviceCounts, LossStats,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounts, LossStats,
     PoolGeometry, SgdConfig,
 };
 use crate::error::Result;
@@ -156,6 +156,14 @@ impl<B: Backend> Backend for Profiled<B> {
 
     fn name(&self) -> String {
         format!("profiled {}", self.inner.name())
+    }
+
+    fn dtype(&self, buf: &Self::Buffer) -> DType {
+        self.inner.dtype(buf)
+    }
+
+    fn activation_dtype(&self) -> DType {
+        self.inner.activation_dtype()
     }
 
     fn alloc_zeros(&self, len: usize) -> Result<Self::Buffer> {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Precision;
 use crate::error::{Error, Result};
 use crate::models::{ModelConfig, Variant};
 use crate::optim::ScheduleKind;
@@ -90,6 +91,11 @@ pub struct TrainConfig {
     /// which were all built as the paper's: the default.
     #[serde(default)]
     pub variant: Variant,
+    /// `--precision`; `None` takes the device's default (bf16 on GPUs, f32 on the CPU; see
+    /// `train::resolve_precision`). Not part of the network: a resume may change it. Absent in
+    /// older checkpoints.
+    #[serde(default)]
+    pub precision: Option<Precision>,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,

@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::cuda_info::{self, GpuReadiness};
 use crate::backend::gpu::{DynDriver, GpuBackend};
-use crate::backend::{Backend, SgdConfig};
+use crate::backend::{Backend, Precision, SgdConfig};
 use crate::checkpoint;
 use crate::data::batch::{DataCursor, MeanImage};
 use crate::data::{self, DataSets};
@@ -112,15 +112,30 @@ pub fn select_device(device: DeviceChoice, gpus: usize) -> Result<Device> {
     })
 }
 
-/// The GPU backend on `driver` (`emu` or `cuda`), with a failure to open it reported against the
-/// `--device` flag that asked for it.
-pub fn open_gpu(driver: &str) -> Result<GpuBackend<DynDriver>> {
-    GpuBackend::open(driver).map_err(|e| match e {
-        Error::Device { device, message } => {
-            Error::Config(format!("--device {driver}: {device}: {message}"))
-        }
-        other => other,
-    })
+/// The precision a run on `device` computes in: the one asked for (`--precision`), else bf16 on a
+/// GPU (CUDA or the emulator) and f32 on the CPU, whose backend computes in f32 only.
+pub fn resolve_precision(asked: Option<Precision>, device: Device) -> Result<Precision> {
+    match (device, asked) {
+        (Device::Cpu, Some(Precision::Bf16)) => Err(Error::Config(
+            "--precision bf16: the CPU backend computes in f32 only; bf16 (mixed precision) runs on \
+             --device cuda or emu"
+                .into(),
+        )),
+        (Device::Cpu, _) => Ok(Precision::F32),
+        (_, asked) => Ok(asked.unwrap_or(Precision::Bf16)),
+    }
+}
+
+/// The GPU backend on `driver` (`emu` or `cuda`) computing in `precision`, with a failure to open
+/// it reported against the `--device` flag that asked for it.
+pub fn open_gpu(driver: &str, precision: Precision) -> Result<GpuBackend<DynDriver>> {
+    match GpuBackend::open(driver) {
+        Ok(gpu) => Ok(gpu.with_precision(precision)),
+        Err(Error::Device { device, message }) => Err(Error::Config(format!(
+            "--device {driver}: {device}: {message}"
+        ))),
+        Err(other) => Err(other),
+    }
 }
 
 /// Runs (or, with `resume`, continues) a training run. `stop` is polled after every step: when set,
@@ -132,6 +147,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
         return train_on_gpus(cfg, resume, stop);
     }
     let device = select_device(cfg.device, cfg.gpus)?;
+    let precision = resolve_precision(cfg.precision, device)?;
     if cfg.replicas > 1 {
         let options = ReplicaOptions::from_env()?;
         let n = cfg.replicas;
@@ -146,8 +162,12 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
                 })?
             }
             Device::Emulator => {
-                eprintln!("device: emu, {n} replicas (CUDA kernels in the host emulator)");
-                train_replicas(&cfg, resume, stop, &options, |_| open_gpu("emu"))?
+                eprintln!(
+                    "device: emu, {n} replicas (CUDA kernels in the host emulator), {precision}"
+                );
+                train_replicas(&cfg, resume, stop, &options, |_| {
+                    open_gpu("emu", precision)
+                })?
             }
             Device::Cuda => {
                 return Err(Error::Config(format!(
@@ -163,14 +183,16 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
             return Trainer::new(&CpuBackend::<f32>::new(), cfg, resume, None)?.run(stop);
         }
         Device::Emulator => {
-            eprintln!("device: emu (CUDA kernels in the host emulator; slow, for checking)");
+            eprintln!(
+                "device: emu (CUDA kernels in the host emulator; slow, for checking), {precision}"
+            );
             "emu"
         }
         Device::Cuda => "cuda",
     };
-    let gpu = open_gpu(driver)?;
+    let gpu = open_gpu(driver, precision)?;
     if driver == "cuda" {
-        eprintln!("device: {}", gpu.driver().name());
+        eprintln!("device: {}, {precision}", gpu.driver().name());
     }
     let outcome = Trainer::new(&gpu, cfg, resume, None)?.run(stop);
     outcome
@@ -186,6 +208,7 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
     }
     let options = ReplicaOptions::from_env()?;
     let n = cfg.gpus;
+    let precision = resolve_precision(cfg.precision, Device::Cuda)?;
     let comms = launch::prepare(n, options.timeout)?;
     let cfg = TrainConfig { replicas: n, ..cfg };
     let run = match comms {
@@ -194,7 +217,7 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
                 "device: {n} CUDA GPUs, one replica each (gradients summed through host memory)"
             );
             train_replicas(&cfg, resume, stop, &options, |rank| {
-                GpuBackend::open(&format!("cuda:{rank}"))
+                Ok(GpuBackend::open(&format!("cuda:{rank}"))?.with_precision(precision))
             })?
         }
         GpuComms::Nccl(world) => {

@@ -61,7 +61,9 @@ fn run_gpu(
 ) -> Result<(Outcome, Vec<f32>)> {
     let rank = world.first_rank + gpu;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let be = GpuBackend::open(&format!("cuda:{}", world.first_gpu + gpu))?;
+        let precision = super::resolve_precision(cfg.precision, super::Device::Cuda)?;
+        let be =
+            GpuBackend::open(&format!("cuda:{}", world.first_gpu + gpu))?.with_precision(precision);
         let cuda = be.driver().as_cuda().ok_or_else(|| Error::Replica {
             rank,
             message: format!("{} is not a CUDA device", be.driver().name()),

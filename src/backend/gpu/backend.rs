@@ -10,6 +10,9 @@
 
 use std::sync::{Arc, Mutex};
 
+pub use super::buffer::DeviceBuffer;
+use super::buffer::Allocation;
+
 use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
@@ -20,62 +23,24 @@ use super::launch_constants::{
 };
 use super::sgd_chunks::{sgd_chunk_table, SgdParam, SGD_CHUNK_THREADS, WORDS_PER_CHUNK};
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DeviceCounters, DeviceCounts,
-    LossStats, PoolGeometry, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters, DeviceCounts,
+    LossStats, PoolGeometry, Precision, SgdConfig, SgdTensors,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 const F32: usize = std::mem::size_of::<f32>();
 /// Workspace sub-allocations start at multiples of this many bytes.
 const WORKSPACE_ALIGN: usize = 256;
 
-/// Device memory holding `len` f32 elements; freed on drop.
-pub struct DeviceBuffer<D: Driver> {
-    ptr: DevicePtr,
-    bytes: usize,
-    len: usize,
-    driver: Arc<D>,
-}
-
-impl<D: Driver> DeviceBuffer<D> {
-    /// The device address (0 for an empty buffer).
-    pub fn ptr(&self) -> DevicePtr {
-        self.ptr
-    }
-
-    /// Elements (f32).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Size in bytes.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-impl<D: Driver> Drop for DeviceBuffer<D> {
-    fn drop(&mut self) {
-        if self.bytes > 0 {
-            // SAFETY: allocated by this driver with this size; dropped once. Work using it was issued
-            // on the driver's one in-order stream, so the driver frees it after that work.
-            unsafe { self.driver.free(self.ptr, self.bytes) }
-        }
-    }
-}
-
-/// The GPU backend over driver `D` (f32 storage).
+/// The GPU backend over driver `D`, computing in `precision` (see [`Precision`]).
 pub struct GpuBackend<D: Driver> {
-    driver: Arc<D>,
+    pub(super) driver: Arc<D>,
     /// Reusable workspaces, see the module doc.
-    workspaces: Mutex<Vec<DeviceBuffer<D>>>,
-    convs: ConvKernels,
-    counters: DeviceCounters,
+    workspaces: Mutex<Vec<Allocation<D>>>,
+    pub(super) convs: ConvKernels,
+    pub(super) counters: DeviceCounters,
+    pub(super) precision: Precision,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     sgd_table: Mutex<Option<SgdTable<D>>>,
@@ -94,7 +59,7 @@ pub enum ConvKernels {
 /// `sgd_update_chunks_f32`'s table on the device, for the parameters it was built from.
 struct SgdTable<D: Driver> {
     params: Vec<SgdParam>,
-    device: DeviceBuffer<D>,
+    device: Allocation<D>,
     chunks: usize,
 }
 
@@ -148,7 +113,19 @@ impl<D: Driver> GpuBackend<D> {
             convs: ConvKernels::ImplicitGemm,
             counters: DeviceCounters::default(),
             sgd_table: Mutex::new(None),
+            precision: Precision::F32,
         }
+    }
+
+    /// The same backend computing in `precision`: with `Bf16`, activations and their gradients are
+    /// stored in bf16 and convolutions run on the tensor cores (see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The same backend launching `convs` for every convolution.
@@ -161,23 +138,22 @@ impl<D: Driver> GpuBackend<D> {
         &self.driver
     }
 
-    fn alloc_bytes(&self, bytes: usize, len: usize) -> Result<DeviceBuffer<D>> {
+    pub(super) fn alloc_bytes(&self, bytes: usize) -> Result<Allocation<D>> {
         let ptr = if bytes == 0 {
             0
         } else {
             self.counters.allocation();
             self.driver.alloc(bytes)?
         };
-        Ok(DeviceBuffer {
+        Ok(Allocation {
             ptr,
             bytes,
-            len,
             driver: self.driver.clone(),
         })
     }
 
     /// Launches `kernel`; see the module doc of `kernels/<file>.cu` for its parameters.
-    fn launch(
+    pub(super) fn launch(
         &self,
         kernel: &str,
         grid: (u32, u32, u32),
@@ -244,7 +220,7 @@ impl<D: Driver> GpuBackend<D> {
                 BN_PARTIAL_BLOCK,
                 0,
                 KernelArgs::new()
-                    .ptr(x.buf().ptr)
+                    .ptr(x.buf().ptr())
                     .int(m)
                     .int(c)
                     .ptr(partial),
@@ -259,7 +235,7 @@ impl<D: Driver> GpuBackend<D> {
                     .int(p)
                     .int(m)
                     .int(c)
-                    .ptr(save_mean.buf().ptr),
+                    .ptr(save_mean.buf().ptr()),
             )?;
             self.launch(
                 "batch_norm_partial_sqdev_f32",
@@ -267,8 +243,8 @@ impl<D: Driver> GpuBackend<D> {
                 BN_PARTIAL_BLOCK,
                 0,
                 KernelArgs::new()
-                    .ptr(x.buf().ptr)
-                    .ptr(save_mean.buf().ptr)
+                    .ptr(x.buf().ptr())
+                    .ptr(save_mean.buf().ptr())
                     .int(m)
                     .int(c)
                     .ptr(partial),
@@ -283,12 +259,12 @@ impl<D: Driver> GpuBackend<D> {
                     .int(p)
                     .int(m)
                     .int(c)
-                    .ptr(save_mean.buf().ptr)
+                    .ptr(save_mean.buf().ptr())
                     .f64(cfg.eps)
                     .f64(cfg.momentum)
-                    .ptr(save_inv_std.buf().ptr)
-                    .ptr(running_mean.buf().ptr)
-                    .ptr(running_var.buf().ptr),
+                    .ptr(save_inv_std.buf().ptr())
+                    .ptr(running_mean.buf().ptr())
+                    .ptr(running_var.buf().ptr()),
             )
         })
     }
@@ -303,25 +279,25 @@ impl<D: Driver> GpuBackend<D> {
         addend: Option<&Tensor<Self>>,
     ) -> Result<()> {
         let args = KernelArgs::new()
-            .ptr(dy.buf().ptr)
-            .ptr(w.buf().ptr)
-            .ptr(dx.buf().ptr);
+            .ptr(dy.buf().ptr())
+            .ptr(w.buf().ptr())
+            .ptr(dx.buf().ptr());
         let (kernel, args) = match addend {
             None => (shape.backward_data_kernel(), args),
-            Some(a) => (shape.backward_data_add_kernel(), args.ptr(a.buf().ptr)),
+            Some(a) => (shape.backward_data_add_kernel(), args.ptr(a.buf().ptr())),
         };
         let args = args.value(&shape.dims());
         self.launch_conv(kernel, shape.backward_data_grid(), args)
     }
 
     /// A 1-D grid-stride launch over `n` items.
-    fn launch_1d(&self, kernel: &str, n: usize, args: KernelArgs) -> Result<()> {
+    pub(super) fn launch_1d(&self, kernel: &str, n: usize, args: KernelArgs) -> Result<()> {
         let (grid, block) = grid_1d(n);
         self.launch(kernel, grid, block, 0, args)
     }
 
     /// Runs `f` with a device workspace of at least `bytes` bytes (contents unspecified).
-    fn with_workspace<R>(&self, bytes: usize, f: impl FnOnce(DevicePtr) -> Result<R>) -> Result<R> {
+    pub(super) fn with_workspace<R>(&self, bytes: usize, f: impl FnOnce(DevicePtr) -> Result<R>) -> Result<R> {
         let bytes = align_up(bytes.max(1));
         let pooled = self
             .workspaces
@@ -330,7 +306,7 @@ impl<D: Driver> GpuBackend<D> {
             .pop();
         let buf = match pooled {
             Some(b) if b.bytes >= bytes => b,
-            _ => self.alloc_bytes(bytes, bytes / F32)?,
+            _ => self.alloc_bytes(bytes)?,
         };
         let out = f(buf.ptr);
         self.workspaces
@@ -346,51 +322,27 @@ impl<D: Driver> Backend for GpuBackend<D> {
     type Buffer = DeviceBuffer<D>;
 
     fn name(&self) -> String {
-        format!("gpu-{}-f32", self.driver.name())
+        format!("gpu-{}-{}", self.driver.name(), self.precision)
+    }
+
+    fn dtype(&self, buf: &DeviceBuffer<D>) -> DType {
+        buf.dtype
+    }
+
+    fn activation_dtype(&self) -> DType {
+        self.precision.activation_dtype()
     }
 
     fn alloc_zeros(&self, len: usize) -> Result<DeviceBuffer<D>> {
-        let buf = self.alloc_bytes(len * F32, len)?;
-        if buf.bytes > 0 {
-            // SAFETY: the buffer was just allocated with this size.
-            unsafe { self.driver.memset_zero(buf.ptr, buf.bytes)? };
-        }
-        Ok(buf)
+        self.buffer_zeros(len)
     }
 
     fn upload(&self, src: &[f32], dst: &mut DeviceBuffer<D>) -> Result<()> {
-        if src.len() != dst.len {
-            return Err(Error::InvalidArgument {
-                op: "upload",
-                message: format!("{} elements into a buffer of {}", src.len(), dst.len),
-            });
-        }
-        if dst.bytes == 0 {
-            return Ok(());
-        }
-        // SAFETY: both ranges hold `len` f32 elements.
-        unsafe {
-            self.driver
-                .copy_host_to_device(src.as_ptr().cast(), dst.ptr, dst.len * F32)
-        }
+        self.buffer_upload(src, dst)
     }
 
     fn download(&self, src: &DeviceBuffer<D>, dst: &mut [f32]) -> Result<()> {
-        if dst.len() != src.len {
-            return Err(Error::InvalidArgument {
-                op: "download",
-                message: format!("a buffer of {} elements into {}", src.len, dst.len()),
-            });
-        }
-        if src.bytes == 0 {
-            return Ok(());
-        }
-        self.counters.host_sync();
-        // SAFETY: both ranges hold `len` f32 elements.
-        unsafe {
-            self.driver
-                .copy_device_to_host(src.ptr, dst.as_mut_ptr().cast(), src.len * F32)
-        }
+        self.buffer_download(src, dst)
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -403,16 +355,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
-        let bytes = src.numel() * F32;
-        if bytes == 0 || src.buf().ptr == dst.buf().ptr {
-            return Ok(());
-        }
-        // SAFETY: ops checked that both tensors hold the same number of elements; two tensors never
-        // share memory.
-        unsafe {
-            self.driver
-                .copy_device_to_device(src.buf().ptr, dst.buf().ptr, bytes)
-        }
+        self.tensor_copy(src, dst)
     }
 
     // Convolutions: the implicit-GEMM kernels of kernels/conv_{forward,backward_data,
@@ -428,9 +371,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
     ) -> Result<()> {
         let shape = conv_shape(x, w, y, geom);
         let args = KernelArgs::new()
-            .ptr(x.buf().ptr)
-            .ptr(w.buf().ptr)
-            .ptr(y.buf().ptr);
+            .ptr(x.buf().ptr())
+            .ptr(w.buf().ptr())
+            .ptr(y.buf().ptr());
         let fast = (shape.forward_kernel(), shape.forward_grid());
         self.launch_conv_pass(&shape, args, "direct_conv_forward_f32", y.numel(), fast)
     }
@@ -445,9 +388,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         let shape = conv_shape(dx, w, dy, geom);
         if self.convs == ConvKernels::Reference {
             let args = KernelArgs::new()
-                .ptr(dy.buf().ptr)
-                .ptr(w.buf().ptr)
-                .ptr(dx.buf().ptr);
+                .ptr(dy.buf().ptr())
+                .ptr(w.buf().ptr())
+                .ptr(dx.buf().ptr());
             return self.launch_1d(
                 "direct_conv_backward_data_f32",
                 dx.numel(),
@@ -486,9 +429,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         let shape = conv_shape(x, dw, dy, geom);
         if self.convs == ConvKernels::Reference {
             let args = KernelArgs::new()
-                .ptr(x.buf().ptr)
-                .ptr(dy.buf().ptr)
-                .ptr(dw.buf().ptr);
+                .ptr(x.buf().ptr())
+                .ptr(dy.buf().ptr())
+                .ptr(dw.buf().ptr());
             return self.launch_1d(
                 "direct_conv_backward_filter_f32",
                 dw.numel(),
@@ -499,15 +442,15 @@ impl<D: Driver> Backend for GpuBackend<D> {
         let splits = shape.backward_filter_splits();
         let partial = |out: DevicePtr| {
             let args = KernelArgs::new()
-                .ptr(x.buf().ptr)
-                .ptr(dy.buf().ptr)
+                .ptr(x.buf().ptr())
+                .ptr(dy.buf().ptr())
                 .ptr(out)
                 .value(&shape.dims());
             self.launch_conv(kernel, shape.backward_filter_grid(splits), args)
         };
         if splits == 1 {
             // One split writes finished sums: the weight gradient itself is the workspace.
-            return partial(dw.buf().ptr);
+            return partial(dw.buf().ptr());
         }
         let count = shape.filter_len();
         self.with_workspace(splits * count * F32, |workspace| {
@@ -517,7 +460,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 count,
                 KernelArgs::new()
                     .ptr(workspace)
-                    .ptr(dw.buf().ptr)
+                    .ptr(dw.buf().ptr())
                     .int(splits)
                     .u64(count),
             )
@@ -541,7 +484,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "batch_norm_normalize_f32",
             x.numel(),
             batch_norm_affine_args(x, save_mean, save_inv_std, gamma, beta)
-                .ptr(y.buf().ptr)
+                .ptr(y.buf().ptr())
                 .u64(x.numel())
                 .int(gamma.numel())
                 .int(usize::from(cfg.relu)),
@@ -568,8 +511,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "batch_norm_normalize_add_f32",
             x.numel(),
             batch_norm_affine_args(x, save_mean, save_inv_std, gamma, beta)
-                .ptr(residual.buf().ptr)
-                .ptr(out.buf().ptr)
+                .ptr(residual.buf().ptr())
+                .ptr(out.buf().ptr())
                 .u64(x.numel())
                 .int(gamma.numel())
                 .int(usize::from(cfg.relu)),
@@ -592,7 +535,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 "batch_norm_infer_inv_std_f32",
                 c,
                 KernelArgs::new()
-                    .ptr(running_var.buf().ptr)
+                    .ptr(running_var.buf().ptr())
                     .f64(cfg.eps)
                     .int(c)
                     .ptr(inv_std),
@@ -601,12 +544,12 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 "batch_norm_normalize_f32",
                 x.numel(),
                 KernelArgs::new()
-                    .ptr(x.buf().ptr)
-                    .ptr(running_mean.buf().ptr)
+                    .ptr(x.buf().ptr())
+                    .ptr(running_mean.buf().ptr())
                     .ptr(inv_std)
-                    .ptr(gamma.buf().ptr)
-                    .ptr(beta.buf().ptr)
-                    .ptr(y.buf().ptr)
+                    .ptr(gamma.buf().ptr())
+                    .ptr(beta.buf().ptr())
+                    .ptr(y.buf().ptr())
                     .u64(x.numel())
                     .int(c)
                     .int(usize::from(cfg.relu)),
@@ -639,10 +582,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 BN_PARTIAL_BLOCK,
                 0,
                 KernelArgs::new()
-                    .ptr(x.buf().ptr)
-                    .ptr(y.buf().ptr)
-                    .ptr(dy.buf().ptr)
-                    .ptr(saved.mean.buf().ptr)
+                    .ptr(x.buf().ptr())
+                    .ptr(y.buf().ptr())
+                    .ptr(dy.buf().ptr())
+                    .ptr(saved.mean.buf().ptr())
                     .int(m)
                     .int(c)
                     .int(relu)
@@ -658,22 +601,22 @@ impl<D: Driver> Backend for GpuBackend<D> {
                     .int(p)
                     .int(m)
                     .int(c)
-                    .ptr(gamma.buf().ptr)
-                    .ptr(saved.inv_std.buf().ptr)
-                    .ptr(dgamma.buf().ptr)
-                    .ptr(dbeta.buf().ptr)
+                    .ptr(gamma.buf().ptr())
+                    .ptr(saved.inv_std.buf().ptr())
+                    .ptr(dgamma.buf().ptr())
+                    .ptr(dbeta.buf().ptr())
                     .ptr(coef),
             )?;
             self.launch_1d(
                 "batch_norm_backward_data_f32",
                 x.numel(),
                 KernelArgs::new()
-                    .ptr(x.buf().ptr)
-                    .ptr(y.buf().ptr)
-                    .ptr(dy.buf().ptr)
-                    .ptr(saved.mean.buf().ptr)
+                    .ptr(x.buf().ptr())
+                    .ptr(y.buf().ptr())
+                    .ptr(dy.buf().ptr())
+                    .ptr(saved.mean.buf().ptr())
                     .ptr(coef)
-                    .ptr(dx.buf().ptr)
+                    .ptr(dx.buf().ptr())
                     .u64(x.numel())
                     .int(c)
                     .int(relu),
@@ -692,9 +635,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "add_forward_f32",
             y.numel(),
             KernelArgs::new()
-                .ptr(a.buf().ptr)
-                .ptr(b.buf().ptr)
-                .ptr(y.buf().ptr)
+                .ptr(a.buf().ptr())
+                .ptr(b.buf().ptr())
+                .ptr(y.buf().ptr())
                 .u64(y.numel())
                 .int(usize::from(relu)),
         )
@@ -711,9 +654,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "add_backward_f32",
             y.numel(),
             KernelArgs::new()
-                .ptr(y.buf().ptr)
-                .ptr(dy.buf().ptr)
-                .ptr(dsum.buf().ptr)
+                .ptr(y.buf().ptr())
+                .ptr(dy.buf().ptr())
+                .ptr(dsum.buf().ptr())
                 .u64(y.numel())
                 .int(usize::from(relu)),
         )
@@ -730,8 +673,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "shortcut_a_forward_f32",
             y.numel(),
             KernelArgs::new()
-                .ptr(x.buf().ptr)
-                .ptr(y.buf().ptr)
+                .ptr(x.buf().ptr())
+                .ptr(y.buf().ptr())
                 .int(n)
                 .int(h)
                 .int(w)
@@ -754,8 +697,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "shortcut_a_backward_f32",
             dx.numel(),
             KernelArgs::new()
-                .ptr(dy.buf().ptr)
-                .ptr(dx.buf().ptr)
+                .ptr(dy.buf().ptr())
+                .ptr(dx.buf().ptr())
                 .int(n)
                 .int(h)
                 .int(w)
@@ -773,8 +716,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "global_avg_pool_forward_f32",
             n * c,
             KernelArgs::new()
-                .ptr(x.buf().ptr)
-                .ptr(y.buf().ptr)
+                .ptr(x.buf().ptr())
+                .ptr(y.buf().ptr())
                 .int(n)
                 .int(h * w)
                 .int(c),
@@ -789,8 +732,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "global_avg_pool_backward_f32",
             dx.numel(),
             KernelArgs::new()
-                .ptr(dy.buf().ptr)
-                .ptr(dx.buf().ptr)
+                .ptr(dy.buf().ptr())
+                .ptr(dx.buf().ptr())
                 .int(n)
                 .int(h * w)
                 .int(c)
@@ -804,7 +747,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
-        let args = KernelArgs::new().ptr(x.buf().ptr).ptr(y.buf().ptr);
+        let args = KernelArgs::new().ptr(x.buf().ptr()).ptr(y.buf().ptr());
         let args = pool_shape_args(args, dims4(x), dims4(y), geom);
         self.launch_1d("max_pool_forward_f32", y.numel(), args)
     }
@@ -817,9 +760,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         geom: PoolGeometry,
     ) -> Result<()> {
         let args = KernelArgs::new()
-            .ptr(x.buf().ptr)
-            .ptr(dy.buf().ptr)
-            .ptr(dx.buf().ptr);
+            .ptr(x.buf().ptr())
+            .ptr(dy.buf().ptr())
+            .ptr(dx.buf().ptr());
         let args = pool_shape_args(args, dims4(x), dims4(dy), geom);
         self.launch_1d("max_pool_backward_f32", dx.numel(), args)
     }
@@ -835,10 +778,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         let fout = b.numel();
         // y[N, out] = x[N, in] w[out, in]^T + b
         self.gemm(Gemm {
-            a: x.buf().ptr,
-            b: w.buf().ptr,
-            c: y.buf().ptr,
-            bias: b.buf().ptr,
+            a: x.buf().ptr(),
+            b: w.buf().ptr(),
+            c: y.buf().ptr(),
+            bias: b.buf().ptr(),
             m: n,
             n: fout,
             k: fin,
@@ -861,9 +804,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         if let Some(dx) = dx {
             // dx[N, in] = dy[N, out] w[out, in]
             self.gemm(Gemm {
-                a: dy.buf().ptr,
-                b: w.buf().ptr,
-                c: dx.buf().ptr,
+                a: dy.buf().ptr(),
+                b: w.buf().ptr(),
+                c: dx.buf().ptr(),
                 bias: 0,
                 m: n,
                 n: fin,
@@ -874,9 +817,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         }
         // dw[out, in] = dy[N, out]^T x[N, in]
         self.gemm(Gemm {
-            a: dy.buf().ptr,
-            b: x.buf().ptr,
-            c: dw.buf().ptr,
+            a: dy.buf().ptr(),
+            b: x.buf().ptr(),
+            c: dw.buf().ptr(),
             bias: 0,
             m: fout,
             n: fin,
@@ -888,8 +831,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "column_sum_f32",
             fout,
             KernelArgs::new()
-                .ptr(dy.buf().ptr)
-                .ptr(db.buf().ptr)
+                .ptr(dy.buf().ptr())
+                .ptr(db.buf().ptr())
                 .int(n)
                 .int(fout),
         )
@@ -920,9 +863,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 "softmax_cross_entropy_per_sample_f32",
                 n,
                 KernelArgs::new()
-                    .ptr(logits.buf().ptr)
+                    .ptr(logits.buf().ptr())
                     .ptr(labels_dev)
-                    .ptr(dlogits.buf().ptr)
+                    .ptr(dlogits.buf().ptr())
                     .ptr(per_sample)
                     .int(n)
                     .int(classes),
@@ -961,9 +904,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
             "sgd_update_f32",
             w.numel(),
             KernelArgs::new()
-                .ptr(w.buf().ptr)
-                .ptr(g.buf().ptr)
-                .ptr(v.buf().ptr)
+                .ptr(w.buf().ptr())
+                .ptr(g.buf().ptr())
+                .ptr(v.buf().ptr())
                 .u64(w.numel())
                 .f32(cfg.lr as f32)
                 .f32(cfg.momentum as f32)
@@ -975,9 +918,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         let specs: Vec<SgdParam> = params
             .iter()
             .map(|p| SgdParam {
-                w: p.w.buf().ptr,
-                g: p.g.buf().ptr,
-                v: p.v.buf().ptr,
+                w: p.w.buf().ptr(),
+                g: p.g.buf().ptr(),
+                v: p.v.buf().ptr(),
                 len: p.w.numel(),
             })
             .collect();
@@ -985,7 +928,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         if cached.as_ref().is_none_or(|t| t.params != specs) {
             let table = sgd_chunk_table(&specs);
             let bytes = std::mem::size_of_val(&table[..]);
-            let device = self.alloc_bytes(bytes, bytes / F32)?;
+            let device = self.alloc_bytes(bytes)?;
             // SAFETY: `device` was just allocated with `bytes` bytes; `table` holds as many.
             unsafe {
                 self.driver
@@ -1084,11 +1027,11 @@ fn batch_norm_affine_args<D: Driver>(
     beta: &Tensor<GpuBackend<D>>,
 ) -> KernelArgs {
     KernelArgs::new()
-        .ptr(x.buf().ptr)
-        .ptr(mean.buf().ptr)
-        .ptr(inv_std.buf().ptr)
-        .ptr(gamma.buf().ptr)
-        .ptr(beta.buf().ptr)
+        .ptr(x.buf().ptr())
+        .ptr(mean.buf().ptr())
+        .ptr(inv_std.buf().ptr())
+        .ptr(gamma.buf().ptr())
+        .ptr(beta.buf().ptr())
 }
 
 fn direct_conv_args(args: KernelArgs, shape: &ConvShape) -> KernelArgs {

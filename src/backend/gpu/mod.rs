@@ -1,4 +1,5 @@
 pub mod backend;
+mod buffer;
 pub mod conv_plan;
 pub mod cuda_driver;
 pub mod cuda_info;
@@ -7,6 +8,7 @@ pub mod embedded;
 pub mod emu;
 pub mod launch;
 pub mod launch_constants;
+mod memory;
 pub mod sgd_chunks;
 pub mod side_stream;
 
