@@ -311,6 +311,8 @@ fn eval_runs_on_the_device_asked_for() {
         cli()
             .args(["eval", "--checkpoint", latest(&run).to_str().unwrap()])
             .args(["--batch-size", "32", "--json", "--device", device])
+            // f32 on both, so that only summation order separates them.
+            .args(["--precision", "f32"])
             .output()
             .unwrap()
     };
@@ -424,8 +426,9 @@ fn ctrl_c_finishes_the_step_saves_and_exits_130() {
     );
 }
 
-/// `--device emu` trains through the CUDA kernels in the host emulator; its losses follow the CPU
-/// backend's (f32 kernels against the f32 reference: 1e-4 relative after three SGD steps).
+/// `--device emu --precision f32` trains through the CUDA kernels in the host emulator; its losses
+/// follow the CPU backend's (f32 kernels against the f32 reference: 1e-4 relative after three SGD
+/// steps).
 #[test]
 fn the_emulator_device_trains_like_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
@@ -440,6 +443,8 @@ fn the_emulator_device_trains_like_the_cpu() {
             "8",
             "--iters",
             "3",
+            "--precision",
+            "f32",
         ];
         let o = train(&run, &extra);
         assert!(o.status.success(), "{}", stderr(&o));

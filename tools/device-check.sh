@@ -45,43 +45,50 @@ sanitize() { # sanitize TOOL SUITE SECONDS
 
 step nvidia-smi 15 nvidia-smi
 step info 30 "$RC" info
-step auto-device 30 "$RC" train --iters 1 --data synthetic:256:128 --out "$RAW/auto-run"
-# A binary built without nvcc on this GPU machine: --device auto must say why it uses the CPU.
-if [ -x device/resnet-cuda-nokernels ]; then
-    step auto-device-nokernels 60 device/resnet-cuda-nokernels train --iters 1 \
-        --data synthetic:256:128 --out "$RAW/auto-run-nokernels"
-fi
-step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
+# Correctness first: every GPU test suite on the CUDA driver, the bf16 ones (tensor-core
+# convolutions, bf16 memory-bound kernels, whole mixed-precision steps) included.
 step test-kernels 150 env RESNET_TEST_DRIVER=cuda device/kernels
 step test-conv-kernels 150 env RESNET_TEST_DRIVER=cuda device/conv_kernels
 step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
+step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda device/conv_tc
+step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
+step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision
 step test-nccl-device 60 device/nccl_device --ignored
-
-# The README's main job with its defaults, then its checkpoint on the CPU and on the GPU.
+step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
+# Speed, ours and PyTorch's in the same call: bf16 (the default on GPUs) and f32.
+step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
+step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
+step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda \
+    --precision f32 --json
+step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
+    --precision f32 --json
+step pytorch-step 150 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-30}" \
+    --json "$RAW/pytorch-step.json"
+# The README's main job (bf16 by default on a GPU), and its checkpoint evaluated on the CPU.
 step train-default 300 "$RC" train --device cuda --out "$RAW/run-default"
 step eval-default-cuda 60 "$RC" eval --device cuda --checkpoint "$RAW/run-default/latest" --json
 step eval-default-cpu 120 "$RC" eval --device cpu --checkpoint "$RAW/run-default/latest" --json
-
-step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
-step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
-step pytorch-step 150 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-30}" \
-    --json "$RAW/pytorch-step.json"
-
-step make-datasets 60 python3 tools/make_tiny_datasets.py "$RAW/data"
-step train-cifar-format 90 "$RC" train --device cuda --data "cifar10:$RAW/data/cifar10" --iters 40 \
-    --eval-every 20 --out "$RAW/run-cifar"
-step train-imagenet-folder 120 "$RC" train --device cuda --model resnet18 --batch-size 32 \
-    --data "imagenet:$RAW/data/imagenet" --iters 6 --eval-every 6 --out "$RAW/run-imagenet"
-
-step bench-resnet50-b128 60 "$RC" bench --model resnet50 --batch-size 128 --device cuda --json
-step bench-resnet50-b64 60 "$RC" bench --model resnet50 --batch-size 64 --device cuda --json
-
-for suite in kernels conv_kernels tensor_core; do
+for suite in conv_tc bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
     sanitize memcheck "$suite" 120
 done
-for suite in kernels conv_kernels tensor_core; do
+for suite in conv_tc bf16_kernels kernels conv_kernels tensor_core; do
     sanitize racecheck "$suite" 120
 done
+# Checks already passed on an H200 (docs/h200/2026-12-04-call2); FULL=1 runs them again: other data formats, and `--device auto` without kernels.
+if [ "${FULL:-0}" = 1 ]; then
+    step auto-device 30 "$RC" train --iters 1 --data synthetic:256:128 --out "$RAW/auto-run"
+    if [ -x device/resnet-cuda-nokernels ]; then
+        step auto-device-nokernels 60 device/resnet-cuda-nokernels train --iters 1 \
+            --data synthetic:256:128 --out "$RAW/auto-run-nokernels"
+    fi
+    step make-datasets 60 python3 tools/make_tiny_datasets.py "$RAW/data"
+    step train-cifar-format 90 "$RC" train --device cuda --data "cifar10:$RAW/data/cifar10" \
+        --iters 40 --eval-every 20 --out "$RAW/run-cifar"
+    step train-imagenet-folder 120 "$RC" train --device cuda --model resnet18 --batch-size 32 \
+        --data "imagenet:$RAW/data/imagenet" --iters 6 --eval-every 6 --out "$RAW/run-imagenet"
+    step bench-resnet50-b128 60 "$RC" bench --model resnet50 --batch-size 128 --device cuda --json
+    step bench-resnet50-b64 60 "$RC" bench --model resnet50 --batch-size 64 --device cuda --json
+fi
 
 # BENCH_FILTER (criterion's filter, a regex) picks a part of the suite: all of it takes over 1 s a
 # benchmark on the H200, more than one call has. Default: every op on the shapes of resnet50 at batch

@@ -32,11 +32,13 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
-                ours[(m[1], int(m[2]))] = j
+                # Runs before --precision existed were f32.
+                precision = j.get("precision", m[3] or "f32")
+                ours[(m[1], int(m[2]), precision)] = j
     theirs = {}
     path = os.path.join(raw, "pytorch-step.json")
     if os.path.exists(path):
@@ -53,13 +55,13 @@ def fmt_ratio(ours_ms, theirs_ms):
 
 def step_table(ours, theirs):
     out = [
-        "| model | batch | ours f32 ms/step | ours images/s | PyTorch fp32 ms | ratio | PyTorch TF32 ms "
+        "| model | batch | ours | ours ms/step | ours images/s | PyTorch fp32 ms | ratio | PyTorch TF32 ms "
         "| ratio | PyTorch bf16 ms | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (model, batch), j in sorted(ours.items(), key=lambda kv: (kv[0][0] != "resnet20", kv[0])):
+    for (model, batch, precision), j in sorted(ours.items(), key=lambda kv: (kv[0][0] != "resnet20", kv[0])):
         ms = j["ms_per_step"]
-        cells = [model, str(batch), f"{ms:.2f}", f"{j['images_per_sec']:.0f}"]
+        cells = [model, str(batch), precision, f"{ms:.2f}", f"{j['images_per_sec']:.0f}"]
         for precision in ("fp32", "tf32", "bf16"):
             cells += fmt_ratio(ms, theirs.get((model, batch, precision)))
         out.append("| " + " | ".join(cells) + " |")
@@ -68,13 +70,13 @@ def step_table(ours, theirs):
 
 def layer_table(ours):
     out = [
-        "| model | batch | step ms | conv ms | batch norm ms | elementwise ms | other ms |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | precision | step ms | conv ms | batch norm ms | elementwise ms | other ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for (model, batch), j in sorted(ours.items()):
+    for (model, batch, precision), j in sorted(ours.items()):
         t = j["per_layer_type_ms"]
         out.append(
-            f"| {model} | {batch} | {j['ms_per_step']:.2f} | {t['conv_ms']:.2f} | {t['bn_ms']:.2f} "
+            f"| {model} | {batch} | {precision} | {j['ms_per_step']:.2f} | {t['conv_ms']:.2f} | {t['bn_ms']:.2f} "
             f"| {t['elementwise_ms']:.2f} | {t['other_ms']:.2f} |"
         )
     return "\n".join(out)

@@ -74,9 +74,9 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     let device = select_device(cfg.device, 1)?;
     let precision = resolve_precision(cfg.precision, device)?;
     match device {
-        Device::Cpu => run_on(|| Ok(CpuBackend::<f32>::new()), cfg),
-        Device::Emulator => run_on(|| open_gpu("emu", precision), cfg),
-        Device::Cuda => run_on(|| open_gpu("cuda", precision), cfg),
+        Device::Cpu => run_on(|| Ok(CpuBackend::<f32>::new()), cfg, precision),
+        Device::Emulator => run_on(|| open_gpu("emu", precision), cfg, precision),
+        Device::Cuda => run_on(|| open_gpu("cuda", precision), cfg, precision),
     }
 }
 
@@ -132,6 +132,7 @@ impl<B: Backend<Elem = f32>> StepRunner<B> {
 fn run_on<B: Backend<Elem = f32>>(
     make: impl Fn() -> Result<B>,
     cfg: &BenchConfig,
+    precision: Precision,
 ) -> Result<BenchReport> {
     let (device, step_ms, cpu_ms, counts) = {
         let be = make()?;
@@ -171,6 +172,7 @@ fn run_on<B: Backend<Elem = f32>>(
     }
     let per_step = profiled.times().divided_by(cfg.profile_iters as f64);
     Ok(BenchReport::new(
-        cfg, device, step_ms, cpu_ms, counts, per_step,
+        cfg,
+        precision, device, step_ms, cpu_ms, counts, per_step,
     ))
 }

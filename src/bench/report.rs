@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::profiled::{FamilyTimes, OpFamily};
 use super::BenchConfig;
-use crate::backend::DeviceCounts;
+use crate::backend::{DeviceCounts, Precision};
 use crate::models::Variant;
 
 /// Figures of one `resnet-cuda bench` run. Times in milliseconds.
@@ -17,6 +17,8 @@ pub struct BenchReport {
     pub variant: String,
     /// The backend's own name, such as `cpu-f32`.
     pub device: String,
+    /// `bf16` (mixed precision) or `f32` (see `--precision`).
+    pub precision: String,
     pub threads: usize,
     pub batch_size: usize,
     pub warmup: usize,
@@ -71,6 +73,7 @@ fn median(values: &[f64]) -> f64 {
 impl BenchReport {
     pub(super) fn new(
         cfg: &BenchConfig,
+        precision: Precision,
         device: String,
         step_ms: Vec<f64>,
         cpu_ms_per_step: Option<f64>,
@@ -85,6 +88,7 @@ impl BenchReport {
             model: cfg.model.clone(),
             variant: cfg.variant.name().to_string(),
             device,
+            precision: precision.name().to_string(),
             threads,
             batch_size: cfg.batch_size,
             warmup: cfg.warmup,

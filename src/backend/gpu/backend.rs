@@ -21,7 +21,9 @@ use super::launch_constants::{
     BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES, GEMM_TILE,
     LOSS_REDUCE_THREADS,
 };
-use super::sgd_chunks::{sgd_chunk_table, SgdParam, SGD_CHUNK_THREADS, WORDS_PER_CHUNK};
+use super::sgd_chunks::{
+    sgd_chunk_table_with_copies, SgdParam, SgdParamWithCopy, SGD_CHUNK_THREADS, WORDS_PER_CHUNK,
+};
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters, DeviceCounts,
     LossStats, PoolGeometry, Precision, SgdConfig, SgdTensors,
@@ -58,7 +60,7 @@ pub enum ConvKernels {
 
 /// `sgd_update_chunks_f32`'s table on the device, for the parameters it was built from.
 struct SgdTable<D: Driver> {
-    params: Vec<SgdParam>,
+    params: Vec<SgdParamWithCopy>,
     device: Allocation<D>,
     chunks: usize,
 }
@@ -370,6 +372,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         geom: Conv2dGeometry,
     ) -> Result<()> {
         let shape = conv_shape(x, w, y, geom);
+        if self.precision == Precision::Bf16 {
+            return self.conv2d_forward_bf16(&shape, x, w, y);
+        }
         let args = KernelArgs::new()
             .ptr(x.buf().ptr())
             .ptr(w.buf().ptr())
@@ -386,6 +391,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         geom: Conv2dGeometry,
     ) -> Result<()> {
         let shape = conv_shape(dx, w, dy, geom);
+        if self.precision == Precision::Bf16 {
+            return self.conv2d_backward_data_bf16(&shape, dy, w, None, dx);
+        }
         if self.convs == ConvKernels::Reference {
             let args = KernelArgs::new()
                 .ptr(dy.buf().ptr())
@@ -411,11 +419,14 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
+        let shape = conv_shape(dx, w, dy, geom);
+        if self.precision == Precision::Bf16 {
+            return self.conv2d_backward_data_bf16(&shape, dy, w, Some(addend), dx);
+        }
         if self.convs == ConvKernels::Reference {
             self.conv2d_backward_data(dy, w, scratch, geom)?;
             return self.add_forward(scratch, addend, dx, false);
         }
-        let shape = conv_shape(dx, w, dy, geom);
         self.launch_backward_data(&shape, dy, w, dx, Some(addend))
     }
 
@@ -427,6 +438,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         geom: Conv2dGeometry,
     ) -> Result<()> {
         let shape = conv_shape(x, dw, dy, geom);
+        if self.precision == Precision::Bf16 {
+            return self.conv2d_backward_filter_bf16(&shape, x, dy, dw);
+        }
         if self.convs == ConvKernels::Reference {
             let args = KernelArgs::new()
                 .ptr(x.buf().ptr())
@@ -479,6 +493,20 @@ impl<D: Driver> Backend for GpuBackend<D> {
         running_var: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.batch_norm_train_bf16(
+                x,
+                gamma,
+                beta,
+                None,
+                y,
+                save_mean,
+                save_inv_std,
+                running_mean,
+                running_var,
+                cfg,
+            );
+        }
         self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
         self.launch_1d(
             "batch_norm_normalize_f32",
@@ -506,6 +534,20 @@ impl<D: Driver> Backend for GpuBackend<D> {
         running_var: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.batch_norm_train_bf16(
+                x,
+                gamma,
+                beta,
+                Some(residual),
+                out,
+                save_mean,
+                save_inv_std,
+                running_mean,
+                running_var,
+                cfg,
+            );
+        }
         self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
         self.launch_1d(
             "batch_norm_normalize_add_f32",
@@ -529,6 +571,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self
+                .batch_norm_infer_bf16(x, gamma, beta, running_mean, running_var, y, cfg);
+        }
         let c = gamma.numel();
         self.with_workspace(c * F32, |inv_std| {
             self.launch_1d(
@@ -569,6 +615,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dbeta: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.batch_norm_backward_bf16(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu);
+        }
         let c = gamma.numel();
         let m = x.numel() / c;
         let p = batch_norm_partitions(m);
@@ -631,6 +680,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.elementwise_bf16("add_forward_bf16", a, b, y, relu);
+        }
         self.launch_1d(
             "add_forward_f32",
             y.numel(),
@@ -650,6 +702,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dsum: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.elementwise_bf16("add_backward_bf16", y, dy, dsum, relu);
+        }
         self.launch_1d(
             "add_backward_f32",
             y.numel(),
@@ -668,6 +723,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         stride: usize,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.shortcut_a_bf16(true, x, y, stride);
+        }
         let ([n, h, w, cin], [_, p, q, cout]) = (dims4(x), dims4(y));
         self.launch_1d(
             "shortcut_a_forward_f32",
@@ -692,6 +750,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         stride: usize,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.shortcut_a_bf16(false, dy, dx, stride);
+        }
         let ([_, p, q, cout], [n, h, w, cin]) = (dims4(dy), dims4(dx));
         self.launch_1d(
             "shortcut_a_backward_f32",
@@ -711,6 +772,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn global_avg_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.global_avg_pool_forward_bf16(x, y);
+        }
         let [n, h, w, c] = dims4(x);
         self.launch_1d(
             "global_avg_pool_forward_f32",
@@ -725,6 +789,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn global_avg_pool_backward(&self, dy: &Tensor<Self>, dx: &mut Tensor<Self>) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.global_avg_pool_backward_bf16(dy, dx);
+        }
         let [n, h, w, c] = dims4(dx);
         // Rounded to f32 exactly as the CPU reference does.
         let inv_hw = (1.0 / (h * w) as f64) as f32;
@@ -747,6 +814,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.max_pool_bf16(x, None, y, geom);
+        }
         let args = KernelArgs::new().ptr(x.buf().ptr()).ptr(y.buf().ptr());
         let args = pool_shape_args(args, dims4(x), dims4(y), geom);
         self.launch_1d("max_pool_forward_f32", y.numel(), args)
@@ -759,6 +829,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
+        if self.precision == Precision::Bf16 {
+            return self.max_pool_bf16(x, Some(dy), dx, geom);
+        }
         let args = KernelArgs::new()
             .ptr(x.buf().ptr())
             .ptr(dy.buf().ptr())
@@ -900,6 +973,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         v: &mut Tensor<Self>,
         cfg: SgdConfig,
     ) -> Result<()> {
+        w.buf_mut().f32_values_changed();
         self.launch_1d(
             "sgd_update_f32",
             w.numel(),
@@ -915,18 +989,23 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn sgd_update_many(&self, params: &mut [SgdTensors<'_, Self>], cfg: SgdConfig) -> Result<()> {
-        let specs: Vec<SgdParam> = params
+        // A weight with a bf16 copy (made by its first bf16 convolution) gets the copy written in
+        // the same pass, so the next step's convolutions read it without a cast.
+        let specs: Vec<SgdParamWithCopy> = params
             .iter()
-            .map(|p| SgdParam {
-                w: p.w.buf().ptr(),
-                g: p.g.buf().ptr(),
-                v: p.v.buf().ptr(),
-                len: p.w.numel(),
+            .map(|p| SgdParamWithCopy {
+                param: SgdParam {
+                    w: p.w.buf().ptr(),
+                    g: p.g.buf().ptr(),
+                    v: p.v.buf().ptr(),
+                    len: p.w.numel(),
+                },
+                w_copy: p.w.buf().bf16_copy.get().map_or(0, |c| c.ptr),
             })
             .collect();
         let mut cached = self.sgd_table.lock().unwrap_or_else(|e| e.into_inner());
         if cached.as_ref().is_none_or(|t| t.params != specs) {
-            let table = sgd_chunk_table(&specs);
+            let table = sgd_chunk_table_with_copies(&specs);
             let bytes = std::mem::size_of_val(&table[..]);
             let device = self.alloc_bytes(bytes)?;
             // SAFETY: `device` was just allocated with `bytes` bytes; `table` holds as many.
@@ -946,6 +1025,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         if chunks == 0 {
             return Ok(());
         }
+        for p in params.iter_mut() {
+            // The f32 values change; the copy (where there is one) changes with them, below.
+            p.w.buf_mut().f32_values_changed();
+        }
         self.launch(
             "sgd_update_chunks_f32",
             (chunks as u32, 1, 1),
@@ -957,7 +1040,13 @@ impl<D: Driver> Backend for GpuBackend<D> {
                 .f32(cfg.lr as f32)
                 .f32(cfg.momentum as f32)
                 .f32(cfg.weight_decay as f32),
-        )
+        )?;
+        for p in params.iter() {
+            if p.w.buf().bf16_copy.get().is_some() {
+                p.w.buf().set_bf16_copy_fresh();
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 use half::bf16;
 
 use super::backend::GpuBackend;
+use super::bf16_launch;
 use super::buffer::DeviceBuffer;
 use super::driver::{DevicePtr, Driver};
 use super::launch::KernelArgs;
@@ -131,11 +132,37 @@ impl<D: Driver> GpuBackend<D> {
         Ok(copy.ptr)
     }
 
-    /// `dst[i] = bf16(src[i])` for `n` f32 (kernels/cast.cu).
+    /// Converts `t`'s values to the activation type of the backend's precision (rounding f32 to bf16
+    /// to nearest even), so that `t` can stand for an activation: how a caller turns uploaded f32
+    /// values into one. Nothing to do when `t` already holds that type.
+    pub fn to_activation_dtype(&self, t: &mut Tensor<Self>) -> Result<()> {
+        let want = self.precision.activation_dtype();
+        if t.buf().dtype == want {
+            return Ok(());
+        }
+        let n = t.numel();
+        // Through a workspace: converting in place would let one thread's narrow store overwrite an
+        // element another thread has yet to read.
+        self.with_workspace(n * want.size(), |staged| {
+            self.cast_to_bf16(t.buf().ptr(), staged, n)?;
+            // SAFETY: the workspace holds `n` bf16, and the tensor's allocation has room for `n` f32.
+            unsafe {
+                self.driver
+                    .copy_device_to_device(staged, t.buf().ptr(), n * want.size())
+            }
+        })?;
+        Self::written_as(t, want);
+        Ok(())
+    }
+
+    /// `dst[i] = bf16(src[i])` for `n` f32 (kernels/elementwise_bf16.cu).
     pub(super) fn cast_to_bf16(&self, src: DevicePtr, dst: DevicePtr, n: usize) -> Result<()> {
-        self.launch_1d(
+        let l = bf16_launch::elementwise(n);
+        self.launch(
             "cast_f32_to_bf16",
-            n,
+            l.grid,
+            l.block,
+            l.shared_bytes,
             KernelArgs::new().ptr(src).ptr(dst).u64(n),
         )
     }

@@ -1,4 +1,6 @@
 pub mod backend;
+mod bf16_convolution;
+mod bf16_memory_bound;
 mod buffer;
 pub mod conv_plan;
 pub mod cuda_driver;

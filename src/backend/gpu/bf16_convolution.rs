@@ -1,0 +1,118 @@
+//! The GPU backend's convolutions in mixed precision (`Precision::Bf16`): the tensor-core
+//! implicit-GEMM kernels of kernels/conv_tc_*.cu (bf16 operands, f32 accumulation), launched as
+//! `conv_tc_plan` decides. Activations are bf16; weights are read through their bf16 copy
+//! (`bf16_view_of_weight`); the network's input image, which arrives in f32, is rounded to bf16 in a
+//! workspace first. Forward and backward-data write bf16, backward-filter writes the f32 gradient.
+
+use super::backend::GpuBackend;
+use super::conv_plan::ConvShape;
+use super::conv_tc_plan::{self as plan, TcLaunch};
+use super::driver::{DevicePtr, Driver};
+use super::launch::KernelArgs;
+use crate::backend::DType;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+type T<D> = Tensor<GpuBackend<D>>;
+
+impl<D: Driver> GpuBackend<D> {
+    fn launch_tc(&self, l: &TcLaunch, args: KernelArgs) -> Result<()> {
+        if l.needs_shared_opt_in() {
+            self.driver.set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
+        }
+        self.launch(l.kernel, l.grid, l.block, l.shared_bytes, args)
+    }
+
+    /// Runs `f` with the device address of `x`'s values in bf16: its own when it holds bf16, else
+    /// a workspace holding them rounded (the f32 input image of the first convolution).
+    fn with_bf16_activation<R>(
+        &self,
+        x: &T<D>,
+        f: impl FnOnce(DevicePtr) -> Result<R>,
+    ) -> Result<R> {
+        if x.buf().dtype() == DType::Bf16 {
+            return f(x.buf().ptr());
+        }
+        self.with_workspace(x.numel() * DType::Bf16.size(), |staged| {
+            self.cast_to_bf16(x.buf().ptr(), staged, x.numel())?;
+            f(staged)
+        })
+    }
+
+    pub(super) fn conv2d_forward_bf16(&self, shape: &ConvShape, x: &T<D>, w: &T<D>, y: &mut T<D>) -> Result<()> {
+        let w16 = self.bf16_view_of_weight(w)?;
+        let y_ptr = y.buf().ptr();
+        self.with_bf16_activation(x, |x16| {
+            let args = KernelArgs::new()
+                .ptr(x16)
+                .ptr(w16)
+                .ptr(y_ptr)
+                .value(&shape.dims());
+            self.launch_tc(&plan::forward(shape), args)
+        })?;
+        Self::written_as(y, DType::Bf16);
+        Ok(())
+    }
+
+    /// `dx = conv_transpose(dy, w)`, plus `addend` when given (rounded to bf16 once).
+    pub(super) fn conv2d_backward_data_bf16(
+        &self,
+        shape: &ConvShape,
+        dy: &T<D>,
+        w: &T<D>,
+        addend: Option<&T<D>>,
+        dx: &mut T<D>,
+    ) -> Result<()> {
+        let w16 = self.bf16_view_of_weight(w)?;
+        let args = KernelArgs::new()
+            .ptr(dy.buf().ptr())
+            .ptr(w16)
+            .ptr(dx.buf().ptr());
+        let args = match addend {
+            Some(a) => args.ptr(a.buf().ptr()),
+            None => args,
+        };
+        let launch = plan::backward_data(shape, addend.is_some());
+        self.launch_tc(&launch, args.value(&shape.dims()))?;
+        Self::written_as(dx, DType::Bf16);
+        Ok(())
+    }
+
+    /// `dw` (f32) from bf16 `x` and `dy`, its reduction split as the plan says and summed in a fixed
+    /// order.
+    pub(super) fn conv2d_backward_filter_bf16(
+        &self,
+        shape: &ConvShape,
+        x: &T<D>,
+        dy: &T<D>,
+        dw: &mut T<D>,
+    ) -> Result<()> {
+        let launch = plan::backward_filter(shape);
+        let (dy_ptr, dw_ptr) = (dy.buf().ptr(), dw.buf().ptr());
+        self.with_bf16_activation(x, |x16| {
+            let partial = |out: DevicePtr| {
+                let args = KernelArgs::new()
+                    .ptr(x16)
+                    .ptr(dy_ptr)
+                    .ptr(out)
+                    .value(&shape.dims());
+                self.launch_tc(&launch.partial, args)
+            };
+            match launch.reduce {
+                None => partial(dw_ptr),
+                Some(reduce) => self.with_workspace(launch.workspace_bytes, |workspace| {
+                    partial(workspace)?;
+                    let count = shape.filter_len();
+                    let args = KernelArgs::new()
+                        .ptr(workspace)
+                        .ptr(dw_ptr)
+                        .int(launch.splits)
+                        .u64(count);
+                    self.launch_tc(&reduce, args)
+                }),
+            }
+        })?;
+        Self::written_as(dw, DType::F32);
+        Ok(())
+    }
+}

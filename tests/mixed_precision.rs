@@ -1,0 +1,339 @@
+//! Mixed precision (`Precision::Bf16`) on the GPU backend, through the checked ops and whole
+//! training steps, against the CPU's f32 reference.
+//!
+//! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default, what
+//! CI runs) or `cuda` / `cuda:N`; selected without a usable GPU, the tests fail with the driver's
+//! reason rather than pass without having run.
+//!
+//! Inputs are rounded to bf16 before both sides see them, so the two compute on the same values and
+//! differ only by what bf16 storage and the tensor cores' summation order do. Tolerances:
+//! - one op: `max |gpu - cpu| <= 2^-7 max |cpu|`: the output is rounded to bf16 once (relative error
+//!   up to 2^-9 of each element, so at most 2^-9 of the largest), and f32 sums of up to a few
+//!   hundred products add well under 2^-9 more (random-sign rounding errors grow like sqrt(L) eps32).
+//! - a whole step: per tensor `||gpu - cpu||_2 <= 5e-2 ||cpu||_2` (see `resnet8_step_bf16_...`).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
+use resnet_cuda::backend::{
+    Backend, BatchNormConfig, Conv2dGeometry, DType, Precision, SgdConfig, SgdTensors,
+};
+use resnet_cuda::models::{ModelConfig, Network};
+use resnet_cuda::nn::ShortcutOption;
+use resnet_cuda::ops;
+use resnet_cuda::optim::Sgd;
+use resnet_cuda::tensor::Tensor;
+use resnet_cuda::Error;
+
+type Cpu = CpuBackend<f32>;
+type Gpu = GpuBackend<DynDriver>;
+
+/// The bf16 GPU backend on the driver `RESNET_TEST_DRIVER` names (default `emu`).
+fn gpu_bf16() -> Gpu {
+    let name = std::env::var("RESNET_TEST_DRIVER").unwrap_or_else(|_| "emu".into());
+    GpuBackend::open(&name)
+        .unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"))
+        .with_precision(Precision::Bf16)
+}
+
+/// Values uniform in [lo, hi), rounded to bf16 (exactly representable in both precisions).
+fn bf16_values(rng: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| half::bf16::from_f32(rng.random_range(lo..hi)).to_f32())
+        .collect()
+}
+
+/// An activation of the bf16 backend holding `data`.
+fn activation(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Tensor<Gpu> {
+    let mut t = Tensor::from_slice(gpu, shape, data).unwrap();
+    gpu.to_activation_dtype(&mut t).unwrap();
+    assert_eq!(gpu.dtype(t.buf()), DType::Bf16);
+    t
+}
+
+/// A GPU tensor poisoned with NaN, so an element the op does not write fails the comparison.
+fn poisoned(gpu: &Gpu, shape: &[usize]) -> Tensor<Gpu> {
+    let n = shape.iter().product();
+    Tensor::from_slice(gpu, shape, &vec![f32::NAN; n]).unwrap()
+}
+
+/// max |a - b| <= rel * max |b|, and no NaN.
+fn assert_max_rel(what: &str, a: &[f32], b: &[f32], rel: f32) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let mut err = 0.0f32;
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(x.is_finite(), "{what}: element {i} is {x}");
+        err = err.max((x - y).abs());
+    }
+    assert!(
+        err <= rel * scale,
+        "{what}: max |gpu - cpu| {err} > {rel} * max |cpu| {scale}"
+    );
+}
+
+/// ||a - b||_2 <= rel * ||b||_2 (with a floor for all-zero references), and no NaN.
+fn assert_norm_rel(what: &str, a: &[f32], b: &[f32], rel: f64) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        assert!(x.is_finite(), "{what}: element {i} is {x}");
+        diff += (f64::from(x) - f64::from(y)).powi(2);
+        norm += f64::from(y).powi(2);
+    }
+    let (diff, norm) = (diff.sqrt(), norm.sqrt());
+    assert!(
+        diff <= rel * norm.max(1e-6),
+        "{what}: ||gpu - cpu|| {diff:.3e} > {rel} * ||cpu|| {norm:.3e}"
+    );
+}
+
+const BN: BatchNormConfig = BatchNormConfig {
+    eps: 1e-5,
+    momentum: 0.1,
+    relu: true,
+};
+
+/// A convolution on the f32 input image, then BN + ReLU, then BN + residual add + ReLU: the ops of
+/// a residual block's forward, each checked against the CPU and for the element type it writes.
+#[test]
+fn block_forward_ops_match_cpu_and_write_bf16() {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (n, side, c, k) = (2, 9, 3, 16);
+    let geom = Conv2dGeometry::new(1, 1);
+    let image = bf16_values(&mut rng, n * side * side * c, -1.0, 1.0);
+    let w = bf16_values(&mut rng, k * 9 * c, -0.5, 0.5);
+
+    // The image stays f32: the first convolution takes it as it is.
+    let x_c = Tensor::from_slice(&cpu, [n, side, side, c], &image).unwrap();
+    let x_g = Tensor::from_slice(&gpu, [n, side, side, c], &image).unwrap();
+    let w_c = Tensor::from_slice(&cpu, [k, 3, 3, c], &w).unwrap();
+    let w_g = Tensor::from_slice(&gpu, [k, 3, 3, c], &w).unwrap();
+    let mut y_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
+    let mut y_g = poisoned(&gpu, &[n, side, side, k]);
+    ops::conv2d_forward(&cpu, &x_c, &w_c, &mut y_c, geom).unwrap();
+    ops::conv2d_forward(&gpu, &x_g, &w_g, &mut y_g, geom).unwrap();
+    assert_eq!(gpu.dtype(y_g.buf()), DType::Bf16);
+    let y = y_g.to_vec(&gpu).unwrap();
+    assert_max_rel("conv forward", &y, &y_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+
+    // Continue both sides from the same (bf16) convolution output.
+    let y_c = Tensor::from_slice(&cpu, [n, side, side, k], &y).unwrap();
+    let gamma = bf16_values(&mut rng, k, 0.5, 1.5);
+    let beta = bf16_values(&mut rng, k, -0.5, 0.5);
+    let per_channel = |be_cpu: bool| -> Vec<Vec<f32>> {
+        let _ = be_cpu;
+        vec![gamma.clone(), beta.clone(), vec![0.0; k], vec![1.0; k]]
+    };
+    let [g_c, b_c, rm_c, rv_c] = per_channel(true)
+        .into_iter()
+        .map(|v| Tensor::from_slice(&cpu, [k], &v).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .ok()
+        .unwrap();
+    let [g_g, b_g, rm_g, rv_g] = per_channel(false)
+        .into_iter()
+        .map(|v| Tensor::from_slice(&gpu, [k], &v).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .ok()
+        .unwrap();
+    let (mut rm_c, mut rv_c, mut rm_g, mut rv_g) = (rm_c, rv_c, rm_g, rv_g);
+    let mut z_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
+    let mut z_g = poisoned(&gpu, &[n, side, side, k]);
+    let (mut mean_c, mut istd_c) = (Tensor::zeros(&cpu, [k]).unwrap(), Tensor::zeros(&cpu, [k]).unwrap());
+    let (mut mean_g, mut istd_g) = (Tensor::zeros(&gpu, [k]).unwrap(), Tensor::zeros(&gpu, [k]).unwrap());
+    ops::batch_norm_forward_train(
+        &cpu, &y_c, &g_c, &b_c, &mut z_c, &mut mean_c, &mut istd_c, &mut rm_c, &mut rv_c, BN,
+    )
+    .unwrap();
+    ops::batch_norm_forward_train(
+        &gpu, &y_g, &g_g, &b_g, &mut z_g, &mut mean_g, &mut istd_g, &mut rm_g, &mut rv_g, BN,
+    )
+    .unwrap();
+    assert_eq!(gpu.dtype(z_g.buf()), DType::Bf16);
+    assert_eq!(gpu.dtype(mean_g.buf()), DType::F32, "statistics stay f32");
+    // The statistics are f32 sums over M = 162 rows of the same values: f32 agreement.
+    let stats_rel = 1e-5;
+    assert_max_rel("BN mean", &mean_g.to_vec(&gpu).unwrap(), &mean_c.to_vec(&cpu).unwrap(), stats_rel);
+    assert_max_rel("BN inv_std", &istd_g.to_vec(&gpu).unwrap(), &istd_c.to_vec(&cpu).unwrap(), stats_rel);
+    assert_max_rel("BN running var", &rv_g.to_vec(&gpu).unwrap(), &rv_c.to_vec(&cpu).unwrap(), stats_rel);
+    assert_max_rel("BN + ReLU", &z_g.to_vec(&gpu).unwrap(), &z_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+
+    // BN + residual + ReLU, the residual being the BN output above.
+    let z = z_g.to_vec(&gpu).unwrap();
+    let z_c = Tensor::from_slice(&cpu, [n, side, side, k], &z).unwrap();
+    let mut out_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
+    let mut out_g = poisoned(&gpu, &[n, side, side, k]);
+    let mut scratch_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
+    let mut scratch_g = Tensor::zeros(&gpu, [n, side, side, k]).unwrap();
+    ops::batch_norm_add_forward_train(
+        &cpu, &y_c, &g_c, &b_c, &z_c, &mut scratch_c, &mut out_c, &mut mean_c, &mut istd_c,
+        &mut rm_c, &mut rv_c, BN,
+    )
+    .unwrap();
+    ops::batch_norm_add_forward_train(
+        &gpu, &y_g, &g_g, &b_g, &z_g, &mut scratch_g, &mut out_g, &mut mean_g, &mut istd_g,
+        &mut rm_g, &mut rv_g, BN,
+    )
+    .unwrap();
+    assert_eq!(gpu.dtype(out_g.buf()), DType::Bf16);
+    assert_max_rel("BN + add + ReLU", &out_g.to_vec(&gpu).unwrap(), &out_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+}
+
+/// An op given a tensor of the wrong element type says which tensor and which types.
+#[test]
+fn an_f32_tensor_where_a_bf16_activation_belongs_is_named() {
+    let gpu = gpu_bf16();
+    let shape = [1, 2, 2, 8];
+    let data = vec![0.5f32; 32];
+    let y = activation(&gpu, &shape, &data);
+    let dy_f32 = Tensor::from_slice(&gpu, shape, &data).unwrap();
+    let mut dsum = Tensor::zeros(&gpu, shape).unwrap();
+    let err = ops::add_backward(&gpu, &y, &dy_f32, &mut dsum, true).unwrap_err();
+    assert!(
+        matches!(err, Error::ElementType { op: "add_backward", tensor: "dy", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "add_backward: tensor `dy` holds f32, expected bf16"
+    );
+
+    // And a bf16 tensor where an f32 master weight belongs.
+    let x = activation(&gpu, &shape, &data);
+    let w_bf16 = activation(&gpu, &[8, 1, 1, 8], &vec![0.25; 64]);
+    let mut out = Tensor::zeros(&gpu, shape).unwrap();
+    let err = ops::conv2d_forward(&gpu, &x, &w_bf16, &mut out, Conv2dGeometry::new(1, 0))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "conv2d_forward: tensor `w` holds bf16, expected f32");
+}
+
+/// A bf16 download widens exactly, and a copy keeps the element type.
+#[test]
+fn bf16_tensors_download_exactly_and_copy_their_type() {
+    let gpu = gpu_bf16();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let data = bf16_values(&mut rng, 37, -100.0, 100.0);
+    let t = activation(&gpu, &[37], &data);
+    assert_eq!(t.to_vec(&gpu).unwrap(), data);
+    let mut dst = Tensor::zeros(&gpu, [37]).unwrap();
+    ops::copy(&gpu, &t, &mut dst).unwrap();
+    assert_eq!(gpu.dtype(dst.buf()), DType::Bf16);
+    assert_eq!(dst.to_vec(&gpu).unwrap(), data);
+    // Rounding happens once, to nearest even: 1 + 2^-8 is a tie between 1 and 1 + 2^-7.
+    let tie = activation(&gpu, &[2], &[1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8)]);
+    assert_eq!(tie.to_vec(&gpu).unwrap(), vec![1.0, 1.0 + 2f32.powi(-6)]);
+}
+
+/// Convolutions read a weight through its bf16 copy; the copy follows every change of the f32
+/// master: an upload (a checkpoint load) and an SGD step (which writes the copy itself).
+#[test]
+fn the_weights_bf16_copy_follows_uploads_and_sgd_steps() {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (n, side, c, k) = (1, 4, 8, 8);
+    let geom = Conv2dGeometry::new(1, 0);
+    let xs = bf16_values(&mut rng, n * side * side * c, -1.0, 1.0);
+    let x_c = Tensor::from_slice(&cpu, [n, side, side, c], &xs).unwrap();
+    let x_g = activation(&gpu, &[n, side, side, c], &xs);
+    let forward_matches = |w: &[f32], w_g: &Tensor<Gpu>, what: &str| {
+        let w_c = Tensor::from_slice(&cpu, [k, 1, 1, c], w).unwrap();
+        let mut y_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
+        let mut y_g = poisoned(&gpu, &[n, side, side, k]);
+        ops::conv2d_forward(&cpu, &x_c, &w_c, &mut y_c, geom).unwrap();
+        ops::conv2d_forward(&gpu, &x_g, w_g, &mut y_g, geom).unwrap();
+        assert_max_rel(what, &y_g.to_vec(&gpu).unwrap(), &y_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+    };
+    let w1 = bf16_values(&mut rng, k * c, -1.0, 1.0);
+    let mut w_g = Tensor::from_slice(&gpu, [k, 1, 1, c], &w1).unwrap();
+    forward_matches(&w1, &w_g, "first use");
+    let w2 = bf16_values(&mut rng, k * c, -1.0, 1.0);
+    w_g.copy_from_slice(&gpu, &w2).unwrap();
+    forward_matches(&w2, &w_g, "after an upload");
+
+    // One SGD step on the GPU; the f32 result (downloaded) is what the copy must now round.
+    let g = bf16_values(&mut rng, k * c, -1.0, 1.0);
+    let g_g = Tensor::from_slice(&gpu, [k, 1, 1, c], &g).unwrap();
+    let mut v_g = Tensor::zeros(&gpu, [k, 1, 1, c]).unwrap();
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    let mut params = [SgdTensors {
+        w: &mut w_g,
+        g: &g_g,
+        v: &mut v_g,
+    }];
+    ops::sgd_update_many(&gpu, &mut params, cfg).unwrap();
+    let w3 = w_g.to_vec(&gpu).unwrap();
+    assert_ne!(w3, w2);
+    let w3_rounded: Vec<f32> = w3.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+    forward_matches(&w3_rounded, &w_g, "after an SGD step");
+}
+
+/// The parameters of `net`: name, value and gradient, in f32.
+fn params_of<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Vec<(String, Vec<f32>, Vec<f32>)> {
+    let mut out = Vec::new();
+    net.visit_params(&mut |p| {
+        out.push((p.name.clone(), p.value.to_vec(be).unwrap(), p.grad.to_vec(be).unwrap()))
+    });
+    out
+}
+
+/// One training step of resnet8 in bf16 on the GPU backend against the CPU's f32 step from the same
+/// weights and batch.
+///
+/// Tolerance: per tensor, `||gpu - cpu|| <= 5e-2 ||cpu||` for the gradients, and the loss within
+/// 2e-2 relative. Every activation and activation gradient is rounded to bf16 (2^-9 relative each),
+/// through about 20 ops forward and as many backward; the errors are independent from op to op, so
+/// they grow like the square root of the depth, to a few 1e-3 per element, and batch norm's
+/// backward, which subtracts two nearly equal means, amplifies them by up to ~10 on a few channels.
+/// The updated weights move by `lr` times the gradient, so they agree far more closely (their f32
+/// masters are updated exactly as on the CPU).
+fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64) {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+    let config = ModelConfig::from_name("resnet8", 10).unwrap().with_shortcut(shortcut);
+    let (n, side) = (4, 12);
+    let mut net_c = Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut net_g = Network::new(&gpu, config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let pixels = bf16_values(&mut rng, n * side * side * 3, -1.0, 1.0);
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    let x_c = Tensor::from_slice(&cpu, [n, side, side, 3], &pixels).unwrap();
+    let x_g = Tensor::from_slice(&gpu, [n, side, side, 3], &pixels).unwrap();
+
+    let stats_c = net_c.forward_backward(&cpu, &x_c, &labels).unwrap();
+    let stats_g = net_g.forward_backward(&gpu, &x_g, &labels).unwrap();
+    let loss_rel = ((stats_g.loss - stats_c.loss) / stats_c.loss).abs();
+    assert!(loss_rel <= 2e-2, "loss bf16 {} f32 {} ({loss_rel})", stats_g.loss, stats_c.loss);
+
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    Sgd::new(cfg).step(&cpu, &mut net_c).unwrap();
+    Sgd::new(cfg).step(&gpu, &mut net_g).unwrap();
+    let (after_c, after_g) = (params_of(&cpu, &mut net_c), params_of(&gpu, &mut net_g));
+    assert_eq!(after_c.len(), after_g.len());
+    for ((name, vg, gg), (_, vc, gc)) in after_g.iter().zip(&after_c) {
+        assert_norm_rel(&format!("{name} gradient"), gg, gc, 5e-2);
+        assert_norm_rel(&format!("{name} updated"), vg, vc, 5e-3);
+    }
+}
+
+#[test]
+fn resnet8_option_a_step_in_bf16_matches_cpu_f32() {
+    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::A, 41);
+}
+
+#[test]
+fn resnet8_option_b_step_in_bf16_matches_cpu_f32() {
+    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::B, 43);
+}
