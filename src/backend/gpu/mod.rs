@@ -1,4 +1,5 @@
 pub mod backend;
+pub mod bf16_launch;
 pub mod conv_plan;
 pub mod cuda_driver;
 pub mod cuda_info;
