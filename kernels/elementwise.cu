@@ -5,12 +5,15 @@
 //   add_backward: dsum = dy * [y > 0] when relu != 0, else dsum = dy (both addends receive dsum)
 //   sgd_update:   v = momentum v + (g + weight_decay w);  w = w - lr v   (PyTorch's SGD with momentum)
 //   sgd_update_chunks: the same on every parameter of a network in one launch, over a table of chunks
-//                 (w, g, v, len): each is up to kSgdChunk consecutive elements of one parameter
+//                 (w, g, v, len, w_copy): each is up to kSgdChunk consecutive elements of one parameter;
+//                 when w_copy is not null the same pass writes w_copy = bf16(w), rounded to nearest even
+//                 from the new fp32 w (the weights the bf16 convolutions read)
 // Launch: 1-D grid-stride loops, so any grid and block size covers n; sgd_update_chunks: any grid (blocks
 // take chunks blockIdx.x, + gridDim.x, ...), any block size.
 // Element type T is a template parameter (sgd_update: f32 only); each instantiation is an extern "C"
 // kernel named *_f32 etc.
 #include "common.cuh"
+#include "tensor_core.cuh"
 
 template <class T>
 __device__ __forceinline__ void add_forward(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
@@ -34,13 +37,16 @@ __device__ __forceinline__ void add_backward(const T* __restrict__ y, const T* _
 // multiply-adds, which round once and so differ from the CPU's update in the last bit (seen on an
 // H200). The update is memory-bound; the separate roundings cost nothing measurable, and they keep
 // GPU and CPU training bit-identical in this op.
-__device__ __forceinline__ void sgd_element(float* __restrict__ w, const float* __restrict__ g,
-                                            float* __restrict__ v, unsigned long long i, float lr, float momentum,
-                                            float weight_decay) {
+// Returns the new w[i].
+__device__ __forceinline__ float sgd_element(float* __restrict__ w, const float* __restrict__ g,
+                                             float* __restrict__ v, unsigned long long i, float lr, float momentum,
+                                             float weight_decay) {
     const float decayed = __fadd_rn(g[i], __fmul_rn(weight_decay, w[i]));
     const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), decayed);
     v[i] = vi;
-    w[i] = __fsub_rn(w[i], __fmul_rn(lr, vi));
+    const float updated = __fsub_rn(w[i], __fmul_rn(lr, vi));
+    w[i] = updated;
+    return updated;
 }
 
 __device__ __forceinline__ void sgd_update(float* __restrict__ w, const float* __restrict__ g,
@@ -51,10 +57,11 @@ __device__ __forceinline__ void sgd_update(float* __restrict__ w, const float* _
     }
 }
 
-// One entry of sgd_update_chunks' table (device addresses and a length), 32 bytes; the host builds it
-// (src/backend/gpu/sgd_chunks.rs) and keeps it on the device while the parameters stay put.
+// One entry of sgd_update_chunks' table (device addresses and a length), 40 bytes; the host builds it
+// (src/backend/gpu/sgd_chunks.rs) and keeps it on the device while the parameters stay put. w_copy is
+// the address of the chunk's bf16 copy of w, or 0 when the parameter has none.
 struct SgdChunk {
-    unsigned long long w, g, v, len;
+    unsigned long long w, g, v, len, w_copy;
 };
 
 // Every chunk is updated exactly as sgd_update updates its elements, so one launch over all of a
@@ -66,8 +73,16 @@ __device__ __forceinline__ void sgd_update_chunks(const SgdChunk* __restrict__ c
         float* w = reinterpret_cast<float*>(k.w);
         const float* g = reinterpret_cast<const float*>(k.g);
         float* v = reinterpret_cast<float*>(k.v);
-        for (unsigned long long i = threadIdx.x; i < k.len; i += blockDim.x) {
-            sgd_element(w, g, v, i, lr, momentum, weight_decay);
+        bf16* w_copy = reinterpret_cast<bf16*>(k.w_copy);
+        // The branch is uniform over the chunk; the fp32 update is the same instructions either way.
+        if (w_copy != nullptr) {
+            for (unsigned long long i = threadIdx.x; i < k.len; i += blockDim.x) {
+                w_copy[i] = bf16_from_float(sgd_element(w, g, v, i, lr, momentum, weight_decay));
+            }
+        } else {
+            for (unsigned long long i = threadIdx.x; i < k.len; i += blockDim.x) {
+                sgd_element(w, g, v, i, lr, momentum, weight_decay);
+            }
         }
     }
 }

@@ -22,4 +22,10 @@ constexpr int kLossReduceThreads = 256;
 // gemm_f32's square block tile and block edge.
 constexpr int kGemmTile = 16;
 
+// The bf16 memory-bound kernels (batch_norm_bf16.cu, elementwise_bf16.cu, pool_bf16.cu,
+// shortcut_bf16.cu; launch geometry in src/backend/gpu/bf16_launch.rs): most threads per block (the
+// statistics kernels' shared arrays are sized for it), and channels per 16-byte vector of bf16.
+constexpr int kBf16Threads = 256;
+constexpr int kBf16ChannelGroup = 8;
+
 #endif

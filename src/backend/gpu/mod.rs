@@ -1,5 +1,6 @@
 pub mod backend;
 mod bf16_convolution;
+pub mod bf16_launch;
 mod bf16_memory_bound;
 mod buffer;
 pub mod conv_plan;

@@ -1,0 +1,283 @@
+// batch_norm_bf16.cu: batch norm over bf16 NHWC activations x[M, C] (M = N H W), with fp32 per-channel
+// parameters and statistics. The math is batch_norm.cu's (see its header), computed in fp32 from the
+// exactly widened bf16 inputs; every bf16 output is rounded once (nearest even):
+//   partial_sum:      partial[0][p][c] = sum over partition p's rows of x[m,c]
+//   partial_sqdev:    partial[0][p][c] = sum of (x[m,c] - mean_c)^2
+//   backward_partial: partial[0][p][c] = sum g,  partial[1][p][c] = sum g (x[m,c] - mean_c),
+//                     g = dy [y > 0] when relu, else dy
+//   normalize:        y = round(x scale_c + shift_c), scale = gamma inv_std, shift = beta - mean scale,
+//                     relu applied to the fp32 value before rounding
+//   normalize_add:    out = round((x scale_c + shift_c) + residual), relu likewise (one rounding)
+//   backward_data:    dx = round(k1 g - k2 (x - mean_c) - k0), coef = [k0 | k1 | k2] from the f32
+//                     batch_norm_backward_finalize_f32
+// The partial layout is the f32 kernels' ([q][P][C] floats, P = gridDim.y), so the f32 finalize kernels
+// (batch_norm_finalize_mean_f32, _var_f32, batch_norm_backward_finalize_f32) complete the statistics.
+//
+// Launch (src/backend/gpu/bf16_launch.rs): a thread owns one group of W channels (W = 8, one 16-byte
+// vector, when 8 divides C; else 1) and walks rows, so the per-channel parameters are loaded once per
+// thread and no index is divided in the loops. Block (tx, ty), at most kBf16Threads threads: tx lanes
+// over channel groups, ty over rows.
+//   partial kernels: grid (groups / tx, P). Block row p sums rows p ty + y + j P ty (j = 0, 1, ...),
+//     each thread in order; the ty lanes are combined by a fixed tree in shared memory. A fixed
+//     partition and no atomics: the sums are reproducible run to run.
+//   elementwise kernels: any grid; group lanes stride by gridDim.x tx, rows by gridDim.y ty.
+#include "bf16_vec.cuh"
+
+namespace batch_norm_bf16 {
+
+enum PartialMode { kSum = 0, kSquaredDeviation = 1, kBackward = 2 };
+
+// Adds the ty row lanes of s (laid out [ty][tx][W]) into lane 0, in a fixed tree: lanes at distance
+// `half` (a power of two, halving) fold in, so any ty (not only powers of two) reduces correctly.
+template <int W>
+__device__ __forceinline__ void reduce_row_lanes(float* s) {
+    const int tx = threadIdx.x, ty = threadIdx.y, lanes = blockDim.y;
+    int half = 1;
+    while (half * 2 < lanes) half *= 2;
+    for (; half > 0; half /= 2) {
+        if (ty < half && ty + half < lanes) {
+            float* mine = s + (ty * blockDim.x + tx) * W;
+            const float* other = s + ((ty + half) * blockDim.x + tx) * W;
+#pragma unroll
+            for (int k = 0; k < W; ++k) mine[k] += other[k];
+        }
+        __syncthreads();
+    }
+}
+
+// Floats of shared memory per block for one sum per channel (s0, s1 of partial_sums): a slot per
+// thread and channel of its group. Declared once per kernel, not per template instance, so that the
+// vector and scalar instances share it.
+constexpr int kLaneSlots = kBf16Threads * kGroup;
+
+template <int W, bool kVec, int kMode>
+__device__ __forceinline__ void partial_sums(const bf16* __restrict__ x, const bf16* __restrict__ y,
+                                             const bf16* __restrict__ dy, const float* __restrict__ mean, int M,
+                                             int C, int relu, float* __restrict__ partial, float* s0, float* s1) {
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int groups = C / W, P = gridDim.y, p = blockIdx.y;
+    const long long row_step = static_cast<long long>(P) * blockDim.y;
+    // The group loop's bounds are uniform over the block, so every thread reaches each barrier.
+    for (int first = blockIdx.x * blockDim.x; first < groups; first += gridDim.x * blockDim.x) {
+        const int group = first + tx;
+        const int c0 = group * W;
+        float a0[W], a1[W], mu[W];
+#pragma unroll
+        for (int k = 0; k < W; ++k) a0[k] = a1[k] = mu[k] = 0.0f;
+        if (group < groups) {
+            if (kMode != kSum) {
+#pragma unroll
+                for (int k = 0; k < W; ++k) mu[k] = mean[c0 + k];
+            }
+            for (long long m = static_cast<long long>(p) * blockDim.y + ty; m < M; m += row_step) {
+                const long long i = m * C + c0;
+                float xv[W];
+                load_bf16<W, kVec>(x + i, xv);
+                if (kMode == kSum) {
+#pragma unroll
+                    for (int k = 0; k < W; ++k) a0[k] += xv[k];
+                } else if (kMode == kSquaredDeviation) {
+#pragma unroll
+                    for (int k = 0; k < W; ++k) {
+                        const float d = xv[k] - mu[k];
+                        a0[k] += d * d;
+                    }
+                } else {
+                    float yv[W], dyv[W];
+                    load_bf16<W, kVec>(y + i, yv);
+                    load_bf16<W, kVec>(dy + i, dyv);
+#pragma unroll
+                    for (int k = 0; k < W; ++k) {
+                        const float g = (!relu || yv[k] > 0.0f) ? dyv[k] : 0.0f;
+                        a0[k] += g;
+                        a1[k] += g * (xv[k] - mu[k]);
+                    }
+                }
+            }
+        }
+        float* mine0 = s0 + (ty * blockDim.x + tx) * W;
+        float* mine1 = kMode == kBackward ? s1 + (ty * blockDim.x + tx) * W : nullptr;
+#pragma unroll
+        for (int k = 0; k < W; ++k) {
+            mine0[k] = a0[k];
+            if (kMode == kBackward) mine1[k] = a1[k];
+        }
+        __syncthreads();
+        reduce_row_lanes<W>(s0);
+        if (kMode == kBackward) reduce_row_lanes<W>(s1);
+        if (ty == 0 && group < groups) {
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                partial[static_cast<long long>(p) * C + c0 + k] = s0[tx * W + k];
+                if (kMode == kBackward) partial[static_cast<long long>(P + p) * C + c0 + k] = s1[tx * W + k];
+            }
+        }
+        // Lane 0 reads the sums before the next group's lanes overwrite them.
+        __syncthreads();
+    }
+}
+
+// Calls each_row(i) with the element offset i = m C + c0 of every row m this thread's rows cover, for
+// every channel group (first channel c0) this thread owns, after setup(c0) once per group.
+template <int W, class Setup, class EachRow>
+__device__ __forceinline__ void for_owned_groups(long long M, int C, Setup&& setup, EachRow&& each_row) {
+    const int groups = C / W;
+    const long long row_step = static_cast<long long>(gridDim.y) * blockDim.y;
+    for (int group = blockIdx.x * blockDim.x + threadIdx.x; group < groups; group += gridDim.x * blockDim.x) {
+        const int c0 = group * W;
+        setup(c0);
+        for (long long m = static_cast<long long>(blockIdx.y) * blockDim.y + threadIdx.y; m < M; m += row_step) {
+            each_row(m * C + c0);
+        }
+    }
+}
+
+// normalize (kAdd false) and normalize_add (kAdd true): the affine map of batch_norm.cu's
+// batch_norm_affine, with scale and shift formed once per channel.
+template <int W, bool kVec, bool kAdd>
+__device__ __forceinline__ void normalize(const bf16* __restrict__ x, const float* __restrict__ mean,
+                                          const float* __restrict__ inv_std, const float* __restrict__ gamma,
+                                          const float* __restrict__ beta, const bf16* __restrict__ residual,
+                                          bf16* __restrict__ out, unsigned long long n, int C, int relu) {
+    float scale[W], shift[W];
+    for_owned_groups<W>(
+        static_cast<long long>(n / C), C,
+        [&](int c0) {
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                scale[k] = gamma[c0 + k] * inv_std[c0 + k];
+                shift[k] = beta[c0 + k] - mean[c0 + k] * scale[k];
+            }
+        },
+        [&](long long i) {
+            float v[W];
+            load_bf16<W, kVec>(x + i, v);
+#pragma unroll
+            for (int k = 0; k < W; ++k) v[k] = v[k] * scale[k] + shift[k];
+            if (kAdd) {
+                float r[W];
+                load_bf16<W, kVec>(residual + i, r);
+#pragma unroll
+                for (int k = 0; k < W; ++k) v[k] += r[k];
+            }
+            if (relu) {
+#pragma unroll
+                for (int k = 0; k < W; ++k) v[k] = v[k] < 0.0f ? 0.0f : v[k];
+            }
+            store_bf16<W, kVec>(out + i, v);
+        });
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void backward_data(const bf16* __restrict__ x, const bf16* __restrict__ y,
+                                              const bf16* __restrict__ dy, const float* __restrict__ mean,
+                                              const float* __restrict__ coef, bf16* __restrict__ dx,
+                                              unsigned long long n, int C, int relu) {
+    float k0[W], k1[W], k2[W], mu[W];
+    for_owned_groups<W>(
+        static_cast<long long>(n / C), C,
+        [&](int c0) {
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                k0[k] = coef[c0 + k];
+                k1[k] = coef[C + c0 + k];
+                k2[k] = coef[2 * C + c0 + k];
+                mu[k] = mean[c0 + k];
+            }
+        },
+        [&](long long i) {
+            float xv[W], yv[W], dyv[W], d[W];
+            load_bf16<W, kVec>(x + i, xv);
+            load_bf16<W, kVec>(y + i, yv);
+            load_bf16<W, kVec>(dy + i, dyv);
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                const float g = (!relu || yv[k] > 0.0f) ? dyv[k] : 0.0f;
+                d[k] = k1[k] * g - k2[k] * (xv[k] - mu[k]) - k0[k];
+            }
+            store_bf16<W, kVec>(dx + i, d);
+        });
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void partial_sum(const bf16* x, int M, int C, float* partial, float* lanes) {
+    partial_sums<W, kVec, kSum>(x, nullptr, nullptr, nullptr, M, C, 0, partial, lanes, nullptr);
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void partial_sqdev(const bf16* x, const float* mean, int M, int C, float* partial,
+                                              float* lanes) {
+    partial_sums<W, kVec, kSquaredDeviation>(x, nullptr, nullptr, mean, M, C, 0, partial, lanes, nullptr);
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void backward_partial(const bf16* x, const bf16* y, const bf16* dy, const float* mean,
+                                                 int M, int C, int relu, float* partial, float* lanes) {
+    partial_sums<W, kVec, kBackward>(x, y, dy, mean, M, C, relu, partial, lanes, lanes + kLaneSlots);
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void normalize_only(const bf16* x, const float* mean, const float* inv_std,
+                                               const float* gamma, const float* beta, bf16* y, unsigned long long n,
+                                               int C, int relu) {
+    normalize<W, kVec, false>(x, mean, inv_std, gamma, beta, nullptr, y, n, C, relu);
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void normalize_add(const bf16* x, const float* mean, const float* inv_std,
+                                              const float* gamma, const float* beta, const bf16* residual,
+                                              bf16* out, unsigned long long n, int C, int relu) {
+    normalize<W, kVec, true>(x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
+}
+
+}  // namespace batch_norm_bf16
+
+extern "C" __global__ void batch_norm_partial_sum_bf16(const bf16* x, int M, int C, float* partial) {
+    __shared__ float lanes[batch_norm_bf16::kLaneSlots];
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x), batch_norm_bf16::partial_sum, x, M, C,
+                         partial, lanes);
+}
+EMU_REGISTER(batch_norm_partial_sum_bf16);
+
+extern "C" __global__ void batch_norm_partial_sqdev_bf16(const bf16* x, const float* mean, int M, int C,
+                                                         float* partial) {
+    __shared__ float lanes[batch_norm_bf16::kLaneSlots];
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x), batch_norm_bf16::partial_sqdev, x,
+                         mean, M, C, partial, lanes);
+}
+EMU_REGISTER(batch_norm_partial_sqdev_bf16);
+
+extern "C" __global__ void batch_norm_backward_partial_bf16(const bf16* x, const bf16* y, const bf16* dy,
+                                                            const float* mean, int M, int C, int relu,
+                                                            float* partial) {
+    __shared__ float lanes[2 * batch_norm_bf16::kLaneSlots];
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy),
+                         batch_norm_bf16::backward_partial, x, y, dy, mean, M, C, relu, partial, lanes);
+}
+EMU_REGISTER(batch_norm_backward_partial_bf16);
+
+extern "C" __global__ void batch_norm_normalize_bf16(const bf16* x, const float* mean, const float* inv_std,
+                                                     const float* gamma, const float* beta, bf16* y,
+                                                     unsigned long long n, int C, int relu) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), batch_norm_bf16::normalize_only, x,
+                         mean, inv_std, gamma, beta, y, n, C, relu);
+}
+EMU_REGISTER(batch_norm_normalize_bf16);
+
+extern "C" __global__ void batch_norm_normalize_add_bf16(const bf16* x, const float* mean, const float* inv_std,
+                                                         const float* gamma, const float* beta, const bf16* residual,
+                                                         bf16* out, unsigned long long n, int C, int relu) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, residual, out),
+                         batch_norm_bf16::normalize_add, x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
+}
+EMU_REGISTER(batch_norm_normalize_add_bf16);
+
+// Four blocks per SM (64 registers a thread) keep enough 16-byte loads in flight; without the bound
+// ptxas takes 71 registers and fits three.
+extern "C" __global__ void __launch_bounds__(kBf16Threads, 4) batch_norm_backward_data_bf16(const bf16* x, const bf16* y, const bf16* dy,
+                                                         const float* mean, const float* coef, bf16* dx,
+                                                         unsigned long long n, int C, int relu) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy, dx),
+                         batch_norm_bf16::backward_data, x, y, dy, mean, coef, dx, n, C, relu);
+}
+EMU_REGISTER(batch_norm_backward_data_bf16);

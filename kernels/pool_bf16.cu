@@ -1,0 +1,181 @@
+// pool_bf16.cu: max pooling and global average pooling over bf16 NHWC activations, with backwards.
+// The math is pool.cu's (see its header); here inputs widen exactly to fp32 and bf16 outputs round once:
+//   max_pool_forward_bf16:  y = the window's first maximum (row-major taps, a later tap must be strictly
+//                           larger), an exact copy of an input value
+//   max_pool_backward_bf16: dx[n,h,w,c] = round(sum of dy over the windows whose first maximum is
+//                           (h, w)), summed in fp32 in row-major window order (a gather: no atomics)
+//   global_avg_pool_forward_bf16:  y[n,c] (fp32) = (sum over the H W pixels, in order, in fp32) / (H W)
+//   global_avg_pool_backward_bf16: dx[n,h,w,c] = round(dy[n,c] (fp32) * inv_hw), the product in fp32
+// (the head after global average pooling stays fp32, hence fp32 y and dy).
+//
+// Launch (src/backend/gpu/bf16_launch.rs). A thread owns a group of W channels (8, one 16-byte vector,
+// when 8 divides C; else 1):
+//   max pool: pixels_bf16.cuh's shape over the output (forward) or input (backward) pixels.
+//   global_avg_pool_forward: block (tx, ty), grid (groups / tx, N / ty): lanes over channel groups and
+//     images; a thread sums one image's pixels for its group.
+//   global_avg_pool_backward: block (tx, ty), grid (groups / tx, N): a thread forms its group's
+//     gradient once and stores it to pixels ty, ty + blockDim.y, ... of image blockIdx.y.
+// Any grid is correct (every loop strides by its grid extent).
+#include "bf16_vec.cuh"
+#include "pixels_bf16.cuh"
+
+namespace pool_bf16 {
+
+struct PoolShape {
+    int N, H, W, C, P, Q, window, stride, pad;
+};
+
+// The window of output (p, q) over channels [c0, c0 + W) of image `img` (x[n, 0, 0, 0]): the first
+// maximum's value and flat pixel index (h * W + w) per channel. A window without an in-range tap
+// (impossible when pad < window) reports index -1 and value 0.
+template <int W, bool kVec>
+__device__ __forceinline__ void window_max(const bf16* __restrict__ img, const PoolShape& s, int p, int q, int c0,
+                                           float best[W], int best_at[W]) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) best[k] = 0.0f, best_at[k] = -1;
+    bool found = false;
+    const int h0 = p * s.stride - s.pad, w0 = q * s.stride - s.pad;
+    for (int i = 0; i < s.window; ++i) {
+        const int h = h0 + i;
+        if (h < 0 || h >= s.H) continue;
+        for (int j = 0; j < s.window; ++j) {
+            const int w = w0 + j;
+            if (w < 0 || w >= s.W) continue;
+            const int at = h * s.W + w;
+            float v[W];
+            load_bf16<W, kVec>(img + static_cast<long long>(at) * s.C + c0, v);
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                if (!found || v[k] > best[k]) best[k] = v[k], best_at[k] = at;
+            }
+            found = true;
+        }
+    }
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_forward(const bf16* __restrict__ x, bf16* __restrict__ y, PoolShape s) {
+    for_owned_pixels(s.N, s.P, s.Q, [&](int n, int p, int q) {
+        const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
+        bf16* out = y + ((static_cast<long long>(n) * s.P + p) * s.Q + q) * s.C;
+        for_lane_groups(s.C / W, [&](int g) {
+            float best[W];
+            int best_at[W];
+            window_max<W, kVec>(img, s, p, q, g * W, best, best_at);
+            store_bf16<W, kVec>(out + g * W, best);  // exact: best holds bf16 values
+        });
+    });
+}
+
+// Outputs whose window covers input coordinate h along one axis: o stride - pad <= h < o stride - pad +
+// window, clipped to [0, outputs).
+__device__ __forceinline__ void covering_outputs(int h, int stride, int pad, int window, int outputs, int* lo,
+                                                 int* hi) {
+    const int a = h + pad - window + 1;
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    const int b = (h + pad) / stride;
+    *hi = b < outputs - 1 ? b : outputs - 1;
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, const bf16* __restrict__ dy,
+                                                  bf16* __restrict__ dx, PoolShape s) {
+    for_owned_pixels(s.N, s.H, s.W, [&](int n, int h, int w) {
+        const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
+        const bf16* dy_img = dy + static_cast<long long>(n) * s.P * s.Q * s.C;
+        bf16* out = dx + ((static_cast<long long>(n) * s.H + h) * s.W + w) * s.C;
+        int p_lo, p_hi, q_lo, q_hi;
+        covering_outputs(h, s.stride, s.pad, s.window, s.P, &p_lo, &p_hi);
+        covering_outputs(w, s.stride, s.pad, s.window, s.Q, &q_lo, &q_hi);
+        const int me = h * s.W + w;
+        for_lane_groups(s.C / W, [&](int g) {
+            float acc[W];
+#pragma unroll
+            for (int k = 0; k < W; ++k) acc[k] = 0.0f;
+            for (int p = p_lo; p <= p_hi; ++p) {
+                for (int q = q_lo; q <= q_hi; ++q) {
+                    float best[W], grad[W];
+                    int best_at[W];
+                    window_max<W, kVec>(img, s, p, q, g * W, best, best_at);
+                    load_bf16<W, kVec>(dy_img + (static_cast<long long>(p) * s.Q + q) * s.C + g * W, grad);
+#pragma unroll
+                    for (int k = 0; k < W; ++k) {
+                        if (best_at[k] == me) acc[k] += grad[k];
+                    }
+                }
+            }
+            store_bf16<W, kVec>(out + g * W, acc);
+        });
+    });
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void global_avg_pool_forward(const bf16* __restrict__ x, float* __restrict__ y, int N,
+                                                        int HW, int C) {
+    const int groups = C / W;
+    for (int g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
+        for (int n = blockIdx.y * blockDim.y + threadIdx.y; n < N; n += gridDim.y * blockDim.y) {
+            const bf16* pixel = x + static_cast<long long>(n) * HW * C + g * W;
+            float acc[W];
+#pragma unroll
+            for (int k = 0; k < W; ++k) acc[k] = 0.0f;
+            for (int i = 0; i < HW; ++i, pixel += C) {
+                float v[W];
+                load_bf16<W, kVec>(pixel, v);
+#pragma unroll
+                for (int k = 0; k < W; ++k) acc[k] += v[k];
+            }
+#pragma unroll
+            for (int k = 0; k < W; ++k) acc[k] = acc[k] / static_cast<float>(HW);
+            store_f32<W, kVec>(y + static_cast<long long>(n) * C + g * W, acc);
+        }
+    }
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void global_avg_pool_backward(const float* __restrict__ dy, bf16* __restrict__ dx, int N,
+                                                         int HW, int C, float inv_hw) {
+    const int groups = C / W;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        for (int g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
+            float v[W];
+            load_f32<W, kVec>(dy + static_cast<long long>(n) * C + g * W, v);
+#pragma unroll
+            for (int k = 0; k < W; ++k) v[k] = v[k] * inv_hw;
+            bf16* pixel = dx + (static_cast<long long>(n) * HW + threadIdx.y) * C + g * W;
+            const long long pixel_step = static_cast<long long>(blockDim.y) * C;
+            for (int i = threadIdx.y; i < HW; i += blockDim.y, pixel += pixel_step) store_bf16<W, kVec>(pixel, v);
+        }
+    }
+}
+
+}  // namespace pool_bf16
+
+using pool_bf16::PoolShape;
+
+extern "C" __global__ void global_avg_pool_forward_bf16(const bf16* x, float* y, int N, int HW, int C) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::global_avg_pool_forward,
+                         x, y, N, HW, C);
+}
+EMU_REGISTER(global_avg_pool_forward_bf16);
+
+extern "C" __global__ void global_avg_pool_backward_bf16(const float* dy, bf16* dx, int N, int HW, int C,
+                                                         float inv_hw) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(dy, dx),
+                         pool_bf16::global_avg_pool_backward, dy, dx, N, HW, C, inv_hw);
+}
+EMU_REGISTER(global_avg_pool_backward_bf16);
+
+extern "C" __global__ void max_pool_forward_bf16(const bf16* x, bf16* y, int N, int H, int W, int C, int P, int Q,
+                                                 int window, int stride, int pad) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::max_pool_forward, x, y,
+                         PoolShape{N, H, W, C, P, Q, window, stride, pad});
+}
+EMU_REGISTER(max_pool_forward_bf16);
+
+extern "C" __global__ void max_pool_backward_bf16(const bf16* x, const bf16* dy, bf16* dx, int N, int H, int W,
+                                                  int C, int P, int Q, int window, int stride, int pad) {
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx), pool_bf16::max_pool_backward,
+                         x, dy, dx, PoolShape{N, H, W, C, P, Q, window, stride, pad});
+}
+EMU_REGISTER(max_pool_backward_bf16);
