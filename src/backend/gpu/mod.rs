@@ -1,5 +1,6 @@
 pub mod backend;
 pub mod conv_plan;
+pub mod conv_tc_plan;
 pub mod cuda_driver;
 pub mod cuda_info;
 pub mod driver;
