@@ -70,10 +70,8 @@ impl<T: Copy> DeviceVec<T> {
         let mut out = self.host.clone();
         let bytes = std::mem::size_of_val(out.as_slice());
         // SAFETY: both ranges hold `host.len()` values of T.
-        unsafe {
-            driver().copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
-        }
-        .unwrap();
+        unsafe { driver().copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes) }
+            .unwrap();
         out
     }
 }
@@ -144,7 +142,11 @@ fn check(what: &str, out: &[f64], reference: &Reference, bf16_out: bool) {
         .zip(reference.value.iter().zip(&reference.abs))
         .enumerate()
     {
-        let rounding = if bf16_out { 2f64.powi(-8) * r.abs() } else { 0.0 };
+        let rounding = if bf16_out {
+            2f64.powi(-8) * r.abs()
+        } else {
+            0.0
+        };
         let tol = rounding + (l + 2.0) * 2f64.powi(-22) * s;
         assert!(
             (o - r).abs() <= tol,
@@ -325,7 +327,12 @@ fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
             .value(&s.dims()),
     );
     let what = format!("{} on {:?} {:?}", l.kernel, s.x, s.w);
-    check(&what, &to_f64(&dy.to_host()), &forward_reference(s, &x, &w), true);
+    check(
+        &what,
+        &to_f64(&dy.to_host()),
+        &forward_reference(s, &x, &w),
+        true,
+    );
 }
 
 fn check_backward_data(s: &ConvShape, l: &TcLaunch, add: bool, seed: u64) {
@@ -344,7 +351,10 @@ fn check_backward_data(s: &ConvShape, l: &TcLaunch, add: bool, seed: u64) {
         args = args.ptr(dadd.ptr);
     }
     run(l, args.value(&s.dims()));
-    let what = format!("{} on {:?} {:?} stride {}", l.kernel, s.x, s.w, s.geom.stride);
+    let what = format!(
+        "{} on {:?} {:?} stride {}",
+        l.kernel, s.x, s.w, s.geom.stride
+    );
     let reference = backward_data_reference(s, &dy, &w, add.then_some(addend.as_slice()));
     check(&what, &to_f64(&ddx.to_host()), &reference, true);
 }

@@ -83,7 +83,12 @@ pub enum TcTile {
 }
 
 impl TcTile {
-    pub const ALL: [TcTile; 4] = [TcTile::T128x128, TcTile::T64x64, TcTile::T128x32, TcTile::T64x16];
+    pub const ALL: [TcTile; 4] = [
+        TcTile::T128x128,
+        TcTile::T64x64,
+        TcTile::T128x32,
+        TcTile::T64x16,
+    ];
 
     /// (BM, BN, threads, pipeline stages).
     const fn params(self) -> (usize, usize, u32, usize) {
@@ -206,7 +211,11 @@ pub const FILTER_REDUCE_KERNEL: &str = "conv2d_tc_backward_filter_reduce_bf16";
 /// when C % 8 == 0.
 pub fn forward(shape: &ConvShape) -> TcLaunch {
     let [n, p, q, k] = shape.y;
-    forward_with(shape, output_tile(n * p * q, k), !forward_vectorizable(shape))
+    forward_with(
+        shape,
+        output_tile(n * p * q, k),
+        !forward_vectorizable(shape),
+    )
 }
 
 /// Forward with an explicit tile and loader (tests, benchmarks). `general == false` requires
@@ -285,7 +294,9 @@ pub fn backward_filter_with(
     let reduce = (splits > 1).then(|| TcLaunch {
         kernel: FILTER_REDUCE_KERNEL,
         grid: (
-            dim(count.div_ceil(REDUCE_THREADS as usize).clamp(1, REDUCE_MAX_BLOCKS)),
+            dim(count
+                .div_ceil(REDUCE_THREADS as usize)
+                .clamp(1, REDUCE_MAX_BLOCKS)),
             1,
             1,
         ),
@@ -387,7 +398,10 @@ mod tests {
             for (g, general) in ["", "general_"].iter().enumerate() {
                 let name = |op: &str| format!("conv2d_tc_{op}_{general}{t}_bf16");
                 assert_eq!(FORWARD_KERNELS[g][tile.index()], name("forward"));
-                assert_eq!(BACKWARD_DATA_KERNELS[g][tile.index()], name("backward_data"));
+                assert_eq!(
+                    BACKWARD_DATA_KERNELS[g][tile.index()],
+                    name("backward_data")
+                );
                 assert_eq!(
                     BACKWARD_DATA_ADD_KERNELS[g][tile.index()],
                     name("backward_data_add")
@@ -420,7 +434,10 @@ mod tests {
         ] {
             let f = forward(&s);
             let [n, p, q, k] = s.y;
-            let tile = TcTile::ALL.into_iter().find(|t| f.block.0 == t.threads() && f.shared_bytes == t.shared_bytes()).unwrap();
+            let tile = TcTile::ALL
+                .into_iter()
+                .find(|t| f.block.0 == t.threads() && f.shared_bytes == t.shared_bytes())
+                .unwrap();
             assert!(f.grid.0 as usize * tile.bm() >= n * p * q);
             assert!(f.grid.1 as usize * tile.bn() >= k);
             assert_eq!(f.grid.2, 1);
@@ -428,11 +445,17 @@ mod tests {
             let st = s.geom.stride;
             assert_eq!(d.grid.2 as usize, st * st);
             let [_, h, w, c] = s.x;
-            let tile = TcTile::ALL.into_iter().find(|t| d.shared_bytes == t.shared_bytes()).unwrap();
+            let tile = TcTile::ALL
+                .into_iter()
+                .find(|t| d.shared_bytes == t.shared_bytes())
+                .unwrap();
             assert!(d.grid.0 as usize * tile.bm() >= n * h.div_ceil(st) * w.div_ceil(st));
             assert!(d.grid.1 as usize * tile.bn() >= c);
             let b = backward_filter(&s);
-            let tile = TcTile::ALL.into_iter().find(|t| b.partial.shared_bytes == t.shared_bytes()).unwrap();
+            let tile = TcTile::ALL
+                .into_iter()
+                .find(|t| b.partial.shared_bytes == t.shared_bytes())
+                .unwrap();
             assert!(b.partial.grid.0 as usize * tile.bm() >= s.w[0]);
             assert!(b.partial.grid.1 as usize * tile.bn() >= s.w[1] * s.w[2] * s.w[3]);
             assert_eq!(b.partial.grid.2 as usize, b.splits);
@@ -444,7 +467,10 @@ mod tests {
         // CIFAR resnet stage 1 (16 channels) and 2 (32 channels) at batch 128.
         let k16 = shape([128, 32, 32, 16], [16, 3, 3, 16], 1, 1);
         assert_eq!(forward(&k16).kernel, "conv2d_tc_forward_64x16_bf16");
-        assert_eq!(backward_data(&k16, true).kernel, "conv2d_tc_backward_data_add_64x16_bf16");
+        assert_eq!(
+            backward_data(&k16, true).kernel,
+            "conv2d_tc_backward_data_add_64x16_bf16"
+        );
         let k32 = shape([128, 16, 16, 32], [32, 3, 3, 32], 1, 1);
         assert_eq!(forward(&k32).kernel, "conv2d_tc_forward_128x32_bf16");
         // resnet50 at batch 64: a wide layer with many pixels takes the big tile.
@@ -458,7 +484,10 @@ mod tests {
     #[test]
     fn odd_channel_counts_take_the_general_kernels() {
         let stem = shape([2, 224, 224, 3], [64, 7, 7, 3], 2, 3);
-        assert_eq!(forward(&stem).kernel, "conv2d_tc_forward_general_64x64_bf16");
+        assert_eq!(
+            forward(&stem).kernel,
+            "conv2d_tc_forward_general_64x64_bf16"
+        );
         assert_eq!(
             backward_data(&stem, false).kernel,
             "conv2d_tc_backward_data_general_64x16_bf16"
