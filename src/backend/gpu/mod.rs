@@ -4,6 +4,7 @@ pub mod bf16_launch;
 mod bf16_memory_bound;
 mod buffer;
 pub mod conv_plan;
+pub mod conv_tc_plan;
 pub mod cuda_driver;
 pub mod cuda_info;
 pub mod driver;

@@ -1,0 +1,244 @@
+// conv_tc.cuh: the shared machinery of the bf16 tensor-core implicit-GEMM convolutions
+// (conv_tc_forward.cu, conv_tc_backward_data.cu, conv_tc_backward_filter.cu).
+//
+// Every pass is one GEMM  C[M, Ncol] = sum_{kr < Kred} A[M, kr] B[kr, Ncol]  (bf16 operands, fp32
+// accumulators) whose operands are gathered from NHWC activations and KRSC weights while they are
+// staged to shared memory; nothing im2col-like is ever built in global memory.
+//
+// Structure (three replaceable layers):
+//   1. Loaders (per pass, in the .cu files): fill one pipeline stage's A or B tile for the reduction
+//      slice starting at k0, either with 16-byte cp.async chunks (8 bf16 contiguous in memory; the
+//      zero-fill form supplies padding and out-of-range rows) or, in the general fallback, with
+//      element-wise gathers stored to shared memory (any C, K, alignment).
+//   2. The main loop (tc_mainloop here): a STAGES-deep cp.async pipeline over BK = 32 deep slices;
+//      per slice, ldmatrix fragments from the swizzled tiles and mma.m16n8k16 into fp32 accumulators.
+//   3. Epilogues (per pass): tc_for_each_pair hands every accumulator pair (row, col, v0, v1) with
+//      col even to a functor, which maps the GEMM coordinates back to tensors and stores.
+//   A Hopper main loop (wgmma + TMA, sm_90a) can replace layer 2 alone: it would take the same loader
+//   contract (or TMA descriptors built from the same GEMM view), produce the accumulators of the CTA
+//   tile, and feed the same epilogue functors through its own fragment-to-(row, col) walk; the
+//   loaders' users (the kernels) and the epilogues do not change.
+//
+// Shared-memory tiles: each operand tile is a row-major array of bf16 rows whose 16-byte chunks are
+// XOR-swizzled (tc_swizzle) so that the 8 row addresses of every ldmatrix 8x8 matrix fall in 8
+// different 16-byte bank groups (conflict-free), and so that cp.async writes stay 16-byte aligned.
+// Two storage orders exist per operand, chosen by which axis is contiguous in global memory:
+//   "row-major in k" (MK / NK): one row per output row (A) or output column (B), BK = 32 reduction
+//       elements (4 chunks) per row: A fragments by ldmatrix.x4, B fragments by ldmatrix.x4 (no trans);
+//   "k-major" (KM / KN): one row per reduction index, BM (A) or BN (B) elements per row: A fragments by
+//       ldmatrix.x4.trans, B fragments by ldmatrix.x4.trans.
+// Fragment addressing (lane l, PTX fragment layouts as in tensor_core.cuh):
+//   A from MK: row m_base + l % 16, chunk k_base / 8 + l / 16           (matrices: m0-7|m8-15 x k0-7|k8-15)
+//   A from KM: row k_base + l % 8 + 8 (l / 16), chunk m_base / 8 + (l / 8) % 2    (.trans)
+//   B from NK: row n_base + l % 8 + 8 (l / 16), chunk k_base / 8 + (l / 8) % 2    (r0, r1: n 0-7; r2, r3: n 8-15)
+//   B from KN: row k_base + l % 8 + 8 ((l / 8) % 2), chunk n_base / 8 + l / 16    (.trans; same outputs)
+//
+// Tile configurations (TcTile<BM, BN, WARPS_M, WARPS_N, STAGES>, BK = 32): threads = 32 * warps; each
+// warp owns a (BM / WARPS_M) x (BN / WARPS_N) sub-tile of MI x NI mma tiles of 16 x 8, so MI * NI * 4
+// fp32 accumulators per thread. Dynamic shared memory = STAGES * (BM + BN) * BK * 2 bytes.
+#ifndef RESNET_CUDA_CONV_TC_CUH
+#define RESNET_CUDA_CONV_TC_CUH
+
+#include "conv_common.cuh"
+#include "tensor_core.cuh"
+
+constexpr int kTcBlockK = 32;  // reduction slice depth of every configuration (two mma k-steps)
+
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
+struct TcTile {
+    static constexpr int BM = BM_, BN = BN_, BK = kTcBlockK;
+    static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
+    static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
+    static constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;  // warp tile
+    static constexpr int MI = WTM / 16, NI = WTN / 8;             // mma tiles per warp
+    static constexpr int A_ELEMS = BM * BK, B_ELEMS = BN * BK;    // bf16 per stage
+    static constexpr int SMEM_BYTES = STAGES * (A_ELEMS + B_ELEMS) * 2;
+    static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tiles are whole 16 x 16 blocks (B by ldmatrix.x4)");
+    static_assert(BM % 8 == 0 && BN % 8 == 0 && STAGES >= 2, "tile sizes");
+};
+
+// The configurations the plan (src/backend/gpu/conv_tc_plan.rs) can pick; keep the two in step.
+using TcTile128x128 = TcTile<128, 128, 2, 4, 3>;  // 8 warps of 64 x 32; 64 acc/thread; 48 KiB
+using TcTile64x64 = TcTile<64, 64, 2, 2, 4>;      // 4 warps of 32 x 32; 32 acc/thread; 32 KiB
+using TcTile128x32 = TcTile<128, 32, 4, 1, 4>;    // 4 warps of 32 x 32; 32 acc/thread; 40 KiB
+using TcTile64x16 = TcTile<64, 16, 4, 1, 4>;      // 4 warps of 16 x 16; 8 acc/thread; 20 KiB
+
+// ---- swizzled shared tiles ----------------------------------------------------------------------------
+// Physical 16-byte chunk of logical chunk `chunk` in row `row` of a tile with CHUNKS chunks per row.
+// Rows of >= 128 bytes: chunk ^ (row % 8). Narrower rows pack 8 / CHUNKS rows into one 128-byte bank
+// line, so the XOR takes the row's line index instead: 8 consecutive rows then still cover the 8
+// 16-byte bank groups exactly once for any fixed logical chunk.
+template <int CHUNKS>
+__device__ __forceinline__ int tc_swizzle(int row, int chunk) {
+    static_assert(CHUNKS == 2 || CHUNKS == 4 || CHUNKS % 8 == 0, "row widths of 32, 64 or 128k bytes");
+    if constexpr (CHUNKS % 8 == 0) {
+        return chunk ^ (row & 7);
+    } else {
+        return chunk ^ ((row / (8 / CHUNKS)) & (CHUNKS - 1));
+    }
+}
+
+// Element offset of logical chunk `chunk` of `row` in a tile of ROW_ELEMS bf16 per row.
+template <int ROW_ELEMS>
+__device__ __forceinline__ int tc_chunk_offset(int row, int chunk) {
+    constexpr int CHUNKS = ROW_ELEMS / 8;
+    return row * ROW_ELEMS + 8 * tc_swizzle<CHUNKS>(row, chunk);
+}
+
+// The 16-byte chunks of a ROWS x ROW_ELEMS tile that thread `tid` of THREADS fills: chunk
+// i = tid + j * THREADS for j < PER_THREAD (those below TOTAL), at row i / CHUNKS, chunk i % CHUNKS.
+// With THREADS a multiple of CHUNKS (always here), a thread's chunk column is the same for all j.
+template <int ROWS, int ROW_ELEMS, int THREADS>
+struct TcChunks {
+    static constexpr int CHUNKS = ROW_ELEMS / 8;
+    static constexpr int TOTAL = ROWS * CHUNKS;
+    static constexpr int PER_THREAD = (TOTAL + THREADS - 1) / THREADS;
+    static constexpr int ROW_STEP = THREADS / CHUNKS;  // rows between a thread's consecutive chunks
+    static_assert(THREADS % CHUNKS == 0, "a thread keeps one chunk column");
+    __device__ static bool owns(int tid, int j) { return TOTAL % THREADS == 0 || tid + j * THREADS < TOTAL; }
+    __device__ static int row(int tid, int j) { return tid / CHUNKS + j * ROW_STEP; }
+    __device__ static int column(int tid) { return tid % CHUNKS; }
+};
+
+// Stage 16 bytes: a cp.async that copies `valid ? 16 : 0` bytes (0: sixteen zeros; `src` must still be
+// a valid address, so callers pass the tensor's base then).
+__device__ __forceinline__ void tc_copy_chunk(bf16* dst, const bf16* src, bool valid) {
+    cp_async_16_cg(dst, src, valid ? 16 : 0);
+}
+
+// Stage 8 gathered bf16 (as raw bits) with one ordinary 16-byte shared store: the general path.
+__device__ __forceinline__ void tc_store_chunk(bf16* dst, const std::uint16_t (&bits)[8]) {
+    uint4 v;
+    v.x = bits[0] | static_cast<std::uint32_t>(bits[1]) << 16;
+    v.y = bits[2] | static_cast<std::uint32_t>(bits[3]) << 16;
+    v.z = bits[4] | static_cast<std::uint32_t>(bits[5]) << 16;
+    v.w = bits[6] | static_cast<std::uint32_t>(bits[7]) << 16;
+    *reinterpret_cast<uint4*>(dst) = v;
+}
+
+// Raw bits of a global bf16 (0 = +0.0 for elements outside the tensor).
+__device__ __forceinline__ std::uint16_t tc_bits(const bf16* p) { return bf16_bits(*p); }
+
+// ---- fragments ---------------------------------------------------------------------------------------
+// A (16 x 16 at m_base, k_base) from a tile stored MK (BM rows of BK) or KM (BK rows of BM).
+template <bool K_MAJOR, int BM>
+__device__ __forceinline__ void tc_load_a(std::uint32_t a[4], const bf16* tile, int m_base, int k_base, int lane) {
+    if constexpr (!K_MAJOR) {
+        ldmatrix<4, false>(a, tile + tc_chunk_offset<kTcBlockK>(m_base + lane % 16, k_base / 8 + lane / 16));
+    } else {
+        ldmatrix<4, true>(
+            a, tile + tc_chunk_offset<BM>(k_base + lane % 8 + 8 * (lane / 16), m_base / 8 + (lane / 8) % 2));
+    }
+}
+
+// B for two adjacent n-blocks (16 x 16 at k_base, n_base): b[0..1] for columns n_base..+7, b[2..3] for
+// n_base+8..+15, from a tile stored NK (BN rows of BK) or KN (BK rows of BN).
+template <bool K_MAJOR, int BN>
+__device__ __forceinline__ void tc_load_b(std::uint32_t b[4], const bf16* tile, int n_base, int k_base, int lane) {
+    if constexpr (!K_MAJOR) {
+        ldmatrix<4, false>(
+            b, tile + tc_chunk_offset<kTcBlockK>(n_base + lane % 8 + 8 * (lane / 16), k_base / 8 + (lane / 8) % 2));
+    } else {
+        ldmatrix<4, true>(
+            b, tile + tc_chunk_offset<BN>(k_base + lane % 8 + 8 * ((lane / 8) % 2), n_base / 8 + lane / 16));
+    }
+}
+
+// ---- main loop -----------------------------------------------------------------------------------------
+// acc += A[m0.., 0..Kred) B[0..Kred), n0..] for this warp's sub-tile, over `slices` slices of BK.
+// `load_a(tile, k0)` / `load_b(tile, k0)` fill one stage's tiles for the slice at reduction offset k0
+// (cp.async or plain shared stores; each thread only its own chunks). A_K_MAJOR / B_K_MAJOR give the
+// storage order the loaders use. Pipeline: STAGES - 1 slices in flight ahead of the math; each
+// iteration waits for the oldest, one barrier (which also proves every warp finished reading the stage
+// about to be refilled), issues the next load, then runs the slice's ldmatrix + mma.
+template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
+__device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
+                                            LoadA&& load_a, LoadB&& load_b) {
+    constexpr int STAGES = Tile::STAGES;
+    bf16* const a_tiles = smem;
+    bf16* const b_tiles = smem + STAGES * Tile::A_ELEMS;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int wm = (warp % Tile::WARPS_M) * Tile::WTM, wn = (warp / Tile::WARPS_M) * Tile::WTN;
+
+#pragma unroll
+    for (int i = 0; i < Tile::MI; ++i)
+#pragma unroll
+        for (int j = 0; j < Tile::NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < slices) {
+            load_a(a_tiles + s * Tile::A_ELEMS, s * Tile::BK);
+            load_b(b_tiles + s * Tile::B_ELEMS, s * Tile::BK);
+        }
+        cp_async_commit_group();  // possibly empty: keeps the group count = slices issued + padding
+    }
+
+    int read_stage = 0, write_stage = STAGES - 1;
+    for (int slice = 0; slice < slices; ++slice) {
+        cp_async_wait_group<STAGES - 2>();  // this thread's copies of `slice` have landed
+        __syncthreads();                    // everyone's have; and stage `write_stage` is free
+        const int next = slice + STAGES - 1;
+        if (next < slices) {
+            load_a(a_tiles + write_stage * Tile::A_ELEMS, next * Tile::BK);
+            load_b(b_tiles + write_stage * Tile::B_ELEMS, next * Tile::BK);
+        }
+        cp_async_commit_group();
+
+        const bf16* a_tile = a_tiles + read_stage * Tile::A_ELEMS;
+        const bf16* b_tile = b_tiles + read_stage * Tile::B_ELEMS;
+#pragma unroll
+        for (int kk = 0; kk < Tile::BK; kk += 16) {
+            std::uint32_t a[Tile::MI][4], b[Tile::NI / 2][4];
+#pragma unroll
+            for (int i = 0; i < Tile::MI; ++i) tc_load_a<A_K_MAJOR, Tile::BM>(a[i], a_tile, wm + 16 * i, kk, lane);
+#pragma unroll
+            for (int j = 0; j < Tile::NI / 2; ++j)
+                tc_load_b<B_K_MAJOR, Tile::BN>(b[j], b_tile, wn + 16 * j, kk, lane);
+#pragma unroll
+            for (int i = 0; i < Tile::MI; ++i)
+#pragma unroll
+                for (int j = 0; j < Tile::NI; ++j)
+                    mma_m16n8k16_bf16(acc[i][j], a[i], &b[j / 2][2 * (j % 2)], acc[i][j]);
+        }
+        read_stage = read_stage + 1 == STAGES ? 0 : read_stage + 1;
+        write_stage = write_stage + 1 == STAGES ? 0 : write_stage + 1;
+    }
+    cp_async_wait_all();  // no copy may outlive the block (only empty groups remain here)
+}
+
+// ---- epilogue walk -------------------------------------------------------------------------------------
+// Calls store(row, col, v0, v1) for each accumulator pair of this thread: C[row][col] = v0,
+// C[row][col + 1] = v1, with row, col the GEMM coordinates (tile origin m0, n0 added; col even). The
+// functor checks the bounds (row < M, col < Ncol, col + 1 < Ncol).
+template <class Tile, class Store>
+__device__ __forceinline__ void tc_for_each_pair(const float (&acc)[Tile::MI][Tile::NI][4], int m0, int n0,
+                                                 Store&& store) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int g = lane / 4, t = lane % 4;
+    const int wm = m0 + (warp % Tile::WARPS_M) * Tile::WTM, wn = n0 + (warp / Tile::WARPS_M) * Tile::WTN;
+#pragma unroll
+    for (int i = 0; i < Tile::MI; ++i)
+#pragma unroll
+        for (int j = 0; j < Tile::NI; ++j) {
+            const int row = wm + 16 * i + g, col = wn + 8 * j + 2 * t;
+            store(row, col, acc[i][j][0], acc[i][j][1]);
+            store(row + 8, col, acc[i][j][2], acc[i][j][3]);
+        }
+}
+
+// Stores a bf16 pair at out[0], out[1] (only out[0] when `second` is false): one 32-bit store when the
+// pair is 4-byte aligned (`paired`: the row length is even, col is even), else two 16-bit stores.
+__device__ __forceinline__ void tc_store_bf16_pair(bf16* out, float v0, float v1, bool second, bool paired) {
+    const bf16 h0 = bf16_from_float(v0), h1 = bf16_from_float(v1);
+    if (second && paired) {
+        *reinterpret_cast<std::uint32_t*>(out) = pack_bf16x2(h0, h1);
+    } else {
+        out[0] = h0;
+        if (second) out[1] = h1;
+    }
+}
+
+#endif

@@ -1,0 +1,194 @@
+// conv_tc_backward_data.cu: gradient of 2-D convolution with respect to its input, on tensor cores
+// (bf16 in, fp32 accumulate, bf16 out).
+//
+// Math:   dx[n,h,w,c] = bf16( sum_{r,s,k} dy[n,p,q,k] * w[k,r,s,c] [+ addend[n,h,w,c]] ) over the taps
+//         with p = (h + pad - r) / stride, q = (w + pad - s) / stride exact and inside [0,P) x [0,Q)
+//         (the transpose of the forward map; a gather, each dx element written once). The _add_
+//         kernels add `addend` in fp32 to the accumulator and round once (the residual shortcut's
+//         gradient summed in as dx is stored).
+// Layout: dy [N,P,Q,K] bf16 (NHWC), w [K,R,S,C] bf16 (KRSC), dx and addend [N,H,W,C] bf16 (NHWC).
+// Stride phases (as conv_backward_data.cu, no zero insertion): input pixels split into stride^2
+//         classes (ph, pw) = (h mod stride, w mod stride), blockIdx.z = ph * stride + pw. A class is
+//         reached only by taps r = rh0 + stride a (rh0 = (ph + pad) mod stride, a < nr), s = rw0 +
+//         stride b (b < ns), which read p = base_p + i - a, q = base_q + j - b for h = ph + stride i,
+//         w = pw + stride j (base_p = (ph + pad - rh0) / stride). A class no tap reaches (1x1 stride 2,
+//         odd pixels) runs no slices and stores zeros (or the addend).
+// GEMM per class: M = N*Hc*Wc (row m = (n*Hc + i)*Wc + j, Hc = ceil((H - ph) / stride)), Ncol = C,
+//         Kred = nr*ns*K (kr = (a*ns + b)*K + k, k fastest):  A[m, kr] = dy[n, p, q, k] (zero outside
+//         the output; contiguous along k: stored MK), B[kr, c] = w[k, r, s, c] (contiguous along c:
+//         stored KN, fragments by ldmatrix.trans).
+// Main loop, tiles, swizzle, pipeline: conv_tc.cuh.
+//
+// Kernels: conv2d_tc_backward_data_{V}{T}_bf16 with params (const bf16* dy, const bf16* w, bf16* dx,
+//          ConvDims d) and conv2d_tc_backward_data_add_{V}{T}_bf16 with params (const bf16* dy,
+//          const bf16* w, bf16* dx, const bf16* addend, ConvDims d), where
+//   {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
+//   {V} = "general_" any shape (element-wise gathers into the same tiles);
+//   {T} one of 128x128, 64x64, 128x32, 64x16 (BM x BN).
+// Launch: grid (ceil(N * ceil(H / stride) * ceil(W / stride) / BM), ceil(C / BN), stride^2) (sized for
+//         the largest class; blocks past a smaller class's rows return at once), block (THREADS, 1, 1)
+//         (256 for 128x128, else 128), dynamic shared bytes TcTile::SMEM_BYTES (at most 49152). No
+//         workspace; dx needs no zeroing. Pointers 16-byte aligned.
+#include "conv_tc.cuh"
+
+template <class Tile, bool VEC, bool ADD>
+__device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
+                                                      bf16* __restrict__ dx, const bf16* __restrict__ addend,
+                                                      const ConvDims& d) {
+    if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
+    using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
+    using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
+    const int H = d.H, W = d.W, P = d.P, Q = d.Q, C = d.C, K = d.K, S = d.S, stride = d.stride, pad = d.pad;
+    const int RSC = d.R * S * C;
+
+    const int ph = static_cast<int>(blockIdx.z) / stride, pw = static_cast<int>(blockIdx.z) % stride;
+    const int Hc = ph < H ? (H - ph + stride - 1) / stride : 0;
+    const int Wc = pw < W ? (W - pw + stride - 1) / stride : 0;
+    const int rh0 = (ph + pad) % stride, rw0 = (pw + pad) % stride;
+    const int nr = rh0 < d.R ? (d.R - rh0 + stride - 1) / stride : 0;
+    const int ns = rw0 < S ? (S - rw0 + stride - 1) / stride : 0;
+    const int base_p = (ph + pad - rh0) / stride, base_q = (pw + pad - rw0) / stride;
+    const int M = d.N * Hc * Wc, RED = nr * ns * K;
+
+    const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
+    if (m0 >= M) return;  // uniform over the block: a smaller class than the grid is sized for
+    const int tid = threadIdx.x;
+
+    // This thread's A rows (class pixels): dy's image offset and the output read by tap (0, 0).
+    long long a_image[AChunks::PER_THREAD];
+    int a_p0[AChunks::PER_THREAD], a_q0[AChunks::PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+        const int m = m0 + AChunks::row(tid, j);
+        a_image[j] = 0;
+        a_p0[j] = kConvInvalid;
+        a_q0[j] = kConvInvalid;
+        if (AChunks::owns(tid, j) && m < M) {
+            const int jw = m % Wc, ni = m / Wc;
+            const int ih = ni % Hc, n = ni / Hc;
+            a_image[j] = static_cast<long long>(n) * P * Q * K;
+            a_p0[j] = base_p + ih;
+            a_q0[j] = base_q + jw;
+        }
+    }
+    const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
+
+    // Splits a reduction index into this class's tap (a, b) and output channel k (kr < RED, so ns > 0).
+    auto split = [&](int kr, int& a, int& b, int& k) {
+        const int ab = kr / K;
+        k = kr - ab * K;
+        a = ab / ns;
+        b = ab - a * ns;
+    };
+
+    auto load_a = [&](bf16* tile, int k0) {
+        if constexpr (VEC) {
+            // The 8 output channels of this chunk share one tap (K % 8 == 0).
+            const int kr = k0 + 8 * a_col;
+            int a = 0, b = 0, k = 0;
+            if (kr < RED) split(kr, a, b, k);
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                const int p = a_p0[j] - a, q = a_q0[j] - b;
+                const bool ok = kr < RED && p >= 0 && p < P && q >= 0 && q < Q;
+                const bf16* src = ok ? dy + a_image[j] + (static_cast<long long>(p) * Q + q) * K + k : dy;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
+            }
+        } else {
+            int ta[8], tb[8], tk[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int kr = k0 + 8 * a_col + e;
+                ta[e] = -kConvInvalid;  // past the reduction: p = p0 - a is then negative, so no load
+                tb[e] = 0;
+                tk[e] = 0;
+                if (kr < RED) split(kr, ta[e], tb[e], tk[e]);
+            }
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int p = a_p0[j] - ta[e], q = a_q0[j] - tb[e];
+                    const bool ok = p >= 0 && p < P && q >= 0 && q < Q;
+                    bits[e] = ok ? tc_bits(dy + a_image[j] + (static_cast<long long>(p) * Q + q) * K + tk[e]) : 0;
+                }
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), bits);
+            }
+        }
+    };
+
+    // B rows are reduction indices (tap, k); each row's input channels w[k, r, s, 0..C) are contiguous.
+    const int c_base = n0 + 8 * b_col;
+    auto load_b = [&](bf16* tile, int k0) {
+#pragma unroll
+        for (int j = 0; j < BChunks::PER_THREAD; ++j) {
+            if (!BChunks::owns(tid, j)) continue;
+            const int row = BChunks::row(tid, j), kr = k0 + row;
+            int a = 0, b = 0, k = 0;
+            if (kr < RED) split(kr, a, b, k);
+            const int r = rh0 + stride * a, s = rw0 + stride * b;
+            const bf16* base = w + static_cast<long long>(k) * RSC + (r * S + s) * C + c_base;
+            if constexpr (VEC) {
+                const bool ok = kr < RED && c_base < C;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BN>(row, b_col), ok ? base : w, ok);
+            } else {
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) bits[e] = (kr < RED && c_base + e < C) ? tc_bits(base + e) : 0;
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BN>(row, b_col), bits);
+            }
+        }
+    };
+
+    float acc[Tile::MI][Tile::NI][4];
+    const int slices = (RED + Tile::BK - 1) / Tile::BK;
+    tc_mainloop<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+
+    const bool paired = C % 2 == 0;
+    tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int c, float v0, float v1) {
+        if (m >= M || c >= C) return;
+        const int jw = m % Wc, ni = m / Wc;
+        const int ih = ni % Hc, n = ni / Hc;
+        const long long at = ((static_cast<long long>(n) * H + ph + stride * ih) * W + pw + stride * jw) * C + c;
+        const bool second = c + 1 < C;
+        if constexpr (ADD) {
+            v0 += bf16_to_float(addend[at]);
+            if (second) v1 += bf16_to_float(addend[at + 1]);
+        }
+        tc_store_bf16_pair(dx + at, v0, v1, second, paired);
+    });
+}
+
+#define CONV_TC_BACKWARD_DATA_KERNEL(name, Tile, VEC)                                                  \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d) {                                    \
+        conv_tc_backward_data<Tile, VEC, false>(dy, w, dx, nullptr, d);                                \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_TC_BACKWARD_DATA_ADD_KERNEL(name, Tile, VEC)                                              \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d) {                \
+        conv_tc_backward_data<Tile, VEC, true>(dy, w, dx, addend, d);                                  \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x128_bf16, TcTile128x128, true);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x64_bf16, TcTile64x64, true);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x32_bf16, TcTile128x32, true);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x16_bf16, TcTile64x16, true);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_128x128_bf16, TcTile128x128, false);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_64x64_bf16, TcTile64x64, false);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_128x32_bf16, TcTile128x32, false);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_64x16_bf16, TcTile64x16, false);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x128_bf16, TcTile128x128, true);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_64x64_bf16, TcTile64x64, true);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x32_bf16, TcTile128x32, true);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_64x16_bf16, TcTile64x16, true);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_128x128_bf16, TcTile128x128, false);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x64_bf16, TcTile64x64, false);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_128x32_bf16, TcTile128x32, false);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x16_bf16, TcTile64x16, false);

@@ -1,0 +1,138 @@
+// conv_tc_forward.cu: 2-D convolution forward on tensor cores (bf16 in, fp32 accumulate, bf16 out).
+//
+// Math:   y[n,p,q,k] = bf16( sum_{r,s,c} x[n, p*stride - pad + r, q*stride - pad + s, c] * w[k,r,s,c] )
+//         (reads outside the image are zero; the sum in fp32, rounded to bf16 once).
+// Layout: x [N,H,W,C] bf16 (NHWC), w [K,R,S,C] bf16 (KRSC), y [N,P,Q,K] bf16 (NHWC); all contiguous.
+// GEMM:   M = N*P*Q (row m = (n*P + p)*Q + q, so y is C[M, K] row-major), Ncol = K, Kred = R*S*C
+//         (index kr = (r*S + s)*C + c, c fastest):  A[m, kr] = x[n, p*st-pad+r, q*st-pad+s, c]
+//         (im2col, contiguous along c: stored MK), B[kr, k] = w[k][kr] (contiguous along kr: stored
+//         NK, i.e. the "col" operand of mma .row.col with no transpose).
+// Main loop, tiles, swizzle, pipeline: conv_tc.cuh.
+//
+// Kernels, all with params (const bf16* x, const bf16* w, bf16* y, ConvDims d):
+//   conv2d_tc_forward_{T}_bf16          requires C % 8 == 0 (16-byte cp.async chunks of 8 channels,
+//                                        zero-filled for padding and rows/columns past the GEMM);
+//                                        traps otherwise. Any R, S, stride, pad, K.
+//   conv2d_tc_forward_general_{T}_bf16  any shape (the C = 3 stems): operands gathered element by
+//                                        element into the same shared tiles; same math.
+//   with {T} one of 128x128, 64x64, 128x32, 64x16 (BM x BN: TcTile* in conv_tc.cuh).
+// Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (THREADS, 1, 1) with THREADS = 256 for 128x128
+//         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
+//         20480: none above the 48 KiB that needs an opt-in). Pointers 16-byte aligned. Every element of
+//         y is written.
+#include "conv_tc.cuh"
+
+template <class Tile, bool VEC>
+__device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                                                bf16* __restrict__ y, const ConvDims& d) {
+    if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
+    using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
+    using BChunks = TcChunks<Tile::BN, Tile::BK, Tile::THREADS>;
+    const int H = d.H, W = d.W, C = d.C, K = d.K, S = d.S;
+    const int M = d.N * d.P * d.Q, RSC = d.R * S * C;
+    const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
+    const int tid = threadIdx.x;
+
+    // This thread's A rows (output pixels): the image's offset and the input corner of tap (0, 0).
+    long long a_image[AChunks::PER_THREAD];
+    int a_h0[AChunks::PER_THREAD], a_w0[AChunks::PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+        const int m = m0 + AChunks::row(tid, j);
+        a_image[j] = 0;
+        a_h0[j] = kConvInvalid;
+        a_w0[j] = kConvInvalid;
+        if (AChunks::owns(tid, j) && m < M) {
+            const int q = m % d.Q, np = m / d.Q;
+            const int p = np % d.P, n = np / d.P;
+            a_image[j] = static_cast<long long>(n) * H * W * C;
+            a_h0[j] = p * d.stride - d.pad;
+            a_w0[j] = q * d.stride - d.pad;
+        }
+    }
+    const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
+
+    auto load_a = [&](bf16* tile, int k0) {
+        if constexpr (VEC) {
+            // The 8 channels of this chunk share one tap (C % 8 == 0).
+            const int kr = k0 + 8 * a_col;
+            const int rs = kr / C, c = kr - rs * C;
+            const int r = rs / S, s = rs - r * S;
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                const int h = a_h0[j] + r, ww = a_w0[j] + s;
+                const bool ok = kr < RSC && h >= 0 && h < H && ww >= 0 && ww < W;
+                const bf16* src = ok ? x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c : x;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
+            }
+        } else {
+            int r[8], s[8], c[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int kr = k0 + 8 * a_col + e;
+                const int rs = kr / C;
+                c[e] = kr - rs * C;
+                r[e] = kr < RSC ? rs / S : kConvInvalid;  // invalid taps fail the bounds test below
+                s[e] = rs - (rs / S) * S;
+            }
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int h = a_h0[j] + r[e], ww = a_w0[j] + s[e];
+                    const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
+                    bits[e] = ok ? tc_bits(x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c[e]) : 0;
+                }
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), bits);
+            }
+        }
+    };
+
+    // B rows are output channels k; each row's reduction run w[k][0..RSC) is contiguous.
+    auto load_b = [&](bf16* tile, int k0) {
+        const int kr = k0 + 8 * b_col;
+#pragma unroll
+        for (int j = 0; j < BChunks::PER_THREAD; ++j) {
+            if (!BChunks::owns(tid, j)) continue;
+            const int row = BChunks::row(tid, j), k = n0 + row;
+            const bf16* base = w + static_cast<long long>(k) * RSC + kr;
+            if constexpr (VEC) {
+                const bool ok = k < K && kr < RSC;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(row, b_col), ok ? base : w, ok);
+            } else {
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) bits[e] = (k < K && kr + e < RSC) ? tc_bits(base + e) : 0;
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(row, b_col), bits);
+            }
+        }
+    };
+
+    float acc[Tile::MI][Tile::NI][4];
+    const int slices = (RSC + Tile::BK - 1) / Tile::BK;
+    tc_mainloop<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+
+    const bool paired = K % 2 == 0;
+    tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int k, float v0, float v1) {
+        if (m < M && k < K) tc_store_bf16_pair(y + static_cast<long long>(m) * K + k, v0, v1, k + 1 < K, paired);
+    });
+}
+
+#define CONV_TC_FORWARD_KERNEL(name, Tile, VEC)                                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, ConvDims d) {                                      \
+        conv_tc_forward<Tile, VEC>(x, w, y, d);                                                        \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x128_bf16, TcTile128x128, true);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x64_bf16, TcTile64x64, true);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x32_bf16, TcTile128x32, true);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x16_bf16, TcTile64x16, true);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_128x128_bf16, TcTile128x128, false);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x64_bf16, TcTile64x64, false);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_128x32_bf16, TcTile128x32, false);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x16_bf16, TcTile64x16, false);

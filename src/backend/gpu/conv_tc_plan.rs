@@ -1,0 +1,526 @@
+//! Launch planning for the bf16 tensor-core implicit-GEMM convolutions of `kernels/conv_tc_*.cu`:
+//! which kernel (tile configuration, vector or general loader), its grid, block and dynamic shared
+//! memory, and backward-filter's split of its long reduction with the workspace that needs.
+//!
+//! Everything here is a pure function of the [`ConvShape`], never of the device, so a shape computes
+//! the same bits on every GPU and in the emulator (backward-filter's split count fixes its summation
+//! order).
+//!
+//! GEMM views (bf16 operands, fp32 accumulation; see each kernel file's header):
+//!
+//! | pass            | rows (M)                    | columns (Ncol) | reduction          | grid z   |
+//! |-----------------|-----------------------------|----------------|--------------------|----------|
+//! | forward         | N*P*Q                       | K              | R*S*C              | 1        |
+//! | backward-data   | N*ceil(H/st)*ceil(W/st)     | C              | taps of a phase * K| stride^2 |
+//! | backward-filter | K                           | R*S*C          | N*P*Q              | splits Z |
+//!
+//! Kernels and their parameters (`ConvDims` by value, as in [`super::conv_plan::ConvDims`]; every
+//! pointer is a device address, 16-byte aligned for the bf16 tensors; device allocations are):
+//!
+//! | kernel                                         | params                                                         |
+//! |------------------------------------------------|----------------------------------------------------------------|
+//! | `conv2d_tc_forward_[general_]{T}_bf16`          | `(const bf16* x, const bf16* w, bf16* y, ConvDims d)`          |
+//! | `conv2d_tc_backward_data_[general_]{T}_bf16`    | `(const bf16* dy, const bf16* w, bf16* dx, ConvDims d)`        |
+//! | `conv2d_tc_backward_data_add_[general_]{T}_bf16`| `(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d)` |
+//! | `conv2d_tc_backward_filter_[general_]{T}_bf16`  | `(const bf16* x, const bf16* dy, float* out, ConvDims d)`: `out` is `dw` when `splits == 1`, else the workspace |
+//! | `conv2d_tc_backward_filter_reduce_bf16`         | `(const float* workspace, float* dw, int splits, unsigned long long count)`, `count = K*R*S*C` |
+//!
+//! `{T}` is the tile ([`TcTile`]): `128x128`, `64x64`, `128x32`, `64x16` (BM x BN). Without
+//! `general_` a kernel needs `C % 8 == 0` (forward) or `C % 8 == 0 && K % 8 == 0` (the backward
+//! passes) for its 16-byte `cp.async` loads, and traps otherwise; the plan picks `general_` (element
+//! gathers, the same tensor-core math) for every other shape, e.g. the C = 3 stems.
+//! Layouts: x, y, dy, dx, addend bf16 NHWC; w bf16 KRSC; dw fp32 KRSC.
+//!
+//! No configuration uses more than 48 KiB of dynamic shared memory (the largest, 128x128 with 3
+//! stages, uses exactly 49152 bytes), so no launch needs `Driver::set_max_dynamic_shared`; a launch
+//! whose `shared_bytes` exceeds [`DEFAULT_SHARED_LIMIT`] would.
+
+use super::conv_plan::ConvShape;
+
+/// Dynamic shared memory a kernel may use without opting in (`cuFuncSetAttribute`).
+pub const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
+
+/// One kernel launch: the kernel's name, grid, block and dynamic shared memory bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcLaunch {
+    pub kernel: &'static str,
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub shared_bytes: u32,
+}
+
+impl TcLaunch {
+    /// Whether the launch needs `Driver::set_max_dynamic_shared(kernel, shared_bytes)` first.
+    pub fn needs_shared_opt_in(&self) -> bool {
+        self.shared_bytes > DEFAULT_SHARED_LIMIT
+    }
+}
+
+/// Backward-filter: the tensor-core partial kernel over `splits` slices of the N*P*Q reduction; with
+/// `splits > 1` it writes `workspace_bytes` of fp32 partials (`splits * K*R*S*C` floats) which
+/// `reduce` (params `(workspace, dw, splits as int, K*R*S*C as u64)`) sums into dw in a fixed order.
+/// With `splits == 1`, `workspace_bytes == 0`, `reduce` is `None` and the partial kernel's `out`
+/// parameter is dw itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcFilterLaunch {
+    pub partial: TcLaunch,
+    pub splits: usize,
+    pub workspace_bytes: usize,
+    pub reduce: Option<TcLaunch>,
+}
+
+/// The CTA tile configurations (`TcTile*` in kernels/conv_tc.cuh; BK = 32 for all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcTile {
+    /// 128 x 128, 8 warps of 64 x 32, 3 stages, 49152 bytes: the big layers.
+    T128x128,
+    /// 64 x 64, 4 warps of 32 x 32, 4 stages, 32768 bytes: 64-channel layers, small grids.
+    T64x64,
+    /// 128 x 32, 4 warps of 32 x 32, 4 stages, 40960 bytes: 32-channel outputs (CIFAR).
+    T128x32,
+    /// 64 x 16, 4 warps of 16 x 16, 4 stages, 20480 bytes: 16-channel outputs (CIFAR).
+    T64x16,
+}
+
+impl TcTile {
+    pub const ALL: [TcTile; 4] = [
+        TcTile::T128x128,
+        TcTile::T64x64,
+        TcTile::T128x32,
+        TcTile::T64x16,
+    ];
+
+    /// (BM, BN, threads, pipeline stages).
+    const fn params(self) -> (usize, usize, u32, usize) {
+        match self {
+            TcTile::T128x128 => (128, 128, 256, 3),
+            TcTile::T64x64 => (64, 64, 128, 4),
+            TcTile::T128x32 => (128, 32, 128, 4),
+            TcTile::T64x16 => (64, 16, 128, 4),
+        }
+    }
+
+    pub const fn bm(self) -> usize {
+        self.params().0
+    }
+
+    pub const fn bn(self) -> usize {
+        self.params().1
+    }
+
+    pub const fn threads(self) -> u32 {
+        self.params().2
+    }
+
+    /// Dynamic shared memory: stages * (BM + BN) * BK bf16.
+    pub const fn shared_bytes(self) -> u32 {
+        let (bm, bn, _, stages) = self.params();
+        (stages * (bm + bn) * BLOCK_K * 2) as u32
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            TcTile::T128x128 => 0,
+            TcTile::T64x64 => 1,
+            TcTile::T128x32 => 2,
+            TcTile::T64x16 => 3,
+        }
+    }
+}
+
+/// Reduction slice depth of every tile (kTcBlockK).
+const BLOCK_K: usize = 32;
+/// Blocks a layer should have before the 128x128 tile is worth its fewer, larger blocks: one wave of
+/// an H200 (132 SMs). Below this, 64x64 gives four times the blocks. A constant, not the device's SM
+/// count, so the choice (and with it nothing numeric: tiles do not change the result's rounding
+/// beyond the fp32 order inside a tile) is the same everywhere.
+const BIG_TILE_MIN_BLOCKS: usize = 132;
+/// Blocks backward-filter aims for: two waves of an H200's 132 SMs (fixed, so the split count, and
+/// with it the summation order, is the same on every device).
+const FILTER_TARGET_BLOCKS: usize = 264;
+/// The fewest reduction rows a backward-filter split gets: 16 slices of 32, enough to amortise the
+/// pipeline's prologue and the extra partial sums.
+const FILTER_MIN_ROWS_PER_SPLIT: usize = 512;
+/// Most splits: bounds the workspace at 64 * K*R*S*C floats.
+const FILTER_MAX_SPLITS: usize = 64;
+/// Threads per block of the reduce kernel, and its most blocks (a grid-stride loop covers the rest).
+const REDUCE_THREADS: u32 = 256;
+const REDUCE_MAX_BLOCKS: usize = 4096;
+
+/// Kernel names, indexed [general as usize][tile.index()].
+const FORWARD_KERNELS: [[&str; 4]; 2] = [
+    [
+        "conv2d_tc_forward_128x128_bf16",
+        "conv2d_tc_forward_64x64_bf16",
+        "conv2d_tc_forward_128x32_bf16",
+        "conv2d_tc_forward_64x16_bf16",
+    ],
+    [
+        "conv2d_tc_forward_general_128x128_bf16",
+        "conv2d_tc_forward_general_64x64_bf16",
+        "conv2d_tc_forward_general_128x32_bf16",
+        "conv2d_tc_forward_general_64x16_bf16",
+    ],
+];
+const BACKWARD_DATA_KERNELS: [[&str; 4]; 2] = [
+    [
+        "conv2d_tc_backward_data_128x128_bf16",
+        "conv2d_tc_backward_data_64x64_bf16",
+        "conv2d_tc_backward_data_128x32_bf16",
+        "conv2d_tc_backward_data_64x16_bf16",
+    ],
+    [
+        "conv2d_tc_backward_data_general_128x128_bf16",
+        "conv2d_tc_backward_data_general_64x64_bf16",
+        "conv2d_tc_backward_data_general_128x32_bf16",
+        "conv2d_tc_backward_data_general_64x16_bf16",
+    ],
+];
+const BACKWARD_DATA_ADD_KERNELS: [[&str; 4]; 2] = [
+    [
+        "conv2d_tc_backward_data_add_128x128_bf16",
+        "conv2d_tc_backward_data_add_64x64_bf16",
+        "conv2d_tc_backward_data_add_128x32_bf16",
+        "conv2d_tc_backward_data_add_64x16_bf16",
+    ],
+    [
+        "conv2d_tc_backward_data_add_general_128x128_bf16",
+        "conv2d_tc_backward_data_add_general_64x64_bf16",
+        "conv2d_tc_backward_data_add_general_128x32_bf16",
+        "conv2d_tc_backward_data_add_general_64x16_bf16",
+    ],
+];
+const BACKWARD_FILTER_KERNELS: [[&str; 4]; 2] = [
+    [
+        "conv2d_tc_backward_filter_128x128_bf16",
+        "conv2d_tc_backward_filter_64x64_bf16",
+        "conv2d_tc_backward_filter_128x32_bf16",
+        "conv2d_tc_backward_filter_64x16_bf16",
+    ],
+    [
+        "conv2d_tc_backward_filter_general_128x128_bf16",
+        "conv2d_tc_backward_filter_general_64x64_bf16",
+        "conv2d_tc_backward_filter_general_128x32_bf16",
+        "conv2d_tc_backward_filter_general_64x16_bf16",
+    ],
+];
+/// The backward-filter reduce kernel (fp32 partials to fp32 dw).
+pub const FILTER_REDUCE_KERNEL: &str = "conv2d_tc_backward_filter_reduce_bf16";
+
+/// Forward, `y = conv(x, w)`: tile by the output channels K and the pixel count, the vector kernel
+/// when C % 8 == 0.
+pub fn forward(shape: &ConvShape) -> TcLaunch {
+    let [n, p, q, k] = shape.y;
+    forward_with(
+        shape,
+        output_tile(n * p * q, k),
+        !forward_vectorizable(shape),
+    )
+}
+
+/// Forward with an explicit tile and loader (tests, benchmarks). `general == false` requires
+/// C % 8 == 0 (the kernel traps otherwise).
+pub fn forward_with(shape: &ConvShape, tile: TcTile, general: bool) -> TcLaunch {
+    let [n, p, q, k] = shape.y;
+    launch(
+        FORWARD_KERNELS[usize::from(general)][tile.index()],
+        tile,
+        n * p * q,
+        k,
+        1,
+    )
+}
+
+/// Backward-data, `dx = conv_transpose(dy, w)` (`add`: `+ addend`): one launch; grid z holds the
+/// stride^2 phases. Tile by the input channels C, the vector kernel when C and K are multiples of 8.
+pub fn backward_data(shape: &ConvShape, add: bool) -> TcLaunch {
+    let c = shape.x[3];
+    backward_data_with(
+        shape,
+        add,
+        output_tile(backward_data_rows(shape), c),
+        !backward_vectorizable(shape),
+    )
+}
+
+/// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires
+/// C % 8 == 0 and K % 8 == 0.
+pub fn backward_data_with(shape: &ConvShape, add: bool, tile: TcTile, general: bool) -> TcLaunch {
+    let names = if add {
+        &BACKWARD_DATA_ADD_KERNELS
+    } else {
+        &BACKWARD_DATA_KERNELS
+    };
+    let st = shape.geom.stride;
+    launch(
+        names[usize::from(general)][tile.index()],
+        tile,
+        backward_data_rows(shape),
+        shape.x[3],
+        st * st,
+    )
+}
+
+/// Backward-filter, `dw = sum over N*P*Q of dy x` into fp32: 128x128 tiles when K > 64, else 64x64
+/// (the tiles' M axis is K); the split count from [`filter_splits`].
+pub fn backward_filter(shape: &ConvShape) -> TcFilterLaunch {
+    let tile = if shape.w[0] > 64 {
+        TcTile::T128x128
+    } else {
+        TcTile::T64x64
+    };
+    let splits = filter_splits(shape, tile);
+    backward_filter_with(shape, tile, !backward_vectorizable(shape), splits)
+}
+
+/// Backward-filter with an explicit tile, loader and split count (tests, benchmarks). `general ==
+/// false` requires C % 8 == 0 and K % 8 == 0.
+pub fn backward_filter_with(
+    shape: &ConvShape,
+    tile: TcTile,
+    general: bool,
+    splits: usize,
+) -> TcFilterLaunch {
+    assert!(splits >= 1, "backward-filter needs at least one split");
+    let [k, r, s, c] = shape.w;
+    let count = k * r * s * c;
+    let partial = launch(
+        BACKWARD_FILTER_KERNELS[usize::from(general)][tile.index()],
+        tile,
+        k,
+        r * s * c,
+        splits,
+    );
+    let reduce = (splits > 1).then(|| TcLaunch {
+        kernel: FILTER_REDUCE_KERNEL,
+        grid: (
+            dim(count
+                .div_ceil(REDUCE_THREADS as usize)
+                .clamp(1, REDUCE_MAX_BLOCKS)),
+            1,
+            1,
+        ),
+        block: (REDUCE_THREADS, 1, 1),
+        shared_bytes: 0,
+    });
+    TcFilterLaunch {
+        partial,
+        splits,
+        workspace_bytes: if splits > 1 { splits * count * 4 } else { 0 },
+        reduce,
+    }
+}
+
+/// Backward-filter's split count Z for `tile`: enough blocks for [`FILTER_TARGET_BLOCKS`], each split
+/// keeping at least [`FILTER_MIN_ROWS_PER_SPLIT`] reduction rows, at most [`FILTER_MAX_SPLITS`].
+pub fn filter_splits(shape: &ConvShape, tile: TcTile) -> usize {
+    let [n, p, q, _] = shape.y;
+    let [k, r, s, c] = shape.w;
+    let tiles = k.div_ceil(tile.bm()) * (r * s * c).div_ceil(tile.bn());
+    let wanted = FILTER_TARGET_BLOCKS.div_ceil(tiles);
+    let most = (n * p * q)
+        .div_ceil(FILTER_MIN_ROWS_PER_SPLIT)
+        .min(FILTER_MAX_SPLITS);
+    wanted.clamp(1, most.max(1))
+}
+
+/// Whether forward's 16-byte loads apply: every chunk of 8 channels lies inside one tap and is
+/// 16-byte aligned.
+pub fn forward_vectorizable(shape: &ConvShape) -> bool {
+    shape.x[3] % 8 == 0
+}
+
+/// Whether the backward passes' 16-byte loads apply (both channel counts multiples of 8).
+pub fn backward_vectorizable(shape: &ConvShape) -> bool {
+    shape.x[3] % 8 == 0 && shape.w[0] % 8 == 0
+}
+
+/// Rows of backward-data's GEMM: the largest phase's pixels, N*ceil(H/st)*ceil(W/st).
+fn backward_data_rows(shape: &ConvShape) -> usize {
+    let [n, h, w, _] = shape.x;
+    let st = shape.geom.stride;
+    n * h.div_ceil(st) * w.div_ceil(st)
+}
+
+/// The tile for a GEMM with `rows` rows and `cols` output columns (channels): narrow tiles for 16- and
+/// 32-channel outputs so that most of a 128-wide tile is not wasted, 64x64 for 64 channels or when
+/// 128x128 tiles would not fill one wave of SMs, else 128x128.
+fn output_tile(rows: usize, cols: usize) -> TcTile {
+    if cols <= 16 {
+        TcTile::T64x16
+    } else if cols <= 32 {
+        TcTile::T128x32
+    } else if cols <= 64 || rows.div_ceil(128) * cols.div_ceil(128) < BIG_TILE_MIN_BLOCKS {
+        TcTile::T64x64
+    } else {
+        TcTile::T128x128
+    }
+}
+
+fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize) -> TcLaunch {
+    TcLaunch {
+        kernel,
+        grid: (
+            dim(rows.div_ceil(tile.bm()).max(1)),
+            dim(cols.div_ceil(tile.bn()).max(1)),
+            dim(z),
+        ),
+        block: (tile.threads(), 1, 1),
+        shared_bytes: tile.shared_bytes(),
+    }
+}
+
+fn dim(v: usize) -> u32 {
+    u32::try_from(v).expect("grid dimension fits in u32")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Conv2dGeometry;
+
+    fn shape(x: [usize; 4], w: [usize; 4], stride: usize, pad: usize) -> ConvShape {
+        let geom = Conv2dGeometry::new(stride, pad);
+        let p = geom.output_extent(x[1], w[1]).unwrap();
+        let q = geom.output_extent(x[2], w[2]).unwrap();
+        ConvShape {
+            x,
+            w,
+            y: [x[0], p, q, w[0]],
+            geom,
+        }
+    }
+
+    #[test]
+    fn kernel_names_follow_the_tile_and_loader() {
+        for tile in TcTile::ALL {
+            let t = format!("{}x{}", tile.bm(), tile.bn());
+            for (g, general) in ["", "general_"].iter().enumerate() {
+                let name = |op: &str| format!("conv2d_tc_{op}_{general}{t}_bf16");
+                assert_eq!(FORWARD_KERNELS[g][tile.index()], name("forward"));
+                assert_eq!(
+                    BACKWARD_DATA_KERNELS[g][tile.index()],
+                    name("backward_data")
+                );
+                assert_eq!(
+                    BACKWARD_DATA_ADD_KERNELS[g][tile.index()],
+                    name("backward_data_add")
+                );
+                assert_eq!(
+                    BACKWARD_FILTER_KERNELS[g][tile.index()],
+                    name("backward_filter")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shared_memory_matches_the_kernel_configs_and_needs_no_opt_in() {
+        assert_eq!(TcTile::T128x128.shared_bytes(), 49152);
+        assert_eq!(TcTile::T64x64.shared_bytes(), 32768);
+        assert_eq!(TcTile::T128x32.shared_bytes(), 40960);
+        assert_eq!(TcTile::T64x16.shared_bytes(), 20480);
+        let s = shape([8, 56, 56, 256], [512, 1, 1, 256], 1, 0);
+        assert!(!forward(&s).needs_shared_opt_in());
+    }
+
+    #[test]
+    fn grids_cover_every_output() {
+        for s in [
+            shape([32, 56, 56, 64], [64, 3, 3, 64], 1, 1),
+            shape([3, 57, 57, 40], [24, 3, 3, 40], 2, 1),
+            shape([1, 7, 7, 512], [2048, 1, 1, 512], 1, 0),
+            shape([2, 224, 224, 3], [64, 7, 7, 3], 2, 3),
+        ] {
+            let f = forward(&s);
+            let [n, p, q, k] = s.y;
+            let tile = TcTile::ALL
+                .into_iter()
+                .find(|t| f.block.0 == t.threads() && f.shared_bytes == t.shared_bytes())
+                .unwrap();
+            assert!(f.grid.0 as usize * tile.bm() >= n * p * q);
+            assert!(f.grid.1 as usize * tile.bn() >= k);
+            assert_eq!(f.grid.2, 1);
+            let d = backward_data(&s, false);
+            let st = s.geom.stride;
+            assert_eq!(d.grid.2 as usize, st * st);
+            let [_, h, w, c] = s.x;
+            let tile = TcTile::ALL
+                .into_iter()
+                .find(|t| d.shared_bytes == t.shared_bytes())
+                .unwrap();
+            assert!(d.grid.0 as usize * tile.bm() >= n * h.div_ceil(st) * w.div_ceil(st));
+            assert!(d.grid.1 as usize * tile.bn() >= c);
+            let b = backward_filter(&s);
+            let tile = TcTile::ALL
+                .into_iter()
+                .find(|t| b.partial.shared_bytes == t.shared_bytes())
+                .unwrap();
+            assert!(b.partial.grid.0 as usize * tile.bm() >= s.w[0]);
+            assert!(b.partial.grid.1 as usize * tile.bn() >= s.w[1] * s.w[2] * s.w[3]);
+            assert_eq!(b.partial.grid.2 as usize, b.splits);
+        }
+    }
+
+    #[test]
+    fn small_channel_counts_get_narrow_tiles() {
+        // CIFAR resnet stage 1 (16 channels) and 2 (32 channels) at batch 128.
+        let k16 = shape([128, 32, 32, 16], [16, 3, 3, 16], 1, 1);
+        assert_eq!(forward(&k16).kernel, "conv2d_tc_forward_64x16_bf16");
+        assert_eq!(
+            backward_data(&k16, true).kernel,
+            "conv2d_tc_backward_data_add_64x16_bf16"
+        );
+        let k32 = shape([128, 16, 16, 32], [32, 3, 3, 32], 1, 1);
+        assert_eq!(forward(&k32).kernel, "conv2d_tc_forward_128x32_bf16");
+        // resnet50 at batch 64: a wide layer with many pixels takes the big tile.
+        let big = shape([64, 28, 28, 128], [512, 1, 1, 128], 1, 0);
+        assert_eq!(forward(&big).kernel, "conv2d_tc_forward_128x128_bf16");
+        // ... and one whose 128x128 grid would not fill a wave takes 64x64.
+        let late = shape([8, 7, 7, 512], [512, 3, 3, 512], 1, 1);
+        assert_eq!(forward(&late).kernel, "conv2d_tc_forward_64x64_bf16");
+    }
+
+    #[test]
+    fn odd_channel_counts_take_the_general_kernels() {
+        let stem = shape([2, 224, 224, 3], [64, 7, 7, 3], 2, 3);
+        assert_eq!(
+            forward(&stem).kernel,
+            "conv2d_tc_forward_general_64x64_bf16"
+        );
+        assert_eq!(
+            backward_data(&stem, false).kernel,
+            "conv2d_tc_backward_data_general_64x16_bf16"
+        );
+        assert_eq!(
+            backward_filter(&stem).partial.kernel,
+            "conv2d_tc_backward_filter_general_64x64_bf16"
+        );
+        // K = 20: forward still vectorizes (only C matters), the backward passes do not.
+        let k20 = shape([2, 8, 8, 16], [20, 3, 3, 16], 1, 1);
+        assert!(!forward(&k20).kernel.contains("general"));
+        assert!(backward_data(&k20, false).kernel.contains("general"));
+    }
+
+    #[test]
+    fn filter_splits_fill_the_gpu_and_size_the_workspace() {
+        // 64 x 576 -> 1 x 9 tiles of 64x64: 264 / 9 -> 30 splits.
+        let s = shape([32, 56, 56, 64], [64, 3, 3, 64], 1, 1);
+        let f = backward_filter(&s);
+        assert_eq!(f.splits, 30);
+        assert_eq!(f.workspace_bytes, 30 * 64 * 576 * 4);
+        let reduce = f.reduce.unwrap();
+        assert_eq!(reduce.kernel, FILTER_REDUCE_KERNEL);
+        assert_eq!(reduce.grid, (144, 1, 1));
+        // 512 x 4608 -> 4 x 36 = 144 tiles of 128x128: 2 splits.
+        let deep = shape([32, 7, 7, 512], [512, 3, 3, 512], 1, 1);
+        assert_eq!(backward_filter(&deep).splits, 2);
+        // A tiny reduction (1*4*4 rows) is never split: no workspace, no reduce.
+        let tiny = shape([1, 4, 4, 8], [8, 3, 3, 8], 1, 1);
+        let t = backward_filter(&tiny);
+        assert_eq!((t.splits, t.workspace_bytes, t.reduce), (1, 0, None));
+        // The split count never exceeds its cap.
+        let stem = shape([256, 224, 224, 3], [64, 7, 7, 3], 2, 3);
+        assert_eq!(backward_filter(&stem).splits, FILTER_MAX_SPLITS);
+    }
+}
