@@ -602,7 +602,7 @@ fn shortcut_a_moves_bits_exactly() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // (N, H, W, Cin, Cout, stride)
     for (n, h, w, cin, cout, stride) in [
-        (1, 5, 7, 3, 5, 2),
+        (1usize, 5usize, 7usize, 3, 5, 2usize),
         (2, 8, 8, 16, 32, 2),
         (2, 6, 5, 8, 8, 1),
         (1, 3, 3, 24, 64, 2),
