@@ -76,7 +76,7 @@ impl Launch {
 /// `c`, else 1. The kernels choose the same way.
 pub fn channel_group(c: usize) -> usize {
     let group = BF16_CHANNEL_GROUP as usize;
-    if c.is_multiple_of(group) {
+    if c % group == 0 {
         group
     } else {
         1
