@@ -521,3 +521,23 @@ fn many_blocks_and_long_reductions() {
     }
     check_backward_filter(&s, &conv_tc_plan::backward_filter(&s), 803);
 }
+
+#[test]
+fn resnet_layers_at_batch_one() {
+    // Real layer shapes (batch 1): resnet50 conv2_x 3x3, a stride-2 3x3 of torchvision's bottleneck,
+    // the 1x1 expansion of conv4_x, and the ImageNet stem on a 32x32 crop.
+    for (i, s) in [
+        shape([1, 56, 56, 64], [64, 3, 3, 64], 1, 1),
+        shape([1, 28, 28, 128], [128, 3, 3, 128], 2, 1),
+        shape([1, 14, 14, 256], [1024, 1, 1, 256], 1, 0),
+        shape([1, 32, 32, 3], [64, 7, 7, 3], 2, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 900 + 10 * i as u64;
+        check_forward(s, &conv_tc_plan::forward(s), seed);
+        check_backward_data(s, &conv_tc_plan::backward_data(s, true), true, seed + 1);
+        check_backward_filter(s, &conv_tc_plan::backward_filter(s), seed + 2);
+    }
+}
