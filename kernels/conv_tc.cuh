@@ -62,6 +62,7 @@ using TcTile128x128 = TcTile<128, 128, 2, 4, 3>;  // 8 warps of 64 x 32; 64 acc/
 using TcTile64x64 = TcTile<64, 64, 2, 2, 4>;      // 4 warps of 32 x 32; 32 acc/thread; 32 KiB
 using TcTile128x32 = TcTile<128, 32, 4, 1, 4>;    // 4 warps of 32 x 32; 32 acc/thread; 40 KiB
 using TcTile64x16 = TcTile<64, 16, 4, 1, 4>;      // 4 warps of 16 x 16; 8 acc/thread; 20 KiB
+using TcTile32x64 = TcTile<32, 64, 2, 2, 4>;      // 4 warps of 16 x 32; 16 acc/thread; 24 KiB
 
 // ---- swizzled shared tiles ----------------------------------------------------------------------------
 // Physical 16-byte chunk of logical chunk `chunk` in row `row` of a tile with CHUNKS chunks per row.

@@ -24,7 +24,7 @@
 //          const bf16* w, bf16* dx, const bf16* addend, ConvDims d), where
 //   {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
 //   {V} = "general_" any shape (element-wise gathers into the same tiles);
-//   {T} one of 128x128, 64x64, 128x32, 64x16 (BM x BN).
+//   {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN).
 // Launch: grid (ceil(N * ceil(H / stride) * ceil(W / stride) / BM), ceil(C / BN), stride^2) (sized for
 //         the largest class; blocks past a smaller class's rows return at once), block (THREADS, 1, 1)
 //         (256 for 128x128, else 128), dynamic shared bytes TcTile::SMEM_BYTES (at most 49152). No
@@ -180,15 +180,19 @@ CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x128_bf16, TcTile128x128
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x64_bf16, TcTile64x64, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x32_bf16, TcTile128x32, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x16_bf16, TcTile64x16, true);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_32x64_bf16, TcTile32x64, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_128x128_bf16, TcTile128x128, false);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_64x64_bf16, TcTile64x64, false);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_64x16_bf16, TcTile64x16, false);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_32x64_bf16, TcTile32x64, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x128_bf16, TcTile128x128, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_64x64_bf16, TcTile64x64, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x32_bf16, TcTile128x32, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_64x16_bf16, TcTile64x16, true);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_32x64_bf16, TcTile32x64, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_128x128_bf16, TcTile128x128, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x64_bf16, TcTile64x64, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x16_bf16, TcTile64x16, false);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_32x64_bf16, TcTile32x64, false);

@@ -20,7 +20,7 @@
 //   conv2d_tc_backward_filter_{V}{T}_bf16  params (const bf16* x, const bf16* dy, float* out, ConvDims d)
 //       {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
 //       {V} = "general_" any shape (element-wise gathers into the same tiles);
-//       {T} one of 128x128, 64x64, 128x32, 64x16 (BM x BN, BM along K, BN along R*S*C).
+//       {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN, BM along K, BN along R*S*C).
 //       grid (ceil(K / BM), ceil(R*S*C / BN), Z), block (THREADS, 1, 1) (256 for 128x128, else 128),
 //       dynamic shared bytes TcTile::SMEM_BYTES (at most 49152). Every element of out is written.
 //       Pointers: x, dy 16-byte aligned, out 8-byte aligned.
@@ -140,10 +140,12 @@ CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x128_bf16, TcTile128
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_64x64_bf16, TcTile64x64, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x32_bf16, TcTile128x32, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_64x16_bf16, TcTile64x16, true);
+CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_32x64_bf16, TcTile32x64, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_128x128_bf16, TcTile128x128, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_64x64_bf16, TcTile64x64, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_64x16_bf16, TcTile64x16, false);
+CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_32x64_bf16, TcTile32x64, false);
 
 extern "C" __global__ void conv2d_tc_backward_filter_reduce_bf16(const float* workspace, float* dw, int splits,
                                                                  unsigned long long count) {

@@ -15,10 +15,10 @@
 //                                        traps otherwise. Any R, S, stride, pad, K.
 //   conv2d_tc_forward_general_{T}_bf16  any shape (the C = 3 stems): operands gathered element by
 //                                        element into the same shared tiles; same math.
-//   with {T} one of 128x128, 64x64, 128x32, 64x16 (BM x BN: TcTile* in conv_tc.cuh).
+//   with {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN: TcTile* in conv_tc.cuh).
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (THREADS, 1, 1) with THREADS = 256 for 128x128
 //         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
-//         20480: none above the 48 KiB that needs an opt-in). Pointers 16-byte aligned. Every element of
+//         20480, 24576: none above the 48 KiB that needs an opt-in). Pointers 16-byte aligned. Every element of
 //         y is written.
 #include "conv_tc.cuh"
 
@@ -132,7 +132,9 @@ CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x128_bf16, TcTile128x128, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x64_bf16, TcTile64x64, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x32_bf16, TcTile128x32, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x16_bf16, TcTile64x16, true);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_32x64_bf16, TcTile32x64, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_128x128_bf16, TcTile128x128, false);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x64_bf16, TcTile64x64, false);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x16_bf16, TcTile64x16, false);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_32x64_bf16, TcTile32x64, false);

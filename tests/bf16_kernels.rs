@@ -344,7 +344,10 @@ fn batch_norm_statistics_match_f64_and_feed_the_f32_finalize() {
             KernelArgs::new().ptr(dx.ptr).int(m).int(c).ptr(partial.ptr),
         );
         let again = partial.to_host();
-        assert!(first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(first
+            .iter()
+            .zip(&again)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
 
         // The f32 finalize kernels complete what the bf16 partial kernels started.
         let mean = DeviceVec::filled(f32::NAN, c);
@@ -448,7 +451,10 @@ fn batch_norm_backward_partial_matches_f64() {
                     .ptr(partial.ptr),
             );
             let host = partial.to_host();
-            let (sum_g, sum_gx) = (reduce_partials(&host, 0, p, c), reduce_partials(&host, 1, p, c));
+            let (sum_g, sum_gx) = (
+                reduce_partials(&host, 0, p, c),
+                reduce_partials(&host, 1, p, c),
+            );
             for ch in 0..c {
                 let (mut g_sum, mut g_abs, mut gx_sum, mut gx_abs) = (0.0, 0.0, 0.0, 0.0);
                 for r in 0..m {
@@ -602,7 +608,7 @@ fn shortcut_a_moves_bits_exactly() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // (N, H, W, Cin, Cout, stride)
     for (n, h, w, cin, cout, stride) in [
-        (1, 5, 7, 3, 5, 2),
+        (1usize, 5usize, 7usize, 3, 5, 2usize),
         (2, 8, 8, 16, 32, 2),
         (2, 6, 5, 8, 8, 1),
         (1, 3, 3, 24, 64, 2),
@@ -681,7 +687,10 @@ fn window_argmax(
     let mut best: Option<(usize, f32)> = None;
     for di in 0..window {
         for dj in 0..window {
-            let (hh, ww) = ((i * stride + di) as isize - pad as isize, (j * stride + dj) as isize - pad as isize);
+            let (hh, ww) = (
+                (i * stride + di) as isize - pad as isize,
+                (j * stride + dj) as isize - pad as isize,
+            );
             if hh < 0 || ww < 0 || hh as usize >= h || ww as usize >= w {
                 continue;
             }
@@ -760,7 +769,8 @@ fn max_pool_forward_and_backward_are_exact() {
                 for j in 0..q {
                     for ch in 0..c {
                         let at = window_argmax(&x, dims, b, i, j, ch, window, stride, pad);
-                        exact[(b * h * w + at) * c + ch] += dy[((b * p + i) * q + j) * c + ch].to_f64();
+                        exact[(b * h * w + at) * c + ch] +=
+                            dy[((b * p + i) * q + j) * c + ch].to_f64();
                     }
                 }
             }
@@ -787,7 +797,12 @@ fn global_avg_pool_forward_is_accurate_and_backward_exact() {
         launch(
             "global_avg_pool_forward_bf16",
             bf16_launch::rows_channels(n, c),
-            KernelArgs::new().ptr(dxin.ptr).ptr(y.ptr).int(n).int(hw).int(c),
+            KernelArgs::new()
+                .ptr(dxin.ptr)
+                .ptr(y.ptr)
+                .int(n)
+                .int(hw)
+                .int(c),
         );
         let y = y.to_host();
         for b in 0..n {
@@ -825,7 +840,11 @@ fn global_avg_pool_forward_is_accurate_and_backward_exact() {
                 bf16::from_f32(dy[b * c + ch] * inv_hw)
             })
             .collect();
-        assert_bits_eq(&dx.to_host(), &want, &format!("gap backward N={n} HW={hw} C={c}"));
+        assert_bits_eq(
+            &dx.to_host(),
+            &want,
+            &format!("gap backward N={n} HW={hw} C={c}"),
+        );
     }
 }
 
@@ -928,10 +947,26 @@ fn sgd_chunks_write_the_bf16_copy_and_leave_the_f32_update_unchanged() {
     for (k, p) in host.iter().enumerate() {
         let (want_w, want_v) = sgd_reference(p, lr, momentum, decay);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&plain[k].0), bits(&want_w), "param {k}: w without copies");
-        assert_eq!(bits(&plain[k].1), bits(&want_v), "param {k}: v without copies");
-        assert_eq!(bits(&copied[k].0), bits(&want_w), "param {k}: w with copies");
-        assert_eq!(bits(&copied[k].1), bits(&want_v), "param {k}: v with copies");
+        assert_eq!(
+            bits(&plain[k].0),
+            bits(&want_w),
+            "param {k}: w without copies"
+        );
+        assert_eq!(
+            bits(&plain[k].1),
+            bits(&want_v),
+            "param {k}: v without copies"
+        );
+        assert_eq!(
+            bits(&copied[k].0),
+            bits(&want_w),
+            "param {k}: w with copies"
+        );
+        assert_eq!(
+            bits(&copied[k].1),
+            bits(&want_v),
+            "param {k}: v with copies"
+        );
         // The plain table writes no copy; a null copy pointer neither.
         assert!(plain[k].2.iter().all(|c| c.to_bits() == POISON.to_bits()));
         if with_copy[k] {

@@ -521,3 +521,78 @@ fn many_blocks_and_long_reductions() {
     }
     check_backward_filter(&s, &conv_tc_plan::backward_filter(&s), 803);
 }
+
+#[test]
+fn resnet_layers_at_batch_one() {
+    // Real layer shapes (batch 1): resnet50 conv2_x 3x3, a stride-2 3x3 of torchvision's bottleneck,
+    // the 1x1 expansion of conv4_x, and the ImageNet stem on a 32x32 crop.
+    for (i, s) in [
+        shape([1, 56, 56, 64], [64, 3, 3, 64], 1, 1),
+        shape([1, 28, 28, 128], [128, 3, 3, 128], 2, 1),
+        shape([1, 14, 14, 256], [1024, 1, 1, 256], 1, 0),
+        shape([1, 32, 32, 3], [64, 7, 7, 3], 2, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 900 + 10 * i as u64;
+        check_forward(s, &conv_tc_plan::forward(s), seed);
+        check_backward_data(s, &conv_tc_plan::backward_data(s, true), true, seed + 1);
+        check_backward_filter(s, &conv_tc_plan::backward_filter(s), seed + 2);
+    }
+}
+
+#[test]
+fn every_planned_kernel_is_registered() {
+    let names = resnet_cuda::backend::gpu::emu::kernel_names();
+    let s = every_tile_shape();
+    let mut planned = vec![conv_tc_plan::FILTER_REDUCE_KERNEL];
+    for tile in TcTile::ALL {
+        for general in [false, true] {
+            planned.push(conv_tc_plan::forward_with(&s, tile, general).kernel);
+            for add in [false, true] {
+                planned.push(conv_tc_plan::backward_data_with(&s, add, tile, general).kernel);
+            }
+            planned.push(
+                conv_tc_plan::backward_filter_with(&s, tile, general, 1)
+                    .partial
+                    .kernel,
+            );
+        }
+    }
+    for k in planned {
+        assert!(names.iter().any(|n| n == k), "{k} is not registered");
+    }
+}
+
+#[test]
+fn vector_kernels_trap_on_unaligned_channels() {
+    // On a GPU a trap would end the context: the emulator only.
+    if driver().name() != "emu" {
+        return;
+    }
+    let s = shape([1, 4, 4, 12], [16, 3, 3, 12], 1, 1);
+    let buf = DeviceVec::new(&vec![0u16; 4096]);
+    for l in [
+        conv_tc_plan::forward_with(&s, TcTile::T64x64, false),
+        conv_tc_plan::backward_data_with(&s, false, TcTile::T64x64, false),
+        conv_tc_plan::backward_filter_with(&s, TcTile::T64x64, false, 1).partial,
+    ] {
+        let mut args = KernelArgs::new()
+            .ptr(buf.ptr)
+            .ptr(buf.ptr)
+            .ptr(buf.ptr)
+            .value(&s.dims());
+        let mut params = args.params();
+        // SAFETY: the kernels' parameter types; the buffer is larger than anything read before the
+        // shape check traps.
+        let e = unsafe {
+            driver()
+                .launch(l.kernel, l.grid, l.block, l.shared_bytes, &mut params)
+                .and_then(|()| driver().synchronize())
+        }
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("__trap()"), "{}: {e}", l.kernel);
+    }
+}

@@ -76,7 +76,7 @@ impl Launch {
 /// `c`, else 1. The kernels choose the same way.
 pub fn channel_group(c: usize) -> usize {
     let group = BF16_CHANNEL_GROUP as usize;
-    if c.is_multiple_of(group) {
+    if c % group == 0 {
         group
     } else {
         1
@@ -145,11 +145,7 @@ fn pixels(n: usize, rows: usize, cols: usize, groups: usize) -> Launch {
     let (tx, ty) = group_block(groups);
     let ty = ty.min(cols.max(1));
     Launch::new(
-        (
-            cols.div_ceil(ty),
-            rows.min(MAX_GRID_YZ),
-            n.min(MAX_GRID_YZ),
-        ),
+        (cols.div_ceil(ty), rows.min(MAX_GRID_YZ), n.min(MAX_GRID_YZ)),
         (tx, ty),
     )
 }
@@ -267,6 +263,9 @@ mod tests {
         assert_eq!(elementwise(0).grid, (1, 1, 1));
         assert_eq!(elementwise(2048).grid, (1, 1, 1));
         assert_eq!(elementwise(2049).grid, (2, 1, 1));
-        assert_eq!(elementwise(usize::MAX / 4).grid.0 as usize, MAX_ELEMENTWISE_BLOCKS);
+        assert_eq!(
+            elementwise(usize::MAX / 4).grid.0 as usize,
+            MAX_ELEMENTWISE_BLOCKS
+        );
     }
 }

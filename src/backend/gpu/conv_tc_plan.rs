@@ -25,7 +25,7 @@
 //! | `conv2d_tc_backward_filter_[general_]{T}_bf16`  | `(const bf16* x, const bf16* dy, float* out, ConvDims d)`: `out` is `dw` when `splits == 1`, else the workspace |
 //! | `conv2d_tc_backward_filter_reduce_bf16`         | `(const float* workspace, float* dw, int splits, unsigned long long count)`, `count = K*R*S*C` |
 //!
-//! `{T}` is the tile ([`TcTile`]): `128x128`, `64x64`, `128x32`, `64x16` (BM x BN). Without
+//! `{T}` is the tile ([`TcTile`]): `128x128`, `64x64`, `128x32`, `64x16`, `32x64` (BM x BN). Without
 //! `general_` a kernel needs `C % 8 == 0` (forward) or `C % 8 == 0 && K % 8 == 0` (the backward
 //! passes) for its 16-byte `cp.async` loads, and traps otherwise; the plan picks `general_` (element
 //! gathers, the same tensor-core math) for every other shape, e.g. the C = 3 stems.
@@ -80,14 +80,17 @@ pub enum TcTile {
     T128x32,
     /// 64 x 16, 4 warps of 16 x 16, 4 stages, 20480 bytes: 16-channel outputs (CIFAR).
     T64x16,
+    /// 32 x 64, 4 warps of 16 x 32, 4 stages, 24576 bytes: backward-filter with K <= 32 (its M axis).
+    T32x64,
 }
 
 impl TcTile {
-    pub const ALL: [TcTile; 4] = [
+    pub const ALL: [TcTile; 5] = [
         TcTile::T128x128,
         TcTile::T64x64,
         TcTile::T128x32,
         TcTile::T64x16,
+        TcTile::T32x64,
     ];
 
     /// (BM, BN, threads, pipeline stages).
@@ -97,6 +100,7 @@ impl TcTile {
             TcTile::T64x64 => (64, 64, 128, 4),
             TcTile::T128x32 => (128, 32, 128, 4),
             TcTile::T64x16 => (64, 16, 128, 4),
+            TcTile::T32x64 => (32, 64, 128, 4),
         }
     }
 
@@ -124,6 +128,7 @@ impl TcTile {
             TcTile::T64x64 => 1,
             TcTile::T128x32 => 2,
             TcTile::T64x16 => 3,
+            TcTile::T32x64 => 4,
         }
     }
 }
@@ -148,60 +153,68 @@ const REDUCE_THREADS: u32 = 256;
 const REDUCE_MAX_BLOCKS: usize = 4096;
 
 /// Kernel names, indexed [general as usize][tile.index()].
-const FORWARD_KERNELS: [[&str; 4]; 2] = [
+const FORWARD_KERNELS: [[&str; 5]; 2] = [
     [
         "conv2d_tc_forward_128x128_bf16",
         "conv2d_tc_forward_64x64_bf16",
         "conv2d_tc_forward_128x32_bf16",
         "conv2d_tc_forward_64x16_bf16",
+        "conv2d_tc_forward_32x64_bf16",
     ],
     [
         "conv2d_tc_forward_general_128x128_bf16",
         "conv2d_tc_forward_general_64x64_bf16",
         "conv2d_tc_forward_general_128x32_bf16",
         "conv2d_tc_forward_general_64x16_bf16",
+        "conv2d_tc_forward_general_32x64_bf16",
     ],
 ];
-const BACKWARD_DATA_KERNELS: [[&str; 4]; 2] = [
+const BACKWARD_DATA_KERNELS: [[&str; 5]; 2] = [
     [
         "conv2d_tc_backward_data_128x128_bf16",
         "conv2d_tc_backward_data_64x64_bf16",
         "conv2d_tc_backward_data_128x32_bf16",
         "conv2d_tc_backward_data_64x16_bf16",
+        "conv2d_tc_backward_data_32x64_bf16",
     ],
     [
         "conv2d_tc_backward_data_general_128x128_bf16",
         "conv2d_tc_backward_data_general_64x64_bf16",
         "conv2d_tc_backward_data_general_128x32_bf16",
         "conv2d_tc_backward_data_general_64x16_bf16",
+        "conv2d_tc_backward_data_general_32x64_bf16",
     ],
 ];
-const BACKWARD_DATA_ADD_KERNELS: [[&str; 4]; 2] = [
+const BACKWARD_DATA_ADD_KERNELS: [[&str; 5]; 2] = [
     [
         "conv2d_tc_backward_data_add_128x128_bf16",
         "conv2d_tc_backward_data_add_64x64_bf16",
         "conv2d_tc_backward_data_add_128x32_bf16",
         "conv2d_tc_backward_data_add_64x16_bf16",
+        "conv2d_tc_backward_data_add_32x64_bf16",
     ],
     [
         "conv2d_tc_backward_data_add_general_128x128_bf16",
         "conv2d_tc_backward_data_add_general_64x64_bf16",
         "conv2d_tc_backward_data_add_general_128x32_bf16",
         "conv2d_tc_backward_data_add_general_64x16_bf16",
+        "conv2d_tc_backward_data_add_general_32x64_bf16",
     ],
 ];
-const BACKWARD_FILTER_KERNELS: [[&str; 4]; 2] = [
+const BACKWARD_FILTER_KERNELS: [[&str; 5]; 2] = [
     [
         "conv2d_tc_backward_filter_128x128_bf16",
         "conv2d_tc_backward_filter_64x64_bf16",
         "conv2d_tc_backward_filter_128x32_bf16",
         "conv2d_tc_backward_filter_64x16_bf16",
+        "conv2d_tc_backward_filter_32x64_bf16",
     ],
     [
         "conv2d_tc_backward_filter_general_128x128_bf16",
         "conv2d_tc_backward_filter_general_64x64_bf16",
         "conv2d_tc_backward_filter_general_128x32_bf16",
         "conv2d_tc_backward_filter_general_64x16_bf16",
+        "conv2d_tc_backward_filter_general_32x64_bf16",
     ],
 ];
 /// The backward-filter reduce kernel (fp32 partials to fp32 dw).
@@ -261,13 +274,13 @@ pub fn backward_data_with(shape: &ConvShape, add: bool, tile: TcTile, general: b
     )
 }
 
-/// Backward-filter, `dw = sum over N*P*Q of dy x` into fp32: 128x128 tiles when K > 64, else 64x64
-/// (the tiles' M axis is K); the split count from [`filter_splits`].
+/// Backward-filter, `dw = sum over N*P*Q of dy x` into fp32: 128x128 tiles when K > 64, 64x64 for
+/// 33..=64, 32x64 for K <= 32 (the tiles' M axis is K); the split count from [`filter_splits`].
 pub fn backward_filter(shape: &ConvShape) -> TcFilterLaunch {
-    let tile = if shape.w[0] > 64 {
-        TcTile::T128x128
-    } else {
-        TcTile::T64x64
+    let tile = match shape.w[0] {
+        0..=32 => TcTile::T32x64,
+        33..=64 => TcTile::T64x64,
+        _ => TcTile::T128x128,
     };
     let splits = filter_splits(shape, tile);
     backward_filter_with(shape, tile, !backward_vectorizable(shape), splits)
@@ -420,6 +433,7 @@ mod tests {
         assert_eq!(TcTile::T64x64.shared_bytes(), 32768);
         assert_eq!(TcTile::T128x32.shared_bytes(), 40960);
         assert_eq!(TcTile::T64x16.shared_bytes(), 20480);
+        assert_eq!(TcTile::T32x64.shared_bytes(), 24576);
         let s = shape([8, 56, 56, 256], [512, 1, 1, 256], 1, 0);
         assert!(!forward(&s).needs_shared_opt_in());
     }
@@ -467,6 +481,11 @@ mod tests {
         // CIFAR resnet stage 1 (16 channels) and 2 (32 channels) at batch 128.
         let k16 = shape([128, 32, 32, 16], [16, 3, 3, 16], 1, 1);
         assert_eq!(forward(&k16).kernel, "conv2d_tc_forward_64x16_bf16");
+        // Backward-filter's M axis is K: 16 output channels take the 32-row tile.
+        assert_eq!(
+            backward_filter(&k16).partial.kernel,
+            "conv2d_tc_backward_filter_32x64_bf16"
+        );
         assert_eq!(
             backward_data(&k16, true).kernel,
             "conv2d_tc_backward_data_add_64x16_bf16"
