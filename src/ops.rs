@@ -5,8 +5,8 @@
 //! at fault, so a bad call can never reach a kernel and touch memory outside a buffer.
 
 use crate::backend::{
-    Backend, BatchNormConfig, DType, Element, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
-    SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, Element, LossStats,
+    PoolGeometry, SgdConfig, SgdTensors,
 };
 use crate::error::{invalid, Error, Result};
 use crate::tensor::Tensor;
@@ -441,7 +441,12 @@ pub fn batch_norm_backward<B: Backend>(
     }
     expect_shape(OP, "dgamma", dgamma, &[c])?;
     expect_shape(OP, "dbeta", dbeta, &[c])?;
-    expect_activations(be, OP, &[("x", x), ("y", y), ("dy", dy)])?;
+    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
+    if relu {
+        // `y` gives the ReLU's mask; without a ReLU it is not read (a fused forward may not even
+        // have written it).
+        expect_activations(be, OP, &[("y", y)])?;
+    }
     expect_masters(
         be,
         OP,

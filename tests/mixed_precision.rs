@@ -73,6 +73,10 @@ fn assert_max_rel(what: &str, a: &[f32], b: &[f32], rel: f32) {
     );
 }
 
+fn norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt()
+}
+
 /// ||a - b||_2 <= rel * ||b||_2 (with a floor for all-zero references), and no NaN.
 fn assert_norm_rel(what: &str, a: &[f32], b: &[f32], rel: f64) {
     assert_eq!(a.len(), b.len(), "{what}");
@@ -117,51 +121,88 @@ fn block_forward_ops_match_cpu_and_write_bf16() {
     ops::conv2d_forward(&gpu, &x_g, &w_g, &mut y_g, geom).unwrap();
     assert_eq!(gpu.dtype(y_g.buf()), DType::Bf16);
     let y = y_g.to_vec(&gpu).unwrap();
-    assert_max_rel("conv forward", &y, &y_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+    assert_max_rel(
+        "conv forward",
+        &y,
+        &y_c.to_vec(&cpu).unwrap(),
+        2f32.powi(-7),
+    );
 
     // Continue both sides from the same (bf16) convolution output.
     let y_c = Tensor::from_slice(&cpu, [n, side, side, k], &y).unwrap();
     let gamma = bf16_values(&mut rng, k, 0.5, 1.5);
     let beta = bf16_values(&mut rng, k, -0.5, 0.5);
-    let per_channel = |be_cpu: bool| -> Vec<Vec<f32>> {
-        let _ = be_cpu;
-        vec![gamma.clone(), beta.clone(), vec![0.0; k], vec![1.0; k]]
-    };
-    let [g_c, b_c, rm_c, rv_c] = per_channel(true)
-        .into_iter()
-        .map(|v| Tensor::from_slice(&cpu, [k], &v).unwrap())
-        .collect::<Vec<_>>()
-        .try_into()
-        .ok()
-        .unwrap();
-    let [g_g, b_g, rm_g, rv_g] = per_channel(false)
-        .into_iter()
-        .map(|v| Tensor::from_slice(&gpu, [k], &v).unwrap())
-        .collect::<Vec<_>>()
-        .try_into()
-        .ok()
-        .unwrap();
-    let (mut rm_c, mut rv_c, mut rm_g, mut rv_g) = (rm_c, rv_c, rm_g, rv_g);
+    let (ones, zeros) = (vec![1.0; k], vec![0.0; k]);
+    let on_cpu = |v: &[f32]| Tensor::from_slice(&cpu, [k], v).unwrap();
+    let on_gpu = |v: &[f32]| Tensor::from_slice(&gpu, [k], v).unwrap();
+    let (g_c, b_c, mut rm_c, mut rv_c) =
+        (on_cpu(&gamma), on_cpu(&beta), on_cpu(&zeros), on_cpu(&ones));
+    let (g_g, b_g, mut rm_g, mut rv_g) =
+        (on_gpu(&gamma), on_gpu(&beta), on_gpu(&zeros), on_gpu(&ones));
     let mut z_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
     let mut z_g = poisoned(&gpu, &[n, side, side, k]);
-    let (mut mean_c, mut istd_c) = (Tensor::zeros(&cpu, [k]).unwrap(), Tensor::zeros(&cpu, [k]).unwrap());
-    let (mut mean_g, mut istd_g) = (Tensor::zeros(&gpu, [k]).unwrap(), Tensor::zeros(&gpu, [k]).unwrap());
+    let (mut mean_c, mut istd_c) = (
+        Tensor::zeros(&cpu, [k]).unwrap(),
+        Tensor::zeros(&cpu, [k]).unwrap(),
+    );
+    let (mut mean_g, mut istd_g) = (
+        Tensor::zeros(&gpu, [k]).unwrap(),
+        Tensor::zeros(&gpu, [k]).unwrap(),
+    );
     ops::batch_norm_forward_train(
-        &cpu, &y_c, &g_c, &b_c, &mut z_c, &mut mean_c, &mut istd_c, &mut rm_c, &mut rv_c, BN,
+        &cpu,
+        &y_c,
+        &g_c,
+        &b_c,
+        &mut z_c,
+        &mut mean_c,
+        &mut istd_c,
+        &mut rm_c,
+        &mut rv_c,
+        BN,
     )
     .unwrap();
     ops::batch_norm_forward_train(
-        &gpu, &y_g, &g_g, &b_g, &mut z_g, &mut mean_g, &mut istd_g, &mut rm_g, &mut rv_g, BN,
+        &gpu,
+        &y_g,
+        &g_g,
+        &b_g,
+        &mut z_g,
+        &mut mean_g,
+        &mut istd_g,
+        &mut rm_g,
+        &mut rv_g,
+        BN,
     )
     .unwrap();
     assert_eq!(gpu.dtype(z_g.buf()), DType::Bf16);
     assert_eq!(gpu.dtype(mean_g.buf()), DType::F32, "statistics stay f32");
     // The statistics are f32 sums over M = 162 rows of the same values: f32 agreement.
     let stats_rel = 1e-5;
-    assert_max_rel("BN mean", &mean_g.to_vec(&gpu).unwrap(), &mean_c.to_vec(&cpu).unwrap(), stats_rel);
-    assert_max_rel("BN inv_std", &istd_g.to_vec(&gpu).unwrap(), &istd_c.to_vec(&cpu).unwrap(), stats_rel);
-    assert_max_rel("BN running var", &rv_g.to_vec(&gpu).unwrap(), &rv_c.to_vec(&cpu).unwrap(), stats_rel);
-    assert_max_rel("BN + ReLU", &z_g.to_vec(&gpu).unwrap(), &z_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+    assert_max_rel(
+        "BN mean",
+        &mean_g.to_vec(&gpu).unwrap(),
+        &mean_c.to_vec(&cpu).unwrap(),
+        stats_rel,
+    );
+    assert_max_rel(
+        "BN inv_std",
+        &istd_g.to_vec(&gpu).unwrap(),
+        &istd_c.to_vec(&cpu).unwrap(),
+        stats_rel,
+    );
+    assert_max_rel(
+        "BN running var",
+        &rv_g.to_vec(&gpu).unwrap(),
+        &rv_c.to_vec(&cpu).unwrap(),
+        stats_rel,
+    );
+    assert_max_rel(
+        "BN + ReLU",
+        &z_g.to_vec(&gpu).unwrap(),
+        &z_c.to_vec(&cpu).unwrap(),
+        2f32.powi(-7),
+    );
 
     // BN + residual + ReLU, the residual being the BN output above.
     let z = z_g.to_vec(&gpu).unwrap();
@@ -171,17 +212,42 @@ fn block_forward_ops_match_cpu_and_write_bf16() {
     let mut scratch_c = Tensor::zeros(&cpu, [n, side, side, k]).unwrap();
     let mut scratch_g = Tensor::zeros(&gpu, [n, side, side, k]).unwrap();
     ops::batch_norm_add_forward_train(
-        &cpu, &y_c, &g_c, &b_c, &z_c, &mut scratch_c, &mut out_c, &mut mean_c, &mut istd_c,
-        &mut rm_c, &mut rv_c, BN,
+        &cpu,
+        &y_c,
+        &g_c,
+        &b_c,
+        &z_c,
+        &mut scratch_c,
+        &mut out_c,
+        &mut mean_c,
+        &mut istd_c,
+        &mut rm_c,
+        &mut rv_c,
+        BN,
     )
     .unwrap();
     ops::batch_norm_add_forward_train(
-        &gpu, &y_g, &g_g, &b_g, &z_g, &mut scratch_g, &mut out_g, &mut mean_g, &mut istd_g,
-        &mut rm_g, &mut rv_g, BN,
+        &gpu,
+        &y_g,
+        &g_g,
+        &b_g,
+        &z_g,
+        &mut scratch_g,
+        &mut out_g,
+        &mut mean_g,
+        &mut istd_g,
+        &mut rm_g,
+        &mut rv_g,
+        BN,
     )
     .unwrap();
     assert_eq!(gpu.dtype(out_g.buf()), DType::Bf16);
-    assert_max_rel("BN + add + ReLU", &out_g.to_vec(&gpu).unwrap(), &out_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+    assert_max_rel(
+        "BN + add + ReLU",
+        &out_g.to_vec(&gpu).unwrap(),
+        &out_c.to_vec(&cpu).unwrap(),
+        2f32.powi(-7),
+    );
 }
 
 /// An op given a tensor of the wrong element type says which tensor and which types.
@@ -195,7 +261,14 @@ fn an_f32_tensor_where_a_bf16_activation_belongs_is_named() {
     let mut dsum = Tensor::zeros(&gpu, shape).unwrap();
     let err = ops::add_backward(&gpu, &y, &dy_f32, &mut dsum, true).unwrap_err();
     assert!(
-        matches!(err, Error::ElementType { op: "add_backward", tensor: "dy", .. }),
+        matches!(
+            err,
+            Error::ElementType {
+                op: "add_backward",
+                tensor: "dy",
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(
@@ -226,7 +299,11 @@ fn bf16_tensors_download_exactly_and_copy_their_type() {
     assert_eq!(gpu.dtype(dst.buf()), DType::Bf16);
     assert_eq!(dst.to_vec(&gpu).unwrap(), data);
     // Rounding happens once, to nearest even: 1 + 2^-8 is a tie between 1 and 1 + 2^-7.
-    let tie = activation(&gpu, &[2], &[1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8)]);
+    let tie = activation(
+        &gpu,
+        &[2],
+        &[1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8)],
+    );
     assert_eq!(tie.to_vec(&gpu).unwrap(), vec![1.0, 1.0 + 2f32.powi(-6)]);
 }
 
@@ -247,7 +324,12 @@ fn the_weights_bf16_copy_follows_uploads_and_sgd_steps() {
         let mut y_g = poisoned(&gpu, &[n, side, side, k]);
         ops::conv2d_forward(&cpu, &x_c, &w_c, &mut y_c, geom).unwrap();
         ops::conv2d_forward(&gpu, &x_g, w_g, &mut y_g, geom).unwrap();
-        assert_max_rel(what, &y_g.to_vec(&gpu).unwrap(), &y_c.to_vec(&cpu).unwrap(), 2f32.powi(-7));
+        assert_max_rel(
+            what,
+            &y_g.to_vec(&gpu).unwrap(),
+            &y_c.to_vec(&cpu).unwrap(),
+            2f32.powi(-7),
+        );
     };
     let w1 = bf16_values(&mut rng, k * c, -1.0, 1.0);
     let mut w_g = Tensor::from_slice(&gpu, [k, 1, 1, c], &w1).unwrap();
@@ -273,15 +355,25 @@ fn the_weights_bf16_copy_follows_uploads_and_sgd_steps() {
     ops::sgd_update_many(&gpu, &mut params, cfg).unwrap();
     let w3 = w_g.to_vec(&gpu).unwrap();
     assert_ne!(w3, w2);
-    let w3_rounded: Vec<f32> = w3.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+    let w3_rounded: Vec<f32> = w3
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_f32())
+        .collect();
     forward_matches(&w3_rounded, &w_g, "after an SGD step");
 }
 
 /// The parameters of `net`: name, value and gradient, in f32.
-fn params_of<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Vec<(String, Vec<f32>, Vec<f32>)> {
+fn params_of<B: Backend<Elem = f32>>(
+    be: &B,
+    net: &mut Network<B>,
+) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     let mut out = Vec::new();
     net.visit_params(&mut |p| {
-        out.push((p.name.clone(), p.value.to_vec(be).unwrap(), p.grad.to_vec(be).unwrap()))
+        out.push((
+            p.name.clone(),
+            p.value.to_vec(be).unwrap(),
+            p.grad.to_vec(be).unwrap(),
+        ))
     });
     out
 }
@@ -289,18 +381,24 @@ fn params_of<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>) -> Vec<(Strin
 /// One training step of resnet8 in bf16 on the GPU backend against the CPU's f32 step from the same
 /// weights and batch.
 ///
-/// Tolerance: per tensor, `||gpu - cpu|| <= 5e-2 ||cpu||` for the gradients, and the loss within
-/// 2e-2 relative. Every activation and activation gradient is rounded to bf16 (2^-9 relative each),
-/// through about 20 ops forward and as many backward; the errors are independent from op to op, so
-/// they grow like the square root of the depth, to a few 1e-3 per element, and batch norm's
-/// backward, which subtracts two nearly equal means, amplifies them by up to ~10 on a few channels.
-/// The updated weights move by `lr` times the gradient, so they agree far more closely (their f32
-/// masters are updated exactly as on the CPU).
+/// Tolerance: the loss within 2e-2 relative; per tensor, `||gpu - cpu|| <= 0.3 ||cpu||` for the
+/// gradients and `lr` times that gradient error for the updated weights. Every activation is rounded to bf16 (2^-9
+/// relative), so a ReLU input within about 2^-9 of its scale of zero can land on the other side: a
+/// fraction p of about 2^-8 of each ReLU's elements flip their mask, and each flip passes or stops
+/// a whole element of the gradient, a relative error of about sqrt(p) = 6% per ReLU layer. The 7
+/// ReLU layers of resnet8 compound to about sqrt(7 p) = 17% at the stem (measured: 2% at the last
+/// block's BN, 8 to 19% in the first blocks), hence 0.3; rounding alone (2^-9 per op, ~40 ops)
+/// stays near 1%. A wiring error (a wrong pointer, element type or stale weight copy) gives errors
+/// of order 1: dropping the ReLU mask in batch norm's bf16 backward, for one, puts the stem's
+/// weight gradient off by three times its norm. The f32 masters are then updated exactly as on the CPU.
 fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64) {
     let (cpu, gpu) = (Cpu::new(), gpu_bf16());
-    let config = ModelConfig::from_name("resnet8", 10).unwrap().with_shortcut(shortcut);
+    let config = ModelConfig::from_name("resnet8", 10)
+        .unwrap()
+        .with_shortcut(shortcut);
     let (n, side) = (4, 12);
-    let mut net_c = Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut net_c =
+        Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
     let mut net_g = Network::new(&gpu, config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
     let pixels = bf16_values(&mut rng, n * side * side * 3, -1.0, 1.0);
@@ -311,7 +409,12 @@ fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64) {
     let stats_c = net_c.forward_backward(&cpu, &x_c, &labels).unwrap();
     let stats_g = net_g.forward_backward(&gpu, &x_g, &labels).unwrap();
     let loss_rel = ((stats_g.loss - stats_c.loss) / stats_c.loss).abs();
-    assert!(loss_rel <= 2e-2, "loss bf16 {} f32 {} ({loss_rel})", stats_g.loss, stats_c.loss);
+    assert!(
+        loss_rel <= 2e-2,
+        "loss bf16 {} f32 {} ({loss_rel})",
+        stats_g.loss,
+        stats_c.loss
+    );
 
     let cfg = SgdConfig {
         lr: 0.1,
@@ -323,8 +426,11 @@ fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64) {
     let (after_c, after_g) = (params_of(&cpu, &mut net_c), params_of(&gpu, &mut net_g));
     assert_eq!(after_c.len(), after_g.len());
     for ((name, vg, gg), (_, vc, gc)) in after_g.iter().zip(&after_c) {
-        assert_norm_rel(&format!("{name} gradient"), gg, gc, 5e-2);
-        assert_norm_rel(&format!("{name} updated"), vg, vc, 5e-3);
+        assert_norm_rel(&format!("{name} gradient"), gg, gc, 0.3);
+        // w - lr (g + wd w): the gradient's error scaled by lr, and f32 rounding besides.
+        let (norm_g, norm_w) = (norm(gc), norm(vc));
+        let allowed = (cfg.lr * 0.3 * norm_g + 1e-6 * norm_w) / norm_w.max(1e-6);
+        assert_norm_rel(&format!("{name} updated"), vg, vc, allowed);
     }
 }
 

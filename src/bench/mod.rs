@@ -172,7 +172,6 @@ fn run_on<B: Backend<Elem = f32>>(
     }
     let per_step = profiled.times().divided_by(cfg.profile_iters as f64);
     Ok(BenchReport::new(
-        cfg,
-        precision, device, step_ms, cpu_ms, counts, per_step,
+        cfg, precision, device, step_ms, cpu_ms, counts, per_step,
     ))
 }

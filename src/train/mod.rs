@@ -165,9 +165,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
                 eprintln!(
                     "device: emu, {n} replicas (CUDA kernels in the host emulator), {precision}"
                 );
-                train_replicas(&cfg, resume, stop, &options, |_| {
-                    open_gpu("emu", precision)
-                })?
+                train_replicas(&cfg, resume, stop, &options, |_| open_gpu("emu", precision))?
             }
             Device::Cuda => {
                 return Err(Error::Config(format!(

@@ -10,8 +10,8 @@
 
 use std::sync::{Arc, Mutex};
 
-pub use super::buffer::DeviceBuffer;
 use super::buffer::Allocation;
+pub use super::buffer::DeviceBuffer;
 
 use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::cuda_driver::CudaDriver;
@@ -299,7 +299,11 @@ impl<D: Driver> GpuBackend<D> {
     }
 
     /// Runs `f` with a device workspace of at least `bytes` bytes (contents unspecified).
-    pub(super) fn with_workspace<R>(&self, bytes: usize, f: impl FnOnce(DevicePtr) -> Result<R>) -> Result<R> {
+    pub(super) fn with_workspace<R>(
+        &self,
+        bytes: usize,
+        f: impl FnOnce(DevicePtr) -> Result<R>,
+    ) -> Result<R> {
         let bytes = align_up(bytes.max(1));
         let pooled = self
             .workspaces
@@ -572,8 +576,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         cfg: BatchNormConfig,
     ) -> Result<()> {
         if self.precision == Precision::Bf16 {
-            return self
-                .batch_norm_infer_bf16(x, gamma, beta, running_mean, running_var, y, cfg);
+            return self.batch_norm_infer_bf16(x, gamma, beta, running_mean, running_var, y, cfg);
         }
         let c = gamma.numel();
         self.with_workspace(c * F32, |inv_std| {

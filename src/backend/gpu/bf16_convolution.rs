@@ -18,7 +18,8 @@ type T<D> = Tensor<GpuBackend<D>>;
 impl<D: Driver> GpuBackend<D> {
     fn launch_tc(&self, l: &TcLaunch, args: KernelArgs) -> Result<()> {
         if l.needs_shared_opt_in() {
-            self.driver.set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
+            self.driver
+                .set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
         }
         self.launch(l.kernel, l.grid, l.block, l.shared_bytes, args)
     }
@@ -39,7 +40,13 @@ impl<D: Driver> GpuBackend<D> {
         })
     }
 
-    pub(super) fn conv2d_forward_bf16(&self, shape: &ConvShape, x: &T<D>, w: &T<D>, y: &mut T<D>) -> Result<()> {
+    pub(super) fn conv2d_forward_bf16(
+        &self,
+        shape: &ConvShape,
+        x: &T<D>,
+        w: &T<D>,
+        y: &mut T<D>,
+    ) -> Result<()> {
         let w16 = self.bf16_view_of_weight(w)?;
         let y_ptr = y.buf().ptr();
         self.with_bf16_activation(x, |x16| {

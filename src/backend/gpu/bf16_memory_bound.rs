@@ -101,7 +101,14 @@ impl<D: Driver> GpuBackend<D> {
         running_var: &mut T<D>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
-        self.batch_norm_statistics_bf16(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
+        self.batch_norm_statistics_bf16(
+            x,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            cfg,
+        )?;
         let (mean, inv_std) = (save_mean.buf().ptr(), save_inv_std.buf().ptr());
         self.batch_norm_normalize_bf16(x, mean, inv_std, gamma, beta, residual, out, cfg.relu)
     }
@@ -279,9 +286,15 @@ impl<D: Driver> GpuBackend<D> {
         };
         let ([n, h, w, cin], [_, p, q, cout]) = (x_dims, y_dims);
         let (kernel, launch) = if forward {
-            ("shortcut_a_forward_bf16", plan::shortcut_a_forward(n, p, q, cin, cout))
+            (
+                "shortcut_a_forward_bf16",
+                plan::shortcut_a_forward(n, p, q, cin, cout),
+            )
         } else {
-            ("shortcut_a_backward_bf16", plan::shortcut_a_backward(n, h, w, cin, cout))
+            (
+                "shortcut_a_backward_bf16",
+                plan::shortcut_a_backward(n, h, w, cin, cout),
+            )
         };
         let args = KernelArgs::new()
             .ptr(src.buf().ptr())
