@@ -4,7 +4,8 @@
 //   add_forward:  y = a + b, then y = max(y, 0) when relu != 0 (NaN passes through, as in the CPU path)
 //   add_backward: dsum = dy * [y > 0] when relu != 0, else dsum = dy (both addends receive dsum)
 //   sgd_update:   v = momentum v + (g + weight_decay w);  w = w - lr v   (PyTorch's SGD with momentum)
-//   sgd_update_chunks: the same on every parameter of a network in one launch, over a table of chunks
+//   sgd_update_chunks: the same on every parameter (the _guarded kernel: lr from device memory, skipped
+//                 while a loss record's non-finite flag is set) of a network in one launch, over a table of chunks
 //                 (w, g, v, len, w_copy): each is up to kSgdChunk consecutive elements of one parameter;
 //                 when w_copy is not null the same pass writes w_copy = bf16(w), rounded to nearest even
 //                 from the new fp32 w (the weights the bf16 convolutions read)
@@ -109,3 +110,16 @@ extern "C" __global__ void sgd_update_chunks_f32(const SgdChunk* chunks, int num
     sgd_update_chunks(chunks, num_chunks, lr, momentum, weight_decay);
 }
 EMU_REGISTER(sgd_update_chunks_f32);
+
+// sgd_update_chunks with the learning rate read from device memory, and nothing done while the loss
+// record's non-finite flag (`diverged`, its second header word, softmax_cross_entropy.cu) is set: the
+// step of a training run decides on the device, so the host need not wait for the loss first, and a
+// schedule change is a write to *lr (a captured CUDA graph keeps the same arguments). The flag is
+// uniform over the grid, so whole blocks return; otherwise bit-identical to sgd_update_chunks_f32.
+extern "C" __global__ void sgd_update_chunks_guarded_f32(const SgdChunk* chunks, int num_chunks, const float* lr,
+                                                         const unsigned* diverged, float momentum,
+                                                         float weight_decay) {
+    if (*diverged != 0u) return;
+    sgd_update_chunks(chunks, num_chunks, *lr, momentum, weight_decay);
+}
+EMU_REGISTER(sgd_update_chunks_guarded_f32);

@@ -16,8 +16,10 @@ constexpr int kBatchNormChannels = 32;
 constexpr int kBatchNormRowLanes = 8;
 constexpr int kBatchNormFinalizeThreads = 128;
 
-// softmax_cross_entropy_reduce's block.
+// softmax_cross_entropy_record's block, and the header words (unsigned) of a loss record before its
+// slots: count, first non-finite + 1, and two spare words that keep the slots 16-byte aligned.
 constexpr int kLossReduceThreads = 256;
+constexpr int kLossRecordHeaderWords = 4;
 
 // gemm_f32's square block tile and block edge.
 constexpr int kGemmTile = 16;

@@ -94,6 +94,9 @@ struct BenchArgs {
     /// bf16 (mixed precision; the default on GPUs) or f32 (the CPU's only precision).
     #[arg(long)]
     precision: Option<String>,
+    /// Replay each timed step as one captured graph (GPU backends; the first step runs eagerly).
+    #[arg(long, value_enum, default_value = "on")]
+    cuda_graph: OnOff,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -116,6 +119,13 @@ struct DataBenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// `--cuda-graph`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -157,6 +167,10 @@ struct TrainArgs {
     /// statistics and loss; the default on GPUs) or f32. The CPU computes in f32 only.
     #[arg(long)]
     precision: Option<String>,
+    /// on: on a GPU backend, capture the training step once as a graph and replay it every
+    /// iteration (the first step, and the first after each evaluation, run eagerly). Default on.
+    #[arg(long, value_enum)]
+    cuda_graph: Option<OnOff>,
     /// Data-parallel replicas on --device cpu or emu (one thread each, --batch-size split evenly
     /// among them). On --resume, changes the replica count of the run. Default 1.
     #[arg(long)]
@@ -361,6 +375,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             if let Some(p) = &args.precision {
                 state.config.precision = Some(p.parse()?);
             }
+            if let Some(g) = args.cuda_graph {
+                state.config.cuda_graph = g == OnOff::On;
+            }
             (state.config.clone(), Some(state))
         }
         None => (train_config(&args)?, None),
@@ -462,6 +479,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
             None => Variant::default(),
         },
         precision: parse_precision(&a.precision)?,
+        cuda_graph: a.cuda_graph != Some(OnOff::Off),
     };
     config.validate()?;
     Ok(config)
@@ -479,6 +497,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size.unwrap_or(default_batch),
         device: device_choice(args.device),
         precision: parse_precision(&args.precision)?,
+        cuda_graph: args.cuda_graph == OnOff::On,
         iters: args.iters,
         warmup: args.warmup,
         profile_iters: args.profile_iters,

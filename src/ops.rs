@@ -665,6 +665,57 @@ pub fn linear_backward<B: Backend>(
     be.linear_backward(x, w, dy, dx, dw, db)
 }
 
+/// Checks `labels` against `classes` and writes them into `dst` (`[labels.len()]`) as the class
+/// indices [`Backend::softmax_cross_entropy`] reads. A plain upload: no host synchronisation.
+pub fn upload_labels<B: Backend>(
+    be: &B,
+    labels: &[u32],
+    classes: usize,
+    dst: &mut Tensor<B>,
+) -> Result<()> {
+    const OP: &str = "upload_labels";
+    expect_shape(OP, "labels", dst, &[labels.len()])?;
+    check_labels(OP, labels, classes)?;
+    let values: Vec<B::Elem> = labels.iter().map(|&l| B::Elem::of(f64::from(l))).collect();
+    dst.copy_from_slice(be, &values)
+}
+
+fn check_labels(op: &'static str, labels: &[u32], classes: usize) -> Result<()> {
+    match labels.iter().find(|&&l| l as usize >= classes) {
+        Some(bad) => Err(invalid(
+            op,
+            format!("label {bad} is out of range for {classes} classes"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The loss on the device: see [`Backend::softmax_cross_entropy`]. `labels` is `[N]`, from
+/// [`upload_labels`].
+pub fn softmax_cross_entropy_recorded<B: Backend>(
+    be: &B,
+    logits: &Tensor<B>,
+    labels: &Tensor<B>,
+    dlogits: &mut Tensor<B>,
+    record: &mut B::LossRecord,
+) -> Result<()> {
+    const OP: &str = "softmax_cross_entropy";
+    let [n, _] = expect_rank2(OP, "logits", logits)?;
+    expect_nonempty(OP, "logits", logits)?;
+    if labels.dims() != [n] {
+        return Err(invalid(
+            OP,
+            format!("labels {:?} for a batch of {n}", labels.dims()),
+        ));
+    }
+    expect_shape(OP, "dlogits", dlogits, logits.dims())?;
+    expect_masters(be, OP, &[("logits", logits), ("labels", labels)])?;
+    be.softmax_cross_entropy(logits, labels, dlogits, record)
+}
+
+/// Mean softmax cross-entropy of `logits` against host `labels`, read back at once (one host
+/// synchronisation): uploads the labels and runs the device op on a record of its own. For tests
+/// and one-off uses; a training step uses [`softmax_cross_entropy_recorded`].
 pub fn softmax_cross_entropy<B: Backend>(
     be: &B,
     logits: &Tensor<B>,
@@ -680,15 +731,25 @@ pub fn softmax_cross_entropy<B: Backend>(
             format!("{} labels for a batch of {n}", labels.len()),
         ));
     }
-    if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
-        return Err(invalid(
-            OP,
-            format!("label {bad} is out of range for {classes} classes"),
-        ));
-    }
+    check_labels(OP, labels, classes)?;
     expect_shape(OP, "dlogits", dlogits, logits.dims())?;
-    expect_masters(be, OP, &[("logits", logits)])?;
-    be.softmax_cross_entropy(logits, labels, dlogits)
+    let mut on_device = Tensor::zeros(be, [n])?;
+    upload_labels(be, labels, classes, &mut on_device)?;
+    let mut record = be.loss_record(1)?;
+    softmax_cross_entropy_recorded(be, logits, &on_device, dlogits, &mut record)?;
+    read_loss_stats(be, &mut record)
+}
+
+/// The one step `record` holds, read back (a host synchronisation).
+pub fn read_loss_stats<B: Backend>(be: &B, record: &mut B::LossRecord) -> Result<LossStats> {
+    let read = be.read_loss_record(record)?;
+    match read.steps.as_slice() {
+        [one] => Ok(*one),
+        steps => Err(invalid(
+            "read_loss_stats",
+            format!("the record holds {} steps, not one", steps.len()),
+        )),
+    }
 }
 
 pub fn sgd_update<B: Backend>(
@@ -711,17 +772,16 @@ pub fn sgd_update<B: Backend>(
     be.sgd_update(w, g, v, cfg)
 }
 
-/// `sgd_update` on every parameter of `params` (checked as `sgd_update` checks each).
-pub fn sgd_update_many<B: Backend>(
-    be: &B,
-    params: &mut [SgdTensors<'_, B>],
+/// Every parameter's `g` and `v` shaped as its `w`, and finite hyper-parameters.
+fn check_sgd_params<B: Backend>(
+    op: &'static str,
+    params: &[SgdTensors<'_, B>],
     cfg: SgdConfig,
 ) -> Result<()> {
-    const OP: &str = "sgd_update_many";
     for (i, p) in params.iter().enumerate() {
         if p.g.dims() != p.w.dims() || p.v.dims() != p.w.dims() {
             return Err(invalid(
-                OP,
+                op,
                 format!(
                     "parameter {i}: g {:?} and v {:?} must have w's shape {:?}",
                     p.g.dims(),
@@ -733,14 +793,45 @@ pub fn sgd_update_many<B: Backend>(
     }
     if !cfg.lr.is_finite() || !cfg.momentum.is_finite() || !cfg.weight_decay.is_finite() {
         return Err(invalid(
-            OP,
+            op,
             format!("non-finite hyper-parameter in {cfg:?}"),
         ));
     }
+    Ok(())
+}
+
+/// `sgd_update` on every parameter of `params` (checked as `sgd_update` checks each).
+pub fn sgd_update_many<B: Backend>(
+    be: &B,
+    params: &mut [SgdTensors<'_, B>],
+    cfg: SgdConfig,
+) -> Result<()> {
+    const OP: &str = "sgd_update_many";
+    check_sgd_params(OP, params, cfg)?;
     for p in params.iter() {
         expect_masters(be, OP, &[("w", &*p.w), ("g", p.g), ("v", &*p.v)])?;
     }
     be.sgd_update_many(params, cfg)
+}
+
+/// [`Backend::sgd_update_many_guarded`]: checked as `sgd_update_many` (whose `cfg.lr` is ignored),
+/// with `lr` a one-element tensor.
+pub fn sgd_update_many_guarded<B: Backend>(
+    be: &B,
+    params: &mut [SgdTensors<'_, B>],
+    cfg: SgdConfig,
+    lr: &Tensor<B>,
+    guard: &B::LossRecord,
+) -> Result<()> {
+    const OP: &str = "sgd_update_many_guarded";
+    expect_shape(OP, "lr", lr, &[1])?;
+    expect_masters(be, OP, &[("lr", lr)])?;
+    // The rate in `cfg` is not used; any finite value passes the shared checks.
+    check_sgd_params(OP, params, SgdConfig { lr: 0.0, ..cfg })?;
+    for p in params.iter() {
+        expect_masters(be, OP, &[("w", &*p.w), ("g", p.g), ("v", &*p.v)])?;
+    }
+    be.sgd_update_many_guarded(params, cfg, lr, guard)
 }
 
 pub fn copy<B: Backend>(be: &B, src: &Tensor<B>, dst: &mut Tensor<B>) -> Result<()> {

@@ -54,6 +54,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         bucket_mb: None,
         variant: Default::default(),
         precision: None,
+        cuda_graph: true,
     }
 }
 

@@ -437,11 +437,12 @@ fn cp_async_zero_fill_and_group_waits() {
 
 #[test]
 fn a_read_before_wait_group_sees_poison() {
+    let emu = EmuDriver::default();
     let src: Vec<f32> = (0..128).map(|i| i as f32).collect();
-    let ds = DeviceVec::new(&EmuDriver, &src);
-    let out = DeviceVec::new(&EmuDriver, &[0f32; 128]);
+    let ds = DeviceVec::new(&emu, &src);
+    let out = DeviceVec::new(&emu, &[0f32; 128]);
     launch_on(
-        &EmuDriver,
+        &emu,
         "tc_selftest_cp_async_no_wait",
         32,
         KernelArgs::new().ptr(ds.ptr).ptr(out.ptr),
@@ -455,9 +456,10 @@ fn a_read_before_wait_group_sees_poison() {
 
 #[test]
 fn mma_in_half_a_warp_is_an_error() {
-    let out = DeviceVec::new(&EmuDriver, &[0f32; 32]);
+    let emu = EmuDriver::default();
+    let out = DeviceVec::new(&emu, &[0f32; 32]);
     let e = launch_on(
-        &EmuDriver,
+        &emu,
         "tc_selftest_mma_half_warp",
         32,
         KernelArgs::new().ptr(out.ptr),
@@ -473,9 +475,10 @@ fn mma_in_half_a_warp_is_an_error() {
 
 #[test]
 fn ldmatrix_in_a_partial_warp_is_an_error() {
-    let out = DeviceVec::new(&EmuDriver, &[0u32; 16]);
+    let emu = EmuDriver::default();
+    let out = DeviceVec::new(&emu, &[0u32; 16]);
     let e = launch_on(
-        &EmuDriver,
+        &emu,
         "tc_selftest_ldmatrix_partial_warp",
         16,
         KernelArgs::new().ptr(out.ptr),
@@ -491,8 +494,9 @@ fn ldmatrix_in_a_partial_warp_is_an_error() {
 fn ldmatrix_of_a_misaligned_row_is_an_error() {
     let tile = vec![0u16; 32 * 8];
     let perm: Vec<i32> = (0..32).collect();
-    let e = ldmatrix_on(&EmuDriver, &tile, &perm, 4, false, 2).unwrap_err();
+    let emu = EmuDriver::default();
+    let e = ldmatrix_on(&emu, &tile, &perm, 4, false, 2).unwrap_err();
     assert!(e.contains("not 16-byte aligned"), "{e}");
     // A failed launch leaves the emulator usable.
-    ldmatrix_on(&EmuDriver, &tile, &perm, 4, false, 0).unwrap();
+    ldmatrix_on(&emu, &tile, &perm, 4, false, 0).unwrap();
 }

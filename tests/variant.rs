@@ -384,6 +384,7 @@ fn default_config() -> TrainConfig {
         shortcut: None,
         variant: Variant::Paper,
         precision: None,
+        cuda_graph: true,
         batch_size: recipe.batch_size,
         lr: 0.1,
         momentum: 0.9,

@@ -17,7 +17,9 @@ namespace emu {
 using Trampoline = void (*)(void** params);
 
 // Adds a kernel to the registry; returns a dummy so that it can initialize a static.
-int register_kernel(const char* name, Trampoline run, unsigned num_params);
+// `param_sizes` (static storage) holds the byte size of each of the `num_params` parameters: what a
+// recorded launch (a captured graph) must copy of each argument to replay it later.
+int register_kernel(const char* name, Trampoline run, unsigned num_params, const unsigned* param_sizes);
 
 template <class... Args, std::size_t... I>
 inline void call_unpacked(void (*kernel)(Args...), void** params, std::index_sequence<I...>) {
@@ -27,6 +29,14 @@ inline void call_unpacked(void (*kernel)(Args...), void** params, std::index_seq
 
 template <class... Args>
 constexpr unsigned arity(void (*)(Args...)) { return sizeof...(Args); }
+
+template <class... Args>
+struct ParamSizes {
+    static constexpr unsigned value[sizeof...(Args) + 1] = {static_cast<unsigned>(sizeof(Args))..., 0u};
+};
+
+template <class... Args>
+constexpr const unsigned* param_sizes(void (*)(Args...)) { return ParamSizes<Args...>::value; }
 
 template <class... Args>
 inline void call_with_params(void (*kernel)(Args...), void** params) {
@@ -40,6 +50,7 @@ void trampoline(void** params) { call_with_params(Kernel, params); }
 
 #define EMU_REGISTER(kernel)                                                                          \
     [[maybe_unused]] static const int emu_registered_##kernel =                                       \
-        ::emu::register_kernel(#kernel, &::emu::trampoline<&kernel>, ::emu::arity(&kernel))
+        ::emu::register_kernel(#kernel, &::emu::trampoline<&kernel>, ::emu::arity(&kernel),    \
+                               ::emu::param_sizes(&kernel))
 
 #endif

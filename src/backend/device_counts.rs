@@ -14,6 +14,10 @@ pub struct DeviceCounts {
     pub host_syncs: u64,
     /// Device memory allocations.
     pub allocations: u64,
+    /// Replays of captured graphs (each one launch from the host).
+    pub graph_launches: u64,
+    /// Operations run by those replays (kernels, and on a GPU copies and memsets).
+    pub graph_nodes: u64,
 }
 
 impl DeviceCounts {
@@ -23,6 +27,8 @@ impl DeviceCounts {
             launches: self.launches - earlier.launches,
             host_syncs: self.host_syncs - earlier.host_syncs,
             allocations: self.allocations - earlier.allocations,
+            graph_launches: self.graph_launches - earlier.graph_launches,
+            graph_nodes: self.graph_nodes - earlier.graph_nodes,
         }
     }
 
@@ -32,6 +38,8 @@ impl DeviceCounts {
             launches: self.launches + other.launches,
             host_syncs: self.host_syncs + other.host_syncs,
             allocations: self.allocations + other.allocations,
+            graph_launches: self.graph_launches + other.graph_launches,
+            graph_nodes: self.graph_nodes + other.graph_nodes,
         }
     }
 }
@@ -43,6 +51,8 @@ pub struct DeviceCounters {
     launches: AtomicU64,
     host_syncs: AtomicU64,
     allocations: AtomicU64,
+    graph_launches: AtomicU64,
+    graph_nodes: AtomicU64,
 }
 
 impl DeviceCounters {
@@ -58,11 +68,19 @@ impl DeviceCounters {
         self.allocations.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A graph replay running `nodes` operations.
+    pub fn graph_launch(&self, nodes: usize) {
+        self.graph_launches.fetch_add(1, Ordering::Relaxed);
+        self.graph_nodes.fetch_add(nodes as u64, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> DeviceCounts {
         DeviceCounts {
             launches: self.launches.load(Ordering::Relaxed),
             host_syncs: self.host_syncs.load(Ordering::Relaxed),
             allocations: self.allocations.load(Ordering::Relaxed),
+            graph_launches: self.graph_launches.load(Ordering::Relaxed),
+            graph_nodes: self.graph_nodes.load(Ordering::Relaxed),
         }
     }
 }

@@ -84,6 +84,28 @@ pub struct LossStats {
     pub top5_correct: usize,
 }
 
+/// The loss statistics of the steps since a [`LossRecord`](Backend::LossRecord) was last read
+/// ([`Backend::read_loss_record`]), oldest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedLosses {
+    pub steps: Vec<LossStats>,
+    /// Index in `steps` of the first step whose loss was not finite. From that step on, every
+    /// guarded SGD update ([`Backend::sgd_update_many_guarded`]) was skipped on the device.
+    pub first_non_finite: Option<usize>,
+}
+
+/// A training step captured once and replayed as one launch ([`Backend::end_graph_capture`]): a CUDA
+/// graph on a GPU, a recording under the emulator. It replays the ops exactly as they were issued,
+/// with the same device addresses, so every buffer the step used must stay where it is while the
+/// graph exists (a shape change, which reallocates, calls for a new capture).
+#[derive(Debug, PartialEq, Eq)]
+pub struct StepGraph {
+    /// The driver's number for it.
+    pub id: u64,
+    /// Operations (kernels, and on a GPU copies and memsets) a replay runs.
+    pub nodes: usize,
+}
+
 /// What batch norm's backward pass reads of its training-mode forward: the per-channel statistics
 /// it saved and the shift `beta` it applied. With `gamma`, they give the value the fused ReLU
 /// clamped, `gamma (x - mean) inv_std + beta`, whose sign is the ReLU's mask: a backend may take
@@ -101,6 +123,11 @@ pub struct BatchNormSaved<'a, B: Backend> {
 pub trait Backend: Sized + Send + Sync + 'static {
     type Elem: Element;
     type Buffer: Send + Sync;
+    /// Where [`Backend::softmax_cross_entropy`] leaves each step's loss statistics: device memory
+    /// on a GPU, so that a training step needs no host synchronisation; the host reads them when it
+    /// needs them ([`Backend::read_loss_record`]), and the guarded SGD update reads its
+    /// non-finite-loss flag there.
+    type LossRecord: Send + Sync;
 
     /// A short human name, such as `cpu-f32`.
     fn name(&self) -> String;
@@ -127,6 +154,38 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn device_counts(&self) -> Option<DeviceCounts> {
         None
     }
+    /// Whether [`Backend::begin_graph_capture`] can work here (a GPU backend: CUDA or the
+    /// emulator).
+    fn supports_graphs(&self) -> bool {
+        false
+    }
+    /// Starts capturing: the ops issued from now until [`Backend::end_graph_capture`] are recorded,
+    /// not run. They must not touch host memory or allocate (a capture fails if they do): inputs are
+    /// uploaded to their buffers before, results read after.
+    fn begin_graph_capture(&self) -> Result<()> {
+        Err(crate::error::Error::Config(format!(
+            "{} cannot capture a step as a graph",
+            self.name()
+        )))
+    }
+    /// Ends the capture and returns the graph, not yet run. After a failed capture nothing was run
+    /// either, and the backend is out of capture mode.
+    fn end_graph_capture(&self) -> Result<StepGraph> {
+        Err(crate::error::Error::Config(format!(
+            "{} cannot capture a step as a graph",
+            self.name()
+        )))
+    }
+    /// Runs a captured graph once, in stream order with the ops around it.
+    fn replay_graph(&self, _graph: &StepGraph) -> Result<()> {
+        Err(crate::error::Error::Config(format!(
+            "{} cannot replay a graph",
+            self.name()
+        )))
+    }
+    /// Frees a graph (launches already issued still run).
+    fn drop_graph(&self, _graph: StepGraph) {}
+
     /// `dst = src` (same element count).
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()>;
 
@@ -327,14 +386,22 @@ pub trait Backend: Sized + Send + Sync + 'static {
         db: &mut Tensor<Self>,
     ) -> Result<()>;
 
-    /// Mean softmax cross-entropy of `logits: [N, classes]` against `labels`; writes
-    /// `dlogits = (softmax(logits) - onehot(label)) / N`.
+    /// A loss record with room for `capacity` steps between two reads (at least 1).
+    fn loss_record(&self, capacity: usize) -> Result<Self::LossRecord>;
+    /// Mean softmax cross-entropy of `logits: [N, classes]` against `labels: [N]` (class indices,
+    /// held as exact floats, uploaded by `ops::upload_labels`); writes
+    /// `dlogits = (softmax(logits) - onehot(label)) / N` and appends the step's [`LossStats`] to
+    /// `record` without waiting for the device. A label out of range gives a NaN loss.
     fn softmax_cross_entropy(
         &self,
         logits: &Tensor<Self>,
-        labels: &[u32],
+        labels: &Tensor<Self>,
         dlogits: &mut Tensor<Self>,
-    ) -> Result<LossStats>;
+        record: &mut Self::LossRecord,
+    ) -> Result<()>;
+    /// Waits for the device and returns the statistics `record` received since its last read (at
+    /// most its capacity: more is an error), then empties it, clearing its non-finite flag.
+    fn read_loss_record(&self, record: &mut Self::LossRecord) -> Result<RecordedLosses>;
 
     /// One SGD step on one parameter: `v = momentum v + (g + wd w)`, `w -= lr v`.
     fn sgd_update(
@@ -353,6 +420,17 @@ pub trait Backend: Sized + Send + Sync + 'static {
         }
         Ok(())
     }
+    /// `sgd_update_many` with the learning rate read from `lr` (`[1]`, on the device) rather than
+    /// `cfg.lr`, and nothing done when `guard` has recorded a non-finite loss since its last read:
+    /// the device decides, so the step needs no host synchronisation, and a schedule change is a
+    /// write to `lr`, not a different launch. Bit-identical to `sgd_update_many` with that rate.
+    fn sgd_update_many_guarded(
+        &self,
+        params: &mut [SgdTensors<'_, Self>],
+        cfg: SgdConfig,
+        lr: &Tensor<Self>,
+        guard: &Self::LossRecord,
+    ) -> Result<()>;
 }
 
 /// One parameter's tensors for [`Backend::sgd_update_many`]: its value, gradient and momentum.

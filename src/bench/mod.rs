@@ -29,8 +29,10 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, DeviceCounts, Precision, SgdConfig};
 use crate::error::{Error, Result};
 use crate::models::{Network, Variant};
+use crate::ops;
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
+use crate::train::step_graph::GraphedStep;
 use crate::train::{open_gpu, resolve_precision, select_device, Device, DeviceChoice};
 
 /// What to benchmark.
@@ -44,6 +46,8 @@ pub struct BenchConfig {
     pub device: DeviceChoice,
     /// `--precision`; `None`: the device's default (see `train::resolve_precision`).
     pub precision: Option<Precision>,
+    /// Replay each step as one captured graph where the backend can (the first runs eagerly).
+    pub cuda_graph: bool,
     /// Timed steps; the headline is their median.
     pub iters: usize,
     /// Untimed steps first (caches, allocations, lazily built state).
@@ -85,7 +89,10 @@ struct StepRunner<B: Backend<Elem = f32>> {
     net: Network<B>,
     sgd: Sgd<B>,
     x: Tensor<B>,
-    labels: Vec<u32>,
+    labels: Tensor<B>,
+    /// Where the steps leave their loss statistics; read (and emptied) as each step finishes.
+    losses: B::LossRecord,
+    graph: GraphedStep,
 }
 
 impl<B: Backend<Elem = f32>> StepRunner<B> {
@@ -99,10 +106,12 @@ impl<B: Backend<Elem = f32>> StepRunner<B> {
         let pixels: Vec<f32> = (0..n * side * side * 3)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
-        let labels = (0..n)
+        let labels: Vec<u32> = (0..n)
             .map(|_| rng.random_range(0..classes as u32))
             .collect();
         let x = Tensor::from_slice(be, [n, side, side, 3], &pixels)?;
+        let mut labels_on_device = Tensor::zeros(be, [n])?;
+        ops::upload_labels(be, &labels, classes, &mut labels_on_device)?;
         let sgd = Sgd::new(SgdConfig {
             lr: 0.01,
             momentum: 0.9,
@@ -112,20 +121,38 @@ impl<B: Backend<Elem = f32>> StepRunner<B> {
             net,
             sgd,
             x,
-            labels,
+            labels: labels_on_device,
+            losses: be.loss_record(1)?,
+            graph: GraphedStep::new(be, cfg.cuda_graph),
         })
     }
 
     /// One full training step, finished on the device when this returns.
     fn step(&mut self, be: &B) -> Result<()> {
         self.issue(be)?;
-        be.synchronize()
+        self.finish(be)
     }
 
-    /// The step's work, issued (and on the GPU, possibly not finished).
+    /// The step's work, issued as the trainer issues it (and on the GPU, possibly not finished):
+    /// no host synchronisation inside.
     fn issue(&mut self, be: &B) -> Result<()> {
-        self.net.forward_backward(be, &self.x, &self.labels)?;
-        self.sgd.step(be, &mut self.net)
+        self.sgd.prepare_lr(be)?;
+        let (net, sgd, x, labels, losses) = (
+            &mut self.net,
+            &mut self.sgd,
+            &self.x,
+            &self.labels,
+            &mut self.losses,
+        );
+        self.graph.run(be, || {
+            net.forward_backward_recorded(be, x, labels, losses)?;
+            sgd.step_guarded(be, net, losses)
+        })
+    }
+
+    /// Waits for the step: reading its loss does, and empties the record for the next.
+    fn finish(&mut self, be: &B) -> Result<()> {
+        be.read_loss_record(&mut self.losses).map(|_| ())
     }
 }
 
@@ -154,13 +181,15 @@ fn run_on<B: Backend<Elem = f32>>(
             {
                 *total = total.plus(&after.since(&before));
             }
-            be.synchronize()?;
+            runner.finish(&be)?;
             step_ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
         let cpu_ms = cpu_start
             .zip(process_cpu_ms())
             .map(|(start, end)| (end - start) / cfg.iters as f64);
-        (be.name(), step_ms, cpu_ms, counts)
+        let name = be.name();
+        runner.graph.release(&be);
+        (name, step_ms, cpu_ms, counts)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
     let profiled = Profiled::new(make()?);

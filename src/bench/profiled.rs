@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounts, LossStats,
-    PoolGeometry, SgdConfig,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounts, PoolGeometry,
+    RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -153,6 +153,7 @@ fn inner_mut<B: Backend>(t: &mut Tensor<Profiled<B>>) -> &mut Tensor<B> {
 impl<B: Backend> Backend for Profiled<B> {
     type Elem = B::Elem;
     type Buffer = B::Buffer;
+    type LossRecord = B::LossRecord;
 
     fn name(&self) -> String {
         format!("profiled {}", self.inner.name())
@@ -478,14 +479,43 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn loss_record(&self, capacity: usize) -> Result<B::LossRecord> {
+        self.untimed(|b| b.loss_record(capacity))
+    }
+
     fn softmax_cross_entropy(
         &self,
         logits: &Tensor<Self>,
-        labels: &[u32],
+        labels: &Tensor<Self>,
         dlogits: &mut Tensor<Self>,
-    ) -> Result<LossStats> {
+        record: &mut B::LossRecord,
+    ) -> Result<()> {
         self.timed(OpFamily::Other, |b| {
-            b.softmax_cross_entropy(inner(logits), labels, inner_mut(dlogits))
+            b.softmax_cross_entropy(inner(logits), inner(labels), inner_mut(dlogits), record)
+        })
+    }
+
+    fn read_loss_record(&self, record: &mut B::LossRecord) -> Result<RecordedLosses> {
+        self.untimed(|b| b.read_loss_record(record))
+    }
+
+    fn sgd_update_many_guarded(
+        &self,
+        params: &mut [SgdTensors<'_, Self>],
+        cfg: SgdConfig,
+        lr: &Tensor<Self>,
+        guard: &B::LossRecord,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            let mut inner_params: Vec<SgdTensors<'_, B>> = params
+                .iter_mut()
+                .map(|p| SgdTensors {
+                    w: inner_mut(p.w),
+                    g: inner(p.g),
+                    v: inner_mut(p.v),
+                })
+                .collect();
+            b.sgd_update_many_guarded(&mut inner_params, cfg, inner(lr), guard)
         })
     }
 

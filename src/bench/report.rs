@@ -36,8 +36,16 @@ pub struct BenchReport {
     /// itself, an estimate for a shared machine. It errs low: CPU time also counts the threads'
     /// spinning while they wait for work.
     pub cpu_bound_images_per_sec: Option<f64>,
-    /// Kernel launches per timed step (`None` on the CPU).
+    /// Kernel launches the host issued per timed step, one by one (`None` on the CPU; 0 when the
+    /// step replays a CUDA graph).
     pub kernel_launches_per_step: Option<f64>,
+    /// Captured-graph replays per timed step (`None` on the CPU): 1 with `--cuda-graph on`.
+    pub graph_replays_per_step: Option<f64>,
+    /// Kernels (and on a GPU, graph copy and memset nodes) a timed step ran, one by one or inside
+    /// its graph: the eager step's launch count (`None` on the CPU).
+    pub kernels_per_step: Option<f64>,
+    /// Whether the timed steps replayed a captured graph.
+    pub cuda_graph: bool,
     /// Times per timed step the host waited for the device inside the step (synchronisations and
     /// device-to-host reads such as the loss), not counting the benchmark's own synchronisation that
     /// ends each timed step (`None` on the CPU).
@@ -102,6 +110,9 @@ impl BenchReport {
                 .filter(|&ms| ms > 0.0)
                 .map(|ms| cfg.batch_size as f64 * 1e3 * threads as f64 / ms),
             kernel_launches_per_step: step_counts.map(|c| per_step(c.launches)),
+            graph_replays_per_step: step_counts.map(|c| per_step(c.graph_launches)),
+            kernels_per_step: step_counts.map(|c| per_step(c.launches + c.graph_nodes)),
+            cuda_graph: step_counts.is_some_and(|c| c.graph_launches > 0),
             host_syncs_per_step: step_counts.map(|c| per_step(c.host_syncs)),
             allocations_per_step: step_counts.map(|c| per_step(c.allocations)),
             per_layer_type_ms,
@@ -147,10 +158,13 @@ impl BenchReport {
             self.host_syncs_per_step,
             self.allocations_per_step,
         ) {
+            let graphs = self.graph_replays_per_step.unwrap_or(0.0);
+            let kernels = self.kernels_per_step.unwrap_or(launches);
             let _ = writeln!(
                 out,
-                "  per step: {launches:.0} kernel launches, {syncs:.0} host synchronisations inside \
-                 the step, {allocs:.0} device allocations"
+                "  per step: {launches:.0} kernel launches and {graphs:.0} graph replays ({kernels:.0} \
+                 kernels in all), {syncs:.0} host synchronisations inside the step, {allocs:.0} \
+                 device allocations"
             );
         }
         let _ = writeln!(

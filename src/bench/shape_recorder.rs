@@ -6,7 +6,8 @@
 use std::sync::Mutex;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry, SgdConfig,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, LossStats, PoolGeometry,
+    RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -127,6 +128,8 @@ impl Backend for ShapeRecorder {
     type Elem = f32;
     /// No storage at all: the recorder never reads or writes data.
     type Buffer = ();
+    /// The number of loss computations since the last read.
+    type LossRecord = usize;
 
     fn name(&self) -> String {
         "shape-recorder".into()
@@ -333,19 +336,46 @@ impl Backend for ShapeRecorder {
         Ok(())
     }
 
+    fn loss_record(&self, _capacity: usize) -> Result<usize> {
+        Ok(0)
+    }
+
     fn softmax_cross_entropy(
         &self,
         logits: &Tensor<Self>,
-        _labels: &[u32],
+        _labels: &Tensor<Self>,
         _dlogits: &mut Tensor<Self>,
-    ) -> Result<LossStats> {
+        record: &mut usize,
+    ) -> Result<()> {
         let [batch, classes] = logits.shape().dims2().unwrap_or_default();
-        self.record(RecordedOp::SoftmaxCrossEntropy { batch, classes })?;
-        Ok(LossStats {
-            loss: 0.0,
-            top1_correct: 0,
-            top5_correct: 0,
+        *record += 1;
+        self.record(RecordedOp::SoftmaxCrossEntropy { batch, classes })
+    }
+
+    /// One all-zero entry per recorded step: nothing was computed.
+    fn read_loss_record(&self, record: &mut usize) -> Result<RecordedLosses> {
+        let steps = std::mem::take(record);
+        Ok(RecordedLosses {
+            steps: vec![
+                LossStats {
+                    loss: 0.0,
+                    top1_correct: 0,
+                    top5_correct: 0,
+                };
+                steps
+            ],
+            first_non_finite: None,
         })
+    }
+
+    fn sgd_update_many_guarded(
+        &self,
+        _params: &mut [SgdTensors<'_, Self>],
+        _cfg: SgdConfig,
+        _lr: &Tensor<Self>,
+        _guard: &usize,
+    ) -> Result<()> {
+        Ok(())
     }
 
     fn sgd_update(

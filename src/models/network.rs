@@ -11,12 +11,17 @@ use crate::nn::{
     BatchNorm2d, Block, BlockSpec, ConvBn, ConvBnSpec, GlobalAvgPool, Layer, Linear, MaxPool2d,
     Mode, Param, SoftmaxCrossEntropy,
 };
+use crate::ops;
 use crate::tensor::Tensor;
 
 pub struct Network<B: Backend> {
     pub config: ModelConfig,
     layers: Vec<Box<dyn Layer<B>>>,
     loss: SoftmaxCrossEntropy<B>,
+    /// The labels and loss record of [`Network::loss`], which reads its statistics back at once;
+    /// kept so that a step allocates nothing on the device after its first.
+    labels: Tensor<B>,
+    record: Option<B::LossRecord>,
 }
 
 impl<B: Backend> Network<B> {
@@ -93,6 +98,8 @@ impl<B: Backend> Network<B> {
             config,
             layers,
             loss: SoftmaxCrossEntropy::new(be)?,
+            labels: Tensor::empty(be)?,
+            record: None,
         })
     }
 
@@ -111,9 +118,35 @@ impl<B: Backend> Network<B> {
     }
 
     /// Loss and top-k counts of the last forward's logits, keeping the logit gradient for backward.
+    /// Reads the statistics back at once (a host synchronisation on a GPU); a training step that
+    /// must not wait uses [`Network::loss_recorded`].
     pub fn loss(&mut self, be: &B, labels: &[u32]) -> Result<LossStats> {
+        self.labels.ensure_shape(be, &[labels.len()])?;
+        ops::upload_labels(be, labels, self.config.num_classes, &mut self.labels)?;
+        let mut record = match self.record.take() {
+            Some(r) => r,
+            None => be.loss_record(1)?,
+        };
         let logits = self.layers.last().expect("a network has layers").output();
-        self.loss.forward_backward(be, logits, labels)
+        let outcome = self
+            .loss
+            .forward_backward_recorded(be, logits, &self.labels, &mut record)
+            .and_then(|()| ops::read_loss_stats(be, &mut record));
+        self.record = Some(record);
+        outcome
+    }
+
+    /// [`Network::loss`] without waiting: `labels` on the device (`ops::upload_labels`), the
+    /// statistics appended to `record`.
+    pub fn loss_recorded(
+        &mut self,
+        be: &B,
+        labels: &Tensor<B>,
+        record: &mut B::LossRecord,
+    ) -> Result<()> {
+        let logits = self.layers.last().expect("a network has layers").output();
+        self.loss
+            .forward_backward_recorded(be, logits, labels, record)
     }
 
     /// Backward from the loss to every parameter gradient; `x` is the input of the last forward.
@@ -167,6 +200,20 @@ impl<B: Backend> Network<B> {
         let stats = self.loss(be, labels)?;
         self.backward(be, x)?;
         Ok(stats)
+    }
+
+    /// [`Network::forward_backward`] without a host synchronisation: the statistics go to
+    /// `record` (see [`Network::loss_recorded`]).
+    pub fn forward_backward_recorded(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        labels: &Tensor<B>,
+        record: &mut B::LossRecord,
+    ) -> Result<()> {
+        self.forward(be, x, Mode::Train)?;
+        self.loss_recorded(be, labels, record)?;
+        self.backward(be, x)
     }
 
     /// Every parameter in a fixed order (the state-dict order of torchvision).

@@ -28,6 +28,19 @@ impl<B: Backend> SoftmaxCrossEntropy<B> {
         ops::softmax_cross_entropy(be, logits, labels, &mut self.dlogits)
     }
 
+    /// The same on the device: `labels` from `ops::upload_labels`, the statistics appended to
+    /// `record` (read later, see [`crate::backend::Backend::read_loss_record`]).
+    pub fn forward_backward_recorded(
+        &mut self,
+        be: &B,
+        logits: &Tensor<B>,
+        labels: &Tensor<B>,
+        record: &mut B::LossRecord,
+    ) -> Result<()> {
+        self.dlogits.ensure_shape(be, logits.dims())?;
+        ops::softmax_cross_entropy_recorded(be, logits, labels, &mut self.dlogits, record)
+    }
+
     /// `d(loss)/d(logits)` from the last call.
     pub fn logits_grad(&self) -> &Tensor<B> {
         &self.dlogits

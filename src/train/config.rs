@@ -96,6 +96,11 @@ pub struct TrainConfig {
     /// older checkpoints.
     #[serde(default)]
     pub precision: Option<Precision>,
+    /// `--cuda-graph on|off`: replay each training step as one captured graph on a GPU backend
+    /// (ignored elsewhere). Not part of the network: a resume may change it. Absent in older
+    /// checkpoints: on.
+    #[serde(default = "graph_on")]
+    pub cuda_graph: bool,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,
@@ -244,4 +249,8 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+fn graph_on() -> bool {
+    true
 }

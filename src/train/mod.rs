@@ -14,6 +14,7 @@ pub mod nccl_replicas;
 mod progress;
 pub mod replicas;
 mod run_dir;
+pub mod step_graph;
 
 pub use config::{DataSpec, DeviceChoice, Recipe, TrainConfig};
 pub use feed::default_workers;
@@ -37,10 +38,12 @@ use crate::dist::launch::{self, GpuComms};
 use crate::error::{Error, Result};
 use crate::models::{ModelConfig, Network};
 use crate::nn::ShortcutOption;
+use crate::ops;
 use crate::optim::{LrSchedule, Sgd};
 use crate::tensor::Tensor;
 use progress::{Interval, Progress};
 use replicas::{train_replicas, Replica, ReplicaOptions};
+use step_graph::GraphedStep;
 
 /// How a run ended.
 #[derive(Debug, PartialEq)]
@@ -260,6 +263,15 @@ fn fresh_state(cfg: &TrainConfig) -> RunState {
     }
 }
 
+/// The loss statistics a single-replica run has left on the device and not yet read.
+struct PendingLosses<B: Backend> {
+    record: B::LossRecord,
+    /// The iteration (0-based) of the record's first step.
+    first_iteration: u64,
+    /// Steps issued since the last read.
+    unread: usize,
+}
+
 struct Trainer<'a, B: Backend<Elem = f32>> {
     be: &'a B,
     cfg: TrainConfig,
@@ -389,6 +401,21 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         };
         let mut interval = Interval::default();
         let mut last_test_err = f64::NAN;
+        let classes = self.net.config.num_classes;
+        let mut labels_on_device = Tensor::zeros(self.be, [local])?;
+        // Read at every log line, evaluation and checkpoint at least, so it never holds more
+        // steps than the shortest of those periods.
+        let capacity = self
+            .cfg
+            .log_every
+            .min(self.cfg.eval_every)
+            .min(self.cfg.save_every);
+        let mut losses = PendingLosses {
+            record: self.be.loss_record(capacity as usize)?,
+            first_iteration: self.state.iteration,
+            unread: 0,
+        };
+        let mut graph = GraphedStep::new(self.be, self.cfg.cuda_graph && self.replica.is_none());
         while self.state.iteration < self.cfg.iters {
             let started = Instant::now();
             let iter = self.state.iteration;
@@ -406,25 +433,44 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 &mut labels,
             )?;
             x.copy_from_slice(self.be, &pixels)?;
-            let stats = match &mut self.replica {
-                Some(r) => r.forward_backward(self.be, &mut self.net, &x, &labels)?,
-                None => self.net.forward_backward(self.be, &x, &labels)?,
-            };
-            if !stats.loss.is_finite() {
-                if let Some(p) = &progress {
-                    p.finish();
-                }
-                return Err(Error::Diverged {
-                    iteration: iter + 1,
-                    loss: stats.loss,
-                });
-            }
             self.sgd.config.lr = lr;
-            self.sgd.step(self.be, &mut self.net)?;
+            match &mut self.replica {
+                Some(r) => {
+                    // Replicas combine their statistics on the host anyway, so they read them at
+                    // once and decide there.
+                    let stats = r.forward_backward(self.be, &mut self.net, &x, &labels)?;
+                    if !stats.loss.is_finite() {
+                        if let Some(p) = &progress {
+                            p.finish();
+                        }
+                        return Err(Error::Diverged {
+                            iteration: iter + 1,
+                            loss: stats.loss,
+                        });
+                    }
+                    self.sgd.step(self.be, &mut self.net)?;
+                    interval.loss_sum += stats.loss;
+                    interval.wrong += batch - stats.top1_correct;
+                }
+                None => {
+                    // Nothing here waits for the device: the loss goes to `losses.record` and a
+                    // non-finite one makes the update skip itself there; the host looks when it
+                    // needs the values (`resolve_losses`).
+                    // The inputs go to their fixed buffers first: a captured step reads them
+                    // there, and so does the rate of the guarded update.
+                    ops::upload_labels(self.be, &labels, classes, &mut labels_on_device)?;
+                    self.sgd.prepare_lr(self.be)?;
+                    let (be, net, sgd, record) =
+                        (self.be, &mut self.net, &mut self.sgd, &mut losses.record);
+                    graph.run(be, || {
+                        net.forward_backward_recorded(be, &x, &labels_on_device, record)?;
+                        sgd.step_guarded(be, net, record)
+                    })?;
+                    losses.unread += 1;
+                }
+            }
             self.state.iteration += 1;
             let done = self.state.iteration;
-            interval.loss_sum += stats.loss;
-            interval.wrong += batch - stats.top1_correct;
             interval.images += batch;
             interval.steps += 1;
             interval.seconds += started.elapsed().as_secs_f64();
@@ -432,6 +478,15 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 p.advance(done);
             }
             let last = done == self.cfg.iters;
+            let evaluating = done % self.cfg.eval_every == 0 || last;
+            if done % self.cfg.log_every == 0
+                || last
+                || evaluating
+                || done % self.cfg.save_every == 0
+                || stop.load(Ordering::SeqCst)
+            {
+                self.resolve_losses(&mut losses, &mut interval, batch, &progress)?;
+            }
             if done % self.cfg.log_every == 0 || last {
                 if let Some(p) = &mut progress {
                     p.log_train(done, epoch, lr, &interval)?;
@@ -441,7 +496,6 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     .observe_train_error(interval.train_err());
                 interval = Interval::default();
             }
-            let evaluating = done % self.cfg.eval_every == 0 || last;
             let mut agreed_stop = None;
             if let Some(r) = &mut self.replica {
                 // Rank 0 decides whether Ctrl-C stops the run, so that every replica stops together.
@@ -463,14 +517,20 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 if let Some(r) = &self.replica {
                     test_err = r.share_test_error(test_err)?;
                 }
+                // The evaluation's batches (a partial last one) reshaped the layers' tensors.
+                graph.invalidate(self.be);
                 self.state.schedule.observe_test_error(test_err);
                 last_test_err = test_err;
             }
             let interrupted = agreed_stop.unwrap_or_else(|| stop.load(Ordering::SeqCst));
             if leader && (done % self.cfg.save_every == 0 || last || interrupted) {
+                // Never a checkpoint of a step whose loss has not been looked at (Ctrl-C may have
+                // come after the check above).
+                self.resolve_losses(&mut losses, &mut interval, batch, &progress)?;
                 self.save()?;
             }
             if interrupted {
+                graph.release(self.be);
                 if let Some(p) = &progress {
                     p.finish();
                 }
@@ -485,6 +545,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 });
             }
         }
+        graph.release(self.be);
         if let Some(p) = &progress {
             p.finish();
         }
@@ -513,6 +574,39 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             test_err: last_test_err,
             run_dir: self.run_dir.clone(),
         })
+    }
+
+    /// Reads the statistics of the steps issued since the last read into `interval` (one host
+    /// synchronisation; nothing when there are none). A non-finite loss among them stops the run
+    /// with the iteration that had it: the device skipped its update and every later one, and no
+    /// checkpoint was written after it, since every save reads first.
+    fn resolve_losses(
+        &self,
+        losses: &mut PendingLosses<B>,
+        interval: &mut Interval,
+        batch: usize,
+        progress: &Option<Progress>,
+    ) -> Result<()> {
+        if losses.unread == 0 {
+            return Ok(());
+        }
+        let read = self.be.read_loss_record(&mut losses.record)?;
+        for (k, stats) in read.steps.iter().enumerate() {
+            if read.first_non_finite == Some(k) {
+                if let Some(p) = progress {
+                    p.finish();
+                }
+                return Err(Error::Diverged {
+                    iteration: losses.first_iteration + k as u64 + 1,
+                    loss: stats.loss,
+                });
+            }
+            interval.loss_sum += stats.loss;
+            interval.wrong += batch - stats.top1_correct;
+        }
+        losses.first_iteration += read.steps.len() as u64;
+        losses.unread = 0;
+        Ok(())
     }
 
     fn save(&mut self) -> Result<()> {

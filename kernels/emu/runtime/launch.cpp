@@ -228,6 +228,21 @@ const char* emu_kernel_name(unsigned i) {
     return k ? k->name : nullptr;
 }
 
+// The byte size of each parameter of `kernel_name` (what a recorded launch copies of its arguments),
+// written to `sizes` (room for `max` entries). Returns the parameter count, or -1 for an unknown kernel
+// (emu_last_error() says so).
+int emu_kernel_param_sizes(const char* kernel_name, unsigned* sizes, unsigned max) {
+    using namespace emu;
+    last_error.clear();
+    const KernelEntry* k = kernel_name ? find_kernel(kernel_name) : nullptr;
+    if (!k) {
+        fail_launch("unknown kernel '" + std::string(kernel_name ? kernel_name : "(null)") + "'");
+        return -1;
+    }
+    for (unsigned i = 0; i < k->num_params && i < max; ++i) sizes[i] = k->param_sizes[i];
+    return static_cast<int>(k->num_params);
+}
+
 // OS threads a launch spreads its blocks over (RESNET_EMU_THREADS, else the number of CPUs).
 unsigned emu_worker_count(void) { return emu::Pool::get().workers(); }
 

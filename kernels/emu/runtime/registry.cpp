@@ -21,11 +21,11 @@ Registry& registry() {
 }
 }  // namespace
 
-int register_kernel(const char* name, Trampoline run, unsigned num_params) {
+int register_kernel(const char* name, Trampoline run, unsigned num_params, const unsigned* param_sizes) {
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mu);
     // Two kernels of one name cannot both link (extern "C"), so the first registration stands.
-    r.by_name.emplace(name, KernelEntry{name, run, num_params});
+    r.by_name.emplace(name, KernelEntry{name, run, num_params, param_sizes});
     return 0;
 }
 

@@ -13,6 +13,7 @@ struct KernelEntry {
     const char* name;
     Trampoline run;
     unsigned num_params;
+    const unsigned* param_sizes;
 };
 
 // Null when no kernel of that name was registered.

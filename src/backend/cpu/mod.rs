@@ -38,13 +38,20 @@ use std::sync::Mutex;
 
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, Element, LossStats, PoolGeometry,
-    SgdConfig,
+    RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
 use conv::ConvDims;
 
 /// The CPU backend over element type `T` (f32 for training, f64 for gradient checks).
+/// The CPU's loss record: the statistics themselves, in host memory (which is the CPU's device
+/// memory), so reading it costs nothing.
+#[derive(Debug, Default)]
+pub struct CpuLossRecord {
+    recorded: RecordedLosses,
+}
+
 pub struct CpuBackend<T: Element> {
     /// Scratch buffers (im2col columns), reused across calls so a step does not allocate them anew.
     workspaces: Mutex<Vec<Vec<T>>>,
@@ -88,6 +95,7 @@ impl<T: Element> CpuBackend<T> {
 impl<T: Element> Backend for CpuBackend<T> {
     type Elem = T;
     type Buffer = Vec<T>;
+    type LossRecord = CpuLossRecord;
 
     fn name(&self) -> String {
         format!("cpu-{}", std::any::type_name::<T>())
@@ -389,19 +397,66 @@ impl<T: Element> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn loss_record(&self, _capacity: usize) -> Result<CpuLossRecord> {
+        Ok(CpuLossRecord::default())
+    }
+
     fn softmax_cross_entropy(
         &self,
         logits: &Tensor<Self>,
-        labels: &[u32],
+        labels: &Tensor<Self>,
         dlogits: &mut Tensor<Self>,
-    ) -> Result<LossStats> {
+        record: &mut CpuLossRecord,
+    ) -> Result<()> {
         let [_, classes] = dims2(logits);
-        Ok(loss::softmax_cross_entropy(
-            logits.buf(),
-            labels,
-            dlogits.buf_mut(),
-            classes,
-        ))
+        // Labels are class indices held as floats; one that is not gives a NaN loss, as on the GPU.
+        let indices: Option<Vec<u32>> = labels
+            .buf()
+            .iter()
+            .map(|l| {
+                let v = l.f64();
+                (v >= 0.0 && v < classes as f64 && v.fract() == 0.0).then_some(v as u32)
+            })
+            .collect();
+        let stats = match indices {
+            Some(indices) => {
+                loss::softmax_cross_entropy(logits.buf(), &indices, dlogits.buf_mut(), classes)
+            }
+            None => {
+                dlogits.buf_mut().fill(T::of(0.0));
+                LossStats {
+                    loss: f64::NAN,
+                    top1_correct: 0,
+                    top5_correct: 0,
+                }
+            }
+        };
+        if !stats.loss.is_finite() && record.recorded.first_non_finite.is_none() {
+            record.recorded.first_non_finite = Some(record.recorded.steps.len());
+        }
+        record.recorded.steps.push(stats);
+        Ok(())
+    }
+
+    fn read_loss_record(&self, record: &mut CpuLossRecord) -> Result<RecordedLosses> {
+        Ok(std::mem::take(&mut record.recorded))
+    }
+
+    fn sgd_update_many_guarded(
+        &self,
+        params: &mut [SgdTensors<'_, Self>],
+        cfg: SgdConfig,
+        lr: &Tensor<Self>,
+        guard: &CpuLossRecord,
+    ) -> Result<()> {
+        if guard.recorded.first_non_finite.is_some() {
+            return Ok(());
+        }
+        let cfg = SgdConfig {
+            lr: lr.buf()[0].f64(),
+            ..cfg
+        };
+        self.sgd_update_many(params, cfg)
     }
 
     fn sgd_update(

@@ -8,6 +8,7 @@
 //! buffers kept by the backend, so a training step with a fixed batch shape allocates nothing after its
 //! first step. Ops run in stream order, so one workspace per op at a time is enough.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::buffer::Allocation;
@@ -21,14 +22,15 @@ use super::launch_constants::{
     BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES, GEMM_TILE,
     LOSS_REDUCE_THREADS,
 };
+use super::loss_record::GpuLossRecord;
 use super::sgd_chunks::{
     sgd_chunk_table_with_copies, SgdParam, SgdParamWithCopy, SGD_CHUNK_THREADS, WORDS_PER_CHUNK,
 };
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters, DeviceCounts,
-    LossStats, PoolGeometry, Precision, SgdConfig, SgdTensors,
+    PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors, StepGraph,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 const F32: usize = std::mem::size_of::<f32>();
@@ -46,6 +48,12 @@ pub struct GpuBackend<D: Driver> {
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     sgd_table: Mutex<Option<SgdTable<D>>>,
+    /// Graph capture state (see `graph.rs`): whether a capture is under way, how many captured
+    /// graphs exist, and the workspaces outgrown while one did (a graph keeps using the addresses it
+    /// captured, so they are freed only with the last graph).
+    pub(super) capturing: AtomicBool,
+    pub(super) graphs_alive: AtomicUsize,
+    pub(super) retired_workspaces: Mutex<Vec<Allocation<D>>>,
 }
 
 /// Which convolution kernels the backend launches.
@@ -68,7 +76,7 @@ struct SgdTable<D: Driver> {
 impl GpuBackend<EmuDriver> {
     /// The backend on the host emulator: needs no GPU.
     pub fn emulator() -> Self {
-        Self::new(EmuDriver)
+        Self::new(EmuDriver::default())
     }
 }
 
@@ -116,6 +124,9 @@ impl<D: Driver> GpuBackend<D> {
             counters: DeviceCounters::default(),
             sgd_table: Mutex::new(None),
             precision: Precision::F32,
+            capturing: AtomicBool::new(false),
+            graphs_alive: AtomicUsize::new(0),
+            retired_workspaces: Mutex::new(Vec::new()),
         }
     }
 
@@ -144,6 +155,17 @@ impl<D: Driver> GpuBackend<D> {
         let ptr = if bytes == 0 {
             0
         } else {
+            if self.capturing.load(Ordering::Relaxed) {
+                // On a GPU the allocation would become part of the graph (a new address at every
+                // replay); a captured step must find its buffers allocated by an eager step.
+                return Err(Error::Device {
+                    device: self.driver.name(),
+                    message: format!(
+                        "allocating {bytes} bytes while capturing a graph: the step's buffers \
+                         must exist before its capture (run it eagerly once first)"
+                    ),
+                });
+            }
             self.counters.allocation();
             self.driver.alloc(bytes)?
         };
@@ -312,6 +334,15 @@ impl<D: Driver> GpuBackend<D> {
             .pop();
         let buf = match pooled {
             Some(b) if b.bytes >= bytes => b,
+            Some(small) if self.graphs_alive.load(Ordering::Relaxed) > 0 => {
+                let bigger = self.alloc_bytes(bytes)?;
+                // A captured graph may use it: freed with the last graph, not now.
+                self.retired_workspaces
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(small);
+                bigger
+            }
             _ => self.alloc_bytes(bytes)?,
         };
         let out = f(buf.ptr);
@@ -326,6 +357,7 @@ impl<D: Driver> GpuBackend<D> {
 impl<D: Driver> Backend for GpuBackend<D> {
     type Elem = f32;
     type Buffer = DeviceBuffer<D>;
+    type LossRecord = GpuLossRecord<D>;
 
     fn name(&self) -> String {
         format!("gpu-{}-{}", self.driver.name(), self.precision)
@@ -362,6 +394,26 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
         self.tensor_copy(src, dst)
+    }
+
+    fn supports_graphs(&self) -> bool {
+        true
+    }
+
+    fn begin_graph_capture(&self) -> Result<()> {
+        self.graph_capture_begin()
+    }
+
+    fn end_graph_capture(&self) -> Result<StepGraph> {
+        self.graph_capture_end()
+    }
+
+    fn replay_graph(&self, graph: &StepGraph) -> Result<()> {
+        self.graph_replay(graph)
+    }
+
+    fn drop_graph(&self, graph: StepGraph) {
+        self.graph_drop(graph)
     }
 
     // Convolutions: the implicit-GEMM kernels of kernels/conv_{forward,backward_data,
@@ -914,59 +966,48 @@ impl<D: Driver> Backend for GpuBackend<D> {
         )
     }
 
+    fn loss_record(&self, capacity: usize) -> Result<GpuLossRecord<D>> {
+        self.new_loss_record(capacity)
+    }
+
     fn softmax_cross_entropy(
         &self,
         logits: &Tensor<Self>,
-        labels: &[u32],
+        labels: &Tensor<Self>,
         dlogits: &mut Tensor<Self>,
-    ) -> Result<LossStats> {
+        record: &mut GpuLossRecord<D>,
+    ) -> Result<()> {
         let [n, classes] = dims2(logits);
-        // Workspace: labels (u32, N) | per-sample loss, top-1, top-5 (f32, 3 N) | totals (f32, 3).
-        let per_sample_offset = align_up(n * 4);
-        let totals_offset = per_sample_offset + align_up(3 * n * F32);
-        let totals = self.with_workspace(totals_offset + 3 * F32, |ws| {
-            let (labels_dev, per_sample, totals) = (
-                ws,
-                ws + per_sample_offset as DevicePtr,
-                ws + totals_offset as DevicePtr,
-            );
-            // SAFETY: the workspace holds `n` u32 labels at its start.
-            unsafe {
-                self.driver
-                    .copy_host_to_device(labels.as_ptr().cast(), labels_dev, n * 4)?
-            };
+        // Workspace: per-sample loss, top-1, top-5 (f32, 3 N). The labels are already on the
+        // device, so nothing here reads host memory (a captured step replays as it was captured).
+        self.with_workspace(3 * n * F32, |per_sample| {
             self.launch_1d(
                 "softmax_cross_entropy_per_sample_f32",
                 n,
                 KernelArgs::new()
                     .ptr(logits.buf().ptr())
-                    .ptr(labels_dev)
+                    .ptr(labels.buf().ptr())
                     .ptr(dlogits.buf().ptr())
                     .ptr(per_sample)
                     .int(n)
                     .int(classes),
             )?;
             self.launch(
-                "softmax_cross_entropy_reduce",
+                "softmax_cross_entropy_record",
                 (1, 1, 1),
                 (LOSS_REDUCE_THREADS, 1, 1),
                 0,
-                KernelArgs::new().ptr(per_sample).int(n).ptr(totals),
-            )?;
-            let mut host = [0.0f32; 3];
-            self.counters.host_sync();
-            // SAFETY: the workspace holds 3 f32 totals at `totals`.
-            unsafe {
-                self.driver
-                    .copy_device_to_host(totals, host.as_mut_ptr().cast(), 3 * F32)?
-            };
-            Ok(host)
-        })?;
-        Ok(LossStats {
-            loss: f64::from(totals[0]),
-            top1_correct: totals[1] as usize,
-            top5_correct: totals[2] as usize,
+                KernelArgs::new()
+                    .ptr(per_sample)
+                    .int(n)
+                    .ptr(record.ptr())
+                    .int(record.capacity),
+            )
         })
+    }
+
+    fn read_loss_record(&self, record: &mut GpuLossRecord<D>) -> Result<RecordedLosses> {
+        self.read_record(record)
     }
 
     fn sgd_update(
@@ -992,6 +1033,30 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn sgd_update_many(&self, params: &mut [SgdTensors<'_, Self>], cfg: SgdConfig) -> Result<()> {
+        self.sgd_update_chunks(params, cfg, None)
+    }
+
+    fn sgd_update_many_guarded(
+        &self,
+        params: &mut [SgdTensors<'_, Self>],
+        cfg: SgdConfig,
+        lr: &Tensor<Self>,
+        guard: &GpuLossRecord<D>,
+    ) -> Result<()> {
+        self.sgd_update_chunks(params, cfg, Some((lr.buf().ptr(), guard.flag_ptr())))
+    }
+}
+
+impl<D: Driver> GpuBackend<D> {
+    /// One launch over every parameter of `params`: `sgd_update_chunks_f32` with `cfg.lr`, or with
+    /// `guarded = Some((lr, flag))` `sgd_update_chunks_guarded_f32`, which reads the rate at `lr` and
+    /// does nothing while the loss record's flag at `flag` is set.
+    fn sgd_update_chunks(
+        &self,
+        params: &mut [SgdTensors<'_, Self>],
+        cfg: SgdConfig,
+        guarded: Option<(DevicePtr, DevicePtr)>,
+    ) -> Result<()> {
         // A weight with a bf16 copy (made by its first bf16 convolution) gets the copy written in
         // the same pass, so the next step's convolutions read it without a cast.
         let specs: Vec<SgdParamWithCopy> = params
@@ -1032,18 +1097,30 @@ impl<D: Driver> Backend for GpuBackend<D> {
             // The f32 values change; the copy (where there is one) changes with them, below.
             p.w.buf_mut().f32_values_changed();
         }
-        self.launch(
-            "sgd_update_chunks_f32",
-            (chunks as u32, 1, 1),
-            (SGD_CHUNK_THREADS, 1, 1),
-            0,
-            KernelArgs::new()
-                .ptr(table_ptr)
-                .int(chunks)
-                .f32(cfg.lr as f32)
-                .f32(cfg.momentum as f32)
-                .f32(cfg.weight_decay as f32),
-        )?;
+        let grid = (chunks as u32, 1, 1);
+        let block = (SGD_CHUNK_THREADS, 1, 1);
+        let args = KernelArgs::new().ptr(table_ptr).int(chunks);
+        match guarded {
+            None => self.launch(
+                "sgd_update_chunks_f32",
+                grid,
+                block,
+                0,
+                args.f32(cfg.lr as f32)
+                    .f32(cfg.momentum as f32)
+                    .f32(cfg.weight_decay as f32),
+            )?,
+            Some((lr, flag)) => self.launch(
+                "sgd_update_chunks_guarded_f32",
+                grid,
+                block,
+                0,
+                args.ptr(lr)
+                    .ptr(flag)
+                    .f32(cfg.momentum as f32)
+                    .f32(cfg.weight_decay as f32),
+            )?,
+        }
         for p in params.iter() {
             if p.w.buf().bf16_copy.get().is_some() {
                 p.w.buf().set_bf16_copy_fresh();

@@ -20,7 +20,7 @@ use cudarc::driver::result::{self, stream::StreamKind, DriverError};
 use cudarc::driver::sys;
 
 use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
-use super::driver::{DevicePtr, Driver};
+use super::driver::{DevicePtr, Driver, GraphId};
 use super::embedded::{self, KernelFit};
 use super::side_stream::SideStream;
 use crate::error::{Error, Result};
@@ -247,7 +247,13 @@ impl Drop for CudaDevice {
 pub struct CudaDriver {
     device: Arc<CudaDevice>,
     stream: sys::CUstream,
+    /// Instantiated graphs by id ([`Driver::end_capture`]); destroyed with the driver at the latest.
+    graphs: Mutex<BTreeMap<GraphId, GraphExec>>,
+    next_graph: std::sync::atomic::AtomicU64,
 }
+
+/// An executable graph (`CUgraphExec`).
+struct GraphExec(sys::CUgraphExec);
 
 // SAFETY: see `CudaDevice`; the stream handle is likewise usable from any thread with the context bound.
 unsafe impl Send for CudaDriver {}
@@ -262,7 +268,12 @@ impl CudaDriver {
         device.bind()?;
         let stream = result::stream::create(StreamKind::NonBlocking)
             .map_err(|e| cuda_error(&device.label(), "cuStreamCreate", e))?;
-        Ok(CudaDriver { device, stream })
+        Ok(CudaDriver {
+            device,
+            stream,
+            graphs: Mutex::new(BTreeMap::new()),
+            next_graph: std::sync::atomic::AtomicU64::new(1),
+        })
     }
 
     fn check(&self, what: &str, r: std::result::Result<(), DriverError>) -> Result<()> {
@@ -289,6 +300,11 @@ impl Drop for CudaDriver {
         // SAFETY: the stream was created in `new` and is destroyed once, after its work is done.
         unsafe {
             let _ = result::stream::synchronize(self.stream);
+            let graphs = std::mem::take(self.graphs.get_mut().unwrap_or_else(|e| e.into_inner()));
+            for (_, exec) in graphs {
+                // The stream is idle: no launch of the graph is pending.
+                let _ = sys::cuGraphExecDestroy(exec.0);
+            }
             let _ = result::stream::destroy(self.stream);
         }
     }
@@ -401,6 +417,81 @@ impl Driver for CudaDriver {
             let what = format!("letting {kernel} use {bytes} bytes of dynamic shared memory");
             cuda_error(&self.device.label(), &what, e)
         })
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        self.device.bind()?;
+        // Thread-local mode: only this thread's calls that are unsafe during a capture (a
+        // synchronous copy, a plain cuMemAlloc) fail; other threads (NCCL's, a data loader's) are
+        // left alone. Everything issued on `self.stream` is recorded, not run.
+        // SAFETY: the stream is live and not capturing (the backend begins one capture at a time).
+        let r = unsafe {
+            sys::cuStreamBeginCapture_v2(
+                self.stream,
+                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            )
+        };
+        self.check("beginning a stream capture", r.result())
+    }
+
+    fn end_capture(&self) -> Result<(GraphId, usize)> {
+        self.device.bind()?;
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        // SAFETY: the stream is capturing (begin_capture); the graph handle is written to a local.
+        // An invalidated capture (an illegal call during it) is reported here and ends it.
+        let r = unsafe { sys::cuStreamEndCapture(self.stream, &mut graph) };
+        self.check("ending a stream capture", r.result())?;
+        let mut count: usize = 0;
+        // SAFETY: `graph` is a valid graph; a null node array asks for the count only.
+        let r = unsafe { sys::cuGraphGetNodes(graph, std::ptr::null_mut(), &mut count) };
+        let counted = self.check("counting a graph's nodes", r.result());
+        let mut exec: sys::CUgraphExec = std::ptr::null_mut();
+        // SAFETY: `graph` is valid; the executable graph is independent of it once instantiated,
+        // so the graph itself is destroyed right after.
+        let instantiated = unsafe {
+            let r = sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0);
+            let _ = sys::cuGraphDestroy(graph);
+            r
+        };
+        counted?;
+        self.check("instantiating a captured graph", instantiated.result())?;
+        let id = self
+            .next_graph
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.graphs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, GraphExec(exec));
+        // Nodes, not only kernels (a memset or copy is a node too): the count a step replays.
+        Ok((id, count))
+    }
+
+    fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        self.device.bind()?;
+        let graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(exec) = graphs.get(&graph) else {
+            return Err(Error::Device {
+                device: self.device.label(),
+                message: format!("no graph {graph}"),
+            });
+        };
+        // SAFETY: `exec` was instantiated in this context and is not destroyed while listed.
+        let r = unsafe { sys::cuGraphLaunch(exec.0, self.stream) };
+        self.check("launching a captured graph", r.result())
+    }
+
+    fn destroy_graph(&self, graph: GraphId) {
+        let removed = self
+            .graphs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&graph);
+        if let Some(exec) = removed {
+            let _ = self.device.bind();
+            // SAFETY: removed from the list, so destroyed once. Launches already issued complete:
+            // the driver defers the destruction of an executable graph that is still running.
+            let _ = unsafe { sys::cuGraphExecDestroy(exec.0) };
+        }
     }
 
     fn synchronize(&self) -> Result<()> {

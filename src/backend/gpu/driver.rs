@@ -14,7 +14,10 @@
 //! and the tests need one instantiation of the backend for both.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::BTreeMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::cuda_driver::CudaDriver;
 use super::emu;
@@ -23,6 +26,9 @@ use crate::error::{Error, Result};
 /// A device address, as CUDA's `CUdeviceptr` (a plain host address under the emulator). Kernel
 /// arguments that are pointers are passed as this value.
 pub type DevicePtr = u64;
+
+/// A captured graph, as its driver numbers it ([`Driver::end_capture`]).
+pub type GraphId = u64;
 
 /// Device memory, copies and kernel launches on one in-order stream. Every operation is ordered after
 /// the ones issued before it; [`Driver::synchronize`] waits for all of them.
@@ -99,6 +105,40 @@ pub trait Driver: Send + Sync + 'static {
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
 
+    /// Starts capturing this driver's stream: until [`Driver::end_capture`], kernel launches,
+    /// device-to-device copies and memsets issued on it are recorded into a graph instead of run
+    /// (CUDA's `cuStreamBeginCapture`, in thread-local mode). Work that touches host memory (a
+    /// copy to or from the host, a synchronisation) fails while capturing, as it does on a GPU,
+    /// and so does an allocation: a captured step must find every buffer it needs already there.
+    fn begin_capture(&self) -> Result<()> {
+        Err(Error::Device {
+            device: self.name(),
+            message: "this driver cannot capture graphs".into(),
+        })
+    }
+
+    /// Ends the capture begun by [`Driver::begin_capture`] and returns the recorded work as a
+    /// graph ready to launch, and the number of kernels in it. On an error the capture is over too.
+    fn end_capture(&self) -> Result<(GraphId, usize)> {
+        Err(Error::Device {
+            device: self.name(),
+            message: "this driver cannot capture graphs".into(),
+        })
+    }
+
+    /// Runs a captured graph on the stream, ordered like any other work: every recorded operation
+    /// again, in order, with the arguments it was captured with (so with the same device addresses:
+    /// what the graph reads must be refilled in place between launches).
+    fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        Err(Error::Device {
+            device: self.name(),
+            message: format!("no graph {graph}: this driver cannot capture graphs"),
+        })
+    }
+
+    /// Frees a graph from [`Driver::end_capture`]; launches already issued still run.
+    fn destroy_graph(&self, _graph: GraphId) {}
+
     /// The CUDA driver underneath, when this is one: what NCCL needs (a second stream on the same
     /// GPU, its context). `None` for the emulator.
     fn as_cuda(&self) -> Option<&CudaDriver> {
@@ -107,8 +147,124 @@ pub trait Driver: Send + Sync + 'static {
 }
 
 /// The host emulator as a device: memory is host memory, launches run synchronously on the CPU.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EmuDriver;
+///
+/// Graph capture records each launch (its kernel, geometry and a copy of its arguments) and each
+/// device copy and memset, then replays them in order; each driver keeps its own recordings, as each
+/// CUDA driver has its own stream.
+#[derive(Debug, Default)]
+pub struct EmuDriver {
+    /// The operations recorded since `begin_capture`, while capturing.
+    capturing: Mutex<Option<Vec<EmuOp>>>,
+    graphs: Mutex<BTreeMap<GraphId, Arc<Vec<EmuOp>>>>,
+    next_graph: AtomicU64,
+}
+
+/// One operation of an emulated graph.
+#[derive(Debug)]
+enum EmuOp {
+    Launch {
+        kernel: String,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        /// The arguments' bytes, each argument starting on its own 8-byte word.
+        words: Vec<u64>,
+        /// Each argument's first word in `words`.
+        starts: Vec<usize>,
+    },
+    Copy {
+        src: DevicePtr,
+        dst: DevicePtr,
+        bytes: usize,
+    },
+    Zero {
+        dst: DevicePtr,
+        bytes: usize,
+    },
+}
+
+impl EmuDriver {
+    /// Records `op` when capturing; otherwise hands it back to be run now.
+    fn record(&self, op: EmuOp) -> Option<EmuOp> {
+        match self
+            .capturing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            Some(ops) => {
+                ops.push(op);
+                None
+            }
+            None => Some(op),
+        }
+    }
+
+    fn is_capturing(&self) -> bool {
+        self.capturing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// An error for `what`, which a captured step must not do.
+    fn refuse_in_capture(&self, what: &str) -> Result<()> {
+        if self.is_capturing() {
+            return Err(Error::Device {
+                device: "emu".into(),
+                message: format!(
+                    "{what} while capturing a graph (a captured step may not touch host memory, \
+                     wait for the device or allocate)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one operation.
+    ///
+    /// # Safety
+    /// As for the driver call the operation stands for, with the pointers it holds.
+    unsafe fn run(&self, op: &EmuOp) -> Result<()> {
+        match op {
+            EmuOp::Launch {
+                kernel,
+                grid,
+                block,
+                shared_bytes,
+                words,
+                starts,
+            } => {
+                // The kernel reads its arguments through pointers, so it gets its own copy.
+                let mut words = words.clone();
+                let base = words.as_mut_ptr();
+                let mut params: Vec<*mut c_void> = starts
+                    .iter()
+                    // SAFETY: every start indexes into `words`.
+                    .map(|&i| unsafe { base.add(i) } as *mut c_void)
+                    .collect();
+                // SAFETY: the arguments were the kernel's when recorded; the caller vouches for the
+                // memory they point at.
+                unsafe { emu::launch(kernel, *grid, *block, *shared_bytes, &mut params) }.map_err(
+                    |message| Error::InvalidArgument {
+                        op: "emulator launch",
+                        message,
+                    },
+                )
+            }
+            // SAFETY: the caller's guarantees, as for copy_device_to_device and memset_zero.
+            EmuOp::Copy { src, dst, bytes } => unsafe {
+                std::ptr::copy_nonoverlapping(*src as *const u8, *dst as *mut u8, *bytes);
+                Ok(())
+            },
+            // SAFETY: as above.
+            EmuOp::Zero { dst, bytes } => unsafe {
+                std::ptr::write_bytes(*dst as *mut u8, 0, *bytes);
+                Ok(())
+            },
+        }
+    }
+}
 
 /// Alignment of emulator allocations (what `cuMemAlloc` guarantees, and more than any vector load).
 const EMU_ALIGN: usize = 256;
@@ -126,6 +282,7 @@ impl Driver for EmuDriver {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
+        self.refuse_in_capture("an allocation")?;
         let layout = emu_layout(bytes)?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
@@ -150,12 +307,14 @@ impl Driver for EmuDriver {
         dst: DevicePtr,
         bytes: usize,
     ) -> Result<()> {
+        self.refuse_in_capture("a copy from host memory")?;
         // SAFETY: the caller guarantees both ranges; host and "device" allocations never overlap.
         unsafe { std::ptr::copy_nonoverlapping(src, dst as *mut u8, bytes) };
         Ok(())
     }
 
     unsafe fn copy_device_to_host(&self, src: DevicePtr, dst: *mut u8, bytes: usize) -> Result<()> {
+        self.refuse_in_capture("a copy to host memory")?;
         // SAFETY: as above.
         unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, bytes) };
         Ok(())
@@ -167,15 +326,19 @@ impl Driver for EmuDriver {
         dst: DevicePtr,
         bytes: usize,
     ) -> Result<()> {
-        // SAFETY: the caller guarantees both ranges are valid and disjoint.
-        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, bytes) };
-        Ok(())
+        match self.record(EmuOp::Copy { src, dst, bytes }) {
+            // SAFETY: the caller guarantees both ranges are valid and disjoint.
+            Some(op) => unsafe { self.run(&op) },
+            None => Ok(()),
+        }
     }
 
     unsafe fn memset_zero(&self, dst: DevicePtr, bytes: usize) -> Result<()> {
-        // SAFETY: the caller guarantees the range.
-        unsafe { std::ptr::write_bytes(dst as *mut u8, 0, bytes) };
-        Ok(())
+        match self.record(EmuOp::Zero { dst, bytes }) {
+            // SAFETY: the caller guarantees the range.
+            Some(op) => unsafe { self.run(&op) },
+            None => Ok(()),
+        }
     }
 
     unsafe fn launch(
@@ -186,13 +349,56 @@ impl Driver for EmuDriver {
         shared_bytes: u32,
         params: &mut [*mut c_void],
     ) -> Result<()> {
-        // SAFETY: the caller's guarantees are exactly emu::launch's.
-        unsafe { emu::launch(kernel, grid, block, shared_bytes, params) }.map_err(|message| {
-            Error::InvalidArgument {
-                op: "emulator launch",
-                message,
-            }
-        })
+        if !self.is_capturing() {
+            // SAFETY: the caller's guarantees are exactly emu::launch's.
+            return unsafe { emu::launch(kernel, grid, block, shared_bytes, params) }.map_err(
+                |message| Error::InvalidArgument {
+                    op: "emulator launch",
+                    message,
+                },
+            );
+        }
+        // Copy each argument's bytes now, as cuLaunchKernel does when it records a kernel node:
+        // the caller's argument list is gone by the time the graph runs.
+        let sizes = emu::param_sizes(kernel).map_err(|message| Error::InvalidArgument {
+            op: "emulator capture",
+            message,
+        })?;
+        if sizes.len() != params.len() {
+            return Err(Error::InvalidArgument {
+                op: "emulator capture",
+                message: format!(
+                    "kernel '{kernel}' takes {} parameters, the launch passed {}",
+                    sizes.len(),
+                    params.len()
+                ),
+            });
+        }
+        let mut words = Vec::new();
+        let mut starts = Vec::with_capacity(sizes.len());
+        for (&size, &p) in sizes.iter().zip(params.iter()) {
+            let start = words.len();
+            starts.push(start);
+            words.resize(start + (size as usize).div_ceil(8).max(1), 0u64);
+            // SAFETY: the caller guarantees `p` points at a live value of the parameter's type,
+            // `size` bytes; the words just added hold at least as many.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    p as *const u8,
+                    words[start..].as_mut_ptr() as *mut u8,
+                    size as usize,
+                )
+            };
+        }
+        self.record(EmuOp::Launch {
+            kernel: kernel.to_string(),
+            grid,
+            block,
+            shared_bytes,
+            words,
+            starts,
+        });
+        Ok(())
     }
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {
@@ -203,7 +409,68 @@ impl Driver for EmuDriver {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.refuse_in_capture("a synchronisation")
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        let mut capturing = self.capturing.lock().unwrap_or_else(|e| e.into_inner());
+        if capturing.is_some() {
+            return Err(Error::Device {
+                device: "emu".into(),
+                message: "a capture is already under way".into(),
+            });
+        }
+        *capturing = Some(Vec::new());
         Ok(())
+    }
+
+    fn end_capture(&self) -> Result<(GraphId, usize)> {
+        let ops = self
+            .capturing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| Error::Device {
+                device: "emu".into(),
+                message: "end of a capture that was not begun".into(),
+            })?;
+        let kernels = ops
+            .iter()
+            .filter(|op| matches!(op, EmuOp::Launch { .. }))
+            .count();
+        let id = self.next_graph.fetch_add(1, Ordering::Relaxed);
+        self.graphs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(ops));
+        Ok((id, kernels))
+    }
+
+    fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        self.refuse_in_capture("a graph launch")?;
+        let ops = self
+            .graphs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&graph)
+            .cloned()
+            .ok_or_else(|| Error::Device {
+                device: "emu".into(),
+                message: format!("no graph {graph}"),
+            })?;
+        for op in ops.iter() {
+            // SAFETY: each operation was valid when captured, and the graph's owner keeps the
+            // memory it names alive while the graph exists (the Driver contract of a graph).
+            unsafe { self.run(op)? };
+        }
+        Ok(())
+    }
+
+    fn destroy_graph(&self, graph: GraphId) {
+        self.graphs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&graph);
     }
 }
 
@@ -213,7 +480,7 @@ pub type DynDriver = Box<dyn Driver>;
 /// Opens the driver named `emu`, `cuda` (GPU 0) or `cuda:N`.
 pub fn open_driver(name: &str) -> Result<DynDriver> {
     match name {
-        "emu" => Ok(Box::new(EmuDriver)),
+        "emu" => Ok(Box::new(EmuDriver::default())),
         "cuda" => Ok(Box::new(CudaDriver::new(0)?)),
         _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(ordinal)) => Ok(Box::new(CudaDriver::new(ordinal)?)),
@@ -286,6 +553,22 @@ impl Driver for DynDriver {
 
     fn synchronize(&self) -> Result<()> {
         (**self).synchronize()
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        (**self).begin_capture()
+    }
+
+    fn end_capture(&self) -> Result<(GraphId, usize)> {
+        (**self).end_capture()
+    }
+
+    fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        (**self).launch_graph(graph)
+    }
+
+    fn destroy_graph(&self, graph: GraphId) {
+        (**self).destroy_graph(graph)
     }
 
     fn as_cuda(&self) -> Option<&CudaDriver> {

@@ -23,6 +23,7 @@ extern "C" {
     fn emu_kernel_count() -> u32;
     fn emu_kernel_name(index: u32) -> *const c_char;
     fn emu_worker_count() -> u32;
+    fn emu_kernel_param_sizes(kernel_name: *const c_char, sizes: *mut u32, max: u32) -> i32;
 }
 
 /// Runs `kernel` over `grid` blocks of `block` threads with `shared_bytes` of dynamic shared memory
@@ -110,4 +111,28 @@ pub fn kernel_names() -> Vec<String> {
 pub fn worker_count() -> usize {
     // SAFETY: a plain query; starts the worker pool if it is not running yet.
     unsafe { emu_worker_count() as usize }
+}
+
+/// The byte size of each parameter of `kernel`, in order: what a recorded launch must copy of each
+/// argument to replay it after the caller's argument list is gone.
+pub fn param_sizes(kernel: &str) -> Result<Vec<u32>, String> {
+    let name =
+        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    let mut sizes = [0u32; 64];
+    // SAFETY: the name is NUL-terminated and `sizes` has room for 64 entries.
+    let n =
+        unsafe { emu_kernel_param_sizes(name.as_ptr(), sizes.as_mut_ptr(), sizes.len() as u32) };
+    if n < 0 {
+        // SAFETY: as in `launch`.
+        return Err(unsafe { CStr::from_ptr(emu_last_error()) }
+            .to_string_lossy()
+            .into_owned());
+    }
+    let n = n as usize;
+    if n > sizes.len() {
+        return Err(format!(
+            "kernel '{kernel}' has {n} parameters, more than a recording holds"
+        ));
+    }
+    Ok(sizes[..n].to_vec())
 }

@@ -10,13 +10,16 @@ pub mod cuda_info;
 pub mod driver;
 pub mod embedded;
 pub mod emu;
+mod graph;
 pub mod launch;
 pub mod launch_constants;
+mod loss_record;
 mod memory;
 pub mod sgd_chunks;
 pub mod side_stream;
 
 pub use backend::{ConvKernels, DeviceBuffer, GpuBackend};
 pub use cuda_driver::CudaDriver;
-pub use driver::{DevicePtr, Driver, DynDriver, EmuDriver};
+pub use driver::{DevicePtr, Driver, DynDriver, EmuDriver, GraphId};
+pub use loss_record::GpuLossRecord;
 pub use side_stream::SideStream;

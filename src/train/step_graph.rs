@@ -1,0 +1,103 @@
+//! `--cuda-graph`: a training step captured once as a graph and replayed every iteration after.
+//!
+//! The first step runs eagerly: it allocates the layers' tensors, the workspaces, the momentum and
+//! the SGD table. The second is captured (nothing allocates any more) and run by replaying its
+//! graph; every later one is a replay. Whatever changes the step's buffers (an evaluation's other
+//! batch shapes reallocate the layers' tensors) calls [`GraphedStep::invalidate`], which drops the
+//! graph and starts over with an eager step. A capture that fails (a backend that cannot capture,
+//! an op that would touch host memory) is reported once and the run goes on eagerly.
+
+use crate::backend::{Backend, StepGraph};
+use crate::error::Result;
+
+enum State {
+    Off,
+    /// The next step runs eagerly, then the one after is captured.
+    Warmup,
+    Capture,
+    Ready(StepGraph),
+}
+
+pub struct GraphedStep {
+    state: State,
+}
+
+impl GraphedStep {
+    /// Graphs on `be` when `wanted` and the backend can capture; otherwise every step is eager.
+    pub fn new<B: Backend>(be: &B, wanted: bool) -> Self {
+        GraphedStep {
+            state: if wanted && be.supports_graphs() {
+                State::Warmup
+            } else {
+                State::Off
+            },
+        }
+    }
+
+    /// Runs one step, whose work `issue` issues: eagerly, by capturing it then replaying the
+    /// graph, or by replaying the graph captured before (`issue` is not called then). The step's
+    /// inputs must already be in their device buffers.
+    pub fn run<B: Backend>(&mut self, be: &B, mut issue: impl FnMut() -> Result<()>) -> Result<()> {
+        match std::mem::replace(&mut self.state, State::Off) {
+            State::Off => issue(),
+            State::Warmup => {
+                issue()?;
+                self.state = State::Capture;
+                Ok(())
+            }
+            State::Capture => {
+                be.begin_graph_capture()?;
+                let issued = issue();
+                let captured = be.end_graph_capture();
+                match (issued, captured) {
+                    (Ok(()), Ok(graph)) => {
+                        // Capturing ran nothing: this step runs now, as its graph.
+                        let replayed = be.replay_graph(&graph);
+                        self.state = State::Ready(graph);
+                        replayed
+                    }
+                    (issued, captured) => {
+                        if let Ok(graph) = captured {
+                            be.drop_graph(graph);
+                        }
+                        let why = issued.err().map_or_else(
+                            || "the capture could not be made a graph".to_string(),
+                            |e| e.to_string(),
+                        );
+                        eprintln!(
+                            "warning: --cuda-graph: the step could not be captured ({why}); \
+                             it runs eagerly"
+                        );
+                        // Nothing of the failed capture ran: the step runs now.
+                        issue()
+                    }
+                }
+            }
+            State::Ready(graph) => {
+                let replayed = be.replay_graph(&graph);
+                self.state = State::Ready(graph);
+                replayed
+            }
+        }
+    }
+
+    /// The step's buffers may have moved: the next step runs eagerly and the one after is captured
+    /// anew.
+    pub fn invalidate<B: Backend>(&mut self, be: &B) {
+        match std::mem::replace(&mut self.state, State::Off) {
+            State::Off => {}
+            State::Ready(graph) => {
+                be.drop_graph(graph);
+                self.state = State::Warmup;
+            }
+            State::Warmup | State::Capture => self.state = State::Warmup,
+        }
+    }
+
+    /// Frees the graph, if there is one.
+    pub fn release<B: Backend>(mut self, be: &B) {
+        if let State::Ready(graph) = std::mem::replace(&mut self.state, State::Off) {
+            be.drop_graph(graph);
+        }
+    }
+}
