@@ -342,9 +342,7 @@ fn run_all<B: Backend<Elem = f32>>(be: &B, plan: &KernelPlan) -> Result<()> {
 fn precision_from_env() -> Result<Option<Precision>> {
     match std::env::var("RESNET_BENCH_PRECISION") {
         Ok(v) if !v.is_empty() => Ok(Some(v.parse().map_err(|_| {
-            resnet_cuda::Error::Config(format!(
-                "RESNET_BENCH_PRECISION={v}: expected bf16 or f32"
-            ))
+            resnet_cuda::Error::Config(format!("RESNET_BENCH_PRECISION={v}: expected bf16 or f32"))
         })?)),
         _ => Ok(None),
     }
