@@ -55,6 +55,9 @@ step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
 step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision
 step test-nccl-device 60 device/nccl_device --ignored
 step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
+# Every tensor-core tile on every convolution of resnet50 b256 and resnet20 b128, against the
+# plan's pick: a few seconds, and what the plan's tile choices should be tuned from.
+step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RAW/tc-tiles.json"
 # Speed, ours and PyTorch's in the same call: bf16 (the default on GPUs) and f32.
 step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
 step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
