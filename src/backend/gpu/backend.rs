@@ -54,7 +54,9 @@ pub enum ConvKernels {
     /// The tiled implicit-GEMM kernels (kernels/conv_*.cu): the fast path, and the default.
     ImplicitGemm,
     /// One thread per output element (kernels/direct_conv_reference.cu): slow and plain, kept as
-    /// the GPU-side reference the fast kernels are checked against.
+    /// the GPU-side reference the fast f32 kernels are checked against. f32 only: in bf16 the
+    /// tensor-core kernels always run (they are checked against an f64 reference in
+    /// tests/conv_tc.rs instead).
     Reference,
 }
 
