@@ -339,6 +339,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.precision.activation_dtype()
     }
 
+    fn to_activation_dtype(&self, t: &mut Tensor<Self>) -> Result<()> {
+        self.cast_to_activation_dtype(t)
+    }
+
     fn alloc_zeros(&self, len: usize) -> Result<DeviceBuffer<D>> {
         self.buffer_zeros(len)
     }
