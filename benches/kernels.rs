@@ -6,6 +6,11 @@
 //! fails with a clear message where there is none). Filter with criterion's usual argument, such as
 //! `cargo bench --bench kernels -- conv_forward`.
 //!
+//! Precision: `RESNET_BENCH_PRECISION=bf16|f32` (on the GPU; default bf16, as `train`; the CPU is
+//! f32 only). In bf16, activations and their gradients are bf16 (convolutions on the tensor cores),
+//! and every group's name ends in `_bf16` (`conv_forward_bf16/resnet50/...`), so the two precisions'
+//! figures never mix.
+//!
 //! Throughput: convolutions report `Throughput::Elements(flops)`, one "element" being one
 //! floating-point operation, so criterion's "elem/s" figure is FLOP/s. The memory-bound ops report
 //! `Throughput::Bytes` of their compulsory traffic (each tensor read or written once), so their
@@ -20,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
 use resnet_cuda::backend::gpu::GpuBackend;
-use resnet_cuda::backend::{Backend, BatchNormConfig, BatchNormSaved, SgdConfig};
+use resnet_cuda::backend::{Backend, BatchNormConfig, BatchNormSaved, Precision, SgdConfig};
 use resnet_cuda::bench::{BenchDevice, KernelPlan};
 use resnet_cuda::ops;
 use resnet_cuda::tensor::Tensor;
@@ -37,6 +42,26 @@ fn random<B: Backend<Elem = f32>>(be: &B, dims: &[usize], seed: u64) -> Result<T
     let n = dims.iter().product();
     let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     Tensor::from_slice(be, dims, &data)
+}
+
+/// A random tensor (as [`random`]) in the backend's activation type: an activation or its gradient.
+fn activation<B: Backend<Elem = f32>>(be: &B, dims: &[usize], seed: u64) -> Result<Tensor<B>> {
+    let mut t = random(be, dims, seed)?;
+    be.to_activation_dtype(&mut t)?;
+    Ok(t)
+}
+
+/// Bytes of one activation element on `be`.
+fn act_bytes<B: Backend>(be: &B) -> u64 {
+    be.activation_dtype().size() as u64
+}
+
+/// The benchmark group `name`, suffixed `_bf16` when the backend's activations are bf16.
+fn group_name<B: Backend>(be: &B, name: &str) -> String {
+    match be.activation_dtype() {
+        resnet_cuda::backend::DType::Bf16 => format!("{name}_bf16"),
+        _ => name.to_string(),
+    }
 }
 
 /// Times `iters` calls of `op` and the synchronisation that finishes them.
@@ -76,17 +101,17 @@ fn convolutions<B: Backend<Elem = f32>>(
     plan: &KernelPlan,
 ) -> Result<()> {
     for pass in ["conv_forward", "conv_backward_data", "conv_backward_filter"] {
-        let mut group = c.benchmark_group(pass);
+        let mut group = c.benchmark_group(group_name(be, pass));
         configure(&mut group);
         for &(model, shape) in &plan.convs {
-            let x = random(
+            let x = activation(
                 be,
                 &[shape.batch, shape.height, shape.width, shape.in_channels],
                 1,
             )?;
             let k = shape.kernel;
             let w = random(be, &[shape.out_channels, k, k, shape.in_channels], 2)?;
-            let mut y = random(be, &shape.output_dims(), 3)?;
+            let mut y = activation(be, &shape.output_dims(), 3)?;
             let mut dx = Tensor::zeros(be, x.dims())?;
             let mut dw = Tensor::zeros(be, w.dims())?;
             let geom = shape.geometry();
@@ -111,13 +136,14 @@ fn convolutions<B: Backend<Elem = f32>>(
 }
 
 fn batch_norms<B: Backend<Elem = f32>>(c: &mut Criterion, be: &B, plan: &KernelPlan) -> Result<()> {
-    let mut group = c.benchmark_group("batch_norm");
+    let mut group = c.benchmark_group(group_name(be, "batch_norm"));
+    let act = act_bytes(be);
     configure(&mut group);
     for &(model, dims, relu) in &plan.batch_norms {
         let ch = dims[3];
         let numel = dims.iter().product::<usize>() as u64;
-        let x = random(be, &dims, 4)?;
-        let dy = random(be, &dims, 5)?;
+        let x = activation(be, &dims, 4)?;
+        let dy = activation(be, &dims, 5)?;
         let gamma = Tensor::from_slice(be, [ch], &vec![1.0; ch])?;
         let beta = Tensor::zeros(be, [ch])?;
         let mut y = Tensor::zeros(be, dims)?;
@@ -141,7 +167,7 @@ fn batch_norms<B: Backend<Elem = f32>>(c: &mut Criterion, be: &B, plan: &KernelP
             &mut group,
             be,
             format!("forward{relu_tag}/{model}/{shape}"),
-            Throughput::Bytes(2 * numel * F32),
+            Throughput::Bytes(2 * numel * act),
             || {
                 ops::batch_norm_forward_train(
                     be, &x, &gamma, &beta, &mut y, mean, inv_std, run_mean, run_var, cfg,
@@ -152,7 +178,7 @@ fn batch_norms<B: Backend<Elem = f32>>(c: &mut Criterion, be: &B, plan: &KernelP
             &mut group,
             be,
             format!("backward{relu_tag}/{model}/{shape}"),
-            Throughput::Bytes(4 * numel * F32),
+            Throughput::Bytes(4 * numel * act),
             || {
                 let beta = &beta;
                 let saved = BatchNormSaved {
@@ -175,18 +201,18 @@ fn residual_adds<B: Backend<Elem = f32>>(
     be: &B,
     plan: &KernelPlan,
 ) -> Result<()> {
-    let mut group = c.benchmark_group("add");
+    let mut group = c.benchmark_group(group_name(be, "add"));
     configure(&mut group);
     for &(model, dims, relu) in &plan.adds {
         let numel = dims.iter().product::<usize>() as u64;
-        let a = random(be, &dims, 6)?;
-        let b = random(be, &dims, 7)?;
+        let a = activation(be, &dims, 6)?;
+        let b = activation(be, &dims, 7)?;
         let mut y = Tensor::zeros(be, dims)?;
         let mut dsum = Tensor::zeros(be, dims)?;
         let relu_tag = if relu { "_relu" } else { "" };
         let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
         // Both directions read two tensors and write one.
-        let bytes = Throughput::Bytes(3 * numel * F32);
+        let bytes = Throughput::Bytes(3 * numel * act_bytes(be));
         bench_op(
             &mut group,
             be,
@@ -211,15 +237,16 @@ fn pools_loss_sgd<B: Backend<Elem = f32>>(
     be: &B,
     plan: &KernelPlan,
 ) -> Result<()> {
-    let mut group = c.benchmark_group("pool");
+    let mut group = c.benchmark_group(group_name(be, "pool"));
+    let act = act_bytes(be);
     configure(&mut group);
     for &(model, dims, geom) in &plan.max_pools {
-        let x = random(be, &dims, 8)?;
+        let x = activation(be, &dims, 8)?;
         let out = ops::max_pool_output_shape("bench", &dims, geom)?;
         let mut y = Tensor::zeros(be, out)?;
-        let dy = random(be, &out, 9)?;
+        let dy = activation(be, &out, 9)?;
         let mut dx = Tensor::zeros(be, dims)?;
-        let (x_bytes, y_bytes) = (x.numel() as u64 * F32, y.numel() as u64 * F32);
+        let (x_bytes, y_bytes) = (x.numel() as u64 * act, y.numel() as u64 * act);
         let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
         bench_op(
             &mut group,
@@ -237,11 +264,12 @@ fn pools_loss_sgd<B: Backend<Elem = f32>>(
         );
     }
     for &(model, dims) in &plan.global_pools {
-        let x = random(be, &dims, 10)?;
+        let x = activation(be, &dims, 10)?;
         let mut y = Tensor::zeros(be, [dims[0], dims[3]])?;
         let dy = random(be, &[dims[0], dims[3]], 11)?;
         let mut dx = Tensor::zeros(be, dims)?;
-        let bytes = Throughput::Bytes((x.numel() + y.numel()) as u64 * F32);
+        // The pooled [N, C] side (and its gradient) stays f32: the classifier's head.
+        let bytes = Throughput::Bytes(x.numel() as u64 * act + y.numel() as u64 * F32);
         let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
         bench_op(
             &mut group,
@@ -260,7 +288,7 @@ fn pools_loss_sgd<B: Backend<Elem = f32>>(
     }
     group.finish();
 
-    let mut group = c.benchmark_group("softmax_cross_entropy");
+    let mut group = c.benchmark_group(group_name(be, "softmax_cross_entropy"));
     configure(&mut group);
     for &(model, n, classes) in &plan.losses {
         let logits = random(be, &[n, classes], 12)?;
@@ -278,7 +306,7 @@ fn pools_loss_sgd<B: Backend<Elem = f32>>(
     }
     group.finish();
 
-    let mut group = c.benchmark_group("sgd");
+    let mut group = c.benchmark_group(group_name(be, "sgd"));
     configure(&mut group);
     let cfg = SgdConfig {
         lr: 1e-3,
@@ -310,13 +338,34 @@ fn run_all<B: Backend<Elem = f32>>(be: &B, plan: &KernelPlan) -> Result<()> {
     Ok(())
 }
 
+/// `RESNET_BENCH_PRECISION`, as `--precision` reads it; unset, the device's default.
+fn precision_from_env() -> Result<Option<Precision>> {
+    match std::env::var("RESNET_BENCH_PRECISION") {
+        Ok(v) if !v.is_empty() => Ok(Some(v.parse().map_err(|_| {
+            resnet_cuda::Error::Config(format!("RESNET_BENCH_PRECISION={v}: expected bf16 or f32"))
+        })?)),
+        _ => Ok(None),
+    }
+}
+
 fn run() -> Result<()> {
     let device = BenchDevice::from_env()?;
+    let precision = precision_from_env()?;
     let plan = KernelPlan::for_device(device)?;
     match device {
-        BenchDevice::Cpu => run_all(&CpuBackend::<f32>::new(), &plan),
+        BenchDevice::Cpu => {
+            if precision == Some(Precision::Bf16) {
+                return Err(resnet_cuda::Error::Config(
+                    "RESNET_BENCH_PRECISION=bf16: the CPU backend computes in f32 only".into(),
+                ));
+            }
+            run_all(&CpuBackend::<f32>::new(), &plan)
+        }
         // GPU 0 through the CUDA driver; without one, the driver's reason and a non-zero exit.
-        BenchDevice::Cuda => run_all(&GpuBackend::cuda(0)?, &plan),
+        BenchDevice::Cuda => {
+            let precision = precision.unwrap_or(Precision::Bf16);
+            run_all(&GpuBackend::cuda(0)?.with_precision(precision), &plan)
+        }
     }
 }
 

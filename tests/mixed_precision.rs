@@ -20,7 +20,7 @@ use resnet_cuda::backend::{
     Backend, BatchNormConfig, Conv2dGeometry, DType, Precision, SgdConfig, SgdTensors,
 };
 use resnet_cuda::models::{ModelConfig, Network};
-use resnet_cuda::nn::ShortcutOption;
+use resnet_cuda::nn::{Mode, ShortcutOption};
 use resnet_cuda::ops;
 use resnet_cuda::optim::Sgd;
 use resnet_cuda::tensor::Tensor;
@@ -495,4 +495,39 @@ fn a_short_bf16_run_learns_like_f32() {
         "bf16 did not learn: {first} -> {}",
         last.1
     );
+}
+
+/// Evaluation in bf16: after a training step (so that the running statistics are not the initial
+/// ones), eval-mode logits of a bottleneck net (7x7 stem, max pool, 1x1 and 3x3 convolutions,
+/// projection shortcuts) against the CPU's f32 ones. Tolerance: `||gpu - cpu|| <= 5e-2 ||cpu||`:
+/// in eval mode batch norm uses fixed statistics, so no mean is subtracted from a batch and the
+/// errors are the bf16 roundings (2^-9 each, ~15 ops deep) plus ReLU flips, a few percent at most.
+#[test]
+fn bottleneck_eval_logits_in_bf16_match_cpu_f32() {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+    let mut config = ModelConfig::from_name("resnet50", 7).unwrap();
+    config.stage_blocks = vec![1, 1];
+    config.stage_channels = vec![32, 64];
+    let (n, side, seed) = (2, 24, 61);
+    let mut net_c =
+        Network::new(&cpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut net_g = Network::new(&gpu, config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let pixels = bf16_values(&mut rng, n * side * side * 3, -1.0, 1.0);
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..7)).collect();
+    let x_c = Tensor::from_slice(&cpu, [n, side, side, 3], &pixels).unwrap();
+    let x_g = Tensor::from_slice(&gpu, [n, side, side, 3], &pixels).unwrap();
+    net_c.forward_backward(&cpu, &x_c, &labels).unwrap();
+    net_g.forward_backward(&gpu, &x_g, &labels).unwrap();
+    let logits_c = net_c
+        .forward(&cpu, &x_c, Mode::Eval)
+        .unwrap()
+        .to_vec(&cpu)
+        .unwrap();
+    let logits_g = net_g
+        .forward(&gpu, &x_g, Mode::Eval)
+        .unwrap()
+        .to_vec(&gpu)
+        .unwrap();
+    assert_norm_rel("eval logits", &logits_g, &logits_c, 5e-2);
 }

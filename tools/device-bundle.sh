@@ -24,7 +24,7 @@ tests_json=$(cargo test --release --no-run --message-format=json --test kernels 
     --test tensor_core --test conv_tc --test bf16_kernels --test mixed_precision --test nccl_device)
 benches_json=""
 if [ -f benches/kernels.rs ]; then
-    benches_json=$(cargo bench --no-run --message-format=json --bench kernels)
+    benches_json=$(cargo bench --no-run --message-format=json --bench kernels --bench tc_tiles)
 fi
 
 rm -rf device && mkdir -p device

@@ -55,6 +55,9 @@ step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
 step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision
 step test-nccl-device 60 device/nccl_device --ignored
 step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
+# Every tensor-core tile on every convolution of resnet50 b256 and resnet20 b128, against the
+# plan's pick: a few seconds, and what the plan's tile choices should be tuned from.
+step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RAW/tc-tiles.json"
 # Speed, ours and PyTorch's in the same call: bf16 (the default on GPUs) and f32.
 step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
 step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
@@ -91,12 +94,13 @@ if [ "${FULL:-0}" = 1 ]; then
 fi
 
 # BENCH_FILTER (criterion's filter, a regex) picks a part of the suite: all of it takes over 1 s a
-# benchmark on the H200, more than one call has. Default: every op on the shapes of resnet50 at batch
-# 256 and of resnet20 (the batch-32 shapes are left out).
+# benchmark on the H200, more than one call has. Default: the bf16 tensor-core convolutions (the
+# suite's default precision on a GPU) on the shapes of resnet50 at batch 256 and of resnet20.
+# RESNET_BENCH_PRECISION=f32 and a filter without `_bf16` measure the f32 kernels instead.
 if [ -x device/bench-kernels ]; then
     step bench-kernels 400 env RESNET_BENCH_DEVICE=cuda device/bench-kernels --bench \
         --warm-up-time 0.2 --measurement-time 0.5 --sample-size 10 --noplot \
-        "${BENCH_FILTER:-/(resnet50/n256_|resnet20/)}"
+        "${BENCH_FILTER:-^conv_[a-z_]+_bf16/(resnet50/n256_|resnet20/)}"
 fi
 
 {

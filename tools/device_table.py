@@ -104,8 +104,10 @@ def kernel_figures(raw):
     return figures
 
 
-def conv_table(figures, shapes, ceilings):
-    ops = ("conv_forward", "conv_backward_data", "conv_backward_filter")
+def conv_table(figures, shapes, ceilings, suffix=""):
+    """Per shape, the TFLOP/s of the three passes in one precision: f32 (group names as they are)
+    or bf16 (`suffix` "_bf16"), against that precision's ceiling measured in the same call."""
+    ops = tuple(op + suffix for op in ("conv_forward", "conv_backward_data", "conv_backward_filter"))
     prefix = shapes + "_"
     rows = {}
     for key, (_, rate) in figures.items():
@@ -114,6 +116,7 @@ def conv_table(figures, shapes, ceilings):
             rows.setdefault(shape[len(prefix) - len(model) - 1 :], {})[op] = rate / 1e12
     fp32 = ceilings.get("fp32_tflops")
     bf16 = ceilings.get("bf16_tensor_tflops")
+    ceiling, ceiling_name = (bf16, "bf16 tensor-core") if suffix == "_bf16" else (fp32, "fp32")
     out = [
         f"Ceilings measured in the same call: fp32 (cuBLAS SGEMM, TF32 off) {fp32:.1f} TFLOP/s, "
         f"bf16 tensor cores {bf16:.0f} TFLOP/s, copy {ceilings.get('copy_tb_per_s', 0):.2f} TB/s."
@@ -121,14 +124,14 @@ def conv_table(figures, shapes, ceilings):
         else "No ceilings measured.",
         "",
         "| shape (HxW, C, K, RxS, stride) | forward TFLOP/s | backward-data | backward-filter "
-        "| best, % of fp32 ceiling |",
+        f"| best, % of {ceiling_name} ceiling |",
         "|---|---|---|---|---|",
     ]
     for shape in sorted(rows, key=lambda s: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", s)]):
         r = rows[shape]
         cells = [f"{r[op]:.1f}" if op in r else "not measured" for op in ops]
         best = max(r.values())
-        pct = f"{100 * best / fp32:.0f}%" if fp32 else "–"
+        pct = f"{100 * best / ceiling:.0f}%" if ceiling else "–"
         out.append(f"| {shape} | " + " | ".join(cells) + f" | {pct} |")
     return "\n".join(out)
 
@@ -148,8 +151,10 @@ def main():
     print(step_table(ours, theirs))
     print("\nOur step by layer type (bench's synchronised pass)\n")
     print(layer_table(ours))
-    print(f"\nConvolutions of {args.shapes} (criterion, median)\n")
-    print(conv_table(figures, args.shapes, ceilings))
+    for suffix, name in (("", "f32"), ("_bf16", "bf16")):
+        if any(key.split("/", 1)[0] == "conv_forward" + suffix for key in figures) or suffix == "":
+            print(f"\nConvolutions of {args.shapes} in {name} (criterion, median)\n")
+            print(conv_table(figures, args.shapes, ceilings, suffix))
 
 
 if __name__ == "__main__":

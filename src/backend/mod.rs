@@ -143,6 +143,13 @@ pub trait Backend: Sized + Send + Sync + 'static {
         Self::Elem::DTYPE
     }
 
+    /// Converts `t` to the activation type (see [`Backend::activation_dtype`]), so that uploaded
+    /// values can stand for an activation or an activation's gradient; nothing to do on a backend
+    /// that stores one type.
+    fn to_activation_dtype(&self, _t: &mut Tensor<Self>) -> Result<()> {
+        Ok(())
+    }
+
     fn alloc_zeros(&self, len: usize) -> Result<Self::Buffer>;
     fn upload(&self, src: &[Self::Elem], dst: &mut Self::Buffer) -> Result<()>;
     fn download(&self, src: &Self::Buffer, dst: &mut [Self::Elem]) -> Result<()>;

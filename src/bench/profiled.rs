@@ -167,6 +167,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.inner.activation_dtype()
     }
 
+    fn to_activation_dtype(&self, t: &mut Tensor<Self>) -> Result<()> {
+        self.untimed(|b| b.to_activation_dtype(inner_mut(t)))
+    }
+
     fn alloc_zeros(&self, len: usize) -> Result<Self::Buffer> {
         self.untimed(|b| b.alloc_zeros(len))
     }

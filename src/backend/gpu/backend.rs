@@ -62,7 +62,9 @@ pub enum ConvKernels {
     /// The tiled implicit-GEMM kernels (kernels/conv_*.cu): the fast path, and the default.
     ImplicitGemm,
     /// One thread per output element (kernels/direct_conv_reference.cu): slow and plain, kept as
-    /// the GPU-side reference the fast kernels are checked against.
+    /// the GPU-side reference the fast f32 kernels are checked against. f32 only: in bf16 the
+    /// tensor-core kernels always run (they are checked against an f64 reference in
+    /// tests/conv_tc.rs instead).
     Reference,
 }
 
@@ -369,6 +371,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn activation_dtype(&self) -> DType {
         self.precision.activation_dtype()
+    }
+
+    fn to_activation_dtype(&self, t: &mut Tensor<Self>) -> Result<()> {
+        self.cast_to_activation_dtype(t)
     }
 
     fn alloc_zeros(&self, len: usize) -> Result<DeviceBuffer<D>> {

@@ -132,10 +132,9 @@ impl<D: Driver> GpuBackend<D> {
         Ok(copy.ptr)
     }
 
-    /// Converts `t`'s values to the activation type of the backend's precision (rounding f32 to bf16
-    /// to nearest even), so that `t` can stand for an activation: how a caller turns uploaded f32
-    /// values into one. Nothing to do when `t` already holds that type.
-    pub fn to_activation_dtype(&self, t: &mut Tensor<Self>) -> Result<()> {
+    /// `Backend::to_activation_dtype`: rounds `t`'s f32 values to bf16 (to nearest even) when the
+    /// backend computes in bf16. Nothing to do when `t` already holds the activation type.
+    pub(super) fn cast_to_activation_dtype(&self, t: &mut Tensor<Self>) -> Result<()> {
         let want = self.precision.activation_dtype();
         if t.buf().dtype == want {
             return Ok(());

@@ -1,0 +1,293 @@
+//! Tile sweep of the bf16 tensor-core convolutions: for every distinct convolution of resnet50 at
+//! batch 256 and resnet20 at batch 128, each pass (forward, backward-data, backward-filter) with
+//! every tile of `conv_tc_plan::TcTile::ALL`, the achieved TFLOP/s, next to the tile the plan picks.
+//! What it is for: choosing `conv_tc_plan`'s tiles from measurements in one short device call (the
+//! criterion suite needs about a second a figure; this needs a few milliseconds).
+//!
+//! `RESNET_BENCH_DEVICE=cuda cargo bench --bench tc_tiles` (a GPU is required: anywhere else it
+//! says so and exits non-zero). `--json PATH` also writes every figure as JSON. Each figure is the
+//! median of 5 timed batches of launches (each batch ended by a device synchronisation and at least
+//! 2 ms long) after a warm-up; the loader is the 16-byte `cp.async` one where the shape allows,
+//! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
+//! for each tile.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use resnet_cuda::backend::gpu::conv_plan::ConvShape as GpuConvShape;
+use resnet_cuda::backend::gpu::conv_tc_plan::{self as plan, TcLaunch, TcTile};
+use resnet_cuda::backend::gpu::driver::open_driver;
+use resnet_cuda::backend::gpu::launch::KernelArgs;
+use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
+use resnet_cuda::bench::{BenchDevice, KernelPlan};
+use resnet_cuda::{Error, Result};
+
+/// Device memory for one shape's tensors (contents: zeros; the timing does not depend on values).
+struct Buffers<'d> {
+    driver: &'d DynDriver,
+    allocations: Vec<(DevicePtr, usize)>,
+}
+
+impl<'d> Buffers<'d> {
+    fn alloc(&mut self, bytes: usize) -> Result<DevicePtr> {
+        let bytes = bytes.max(256);
+        let ptr = self.driver.alloc(bytes)?;
+        // SAFETY: just allocated with this size.
+        unsafe { self.driver.memset_zero(ptr, bytes)? };
+        self.allocations.push((ptr, bytes));
+        Ok(ptr)
+    }
+}
+
+impl Drop for Buffers<'_> {
+    fn drop(&mut self) {
+        for &(ptr, bytes) in &self.allocations {
+            // SAFETY: allocated by this driver with this size, freed once.
+            unsafe { self.driver.free(ptr, bytes) };
+        }
+    }
+}
+
+/// Seconds per call of `launch_all` (one pass), the median of 5 timed batches.
+fn time_pass(driver: &DynDriver, mut launch_all: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..3 {
+        launch_all()?;
+    }
+    driver.synchronize()?;
+    // Enough calls a batch for about 2 ms, so that the synchronisation's cost does not count.
+    let start = Instant::now();
+    launch_all()?;
+    driver.synchronize()?;
+    let once = start.elapsed().as_secs_f64().max(1e-6);
+    let calls = ((2e-3 / once).ceil() as usize).clamp(1, 200);
+    let mut samples = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..calls {
+            launch_all()?;
+        }
+        driver.synchronize()?;
+        samples.push(start.elapsed().as_secs_f64() / calls as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[2])
+}
+
+fn launch(driver: &DynDriver, l: &TcLaunch, mut args: KernelArgs) -> Result<()> {
+    if l.needs_shared_opt_in() {
+        driver.set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
+    }
+    let mut params = args.params();
+    // SAFETY: the arguments are the kernel's documented parameters (see conv_tc_plan), pointing at
+    // buffers sized for the shape; the launch geometry is the plan's.
+    unsafe { driver.launch(l.kernel, l.grid, l.block, l.shared_bytes, &mut params) }
+}
+
+struct Figure {
+    model: &'static str,
+    shape: String,
+    pass: &'static str,
+    tile: String,
+    planned: bool,
+    tflops: f64,
+}
+
+fn tile_name(t: TcTile) -> String {
+    format!("{}x{}", t.bm(), t.bn())
+}
+
+fn sweep_shape(
+    driver: &DynDriver,
+    model: &'static str,
+    s: &resnet_cuda::bench::ConvShape,
+    out: &mut Vec<Figure>,
+) -> Result<()> {
+    let shape = GpuConvShape {
+        x: [s.batch, s.height, s.width, s.in_channels],
+        w: [s.out_channels, s.kernel, s.kernel, s.in_channels],
+        y: s.output_dims(),
+        geom: s.geometry(),
+    };
+    let elems = |d: [usize; 4]| d.iter().product::<usize>();
+    let mut bufs = Buffers {
+        driver,
+        allocations: Vec::new(),
+    };
+    let x = bufs.alloc(elems(shape.x) * 2)?;
+    let w = bufs.alloc(elems(shape.w) * 2)?;
+    let y = bufs.alloc(elems(shape.y) * 2)?;
+    let dw = bufs.alloc(elems(shape.w) * 4)?;
+    let dims = shape.dims();
+    let flops = s.flops() as f64;
+    let general_fwd = !plan::forward_vectorizable(&shape);
+    let general_bwd = !plan::backward_vectorizable(&shape);
+    let planned = (
+        plan::forward(&shape).kernel,
+        plan::backward_data(&shape, false).kernel,
+        plan::backward_filter(&shape).partial.kernel,
+    );
+    let max_workspace = TcTile::ALL
+        .iter()
+        .map(|&t| {
+            plan::backward_filter_with(&shape, t, general_bwd, plan::filter_splits(&shape, t))
+        })
+        .map(|f| f.workspace_bytes)
+        .max()
+        .unwrap_or(0);
+    let workspace = bufs.alloc(max_workspace)?;
+    for tile in TcTile::ALL {
+        let fwd = plan::forward_with(&shape, tile, general_fwd);
+        let secs = time_pass(driver, || {
+            launch(
+                driver,
+                &fwd,
+                KernelArgs::new().ptr(x).ptr(w).ptr(y).value(&dims),
+            )
+        })?;
+        out.push(Figure {
+            model,
+            shape: s.label(),
+            pass: "forward",
+            tile: tile_name(tile),
+            planned: fwd.kernel == planned.0,
+            tflops: flops / secs / 1e12,
+        });
+        let bwd = plan::backward_data_with(&shape, false, tile, general_bwd);
+        let secs = time_pass(driver, || {
+            launch(
+                driver,
+                &bwd,
+                KernelArgs::new().ptr(y).ptr(w).ptr(x).value(&dims),
+            )
+        })?;
+        out.push(Figure {
+            model,
+            shape: s.label(),
+            pass: "backward_data",
+            tile: tile_name(tile),
+            planned: bwd.kernel == planned.1,
+            tflops: flops / secs / 1e12,
+        });
+        let filter = plan::backward_filter_with(
+            &shape,
+            tile,
+            general_bwd,
+            plan::filter_splits(&shape, tile),
+        );
+        let count = elems(shape.w);
+        let secs = time_pass(driver, || {
+            let target = if filter.reduce.is_some() {
+                workspace
+            } else {
+                dw
+            };
+            let args = KernelArgs::new().ptr(x).ptr(y).ptr(target).value(&dims);
+            launch(driver, &filter.partial, args)?;
+            if let Some(reduce) = &filter.reduce {
+                let args = KernelArgs::new()
+                    .ptr(workspace)
+                    .ptr(dw)
+                    .int(filter.splits)
+                    .u64(count);
+                launch(driver, reduce, args)?;
+            }
+            Ok(())
+        })?;
+        out.push(Figure {
+            model,
+            shape: s.label(),
+            pass: "backward_filter",
+            tile: format!("{} z{}", tile_name(tile), filter.splits),
+            planned: filter.partial.kernel == planned.2,
+            tflops: flops / secs / 1e12,
+        });
+    }
+    Ok(())
+}
+
+/// One line per (shape, pass): the plan's tile and its TFLOP/s, and the best tile and its TFLOP/s.
+fn print_table(figures: &[Figure]) {
+    println!(
+        "| model | shape | pass | planned tile | TFLOP/s | best tile | TFLOP/s | planned/best |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut i = 0;
+    while i < figures.len() {
+        let key = (figures[i].model, &figures[i].shape, figures[i].pass);
+        let group: Vec<&Figure> = figures[i..]
+            .iter()
+            .take_while(|f| (f.model, &f.shape, f.pass) == key)
+            .collect();
+        i += group.len();
+        let best = group.iter().max_by(|a, b| a.tflops.total_cmp(&b.tflops));
+        let planned = group.iter().find(|f| f.planned);
+        if let (Some(best), Some(planned)) = (best, planned) {
+            println!(
+                "| {} | {} | {} | {} | {:.1} | {} | {:.1} | {:.2} |",
+                key.0,
+                key.1,
+                key.2,
+                planned.tile,
+                planned.tflops,
+                best.tile,
+                best.tflops,
+                planned.tflops / best.tflops
+            );
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    if BenchDevice::from_env()? != BenchDevice::Cuda {
+        return Err(Error::Config(
+            "tc_tiles times the tensor-core kernels on a GPU: run it with RESNET_BENCH_DEVICE=cuda"
+                .into(),
+        ));
+    }
+    let json_path = {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == "--json")
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let driver = open_driver("cuda")?;
+    let kernel_plan = KernelPlan::for_device(BenchDevice::Cuda)?;
+    let mut figures = Vec::new();
+    // Sorted by pass within a shape, so that the table groups them.
+    for &(model, shape) in &kernel_plan.convs {
+        let wanted = (model.starts_with("resnet50") && shape.batch == 256)
+            || (model.starts_with("resnet20") && shape.batch == 128);
+        if !wanted {
+            continue;
+        }
+        let mut shape_figures = Vec::new();
+        sweep_shape(&driver, model, &shape, &mut shape_figures)?;
+        shape_figures.sort_by_key(|f| f.pass);
+        figures.extend(shape_figures);
+    }
+    print_table(&figures);
+    if let Some(path) = json_path {
+        let rows: Vec<serde_json::Value> = figures
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "model": f.model, "shape": f.shape, "pass": f.pass, "tile": f.tile,
+                    "planned": f.planned, "tflops": f.tflops,
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&rows).expect("figures serialise");
+        std::fs::write(&path, text).map_err(resnet_cuda::error::io_error(&path))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
