@@ -277,6 +277,16 @@ fn a_capture_refuses_host_memory_and_allocation() {
     assert_eq!(t.to_vec(&be).unwrap(), vec![2.0; 4]);
 }
 
+/// The `resnet-cuda` binary: this build's, or `RESNET_CLI` (the device bundle's copy on a GPU
+/// machine, where the build's path does not exist).
+fn cli() -> Command {
+    let path =
+        std::env::var("RESNET_CLI").unwrap_or_else(|_| env!("CARGO_BIN_EXE_resnet-cuda").into());
+    let mut cmd = Command::new(path);
+    cmd.env("RAYON_NUM_THREADS", "2");
+    cmd
+}
+
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -287,8 +297,7 @@ fn stderr(o: &std::process::Output) -> String {
 fn a_diverging_graphed_run_stops_at_the_right_iteration() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_resnet-cuda"))
-        .env("RAYON_NUM_THREADS", "2")
+    let o = cli()
         .args([
             "train",
             "--device",
@@ -348,8 +357,7 @@ fn a_diverging_graphed_run_stops_at_the_right_iteration() {
 #[test]
 fn bench_reports_one_graph_replay_and_no_host_sync_per_step() {
     let bench = |graph: &str| -> serde_json::Value {
-        let o = Command::new(env!("CARGO_BIN_EXE_resnet-cuda"))
-            .env("RAYON_NUM_THREADS", "2")
+        let o = cli()
             .args([
                 "bench",
                 "--model",

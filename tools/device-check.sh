@@ -53,6 +53,9 @@ step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda device/conv_tc
 step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
 step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision
+# CUDA graphs: a replayed step equals an eager one bit for bit, no host sync or allocation in a
+# steady step, the device-side NaN guard, and the trainer and bench with the graph on.
+step test-cuda-graph 120 env RESNET_TEST_DRIVER=cuda RESNET_CLI="$RC" device/cuda_graph
 step test-nccl-device 60 device/nccl_device --ignored
 step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
 # Every tensor-core tile on every convolution of resnet50 b256 and resnet20 b128, against the
@@ -61,6 +64,8 @@ step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RA
 # Speed, ours and PyTorch's in the same call: bf16 (the default on GPUs) and f32.
 step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
 step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
+step bench-resnet20-b128-eager 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
+    --cuda-graph off --json
 step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda \
     --precision f32 --json
 step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
