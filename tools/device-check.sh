@@ -20,6 +20,10 @@ rm -rf "$RAW" && mkdir -p "$RAW" "$OUT"
 summary="$RAW/summary.txt"
 : >"$summary"
 RC=device/resnet-cuda
+# tools/device-bundle.sh packs the executables into one archive (they exceed the carry limit unpacked).
+if [ -f device/bundle.tgz ]; then
+    tar -C device -xzf device/bundle.tgz
+fi
 export RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
 
 step() { # step NAME SECONDS COMMAND...
