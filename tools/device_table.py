@@ -32,13 +32,15 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
-                # Runs before --precision existed were f32.
-                precision = j.get("precision", m[3] or "f32")
-                ours[(m[1], int(m[2]), precision)] = j
+                # Runs before --precision existed were f32, and eager (no CUDA graphs).
+                label = j.get("precision", "f32")
+                if "cuda_graph" in j:
+                    label += ", graph" if j["cuda_graph"] else ", eager"
+                ours[(m[1], int(m[2]), label)] = j
     theirs = {}
     path = os.path.join(raw, "pytorch-step.json")
     if os.path.exists(path):
