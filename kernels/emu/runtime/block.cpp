@@ -23,7 +23,12 @@ static __thread BlockRunner* current_runner = nullptr;
 
 BlockRunner::BlockRunner() { context_for_current_thread(main_); }
 
-BlockRunner::~BlockRunner() { std::free(dynamic_shared_); }
+BlockRunner::~BlockRunner() {
+#if defined(__SANITIZE_ADDRESS__)
+    if (dynamic_capacity_) __asan_unpoison_memory_region(dynamic_shared_, dynamic_capacity_);
+#endif
+    std::free(dynamic_shared_);
+}
 
 // How messages name the instruction a warp meets at.
 static const char* op_name(WarpOp op) {
@@ -79,6 +84,11 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     }
 
     const std::size_t dyn = launch.dynamic_shared_bytes;
+#if defined(__SANITIZE_ADDRESS__)
+    // The previous launch fenced off the tail it did not use: lift that first, since this launch may
+    // use more of the buffer (and free() must see the whole block addressable).
+    if (dynamic_capacity_) __asan_unpoison_memory_region(dynamic_shared_, dynamic_capacity_);
+#endif
     if (dyn > dynamic_capacity_) {
         std::free(dynamic_shared_);
         dynamic_capacity_ = (dyn + 127) / 128 * 128;
@@ -92,7 +102,6 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
 #if defined(__SANITIZE_ADDRESS__)
     // The buffer is reused and rounded up: fence off what this launch did not ask for.
     if (dynamic_capacity_) {
-        __asan_unpoison_memory_region(dynamic_shared_, dynamic_capacity_);
         __asan_poison_memory_region(static_cast<char*>(dynamic_shared_) + dyn, dynamic_capacity_ - dyn);
     }
 #endif
