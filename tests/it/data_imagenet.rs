@@ -2,7 +2,7 @@
 //! scan and its errors, the paper's augmentation, the test views, the mean image and its cache, and
 //! the prefetching loader (determinism across worker counts, sharding, skipping unreadable files).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

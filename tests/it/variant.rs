@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
+use crate::common::runs::cli;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
@@ -18,8 +18,7 @@ use resnet_cuda::nn::{Block, BlockSpec, BottleneckStride, Layer, Mode, ShortcutO
 use resnet_cuda::tensor::Tensor;
 use resnet_cuda::train::{self, TrainConfig};
 
-#[path = "common/layout.rs"]
-mod layout;
+use crate::common::layout;
 use layout::{nchw_to_nhwc, oihw_to_krsc};
 
 type Cpu = CpuBackend<f32>;
@@ -184,12 +183,6 @@ fn the_variant_sets_the_bottleneck_stride_of_every_imagenet_residual_net() {
 }
 
 // ---- The command line: the variant travels in the checkpoint. ----
-
-fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("resnet-cuda").expect("the binary is built");
-    cmd.env("RAYON_NUM_THREADS", "2");
-    cmd
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

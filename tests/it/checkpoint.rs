@@ -20,8 +20,7 @@ use resnet_cuda::nn::{Mode, ShortcutOption};
 use resnet_cuda::optim::Sgd;
 use resnet_cuda::tensor::Tensor;
 
-#[path = "common/layout.rs"]
-mod layout;
+use crate::common::layout;
 use layout::nchw_to_nhwc;
 
 type Cpu = CpuBackend<f32>;

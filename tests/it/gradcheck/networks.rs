@@ -7,8 +7,8 @@ use resnet_cuda::models::{BlockKind, Family, ModelConfig, Network};
 use resnet_cuda::nn::{BottleneckStride, ShortcutOption};
 use resnet_cuda::tensor::Tensor;
 
-use crate::common::{read, seeded, uniform, Cpu};
-use crate::kinks::{check_robust, Sampling};
+use super::common::{read, seeded, uniform, Cpu};
+use super::kinks::{check_robust, Sampling};
 
 fn check_network(config: ModelConfig, input_dims: [usize; 4], seed: u64) {
     let be = Cpu::new();

@@ -8,8 +8,7 @@ use assert_cmd::Command;
 use resnet_cuda::checkpoint::safetensors::SafeTensors;
 use serde_json::Value;
 
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::runs;
 use runs::{interrupt_once_training, latest, metrics, stderr};
 
 fn train(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {

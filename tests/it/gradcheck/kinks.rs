@@ -8,7 +8,7 @@
 //! elements are skipped, counted, and may be at most a few percent of those checked; every other
 //! element must meet the tolerance of `common::check_gradient`.
 
-use crate::common::{compare_gradients, seeded, STEP};
+use super::common::{compare_gradients, seeded, STEP};
 use rand::seq::index::sample;
 
 /// Which elements of a parameter to perturb.

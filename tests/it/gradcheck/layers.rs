@@ -9,8 +9,8 @@ use resnet_cuda::nn::{
 };
 use resnet_cuda::tensor::Tensor;
 
-use crate::common::{numel, permutation, read, seeded, uniform, Cpu};
-use crate::kinks::{check_robust, Sampling};
+use super::common::{numel, permutation, read, seeded, uniform, Cpu};
+use super::kinks::{check_robust, Sampling};
 
 /// The values of every parameter of a layer, in visiting order.
 fn param_values(be: &Cpu, layer: &mut dyn Layer<Cpu>) -> Vec<(String, Vec<f64>, Vec<f64>)> {

@@ -45,8 +45,7 @@ use resnet_cuda::nn::ShortcutOption;
 use resnet_cuda::optim::Sgd;
 use resnet_cuda::tensor::Tensor;
 
-#[path = "common/layout.rs"]
-mod layout;
+use crate::common::layout;
 use layout::{krsc_to_oihw, nchw_to_nhwc};
 
 /// Relative error ||ours - ref|| / ||ref|| (L2 over the tensor) allowed in f32 for every tensor but a

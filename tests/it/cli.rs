@@ -5,23 +5,15 @@
 use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
 use resnet_cuda::checkpoint::safetensors::SafeTensors;
 use serde_json::Value;
 
 /// A tiny synthetic set: 256 training and 96 test images, batch 16.
 const DATA: &str = "synthetic:256:96";
 
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::runs;
+use crate::common::runs::cli;
 use runs::{interrupt_once_training, latest, metrics, stderr};
-
-fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("resnet-cuda").expect("the binary is built");
-    // Determinism across runs is per thread count; pin it so every run of a test uses the same.
-    cmd.env("RAYON_NUM_THREADS", "2");
-    cmd
-}
 
 fn train(out: &Path, extra: &[&str]) -> Output {
     let out = out.to_str().unwrap().to_string();

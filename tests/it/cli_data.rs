@@ -4,25 +4,18 @@
 //! threads), train and eval on generated CIFAR-10 files with resnet20, `data-bench`, and bad CIFAR
 //! files failing with one line naming the file.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
 use common::data_gen::{
     cifar_file, corrupt_jpeg, png_rgb, smooth, truncated_jpeg, write_cifar, write_imagenet,
 };
 
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::runs;
+use crate::common::runs::cli;
 use runs::latest;
-
-fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("resnet-cuda").expect("the binary is built");
-    cmd.env("RAYON_NUM_THREADS", "2");
-    cmd
-}
 
 fn run(args: &[&str]) -> Output {
     cli().args(args).output().expect("the binary runs")

@@ -199,7 +199,10 @@ fn spawn_rank(port: u16, world: usize, rank: usize) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "rendezvous_child_rank",
+            // The test's full name in the `it` program, of which this file is a module.
+            concat!(module_path!(), "::rendezvous_child_rank")
+                .split_once("::")
+                .map_or("", |(_, name)| name),
             "--ignored",
             "--nocapture",
         ])

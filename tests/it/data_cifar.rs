@@ -1,7 +1,7 @@
 //! CIFAR-10 binaries: records decode to the exact pixels and labels, and bad files (missing,
 //! truncated, a label of 10 or more) fail when opened with a message naming the file and record.
 
-mod common;
+use crate::common;
 
 use common::data_gen::{cifar_file, cifar_label, cifar_pixel, write_cifar};
 use resnet_cuda::data::cifar10;

@@ -1,13 +1,19 @@
-//! What the CLI tests need to look at a run: its stderr, its `latest` checkpoint, its metrics, and a
-//! training process interrupted by Ctrl-C once it is under way. Included with `#[path]` by the test
-//! files that use it; each uses only part of it.
-#![allow(dead_code)]
+//! What the CLI tests need to start the binary and to look at a run: its stderr, its `latest`
+//! checkpoint, its metrics, and a training process interrupted by Ctrl-C once it is under way.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The `resnet-cuda` binary with its thread count pinned: a run's results are deterministic per
+/// thread count, so every run of a test uses the same.
+pub fn cli() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("resnet-cuda").expect("the binary is built");
+    cmd.env("RAYON_NUM_THREADS", "2");
+    cmd
+}
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -1,0 +1,3 @@
+pub mod data_gen;
+pub mod layout;
+pub mod runs;

@@ -1,0 +1,5 @@
+mod common;
+mod kinks;
+mod layers;
+mod networks;
+mod ops;

@@ -1,0 +1,28 @@
+//! The integration tests that run on the CPU (and the emulator where a test needs a GPU backend
+//! in passing), as modules of one test program: one link of the crate instead of one per file, and
+//! their tests run in parallel. The GPU kernel suites stay programs of their own (`tests/*.rs`): a
+//! GPU machine runs them by name (`tools/device-check.sh`), and CI runs them again under
+//! AddressSanitizer (`.ci/run`).
+
+mod common;
+
+mod bench_cli;
+mod bench_profiled;
+mod bench_shapes;
+mod checkpoint;
+mod cli;
+mod cli_data;
+mod data_cifar;
+mod data_imagenet;
+mod data_synthetic;
+mod fused_ops;
+mod golden;
+mod gradcheck;
+mod info;
+mod models;
+mod nccl_ffi;
+mod plot;
+mod rendezvous;
+mod replicas;
+mod replicas_cli;
+mod variant;
