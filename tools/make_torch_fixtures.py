@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden fixtures tests/golden.rs checks our engine against: one SGD training step computed
+"""Writes the golden fixtures tests/it/golden.rs checks our engine against: one SGD training step computed
 by PyTorch on the CPU in float64, for five small nets that between them hold every kind of layer we
 have: the CIFAR resnet8 with option-A and option-B shortcuts, resnet14 (two blocks a stage, so
 identity shortcuts too) with option A, plain8 (no shortcuts; every block's ReLU fused into its last

@@ -7,9 +7,9 @@ input, and the block's eval-mode output.
 Why one block and not the whole resnet50: our engine builds only the paper's layer counts, and
 resnet50's weights are ~100 MB in f32, far too big to commit. The variant changes nothing but where a
 downsampling bottleneck puts its stride, so this block is exactly what `--variant` changes; the rest of
-the network is the same either way and is checked elsewhere (tests/checkpoint.rs torch_import).
+the network is the same either way and is checked elsewhere (tests/it/checkpoint.rs torch_import).
 
-Tensors in the file (safetensors, as `tests/variant.rs` reads them):
+Tensors in the file (safetensors, as `tests/it/variant.rs` reads them):
   layer2.0.*        the block's state dict under resnet50's names (conv weights OIHW; BN
                     running_mean/var f32, num_batches_tracked i64)
   input             [2, 256, 9, 9] f32, NCHW (an odd side, so padding at the border matters)

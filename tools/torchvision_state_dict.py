@@ -6,7 +6,7 @@ the fixtures it writes are committed.
 
   fixtures OUT_DIR   write OUT_DIR/torchvision_{resnet18,resnet50}_state_dict.txt: one line per key of
                      `torchvision.models.resnetN().state_dict()`, in order, as `name [d0, d1, ...]`.
-  verify DIR         cross-check with the engine in both directions (see tests/checkpoint.rs):
+  verify DIR         cross-check with the engine in both directions (see tests/it/checkpoint.rs):
                      1. DIR/ours/model.safetensors, saved by the engine, must load into
                         torchvision.models.resnet18() with load_state_dict(strict=True), and the
                         eval-mode logits on DIR/ours_io.safetensors `input` (NCHW) must match its

@@ -89,7 +89,7 @@ pub fn crop(
 /// The `out_h x out_w` crop at `(y0, x0)` of `image` resized to `(rh, rw)`: the whole image is
 /// resized, then cropped. (Resampling only the region under the crop with fast_image_resize's
 /// source-crop option would be cheaper, but fast_image_resize 5.5 overflows on some fractional crop
-/// boxes; see `every_drawn_training_crop_can_be_resampled` in `tests/data_imagenet.rs`.)
+/// boxes; see `every_drawn_training_crop_can_be_resampled` in `tests/it/data_imagenet.rs`.)
 pub fn resize_crop(
     image: &RgbImage,
     (rh, rw): (usize, usize),

@@ -22,7 +22,7 @@
 //! every image has per-pixel noise and 0 to 4 small clutter marks (short bars, blobs, small squares),
 //! some drawn over the figure. The figures are small (4 to 13 pixels in radius) and the colour
 //! contrast can be low, so the task needs a convolutional net that looks at shape, while colour and
-//! pixel statistics alone are near chance (see `tests/data_synthetic.rs`).
+//! pixel statistics alone are near chance (see `tests/it/data_synthetic.rs`).
 //!
 //! Measured learnability (`examples/synthetic_probe.rs`, seed 0, CPU backend): resnet20, batch 128,
 //! SGD lr 0.1 divided by 10 at iterations 750 and 1125, momentum 0.9, weight decay 1e-4, the paper's

@@ -214,7 +214,7 @@ fn gpus_beyond_what_is_here_fail_in_one_line() {
 fn diverging_replicas_stop_together_with_the_divergence_error() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    // lr 1e30 with weight decay overflows the weights within a few steps (as in tests/cli.rs).
+    // lr 1e30 with weight decay overflows the weights within a few steps (as in tests/it/cli.rs).
     let extra = [
         "--replicas",
         "2",
