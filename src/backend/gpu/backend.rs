@@ -1,8 +1,12 @@
 //! The GPU backend: one implementation of [`Backend`] over any [`Driver`].
 //!
-//! Every launch decision lives here, shared by the CUDA and emulator drivers: which kernels run, their
-//! grid, block and shared-memory sizes, the workspaces they need and their argument lists. The kernels
-//! are in `kernels/*.cu`; each launch below names its kernel and file, whose header states the math.
+//! The launch decisions are shared by the CUDA and emulator drivers: which kernels run, their grid,
+//! block and shared-memory sizes, the workspaces they need and their argument lists. This file holds
+//! the backend, its launch and workspace helpers and the `Backend` implementation, which dispatches on
+//! the precision; the op families live beside it: `memory.rs`, `convolution.rs` (f32) and
+//! `bf16_convolution.rs`, `batch_norm.rs` (f32 statistics) and `bf16_memory_bound.rs`, `head.rs`
+//! (the classifier's GEMM), `loss_record.rs`, `optimiser.rs` (SGD) and `graph.rs`. The kernels are
+//! in `kernels/*.cu`; each launch names its kernel and file, whose header states the math.
 //!
 //! Workspaces (batch-norm partial sums, labels, per-sample losses) come from a small pool of device
 //! buffers kept by the backend, so a training step with a fixed batch shape allocates nothing after its
@@ -11,21 +15,20 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::batch_norm::{batch_norm_affine_args, batch_norm_partitions, BN_PARTIAL_BLOCK};
 use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
+use super::convolution::{conv_shape, direct_conv_args};
+use super::head::Gemm;
+use super::optimiser::SgdTable;
 
-use super::conv_plan::{ConvShape, CONV_THREADS};
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
 use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::{
-    BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES, GEMM_TILE,
-    LOSS_REDUCE_THREADS,
+    BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, LOSS_REDUCE_THREADS,
 };
 use super::loss_record::GpuLossRecord;
-use super::sgd_chunks::{
-    sgd_chunk_table_with_copies, SgdParam, SgdParamWithCopy, SGD_CHUNK_THREADS, WORDS_PER_CHUNK,
-};
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters, DeviceCounts,
     PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors, StepGraph,
@@ -47,7 +50,7 @@ pub struct GpuBackend<D: Driver> {
     pub(super) precision: Precision,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
-    sgd_table: Mutex<Option<SgdTable<D>>>,
+    pub(super) sgd_table: Mutex<Option<SgdTable<D>>>,
     /// Graph capture state (see `graph.rs`): whether a capture is under way, how many captured
     /// graphs exist, and the workspaces outgrown while one did (a graph keeps using the addresses it
     /// captured, so they are freed only with the last graph).
@@ -66,13 +69,6 @@ pub enum ConvKernels {
     /// tensor-core kernels always run (they are checked against an f64 reference in
     /// tests/conv_tc.rs instead).
     Reference,
-}
-
-/// `sgd_update_chunks_f32`'s table on the device, for the parameters it was built from.
-struct SgdTable<D: Driver> {
-    params: Vec<SgdParamWithCopy>,
-    device: Allocation<D>,
-    chunks: usize,
 }
 
 impl GpuBackend<EmuDriver> {
@@ -95,15 +91,6 @@ impl GpuBackend<DynDriver> {
         Ok(Self::new(open_driver(driver)?))
     }
 }
-
-/// Partitions of the rows for the batch-norm channel reductions: about 256 rows per block row
-/// lane group, at most 1024 partitions; fixed by `M`, so results are reproducible.
-fn batch_norm_partitions(m: usize) -> usize {
-    m.div_ceil(256).clamp(1, 1024)
-}
-
-/// The batch-norm partial kernels' block: channels by row lanes.
-const BN_PARTIAL_BLOCK: (u32, u32, u32) = (BATCH_NORM_CHANNELS, BATCH_NORM_ROW_LANES, 1);
 
 fn align_up(bytes: usize) -> usize {
     bytes.div_ceil(WORKSPACE_ALIGN) * WORKSPACE_ALIGN
@@ -196,124 +183,6 @@ impl<D: Driver> GpuBackend<D> {
             self.driver
                 .launch(kernel, grid, block, shared_bytes, &mut params)
         }
-    }
-
-    /// A launch of one of the implicit-GEMM convolution kernels (fixed block, no dynamic shared
-    /// memory; see `conv_plan`).
-    fn launch_conv(&self, kernel: &str, grid: (u32, u32, u32), args: KernelArgs) -> Result<()> {
-        self.launch(kernel, grid, (CONV_THREADS, 1, 1), 0, args)
-    }
-
-    /// A convolution pass whose `args` already hold its three tensors: the implicit-GEMM kernel and
-    /// grid `fast`, or with reference convolutions the direct kernel `reference`, one thread per
-    /// each of the `outputs` elements of the result.
-    fn launch_conv_pass(
-        &self,
-        shape: &ConvShape,
-        args: KernelArgs,
-        reference: &str,
-        outputs: usize,
-        (kernel, grid): (&str, (u32, u32, u32)),
-    ) -> Result<()> {
-        match self.convs {
-            ConvKernels::Reference => {
-                self.launch_1d(reference, outputs, direct_conv_args(args, shape))
-            }
-            ConvKernels::ImplicitGemm => self.launch_conv(kernel, grid, args.value(&shape.dims())),
-        }
-    }
-
-    /// Training batch norm's per-channel statistics of `x` (channels: `save_mean`'s length): the
-    /// batch mean and `1/sqrt(var + eps)` into `save_*`, and the running statistics updated.
-    fn batch_norm_statistics(
-        &self,
-        x: &Tensor<Self>,
-        save_mean: &mut Tensor<Self>,
-        save_inv_std: &mut Tensor<Self>,
-        running_mean: &mut Tensor<Self>,
-        running_var: &mut Tensor<Self>,
-        cfg: BatchNormConfig,
-    ) -> Result<()> {
-        let c = save_mean.numel();
-        let m = x.numel() / c;
-        let p = batch_norm_partitions(m);
-        let partial_grid = (c.div_ceil(BATCH_NORM_CHANNELS as usize) as u32, p as u32, 1);
-        let finalize = ((c as u32, 1, 1), (BATCH_NORM_FINALIZE_THREADS, 1, 1));
-        self.with_workspace(p * c * F32, |partial| {
-            self.launch(
-                "batch_norm_partial_sum_f32",
-                partial_grid,
-                BN_PARTIAL_BLOCK,
-                0,
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .int(m)
-                    .int(c)
-                    .ptr(partial),
-            )?;
-            self.launch(
-                "batch_norm_finalize_mean_f32",
-                finalize.0,
-                finalize.1,
-                0,
-                KernelArgs::new()
-                    .ptr(partial)
-                    .int(p)
-                    .int(m)
-                    .int(c)
-                    .ptr(save_mean.buf().ptr()),
-            )?;
-            self.launch(
-                "batch_norm_partial_sqdev_f32",
-                partial_grid,
-                BN_PARTIAL_BLOCK,
-                0,
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .ptr(save_mean.buf().ptr())
-                    .int(m)
-                    .int(c)
-                    .ptr(partial),
-            )?;
-            self.launch(
-                "batch_norm_finalize_var_f32",
-                finalize.0,
-                finalize.1,
-                0,
-                KernelArgs::new()
-                    .ptr(partial)
-                    .int(p)
-                    .int(m)
-                    .int(c)
-                    .ptr(save_mean.buf().ptr())
-                    .f64(cfg.eps)
-                    .f64(cfg.momentum)
-                    .ptr(save_inv_std.buf().ptr())
-                    .ptr(running_mean.buf().ptr())
-                    .ptr(running_var.buf().ptr()),
-            )
-        })
-    }
-
-    /// The implicit-GEMM backward-data kernel for `shape`, adding `addend` as it stores when given.
-    fn launch_backward_data(
-        &self,
-        shape: &ConvShape,
-        dy: &Tensor<Self>,
-        w: &Tensor<Self>,
-        dx: &mut Tensor<Self>,
-        addend: Option<&Tensor<Self>>,
-    ) -> Result<()> {
-        let args = KernelArgs::new()
-            .ptr(dy.buf().ptr())
-            .ptr(w.buf().ptr())
-            .ptr(dx.buf().ptr());
-        let (kernel, args) = match addend {
-            None => (shape.backward_data_kernel(), args),
-            Some(a) => (shape.backward_data_add_kernel(), args.ptr(a.buf().ptr())),
-        };
-        let args = args.value(&shape.dims());
-        self.launch_conv(kernel, shape.backward_data_grid(), args)
     }
 
     /// A 1-D grid-stride launch over `n` items.
@@ -1051,169 +920,6 @@ impl<D: Driver> Backend for GpuBackend<D> {
     ) -> Result<()> {
         self.sgd_update_chunks(params, cfg, Some((lr.buf().ptr(), guard.flag_ptr())))
     }
-}
-
-impl<D: Driver> GpuBackend<D> {
-    /// One launch over every parameter of `params`: `sgd_update_chunks_f32` with `cfg.lr`, or with
-    /// `guarded = Some((lr, flag))` `sgd_update_chunks_guarded_f32`, which reads the rate at `lr` and
-    /// does nothing while the loss record's flag at `flag` is set.
-    fn sgd_update_chunks(
-        &self,
-        params: &mut [SgdTensors<'_, Self>],
-        cfg: SgdConfig,
-        guarded: Option<(DevicePtr, DevicePtr)>,
-    ) -> Result<()> {
-        // A weight with a bf16 copy (made by its first bf16 convolution) gets the copy written in
-        // the same pass, so the next step's convolutions read it without a cast.
-        let specs: Vec<SgdParamWithCopy> = params
-            .iter()
-            .map(|p| SgdParamWithCopy {
-                param: SgdParam {
-                    w: p.w.buf().ptr(),
-                    g: p.g.buf().ptr(),
-                    v: p.v.buf().ptr(),
-                    len: p.w.numel(),
-                },
-                w_copy: p.w.buf().bf16_copy.get().map_or(0, |c| c.ptr),
-            })
-            .collect();
-        let mut cached = self.sgd_table.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|t| t.params != specs) {
-            let table = sgd_chunk_table_with_copies(&specs);
-            let bytes = std::mem::size_of_val(&table[..]);
-            let device = self.alloc_bytes(bytes)?;
-            // SAFETY: `device` was just allocated with `bytes` bytes; `table` holds as many.
-            unsafe {
-                self.driver
-                    .copy_host_to_device(table.as_ptr().cast(), device.ptr, bytes)?
-            };
-            let chunks = table.len() / WORDS_PER_CHUNK;
-            *cached = Some(SgdTable {
-                params: specs,
-                device,
-                chunks,
-            });
-        }
-        let table = cached.as_ref().expect("the table was filled above");
-        let (table_ptr, chunks) = (table.device.ptr, table.chunks);
-        if chunks == 0 {
-            return Ok(());
-        }
-        for p in params.iter_mut() {
-            // The f32 values change; the copy (where there is one) changes with them, below.
-            p.w.buf_mut().f32_values_changed();
-        }
-        let grid = (chunks as u32, 1, 1);
-        let block = (SGD_CHUNK_THREADS, 1, 1);
-        let args = KernelArgs::new().ptr(table_ptr).int(chunks);
-        match guarded {
-            None => self.launch(
-                "sgd_update_chunks_f32",
-                grid,
-                block,
-                0,
-                args.f32(cfg.lr as f32)
-                    .f32(cfg.momentum as f32)
-                    .f32(cfg.weight_decay as f32),
-            )?,
-            Some((lr, flag)) => self.launch(
-                "sgd_update_chunks_guarded_f32",
-                grid,
-                block,
-                0,
-                args.ptr(lr)
-                    .ptr(flag)
-                    .f32(cfg.momentum as f32)
-                    .f32(cfg.weight_decay as f32),
-            )?,
-        }
-        for p in params.iter() {
-            if p.w.buf().bf16_copy.get().is_some() {
-                p.w.buf().set_bf16_copy_fresh();
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One `gemm_f32` launch: `C[m, n] = op(A)[m, k] op(B)[k, n] (+ bias)`, see kernels/gemm.cu.
-struct Gemm {
-    a: DevicePtr,
-    b: DevicePtr,
-    c: DevicePtr,
-    /// 0 for none.
-    bias: DevicePtr,
-    m: usize,
-    n: usize,
-    k: usize,
-    trans_a: bool,
-    trans_b: bool,
-}
-
-impl<D: Driver> GpuBackend<D> {
-    /// Block (16, 16), grid (ceil(n/16), ceil(m/16)): one 16x16 tile of C per block.
-    fn gemm(&self, g: Gemm) -> Result<()> {
-        let grid = (
-            g.n.div_ceil(GEMM_TILE as usize) as u32,
-            g.m.div_ceil(GEMM_TILE as usize) as u32,
-            1,
-        );
-        self.launch(
-            "gemm_f32",
-            grid,
-            (GEMM_TILE, GEMM_TILE, 1),
-            0,
-            KernelArgs::new()
-                .ptr(g.a)
-                .ptr(g.b)
-                .ptr(g.c)
-                .ptr(g.bias)
-                .int(g.m)
-                .int(g.n)
-                .int(g.k)
-                .int(usize::from(g.trans_a))
-                .int(usize::from(g.trans_b)),
-        )
-    }
-}
-
-/// The convolution's shape from its three tensors: input `x`, weights `w` and output `y`.
-fn conv_shape<B: Backend>(
-    x: &Tensor<B>,
-    w: &Tensor<B>,
-    y: &Tensor<B>,
-    geom: Conv2dGeometry,
-) -> ConvShape {
-    ConvShape {
-        x: dims4(x),
-        w: dims4(w),
-        y: dims4(y),
-        geom,
-    }
-}
-
-/// The shape parameters of the direct (reference) convolution kernels: `N H W C K R S P Q stride pad`.
-/// The leading parameters of the batch-norm normalising kernels: `x, mean, inv_std, gamma, beta`.
-fn batch_norm_affine_args<D: Driver>(
-    x: &Tensor<GpuBackend<D>>,
-    mean: &Tensor<GpuBackend<D>>,
-    inv_std: &Tensor<GpuBackend<D>>,
-    gamma: &Tensor<GpuBackend<D>>,
-    beta: &Tensor<GpuBackend<D>>,
-) -> KernelArgs {
-    KernelArgs::new()
-        .ptr(x.buf().ptr())
-        .ptr(mean.buf().ptr())
-        .ptr(inv_std.buf().ptr())
-        .ptr(gamma.buf().ptr())
-        .ptr(beta.buf().ptr())
-}
-
-fn direct_conv_args(args: KernelArgs, shape: &ConvShape) -> KernelArgs {
-    let d = shape.dims();
-    [d.n, d.h, d.w, d.c, d.k, d.r, d.s, d.p, d.q, d.stride, d.pad]
-        .into_iter()
-        .fold(args, |args, v| args.int(v as usize))
 }
 
 /// The shape parameters of the max-pool kernels: `N H W C P Q window stride pad`.

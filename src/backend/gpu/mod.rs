@@ -1,20 +1,24 @@
 pub mod backend;
+mod batch_norm;
 mod bf16_convolution;
 pub mod bf16_launch;
 mod bf16_memory_bound;
 mod buffer;
 pub mod conv_plan;
 pub mod conv_tc_plan;
+mod convolution;
 pub mod cuda_driver;
 pub mod cuda_info;
 pub mod driver;
 pub mod embedded;
 pub mod emu;
 mod graph;
+mod head;
 pub mod launch;
 pub mod launch_constants;
 mod loss_record;
 mod memory;
+mod optimiser;
 pub mod sgd_chunks;
 pub mod side_stream;
 
