@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::batch_norm::{batch_norm_affine_args, batch_norm_partitions, BN_PARTIAL_BLOCK};
+use super::bf16_launch::Launch;
 use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
 use super::convolution::{conv_shape, direct_conv_args};
@@ -25,9 +25,7 @@ use super::optimiser::SgdTable;
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
 use super::launch::{grid_1d, KernelArgs};
-use super::launch_constants::{
-    BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, LOSS_REDUCE_THREADS,
-};
+use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters, DeviceCounts,
@@ -183,6 +181,11 @@ impl<D: Driver> GpuBackend<D> {
             self.driver
                 .launch(kernel, grid, block, shared_bytes, &mut params)
         }
+    }
+
+    /// A launch with the geometry a plan gave (`bf16_launch`, `batch_norm`).
+    pub(super) fn launch_planned(&self, kernel: &str, l: Launch, args: KernelArgs) -> Result<()> {
+        self.launch(kernel, l.grid, l.block, l.shared_bytes, args)
     }
 
     /// A 1-D grid-stride launch over `n` items.
@@ -424,29 +427,17 @@ impl<D: Driver> Backend for GpuBackend<D> {
         running_var: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.batch_norm_train_bf16(
-                x,
-                gamma,
-                beta,
-                None,
-                y,
-                save_mean,
-                save_inv_std,
-                running_mean,
-                running_var,
-                cfg,
-            );
-        }
-        self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
-        self.launch_1d(
-            "batch_norm_normalize_f32",
-            x.numel(),
-            batch_norm_affine_args(x, save_mean, save_inv_std, gamma, beta)
-                .ptr(y.buf().ptr())
-                .u64(x.numel())
-                .int(gamma.numel())
-                .int(usize::from(cfg.relu)),
+        self.batch_norm_train(
+            x,
+            gamma,
+            beta,
+            None,
+            y,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            cfg,
         )
     }
 
@@ -465,30 +456,17 @@ impl<D: Driver> Backend for GpuBackend<D> {
         running_var: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.batch_norm_train_bf16(
-                x,
-                gamma,
-                beta,
-                Some(residual),
-                out,
-                save_mean,
-                save_inv_std,
-                running_mean,
-                running_var,
-                cfg,
-            );
-        }
-        self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
-        self.launch_1d(
-            "batch_norm_normalize_add_f32",
-            x.numel(),
-            batch_norm_affine_args(x, save_mean, save_inv_std, gamma, beta)
-                .ptr(residual.buf().ptr())
-                .ptr(out.buf().ptr())
-                .u64(x.numel())
-                .int(gamma.numel())
-                .int(usize::from(cfg.relu)),
+        self.batch_norm_train(
+            x,
+            gamma,
+            beta,
+            Some(residual),
+            out,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            cfg,
         )
     }
 
@@ -502,35 +480,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.batch_norm_infer_bf16(x, gamma, beta, running_mean, running_var, y, cfg);
-        }
-        let c = gamma.numel();
-        self.with_workspace(c * F32, |inv_std| {
-            self.launch_1d(
-                "batch_norm_infer_inv_std_f32",
-                c,
-                KernelArgs::new()
-                    .ptr(running_var.buf().ptr())
-                    .f64(cfg.eps)
-                    .int(c)
-                    .ptr(inv_std),
-            )?;
-            self.launch_1d(
-                "batch_norm_normalize_f32",
-                x.numel(),
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .ptr(running_mean.buf().ptr())
-                    .ptr(inv_std)
-                    .ptr(gamma.buf().ptr())
-                    .ptr(beta.buf().ptr())
-                    .ptr(y.buf().ptr())
-                    .u64(x.numel())
-                    .int(c)
-                    .int(usize::from(cfg.relu)),
-            )
-        })
+        self.batch_norm_infer(x, gamma, beta, running_mean, running_var, y, cfg)
     }
 
     fn batch_norm_backward(
@@ -545,62 +495,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dbeta: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.batch_norm_backward_bf16(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu);
-        }
-        let c = gamma.numel();
-        let m = x.numel() / c;
-        let p = batch_norm_partitions(m);
-        let coef_offset = align_up(2 * p * c * F32);
-        let relu = usize::from(relu);
-        self.with_workspace(coef_offset + 3 * c * F32, |ws| {
-            let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
-            self.launch(
-                "batch_norm_backward_partial_f32",
-                (c.div_ceil(BATCH_NORM_CHANNELS as usize) as u32, p as u32, 1),
-                BN_PARTIAL_BLOCK,
-                0,
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .ptr(y.buf().ptr())
-                    .ptr(dy.buf().ptr())
-                    .ptr(saved.mean.buf().ptr())
-                    .int(m)
-                    .int(c)
-                    .int(relu)
-                    .ptr(partial),
-            )?;
-            self.launch(
-                "batch_norm_backward_finalize_f32",
-                (c as u32, 1, 1),
-                (BATCH_NORM_FINALIZE_THREADS, 1, 1),
-                0,
-                KernelArgs::new()
-                    .ptr(partial)
-                    .int(p)
-                    .int(m)
-                    .int(c)
-                    .ptr(gamma.buf().ptr())
-                    .ptr(saved.inv_std.buf().ptr())
-                    .ptr(dgamma.buf().ptr())
-                    .ptr(dbeta.buf().ptr())
-                    .ptr(coef),
-            )?;
-            self.launch_1d(
-                "batch_norm_backward_data_f32",
-                x.numel(),
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .ptr(y.buf().ptr())
-                    .ptr(dy.buf().ptr())
-                    .ptr(saved.mean.buf().ptr())
-                    .ptr(coef)
-                    .ptr(dx.buf().ptr())
-                    .u64(x.numel())
-                    .int(c)
-                    .int(relu),
-            )
-        })
+        self.batch_norm_backward_pass(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
     }
 
     fn add_forward(

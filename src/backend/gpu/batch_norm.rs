@@ -1,61 +1,130 @@
-//! The GPU backend's f32 batch-norm statistics (kernels/batch_norm.cu): deterministic per-channel
-//! partial sums, then per-channel finalize kernels. (bf16: `bf16_memory_bound.rs`.)
+//! The GPU backend's batch norm, in either precision: deterministic per-channel partial sums, the
+//! per-channel finalize kernels (f32 whatever the activations are), then one elementwise pass. The
+//! two precisions run the same sequence with the same parameter lists; only the kernels of
+//! kernels/batch_norm.cu (f32) or kernels/batch_norm_bf16.cu (bf16) and their launch geometry differ,
+//! which [`BatchNormKernels`] names.
 
 use super::backend::GpuBackend;
-use super::driver::Driver;
-use super::launch::KernelArgs;
+use super::bf16_launch::{
+    self as bf16_plan, batch_norm_partial_floats, batch_norm_partitions, Launch,
+};
+use super::driver::{DevicePtr, Driver};
+use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::{
     BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES,
 };
-use crate::backend::BatchNormConfig;
+use crate::backend::{BatchNormConfig, BatchNormSaved, Precision};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
 const F32: usize = std::mem::size_of::<f32>();
 
-/// Partitions of the rows for the batch-norm channel reductions: about 256 rows per block row
-/// lane group, at most 1024 partitions; fixed by `M`, so results are reproducible.
-pub(super) fn batch_norm_partitions(m: usize) -> usize {
-    m.div_ceil(256).clamp(1, 1024)
+type T<D> = Tensor<GpuBackend<D>>;
+
+/// One element type's batch-norm kernels (see kernels/batch_norm*.cu for their parameters, which
+/// are the same in both) and where they are launched over `x[m, c]`.
+struct BatchNormKernels {
+    partial_sum: &'static str,
+    partial_sqdev: &'static str,
+    backward_partial: &'static str,
+    normalize: &'static str,
+    normalize_add: &'static str,
+    backward_data: &'static str,
+    /// The partial-sum kernels: `grid.y` must be `batch_norm_partitions(m)`.
+    partial: fn(usize, usize) -> Launch,
+    /// The elementwise passes (normalize, normalize_add, backward data).
+    rows: fn(usize, usize) -> Launch,
 }
 
-/// The batch-norm partial kernels' block: channels by row lanes.
-pub(super) const BN_PARTIAL_BLOCK: (u32, u32, u32) = (BATCH_NORM_CHANNELS, BATCH_NORM_ROW_LANES, 1);
+const F32_KERNELS: BatchNormKernels = BatchNormKernels {
+    partial_sum: "batch_norm_partial_sum_f32",
+    partial_sqdev: "batch_norm_partial_sqdev_f32",
+    backward_partial: "batch_norm_backward_partial_f32",
+    normalize: "batch_norm_normalize_f32",
+    normalize_add: "batch_norm_normalize_add_f32",
+    backward_data: "batch_norm_backward_data_f32",
+    partial: f32_partial_launch,
+    rows: f32_rows_launch,
+};
+
+const BF16_KERNELS: BatchNormKernels = BatchNormKernels {
+    partial_sum: "batch_norm_partial_sum_bf16",
+    partial_sqdev: "batch_norm_partial_sqdev_bf16",
+    backward_partial: "batch_norm_backward_partial_bf16",
+    normalize: "batch_norm_normalize_bf16",
+    normalize_add: "batch_norm_normalize_add_bf16",
+    backward_data: "batch_norm_backward_data_bf16",
+    partial: bf16_plan::batch_norm_partial,
+    rows: bf16_plan::rows_channels,
+};
+
+/// The f32 partial kernels: block (32 channels, 8 row lanes), grid (channel blocks, partitions).
+fn f32_partial_launch(m: usize, c: usize) -> Launch {
+    Launch {
+        grid: (
+            c.div_ceil(BATCH_NORM_CHANNELS as usize) as u32,
+            batch_norm_partitions(m) as u32,
+            1,
+        ),
+        block: (BATCH_NORM_CHANNELS, BATCH_NORM_ROW_LANES, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// The f32 elementwise passes: a 1-D grid-stride loop over the `m * c` elements.
+fn f32_rows_launch(m: usize, c: usize) -> Launch {
+    let (grid, block) = grid_1d(m * c);
+    Launch {
+        grid,
+        block,
+        shared_bytes: 0,
+    }
+}
+
+/// The finalize kernels (f32 in both precisions): one block of 128 threads per channel.
+fn finalize_launch(c: usize) -> Launch {
+    Launch {
+        grid: (c as u32, 1, 1),
+        block: (BATCH_NORM_FINALIZE_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
 
 impl<D: Driver> GpuBackend<D> {
+    fn batch_norm_kernels(&self) -> &'static BatchNormKernels {
+        match self.precision {
+            Precision::F32 => &F32_KERNELS,
+            Precision::Bf16 => &BF16_KERNELS,
+        }
+    }
+
     /// Training batch norm's per-channel statistics of `x` (channels: `save_mean`'s length): the
     /// batch mean and `1/sqrt(var + eps)` into `save_*`, and the running statistics updated.
-    pub(super) fn batch_norm_statistics(
+    fn batch_norm_statistics(
         &self,
-        x: &Tensor<Self>,
-        save_mean: &mut Tensor<Self>,
-        save_inv_std: &mut Tensor<Self>,
-        running_mean: &mut Tensor<Self>,
-        running_var: &mut Tensor<Self>,
+        x: &T<D>,
+        save_mean: &mut T<D>,
+        save_inv_std: &mut T<D>,
+        running_mean: &mut T<D>,
+        running_var: &mut T<D>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
+        let k = self.batch_norm_kernels();
         let c = save_mean.numel();
         let m = x.numel() / c;
         let p = batch_norm_partitions(m);
-        let partial_grid = (c.div_ceil(BATCH_NORM_CHANNELS as usize) as u32, p as u32, 1);
-        let finalize = ((c as u32, 1, 1), (BATCH_NORM_FINALIZE_THREADS, 1, 1));
-        self.with_workspace(p * c * F32, |partial| {
-            self.launch(
-                "batch_norm_partial_sum_f32",
-                partial_grid,
-                BN_PARTIAL_BLOCK,
-                0,
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .int(m)
-                    .int(c)
-                    .ptr(partial),
+        let partial_launch = (k.partial)(m, c);
+        let finalize = finalize_launch(c);
+        self.with_workspace(batch_norm_partial_floats(m, c, 1) * F32, |partial| {
+            let x_ptr = x.buf().ptr();
+            self.launch_planned(
+                k.partial_sum,
+                partial_launch,
+                KernelArgs::new().ptr(x_ptr).int(m).int(c).ptr(partial),
             )?;
-            self.launch(
+            self.launch_planned(
                 "batch_norm_finalize_mean_f32",
-                finalize.0,
-                finalize.1,
-                0,
+                finalize,
                 KernelArgs::new()
                     .ptr(partial)
                     .int(p)
@@ -63,23 +132,19 @@ impl<D: Driver> GpuBackend<D> {
                     .int(c)
                     .ptr(save_mean.buf().ptr()),
             )?;
-            self.launch(
-                "batch_norm_partial_sqdev_f32",
-                partial_grid,
-                BN_PARTIAL_BLOCK,
-                0,
+            self.launch_planned(
+                k.partial_sqdev,
+                partial_launch,
                 KernelArgs::new()
-                    .ptr(x.buf().ptr())
+                    .ptr(x_ptr)
                     .ptr(save_mean.buf().ptr())
                     .int(m)
                     .int(c)
                     .ptr(partial),
             )?;
-            self.launch(
+            self.launch_planned(
                 "batch_norm_finalize_var_f32",
-                finalize.0,
-                finalize.1,
-                0,
+                finalize,
                 KernelArgs::new()
                     .ptr(partial)
                     .int(p)
@@ -94,20 +159,158 @@ impl<D: Driver> GpuBackend<D> {
             )
         })
     }
-}
 
-/// The leading parameters of the batch-norm normalising kernels: `x, mean, inv_std, gamma, beta`.
-pub(super) fn batch_norm_affine_args<D: Driver>(
-    x: &Tensor<GpuBackend<D>>,
-    mean: &Tensor<GpuBackend<D>>,
-    inv_std: &Tensor<GpuBackend<D>>,
-    gamma: &Tensor<GpuBackend<D>>,
-    beta: &Tensor<GpuBackend<D>>,
-) -> KernelArgs {
-    KernelArgs::new()
-        .ptr(x.buf().ptr())
-        .ptr(mean.buf().ptr())
-        .ptr(inv_std.buf().ptr())
-        .ptr(gamma.buf().ptr())
-        .ptr(beta.buf().ptr())
+    /// Training mode: `out = BN(x)` (then ReLU), or with `residual`, `out = BN(x) + residual` (then
+    /// ReLU) in the same pass; statistics from `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn batch_norm_train(
+        &self,
+        x: &T<D>,
+        gamma: &T<D>,
+        beta: &T<D>,
+        residual: Option<&T<D>>,
+        out: &mut T<D>,
+        save_mean: &mut T<D>,
+        save_inv_std: &mut T<D>,
+        running_mean: &mut T<D>,
+        running_var: &mut T<D>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
+        let (mean, inv_std) = (save_mean.buf().ptr(), save_inv_std.buf().ptr());
+        self.batch_norm_normalize(x, mean, inv_std, gamma, beta, residual, out, cfg.relu)
+    }
+
+    /// Inference mode, with the running statistics (then ReLU).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn batch_norm_infer(
+        &self,
+        x: &T<D>,
+        gamma: &T<D>,
+        beta: &T<D>,
+        running_mean: &T<D>,
+        running_var: &T<D>,
+        y: &mut T<D>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let c = gamma.numel();
+        self.with_workspace(c * F32, |inv_std| {
+            self.launch_1d(
+                "batch_norm_infer_inv_std_f32",
+                c,
+                KernelArgs::new()
+                    .ptr(running_var.buf().ptr())
+                    .f64(cfg.eps)
+                    .int(c)
+                    .ptr(inv_std),
+            )?;
+            let mean = running_mean.buf().ptr();
+            self.batch_norm_normalize(x, mean, inv_std, gamma, beta, None, y, cfg.relu)
+        })
+    }
+
+    /// `out = x scale + shift` per channel (`scale = gamma inv_std`, `shift = beta - mean scale`),
+    /// plus `residual` when given, then ReLU when `relu`: one pass.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_normalize(
+        &self,
+        x: &T<D>,
+        mean: DevicePtr,
+        inv_std: DevicePtr,
+        gamma: &T<D>,
+        beta: &T<D>,
+        residual: Option<&T<D>>,
+        out: &mut T<D>,
+        relu: bool,
+    ) -> Result<()> {
+        let k = self.batch_norm_kernels();
+        let (n, c) = (x.numel(), gamma.numel());
+        let args = KernelArgs::new()
+            .ptr(x.buf().ptr())
+            .ptr(mean)
+            .ptr(inv_std)
+            .ptr(gamma.buf().ptr())
+            .ptr(beta.buf().ptr());
+        let (kernel, args) = match residual {
+            None => (k.normalize, args),
+            Some(r) => (k.normalize_add, args.ptr(r.buf().ptr())),
+        };
+        let args = args
+            .ptr(out.buf().ptr())
+            .u64(n)
+            .int(c)
+            .int(usize::from(relu));
+        self.launch_planned(kernel, (k.rows)(n / c, c), args)?;
+        Self::written_as(out, self.precision.activation_dtype());
+        Ok(())
+    }
+
+    /// Backward of training-mode batch norm (and its ReLU): `dx` in the activation type, `dgamma`
+    /// and `dbeta` in f32.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn batch_norm_backward_pass(
+        &self,
+        x: &T<D>,
+        y: &T<D>,
+        dy: &T<D>,
+        gamma: &T<D>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut T<D>,
+        dgamma: &mut T<D>,
+        dbeta: &mut T<D>,
+        relu: bool,
+    ) -> Result<()> {
+        let k = self.batch_norm_kernels();
+        let c = gamma.numel();
+        let m = x.numel() / c;
+        let p = batch_norm_partitions(m);
+        let coef_offset = (batch_norm_partial_floats(m, c, 2) * F32).div_ceil(256) * 256;
+        let relu = usize::from(relu);
+        self.with_workspace(coef_offset + 3 * c * F32, |ws| {
+            let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
+            self.launch_planned(
+                k.backward_partial,
+                (k.partial)(m, c),
+                KernelArgs::new()
+                    .ptr(x.buf().ptr())
+                    .ptr(y.buf().ptr())
+                    .ptr(dy.buf().ptr())
+                    .ptr(saved.mean.buf().ptr())
+                    .int(m)
+                    .int(c)
+                    .int(relu)
+                    .ptr(partial),
+            )?;
+            self.launch_planned(
+                "batch_norm_backward_finalize_f32",
+                finalize_launch(c),
+                KernelArgs::new()
+                    .ptr(partial)
+                    .int(p)
+                    .int(m)
+                    .int(c)
+                    .ptr(gamma.buf().ptr())
+                    .ptr(saved.inv_std.buf().ptr())
+                    .ptr(dgamma.buf().ptr())
+                    .ptr(dbeta.buf().ptr())
+                    .ptr(coef),
+            )?;
+            self.launch_planned(
+                k.backward_data,
+                (k.rows)(m, c),
+                KernelArgs::new()
+                    .ptr(x.buf().ptr())
+                    .ptr(y.buf().ptr())
+                    .ptr(dy.buf().ptr())
+                    .ptr(saved.mean.buf().ptr())
+                    .ptr(coef)
+                    .ptr(dx.buf().ptr())
+                    .u64(x.numel())
+                    .int(c)
+                    .int(relu),
+            )
+        })?;
+        Self::written_as(dx, self.precision.activation_dtype());
+        Ok(())
+    }
 }
