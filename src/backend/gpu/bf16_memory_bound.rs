@@ -43,8 +43,8 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
-    /// The option-A shortcut (`forward`: `x -> y`) or its transpose (`dy -> dx`); `input` and
-    /// `output` are the NHWC tensors on either side, `x`-shaped first.
+    /// The option-A shortcut (`forward`: `src = x`, `dst = y`) or its transpose (`src = dy`,
+    /// `dst = dx`).
     pub(super) fn shortcut_a_bf16(
         &self,
         forward: bool,

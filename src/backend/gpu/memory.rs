@@ -156,12 +156,9 @@ impl<D: Driver> GpuBackend<D> {
 
     /// `dst[i] = bf16(src[i])` for `n` f32 (kernels/elementwise_bf16.cu).
     pub(super) fn cast_to_bf16(&self, src: DevicePtr, dst: DevicePtr, n: usize) -> Result<()> {
-        let l = bf16_launch::elementwise(n);
-        self.launch(
+        self.launch_planned(
             "cast_f32_to_bf16",
-            l.grid,
-            l.block,
-            l.shared_bytes,
+            bf16_launch::elementwise(n),
             KernelArgs::new().ptr(src).ptr(dst).u64(n),
         )
     }
