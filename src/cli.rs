@@ -171,6 +171,11 @@ struct TrainArgs {
     /// iteration (the first step, and the first after each evaluation, run eagerly). Default on.
     #[arg(long, value_enum)]
     cuda_graph: Option<OnOff>,
+    /// on: on a GPU backend with one replica, keep a fixed-size dataset (synthetic, CIFAR-10) on
+    /// the GPU as bytes, uploaded once, and build each batch there (normalisation and the paper's
+    /// augmentation; the same batches as the host builds). Default on.
+    #[arg(long, value_enum)]
+    device_data: Option<OnOff>,
     /// Data-parallel replicas on --device cpu or emu (one thread each, --batch-size split evenly
     /// among them). On --resume, changes the replica count of the run. Default 1.
     #[arg(long)]
@@ -378,6 +383,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             if let Some(g) = args.cuda_graph {
                 state.config.cuda_graph = g == OnOff::On;
             }
+            if let Some(d) = args.device_data {
+                state.config.device_data = d == OnOff::On;
+            }
             (state.config.clone(), Some(state))
         }
         None => (train_config(&args)?, None),
@@ -480,6 +488,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         },
         precision: parse_precision(&a.precision)?,
         cuda_graph: a.cuda_graph != Some(OnOff::Off),
+        device_data: a.device_data != Some(OnOff::Off),
     };
     config.validate()?;
     Ok(config)

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::data::batch::{fill_batch, MeanImage};
+use crate::data::device_images::{BatchDraws, DeviceImages};
 use crate::data::Dataset;
 use std::collections::BTreeMap;
 
@@ -31,6 +32,49 @@ pub struct EvalResult {
     pub images: usize,
     /// Unreadable images left out.
     pub skipped: usize,
+}
+
+/// [`evaluate`] on images kept on the device: each batch is built there
+/// ([`ops::image_batch`](crate::ops::image_batch), unaugmented), with the same values as the host
+/// builds, so the result is the same.
+pub fn evaluate_on_device<B: Backend<Elem = f32>>(
+    be: &B,
+    net: &mut Network<B>,
+    images: &DeviceImages<B>,
+    mean: &Tensor<B>,
+    batch: usize,
+) -> Result<EvalResult> {
+    let (mut top1, mut top5) = (0usize, 0usize);
+    let mut x = Tensor::empty(be)?;
+    let mut labels = Tensor::empty(be)?;
+    // One table for the full batches, one for a partial last batch.
+    let mut tables: Vec<BatchDraws<B>> = Vec::new();
+    let indices: Vec<usize> = (0..images.len()).collect();
+    for chunk in indices.chunks(batch.max(1)) {
+        let n = chunk.len();
+        let draws = match tables.iter().position(|t| t.batch() == n) {
+            Some(k) => &mut tables[k],
+            None => {
+                tables.push(BatchDraws::new(be, n)?);
+                tables.last_mut().expect("just pushed")
+            }
+        };
+        draws.fill(be, images, chunk, None)?;
+        x.ensure_shape(be, &[n, images.height, images.width, 3])?;
+        labels.ensure_shape(be, &[n])?;
+        crate::ops::image_batch(be, images, draws, mean, &mut x, &mut labels)?;
+        net.forward(be, &x, Mode::Eval)?;
+        let stats = net.loss(be, &images.labels()[chunk[0]..chunk[0] + n])?;
+        top1 += stats.top1_correct;
+        top5 += stats.top5_correct;
+    }
+    let count = images.len().max(1) as f64;
+    Ok(EvalResult {
+        top1_err: 1.0 - top1 as f64 / count,
+        top5_err: 1.0 - top5 as f64 / count,
+        images: images.len(),
+        skipped: 0,
+    })
 }
 
 /// Evaluates `net` on every image of `ds`, `batch` images at a time.

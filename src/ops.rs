@@ -8,6 +8,7 @@ use crate::backend::{
     Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, Element, LossStats,
     PoolGeometry, SgdConfig, SgdTensors,
 };
+use crate::data::device_images::{BatchDraws, DeviceImages};
 use crate::error::{invalid, Error, Result};
 use crate::tensor::Tensor;
 
@@ -678,6 +679,26 @@ pub fn upload_labels<B: Backend>(
     check_labels(OP, labels, classes)?;
     let values: Vec<B::Elem> = labels.iter().map(|&l| B::Elem::of(f64::from(l))).collect();
     dst.copy_from_slice(be, &values)
+}
+
+/// A batch built on the device from stored images: see [`Backend::image_batch`]. `x` is
+/// `[B, H, W, 3]` with `B` the draws' batch and `H x W` the images' size, `mean` `[H, W, 3]`,
+/// `labels` `[B]`; the draws were checked when they were filled.
+pub fn image_batch<B: Backend>(
+    be: &B,
+    images: &DeviceImages<B>,
+    draws: &BatchDraws<B>,
+    mean: &Tensor<B>,
+    x: &mut Tensor<B>,
+    labels: &mut Tensor<B>,
+) -> Result<()> {
+    const OP: &str = "image_batch";
+    let (b, h, w) = (draws.batch(), images.height, images.width);
+    expect_shape(OP, "x", x, &[b, h, w, 3])?;
+    expect_shape(OP, "mean", mean, &[h, w, 3])?;
+    expect_shape(OP, "labels", labels, &[b])?;
+    expect_masters(be, OP, &[("draws", &draws.table), ("mean", mean)])?;
+    be.image_batch(&images.store, images.len(), &draws.table, mean, x, labels)
 }
 
 fn check_labels(op: &'static str, labels: &[u32], classes: usize) -> Result<()> {

@@ -128,6 +128,10 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// needs them ([`Backend::read_loss_record`]), and the guarded SGD update reads its
     /// non-finite-loss flag there.
     type LossRecord: Send + Sync;
+    /// A dataset's images kept on the device as bytes, with their labels
+    /// ([`Backend::upload_images`]), so that each batch is built there ([`Backend::image_batch`])
+    /// from a table of draws a few bytes long instead of crossing from the host as floats.
+    type ImageStore: Send + Sync;
 
     /// A short human name, such as `cpu-f32`.
     fn name(&self) -> String;
@@ -192,6 +196,33 @@ pub trait Backend: Sized + Send + Sync + 'static {
     }
     /// Frees a graph (launches already issued still run).
     fn drop_graph(&self, _graph: StepGraph) {}
+
+    /// Whether training batches should be built on this device from images uploaded once
+    /// ([`Backend::upload_images`]) rather than on the host: true on a GPU, where it takes the
+    /// host's decoding, normalisation and upload out of every step.
+    fn builds_batches_on_device(&self) -> bool {
+        false
+    }
+    /// Keeps `labels.len()` images on the device: `pixels` is `[count, H, W, 3]` u8 (HWC each),
+    /// `labels[i]` image `i`'s class.
+    fn upload_images(&self, pixels: &[u8], labels: &[u32]) -> Result<Self::ImageStore>;
+    /// Builds a batch `x: [B, H, W, 3]` and its `labels: [B]` (exact floats, as
+    /// `ops::upload_labels` stores them) from the `count` images of `images`. Row `b` of
+    /// `draws: [B, 4]` holds, as exact floats, an image index `i`, a crop offset `(dy, dx)` and a
+    /// mirror flag `f`; with `x' = (f ? W - 1 - x : x) + dx` and `y' = y + dy`,
+    /// `x[b, y, x, c] = images[i, y', x', c] / 255 - mean[y', x', c]` where `(y', x')` lies in the
+    /// image and 0 elsewhere (the paper's pad-crop-mirror augmentation after normalisation; draws
+    /// `(i, 0, 0, 0)` normalise only), and `labels[b] = label[i]`. The values equal the host's
+    /// (`data::batch::fill_batch_with_views`) bit for bit, stored in the activation type.
+    fn image_batch(
+        &self,
+        images: &Self::ImageStore,
+        count: usize,
+        draws: &Tensor<Self>,
+        mean: &Tensor<Self>,
+        x: &mut Tensor<Self>,
+        labels: &mut Tensor<Self>,
+    ) -> Result<()>;
 
     /// `dst = src` (same element count).
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()>;

@@ -109,7 +109,10 @@ impl<B: Backend<Elem = f32>> StepRunner<B> {
         let labels: Vec<u32> = (0..n)
             .map(|_| rng.random_range(0..classes as u32))
             .collect();
-        let x = Tensor::from_slice(be, [n, side, side, 3], &pixels)?;
+        let mut x = Tensor::from_slice(be, [n, side, side, 3], &pixels)?;
+        // The trainer's batches arrive in the activation type (built on the device, see
+        // `data::device_images`), so the timed step does not cast its input either.
+        be.to_activation_dtype(&mut x)?;
         let mut labels_on_device = Tensor::zeros(be, [n])?;
         ops::upload_labels(be, &labels, classes, &mut labels_on_device)?;
         let sgd = Sgd::new(SgdConfig {

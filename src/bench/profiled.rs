@@ -154,6 +154,7 @@ impl<B: Backend> Backend for Profiled<B> {
     type Elem = B::Elem;
     type Buffer = B::Buffer;
     type LossRecord = B::LossRecord;
+    type ImageStore = B::ImageStore;
 
     fn name(&self) -> String {
         format!("profiled {}", self.inner.name())
@@ -194,6 +195,35 @@ impl<B: Backend> Backend for Profiled<B> {
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
         self.timed(OpFamily::Elementwise, |b| {
             b.copy(inner(src), inner_mut(dst))
+        })
+    }
+
+    fn builds_batches_on_device(&self) -> bool {
+        self.inner.builds_batches_on_device()
+    }
+
+    fn upload_images(&self, pixels: &[u8], labels: &[u32]) -> Result<Self::ImageStore> {
+        self.untimed(|b| b.upload_images(pixels, labels))
+    }
+
+    fn image_batch(
+        &self,
+        images: &Self::ImageStore,
+        count: usize,
+        draws: &Tensor<Self>,
+        mean: &Tensor<Self>,
+        x: &mut Tensor<Self>,
+        labels: &mut Tensor<Self>,
+    ) -> Result<()> {
+        self.timed(OpFamily::Other, |b| {
+            b.image_batch(
+                images,
+                count,
+                inner(draws),
+                inner(mean),
+                inner_mut(x),
+                inner_mut(labels),
+            )
         })
     }
 

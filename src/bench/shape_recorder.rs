@@ -130,6 +130,8 @@ impl Backend for ShapeRecorder {
     type Buffer = ();
     /// The number of loss computations since the last read.
     type LossRecord = usize;
+    /// Nothing is stored.
+    type ImageStore = ();
 
     fn name(&self) -> String {
         "shape-recorder".into()
@@ -153,6 +155,22 @@ impl Backend for ShapeRecorder {
     }
 
     fn copy(&self, _src: &Tensor<Self>, _dst: &mut Tensor<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    fn upload_images(&self, _pixels: &[u8], _labels: &[u32]) -> Result<()> {
+        Ok(())
+    }
+
+    fn image_batch(
+        &self,
+        _images: &(),
+        _count: usize,
+        _draws: &Tensor<Self>,
+        _mean: &Tensor<Self>,
+        _x: &mut Tensor<Self>,
+        _labels: &mut Tensor<Self>,
+    ) -> Result<()> {
         Ok(())
     }
 

@@ -13,6 +13,7 @@ pub mod augment;
 pub mod batch;
 pub mod bench;
 pub mod cifar10;
+pub mod device_images;
 pub mod eval_views;
 pub mod image;
 pub mod image_folder;

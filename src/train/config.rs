@@ -99,8 +99,13 @@ pub struct TrainConfig {
     /// `--cuda-graph on|off`: replay each training step as one captured graph on a GPU backend
     /// (ignored elsewhere). Not part of the network: a resume may change it. Absent in older
     /// checkpoints: on.
-    #[serde(default = "graph_on")]
+    #[serde(default = "default_on")]
     pub cuda_graph: bool,
+    /// `--device-data on|off`: keep a fixed-size training set (and its test split) on a GPU
+    /// backend and build batches there (see `data::device_images`). Not part of the network: a
+    /// resume may change it. Absent in older checkpoints: on.
+    #[serde(default = "default_on")]
+    pub device_data: bool,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,
@@ -251,6 +256,6 @@ impl TrainConfig {
     }
 }
 
-fn graph_on() -> bool {
+fn default_on() -> bool {
     true
 }

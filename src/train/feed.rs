@@ -13,7 +13,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::TrainConfig;
 use crate::backend::Backend;
-use crate::data::augment::CropFlip;
+use super::device_feed::DeviceBatches;
+use crate::data::augment::{CropFlip, CropFlipParams};
 use crate::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
 use crate::data::eval_views::Crops;
 use crate::data::loader::{Loader, LoaderConfig};
@@ -21,6 +22,14 @@ use crate::data::{mean_cache, DataSets};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, evaluate_folder, EvalResult};
 use crate::models::Network;
+
+/// The augmentation views of iteration `iter`'s global batch of a fixed-size set (`None` without
+/// augmentation): drawn from a stream seeded by `(seed, iter)`, so a resumed run draws the same.
+fn fixed_set_views(cfg: &TrainConfig, iter: u64) -> Option<Vec<CropFlipParams>> {
+    let mut aug_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    cfg.augment
+        .then(|| CropFlip::CIFAR.draw_batch(&mut aug_rng, cfg.batch_size))
+}
 
 /// The default number of decode threads: the cores left after one per GPU replica, at least one.
 pub fn default_workers(gpus: usize) -> usize {
@@ -104,19 +113,10 @@ impl Feed {
         pixels: &mut [f32],
         labels: &mut [u32],
     ) -> Result<u64> {
-        let (indices, epoch) =
-            cursor.next_batch_indices(self.data.train_len(), cfg.batch_size, cfg.seed, cfg.shuffle);
-        if epoch != self.epoch {
-            self.report_skipped();
-            self.epoch = epoch;
-        }
+        let (indices, epoch) = self.next_indices(cfg, cursor);
         match (&self.data, self.loader.as_mut()) {
             (DataSets::Fixed(s), _) => {
-                let mut aug_rng =
-                    ChaCha8Rng::seed_from_u64(cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let views = cfg
-                    .augment
-                    .then(|| CropFlip::CIFAR.draw_batch(&mut aug_rng, cfg.batch_size));
+                let views = fixed_set_views(cfg, iter);
                 fill_batch_with_views(
                     s.train.as_ref(),
                     &indices[shard.clone()],
@@ -145,6 +145,39 @@ impl Feed {
             }
         }
         Ok(epoch)
+    }
+
+    /// [`Feed::next`] for a fixed-size set kept on the device: the same indices and views, written
+    /// to `device`'s draw table (this replica's `shard` of them) for the step to build its batch
+    /// from.
+    pub fn next_on_device<B: Backend<Elem = f32>>(
+        &mut self,
+        be: &B,
+        cfg: &TrainConfig,
+        cursor: &mut DataCursor,
+        iter: u64,
+        shard: Range<usize>,
+        device: &mut DeviceBatches<B>,
+    ) -> Result<u64> {
+        let (indices, epoch) = self.next_indices(cfg, cursor);
+        let views = fixed_set_views(cfg, iter);
+        device.draw(
+            be,
+            &indices[shard.clone()],
+            views.as_deref().map(|v| &v[shard]),
+        )?;
+        Ok(epoch)
+    }
+
+    /// The next batch's indices and epoch; reports the skipped images of an epoch that ended.
+    fn next_indices(&mut self, cfg: &TrainConfig, cursor: &mut DataCursor) -> (Vec<usize>, u64) {
+        let (indices, epoch) =
+            cursor.next_batch_indices(self.data.train_len(), cfg.batch_size, cfg.seed, cfg.shuffle);
+        if epoch != self.epoch {
+            self.report_skipped();
+            self.epoch = epoch;
+        }
+        (indices, epoch)
     }
 
     /// Prints the count of unreadable images skipped in the epoch that just ended (if any).

@@ -8,6 +8,7 @@
 
 mod bucketed;
 mod config;
+mod device_feed;
 mod feed;
 mod nccl_buckets;
 pub mod nccl_replicas;
@@ -43,6 +44,7 @@ use crate::optim::{LrSchedule, Sgd};
 use crate::tensor::Tensor;
 use progress::{Interval, Progress};
 use replicas::{train_replicas, Replica, ReplicaOptions};
+use device_feed::DeviceBatches;
 use step_graph::GraphedStep;
 
 /// How a run ended.
@@ -403,6 +405,17 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         let mut last_test_err = f64::NAN;
         let classes = self.net.config.num_classes;
         let mut labels_on_device = Tensor::zeros(self.be, [local])?;
+        let mut device = match self.state.iteration < self.cfg.iters {
+            true => DeviceBatches::open(
+                self.be,
+                &self.cfg,
+                &self.feed.data,
+                &self.mean,
+                local,
+                self.replica.is_none(),
+            )?,
+            false => None,
+        };
         // Read at every log line, evaluation and checkpoint at least, so it never holds more
         // steps than the shortest of those periods.
         let capacity = self
@@ -423,16 +436,30 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 r.maybe_fail(iter)?;
             }
             let lr = self.state.schedule.lr_at(iter);
-            let epoch = self.feed.next(
-                &self.cfg,
-                &mut self.state.cursor,
-                iter,
-                &self.mean,
-                shard.clone(),
-                &mut pixels,
-                &mut labels,
-            )?;
-            x.copy_from_slice(self.be, &pixels)?;
+            let epoch = match &mut device {
+                // The batch is built on the device, by the step's first op.
+                Some(d) => self.feed.next_on_device(
+                    self.be,
+                    &self.cfg,
+                    &mut self.state.cursor,
+                    iter,
+                    shard.clone(),
+                    d,
+                )?,
+                None => {
+                    let epoch = self.feed.next(
+                        &self.cfg,
+                        &mut self.state.cursor,
+                        iter,
+                        &self.mean,
+                        shard.clone(),
+                        &mut pixels,
+                        &mut labels,
+                    )?;
+                    x.copy_from_slice(self.be, &pixels)?;
+                    epoch
+                }
+            };
             self.sgd.config.lr = lr;
             match &mut self.replica {
                 Some(r) => {
@@ -458,12 +485,18 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     // needs the values (`resolve_losses`).
                     // The inputs go to their fixed buffers first: a captured step reads them
                     // there, and so does the rate of the guarded update.
-                    ops::upload_labels(self.be, &labels, classes, &mut labels_on_device)?;
+                    if device.is_none() {
+                        ops::upload_labels(self.be, &labels, classes, &mut labels_on_device)?;
+                    }
                     self.sgd.prepare_lr(self.be)?;
                     let (be, net, sgd, record) =
                         (self.be, &mut self.net, &mut self.sgd, &mut losses.record);
+                    let (x, labels_on_device, device) = (&mut x, &mut labels_on_device, &device);
                     graph.run(be, || {
-                        net.forward_backward_recorded(be, &x, &labels_on_device, record)?;
+                        if let Some(d) = device {
+                            d.build(be, x, labels_on_device)?;
+                        }
+                        net.forward_backward_recorded(be, x, labels_on_device, record)?;
                         sgd.step_guarded(be, net, record)
                     })?;
                     losses.unread += 1;
@@ -508,9 +541,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             if evaluating {
                 let mut test_err = f64::NAN;
                 if let Some(p) = &mut progress {
-                    let r = self
-                        .feed
-                        .evaluate(self.be, &mut self.net, &self.mean, batch)?;
+                    let r = match &device {
+                        Some(d) => d.evaluate(self.be, &mut self.net, batch)?,
+                        None => self
+                            .feed
+                            .evaluate(self.be, &mut self.net, &self.mean, batch)?,
+                    };
                     p.log_eval(done, r.top1_err, r.top5_err)?;
                     test_err = r.top1_err;
                 }

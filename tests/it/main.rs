@@ -15,6 +15,7 @@ mod cli_data;
 mod data_cifar;
 mod data_imagenet;
 mod data_synthetic;
+mod device_images;
 mod fused_ops;
 mod golden;
 mod gradcheck;

@@ -55,6 +55,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         variant: Default::default(),
         precision: None,
         cuda_graph: true,
+        device_data: true,
     }
 }
 

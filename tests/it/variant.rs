@@ -378,6 +378,7 @@ fn default_config() -> TrainConfig {
         variant: Variant::Paper,
         precision: None,
         cuda_graph: true,
+        device_data: true,
         batch_size: recipe.batch_size,
         lr: 0.1,
         momentum: 0.9,

@@ -20,6 +20,7 @@ mod conv_filter;
 #[cfg(target_arch = "x86_64")]
 mod conv_pass;
 mod elementwise;
+mod image_batch;
 mod linear;
 mod loss;
 pub mod matmul;
@@ -96,6 +97,7 @@ impl<T: Element> Backend for CpuBackend<T> {
     type Elem = T;
     type Buffer = Vec<T>;
     type LossRecord = CpuLossRecord;
+    type ImageStore = image_batch::CpuImages;
 
     fn name(&self) -> String {
         format!("cpu-{}", std::any::type_name::<T>())
@@ -122,6 +124,22 @@ impl<T: Element> Backend for CpuBackend<T> {
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
         dst.buf_mut().copy_from_slice(src.buf());
         Ok(())
+    }
+
+    fn upload_images(&self, pixels: &[u8], labels: &[u32]) -> Result<Self::ImageStore> {
+        self.store_images(pixels, labels)
+    }
+
+    fn image_batch(
+        &self,
+        images: &Self::ImageStore,
+        count: usize,
+        draws: &Tensor<Self>,
+        mean: &Tensor<Self>,
+        x: &mut Tensor<Self>,
+        labels: &mut Tensor<Self>,
+    ) -> Result<()> {
+        self.gather_image_batch(images, count, draws, mean, x, labels)
     }
 
     fn conv2d_forward(

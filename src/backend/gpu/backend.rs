@@ -232,6 +232,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
     type Elem = f32;
     type Buffer = DeviceBuffer<D>;
     type LossRecord = GpuLossRecord<D>;
+    type ImageStore = super::image_batch::GpuImages<D>;
 
     fn name(&self) -> String {
         format!("gpu-{}-{}", self.driver.name(), self.precision)
@@ -272,6 +273,26 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
         self.tensor_copy(src, dst)
+    }
+
+    fn builds_batches_on_device(&self) -> bool {
+        true
+    }
+
+    fn upload_images(&self, pixels: &[u8], labels: &[u32]) -> Result<Self::ImageStore> {
+        self.store_images(pixels, labels)
+    }
+
+    fn image_batch(
+        &self,
+        images: &Self::ImageStore,
+        count: usize,
+        draws: &Tensor<Self>,
+        mean: &Tensor<Self>,
+        x: &mut Tensor<Self>,
+        labels: &mut Tensor<Self>,
+    ) -> Result<()> {
+        self.gather_image_batch(images, count, draws, mean, x, labels)
     }
 
     fn supports_graphs(&self) -> bool {

@@ -150,6 +150,12 @@ fn pixels(n: usize, rows: usize, cols: usize, groups: usize) -> Launch {
     )
 }
 
+/// The input batch from stored images (kernels/input.cu), one thread per pixel of `[n, h, w]`
+/// (its three channels are not worth a vector).
+pub fn image_batch(n: usize, h: usize, w: usize) -> Launch {
+    pixels(n, h, w, 1)
+}
+
 /// Max pooling's forward, one thread per output pixel of `y[n, p, q, c]`.
 pub fn max_pool_forward(n: usize, p: usize, q: usize, c: usize) -> Launch {
     pixels(n, p, q, c / channel_group(c))

@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod emu;
 mod graph;
 mod head;
+mod image_batch;
 pub mod launch;
 pub mod launch_constants;
 mod loss_record;
