@@ -1,24 +1,29 @@
 // input.cu: a training or test batch built on the device from images kept there as bytes.
 //
-// Math: for sample b of the batch, its draw (image i, crop offset (dy, dx), mirror f) and output pixel
-// (y, x, c) of an H x W x 3 image:
+// Math: for sample b of the batch, its draw (image i, crop offset (dy, dx), mirror f, colour shift
+// (s_0, s_1, s_2)) and output pixel (y, x, c) of an H x W x 3 image:
 //   x' = (f ? W - 1 - x : x) + dx,  y' = y + dy
-//   out[b, y, x, c] = images[i, y', x', c] / 255 - mean[y', x', c]   when (y', x') lies in the image,
-//                     0                                                otherwise,
+//   out[b, y, x, c] = (images[i, y', x', c] / 255 + s_c) - mean[y', x', c]   when (y', x') lies in
+//                                                                            the image,
+//                     0                                                      otherwise,
 //   labels[b] = image_labels[i].
-// This is the paper's CIFAR augmentation (pad 4, random crop, mirror) applied after normalising, so
-// the padding is zero in the mean-subtracted space, exactly as src/data/augment.rs does it on the
-// host; with every draw (i, 0, 0, 0) it is plain normalisation. The quotient is IEEE-rounded
-// (__fdiv_rn, whatever the compiler's flags) and the difference is one rounded subtraction, so the
-// f32 output equals the host's `p as f32 / 255.0 - mean` bit for bit; the bf16 output is that value
+// With s = 0 this is the paper's CIFAR augmentation (pad 4, random crop, mirror) applied after
+// normalising, so the padding is zero in the mean-subtracted space, exactly as src/data/augment.rs
+// does it on the host; with every draw (i, 0, 0, 0, 0, 0, 0) it is plain normalisation. ImageNet
+// views arrive already resized, cropped and mirrored, one image per sample, with their PCA colour
+// shift in s (src/data/imagenet.rs). Each operation is one IEEE rounding (__fdiv_rn, __fadd_rn,
+// __fsub_rn: nothing fused, whatever the compiler's flags), in the host's order, so the f32 output
+// equals the host's `p as f32 / 255.0 + s - mean` (CIFAR: `p as f32 / 255.0 - mean`, and adding
+// +0 to a non-negative quotient changes nothing) bit for bit; the bf16 output is that value
 // rounded once to nearest even, as casting the host's batch would give.
 //
 // Layout: images [count, H, W, 3] u8 (HWC, as datasets store them), image_labels [count] f32 (exact
-// small integers, as ops::upload_labels stores labels), draws [batch, 4] f32 holding (i, dy, dx, f)
-// as exact integers, mean [H, W, 3] f32, out [batch, H, W, 3] (NHWC), labels [batch] f32. The host
-// checks every i < count and |dy|, |dx| < H, W before uploading the draws; an index outside the store
-// would read outside it, so the kernel does not trust it either and writes a NaN label (which the loss
-// turns into a NaN loss, stopping the run) with a zero image.
+// small integers, as ops::upload_labels stores labels), draws [batch, 7] f32 holding
+// (i, dy, dx, f, s_0, s_1, s_2) with the first four exact integers, mean [H, W, 3] f32, out
+// [batch, H, W, 3] (NHWC), labels [batch] f32. The host checks every i < count and |dy|, |dx| < H, W
+// before uploading the draws; an index outside the store would read outside it, so the kernel does
+// not trust it either and writes a NaN label (which the loss turns into a NaN loss, stopping the
+// run) with a zero image.
 // Launch: pixels_bf16.cuh's shape over the [batch, H, W] output pixels, one lane per pixel.
 #include "bf16_vec.cuh"
 #include "pixels_bf16.cuh"
@@ -34,7 +39,7 @@ __device__ __forceinline__ void gather(const unsigned char* __restrict__ images,
                                        const float* __restrict__ mean, Out* __restrict__ out,
                                        float* __restrict__ labels, int batch, int H, int W, int count) {
     for_owned_pixels(batch, H, W, [&](int b, int y, int x) {
-        const float* draw = draws + 4 * static_cast<long long>(b);
+        const float* draw = draws + kImageDrawWidth * static_cast<long long>(b);
         const int i = static_cast<int>(draw[0]), dy = static_cast<int>(draw[1]), dx = static_cast<int>(draw[2]);
         const bool flip = draw[3] != 0.0f;
         const bool known = i >= 0 && i < count;
@@ -49,7 +54,8 @@ __device__ __forceinline__ void gather(const unsigned char* __restrict__ images,
         const long long at = (static_cast<long long>(sy) * W + sx) * 3;
         const unsigned char* src = images + static_cast<long long>(i) * H * W * 3 + at;
         for (int c = 0; c < 3; ++c) {
-            store_value(dst + c, __fdiv_rn(static_cast<float>(src[c]), 255.0f) - mean[at + c]);
+            const float scaled = __fadd_rn(__fdiv_rn(static_cast<float>(src[c]), 255.0f), draw[4 + c]);
+            store_value(dst + c, __fsub_rn(scaled, mean[at + c]));
         }
     });
 }

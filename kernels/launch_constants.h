@@ -30,4 +30,8 @@ constexpr int kGemmTile = 16;
 constexpr int kBf16Threads = 256;
 constexpr int kBf16ChannelGroup = 8;
 
+// A batch built from stored images (input.cu, `Backend::image_batch`): floats per sample in the
+// draw table, (image, dy, dx, mirror, shift_r, shift_g, shift_b).
+constexpr int kImageDrawWidth = 7;
+
 #endif

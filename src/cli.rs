@@ -63,8 +63,9 @@ enum Command {
     /// Training-step throughput on a synthetic batch already on the device (no data loading):
     /// images/s, ms/step and the time per layer type.
     Bench(BenchArgs),
-    /// Measure the ImageNet training pipeline (decode, augment, normalise): images per second and
-    /// per second per decode thread.
+    /// Measure the ImageNet training pipeline (decode, resize, crop and mirror into bytes; the
+    /// normalisation comes after, on the device or the host): images per second and per second
+    /// per decode thread.
     DataBench(DataBenchArgs),
 }
 

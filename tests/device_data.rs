@@ -1,5 +1,7 @@
-//! Batches built on the GPU from images kept there (`--device-data`, kernels/input.cu) against the
-//! host's batch assembly, and a run trained from them against one trained from host batches.
+//! Batches built on the GPU from bytes (`--device-data`, kernels/input.cu) against the host's batch
+//! assembly: a fixed-size set kept there with the CIFAR augmentation, and the ImageNet loader's
+//! views streamed with their colour shifts; and runs trained from them against runs trained from
+//! host batches.
 //!
 //! Which driver runs the GPU side: `RESNET_TEST_DRIVER`, `emu` (the host emulator, the default, what
 //! CI runs) or `cuda` / `cuda:N` (a real GPU). Selected without a usable GPU, every test here fails
@@ -11,6 +13,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use half::bf16;
 use rand::{Rng, SeedableRng};
@@ -18,8 +21,11 @@ use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
 use resnet_cuda::backend::{Backend, DType, Precision};
 use resnet_cuda::data::augment::CropFlip;
-use resnet_cuda::data::batch::{fill_batch_with_views, MeanImage};
+use resnet_cuda::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
 use resnet_cuda::data::device_images::{BatchDraws, DeviceImages};
+use resnet_cuda::data::imagenet::ImageNet;
+use resnet_cuda::data::imagenet_augment::CROP;
+use resnet_cuda::data::loader::{Loader, LoaderConfig};
 use resnet_cuda::data::synthetic;
 use resnet_cuda::ops;
 use resnet_cuda::tensor::Tensor;
@@ -57,12 +63,18 @@ fn device_and_host_batch(precision: Precision) -> (Vec<f32>, Vec<u32>, DType, Ve
     let (h, w) = (mean.height, mean.width);
     let mut x = Tensor::zeros(&be, [n, h, w, 3]).unwrap();
     // Poisoned, so that an element the kernel does not write fails the comparison.
-    x.copy_from_slice(&be, &vec![f32::NAN; n * h * w * 3]).unwrap();
+    x.copy_from_slice(&be, &vec![f32::NAN; n * h * w * 3])
+        .unwrap();
     let mut labels = Tensor::zeros(&be, [n]).unwrap();
     ops::image_batch(&be, &images, &draws, &mean_t, &mut x, &mut labels).unwrap();
     let dtype = be.dtype(x.buf());
     let device_x = x.to_vec(&be).unwrap();
-    let device_labels = labels.to_vec(&be).unwrap().iter().map(|&l| l as u32).collect();
+    let device_labels = labels
+        .to_vec(&be)
+        .unwrap()
+        .iter()
+        .map(|&l| l as u32)
+        .collect();
 
     let mut host_x = vec![0f32; n * h * w * 3];
     let mut host_labels = vec![0u32; n];
@@ -94,7 +106,11 @@ fn an_f32_device_batch_equals_the_host_batch_bit_for_bit() {
 #[test]
 fn a_bf16_device_batch_is_the_host_batch_rounded_once() {
     let (x, labels, dtype, host_x, host_labels) = device_and_host_batch(Precision::Bf16);
-    assert_eq!(dtype, DType::Bf16, "the batch is written in the activation type");
+    assert_eq!(
+        dtype,
+        DType::Bf16,
+        "the batch is written in the activation type"
+    );
     assert_eq!(labels, host_labels);
     let rounded: Vec<f32> = host_x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect();
     assert_eq!(bits(&x), bits(&rounded));
@@ -110,10 +126,15 @@ fn cli() -> Command {
     cmd
 }
 
-/// Trains resnet8 for 6 steps of 4 (augmented, shuffled, graphs on) with `--device-data on|off`,
-/// evaluating after 3 and 6 on a test split of 10 (a partial last batch); returns the final
-/// checkpoint's files and the logged test errors.
-fn run(dir: &Path, device_data: &str) -> (Vec<u8>, Vec<u8>, Vec<String>) {
+/// Trains resnet8 with `--device-data on|off` on `data` for `iters` steps of `batch` (augmented,
+/// shuffled, graphs on), evaluating every `eval_every`; returns the final checkpoint's files and
+/// the logged test errors.
+fn run(
+    dir: &Path,
+    device_data: &str,
+    data: &str,
+    (batch, iters, eval_every): (usize, usize, usize),
+) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     let out = dir.join(device_data);
     let device = if driver_name().starts_with("cuda") {
         "cuda"
@@ -122,8 +143,14 @@ fn run(dir: &Path, device_data: &str) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     };
     let o = cli()
         .args(["train", "--device", device, "--device-data", device_data])
-        .args(["--model", "resnet8", "--batch-size", "4", "--data", "synthetic:32:10"])
-        .args(["--iters", "6", "--eval-every", "3", "--log-every", "3"])
+        .args(["--model", "resnet8", "--data", data, "--workers", "2"])
+        .args([
+            "--batch-size",
+            &batch.to_string(),
+            "--iters",
+            &iters.to_string(),
+        ])
+        .args(["--eval-every", &eval_every.to_string(), "--log-every", "1"])
         .args(["--out", out.to_str().unwrap()])
         .output()
         .unwrap();
@@ -148,13 +175,127 @@ fn run(dir: &Path, device_data: &str) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     )
 }
 
-#[test]
-fn a_run_on_device_batches_equals_a_run_on_host_batches() {
+/// The two runs of `data` end with the same weights, momentum and test errors.
+fn runs_agree(data: &str, steps: (usize, usize, usize), evaluations: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (model_on, optimizer_on, evals_on) = run(dir.path(), "on");
-    let (model_off, optimizer_off, evals_off) = run(dir.path(), "off");
-    assert_eq!(evals_on.len(), 2, "{evals_on:?}");
+    let (model_on, optimizer_on, evals_on) = run(dir.path(), "on", data, steps);
+    let (model_off, optimizer_off, evals_off) = run(dir.path(), "off", data, steps);
+    assert_eq!(evals_on.len(), evaluations, "{evals_on:?}");
     assert_eq!(evals_on, evals_off);
     assert!(model_on == model_off, "the weights differ");
     assert!(optimizer_on == optimizer_off, "the momentum differs");
+}
+
+/// Six steps of 4 on a synthetic set, evaluated after 3 and 6 on a test split of 10 (a partial
+/// last batch).
+#[test]
+fn a_run_on_device_batches_equals_a_run_on_host_batches() {
+    runs_agree("synthetic:32:10", (4, 6, 3), 2);
+}
+
+/// An ImageNet-style folder of `per_class` training and one validation image in each of two
+/// classes, 40 to 60 pixels a side, as JPEGs.
+fn write_folder(root: &Path, per_class: usize) {
+    for (split, n) in [("train", per_class), ("val", 1)] {
+        for (c, class) in ["a", "b"].iter().enumerate() {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let (w, h) = (40 + 10 * (i % 3), 60 - 10 * (i % 2));
+                let seed = 7 * c + i;
+                let pixels: Vec<u8> = (0..w * h)
+                    .flat_map(|p| {
+                        let (y, x) = (p / w, p % w);
+                        [
+                            (x * 255 / w + seed * 40) % 256,
+                            (y * 255 / h + seed * 90) % 256,
+                            seed * 70 % 256,
+                        ]
+                        .map(|v| v as u8)
+                    })
+                    .collect();
+                let mut bytes = Vec::new();
+                jpeg_encoder::Encoder::new(&mut bytes, 95)
+                    .encode(&pixels, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+                    .unwrap();
+                std::fs::write(dir.join(format!("{i}.jpg")), bytes).unwrap();
+            }
+        }
+    }
+}
+
+/// The loader's batch of views (scale, crop, mirror and PCA colour drawn) sent as bytes and
+/// normalised on the device, against `Batch::normalise` on the host.
+#[test]
+fn a_streamed_imagenet_batch_equals_the_host_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    write_folder(dir.path(), 3);
+    let data = Arc::new(ImageNet::open(dir.path()).unwrap());
+    let cfg = LoaderConfig::new(4, 3, true, true, 2);
+    let batch = Loader::start(data, cfg, DataCursor::default(), 0)
+        .unwrap()
+        .next_batch()
+        .unwrap();
+    let side = CROP;
+    let mean = MeanImage::from_parts(
+        side,
+        side,
+        (0..side * side * 3)
+            .map(|i| (i % 251) as f32 / 251.0)
+            .collect(),
+    )
+    .unwrap();
+    let mut host = vec![0f32; batch.pixels.len()];
+    batch.normalise(&mean, &mut host).unwrap();
+    for precision in [Precision::F32, Precision::Bf16] {
+        let be = gpu(precision);
+        let n = batch.labels.len();
+        let mut images = DeviceImages::from_bytes(
+            &be,
+            &vec![0; batch.pixels.len()],
+            vec![0; n],
+            (side, side),
+            "a batch".into(),
+        )
+        .unwrap();
+        images.refill(&be, &batch.pixels, &batch.labels).unwrap();
+        let mut draws = BatchDraws::new(&be, n).unwrap();
+        let slots: Vec<usize> = (0..n).collect();
+        draws
+            .fill_shifted(&be, &images, &slots, None, Some(&batch.shifts))
+            .unwrap();
+        let mut mean_t = Tensor::zeros(&be, mean.shape()).unwrap();
+        mean_t.copy_from_slice(&be, &mean.data).unwrap();
+        let mut x = Tensor::zeros(&be, [n, side, side, 3]).unwrap();
+        x.copy_from_slice(&be, &vec![f32::NAN; n * side * side * 3])
+            .unwrap();
+        let mut labels = Tensor::zeros(&be, [n]).unwrap();
+        ops::image_batch(&be, &images, &draws, &mean_t, &mut x, &mut labels).unwrap();
+        let got: Vec<u32> = labels
+            .to_vec(&be)
+            .unwrap()
+            .iter()
+            .map(|&l| l as u32)
+            .collect();
+        assert_eq!(got, batch.labels);
+        let expected: Vec<f32> = match precision {
+            Precision::F32 => host.clone(),
+            Precision::Bf16 => host.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
+        };
+        assert_eq!(
+            bits(&x.to_vec(&be).unwrap()),
+            bits(&expected),
+            "{precision}"
+        );
+    }
+}
+
+/// Two steps of 2 on a folder: the loader's views streamed as bytes train the same network as the
+/// host's normalised views (evaluation runs on the host path in both).
+#[test]
+fn a_run_on_streamed_imagenet_batches_equals_a_run_on_host_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    write_folder(dir.path(), 2);
+    let data = format!("imagenet:{}", dir.path().display());
+    runs_agree(&data, (2, 2, 2), 1);
 }

@@ -15,6 +15,10 @@ pub use device_counts::{DeviceCounters, DeviceCounts};
 pub use dtype::{DType, Precision};
 pub use element::Element;
 
+/// Floats per sample in [`Backend::image_batch`]'s draw table: image, dy, dx, mirror and the
+/// three channels' colour shift (kernels/launch_constants.h).
+pub const IMAGE_DRAW_WIDTH: usize = gpu::launch_constants::IMAGE_DRAW_WIDTH as usize;
+
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -206,14 +210,25 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// Keeps `labels.len()` images on the device: `pixels` is `[count, H, W, 3]` u8 (HWC each),
     /// `labels[i]` image `i`'s class.
     fn upload_images(&self, pixels: &[u8], labels: &[u32]) -> Result<Self::ImageStore>;
+    /// Replaces the images and labels of `images` with as many others (a batch that changes every
+    /// step, such as the ImageNet loader's decoded views).
+    fn refill_images(
+        &self,
+        images: &mut Self::ImageStore,
+        pixels: &[u8],
+        labels: &[u32],
+    ) -> Result<()>;
     /// Builds a batch `x: [B, H, W, 3]` and its `labels: [B]` (exact floats, as
     /// `ops::upload_labels` stores them) from the `count` images of `images`. Row `b` of
-    /// `draws: [B, 4]` holds, as exact floats, an image index `i`, a crop offset `(dy, dx)` and a
-    /// mirror flag `f`; with `x' = (f ? W - 1 - x : x) + dx` and `y' = y + dy`,
-    /// `x[b, y, x, c] = images[i, y', x', c] / 255 - mean[y', x', c]` where `(y', x')` lies in the
-    /// image and 0 elsewhere (the paper's pad-crop-mirror augmentation after normalisation; draws
-    /// `(i, 0, 0, 0)` normalise only), and `labels[b] = label[i]`. The values equal the host's
-    /// (`data::batch::fill_batch_with_views`) bit for bit, stored in the activation type.
+    /// `draws: [B, IMAGE_DRAW_WIDTH]` holds an image index `i`, a crop offset `(dy, dx)` and a
+    /// mirror flag `f` (exact integers), and a colour shift `s`; with
+    /// `x' = (f ? W - 1 - x : x) + dx` and `y' = y + dy`,
+    /// `x[b, y, x, c] = (images[i, y', x', c] / 255 + s[c]) - mean[y', x', c]` where `(y', x')`
+    /// lies in the image and 0 elsewhere, and `labels[b] = label[i]`: the paper's CIFAR
+    /// pad-crop-mirror augmentation after normalisation, plain normalisation with
+    /// `(i, 0, 0, 0, 0, 0, 0)`, an ImageNet view with its PCA colour shift. The values equal the
+    /// host's (`data::batch::fill_batch_with_views`, `data::imagenet::normalise_view`) bit for
+    /// bit, stored in the activation type.
     fn image_batch(
         &self,
         images: &Self::ImageStore,

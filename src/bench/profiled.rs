@@ -206,6 +206,15 @@ impl<B: Backend> Backend for Profiled<B> {
         self.untimed(|b| b.upload_images(pixels, labels))
     }
 
+    fn refill_images(
+        &self,
+        images: &mut Self::ImageStore,
+        pixels: &[u8],
+        labels: &[u32],
+    ) -> Result<()> {
+        self.untimed(|b| b.refill_images(images, pixels, labels))
+    }
+
     fn image_batch(
         &self,
         images: &Self::ImageStore,

@@ -162,6 +162,10 @@ impl Backend for ShapeRecorder {
         Ok(())
     }
 
+    fn refill_images(&self, _images: &mut (), _pixels: &[u8], _labels: &[u32]) -> Result<()> {
+        Ok(())
+    }
+
     fn image_batch(
         &self,
         _images: &(),

@@ -12,9 +12,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::batch::{DataCursor, MeanImage};
+use super::batch::DataCursor;
 use super::imagenet::{FolderSplit, ImageNet};
-use super::imagenet_augment::CROP;
 use super::loader::{Loader, LoaderConfig};
 use crate::error::{Error, Result};
 
@@ -75,13 +74,8 @@ pub fn data_bench(
             message: "no readable image in the training split".into(),
         });
     }
-    let mean = Arc::new(MeanImage::from_parts(
-        CROP,
-        CROP,
-        vec![0.45; CROP * CROP * 3],
-    )?);
     let cfg = LoaderConfig::new(batch, 0, true, true, workers);
-    let mut loader = Loader::start(data, mean, cfg, DataCursor::default(), 0)?;
+    let mut loader = Loader::start(data, cfg, DataCursor::default(), 0)?;
     let t = Instant::now();
     let mut made = 0;
     while made < images {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::augment::CropFlipParams;
 use super::batch::CHANNELS;
 use super::Dataset;
-use crate::backend::Backend;
+use crate::backend::{Backend, Element, IMAGE_DRAW_WIDTH};
 use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
 
@@ -56,7 +56,11 @@ impl<B: Backend> DeviceImages<B> {
                 Ok(())
             })?;
         let classes = ds.num_classes();
-        if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
+        if let Some((i, l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= classes)
+        {
             return Err(invalid(
                 OP,
                 format!(
@@ -65,13 +69,40 @@ impl<B: Backend> DeviceImages<B> {
                 ),
             ));
         }
+        Self::from_bytes(be, &pixels, labels, (height, width), ds.describe())
+    }
+
+    /// Images given as bytes, `[labels.len(), height, width, 3]`, named `name` in messages. The
+    /// labels are not checked here: the loss turns one out of range into a NaN loss.
+    pub fn from_bytes(
+        be: &B,
+        pixels: &[u8],
+        labels: Vec<u32>,
+        (height, width): (usize, usize),
+        name: String,
+    ) -> Result<Self> {
+        check_bytes(pixels, &labels, (height, width))?;
         Ok(DeviceImages {
-            store: be.upload_images(&pixels, &labels)?,
+            store: be.upload_images(pixels, &labels)?,
             height,
             width,
             labels,
-            name: ds.describe(),
+            name,
         })
+    }
+
+    /// Replaces every image and label by as many others of the same size (a streamed batch).
+    pub fn refill(&mut self, be: &B, pixels: &[u8], labels: &[u32]) -> Result<()> {
+        check_bytes(pixels, labels, (self.height, self.width))?;
+        if labels.len() != self.len() {
+            return Err(invalid(
+                "refill images",
+                format!("{} images into a store of {}", labels.len(), self.len()),
+            ));
+        }
+        be.refill_images(&mut self.store, pixels, labels)?;
+        self.labels.copy_from_slice(labels);
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -93,7 +124,22 @@ impl<B: Backend> DeviceImages<B> {
     }
 }
 
-/// One batch's draws on the device, `[B, 4]`: `(image, dy, dx, mirror)` per sample. The tensor
+fn check_bytes(pixels: &[u8], labels: &[u32], (height, width): (usize, usize)) -> Result<()> {
+    if pixels.len() != labels.len() * height * width * CHANNELS {
+        return Err(invalid(
+            "images",
+            format!(
+                "{} bytes do not make {} images of {height}x{width}x{CHANNELS}",
+                pixels.len(),
+                labels.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One batch's draws on the device, `[B, IMAGE_DRAW_WIDTH]`: `(image, dy, dx, mirror, shift)`
+/// per sample (see [`Backend::image_batch`]). The tensor
 /// stays where it is and is refilled before each step, so a step captured as a graph reads the
 /// next batch's draws there.
 pub struct BatchDraws<B: Backend> {
@@ -104,8 +150,8 @@ pub struct BatchDraws<B: Backend> {
 impl<B: Backend> BatchDraws<B> {
     pub fn new(be: &B, batch: usize) -> Result<Self> {
         Ok(BatchDraws {
-            table: Tensor::zeros(be, [batch, 4])?,
-            host: Vec::with_capacity(batch * 4),
+            table: Tensor::zeros(be, [batch, IMAGE_DRAW_WIDTH])?,
+            host: Vec::with_capacity(batch * IMAGE_DRAW_WIDTH),
         })
     }
 
@@ -115,8 +161,8 @@ impl<B: Backend> BatchDraws<B> {
     }
 
     /// Writes the draws of a batch of `indices` into images of `images`, with `views[b]` for
-    /// sample `b` (unaugmented without). Checks that the batch is this table's size, every index is
-    /// an image of `images` and every offset leaves part of the image in view.
+    /// sample `b` (unaugmented without) and no colour shift. Checks that the batch is this table's
+    /// size, every index is an image of `images` and every offset leaves part of the image in view.
     pub fn fill(
         &mut self,
         be: &B,
@@ -124,15 +170,32 @@ impl<B: Backend> BatchDraws<B> {
         indices: &[usize],
         views: Option<&[CropFlipParams]>,
     ) -> Result<()> {
+        self.fill_shifted(be, images, indices, views, None)
+    }
+
+    /// [`BatchDraws::fill`] with the colour shift `shifts[b]` added to sample `b`'s pixels (on the
+    /// `[0, 1]` scale, before the mean is subtracted: ImageNet's PCA colour augmentation).
+    pub fn fill_shifted(
+        &mut self,
+        be: &B,
+        images: &DeviceImages<B>,
+        indices: &[usize],
+        views: Option<&[CropFlipParams]>,
+        shifts: Option<&[[f32; 3]]>,
+    ) -> Result<()> {
         const OP: &str = "batch draws";
         let batch = self.batch();
-        if indices.len() != batch || views.is_some_and(|v| v.len() != batch) {
+        if indices.len() != batch
+            || views.is_some_and(|v| v.len() != batch)
+            || shifts.is_some_and(|s| s.len() != batch)
+        {
             return Err(invalid(
                 OP,
                 format!(
-                    "a table of {batch} draws given {} indices and {} views",
+                    "a table of {batch} draws given {} indices, {} views and {} shifts",
                     indices.len(),
-                    views.map_or(batch, <[_]>::len)
+                    views.map_or(batch, <[_]>::len),
+                    shifts.map_or(batch, <[_]>::len)
                 ),
             ));
         }
@@ -152,8 +215,17 @@ impl<B: Backend> BatchDraws<B> {
                     format!("offset ({}, {}) leaves a {h}x{w} image", v.dy, v.dx),
                 ));
             }
-            let row = [i as f64, v.dy as f64, v.dx as f64, f64::from(u8::from(v.flip))];
-            self.host.extend(row.map(|x| <B::Elem as crate::backend::Element>::of(x)));
+            let [r, g, b_] = shifts.map_or([0.0; 3], |s| s[b]);
+            let row: [f64; IMAGE_DRAW_WIDTH] = [
+                i as f64,
+                v.dy as f64,
+                v.dx as f64,
+                f64::from(u8::from(v.flip)),
+                f64::from(r),
+                f64::from(g),
+                f64::from(b_),
+            ];
+            self.host.extend(row.map(B::Elem::of));
         }
         self.table.copy_from_slice(be, &self.host)
     }

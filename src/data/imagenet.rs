@@ -14,7 +14,7 @@ use super::image::{read_rgb, RgbImage};
 use super::image_folder::ImageFolder;
 use super::imagenet_augment::{self, CROP};
 use super::resize::{resize_crop, shorter_side_size};
-use crate::error::{invalid, Result};
+use crate::error::Result;
 
 /// The two splits of an ImageNet-style folder.
 #[derive(Clone, Debug)]
@@ -86,23 +86,21 @@ impl ImageNet {
         Ok((read_rgb(path)?, *label))
     }
 
-    /// Writes the training view of image `index` into `out` (224x224x3) and returns its label. With
-    /// `augment` the view is drawn from `rng` (scale, crop, mirror, PCA colour); without, it is the
-    /// `center` test view.
+    /// Writes the training view of image `index` into `out` (224x224x3 bytes) and returns its label
+    /// and the colour shift to add once normalised (see [`normalise_view`]). With `augment` the view
+    /// is drawn from `rng` (scale, crop, mirror, PCA colour); without, it is the `center` test view,
+    /// unshifted.
     pub fn train_view(
         &self,
         index: usize,
         augment: bool,
         rng: &mut (impl RngCore + ?Sized),
-        mean: &MeanImage,
-        out: &mut [f32],
-    ) -> Result<u32> {
-        check_mean(mean)?;
+        out: &mut [u8],
+    ) -> Result<(u32, [f32; 3])> {
         let (image, label) = self.load(FolderSplit::Train, index)?;
         if !augment {
-            let view = center_view(&image)?;
-            normalise_view(&view, [0.0; 3], &mean.data, out);
-            return Ok(label);
+            out.copy_from_slice(&center_view(&image)?.data);
+            return Ok((label, [0.0; 3]));
         }
         let p = imagenet_augment::draw(rng, image.height, image.width);
         let resized = shorter_side_size(image.height, image.width, p.short_side);
@@ -112,8 +110,8 @@ impl ImageNet {
         } else {
             view
         };
-        normalise_view(&view, p.rgb_shift(), &mean.data, out);
-        Ok(label)
+        out.copy_from_slice(&view.data);
+        Ok((label, p.rgb_shift()))
     }
 
     /// The normalised test views of image `index` of the validation split, and its label. Views of
@@ -138,7 +136,7 @@ pub fn normalise_views(views: &[RgbImage], mean: &MeanImage) -> Vec<View> {
         .map(|v| {
             let mut data = vec![0f32; v.height * v.width * CHANNELS];
             if (v.height, v.width) == (mean.height, mean.width) {
-                normalise_view(v, [0.0; 3], &mean.data, &mut data);
+                normalise_view(&v.data, [0.0; 3], &mean.data, &mut data);
             } else {
                 for (d, (i, &p)) in data.iter_mut().zip(v.data.iter().enumerate()) {
                     *d = p as f32 / 255.0 - channel_mean[i % CHANNELS];
@@ -161,26 +159,15 @@ pub fn center_view(image: &RgbImage) -> Result<RgbImage> {
 }
 
 /// `out = pixel / 255 + shift[channel] - mean`, HWC.
-fn normalise_view(view: &RgbImage, shift: [f32; 3], mean: &[f32], out: &mut [f32]) {
+/// `out = pixel / 255 + shift - mean` over an HWC view's bytes, in this order (the device's
+/// `image_batch` does the same roundings, so the two agree bit for bit).
+pub fn normalise_view(view: &[u8], shift: [f32; 3], mean: &[f32], out: &mut [f32]) {
     for (((o, &p), &m), c) in out
         .iter_mut()
-        .zip(&view.data)
+        .zip(view)
         .zip(mean)
         .zip((0..CHANNELS).cycle())
     {
         *o = p as f32 / 255.0 + shift[c] - m;
     }
-}
-
-fn check_mean(mean: &MeanImage) -> Result<()> {
-    if (mean.height, mean.width) != (CROP, CROP) {
-        return Err(invalid(
-            "imagenet view",
-            format!(
-                "the mean image is {}x{}, the views are {CROP}x{CROP}",
-                mean.height, mean.width
-            ),
-        ));
-    }
-    Ok(())
 }

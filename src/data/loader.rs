@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::batch::{DataCursor, MeanImage};
-use super::imagenet::ImageNet;
+use super::imagenet::{normalise_view, ImageNet};
 use super::mix_seed;
 use crate::error::{Error, Result};
 
@@ -37,18 +37,18 @@ pub trait TrainSamples: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// `(height, width)` of a view (3 channels, HWC f32).
+    /// `(height, width)` of a view (3 channels, HWC u8).
     fn view_size(&self) -> (usize, usize);
-    /// Writes the view of sample `index` into `out`, augmented from `rng` when `augment`, and
-    /// returns its label.
+    /// Writes the view of sample `index` into `out` as bytes, augmented from `rng` when `augment`,
+    /// and returns its label and the colour shift to add to it once normalised (see
+    /// [`Batch::normalise`]).
     fn train_view(
         &self,
         index: usize,
         augment: bool,
         rng: &mut ChaCha8Rng,
-        mean: &MeanImage,
-        out: &mut [f32],
-    ) -> Result<u32>;
+        out: &mut [u8],
+    ) -> Result<(u32, [f32; 3])>;
     /// Names the split in errors (its folder).
     fn split_path(&self) -> std::path::PathBuf;
 }
@@ -65,10 +65,9 @@ impl TrainSamples for ImageNet {
         index: usize,
         augment: bool,
         rng: &mut ChaCha8Rng,
-        mean: &MeanImage,
-        out: &mut [f32],
-    ) -> Result<u32> {
-        ImageNet::train_view(self, index, augment, rng, mean, out)
+        out: &mut [u8],
+    ) -> Result<(u32, [f32; 3])> {
+        ImageNet::train_view(self, index, augment, rng, out)
     }
     fn split_path(&self) -> std::path::PathBuf {
         self.train.dir.clone()
@@ -127,16 +126,50 @@ pub fn shard(batch: usize, rank: usize, world: usize) -> Result<Range<usize>> {
     Ok(rank * per..(rank + 1) * per)
 }
 
-/// One batch of a replica's shard: NHWC f32 views and labels.
+/// One batch of a replica's shard: NHWC u8 views, the colour shift of each and the labels. The
+/// network's input is `pixel / 255 + shift - mean` ([`Batch::normalise`], or on a GPU the same
+/// from the bytes, `ops::image_batch`): bytes are a quarter of the floats to move.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
-    pub pixels: Vec<f32>,
+    pub pixels: Vec<u8>,
+    /// Each view's colour shift (`[0, 1]` scale): ImageNet's PCA colour augmentation, zero without
+    /// augmentation.
+    pub shifts: Vec<[f32; 3]>,
     pub labels: Vec<u32>,
     /// The iteration (0-based) and epoch it belongs to.
     pub iteration: u64,
     pub epoch: u64,
     /// Unreadable samples replaced in this batch.
     pub skipped: usize,
+}
+
+impl Batch {
+    /// The network's input: `pixel / 255 + shift - mean` for each view, NHWC f32, into `out`
+    /// (views in parallel). `mean` must be a view's size.
+    pub fn normalise(&self, mean: &MeanImage, out: &mut [f32]) -> Result<()> {
+        let size = mean.data.len();
+        if size == 0
+            || self.pixels.len() != self.labels.len() * size
+            || out.len() != self.pixels.len()
+        {
+            return Err(crate::error::invalid(
+                "normalise batch",
+                format!(
+                    "{} bytes of {} views into {} values with a {}x{} mean image",
+                    self.pixels.len(),
+                    self.labels.len(),
+                    out.len(),
+                    mean.height,
+                    mean.width
+                ),
+            ));
+        }
+        out.par_chunks_mut(size)
+            .zip(self.pixels.par_chunks(size))
+            .zip(self.shifts.par_iter())
+            .for_each(|((o, p), &shift)| normalise_view(p, shift, &mean.data, o));
+        Ok(())
+    }
 }
 
 /// The seed of the augmentation stream of sample `slot` of the global batch of `iteration`.
@@ -156,7 +189,6 @@ impl Loader {
     /// `iteration`.
     pub fn start(
         samples: Arc<dyn TrainSamples>,
-        mean: Arc<MeanImage>,
         cfg: LoaderConfig,
         cursor: DataCursor,
         iteration: u64,
@@ -189,7 +221,6 @@ impl Loader {
                     let batch = pool.install(|| {
                         fill(
                             samples.as_ref(),
-                            &mean,
                             &cfg,
                             &indices[slots.clone()],
                             slots.start,
@@ -237,7 +268,6 @@ impl Drop for Loader {
 #[allow(clippy::too_many_arguments)]
 fn fill(
     samples: &dyn TrainSamples,
-    mean: &MeanImage,
     cfg: &LoaderConfig,
     indices: &[usize],
     first_slot: usize,
@@ -248,21 +278,23 @@ fn fill(
     let (h, w) = samples.view_size();
     let size = h * w * 3;
     let n = samples.len();
-    let mut pixels = vec![0f32; indices.len() * size];
+    let mut pixels = vec![0u8; indices.len() * size];
+    let mut shifts = vec![[0f32; 3]; indices.len()];
     let mut labels = vec![0u32; indices.len()];
     let skipped = AtomicUsize::new(0);
     pixels
         .par_chunks_mut(size)
-        .zip(labels.par_iter_mut())
+        .zip(shifts.par_iter_mut().zip(labels.par_iter_mut()))
         .enumerate()
-        .try_for_each(|(i, (out, label))| -> Result<()> {
+        .try_for_each(|(i, (out, (shift, label)))| -> Result<()> {
             let seed = sample_seed(cfg.seed, iteration, first_slot + i);
             let mut index = indices[i];
             for _ in 0..n {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                match samples.train_view(index, cfg.augment, &mut rng, mean, out) {
-                    Ok(l) => {
+                match samples.train_view(index, cfg.augment, &mut rng, out) {
+                    Ok((l, s)) => {
                         *label = l;
+                        *shift = s;
                         return Ok(());
                     }
                     Err(e) => {
@@ -281,6 +313,7 @@ fn fill(
         })?;
     Ok(Batch {
         pixels,
+        shifts,
         labels,
         iteration,
         epoch,

@@ -6,18 +6,17 @@
 //! batches ahead of time.
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::device_feed::DeviceBatches;
 use super::TrainConfig;
 use crate::backend::Backend;
-use super::device_feed::DeviceBatches;
 use crate::data::augment::{CropFlip, CropFlipParams};
 use crate::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
 use crate::data::eval_views::Crops;
-use crate::data::loader::{Loader, LoaderConfig};
+use crate::data::loader::{Batch, Loader, LoaderConfig};
 use crate::data::{mean_cache, DataSets};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, evaluate_folder, EvalResult};
@@ -26,7 +25,8 @@ use crate::models::Network;
 /// The augmentation views of iteration `iter`'s global batch of a fixed-size set (`None` without
 /// augmentation): drawn from a stream seeded by `(seed, iter)`, so a resumed run draws the same.
 fn fixed_set_views(cfg: &TrainConfig, iter: u64) -> Option<Vec<CropFlipParams>> {
-    let mut aug_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut aug_rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed ^ iter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     cfg.augment
         .then(|| CropFlip::CIFAR.draw_batch(&mut aug_rng, cfg.batch_size))
 }
@@ -77,7 +77,6 @@ impl Feed {
     pub fn start(
         &mut self,
         cfg: &TrainConfig,
-        mean: &MeanImage,
         cursor: &DataCursor,
         iteration: u64,
         (rank, world): (usize, usize),
@@ -86,13 +85,7 @@ impl Feed {
             let workers = cfg.workers.unwrap_or_else(|| default_workers(cfg.gpus));
             let lc = LoaderConfig::new(cfg.batch_size, cfg.seed, cfg.shuffle, cfg.augment, workers)
                 .shard(rank, world);
-            self.loader = Some(Loader::start(
-                f.clone(),
-                Arc::new(mean.clone()),
-                lc,
-                cursor.clone(),
-                iteration,
-            )?);
+            self.loader = Some(Loader::start(f.clone(), lc, cursor.clone(), iteration)?);
             eprintln!("loader: {workers} decode threads");
         }
         self.epoch = cursor.epoch;
@@ -128,28 +121,35 @@ impl Feed {
                     labels,
                 )?;
             }
-            (DataSets::Folders(_), Some(loader)) => {
-                let batch = loader.next_batch()?;
-                if (batch.iteration, batch.epoch) != (iter, epoch) {
-                    return Err(Error::Config(format!(
-                        "the data loader is at iteration {} of epoch {}, the trainer at {iter} of {epoch}",
-                        batch.iteration, batch.epoch
-                    )));
-                }
-                pixels.copy_from_slice(&batch.pixels);
+            (DataSets::Folders(_), _) => {
+                let batch = self.next_loaded(iter, epoch)?;
+                batch.normalise(mean, pixels)?;
                 labels.copy_from_slice(&batch.labels);
-                self.skipped += batch.skipped;
-            }
-            (DataSets::Folders(_), None) => {
-                return Err(Error::Config("the data loader was not started".into()))
             }
         }
         Ok(epoch)
     }
 
-    /// [`Feed::next`] for a fixed-size set kept on the device: the same indices and views, written
-    /// to `device`'s draw table (this replica's `shard` of them) for the step to build its batch
-    /// from.
+    /// The loader's batch for iteration `iter` of `epoch`.
+    fn next_loaded(&mut self, iter: u64, epoch: u64) -> Result<Batch> {
+        let Some(loader) = self.loader.as_mut() else {
+            return Err(Error::Config("the data loader was not started".into()));
+        };
+        let batch = loader.next_batch()?;
+        if (batch.iteration, batch.epoch) != (iter, epoch) {
+            return Err(Error::Config(format!(
+                "the data loader is at iteration {} of epoch {}, the trainer at {iter} of {epoch}",
+                batch.iteration, batch.epoch
+            )));
+        }
+        self.skipped += batch.skipped;
+        Ok(batch)
+    }
+
+    /// [`Feed::next`] for batches built on the device: for a fixed-size set kept there, the same
+    /// indices and views, written to `device`'s draw table (this replica's `shard` of them); for
+    /// folders, the loader's batch as bytes with its colour shifts. The step builds its batch from
+    /// them.
     pub fn next_on_device<B: Backend<Elem = f32>>(
         &mut self,
         be: &B,
@@ -160,6 +160,12 @@ impl Feed {
         device: &mut DeviceBatches<B>,
     ) -> Result<u64> {
         let (indices, epoch) = self.next_indices(cfg, cursor);
+        if let DataSets::Folders(_) = &self.data {
+            // The loader already holds this replica's shard, decoded, as bytes.
+            let batch = self.next_loaded(iter, epoch)?;
+            device.stream(be, &batch)?;
+            return Ok(epoch);
+        }
         let views = fixed_set_views(cfg, iter);
         device.draw(
             be,

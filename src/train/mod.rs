@@ -42,9 +42,9 @@ use crate::nn::ShortcutOption;
 use crate::ops;
 use crate::optim::{LrSchedule, Sgd};
 use crate::tensor::Tensor;
+use device_feed::DeviceBatches;
 use progress::{Interval, Progress};
 use replicas::{train_replicas, Replica, ReplicaOptions};
-use device_feed::DeviceBatches;
 use step_graph::GraphedStep;
 
 /// How a run ended.
@@ -383,7 +383,6 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         if self.state.iteration < self.cfg.iters {
             self.feed.start(
                 &self.cfg,
-                &self.mean,
                 &self.state.cursor,
                 self.state.iteration,
                 (rank, world),
@@ -541,8 +540,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             if evaluating {
                 let mut test_err = f64::NAN;
                 if let Some(p) = &mut progress {
-                    let r = match &device {
-                        Some(d) => d.evaluate(self.be, &mut self.net, batch)?,
+                    let on_device = device
+                        .as_ref()
+                        .and_then(|d| d.evaluate(self.be, &mut self.net, batch));
+                    let r = match on_device {
+                        Some(r) => r?,
                         None => self
                             .feed
                             .evaluate(self.be, &mut self.net, &self.mean, batch)?,

@@ -485,8 +485,7 @@ fn batches(
     cfg: LoaderConfig,
     n: usize,
 ) -> Vec<resnet_cuda::data::loader::Batch> {
-    let mut loader =
-        Loader::start(data.clone(), grey_mean(), cfg, DataCursor::default(), 0).unwrap();
+    let mut loader = Loader::start(data.clone(), cfg, DataCursor::default(), 0).unwrap();
     (0..n).map(|_| loader.next_batch().unwrap()).collect()
 }
 
@@ -504,9 +503,30 @@ fn the_loader_gives_the_same_batches_on_any_number_of_workers_and_shards_them() 
     );
     // Augmented values: pixel / 255 + PCA shift - 0.5 stays within [-0.5 - s, 0.5 + s] for a small
     // shift s (|alpha| < 0.5 is 5 standard deviations: s < 0.5 * 0.2175 * 1.7).
-    for v in one.iter().flat_map(|b| &b.pixels) {
-        assert!(v.abs() <= 0.5 + 0.19, "{v}");
+    let mean = grey_mean();
+    for b in &one {
+        assert!(b
+            .shifts
+            .iter()
+            .flatten()
+            .all(|s| s.abs() <= 0.19 && *s != 0.0));
+        let mut x = vec![0f32; b.pixels.len()];
+        b.normalise(&mean, &mut x).unwrap();
+        for v in x {
+            assert!(v.abs() <= 0.5 + 0.19, "{v}");
+        }
     }
+    // The normalised view is the bytes over 255, plus the view's shift, less the mean.
+    let b = &one[0];
+    let mut x = vec![0f32; b.pixels.len()];
+    b.normalise(&mean, &mut x).unwrap();
+    let size = CROP * CROP * 3;
+    for at in [0, 7, size + 5, 3 * size + 2] {
+        let expected = b.pixels[at] as f32 / 255.0 + b.shifts[at / size][at % 3] - 0.5;
+        assert_eq!(x[at].to_bits(), expected.to_bits(), "value {at}");
+    }
+    let short = b.normalise(&mean, &mut x[1..]).unwrap_err().to_string();
+    assert!(short.contains("normalise batch"), "{short}");
     // A different seed gives different views.
     let other = batches(&data, LoaderConfig::new(4, 10, true, true, 2), 1);
     assert_ne!(other[0].pixels, one[0].pixels);
@@ -538,7 +558,7 @@ fn unreadable_training_images_are_skipped_and_an_unreadable_split_fails() {
         std::fs::write(dir.path().join(f), corrupt_jpeg()).unwrap();
     }
     let cfg = LoaderConfig::new(2, 0, false, true, 2);
-    let mut loader = Loader::start(data, grey_mean(), cfg, DataCursor::default(), 0).unwrap();
+    let mut loader = Loader::start(data, cfg, DataCursor::default(), 0).unwrap();
     let e = loader.next_batch().unwrap_err().to_string();
     assert!(
         e.contains("no readable image") && e.contains("train"),

@@ -1,11 +1,12 @@
 //! The CPU's [`Backend::image_batch`](crate::backend::Backend::image_batch): the reference for the
 //! device kernel (kernels/input.cu), computed as the host batch assembly does
-//! (`pixel as f32 / 255.0 - mean`, one rounding each) so that the three agree bit for bit.
+//! (`pixel as f32 / 255.0 + shift - mean`, one rounding each, left to right) so that the three
+//! agree bit for bit.
 
 use rayon::prelude::*;
 
 use super::CpuBackend;
-use crate::backend::Element;
+use crate::backend::{Element, IMAGE_DRAW_WIDTH};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -24,6 +25,17 @@ impl<T: Element> CpuBackend<T> {
         })
     }
 
+    pub(super) fn refill_stored_images(
+        &self,
+        images: &mut CpuImages,
+        pixels: &[u8],
+        labels: &[u32],
+    ) -> Result<()> {
+        images.pixels.copy_from_slice(pixels);
+        images.labels.copy_from_slice(labels);
+        Ok(())
+    }
+
     pub(super) fn gather_image_batch(
         &self,
         images: &CpuImages,
@@ -37,8 +49,9 @@ impl<T: Element> CpuBackend<T> {
         let image = h * w * c;
         let draws = draws.buf();
         let mean: Vec<f32> = mean.buf().iter().map(|m| m.f64() as f32).collect();
+        const D: usize = IMAGE_DRAW_WIDTH;
         for (b, label) in labels.buf_mut().iter_mut().enumerate() {
-            let i = draws[4 * b].f64() as usize;
+            let i = draws[D * b].f64() as usize;
             *label = match images.labels.get(i).filter(|_| i < count) {
                 Some(&l) => T::of(f64::from(l)),
                 None => T::of(f64::NAN),
@@ -48,7 +61,8 @@ impl<T: Element> CpuBackend<T> {
             .par_chunks_mut(image)
             .enumerate()
             .for_each(|(b, out)| {
-                let d = &draws[4 * b..4 * b + 4];
+                let d = &draws[D * b..D * (b + 1)];
+                let shift = [4, 5, 6].map(|k| d[k].f64() as f32);
                 let i = d[0].f64() as usize;
                 let (dy, dx) = (d[1].f64() as isize, d[2].f64() as isize);
                 let flip = d[3].f64() != 0.0;
@@ -64,7 +78,8 @@ impl<T: Element> CpuBackend<T> {
                             Some(src) => {
                                 let at = (sy as usize * w + sx as usize) * c;
                                 for (k, v) in dst.iter_mut().enumerate() {
-                                    let value = src[at + k] as f32 / 255.0 - mean[at + k];
+                                    let value =
+                                        src[at + k] as f32 / 255.0 + shift[k] - mean[at + k];
                                     *v = T::of(f64::from(value));
                                 }
                             }

@@ -130,6 +130,15 @@ impl<T: Element> Backend for CpuBackend<T> {
         self.store_images(pixels, labels)
     }
 
+    fn refill_images(
+        &self,
+        images: &mut Self::ImageStore,
+        pixels: &[u8],
+        labels: &[u32],
+    ) -> Result<()> {
+        self.refill_stored_images(images, pixels, labels)
+    }
+
     fn image_batch(
         &self,
         images: &Self::ImageStore,

@@ -10,32 +10,55 @@ use super::buffer::{Allocation, DeviceBuffer};
 use super::driver::Driver;
 use super::launch::KernelArgs;
 use crate::backend::{Backend, DType};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// A dataset's images on the device: `[count, H, W, 3]` u8, and their labels as exact f32.
 pub struct GpuImages<D: Driver> {
     pixels: Allocation<D>,
+    /// Bytes of pixels held.
+    pixel_bytes: usize,
     labels: DeviceBuffer<D>,
 }
 
 impl<D: Driver> GpuBackend<D> {
     pub(super) fn store_images(&self, pixels: &[u8], labels: &[u32]) -> Result<GpuImages<D>> {
-        let mem = self.alloc_bytes(pixels.len())?;
+        let mut images = GpuImages {
+            pixels: self.alloc_bytes(pixels.len())?,
+            pixel_bytes: pixels.len(),
+            labels: self.alloc_zeros(labels.len())?,
+        };
+        self.refill_stored_images(&mut images, pixels, labels)?;
+        Ok(images)
+    }
+
+    pub(super) fn refill_stored_images(
+        &self,
+        images: &mut GpuImages<D>,
+        pixels: &[u8],
+        labels: &[u32],
+    ) -> Result<()> {
+        if pixels.len() != images.pixel_bytes || labels.len() != images.labels.len() {
+            return Err(Error::InvalidArgument {
+                op: "refill images",
+                message: format!(
+                    "{} bytes and {} labels into a store of {} and {}",
+                    pixels.len(),
+                    labels.len(),
+                    images.pixel_bytes,
+                    images.labels.len()
+                ),
+            });
+        }
         if !pixels.is_empty() {
-            // SAFETY: the allocation was just made with `pixels.len()` bytes.
+            // SAFETY: the allocation holds `pixel_bytes` bytes, as many as `pixels`.
             unsafe {
                 self.driver
-                    .copy_host_to_device(pixels.as_ptr(), mem.ptr, pixels.len())?
+                    .copy_host_to_device(pixels.as_ptr(), images.pixels.ptr, pixels.len())?
             };
         }
-        let mut label_buf = self.alloc_zeros(labels.len())?;
         let values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-        self.upload(&values, &mut label_buf)?;
-        Ok(GpuImages {
-            pixels: mem,
-            labels: label_buf,
-        })
+        self.upload(&values, &mut images.labels)
     }
 
     pub(super) fn gather_image_batch(
