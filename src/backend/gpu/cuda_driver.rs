@@ -20,7 +20,7 @@ use cudarc::driver::result::{self, stream::StreamKind, DriverError};
 use cudarc::driver::sys;
 
 use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
-use super::driver::{DevicePtr, Driver, GraphId};
+use super::driver::{DevicePtr, Driver, GraphId, Staging};
 use super::embedded::{self, KernelFit};
 use super::side_stream::SideStream;
 use crate::error::{Error, Result};
@@ -399,6 +399,68 @@ impl Driver for CudaDriver {
             let what = format!("launching {kernel} (grid {grid:?}, block {block:?})");
             cuda_error(&self.device.label(), &what, e)
         })
+    }
+
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        self.device.bind()?;
+        let label = self.device.label();
+        // SAFETY: a plain page-locked allocation in the bound context; freed in `free_staging`.
+        let ptr = unsafe { result::malloc_host(bytes, 0) }
+            .map_err(|e| cuda_error(&label, &format!("pinning {bytes} bytes of host memory"), e))?;
+        let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING;
+        let event = match result::event::create(flags) {
+            Ok(event) => event,
+            Err(e) => {
+                // SAFETY: just allocated, never used.
+                let _ = unsafe { result::free_host(ptr) };
+                return Err(cuda_error(&label, "cuEventCreate", e));
+            }
+        };
+        Ok(Staging {
+            ptr: ptr.cast(),
+            bytes,
+            event: event as usize as u64,
+        })
+    }
+
+    unsafe fn free_staging(&self, staging: &Staging) {
+        // Errors cannot be reported here; a broken context shows at the next synchronising call.
+        let _ = self.device.bind();
+        let event = staging.event as usize as sys::CUevent;
+        // SAFETY: the event and the memory came from `alloc_staging`; the synchronisation makes
+        // sure no upload still reads the memory when it is freed.
+        unsafe {
+            let _ = result::event::synchronize(event);
+            let _ = result::event::destroy(event);
+            let _ = result::free_host(staging.ptr.cast());
+        }
+    }
+
+    unsafe fn upload_from_staging(
+        &self,
+        staging: &Staging,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        self.device.bind()?;
+        // From page-locked memory the copy is truly asynchronous: the copy engine reads `staging`
+        // when the stream reaches it, and the event recorded after it says when it has.
+        // SAFETY: the caller guarantees both ranges.
+        let r = unsafe {
+            sys::cuMemcpyHtoDAsync_v2(dst, staging.ptr as *const c_void, bytes, self.stream)
+        };
+        self.check("copying staged bytes to the device", r.result())?;
+        // SAFETY: the event and the stream are live.
+        let r =
+            unsafe { result::event::record(staging.event as usize as sys::CUevent, self.stream) };
+        self.check("cuEventRecord", r)
+    }
+
+    fn wait_staging(&self, staging: &Staging) -> Result<()> {
+        self.device.bind()?;
+        // SAFETY: the event is live; an event never recorded counts as complete.
+        let r = unsafe { result::event::synchronize(staging.event as usize as sys::CUevent) };
+        self.check("waiting for an upload from staging memory", r)
     }
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {

@@ -139,12 +139,78 @@ pub trait Driver: Send + Sync + 'static {
     /// Frees a graph from [`Driver::end_capture`]; launches already issued still run.
     fn destroy_graph(&self, _graph: GraphId) {}
 
+    /// Host memory for uploads the host does not wait for ([`Driver::upload_from_staging`]):
+    /// `bytes` (> 0) of it, page-locked on a GPU so that the copy engine reads it while the host
+    /// goes on. Plain host memory here, for the emulator, whose copies are done when they return.
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        let layout = emu_layout(bytes)?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(Error::InvalidArgument {
+                op: "staging alloc",
+                message: format!("out of host memory allocating {bytes} bytes"),
+            });
+        }
+        Ok(Staging {
+            ptr,
+            bytes,
+            event: 0,
+        })
+    }
+
+    /// Frees memory from [`Driver::alloc_staging`] once the last upload from it has finished.
+    ///
+    /// # Safety
+    /// `staging` came from this driver's `alloc_staging` and is freed once.
+    unsafe fn free_staging(&self, staging: &Staging) {
+        let layout = emu_layout(staging.bytes).expect("the layout was valid when allocated");
+        // SAFETY: the caller guarantees it came from `alloc_staging`, hence this layout.
+        unsafe { dealloc(staging.ptr, layout) }
+    }
+
+    /// Copies the first `bytes` of `staging` to device `dst`, ordered on the stream like any other
+    /// op, without the host waiting for it: [`Driver::wait_staging`] does, before the host writes
+    /// `staging` again.
+    ///
+    /// # Safety
+    /// `bytes <= staging.bytes`, and `dst` is valid device memory for `bytes` writes.
+    unsafe fn upload_from_staging(
+        &self,
+        staging: &Staging,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        // SAFETY: the caller's guarantees.
+        unsafe { self.copy_host_to_device(staging.ptr, dst, bytes) }
+    }
+
+    /// Waits until the last upload from `staging` has read it.
+    fn wait_staging(&self, _staging: &Staging) -> Result<()> {
+        Ok(())
+    }
+
     /// The CUDA driver underneath, when this is one: what NCCL needs (a second stream on the same
     /// GPU, its context). `None` for the emulator.
     fn as_cuda(&self) -> Option<&CudaDriver> {
         None
     }
 }
+
+/// Host memory for uploads the host does not wait for (see [`Driver::alloc_staging`]).
+#[derive(Debug)]
+pub struct Staging {
+    pub ptr: *mut u8,
+    pub bytes: usize,
+    /// The driver's marker of the last upload from it (a CUDA event; unused by the emulator).
+    pub event: u64,
+}
+
+// SAFETY: the memory is owned by whoever holds the `Staging` and the event is a driver handle usable
+// from any thread once its context is bound, which the CUDA driver does first.
+unsafe impl Send for Staging {}
+// SAFETY: as above; shared references only read the handle values.
+unsafe impl Sync for Staging {}
 
 /// The host emulator as a device: memory is host memory, launches run synchronously on the CPU.
 ///
@@ -569,6 +635,29 @@ impl Driver for DynDriver {
 
     fn destroy_graph(&self, graph: GraphId) {
         (**self).destroy_graph(graph)
+    }
+
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        (**self).alloc_staging(bytes)
+    }
+
+    unsafe fn free_staging(&self, staging: &Staging) {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).free_staging(staging) }
+    }
+
+    unsafe fn upload_from_staging(
+        &self,
+        staging: &Staging,
+        dst: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).upload_from_staging(staging, dst, bytes) }
+    }
+
+    fn wait_staging(&self, staging: &Staging) -> Result<()> {
+        (**self).wait_staging(staging)
     }
 
     fn as_cuda(&self) -> Option<&CudaDriver> {

@@ -2,12 +2,15 @@
 //! as bytes, uploaded once, and kernels/input.cu gathers, normalises and augments each batch from a
 //! table of per-sample draws, straight into the network's input in the activation type. A step then
 //! moves a few bytes per image across the bus instead of 12 KiB of floats, and the host does no
-//! per-pixel work.
+//! per-pixel work. A store refilled every step (the ImageNet loader's batch) goes up from
+//! page-locked staging memory, so the host hands the copy to the copy engine and goes on.
 
 use super::backend::GpuBackend;
 use super::bf16_launch;
 use super::buffer::{Allocation, DeviceBuffer};
-use super::driver::Driver;
+use std::sync::Arc;
+
+use super::driver::{DevicePtr, Driver, Staging};
 use super::launch::KernelArgs;
 use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
@@ -19,6 +22,59 @@ pub struct GpuImages<D: Driver> {
     /// Bytes of pixels held.
     pixel_bytes: usize,
     labels: DeviceBuffer<D>,
+    /// For a store refilled every step: the host memory its bytes go up from, made at the first
+    /// refill.
+    staging: Option<StagingPair<D>>,
+}
+
+/// Two staging buffers used in turn: the host fills one while the copy engine may still be reading
+/// the other, so a refill neither waits for the device nor for a pageable copy.
+struct StagingPair<D: Driver> {
+    driver: Arc<D>,
+    buffers: [Staging; 2],
+    next: usize,
+}
+
+impl<D: Driver> StagingPair<D> {
+    fn new(driver: &Arc<D>, bytes: usize) -> Result<Self> {
+        let first = driver.alloc_staging(bytes)?;
+        let second = match driver.alloc_staging(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: just allocated, never used.
+                unsafe { driver.free_staging(&first) };
+                return Err(e);
+            }
+        };
+        Ok(StagingPair {
+            driver: driver.clone(),
+            buffers: [first, second],
+            next: 0,
+        })
+    }
+
+    /// Copies `bytes` into the next buffer (once the upload that last read it is done) and
+    /// uploads it to `dst`, ordered on the stream.
+    fn upload(&mut self, bytes: &[u8], dst: DevicePtr) -> Result<()> {
+        let staging = &self.buffers[self.next];
+        self.driver.wait_staging(staging)?;
+        // SAFETY: the buffer holds `staging.bytes >= bytes.len()` bytes (the store's size), and no
+        // upload reads it any more.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), staging.ptr, bytes.len()) };
+        // SAFETY: `dst` holds the store's bytes, as many as `bytes`.
+        unsafe { self.driver.upload_from_staging(staging, dst, bytes.len())? };
+        self.next ^= 1;
+        Ok(())
+    }
+}
+
+impl<D: Driver> Drop for StagingPair<D> {
+    fn drop(&mut self) {
+        for s in &self.buffers {
+            // SAFETY: both came from `alloc_staging` and are freed once, here.
+            unsafe { self.driver.free_staging(s) };
+        }
+    }
 }
 
 impl<D: Driver> GpuBackend<D> {
@@ -27,8 +83,17 @@ impl<D: Driver> GpuBackend<D> {
             pixels: self.alloc_bytes(pixels.len())?,
             pixel_bytes: pixels.len(),
             labels: self.alloc_zeros(labels.len())?,
+            staging: None,
         };
-        self.refill_stored_images(&mut images, pixels, labels)?;
+        if !pixels.is_empty() {
+            // SAFETY: the allocation was just made with `pixels.len()` bytes.
+            unsafe {
+                self.driver
+                    .copy_host_to_device(pixels.as_ptr(), images.pixels.ptr, pixels.len())?
+            };
+        }
+        let values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        self.upload(&values, &mut images.labels)?;
         Ok(images)
     }
 
@@ -51,11 +116,13 @@ impl<D: Driver> GpuBackend<D> {
             });
         }
         if !pixels.is_empty() {
-            // SAFETY: the allocation holds `pixel_bytes` bytes, as many as `pixels`.
-            unsafe {
-                self.driver
-                    .copy_host_to_device(pixels.as_ptr(), images.pixels.ptr, pixels.len())?
+            let staging = match &mut images.staging {
+                Some(s) => s,
+                None => images
+                    .staging
+                    .insert(StagingPair::new(&self.driver, pixels.len())?),
             };
+            staging.upload(pixels, images.pixels.ptr)?;
         }
         let values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
         self.upload(&values, &mut images.labels)
