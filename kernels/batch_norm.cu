@@ -22,6 +22,9 @@
 //   2. *_finalize: one block of 128 threads per channel (grid C): thread t sums partial[p][c] for
 //      p = t, t + 128, ...; warp shuffles then shared memory combine the 128 in a fixed tree. The
 //      per-channel scalars (mean, inv_std, running stats, backward coefficients) are computed in double.
+//      batch_norm_finalize_tiles_f32 does the forward's whole finalize (mean, then the variance by
+//      Chan's merge) from the per-tile partials a tensor-core convolution's epilogue wrote
+//      (conv_tc_stats.cuh) instead: x is then never read for statistics.
 //   3. elementwise passes (normalize, backward data): 1-D grid-stride loops over M C elements.
 // Element type T is a template parameter; sums accumulate in float. extern "C" names end in _f32.
 #include "common.cuh"
@@ -96,12 +99,19 @@ __device__ __forceinline__ void partial_sums(const T* __restrict__ x, const T* _
     }
 }
 
+// Sum of term(p) over p < P, to thread 0: thread t adds p = t, t + 128, ... in order, then
+// block_sum's fixed tree. Every thread of the block must call it (it has barriers).
+template <class Term>
+__device__ __forceinline__ float reduce_over_partials(int P, Term&& term) {
+    float v = 0.0f;
+    for (int p = threadIdx.x; p < P; p += kFinalizeThreads) v += term(p);
+    return block_sum(v);
+}
+
 // Sum over the P partials of channel blockIdx.x in slot q, to thread 0.
 __device__ __forceinline__ float reduce_partials(const float* __restrict__ partial, int q, int P, int C) {
     const int c = blockIdx.x;
-    float v = 0.0f;
-    for (int p = threadIdx.x; p < P; p += kFinalizeThreads) v += partial[static_cast<long long>(q * P + p) * C + c];
-    return block_sum(v);
+    return reduce_over_partials(P, [&](int p) { return partial[static_cast<long long>(q * P + p) * C + c]; });
 }
 
 }  // namespace batch_norm
@@ -112,21 +122,64 @@ __device__ __forceinline__ void batch_norm_finalize_mean(const float* partial, i
     if (threadIdx.x == 0) mean[blockIdx.x] = static_cast<T>(static_cast<double>(s) / M);
 }
 
+// Channel c's outputs of training BN given its batch mean (as stored in mean[c]) and the biased
+// variance var = (1/M) sum (x - mean)^2: inv_std and the running statistics (see the header).
+template <class T>
+__device__ __forceinline__ void batch_norm_store_statistics(int c, int M, double var, const T* mean, double eps,
+                                                            double momentum, T* inv_std, T* running_mean,
+                                                            T* running_var) {
+    const double m = M;
+    inv_std[c] = static_cast<T>(1.0 / sqrt(var + eps));
+    running_mean[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_mean[c]) +
+                                     momentum * static_cast<double>(mean[c]));
+    const double unbiased = var * m / (m - 1.0);
+    running_var[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_var[c]) + momentum * unbiased);
+}
+
 template <class T>
 __device__ __forceinline__ void batch_norm_finalize_var(const float* partial, int P, int M, int C, const T* mean,
                                                         double eps, double momentum, T* inv_std, T* running_mean,
                                                         T* running_var) {
     const float s = batch_norm::reduce_partials(partial, 0, P, C);
     if (threadIdx.x == 0) {
-        const int c = blockIdx.x;
-        const double m = M;
-        const double var = static_cast<double>(s) / m;
-        inv_std[c] = static_cast<T>(1.0 / sqrt(var + eps));
-        running_mean[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_mean[c]) +
-                                         momentum * static_cast<double>(mean[c]));
-        const double unbiased = var * m / (m - 1.0);
-        running_var[c] =
-            static_cast<T>((1.0 - momentum) * static_cast<double>(running_var[c]) + momentum * unbiased);
+        const double var = static_cast<double>(s) / M;
+        batch_norm_store_statistics(blockIdx.x, M, var, mean, eps, momentum, inv_std, running_mean, running_var);
+    }
+}
+
+// The whole finalize from the tile partials of a convolution's epilogue (conv_tc_stats.cuh):
+// partial[0][p][c] = S_p and partial[1][p][c] = Q_p (squared deviations from the tile's own mean
+// mu_p = S_p / n_p) over the n_p = min(tile_rows, M - p tile_rows) rows of tile p. Chan's
+// parallel-variance merge, about the batch mean a as stored in mean[c]:
+//   mean_c = (sum_p S_p) / M
+//   M var_c = sum_p [ Q_p + (S_p - n_p a)^2 / n_p ]
+// (exact when mu_p is the exact tile mean, since sum_rows (x - a)^2 = Q_p + n_p (mu_p - a)^2; with
+// mu_p rounded to fp32 the error is (S_p - n_p mu_p)^2 / n_p <= n_p ulp(mu_p)^2 / 4, second order).
+// Every term is >= 0: no cancellation; S_p - n_p a is one fma (n_p a exact inside it). The sums run
+// in reduce_over_partials' fixed order, so the result is the same every run.
+template <class T>
+__device__ __forceinline__ void batch_norm_finalize_tiles(const float* partial, int P, int M, int tile_rows, int C,
+                                                          double eps, double momentum, T* mean, T* inv_std,
+                                                          T* running_mean, T* running_var) {
+    __shared__ float batch_mean;
+    const int c = blockIdx.x;
+    const float s = batch_norm::reduce_partials(partial, 0, P, C);
+    if (threadIdx.x == 0) {
+        mean[c] = static_cast<T>(static_cast<double>(s) / M);
+        batch_mean = static_cast<float>(mean[c]);
+    }
+    __syncthreads();
+    const float a = batch_mean;
+    const float m2 = batch_norm::reduce_over_partials(P, [&](int p) {
+        const float n = static_cast<float>(min(tile_rows, M - p * tile_rows));
+        const float sum = partial[static_cast<long long>(p) * C + c];
+        const float sqdev = partial[static_cast<long long>(P + p) * C + c];
+        const float e = fmaf(-n, a, sum);
+        return sqdev + e * e / n;
+    });
+    if (threadIdx.x == 0) {
+        const double var = static_cast<double>(m2) / M;
+        batch_norm_store_statistics(c, M, var, mean, eps, momentum, inv_std, running_mean, running_var);
     }
 }
 
@@ -236,6 +289,14 @@ extern "C" __global__ void batch_norm_finalize_var_f32(const float* partial, int
     batch_norm_finalize_var<float>(partial, P, M, C, mean, eps, momentum, inv_std, running_mean, running_var);
 }
 EMU_REGISTER(batch_norm_finalize_var_f32);
+
+extern "C" __global__ void batch_norm_finalize_tiles_f32(const float* partial, int P, int M, int tile_rows, int C,
+                                                         double eps, double momentum, float* mean, float* inv_std,
+                                                         float* running_mean, float* running_var) {
+    batch_norm_finalize_tiles<float>(partial, P, M, tile_rows, C, eps, momentum, mean, inv_std, running_mean,
+                                     running_var);
+}
+EMU_REGISTER(batch_norm_finalize_tiles_f32);
 
 extern "C" __global__ void batch_norm_normalize_f32(const float* x, const float* mean, const float* inv_std,
                                                     const float* gamma, const float* beta, float* y,

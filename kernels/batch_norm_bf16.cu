@@ -12,6 +12,9 @@
 //                     batch_norm_backward_finalize_f32
 // The partial layout is the f32 kernels' ([q][P][C] floats, P = gridDim.y), so the f32 finalize kernels
 // (batch_norm_finalize_mean_f32, _var_f32, batch_norm_backward_finalize_f32) complete the statistics.
+// In training, a BN right after a tensor-core convolution skips partial_sum and partial_sqdev: the
+// convolution's epilogue wrote per-tile partials (conv_tc_stats.cuh) that batch_norm_finalize_tiles_f32
+// merges (src/backend/gpu/batch_norm.rs, StatisticsSource::ConvTiles).
 //
 // Launch (src/backend/gpu/bf16_launch.rs): a thread owns one group of W channels (W = 8, one 16-byte
 // vector, when 8 divides C; else 1) and walks rows, so the per-channel parameters are loaded once per

@@ -13,7 +13,8 @@
 //   2. The main loop (tc_mainloop here): a STAGES-deep cp.async pipeline over BK = 32 deep slices;
 //      per slice, ldmatrix fragments from the swizzled tiles and mma.m16n8k16 into fp32 accumulators.
 //   3. Epilogues (per pass): tc_for_each_pair hands every accumulator pair (row, col, v0, v1) with
-//      col even to a functor, which maps the GEMM coordinates back to tensors and stores.
+//      col even to a functor, which maps the GEMM coordinates back to tensors and stores. The
+//      forward can also reduce its tile to per-channel batch-norm statistics (conv_tc_stats.cuh).
 //   A Hopper main loop (wgmma + TMA, sm_90a) can replace layer 2 alone: it would take the same loader
 //   contract (or TMA descriptors built from the same GEMM view), produce the accumulators of the CTA
 //   tile, and feed the same epilogue functors through its own fragment-to-(row, col) walk; the

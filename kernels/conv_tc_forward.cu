@@ -9,22 +9,28 @@
 //         NK, i.e. the "col" operand of mma .row.col with no transpose).
 // Main loop, tiles, swizzle, pipeline: conv_tc.cuh.
 //
-// Kernels, all with params (const bf16* x, const bf16* w, bf16* y, ConvDims d):
+// Kernels, with params (const bf16* x, const bf16* w, bf16* y, ConvDims d):
 //   conv2d_tc_forward_{T}_bf16          requires C % 8 == 0 (16-byte cp.async chunks of 8 channels,
 //                                        zero-filled for padding and rows/columns past the GEMM);
 //                                        traps otherwise. Any R, S, stride, pad, K.
 //   conv2d_tc_forward_general_{T}_bf16  any shape (the C = 3 stems): operands gathered element by
 //                                        element into the same shared tiles; same math.
 //   with {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN: TcTile* in conv_tc.cuh).
+// And with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d):
+//   conv2d_tc_forward_stats_[general_]{T}_bf16  the same y, plus the per-channel batch-norm
+//                                        statistics partials of y as stored, [2][grid.x][K] floats
+//                                        (conv_tc_stats.cuh: per block row of tiles, the sum and the
+//                                        sum of squared deviations from that tile's mean).
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (THREADS, 1, 1) with THREADS = 256 for 128x128
 //         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
 //         20480, 24576: none above the 48 KiB that needs an opt-in). Pointers 16-byte aligned. Every element of
 //         y is written.
-#include "conv_tc.cuh"
+#include "conv_tc_stats.cuh"
 
-template <class Tile, bool VEC>
+template <class Tile, bool VEC, bool STATS>
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
-                                                bf16* __restrict__ y, const ConvDims& d) {
+                                                bf16* __restrict__ y, float* __restrict__ stats,
+                                                const ConvDims& d) {
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BN, Tile::BK, Tile::THREADS>;
@@ -115,16 +121,25 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     const int slices = (RSC + Tile::BK - 1) / Tile::BK;
     tc_mainloop<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
 
+    if constexpr (STATS) tc_round_to_bf16<Tile>(acc);  // the statistics are of the stored values
     const bool paired = K % 2 == 0;
     tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int k, float v0, float v1) {
         if (m < M && k < K) tc_store_bf16_pair(y + static_cast<long long>(m) * K + k, v0, v1, k + 1 < K, paired);
     });
+    if constexpr (STATS) tc_channel_statistics<Tile>(acc, m0, n0, M, K, dynamic_shared_memory<float>(), stats);
 }
 
 #define CONV_TC_FORWARD_KERNEL(name, Tile, VEC)                                                        \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* x, const bf16* w, bf16* y, ConvDims d) {                                      \
-        conv_tc_forward<Tile, VEC>(x, w, y, d);                                                        \
+        conv_tc_forward<Tile, VEC, false>(x, w, y, nullptr, d);                                        \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_TC_FORWARD_STATS_KERNEL(name, Tile, VEC)                                                  \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d) {                        \
+        conv_tc_forward<Tile, VEC, true>(x, w, y, stats, d);                                           \
     }                                                                                                  \
     EMU_REGISTER(name)
 
@@ -138,3 +153,13 @@ CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x64_bf16, TcTile64x64, false)
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_32x64_bf16, TcTile32x64, false);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_128x128_bf16, TcTile128x128, true);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_64x64_bf16, TcTile64x64, true);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_128x32_bf16, TcTile128x32, true);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_64x16_bf16, TcTile64x16, true);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_32x64_bf16, TcTile32x64, true);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_128x128_bf16, TcTile128x128, false);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_64x64_bf16, TcTile64x64, false);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_128x32_bf16, TcTile128x32, false);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_64x16_bf16, TcTile64x16, false);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_32x64_bf16, TcTile32x64, false);

@@ -179,14 +179,62 @@ pub fn conv2d_forward<B: Backend>(
     y: &mut Tensor<B>,
     geom: Conv2dGeometry,
 ) -> Result<()> {
-    const OP: &str = "conv2d_forward";
-    let xs = expect_rank4(OP, "x", x)?;
-    let ws = expect_rank4(OP, "w", w)?;
-    let ys = conv2d_output_shape(OP, &xs, &ws, geom)?;
-    expect_shape(OP, "y", y, &ys)?;
-    expect_conv_input(be, OP, "x", x)?;
-    expect_masters(be, OP, &[("w", w)])?;
+    check_conv2d_forward(be, "conv2d_forward", x, w, y, geom)?;
     be.conv2d_forward(x, w, y, geom)
+}
+
+/// The forward convolution's checks; returns the output shape.
+fn check_conv2d_forward<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    y: &Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<[usize; 4]> {
+    let xs = expect_rank4(op, "x", x)?;
+    let ws = expect_rank4(op, "w", w)?;
+    let ys = conv2d_output_shape(op, &xs, &ws, geom)?;
+    expect_shape(op, "y", y, &ys)?;
+    expect_conv_input(be, op, "x", x)?;
+    expect_masters(be, op, &[("w", w)])?;
+    Ok(ys)
+}
+
+/// `stats` is a buffer of batch-norm statistics partials for a convolution output of shape `y`:
+/// the backend computes them in its convolutions, and `stats` has the length it asks for.
+fn expect_conv_stats<B: Backend>(
+    be: &B,
+    op: &'static str,
+    stats: &Tensor<B>,
+    y: &[usize; 4],
+) -> Result<()> {
+    match be.conv2d_stats_len(y) {
+        Some(len) => expect_shape(op, "stats", stats, &[len]),
+        None => Err(invalid(
+            op,
+            format!(
+                "{} does not compute batch-norm statistics in its convolutions \
+                 (conv2d_stats_len is None)",
+                be.name()
+            ),
+        )),
+    }
+}
+
+/// `conv2d_forward` plus the batch-norm statistics partials of `y` into `stats`; see the backend op.
+pub fn conv2d_forward_with_stats<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    y: &mut Tensor<B>,
+    stats: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward_with_stats";
+    let ys = check_conv2d_forward(be, OP, x, w, y, geom)?;
+    expect_conv_stats(be, OP, stats, &ys)?;
+    be.conv2d_forward_with_stats(x, w, y, stats, geom)
 }
 
 pub fn conv2d_backward_data<B: Backend>(
@@ -366,6 +414,57 @@ pub fn batch_norm_add_forward_train<B: Backend>(
         beta,
         residual,
         scratch,
+        out,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+        cfg,
+    )
+}
+
+/// Training-mode batch norm (with `residual`: `+ residual`, then ReLU when `cfg.relu`) with the
+/// statistics partials that `conv2d_forward_with_stats` wrote with `x`; see the backend op.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_train_from_stats<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    stats: &Tensor<B>,
+    gamma: &Tensor<B>,
+    beta: &Tensor<B>,
+    residual: Option<&Tensor<B>>,
+    out: &mut Tensor<B>,
+    save_mean: &mut Tensor<B>,
+    save_inv_std: &mut Tensor<B>,
+    running_mean: &mut Tensor<B>,
+    running_var: &mut Tensor<B>,
+    cfg: BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batch_norm_forward_train_from_stats";
+    check_bn_config(OP, &cfg)?;
+    let per_channel = [
+        gamma,
+        beta,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+    ];
+    check_bn_train_shapes(be, OP, x, per_channel)?;
+    expect_shape(OP, "out", out, x.dims())?;
+    if let Some(residual) = residual {
+        expect_shape(OP, "residual", residual, x.dims())?;
+        expect_activations(be, OP, &[("residual", residual)])?;
+    }
+    let xs = expect_rank4(OP, "x", x)?;
+    expect_conv_stats(be, OP, stats, &xs)?;
+    expect_masters(be, OP, &[("stats", stats)])?;
+    be.batch_norm_forward_train_from_stats(
+        x,
+        stats,
+        gamma,
+        beta,
+        residual,
         out,
         save_mean,
         save_inv_std,

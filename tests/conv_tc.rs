@@ -16,6 +16,9 @@
 //! more: 2^-9 relative to the fp32 value, allowed as 2^-8 |ref| (a factor 2 for the fp32 error it
 //! scales). Also ||out - ref||_2 / ||ref||_2 <= 1e-2 over the tensor. Outputs are poisoned with NaN
 //! first (bf16 0x7fc0, f32 NaN) so an element no thread writes fails.
+//!
+//! The forward's batch-norm statistics epilogue, and the batch norm that uses it, are tested in
+//! `conv_tc/statistics.rs` (a module of this program, with its own tolerances).
 
 use std::sync::OnceLock;
 
@@ -28,6 +31,9 @@ use resnet_cuda::backend::gpu::driver::open_driver;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
 use resnet_cuda::backend::Conv2dGeometry;
+
+#[path = "conv_tc/statistics.rs"]
+mod statistics;
 
 fn driver() -> &'static DynDriver {
     static DRIVER: OnceLock<DynDriver> = OnceLock::new();
@@ -546,10 +552,14 @@ fn resnet_layers_at_batch_one() {
 fn every_planned_kernel_is_registered() {
     let names = resnet_cuda::backend::gpu::emu::kernel_names();
     let s = every_tile_shape();
-    let mut planned = vec![conv_tc_plan::FILTER_REDUCE_KERNEL];
+    let mut planned = vec![
+        conv_tc_plan::FILTER_REDUCE_KERNEL,
+        "batch_norm_finalize_tiles_f32",
+    ];
     for tile in TcTile::ALL {
         for general in [false, true] {
             planned.push(conv_tc_plan::forward_with(&s, tile, general).kernel);
+            planned.push(conv_tc_plan::forward_stats_with(&s, tile, general).0.kernel);
             for add in [false, true] {
                 planned.push(conv_tc_plan::backward_data_with(&s, add, tile, general).kernel);
             }

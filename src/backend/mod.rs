@@ -284,6 +284,58 @@ pub trait Backend: Sized + Send + Sync + 'static {
         geom: Conv2dGeometry,
     ) -> Result<()>;
 
+    // Batch-norm statistics from the convolution's epilogue (a conv -> training-mode BN pair).
+    // Three ops rather than one conv+BN op: the convolution and the batch norm stay separate calls
+    // (each layer keeps calling its own op), and what passes between them is one buffer of
+    // statistics partials that the layer owns, sized by `conv2d_stats_len` and allocated once, so
+    // a step (a captured graph) allocates nothing. A backend without the fusion (the default: the
+    // CPU, the f32 GPU path) answers `None` and its layers run the plain ops, paying nothing. The
+    // layout of the partials is the backend's business; `ops` checks their length and type.
+
+    /// The number of `Elem` values of the statistics partials [`Backend::conv2d_forward_with_stats`]
+    /// writes for a convolution whose output has shape `y` (NHWC), or `None` (the default) when
+    /// this backend does not compute batch-norm statistics in its convolutions: BN then reads its
+    /// input for them.
+    fn conv2d_stats_len(&self, _y: &[usize; 4]) -> Option<usize> {
+        None
+    }
+    /// `conv2d_forward`, and from the same pass the per-channel batch-norm statistics partials of
+    /// `y` as stored, into `stats` (`conv2d_stats_len(y)` values), for
+    /// [`Backend::batch_norm_forward_train_from_stats`] on `y`. Only for a backend whose
+    /// `conv2d_stats_len` is `Some` (the default is an error).
+    fn conv2d_forward_with_stats(
+        &self,
+        _x: &Tensor<Self>,
+        _w: &Tensor<Self>,
+        _y: &mut Tensor<Self>,
+        _stats: &mut Tensor<Self>,
+        _geom: Conv2dGeometry,
+    ) -> Result<()> {
+        Err(no_conv_stats(self))
+    }
+    /// `batch_norm_forward_train` (without `residual`) or `batch_norm_add_forward_train` (with it:
+    /// `out = BN(x) + residual`, then ReLU when `cfg.relu`) with the same outputs, but the batch
+    /// statistics taken from `stats`, which `conv2d_forward_with_stats` wrote as it wrote `x`,
+    /// rather than from reading `x`. Only for a backend whose `conv2d_stats_len` is `Some` (the
+    /// default is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_forward_train_from_stats(
+        &self,
+        _x: &Tensor<Self>,
+        _stats: &Tensor<Self>,
+        _gamma: &Tensor<Self>,
+        _beta: &Tensor<Self>,
+        _residual: Option<&Tensor<Self>>,
+        _out: &mut Tensor<Self>,
+        _save_mean: &mut Tensor<Self>,
+        _save_inv_std: &mut Tensor<Self>,
+        _running_mean: &mut Tensor<Self>,
+        _running_var: &mut Tensor<Self>,
+        _cfg: BatchNormConfig,
+    ) -> Result<()> {
+        Err(no_conv_stats(self))
+    }
+
     /// Training-mode batch norm over N, H, W per channel:
     /// `y = gamma (x - mean) / sqrt(var + eps) + beta` (then `max(y, 0)` when `cfg.relu`), with the
     /// biased batch variance; writes `save_mean`, `save_inv_std = 1/sqrt(var + eps)` and updates the
@@ -484,6 +536,14 @@ pub trait Backend: Sized + Send + Sync + 'static {
         lr: &Tensor<Self>,
         guard: &Self::LossRecord,
     ) -> Result<()>;
+}
+
+/// The error of the statistics ops on a backend whose `conv2d_stats_len` is `None`.
+pub(crate) fn no_conv_stats<B: Backend>(be: &B) -> crate::error::Error {
+    crate::error::Error::Config(format!(
+        "{} does not compute batch-norm statistics in its convolutions",
+        be.name()
+    ))
 }
 
 /// One parameter's tensors for [`Backend::sgd_update_many`]: its value, gradient and momentum.

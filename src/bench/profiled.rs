@@ -248,6 +248,24 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn conv2d_stats_len(&self, y: &[usize; 4]) -> Option<usize> {
+        self.inner.conv2d_stats_len(y)
+    }
+
+    fn conv2d_forward_with_stats(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stats: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        // Timed as a convolution: the statistics ride on its epilogue.
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_forward_with_stats(inner(x), inner(w), inner_mut(y), inner_mut(stats), geom)
+        })
+    }
+
     fn conv2d_backward_data(
         &self,
         dy: &Tensor<Self>,
@@ -343,6 +361,37 @@ impl<B: Backend> Backend for Profiled<B> {
                 inner(beta),
                 inner(residual),
                 inner_mut(scratch),
+                inner_mut(out),
+                inner_mut(save_mean),
+                inner_mut(save_inv_std),
+                inner_mut(running_mean),
+                inner_mut(running_var),
+                cfg,
+            )
+        })
+    }
+
+    fn batch_norm_forward_train_from_stats(
+        &self,
+        x: &Tensor<Self>,
+        stats: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        residual: Option<&Tensor<Self>>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_forward_train_from_stats(
+                inner(x),
+                inner(stats),
+                inner(gamma),
+                inner(beta),
+                residual.map(inner),
                 inner_mut(out),
                 inner_mut(save_mean),
                 inner_mut(save_inv_std),

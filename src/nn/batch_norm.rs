@@ -71,6 +71,21 @@ impl<B: Backend> BatchNorm2d<B> {
         Ok(())
     }
 
+    /// A residual is summed after BN, before the block's ReLU: a BN with a ReLU of its own cannot
+    /// take one.
+    fn check_takes_residual(&self, op: &'static str) -> Result<()> {
+        if self.relu {
+            return Err(invalid(
+                op,
+                format!(
+                    "{}: a BN with its own ReLU cannot take a residual",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `out = BN(x) + residual`, then ReLU when `relu` (the end of a residual block; this BN has
     /// no ReLU of its own), fused where the backend can in training. `output` is not meaningful
     /// afterwards; `backward` is as after `forward` (it never reads `y` without a ReLU).
@@ -83,15 +98,7 @@ impl<B: Backend> BatchNorm2d<B> {
         relu: bool,
         mode: Mode,
     ) -> Result<()> {
-        if self.relu {
-            return Err(invalid(
-                "batch_norm_add_forward_train",
-                format!(
-                    "{}: a BN with its own ReLU cannot take a residual",
-                    self.name
-                ),
-            ));
-        }
+        self.check_takes_residual("batch_norm_add_forward_train")?;
         out.ensure_shape(be, x.dims())?;
         if mode == Mode::Eval {
             self.forward(be, x, mode)?;
@@ -109,6 +116,67 @@ impl<B: Backend> BatchNorm2d<B> {
             &self.bias.value,
             residual,
             &mut self.out,
+            out,
+            &mut self.save_mean,
+            &mut self.save_inv_std,
+            &mut self.running_mean,
+            &mut self.running_var,
+            cfg,
+        )
+    }
+
+    /// `forward(x, Train)` with the batch statistics taken from `stats`, the partials the
+    /// convolution that wrote `x` computed in its epilogue (`Conv2d::forward_with_stats`), instead
+    /// of from reading `x`.
+    pub fn forward_train_from_stats(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        stats: &Tensor<B>,
+    ) -> Result<()> {
+        self.start_forward(be, x, Mode::Train)?;
+        let cfg = self.config();
+        ops::batch_norm_forward_train_from_stats(
+            be,
+            x,
+            stats,
+            &self.weight.value,
+            &self.bias.value,
+            None,
+            &mut self.out,
+            &mut self.save_mean,
+            &mut self.save_inv_std,
+            &mut self.running_mean,
+            &mut self.running_var,
+            cfg,
+        )
+    }
+
+    /// `forward_add(x, residual, out, relu, Train)` with the batch statistics from `stats`, as
+    /// [`Self::forward_train_from_stats`]. `output` is not written.
+    pub fn forward_add_train_from_stats(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        stats: &Tensor<B>,
+        residual: &Tensor<B>,
+        out: &mut Tensor<B>,
+        relu: bool,
+    ) -> Result<()> {
+        self.check_takes_residual("batch_norm_forward_train_from_stats")?;
+        out.ensure_shape(be, x.dims())?;
+        self.start_forward(be, x, Mode::Train)?;
+        let cfg = BatchNormConfig {
+            relu,
+            ..self.config()
+        };
+        ops::batch_norm_forward_train_from_stats(
+            be,
+            x,
+            stats,
+            &self.weight.value,
+            &self.bias.value,
+            Some(residual),
             out,
             &mut self.save_mean,
             &mut self.save_inv_std,

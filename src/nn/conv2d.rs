@@ -57,6 +57,21 @@ impl<B: Backend> Conv2d<B> {
         ops::conv2d_output_shape("conv2d", &xs, &ws, self.geom)
     }
 
+    /// Forward that also writes, from the same pass, the batch-norm statistics partials of the
+    /// output into `stats` (`ops::conv2d_forward_with_stats`; the caller sizes `stats` by
+    /// `Backend::conv2d_stats_len`), for the BN that follows (`BatchNorm2d::forward_train_from_stats`).
+    pub fn forward_with_stats(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        stats: &mut Tensor<B>,
+    ) -> Result<()> {
+        let shape = self.output_shape(x.dims())?;
+        self.out.ensure_shape(be, &shape)?;
+        let w = &self.weight.value;
+        ops::conv2d_forward_with_stats(be, x, w, &mut self.out, stats, self.geom)
+    }
+
     /// Backward with the input gradient summed into `out`: `dx = conv_backward_data(dy, w) +
     /// addend` (a residual block's first convolution, `addend` the shortcut's gradient), fused
     /// where the backend can. `input_grad` is not meaningful afterwards.

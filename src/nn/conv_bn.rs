@@ -1,6 +1,13 @@
 //! The unit every ResNet is made of: a convolution, then BN right after it, then (optionally) ReLU,
 //! as the paper prescribes. torchvision names the two halves separately (`conv1`, `bn1`), so this
 //! unit takes both names.
+//!
+//! In training, where the backend computes batch-norm statistics in its convolutions
+//! (`Backend::conv2d_stats_len`: the bf16 GPU path), the convolution writes per-channel partials
+//! of its output from its epilogue into a buffer this unit owns (sized on the first step, then
+//! reused: a step allocates nothing), and BN takes its batch statistics from them instead of
+//! reading the convolution's output twice. Elsewhere (the CPU, f32 on the GPU, inference) the two
+//! plain ops run and the buffer stays empty.
 
 use rand::Rng;
 
@@ -12,6 +19,8 @@ use crate::tensor::Tensor;
 pub struct ConvBn<B: Backend> {
     pub conv: Conv2d<B>,
     pub bn: BatchNorm2d<B>,
+    /// The convolution's batch-norm statistics partials (see the module doc); empty when unused.
+    stats: Tensor<B>,
 }
 
 /// The shape of a conv + BN unit.
@@ -43,7 +52,25 @@ impl<B: Backend> ConvBn<B> {
                 rng,
             )?,
             bn: BatchNorm2d::new(be, bn_name, spec.out_ch, spec.relu)?,
+            stats: Tensor::empty(be)?,
         })
+    }
+
+    /// Whether this forward takes BN's statistics from the convolution's epilogue: in training,
+    /// on a backend that computes them there. Then sizes the partials buffer for the output of a
+    /// convolution of `x` (a no-op after the first step at a shape).
+    fn stats_from_conv(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<bool> {
+        if mode != Mode::Train {
+            return Ok(false);
+        }
+        let y = self.conv.output_shape(x.dims())?;
+        match be.conv2d_stats_len(&y) {
+            Some(len) => {
+                self.stats.ensure_shape(be, &[len])?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Forward with a residual summed in after BN: `out = relu(BN(conv(x)) + residual)` (see
@@ -56,6 +83,13 @@ impl<B: Backend> ConvBn<B> {
         out: &mut Tensor<B>,
         mode: Mode,
     ) -> Result<()> {
+        if self.stats_from_conv(be, x, mode)? {
+            self.conv.forward_with_stats(be, x, &mut self.stats)?;
+            let y = self.conv.output();
+            return self
+                .bn
+                .forward_add_train_from_stats(be, y, &self.stats, residual, out, true);
+        }
         self.conv.forward(be, x, mode)?;
         self.bn
             .forward_add(be, self.conv.output(), residual, out, true, mode)
@@ -79,6 +113,12 @@ impl<B: Backend> ConvBn<B> {
 
 impl<B: Backend> Layer<B> for ConvBn<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
+        if self.stats_from_conv(be, x, mode)? {
+            self.conv.forward_with_stats(be, x, &mut self.stats)?;
+            return self
+                .bn
+                .forward_train_from_stats(be, self.conv.output(), &self.stats);
+        }
         self.conv.forward(be, x, mode)?;
         self.bn.forward(be, self.conv.output(), mode)
     }

@@ -15,9 +15,11 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::batch_norm::StatisticsSource;
 use super::bf16_launch::Launch;
 use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
+use super::conv_tc_plan;
 use super::convolution::{conv_shape, direct_conv_args};
 use super::head::Gemm;
 use super::optimiser::SgdTable;
@@ -28,8 +30,8 @@ use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters, DeviceCounts,
-    PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors, StepGraph,
+    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters,
+    DeviceCounts, PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors, StepGraph,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -337,7 +339,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
     ) -> Result<()> {
         let shape = conv_shape(x, w, y, geom);
         if self.precision == Precision::Bf16 {
-            return self.conv2d_forward_bf16(&shape, x, w, y);
+            return self.conv2d_forward_bf16(&shape, x, w, y, None);
         }
         let args = KernelArgs::new()
             .ptr(x.buf().ptr())
@@ -345,6 +347,28 @@ impl<D: Driver> Backend for GpuBackend<D> {
             .ptr(y.buf().ptr());
         let fast = (shape.forward_kernel(), shape.forward_grid());
         self.launch_conv_pass(&shape, args, "direct_conv_forward_f32", y.numel(), fast)
+    }
+
+    /// In bf16 only: the tensor-core forward kernels' `_stats_` instances (see
+    /// `conv_tc_plan::TcStatsPartition` for the layout).
+    fn conv2d_stats_len(&self, y: &[usize; 4]) -> Option<usize> {
+        (self.precision == Precision::Bf16)
+            .then(|| conv_tc_plan::forward_stats_partition(*y).floats())
+    }
+
+    fn conv2d_forward_with_stats(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stats: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        if self.precision != Precision::Bf16 {
+            return Err(no_conv_stats(self));
+        }
+        let shape = conv_shape(x, w, y, geom);
+        self.conv2d_forward_bf16(&shape, x, w, y, Some(stats))
     }
 
     fn conv2d_backward_data(
@@ -459,6 +483,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
     ) -> Result<()> {
         self.batch_norm_train(
             x,
+            StatisticsSource::Input,
             gamma,
             beta,
             None,
@@ -488,9 +513,44 @@ impl<D: Driver> Backend for GpuBackend<D> {
     ) -> Result<()> {
         self.batch_norm_train(
             x,
+            StatisticsSource::Input,
             gamma,
             beta,
             Some(residual),
+            out,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            cfg,
+        )
+    }
+
+    /// The finalize kernel merges the convolution's tile partials; then the usual normalising
+    /// pass (with the residual and ReLU fused when asked).
+    fn batch_norm_forward_train_from_stats(
+        &self,
+        x: &Tensor<Self>,
+        stats: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        residual: Option<&Tensor<Self>>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        if self.precision != Precision::Bf16 {
+            return Err(no_conv_stats(self));
+        }
+        self.batch_norm_train(
+            x,
+            StatisticsSource::ConvTiles(stats),
+            gamma,
+            beta,
+            residual,
             out,
             save_mean,
             save_inv_std,

@@ -3,11 +3,16 @@
 //! two precisions run the same sequence with the same parameter lists; only the kernels of
 //! kernels/batch_norm.cu (f32) or kernels/batch_norm_bf16.cu (bf16) and their launch geometry differ,
 //! which [`BatchNormKernels`] names.
+//!
+//! In bf16, a training-mode BN right after a tensor-core convolution can skip both statistics
+//! passes over its input: the convolution's epilogue wrote per-tile partials
+//! ([`StatisticsSource::ConvTiles`]), and one finalize kernel merges them.
 
 use super::backend::GpuBackend;
 use super::bf16_launch::{
     self as bf16_plan, batch_norm_partial_floats, batch_norm_partitions, Launch,
 };
+use super::conv_tc_plan;
 use super::driver::{DevicePtr, Driver};
 use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::{
@@ -90,6 +95,16 @@ fn finalize_launch(c: usize) -> Launch {
     }
 }
 
+/// Where training-mode batch norm takes its per-channel statistics from.
+pub(super) enum StatisticsSource<'a, D: Driver> {
+    /// Its input `x`: partial sums, then squared deviations from the mean (two passes over `x`).
+    Input,
+    /// The partials that the bf16 tensor-core convolution which wrote `x` left in its epilogue
+    /// (`conv2d_tc_forward_stats_*`, laid out as `conv_tc_plan::forward_stats_partition(x)`):
+    /// `x` is not read for statistics.
+    ConvTiles(&'a T<D>),
+}
+
 impl<D: Driver> GpuBackend<D> {
     fn batch_norm_kernels(&self) -> &'static BatchNormKernels {
         match self.precision {
@@ -160,12 +175,48 @@ impl<D: Driver> GpuBackend<D> {
         })
     }
 
+    /// The same outputs as [`Self::batch_norm_statistics`] from a convolution epilogue's tile
+    /// partials `tiles` of `x`: one finalize kernel (`batch_norm_finalize_tiles_f32`), which merges
+    /// them by Chan's formula (see kernels/batch_norm.cu).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_statistics_from_tiles(
+        &self,
+        x: &T<D>,
+        tiles: &T<D>,
+        save_mean: &mut T<D>,
+        save_inv_std: &mut T<D>,
+        running_mean: &mut T<D>,
+        running_var: &mut T<D>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let dims = x.shape().dims4().expect("ops checked x is NHWC");
+        let part = conv_tc_plan::forward_stats_partition(dims);
+        debug_assert_eq!(tiles.numel(), part.floats(), "ops checked the length");
+        self.launch_planned(
+            "batch_norm_finalize_tiles_f32",
+            finalize_launch(part.channels),
+            KernelArgs::new()
+                .ptr(tiles.buf().ptr())
+                .int(part.partitions())
+                .int(part.rows)
+                .int(part.tile_rows)
+                .int(part.channels)
+                .f64(cfg.eps)
+                .f64(cfg.momentum)
+                .ptr(save_mean.buf().ptr())
+                .ptr(save_inv_std.buf().ptr())
+                .ptr(running_mean.buf().ptr())
+                .ptr(running_var.buf().ptr()),
+        )
+    }
+
     /// Training mode: `out = BN(x)` (then ReLU), or with `residual`, `out = BN(x) + residual` (then
-    /// ReLU) in the same pass; statistics from `x`.
+    /// ReLU) in the same pass; statistics from `source`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn batch_norm_train(
         &self,
         x: &T<D>,
+        source: StatisticsSource<'_, D>,
         gamma: &T<D>,
         beta: &T<D>,
         residual: Option<&T<D>>,
@@ -176,7 +227,25 @@ impl<D: Driver> GpuBackend<D> {
         running_var: &mut T<D>,
         cfg: BatchNormConfig,
     ) -> Result<()> {
-        self.batch_norm_statistics(x, save_mean, save_inv_std, running_mean, running_var, cfg)?;
+        match source {
+            StatisticsSource::Input => self.batch_norm_statistics(
+                x,
+                save_mean,
+                save_inv_std,
+                running_mean,
+                running_var,
+                cfg,
+            )?,
+            StatisticsSource::ConvTiles(tiles) => self.batch_norm_statistics_from_tiles(
+                x,
+                tiles,
+                save_mean,
+                save_inv_std,
+                running_mean,
+                running_var,
+                cfg,
+            )?,
+        }
         let (mean, inv_std) = (save_mean.buf().ptr(), save_inv_std.buf().ptr());
         self.batch_norm_normalize(x, mean, inv_std, gamma, beta, residual, out, cfg.relu)
     }

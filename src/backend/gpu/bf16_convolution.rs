@@ -40,23 +40,30 @@ impl<D: Driver> GpuBackend<D> {
         })
     }
 
+    /// `y = conv(x, w)`; with `stats`, also the batch-norm statistics partials of `y` as stored
+    /// (`plan::forward_stats_partition(y)`'s layout, f32) from the same kernel's epilogue.
     pub(super) fn conv2d_forward_bf16(
         &self,
         shape: &ConvShape,
         x: &T<D>,
         w: &T<D>,
         y: &mut T<D>,
+        stats: Option<&mut T<D>>,
     ) -> Result<()> {
         let w16 = self.bf16_view_of_weight(w)?;
         let y_ptr = y.buf().ptr();
+        let stats_ptr = stats.as_ref().map(|t| t.buf().ptr());
         self.with_bf16_activation(x, |x16| {
-            let args = KernelArgs::new()
-                .ptr(x16)
-                .ptr(w16)
-                .ptr(y_ptr)
-                .value(&shape.dims());
-            self.launch_tc(&plan::forward(shape), args)
+            let args = KernelArgs::new().ptr(x16).ptr(w16).ptr(y_ptr);
+            let (launch, args) = match stats_ptr {
+                None => (plan::forward(shape), args),
+                Some(p) => (plan::forward_stats(shape), args.ptr(p)),
+            };
+            self.launch_tc(&launch, args.value(&shape.dims()))
         })?;
+        if let Some(stats) = stats {
+            Self::written_as(stats, DType::F32);
+        }
         Self::written_as(y, DType::Bf16);
         Ok(())
     }

@@ -20,6 +20,7 @@
 //! | kernel                                         | params                                                         |
 //! |------------------------------------------------|----------------------------------------------------------------|
 //! | `conv2d_tc_forward_[general_]{T}_bf16`          | `(const bf16* x, const bf16* w, bf16* y, ConvDims d)`          |
+//! | `conv2d_tc_forward_stats_[general_]{T}_bf16`    | `(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d)`: `stats` as [`TcStatsPartition`] |
 //! | `conv2d_tc_backward_data_[general_]{T}_bf16`    | `(const bf16* dy, const bf16* w, bf16* dx, ConvDims d)`        |
 //! | `conv2d_tc_backward_data_add_[general_]{T}_bf16`| `(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d)` |
 //! | `conv2d_tc_backward_filter_[general_]{T}_bf16`  | `(const bf16* x, const bf16* dy, float* out, ConvDims d)`: `out` is `dw` when `splits == 1`, else the workspace |
@@ -67,6 +68,40 @@ pub struct TcFilterLaunch {
     pub splits: usize,
     pub workspace_bytes: usize,
     pub reduce: Option<TcLaunch>,
+}
+
+/// How a forward-with-statistics kernel splits the output's `rows` = N*P*Q pixels among its
+/// batch-norm statistics partials: one per block row of tiles, `tile_rows` (BM) rows each, the last
+/// one shorter. The kernel writes `[2][partitions][channels]` floats (per partition and channel the
+/// sum, then the sum of squared deviations from the partition's own mean; kernels/conv_tc_stats.cuh),
+/// which `batch_norm_finalize_tiles_f32` (kernels/batch_norm.cu) merges given `partitions`, `rows`
+/// and `tile_rows`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcStatsPartition {
+    pub rows: usize,
+    pub channels: usize,
+    pub tile_rows: usize,
+}
+
+impl TcStatsPartition {
+    fn new(tile: TcTile, y: [usize; 4]) -> Self {
+        let [n, p, q, k] = y;
+        TcStatsPartition {
+            rows: n * p * q,
+            channels: k,
+            tile_rows: tile.bm(),
+        }
+    }
+
+    /// Partials per channel: the forward grid's `grid.x`.
+    pub fn partitions(&self) -> usize {
+        self.rows.div_ceil(self.tile_rows).max(1)
+    }
+
+    /// Floats of the statistics buffer.
+    pub fn floats(&self) -> usize {
+        2 * self.partitions() * self.channels
+    }
 }
 
 /// The CTA tile configurations (`TcTile*` in kernels/conv_tc.cuh; BK = 32 for all).
@@ -169,6 +204,22 @@ const FORWARD_KERNELS: [[&str; 5]; 2] = [
         "conv2d_tc_forward_general_32x64_bf16",
     ],
 ];
+const FORWARD_STATS_KERNELS: [[&str; 5]; 2] = [
+    [
+        "conv2d_tc_forward_stats_128x128_bf16",
+        "conv2d_tc_forward_stats_64x64_bf16",
+        "conv2d_tc_forward_stats_128x32_bf16",
+        "conv2d_tc_forward_stats_64x16_bf16",
+        "conv2d_tc_forward_stats_32x64_bf16",
+    ],
+    [
+        "conv2d_tc_forward_stats_general_128x128_bf16",
+        "conv2d_tc_forward_stats_general_64x64_bf16",
+        "conv2d_tc_forward_stats_general_128x32_bf16",
+        "conv2d_tc_forward_stats_general_64x16_bf16",
+        "conv2d_tc_forward_stats_general_32x64_bf16",
+    ],
+];
 const BACKWARD_DATA_KERNELS: [[&str; 5]; 2] = [
     [
         "conv2d_tc_backward_data_128x128_bf16",
@@ -223,12 +274,41 @@ pub const FILTER_REDUCE_KERNEL: &str = "conv2d_tc_backward_filter_reduce_bf16";
 /// Forward, `y = conv(x, w)`: tile by the output channels K and the pixel count, the vector kernel
 /// when C % 8 == 0.
 pub fn forward(shape: &ConvShape) -> TcLaunch {
+    forward_with(shape, forward_tile(shape.y), !forward_vectorizable(shape))
+}
+
+/// The forward's tile for an output `y = [N, P, Q, K]`: a function of the output's shape alone
+/// (its N*P*Q rows and K columns), so that the batch norm reading `y` finds the statistics
+/// partition ([`forward_stats_partition`]) from its input's shape.
+fn forward_tile(y: [usize; 4]) -> TcTile {
+    let [n, p, q, k] = y;
+    output_tile(n * p * q, k)
+}
+
+/// Forward with batch-norm statistics in the epilogue: the same tile and loader as [`forward`],
+/// plus the statistics partials (`stats` parameter) of [`forward_stats_partition`]`(shape.y)`.
+pub fn forward_stats(shape: &ConvShape) -> TcLaunch {
+    forward_stats_with(shape, forward_tile(shape.y), !forward_vectorizable(shape)).0
+}
+
+/// [`forward_stats`] with an explicit tile and loader (tests), and the partition its statistics
+/// follow.
+pub fn forward_stats_with(
+    shape: &ConvShape,
+    tile: TcTile,
+    general: bool,
+) -> (TcLaunch, TcStatsPartition) {
     let [n, p, q, k] = shape.y;
-    forward_with(
-        shape,
-        output_tile(n * p * q, k),
-        !forward_vectorizable(shape),
+    let kernel = FORWARD_STATS_KERNELS[usize::from(general)][tile.index()];
+    (
+        launch(kernel, tile, n * p * q, k, 1),
+        TcStatsPartition::new(tile, shape.y),
     )
+}
+
+/// The statistics partition of [`forward_stats`] for a convolution whose output is `y`.
+pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {
+    TcStatsPartition::new(forward_tile(y), y)
 }
 
 /// Forward with an explicit tile and loader (tests, benchmarks). `general == false` requires
@@ -411,6 +491,8 @@ mod tests {
             for (g, general) in ["", "general_"].iter().enumerate() {
                 let name = |op: &str| format!("conv2d_tc_{op}_{general}{t}_bf16");
                 assert_eq!(FORWARD_KERNELS[g][tile.index()], name("forward"));
+                let stats = format!("conv2d_tc_forward_stats_{general}{t}_bf16");
+                assert_eq!(FORWARD_STATS_KERNELS[g][tile.index()], stats);
                 assert_eq!(
                     BACKWARD_DATA_KERNELS[g][tile.index()],
                     name("backward_data")
@@ -473,6 +555,35 @@ mod tests {
             assert!(b.partial.grid.0 as usize * tile.bm() >= s.w[0]);
             assert!(b.partial.grid.1 as usize * tile.bn() >= s.w[1] * s.w[2] * s.w[3]);
             assert_eq!(b.partial.grid.2 as usize, b.splits);
+        }
+    }
+
+    #[test]
+    fn the_statistics_partition_follows_the_forward_grid() {
+        for s in [
+            shape([32, 56, 56, 64], [64, 3, 3, 64], 1, 1),
+            shape([3, 57, 57, 40], [24, 3, 3, 40], 2, 1),
+            shape([64, 28, 28, 128], [512, 1, 1, 128], 1, 0),
+            shape([2, 224, 224, 3], [64, 7, 7, 3], 2, 3),
+            shape([1, 1, 1, 8], [16, 1, 1, 8], 1, 0),
+        ] {
+            let planned = forward(&s);
+            let stats = forward_stats(&s);
+            let part = forward_stats_partition(s.y);
+            assert_eq!(stats.grid, planned.grid);
+            assert_eq!(
+                (stats.block, stats.shared_bytes),
+                (planned.block, planned.shared_bytes)
+            );
+            assert_eq!(
+                stats.kernel.replace("forward_stats_", "forward_"),
+                planned.kernel
+            );
+            assert_eq!(part.partitions(), stats.grid.0 as usize);
+            assert_eq!(part.floats(), 2 * part.partitions() * s.y[3]);
+            let [n, p, q, _] = s.y;
+            assert_eq!(part.rows, n * p * q);
+            assert!(part.tile_rows * (part.partitions() - 1) < part.rows);
         }
     }
 
