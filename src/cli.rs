@@ -172,9 +172,9 @@ struct TrainArgs {
     /// iteration (the first step, and the first after each evaluation, run eagerly). Default on.
     #[arg(long, value_enum)]
     cuda_graph: Option<OnOff>,
-    /// on: on a GPU backend with one replica, keep a fixed-size dataset (synthetic, CIFAR-10) on
-    /// the GPU as bytes, uploaded once, and build each batch there (normalisation and the paper's
-    /// augmentation; the same batches as the host builds). Default on.
+    /// on: on a GPU backend, keep a fixed-size dataset (synthetic, CIFAR-10) on each GPU as bytes,
+    /// uploaded once, and build each batch there (normalisation and the paper's augmentation; the
+    /// same batches as the host builds); ImageNet views go up as bytes. Default on.
     #[arg(long, value_enum)]
     device_data: Option<OnOff>,
     /// Data-parallel replicas on --device cpu or emu (one thread each, --batch-size split evenly

@@ -134,15 +134,11 @@ fn run(
     device_data: &str,
     data: &str,
     (batch, iters, eval_every): (usize, usize, usize),
+    extra: &[&str],
 ) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     let out = dir.join(device_data);
-    let device = if driver_name().starts_with("cuda") {
-        "cuda"
-    } else {
-        "emu"
-    };
     let o = cli()
-        .args(["train", "--device", device, "--device-data", device_data])
+        .args(["train", "--device-data", device_data])
         .args(["--model", "resnet8", "--data", data, "--workers", "2"])
         .args([
             "--batch-size",
@@ -152,6 +148,7 @@ fn run(
         ])
         .args(["--eval-every", &eval_every.to_string(), "--log-every", "1"])
         .args(["--out", out.to_str().unwrap()])
+        .args(extra)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -175,11 +172,19 @@ fn run(
     )
 }
 
-/// The two runs of `data` end with the same weights, momentum and test errors.
-fn runs_agree(data: &str, steps: (usize, usize, usize), evaluations: usize) {
+/// The two runs of `data` (with the `extra` flags) end with the same weights, momentum and test
+/// errors.
+fn runs_agree(data: &str, steps: (usize, usize, usize), evaluations: usize, extra: &[&str]) {
+    let device = if driver_name().starts_with("cuda") {
+        "cuda"
+    } else {
+        "emu"
+    };
+    let extra = [&["--device", device], extra].concat();
+    let extra = extra.as_slice();
     let dir = tempfile::tempdir().unwrap();
-    let (model_on, optimizer_on, evals_on) = run(dir.path(), "on", data, steps);
-    let (model_off, optimizer_off, evals_off) = run(dir.path(), "off", data, steps);
+    let (model_on, optimizer_on, evals_on) = run(dir.path(), "on", data, steps, extra);
+    let (model_off, optimizer_off, evals_off) = run(dir.path(), "off", data, steps, extra);
     assert_eq!(evals_on.len(), evaluations, "{evals_on:?}");
     assert_eq!(evals_on, evals_off);
     assert!(model_on == model_off, "the weights differ");
@@ -190,7 +195,25 @@ fn runs_agree(data: &str, steps: (usize, usize, usize), evaluations: usize) {
 /// last batch).
 #[test]
 fn a_run_on_device_batches_equals_a_run_on_host_batches() {
-    runs_agree("synthetic:32:10", (4, 6, 3), 2);
+    runs_agree("synthetic:32:10", (4, 6, 3), 2, &[]);
+}
+
+/// The same with two data-parallel replicas, each keeping the set on its own device and building
+/// its half of every batch there.
+#[test]
+fn replicas_on_device_batches_equal_replicas_on_host_batches() {
+    // `--replicas` runs on the CPU or the emulator (`--gpus` is the GPUs' form, with NCCL), so on
+    // a GPU machine this runs the emulator too.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--device", "emu", "--replicas", "2"];
+    let (model_on, optimizer_on, evals_on) =
+        run(dir.path(), "on", "synthetic:32:10", (4, 4, 4), &extra);
+    let (model_off, optimizer_off, evals_off) =
+        run(dir.path(), "off", "synthetic:32:10", (4, 4, 4), &extra);
+    assert_eq!(evals_on.len(), 1, "{evals_on:?}");
+    assert_eq!(evals_on, evals_off);
+    assert!(model_on == model_off, "the weights differ");
+    assert!(optimizer_on == optimizer_off, "the momentum differs");
 }
 
 /// An ImageNet-style folder of `per_class` training and one validation image in each of two
@@ -296,5 +319,5 @@ fn a_run_on_streamed_imagenet_batches_equals_a_run_on_host_batches() {
     let dir = tempfile::tempdir().unwrap();
     write_folder(dir.path(), 2);
     let data = format!("imagenet:{}", dir.path().display());
-    runs_agree(&data, (2, 2, 2), 1);
+    runs_agree(&data, (2, 2, 2), 1, &[]);
 }

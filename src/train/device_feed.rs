@@ -47,18 +47,18 @@ pub struct DeviceBatches<B: Backend> {
 }
 
 impl<B: Backend<Elem = f32>> DeviceBatches<B> {
-    /// The device's batches when the run asks for them (`--device-data on`), the backend builds
-    /// batches best itself and the run has one replica; `None` otherwise. `batch` is this
-    /// replica's batch, `view` the network's input size.
+    /// The device's batches when the run asks for them (`--device-data on`) and the backend
+    /// builds batches best itself; `None` otherwise. `batch` is this replica's batch. Every
+    /// replica keeps a resident set whole, on its own GPU; the `leader` says so.
     pub fn open(
         be: &B,
         cfg: &TrainConfig,
         data: &DataSets,
         mean: &MeanImage,
         batch: usize,
-        single_replica: bool,
+        leader: bool,
     ) -> Result<Option<Self>> {
-        if !(cfg.device_data && single_replica && be.builds_batches_on_device()) {
+        if !(cfg.device_data && be.builds_batches_on_device()) {
             return Ok(None);
         }
         let started = std::time::Instant::now();
@@ -67,13 +67,15 @@ impl<B: Backend<Elem = f32>> DeviceBatches<B> {
                 let train = DeviceImages::upload(be, splits.train.as_ref())?;
                 let test = DeviceImages::upload(be, splits.test.as_ref())?;
                 let bytes = (train.len() + test.len()) * mean.data.len();
-                eprintln!(
-                    "data on the device: {} training and {} test images ({:.0} MiB) in {:.1}s",
-                    train.len(),
-                    test.len(),
-                    bytes as f64 / (1 << 20) as f64,
-                    started.elapsed().as_secs_f64()
-                );
+                if leader {
+                    eprintln!(
+                        "data on the device: {} training and {} test images ({:.0} MiB) in {:.1}s",
+                        train.len(),
+                        test.len(),
+                        bytes as f64 / (1 << 20) as f64,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
                 Source::Resident { train, test }
             }
             DataSets::Folders(f) => {
@@ -81,7 +83,9 @@ impl<B: Backend<Elem = f32>> DeviceBatches<B> {
                 let pixels = vec![0u8; batch * h * w * 3];
                 let name = format!("the loader's batch of {}", f.describe());
                 let store = DeviceImages::from_bytes(be, &pixels, vec![0; batch], (h, w), name)?;
-                eprintln!("data on the device: batches of {batch} views sent as bytes");
+                if leader {
+                    eprintln!("data on the device: batches of {batch} views sent as bytes");
+                }
                 Source::Streamed {
                     batch: store,
                     slots: (0..batch).collect(),
@@ -98,15 +102,22 @@ impl<B: Backend<Elem = f32>> DeviceBatches<B> {
     }
 
     /// Sends the next batch's draws: training images `indices` with `views` (see
-    /// [`BatchDraws::fill`]). For a resident set only.
+    /// [`BatchDraws::fill`]); their labels go to `labels`. For a resident set only.
     pub fn draw(
         &mut self,
         be: &B,
         indices: &[usize],
         views: Option<&[CropFlipParams]>,
+        labels: &mut [u32],
     ) -> Result<()> {
         match &self.source {
-            Source::Resident { train, .. } => self.draws.fill(be, train, indices, views),
+            Source::Resident { train, .. } => {
+                self.draws.fill(be, train, indices, views)?;
+                for (l, &i) in labels.iter_mut().zip(indices) {
+                    *l = train.labels()[i];
+                }
+                Ok(())
+            }
             Source::Streamed { .. } => Err(crate::error::Error::Config(
                 "--device-data: a streamed dataset has no resident images to draw from".into(),
             )),

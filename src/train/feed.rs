@@ -149,7 +149,9 @@ impl Feed {
     /// [`Feed::next`] for batches built on the device: for a fixed-size set kept there, the same
     /// indices and views, written to `device`'s draw table (this replica's `shard` of them); for
     /// folders, the loader's batch as bytes with its colour shifts. The step builds its batch from
-    /// them.
+    /// them; the batch's labels also go to `labels`, for replicas, which combine their statistics
+    /// on the host.
+    #[allow(clippy::too_many_arguments)]
     pub fn next_on_device<B: Backend<Elem = f32>>(
         &mut self,
         be: &B,
@@ -158,12 +160,14 @@ impl Feed {
         iter: u64,
         shard: Range<usize>,
         device: &mut DeviceBatches<B>,
+        labels: &mut [u32],
     ) -> Result<u64> {
         let (indices, epoch) = self.next_indices(cfg, cursor);
         if let DataSets::Folders(_) = &self.data {
             // The loader already holds this replica's shard, decoded, as bytes.
             let batch = self.next_loaded(iter, epoch)?;
             device.stream(be, &batch)?;
+            labels.copy_from_slice(&batch.labels);
             return Ok(epoch);
         }
         let views = fixed_set_views(cfg, iter);
@@ -171,6 +175,7 @@ impl Feed {
             be,
             &indices[shard.clone()],
             views.as_deref().map(|v| &v[shard]),
+            labels,
         )?;
         Ok(epoch)
     }

@@ -411,7 +411,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 &self.feed.data,
                 &self.mean,
                 local,
-                self.replica.is_none(),
+                leader,
             )?,
             false => None,
         };
@@ -444,6 +444,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     iter,
                     shard.clone(),
                     d,
+                    &mut labels,
                 )?,
                 None => {
                     let epoch = self.feed.next(
@@ -463,7 +464,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             match &mut self.replica {
                 Some(r) => {
                     // Replicas combine their statistics on the host anyway, so they read them at
-                    // once and decide there.
+                    // once and decide there; their batch is built eagerly.
+                    if let Some(d) = &device {
+                        d.build(self.be, &mut x, &mut labels_on_device)?;
+                    }
                     let stats = r.forward_backward(self.be, &mut self.net, &x, &labels)?;
                     if !stats.loss.is_finite() {
                         if let Some(p) = &progress {
