@@ -5,7 +5,8 @@
 # and the GPU's ceilings measured in the same call, the kernel suites under compute-sanitizer, and the
 # criterion kernel benchmarks.
 #
-#   (device tool) run: tools/device-check.sh        carry ["device"], timeout_s >= DEADLINE + 60
+#   (device tool) run: PHASES=1 tools/device-check.sh   carry ["device"], timeout_s >= DEADLINE + 60
+#   (device tool) run: PHASES=2 tools/device-check.sh   the same, second call
 #
 # DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
 # and what is left (less a reserve for packing), and a step with under 10 s left is skipped. A failing
@@ -42,12 +43,23 @@ step() { # step NAME SECONDS COMMAND...
         tee -a "$summary"
 }
 
-sanitize() { # sanitize TOOL SUITE SECONDS
-    step "sanitize-$1-$2" "$3" env RESNET_TEST_DRIVER=cuda \
-        compute-sanitizer --tool "$1" --print-limit 20 --error-exitcode 3 "device/$2" --test-threads=1
+sanitize() { # sanitize TOOL SUITE SECONDS [TEST FILTERS...]
+    local tool=$1 suite=$2 limit=$3
+    shift 3
+    step "sanitize-$tool-$suite" "$limit" env RESNET_TEST_DRIVER=cuda \
+        compute-sanitizer --tool "$tool" --print-limit 20 --error-exitcode 3 "device/$suite" \
+        --test-threads=1 "$@"
 }
 
+# PHASES picks the parts to run (default "1 2", both): 1 is correctness and speed (every GPU test,
+# ceilings, tile sweep, bench beside PyTorch, the default run, the 64k-iteration CIFAR schedule); 2 is
+# the sanitizers, the older data-format checks (with FULL=1) and the criterion benchmarks. One call
+# rarely fits both: run PHASES=1, then PHASES=2 in a second call while the machine is warm.
+PHASES="${PHASES:-1 2}"
+in_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+
 step nvidia-smi 15 nvidia-smi
+if in_phase 1; then
 step info 30 "$RC" info
 # Correctness first: every GPU test suite on the CUDA driver, the bf16 ones (tensor-core
 # convolutions, bf16 memory-bound kernels, whole mixed-precision steps) included.
@@ -90,9 +102,14 @@ step make-cifar-full 60 python3 tools/make_tiny_datasets.py "$RAW/data-full" --p
 step cifar-schedule 150 "$RC" train --device cuda --data "cifar10:$RAW/data-full/cifar10" \
     --out "$RAW/run-cifar-schedule"
 rm -rf "$RAW/data-full"
+fi
+
+if in_phase 2; then
 for suite in conv_tc bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
     sanitize memcheck "$suite" 120
 done
+# The input kernel's own tests (the whole-run ones start CLI processes: too slow under the tool).
+sanitize memcheck device_data 90 bit_for_bit rounded_once streamed
 for suite in conv_tc bf16_kernels kernels conv_kernels tensor_core; do
     sanitize racecheck "$suite" 120
 done
@@ -120,6 +137,7 @@ if [ -x device/bench-kernels ]; then
     step bench-kernels 400 env RESNET_BENCH_DEVICE=cuda device/bench-kernels --bench \
         --warm-up-time 0.2 --measurement-time 0.5 --sample-size 10 --noplot \
         "${BENCH_FILTER:-^conv_[a-z_]+_bf16/(resnet50/n256_|resnet20/)}"
+fi
 fi
 
 {
