@@ -7,7 +7,8 @@
 2. where our step's time goes (bench's synchronised per-layer-type pass);
 3. per convolution shape of one model and batch, the TFLOP/s of forward, backward-data and
    backward-filter from the criterion kernel benchmarks (`bench-kernels.txt`), against the ceilings
-   measured in the same call (`ceilings.json`).
+   measured in the same call (`ceilings.json`);
+4. the paper's CIFAR schedule timed end to end (`cifar-schedule` in summary.txt, its metrics.jsonl).
 
     python3 tools/device_table.py RAW_DIR [RAW_DIR ...] [--shapes resnet50/n256]
 
@@ -138,6 +139,32 @@ def conv_table(figures, shapes, ceilings, suffix=""):
     return "\n".join(out)
 
 
+def cifar_schedule(raw):
+    """The paper's CIFAR schedule run (step `cifar-schedule`): end-to-end seconds and exit code from
+    summary.txt, the last logged iteration and the last test error from its metrics.jsonl."""
+    seconds = rc = None
+    summary = os.path.join(raw, "summary.txt")
+    if os.path.exists(summary):
+        for line in open(summary):
+            m = re.match(r"cifar-schedule\s+rc=(\S+)\s+(\d+)s", line)
+            if m:
+                rc, seconds = m[1], int(m[2])
+    metrics = os.path.join(raw, "run-cifar-schedule", "metrics.jsonl")
+    if seconds is None or not os.path.exists(metrics):
+        return None
+    last_iter, test_err = 0, None
+    for line in open(metrics):
+        j = json.loads(line)
+        last_iter = max(last_iter, j.get("iter", 0))
+        if "test_err" in j:
+            test_err = j["test_err"]
+    err = "–" if test_err is None else f"{100 * test_err:.2f}%"
+    return (
+        "| iterations reached | seconds (end to end) | exit | last test error |\n|---|---|---|---|\n"
+        f"| {last_iter} of 64000 | {seconds} | {rc} | {err} |"
+    )
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("raw", nargs="+")
@@ -153,6 +180,10 @@ def main():
     print(step_table(ours, theirs))
     print("\nOur step by layer type (bench's synchronised pass)\n")
     print(layer_table(ours))
+    schedule = cifar_schedule(args.raw[0])
+    if schedule:
+        print("\nThe paper's CIFAR schedule (resnet20, 64,000 iterations of 128; goal: 60 s)\n")
+        print(schedule)
     for suffix, name in (("", "f32"), ("_bf16", "bf16")):
         if any(key.split("/", 1)[0] == "conv_forward" + suffix for key in figures) or suffix == "":
             print(f"\nConvolutions of {args.shapes} in {name} (criterion, median)\n")
