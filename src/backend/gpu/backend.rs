@@ -96,10 +96,6 @@ fn align_up(bytes: usize) -> usize {
     bytes.div_ceil(WORKSPACE_ALIGN) * WORKSPACE_ALIGN
 }
 
-fn dims4(t: &Tensor<impl Backend>) -> [usize; 4] {
-    t.shape().dims4().expect("shape validated by ops")
-}
-
 fn dims2(t: &Tensor<impl Backend>) -> [usize; 2] {
     t.shape().dims2().expect("shape validated by ops")
 }
@@ -595,19 +591,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.elementwise_bf16("add_forward_bf16", a, b, y, relu);
-        }
-        self.launch_1d(
-            "add_forward_f32",
-            y.numel(),
-            KernelArgs::new()
-                .ptr(a.buf().ptr())
-                .ptr(b.buf().ptr())
-                .ptr(y.buf().ptr())
-                .u64(y.numel())
-                .int(usize::from(relu)),
-        )
+        self.residual_add(false, a, b, y, relu)
     }
 
     fn add_backward(
@@ -617,19 +601,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dsum: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.elementwise_bf16("add_backward_bf16", y, dy, dsum, relu);
-        }
-        self.launch_1d(
-            "add_backward_f32",
-            y.numel(),
-            KernelArgs::new()
-                .ptr(y.buf().ptr())
-                .ptr(dy.buf().ptr())
-                .ptr(dsum.buf().ptr())
-                .u64(y.numel())
-                .int(usize::from(relu)),
-        )
+        self.residual_add(true, y, dy, dsum, relu)
     }
 
     fn shortcut_a_forward(
@@ -638,25 +610,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         stride: usize,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.shortcut_a_bf16(true, x, y, stride);
-        }
-        let ([n, h, w, cin], [_, p, q, cout]) = (dims4(x), dims4(y));
-        self.launch_1d(
-            "shortcut_a_forward_f32",
-            y.numel(),
-            KernelArgs::new()
-                .ptr(x.buf().ptr())
-                .ptr(y.buf().ptr())
-                .int(n)
-                .int(h)
-                .int(w)
-                .int(cin)
-                .int(p)
-                .int(q)
-                .int(cout)
-                .int(stride),
-        )
+        self.shortcut_a(true, x, y, stride)
     }
 
     fn shortcut_a_backward(
@@ -665,62 +619,15 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         stride: usize,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.shortcut_a_bf16(false, dy, dx, stride);
-        }
-        let ([_, p, q, cout], [n, h, w, cin]) = (dims4(dy), dims4(dx));
-        self.launch_1d(
-            "shortcut_a_backward_f32",
-            dx.numel(),
-            KernelArgs::new()
-                .ptr(dy.buf().ptr())
-                .ptr(dx.buf().ptr())
-                .int(n)
-                .int(h)
-                .int(w)
-                .int(cin)
-                .int(p)
-                .int(q)
-                .int(cout)
-                .int(stride),
-        )
+        self.shortcut_a(false, dy, dx, stride)
     }
 
     fn global_avg_pool_forward(&self, x: &Tensor<Self>, y: &mut Tensor<Self>) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.global_avg_pool_forward_bf16(x, y);
-        }
-        let [n, h, w, c] = dims4(x);
-        self.launch_1d(
-            "global_avg_pool_forward_f32",
-            n * c,
-            KernelArgs::new()
-                .ptr(x.buf().ptr())
-                .ptr(y.buf().ptr())
-                .int(n)
-                .int(h * w)
-                .int(c),
-        )
+        self.global_avg_pool_forward_any(x, y)
     }
 
     fn global_avg_pool_backward(&self, dy: &Tensor<Self>, dx: &mut Tensor<Self>) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.global_avg_pool_backward_bf16(dy, dx);
-        }
-        let [n, h, w, c] = dims4(dx);
-        // Rounded to f32 exactly as the CPU reference does.
-        let inv_hw = (1.0 / (h * w) as f64) as f32;
-        self.launch_1d(
-            "global_avg_pool_backward_f32",
-            dx.numel(),
-            KernelArgs::new()
-                .ptr(dy.buf().ptr())
-                .ptr(dx.buf().ptr())
-                .int(n)
-                .int(h * w)
-                .int(c)
-                .f32(inv_hw),
-        )
+        self.global_avg_pool_backward_any(dy, dx)
     }
 
     fn max_pool_forward(
@@ -729,12 +636,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.max_pool_bf16(x, None, y, geom);
-        }
-        let args = KernelArgs::new().ptr(x.buf().ptr()).ptr(y.buf().ptr());
-        let args = pool_shape_args(args, dims4(x), dims4(y), geom);
-        self.launch_1d("max_pool_forward_f32", y.numel(), args)
+        self.max_pool(x, None, y, geom)
     }
 
     fn max_pool_backward(
@@ -744,15 +646,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            return self.max_pool_bf16(x, Some(dy), dx, geom);
-        }
-        let args = KernelArgs::new()
-            .ptr(x.buf().ptr())
-            .ptr(dy.buf().ptr())
-            .ptr(dx.buf().ptr());
-        let args = pool_shape_args(args, dims4(x), dims4(dy), geom);
-        self.launch_1d("max_pool_backward_f32", dx.numel(), args)
+        self.max_pool(x, Some(dy), dx, geom)
     }
 
     fn linear_forward(
@@ -905,22 +799,4 @@ impl<D: Driver> Backend for GpuBackend<D> {
     ) -> Result<()> {
         self.sgd_update_chunks(params, cfg, Some((lr.buf().ptr(), guard.flag_ptr())))
     }
-}
-
-/// The shape parameters of the max-pool kernels: `N H W C P Q window stride pad`.
-fn pool_shape_args(
-    args: KernelArgs,
-    [n, h, w, c]: [usize; 4],
-    [_, p, q, _]: [usize; 4],
-    geom: PoolGeometry,
-) -> KernelArgs {
-    args.int(n)
-        .int(h)
-        .int(w)
-        .int(c)
-        .int(p)
-        .int(q)
-        .int(geom.window)
-        .int(geom.stride)
-        .int(geom.pad)
 }
