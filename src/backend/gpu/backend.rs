@@ -4,7 +4,8 @@
 //! block and shared-memory sizes, the workspaces they need and their argument lists. This file holds
 //! the backend, its launch and workspace helpers and the `Backend` implementation, which dispatches on
 //! the precision; the op families live beside it: `memory.rs`, `convolution.rs` (f32) and
-//! `bf16_convolution.rs`, `batch_norm.rs` (f32 statistics) and `bf16_memory_bound.rs`, `head.rs`
+//! `bf16_convolution.rs`, `batch_norm.rs` and `memory_bound.rs` (add, shortcut, pooling; both
+//! precisions through a table of kernels), `image_batch.rs` (batches built from bytes), `head.rs`
 //! (the classifier's GEMM), `loss_record.rs`, `optimiser.rs` (SGD) and `graph.rs`. The kernels are
 //! in `kernels/*.cu`; each launch names its kernel and file, whose header states the math.
 //!
