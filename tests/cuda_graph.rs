@@ -352,6 +352,54 @@ fn a_diverging_graphed_run_stops_at_the_right_iteration() {
     );
 }
 
+/// Batch norm's `num_batches_tracked` (saved in checkpoints, as PyTorch's state dict has it)
+/// counts every training step, replayed ones included: a replay runs no layer code on the host.
+#[test]
+fn a_graphed_run_counts_every_training_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = cli()
+        .args(["train", "--device", gpu_device(), "--cuda-graph", "on"])
+        .args([
+            "--model",
+            "resnet8",
+            "--batch-size",
+            "4",
+            "--data",
+            "synthetic:32:8",
+        ])
+        .args([
+            "--iters",
+            "5",
+            "--eval-every",
+            "100",
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(run.join("latest/model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for name in [
+        "bn1.num_batches_tracked",
+        "layer3.0.bn2.num_batches_tracked",
+    ] {
+        let t = tensors.tensor(name).unwrap();
+        let count = i64::from_le_bytes(t.data().try_into().unwrap());
+        assert_eq!(count, 5, "{name}");
+    }
+}
+
+/// `--device` for the trainer: the GPU when the tests run on CUDA, else the emulator.
+fn gpu_device() -> &'static str {
+    if driver_name().starts_with("cuda") {
+        "cuda"
+    } else {
+        "emu"
+    }
+}
+
 /// `bench --json` on the GPU backend: with the graph (the default), a steady step is one replay,
 /// no kernel launched on its own, no host wait; with `--cuda-graph off`, the kernels one by one.
 #[test]

@@ -321,3 +321,57 @@ fn a_run_on_streamed_imagenet_batches_equals_a_run_on_host_batches() {
     let data = format!("imagenet:{}", dir.path().display());
     runs_agree(&data, (2, 2, 2), 1, &[]);
 }
+
+/// A run on device batches stopped after 3 steps and resumed to 6 ends as the run of 6 does: the
+/// draws come from the saved data cursor and the iteration, as the host's batches do.
+#[test]
+fn a_resumed_run_on_device_batches_equals_the_uninterrupted_run() {
+    let device = if driver_name().starts_with("cuda") {
+        "cuda"
+    } else {
+        "emu"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let train = |out: &Path, iters: &str| {
+        let o = cli()
+            .args(["train", "--device", device, "--model", "resnet8"])
+            .args([
+                "--data",
+                "synthetic:32:10",
+                "--batch-size",
+                "4",
+                "--iters",
+                iters,
+            ])
+            .args([
+                "--lr-milestones",
+                "3,5",
+                "--eval-every",
+                "100",
+                "--save-every",
+                "100",
+            ])
+            .args(["--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
+    train(&whole, "6");
+    train(&split, "3");
+    let o = cli()
+        .args(["train", "--resume", split.to_str().unwrap(), "--iters", "6"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming") && stderr.contains("data on the device"),
+        "{stderr}"
+    );
+    let weights = |run: &Path| std::fs::read(run.join("latest/model.safetensors")).unwrap();
+    assert!(
+        weights(&whole) == weights(&split),
+        "weights differ after resuming"
+    );
+}

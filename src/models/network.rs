@@ -202,6 +202,12 @@ impl<B: Backend> Network<B> {
         Ok(stats)
     }
 
+    /// Adds `n` to every batch norm's count of training batches (`num_batches_tracked`), for steps
+    /// whose forward pass ran without the layers' code (a replayed graph) or ran it twice.
+    pub fn count_training_batches(&mut self, n: i64) {
+        self.visit_batch_norms(&mut |bn| bn.num_batches_tracked += n);
+    }
+
     /// [`Network::forward_backward`] without a host synchronisation: the statistics go to
     /// `record` (see [`Network::loss_recorded`]).
     pub fn forward_backward_recorded(

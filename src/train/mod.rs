@@ -45,7 +45,7 @@ use crate::tensor::Tensor;
 use device_feed::DeviceBatches;
 use progress::{Interval, Progress};
 use replicas::{train_replicas, Replica, ReplicaOptions};
-use step_graph::GraphedStep;
+use step_graph::{GraphedStep, StepRun};
 
 /// How a run ended.
 #[derive(Debug, PartialEq)]
@@ -495,13 +495,20 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     let (be, net, sgd, record) =
                         (self.be, &mut self.net, &mut self.sgd, &mut losses.record);
                     let (x, labels_on_device, device) = (&mut x, &mut labels_on_device, &device);
-                    graph.run(be, || {
+                    let ran = graph.run(be, || {
                         if let Some(d) = device {
                             d.build(be, x, labels_on_device)?;
                         }
                         net.forward_backward_recorded(be, x, labels_on_device, record)?;
                         sgd.step_guarded(be, net, record)
                     })?;
+                    // Batch norm counts its training batches as its forward is called; a replayed
+                    // step calls no forward, and a failed capture called it once too often.
+                    match ran {
+                        StepRun::Issued => {}
+                        StepRun::Replayed => net.count_training_batches(1),
+                        StepRun::IssuedTwice => net.count_training_batches(-1),
+                    }
                     losses.unread += 1;
                 }
             }

@@ -22,6 +22,20 @@ pub struct GraphedStep {
     state: State,
 }
 
+/// How [`GraphedStep::run`] ran a step, which tells the caller what happened to the host-side
+/// effects of the step's ops (a layer's counters, such as batch norm's `num_batches_tracked`):
+/// they happen when `issue` is called, and a replay does not call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepRun {
+    /// `issue` ran once: its host-side effects happened once, as they should.
+    Issued,
+    /// The graph ran and `issue` did not: the step's host-side effects are missing.
+    Replayed,
+    /// A capture failed and the step then ran eagerly: `issue` ran twice, its host-side effects
+    /// happened once too often.
+    IssuedTwice,
+}
+
 impl GraphedStep {
     /// Graphs on `be` when `wanted` and the backend can capture; otherwise every step is eager.
     pub fn new<B: Backend>(be: &B, wanted: bool) -> Self {
@@ -35,15 +49,19 @@ impl GraphedStep {
     }
 
     /// Runs one step, whose work `issue` issues: eagerly, by capturing it then replaying the
-    /// graph, or by replaying the graph captured before (`issue` is not called then). The step's
-    /// inputs must already be in their device buffers.
-    pub fn run<B: Backend>(&mut self, be: &B, mut issue: impl FnMut() -> Result<()>) -> Result<()> {
+    /// graph, or by replaying the graph captured before (`issue` is not called then; see
+    /// [`StepRun`]). The step's inputs must already be in their device buffers.
+    pub fn run<B: Backend>(
+        &mut self,
+        be: &B,
+        mut issue: impl FnMut() -> Result<()>,
+    ) -> Result<StepRun> {
         match std::mem::replace(&mut self.state, State::Off) {
-            State::Off => issue(),
+            State::Off => issue().map(|()| StepRun::Issued),
             State::Warmup => {
                 issue()?;
                 self.state = State::Capture;
-                Ok(())
+                Ok(StepRun::Issued)
             }
             State::Capture => {
                 be.begin_graph_capture()?;
@@ -51,10 +69,11 @@ impl GraphedStep {
                 let captured = be.end_graph_capture();
                 match (issued, captured) {
                     (Ok(()), Ok(graph)) => {
-                        // Capturing ran nothing: this step runs now, as its graph.
+                        // Capturing ran nothing: this step runs now, as its graph; `issue`
+                        // ran once, while capturing.
                         let replayed = be.replay_graph(&graph);
                         self.state = State::Ready(graph);
-                        replayed
+                        replayed.map(|()| StepRun::Issued)
                     }
                     (issued, captured) => {
                         if let Ok(graph) = captured {
@@ -69,14 +88,14 @@ impl GraphedStep {
                              it runs eagerly"
                         );
                         // Nothing of the failed capture ran: the step runs now.
-                        issue()
+                        issue().map(|()| StepRun::IssuedTwice)
                     }
                 }
             }
             State::Ready(graph) => {
                 let replayed = be.replay_graph(&graph);
                 self.state = State::Ready(graph);
-                replayed
+                replayed.map(|()| StepRun::Replayed)
             }
         }
     }
