@@ -12,13 +12,19 @@
 //      element-wise gathers stored to shared memory (any C, K, alignment).
 //   2. The main loop (tc_mainloop here): a STAGES-deep cp.async pipeline over BK = 32 deep slices;
 //      per slice, ldmatrix fragments from the swizzled tiles and mma.m16n8k16 into fp32 accumulators.
-//   3. Epilogues (per pass): tc_for_each_pair hands every accumulator pair (row, col, v0, v1) with
-//      col even to a functor, which maps the GEMM coordinates back to tensors and stores. The
-//      forward can also reduce its tile to per-channel batch-norm statistics (conv_tc_stats.cuh).
+//   3. Epilogues (per pass): the bf16 outputs (forward, backward-data) go through
+//      tc_store_tile_bf16 (conv_tc_epilogue.cuh): the tile is staged in shared memory and written
+//      with 16-byte stores, each pass giving only a row -> address functor (GEMM row m -> the address
+//      of its column 0). Shapes it cannot take (a row length not a multiple of 8, an unaligned
+//      pointer) and backward-filter's fp32 partials use tc_for_each_pair, which hands every
+//      accumulator pair (row, col, v0, v1) with col even to a functor that maps the GEMM coordinates
+//      back to tensors and stores. The forward can also reduce its tile to per-channel batch-norm
+//      statistics (conv_tc_stats.cuh).
 //   A Hopper main loop (wgmma + TMA, sm_90a) can replace layer 2 alone: it would take the same loader
 //   contract (or TMA descriptors built from the same GEMM view), produce the accumulators of the CTA
-//   tile, and feed the same epilogue functors through its own fragment-to-(row, col) walk; the
-//   loaders' users (the kernels) and the epilogues do not change.
+//   tile, and feed the same epilogues through its own fragment-to-(row, col) walk (in place of
+//   tc_for_each_pair, and of tc_stage_accumulators for the staged store); the loaders' users (the
+//   kernels), the row -> address functors and the rest of the epilogues do not change.
 //
 // Shared-memory tiles: each operand tile is a row-major array of bf16 rows whose 16-byte chunks are
 // XOR-swizzled (tc_swizzle) so that the 8 row addresses of every ldmatrix 8x8 matrix fall in 8

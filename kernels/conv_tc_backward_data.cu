@@ -29,7 +29,13 @@
 //         the largest class; blocks past a smaller class's rows return at once), block (THREADS, 1, 1)
 //         (256 for 128x128, else 128), dynamic shared bytes TcTile::SMEM_BYTES (at most 49152). No
 //         workspace; dx needs no zeroing. Pointers 16-byte aligned.
-#include "conv_tc.cuh"
+// Epilogue: with C % 8 == 0 and dx (and addend) 16-byte aligned, the block's tile (BM class pixels
+//         x BN channels, each pixel's channels contiguous in dx) is staged through the pipeline's
+//         shared memory and written with 16-byte stores, the addend read with 16-byte cp.async
+//         (conv_tc_epilogue.cuh); otherwise each accumulator pair is stored from its fragment (4-byte
+//         stores when C is even, else 2-byte). Both map row m to the same pixel and write the same
+//         bits (the addend added in fp32, one rounding).
+#include "conv_tc_epilogue.cuh"
 
 template <class Tile, bool VEC, bool ADD>
 __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
@@ -147,12 +153,28 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     const int slices = (RED + Tile::BK - 1) / Tile::BK;
     tc_mainloop<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
 
+    // Row m of this class's GEMM is the pixel (n, ph + stride ih, pw + stride jw): the offset of its
+    // dx (and addend) channel 0.
+    const auto pixel = [&](int m) {
+        const int jw = m % Wc, ni = m / Wc;
+        const int ih = ni % Hc, n = ni / Hc;
+        return ((static_cast<long long>(n) * H + ph + stride * ih) * W + pw + stride * jw) * C;
+    };
+    if (tc_staged_store_ok(C, dx, addend)) {
+        // 16-byte stores through shared memory (conv_tc_epilogue.cuh), the addend read the same way.
+        bf16* const smem = dynamic_shared_memory<bf16>();
+        const auto dx_row = [&](int m) { return dx + pixel(m); };
+        if constexpr (ADD) {
+            tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row, [&](int m) { return addend + pixel(m); });
+        } else {
+            tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row);
+        }
+        return;
+    }
     const bool paired = C % 2 == 0;
     tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int c, float v0, float v1) {
         if (m >= M || c >= C) return;
-        const int jw = m % Wc, ni = m / Wc;
-        const int ih = ni % Hc, n = ni / Hc;
-        const long long at = ((static_cast<long long>(n) * H + ph + stride * ih) * W + pw + stride * jw) * C + c;
+        const long long at = pixel(m) + c;
         const bool second = c + 1 < C;
         if constexpr (ADD) {
             v0 += bf16_to_float(addend[at]);

@@ -25,6 +25,11 @@
 //         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
 //         20480, 24576: none above the 48 KiB that needs an opt-in). Pointers 16-byte aligned. Every element of
 //         y is written.
+// Epilogue: with K % 8 == 0 and y 16-byte aligned, the block's tile is staged through the pipeline's
+//         shared memory and written with 16-byte stores (conv_tc_epilogue.cuh); otherwise each
+//         accumulator pair is stored from its fragment (4-byte stores when K is even, else 2-byte),
+//         which needs y only 4-byte aligned. Both write the same bits.
+#include "conv_tc_epilogue.cuh"
 #include "conv_tc_stats.cuh"
 
 template <class Tile, bool VEC, bool STATS>
@@ -122,10 +127,17 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     tc_mainloop<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
 
     if constexpr (STATS) tc_round_to_bf16<Tile>(acc);  // the statistics are of the stored values
-    const bool paired = K % 2 == 0;
-    tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int k, float v0, float v1) {
-        if (m < M && k < K) tc_store_bf16_pair(y + static_cast<long long>(m) * K + k, v0, v1, k + 1 < K, paired);
-    });
+    if (tc_staged_store_ok(K, y)) {
+        // 16-byte stores through shared memory (conv_tc_epilogue.cuh); row m of C is y[m][0..K).
+        tc_store_tile_bf16<Tile>(acc, dynamic_shared_memory<bf16>(), m0, n0, M, K,
+                                 [&](int m) { return y + static_cast<long long>(m) * K; });
+    } else {
+        const bool paired = K % 2 == 0;
+        tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int k, float v0, float v1) {
+            if (m < M && k < K) tc_store_bf16_pair(y + static_cast<long long>(m) * K + k, v0, v1, k + 1 < K, paired);
+        });
+    }
+    // (Its first barrier also ends the staged store's shared-memory reads before the tile is reused.)
     if constexpr (STATS) tc_channel_statistics<Tile>(acc, m0, n0, M, K, dynamic_shared_memory<float>(), stats);
 }
 

@@ -19,10 +19,11 @@
 //   2. the WARPS_M * 8 row lanes (warp row wr, fragment group g = lane / 4) write these to shared
 //      memory lanes[wr * 8 + g][column], as float2 pairs;
 //   3. thread tid < BN adds column tid over the row lanes in order 0, 1, ....
-//   The pipeline's shared memory is reused (after a barrier: the last slice's ldmatrix reads must be
-//   done): lanes take ROW_LANES x (BN + 8) floats, then the BN tile means. The row stride BN + 8 is
-//   8 (or, for BN = 16, 24) modulo the 32 banks, so the 4 fragment rows g of a half-warp's float2
-//   stores cover 32 distinct banks (conflict-free); the column sums read consecutive floats.
+//   The pipeline's shared memory is reused (after a barrier: the last slice's ldmatrix reads, and
+//   the staged output store's reads of the same memory (conv_tc_epilogue.cuh), must be done): lanes
+//   take ROW_LANES x (BN + 8) floats, then the BN tile means. The row stride BN + 8 is 8 (or, for
+//   BN = 16, 24) modulo the 32 banks, so the 4 fragment rows g of a half-warp's float2 stores cover
+//   32 distinct banks (conflict-free); the column sums read consecutive floats.
 #ifndef RESNET_CUDA_CONV_TC_STATS_CUH
 #define RESNET_CUDA_CONV_TC_STATS_CUH
 
@@ -96,7 +97,7 @@ __device__ __forceinline__ void tc_channel_statistics(const float (&acc)[Tile::M
     const int col = threadIdx.x, k = n0 + col;
     const long long slot = static_cast<long long>(gridDim.x) * K;  // floats per statistic
     const long long out = static_cast<long long>(blockIdx.x) * K + k;
-    __syncthreads();  // every warp is done with the pipeline's tiles
+    __syncthreads();  // every warp is done with the pipeline's tiles (and the staged output tile)
 
     const float sum = tc_column_sum<Tile>(acc, valid_rows, lanes, [](float v, int) { return v; });
     if (col < Tile::BN) {

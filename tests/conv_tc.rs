@@ -18,7 +18,9 @@
 //! first (bf16 0x7fc0, f32 NaN) so an element no thread writes fails.
 //!
 //! The forward's batch-norm statistics epilogue, and the batch norm that uses it, are tested in
-//! `conv_tc/statistics.rs` (a module of this program, with its own tolerances).
+//! `conv_tc/statistics.rs` (a module of this program, with its own tolerances); the epilogue's two
+//! output stores (staged 16-byte stores, or pairs from the fragments), each on aligned and unaligned
+//! outputs between poisoned guards, in `conv_tc/stores.rs`.
 
 use std::sync::OnceLock;
 
@@ -34,6 +36,8 @@ use resnet_cuda::backend::Conv2dGeometry;
 
 #[path = "conv_tc/statistics.rs"]
 mod statistics;
+#[path = "conv_tc/stores.rs"]
+mod stores;
 
 fn driver() -> &'static DynDriver {
     static DRIVER: OnceLock<DynDriver> = OnceLock::new();
