@@ -632,7 +632,7 @@ fn run_data_bench(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
             r.workers
         );
         println!(
-            "training pipeline:  {:8.1} images/s, {:7.1} images/s per core (decode, scale, crop, mirror, PCA colour, normalise; {} images)",
+            "training pipeline:  {:8.1} images/s, {:7.1} images/s per core (decode, scale, crop, mirror into bytes, PCA colour drawn; {} images)",
             r.pipeline_images_per_s,
             r.pipeline_per_core(),
             r.images
