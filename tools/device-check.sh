@@ -52,7 +52,8 @@ sanitize() { # sanitize TOOL SUITE SECONDS [TEST FILTERS...]
 }
 
 # PHASES picks the parts to run (default "1 2", both): 1 is correctness and speed (every GPU test,
-# ceilings, tile sweep, bench beside PyTorch, the default run, the 64k-iteration CIFAR schedule); 2 is
+# ceilings, bench beside PyTorch, the default run, the 64k-iteration CIFAR schedule, then the tile
+# sweep), in the order of what matters most if the deadline cuts it short; 2 is
 # the sanitizers, the older data-format checks (with FULL=1) and the criterion benchmarks. One call
 # rarely fits both: run PHASES=1, then PHASES=2 in a second call while the machine is warm.
 PHASES="${PHASES:-1 2}"
@@ -76,9 +77,6 @@ step test-cuda-graph 120 env RESNET_TEST_DRIVER=cuda RESNET_CLI="$RC" device/cud
 step test-device-data 60 env RESNET_TEST_DRIVER=cuda RESNET_CLI="$RC" device/device_data
 step test-nccl-device 60 device/nccl_device --ignored
 step ceilings 60 python3 tools/gpu_ceilings.py --json "$RAW/ceilings.json"
-# Every tensor-core tile on every convolution of resnet50 b256 and resnet20 b128, against the
-# plan's pick: a few seconds, and what the plan's tile choices should be tuned from.
-step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RAW/tc-tiles.json"
 # Speed, ours and PyTorch's in the same call: bf16 (the default on GPUs) and f32.
 step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
 step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
@@ -88,7 +86,7 @@ step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 -
     --precision f32 --json
 step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
     --precision f32 --json
-step pytorch-step 150 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-30}" \
+step pytorch-step 150 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-20}" --warmup 5 \
     --json "$RAW/pytorch-step.json"
 # The README's main job (bf16 by default on a GPU), and its checkpoint evaluated on the CPU.
 step train-default 300 "$RC" train --device cuda --out "$RAW/run-default"
@@ -102,6 +100,9 @@ step make-cifar-full 60 python3 tools/make_tiny_datasets.py "$RAW/data-full" --p
 step cifar-schedule 150 "$RC" train --device cuda --data "cifar10:$RAW/data-full/cifar10" \
     --out "$RAW/run-cifar-schedule"
 rm -rf "$RAW/data-full"
+# Every tensor-core tile on every convolution of resnet50 b256 and resnet20 b128, against the
+# plan's pick: a few seconds, and what the plan's tile choices should be tuned from.
+step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RAW/tc-tiles.json"
 fi
 
 if in_phase 2; then
