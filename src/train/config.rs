@@ -101,9 +101,9 @@ pub struct TrainConfig {
     /// checkpoints: on.
     #[serde(default = "default_on")]
     pub cuda_graph: bool,
-    /// `--device-data on|off`: keep a fixed-size training set (and its test split) on a GPU
-    /// backend and build batches there (see `data::device_images`). Not part of the network: a
-    /// resume may change it. Absent in older checkpoints: on.
+    /// `--device-data on|off`: on a GPU backend, build the batches there from bytes: a fixed-size
+    /// set (both splits) kept on each GPU, ImageNet views sent as bytes (see `train::device_feed`).
+    /// Not part of the network: a resume may change it. Absent in older checkpoints: on.
     #[serde(default = "default_on")]
     pub device_data: bool,
     pub batch_size: usize,
