@@ -152,6 +152,36 @@ __device__ __forceinline__ void tc_load_b(std::uint32_t b[4], const bf16* tile, 
     }
 }
 
+// ---- reduction index -> (tap, channel) ---------------------------------------------------------------------
+// A vector loader's reduction index kr = (outer * mid + middle) * inner + channel (forward: the tap
+// (r, s) and input channel c, with mid = S and inner = C; backward-data: the tap (a, b) and output
+// channel k). The main loop loads slices in order, so a thread's kr grows by the slice depth from one
+// call to the next: carrying that step through channel, middle and outer costs a compare or two,
+// where splitting kr anew costs two integer divisions a slice. Any other move (the first call, or an
+// index that went down) splits anew, so the result never depends on the call order.
+struct TcReductionIndex {
+    int kr = -1, outer = 0, middle = 0, channel = 0;
+
+    __device__ __forceinline__ void seek(int target, int mid, int inner) {
+        if (kr < 0 || target < kr) {
+            const int om = target / inner;
+            channel = target - om * inner;
+            outer = om / mid;
+            middle = om - outer * mid;
+        } else {
+            channel += target - kr;
+            while (channel >= inner) {  // at most BK / inner + 1 times: once or not at all for inner >= 32
+                channel -= inner;
+                if (++middle == mid) {
+                    middle = 0;
+                    ++outer;
+                }
+            }
+        }
+        kr = target;
+    }
+};
+
 // ---- main loop -----------------------------------------------------------------------------------------
 // acc += A[m0.., 0..Kred) B[0..Kred), n0..] for this warp's sub-tile, over `slices` slices of BK.
 // `load_a(tile, k0)` / `load_b(tile, k0)` fill one stage's tiles for the slice at reduction offset k0

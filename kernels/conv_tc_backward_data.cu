@@ -87,12 +87,18 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
         b = ab - a * ns;
     };
 
+    TcReductionIndex tap;  // this thread's A chunk's (a, b, k), carried from slice to slice
     auto load_a = [&](bf16* tile, int k0) {
         if constexpr (VEC) {
             // The 8 output channels of this chunk share one tap (K % 8 == 0).
             const int kr = k0 + 8 * a_col;
             int a = 0, b = 0, k = 0;
-            if (kr < RED) split(kr, a, b, k);
+            if (kr < RED) {
+                tap.seek(kr, ns, K);
+                a = tap.outer;
+                b = tap.middle;
+                k = tap.channel;
+            }
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
                 if (!AChunks::owns(tid, j)) continue;

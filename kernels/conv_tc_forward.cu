@@ -63,12 +63,13 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     }
     const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
 
+    TcReductionIndex tap;  // this thread's A chunk's (r, s, c), carried from slice to slice
     auto load_a = [&](bf16* tile, int k0) {
         if constexpr (VEC) {
             // The 8 channels of this chunk share one tap (C % 8 == 0).
             const int kr = k0 + 8 * a_col;
-            const int rs = kr / C, c = kr - rs * C;
-            const int r = rs / S, s = rs - r * S;
+            tap.seek(kr, S, C);
+            const int r = tap.outer, s = tap.middle, c = tap.channel;
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
                 if (!AChunks::owns(tid, j)) continue;
