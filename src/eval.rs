@@ -34,6 +34,19 @@ pub struct EvalResult {
     pub skipped: usize,
 }
 
+impl EvalResult {
+    /// The errors of `top1` and `top5` correct answers out of `images`, none skipped.
+    fn of_every_image(top1: usize, top5: usize, images: usize) -> Self {
+        let count = images.max(1) as f64;
+        EvalResult {
+            top1_err: 1.0 - top1 as f64 / count,
+            top5_err: 1.0 - top5 as f64 / count,
+            images,
+            skipped: 0,
+        }
+    }
+}
+
 /// [`evaluate`] on images kept on the device: each batch is built there
 /// ([`ops::image_batch`](crate::ops::image_batch), unaugmented), with the same values as the host
 /// builds, so the result is the same.
@@ -68,13 +81,7 @@ pub fn evaluate_on_device<B: Backend<Elem = f32>>(
         top1 += stats.top1_correct;
         top5 += stats.top5_correct;
     }
-    let count = images.len().max(1) as f64;
-    Ok(EvalResult {
-        top1_err: 1.0 - top1 as f64 / count,
-        top5_err: 1.0 - top5 as f64 / count,
-        images: images.len(),
-        skipped: 0,
-    })
+    Ok(EvalResult::of_every_image(top1, top5, images.len()))
 }
 
 /// Evaluates `net` on every image of `ds`, `batch` images at a time.
@@ -108,13 +115,7 @@ pub fn evaluate<B: Backend<Elem = f32>>(
         top1 += stats.top1_correct;
         top5 += stats.top5_correct;
     }
-    let images = ds.len().max(1) as f64;
-    Ok(EvalResult {
-        top1_err: 1.0 - top1 as f64 / images,
-        top5_err: 1.0 - top5 as f64 / images,
-        images: ds.len(),
-        skipped: 0,
-    })
+    Ok(EvalResult::of_every_image(top1, top5, ds.len()))
 }
 
 /// Evaluates `net` on the validation split of `data` with the views of `crops`, decoding `batch`

@@ -143,17 +143,8 @@ pub trait Driver: Send + Sync + 'static {
     /// `bytes` (> 0) of it, page-locked on a GPU so that the copy engine reads it while the host
     /// goes on. Plain host memory here, for the emulator, whose copies are done when they return.
     fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
-        let layout = emu_layout(bytes)?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        if ptr.is_null() {
-            return Err(Error::InvalidArgument {
-                op: "staging alloc",
-                message: format!("out of host memory allocating {bytes} bytes"),
-            });
-        }
         Ok(Staging {
-            ptr,
+            ptr: host_alloc_zeroed("staging alloc", bytes)?,
             bytes,
             event: 0,
         })
@@ -335,6 +326,21 @@ impl EmuDriver {
 /// Alignment of emulator allocations (what `cuMemAlloc` guarantees, and more than any vector load).
 const EMU_ALIGN: usize = 256;
 
+/// `bytes` (> 0) of zeroed host memory in [`emu_layout`], freed with `dealloc` in the same layout;
+/// `op` names the allocation in the out-of-memory error.
+fn host_alloc_zeroed(op: &'static str, bytes: usize) -> Result<*mut u8> {
+    let layout = emu_layout(bytes)?;
+    // SAFETY: the layout has a non-zero size.
+    let ptr = unsafe { alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("out of host memory allocating {bytes} bytes"),
+        });
+    }
+    Ok(ptr)
+}
+
 fn emu_layout(bytes: usize) -> Result<Layout> {
     Layout::from_size_align(bytes.max(1), EMU_ALIGN).map_err(|e| Error::InvalidArgument {
         op: "emu alloc",
@@ -349,16 +355,7 @@ impl Driver for EmuDriver {
 
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         self.refuse_in_capture("an allocation")?;
-        let layout = emu_layout(bytes)?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        if ptr.is_null() {
-            return Err(Error::InvalidArgument {
-                op: "emu alloc",
-                message: format!("out of host memory allocating {bytes} bytes"),
-            });
-        }
-        Ok(ptr as DevicePtr)
+        Ok(host_alloc_zeroed("emu alloc", bytes)? as DevicePtr)
     }
 
     unsafe fn free(&self, ptr: DevicePtr, bytes: usize) {

@@ -92,8 +92,7 @@ impl<D: Driver> GpuBackend<D> {
                     .copy_host_to_device(pixels.as_ptr(), images.pixels.ptr, pixels.len())?
             };
         }
-        let values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-        self.upload(&values, &mut images.labels)?;
+        self.upload_image_labels(&mut images, labels)?;
         Ok(images)
     }
 
@@ -124,6 +123,11 @@ impl<D: Driver> GpuBackend<D> {
             };
             staging.upload(pixels, images.pixels.ptr)?;
         }
+        self.upload_image_labels(images, labels)
+    }
+
+    /// The store's labels, as the exact floats the loss reads.
+    fn upload_image_labels(&self, images: &mut GpuImages<D>, labels: &[u32]) -> Result<()> {
         let values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
         self.upload(&values, &mut images.labels)
     }
