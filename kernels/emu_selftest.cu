@@ -21,6 +21,13 @@
 //                             z << 20) for global thread g = block linear * threads per block + thread linear.
 //   emu_selftest_exit_before_shuffle: lane 0 returns, the rest shuffle with a full mask (an error).
 //   emu_selftest_trap:        thread (3,0,0) of block (1,0,0) calls __trap(); others write out[i] = 1.
+//   emu_selftest_staging_hazard: the shape of a GEMM's last main-loop read and its epilogue staging, in
+//                             a 64-thread block: s[t] = t; __syncthreads; v = s[(t + 32) % 64] (the other
+//                             warp's element, as ldmatrix reads other warps' rows); __syncwarp; then, only
+//                             if `with_barrier`, __syncthreads; s[t] = -1 (the staging write); out[t] = v.
+//                             Without the barrier a warp may overwrite s before the other warp read it: on
+//                             a GPU that is a race, in the emulator a wrong out[] under the first-ahead or
+//                             last-ahead schedule (tests/emulator.rs). Correct result: out[t] = (t+32) % 64.
 #include "common.cuh"
 
 constexpr int kTile = 16;
@@ -152,3 +159,16 @@ extern "C" __global__ void emu_selftest_trap(int* out) {
     out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
 }
 EMU_REGISTER(emu_selftest_trap);
+
+extern "C" __global__ void emu_selftest_staging_hazard(int* out, int with_barrier) {
+    __shared__ int s[64];
+    const int t = threadIdx.x;
+    s[t] = t;
+    __syncthreads();
+    const int v = s[(t + 32) % 64];
+    __syncwarp();
+    if (with_barrier) __syncthreads();
+    s[t] = -1;
+    out[t] = v;
+}
+EMU_REGISTER(emu_selftest_staging_hazard);

@@ -422,8 +422,11 @@ fn kernel_failures_are_reported_and_the_emulator_recovers() {
         &mut [arg(&po)],
     )
     .unwrap_err();
+    // Which side is reported depends on the schedule: the shuffle waits for lane 0, which already
+    // returned, or (last-ahead) lane 0 returns while the others wait for it.
     assert!(
-        e.contains("already returned") && e.contains("emu_selftest_exit_before_shuffle"),
+        (e.contains("already returned") || e.contains("thread returned"))
+            && e.contains("emu_selftest_exit_before_shuffle"),
         "{e}"
     );
 
@@ -510,4 +513,49 @@ fn dynamic_shared_memory_above_48_kib_needs_the_kernel_to_opt_in() {
     assert!(err.contains("227 KiB"), "{err}");
     let err = emu::set_max_dynamic_shared("no_such_kernel", 1024).unwrap_err();
     assert!(err.contains("no_such_kernel"), "{err}");
+}
+
+/// A warp that stages its epilogue into shared memory the other warp still reads from: the
+/// self-test kernel without its barrier must come out wrong under the two run-ahead schedules (each
+/// lets one warp overwrite before the other reads, from either side), and right with the barrier
+/// under all three. This is what makes `RESNET_EMU_SCHEDULE` worth running the kernel suites under.
+#[test]
+fn run_ahead_schedules_expose_a_missing_barrier() {
+    let staged = |with_barrier: i32, schedule: emu::Schedule| {
+        let mut out = vec![i32::MIN; 64];
+        let po = out.as_mut_ptr();
+        // SAFETY: the kernel writes out[0..64) and takes (int*, int).
+        unsafe {
+            emu::launch_scheduled(
+                "emu_selftest_staging_hazard",
+                (1, 1, 1),
+                (64, 1, 1),
+                0,
+                &mut [arg(&po), arg(&with_barrier)],
+                schedule,
+            )
+        }
+        .unwrap();
+        out
+    };
+    let expected: Vec<i32> = (0..64).map(|t| (t + 32) % 64).collect();
+    for schedule in [
+        emu::Schedule::RoundRobin,
+        emu::Schedule::FirstAhead,
+        emu::Schedule::LastAhead,
+    ] {
+        assert_eq!(
+            staged(1, schedule),
+            expected,
+            "{schedule:?} with the barrier"
+        );
+    }
+    // First-ahead: warp 0 finishes, staging writes included, before warp 1 reads warp 0's elements.
+    let first = staged(0, emu::Schedule::FirstAhead);
+    assert_eq!(first[..32], expected[..32]);
+    assert_eq!(first[32..], [-1; 32]);
+    // Last-ahead: the mirror image.
+    let last = staged(0, emu::Schedule::LastAhead);
+    assert_eq!(last[..32], [-1; 32]);
+    assert_eq!(last[32..], expected[32..]);
 }

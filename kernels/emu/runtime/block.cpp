@@ -82,6 +82,7 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
         w.exited = 0;
         w.open.clear();
     }
+    ready_threads_.assign((num_threads_ + 63) / 64, 0);
 
     const std::size_t dyn = launch.dynamic_shared_bytes;
 #if defined(__SANITIZE_ADDRESS__)
@@ -172,7 +173,8 @@ void BlockRunner::runner_loop(Fiber* self) {
     // Threads run here as plain calls until one blocks; that thread keeps this fiber, and when it
     // returns the loop goes on with whatever thread has not started yet.
     while (next_thread_ < num_threads_ && !failed_) {
-        ThreadContext* t = &threads_[next_thread_++];
+        const unsigned i = next_thread_++;
+        ThreadContext* t = &threads_[launch_->schedule == Schedule::last_ahead ? num_threads_ - 1 - i : i];
         self->thread = t;
         emu_current_thread = t;
         launch_->run(launch_->params);
@@ -191,8 +193,50 @@ void BlockRunner::resume(Fiber* from, Fiber* to, bool finished) {
     context_switch(from->ctx, to->ctx, finished);
 }
 
+void BlockRunner::mark_ready(Fiber* f) {
+    f->state = FiberState::ready;
+    ++ready_count_;
+    if (launch_->schedule != Schedule::round_robin) {
+        const unsigned i = f->thread->linear;
+        ready_threads_[i / 64] |= 1ull << (i % 64);
+    }
+}
+
+Fiber* BlockRunner::take_ready_in_thread_order() {
+    const unsigned words = static_cast<unsigned>(ready_threads_.size());
+    for (unsigned k = 0; k < words; ++k) {
+        const unsigned w = launch_->schedule == Schedule::first_ahead ? k : words - 1 - k;
+        const unsigned long long bits = ready_threads_[w];
+        if (!bits) continue;
+        const unsigned b = launch_->schedule == Schedule::first_ahead ? __builtin_ctzll(bits) : 63 - __builtin_clzll(bits);
+        ready_threads_[w] &= ~(1ull << b);
+        --ready_count_;
+        return fiber_of_thread_[w * 64 + b];
+    }
+    return nullptr;
+}
+
+void BlockRunner::yield_turn() {
+    // Under first_ahead and last_ahead the thread that completes a rendezvous does not simply run on:
+    // it queues behind any thread the schedule puts first (lower- or higher-numbered).
+    if (launch_->schedule == Schedule::round_robin) return;
+    Fiber* self = current_;
+    fiber_of_thread_[self->thread->linear] = self;
+    mark_ready(self);
+    Fiber* next = take_ready_in_thread_order();
+    if (next == self) {
+        self->state = FiberState::running;
+        return;
+    }
+    resume(self, next, false);
+}
+
 void BlockRunner::switch_away(bool finished) {
     Fiber* from = current_;
+    if (launch_->schedule != Schedule::round_robin && ready_count_ > 0) {
+        resume(from, take_ready_in_thread_order(), finished);
+        return;
+    }
     // The count spares the scan while a block's threads are still arriving at their first barrier.
     for (unsigned k = 1; ready_count_ > 0 && k <= used_; ++k) {
         Fiber* f = fibers_[(from->index + k) % used_].get();
@@ -252,10 +296,7 @@ void BlockRunner::release_barrier() {
     arrived_ = 0;
     ++generation_;
     for (unsigned i = 0; i < used_; ++i) {
-        if (fibers_[i]->state == FiberState::wait_block) {
-            fibers_[i]->state = FiberState::ready;
-            ++ready_count_;
-        }
+        if (fibers_[i]->state == FiberState::wait_block) mark_ready(fibers_[i].get());
     }
 }
 
@@ -265,8 +306,10 @@ int BlockRunner::block_barrier(BarrierKind kind, int predicate) {
     if (predicate) ++predicate_count_[parity];
     if (arrived_ == live_) {
         release_barrier();
+        yield_turn();
     } else {
         current_->state = FiberState::wait_block;
+        fiber_of_thread_[current_->thread->linear] = current_;
         switch_away(false);
     }
     const unsigned count = barrier_count_[parity];
@@ -343,6 +386,7 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
         w.open[gi] = w.open.back();
         w.open.pop_back();
         complete_warp_group(w, g, expected);
+        yield_turn();
     } else {
         current_->state = FiberState::wait_warp;
         current_->wait_mask = mask;
@@ -437,10 +481,7 @@ void BlockRunner::wake_warp_group(ThreadContext* lanes, unsigned expected) {
     for (unsigned l = 0; l < 32; ++l) {
         if (!(expected >> l & 1)) continue;
         // Every lane but the caller (which completes the group and runs on) is waiting on its fiber.
-        if (&lanes[l] != current_->thread) {
-            fiber_of_thread_[lanes[l].linear]->state = FiberState::ready;
-            ++ready_count_;
-        }
+        if (&lanes[l] != current_->thread) mark_ready(fiber_of_thread_[lanes[l].linear]);
     }
 }
 

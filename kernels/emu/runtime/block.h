@@ -7,8 +7,10 @@
 // plain loop DESIGN.md asks for, and cooperative ones get one fiber per waiting thread, without any
 // per-kernel flag to keep right.
 //
-// Scheduling is deterministic: a blocked fiber hands over to the next ready fiber in round-robin order
-// (or starts a new runner), so the order threads run in depends only on the kernel and the launch.
+// Scheduling is deterministic: the order threads run in depends only on the kernel, the launch and its
+// Schedule. A correct kernel gives the same result under every schedule, since the hardware promises
+// no order between warps; a kernel that reads shared memory another warp writes without a barrier in
+// between gives a different one under some schedule, which is how the emulator finds missing barriers.
 #ifndef RESNET_CUDA_EMU_BLOCK_H
 #define RESNET_CUDA_EMU_BLOCK_H
 
@@ -28,6 +30,21 @@ constexpr unsigned kMaxDynamicShared = 227 * 1024;
 // What a kernel may use without opting in: 48 KiB, the hardware's default limit for every block.
 constexpr unsigned kDefaultDynamicShared = 48 * 1024;
 
+// The order a block's threads take turns in between rendezvous (barriers and warp intrinsics).
+enum class Schedule : int {
+    // A blocked fiber hands over to the next ready one in fiber order: the warps advance side by side,
+    // one rendezvous at a time. The default, and the fastest.
+    round_robin = 0,
+    // The lowest-numbered ready thread always runs next, and threads start in order: warp 0 runs
+    // ahead until it waits at __syncthreads (or returns) before warp 1 takes a step, and within a warp
+    // lane 0 goes first. A warp that writes shared memory before the barrier that should protect
+    // another warp's reads of it overwrites them before they happen.
+    first_ahead = 1,
+    // The mirror image: threads start from the last one, and the highest-numbered ready thread runs
+    // next, so the last warp runs ahead. Finds the same hazards with reader and writer swapped.
+    last_ahead = 2,
+};
+
 // What every block of one launch shares.
 struct Launch {
     const char* kernel_name;
@@ -36,6 +53,7 @@ struct Launch {
     dim3 grid;
     dim3 block;
     unsigned dynamic_shared_bytes;
+    Schedule schedule;
 };
 
 class BlockRunner;
@@ -90,6 +108,9 @@ private:
     [[noreturn]] void runner_loop(Fiber* self);
     Fiber* start_runner();
     void switch_away(bool finished);
+    void yield_turn();
+    void mark_ready(Fiber* f);
+    Fiber* take_ready_in_thread_order();
     void resume(Fiber* from, Fiber* to, bool finished);
     void thread_exited(ThreadContext* t);
     void release_barrier();
@@ -108,7 +129,9 @@ private:
 
     dim3 shape_{0, 0, 0};  // the block shape threads_ and warps_ were built for
     std::vector<ThreadContext> threads_;
-    std::vector<Fiber*> fiber_of_thread_;  // set while a thread waits at a warp intrinsic
+    std::vector<Fiber*> fiber_of_thread_;  // set while a thread waits at a barrier or warp intrinsic
+    // Under first_ahead and last_ahead: bit i set while thread i's fiber is ready (64 threads a word).
+    std::vector<unsigned long long> ready_threads_;
     unsigned num_threads_ = 0;
     unsigned next_thread_ = 0;  // first thread not started yet
     unsigned live_ = 0;         // threads not yet returned

@@ -18,12 +18,41 @@ extern "C" {
         params: *mut *mut c_void,
         num_params: u32,
     ) -> i32;
+    fn emu_launch_scheduled(
+        kernel_name: *const c_char,
+        grid_x: u32,
+        grid_y: u32,
+        grid_z: u32,
+        block_x: u32,
+        block_y: u32,
+        block_z: u32,
+        dynamic_shared_bytes: u32,
+        params: *mut *mut c_void,
+        num_params: u32,
+        schedule: i32,
+    ) -> i32;
     fn emu_set_max_dynamic_shared(kernel_name: *const c_char, bytes: u32) -> i32;
     fn emu_last_error() -> *const c_char;
     fn emu_kernel_count() -> u32;
     fn emu_kernel_name(index: u32) -> *const c_char;
     fn emu_worker_count() -> u32;
     fn emu_kernel_param_sizes(kernel_name: *const c_char, sizes: *mut u32, max: u32) -> i32;
+}
+
+/// The order the threads of a block take turns in between barriers and warp intrinsics
+/// (`kernels/emu/runtime/block.h`). A correct kernel gives the same result under each, since a GPU
+/// promises no order between warps; one that lets a warp write shared memory before the barrier that
+/// should keep another warp's reads of it first gives a wrong result under `FirstAhead` or
+/// `LastAhead`. `launch` takes the schedule `RESNET_EMU_SCHEDULE` names (`round-robin`, the default,
+/// `first-ahead` or `last-ahead`), so CI runs the kernel suites under all three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// The warps advance side by side, one rendezvous at a time (the fastest).
+    RoundRobin = 0,
+    /// The lowest-numbered ready thread runs next: warp 0 runs ahead to its next `__syncthreads`.
+    FirstAhead = 1,
+    /// The highest-numbered ready thread runs next: the last warp runs ahead.
+    LastAhead = 2,
 }
 
 /// Runs `kernel` over `grid` blocks of `block` threads with `shared_bytes` of dynamic shared memory
@@ -47,6 +76,38 @@ pub unsafe fn launch(
     shared_bytes: u32,
     params: &mut [*mut c_void],
 ) -> Result<(), String> {
+    // SAFETY: passed on from the caller.
+    unsafe { launch_with(kernel, grid, block, shared_bytes, params, None) }
+}
+
+/// `launch` under `schedule` rather than the one `RESNET_EMU_SCHEDULE` names.
+///
+/// # Safety
+///
+/// As for `launch`.
+pub unsafe fn launch_scheduled(
+    kernel: &str,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_bytes: u32,
+    params: &mut [*mut c_void],
+    schedule: Schedule,
+) -> Result<(), String> {
+    // SAFETY: passed on from the caller.
+    unsafe { launch_with(kernel, grid, block, shared_bytes, params, Some(schedule)) }
+}
+
+/// # Safety
+///
+/// As for `launch`.
+unsafe fn launch_with(
+    kernel: &str,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_bytes: u32,
+    params: &mut [*mut c_void],
+    schedule: Option<Schedule>,
+) -> Result<(), String> {
     let name =
         CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
     let num_params = u32::try_from(params.len())
@@ -54,18 +115,33 @@ pub unsafe fn launch(
     // SAFETY: the name is NUL-terminated and `params` holds `num_params` pointers; the caller
     // guarantees what they point at.
     let status = unsafe {
-        emu_launch(
-            name.as_ptr(),
-            grid.0,
-            grid.1,
-            grid.2,
-            block.0,
-            block.1,
-            block.2,
-            shared_bytes,
-            params.as_mut_ptr(),
-            num_params,
-        )
+        match schedule {
+            None => emu_launch(
+                name.as_ptr(),
+                grid.0,
+                grid.1,
+                grid.2,
+                block.0,
+                block.1,
+                block.2,
+                shared_bytes,
+                params.as_mut_ptr(),
+                num_params,
+            ),
+            Some(schedule) => emu_launch_scheduled(
+                name.as_ptr(),
+                grid.0,
+                grid.1,
+                grid.2,
+                block.0,
+                block.1,
+                block.2,
+                shared_bytes,
+                params.as_mut_ptr(),
+                num_params,
+                schedule as i32,
+            ),
+        }
     };
     if status == 0 {
         Ok(())
