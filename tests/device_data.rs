@@ -249,8 +249,10 @@ fn write_folder(root: &Path, per_class: usize) {
 }
 
 /// The loader's batches of views (scale, crop, mirror and PCA colour drawn) sent as bytes and
-/// normalised on the device, against `Batch::normalise` on the host: three batches through one
-/// store, so that both of its staging buffers are used and then reused.
+/// normalised on the device, against `Batch::normalise` on the host: five batches through one
+/// store, so that both of its staging buffers are used and then reused, all issued before any is
+/// read back, as a training loop issues them. On a GPU each upload runs on the copy stream, ahead of
+/// the batch before it; a landing out of order would show as a batch built from the wrong bytes.
 #[test]
 fn streamed_imagenet_batches_equal_the_host_batches() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,7 +260,7 @@ fn streamed_imagenet_batches_equal_the_host_batches() {
     let data = Arc::new(ImageNet::open(dir.path()).unwrap());
     let cfg = LoaderConfig::new(4, 3, true, true, 2);
     let mut loader = Loader::start(data, cfg, DataCursor::default(), 0).unwrap();
-    let batches: Vec<Batch> = (0..3).map(|_| loader.next_batch().unwrap()).collect();
+    let batches: Vec<Batch> = (0..5).map(|_| loader.next_batch().unwrap()).collect();
     assert_ne!(batches[0].pixels, batches[1].pixels);
     let side = CROP;
     let mean = MeanImage::from_parts(
@@ -283,24 +285,28 @@ fn streamed_imagenet_batches_equal_the_host_batches() {
         let mut draws = BatchDraws::new(&be, n).unwrap();
         let mut mean_t = Tensor::zeros(&be, mean.shape()).unwrap();
         mean_t.copy_from_slice(&be, &mean.data).unwrap();
-        let mut x = Tensor::zeros(&be, [n, side, side, 3]).unwrap();
-        let mut labels = Tensor::zeros(&be, [n]).unwrap();
         let slots: Vec<usize> = (0..n).collect();
-        for (k, batch) in batches.iter().enumerate() {
+        let mut built = Vec::new();
+        for batch in &batches {
+            let mut x = Tensor::zeros(&be, [n, side, side, 3]).unwrap();
+            let mut labels = Tensor::zeros(&be, [n]).unwrap();
+            x.copy_from_slice(&be, &vec![f32::NAN; n * side * side * 3])
+                .unwrap();
             images.refill(&be, &batch.pixels, &batch.labels).unwrap();
             draws
                 .fill_shifted(&be, &images, &slots, None, Some(&batch.shifts))
                 .unwrap();
-            x.copy_from_slice(&be, &vec![f32::NAN; n * side * side * 3])
-                .unwrap();
             ops::image_batch(&be, &images, &draws, &mean_t, &mut x, &mut labels).unwrap();
+            built.push((x, labels));
+        }
+        for (k, (batch, (x, labels))) in batches.iter().zip(&built).enumerate() {
             let got: Vec<u32> = labels
                 .to_vec(&be)
                 .unwrap()
                 .iter()
                 .map(|&l| l as u32)
                 .collect();
-            assert_eq!(got, batch.labels);
+            assert_eq!(got, batch.labels, "{precision}, batch {k}");
             let mut host = vec![0f32; batch.pixels.len()];
             batch.normalise(&mean, &mut host).unwrap();
             if precision == Precision::Bf16 {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use cudarc::driver::result::{self, stream::StreamKind, DriverError};
 use cudarc::driver::sys;
 
+use super::copy_stream::CopyStream;
 use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
 use super::driver::{DevicePtr, Driver, GraphId, Staging};
 use super::embedded::{self, KernelFit};
@@ -250,6 +251,8 @@ pub struct CudaDriver {
     /// Instantiated graphs by id ([`Driver::end_capture`]); destroyed with the driver at the latest.
     graphs: Mutex<BTreeMap<GraphId, GraphExec>>,
     next_graph: std::sync::atomic::AtomicU64,
+    /// Uploads that overlap the computation ([`Driver::upload_ahead`]), made at the first.
+    copy: Mutex<Option<CopyStream>>,
 }
 
 /// An executable graph (`CUgraphExec`).
@@ -273,11 +276,16 @@ impl CudaDriver {
             stream,
             graphs: Mutex::new(BTreeMap::new()),
             next_graph: std::sync::atomic::AtomicU64::new(1),
+            copy: Mutex::new(None),
         })
     }
 
     fn check(&self, what: &str, r: std::result::Result<(), DriverError>) -> Result<()> {
-        r.map_err(|e| cuda_error(&self.device.label(), what, e))
+        r.map_err(|e| self.error(what, e))
+    }
+
+    fn error(&self, what: &str, e: DriverError) -> Error {
+        cuda_error(&self.device.label(), what, e)
     }
 
     /// A second stream on this GPU, ordered against this driver's stream by events (for
@@ -299,6 +307,13 @@ impl Drop for CudaDriver {
         let _ = self.device.bind();
         // SAFETY: the stream was created in `new` and is destroyed once, after its work is done.
         unsafe {
+            // The copy stream first: its last landing may still be queued on the compute stream.
+            drop(
+                self.copy
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(),
+            );
             let _ = result::stream::synchronize(self.stream);
             let graphs = std::mem::take(self.graphs.get_mut().unwrap_or_else(|e| e.into_inner()));
             for (_, exec) in graphs {
@@ -436,24 +451,35 @@ impl Driver for CudaDriver {
         }
     }
 
-    unsafe fn upload_from_staging(
+    unsafe fn upload_ahead(
         &self,
         staging: &Staging,
-        dst: DevicePtr,
+        landing: DevicePtr,
         bytes: usize,
     ) -> Result<()> {
         self.device.bind()?;
-        // From page-locked memory the copy is truly asynchronous: the copy engine reads `staging`
-        // when the stream reaches it, and the event recorded after it says when it has.
-        // SAFETY: the caller guarantees both ranges.
-        let r = unsafe {
-            sys::cuMemcpyHtoDAsync_v2(dst, staging.ptr as *const c_void, bytes, self.stream)
+        let mut copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
+        let copy = match &mut *copy {
+            Some(c) => c,
+            None => {
+                copy.insert(CopyStream::new(self.stream).map_err(|(what, e)| self.error(what, e))?)
+            }
         };
-        self.check("copying staged bytes to the device", r.result())?;
-        // SAFETY: the event and the stream are live.
-        let r =
-            unsafe { result::event::record(staging.event as usize as sys::CUevent, self.stream) };
-        self.check("cuEventRecord", r)
+        // SAFETY: the caller's guarantees; the context is bound.
+        unsafe { copy.upload(staging, landing, bytes) }.map_err(|(what, e)| self.error(what, e))
+    }
+
+    unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()> {
+        self.device.bind()?;
+        let copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
+        match &*copy {
+            // SAFETY: the caller's guarantees; the context is bound.
+            Some(c) => unsafe { c.land(self.stream, landing, dst, bytes) }
+                .map_err(|(what, e)| self.error(what, e)),
+            // Nothing was uploaded ahead: `landing` holds what the stream put there.
+            // SAFETY: the caller's guarantees.
+            None => unsafe { self.copy_device_to_device(landing, dst, bytes) },
+        }
     }
 
     fn wait_staging(&self, staging: &Staging) -> Result<()> {

@@ -3,7 +3,8 @@
 //! table of per-sample draws, straight into the network's input in the activation type. A step then
 //! moves a few bytes per image across the bus instead of 12 KiB of floats, and the host does no
 //! per-pixel work. A store refilled every step (the ImageNet loader's batch) goes up from
-//! page-locked staging memory, so the host hands the copy to the copy engine and goes on.
+//! page-locked staging memory on the driver's copy stream, overlapping the step before it
+//! (`Driver::upload_ahead`), and lands in the store at the start of its own step.
 
 use super::backend::GpuBackend;
 use super::bf16_launch;
@@ -27,16 +28,21 @@ pub struct GpuImages<D: Driver> {
     staging: Option<StagingPair<D>>,
 }
 
-/// Two staging buffers used in turn: the host fills one while the copy engine may still be reading
-/// the other, so a refill neither waits for the device nor for a pageable copy.
+/// Two staging buffers used in turn, and the device buffer their copies land in: the host fills one
+/// staging buffer while the copy engine may still be reading the other, so a refill neither waits
+/// for the device nor for a pageable copy, and the copy overlaps the step running meanwhile.
 struct StagingPair<D: Driver> {
     driver: Arc<D>,
+    // Dropped before `landing`: freeing a staging buffer waits for the copy that read it, which is
+    // the copy that wrote `landing`.
     buffers: [Staging; 2],
     next: usize,
+    landing: Allocation<D>,
 }
 
 impl<D: Driver> StagingPair<D> {
-    fn new(driver: &Arc<D>, bytes: usize) -> Result<Self> {
+    fn new(driver: &Arc<D>, landing: Allocation<D>) -> Result<Self> {
+        let bytes = landing.bytes;
         let first = driver.alloc_staging(bytes)?;
         let second = match driver.alloc_staging(bytes) {
             Ok(s) => s,
@@ -50,19 +56,27 @@ impl<D: Driver> StagingPair<D> {
             driver: driver.clone(),
             buffers: [first, second],
             next: 0,
+            landing,
         })
     }
 
-    /// Copies `bytes` into the next buffer (once the upload that last read it is done) and
-    /// uploads it to `dst`, ordered on the stream.
+    /// Copies `bytes` into the next buffer (once the upload that last read it is done), uploads it
+    /// on the copy stream and lands it in `dst`, ordered on the stream: the ops issued after this
+    /// see the new bytes, the ones issued before it the old.
     fn upload(&mut self, bytes: &[u8], dst: DevicePtr) -> Result<()> {
         let staging = &self.buffers[self.next];
         self.driver.wait_staging(staging)?;
         // SAFETY: the buffer holds `staging.bytes >= bytes.len()` bytes (the store's size), and no
         // upload reads it any more.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), staging.ptr, bytes.len()) };
-        // SAFETY: `dst` holds the store's bytes, as many as `bytes`.
-        unsafe { self.driver.upload_from_staging(staging, dst, bytes.len())? };
+        // SAFETY: the landing buffer holds the store's bytes, as many as `bytes`, and only these
+        // two calls use it; `dst` is the store, as large, and a different allocation.
+        unsafe {
+            self.driver
+                .upload_ahead(staging, self.landing.ptr, bytes.len())?;
+            self.driver
+                .land_upload(self.landing.ptr, dst, bytes.len())?;
+        }
         self.next ^= 1;
         Ok(())
     }
@@ -117,9 +131,12 @@ impl<D: Driver> GpuBackend<D> {
         if !pixels.is_empty() {
             let staging = match &mut images.staging {
                 Some(s) => s,
-                None => images
-                    .staging
-                    .insert(StagingPair::new(&self.driver, pixels.len())?),
+                None => {
+                    let landing = self.alloc_bytes(pixels.len())?;
+                    images
+                        .staging
+                        .insert(StagingPair::new(&self.driver, landing)?)
+                }
             };
             staging.upload(pixels, images.pixels.ptr)?;
         }

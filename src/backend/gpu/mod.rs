@@ -6,6 +6,7 @@ mod buffer;
 pub mod conv_plan;
 pub mod conv_tc_plan;
 mod convolution;
+mod copy_stream;
 pub mod cuda_driver;
 pub mod cuda_info;
 pub mod driver;
