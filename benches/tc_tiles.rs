@@ -93,7 +93,7 @@ struct Figure {
 }
 
 fn tile_name(t: TcTile) -> String {
-    format!("{}x{}", t.bm(), t.bn())
+    t.name().to_string()
 }
 
 fn sweep_shape(
@@ -126,8 +126,11 @@ fn sweep_shape(
         plan::backward_data(&shape, false).kernel,
         plan::backward_filter(&shape).partial.kernel,
     );
+    // A tile without the general loader (TcTile::loaders) sits out the shapes that need it.
+    let has = |t: TcTile, general: bool| t.loaders().contains(&general);
     let max_workspace = TcTile::ALL
         .iter()
+        .filter(|&&t| has(t, general_bwd))
         .map(|&t| {
             plan::backward_filter_with(&shape, t, general_bwd, plan::filter_splits(&shape, t))
         })
@@ -135,7 +138,7 @@ fn sweep_shape(
         .max()
         .unwrap_or(0);
     let workspace = bufs.alloc(max_workspace)?;
-    for tile in TcTile::ALL {
+    for tile in TcTile::ALL.into_iter().filter(|&t| has(t, general_fwd)) {
         let fwd = plan::forward_with(&shape, tile, general_fwd);
         let secs = time_pass(driver, || {
             launch(
@@ -152,6 +155,8 @@ fn sweep_shape(
             planned: fwd.kernel == planned.0,
             tflops: flops / secs / 1e12,
         });
+    }
+    for tile in TcTile::ALL.into_iter().filter(|&t| has(t, general_bwd)) {
         let bwd = plan::backward_data_with(&shape, false, tile, general_bwd);
         let secs = time_pass(driver, || {
             launch(

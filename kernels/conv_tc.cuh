@@ -70,6 +70,9 @@ using TcTile64x64 = TcTile<64, 64, 2, 2, 4>;      // 4 warps of 32 x 32; 32 acc/
 using TcTile128x32 = TcTile<128, 32, 4, 1, 4>;    // 4 warps of 32 x 32; 32 acc/thread; 40 KiB
 using TcTile64x16 = TcTile<64, 16, 4, 1, 4>;      // 4 warps of 16 x 16; 8 acc/thread; 20 KiB
 using TcTile32x64 = TcTile<32, 64, 2, 2, 4>;      // 4 warps of 16 x 32; 16 acc/thread; 24 KiB
+// CUTLASS's sm80 workhorse shape: fewer, bigger warp tiles (2 ldmatrix.x4 per 4 mma, against 3 per 4
+// for 64 x 32), at 2 blocks per SM by registers (about 250); 4 stages need the 64 KiB opt-in.
+using TcTile128x128W64 = TcTile<128, 128, 2, 2, 4>;  // 4 warps of 64 x 64; 128 acc/thread; 64 KiB
 
 // ---- swizzled shared tiles ----------------------------------------------------------------------------
 // Physical 16-byte chunk of logical chunk `chunk` in row `row` of a tile with CHUNKS chunks per row.

@@ -24,10 +24,11 @@
 //          const bf16* w, bf16* dx, const bf16* addend, ConvDims d), where
 //   {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
 //   {V} = "general_" any shape (element-wise gathers into the same tiles);
-//   {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN).
+//   {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN), 128x128w64 (four 64 x 64 warp tiles).
 // Launch: grid (ceil(N * ceil(H / stride) * ceil(W / stride) / BM), ceil(C / BN), stride^2) (sized for
 //         the largest class; blocks past a smaller class's rows return at once), block (THREADS, 1, 1)
-//         (256 for 128x128, else 128), dynamic shared bytes TcTile::SMEM_BYTES (at most 49152). No
+//         (256 for 128x128, else 128), dynamic shared bytes TcTile::SMEM_BYTES (65536 for 128x128w64,
+//         which must opt in above 48 KiB; at most 49152 for the others). No
 //         workspace; dx needs no zeroing. Pointers 16-byte aligned.
 // Epilogue: with C % 8 == 0 and dx (and addend) 16-byte aligned, the block's tile (BM class pixels
 //         x BN channels, each pixel's channels contiguous in dx) is staged through the pipeline's
@@ -205,6 +206,7 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     EMU_REGISTER(name)
 
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x128_bf16, TcTile128x128, true);
+CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x64_bf16, TcTile64x64, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x32_bf16, TcTile128x32, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x16_bf16, TcTile64x16, true);
@@ -215,6 +217,7 @@ CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_128x32_bf16, TcTile
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_general_32x64_bf16, TcTile32x64, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x128_bf16, TcTile128x128, true);
+CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_64x64_bf16, TcTile64x64, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_128x32_bf16, TcTile128x32, true);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_64x16_bf16, TcTile64x16, true);

@@ -20,9 +20,11 @@
 //   conv2d_tc_backward_filter_{V}{T}_bf16  params (const bf16* x, const bf16* dy, float* out, ConvDims d)
 //       {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
 //       {V} = "general_" any shape (element-wise gathers into the same tiles);
-//       {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN, BM along K, BN along R*S*C).
+//       {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN, BM along K, BN along R*S*C), and
+//       128x128w64 (four 64 x 64 warp tiles).
 //       grid (ceil(K / BM), ceil(R*S*C / BN), Z), block (THREADS, 1, 1) (256 for 128x128, else 128),
-//       dynamic shared bytes TcTile::SMEM_BYTES (at most 49152). Every element of out is written.
+//       dynamic shared bytes TcTile::SMEM_BYTES (65536 for 128x128w64, which must opt in above 48 KiB;
+//       at most 49152 for the others). Every element of out is written.
 //       Pointers: x, dy 16-byte aligned, out 8-byte aligned.
 //   conv2d_tc_backward_filter_reduce_bf16  params (const float* workspace, float* dw, int splits,
 //       unsigned long long count) with count = K*R*S*C: dw[i] = sum_{z < splits} workspace[z*count + i],
@@ -137,6 +139,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
     EMU_REGISTER(name)
 
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x128_bf16, TcTile128x128, true);
+CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_64x64_bf16, TcTile64x64, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x32_bf16, TcTile128x32, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_64x16_bf16, TcTile64x16, true);

@@ -59,7 +59,6 @@ struct TcStagedTile {
     static constexpr int BYTES = Tile::BM * Tile::BN * 2;
     using Chunks = TcChunks<Tile::BM, Tile::BN, Tile::THREADS>;  // steps 1 and 3: chunk -> thread
     static_assert(BYTES <= Tile::SMEM_BYTES, "the staged C tile fits in the pipeline's shared memory");
-    static_assert(Tile::SMEM_BYTES <= 48 * 1024, "no opt-in to more dynamic shared memory");
     static_assert(Chunks::TOTAL % Tile::THREADS == 0, "every thread moves the same number of chunks");
 };
 

@@ -15,7 +15,8 @@
 //                                        traps otherwise. Any R, S, stride, pad, K.
 //   conv2d_tc_forward_general_{T}_bf16  any shape (the C = 3 stems): operands gathered element by
 //                                        element into the same shared tiles; same math.
-//   with {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN: TcTile* in conv_tc.cuh).
+//   with {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN: TcTile* in conv_tc.cuh), and
+//   128x128w64 (128 x 128 in four 64 x 64 warp tiles).
 // And with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d):
 //   conv2d_tc_forward_stats_[general_]{T}_bf16  the same y, plus the per-channel batch-norm
 //                                        statistics partials of y as stored, [2][grid.x][K] floats
@@ -23,8 +24,8 @@
 //                                        sum of squared deviations from that tile's mean).
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (THREADS, 1, 1) with THREADS = 256 for 128x128
 //         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
-//         20480, 24576: none above the 48 KiB that needs an opt-in). Pointers 16-byte aligned. Every element of
-//         y is written.
+//         20480, 24576, and 65536 for 128x128w64, the one that must opt in above 48 KiB). Pointers
+//         16-byte aligned. Every element of y is written.
 // Epilogue: with K % 8 == 0 and y 16-byte aligned, the block's tile is staged through the pipeline's
 //         shared memory and written with 16-byte stores (conv_tc_epilogue.cuh); otherwise each
 //         accumulator pair is stored from its fragment (4-byte stores when K is even, else 2-byte),
@@ -157,6 +158,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     EMU_REGISTER(name)
 
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x128_bf16, TcTile128x128, true);
+CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x64_bf16, TcTile64x64, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x32_bf16, TcTile128x32, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x16_bf16, TcTile64x16, true);
@@ -167,6 +169,7 @@ CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_128x32_bf16, TcTile128x32, fals
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_general_32x64_bf16, TcTile32x64, false);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_128x128_bf16, TcTile128x128, true);
+CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_64x64_bf16, TcTile64x64, true);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_128x32_bf16, TcTile128x32, true);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_64x16_bf16, TcTile64x16, true);

@@ -460,7 +460,7 @@ fn every_tile_shape() -> ConvShape {
 fn forward_every_tile_and_loader() {
     let s = every_tile_shape();
     for tile in TcTile::ALL {
-        for general in [false, true] {
+        for &general in tile.loaders() {
             check_forward(&s, &conv_tc_plan::forward_with(&s, tile, general), 400);
         }
     }
@@ -470,7 +470,7 @@ fn forward_every_tile_and_loader() {
 fn backward_data_every_tile_and_loader() {
     let s = every_tile_shape();
     for tile in TcTile::ALL {
-        for general in [false, true] {
+        for &general in tile.loaders() {
             for add in [false, true] {
                 let l = conv_tc_plan::backward_data_with(&s, add, tile, general);
                 check_backward_data(&s, &l, add, 500);
@@ -483,7 +483,7 @@ fn backward_data_every_tile_and_loader() {
 fn backward_filter_every_tile_loader_and_split() {
     let s = every_tile_shape();
     for tile in TcTile::ALL {
-        for general in [false, true] {
+        for &general in tile.loaders() {
             for splits in [1, 3] {
                 let f = conv_tc_plan::backward_filter_with(&s, tile, general, splits);
                 check_backward_filter(&s, &f, 600);
@@ -561,7 +561,7 @@ fn every_planned_kernel_is_registered() {
         "batch_norm_finalize_tiles_f32",
     ];
     for tile in TcTile::ALL {
-        for general in [false, true] {
+        for &general in tile.loaders() {
             planned.push(conv_tc_plan::forward_with(&s, tile, general).kernel);
             planned.push(conv_tc_plan::forward_stats_with(&s, tile, general).0.kernel);
             for add in [false, true] {

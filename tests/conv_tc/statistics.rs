@@ -162,7 +162,7 @@ fn stats_shapes() -> [ConvShape; 2] {
 fn forward_stats_every_tile_and_loader() {
     for (i, s) in stats_shapes().iter().enumerate() {
         for tile in TcTile::ALL {
-            for general in [false, true] {
+            for &general in tile.loaders() {
                 check_stats_launch(s, tile, general, 1000 + i as u64);
             }
         }

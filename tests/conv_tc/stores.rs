@@ -130,7 +130,7 @@ fn forward_stores_staged_and_in_pairs() {
     .enumerate()
     {
         for tile in TcTile::ALL {
-            for general in [false, true] {
+            for &general in tile.loaders() {
                 if !general && !conv_tc_plan::forward_vectorizable(s) {
                     continue;
                 }
@@ -168,7 +168,7 @@ fn backward_data_stores_staged_and_in_pairs() {
     .enumerate()
     {
         for tile in TcTile::ALL {
-            for general in [false, true] {
+            for &general in tile.loaders() {
                 if !general && !conv_tc_plan::backward_vectorizable(s) {
                     continue;
                 }

@@ -26,15 +26,16 @@
 //! | `conv2d_tc_backward_filter_[general_]{T}_bf16`  | `(const bf16* x, const bf16* dy, float* out, ConvDims d)`: `out` is `dw` when `splits == 1`, else the workspace |
 //! | `conv2d_tc_backward_filter_reduce_bf16`         | `(const float* workspace, float* dw, int splits, unsigned long long count)`, `count = K*R*S*C` |
 //!
-//! `{T}` is the tile ([`TcTile`]): `128x128`, `64x64`, `128x32`, `64x16`, `32x64` (BM x BN). Without
+//! `{T}` is the tile ([`TcTile::name`]): `128x128`, `64x64`, `128x32`, `64x16`, `32x64` (BM x BN), and
+//! `128x128w64` (128 x 128 in four 64 x 64 warp tiles). Without
 //! `general_` a kernel needs `C % 8 == 0` (forward) or `C % 8 == 0 && K % 8 == 0` (the backward
 //! passes) for its 16-byte `cp.async` loads, and traps otherwise; the plan picks `general_` (element
 //! gathers, the same tensor-core math) for every other shape, e.g. the C = 3 stems.
 //! Layouts: x, y, dy, dx, addend bf16 NHWC; w bf16 KRSC; dw fp32 KRSC.
 //!
-//! No configuration uses more than 48 KiB of dynamic shared memory (the largest, 128x128 with 3
-//! stages, uses exactly 49152 bytes), so no launch needs `Driver::set_max_dynamic_shared`; a launch
-//! whose `shared_bytes` exceeds [`DEFAULT_SHARED_LIMIT`] would.
+//! Only `128x128w64` (4 stages, 65536 bytes) uses more than 48 KiB of dynamic shared memory: its
+//! launches need `Driver::set_max_dynamic_shared` first ([`TcLaunch::needs_shared_opt_in`]). The
+//! plan does not pick it yet; the tile sweep (`benches/tc_tiles.rs`) measures it against the others.
 
 use super::conv_plan::ConvShape;
 
@@ -117,16 +118,43 @@ pub enum TcTile {
     T64x16,
     /// 32 x 64, 4 warps of 16 x 32, 4 stages, 24576 bytes: backward-filter with K <= 32 (its M axis).
     T32x64,
+    /// 128 x 128, 4 warps of 64 x 64, 4 stages, 65536 bytes (an opt-in above 48 KiB): CUTLASS's sm80
+    /// workhorse shape, fewer ldmatrix per mma than `T128x128`'s 64 x 32 warp tiles, at about 250
+    /// registers a thread. In the sweep only, until an H200 shows where it wins.
+    T128x128W64,
 }
 
 impl TcTile {
-    pub const ALL: [TcTile; 5] = [
+    pub const ALL: [TcTile; 6] = [
         TcTile::T128x128,
         TcTile::T64x64,
         TcTile::T128x32,
         TcTile::T64x16,
         TcTile::T32x64,
+        TcTile::T128x128W64,
     ];
+
+    /// The loaders the tile has kernels for: the vector one (`false`) always, the general one
+    /// (`true`, element gathers for C or K not a multiple of 8) on all but `T128x128W64`, where it
+    /// would spill registers and would serve only the C = 3 stems, which never take that tile.
+    pub const fn loaders(self) -> &'static [bool] {
+        match self {
+            TcTile::T128x128W64 => &[false],
+            _ => &[false, true],
+        }
+    }
+
+    /// The tile's part of its kernels' names (`conv2d_tc_forward_{name}_bf16`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            TcTile::T128x128 => "128x128",
+            TcTile::T64x64 => "64x64",
+            TcTile::T128x32 => "128x32",
+            TcTile::T64x16 => "64x16",
+            TcTile::T32x64 => "32x64",
+            TcTile::T128x128W64 => "128x128w64",
+        }
+    }
 
     /// (BM, BN, threads, pipeline stages).
     const fn params(self) -> (usize, usize, u32, usize) {
@@ -136,6 +164,7 @@ impl TcTile {
             TcTile::T128x32 => (128, 32, 128, 4),
             TcTile::T64x16 => (64, 16, 128, 4),
             TcTile::T32x64 => (32, 64, 128, 4),
+            TcTile::T128x128W64 => (128, 128, 128, 4),
         }
     }
 
@@ -164,6 +193,7 @@ impl TcTile {
             TcTile::T128x32 => 2,
             TcTile::T64x16 => 3,
             TcTile::T32x64 => 4,
+            TcTile::T128x128W64 => 5,
         }
     }
 }
@@ -187,14 +217,18 @@ const FILTER_MAX_SPLITS: usize = 64;
 const REDUCE_THREADS: u32 = 256;
 const REDUCE_MAX_BLOCKS: usize = 4096;
 
-/// Kernel names, indexed [general as usize][tile.index()].
-const FORWARD_KERNELS: [[&str; 5]; 2] = [
+/// Kernel names, indexed [general as usize][tile.index()] (look up with [`kernel_of`]).
+type KernelTable = [[&'static str; 6]; 2];
+/// The entry of a tile without a general loader ([`TcTile::loaders`]).
+const NO_KERNEL: &str = "";
+const FORWARD_KERNELS: KernelTable = [
     [
         "conv2d_tc_forward_128x128_bf16",
         "conv2d_tc_forward_64x64_bf16",
         "conv2d_tc_forward_128x32_bf16",
         "conv2d_tc_forward_64x16_bf16",
         "conv2d_tc_forward_32x64_bf16",
+        "conv2d_tc_forward_128x128w64_bf16",
     ],
     [
         "conv2d_tc_forward_general_128x128_bf16",
@@ -202,15 +236,17 @@ const FORWARD_KERNELS: [[&str; 5]; 2] = [
         "conv2d_tc_forward_general_128x32_bf16",
         "conv2d_tc_forward_general_64x16_bf16",
         "conv2d_tc_forward_general_32x64_bf16",
+        NO_KERNEL,
     ],
 ];
-const FORWARD_STATS_KERNELS: [[&str; 5]; 2] = [
+const FORWARD_STATS_KERNELS: KernelTable = [
     [
         "conv2d_tc_forward_stats_128x128_bf16",
         "conv2d_tc_forward_stats_64x64_bf16",
         "conv2d_tc_forward_stats_128x32_bf16",
         "conv2d_tc_forward_stats_64x16_bf16",
         "conv2d_tc_forward_stats_32x64_bf16",
+        "conv2d_tc_forward_stats_128x128w64_bf16",
     ],
     [
         "conv2d_tc_forward_stats_general_128x128_bf16",
@@ -218,15 +254,17 @@ const FORWARD_STATS_KERNELS: [[&str; 5]; 2] = [
         "conv2d_tc_forward_stats_general_128x32_bf16",
         "conv2d_tc_forward_stats_general_64x16_bf16",
         "conv2d_tc_forward_stats_general_32x64_bf16",
+        NO_KERNEL,
     ],
 ];
-const BACKWARD_DATA_KERNELS: [[&str; 5]; 2] = [
+const BACKWARD_DATA_KERNELS: KernelTable = [
     [
         "conv2d_tc_backward_data_128x128_bf16",
         "conv2d_tc_backward_data_64x64_bf16",
         "conv2d_tc_backward_data_128x32_bf16",
         "conv2d_tc_backward_data_64x16_bf16",
         "conv2d_tc_backward_data_32x64_bf16",
+        "conv2d_tc_backward_data_128x128w64_bf16",
     ],
     [
         "conv2d_tc_backward_data_general_128x128_bf16",
@@ -234,15 +272,17 @@ const BACKWARD_DATA_KERNELS: [[&str; 5]; 2] = [
         "conv2d_tc_backward_data_general_128x32_bf16",
         "conv2d_tc_backward_data_general_64x16_bf16",
         "conv2d_tc_backward_data_general_32x64_bf16",
+        NO_KERNEL,
     ],
 ];
-const BACKWARD_DATA_ADD_KERNELS: [[&str; 5]; 2] = [
+const BACKWARD_DATA_ADD_KERNELS: KernelTable = [
     [
         "conv2d_tc_backward_data_add_128x128_bf16",
         "conv2d_tc_backward_data_add_64x64_bf16",
         "conv2d_tc_backward_data_add_128x32_bf16",
         "conv2d_tc_backward_data_add_64x16_bf16",
         "conv2d_tc_backward_data_add_32x64_bf16",
+        "conv2d_tc_backward_data_add_128x128w64_bf16",
     ],
     [
         "conv2d_tc_backward_data_add_general_128x128_bf16",
@@ -250,15 +290,17 @@ const BACKWARD_DATA_ADD_KERNELS: [[&str; 5]; 2] = [
         "conv2d_tc_backward_data_add_general_128x32_bf16",
         "conv2d_tc_backward_data_add_general_64x16_bf16",
         "conv2d_tc_backward_data_add_general_32x64_bf16",
+        NO_KERNEL,
     ],
 ];
-const BACKWARD_FILTER_KERNELS: [[&str; 5]; 2] = [
+const BACKWARD_FILTER_KERNELS: KernelTable = [
     [
         "conv2d_tc_backward_filter_128x128_bf16",
         "conv2d_tc_backward_filter_64x64_bf16",
         "conv2d_tc_backward_filter_128x32_bf16",
         "conv2d_tc_backward_filter_64x16_bf16",
         "conv2d_tc_backward_filter_32x64_bf16",
+        "conv2d_tc_backward_filter_128x128w64_bf16",
     ],
     [
         "conv2d_tc_backward_filter_general_128x128_bf16",
@@ -266,8 +308,19 @@ const BACKWARD_FILTER_KERNELS: [[&str; 5]; 2] = [
         "conv2d_tc_backward_filter_general_128x32_bf16",
         "conv2d_tc_backward_filter_general_64x16_bf16",
         "conv2d_tc_backward_filter_general_32x64_bf16",
+        NO_KERNEL,
     ],
 ];
+/// The kernel of `tile` with the vector (`general == false`) or the general loader.
+fn kernel_of(table: &KernelTable, tile: TcTile, general: bool) -> &'static str {
+    assert!(
+        tile.loaders().contains(&general),
+        "the {} tile has no general-loader kernels",
+        tile.name()
+    );
+    table[usize::from(general)][tile.index()]
+}
+
 /// The backward-filter reduce kernel (fp32 partials to fp32 dw).
 pub const FILTER_REDUCE_KERNEL: &str = "conv2d_tc_backward_filter_reduce_bf16";
 
@@ -299,7 +352,7 @@ pub fn forward_stats_with(
     general: bool,
 ) -> (TcLaunch, TcStatsPartition) {
     let [n, p, q, k] = shape.y;
-    let kernel = FORWARD_STATS_KERNELS[usize::from(general)][tile.index()];
+    let kernel = kernel_of(&FORWARD_STATS_KERNELS, tile, general);
     (
         launch(kernel, tile, n * p * q, k, 1),
         TcStatsPartition::new(tile, shape.y),
@@ -316,7 +369,7 @@ pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {
 pub fn forward_with(shape: &ConvShape, tile: TcTile, general: bool) -> TcLaunch {
     let [n, p, q, k] = shape.y;
     launch(
-        FORWARD_KERNELS[usize::from(general)][tile.index()],
+        kernel_of(&FORWARD_KERNELS, tile, general),
         tile,
         n * p * q,
         k,
@@ -346,7 +399,7 @@ pub fn backward_data_with(shape: &ConvShape, add: bool, tile: TcTile, general: b
     };
     let st = shape.geom.stride;
     launch(
-        names[usize::from(general)][tile.index()],
+        kernel_of(names, tile, general),
         tile,
         backward_data_rows(shape),
         shape.x[3],
@@ -378,7 +431,7 @@ pub fn backward_filter_with(
     let [k, r, s, c] = shape.w;
     let count = k * r * s * c;
     let partial = launch(
-        BACKWARD_FILTER_KERNELS[usize::from(general)][tile.index()],
+        kernel_of(&BACKWARD_FILTER_KERNELS, tile, general),
         tile,
         k,
         r * s * c,
@@ -487,8 +540,10 @@ mod tests {
     #[test]
     fn kernel_names_follow_the_tile_and_loader() {
         for tile in TcTile::ALL {
-            let t = format!("{}x{}", tile.bm(), tile.bn());
-            for (g, general) in ["", "general_"].iter().enumerate() {
+            let t = tile.name();
+            for &general in tile.loaders() {
+                let g = usize::from(general);
+                let general = if general { "general_" } else { "" };
                 let name = |op: &str| format!("conv2d_tc_{op}_{general}{t}_bf16");
                 assert_eq!(FORWARD_KERNELS[g][tile.index()], name("forward"));
                 let stats = format!("conv2d_tc_forward_stats_{general}{t}_bf16");
@@ -510,14 +565,16 @@ mod tests {
     }
 
     #[test]
-    fn shared_memory_matches_the_kernel_configs_and_needs_no_opt_in() {
+    fn shared_memory_matches_the_kernel_configs_and_only_w64_opts_in() {
         assert_eq!(TcTile::T128x128.shared_bytes(), 49152);
         assert_eq!(TcTile::T64x64.shared_bytes(), 32768);
         assert_eq!(TcTile::T128x32.shared_bytes(), 40960);
         assert_eq!(TcTile::T64x16.shared_bytes(), 20480);
         assert_eq!(TcTile::T32x64.shared_bytes(), 24576);
+        assert_eq!(TcTile::T128x128W64.shared_bytes(), 65536);
         let s = shape([8, 56, 56, 256], [512, 1, 1, 256], 1, 0);
         assert!(!forward(&s).needs_shared_opt_in());
+        assert!(forward_with(&s, TcTile::T128x128W64, false).needs_shared_opt_in());
     }
 
     #[test]
