@@ -277,6 +277,21 @@ fn a_capture_refuses_host_memory_and_allocation() {
     assert_eq!(t.to_vec(&be).unwrap(), vec![2.0; 4]);
 }
 
+/// A buffer freed while capturing fails the capture, on the emulator as on a GPU (where the free
+/// would be a graph node of memory the graph does not own); the backend works on afterwards.
+#[test]
+fn a_buffer_freed_in_a_capture_fails_it() {
+    let be = gpu(Precision::F32);
+    let doomed = Tensor::zeros(&be, [4]).unwrap();
+    let mut kept = Tensor::zeros(&be, [4]).unwrap();
+    be.begin_graph_capture().unwrap();
+    drop(doomed);
+    let graph = be.end_graph_capture();
+    assert!(graph.is_err(), "a capture with a free in it ended well");
+    kept.copy_from_slice(&be, &[3.0; 4]).unwrap();
+    assert_eq!(kept.to_vec(&be).unwrap(), vec![3.0; 4]);
+}
+
 /// The `resnet-cuda` binary: this build's, or `RESNET_CLI` (the device bundle's copy on a GPU
 /// machine, where the build's path does not exist).
 fn cli() -> Command {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use half::bf16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
+use resnet_cuda::backend::gpu::{Driver, DynDriver, EmuDriver, GpuBackend};
 use resnet_cuda::backend::{Backend, DType, Precision};
 use resnet_cuda::data::augment::CropFlip;
 use resnet_cuda::data::batch::{fill_batch_with_views, DataCursor, MeanImage};
@@ -376,4 +376,42 @@ fn a_resumed_run_on_device_batches_equals_the_uninterrupted_run() {
         weights(&whole) == weights(&split),
         "weights differ after resuming"
     );
+}
+
+/// The protocol of uploads ahead (`Driver::mark_landing_free`, `upload_ahead`, `land_upload`),
+/// which the emulator checks because on a GPU a call out of order is a race between the copy
+/// stream and the compute stream that no test there could be sure to catch: an upload needs the
+/// landing buffer marked free (after its allocation, or by the last landing), a landing needs an
+/// upload, and the bytes arrive.
+#[test]
+fn uploads_ahead_keep_their_order_in_the_emulator() {
+    let emu = EmuDriver::default();
+    let (landing, dst) = (emu.alloc(64).unwrap(), emu.alloc(64).unwrap());
+    let staging = emu.alloc_staging(64).unwrap();
+    let bytes: Vec<u8> = (0..64).collect();
+    // SAFETY: staging holds 64 bytes; landing and dst are 64-byte allocations.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), staging.ptr, 64);
+        let e = emu.upload_ahead(&staging, landing, 64).unwrap_err();
+        assert!(e.to_string().contains("out of order"), "{e}");
+        emu.mark_landing_free(landing).unwrap();
+        assert!(
+            emu.land_upload(landing, dst, 64).is_err(),
+            "a landing with nothing uploaded"
+        );
+        for round in 0..2 {
+            emu.upload_ahead(&staging, landing, 64).unwrap();
+            assert!(
+                emu.upload_ahead(&staging, landing, 64).is_err(),
+                "round {round}: an upload over one not landed"
+            );
+            emu.land_upload(landing, dst, 64).unwrap();
+            let mut back = vec![0u8; 64];
+            emu.copy_device_to_host(dst, back.as_mut_ptr(), 64).unwrap();
+            assert_eq!(back, bytes);
+        }
+        emu.free_staging(&staging);
+        emu.free(landing, 64);
+        emu.free(dst, 64);
+    }
 }

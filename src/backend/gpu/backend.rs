@@ -207,16 +207,32 @@ impl<D: Driver> GpuBackend<D> {
             .pop();
         let buf = match pooled {
             Some(b) if b.bytes >= bytes => b,
-            Some(small) if self.graphs_alive.load(Ordering::Relaxed) > 0 => {
-                let bigger = self.alloc_bytes(bytes)?;
-                // A captured graph may use it: freed with the last graph, not now.
-                self.retired_workspaces
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(small);
+            pooled => {
+                let bigger = match self.alloc_bytes(bytes) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // (Refused while capturing.) The smaller buffer goes back, not freed: a
+                        // free inside a capture would invalidate it on a GPU.
+                        if let Some(small) = pooled {
+                            self.workspaces
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(small);
+                        }
+                        return Err(e);
+                    }
+                };
+                if let Some(small) = pooled {
+                    if self.graphs_alive.load(Ordering::Relaxed) > 0 {
+                        // A captured graph may use it: freed with the last graph, not now.
+                        self.retired_workspaces
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(small);
+                    }
+                }
                 bigger
             }
-            _ => self.alloc_bytes(bytes)?,
         };
         let out = f(buf.ptr);
         self.workspaces

@@ -5,7 +5,8 @@
 //! Two events keep the hand-over safe without the host waiting:
 //!
 //! ```text
-//! copy stream:     wait(landing_free) -> H2D staging -> landing -> record(landed)
+//! compute stream:  alloc landing -> record(landing_free)                          (mark_landing_free)
+//! copy stream:     wait(landing_free) -> H2D staging -> landing -> record(landed)  (upload)
 //! compute stream:  ... step k ... wait(landed) -> D2D landing -> store -> record(landing_free) -> step k+1
 //! ```
 //!
@@ -31,9 +32,9 @@ pub(super) struct CopyStream {
 unsafe impl Send for CopyStream {}
 
 impl CopyStream {
-    /// A copy stream beside `compute`, in the bound context. Its first upload waits for everything
-    /// issued to `compute` so far (the allocation of the landing buffer, among others).
-    pub(super) fn new(compute: sys::CUstream) -> Result<CopyStream, (&'static str, DriverError)> {
+    /// A copy stream in the bound context. Until `mark_landing_free` has recorded where the compute
+    /// stream stood, an upload waits for nothing.
+    pub(super) fn new() -> Result<CopyStream, (&'static str, DriverError)> {
         let stream =
             result::stream::create(StreamKind::NonBlocking).map_err(|e| ("cuStreamCreate", e))?;
         let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING;
@@ -54,15 +55,21 @@ impl CopyStream {
                 return Err(("cuEventCreate", e));
             }
         };
-        let copy = CopyStream {
+        Ok(CopyStream {
             stream,
             landed,
             landing_free,
-        };
-        // SAFETY: the event and the stream are live.
-        unsafe { result::event::record(copy.landing_free, compute) }
-            .map_err(|e| ("cuEventRecord", e))?;
-        Ok(copy)
+        })
+    }
+
+    /// Records on `compute` that the landing buffer is free as of everything issued to it so far.
+    pub(super) fn mark_landing_free(
+        &self,
+        compute: sys::CUstream,
+    ) -> Result<(), (&'static str, DriverError)> {
+        // SAFETY: the event and the stream are live; the context is bound.
+        unsafe { result::event::record(self.landing_free, compute) }
+            .map_err(|e| ("cuEventRecord", e))
     }
 
     /// Queues the upload of `bytes` of `staging` into `landing` and records `staging.event` after it.

@@ -253,6 +253,9 @@ pub struct CudaDriver {
     next_graph: std::sync::atomic::AtomicU64,
     /// Uploads that overlap the computation ([`Driver::upload_ahead`]), made at the first.
     copy: Mutex<Option<CopyStream>>,
+    /// Between `begin_capture` and `end_capture`: the calls the emulator refuses then are refused
+    /// here too, by the same rule, rather than left to what CUDA happens to allow in a capture.
+    capturing: std::sync::atomic::AtomicBool,
 }
 
 /// An executable graph (`CUgraphExec`).
@@ -277,6 +280,7 @@ impl CudaDriver {
             graphs: Mutex::new(BTreeMap::new()),
             next_graph: std::sync::atomic::AtomicU64::new(1),
             copy: Mutex::new(None),
+            capturing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -286,6 +290,29 @@ impl CudaDriver {
 
     fn error(&self, what: &str, e: DriverError) -> Error {
         cuda_error(&self.device.label(), what, e)
+    }
+
+    /// An error for `what` while capturing: the emulator's rule (`EmuDriver::refuse_in_capture`).
+    fn refuse_in_capture(&self, what: &str) -> Result<()> {
+        if self.capturing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Device {
+                device: self.device.label(),
+                message: format!(
+                    "{what} while capturing a graph (a captured step may not touch host memory, \
+                     wait for the device or allocate)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The copy stream, made at the first use.
+    fn copy_stream(&self) -> Result<std::sync::MutexGuard<'_, Option<CopyStream>>> {
+        let mut copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
+        if copy.is_none() {
+            *copy = Some(CopyStream::new().map_err(|(what, e)| self.error(what, e))?);
+        }
+        Ok(copy)
     }
 
     /// A second stream on this GPU, ordered against this driver's stream by events (for
@@ -335,8 +362,10 @@ impl Driver for CudaDriver {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
+        self.refuse_in_capture("an allocation")?;
         self.device.bind()?;
-        // SAFETY: the stream is live; the memory is used only on this stream (the backend's ops).
+        // SAFETY: the stream is live. The memory is ordered on it; another stream using it (NCCL's,
+        // the copy stream) first waits for an event recorded on it after the allocation.
         unsafe { result::malloc_async(self.stream, bytes) }.map_err(|e| {
             cuda_error(
                 &self.device.label(),
@@ -361,15 +390,18 @@ impl Driver for CudaDriver {
         dst: DevicePtr,
         bytes: usize,
     ) -> Result<()> {
+        self.refuse_in_capture("a copy from host memory")?;
         self.device.bind()?;
-        // From pageable memory the call returns once `src` has been staged, so the caller may reuse
-        // it at once (CUDA's documented behaviour for pageable host-to-device copies).
+        // From pageable memory the call returns once `src` has been read or staged, so the caller
+        // may reuse it at once; it may first wait for the stream (CUDA's notes on API
+        // synchronisation say such a copy "might be synchronous with respect to host").
         // SAFETY: the caller guarantees both ranges.
         let r = unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src as *const c_void, bytes, self.stream) };
         self.check("copying to the device", r.result())
     }
 
     unsafe fn copy_device_to_host(&self, src: DevicePtr, dst: *mut u8, bytes: usize) -> Result<()> {
+        self.refuse_in_capture("a copy to host memory")?;
         self.device.bind()?;
         // SAFETY: the caller guarantees both ranges; the synchronisation below makes the data land
         // in `dst` before this returns.
@@ -422,8 +454,14 @@ impl Driver for CudaDriver {
         // SAFETY: a plain page-locked allocation in the bound context; freed in `free_staging`.
         let ptr = unsafe { result::malloc_host(bytes, 0) }
             .map_err(|e| cuda_error(&label, &format!("pinning {bytes} bytes of host memory"), e))?;
-        let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING;
-        let event = match result::event::create(flags) {
+        // Blocking sync: `wait_staging` then sleeps instead of spinning a core the data loader's
+        // decoders could use.
+        let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32
+            | sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC as u32;
+        let mut event: sys::CUevent = std::ptr::null_mut();
+        // SAFETY: writes the new event to a local (cudarc's `event::create` takes one flag only).
+        let created = unsafe { sys::cuEventCreate(&mut event, flags) }.result();
+        let event = match created.map(|()| event) {
             Ok(event) => event,
             Err(e) => {
                 // SAFETY: just allocated, never used.
@@ -451,35 +489,37 @@ impl Driver for CudaDriver {
         }
     }
 
+    fn mark_landing_free(&self, _landing: DevicePtr) -> Result<()> {
+        self.refuse_in_capture("marking a landing buffer free")?;
+        self.device.bind()?;
+        let copy = self.copy_stream()?;
+        let copy = copy.as_ref().expect("made above");
+        copy.mark_landing_free(self.stream)
+            .map_err(|(what, e)| self.error(what, e))
+    }
+
     unsafe fn upload_ahead(
         &self,
         staging: &Staging,
         landing: DevicePtr,
         bytes: usize,
     ) -> Result<()> {
+        self.refuse_in_capture("uploading ahead")?;
         self.device.bind()?;
-        let mut copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
-        let copy = match &mut *copy {
-            Some(c) => c,
-            None => {
-                copy.insert(CopyStream::new(self.stream).map_err(|(what, e)| self.error(what, e))?)
-            }
-        };
+        let copy = self.copy_stream()?;
+        let copy = copy.as_ref().expect("made above");
         // SAFETY: the caller's guarantees; the context is bound.
         unsafe { copy.upload(staging, landing, bytes) }.map_err(|(what, e)| self.error(what, e))
     }
 
     unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()> {
+        self.refuse_in_capture("landing an upload")?;
         self.device.bind()?;
-        let copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
-        match &*copy {
-            // SAFETY: the caller's guarantees; the context is bound.
-            Some(c) => unsafe { c.land(self.stream, landing, dst, bytes) }
-                .map_err(|(what, e)| self.error(what, e)),
-            // Nothing was uploaded ahead: `landing` holds what the stream put there.
-            // SAFETY: the caller's guarantees.
-            None => unsafe { self.copy_device_to_device(landing, dst, bytes) },
-        }
+        let copy = self.copy_stream()?;
+        let copy = copy.as_ref().expect("made above");
+        // SAFETY: the caller's guarantees; the context is bound.
+        unsafe { copy.land(self.stream, landing, dst, bytes) }
+            .map_err(|(what, e)| self.error(what, e))
     }
 
     fn wait_staging(&self, staging: &Staging) -> Result<()> {
@@ -519,10 +559,15 @@ impl Driver for CudaDriver {
                 sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
             )
         };
-        self.check("beginning a stream capture", r.result())
+        self.check("beginning a stream capture", r.result())?;
+        self.capturing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn end_capture(&self) -> Result<(GraphId, usize)> {
+        self.capturing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.device.bind()?;
         let mut graph: sys::CUgraph = std::ptr::null_mut();
         // SAFETY: the stream is capturing (begin_capture); the graph handle is written to a local.
@@ -555,6 +600,7 @@ impl Driver for CudaDriver {
     }
 
     fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        self.refuse_in_capture("a graph launch")?;
         self.device.bind()?;
         let graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
         let Some(exec) = graphs.get(&graph) else {
@@ -583,6 +629,7 @@ impl Driver for CudaDriver {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.refuse_in_capture("a synchronisation")?;
         self.device.bind()?;
         // SAFETY: the stream is live. An error here is usually a kernel's (an out-of-bounds access, a
         // trap), reported at the first synchronisation after it; the context is then unusable.

@@ -160,37 +160,38 @@ pub trait Driver: Send + Sync + 'static {
         unsafe { dealloc(staging.ptr, layout) }
     }
 
+    /// Marks device memory `landing` free for [`Driver::upload_ahead`] as of everything issued to
+    /// the stream so far, its allocation included: the next upload into it starts after that. Call
+    /// it once a landing buffer is allocated; [`Driver::land_upload`] marks it free again. A
+    /// driver has one landing buffer at a time. The emulator checks the order of the three calls
+    /// (on a GPU a wrong order is a race between the streams, which no test there could be sure to
+    /// see): each upload into a buffer marked free, each landing after an upload.
+    fn mark_landing_free(&self, landing: DevicePtr) -> Result<()>;
+
     /// Starts copying the first `bytes` of `staging` to device memory `landing` on a copy stream of
-    /// its own, so that the copy overlaps what the stream runs meanwhile (the step before). It
-    /// waits only until the stream is done with `landing`'s previous bytes: until the stream passed
-    /// the last [`Driver::land_upload`], or, before the first, until it passed everything issued
-    /// when this is called (the allocation of `landing` included). The stream sees the bytes only
-    /// through `land_upload`; [`Driver::wait_staging`] says when `staging` has been read. Here
-    /// (the emulator, with one stream) the copy is done when this returns.
+    /// its own, so that the copy overlaps what the stream runs meanwhile (the step before): it waits
+    /// only until the stream passed the last [`Driver::mark_landing_free`] or
+    /// [`Driver::land_upload`] of `landing`. The stream sees the bytes only through `land_upload`;
+    /// [`Driver::wait_staging`] says when `staging` has been read. Under the emulator, with one
+    /// stream, the copy is done when this returns.
     ///
     /// # Safety
     /// `bytes <= staging.bytes`, and `landing` is valid device memory for `bytes` writes that
-    /// nothing but `upload_ahead` and `land_upload` touches.
+    /// nothing but these three calls uses.
     unsafe fn upload_ahead(
         &self,
         staging: &Staging,
         landing: DevicePtr,
         bytes: usize,
-    ) -> Result<()> {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.copy_host_to_device(staging.ptr, landing, bytes) }
-    }
+    ) -> Result<()>;
 
     /// Orders the stream after the last [`Driver::upload_ahead`] and copies `bytes` from `landing`
-    /// to `dst` on it (device to device: 38 MB, an ImageNet batch of 256, in about 25 us), after
-    /// which the next `upload_ahead` may overwrite `landing`.
+    /// to `dst` on it (device to device: 38 MB, an ImageNet batch of 256, in about 25 us), then
+    /// marks `landing` free for the next upload.
     ///
     /// # Safety
     /// `landing` and `dst` are valid device memory for `bytes`, and do not overlap.
-    unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()> {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.copy_device_to_device(landing, dst, bytes) }
-    }
+    unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()>;
 
     /// Waits until the last upload from `staging` has read it.
     fn wait_staging(&self, _staging: &Staging) -> Result<()> {
@@ -230,6 +231,12 @@ pub struct EmuDriver {
     capturing: Mutex<Option<Vec<EmuOp>>>,
     graphs: Mutex<BTreeMap<GraphId, Arc<Vec<EmuOp>>>>,
     next_graph: AtomicU64,
+    /// The landing buffer of uploads ahead and whether it holds an upload not yet landed
+    /// (`Driver::mark_landing_free`).
+    landing: Mutex<Option<(DevicePtr, bool)>>,
+    /// Allocations freed while capturing, freed at `end_capture`, which then fails: on a GPU such
+    /// a free is a graph node of memory the graph does not own, and it invalidates the capture.
+    freed_in_capture: Mutex<Vec<(DevicePtr, usize)>>,
 }
 
 /// One operation of an emulated graph.
@@ -278,6 +285,26 @@ impl EmuDriver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
+    }
+
+    /// Moves the landing protocol from `from` (`landing` free: false; uploaded: true) to `to`, or
+    /// says which call came out of order.
+    fn landing_step(&self, landing: DevicePtr, what: &str, from: bool, to: bool) -> Result<()> {
+        let mut state = self.landing.lock().unwrap_or_else(|e| e.into_inner());
+        match *state {
+            Some((p, uploaded)) if p == landing && uploaded == from => {
+                *state = Some((landing, to));
+                Ok(())
+            }
+            _ => Err(Error::Device {
+                device: "emu".into(),
+                message: format!(
+                    "{what} of landing buffer {landing:#x} out of order (state: {:?}): uploads \
+                     ahead go mark_landing_free, then upload_ahead and land_upload in turn",
+                    *state
+                ),
+            }),
+        }
     }
 
     /// An error for `what`, which a captured step must not do.
@@ -369,12 +396,44 @@ impl Driver for EmuDriver {
         "emu".into()
     }
 
+    fn mark_landing_free(&self, landing: DevicePtr) -> Result<()> {
+        self.refuse_in_capture("marking a landing buffer free")?;
+        *self.landing.lock().unwrap_or_else(|e| e.into_inner()) = Some((landing, false));
+        Ok(())
+    }
+
+    unsafe fn upload_ahead(
+        &self,
+        staging: &Staging,
+        landing: DevicePtr,
+        bytes: usize,
+    ) -> Result<()> {
+        self.refuse_in_capture("uploading ahead")?;
+        self.landing_step(landing, "upload_ahead", false, true)?;
+        // SAFETY: the caller's guarantees.
+        unsafe { self.copy_host_to_device(staging.ptr, landing, bytes) }
+    }
+
+    unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()> {
+        self.refuse_in_capture("landing an upload")?;
+        self.landing_step(landing, "land_upload", true, false)?;
+        // SAFETY: the caller's guarantees.
+        unsafe { self.copy_device_to_device(landing, dst, bytes) }
+    }
+
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         self.refuse_in_capture("an allocation")?;
         Ok(host_alloc_zeroed("emu alloc", bytes)? as DevicePtr)
     }
 
     unsafe fn free(&self, ptr: DevicePtr, bytes: usize) {
+        if self.is_capturing() {
+            self.freed_in_capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((ptr, bytes));
+            return;
+        }
         let layout = emu_layout(bytes).expect("the layout was valid when allocated");
         // SAFETY: the caller guarantees `ptr` came from `alloc(bytes)`, hence this layout.
         unsafe { dealloc(ptr as *mut u8, layout) }
@@ -513,6 +572,26 @@ impl Driver for EmuDriver {
                 device: "emu".into(),
                 message: "end of a capture that was not begun".into(),
             })?;
+        let freed = std::mem::take(
+            &mut *self
+                .freed_in_capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if !freed.is_empty() {
+            for &(ptr, bytes) in &freed {
+                // SAFETY: each came to `free` from `alloc(bytes)`; no graph was made to use it.
+                unsafe { self.free(ptr, bytes) };
+            }
+            return Err(Error::Device {
+                device: "emu".into(),
+                message: format!(
+                    "{} allocation(s) freed while capturing a graph (on a GPU a free in a capture \
+                     must be of the graph's own memory; this one invalidates the capture)",
+                    freed.len()
+                ),
+            });
+        }
         let kernels = ops
             .iter()
             .filter(|op| matches!(op, EmuOp::Launch { .. }))
@@ -657,6 +736,10 @@ impl Driver for DynDriver {
     unsafe fn free_staging(&self, staging: &Staging) {
         // SAFETY: the caller's guarantees, passed on.
         unsafe { (**self).free_staging(staging) }
+    }
+
+    fn mark_landing_free(&self, landing: DevicePtr) -> Result<()> {
+        (**self).mark_landing_free(landing)
     }
 
     unsafe fn upload_ahead(

@@ -52,12 +52,15 @@ impl<D: Driver> StagingPair<D> {
                 return Err(e);
             }
         };
-        Ok(StagingPair {
+        let pair = StagingPair {
             driver: driver.clone(),
             buffers: [first, second],
             next: 0,
             landing,
-        })
+        };
+        // The first upload must wait for the allocation, which the stream ordered.
+        driver.mark_landing_free(pair.landing.ptr)?;
+        Ok(pair)
     }
 
     /// Copies `bytes` into the next buffer (once the upload that last read it is done), uploads it

@@ -51,8 +51,26 @@ impl SideStream {
         let side = result::stream::create(StreamKind::NonBlocking)
             .map_err(err("creating the communication stream"))?;
         let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING;
-        let compute_done = result::event::create(flags).map_err(err("cuEventCreate"))?;
-        let side_done = result::event::create(flags).map_err(err("cuEventCreate"))?;
+        // On an error, what was made before it is destroyed (just made, idle).
+        let compute_done = match result::event::create(flags) {
+            Ok(e) => e,
+            Err(e) => {
+                // SAFETY: see above.
+                let _ = unsafe { result::stream::destroy(side) };
+                return Err(err("cuEventCreate")(e));
+            }
+        };
+        let side_done = match result::event::create(flags) {
+            Ok(e) => e,
+            Err(e) => {
+                // SAFETY: see above.
+                unsafe {
+                    let _ = result::event::destroy(compute_done);
+                    let _ = result::stream::destroy(side);
+                }
+                return Err(err("cuEventCreate")(e));
+            }
+        };
         Ok(SideStream {
             label,
             context,
