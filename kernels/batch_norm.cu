@@ -261,12 +261,14 @@ __device__ __forceinline__ void batch_norm_backward_data(const T* __restrict__ x
 }
 
 extern "C" __global__ void batch_norm_partial_sum_f32(const float* x, int M, int C, float* partial) {
+    grid_dependency_sync();
     batch_norm::partial_sums<float, 0>(x, nullptr, nullptr, nullptr, M, C, 0, partial);
 }
 EMU_REGISTER(batch_norm_partial_sum_f32);
 
 extern "C" __global__ void batch_norm_partial_sqdev_f32(const float* x, const float* mean, int M, int C,
                                                         float* partial) {
+    grid_dependency_sync();
     batch_norm::partial_sums<float, 1>(x, nullptr, nullptr, mean, M, C, 0, partial);
 }
 EMU_REGISTER(batch_norm_partial_sqdev_f32);
@@ -274,11 +276,13 @@ EMU_REGISTER(batch_norm_partial_sqdev_f32);
 extern "C" __global__ void batch_norm_backward_partial_f32(const float* x, const float* y, const float* dy,
                                                            const float* mean, int M, int C, int relu,
                                                            float* partial) {
+    grid_dependency_sync();
     batch_norm::partial_sums<float, 2>(x, y, dy, mean, M, C, relu, partial);
 }
 EMU_REGISTER(batch_norm_backward_partial_f32);
 
 extern "C" __global__ void batch_norm_finalize_mean_f32(const float* partial, int P, int M, int C, float* mean) {
+    grid_dependency_sync();
     batch_norm_finalize_mean<float>(partial, P, M, C, mean);
 }
 EMU_REGISTER(batch_norm_finalize_mean_f32);
@@ -286,6 +290,7 @@ EMU_REGISTER(batch_norm_finalize_mean_f32);
 extern "C" __global__ void batch_norm_finalize_var_f32(const float* partial, int P, int M, int C, const float* mean,
                                                        double eps, double momentum, float* inv_std,
                                                        float* running_mean, float* running_var) {
+    grid_dependency_sync();
     batch_norm_finalize_var<float>(partial, P, M, C, mean, eps, momentum, inv_std, running_mean, running_var);
 }
 EMU_REGISTER(batch_norm_finalize_var_f32);
@@ -293,6 +298,7 @@ EMU_REGISTER(batch_norm_finalize_var_f32);
 extern "C" __global__ void batch_norm_finalize_tiles_f32(const float* partial, int P, int M, int tile_rows, int C,
                                                          double eps, double momentum, float* mean, float* inv_std,
                                                          float* running_mean, float* running_var) {
+    grid_dependency_sync();
     batch_norm_finalize_tiles<float>(partial, P, M, tile_rows, C, eps, momentum, mean, inv_std, running_mean,
                                      running_var);
 }
@@ -301,6 +307,7 @@ EMU_REGISTER(batch_norm_finalize_tiles_f32);
 extern "C" __global__ void batch_norm_normalize_f32(const float* x, const float* mean, const float* inv_std,
                                                     const float* gamma, const float* beta, float* y,
                                                     unsigned long long n, int C, int relu) {
+    grid_dependency_sync();
     batch_norm_normalize<float>(x, mean, inv_std, gamma, beta, y, n, C, relu);
 }
 EMU_REGISTER(batch_norm_normalize_f32);
@@ -309,12 +316,14 @@ extern "C" __global__ void batch_norm_normalize_add_f32(const float* x, const fl
                                                         const float* gamma, const float* beta,
                                                         const float* residual, float* out, unsigned long long n,
                                                         int C, int relu) {
+    grid_dependency_sync();
     batch_norm_normalize_add<float>(x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
 }
 EMU_REGISTER(batch_norm_normalize_add_f32);
 
 extern "C" __global__ void batch_norm_infer_inv_std_f32(const float* running_var, double eps, int C,
                                                         float* inv_std) {
+    grid_dependency_sync();
     batch_norm_infer_inv_std<float>(running_var, eps, C, inv_std);
 }
 EMU_REGISTER(batch_norm_infer_inv_std_f32);
@@ -322,6 +331,7 @@ EMU_REGISTER(batch_norm_infer_inv_std_f32);
 extern "C" __global__ void batch_norm_backward_finalize_f32(const float* partial, int P, int M, int C,
                                                             const float* gamma, const float* inv_std,
                                                             float* dgamma, float* dbeta, float* coef) {
+    grid_dependency_sync();
     batch_norm_backward_finalize<float>(partial, P, M, C, gamma, inv_std, dgamma, dbeta, coef);
 }
 EMU_REGISTER(batch_norm_backward_finalize_f32);
@@ -329,6 +339,7 @@ EMU_REGISTER(batch_norm_backward_finalize_f32);
 extern "C" __global__ void batch_norm_backward_data_f32(const float* x, const float* y, const float* dy,
                                                         const float* mean, const float* coef, float* dx,
                                                         unsigned long long n, int C, int relu) {
+    grid_dependency_sync();
     batch_norm_backward_data<float>(x, y, dy, mean, coef, dx, n, C, relu);
 }
 EMU_REGISTER(batch_norm_backward_data_f32);

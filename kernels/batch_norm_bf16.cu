@@ -236,6 +236,7 @@ __device__ __forceinline__ void normalize_add(const bf16* x, const float* mean, 
 }  // namespace batch_norm_bf16
 
 extern "C" __global__ void batch_norm_partial_sum_bf16(const bf16* x, int M, int C, float* partial) {
+    grid_dependency_sync();
     __shared__ float lanes[batch_norm_bf16::kLaneSlots];
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x), batch_norm_bf16::partial_sum, x, M, C,
                          partial, lanes);
@@ -244,6 +245,7 @@ EMU_REGISTER(batch_norm_partial_sum_bf16);
 
 extern "C" __global__ void batch_norm_partial_sqdev_bf16(const bf16* x, const float* mean, int M, int C,
                                                          float* partial) {
+    grid_dependency_sync();
     __shared__ float lanes[batch_norm_bf16::kLaneSlots];
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x), batch_norm_bf16::partial_sqdev, x,
                          mean, M, C, partial, lanes);
@@ -253,6 +255,7 @@ EMU_REGISTER(batch_norm_partial_sqdev_bf16);
 extern "C" __global__ void batch_norm_backward_partial_bf16(const bf16* x, const bf16* y, const bf16* dy,
                                                             const float* mean, int M, int C, int relu,
                                                             float* partial) {
+    grid_dependency_sync();
     __shared__ float lanes[2 * batch_norm_bf16::kLaneSlots];
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy),
                          batch_norm_bf16::backward_partial, x, y, dy, mean, M, C, relu, partial, lanes);
@@ -262,6 +265,7 @@ EMU_REGISTER(batch_norm_backward_partial_bf16);
 extern "C" __global__ void batch_norm_normalize_bf16(const bf16* x, const float* mean, const float* inv_std,
                                                      const float* gamma, const float* beta, bf16* y,
                                                      unsigned long long n, int C, int relu) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), batch_norm_bf16::normalize_only, x,
                          mean, inv_std, gamma, beta, y, n, C, relu);
 }
@@ -270,6 +274,7 @@ EMU_REGISTER(batch_norm_normalize_bf16);
 extern "C" __global__ void batch_norm_normalize_add_bf16(const bf16* x, const float* mean, const float* inv_std,
                                                          const float* gamma, const float* beta, const bf16* residual,
                                                          bf16* out, unsigned long long n, int C, int relu) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, residual, out),
                          batch_norm_bf16::normalize_add, x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
 }
@@ -280,6 +285,7 @@ EMU_REGISTER(batch_norm_normalize_add_bf16);
 extern "C" __global__ void __launch_bounds__(kBf16Threads, 4) batch_norm_backward_data_bf16(const bf16* x, const bf16* y, const bf16* dy,
                                                          const float* mean, const float* coef, bf16* dx,
                                                          unsigned long long n, int C, int relu) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy, dx),
                          batch_norm_bf16::backward_data, x, y, dy, mean, coef, dx, n, C, relu);
 }

@@ -21,6 +21,25 @@ __device__ __forceinline__ T* dynamic_shared_memory() {
 #endif
 }
 
+// Programmatic dependent launch. On compute capability 9.0 and newer the CUDA driver launches every
+// kernel with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (src/backend/gpu/cuda_driver.rs),
+// so a kernel's blocks may be scheduled while the kernel before it on the stream is still running:
+// a step's ~200 small kernels then do not each pay the launch and ramp-up gap in full. This call
+// must therefore come first in every kernel, before any memory access: `griddepcontrol.wait` holds
+// the block until the previous grid has completed and its writes are visible (at once when the
+// kernel was launched without the attribute), and `launch_dependents` lets the next kernel start
+// its own launch, whose blocks then wait here in turn. The emulator runs launches one after
+// another, but fails any launch in which a thread returns without this call.
+__device__ __forceinline__ void grid_dependency_sync() {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;" ::: "memory");
+#endif
+#else
+    emu::grid_dependency_synced();
+#endif
+}
+
 // 1-D grid-stride loop bounds, in 64-bit so that tensors past 2^31 elements index correctly.
 __device__ __forceinline__ unsigned long long global_thread_index() {
     return static_cast<unsigned long long>(blockIdx.x) * blockDim.x + threadIdx.x;

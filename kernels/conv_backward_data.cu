@@ -170,6 +170,7 @@ __device__ __forceinline__ void conv2d_backward_data(const T* __restrict__ dy, c
 #define CONV_BACKWARD_DATA_KERNEL(name, T, R, S, STRIDE)                                             \
     extern "C" __global__ void __launch_bounds__(kConvThreads)                                       \
         name(const T* dy, const T* w, T* dx, ConvDims d) {                                           \
+        grid_dependency_sync();                                                                      \
         conv2d_backward_data<T, R, S, STRIDE, false>(dy, w, dx, nullptr, d);                         \
     }                                                                                                \
     EMU_REGISTER(name)
@@ -177,6 +178,7 @@ __device__ __forceinline__ void conv2d_backward_data(const T* __restrict__ dy, c
 #define CONV_BACKWARD_DATA_ADD_KERNEL(name, T, R, S, STRIDE)                                         \
     extern "C" __global__ void __launch_bounds__(kConvThreads)                                       \
         name(const T* dy, const T* w, T* dx, const T* addend, ConvDims d) {                          \
+        grid_dependency_sync();                                                                      \
         conv2d_backward_data<T, R, S, STRIDE, true>(dy, w, dx, addend, d);                           \
     }                                                                                                \
     EMU_REGISTER(name)

@@ -116,6 +116,7 @@ __device__ __forceinline__ void conv2d_backward_filter_partial(const T* __restri
 #define CONV_BACKWARD_FILTER_KERNEL(name, T, R, S, STRIDE)                                           \
     extern "C" __global__ void __launch_bounds__(kConvThreads)                                       \
         name(const T* x, const T* dy, float* workspace, ConvDims d) {                                \
+        grid_dependency_sync();                                                                      \
         conv2d_backward_filter_partial<T, R, S, STRIDE>(x, dy, workspace, d);                        \
     }                                                                                                \
     EMU_REGISTER(name)
@@ -139,6 +140,7 @@ __device__ __forceinline__ void conv2d_backward_filter_reduce(const float* __res
 
 extern "C" __global__ void conv2d_backward_filter_reduce_f32(const float* workspace, float* dw, int splits,
                                                              unsigned long long count) {
+    grid_dependency_sync();
     conv2d_backward_filter_reduce<float>(workspace, dw, splits, count);
 }
 EMU_REGISTER(conv2d_backward_filter_reduce_f32);

@@ -110,6 +110,7 @@ __device__ __forceinline__ void conv2d_forward(const T* __restrict__ x, const T*
 #define CONV_FORWARD_KERNEL(name, T, R, S, STRIDE)                                                   \
     extern "C" __global__ void __launch_bounds__(kConvThreads)                                       \
         name(const T* x, const T* w, T* y, ConvDims d) {                                             \
+        grid_dependency_sync();                                                                      \
         conv2d_forward<T, R, S, STRIDE>(x, w, y, d);                                                 \
     }                                                                                                \
     EMU_REGISTER(name)

@@ -194,6 +194,7 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
 #define CONV_TC_BACKWARD_DATA_KERNEL(name, Tile, VEC)                                                  \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d) {                                    \
+        grid_dependency_sync();                                                                        \
         conv_tc_backward_data<Tile, VEC, false>(dy, w, dx, nullptr, d);                                \
     }                                                                                                  \
     EMU_REGISTER(name)
@@ -201,6 +202,7 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
 #define CONV_TC_BACKWARD_DATA_ADD_KERNEL(name, Tile, VEC)                                              \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d) {                \
+        grid_dependency_sync();                                                                        \
         conv_tc_backward_data<Tile, VEC, true>(dy, w, dx, addend, d);                                  \
     }                                                                                                  \
     EMU_REGISTER(name)

@@ -134,6 +134,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
 #define CONV_TC_BACKWARD_FILTER_KERNEL(name, Tile, VEC)                                                \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* x, const bf16* dy, float* out, ConvDims d) {                                  \
+        grid_dependency_sync();                                                                        \
         conv_tc_backward_filter<Tile, VEC>(x, dy, out, d);                                             \
     }                                                                                                  \
     EMU_REGISTER(name)
@@ -152,6 +153,7 @@ CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_32x64_bf16, TcT
 
 extern "C" __global__ void conv2d_tc_backward_filter_reduce_bf16(const float* workspace, float* dw, int splits,
                                                                  unsigned long long count) {
+    grid_dependency_sync();
     for (unsigned long long i = global_thread_index(); i < count; i += grid_stride()) {
         float sum = 0.0f;
         for (int z = 0; z < splits; ++z) sum += workspace[z * count + i];

@@ -146,6 +146,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
 #define CONV_TC_FORWARD_KERNEL(name, Tile, VEC)                                                        \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* x, const bf16* w, bf16* y, ConvDims d) {                                      \
+        grid_dependency_sync();                                                                        \
         conv_tc_forward<Tile, VEC, false>(x, w, y, nullptr, d);                                        \
     }                                                                                                  \
     EMU_REGISTER(name)
@@ -153,6 +154,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
 #define CONV_TC_FORWARD_STATS_KERNEL(name, Tile, VEC)                                                  \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d) {                        \
+        grid_dependency_sync();                                                                        \
         conv_tc_forward<Tile, VEC, true>(x, w, y, stats, d);                                           \
     }                                                                                                  \
     EMU_REGISTER(name)

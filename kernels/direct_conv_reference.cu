@@ -96,18 +96,21 @@ __device__ __forceinline__ void direct_conv_backward_filter(const T* __restrict_
 #define DIRECT_CONV_SHAPE DirectConvShape{N, H, W, C, K, R, S, P, Q, stride, pad}
 
 extern "C" __global__ void direct_conv_forward_f32(const float* x, const float* w, float* y, DIRECT_CONV_PARAMS) {
+    grid_dependency_sync();
     direct_conv_forward<float>(x, w, y, DIRECT_CONV_SHAPE);
 }
 EMU_REGISTER(direct_conv_forward_f32);
 
 extern "C" __global__ void direct_conv_backward_data_f32(const float* dy, const float* w, float* dx,
                                                          DIRECT_CONV_PARAMS) {
+    grid_dependency_sync();
     direct_conv_backward_data<float>(dy, w, dx, DIRECT_CONV_SHAPE);
 }
 EMU_REGISTER(direct_conv_backward_data_f32);
 
 extern "C" __global__ void direct_conv_backward_filter_f32(const float* x, const float* dy, float* dw,
                                                            DIRECT_CONV_PARAMS) {
+    grid_dependency_sync();
     direct_conv_backward_filter<float>(x, dy, dw, DIRECT_CONV_SHAPE);
 }
 EMU_REGISTER(direct_conv_backward_filter_f32);

@@ -89,24 +89,28 @@ __device__ __forceinline__ void sgd_update_chunks(const SgdChunk* __restrict__ c
 }
 
 extern "C" __global__ void add_forward_f32(const float* a, const float* b, float* y, unsigned long long n, int relu) {
+    grid_dependency_sync();
     add_forward<float>(a, b, y, n, relu);
 }
 EMU_REGISTER(add_forward_f32);
 
 extern "C" __global__ void add_backward_f32(const float* y, const float* dy, float* dsum, unsigned long long n,
                                             int relu) {
+    grid_dependency_sync();
     add_backward<float>(y, dy, dsum, n, relu);
 }
 EMU_REGISTER(add_backward_f32);
 
 extern "C" __global__ void sgd_update_f32(float* w, const float* g, float* v, unsigned long long n, float lr,
                                           float momentum, float weight_decay) {
+    grid_dependency_sync();
     sgd_update(w, g, v, n, lr, momentum, weight_decay);
 }
 EMU_REGISTER(sgd_update_f32);
 
 extern "C" __global__ void sgd_update_chunks_f32(const SgdChunk* chunks, int num_chunks, float lr, float momentum,
                                                  float weight_decay) {
+    grid_dependency_sync();
     sgd_update_chunks(chunks, num_chunks, lr, momentum, weight_decay);
 }
 EMU_REGISTER(sgd_update_chunks_f32);
@@ -119,6 +123,7 @@ EMU_REGISTER(sgd_update_chunks_f32);
 extern "C" __global__ void sgd_update_chunks_guarded_f32(const SgdChunk* chunks, int num_chunks, const float* lr,
                                                          const unsigned* diverged, float momentum,
                                                          float weight_decay) {
+    grid_dependency_sync();
     if (*diverged != 0u) return;
     sgd_update_chunks(chunks, num_chunks, *lr, momentum, weight_decay);
 }

@@ -120,22 +120,26 @@ struct CastToF32 {
 }  // namespace elementwise_bf16
 
 extern "C" __global__ void add_forward_bf16(const bf16* a, const bf16* b, bf16* y, unsigned long long n, int relu) {
+    grid_dependency_sync();
     elementwise_bf16::run(n, pointers_aligned16(a, b, y), elementwise_bf16::AddForward{a, b, y, relu});
 }
 EMU_REGISTER(add_forward_bf16);
 
 extern "C" __global__ void add_backward_bf16(const bf16* y, const bf16* dy, bf16* dsum, unsigned long long n,
                                              int relu) {
+    grid_dependency_sync();
     elementwise_bf16::run(n, pointers_aligned16(y, dy, dsum), elementwise_bf16::AddBackward{y, dy, dsum, relu});
 }
 EMU_REGISTER(add_backward_bf16);
 
 extern "C" __global__ void cast_f32_to_bf16(const float* src, bf16* dst, unsigned long long n) {
+    grid_dependency_sync();
     elementwise_bf16::run(n, pointers_aligned16(src, dst), elementwise_bf16::CastToBf16{src, dst});
 }
 EMU_REGISTER(cast_f32_to_bf16);
 
 extern "C" __global__ void cast_bf16_to_f32(const bf16* src, float* dst, unsigned long long n) {
+    grid_dependency_sync();
     elementwise_bf16::run(n, pointers_aligned16(src, dst), elementwise_bf16::CastToF32{src, dst});
 }
 EMU_REGISTER(cast_bf16_to_f32);

@@ -21,6 +21,7 @@
 //                             z << 20) for global thread g = block linear * threads per block + thread linear.
 //   emu_selftest_exit_before_shuffle: lane 0 returns, the rest shuffle with a full mask (an error).
 //   emu_selftest_trap:        thread (3,0,0) of block (1,0,0) calls __trap(); others write out[i] = 1.
+//   emu_selftest_no_grid_sync: (wrong) out[i] = i without calling grid_dependency_sync() first.
 //   emu_selftest_staging_hazard: the shape of a GEMM's last main-loop read and its epilogue staging, in
 //                             a 64-thread block: s[t] = t; __syncthreads; v = s[(t + 32) % 64] (the other
 //                             warp's element, as ldmatrix reads other warps' rows); __syncwarp; then, only
@@ -33,6 +34,7 @@
 constexpr int kTile = 16;
 
 extern "C" __global__ void emu_selftest_sgemm_f32(const float* A, const float* B, float* C, int M, int N, int K) {
+    grid_dependency_sync();
     __shared__ float As[kTile][kTile];
     __shared__ float Bs[kTile][kTile + 1];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -55,6 +57,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 extern "C" __global__ void emu_selftest_block_sum_f32(const float* x, float* sums, int n) {
+    grid_dependency_sync();
     __shared__ float warp_sums[32];
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -69,6 +72,7 @@ extern "C" __global__ void emu_selftest_block_sum_f32(const float* x, float* sum
 EMU_REGISTER(emu_selftest_block_sum_f32);
 
 extern "C" __global__ void emu_selftest_ballot(const int* flags, unsigned* ballots, unsigned* total, int n) {
+    grid_dependency_sync();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const unsigned b = __ballot_sync(0xffffffffu, i < n && flags[i] != 0);
     if (threadIdx.x % 32 == 0) {
@@ -81,6 +85,7 @@ EMU_REGISTER(emu_selftest_ballot);
 extern "C" __global__ void emu_selftest_atomics(const int* x, int n, float* fsum, double* dsum, int* isum,
                                                 unsigned* umask, int* imax, int* imin, unsigned* ticket,
                                                 int* order) {
+    grid_dependency_sync();
     for (unsigned long long i = global_thread_index(); i < static_cast<unsigned long long>(n); i += grid_stride()) {
         const int v = x[i];
         atomicAdd(fsum, static_cast<float>(v));
@@ -100,6 +105,7 @@ extern "C" __global__ void emu_selftest_atomics(const int* x, int n, float* fsum
 EMU_REGISTER(emu_selftest_atomics);
 
 extern "C" __global__ void emu_selftest_reverse_dynamic(const float* x, float* y, int n) {
+    grid_dependency_sync();
     float* s = dynamic_shared_memory<float>();
     const int t = threadIdx.x, i = blockIdx.x * blockDim.x + t;
     s[t] = i < n ? x[i] : -1.0f;
@@ -109,6 +115,7 @@ extern "C" __global__ void emu_selftest_reverse_dynamic(const float* x, float* y
 EMU_REGISTER(emu_selftest_reverse_dynamic);
 
 extern "C" __global__ void emu_selftest_warp(const int* x, int* out) {
+    grid_dependency_sync();
     const unsigned full = 0xffffffffu;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int lane = threadIdx.x % 32, warp = i / 32;
@@ -137,6 +144,7 @@ EMU_REGISTER(emu_selftest_warp);
 __device__ __forceinline__ unsigned pack3(unsigned x, unsigned y, unsigned z) { return x | y << 10 | z << 20; }
 
 extern "C" __global__ void emu_selftest_index(unsigned* out) {
+    grid_dependency_sync();
     const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
     const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
@@ -149,18 +157,21 @@ extern "C" __global__ void emu_selftest_index(unsigned* out) {
 EMU_REGISTER(emu_selftest_index);
 
 extern "C" __global__ void emu_selftest_exit_before_shuffle(int* out) {
+    grid_dependency_sync();
     if (threadIdx.x == 0) return;
     out[threadIdx.x] = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x), 0);
 }
 EMU_REGISTER(emu_selftest_exit_before_shuffle);
 
 extern "C" __global__ void emu_selftest_trap(int* out) {
+    grid_dependency_sync();
     if (blockIdx.x == 1 && threadIdx.x == 3) __trap();
     out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
 }
 EMU_REGISTER(emu_selftest_trap);
 
 extern "C" __global__ void emu_selftest_staging_hazard(int* out, int with_barrier) {
+    grid_dependency_sync();
     __shared__ int s[64];
     const int t = threadIdx.x;
     s[t] = t;
@@ -172,3 +183,9 @@ extern "C" __global__ void emu_selftest_staging_hazard(int* out, int with_barrie
     out[t] = v;
 }
 EMU_REGISTER(emu_selftest_staging_hazard);
+
+extern "C" __global__ void emu_selftest_no_grid_sync(int* out) {
+    // The bug: no grid_dependency_sync() (common.cuh) before the kernel touches memory.
+    out[threadIdx.x] = static_cast<int>(threadIdx.x);
+}
+EMU_REGISTER(emu_selftest_no_grid_sync);

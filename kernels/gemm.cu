@@ -58,11 +58,13 @@ __device__ __forceinline__ void column_sum(const T* __restrict__ X, T* __restric
 
 extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, const float* bias, int M, int N, int K,
                                     int trans_a, int trans_b) {
+    grid_dependency_sync();
     gemm_tiled<float>(A, B, C, bias, M, N, K, trans_a, trans_b);
 }
 EMU_REGISTER(gemm_f32);
 
 extern "C" __global__ void column_sum_f32(const float* X, float* out, int rows, int cols) {
+    grid_dependency_sync();
     column_sum<float>(X, out, rows, cols);
 }
 EMU_REGISTER(column_sum_f32);

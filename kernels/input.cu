@@ -66,6 +66,7 @@ __device__ __forceinline__ void gather(const unsigned char* __restrict__ images,
     extern "C" __global__ void name(const unsigned char* images, const float* image_labels,           \
                                     const float* draws, const float* mean, Out* out, float* labels,   \
                                     int batch, int H, int W, int count) {                             \
+        grid_dependency_sync();                                                                       \
         input_batch::gather(images, image_labels, draws, mean, out, labels, batch, H, W, count);      \
     }                                                                                                 \
     EMU_REGISTER(name)

@@ -116,24 +116,28 @@ __device__ __forceinline__ void max_pool_backward(const T* __restrict__ x, const
 }
 
 extern "C" __global__ void global_avg_pool_forward_f32(const float* x, float* y, int N, int HW, int C) {
+    grid_dependency_sync();
     global_avg_pool_forward<float>(x, y, N, HW, C);
 }
 EMU_REGISTER(global_avg_pool_forward_f32);
 
 extern "C" __global__ void global_avg_pool_backward_f32(const float* dy, float* dx, int N, int HW, int C,
                                                         float inv_hw) {
+    grid_dependency_sync();
     global_avg_pool_backward<float>(dy, dx, N, HW, C, inv_hw);
 }
 EMU_REGISTER(global_avg_pool_backward_f32);
 
 extern "C" __global__ void max_pool_forward_f32(const float* x, float* y, int N, int H, int W, int C, int P, int Q,
                                                 int window, int stride, int pad) {
+    grid_dependency_sync();
     max_pool_forward<float>(x, y, PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }
 EMU_REGISTER(max_pool_forward_f32);
 
 extern "C" __global__ void max_pool_backward_f32(const float* x, const float* dy, float* dx, int N, int H, int W,
                                                  int C, int P, int Q, int window, int stride, int pad) {
+    grid_dependency_sync();
     max_pool_backward<float>(x, dy, dx, PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }
 EMU_REGISTER(max_pool_backward_f32);

@@ -154,6 +154,7 @@ __device__ __forceinline__ void global_avg_pool_backward(const float* __restrict
 using pool_bf16::PoolShape;
 
 extern "C" __global__ void global_avg_pool_forward_bf16(const bf16* x, float* y, int N, int HW, int C) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::global_avg_pool_forward,
                          x, y, N, HW, C);
 }
@@ -161,6 +162,7 @@ EMU_REGISTER(global_avg_pool_forward_bf16);
 
 extern "C" __global__ void global_avg_pool_backward_bf16(const float* dy, bf16* dx, int N, int HW, int C,
                                                          float inv_hw) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(dy, dx),
                          pool_bf16::global_avg_pool_backward, dy, dx, N, HW, C, inv_hw);
 }
@@ -168,6 +170,7 @@ EMU_REGISTER(global_avg_pool_backward_bf16);
 
 extern "C" __global__ void max_pool_forward_bf16(const bf16* x, bf16* y, int N, int H, int W, int C, int P, int Q,
                                                  int window, int stride, int pad) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::max_pool_forward, x, y,
                          PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }
@@ -175,6 +178,7 @@ EMU_REGISTER(max_pool_forward_bf16);
 
 extern "C" __global__ void max_pool_backward_bf16(const bf16* x, const bf16* dy, bf16* dx, int N, int H, int W,
                                                   int C, int P, int Q, int window, int stride, int pad) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx), pool_bf16::max_pool_backward,
                          x, dy, dx, PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }

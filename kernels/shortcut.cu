@@ -42,12 +42,14 @@ __device__ __forceinline__ void shortcut_a_backward(const T* __restrict__ dy, T*
 
 extern "C" __global__ void shortcut_a_forward_f32(const float* x, float* y, int N, int H, int W, int Cin, int P, int Q,
                                                   int Cout, int stride) {
+    grid_dependency_sync();
     shortcut_a_forward<float>(x, y, N, H, W, Cin, P, Q, Cout, stride);
 }
 EMU_REGISTER(shortcut_a_forward_f32);
 
 extern "C" __global__ void shortcut_a_backward_f32(const float* dy, float* dx, int N, int H, int W, int Cin, int P,
                                                    int Q, int Cout, int stride) {
+    grid_dependency_sync();
     shortcut_a_backward<float>(dy, dx, N, H, W, Cin, P, Q, Cout, stride);
 }
 EMU_REGISTER(shortcut_a_backward_f32);

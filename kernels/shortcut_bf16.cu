@@ -55,6 +55,7 @@ using shortcut_bf16::ShortcutShape;
 
 extern "C" __global__ void shortcut_a_forward_bf16(const bf16* x, bf16* y, int N, int H, int W, int Cin, int P, int Q,
                                                    int Cout, int stride) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(Cin) && channel_groups_vectorised(Cout), pointers_aligned16(x, y),
                          shortcut_bf16::forward, x, y, ShortcutShape{N, H, W, Cin, P, Q, Cout, stride});
 }
@@ -62,6 +63,7 @@ EMU_REGISTER(shortcut_a_forward_bf16);
 
 extern "C" __global__ void shortcut_a_backward_bf16(const bf16* dy, bf16* dx, int N, int H, int W, int Cin, int P,
                                                     int Q, int Cout, int stride) {
+    grid_dependency_sync();
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(Cin) && channel_groups_vectorised(Cout),
                          pointers_aligned16(dy, dx), shortcut_bf16::backward, dy, dx,
                          ShortcutShape{N, H, W, Cin, P, Q, Cout, stride});

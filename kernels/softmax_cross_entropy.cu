@@ -72,12 +72,14 @@ __device__ __forceinline__ void softmax_cross_entropy_per_sample(const T* __rest
 extern "C" __global__ void softmax_cross_entropy_per_sample_f32(const float* logits, const float* labels,
                                                                 float* dlogits, float* per_sample, int N,
                                                                 int classes) {
+    grid_dependency_sync();
     softmax_cross_entropy_per_sample<float>(logits, labels, dlogits, per_sample, N, classes);
 }
 EMU_REGISTER(softmax_cross_entropy_per_sample_f32);
 
 extern "C" __global__ void softmax_cross_entropy_record(const float* per_sample, int N, unsigned* record,
                                                         int capacity) {
+    grid_dependency_sync();
     using softmax_xent::kReduceThreads;
     __shared__ float warp_sums[3][kReduceThreads / 32];
     __shared__ float totals[3];

@@ -26,6 +26,7 @@
 #include "tensor_core.cuh"
 
 extern "C" __global__ void tc_selftest_bf16_round(const float* x, unsigned short* bits, float* back, int n) {
+    grid_dependency_sync();
     for (unsigned long long i = global_thread_index(); i < static_cast<unsigned long long>(n); i += grid_stride()) {
         const bf16 h = bf16_from_float(x[i]);
         bits[i] = bf16_bits(h);
@@ -35,6 +36,7 @@ extern "C" __global__ void tc_selftest_bf16_round(const float* x, unsigned short
 EMU_REGISTER(tc_selftest_bf16_round);
 
 extern "C" __global__ void tc_selftest_mma_fragments(const unsigned* a, const unsigned* b, const float* c, float* d) {
+    grid_dependency_sync();
     const int l = threadIdx.x;
     std::uint32_t ra[4], rb[2];
     float rc[4], rd[4];
@@ -48,6 +50,7 @@ EMU_REGISTER(tc_selftest_mma_fragments);
 
 extern "C" __global__ void tc_selftest_mma_tile(const unsigned short* A, const unsigned short* B, const float* C,
                                                 float* D) {
+    grid_dependency_sync();
     // 16x16 A is 32 chunks of 16 bytes (one per lane), 16x8 B is 16 chunks (lanes 0-15).
     __shared__ __align__(16) unsigned short As[16 * 16];
     __shared__ __align__(16) unsigned short Bs[16 * 8];
@@ -76,6 +79,7 @@ EMU_REGISTER(tc_selftest_mma_tile);
 
 extern "C" __global__ void tc_selftest_ldmatrix(const unsigned short* tile, const int* perm, int matrices, int trans,
                                                 int byte_offset, unsigned* out) {
+    grid_dependency_sync();
     __shared__ __align__(16) unsigned short rows[32 * 8];
     const int l = threadIdx.x;
     for (int i = 0; i < 8; ++i) rows[8 * l + i] = tile[8 * l + i];
@@ -94,6 +98,7 @@ EMU_REGISTER(tc_selftest_ldmatrix);
 
 extern "C" __global__ void tc_selftest_cp_async(const unsigned char* src, const int* src_bytes, int mode,
                                                 unsigned char* mid, unsigned char* out) {
+    grid_dependency_sync();
     __shared__ __align__(16) unsigned char chunks[64 * 16];
     const int l = threadIdx.x;
     unsigned char* first = chunks + 16 * l;
@@ -120,6 +125,7 @@ extern "C" __global__ void tc_selftest_cp_async(const unsigned char* src, const 
 EMU_REGISTER(tc_selftest_cp_async);
 
 extern "C" __global__ void tc_selftest_cp_async_no_wait(const float* src, float* out) {
+    grid_dependency_sync();
     __shared__ __align__(16) float staged[32 * 4];
     const int l = threadIdx.x;
     cp_async_16_cg(staged + 4 * l, src + 4 * l, 16);
@@ -129,6 +135,7 @@ extern "C" __global__ void tc_selftest_cp_async_no_wait(const float* src, float*
 EMU_REGISTER(tc_selftest_cp_async_no_wait);
 
 extern "C" __global__ void tc_selftest_mma_half_warp(float* out) {
+    grid_dependency_sync();
     const int l = threadIdx.x;
     if (l >= 16) return;  // the bug: mma needs all 32 lanes
     const std::uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
@@ -140,6 +147,7 @@ extern "C" __global__ void tc_selftest_mma_half_warp(float* out) {
 EMU_REGISTER(tc_selftest_mma_half_warp);
 
 extern "C" __global__ void tc_selftest_ldmatrix_partial_warp(unsigned* out) {
+    grid_dependency_sync();
     __shared__ __align__(16) unsigned short rows[8 * 8];
     const int l = threadIdx.x;
     if (l < 8) {

@@ -559,3 +559,26 @@ fn run_ahead_schedules_expose_a_missing_barrier() {
     assert_eq!(last[..32], [-1; 32]);
     assert_eq!(last[32..], expected[32..]);
 }
+
+/// Every kernel must call `grid_dependency_sync()` first (on a GPU it is launched with programmatic
+/// dependent launch and would otherwise read its predecessor's output early): a launch in which a
+/// thread returns without the call fails, naming the kernel and the thread.
+#[test]
+fn a_kernel_without_grid_dependency_sync_fails() {
+    let mut out = vec![0i32; 32];
+    let po = out.as_mut_ptr();
+    let e = launch(
+        "emu_selftest_no_grid_sync",
+        (1, 1, 1),
+        (32, 1, 1),
+        0,
+        &mut [arg(&po)],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("grid_dependency_sync()")
+            && e.contains("emu_selftest_no_grid_sync")
+            && e.contains("thread ("),
+        "{e}"
+    );
+}

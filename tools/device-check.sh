@@ -82,6 +82,9 @@ step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --dev
 step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
 step bench-resnet20-b128-eager 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
     --cuda-graph off --json
+# Programmatic dependent launch (on by default on sm_90) against none, to see what it is worth.
+step bench-resnet20-b128-nopdl 60 env RESNET_PDL=0 "$RC" bench --model resnet20 --batch-size 128 \
+    --device cuda --json
 step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda \
     --precision f32 --json
 step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
@@ -129,6 +132,9 @@ if [ "${FULL:-0}" = 1 ]; then
     step bench-resnet50-b128 60 "$RC" bench --model resnet50 --batch-size 128 --device cuda --json
     step bench-resnet50-b64 60 "$RC" bench --model resnet50 --batch-size 64 --device cuda --json
 fi
+
+step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50 --batch-size 256 \
+    --device cuda --json
 
 # BENCH_FILTER (criterion's filter, a regex) picks a part of the suite: all of it takes over 1 s a
 # benchmark on the H200, more than one call has. Default: the bf16 tensor-core convolutions (the

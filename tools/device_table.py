@@ -33,7 +33,7 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
@@ -41,6 +41,8 @@ def step_rows(raw):
                 label = j.get("precision", "f32")
                 if "cuda_graph" in j:
                     label += ", graph" if j["cuda_graph"] else ", eager"
+                if m[3] == "nopdl":
+                    label += ", no PDL"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
     path = os.path.join(raw, "pytorch-step.json")

@@ -22,6 +22,8 @@ struct ThreadContext {
     int op_arg;
     int op_width;
     unsigned long long result;
+    // Whether the thread called grid_dependency_sync() (common.cuh), which every kernel must.
+    bool grid_synced;
 };
 
 // The running block, as seen by its threads.
@@ -48,6 +50,9 @@ namespace emu {
 // The dynamic shared memory of the running block (aligned to 128 bytes, sized by the launch, filled
 // with 0xff bytes at block start so that a kernel relying on zeroed shared memory fails visibly).
 inline void* dynamic_shared() { return emu_current_block.dynamic_shared; }
+// grid_dependency_sync() under the emulator: launches already run one after another; the thread
+// only records that it made the call, which the block scheduler checks when it returns.
+inline void grid_dependency_synced() { emu_current_thread->grid_synced = true; }
 }  // namespace emu
 
 #endif

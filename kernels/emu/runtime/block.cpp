@@ -177,6 +177,7 @@ void BlockRunner::runner_loop(Fiber* self) {
         ThreadContext* t = &threads_[launch_->schedule == Schedule::last_ahead ? num_threads_ - 1 - i : i];
         self->thread = t;
         emu_current_thread = t;
+        t->grid_synced = false;
         launch_->run(launch_->params);
         thread_exited(t);
     }
@@ -269,6 +270,11 @@ void BlockRunner::fail(const char* what) {
 }
 
 void BlockRunner::thread_exited(ThreadContext* t) {
+    if (!t->grid_synced && !failed_) {
+        fail("the thread returned without calling grid_dependency_sync() (common.cuh), which every kernel "
+             "must call first: on a GPU it is launched with programmatic dependent launch and could read "
+             "the previous kernel's output before it is written");
+    }
     --live_;
     WarpState& w = warps_[t->warp];
     const unsigned me = 1u << t->lane;

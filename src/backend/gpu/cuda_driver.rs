@@ -37,6 +37,9 @@ struct CudaDevice {
     /// Enumerating (rather than asking each module for a name until one has it) keeps the driver free
     /// of failed calls: compute-sanitizer counts every `CUDA_ERROR_NOT_FOUND` as an error.
     functions: HashMap<String, sys::CUfunction>,
+    /// Whether kernels launch with programmatic dependent launch (see [`CudaDriver::launch`]):
+    /// compute capability 9.0 or newer, unless `RESNET_PDL=0`.
+    programmatic_launch: bool,
 }
 
 // SAFETY: driver-API handles are plain identifiers valid in every thread of the process; each use
@@ -158,6 +161,8 @@ impl CudaDevice {
             context,
             modules: Vec::new(),
             functions: HashMap::new(),
+            programmatic_launch: major >= 9
+                && std::env::var_os("RESNET_PDL").is_none_or(|v| v != "0"),
         };
         opened.bind()?;
         // Keep freed memory in the pool: the default threshold (0) returns it to the OS at every
@@ -439,8 +444,41 @@ impl Driver for CudaDriver {
     ) -> Result<()> {
         self.device.bind()?;
         let f = self.device.function(kernel)?;
-        // SAFETY: the caller guarantees the parameters match the kernel's and every pointer is valid.
-        let r = unsafe { result::launch_kernel(f, grid, block, shared_bytes, self.stream, params) };
+        let r = if self.device.programmatic_launch {
+            // Programmatic dependent launch: the kernel may be scheduled before the previous one on
+            // the stream has finished; it waits for it in its first statement,
+            // grid_dependency_sync() (kernels/common.cuh), which every kernel calls and the
+            // emulator checks. What this saves is the gap between kernels, most of a small one's
+            // time; captured into a graph, the dependency becomes a programmatic edge.
+            let mut attribute = sys::CUlaunchAttribute {
+                id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+                pad: [0; 4],
+                value: sys::CUlaunchAttributeValue {
+                    programmaticStreamSerializationAllowed: 1,
+                },
+            };
+            let config = sys::CUlaunchConfig {
+                gridDimX: grid.0,
+                gridDimY: grid.1,
+                gridDimZ: grid.2,
+                blockDimX: block.0,
+                blockDimY: block.1,
+                blockDimZ: block.2,
+                sharedMemBytes: shared_bytes,
+                hStream: self.stream,
+                attrs: &mut attribute,
+                numAttrs: 1,
+            };
+            // SAFETY: as below; the config and its one attribute live across the call.
+            unsafe {
+                sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut())
+                    .result()
+            }
+        } else {
+            // SAFETY: the caller guarantees the parameters match the kernel's and every pointer
+            // is valid.
+            unsafe { result::launch_kernel(f, grid, block, shared_bytes, self.stream, params) }
+        };
         // The message is built only on failure: this is every kernel launch's path.
         r.map_err(|e| {
             let what = format!("launching {kernel} (grid {grid:?}, block {block:?})");
