@@ -57,12 +57,15 @@ pub fn evaluate_on_device<B: Backend<Elem = f32>>(
     mean: &Tensor<B>,
     batch: usize,
 ) -> Result<EvalResult> {
-    let (mut top1, mut top5) = (0usize, 0usize);
     let mut x = Tensor::empty(be)?;
     let mut labels = Tensor::empty(be)?;
     // One table for the full batches, one for a partial last batch.
     let mut tables: Vec<BatchDraws<B>> = Vec::new();
     let indices: Vec<usize> = (0..images.len()).collect();
+    // Every batch's counts go to one record, read once at the end: the host waits for the device
+    // once an evaluation, not once a batch, and keeps issuing batches meanwhile.
+    let batches = indices.len().div_ceil(batch.max(1));
+    let mut record = be.loss_record(batches.max(1))?;
     for chunk in indices.chunks(batch.max(1)) {
         let n = chunk.len();
         let draws = match tables.iter().position(|t| t.batch() == n) {
@@ -77,10 +80,11 @@ pub fn evaluate_on_device<B: Backend<Elem = f32>>(
         labels.ensure_shape(be, &[n])?;
         crate::ops::image_batch(be, images, draws, mean, &mut x, &mut labels)?;
         net.forward(be, &x, Mode::Eval)?;
-        let stats = net.loss(be, &images.labels()[chunk[0]..chunk[0] + n])?;
-        top1 += stats.top1_correct;
-        top5 += stats.top5_correct;
+        net.loss_recorded(be, &labels, &mut record)?;
     }
+    let read = be.read_loss_record(&mut record)?;
+    let top1 = read.steps.iter().map(|s| s.top1_correct).sum();
+    let top5 = read.steps.iter().map(|s| s.top5_correct).sum();
     Ok(EvalResult::of_every_image(top1, top5, images.len()))
 }
 

@@ -27,6 +27,8 @@ use resnet_cuda::data::imagenet::ImageNet;
 use resnet_cuda::data::imagenet_augment::CROP;
 use resnet_cuda::data::loader::{Batch, Loader, LoaderConfig};
 use resnet_cuda::data::synthetic;
+use resnet_cuda::eval::{evaluate, evaluate_on_device};
+use resnet_cuda::models::{ModelConfig, Network};
 use resnet_cuda::ops;
 use resnet_cuda::tensor::Tensor;
 
@@ -414,4 +416,28 @@ fn uploads_ahead_keep_their_order_in_the_emulator() {
         emu.free(landing, 64);
         emu.free(dst, 64);
     }
+}
+
+/// An evaluation of a test split kept on the device gives the host path's result and waits for the
+/// device once, not once a batch: three batches of 16 (the last one partial) make 1 host
+/// synchronisation.
+#[test]
+fn a_device_evaluation_equals_the_host_one_and_waits_once() {
+    let be = gpu(Precision::Bf16);
+    let ds = synthetic::splits_sized(23, 8, 40).test;
+    let mean = MeanImage::compute(ds.as_ref()).unwrap();
+    let images = DeviceImages::upload(&be, ds.as_ref()).unwrap();
+    let mut mean_t = Tensor::zeros(&be, mean.shape()).unwrap();
+    mean_t.copy_from_slice(&be, &mean.data).unwrap();
+    let config = ModelConfig::from_name("resnet8", 10).unwrap();
+    let mut net = Network::new(&be, config, &mut ChaCha8Rng::seed_from_u64(6)).unwrap();
+
+    let before = be.device_counts().expect("a GPU backend counts");
+    let on_device = evaluate_on_device(&be, &mut net, &images, &mean_t, 16).unwrap();
+    let counts = be.device_counts().unwrap().since(&before);
+    assert_eq!(counts.host_syncs, 1, "{counts:?}");
+
+    let on_host = evaluate(&be, &mut net, ds.as_ref(), &mean, 16).unwrap();
+    assert_eq!(on_device, on_host);
+    assert_eq!(on_device.images, 40);
 }
