@@ -441,3 +441,24 @@ fn a_device_evaluation_equals_the_host_one_and_waits_once() {
     assert_eq!(on_device, on_host);
     assert_eq!(on_device.images, 40);
 }
+
+/// Small uploads go up through a ring of 16 page-locked slots without the host waiting: 40 of them
+/// issued back to back, each into its own tensor, with no read in between (so on a GPU each slot is
+/// written again while earlier copies may still be queued), all land with their own values. One
+/// upload larger than a slot takes the pageable path beside them.
+#[test]
+fn small_uploads_in_flight_all_land() {
+    let be = gpu(Precision::F32);
+    let values =
+        |k: usize, n: usize| -> Vec<f32> { (0..n).map(|i| (k * 1000 + i) as f32).collect() };
+    let sizes = |k: usize| if k == 7 { 20_000 } else { 1 + 37 * k };
+    let mut tensors = Vec::new();
+    for k in 0..40 {
+        let mut t = Tensor::zeros(&be, [sizes(k)]).unwrap();
+        t.copy_from_slice(&be, &values(k, sizes(k))).unwrap();
+        tensors.push(t);
+    }
+    for (k, t) in tensors.iter().enumerate() {
+        assert_eq!(t.to_vec(&be).unwrap(), values(k, sizes(k)), "upload {k}");
+    }
+}

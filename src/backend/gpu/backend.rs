@@ -58,6 +58,9 @@ pub struct GpuBackend<D: Driver> {
     pub(super) capturing: AtomicBool,
     pub(super) graphs_alive: AtomicUsize,
     pub(super) retired_workspaces: Mutex<Vec<Allocation<D>>>,
+    /// Uploads of at most `small_uploads::SLOT_BYTES` go through page-locked memory (made at the
+    /// first), so that a step's per-step inputs never make the host wait.
+    pub(super) small_uploads: Mutex<Option<super::small_uploads::SmallUploads<D>>>,
 }
 
 /// Which convolution kernels the backend launches.
@@ -113,6 +116,7 @@ impl<D: Driver> GpuBackend<D> {
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
             retired_workspaces: Mutex::new(Vec::new()),
+            small_uploads: Mutex::new(None),
         }
     }
 

@@ -527,6 +527,22 @@ impl Driver for CudaDriver {
         }
     }
 
+    unsafe fn upload_staged(&self, staging: &Staging, dst: DevicePtr, bytes: usize) -> Result<()> {
+        self.refuse_in_capture("a copy from host memory")?;
+        self.device.bind()?;
+        // From page-locked memory the copy is truly asynchronous: the copy engine reads `staging`
+        // when the stream reaches it, and the event recorded after it says when it has.
+        // SAFETY: the caller guarantees both ranges.
+        let r = unsafe {
+            sys::cuMemcpyHtoDAsync_v2(dst, staging.ptr as *const c_void, bytes, self.stream)
+        };
+        self.check("copying staged bytes to the device", r.result())?;
+        // SAFETY: the event and the stream are live.
+        let r =
+            unsafe { result::event::record(staging.event as usize as sys::CUevent, self.stream) };
+        self.check("cuEventRecord", r)
+    }
+
     fn mark_landing_free(&self, _landing: DevicePtr) -> Result<()> {
         self.refuse_in_capture("marking a landing buffer free")?;
         self.device.bind()?;

@@ -160,6 +160,17 @@ pub trait Driver: Send + Sync + 'static {
         unsafe { dealloc(staging.ptr, layout) }
     }
 
+    /// Copies the first `bytes` of `staging` to device `dst`, ordered on the stream like any other
+    /// op, without the host waiting for it: [`Driver::wait_staging`] does, before the host writes
+    /// `staging` again.
+    ///
+    /// # Safety
+    /// `bytes <= staging.bytes`, and `dst` is valid device memory for `bytes` writes.
+    unsafe fn upload_staged(&self, staging: &Staging, dst: DevicePtr, bytes: usize) -> Result<()> {
+        // SAFETY: the caller's guarantees.
+        unsafe { self.copy_host_to_device(staging.ptr, dst, bytes) }
+    }
+
     /// Marks device memory `landing` free for [`Driver::upload_ahead`] as of everything issued to
     /// the stream so far, its allocation included: the next upload into it starts after that. Call
     /// it once a landing buffer is allocated; [`Driver::land_upload`] marks it free again. A
@@ -736,6 +747,11 @@ impl Driver for DynDriver {
     unsafe fn free_staging(&self, staging: &Staging) {
         // SAFETY: the caller's guarantees, passed on.
         unsafe { (**self).free_staging(staging) }
+    }
+
+    unsafe fn upload_staged(&self, staging: &Staging, dst: DevicePtr, bytes: usize) -> Result<()> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { (**self).upload_staged(staging, dst, bytes) }
     }
 
     fn mark_landing_free(&self, landing: DevicePtr) -> Result<()> {

@@ -1,6 +1,6 @@
-//! The GPU backend's memory ops: allocation, uploads and downloads (converting bf16 contents to and
-//! from the backend's f32 `Elem` on the host), device copies, and the bf16 copies of weights that
-//! bf16 convolutions read.
+//! The GPU backend's memory ops: allocation, uploads (small ones through page-locked memory:
+//! `small_uploads.rs`) and downloads (converting bf16 contents to and from the backend's f32
+//! `Elem` on the host), device copies, and the bf16 copies of weights that bf16 convolutions read.
 
 use half::bf16;
 
@@ -9,6 +9,7 @@ use super::bf16_launch;
 use super::buffer::DeviceBuffer;
 use super::driver::{DevicePtr, Driver};
 use super::launch::KernelArgs;
+use super::small_uploads::{SmallUploads, SLOT_BYTES};
 use crate::backend::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -38,6 +39,16 @@ impl<D: Driver> GpuBackend<D> {
         dst.f32_values_changed();
         if src.is_empty() {
             return Ok(());
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(src);
+        if bytes.len() <= SLOT_BYTES {
+            let mut ring = self.small_uploads.lock().unwrap_or_else(|e| e.into_inner());
+            let ring = match &mut *ring {
+                Some(r) => r,
+                None => ring.insert(SmallUploads::new(&self.driver)?),
+            };
+            // SAFETY: the allocation has room for `len` f32, as many as `src` holds.
+            return unsafe { ring.upload(bytes, dst.ptr()) };
         }
         // SAFETY: the allocation has room for `len` f32, and `src` holds as many.
         unsafe {

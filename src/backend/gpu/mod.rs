@@ -23,6 +23,7 @@ mod memory_bound;
 mod optimiser;
 pub mod sgd_chunks;
 pub mod side_stream;
+mod small_uploads;
 
 pub use backend::{ConvKernels, DeviceBuffer, GpuBackend};
 pub use cuda_driver::CudaDriver;
