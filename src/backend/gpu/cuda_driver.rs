@@ -161,8 +161,7 @@ impl CudaDevice {
             context,
             modules: Vec::new(),
             functions: HashMap::new(),
-            programmatic_launch: major >= 9
-                && std::env::var_os("RESNET_PDL").is_none_or(|v| v != "0"),
+            programmatic_launch: cuda_info::programmatic_launch(major),
         };
         opened.bind()?;
         // Keep freed memory in the pool: the default threshold (0) returns it to the OS at every

@@ -251,9 +251,15 @@ pub fn report(cpu_threads: usize) -> String {
                     KernelFit::TooOld => "kernels: none fit, the device is too old".to_string(),
                     KernelFit::Absent => "kernels: absent".to_string(),
                 };
+                let pdl = if programmatic_launch(major) {
+                    "on"
+                } else {
+                    "off"
+                };
                 let _ = writeln!(
                     s,
-                    "  gpu {}: {}, compute capability {major}.{minor}, {:.1} GiB, {} SMs; {fit}",
+                    "  gpu {}: {}, compute capability {major}.{minor}, {:.1} GiB, {} SMs; {fit}; \
+                     programmatic dependent launch {pdl}",
                     g.ordinal,
                     g.name,
                     g.memory_bytes as f64 / (1u64 << 30) as f64,
@@ -263,6 +269,12 @@ pub fn report(cpu_threads: usize) -> String {
         }
     }
     s
+}
+
+/// Whether kernels on a GPU of compute capability `major`.x launch with programmatic dependent
+/// launch (`CudaDriver::launch`): from 9.0 on, unless `RESNET_PDL=0`.
+pub fn programmatic_launch(major: u32) -> bool {
+    major >= 9 && std::env::var_os("RESNET_PDL").is_none_or(|v| v != "0")
 }
 
 #[cfg(test)]
