@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::models::Network;
 use crate::nn::Mode;
 use crate::tensor::Tensor;
+use crate::train::step_graph::GraphedStep;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct EvalResult {
@@ -49,13 +50,16 @@ impl EvalResult {
 
 /// [`evaluate`] on images kept on the device: each batch is built there
 /// ([`ops::image_batch`](crate::ops::image_batch), unaugmented), with the same values as the host
-/// builds, so the result is the same.
+/// builds, so the result is the same. With `graph` (`--cuda-graph on`), the full batches' work
+/// (batch, forward, loss) is captured once as a graph on the second batch and replayed for the
+/// rest ([`GraphedStep`]); a partial last batch, a new shape, runs eagerly.
 pub fn evaluate_on_device<B: Backend<Elem = f32>>(
     be: &B,
     net: &mut Network<B>,
     images: &DeviceImages<B>,
     mean: &Tensor<B>,
     batch: usize,
+    graph: bool,
 ) -> Result<EvalResult> {
     let mut x = Tensor::empty(be)?;
     let mut labels = Tensor::empty(be)?;
@@ -64,24 +68,44 @@ pub fn evaluate_on_device<B: Backend<Elem = f32>>(
     let indices: Vec<usize> = (0..images.len()).collect();
     // Every batch's counts go to one record, read once at the end: the host waits for the device
     // once an evaluation, not once a batch, and keeps issuing batches meanwhile.
-    let batches = indices.len().div_ceil(batch.max(1));
+    let batch = batch.max(1);
+    let batches = indices.len().div_ceil(batch);
     let mut record = be.loss_record(batches.max(1))?;
-    for chunk in indices.chunks(batch.max(1)) {
-        let n = chunk.len();
-        let draws = match tables.iter().position(|t| t.batch() == n) {
-            Some(k) => &mut tables[k],
-            None => {
-                tables.push(BatchDraws::new(be, n)?);
-                tables.last_mut().expect("just pushed")
+    let mut step = GraphedStep::new(be, graph);
+    let mut issue_all = || -> Result<()> {
+        for chunk in indices.chunks(batch) {
+            let n = chunk.len();
+            let draws = match tables.iter().position(|t| t.batch() == n) {
+                Some(k) => &mut tables[k],
+                None => {
+                    tables.push(BatchDraws::new(be, n)?);
+                    tables.last_mut().expect("just pushed")
+                }
+            };
+            // The draws go to the table's fixed address and the shapes are set (allocating on a
+            // change) before the work a graph replays.
+            draws.fill(be, images, chunk, None)?;
+            x.ensure_shape(be, &[n, images.height, images.width, 3])?;
+            labels.ensure_shape(be, &[n])?;
+            let draws = &*draws;
+            let mut issue = || -> Result<()> {
+                crate::ops::image_batch(be, images, draws, mean, &mut x, &mut labels)?;
+                net.forward(be, &x, Mode::Eval)?;
+                net.loss_recorded(be, &labels, &mut record)
+            };
+            if n == batch {
+                step.run(be, &mut issue)?;
+            } else {
+                // A new shape: the graph's buffers are about to move.
+                step.invalidate(be);
+                issue()?;
             }
-        };
-        draws.fill(be, images, chunk, None)?;
-        x.ensure_shape(be, &[n, images.height, images.width, 3])?;
-        labels.ensure_shape(be, &[n])?;
-        crate::ops::image_batch(be, images, draws, mean, &mut x, &mut labels)?;
-        net.forward(be, &x, Mode::Eval)?;
-        net.loss_recorded(be, &labels, &mut record)?;
-    }
+        }
+        Ok(())
+    };
+    let issued = issue_all();
+    step.release(be);
+    issued?;
     let read = be.read_loss_record(&mut record)?;
     let top1 = read.steps.iter().map(|s| s.top1_correct).sum();
     let top5 = read.steps.iter().map(|s| s.top5_correct).sum();

@@ -420,7 +420,7 @@ fn uploads_ahead_keep_their_order_in_the_emulator() {
 
 /// An evaluation of a test split kept on the device gives the host path's result and waits for the
 /// device once, not once a batch: three batches of 16 (the last one partial) make 1 host
-/// synchronisation.
+/// synchronisation; with the graph, the same result, its second batch captured and replayed.
 #[test]
 fn a_device_evaluation_equals_the_host_one_and_waits_once() {
     let be = gpu(Precision::Bf16);
@@ -433,9 +433,18 @@ fn a_device_evaluation_equals_the_host_one_and_waits_once() {
     let mut net = Network::new(&be, config, &mut ChaCha8Rng::seed_from_u64(6)).unwrap();
 
     let before = be.device_counts().expect("a GPU backend counts");
-    let on_device = evaluate_on_device(&be, &mut net, &images, &mean_t, 16).unwrap();
+    let on_device = evaluate_on_device(&be, &mut net, &images, &mean_t, 16, false).unwrap();
     let counts = be.device_counts().unwrap().since(&before);
     assert_eq!(counts.host_syncs, 1, "{counts:?}");
+    assert_eq!(counts.graph_launches, 0, "{counts:?}");
+
+    // With the graph: batch 1 eager, batch 2 captured and replayed, batch 3 (partial) eager.
+    let before = be.device_counts().unwrap();
+    let graphed = evaluate_on_device(&be, &mut net, &images, &mean_t, 16, true).unwrap();
+    let counts = be.device_counts().unwrap().since(&before);
+    assert_eq!(counts.graph_launches, 1, "{counts:?}");
+    assert_eq!(counts.host_syncs, 1, "{counts:?}");
+    assert_eq!(graphed, on_device);
 
     let on_host = evaluate(&be, &mut net, ds.as_ref(), &mean, 16).unwrap();
     assert_eq!(on_device, on_host);

@@ -150,17 +150,18 @@ impl<B: Backend<Elem = f32>> DeviceBatches<B> {
         ops::image_batch(be, images, &self.draws, &self.mean, x, labels)
     }
 
-    /// The test error over a test split kept on the device; `None` for a streamed dataset, which
-    /// evaluates on the host path.
+    /// The test error over a test split kept on the device (its full batches replayed as a graph
+    /// when `graph`); `None` for a streamed dataset, which evaluates on the host path.
     pub fn evaluate(
         &self,
         be: &B,
         net: &mut Network<B>,
         batch: usize,
+        graph: bool,
     ) -> Option<Result<EvalResult>> {
         match &self.source {
             Source::Resident { test, .. } => {
-                Some(evaluate_on_device(be, net, test, &self.mean, batch))
+                Some(evaluate_on_device(be, net, test, &self.mean, batch, graph))
             }
             Source::Streamed { .. } => None,
         }

@@ -427,7 +427,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             first_iteration: self.state.iteration,
             unread: 0,
         };
-        let mut graph = GraphedStep::new(self.be, self.cfg.cuda_graph && self.replica.is_none());
+        let graphed = self.cfg.cuda_graph && self.replica.is_none();
+        let mut graph = GraphedStep::new(self.be, graphed);
         while self.state.iteration < self.cfg.iters {
             let started = Instant::now();
             let iter = self.state.iteration;
@@ -553,7 +554,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 if let Some(p) = &mut progress {
                     let on_device = device
                         .as_ref()
-                        .and_then(|d| d.evaluate(self.be, &mut self.net, batch));
+                        .and_then(|d| d.evaluate(self.be, &mut self.net, batch, graphed));
                     let r = match on_device {
                         Some(r) => r?,
                         None => self
