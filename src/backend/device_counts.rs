@@ -16,7 +16,7 @@ pub struct DeviceCounts {
     pub allocations: u64,
     /// Replays of captured graphs (each one launch from the host).
     pub graph_launches: u64,
-    /// Operations run by those replays (kernels, and on a GPU copies and memsets).
+    /// Kernels run by those replays (copies and memsets not counted).
     pub graph_nodes: u64,
 }
 

@@ -106,7 +106,7 @@ pub struct RecordedLosses {
 pub struct StepGraph {
     /// The driver's number for it.
     pub id: u64,
-    /// Operations (kernels, and on a GPU copies and memsets) a replay runs.
+    /// Kernels a replay runs (its copies and memsets not counted, on a GPU as in the emulator).
     pub nodes: usize,
 }
 

@@ -319,6 +319,28 @@ impl CudaDriver {
         Ok(copy)
     }
 
+    /// The kernel nodes of `graph` (its copies and memsets left out), as the emulator counts a
+    /// recording's launches: what `bench` reports as a step's kernels.
+    fn count_kernel_nodes(&self, graph: sys::CUgraph) -> Result<usize> {
+        let mut count: usize = 0;
+        // SAFETY: `graph` is a valid graph; a null node array asks for the count only.
+        let r = unsafe { sys::cuGraphGetNodes(graph, std::ptr::null_mut(), &mut count) };
+        self.check("counting a graph's nodes", r.result())?;
+        let mut nodes: Vec<sys::CUgraphNode> = vec![std::ptr::null_mut(); count];
+        // SAFETY: `nodes` has room for `count` handles.
+        let r = unsafe { sys::cuGraphGetNodes(graph, nodes.as_mut_ptr(), &mut count) };
+        self.check("listing a graph's nodes", r.result())?;
+        let mut kernels = 0;
+        for &node in &nodes[..count] {
+            let mut kind = sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_EMPTY;
+            // SAFETY: `node` belongs to `graph`; the type is written to a local.
+            let r = unsafe { sys::cuGraphNodeGetType(node, &mut kind) };
+            self.check("reading a graph node's type", r.result())?;
+            kernels += usize::from(kind == sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL);
+        }
+        Ok(kernels)
+    }
+
     /// A second stream on this GPU, ordered against this driver's stream by events (for
     /// communication that overlaps the computation). It must not outlive this driver.
     pub fn side_stream(&self) -> Result<SideStream> {
@@ -627,10 +649,7 @@ impl Driver for CudaDriver {
         // An invalidated capture (an illegal call during it) is reported here and ends it.
         let r = unsafe { sys::cuStreamEndCapture(self.stream, &mut graph) };
         self.check("ending a stream capture", r.result())?;
-        let mut count: usize = 0;
-        // SAFETY: `graph` is a valid graph; a null node array asks for the count only.
-        let r = unsafe { sys::cuGraphGetNodes(graph, std::ptr::null_mut(), &mut count) };
-        let counted = self.check("counting a graph's nodes", r.result());
+        let counted = self.count_kernel_nodes(graph);
         let mut exec: sys::CUgraphExec = std::ptr::null_mut();
         // SAFETY: `graph` is valid; the executable graph is independent of it once instantiated,
         // so the graph itself is destroyed right after.
@@ -639,8 +658,15 @@ impl Driver for CudaDriver {
             let _ = sys::cuGraphDestroy(graph);
             r
         };
-        counted?;
         self.check("instantiating a captured graph", instantiated.result())?;
+        let kernels = match counted {
+            Ok(k) => k,
+            Err(e) => {
+                // SAFETY: instantiated above, never launched.
+                let _ = unsafe { sys::cuGraphExecDestroy(exec) };
+                return Err(e);
+            }
+        };
         let id = self
             .next_graph
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -648,8 +674,7 @@ impl Driver for CudaDriver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, GraphExec(exec));
-        // Nodes, not only kernels (a memset or copy is a node too): the count a step replays.
-        Ok((id, count))
+        Ok((id, kernels))
     }
 
     fn launch_graph(&self, graph: GraphId) -> Result<()> {
