@@ -48,6 +48,14 @@ impl EvalResult {
     }
 }
 
+/// The result of an evaluation whose batches' counts went to `record`: one read, one wait.
+fn counted<B: Backend>(be: &B, record: &mut B::LossRecord, images: usize) -> Result<EvalResult> {
+    let read = be.read_loss_record(record)?;
+    let top1 = read.steps.iter().map(|s| s.top1_correct).sum();
+    let top5 = read.steps.iter().map(|s| s.top5_correct).sum();
+    Ok(EvalResult::of_every_image(top1, top5, images))
+}
+
 /// [`evaluate`] on images kept on the device: each batch is built there
 /// ([`ops::image_batch`](crate::ops::image_batch), unaugmented), with the same values as the host
 /// builds, so the result is the same. With `graph` (`--cuda-graph on`), the full batches' work
@@ -106,10 +114,7 @@ pub fn evaluate_on_device<B: Backend<Elem = f32>>(
     let issued = issue_all();
     step.release(be);
     issued?;
-    let read = be.read_loss_record(&mut record)?;
-    let top1 = read.steps.iter().map(|s| s.top1_correct).sum();
-    let top5 = read.steps.iter().map(|s| s.top5_correct).sum();
-    Ok(EvalResult::of_every_image(top1, top5, images.len()))
+    counted(be, &mut record, images.len())
 }
 
 /// Evaluates `net` on every image of `ds`, `batch` images at a time.
@@ -121,11 +126,14 @@ pub fn evaluate<B: Backend<Elem = f32>>(
     batch: usize,
 ) -> Result<EvalResult> {
     let (h, w) = ds.image_size();
-    let (mut top1, mut top5) = (0usize, 0usize);
     let mut pixels = vec![0f32; batch * h * w * 3];
     let mut labels = vec![0u32; batch];
     let mut x = Tensor::empty(be)?;
+    let mut labels_on_device = Tensor::empty(be)?;
     let indices: Vec<usize> = (0..ds.len()).collect();
+    // Every batch's counts go to one record, read at the end: one wait for the device (the uploads
+    // leave the host buffers reusable at once).
+    let mut record = be.loss_record(indices.len().div_ceil(batch.max(1)).max(1))?;
     for chunk in indices.chunks(batch) {
         let n = chunk.len();
         fill_batch(
@@ -139,11 +147,12 @@ pub fn evaluate<B: Backend<Elem = f32>>(
         x.ensure_shape(be, &[n, h, w, 3])?;
         x.copy_from_slice(be, &pixels[..n * h * w * 3])?;
         net.forward(be, &x, Mode::Eval)?;
-        let stats = net.loss(be, &labels[..n])?;
-        top1 += stats.top1_correct;
-        top5 += stats.top5_correct;
+        labels_on_device.ensure_shape(be, &[n])?;
+        let classes = net.config.num_classes;
+        crate::ops::upload_labels(be, &labels[..n], classes, &mut labels_on_device)?;
+        net.loss_recorded(be, &labels_on_device, &mut record)?;
     }
-    Ok(EvalResult::of_every_image(top1, top5, ds.len()))
+    counted(be, &mut record, ds.len())
 }
 
 /// Evaluates `net` on the validation split of `data` with the views of `crops`, decoding `batch`

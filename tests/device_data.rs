@@ -418,8 +418,8 @@ fn uploads_ahead_keep_their_order_in_the_emulator() {
     }
 }
 
-/// An evaluation of a test split kept on the device gives the host path's result and waits for the
-/// device once, not once a batch: three batches of 16 (the last one partial) make 1 host
+/// An evaluation of a test split kept on the device gives the host path's result, and both wait for
+/// the device once, not once a batch: three batches of 16 (the last one partial) make 1 host
 /// synchronisation; with the graph, the same result, its second batch captured and replayed.
 #[test]
 fn a_device_evaluation_equals_the_host_one_and_waits_once() {
@@ -446,7 +446,10 @@ fn a_device_evaluation_equals_the_host_one_and_waits_once() {
     assert_eq!(counts.host_syncs, 1, "{counts:?}");
     assert_eq!(graphed, on_device);
 
+    let before = be.device_counts().unwrap();
     let on_host = evaluate(&be, &mut net, ds.as_ref(), &mean, 16).unwrap();
+    let counts = be.device_counts().unwrap().since(&before);
+    assert_eq!(counts.host_syncs, 1, "the host path: {counts:?}");
     assert_eq!(on_device, on_host);
     assert_eq!(on_device.images, 40);
 }
