@@ -531,3 +531,54 @@ fn bottleneck_eval_logits_in_bf16_match_cpu_f32() {
         .unwrap();
     assert_norm_rel("eval logits", &logits_g, &logits_c, 5e-2);
 }
+
+/// Convolutions whose channel count is not a multiple of 8 run the vector tensor-core kernels on
+/// operands widened with zero channels (src/backend/gpu/bf16_convolution.rs): the 7x7 stride-2
+/// ImageNet stem (C = 3, padded to 8) and a 3x3 with C = 12 (padded to 16: a chunk half zeros),
+/// forward and backward-filter, against the CPU's f32. Operands are exact bf16, so the products
+/// are exact and both sides only differ in fp32 summation order (backward-filter, fp32 out:
+/// relative norm well below 1e-5 for these few-hundred-term sums) and, forward, in the one bf16
+/// rounding of the output (at most 2^-8 relative, bounded here by 2^-7 of the largest value).
+#[test]
+fn narrow_channel_convolutions_match_cpu_f32() {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for (n, side, c, k, r, stride, pad) in [(2, 15, 3, 16, 7, 2, 3), (1, 7, 12, 8, 3, 1, 1)] {
+        let geom = Conv2dGeometry::new(stride, pad);
+        let out = geom.output_extent(side, r).unwrap();
+        let x = bf16_values(&mut rng, n * side * side * c, -1.0, 1.0);
+        let w = bf16_values(&mut rng, k * r * r * c, -0.5, 0.5);
+        let dy = bf16_values(&mut rng, n * out * out * k, -1.0, 1.0);
+        let x_c = Tensor::from_slice(&cpu, [n, side, side, c], &x).unwrap();
+        let w_c = Tensor::from_slice(&cpu, [k, r, r, c], &w).unwrap();
+        let dy_c = Tensor::from_slice(&cpu, [n, out, out, k], &dy).unwrap();
+        let x_g = activation(&gpu, &[n, side, side, c], &x);
+        let w_g = Tensor::from_slice(&gpu, [k, r, r, c], &w).unwrap();
+        let dy_g = activation(&gpu, &[n, out, out, k], &dy);
+
+        let mut y_c = Tensor::zeros(&cpu, [n, out, out, k]).unwrap();
+        let mut y_g = poisoned(&gpu, &[n, out, out, k]);
+        ops::conv2d_forward(&cpu, &x_c, &w_c, &mut y_c, geom).unwrap();
+        ops::conv2d_forward(&gpu, &x_g, &w_g, &mut y_g, geom).unwrap();
+        let what = format!("forward, C = {c}");
+        assert_max_rel(
+            &what,
+            &y_g.to_vec(&gpu).unwrap(),
+            &y_c.to_vec(&cpu).unwrap(),
+            2f32.powi(-7),
+        );
+
+        let mut dw_c = Tensor::zeros(&cpu, [k, r, r, c]).unwrap();
+        let mut dw_g =
+            Tensor::from_slice(&gpu, [k, r, r, c], &vec![f32::NAN; k * r * r * c]).unwrap();
+        ops::conv2d_backward_filter(&cpu, &x_c, &dy_c, &mut dw_c, geom).unwrap();
+        ops::conv2d_backward_filter(&gpu, &x_g, &dy_g, &mut dw_g, geom).unwrap();
+        let what = format!("backward-filter, C = {c}");
+        assert_norm_rel(
+            &what,
+            &dw_g.to_vec(&gpu).unwrap(),
+            &dw_c.to_vec(&cpu).unwrap(),
+            1e-5,
+        );
+    }
+}

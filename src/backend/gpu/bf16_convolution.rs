@@ -3,8 +3,16 @@
 //! `conv_tc_plan` decides. Activations are bf16; weights are read through their bf16 copy
 //! (`bf16_view_of_weight`); the network's input image, which arrives in f32, is rounded to bf16 in a
 //! workspace first. Forward and backward-data write bf16, backward-filter writes the f32 gradient.
+//!
+//! A channel count C that is not a multiple of 8 (the C = 3 stems) would send forward and
+//! backward-filter to the element-gather kernels, a dozen integer instructions an element: by
+//! count, the ImageNet stem alone would then take a large share of a resnet50 step. Instead both
+//! widen x and w to 8 ceil(C / 8) channels in workspaces (kernels/channel_pad.cu: zeros, which add
+//! nothing to any sum) and run the vector kernels; backward-filter narrows its gradient back. The
+//! copies cost a pass over x (the stem's input, 77 MB at resnet50 b256, about 0.1 ms).
 
 use super::backend::GpuBackend;
+use super::bf16_launch;
 use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self as plan, TcLaunch};
 use super::driver::{DevicePtr, Driver};
@@ -40,6 +48,50 @@ impl<D: Driver> GpuBackend<D> {
         })
     }
 
+    /// Runs `f` with `rows` rows of `c` bf16 at `src` widened to `cp` channels (zeros) in a workspace.
+    fn with_widened<R>(
+        &self,
+        src: DevicePtr,
+        rows: usize,
+        c: usize,
+        cp: usize,
+        f: impl FnOnce(DevicePtr) -> Result<R>,
+    ) -> Result<R> {
+        self.with_workspace(rows * cp * DType::Bf16.size(), |dst| {
+            self.launch_planned(
+                "channels_pad_bf16",
+                bf16_launch::channel_rows(rows),
+                KernelArgs::new().ptr(src).ptr(dst).u64(rows).int(c).int(cp),
+            )?;
+            f(dst)
+        })
+    }
+
+    /// Runs `f` with bf16 `x` and `w` as the vector kernels can read them, and the shape they have
+    /// there: as they are when C % 8 == 0, else widened to 8 ceil(C / 8) channels (module doc).
+    fn with_vector_operands<R>(
+        &self,
+        shape: &ConvShape,
+        x16: DevicePtr,
+        w16: DevicePtr,
+        f: impl FnOnce(&ConvShape, DevicePtr, DevicePtr) -> Result<R>,
+    ) -> Result<R> {
+        let [n, h, w, c] = shape.x;
+        if c % 8 == 0 {
+            return f(shape, x16, w16);
+        }
+        let cp = c.div_ceil(8) * 8;
+        let [k, r, s, _] = shape.w;
+        let wide = ConvShape {
+            x: [n, h, w, cp],
+            w: [k, r, s, cp],
+            ..*shape
+        };
+        self.with_widened(x16, n * h * w, c, cp, |x8| {
+            self.with_widened(w16, k * r * s, c, cp, |w8| f(&wide, x8, w8))
+        })
+    }
+
     /// `y = conv(x, w)`; with `stats`, also the batch-norm statistics partials of `y` as stored
     /// (`plan::forward_stats_partition(y)`'s layout, f32) from the same kernel's epilogue.
     pub(super) fn conv2d_forward_bf16(
@@ -54,12 +106,14 @@ impl<D: Driver> GpuBackend<D> {
         let y_ptr = y.buf().ptr();
         let stats_ptr = stats.as_ref().map(|t| t.buf().ptr());
         self.with_bf16_activation(x, |x16| {
-            let args = KernelArgs::new().ptr(x16).ptr(w16).ptr(y_ptr);
-            let (launch, args) = match stats_ptr {
-                None => (plan::forward(shape), args),
-                Some(p) => (plan::forward_stats(shape), args.ptr(p)),
-            };
-            self.launch_tc(&launch, args.value(&shape.dims()))
+            self.with_vector_operands(shape, x16, w16, |shape, x16, w16| {
+                let args = KernelArgs::new().ptr(x16).ptr(w16).ptr(y_ptr);
+                let (launch, args) = match stats_ptr {
+                    None => (plan::forward(shape), args),
+                    Some(p) => (plan::forward_stats(shape), args.ptr(p)),
+                };
+                self.launch_tc(&launch, args.value(&shape.dims()))
+            })
         })?;
         if let Some(stats) = stats {
             Self::written_as(stats, DType::F32);
@@ -101,32 +155,69 @@ impl<D: Driver> GpuBackend<D> {
         dy: &T<D>,
         dw: &mut T<D>,
     ) -> Result<()> {
-        let launch = plan::backward_filter(shape);
         let (dy_ptr, dw_ptr) = (dy.buf().ptr(), dw.buf().ptr());
+        let [k, r, s, c] = shape.w;
         self.with_bf16_activation(x, |x16| {
-            let partial = |out: DevicePtr| {
-                let args = KernelArgs::new()
-                    .ptr(x16)
-                    .ptr(dy_ptr)
-                    .ptr(out)
-                    .value(&shape.dims());
-                self.launch_tc(&launch.partial, args)
-            };
-            match launch.reduce {
-                None => partial(dw_ptr),
-                Some(reduce) => self.with_workspace(launch.workspace_bytes, |workspace| {
-                    partial(workspace)?;
-                    let count = shape.filter_len();
-                    let args = KernelArgs::new()
-                        .ptr(workspace)
-                        .ptr(dw_ptr)
-                        .int(launch.splits)
-                        .u64(count);
-                    self.launch_tc(&reduce, args)
-                }),
+            if c % 8 == 0 || k % 8 != 0 {
+                return self.filter_into(shape, x16, dy_ptr, dw_ptr);
             }
+            // Widened x (module doc); the gradient of the padding channels is computed and dropped.
+            let cp = c.div_ceil(8) * 8;
+            let [n, h, w, _] = shape.x;
+            let wide = ConvShape {
+                x: [n, h, w, cp],
+                w: [k, r, s, cp],
+                ..*shape
+            };
+            self.with_widened(x16, n * h * w, c, cp, |x8| {
+                self.with_workspace(k * r * s * cp * DType::F32.size(), |dw8| {
+                    self.filter_into(&wide, x8, dy_ptr, dw8)?;
+                    self.launch_planned(
+                        "channels_unpad_f32",
+                        bf16_launch::channel_rows(k * r * s * c),
+                        KernelArgs::new()
+                            .ptr(dw8)
+                            .ptr(dw_ptr)
+                            .u64(k * r * s)
+                            .int(cp)
+                            .int(c),
+                    )
+                })
+            })
         })?;
         Self::written_as(dw, DType::F32);
         Ok(())
+    }
+
+    /// Backward-filter of `shape` from bf16 `x16` and `dy` into f32 `dw` as the plan says.
+    fn filter_into(
+        &self,
+        shape: &ConvShape,
+        x16: DevicePtr,
+        dy: DevicePtr,
+        dw: DevicePtr,
+    ) -> Result<()> {
+        let launch = plan::backward_filter(shape);
+        let partial = |out: DevicePtr| {
+            let args = KernelArgs::new()
+                .ptr(x16)
+                .ptr(dy)
+                .ptr(out)
+                .value(&shape.dims());
+            self.launch_tc(&launch.partial, args)
+        };
+        match launch.reduce {
+            None => partial(dw),
+            Some(reduce) => self.with_workspace(launch.workspace_bytes, |workspace| {
+                partial(workspace)?;
+                let count = shape.filter_len();
+                let args = KernelArgs::new()
+                    .ptr(workspace)
+                    .ptr(dw)
+                    .int(launch.splits)
+                    .u64(count);
+                self.launch_tc(&reduce, args)
+            }),
+        }
     }
 }

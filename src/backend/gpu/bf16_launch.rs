@@ -22,6 +22,7 @@
 //! | `shortcut_a_backward_bf16` | [`shortcut_a_backward`]`(N, H, W, Cin, Cout)` | (tx, ty) | (W/ty, H, N) |
 //! | `add_forward_bf16`, `add_backward_bf16`, `cast_f32_to_bf16`, `cast_bf16_to_f32` | [`elementwise`]`(n)` | 256 | n/8/256, capped |
 //! | `sgd_update_chunks_f32` (with or without bf16 copies) | [`sgd_chunks`]`(chunks)` | 256 | chunks |
+//! | `channels_pad_bf16`, `channels_unpad_f32` | [`channel_rows`]`(rows or elements)` | 256 | items/256, capped |
 //!
 //! (`a/b` is `ceil(a / b)`; `groups` = C / [`channel_group`]`(C)`; `M` = N H W rows of `x[M, C]`.)
 //! Dynamic shared memory is 0 for all: the statistics kernels use static shared arrays (8 KiB, 16 KiB
@@ -188,6 +189,20 @@ pub fn elementwise(n: usize) -> Launch {
     Launch::new(
         (
             vectors.div_ceil(threads).clamp(1, MAX_ELEMENTWISE_BLOCKS),
+            1,
+            1,
+        ),
+        (threads, 1),
+    )
+}
+
+/// `channels_pad_bf16` and `channels_unpad_f32` (kernels/channel_pad.cu) over `items` rows or
+/// elements: a thread each, 256 a block, the grid capped (its loops cover the rest).
+pub fn channel_rows(items: usize) -> Launch {
+    let threads = BF16_THREADS as usize;
+    Launch::new(
+        (
+            items.div_ceil(threads).clamp(1, MAX_ELEMENTWISE_BLOCKS),
             1,
             1,
         ),

@@ -30,7 +30,9 @@
 //! `128x128w64` (128 x 128 in four 64 x 64 warp tiles). Without
 //! `general_` a kernel needs `C % 8 == 0` (forward) or `C % 8 == 0 && K % 8 == 0` (the backward
 //! passes) for its 16-byte `cp.async` loads, and traps otherwise; the plan picks `general_` (element
-//! gathers, the same tensor-core math) for every other shape, e.g. the C = 3 stems.
+//! gathers, the same tensor-core math) for every other shape. (The backend widens the C = 3 stems
+//! to 8 channels for forward and backward-filter first, `bf16_convolution.rs`, so those take the
+//! vector kernels.)
 //! Layouts: x, y, dy, dx, addend bf16 NHWC; w bf16 KRSC; dw fp32 KRSC.
 //!
 //! Only `128x128w64` (4 stages, 65536 bytes) uses more than 48 KiB of dynamic shared memory: its
