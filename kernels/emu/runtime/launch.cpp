@@ -134,15 +134,15 @@ int fail_launch(std::string message) {
 std::mutex opt_in_mu;
 std::unordered_map<std::string, unsigned> opted_in;
 
-// The schedule of launches that name none: RESNET_EMU_SCHEDULE, read once; -1 for a value that is not
-// one of the three names (every launch then fails and says so).
+// The schedule of launches that name none: RESNET_EMU_SCHEDULE, read once; -2 for a value that is not
+// one of the three names (every such launch then fails and says so).
 int schedule_from_environment() {
     static const int schedule = [] {
         const char* env = std::getenv("RESNET_EMU_SCHEDULE");
         if (!env || !*env || std::string(env) == "round-robin") return static_cast<int>(Schedule::round_robin);
         if (std::string(env) == "first-ahead") return static_cast<int>(Schedule::first_ahead);
         if (std::string(env) == "last-ahead") return static_cast<int>(Schedule::last_ahead);
-        return -1;
+        return -2;
     }();
     return schedule;
 }
@@ -178,13 +178,15 @@ int emu_set_max_dynamic_shared(const char* kernel_name, unsigned bytes) {
 }
 
 // Launches `kernel_name` like cuLaunchKernel: `params[i]` points at argument i, and the block's threads
-// take turns as `schedule` says (emu::Schedule: 0 round-robin, 1 first-ahead, 2 last-ahead). Returns 0
-// on success; otherwise nonzero, and emu_last_error() says why. Blocks until the launch finished.
-int emu_launch_scheduled(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsigned grid_z,
-                         unsigned block_x, unsigned block_y, unsigned block_z, unsigned dynamic_shared_bytes,
-                         void** params, unsigned num_params, int schedule) {
+// take turns as `schedule` says (emu::Schedule: 0 round-robin, 1 first-ahead, 2 last-ahead; -1: the
+// one RESNET_EMU_SCHEDULE names, round-robin when unset). Returns 0 on success; otherwise nonzero,
+// and emu_last_error() says why. Blocks until the launch finished.
+int emu_launch(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block_x,
+               unsigned block_y, unsigned block_z, unsigned dynamic_shared_bytes, void** params, unsigned num_params,
+               int schedule) {
     using namespace emu;
     last_error.clear();
+    if (schedule == -1) schedule = schedule_from_environment();
     if (schedule < 0 || schedule > static_cast<int>(Schedule::last_ahead)) {
         // Only the environment can name a schedule that does not exist (Rust passes an enum).
         const char* env = std::getenv("RESNET_EMU_SCHEDULE");
@@ -236,14 +238,6 @@ int emu_launch_scheduled(const char* kernel_name, unsigned grid_x, unsigned grid
     Pool::get().run(job);
     if (job.failed.load()) return fail_launch(job.error);
     return 0;
-}
-
-// emu_launch_scheduled with the schedule RESNET_EMU_SCHEDULE names (round-robin when unset).
-int emu_launch(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block_x,
-               unsigned block_y, unsigned block_z, unsigned dynamic_shared_bytes, void** params,
-               unsigned num_params) {
-    return emu_launch_scheduled(kernel_name, grid_x, grid_y, grid_z, block_x, block_y, block_z, dynamic_shared_bytes,
-                                params, num_params, emu::schedule_from_environment());
 }
 
 // Why the last emu_launch on this thread failed; empty after a success. Valid until the next launch.

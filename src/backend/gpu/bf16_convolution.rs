@@ -23,6 +23,22 @@ use crate::tensor::Tensor;
 
 type T<D> = Tensor<GpuBackend<D>>;
 
+/// `shape` with x and w widened to 8 ceil(C / 8) channels (module doc).
+fn widened(shape: &ConvShape) -> ConvShape {
+    let cp = shape.x[3].div_ceil(8) * 8;
+    let ([n, h, w, _], [k, r, s, _]) = (shape.x, shape.w);
+    ConvShape {
+        x: [n, h, w, cp],
+        w: [k, r, s, cp],
+        ..*shape
+    }
+}
+
+/// Rows of channels in an NHWC or KRSC tensor: all of its dimensions but the last.
+fn pixels(dims: [usize; 4]) -> usize {
+    dims[0] * dims[1] * dims[2]
+}
+
 impl<D: Driver> GpuBackend<D> {
     fn launch_tc(&self, l: &TcLaunch, args: KernelArgs) -> Result<()> {
         if l.needs_shared_opt_in() {
@@ -76,19 +92,14 @@ impl<D: Driver> GpuBackend<D> {
         w16: DevicePtr,
         f: impl FnOnce(&ConvShape, DevicePtr, DevicePtr) -> Result<R>,
     ) -> Result<R> {
-        let [n, h, w, c] = shape.x;
+        let c = shape.x[3];
         if c % 8 == 0 {
             return f(shape, x16, w16);
         }
-        let cp = c.div_ceil(8) * 8;
-        let [k, r, s, _] = shape.w;
-        let wide = ConvShape {
-            x: [n, h, w, cp],
-            w: [k, r, s, cp],
-            ..*shape
-        };
-        self.with_widened(x16, n * h * w, c, cp, |x8| {
-            self.with_widened(w16, k * r * s, c, cp, |w8| f(&wide, x8, w8))
+        let wide = widened(shape);
+        let cp = wide.x[3];
+        self.with_widened(x16, pixels(shape.x), c, cp, |x8| {
+            self.with_widened(w16, pixels(shape.w), c, cp, |w8| f(&wide, x8, w8))
         })
     }
 
@@ -162,14 +173,9 @@ impl<D: Driver> GpuBackend<D> {
                 return self.filter_into(shape, x16, dy_ptr, dw_ptr);
             }
             // Widened x (module doc); the gradient of the padding channels is computed and dropped.
-            let cp = c.div_ceil(8) * 8;
-            let [n, h, w, _] = shape.x;
-            let wide = ConvShape {
-                x: [n, h, w, cp],
-                w: [k, r, s, cp],
-                ..*shape
-            };
-            self.with_widened(x16, n * h * w, c, cp, |x8| {
+            let wide = widened(shape);
+            let cp = wide.x[3];
+            self.with_widened(x16, pixels(shape.x), c, cp, |x8| {
                 self.with_workspace(k * r * s * cp * DType::F32.size(), |dw8| {
                     self.filter_into(&wide, x8, dy_ptr, dw8)?;
                     self.launch_planned(

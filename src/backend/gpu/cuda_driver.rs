@@ -310,13 +310,21 @@ impl CudaDriver {
         Ok(())
     }
 
-    /// The copy stream, made at the first use.
-    fn copy_stream(&self) -> Result<std::sync::MutexGuard<'_, Option<CopyStream>>> {
+    /// Runs `f` on the copy stream (made at the first use) with the context bound, outside a
+    /// capture (`what` names the call in the refusal).
+    fn on_copy_stream(
+        &self,
+        what: &str,
+        f: impl FnOnce(&CopyStream) -> std::result::Result<(), (&'static str, DriverError)>,
+    ) -> Result<()> {
+        self.refuse_in_capture(what)?;
+        self.device.bind()?;
         let mut copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
-        if copy.is_none() {
-            *copy = Some(CopyStream::new().map_err(|(what, e)| self.error(what, e))?);
-        }
-        Ok(copy)
+        let copy = match &mut *copy {
+            Some(c) => c,
+            None => copy.insert(CopyStream::new().map_err(|(what, e)| self.error(what, e))?),
+        };
+        f(copy).map_err(|(what, e)| self.error(what, e))
     }
 
     /// The kernel nodes of `graph` (its copies and memsets left out), as the emulator counts a
@@ -565,12 +573,9 @@ impl Driver for CudaDriver {
     }
 
     fn mark_landing_free(&self, _landing: DevicePtr) -> Result<()> {
-        self.refuse_in_capture("marking a landing buffer free")?;
-        self.device.bind()?;
-        let copy = self.copy_stream()?;
-        let copy = copy.as_ref().expect("made above");
-        copy.mark_landing_free(self.stream)
-            .map_err(|(what, e)| self.error(what, e))
+        self.on_copy_stream("marking a landing buffer free", |copy| {
+            copy.mark_landing_free(self.stream)
+        })
     }
 
     unsafe fn upload_ahead(
@@ -579,22 +584,17 @@ impl Driver for CudaDriver {
         landing: DevicePtr,
         bytes: usize,
     ) -> Result<()> {
-        self.refuse_in_capture("uploading ahead")?;
-        self.device.bind()?;
-        let copy = self.copy_stream()?;
-        let copy = copy.as_ref().expect("made above");
-        // SAFETY: the caller's guarantees; the context is bound.
-        unsafe { copy.upload(staging, landing, bytes) }.map_err(|(what, e)| self.error(what, e))
+        self.on_copy_stream("uploading ahead", |copy| {
+            // SAFETY: the caller's guarantees; the context is bound.
+            unsafe { copy.upload(staging, landing, bytes) }
+        })
     }
 
     unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()> {
-        self.refuse_in_capture("landing an upload")?;
-        self.device.bind()?;
-        let copy = self.copy_stream()?;
-        let copy = copy.as_ref().expect("made above");
-        // SAFETY: the caller's guarantees; the context is bound.
-        unsafe { copy.land(self.stream, landing, dst, bytes) }
-            .map_err(|(what, e)| self.error(what, e))
+        self.on_copy_stream("landing an upload", |copy| {
+            // SAFETY: the caller's guarantees; the context is bound.
+            unsafe { copy.land(self.stream, landing, dst, bytes) }
+        })
     }
 
     fn wait_staging(&self, staging: &Staging) -> Result<()> {

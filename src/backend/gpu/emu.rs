@@ -17,18 +17,6 @@ extern "C" {
         dynamic_shared_bytes: u32,
         params: *mut *mut c_void,
         num_params: u32,
-    ) -> i32;
-    fn emu_launch_scheduled(
-        kernel_name: *const c_char,
-        grid_x: u32,
-        grid_y: u32,
-        grid_z: u32,
-        block_x: u32,
-        block_y: u32,
-        block_z: u32,
-        dynamic_shared_bytes: u32,
-        params: *mut *mut c_void,
-        num_params: u32,
         schedule: i32,
     ) -> i32;
     fn emu_set_max_dynamic_shared(kernel_name: *const c_char, bytes: u32) -> i32;
@@ -115,33 +103,20 @@ unsafe fn launch_with(
     // SAFETY: the name is NUL-terminated and `params` holds `num_params` pointers; the caller
     // guarantees what they point at.
     let status = unsafe {
-        match schedule {
-            None => emu_launch(
-                name.as_ptr(),
-                grid.0,
-                grid.1,
-                grid.2,
-                block.0,
-                block.1,
-                block.2,
-                shared_bytes,
-                params.as_mut_ptr(),
-                num_params,
-            ),
-            Some(schedule) => emu_launch_scheduled(
-                name.as_ptr(),
-                grid.0,
-                grid.1,
-                grid.2,
-                block.0,
-                block.1,
-                block.2,
-                shared_bytes,
-                params.as_mut_ptr(),
-                num_params,
-                schedule as i32,
-            ),
-        }
+        emu_launch(
+            name.as_ptr(),
+            grid.0,
+            grid.1,
+            grid.2,
+            block.0,
+            block.1,
+            block.2,
+            shared_bytes,
+            params.as_mut_ptr(),
+            num_params,
+            // -1: the schedule RESNET_EMU_SCHEDULE names.
+            schedule.map_or(-1, |s| s as i32),
+        )
     };
     if status == 0 {
         Ok(())
