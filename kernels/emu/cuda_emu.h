@@ -10,6 +10,7 @@
 //   __ballot_sync, __any_sync, __all_sync, __reduce_*_sync           -> emu_sync.h
 //   atomic*                                                           -> emu_atomics.h
 //   mma.sync, ldmatrix, cp.async, bf16 (through tensor_core.cuh)      -> emu_tensor_core.h, emu_bfloat16.h
+//   wgmma.*, fence.proxy.async (through wgmma.cuh)                    -> emu_wgmma.h
 //   fast-math and bit intrinsics, min/max                             -> emu_math.h
 //   EMU_REGISTER(kernel): makes an extern "C" kernel launchable by name -> emu_registry.h
 //
@@ -30,6 +31,7 @@
 #include "emu_sync.h"
 #include "emu_atomics.h"
 #include "emu_tensor_core.h"
+#include "emu_wgmma.h"
 #include "emu_math.h"
 #include "emu_registry.h"
 

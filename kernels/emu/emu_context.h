@@ -47,7 +47,7 @@ extern __thread emu::BlockContext emu_current_block;
 #define gridDim (emu_current_block.grid_dim)
 
 namespace emu {
-// The dynamic shared memory of the running block (aligned to 128 bytes, sized by the launch, filled
+// The dynamic shared memory of the running block (aligned to 1024 bytes, sized by the launch, filled
 // with 0xff bytes at block start so that a kernel relying on zeroed shared memory fails visibly).
 inline void* dynamic_shared() { return emu_current_block.dynamic_shared; }
 // grid_dependency_sync() under the emulator: launches already run one after another; the thread

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../cuda_emu.h"
+#include "warpgroup_matrix.h"
 
 namespace emu {
 namespace {
@@ -47,6 +48,9 @@ ThreadQueue& my_queue() {
 void land(const Copy& c) {
     std::memcpy(c.dst, c.src, static_cast<std::size_t>(c.src_bytes));
     std::memset(c.dst + c.src_bytes, 0, static_cast<std::size_t>(16 - c.src_bytes));
+    // A generic-proxy write, completed now (at the issuing thread's wait): a wgmma may read it only
+    // after a fence.proxy.async (warpgroup_matrix.cpp).
+    note_cp_async_landing(c.dst);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "async_copy.h"
 #include "warp_matrix.h"
+#include "warpgroup_matrix.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -82,6 +83,8 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
         w.exited = 0;
         w.open.clear();
     }
+    warpgroups_.assign((num_threads_ + 127) / 128, WarpgroupMeeting{});
+    open_warpgroups_ = 0;
     ready_threads_.assign((num_threads_ + 63) / 64, 0);
 
     const std::size_t dyn = launch.dynamic_shared_bytes;
@@ -92,8 +95,10 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
 #endif
     if (dyn > dynamic_capacity_) {
         std::free(dynamic_shared_);
-        dynamic_capacity_ = (dyn + 127) / 128 * 128;
-        dynamic_shared_ = std::aligned_alloc(128, dynamic_capacity_);
+        // 1024-byte aligned, like its place in a GPU's shared window (emu_wgmma.h), so that even a
+        // kernel deriving a swizzle from host address bits sees the hardware's pattern.
+        dynamic_capacity_ = (dyn + 1023) / 1024 * 1024;
+        dynamic_shared_ = std::aligned_alloc(1024, dynamic_capacity_);
         if (!dynamic_shared_) {
             std::fprintf(stderr, "resnet-cuda emulator: cannot allocate %zu bytes of shared memory\n", dyn);
             std::abort();
@@ -121,6 +126,7 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     predicate_count_[0] = predicate_count_[1] = 0;
     failed_ = false;
     async_copy_block_start(num_threads_);
+    wgmma_block_start(num_threads_, dyn ? dynamic_shared_ : nullptr, dyn);
     error_.clear();
 
     BlockRunner* outer = current_runner;
@@ -279,6 +285,18 @@ void BlockRunner::thread_exited(ThreadContext* t) {
     WarpState& w = warps_[t->warp];
     const unsigned me = 1u << t->lane;
     w.exited |= me;
+    if (__builtin_expect(open_warpgroups_ != 0, 0)) {
+        const WarpgroupMeeting& m = warpgroups_[t->linear / 128];
+        if (m.arrived) {
+            char buf[256];
+            std::snprintf(buf, sizeof buf,
+                          "thread returned while %u threads of its warpgroup (warps %u-%u) wait for it in %s (all 128 "
+                          "threads of a warpgroup must execute it)",
+                          m.arrived, t->linear / 128 * 4, t->linear / 128 * 4 + 3, warpgroup_op_name(m.op));
+            fail(buf);
+        }
+    }
+    wgmma_thread_exited(t);
     // The common case (no warp group open, no barrier pending) costs nothing more.
     if (__builtin_expect(w.open.empty() && arrived_ == 0, 1)) return;
     for (const WarpGroup& g : w.open) {
@@ -402,6 +420,54 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
     return t->result;
 }
 
+void BlockRunner::warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg) {
+    ThreadContext* t = current_->thread;
+    char buf[320];
+    if (num_threads_ % 128 != 0) {
+        std::snprintf(buf, sizeof buf,
+                      "%s in a block of %u threads: a warpgroup is 4 whole warps (128 threads), so the block must have "
+                      "a multiple of 128",
+                      warpgroup_op_name(op), num_threads_);
+        fail(buf);
+    }
+    const unsigned q = t->linear / 128;
+    for (unsigned w = 4 * q; w < 4 * q + 4; ++w) {
+        if (warps_[w].exited) {
+            std::snprintf(buf, sizeof buf,
+                          "%s waits for threads of its warpgroup that already returned (warp %u, lanes 0x%08x): all 128 "
+                          "threads of a warpgroup must execute it",
+                          warpgroup_op_name(op), w, warps_[w].exited);
+            fail(buf);
+        }
+    }
+    WarpgroupMeeting& m = warpgroups_[q];
+    if (m.arrived == 0) {
+        m.op = op;
+        ++open_warpgroups_;
+    } else if (m.op != op) {
+        std::snprintf(buf, sizeof buf, "threads of warpgroup %u meet at different instructions: %s and %s", q,
+                      warpgroup_op_name(m.op), warpgroup_op_name(op));
+        fail(buf);
+    }
+    t->offered = reinterpret_cast<std::uintptr_t>(lane);
+    t->op_arg = arg;
+    if (++m.arrived == 128) {
+        m.arrived = 0;
+        --open_warpgroups_;
+        ThreadContext* group = &threads_[q * 128];
+        complete_warpgroup_op(op, q, group);
+        for (unsigned i = 0; i < 128; ++i) {
+            // Every thread but the caller (which completes the meeting and runs on) waits on its fiber.
+            if (&group[i] != t) mark_ready(fiber_of_thread_[group[i].linear]);
+        }
+        yield_turn();
+    } else {
+        current_->state = FiberState::wait_warpgroup;
+        fiber_of_thread_[t->linear] = current_;
+        switch_away(false);
+    }
+}
+
 void BlockRunner::complete_warp_group(WarpState& w, const WarpGroup& g, unsigned expected) {
     ThreadContext* lanes = &threads_[(&w - warps_.data()) * 32];
     if (is_warp_matrix_op(g.op)) {
@@ -492,12 +558,13 @@ void BlockRunner::wake_warp_group(ThreadContext* lanes, unsigned expected) {
 }
 
 std::string BlockRunner::deadlock_report() const {
-    unsigned at_barrier = 0, at_warp = 0;
+    unsigned at_barrier = 0, at_warp = 0, at_warpgroup = 0;
     const ThreadContext* example = nullptr;
     unsigned example_mask = 0;
     for (unsigned i = 0; i < used_; ++i) {
         const Fiber& f = *fibers_[i];
         if (f.state == FiberState::wait_block) ++at_barrier;
+        if (f.state == FiberState::wait_warpgroup) ++at_warpgroup;
         if (f.state == FiberState::wait_warp) {
             ++at_warp;
             if (!example) {
@@ -506,11 +573,12 @@ std::string BlockRunner::deadlock_report() const {
             }
         }
     }
-    char buf[256];
+    char buf[384];
     std::snprintf(buf, sizeof buf,
-                  "deadlock: %u of %u live threads wait at __syncthreads and %u at a warp intrinsic (threads of "
-                  "one block took different barriers, or a warp intrinsic's mask names lanes that never arrive)",
-                  at_barrier, live_, at_warp);
+                  "deadlock: %u of %u live threads wait at __syncthreads, %u at a warp intrinsic and %u at a wgmma "
+                  "warpgroup instruction (threads of one block took different barriers, or a warp intrinsic's mask "
+                  "names lanes that never arrive)",
+                  at_barrier, live_, at_warp, at_warpgroup);
     std::string s = where(example) + ": " + buf;
     if (example) {
         std::snprintf(buf, sizeof buf, "; this thread waits with mask 0x%08x", example_mask);
@@ -525,6 +593,10 @@ int block_barrier(BarrierKind kind, int predicate) { return current_runner->bloc
 unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width) {
     return current_runner->warp_rendezvous(mask, op, value, arg, width);
 }
+
+void warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg) { current_runner->warpgroup_rendezvous(op, lane, arg); }
+
+unsigned barrier_generation() { return current_runner->barrier_generation(); }
 
 void kernel_error(const char* what) { current_runner->fail(what); }
 

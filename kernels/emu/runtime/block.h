@@ -2,10 +2,10 @@
 //
 // Every CUDA thread of the block runs on a fiber, started lazily: a "runner" fiber executes threads
 // one after another as plain calls, so a kernel that never waits runs its whole block as a loop on a
-// single fiber with no switch at all. Only when a thread blocks (a barrier or warp intrinsic) does
-// its runner stay with it, and a new runner takes the next thread. So barrier-free kernels get the
-// plain loop DESIGN.md asks for, and cooperative ones get one fiber per waiting thread, without any
-// per-kernel flag to keep right.
+// single fiber with no switch at all. Only when a thread blocks (a barrier, a warp intrinsic or a
+// wgmma warpgroup instruction) does its runner stay with it, and a new runner takes the next thread.
+// So barrier-free kernels get the plain loop DESIGN.md asks for, and cooperative ones get one fiber
+// per waiting thread, without any per-kernel flag to keep right.
 //
 // Scheduling is deterministic: the order threads run in depends only on the kernel, the launch and its
 // Schedule. A correct kernel gives the same result under every schedule, since the hardware promises
@@ -58,7 +58,7 @@ struct Launch {
 
 class BlockRunner;
 
-enum class FiberState : unsigned char { idle, running, ready, wait_block, wait_warp };
+enum class FiberState : unsigned char { idle, running, ready, wait_block, wait_warp, wait_warpgroup };
 
 struct Fiber {
     Context ctx;
@@ -76,6 +76,12 @@ struct WarpGroup {
     unsigned mask;
     unsigned arrived;
     WarpOp op;
+};
+
+// Threads of one warpgroup (warps 4q .. 4q+3) that met at a wgmma instruction (emu_wgmma.h).
+struct WarpgroupMeeting {
+    unsigned arrived = 0;
+    WarpgroupOp op = WarpgroupOp::fence;
 };
 
 struct WarpState {
@@ -99,6 +105,10 @@ public:
     // Entry points for the intrinsics (emu_sync.h), called from a fiber of the running block.
     int block_barrier(BarrierKind kind, int predicate);
     unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width);
+    // A wgmma instruction: all 128 threads of the caller's warpgroup meet; the last one runs it.
+    void warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg);
+    // Completed __syncthreads in this block so far.
+    unsigned barrier_generation() const { return generation_; }
     // Ends the block with an error. Takes a C string: the calling fiber is abandoned, so a temporary
     // std::string in its frame would never be destroyed.
     [[noreturn]] void fail(const char* what);
@@ -145,6 +155,8 @@ private:
     unsigned barrier_total_[2] = {0, 0};
 
     std::vector<WarpState> warps_;
+    std::vector<WarpgroupMeeting> warpgroups_;
+    unsigned open_warpgroups_ = 0;  // warpgroups with some threads waiting at a meeting
 
     void* dynamic_shared_ = nullptr;
     std::size_t dynamic_capacity_ = 0;

@@ -1,0 +1,226 @@
+// wgmma_selftest_sm90a.cu: kernels that exercise wgmma.cuh (tests/wgmma.rs); no model uses them. The
+// `_sm90a` suffix: nvcc builds this file for sm_90a only (wgmma exists nowhere else); the emulator
+// builds it like every other .cu.
+//
+// Operands, K = 32 (two k16 steps): a[64W][32] row-major (A, W = warpgroups = blockDim.x / 128),
+// bt[N][32] row-major (B transposed: bt[n][k] = B[k][n], so both are "K-major"), c and d [64W][N]
+// row-major f32, all bf16 as raw bits. Dynamic shared memory: A's tile at offset 0, B's at 8192 W
+// (both 1024-byte multiples; launch with 8192 W + 128 N bytes). Each tile stores row r's 16-byte k
+// chunk kc (k = 8kc .. 8kc+7, kc = 0..3) in the canonical K-major layout of `swizzle` (the
+// descriptor's code: 0 none, 1 = 128-byte, 2 = 64-byte, 3 = 32-byte), the swizzle written as a
+// row/chunk XOR (swizzled_offset below) as kernels do, not as the hardware's address-bit rule:
+//   none:  core matrices of 8 rows x 16 bytes; chunk (r, kc) at 512 (r / 8) + 128 kc + 16 (r % 8):
+//          LBO = 128, SBO = 512; k step s starts at + 256 s.
+//   32 B:  two regions of rows x 32 bytes (k chunks 0-1, then 2-3): chunk (r, kc) at 32 rows (kc / 2)
+//          + 32 r + 16 ((kc % 2) ^ ((r / 4) % 2)): SBO = 256; k step s starts at + 32 rows s.
+//   64 B:  rows of 64 bytes: chunk (r, kc) at 64 r + 16 (kc ^ ((r / 2) % 4)) (conv_tc.cuh's tc_swizzle
+//          for 4-chunk rows): SBO = 512; k step s starts at + 32 s.
+//   128 B: rows of 128 bytes (half used): chunk (r, kc) at 128 r + 16 (kc ^ (r % 8)): SBO = 1024; k
+//          step s starts at + 32 s.
+//
+// Kernels (grid (1, 1, 1)):
+//   wgmma_selftest_gemm_n{64,128,256}(a, bt, c, d, swizzle, window): block (128 W, 1, 1).
+//       D = A B + C: cp.async of both tiles, cp.async.wait_group 0, fence.proxy.async, __syncthreads,
+//       C into the accumulators by the D fragment ownership (wgmma.cuh), wgmma.fence, two chained
+//       wgmma m64nNk16 (k steps 0 and 1, warpgroup q using A rows 64q ..) in one commit group,
+//       wait_group 0, D stored by the fragment ownership. window[0] = the shared-window address of
+//       the dynamic shared memory (a multiple of 1024 is what the swizzled layouts assume).
+//   wgmma_selftest_variant(a, bt, d, mid, variant): W = 1, N = 64, 64-byte swizzle, C = 0; block
+//       (128, 1, 1) unless stated; d = A B when the kernel is correct. `variant`:
+//       0: correct, as the gemm kernels;
+//       1: (wrong) d is stored before wgmma.wait_group (then the wait);
+//       2: (wrong) thread 0 flips a bit of the A tile after the commit, before the wait;
+//       3: (wrong) no fence.proxy.async between the cp.async and the wgmmas;
+//       4: (wrong) no wgmma.fence before the first wgmma;
+//       5: (wrong) warp 3 returns before the wgmmas: only 3 warps of the warpgroup execute them;
+//       6: unused (see wgmma_selftest_static_operand);
+//       7: correct, two groups: wgmma k step 0, commit, wgmma k step 1 (chained on the in-flight
+//          accumulators), commit, wait_group 1, mid[thread] = d[0] (still in flight: NaN in the
+//          emulator, a race on a GPU), wait_group 0.
+//       8: correct, the proxy fence on the reading side: each thread executes fence.proxy.async after
+//          the __syncthreads instead of before it (the fence lies on the path from every cp.async
+//          write to the wgmma either way);
+//       9: (wrong) the kernel returns after the commit, with no wait_group;
+//      10: (wrong) after wait_group 0 a third wgmma (k step 0 again) accumulates into d without a new
+//          wgmma.fence (the kernel may have accessed d since the wait), then commit and wait 0.
+//   wgmma_selftest_static_operand(out): (wrong) block (128, 1, 1), no dynamic shared memory:
+//       out[thread] = a descriptor of a static __shared__ array (the emulator maps only dynamic shared
+//       memory into the shared window). Kept apart so that the variant kernel has no static shared
+//       memory, which would move its dynamic shared memory in the window on a GPU.
+#include "wgmma.cuh"
+
+namespace {
+
+constexpr int kK = 32;  // bf16 per row of a and bt: 4 chunks of 16 bytes
+
+// Bytes from the tile's start to the 16-byte chunk kc (0..3) of row r, layout above.
+__device__ __forceinline__ int swizzled_offset(int swizzle, int rows, int r, int kc) {
+    switch (swizzle) {
+    case 1: return 128 * r + 16 * (kc ^ (r % 8));
+    case 2: return 64 * r + 16 * (kc ^ ((r / 2) % 4));
+    case 3: return 32 * rows * (kc / 2) + 32 * r + 16 * ((kc % 2) ^ ((r / 4) % 2));
+    default: return 512 * (r / 8) + 128 * kc + 16 * (r % 8);
+    }
+}
+
+// Descriptor of the 64- or N-row operand slice that starts at row r0, k step s (0, 1).
+__device__ __forceinline__ std::uint64_t operand_descriptor(const unsigned char* tile, int swizzle, int rows, int r0,
+                                                            int s) {
+    switch (swizzle) {
+    case 1: return wgmma_descriptor(tile + 128 * r0 + 32 * s, 16, 1024, WgmmaSwizzle::B128);
+    case 2: return wgmma_descriptor(tile + 64 * r0 + 32 * s, 16, 512, WgmmaSwizzle::B64);
+    case 3: return wgmma_descriptor(tile + 32 * rows * s + 32 * r0, 16, 256, WgmmaSwizzle::B32);
+    default: return wgmma_descriptor(tile + 512 * (r0 / 8) + 256 * s, 128, 512, WgmmaSwizzle::None);
+    }
+}
+
+// Copies the rows x 32 bf16 matrix `src` into `tile` by the layout of `swizzle` (one 16-byte cp.async
+// per chunk, spread over the block), without waiting.
+__device__ __forceinline__ void stage(unsigned char* tile, const unsigned short* src, int rows, int swizzle) {
+    for (int i = threadIdx.x; i < rows * 4; i += blockDim.x) {
+        const int r = i / 4, kc = i % 4;
+        cp_async_16_cg(tile + swizzled_offset(swizzle, rows, r, kc), src + r * kK + 8 * kc, 16);
+    }
+}
+
+// The D element (row, column) of this thread's accumulator i (warpgroup-relative row).
+__device__ __forceinline__ void fragment_position(int i, int* row, int* col) {
+    const int t = threadIdx.x % 128, w = t / 32, g = (t % 32) / 4, q = t % 4;
+    *row = 16 * w + g + 8 * ((i % 4) / 2);
+    *col = 8 * (i / 4) + 2 * q + i % 2;
+}
+
+template <int N>
+__device__ __forceinline__ void gemm(const unsigned short* a, const unsigned short* bt, const float* c, float* d,
+                                     int swizzle, unsigned* window) {
+    grid_dependency_sync();
+    const int warpgroups = static_cast<int>(blockDim.x) / 128, q = static_cast<int>(threadIdx.x) / 128;
+    unsigned char* smem = dynamic_shared_memory<unsigned char>();
+    unsigned char* a_tile = smem;
+    unsigned char* b_tile = smem + 8192 * warpgroups;
+    if (threadIdx.x == 0) window[0] = shared_window_address(smem);
+    stage(a_tile, a, 64 * warpgroups, swizzle);
+    stage(b_tile, bt, N, swizzle);
+    cp_async_commit_group();
+    cp_async_wait_group<0>();
+    fence_proxy_async_shared();  // this thread's cp.async writes (generic proxy) before wgmma reads (async)
+    __syncthreads();             // and every thread's
+
+    float acc[N / 2];
+    for (int i = 0; i < N / 2; ++i) {
+        int row, col;
+        fragment_position(i, &row, &col);
+        acc[i] = c[(64 * q + row) * N + col];
+    }
+    // Descriptors first: between wgmma.fence and the wgmmas, code that touches registers (here the
+    // branches on `swizzle`) makes ptxas insert another fence (its info C7519).
+    std::uint64_t a_desc[2], b_desc[2];
+    for (int s = 0; s < 2; ++s) {
+        a_desc[s] = operand_descriptor(a_tile, swizzle, 64 * warpgroups, 64 * q, s);
+        b_desc[s] = operand_descriptor(b_tile, swizzle, N, 0, s);
+    }
+    wgmma_fence_operand<N>(acc);
+    wgmma_fence();
+    wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
+    wgmma_m64k16_bf16<N>(acc, a_desc[1], b_desc[1]);
+    wgmma_commit_group();
+    wgmma_wait_group<0>();
+    wgmma_fence_operand<N>(acc);
+    for (int i = 0; i < N / 2; ++i) {
+        int row, col;
+        fragment_position(i, &row, &col);
+        d[(64 * q + row) * N + col] = acc[i];
+    }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(256) wgmma_selftest_gemm_n64(const unsigned short* a, const unsigned short* bt,
+                                                                      const float* c, float* d, int swizzle,
+                                                                      unsigned* window) {
+    gemm<64>(a, bt, c, d, swizzle, window);
+}
+EMU_REGISTER(wgmma_selftest_gemm_n64);
+
+extern "C" __global__ void __launch_bounds__(256) wgmma_selftest_gemm_n128(const unsigned short* a,
+                                                                       const unsigned short* bt, const float* c,
+                                                                       float* d, int swizzle, unsigned* window) {
+    gemm<128>(a, bt, c, d, swizzle, window);
+}
+EMU_REGISTER(wgmma_selftest_gemm_n128);
+
+extern "C" __global__ void __launch_bounds__(256) wgmma_selftest_gemm_n256(const unsigned short* a,
+                                                                       const unsigned short* bt, const float* c,
+                                                                       float* d, int swizzle, unsigned* window) {
+    gemm<256>(a, bt, c, d, swizzle, window);
+}
+EMU_REGISTER(wgmma_selftest_gemm_n256);
+
+extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_variant(const unsigned short* a,
+                                                                     const unsigned short* bt, float* d, float* mid,
+                                                                     int variant) {
+    grid_dependency_sync();
+    constexpr int N = 64, kSwizzle = 2;
+    unsigned char* a_tile = dynamic_shared_memory<unsigned char>();
+    unsigned char* b_tile = a_tile + 8192;
+    stage(a_tile, a, 64, kSwizzle);
+    stage(b_tile, bt, N, kSwizzle);
+    cp_async_commit_group();
+    cp_async_wait_group<0>();
+    if (variant != 3 && variant != 8) fence_proxy_async_shared();
+    __syncthreads();
+    if (variant == 8) fence_proxy_async_shared();
+    if (variant == 5 && threadIdx.x / 32 == 3) return;
+
+    const std::uint64_t a_desc[2] = {operand_descriptor(a_tile, kSwizzle, 64, 0, 0),
+                                     operand_descriptor(a_tile, kSwizzle, 64, 0, 1)};
+    const std::uint64_t b_desc[2] = {operand_descriptor(b_tile, kSwizzle, N, 0, 0),
+                                     operand_descriptor(b_tile, kSwizzle, N, 0, 1)};
+    float acc[N / 2];
+    for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
+    wgmma_fence_operand<N>(acc);
+    if (variant != 4) wgmma_fence();
+    wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
+    if (variant == 7) {
+        wgmma_commit_group();
+        wgmma_m64k16_bf16<N>(acc, a_desc[1], b_desc[1]);
+        wgmma_commit_group();
+        wgmma_wait_group<1>();
+        wgmma_fence_operand<N>(acc);
+        mid[threadIdx.x] = acc[0];
+    } else {
+        wgmma_m64k16_bf16<N>(acc, a_desc[1], b_desc[1]);
+        wgmma_commit_group();
+    }
+    if (variant == 2 && threadIdx.x == 0) a_tile[0] ^= 0x80;  // flips the lowest exponent bit of A[0][0]
+    if (variant == 9) return;
+    if (variant == 1) {
+        for (int i = 0; i < N / 2; ++i) {
+            int row, col;
+            fragment_position(i, &row, &col);
+            d[row * N + col] = acc[i];
+        }
+    }
+    wgmma_wait_group<0>();
+    wgmma_fence_operand<N>(acc);
+    if (variant == 1) return;
+    if (variant == 10) {
+        wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
+        wgmma_commit_group();
+        wgmma_wait_group<0>();
+        wgmma_fence_operand<N>(acc);
+    }
+    for (int i = 0; i < N / 2; ++i) {
+        int row, col;
+        fragment_position(i, &row, &col);
+        d[row * N + col] = acc[i];
+    }
+}
+EMU_REGISTER(wgmma_selftest_variant);
+
+extern "C" __global__ void wgmma_selftest_static_operand(unsigned long long* out) {
+    grid_dependency_sync();
+    __shared__ __align__(1024) unsigned char tile[64 * 64];
+    out[threadIdx.x] = wgmma_descriptor(tile, 16, 512, WgmmaSwizzle::B64);
+}
+EMU_REGISTER(wgmma_selftest_static_operand);

@@ -1,0 +1,475 @@
+//! Hopper's `wgmma` building blocks of `kernels/wgmma.cuh` through the self-test kernels of
+//! `kernels/wgmma_selftest_sm90a.cu`: a 64(W) x N x 32 GEMM for every swizzle mode and N = 64, 128,
+//! 256, against a scalar Rust reference on random bf16 inputs, and deliberately wrong kernels that the
+//! emulator must catch.
+//!
+//! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
+//! `cuda` / `cuda:N`. On a GPU the correct kernels run there and must match the reference, and the
+//! GPU must have compute capability 9.0 (wgmma exists only on sm_90a): any other fails the tests
+//! rather than passing them without running anything. The wrong kernels always use the emulator: on
+//! a GPU they are undefined behaviour.
+//!
+//! Tolerance: under the emulator results are exact against [`gemm_reference`], which does the
+//! emulator's documented operations (one fused multiply-add per k, k = 0..31, from C). On a GPU the
+//! tensor core adds the exact bf16 products in an unspecified order with its own internal rounding:
+//! each of the at most 2 x 17 additions of the two k16 steps may lose about one unit in the last
+//! place of the running magnitude, which is at most `S = |c| + sum_k |a b|`; we allow
+//! `48 * 2^-23 * S` (about 5.7e-6 S), a margin over 34 units.
+
+use std::sync::OnceLock;
+
+use half::bf16;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use resnet_cuda::backend::gpu::cuda_info::{self, DriverStatus};
+use resnet_cuda::backend::gpu::driver::open_driver;
+use resnet_cuda::backend::gpu::launch::KernelArgs;
+use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver, EmuDriver};
+
+/// The reduction depth of every self-test kernel: two k16 steps.
+const K: usize = 32;
+
+/// The device the kernels run on. A CUDA device must be of compute capability 9.0.
+fn driver() -> &'static DynDriver {
+    static DRIVER: OnceLock<DynDriver> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let name = std::env::var("RESNET_TEST_DRIVER").unwrap_or_else(|_| "emu".into());
+        let driver =
+            open_driver(&name).unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"));
+        if driver.name() != "emu" {
+            require_sm90(&name);
+        }
+        driver
+    })
+}
+
+/// Panics unless the GPU `name` (`cuda` or `cuda:N`) has compute capability 9.0.
+fn require_sm90(name: &str) {
+    let ordinal: usize = name.strip_prefix("cuda:").map_or(0, |n| {
+        n.parse()
+            .expect("RESNET_TEST_DRIVER=cuda:N with N a GPU number")
+    });
+    let DriverStatus::Found { gpus, .. } = cuda_info::probe() else {
+        panic!("RESNET_TEST_DRIVER={name}: the CUDA driver cannot be queried");
+    };
+    let gpu = gpus
+        .iter()
+        .find(|g| g.ordinal == ordinal)
+        .unwrap_or_else(|| panic!("RESNET_TEST_DRIVER={name}: no GPU {ordinal}"));
+    assert_eq!(
+        gpu.capability,
+        (9, 0),
+        "wgmma needs compute capability 9.0 (sm_90a); GPU {ordinal} ({}) has {}.{}",
+        gpu.name,
+        gpu.capability.0,
+        gpu.capability.1
+    );
+}
+
+fn on_emulator() -> bool {
+    driver().name() == "emu"
+}
+
+/// Device memory holding a copy of plain values of type `T`, freed on drop.
+struct DeviceVec<'d, T: Copy> {
+    driver: &'d dyn Driver,
+    ptr: DevicePtr,
+    /// What was uploaded; it sizes the allocation and the downloads.
+    host: Vec<T>,
+}
+
+impl<'d, T: Copy> DeviceVec<'d, T> {
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.host.as_slice()).max(4)
+    }
+
+    fn new(driver: &'d dyn Driver, host: &[T]) -> Self {
+        let mut v = DeviceVec {
+            driver,
+            ptr: 0,
+            host: host.to_vec(),
+        };
+        v.ptr = driver.alloc(v.bytes()).unwrap();
+        // SAFETY: `ptr` was just allocated with room for `host`.
+        unsafe {
+            driver.copy_host_to_device(
+                v.host.as_ptr() as *const u8,
+                v.ptr,
+                std::mem::size_of_val(host),
+            )
+        }
+        .unwrap();
+        v
+    }
+
+    fn to_host(&self) -> Vec<T> {
+        // The initial contents only size the copy; every byte is overwritten.
+        let mut out = self.host.clone();
+        let bytes = std::mem::size_of_val(out.as_slice());
+        // SAFETY: both ranges hold `host.len()` values of T.
+        unsafe {
+            self.driver
+                .copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
+        }
+        .unwrap();
+        out
+    }
+}
+
+impl<T: Copy> Drop for DeviceVec<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
+        unsafe { self.driver.free(self.ptr, self.bytes()) }
+    }
+}
+
+/// Launches `kernel` over one block of `threads` threads with `shared_bytes` of dynamic shared
+/// memory on `driver`, and waits for it.
+fn launch_on(
+    driver: &dyn Driver,
+    kernel: &str,
+    threads: u32,
+    shared_bytes: u32,
+    mut args: KernelArgs,
+) -> Result<(), String> {
+    let mut params = args.params();
+    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
+    // comment of kernels/wgmma_selftest_sm90a.cu), and buffers sized for every index it touches.
+    unsafe {
+        driver
+            .launch(
+                kernel,
+                (1, 1, 1),
+                (threads, 1, 1),
+                shared_bytes,
+                &mut params,
+            )
+            .and_then(|()| driver.synchronize())
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The descriptor's swizzle codes, as the kernels take them, with names for messages.
+const SWIZZLES: [(usize, &str); 4] = [(0, "none"), (1, "128B"), (2, "64B"), (3, "32B")];
+
+/// A random bf16 with a random exponent in [2^-6, 2^6) and either sign: products and sums then span
+/// many binades, so a different summation order than the reference's would change low bits.
+fn random_bf16(rng: &mut ChaCha8Rng) -> bf16 {
+    let mantissa: f32 = rng.random_range(1.0..2.0);
+    let sign = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
+    bf16::from_f32(sign * mantissa * 2f32.powi(rng.random_range(-6..6)))
+}
+
+/// Inputs of one GEMM: A (m x K), B transposed (n x K: `bt[j][k] = B[k][j]`), C (m x n).
+struct Gemm {
+    m: usize,
+    n: usize,
+    a: Vec<bf16>,
+    bt: Vec<bf16>,
+    c: Vec<f32>,
+}
+
+impl Gemm {
+    fn random(rng: &mut ChaCha8Rng, m: usize, n: usize, with_c: bool) -> Self {
+        let a = (0..m * K).map(|_| random_bf16(rng)).collect();
+        let bt = (0..n * K).map(|_| random_bf16(rng)).collect();
+        let c = (0..m * n)
+            .map(|_| {
+                if with_c {
+                    rng.random_range(-8.0f32..8.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Gemm { m, n, a, bt, c }
+    }
+
+    fn bits(v: &[bf16]) -> Vec<u16> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// D = A B + C, each element from C by one fused multiply-add per k = 0..31 in order: the
+    /// emulator's operations (two chained k16 steps), so it agrees bit for bit.
+    fn reference(&self) -> Vec<f32> {
+        let mut d = vec![0.0f32; self.m * self.n];
+        for i in 0..self.m {
+            for j in 0..self.n {
+                d[i * self.n + j] = (0..K).fold(self.c[i * self.n + j], |acc, k| {
+                    self.a[i * K + k]
+                        .to_f32()
+                        .mul_add(self.bt[j * K + k].to_f32(), acc)
+                });
+            }
+        }
+        d
+    }
+
+    /// How far element (i, j) may be from [`Gemm::reference`]: 0 on the emulator, else the
+    /// tensor-core bound of the module comment.
+    fn tolerance(&self, i: usize, j: usize) -> f32 {
+        if on_emulator() {
+            return 0.0;
+        }
+        let s = (0..K).fold(self.c[i * self.n + j].abs(), |s, k| {
+            s + (self.a[i * K + k].to_f32() * self.bt[j * K + k].to_f32()).abs()
+        });
+        48.0 * f32::EPSILON * s
+    }
+
+    fn check(&self, d: &[f32], what: &str) {
+        let expected = self.reference();
+        for i in 0..self.m {
+            for j in 0..self.n {
+                let (got, want) = (d[i * self.n + j], expected[i * self.n + j]);
+                assert!(
+                    (got - want).abs() <= self.tolerance(i, j),
+                    "{what}: D[{i}][{j}] = {got:e}, expected {want:e}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs `wgmma_selftest_gemm_n{n}` with `warpgroups` warpgroups and swizzle code `swizzle` on
+/// random inputs, checks D and that the dynamic shared memory starts at a 1024-byte multiple of the
+/// shared window.
+fn gemm_case(rng: &mut ChaCha8Rng, n: usize, warpgroups: usize, swizzle: (usize, &str)) {
+    let g = Gemm::random(rng, 64 * warpgroups, n, true);
+    let dr = driver();
+    let (da, db, dc) = (
+        DeviceVec::new(dr, &Gemm::bits(&g.a)),
+        DeviceVec::new(dr, &Gemm::bits(&g.bt)),
+        DeviceVec::new(dr, &g.c),
+    );
+    // Poisoned, so that an element the kernel never writes cannot pass.
+    let dd = DeviceVec::new(dr, &vec![f32::NAN; g.m * n]);
+    let window = DeviceVec::new(dr, &[0xdead_beefu32]);
+    let kernel = format!("wgmma_selftest_gemm_n{n}");
+    let what = format!("{kernel}, {warpgroups} warpgroup(s), swizzle {}", swizzle.1);
+    launch_on(
+        dr,
+        &kernel,
+        (128 * warpgroups) as u32,
+        (8192 * warpgroups + 128 * n) as u32,
+        KernelArgs::new()
+            .ptr(da.ptr)
+            .ptr(db.ptr)
+            .ptr(dc.ptr)
+            .ptr(dd.ptr)
+            .int(swizzle.0)
+            .ptr(window.ptr),
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let window = window.to_host()[0];
+    assert_eq!(
+        window % 1024,
+        0,
+        "{what}: dynamic shared memory at shared-window address {window:#x}, not a multiple of 1024: \
+         the swizzled layouts (and a descriptor base offset of 0) assume one"
+    );
+    g.check(&dd.to_host(), &what);
+}
+
+#[test]
+fn gemm_n64_every_swizzle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(64);
+    for swizzle in SWIZZLES {
+        gemm_case(&mut rng, 64, 1, swizzle);
+    }
+}
+
+#[test]
+fn gemm_n128_every_swizzle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(128);
+    for swizzle in SWIZZLES {
+        gemm_case(&mut rng, 128, 1, swizzle);
+    }
+}
+
+#[test]
+fn gemm_n256_every_swizzle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(256);
+    for swizzle in SWIZZLES {
+        gemm_case(&mut rng, 256, 1, swizzle);
+    }
+}
+
+#[test]
+fn gemm_two_warpgroups_every_swizzle() {
+    // Warpgroup 1 (threads 128-255) takes A rows 64-127 through descriptors of its own.
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for swizzle in SWIZZLES {
+        gemm_case(&mut rng, 128, 2, swizzle);
+    }
+}
+
+// ---- wgmma_selftest_variant: correct variants on any driver, wrong ones on the emulator ----
+
+/// Runs variant `variant` of `wgmma_selftest_variant` on `driver` with `threads` threads; returns
+/// (d, mid) or the launch error.
+fn variant_on(
+    driver: &dyn Driver,
+    g: &Gemm,
+    variant: usize,
+    threads: u32,
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let (da, db) = (
+        DeviceVec::new(driver, &Gemm::bits(&g.a)),
+        DeviceVec::new(driver, &Gemm::bits(&g.bt)),
+    );
+    let dd = DeviceVec::new(driver, &vec![f32::NAN; 64 * 64]);
+    let mid = DeviceVec::new(driver, &[0.0f32; 128]);
+    launch_on(
+        driver,
+        "wgmma_selftest_variant",
+        threads,
+        8192 + 128 * 64,
+        KernelArgs::new()
+            .ptr(da.ptr)
+            .ptr(db.ptr)
+            .ptr(dd.ptr)
+            .ptr(mid.ptr)
+            .int(variant),
+    )?;
+    Ok((dd.to_host(), mid.to_host()))
+}
+
+fn variant_inputs(seed: u64) -> Gemm {
+    Gemm::random(&mut ChaCha8Rng::seed_from_u64(seed), 64, 64, false)
+}
+
+#[test]
+fn correct_variant_matches_the_reference() {
+    let g = variant_inputs(10);
+    let (d, _) = variant_on(driver(), &g, 0, 128).unwrap();
+    g.check(&d, "variant 0");
+}
+
+#[test]
+fn two_commit_groups_chain_and_wait_group_1_retires_only_the_first() {
+    let g = variant_inputs(11);
+    let (d, mid) = variant_on(driver(), &g, 7, 128).unwrap();
+    g.check(&d, "variant 7");
+    if on_emulator() {
+        // After wait_group 1 the second group, which chains on the same registers, is in flight:
+        // they read NaN. (On a GPU reading them then is a race.)
+        assert!(mid.iter().all(|v| v.is_nan()), "{mid:?}");
+    }
+}
+
+#[test]
+fn a_proxy_fence_after_the_barrier_also_orders_cp_async_before_wgmma() {
+    let g = variant_inputs(12);
+    let (d, _) = variant_on(driver(), &g, 8, 128).unwrap();
+    g.check(&d, "variant 8");
+}
+
+/// The error of a wrong variant on the emulator, after checking that the correct one passes with the
+/// same emulator (so that the error is the bug's).
+fn misuse(variant: usize, threads: u32) -> String {
+    let emu = EmuDriver::default();
+    let g = variant_inputs(20 + variant as u64);
+    let (d, _) = variant_on(&emu, &g, 0, 128).unwrap();
+    g.check(&d, "variant 0 on the emulator");
+    match variant_on(&emu, &g, variant, threads) {
+        Ok(_) => panic!("variant {variant} with {threads} threads passed"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn accumulators_read_before_the_wait_are_nan() {
+    let emu = EmuDriver::default();
+    let g = variant_inputs(30);
+    let (d, _) = variant_on(&emu, &g, 1, 128).unwrap();
+    for (i, v) in d.iter().enumerate() {
+        assert!(
+            v.is_nan(),
+            "D[{}][{}] = {v} read before wait_group",
+            i / 64,
+            i % 64
+        );
+    }
+}
+
+#[test]
+fn overwriting_an_operand_before_the_wait_is_an_error() {
+    let e = misuse(2, 128);
+    assert!(
+        e.contains(
+            "shared memory read by an in-flight wgmma was overwritten before its wait_group"
+        ) && e.contains("wgmma_selftest_variant"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cp_async_data_without_a_proxy_fence_is_an_error() {
+    let e = misuse(3, 128);
+    assert!(
+        e.contains("written by cp.async without fence.proxy.async before wgmma"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_wgmma_without_wgmma_fence_is_an_error() {
+    let e = misuse(4, 128);
+    assert!(e.contains("wgmma.fence missing"), "{e}");
+}
+
+#[test]
+fn three_warps_of_a_warpgroup_are_an_error() {
+    let e = misuse(5, 128);
+    // Which side is reported depends on the schedule: warp 3 returns while the others wait
+    // (round-robin, first-ahead), or the others arrive after warp 3 returned (last-ahead).
+    assert!(
+        e.contains("wgmma.fence.sync.aligned")
+            && e.contains("warpgroup")
+            && (e.contains("thread returned while") || e.contains("already returned")),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_operand_in_static_shared_memory_is_an_error() {
+    let emu = EmuDriver::default();
+    let out = DeviceVec::new(&emu, &[0u64; 128]);
+    let e = launch_on(
+        &emu,
+        "wgmma_selftest_static_operand",
+        128,
+        0,
+        KernelArgs::new().ptr(out.ptr),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("not in the block's dynamic shared memory"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_block_of_96_threads_is_an_error() {
+    let e = misuse(0, 96);
+    assert!(e.contains("must have a multiple of 128"), "{e}");
+}
+
+#[test]
+fn returning_with_wgmma_in_flight_is_an_error() {
+    let e = misuse(9, 128);
+    assert!(
+        e.contains("returned with 2 wgmma.mma_async operation(s) of its warpgroup in flight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_new_chain_after_wait_group_needs_a_new_wgmma_fence() {
+    let e = misuse(10, 128);
+    assert!(
+        e.contains("wgmma.fence missing") && e.contains("that a wgmma.wait_group wrote"),
+        "{e}"
+    );
+}
