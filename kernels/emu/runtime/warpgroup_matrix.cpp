@@ -95,6 +95,7 @@ struct State {
     Warpgroup warpgroups[kMaxWarpgroups];
     std::vector<std::unique_ptr<Op>> ops;  // every Op this worker made
     std::vector<Op*> free_ops;
+    Op* issuing = nullptr;  // taken by an mma_async that has not listed it yet (a failed one keeps it)
     // Proxy tracking. Sequence numbers grow across blocks, so records of earlier blocks need no reset.
     std::vector<Landing> landings;
     unsigned long long next_seq = 1;
@@ -277,6 +278,7 @@ void mma_async(unsigned q, ThreadContext* threads) {
     const int regs = n / 2;
 
     Op* op = new_op();
+    state.issuing = op;
     op->n = n;
     op->read.clear();
     op->snapshot.clear();
@@ -325,6 +327,7 @@ void mma_async(unsigned q, ThreadContext* threads) {
         for (int i = 0; i < regs; ++i) op->d[t][i] = nan;
     }
     wg.open.push_back(op);
+    state.issuing = nullptr;
 }
 
 void poison_in_flight(Warpgroup& wg) {
@@ -383,10 +386,16 @@ void wait_group(unsigned q, ThreadContext* threads) {
     const unsigned long long event = ++wg.events;
     bool retired = false;
     while (wg.groups.size() > static_cast<std::size_t>(pending)) {
-        std::vector<Op*> group = std::move(wg.groups.front());
+        // Retired in place: a failing check abandons this fiber, and whatever is still listed in the
+        // state is released at the next block's start (a local copy would leak).
+        std::vector<Op*>& group = wg.groups.front();
+        while (!group.empty()) {
+            Op* op = group.front();
+            retire(wg, op, event);
+            group.erase(group.begin());
+            retired = true;
+        }
         wg.groups.pop_front();
-        for (Op* op : group) retire(wg, op, event);
-        retired = retired || !group.empty();
     }
     // A retired op may have written registers a later in-flight op chains on: those stay undefined.
     if (retired) poison_in_flight(wg);
@@ -415,6 +424,8 @@ void wgmma_block_start(unsigned num_threads, void* dynamic, std::size_t dynamic_
     for (long long& g : state.warpgroup_fence_generation) g = -1;
     if (!ops_used) return;
     // A failed block may have left operations in flight.
+    if (state.issuing) release_op(state.issuing);
+    state.issuing = nullptr;
     for (Warpgroup& wg : state.warpgroups) {
         for (Op* op : wg.open) release_op(op);
         for (auto& g : wg.groups) {
