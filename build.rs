@@ -8,7 +8,9 @@
 //!    the `tools/install-nvcc.sh` cache, or fetched by that script on a machine with an NVIDIA
 //!    driver): every `.cu` to a fatbin
 //!    with cubins for `CUDA_ARCHS` (default `80;90`) and PTX of the lowest, embedded through
-//!    `$OUT_DIR/kernels_embedded.rs`. A register spill on sm_90 or newer fails the build. Without nvcc
+//!    `$OUT_DIR/kernels_embedded.rs`. Files named `*_sm90a.cu` (Hopper's wgmma) get an sm_90a cubin
+//!    alone, when `CUDA_ARCHS` has 90. A register spill on sm_90 or newer, or ptxas serialising
+//!    wgmma, fails the build. Without nvcc
 //!    that file lists no fatbins and one `cargo:warning` says how to get nvcc.
 //!
 //! AddressSanitizer: `RESNET_EMU_ASAN=1` builds the emulator and kernels with `-fsanitize=address`
@@ -320,6 +322,11 @@ fn compile_fatbins(
     gencode.push(format!(
         "-gencode=arch=compute_{lowest},code=compute_{lowest}"
     ));
+    // Hopper-only files (wgmma): a cubin for sm_90a alone, which runs on compute capability 9.0
+    // exactly and nowhere else (no PTX: an sm_90a PTX would not JIT for a newer device either). nvcc
+    // needs the explicit -gencode form: `-arch=sm_90a` has been seen to emit plain sm_90 code.
+    let hopper_gencode = vec!["-gencode=arch=compute_90a,code=sm_90a".to_string()];
+    let hopper_wanted = archs.iter().any(|a| arch_number(a) == 90);
 
     let mut fatbins = Vec::new();
     for cu in cu_files {
@@ -328,10 +335,18 @@ fn compile_fatbins(
             .expect("file stem")
             .to_string_lossy()
             .into_owned();
+        let hopper_only = is_hopper_only(&stem);
+        if hopper_only && !hopper_wanted {
+            continue;
+        }
         let out = out_dir.join(format!("{stem}.fatbin"));
         let output = Command::new(nvcc)
             .args(["-fatbin", "-std=c++17", "-O3", "-Xptxas", "-v"])
-            .args(&gencode)
+            .args(if hopper_only {
+                &hopper_gencode
+            } else {
+                &gencode
+            })
             .arg("-I")
             .arg(kernels)
             .arg("-o")
@@ -353,9 +368,24 @@ fn compile_fatbins(
                 cu.display()
             );
         }
+        // ptxas falls back to serialising wgmma (each waits for the one before: a fraction of the
+        // tensor cores' speed) when the pipeline is not one it can keep asynchronous, and says so only
+        // in an advisory line. That is a build error here, like a spill.
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("wgmma.mma_async instructions are serialized"))
+        {
+            panic!("{}: {}\n{log}", cu.display(), line.trim());
+        }
         fatbins.push((stem, out));
     }
     fatbins
+}
+
+/// Whether `kernels/<stem>.cu` uses sm_90a-only instructions (wgmma): its name ends in `_sm90a`.
+/// Keep in step with `embedded::is_hopper_only`.
+fn is_hopper_only(stem: &str) -> bool {
+    stem.ends_with("_sm90a")
 }
 
 /// Reads `ptxas -v` output: each "Compiling entry function 'F' for 'sm_NN'" is followed by lines like

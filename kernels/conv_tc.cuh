@@ -20,11 +20,11 @@
 //      accumulator pair (row, col, v0, v1) with col even to a functor that maps the GEMM coordinates
 //      back to tensors and stores. The forward can also reduce its tile to per-channel batch-norm
 //      statistics (conv_tc_stats.cuh).
-//   A Hopper main loop (wgmma + TMA, sm_90a) can replace layer 2 alone: it would take the same loader
-//   contract (or TMA descriptors built from the same GEMM view), produce the accumulators of the CTA
-//   tile, and feed the same epilogues through its own fragment-to-(row, col) walk (in place of
-//   tc_for_each_pair, and of tc_stage_accumulators for the staged store); the loaders' users (the
-//   kernels), the row -> address functors and the rest of the epilogues do not change.
+//   Hopper's main loop (wgmma, sm_90a: conv_wgmma.cuh) replaces layer 2 alone: it takes the same
+//   loader contract and shared tiles, and its accumulators are laid out as a TcTile whose warps are
+//   16 x BN each (a warpgroup's m64nBN fragment is four warps' m16n8 fragments side by side), so the
+//   epilogues run unchanged. The forward is written once for both (conv_tc_forward.cuh, whose
+//   MainLoop policy is TcMmaSyncLoop below or TcWgmmaLoop).
 //
 // Shared-memory tiles: each operand tile is a row-major array of bf16 rows whose 16-byte chunks are
 // XOR-swizzled (tc_swizzle) so that the 8 row addresses of every ldmatrix 8x8 matrix fall in 8
@@ -249,6 +249,16 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
     }
     cp_async_wait_all();  // no copy may outlive the block (only empty groups remain here)
 }
+
+// tc_mainloop as a main-loop policy (conv_tc_forward.cuh takes one): the sm_80 path, ldmatrix +
+// mma.sync per warp. Hopper's wgmma path is TcWgmmaLoop (conv_wgmma.cuh).
+struct TcMmaSyncLoop {
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
+    __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
+                                               LoadA&& load_a, LoadB&& load_b) {
+        tc_mainloop<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b);
+    }
+};
 
 // ---- epilogue walk -------------------------------------------------------------------------------------
 // Calls store(row, col, v0, v1) for each accumulator pair of this thread: C[row][col] = v0,

@@ -456,12 +456,50 @@ fn every_tile_shape() -> ConvShape {
     shape([2, 9, 9, 24], [40, 3, 3, 24], 2, 1)
 }
 
+/// The tiles with forward kernels on this driver: every mma.sync tile, and Hopper's wgmma tiles where
+/// their kernels exist (the emulator; a GPU of compute capability 9.0). `wgmma_forward_every_tile`
+/// insists on the latter, so they are never skipped silently where they should run.
+fn forward_tiles() -> Vec<TcTile> {
+    let hopper = TcTile::HOPPER.into_iter().filter(|&t| {
+        let l = conv_tc_plan::forward_with(&every_tile_shape(), t, false);
+        driver().has_kernel(l.kernel)
+    });
+    TcTile::ALL.into_iter().chain(hopper).collect()
+}
+
 #[test]
 fn forward_every_tile_and_loader() {
     let s = every_tile_shape();
-    for tile in TcTile::ALL {
+    for tile in forward_tiles() {
         for &general in tile.loaders() {
             check_forward(&s, &conv_tc_plan::forward_with(&s, tile, general), 400);
+        }
+    }
+}
+
+/// Hopper's wgmma forward (kernels/conv_wgmma_forward_sm90a.cu), every tile, on shapes that exercise
+/// its pipeline: a partial tile on both axes (M = 50, K = 40), a reduction of 36 slices (3x3, C = 128:
+/// the 4-stage ring wraps nine times), K = 264 (three column tiles of 128, two of 256, the last
+/// partial), and N = 1 with 1x1 stride 2.
+#[test]
+fn wgmma_forward_every_tile() {
+    let shapes = [
+        every_tile_shape(),
+        shape([1, 6, 6, 128], [72, 3, 3, 128], 1, 1),
+        shape([2, 5, 5, 32], [264, 1, 1, 32], 1, 0),
+        shape([1, 9, 9, 16], [128, 1, 1, 16], 2, 0),
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            let l = conv_tc_plan::forward_with(s, tile, false);
+            assert!(
+                driver().has_kernel(l.kernel),
+                "{} is not loaded on {}: the wgmma kernels need compute capability 9.0 (an H100 or \
+                 H200) or the emulator",
+                l.kernel,
+                driver().name()
+            );
+            check_forward(s, &l, 450 + i as u64);
         }
     }
 }

@@ -76,6 +76,9 @@ if ! step test-kernels 150 env RESNET_TEST_DRIVER=cuda device/kernels; then
 fi
 step test-conv-kernels 150 env RESNET_TEST_DRIVER=cuda device/conv_kernels
 step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
+# Hopper's wgmma (sm_90a), never run on a GPU before: its building blocks, then the convolution
+# forward built on it (in conv_tc, with every other tile).
+step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma
 step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda device/conv_tc
 step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
 step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision
@@ -118,12 +121,12 @@ step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RA
 fi
 
 if in_phase 2; then
-for suite in conv_tc bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
+for suite in conv_tc wgmma bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
     sanitize memcheck "$suite" 120
 done
 # The input kernel's own tests (the whole-run ones start CLI processes: too slow under the tool).
 sanitize memcheck device_data 90 bit_for_bit rounded_once streamed
-for suite in conv_tc bf16_kernels kernels conv_kernels tensor_core; do
+for suite in conv_tc wgmma bf16_kernels kernels conv_kernels tensor_core; do
     sanitize racecheck "$suite" 120
 done
 # Checks already passed on an H200 (docs/h200/2026-12-04-call2); FULL=1 runs them again: other data formats, and `--device auto` without kernels.

@@ -129,7 +129,7 @@ fn forward_stores_staged_and_in_pairs() {
     .iter()
     .enumerate()
     {
-        for tile in TcTile::ALL {
+        for tile in forward_tiles() {
             for &general in tile.loaders() {
                 if !general && !conv_tc_plan::forward_vectorizable(s) {
                     continue;

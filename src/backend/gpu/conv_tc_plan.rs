@@ -35,9 +35,15 @@
 //! vector kernels.)
 //! Layouts: x, y, dy, dx, addend bf16 NHWC; w bf16 KRSC; dw fp32 KRSC.
 //!
-//! Only `128x128w64` (4 stages, 65536 bytes) uses more than 48 KiB of dynamic shared memory: its
-//! launches need `Driver::set_max_dynamic_shared` first ([`TcLaunch::needs_shared_opt_in`]). The
-//! plan does not pick it yet; the tile sweep (`benches/tc_tiles.rs`) measures it against the others.
+//! Hopper's wgmma tiles ([`TcTile::HOPPER`]) have forward kernels only:
+//! `conv2d_wgmma_forward[_stats]_{BMxBN}_bf16` (the same params as `conv2d_tc_forward[_stats]_*`;
+//! kernels/conv_wgmma_forward_sm90a.cu), vector loader only, on compute capability 9.0 and in the
+//! emulator.
+//!
+//! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles use more than 48 KiB of dynamic shared
+//! memory: their launches need `Driver::set_max_dynamic_shared` first
+//! ([`TcLaunch::needs_shared_opt_in`]). The plan picks none of them yet; the tile sweep
+//! (`benches/tc_tiles.rs`) measures them against the others.
 
 use super::conv_plan::ConvShape;
 
@@ -124,9 +130,19 @@ pub enum TcTile {
     /// workhorse shape, fewer ldmatrix per mma than `T128x128`'s 64 x 32 warp tiles, at about 250
     /// registers a thread. In the sweep only, until an H200 shows where it wins.
     T128x128W64,
+    /// Hopper (sm_90a, `wgmma`; kernels/conv_wgmma.cuh), forward only: 128 x 128, two warpgroups of
+    /// 64 x 128, 4 stages plus 1 KiB of alignment, 66560 bytes (an opt-in). Its kernels load on
+    /// compute capability 9.0 alone ([`TcTile::HOPPER`]).
+    H128x128,
+    /// Hopper, forward only: 128 x 256, two warpgroups of 64 x 256 (128 accumulators a thread), 99328
+    /// bytes: the widest outputs (K >= 256).
+    H128x256,
+    /// Hopper, forward only: 64 x 128, one warpgroup, 50176 bytes: more blocks for smaller layers.
+    H64x128,
 }
 
 impl TcTile {
+    /// The mma.sync tiles (sm_80 and newer), which have kernels for every pass.
     pub const ALL: [TcTile; 6] = [
         TcTile::T128x128,
         TcTile::T64x64,
@@ -136,12 +152,23 @@ impl TcTile {
         TcTile::T128x128W64,
     ];
 
+    /// The wgmma tiles: forward kernels only (`conv2d_wgmma_forward[_stats]_{BMxBN}_bf16`), in
+    /// kernels/conv_wgmma_forward_sm90a.cu, present on a GPU of compute capability 9.0 and in the
+    /// emulator (`Driver::has_kernel` says). The plan does not pick them yet: the tile sweep
+    /// (`benches/tc_tiles.rs`) measures them against the mma.sync tiles.
+    pub const HOPPER: [TcTile; 3] = [TcTile::H128x128, TcTile::H128x256, TcTile::H64x128];
+
+    /// Whether this is a wgmma tile ([`TcTile::HOPPER`]).
+    pub const fn is_hopper(self) -> bool {
+        matches!(self, TcTile::H128x128 | TcTile::H128x256 | TcTile::H64x128)
+    }
+
     /// The loaders the tile has kernels for: the vector one (`false`) always, the general one
     /// (`true`, element gathers for C or K not a multiple of 8) on all but `T128x128W64`, where it
     /// would spill registers and would serve only the C = 3 stems, which never take that tile.
     pub const fn loaders(self) -> &'static [bool] {
         match self {
-            TcTile::T128x128W64 => &[false],
+            TcTile::T128x128W64 | TcTile::H128x128 | TcTile::H128x256 | TcTile::H64x128 => &[false],
             _ => &[false, true],
         }
     }
@@ -155,6 +182,9 @@ impl TcTile {
             TcTile::T64x16 => "64x16",
             TcTile::T32x64 => "32x64",
             TcTile::T128x128W64 => "128x128w64",
+            TcTile::H128x128 => "wgmma128x128",
+            TcTile::H128x256 => "wgmma128x256",
+            TcTile::H64x128 => "wgmma64x128",
         }
     }
 
@@ -167,6 +197,9 @@ impl TcTile {
             TcTile::T64x16 => (64, 16, 128, 4),
             TcTile::T32x64 => (32, 64, 128, 4),
             TcTile::T128x128W64 => (128, 128, 128, 4),
+            TcTile::H128x128 => (128, 128, 256, 4),
+            TcTile::H128x256 => (128, 256, 256, 4),
+            TcTile::H64x128 => (64, 128, 128, 4),
         }
     }
 
@@ -182,10 +215,16 @@ impl TcTile {
         self.params().2
     }
 
-    /// Dynamic shared memory: stages * (BM + BN) * BK bf16.
+    /// Dynamic shared memory: stages * (BM + BN) * BK bf16, plus for the wgmma tiles the room to
+    /// move the pipeline to a 1024-byte boundary (`wgmma_smem_bytes` in kernels/conv_wgmma.cuh).
     pub const fn shared_bytes(self) -> u32 {
         let (bm, bn, _, stages) = self.params();
-        (stages * (bm + bn) * BLOCK_K * 2) as u32
+        let slack = if self.is_hopper() {
+            WGMMA_SMEM_ALIGN
+        } else {
+            0
+        };
+        (stages * (bm + bn) * BLOCK_K * 2 + slack) as u32
     }
 
     const fn index(self) -> usize {
@@ -196,8 +235,44 @@ impl TcTile {
             TcTile::T64x16 => 3,
             TcTile::T32x64 => 4,
             TcTile::T128x128W64 => 5,
+            TcTile::H128x128 => 0,
+            TcTile::H128x256 => 1,
+            TcTile::H64x128 => 2,
         }
     }
+}
+
+/// The wgmma main loop's alignment slack (kWgmmaSmemAlign).
+const WGMMA_SMEM_ALIGN: usize = 1024;
+/// The wgmma forward kernels, indexed by `tile.index()` of a Hopper tile.
+const HOPPER_FORWARD_KERNELS: [&str; 3] = [
+    "conv2d_wgmma_forward_128x128_bf16",
+    "conv2d_wgmma_forward_128x256_bf16",
+    "conv2d_wgmma_forward_64x128_bf16",
+];
+const HOPPER_FORWARD_STATS_KERNELS: [&str; 3] = [
+    "conv2d_wgmma_forward_stats_128x128_bf16",
+    "conv2d_wgmma_forward_stats_128x256_bf16",
+    "conv2d_wgmma_forward_stats_64x128_bf16",
+];
+
+/// The forward (`stats`: with statistics) kernel of `tile` and loader, of either family.
+fn forward_kernel_of(tile: TcTile, general: bool, stats: bool) -> &'static str {
+    if tile.is_hopper() {
+        assert!(!general, "the wgmma tiles have vector-loader kernels only");
+        let table = if stats {
+            &HOPPER_FORWARD_STATS_KERNELS
+        } else {
+            &HOPPER_FORWARD_KERNELS
+        };
+        return table[tile.index()];
+    }
+    let table = if stats {
+        &FORWARD_STATS_KERNELS
+    } else {
+        &FORWARD_KERNELS
+    };
+    kernel_of(table, tile, general)
 }
 
 /// Reduction slice depth of every tile (kTcBlockK).
@@ -316,6 +391,11 @@ const BACKWARD_FILTER_KERNELS: KernelTable = [
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.
 fn kernel_of(table: &KernelTable, tile: TcTile, general: bool) -> &'static str {
     assert!(
+        !tile.is_hopper(),
+        "the {} tile has forward kernels only",
+        tile.name()
+    );
+    assert!(
         tile.loaders().contains(&general),
         "the {} tile has no general-loader kernels",
         tile.name()
@@ -354,7 +434,7 @@ pub fn forward_stats_with(
     general: bool,
 ) -> (TcLaunch, TcStatsPartition) {
     let [n, p, q, k] = shape.y;
-    let kernel = kernel_of(&FORWARD_STATS_KERNELS, tile, general);
+    let kernel = forward_kernel_of(tile, general, true);
     (
         launch(kernel, tile, n * p * q, k, 1),
         TcStatsPartition::new(tile, shape.y),
@@ -371,7 +451,7 @@ pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {
 pub fn forward_with(shape: &ConvShape, tile: TcTile, general: bool) -> TcLaunch {
     let [n, p, q, k] = shape.y;
     launch(
-        kernel_of(&FORWARD_KERNELS, tile, general),
+        forward_kernel_of(tile, general, false),
         tile,
         n * p * q,
         k,
@@ -574,9 +654,34 @@ mod tests {
         assert_eq!(TcTile::T64x16.shared_bytes(), 20480);
         assert_eq!(TcTile::T32x64.shared_bytes(), 24576);
         assert_eq!(TcTile::T128x128W64.shared_bytes(), 65536);
+        assert_eq!(TcTile::H128x128.shared_bytes(), 66560);
+        assert_eq!(TcTile::H128x256.shared_bytes(), 99328);
+        assert_eq!(TcTile::H64x128.shared_bytes(), 50176);
         let s = shape([8, 56, 56, 256], [512, 1, 1, 256], 1, 0);
         assert!(!forward(&s).needs_shared_opt_in());
         assert!(forward_with(&s, TcTile::T128x128W64, false).needs_shared_opt_in());
+        for tile in TcTile::HOPPER {
+            assert!(forward_with(&s, tile, false).needs_shared_opt_in());
+        }
+    }
+
+    #[test]
+    fn hopper_tiles_name_their_wgmma_forward_kernels() {
+        let s = shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1);
+        for tile in TcTile::HOPPER {
+            let (bm, bn) = (tile.bm(), tile.bn());
+            let launch = forward_with(&s, tile, false);
+            assert_eq!(
+                launch.kernel,
+                format!("conv2d_wgmma_forward_{bm}x{bn}_bf16")
+            );
+            assert_eq!(launch.block, (2 * bm as u32, 1, 1));
+            let stats = forward_stats_with(&s, tile, false).0;
+            assert_eq!(
+                stats.kernel,
+                format!("conv2d_wgmma_forward_stats_{bm}x{bn}_bf16")
+            );
+        }
     }
 
     #[test]

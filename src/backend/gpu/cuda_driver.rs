@@ -179,6 +179,11 @@ impl CudaDevice {
             .map_err(err("setting the memory pool's release threshold"))?;
         }
         for (stem, image) in embedded::FATBINS {
+            if !embedded::loads_on(stem, major, minor) {
+                // An sm_90a cubin elsewhere: its kernels are absent here (`has_kernel` says so),
+                // and nothing picks them by default.
+                continue;
+            }
             // The driver reads the fatbin header as 8-byte words; `include_bytes!` data is only
             // byte-aligned, so hand it an aligned copy.
             let mut aligned = vec![0u64; image.len().div_ceil(8)];
@@ -602,6 +607,10 @@ impl Driver for CudaDriver {
         // SAFETY: the event is live; an event never recorded counts as complete.
         let r = unsafe { result::event::synchronize(staging.event as usize as sys::CUevent) };
         self.check("waiting for an upload from staging memory", r)
+    }
+
+    fn has_kernel(&self, kernel: &str) -> bool {
+        self.device.functions.contains_key(kernel)
     }
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {

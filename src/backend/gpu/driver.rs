@@ -102,6 +102,10 @@ pub trait Driver: Send + Sync + 'static {
     /// emulator enforces the same rule.
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()>;
 
+    /// Whether `kernel` can be launched here: every kernel on the emulator; on a GPU, those of the
+    /// modules its compute capability loads (the `*_sm90a.cu` ones only on 9.0).
+    fn has_kernel(&self, kernel: &str) -> bool;
+
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
 
@@ -557,6 +561,10 @@ impl Driver for EmuDriver {
         })
     }
 
+    fn has_kernel(&self, kernel: &str) -> bool {
+        emu::param_sizes(kernel).is_ok()
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.refuse_in_capture("a synchronisation")
     }
@@ -718,6 +726,10 @@ impl Driver for DynDriver {
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {
         (**self).set_max_dynamic_shared(kernel, bytes)
+    }
+
+    fn has_kernel(&self, kernel: &str) -> bool {
+        (**self).has_kernel(kernel)
     }
 
     fn synchronize(&self) -> Result<()> {

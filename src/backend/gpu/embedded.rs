@@ -19,6 +19,20 @@ pub fn fatbin(stem: &str) -> Option<&'static [u8]> {
     FATBINS.iter().find(|(s, _)| *s == stem).map(|(_, b)| *b)
 }
 
+/// Whether `kernels/<stem>.cu` is Hopper-only (its name ends in `_sm90a`): build.rs gave it a cubin
+/// for sm_90a alone, which loads on a device of compute capability 9.0 exactly. Keep in step with
+/// build.rs's `is_hopper_only`.
+pub fn is_hopper_only(stem: &str) -> bool {
+    stem.ends_with("_sm90a")
+}
+
+/// Whether the module of `kernels/<stem>.cu` can load on a device of compute capability
+/// `major.minor`, given that the device fits the kernels at all ([`fit`]): the Hopper-only modules
+/// only on 9.0, the others everywhere.
+pub fn loads_on(stem: &str, major: u32, minor: u32) -> bool {
+    !is_hopper_only(stem) || (major, minor) == (9, 0)
+}
+
 /// How the embedded kernels would run on a GPU of compute capability `major.minor`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelFit {
@@ -90,6 +104,16 @@ mod tests {
             fit_among(&["sm_90a"], 9, 0),
             KernelFit::Ptx("compute_90a".into())
         );
+    }
+
+    #[test]
+    fn hopper_only_modules_load_on_compute_capability_9_0_alone() {
+        assert!(loads_on("conv_tc_forward", 8, 0));
+        assert!(loads_on("conv_tc_forward", 10, 0));
+        assert!(loads_on("conv_wgmma_forward_sm90a", 9, 0));
+        assert!(!loads_on("conv_wgmma_forward_sm90a", 8, 9));
+        assert!(!loads_on("conv_wgmma_forward_sm90a", 10, 0));
+        assert!(!loads_on("conv_wgmma_forward_sm90a", 12, 0));
     }
 
     #[test]

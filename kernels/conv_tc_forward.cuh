@@ -1,0 +1,122 @@
+// conv_tc_forward.cuh: the body of the tensor-core convolution forward (math, layouts and GEMM view
+// in conv_tc_forward.cu's header), shared by the sm_80 kernels there and the Hopper (wgmma) kernels of
+// conv_wgmma_forward_sm90a.cu: the loaders and epilogues are written once, and `MainLoop` (a policy
+// with `run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b)`) is the only part that
+// differs: TcMmaSyncLoop (conv_tc.cuh: ldmatrix + mma.sync) or TcWgmmaLoop (conv_wgmma.cuh).
+#ifndef RESNET_CUDA_CONV_TC_FORWARD_CUH
+#define RESNET_CUDA_CONV_TC_FORWARD_CUH
+
+#include "conv_tc_epilogue.cuh"
+#include "conv_tc_stats.cuh"
+
+template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop>
+__device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                                                bf16* __restrict__ y, float* __restrict__ stats,
+                                                const ConvDims& d) {
+    if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
+    using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
+    using BChunks = TcChunks<Tile::BN, Tile::BK, Tile::THREADS>;
+    const int H = d.H, W = d.W, C = d.C, K = d.K, S = d.S;
+    const int M = d.N * d.P * d.Q, RSC = d.R * S * C;
+    const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
+    const int tid = threadIdx.x;
+
+    // This thread's A rows (output pixels): the image's offset and the input corner of tap (0, 0).
+    long long a_image[AChunks::PER_THREAD];
+    int a_h0[AChunks::PER_THREAD], a_w0[AChunks::PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+        const int m = m0 + AChunks::row(tid, j);
+        a_image[j] = 0;
+        a_h0[j] = kConvInvalid;
+        a_w0[j] = kConvInvalid;
+        if (AChunks::owns(tid, j) && m < M) {
+            const int q = m % d.Q, np = m / d.Q;
+            const int p = np % d.P, n = np / d.P;
+            a_image[j] = static_cast<long long>(n) * H * W * C;
+            a_h0[j] = p * d.stride - d.pad;
+            a_w0[j] = q * d.stride - d.pad;
+        }
+    }
+    const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
+
+    TcReductionIndex tap;  // this thread's A chunk's (r, s, c), carried from slice to slice
+    auto load_a = [&](bf16* tile, int k0) {
+        if constexpr (VEC) {
+            // The 8 channels of this chunk share one tap (C % 8 == 0).
+            const int kr = k0 + 8 * a_col;
+            tap.seek(kr, S, C);
+            const int r = tap.outer, s = tap.middle, c = tap.channel;
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                const int h = a_h0[j] + r, ww = a_w0[j] + s;
+                const bool ok = kr < RSC && h >= 0 && h < H && ww >= 0 && ww < W;
+                const bf16* src = ok ? x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c : x;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
+            }
+        } else {
+            int r[8], s[8], c[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int kr = k0 + 8 * a_col + e;
+                const int rs = kr / C;
+                c[e] = kr - rs * C;
+                r[e] = kr < RSC ? rs / S : kConvInvalid;  // invalid taps fail the bounds test below
+                s[e] = rs - (rs / S) * S;
+            }
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int h = a_h0[j] + r[e], ww = a_w0[j] + s[e];
+                    const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
+                    bits[e] = ok ? tc_bits(x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c[e]) : 0;
+                }
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), bits);
+            }
+        }
+    };
+
+    // B rows are output channels k; each row's reduction run w[k][0..RSC) is contiguous.
+    auto load_b = [&](bf16* tile, int k0) {
+        const int kr = k0 + 8 * b_col;
+#pragma unroll
+        for (int j = 0; j < BChunks::PER_THREAD; ++j) {
+            if (!BChunks::owns(tid, j)) continue;
+            const int row = BChunks::row(tid, j), k = n0 + row;
+            const bf16* base = w + static_cast<long long>(k) * RSC + kr;
+            if constexpr (VEC) {
+                const bool ok = k < K && kr < RSC;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(row, b_col), ok ? base : w, ok);
+            } else {
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) bits[e] = (k < K && kr + e < RSC) ? tc_bits(base + e) : 0;
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(row, b_col), bits);
+            }
+        }
+    };
+
+    float acc[Tile::MI][Tile::NI][4];
+    const int slices = (RSC + Tile::BK - 1) / Tile::BK;
+    MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+
+    if constexpr (STATS) tc_round_to_bf16<Tile>(acc);  // the statistics are of the stored values
+    if (tc_staged_store_ok(K, y)) {
+        // 16-byte stores through shared memory (conv_tc_epilogue.cuh); row m of C is y[m][0..K).
+        tc_store_tile_bf16<Tile>(acc, dynamic_shared_memory<bf16>(), m0, n0, M, K,
+                                 [&](int m) { return y + static_cast<long long>(m) * K; });
+    } else {
+        const bool paired = K % 2 == 0;
+        tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int k, float v0, float v1) {
+            if (m < M && k < K) tc_store_bf16_pair(y + static_cast<long long>(m) * K + k, v0, v1, k + 1 < K, paired);
+        });
+    }
+    // (Its first barrier also ends the staged store's shared-memory reads before the tile is reused.)
+    if constexpr (STATS) tc_channel_statistics<Tile>(acc, m0, n0, M, K, dynamic_shared_memory<float>(), stats);
+}
+
+#endif

@@ -1,0 +1,147 @@
+// conv_wgmma.cuh: Hopper's main loop for the tensor-core convolutions (sm_90a only: wgmma.mma_async),
+// a drop-in for conv_tc.cuh's tc_mainloop behind the same loader contract and the same epilogues.
+//
+// What changes against tc_mainloop (mma.sync): a warpgroup (4 warps, 128 threads) multiplies its
+// 64 rows of the A tile by the whole B tile with one wgmma.m64nBNk16 per 16-deep step, both operands
+// read by the tensor cores straight from shared memory through descriptors: no ldmatrix, no operand
+// registers, and the multiply runs asynchronously while the warps issue the next stage's cp.async.
+// On an H100/H200 that is the only way to the tensor cores' full rate; mma.sync reaches well under
+// half of it (GPU-NOTES.md).
+//
+// Tiles (TcTile<BM, BN, BM / 16, 1, STAGES>): BM / 64 warpgroups, warpgroup wg owning rows
+// 64 wg .. 64 wg + 63 and all BN columns. Its fp32 accumulators are the m64nBNk16 D fragment: warp
+// w % 4 of the warpgroup holds rows 16 (w % 4) + g and + 8 (g = lane / 4), columns 8 j + 2 t, + 1
+// (t = lane % 4) in registers 4 j .. 4 j + 3, which is exactly acc[0][j][0..3] of a TcTile whose warps
+// are 16 x BN (WARPS_M = BM / 16, WARPS_N = 1): the epilogues' fragment walk (tc_for_each_pair)
+// needs no change.
+//
+// Shared operands: the loaders' tiles as they are, rows of BK = 32 bf16 (64 bytes) with 16-byte chunk
+// `c` of row `r` at chunk c ^ ((r / 2) % 4) (tc_swizzle<4>). Read as addresses, that XORs bits 4-5 of
+// the byte offset with bits 7-8: the 64-byte swizzle of wgmma's K-major canonical layout, provided each
+// tile starts at a multiple of 512 bytes of the shared window (the swizzle is a function of the
+// address). So: A and B descriptors are K-major (no transpose), swizzle B64, stride byte offset 512
+// (8 rows of 64 bytes between consecutive 8-row core-matrix groups), the leading byte offset unused
+// (a 16-deep step is 32 bytes, inside one 64-byte swizzle row), and the second 16-deep step of a slice
+// starts 32 bytes further. The pipeline's base is rounded up to 1024 bytes of the shared window (the
+// launch asks for 1 KiB more than the stages), and every stage is a multiple of 512 bytes.
+// wgmma_fence_operand (no instruction) pins the accumulators in registers around the fences and
+// waits, which name no registers and so would not stop the compiler moving accesses across them.
+//
+// Pipeline (STAGES >= 3), per slice i of BK:
+//   cp.async.wait_group STAGES - 3   this thread's copies of slice i have landed
+//   fence.proxy.async                 ... and are visible to the async proxy that wgmma reads through
+//   __syncthreads                     everyone's have; every warpgroup's wgmma of slice i - 2 retired
+//   cp.async slice i + STAGES - 2     into the stage slice i - 2 used, now free
+//   wgmma.fence; 2 x wgmma (k 0-15, 16-31, chained on the accumulators); commit
+//   wgmma.wait_group 1                slice i - 1's multiply has retired (slice i's may still run)
+// So one multiply stays in flight across the barrier, and STAGES - 2 slices of loads ahead of it.
+#ifndef RESNET_CUDA_CONV_WGMMA_CUH
+#define RESNET_CUDA_CONV_WGMMA_CUH
+
+#include "conv_tc.cuh"
+#include "wgmma.cuh"
+
+// The Hopper tiles (kernels in conv_wgmma_forward_sm90a.cu; TcTile::H* in conv_tc_plan.rs).
+using WgTile128x128 = TcTile<128, 128, 8, 1, 4>;  // 2 warpgroups of 64 x 128; 64 acc/thread
+using WgTile128x256 = TcTile<128, 256, 8, 1, 4>;  // 2 warpgroups of 64 x 256; 128 acc/thread
+using WgTile64x128 = TcTile<64, 128, 4, 1, 4>;    // 1 warpgroup of 64 x 128; 64 acc/thread
+
+// Bytes the pipeline's base may move to reach a 1024-byte boundary of the shared window.
+constexpr int kWgmmaSmemAlign = 1024;
+
+// Dynamic shared memory of a Hopper tile's launch: the stages plus the alignment slack.
+template <class Tile>
+constexpr int wgmma_smem_bytes() {
+    return Tile::SMEM_BYTES + kWgmmaSmemAlign;
+}
+
+// The 64-byte-swizzled K-major layout's stride between 8-row groups: 8 rows of BK bf16.
+constexpr std::uint32_t kWgmmaGroupStride = 8 * kTcBlockK * 2;
+// Unused by swizzled K-major operands whose 16-deep step lies inside one swizzle row; PTX code
+// conventionally encodes 1 (16 bytes).
+constexpr std::uint32_t kWgmmaUnusedLeading = 16;
+
+struct TcWgmmaLoop {
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
+    __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
+                                               LoadA&& load_a, LoadB&& load_b) {
+        static_assert(!A_K_MAJOR && !B_K_MAJOR, "both operands stored with the reduction contiguous (MK, NK)");
+        static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
+                      "warps of 16 x BN, four to a warpgroup");
+        static_assert(Tile::BK == 32 && Tile::STAGES >= 3, "64-byte rows; one multiply in flight needs 3 stages");
+        static_assert((Tile::A_ELEMS * 2) % 512 == 0 && (Tile::B_ELEMS * 2) % 512 == 0,
+                      "stages keep the 512-byte alignment of the swizzle");
+        constexpr int STAGES = Tile::STAGES;
+        constexpr int BN = Tile::BN;
+
+        bf16* const a_tiles = wgmma_aligned(smem);
+        bf16* const b_tiles = a_tiles + STAGES * Tile::A_ELEMS;
+        const int warpgroup = threadIdx.x / 128;
+        float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
+
+#pragma unroll
+        for (int j = 0; j < Tile::NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
+        wgmma_fence_operand<BN>(d);  // the zeros are in the registers before the first wgmma
+
+#pragma unroll
+        for (int s = 0; s < STAGES - 2; ++s) {
+            if (s < slices) {
+                load_a(a_tiles + s * Tile::A_ELEMS, s * Tile::BK);
+                load_b(b_tiles + s * Tile::B_ELEMS, s * Tile::BK);
+            }
+            cp_async_commit_group();  // possibly empty: group g always holds slice g
+        }
+
+        int read_stage = 0, write_stage = STAGES - 2;
+        for (int slice = 0; slice < slices; ++slice) {
+            cp_async_wait_group<STAGES - 3>();
+            fence_proxy_async_shared();
+            __syncthreads();
+            const int next = slice + STAGES - 2;
+            if (next < slices) {
+                load_a(a_tiles + write_stage * Tile::A_ELEMS, next * Tile::BK);
+                load_b(b_tiles + write_stage * Tile::B_ELEMS, next * Tile::BK);
+            }
+            cp_async_commit_group();
+
+            const bf16* a_tile = a_tiles + read_stage * Tile::A_ELEMS + warpgroup * 64 * Tile::BK;
+            const bf16* b_tile = b_tiles + read_stage * Tile::B_ELEMS;
+            // The descriptors before the fence: ptxas adds fences around code between it and wgmma.
+            std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
+#pragma unroll
+            for (int step = 0; step < Tile::BK / 16; ++step) {
+                a_desc[step] = wgmma_operand(a_tile + 16 * step);
+                b_desc[step] = wgmma_operand(b_tile + 16 * step);
+            }
+            wgmma_fence_operand<BN>(d);
+            wgmma_fence();
+#pragma unroll
+            for (int step = 0; step < Tile::BK / 16; ++step) wgmma_m64k16_bf16<BN>(d, a_desc[step], b_desc[step]);
+            wgmma_commit_group();
+            wgmma_wait_group<1>();
+            wgmma_fence_operand<BN>(d);
+            read_stage = read_stage + 1 == STAGES ? 0 : read_stage + 1;
+            write_stage = write_stage + 1 == STAGES ? 0 : write_stage + 1;
+        }
+        wgmma_wait_group<0>();
+        wgmma_fence_operand<BN>(d);  // the epilogue's reads of acc stay after the wait
+        cp_async_wait_all();
+    }
+
+  private:
+    // The descriptor of a K-major operand whose 8-row groups start at `rows` (see the header).
+    __device__ static __forceinline__ std::uint64_t wgmma_operand(const bf16* rows) {
+        return wgmma_descriptor(rows, kWgmmaUnusedLeading, kWgmmaGroupStride, WgmmaSwizzle::B64);
+    }
+
+    // `smem` moved up to the next 1024-byte boundary of the shared window.
+    __device__ static __forceinline__ bf16* wgmma_aligned(bf16* smem) {
+        const std::uint32_t offset = ::shared_window_address(smem);  // (not emu:: by ADL)
+        const std::uint32_t pad = (kWgmmaSmemAlign - offset % kWgmmaSmemAlign) % kWgmmaSmemAlign;
+        return reinterpret_cast<bf16*>(reinterpret_cast<unsigned char*>(smem) + pad);
+    }
+};
+
+#endif
