@@ -10,15 +10,20 @@
 // The operation (PTX ISA 9.7.15.5.2, wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16):
 //   D[64][N] += A[64][16] B[16][N], fp32 accumulators, over a *warpgroup*: the 4 consecutive warps
 //   4q .. 4q+3 of the block (128 threads; every thread executes every wgmma instruction, with the
-//   same descriptors). A and B are read from shared memory through descriptors, both "K-major":
-//   A as 64 rows of 16 k values, B as N rows (one per output column) of 16 k values.
+//   same descriptors). A and B are read from shared memory through descriptors, each either
+//   "K-major" (imm-trans 0: A as 64 rows of 16 k values, B as N rows, one per output column, of 16 k
+//   values) or "MN-major" (imm-trans 1, "transposed": A as 16 k rows of 64 m values, B as 16 k rows
+//   of N n values), chosen per operand by wgmma_m64k16_bf16's template arguments.
 // D fragments (9.7.15.5.1.1.1, "Matrix Fragments for wgmma.mma_async.m64nNk16", figure for D): thread
 //   with warp w (0..3 within the warpgroup), lane l, g = l / 4, t = l % 4 owns N/2 floats:
 //     d[4j + 0], d[4j + 1] = D[16w + g][8j + 2t], D[16w + g][8j + 2t + 1]
 //     d[4j + 2], d[4j + 3] = D[16w + g + 8][8j + 2t], D[16w + g + 8][8j + 2t + 1]      (j < N / 8)
 //   (the ISA gives this as a figure; CUTLASS's CLayout_64xN encodes the same map.)
 //
-// Shared-memory layouts (9.7.15.5.1.2, K-major canonical layouts, bf16: a "chunk" is 16 bytes = 8 k):
+// Shared-memory layouts (9.7.15.5.1.2, "Shared Memory Matrix Layout", and 9.7.15.5.1.2.1.3,
+// "Canonical Layouts"; bf16: a "chunk" is 16 bytes = 8 elements, consecutive along the major
+// dimension).
+// K-major (a chunk holds 8 consecutive k of one row; rows are m for A, n for B):
 //   no swizzle: "core matrices" of 8 rows x 16 bytes (128 contiguous bytes, row r at 16 r). The chunk
 //     (row r, k chunk c in {0, 1}) is at start + (r / 8) SBO + c LBO + 16 (r % 8).
 //   32/64/128-byte swizzle: rows of S = 32/64/128 bytes, 8 rows (an "atom" of 8 x S bytes) stored
@@ -28,18 +33,34 @@
 //     lies in one atom row. To take the second k16 slice of a 64- or 128-byte row, advance the start
 //     address by 32 bytes: the XOR is applied to the summed address, so it finds the chunks where a
 //     kernel that swizzled by the same rule stored them.
-//   The XOR acts on absolute address bits (what the descriptor's base-offset field implies: it is 0
-//   exactly when the pattern starts at a multiple of its repeat, 8 x S = 256, 512, 1024 bytes, and
-//   this header always writes 0), so it equals a kernel's own row/chunk swizzle when the tile starts
-//   at such a multiple. E.g. 64-byte rows with chunk c of row r stored at c ^ ((r / 2) % 4)
-//   (conv_tc.cuh's tc_swizzle) are the 64-byte swizzle for a tile at a multiple of 512. Keep wgmma
-//   tiles in dynamic shared memory at 1024-byte multiples from its start, in a kernel without static
-//   shared memory: its start is then 1024-aligned in the window (the emulator puts it at 1024, see
-//   emu_wgmma.h; tests/wgmma.rs checks the GPU's).
+// MN-major (a chunk holds 8 consecutive m (A) or n (B) of one k; the ISA's LBO/SBO tables call the
+// 16-byte MN chunks "rows" and the k "columns"):
+//   no swizzle ("interleave"): core matrices of 8 k x 16 bytes (k at 16 k); the chunk (k, MN chunk
+//     c, elements 8c .. 8c+7) is at start + c SBO + (k / 8) LBO + 16 (k % 8): LBO = bytes from k 0-7
+//     to k 8-15, SBO = bytes from one MN chunk to the next.
+//   32/64/128-byte swizzle: "panels" of W = S/16 chunks (S/2 MN elements); a panel's k row is S
+//     contiguous bytes, 8 k rows (8 x S bytes) one atom; the chunk (k, c) is at
+//     start + (c / W) LBO + (k / 8) SBO + S (k % 8) + 16 (c % W), then the same address-bit XOR.
+//     LBO = bytes from one panel to the next (the repeat along MN, read only when the operand spans
+//     several panels: N > 64 with the 128-byte swizzle), SBO = bytes from k 0-7 to k 8-15. The start
+//     is the first chunk of a k row (start % S = 0 once the operand spans a whole row). The second
+//     k16 step of a tile starts 16 k rows later: start + 16 S (+ 2048 with the 128-byte swizzle, a
+//     1024-byte multiple, so the XOR pattern does not shift).
+//   E.g. [k][64] bf16 panels stored row-major (128-byte rows) with chunk c of row k at c ^ (k % 8),
+//   panels `panel_stride_bytes` apart, at 1024-byte multiples of the window: the 128-byte MN-major
+//   layout with LBO = panel_stride_bytes, SBO = 1024 (wgmma_mn_major_descriptor).
+// The XOR acts on absolute address bits (what the descriptor's base-offset field implies: it is 0
+// exactly when the pattern starts at a multiple of its repeat, 8 x S = 256, 512, 1024 bytes, and
+// this header always writes 0), so it equals a kernel's own row/chunk swizzle when the tile starts
+// at such a multiple. E.g. 64-byte rows with chunk c of row r stored at c ^ ((r / 2) % 4)
+// (conv_tc.cuh's tc_swizzle) are the 64-byte swizzle for a tile at a multiple of 512. Keep wgmma
+// tiles in dynamic shared memory at 1024-byte multiples from its start, in a kernel without static
+// shared memory: its start is then 1024-aligned in the window (the emulator puts it at 1024, see
+// emu_wgmma.h; tests/wgmma.rs checks the GPU's).
 //
 // Rules a kernel must follow (the emulator fails a launch that breaks one, except where noted):
 //   - every wgmma function is executed by all 128 threads of the warpgroup, with equal arguments
-//     (descriptors, N, wait counts); a block's thread count is a multiple of 128;
+//     (descriptors, N, transposes, wait counts); a block's thread count is a multiple of 128;
 //   - wgmma_fence() after the warpgroup's last access to the accumulator registers and before the
 //     first wgmma_m64k16_bf16 that uses them; wgmmas of one shape may chain on the same accumulators
 //     without a fence in between (the emulator sees no register access, so it demands the fence
@@ -81,7 +102,9 @@ __device__ __forceinline__ std::uint32_t shared_window_address(const void* smem)
 // 16-29 leading dimension byte offset (LBO), 32-45 stride dimension byte offset (SBO), each encoded
 // as (x & 0x3FFFF) >> 4; bits 49-51 base offset (0 here); bits 62-63 swizzle mode. Byte offsets must
 // be multiples of 16. K-major: SBO = bytes from one group of 8 rows to the next; LBO = bytes from
-// the first 16-byte k chunk to the second without swizzle, unused with one (pass 16).
+// the first 16-byte k chunk to the second without swizzle, unused with one (pass 16). MN-major: see
+// the layouts above (9.7.15.5.1.2.1.1 "Leading Dimension Byte Offset", 9.7.15.5.1.2.1.2 "Stride
+// Dimension Byte Offset"; swizzled: LBO = the MN panel stride, SBO = the 8-k-row stride).
 __device__ __forceinline__ std::uint64_t wgmma_descriptor(const void* smem, std::uint32_t leading_byte_offset,
                                                           std::uint32_t stride_byte_offset, WgmmaSwizzle swizzle) {
 #if defined(__CUDACC__)
@@ -92,6 +115,14 @@ __device__ __forceinline__ std::uint64_t wgmma_descriptor(const void* smem, std:
     return ((start & 0x3FFFF) >> 4) | ((static_cast<std::uint64_t>(leading_byte_offset) & 0x3FFFF) >> 4) << 16 |
            ((static_cast<std::uint64_t>(stride_byte_offset) & 0x3FFFF) >> 4) << 32 |
            static_cast<std::uint64_t>(swizzle) << 62;
+}
+
+// Descriptor of an MN-major bf16 operand in 128-byte-swizzled panels of 64 MN elements (the example
+// in the layouts above): `start` = the operand's first element (k row 0 of panel 0; for the k16 step
+// at k offset kk, panel 0 + 128 kk bytes), `panel_stride_bytes` = bytes between consecutive panels
+// (LBO; SBO = 8 k rows of 128 bytes). Panels at 1024-byte multiples of the window.
+__device__ __forceinline__ std::uint64_t wgmma_mn_major_descriptor(const void* start, std::uint32_t panel_stride_bytes) {
+    return wgmma_descriptor(start, panel_stride_bytes, 1024, WgmmaSwizzle::B128);
 }
 
 // wgmma.fence.sync.aligned: orders the warpgroup's earlier register accesses before the register
@@ -162,34 +193,36 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
         RESNET_WG_R8(96, 97, 98, 99, 100, 101, 102, 103) ", " RESNET_WG_R8(104, 105, 106, 107, 108, 109, 110, 111) \
         ", " RESNET_WG_R8(112, 113, 114, 115, 116, 117, 118, 119) ", " RESNET_WG_R8(120, 121, 122, 123, 124, 125, \
                                                                                    126, 127)
-// scale-d 1 (D = A B + D), imm-scale-a/b 1 (no negation), imm-trans-a/b 0 (both K-major). No "memory"
-// clobber: the instruction only starts; its shared-memory reads are ordered by the fences and waits.
-#define RESNET_WGMMA_ASM(n, regs, a_op, b_op, ...)                                                      \
+// scale-d 1 (D = A B + D), imm-scale-a/b 1 (no negation), imm-trans-a/b from the template (operands
+// a_op, b_op: the descriptors; ta_op, tb_op: the transpose immediates). No "memory" clobber: the
+// instruction only starts; its shared-memory reads are ordered by the fences and waits.
+#define RESNET_WGMMA_ASM(n, regs, a_op, b_op, ta_op, tb_op, ...)                                         \
     asm volatile("wgmma.mma_async.sync.aligned.m64n" #n "k16.f32.bf16.bf16 {" regs "}, " a_op ", " b_op \
-                 ", 1, 1, 1, 0, 0;\n"                                                                 \
+                 ", 1, 1, 1, " ta_op ", " tb_op ";\n"                                                  \
                  : __VA_ARGS__                                                                        \
-                 : "l"(a_desc), "l"(b_desc))
+                 : "l"(a_desc), "l"(b_desc), "n"(A_MN_MAJOR ? 1 : 0), "n"(B_MN_MAJOR ? 1 : 0))
 
 // d: this thread's N/2 accumulators (fragment order above), updated in place; a_desc: A (64 x k16),
-// b_desc: B (N x k16), both K-major. Issues the operation; d may be read only after a
-// wgmma_wait_group that retires a group containing it.
-template <int N>
+// b_desc: B (N x k16), each K-major, or MN-major when A_MN_MAJOR / B_MN_MAJOR (imm-trans-a /
+// imm-trans-b = 1). Issues the operation; d may be read only after a wgmma_wait_group that retires a
+// group containing it.
+template <int N, bool A_MN_MAJOR = false, bool B_MN_MAJOR = false>
 __device__ __forceinline__ void wgmma_m64k16_bf16(float* d, std::uint64_t a_desc, std::uint64_t b_desc) {
     static_assert(N == 16 || N == 32 || N == 64 || N == 128 || N == 256, "wgmma m64nNk16 with N in 16, 32, 64, 128, 256");
 #if defined(__CUDA_ARCH__)
     if constexpr (N == 16) {
-        RESNET_WGMMA_ASM(16, RESNET_WG_REGS8, "%8", "%9", RESNET_WG_F8(0));
+        RESNET_WGMMA_ASM(16, RESNET_WG_REGS8, "%8", "%9", "%10", "%11", RESNET_WG_F8(0));
     } else if constexpr (N == 32) {
-        RESNET_WGMMA_ASM(32, RESNET_WG_REGS16, "%16", "%17", RESNET_WG_F8(0), RESNET_WG_F8(8));
+        RESNET_WGMMA_ASM(32, RESNET_WG_REGS16, "%16", "%17", "%18", "%19", RESNET_WG_F8(0), RESNET_WG_F8(8));
     } else if constexpr (N == 64) {
-        RESNET_WGMMA_ASM(64, RESNET_WG_REGS32, "%32", "%33", RESNET_WG_F32(0));
+        RESNET_WGMMA_ASM(64, RESNET_WG_REGS32, "%32", "%33", "%34", "%35", RESNET_WG_F32(0));
     } else if constexpr (N == 128) {
-        RESNET_WGMMA_ASM(128, RESNET_WG_REGS64, "%64", "%65", RESNET_WG_F64(0));
+        RESNET_WGMMA_ASM(128, RESNET_WG_REGS64, "%64", "%65", "%66", "%67", RESNET_WG_F64(0));
     } else {
-        RESNET_WGMMA_ASM(256, RESNET_WG_REGS128, "%128", "%129", RESNET_WG_F128(0));
+        RESNET_WGMMA_ASM(256, RESNET_WG_REGS128, "%128", "%129", "%130", "%131", RESNET_WG_F128(0));
     }
 #elif !defined(__CUDACC__)
-    emu::WgmmaLane lane{d, a_desc, b_desc, N};
+    emu::WgmmaLane lane{d, a_desc, b_desc, N, A_MN_MAJOR, B_MN_MAJOR};
     emu::wgmma_collective(emu::WarpgroupOp::mma_async, &lane, N);
 #endif
 }

@@ -18,6 +18,21 @@
 //   128 B: rows of 128 bytes (half used): chunk (r, kc) at 128 r + 16 (kc ^ (r % 8)): SBO = 1024; k
 //          step s starts at + 32 s.
 //
+// MN-major ("transposed", imm-trans 1) operands: the source is the operand's transpose, at[32][64W]
+// (A as k rows of m) or b[32][N] (B as k rows of n). A tile of R MN elements (R = 64W, or N) by 32 k
+// holds the 16-byte chunk (k row k, MN chunk c: elements 8c .. 8c+7) in the canonical MN-major
+// layout of `swizzle` (wgmma.cuh), again written as a row/chunk XOR (mn_swizzled_offset):
+//   128 B: panels of 64 MN elements, panel p at 4096 p (32 k rows of 128 bytes); chunk (k, c) at
+//          4096 (c / 8) + 128 k + 16 ((c % 8) ^ (k % 8)): LBO = 4096 (panel stride), SBO = 1024 (8 k
+//          rows); k step s starts at + 2048 s (wgmma_mn_major_descriptor).
+//   64 B:  panels of 32 at 2048 p; chunk at 2048 (c / 4) + 64 k + 16 ((c % 4) ^ ((k / 2) % 4)):
+//          LBO = 2048, SBO = 512; k step s at + 1024 s.
+//   32 B:  panels of 16 at 1024 p; chunk at 1024 (c / 2) + 32 k + 16 ((c % 2) ^ ((k / 4) % 2)):
+//          LBO = 1024, SBO = 256; k step s at + 512 s.
+//   none:  core matrices of 8 k x 16 bytes; chunk at 512 c + 16 k: LBO = 128 (k 0-7 to 8-15), SBO =
+//          512 (one MN chunk to the next); k step s at + 256 s.
+//   In every mode the operand starting at MN element r0 (a multiple of 64) starts 64 r0 bytes in.
+//
 // Kernels (grid (1, 1, 1)):
 //   wgmma_selftest_gemm_n{64,128,256}(a, bt, c, d, swizzle, window): block (128 W, 1, 1).
 //       D = A B + C: cp.async of both tiles, cp.async.wait_group 0, fence.proxy.async, __syncthreads,
@@ -25,8 +40,13 @@
 //       wgmma m64nNk16 (k steps 0 and 1, warpgroup q using A rows 64q ..) in one commit group,
 //       wait_group 0, D stored by the fragment ownership. window[0] = the shared-window address of
 //       the dynamic shared memory (a multiple of 1024 is what the swizzled layouts assume).
-//   wgmma_selftest_variant(a, bt, d, mid, variant): W = 1, N = 64, 64-byte swizzle, C = 0; block
-//       (128, 1, 1) unless stated; d = A B when the kernel is correct. `variant`:
+//   wgmma_selftest_gemm_n{64,128,256}_{a_mn,b_mn,ab_mn}(a, b, c, d, swizzle, window): the same with A,
+//       B or both MN-major (wgmma imm-trans-a / imm-trans-b 1): `a` is at[32][64W] when A is MN-major,
+//       `b` is b[32][N] when B is (else a[64W][32], bt[N][32] as above).
+//   wgmma_selftest_variant_<v>(a, bt, d, mid), v = 0..10 but 6: W = 1, N = 64, 64-byte swizzle, C = 0;
+//       block (128, 1, 1) unless stated; d = A B when the kernel is correct. One kernel per variant
+//       (a template argument, not a run-time switch: wgmmas on paths that branch on a run-time value
+//       make ptxas serialise them, which build.rs rejects). The variants:
 //       0: correct, as the gemm kernels;
 //       1: (wrong) d is stored before wgmma.wait_group (then the wait);
 //       2: (wrong) thread 0 flips a bit of the A tile after the commit, before the wait;
@@ -43,10 +63,14 @@
 //       9: (wrong) the kernel returns after the commit, with no wait_group;
 //      10: (wrong) after wait_group 0 a third wgmma (k step 0 again) accumulates into d without a new
 //          wgmma.fence (the kernel may have accessed d since the wait), then commit and wait 0.
+//   wgmma_selftest_mn_misaligned(d): (wrong) block (128, 1, 1), 8192 bytes of dynamic shared memory:
+//       an m64n64k16 with both operands MN-major, 128-byte swizzle, B's start 16 bytes into a row of
+//       its atom (which the emulator rejects; the shared memory is never written: the launch must
+//       fail before the product).
 //   wgmma_selftest_static_operand(out): (wrong) block (128, 1, 1), no dynamic shared memory:
 //       out[thread] = a descriptor of a static __shared__ array (the emulator maps only dynamic shared
-//       memory into the shared window). Kept apart so that the variant kernel has no static shared
-//       memory, which would move its dynamic shared memory in the window on a GPU.
+//       memory into the shared window). Kept apart so that the variant kernels have no static shared
+//       memory, which would move their dynamic shared memory in the window on a GPU.
 #include "wgmma.cuh"
 
 namespace {
@@ -83,6 +107,38 @@ __device__ __forceinline__ void stage(unsigned char* tile, const unsigned short*
     }
 }
 
+// Bytes from an MN-major tile's start to the chunk of k row k (0..31) holding MN elements 8c .. 8c+7.
+__device__ __forceinline__ int mn_swizzled_offset(int swizzle, int k, int c) {
+    switch (swizzle) {
+    case 1: return 4096 * (c / 8) + 128 * k + 16 * ((c % 8) ^ (k % 8));
+    case 2: return 2048 * (c / 4) + 64 * k + 16 * ((c % 4) ^ ((k / 2) % 4));
+    case 3: return 1024 * (c / 2) + 32 * k + 16 * ((c % 2) ^ ((k / 4) % 2));
+    default: return 512 * c + 16 * k;
+    }
+}
+
+// Descriptor of the MN-major operand slice that starts at MN element r0 (a multiple of 64), k step s.
+__device__ __forceinline__ std::uint64_t mn_operand_descriptor(const unsigned char* tile, int swizzle, int r0,
+                                                               int s) {
+    const unsigned char* start = tile + 64 * r0;
+    switch (swizzle) {
+    case 1: return wgmma_mn_major_descriptor(start + 2048 * s, 4096);
+    case 2: return wgmma_descriptor(start + 1024 * s, 2048, 512, WgmmaSwizzle::B64);
+    case 3: return wgmma_descriptor(start + 512 * s, 1024, 256, WgmmaSwizzle::B32);
+    default: return wgmma_descriptor(start + 256 * s, 128, 512, WgmmaSwizzle::None);
+    }
+}
+
+// Copies the 32 x mn bf16 matrix `src` (k rows of mn elements) into `tile` by the MN-major layout of
+// `swizzle`, one 16-byte cp.async per chunk, without waiting.
+__device__ __forceinline__ void stage_mn(unsigned char* tile, const unsigned short* src, int mn, int swizzle) {
+    const int chunks = mn / 8;
+    for (int i = threadIdx.x; i < kK * chunks; i += blockDim.x) {
+        const int k = i / chunks, c = i % chunks;
+        cp_async_16_cg(tile + mn_swizzled_offset(swizzle, k, c), src + k * mn + 8 * c, 16);
+    }
+}
+
 // The D element (row, column) of this thread's accumulator i (warpgroup-relative row).
 __device__ __forceinline__ void fragment_position(int i, int* row, int* col) {
     const int t = threadIdx.x % 128, w = t / 32, g = (t % 32) / 4, q = t % 4;
@@ -90,8 +146,8 @@ __device__ __forceinline__ void fragment_position(int i, int* row, int* col) {
     *col = 8 * (i / 4) + 2 * q + i % 2;
 }
 
-template <int N>
-__device__ __forceinline__ void gemm(const unsigned short* a, const unsigned short* bt, const float* c, float* d,
+template <int N, bool A_MN, bool B_MN>
+__device__ __forceinline__ void gemm(const unsigned short* a, const unsigned short* b, const float* c, float* d,
                                      int swizzle, unsigned* window) {
     grid_dependency_sync();
     const int warpgroups = static_cast<int>(blockDim.x) / 128, q = static_cast<int>(threadIdx.x) / 128;
@@ -99,8 +155,16 @@ __device__ __forceinline__ void gemm(const unsigned short* a, const unsigned sho
     unsigned char* a_tile = smem;
     unsigned char* b_tile = smem + 8192 * warpgroups;
     if (threadIdx.x == 0) window[0] = shared_window_address(smem);
-    stage(a_tile, a, 64 * warpgroups, swizzle);
-    stage(b_tile, bt, N, swizzle);
+    if (A_MN) {
+        stage_mn(a_tile, a, 64 * warpgroups, swizzle);
+    } else {
+        stage(a_tile, a, 64 * warpgroups, swizzle);
+    }
+    if (B_MN) {
+        stage_mn(b_tile, b, N, swizzle);
+    } else {
+        stage(b_tile, b, N, swizzle);
+    }
     cp_async_commit_group();
     cp_async_wait_group<0>();
     fence_proxy_async_shared();  // this thread's cp.async writes (generic proxy) before wgmma reads (async)
@@ -116,13 +180,14 @@ __device__ __forceinline__ void gemm(const unsigned short* a, const unsigned sho
     // branches on `swizzle`) makes ptxas insert another fence (its info C7519).
     std::uint64_t a_desc[2], b_desc[2];
     for (int s = 0; s < 2; ++s) {
-        a_desc[s] = operand_descriptor(a_tile, swizzle, 64 * warpgroups, 64 * q, s);
-        b_desc[s] = operand_descriptor(b_tile, swizzle, N, 0, s);
+        a_desc[s] = A_MN ? mn_operand_descriptor(a_tile, swizzle, 64 * q, s)
+                         : operand_descriptor(a_tile, swizzle, 64 * warpgroups, 64 * q, s);
+        b_desc[s] = B_MN ? mn_operand_descriptor(b_tile, swizzle, 0, s) : operand_descriptor(b_tile, swizzle, N, 0, s);
     }
     wgmma_fence_operand<N>(acc);
     wgmma_fence();
-    wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
-    wgmma_m64k16_bf16<N>(acc, a_desc[1], b_desc[1]);
+    wgmma_m64k16_bf16<N, A_MN, B_MN>(acc, a_desc[0], b_desc[0]);
+    wgmma_m64k16_bf16<N, A_MN, B_MN>(acc, a_desc[1], b_desc[1]);
     wgmma_commit_group();
     wgmma_wait_group<0>();
     wgmma_fence_operand<N>(acc);
@@ -135,30 +200,43 @@ __device__ __forceinline__ void gemm(const unsigned short* a, const unsigned sho
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256) wgmma_selftest_gemm_n64(const unsigned short* a, const unsigned short* bt,
-                                                                      const float* c, float* d, int swizzle,
-                                                                      unsigned* window) {
-    gemm<64>(a, bt, c, d, swizzle, window);
-}
-EMU_REGISTER(wgmma_selftest_gemm_n64);
+// wgmma_selftest_gemm_n<N><suffix>: A (a_mn) and B (b_mn) MN-major or K-major.
+#define RESNET_WGMMA_SELFTEST_GEMM(name, n, a_mn, b_mn)                                                        \
+    extern "C" __global__ void __launch_bounds__(256)                                                           \
+        name(const unsigned short* a, const unsigned short* b, const float* c, float* d, int swizzle,          \
+             unsigned* window) {                                                                                \
+        gemm<n, a_mn, b_mn>(a, b, c, d, swizzle, window);                                                       \
+    }                                                                                                           \
+    EMU_REGISTER(name);
 
-extern "C" __global__ void __launch_bounds__(256) wgmma_selftest_gemm_n128(const unsigned short* a,
-                                                                       const unsigned short* bt, const float* c,
-                                                                       float* d, int swizzle, unsigned* window) {
-    gemm<128>(a, bt, c, d, swizzle, window);
-}
-EMU_REGISTER(wgmma_selftest_gemm_n128);
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n64, 64, false, false)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n128, 128, false, false)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n256, 256, false, false)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n64_a_mn, 64, true, false)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n128_a_mn, 128, true, false)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n256_a_mn, 256, true, false)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n64_b_mn, 64, false, true)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n128_b_mn, 128, false, true)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n256_b_mn, 256, false, true)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n64_ab_mn, 64, true, true)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n128_ab_mn, 128, true, true)
+RESNET_WGMMA_SELFTEST_GEMM(wgmma_selftest_gemm_n256_ab_mn, 256, true, true)
+#undef RESNET_WGMMA_SELFTEST_GEMM
 
-extern "C" __global__ void __launch_bounds__(256) wgmma_selftest_gemm_n256(const unsigned short* a,
-                                                                       const unsigned short* bt, const float* c,
-                                                                       float* d, int swizzle, unsigned* window) {
-    gemm<256>(a, bt, c, d, swizzle, window);
-}
-EMU_REGISTER(wgmma_selftest_gemm_n256);
+namespace {
 
-extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_variant(const unsigned short* a,
-                                                                     const unsigned short* bt, float* d, float* mid,
-                                                                     int variant) {
+// d[row][col] = this thread's accumulators of a one-warpgroup m64nN tile.
+template <int N>
+__device__ __forceinline__ void store_d(float* d, const float* acc) {
+    for (int i = 0; i < N / 2; ++i) {
+        int row, col;
+        fragment_position(i, &row, &col);
+        d[row * N + col] = acc[i];
+    }
+}
+
+template <int variant>
+__device__ __forceinline__ void variant_body(const unsigned short* a, const unsigned short* bt, float* d, float* mid) {
     grid_dependency_sync();
     constexpr int N = 64, kSwizzle = 2;
     unsigned char* a_tile = dynamic_shared_memory<unsigned char>();
@@ -167,10 +245,12 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_variant(const u
     stage(b_tile, bt, N, kSwizzle);
     cp_async_commit_group();
     cp_async_wait_group<0>();
-    if (variant != 3 && variant != 8) fence_proxy_async_shared();
+    if constexpr (variant != 3 && variant != 8) fence_proxy_async_shared();
     __syncthreads();
-    if (variant == 8) fence_proxy_async_shared();
-    if (variant == 5 && threadIdx.x / 32 == 3) return;
+    if constexpr (variant == 8) fence_proxy_async_shared();
+    if constexpr (variant == 5) {
+        if (threadIdx.x / 32 == 3) return;
+    }
 
     const std::uint64_t a_desc[2] = {operand_descriptor(a_tile, kSwizzle, 64, 0, 0),
                                      operand_descriptor(a_tile, kSwizzle, 64, 0, 1)};
@@ -179,9 +259,9 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_variant(const u
     float acc[N / 2];
     for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
     wgmma_fence_operand<N>(acc);
-    if (variant != 4) wgmma_fence();
+    if constexpr (variant != 4) wgmma_fence();
     wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
-    if (variant == 7) {
+    if constexpr (variant == 7) {
         wgmma_commit_group();
         wgmma_m64k16_bf16<N>(acc, a_desc[1], b_desc[1]);
         wgmma_commit_group();
@@ -192,31 +272,65 @@ extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_variant(const u
         wgmma_m64k16_bf16<N>(acc, a_desc[1], b_desc[1]);
         wgmma_commit_group();
     }
-    if (variant == 2 && threadIdx.x == 0) a_tile[0] ^= 0x80;  // flips the lowest exponent bit of A[0][0]
-    if (variant == 9) return;
-    if (variant == 1) {
-        for (int i = 0; i < N / 2; ++i) {
-            int row, col;
-            fragment_position(i, &row, &col);
-            d[row * N + col] = acc[i];
-        }
+    if constexpr (variant == 2) {
+        if (threadIdx.x == 0) a_tile[0] ^= 0x80;  // flips the lowest exponent bit of A[0][0]
     }
-    wgmma_wait_group<0>();
-    wgmma_fence_operand<N>(acc);
-    if (variant == 1) return;
-    if (variant == 10) {
-        wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
-        wgmma_commit_group();
+    if constexpr (variant == 9) {
+        return;  // with the group in flight
+    } else if constexpr (variant == 1) {
+        store_d<N>(d, acc);  // before the wait
         wgmma_wait_group<0>();
         wgmma_fence_operand<N>(acc);
-    }
-    for (int i = 0; i < N / 2; ++i) {
-        int row, col;
-        fragment_position(i, &row, &col);
-        d[row * N + col] = acc[i];
+    } else {
+        wgmma_wait_group<0>();
+        wgmma_fence_operand<N>(acc);
+        if constexpr (variant == 10) {
+            wgmma_m64k16_bf16<N>(acc, a_desc[0], b_desc[0]);
+            wgmma_commit_group();
+            wgmma_wait_group<0>();
+            wgmma_fence_operand<N>(acc);
+        }
+        store_d<N>(d, acc);
     }
 }
-EMU_REGISTER(wgmma_selftest_variant);
+
+}  // namespace
+
+#define RESNET_WGMMA_SELFTEST_VARIANT(v)                                                                         \
+    extern "C" __global__ void __launch_bounds__(128)                                                            \
+        wgmma_selftest_variant_##v(const unsigned short* a, const unsigned short* bt, float* d, float* mid) {    \
+        variant_body<v>(a, bt, d, mid);                                                                          \
+    }                                                                                                            \
+    EMU_REGISTER(wgmma_selftest_variant_##v);
+
+RESNET_WGMMA_SELFTEST_VARIANT(0)
+RESNET_WGMMA_SELFTEST_VARIANT(1)
+RESNET_WGMMA_SELFTEST_VARIANT(2)
+RESNET_WGMMA_SELFTEST_VARIANT(3)
+RESNET_WGMMA_SELFTEST_VARIANT(4)
+RESNET_WGMMA_SELFTEST_VARIANT(5)
+RESNET_WGMMA_SELFTEST_VARIANT(7)
+RESNET_WGMMA_SELFTEST_VARIANT(8)
+RESNET_WGMMA_SELFTEST_VARIANT(9)
+RESNET_WGMMA_SELFTEST_VARIANT(10)
+
+extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_mn_misaligned(float* d) {
+    grid_dependency_sync();
+    constexpr int N = 64;
+    unsigned char* smem = dynamic_shared_memory<unsigned char>();
+    const std::uint64_t a_desc = wgmma_mn_major_descriptor(smem, 4096);
+    const std::uint64_t b_desc = wgmma_mn_major_descriptor(smem + 4096 + 16, 4096);
+    float acc[N / 2];
+    for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
+    wgmma_fence_operand<N>(acc);
+    wgmma_fence();
+    wgmma_m64k16_bf16<N, true, true>(acc, a_desc, b_desc);
+    wgmma_commit_group();
+    wgmma_wait_group<0>();
+    wgmma_fence_operand<N>(acc);
+    for (int i = 0; i < N / 2; ++i) d[threadIdx.x * (N / 2) + i] = acc[i];
+}
+EMU_REGISTER(wgmma_selftest_mn_misaligned);
 
 extern "C" __global__ void wgmma_selftest_static_operand(unsigned long long* out) {
     grid_dependency_sync();

@@ -1,7 +1,7 @@
 //! Hopper's `wgmma` building blocks of `kernels/wgmma.cuh` through the self-test kernels of
 //! `kernels/wgmma_selftest_sm90a.cu`: a 64(W) x N x 32 GEMM for every swizzle mode and N = 64, 128,
-//! 256, against a scalar Rust reference on random bf16 inputs, and deliberately wrong kernels that the
-//! emulator must catch.
+//! 256, with each operand K-major or MN-major ("transposed"), against a scalar Rust reference on
+//! random bf16 inputs, and deliberately wrong kernels that the emulator must catch.
 //!
 //! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
 //! `cuda` / `cuda:N`. On a GPU the correct kernels run there and must match the reference, and the
@@ -189,6 +189,17 @@ impl Gemm {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// The raw bits of the `rows` x K matrix `v` (row-major), or of its K x `rows` transpose when
+    /// `transpose`: how a kernel with that operand MN-major takes it.
+    fn bits_as(v: &[bf16], rows: usize, transpose: bool) -> Vec<u16> {
+        if !transpose {
+            return Self::bits(v);
+        }
+        (0..K * rows)
+            .map(|i| v[(i % rows) * K + i / rows].to_bits())
+            .collect()
+    }
+
     /// D = A B + C, each element from C by one fused multiply-add per k = 0..31 in order: the
     /// emulator's operations (two chained k16 steps), so it agrees bit for bit.
     fn reference(&self) -> Vec<f32> {
@@ -231,21 +242,51 @@ impl Gemm {
     }
 }
 
-/// Runs `wgmma_selftest_gemm_n{n}` with `warpgroups` warpgroups and swizzle code `swizzle` on
-/// random inputs, checks D and that the dynamic shared memory starts at a 1024-byte multiple of the
-/// shared window.
-fn gemm_case(rng: &mut ChaCha8Rng, n: usize, warpgroups: usize, swizzle: (usize, &str)) {
+/// Which operands a GEMM kernel reads MN-major (wgmma's imm-trans-a, imm-trans-b).
+#[derive(Clone, Copy, Debug)]
+struct Majorness {
+    a_mn: bool,
+    b_mn: bool,
+}
+
+const K_MAJOR: Majorness = Majorness {
+    a_mn: false,
+    b_mn: false,
+};
+
+impl Majorness {
+    /// The kernel name's suffix: `wgmma_selftest_gemm_n{n}{suffix}`.
+    fn suffix(self) -> &'static str {
+        match (self.a_mn, self.b_mn) {
+            (false, false) => "",
+            (true, false) => "_a_mn",
+            (false, true) => "_b_mn",
+            (true, true) => "_ab_mn",
+        }
+    }
+}
+
+/// Runs `wgmma_selftest_gemm_n{n}` (or its MN-major form, `major`) with `warpgroups` warpgroups and
+/// swizzle code `swizzle` on random inputs, checks D and that the dynamic shared memory starts at a
+/// 1024-byte multiple of the shared window.
+fn gemm_case(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    warpgroups: usize,
+    swizzle: (usize, &str),
+    major: Majorness,
+) {
     let g = Gemm::random(rng, 64 * warpgroups, n, true);
     let dr = driver();
     let (da, db, dc) = (
-        DeviceVec::new(dr, &Gemm::bits(&g.a)),
-        DeviceVec::new(dr, &Gemm::bits(&g.bt)),
+        DeviceVec::new(dr, &Gemm::bits_as(&g.a, g.m, major.a_mn)),
+        DeviceVec::new(dr, &Gemm::bits_as(&g.bt, n, major.b_mn)),
         DeviceVec::new(dr, &g.c),
     );
     // Poisoned, so that an element the kernel never writes cannot pass.
     let dd = DeviceVec::new(dr, &vec![f32::NAN; g.m * n]);
     let window = DeviceVec::new(dr, &[0xdead_beefu32]);
-    let kernel = format!("wgmma_selftest_gemm_n{n}");
+    let kernel = format!("wgmma_selftest_gemm_n{n}{}", major.suffix());
     let what = format!("{kernel}, {warpgroups} warpgroup(s), swizzle {}", swizzle.1);
     launch_on(
         dr,
@@ -275,7 +316,7 @@ fn gemm_case(rng: &mut ChaCha8Rng, n: usize, warpgroups: usize, swizzle: (usize,
 fn gemm_n64_every_swizzle() {
     let mut rng = ChaCha8Rng::seed_from_u64(64);
     for swizzle in SWIZZLES {
-        gemm_case(&mut rng, 64, 1, swizzle);
+        gemm_case(&mut rng, 64, 1, swizzle, K_MAJOR);
     }
 }
 
@@ -283,7 +324,7 @@ fn gemm_n64_every_swizzle() {
 fn gemm_n128_every_swizzle() {
     let mut rng = ChaCha8Rng::seed_from_u64(128);
     for swizzle in SWIZZLES {
-        gemm_case(&mut rng, 128, 1, swizzle);
+        gemm_case(&mut rng, 128, 1, swizzle, K_MAJOR);
     }
 }
 
@@ -291,7 +332,7 @@ fn gemm_n128_every_swizzle() {
 fn gemm_n256_every_swizzle() {
     let mut rng = ChaCha8Rng::seed_from_u64(256);
     for swizzle in SWIZZLES {
-        gemm_case(&mut rng, 256, 1, swizzle);
+        gemm_case(&mut rng, 256, 1, swizzle, K_MAJOR);
     }
 }
 
@@ -300,14 +341,83 @@ fn gemm_two_warpgroups_every_swizzle() {
     // Warpgroup 1 (threads 128-255) takes A rows 64-127 through descriptors of its own.
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     for swizzle in SWIZZLES {
-        gemm_case(&mut rng, 128, 2, swizzle);
+        gemm_case(&mut rng, 128, 2, swizzle, K_MAJOR);
     }
 }
 
-// ---- wgmma_selftest_variant: correct variants on any driver, wrong ones on the emulator ----
+// ---- MN-major operands (imm-trans 1): every N and swizzle, the 128-byte one in 64-element panels
+// through wgmma_mn_major_descriptor ----
 
-/// Runs variant `variant` of `wgmma_selftest_variant` on `driver` with `threads` threads; returns
-/// (d, mid) or the launch error.
+/// Every N and swizzle with one warpgroup, then N = 128 with two (warpgroup 1 reads A from its own
+/// offset: the second 64-element panel with the 128-byte swizzle).
+fn mn_major_cases(seed: u64, major: Majorness) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for n in [64, 128, 256] {
+        for swizzle in SWIZZLES {
+            gemm_case(&mut rng, n, 1, swizzle, major);
+        }
+    }
+    for swizzle in SWIZZLES {
+        gemm_case(&mut rng, 128, 2, swizzle, major);
+    }
+}
+
+#[test]
+fn gemm_b_mn_major_every_n_and_swizzle() {
+    mn_major_cases(
+        301,
+        Majorness {
+            a_mn: false,
+            b_mn: true,
+        },
+    );
+}
+
+#[test]
+fn gemm_a_mn_major_every_n_and_swizzle() {
+    mn_major_cases(
+        302,
+        Majorness {
+            a_mn: true,
+            b_mn: false,
+        },
+    );
+}
+
+#[test]
+fn gemm_both_mn_major_every_n_and_swizzle() {
+    mn_major_cases(
+        303,
+        Majorness {
+            a_mn: true,
+            b_mn: true,
+        },
+    );
+}
+
+#[test]
+fn an_mn_major_start_inside_an_atom_row_is_an_error() {
+    let emu = EmuDriver::default();
+    let d = DeviceVec::new(&emu, &[0.0f32; 128 * 32]);
+    let e = launch_on(
+        &emu,
+        "wgmma_selftest_mn_misaligned",
+        128,
+        8192,
+        KernelArgs::new().ptr(d.ptr),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("N-major B starts at window address")
+            && e.contains("16 bytes into a 128-byte row of its 128-byte swizzle atom"),
+        "{e}"
+    );
+}
+
+// ---- wgmma_selftest_variant_<v>: correct variants on any driver, wrong ones on the emulator ----
+
+/// Runs `wgmma_selftest_variant_{variant}` on `driver` with `threads` threads; returns (d, mid) or
+/// the launch error.
 fn variant_on(
     driver: &dyn Driver,
     g: &Gemm,
@@ -322,15 +432,14 @@ fn variant_on(
     let mid = DeviceVec::new(driver, &[0.0f32; 128]);
     launch_on(
         driver,
-        "wgmma_selftest_variant",
+        &format!("wgmma_selftest_variant_{variant}"),
         threads,
         8192 + 128 * 64,
         KernelArgs::new()
             .ptr(da.ptr)
             .ptr(db.ptr)
             .ptr(dd.ptr)
-            .ptr(mid.ptr)
-            .int(variant),
+            .ptr(mid.ptr),
     )?;
     Ok((dd.to_host(), mid.to_host()))
 }
@@ -399,7 +508,7 @@ fn overwriting_an_operand_before_the_wait_is_an_error() {
     assert!(
         e.contains(
             "shared memory read by an in-flight wgmma was overwritten before its wait_group"
-        ) && e.contains("wgmma_selftest_variant"),
+        ) && e.contains("wgmma_selftest_variant_2"),
         "{e}"
     );
 }

@@ -6,8 +6,8 @@
 // warps 4q .. 4q+3 offers a pointer to its operands at a rendezvous of all 128 (block.cpp), and the
 // last to arrive runs the instruction for the whole warpgroup (runtime/warpgroup_matrix.cpp). A
 // thread that never arrives (it returned, or waits elsewhere), a block whose thread count is not a
-// multiple of 128, or threads that disagree (different instructions, descriptors, counts) make the
-// launch fail with a message.
+// multiple of 128, or threads that disagree (different instructions, descriptors, transposes,
+// counts) make the launch fail with a message.
 //
 // mma_async is asynchronous as on the hardware: the product is computed at issue from the shared
 // memory it reads then, kept in flight, and the thread's accumulators are set to NaN at once, so a
@@ -40,6 +40,8 @@ struct WgmmaLane {
     std::uint64_t a_desc;
     std::uint64_t b_desc;
     int n;
+    bool a_mn_major;  // imm-trans-a: A stored MN-major (M-major)
+    bool b_mn_major;  // imm-trans-b: B stored MN-major (N-major)
 };
 
 // The warpgroup rendezvous (runtime/block.cpp): `lane` is a WgmmaLane* for mma_async, else null;

@@ -1,22 +1,29 @@
 // warpgroup_matrix.cpp: wgmma.fence / mma_async / commit_group / wait_group (.sync.aligned) for a
 // warpgroup of 128 threads, and fence.proxy.async.shared::cta, by the PTX ISA (9.7.15, "Asynchronous
 // Warpgroup Level Matrix Multiply-Accumulate Instructions"). Only what wgmma.cuh emits is emulated:
-// .m64nNk16.f32.bf16.bf16 with A and B from shared memory (descriptors), scale-d 1, no negation, no
-// transpose (both operands K-major).
+// .m64nNk16.f32.bf16.bf16 with A and B from shared memory (descriptors), scale-d 1, no negation, each
+// operand K-major (imm-trans 0) or MN-major (imm-trans 1).
 //
 // Descriptors (9.7.15.5.1.2.2): start, LBO, SBO = field << 4; base offset (bits 49-51) must be 0;
-// swizzle in bits 62-63. The 16-byte chunk (row r, k chunk c in {0, 1}) of a K-major operand is at
-//   no swizzle:  start + (r / 8) SBO + c LBO + 16 (r % 8)
-//   S-byte swizzle (S = 32, 64, 128; b = 1, 2, 3): a = start + (r / 8) SBO + S (r % 8) + 16 c, then
-//                a ^= ((a >> 7) & (2^b - 1)) << 4    (CuTe's Swizzle<b, 4, 3> on window addresses)
-// Rows are 0..63 for A (M) and 0..N-1 for B (N); chunk c holds k = 8c .. 8c + 7, lowest k first.
+// swizzle in bits 62-63: S = 16 (none), 128, 64, 32 bytes for modes 0..3, b = 0, 3, 2, 1. Every
+// operand is read as 16-byte chunks of 8 elements consecutive along its major dimension, at window
+// address a, and then (swizzled) a ^= ((a >> 7) & (2^b - 1)) << 4 (CuTe's Swizzle<b, 4, 3>):
+//   K-major, chunk (row r, k chunk c in {0, 1}: k = 8c .. 8c + 7), rows 0..63 for A (m), 0..N-1 for B (n):
+//     no swizzle:  start + (r / 8) SBO + c LBO + 16 (r % 8)
+//     swizzled:    start + (r / 8) SBO + S (r % 8) + 16 c
+//   MN-major (9.7.15.5.1.2.1.3 "Canonical Layouts", ((T,W,m),(8,k)):((1,T,LBO),(WT,SBO)) in elements,
+//   T = 8, W = S / 16; no swizzle ((T,1,m),(8,k)):((1,T,SBO),(T,LBO))), chunk (k row k = 0..15, MN
+//   chunk c: m or n = 8c .. 8c + 7):
+//     no swizzle:  start + c SBO + (k / 8) LBO + 16 (k % 8)
+//     swizzled:    start + (c / W) LBO + (k / 8) SBO + S (k % 8) + 16 (c % W)
+// A swizzled operand's start may not put the part of an atom row it reads across the row's end.
 //
 // D fragments (9.7.15.5.1.1.1): thread i of the warpgroup, w = i / 32, g = (i % 32) / 4, t = i % 4:
 //   d[4j + h] = D[16w + g + 8 (h / 2)][8j + 2t + h % 2]     (h = 0..3, j < N/8)
 //
 // What is checked, each failing the launch with a message naming the rule:
 // - collectives: the rendezvous (block.cpp) gathers all 128 threads; here their operands must agree
-//   (N, descriptors, wait counts);
+//   (N, descriptors, transposes, wait counts);
 // - wgmma.fence: an mma_async whose accumulators no in-flight op targets (the start of a chain) must
 //   come after a wgmma.fence that follows the last wait_group that wrote those registers (or any
 //   fence, for registers no wgmma wrote yet): the kernel may have read or written them since. Ops of
@@ -41,6 +48,7 @@
 // last place; a reference doing the same fused multiply-adds agrees with the emulator exactly.
 #include "warpgroup_matrix.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdint>
@@ -149,9 +157,26 @@ const char* swizzle_name(unsigned s) {
     }
 }
 
-// Reads the `rows` x k16 K-major operand `desc` describes into values[row][k] (k = 0..15), recording
-// the chunks in `op` and checking each against the proxy-fence rule for readers in `warpgroup`.
-void read_operand(const char* which, std::uint64_t desc, int rows, unsigned warpgroup, Op* op, float* values) {
+// The elements of one 16-byte chunk of operand `which`, for messages: "A (K-major) m 3, k 0..7" or
+// "B (N-major) n 8..15, k 3".
+struct ChunkName {
+    char text[64];
+    ChunkName(const char* which, bool mn_major, int mn, int k) {
+        const char* dim = which[0] == 'A' ? "m" : "n";
+        if (mn_major) {
+            std::snprintf(text, sizeof text, "%s (%s-major) %s %d..%d, k %d", which, which[0] == 'A' ? "M" : "N", dim,
+                          mn, mn + 7, k);
+        } else {
+            std::snprintf(text, sizeof text, "%s (K-major) %s %d, k %d..%d", which, dim, mn, k, k + 7);
+        }
+    }
+};
+
+// Reads the operand `desc` describes: `rows` MN elements (64 for A, N for B) by k16, K-major or
+// MN-major, into values[mn * mn_stride + k * k_stride] (k = 0..15), recording the chunks in `op` and
+// checking each against the proxy-fence rule for readers in `warpgroup`.
+void read_operand(const char* which, std::uint64_t desc, int rows, bool mn_major, unsigned warpgroup, Op* op,
+                  float* values, int mn_stride, int k_stride) {
     const unsigned swizzle = static_cast<unsigned>(desc >> 62);
     const unsigned base_offset = static_cast<unsigned>(desc >> 49) & 7;
     // Bits 14-15, 30-31, 46-48 and 52-61 are not fields.
@@ -168,48 +193,73 @@ void read_operand(const char* which, std::uint64_t desc, int rows, unsigned warp
     const std::uint32_t start = static_cast<std::uint32_t>(desc & 0x3fff) << 4;
     const std::uint32_t lbo = static_cast<std::uint32_t>(desc >> 16 & 0x3fff) << 4;
     const std::uint32_t sbo = static_cast<std::uint32_t>(desc >> 32 & 0x3fff) << 4;
-    // Row width of the swizzle atom and the XOR mask: 128, 64, 32 bytes for modes 1, 2, 3.
+    // Row width of the swizzle atom (S) and the XOR mask: 128, 64, 32 bytes for modes 1, 2, 3.
     const std::uint32_t row_bytes = swizzle == 0 ? 16 : 256u >> swizzle;
     const std::uint32_t mask = swizzle == 0 ? 0 : (row_bytes / 16) - 1;
-    if (swizzle != 0 && start % row_bytes + 32 > row_bytes) {
-        fail("wgmma.mma_async: %s starts at window address 0x%x, %u bytes into a %u-byte row of its %s atom: its "
-             "k16 slice (32 bytes) would cross into the next row",
-             which, start, start % row_bytes, row_bytes, swizzle_name(swizzle));
+    const char* const layout = mn_major ? (which[0] == 'A' ? "M-major" : "N-major") : "K-major";
+    // Bytes of one atom row the operand uses: a k16 slice (K-major), or its MN chunks in a panel.
+    const std::uint32_t used = mn_major ? 16u * std::min(static_cast<std::uint32_t>(rows / 8), row_bytes / 16) : 32u;
+    if (swizzle != 0 && start % row_bytes + used > row_bytes) {
+        fail("wgmma.mma_async: %s %s starts at window address 0x%x, %u bytes into a %u-byte row of its %s atom: the "
+             "%u bytes it reads of each row would cross into the next row",
+             layout, which, start, start % row_bytes, row_bytes, swizzle_name(swizzle), used);
     }
     const std::uint32_t window_end = kDynamicSharedWindowOffset + static_cast<std::uint32_t>(state.dynamic_bytes);
-    for (int r = 0; r < rows; ++r) {
-        for (int c = 0; c < 2; ++c) {
-            std::uint32_t a;
+    // MN-major: chunks per k row, and chunks per panel (an atom row) when swizzled.
+    const int mn_chunks = rows / 8;
+    const std::uint32_t panel_chunks = row_bytes / 16;
+    const int element_stride = mn_major ? mn_stride : k_stride;
+    for (int i = 0; i < 2 * rows; ++i) {
+        // The chunk holds elements (mn, k) .. along the major dimension: mn .. mn + 7 (MN-major) or
+        // k .. k + 7 (K-major).
+        int mn, k;
+        std::uint32_t a;
+        if (!mn_major) {
+            const int r = i / 2, c = i % 2;
+            mn = r;
+            k = 8 * c;
             if (swizzle == 0) {
                 a = start + static_cast<std::uint32_t>(r / 8) * sbo + static_cast<std::uint32_t>(c) * lbo +
                     16u * static_cast<std::uint32_t>(r % 8);
             } else {
                 a = start + static_cast<std::uint32_t>(r / 8) * sbo + row_bytes * static_cast<std::uint32_t>(r % 8) +
                     16u * static_cast<std::uint32_t>(c);
-                a ^= ((a >> 7) & mask) << 4;
             }
-            if (a < kDynamicSharedWindowOffset || a + 16 > window_end) {
-                fail("wgmma.mma_async: %s row %d, k %d..%d is at window address 0x%x, outside the block's %zu bytes of "
-                     "dynamic shared memory (window 0x%x..0x%x)",
-                     which, r, 8 * c, 8 * c + 7, a, state.dynamic_bytes, kDynamicSharedWindowOffset, window_end);
+        } else {
+            k = i / mn_chunks;
+            const std::uint32_t c = static_cast<std::uint32_t>(i % mn_chunks);
+            mn = 8 * static_cast<int>(c);
+            const std::uint32_t kg = static_cast<std::uint32_t>(k / 8), kr = static_cast<std::uint32_t>(k % 8);
+            if (swizzle == 0) {
+                a = start + c * sbo + kg * lbo + 16u * kr;
+            } else {
+                a = start + (c / panel_chunks) * lbo + kg * sbo + row_bytes * kr + 16u * (c % panel_chunks);
             }
-            const std::size_t offset = a - kDynamicSharedWindowOffset;
-            const Landing& l = state.landings[offset / 16];
-            if (l.seq >= state.block_first_seq && state.thread_fence_seq[l.writer] <= l.seq &&
-                state.warpgroup_fence_generation[warpgroup] <= static_cast<long long>(l.generation)) {
-                fail("wgmma.mma_async: %s row %d, k %d..%d (window address 0x%x) was written by cp.async without "
-                     "fence.proxy.async before wgmma reads it (thread %u's copy: a fence by that thread after its "
-                     "cp.async.wait_group, or by this warpgroup after a __syncthreads that followed it, orders the "
-                     "generic-proxy write before the async-proxy read)",
-                     which, r, 8 * c, 8 * c + 7, a, l.writer);
-            }
-            const unsigned char* p = state.dynamic + offset;
-            op->read.push_back(p);
-            op->snapshot.insert(op->snapshot.end(), p, p + 16);
-            std::uint16_t bits[8];
-            std::memcpy(bits, p, 16);
-            for (int e = 0; e < 8; ++e) values[r * 16 + 8 * c + e] = bfloat16_to_float(bfloat16{bits[e]});
         }
+        a ^= ((a >> 7) & mask) << 4;
+        if (a < kDynamicSharedWindowOffset || a + 16 > window_end) {
+            fail("wgmma.mma_async: %s is at window address 0x%x, outside the block's %zu bytes of dynamic shared "
+                 "memory (window 0x%x..0x%x)",
+                 ChunkName(which, mn_major, mn, k).text, a, state.dynamic_bytes, kDynamicSharedWindowOffset,
+                 window_end);
+        }
+        const std::size_t offset = a - kDynamicSharedWindowOffset;
+        const Landing& l = state.landings[offset / 16];
+        if (l.seq >= state.block_first_seq && state.thread_fence_seq[l.writer] <= l.seq &&
+            state.warpgroup_fence_generation[warpgroup] <= static_cast<long long>(l.generation)) {
+            fail("wgmma.mma_async: %s (window address 0x%x) was written by cp.async without fence.proxy.async "
+                 "before wgmma reads it (thread %u's copy: a fence by that thread after its cp.async.wait_group, or "
+                 "by this warpgroup after a __syncthreads that followed it, orders the generic-proxy write before "
+                 "the async-proxy read)",
+                 ChunkName(which, mn_major, mn, k).text, a, l.writer);
+        }
+        const unsigned char* p = state.dynamic + offset;
+        op->read.push_back(p);
+        op->snapshot.insert(op->snapshot.end(), p, p + 16);
+        std::uint16_t bits[8];
+        std::memcpy(bits, p, 16);
+        float* out = values + mn * mn_stride + k * k_stride;
+        for (int e = 0; e < 8; ++e) out[e * element_stride] = bfloat16_to_float(bfloat16{bits[e]});
     }
 }
 
@@ -264,13 +314,15 @@ void mma_async(unsigned q, ThreadContext* threads) {
     const int n = first.n;
     for (unsigned t = 1; t < kWarpgroupThreads; ++t) {
         const WgmmaLane& x = *reinterpret_cast<const WgmmaLane*>(static_cast<std::uintptr_t>(threads[t].offered));
-        if (x.n != n || x.a_desc != first.a_desc || x.b_desc != first.b_desc) {
+        if (x.n != n || x.a_desc != first.a_desc || x.b_desc != first.b_desc || x.a_mn_major != first.a_mn_major ||
+            x.b_mn_major != first.b_mn_major) {
             fail("wgmma.mma_async: the threads of warpgroup %u disagree (thread %u: n%d, descriptors 0x%016llx, "
-                 "0x%016llx; thread %u: n%d, 0x%016llx, 0x%016llx): shape and descriptors must be the same in all "
-                 "128",
+                 "0x%016llx, transposes %d %d; thread %u: n%d, 0x%016llx, 0x%016llx, %d %d): shape, descriptors and "
+                 "transposes must be the same in all 128",
                  q, threads[0].linear, n, static_cast<unsigned long long>(first.a_desc),
-                 static_cast<unsigned long long>(first.b_desc), threads[t].linear, x.n,
-                 static_cast<unsigned long long>(x.a_desc), static_cast<unsigned long long>(x.b_desc));
+                 static_cast<unsigned long long>(first.b_desc), first.a_mn_major, first.b_mn_major, threads[t].linear,
+                 x.n, static_cast<unsigned long long>(x.a_desc), static_cast<unsigned long long>(x.b_desc),
+                 x.a_mn_major, x.b_mn_major);
         }
     }
     if (n < 8 || n > 256 || n % 8 != 0) fail("wgmma.mma_async: n%d is not a shape of m64nNk16", n);
@@ -283,12 +335,10 @@ void mma_async(unsigned q, ThreadContext* threads) {
     op->read.clear();
     op->snapshot.clear();
     op->tile.assign(static_cast<std::size_t>(64) * n, 0.0f);
-    float a[64 * 16], b_rows[256 * 16], b[16 * 256];
-    read_operand("A", first.a_desc, 64, q, op, a);
-    read_operand("B", first.b_desc, n, q, op, b_rows);
-    for (int j = 0; j < n; ++j) {
-        for (int k = 0; k < 16; ++k) b[k * n + j] = b_rows[j * 16 + k];
-    }
+    // A as a[m][k], B as b[k][n], whichever way they are stored.
+    float a[64 * 16], b[16 * 256];
+    read_operand("A", first.a_desc, 64, first.a_mn_major, q, op, a, 16, 1);
+    read_operand("B", first.b_desc, n, first.b_mn_major, q, op, b, 1, n);
 
     // C: each thread's registers, or the result of the in-flight op its registers chain on.
     float* tile = op->tile.data();
