@@ -1,7 +1,7 @@
 //! Tile sweep of the bf16 tensor-core convolutions: for every distinct convolution of resnet50 at
 //! batch 256 and resnet20 at batch 128, each pass (forward, backward-data, backward-filter) with
-//! every tile of `conv_tc_plan::TcTile::ALL` (and, forward only, Hopper's wgmma tiles
-//! `TcTile::HOPPER` where the GPU has them), the achieved TFLOP/s, next to the tile the plan picks.
+//! every tile of `conv_tc_plan::TcTile::ALL` (and Hopper's wgmma tiles `TcTile::HOPPER` where the GPU
+//! has them), the achieved TFLOP/s, next to the tile the plan picks.
 //! What it is for: choosing `conv_tc_plan`'s tiles from measurements in one short device call (the
 //! criterion suite needs about a second a figure; this needs a few milliseconds).
 //!
@@ -133,7 +133,13 @@ fn sweep_shape(
     );
     // A tile without the general loader (TcTile::loaders) sits out the shapes that need it.
     let has = |t: TcTile, general: bool| t.loaders().contains(&general);
-    let max_workspace = TcTile::ALL
+    // Hopper's wgmma tiles where this device has their kernels (compute capability 9.0; `info` in
+    // the device script says which device ran).
+    let hopper = TcTile::HOPPER
+        .into_iter()
+        .filter(|&t| driver.has_kernel(plan::forward_with(&shape, t, false).kernel));
+    let tiles: Vec<TcTile> = TcTile::ALL.into_iter().chain(hopper).collect();
+    let max_workspace = tiles
         .iter()
         .filter(|&&t| has(t, general_bwd))
         .map(|&t| {
@@ -143,13 +149,7 @@ fn sweep_shape(
         .max()
         .unwrap_or(0);
     let workspace = bufs.alloc(max_workspace)?;
-    // Hopper's wgmma tiles (forward only) where this device has their kernels (compute capability
-    // 9.0); `info` in the device script says which device ran.
-    let hopper = TcTile::HOPPER.into_iter().filter(|&t| {
-        has(t, general_fwd) && driver.has_kernel(plan::forward_with(&shape, t, false).kernel)
-    });
-    let forward_tiles = TcTile::ALL.into_iter().filter(|&t| has(t, general_fwd));
-    for tile in forward_tiles.chain(hopper) {
+    for tile in tiles.iter().copied().filter(|&t| has(t, general_fwd)) {
         let fwd = plan::forward_with(&shape, tile, general_fwd);
         let secs = time_pass(driver, || {
             launch(
@@ -167,7 +167,7 @@ fn sweep_shape(
             tflops: flops / secs / 1e12,
         });
     }
-    for tile in TcTile::ALL.into_iter().filter(|&t| has(t, general_bwd)) {
+    for tile in tiles.iter().copied().filter(|&t| has(t, general_bwd)) {
         let bwd = plan::backward_data_with(&shape, false, tile, general_bwd);
         let secs = time_pass(driver, || {
             launch(

@@ -252,7 +252,16 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
 
 // tc_mainloop as a main-loop policy (conv_tc_forward.cuh takes one): the sm_80 path, ldmatrix +
 // mma.sync per warp. Hopper's wgmma path is TcWgmmaLoop (conv_wgmma.cuh).
+// A policy also owns the arrangement of the tiles it reads with one row per reduction index (KM, KN):
+// kn_offset<ROW_ELEMS>(row, chunk) is the element offset of logical 16-byte chunk `chunk` of reduction
+// row `row` in such a tile of ROW_ELEMS elements a row. (Tiles with one row per output row or column,
+// MK and NK, are the same for every policy: tc_chunk_offset<BK>.)
 struct TcMmaSyncLoop {
+    template <int ROW_ELEMS>
+    __device__ static __forceinline__ int kn_offset(int row, int chunk) {
+        return tc_chunk_offset<ROW_ELEMS>(row, chunk);
+    }
+
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
                                                LoadA&& load_a, LoadB&& load_b) {

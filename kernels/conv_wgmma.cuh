@@ -24,6 +24,14 @@
 // (a 16-deep step is 32 bytes, inside one 64-byte swizzle row), and the second 16-deep step of a slice
 // starts 32 bytes further. The pipeline's base is rounded up to 1024 bytes of the shared window (the
 // launch asks for 1 KiB more than the stages), and every stage is a multiple of 512 bytes.
+//
+// The tiles with one row per reduction index (conv_tc's KM and KN: backward-data's w, both of
+// backward-filter's operands) are wgmma's MN-major operands, and this policy arranges them itself
+// (kn_offset): 64-element-wide panels, panel p at p * BK * 64 elements, its reduction row k 128 bytes
+// at k * 128, the 16-byte chunk of elements 8c .. 8c + 7 at chunk position c ^ (k % 8): a row-major
+// [BK][64] panel under the 128-byte swizzle (address bits 4-6 ^= bits 7-9, each panel 1024-aligned).
+// wgmma reads them through wgmma_mn_major_descriptor (panel stride BK * 128 bytes), the 16-deep
+// step at k starting k * 128 bytes in; a warpgroup's 64 rows of an MN-major A are panel wg.
 // wgmma_fence_operand (no instruction) pins the accumulators in registers around the fences and
 // waits, which name no registers and so would not stop the compiler moving accesses across them.
 //
@@ -57,6 +65,8 @@ constexpr int wgmma_smem_bytes() {
 
 // The 64-byte-swizzled K-major layout's stride between 8-row groups: 8 rows of BK bf16.
 constexpr std::uint32_t kWgmmaGroupStride = 8 * kTcBlockK * 2;
+// Elements of one 64-wide panel of an MN-major tile: BK rows of 64.
+constexpr int kWgmmaPanelElems = kTcBlockK * 64;
 // Unused by swizzled K-major operands whose 16-deep step lies inside one swizzle row; PTX code
 // conventionally encodes 1 (16 bytes).
 constexpr std::uint32_t kWgmmaUnusedLeading = 16;
@@ -65,7 +75,10 @@ struct TcWgmmaLoop {
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
                                                LoadA&& load_a, LoadB&& load_b) {
-        static_assert(!A_K_MAJOR && !B_K_MAJOR, "both operands stored with the reduction contiguous (MK, NK)");
+        // conv_tc's "K-major" tiles (one row per reduction index: KM, KN) are wgmma's MN-major operands.
+        constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
+        static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
+        static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
         static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
                       "warps of 16 x BN, four to a warpgroup");
         static_assert(Tile::BK == 32 && Tile::STAGES >= 3, "64-byte rows; one multiply in flight needs 3 stages");
@@ -106,19 +119,22 @@ struct TcWgmmaLoop {
             }
             cp_async_commit_group();
 
-            const bf16* a_tile = a_tiles + read_stage * Tile::A_ELEMS + warpgroup * 64 * Tile::BK;
+            // This warpgroup's 64 rows of A: rows 64 wg.. of an MK tile, or panel wg of a KM tile.
+            const bf16* a_tile =
+                a_tiles + read_stage * Tile::A_ELEMS + warpgroup * (A_MN ? kWgmmaPanelElems : 64 * Tile::BK);
             const bf16* b_tile = b_tiles + read_stage * Tile::B_ELEMS;
             // The descriptors before the fence: ptxas adds fences around code between it and wgmma.
             std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
 #pragma unroll
             for (int step = 0; step < Tile::BK / 16; ++step) {
-                a_desc[step] = wgmma_operand(a_tile + 16 * step);
-                b_desc[step] = wgmma_operand(b_tile + 16 * step);
+                a_desc[step] = operand<A_MN>(a_tile, 16 * step);
+                b_desc[step] = operand<B_MN>(b_tile, 16 * step);
             }
             wgmma_fence_operand<BN>(d);
             wgmma_fence();
 #pragma unroll
-            for (int step = 0; step < Tile::BK / 16; ++step) wgmma_m64k16_bf16<BN>(d, a_desc[step], b_desc[step]);
+            for (int step = 0; step < Tile::BK / 16; ++step)
+                wgmma_m64k16_bf16<BN, A_MN, B_MN>(d, a_desc[step], b_desc[step]);
             wgmma_commit_group();
             wgmma_wait_group<1>();
             wgmma_fence_operand<BN>(d);
@@ -130,10 +146,23 @@ struct TcWgmmaLoop {
         cp_async_wait_all();
     }
 
+    // KM / KN tiles in 64-wide panels (see the header): chunk `chunk` of reduction row `row`.
+    template <int ROW_ELEMS>
+    __device__ static __forceinline__ int kn_offset(int row, int chunk) {
+        static_assert(ROW_ELEMS % 64 == 0, "MN-major tiles are whole 64-wide panels");
+        return (chunk / 8) * kWgmmaPanelElems + row * 64 + 8 * ((chunk % 8) ^ (row % 8));
+    }
+
   private:
-    // The descriptor of a K-major operand whose 8-row groups start at `rows` (see the header).
-    __device__ static __forceinline__ std::uint64_t wgmma_operand(const bf16* rows) {
-        return wgmma_descriptor(rows, kWgmmaUnusedLeading, kWgmmaGroupStride, WgmmaSwizzle::B64);
+    // The descriptor of the operand whose tile starts at `tile`, for the 16-deep step at reduction
+    // offset k (see the header): K-major rows (MK, NK) or MN-major panels (KM, KN).
+    template <bool MN_MAJOR>
+    __device__ static __forceinline__ std::uint64_t operand(const bf16* tile, int k) {
+        if constexpr (MN_MAJOR) {
+            return wgmma_mn_major_descriptor(tile + 64 * k, kWgmmaPanelElems * 2);
+        } else {
+            return wgmma_descriptor(tile + k, kWgmmaUnusedLeading, kWgmmaGroupStride, WgmmaSwizzle::B64);
+        }
     }
 
     // `smem` moved up to the next 1024-byte boundary of the shared window.

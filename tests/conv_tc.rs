@@ -456,10 +456,10 @@ fn every_tile_shape() -> ConvShape {
     shape([2, 9, 9, 24], [40, 3, 3, 24], 2, 1)
 }
 
-/// The tiles with forward kernels on this driver: every mma.sync tile, and Hopper's wgmma tiles where
-/// their kernels exist (the emulator; a GPU of compute capability 9.0). `wgmma_forward_every_tile`
+/// The tiles with kernels on this driver: every mma.sync tile, and Hopper's wgmma tiles where their
+/// kernels exist (the emulator; a GPU of compute capability 9.0). `wgmma_every_tile_and_pass`
 /// insists on the latter, so they are never skipped silently where they should run.
-fn forward_tiles() -> Vec<TcTile> {
+fn every_tile() -> Vec<TcTile> {
     let hopper = TcTile::HOPPER.into_iter().filter(|&t| {
         let l = conv_tc_plan::forward_with(&every_tile_shape(), t, false);
         driver().has_kernel(l.kernel)
@@ -470,19 +470,20 @@ fn forward_tiles() -> Vec<TcTile> {
 #[test]
 fn forward_every_tile_and_loader() {
     let s = every_tile_shape();
-    for tile in forward_tiles() {
+    for tile in every_tile() {
         for &general in tile.loaders() {
             check_forward(&s, &conv_tc_plan::forward_with(&s, tile, general), 400);
         }
     }
 }
 
-/// Hopper's wgmma forward (kernels/conv_wgmma_forward_sm90a.cu), every tile, on shapes that exercise
-/// its pipeline: a partial tile on both axes (M = 50, K = 40), a reduction of 36 slices (3x3, C = 128:
-/// the 4-stage ring wraps nine times), K = 264 (three column tiles of 128, two of 256, the last
-/// partial), and N = 1 with 1x1 stride 2.
+/// Hopper's wgmma kernels (kernels/conv_wgmma_*_sm90a.cu), every tile and pass, on shapes that
+/// exercise their pipeline: partial tiles on both axes (M = 50, 40 channels), a forward reduction of
+/// 36 slices (3x3, C = 128: the 4-stage ring wraps nine times), 264 output channels (three column
+/// tiles of 128, two of 256, the last partial; backward-filter's M), and N = 1 with 1x1 stride 2
+/// (backward-data's odd phases empty).
 #[test]
-fn wgmma_forward_every_tile() {
+fn wgmma_every_tile_and_pass() {
     let shapes = [
         every_tile_shape(),
         shape([1, 6, 6, 128], [72, 3, 3, 128], 1, 1),
@@ -499,7 +500,16 @@ fn wgmma_forward_every_tile() {
                 l.kernel,
                 driver().name()
             );
-            check_forward(s, &l, 450 + i as u64);
+            let seed = 450 + i as u64;
+            check_forward(s, &l, seed);
+            for add in [false, true] {
+                let l = conv_tc_plan::backward_data_with(s, add, tile, false);
+                check_backward_data(s, &l, add, seed);
+            }
+            for splits in [1, 3] {
+                let f = conv_tc_plan::backward_filter_with(s, tile, false, splits);
+                check_backward_filter(s, &f, seed);
+            }
         }
     }
 }
@@ -507,7 +517,7 @@ fn wgmma_forward_every_tile() {
 #[test]
 fn backward_data_every_tile_and_loader() {
     let s = every_tile_shape();
-    for tile in TcTile::ALL {
+    for tile in every_tile() {
         for &general in tile.loaders() {
             for add in [false, true] {
                 let l = conv_tc_plan::backward_data_with(&s, add, tile, general);
@@ -520,7 +530,7 @@ fn backward_data_every_tile_and_loader() {
 #[test]
 fn backward_filter_every_tile_loader_and_split() {
     let s = every_tile_shape();
-    for tile in TcTile::ALL {
+    for tile in every_tile() {
         for &general in tile.loaders() {
             for splits in [1, 3] {
                 let f = conv_tc_plan::backward_filter_with(&s, tile, general, splits);
@@ -598,7 +608,7 @@ fn every_planned_kernel_is_registered() {
         conv_tc_plan::FILTER_REDUCE_KERNEL,
         "batch_norm_finalize_tiles_f32",
     ];
-    for tile in TcTile::ALL {
+    for tile in TcTile::ALL.into_iter().chain(TcTile::HOPPER) {
         for &general in tile.loaders() {
             planned.push(conv_tc_plan::forward_with(&s, tile, general).kernel);
             planned.push(conv_tc_plan::forward_stats_with(&s, tile, general).0.kernel);

@@ -161,7 +161,7 @@ fn stats_shapes() -> [ConvShape; 2] {
 #[test]
 fn forward_stats_every_tile_and_loader() {
     for (i, s) in stats_shapes().iter().enumerate() {
-        for tile in forward_tiles() {
+        for tile in every_tile() {
             for &general in tile.loaders() {
                 check_stats_launch(s, tile, general, 1000 + i as u64);
             }

@@ -129,7 +129,7 @@ fn forward_stores_staged_and_in_pairs() {
     .iter()
     .enumerate()
     {
-        for tile in forward_tiles() {
+        for tile in every_tile() {
             for &general in tile.loaders() {
                 if !general && !conv_tc_plan::forward_vectorizable(s) {
                     continue;
@@ -167,7 +167,7 @@ fn backward_data_stores_staged_and_in_pairs() {
     .iter()
     .enumerate()
     {
-        for tile in TcTile::ALL {
+        for tile in every_tile() {
             for &general in tile.loaders() {
                 if !general && !conv_tc_plan::backward_vectorizable(s) {
                     continue;

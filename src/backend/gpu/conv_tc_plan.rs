@@ -35,10 +35,10 @@
 //! vector kernels.)
 //! Layouts: x, y, dy, dx, addend bf16 NHWC; w bf16 KRSC; dw fp32 KRSC.
 //!
-//! Hopper's wgmma tiles ([`TcTile::HOPPER`]) have forward kernels only:
-//! `conv2d_wgmma_forward[_stats]_{BMxBN}_bf16` (the same params as `conv2d_tc_forward[_stats]_*`;
-//! kernels/conv_wgmma_forward_sm90a.cu), vector loader only, on compute capability 9.0 and in the
-//! emulator.
+//! Hopper's wgmma tiles ([`TcTile::HOPPER`]) have kernels `conv2d_wgmma_{op}_{BMxBN}_bf16` for every
+//! pass above (`{op}` as in the `conv2d_tc_*` names, the same params; the backward-filter partials
+//! summed by the same reduce kernel), vector loader only (kernels/conv_wgmma_*_sm90a.cu), on compute
+//! capability 9.0 and in the emulator.
 //!
 //! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
@@ -130,19 +130,19 @@ pub enum TcTile {
     /// workhorse shape, fewer ldmatrix per mma than `T128x128`'s 64 x 32 warp tiles, at about 250
     /// registers a thread. In the sweep only, until an H200 shows where it wins.
     T128x128W64,
-    /// Hopper (sm_90a, `wgmma`; kernels/conv_wgmma.cuh), forward only: 128 x 128, two warpgroups of
-    /// 64 x 128, 4 stages plus 1 KiB of alignment, 66560 bytes (an opt-in). Its kernels load on
-    /// compute capability 9.0 alone ([`TcTile::HOPPER`]).
+    /// Hopper (sm_90a, `wgmma`; kernels/conv_wgmma.cuh): 128 x 128, two warpgroups of 64 x 128, 4
+    /// stages plus 1 KiB of alignment, 66560 bytes (an opt-in). Its kernels load on compute
+    /// capability 9.0 alone ([`TcTile::HOPPER`]).
     H128x128,
-    /// Hopper, forward only: 128 x 256, two warpgroups of 64 x 256 (128 accumulators a thread), 99328
-    /// bytes: the widest outputs (K >= 256).
+    /// Hopper: 128 x 256, two warpgroups of 64 x 256 (128 accumulators a thread), 99328 bytes: the
+    /// widest outputs.
     H128x256,
-    /// Hopper, forward only: 64 x 128, one warpgroup, 50176 bytes: more blocks for smaller layers.
+    /// Hopper: 64 x 128, one warpgroup, 50176 bytes: more blocks for smaller layers.
     H64x128,
 }
 
 impl TcTile {
-    /// The mma.sync tiles (sm_80 and newer), which have kernels for every pass.
+    /// The mma.sync tiles (sm_80 and newer).
     pub const ALL: [TcTile; 6] = [
         TcTile::T128x128,
         TcTile::T64x64,
@@ -152,10 +152,10 @@ impl TcTile {
         TcTile::T128x128W64,
     ];
 
-    /// The wgmma tiles: forward kernels only (`conv2d_wgmma_forward[_stats]_{BMxBN}_bf16`), in
-    /// kernels/conv_wgmma_forward_sm90a.cu, present on a GPU of compute capability 9.0 and in the
-    /// emulator (`Driver::has_kernel` says). The plan does not pick them yet: the tile sweep
-    /// (`benches/tc_tiles.rs`) measures them against the mma.sync tiles.
+    /// The wgmma tiles (kernels/conv_wgmma_*_sm90a.cu, every pass, vector loader only), present on a
+    /// GPU of compute capability 9.0 and in the emulator (`Driver::has_kernel` says). The plan does
+    /// not pick them yet: the tile sweep (`benches/tc_tiles.rs`) measures them against the mma.sync
+    /// tiles.
     pub const HOPPER: [TcTile; 3] = [TcTile::H128x128, TcTile::H128x256, TcTile::H64x128];
 
     /// Whether this is a wgmma tile ([`TcTile::HOPPER`]).
@@ -244,36 +244,6 @@ impl TcTile {
 
 /// The wgmma main loop's alignment slack (kWgmmaSmemAlign).
 const WGMMA_SMEM_ALIGN: usize = 1024;
-/// The wgmma forward kernels, indexed by `tile.index()` of a Hopper tile.
-const HOPPER_FORWARD_KERNELS: [&str; 3] = [
-    "conv2d_wgmma_forward_128x128_bf16",
-    "conv2d_wgmma_forward_128x256_bf16",
-    "conv2d_wgmma_forward_64x128_bf16",
-];
-const HOPPER_FORWARD_STATS_KERNELS: [&str; 3] = [
-    "conv2d_wgmma_forward_stats_128x128_bf16",
-    "conv2d_wgmma_forward_stats_128x256_bf16",
-    "conv2d_wgmma_forward_stats_64x128_bf16",
-];
-
-/// The forward (`stats`: with statistics) kernel of `tile` and loader, of either family.
-fn forward_kernel_of(tile: TcTile, general: bool, stats: bool) -> &'static str {
-    if tile.is_hopper() {
-        assert!(!general, "the wgmma tiles have vector-loader kernels only");
-        let table = if stats {
-            &HOPPER_FORWARD_STATS_KERNELS
-        } else {
-            &HOPPER_FORWARD_KERNELS
-        };
-        return table[tile.index()];
-    }
-    let table = if stats {
-        &FORWARD_STATS_KERNELS
-    } else {
-        &FORWARD_KERNELS
-    };
-    kernel_of(table, tile, general)
-}
 
 /// Reduction slice depth of every tile (kTcBlockK).
 const BLOCK_K: usize = 32;
@@ -294,113 +264,151 @@ const FILTER_MAX_SPLITS: usize = 64;
 const REDUCE_THREADS: u32 = 256;
 const REDUCE_MAX_BLOCKS: usize = 4096;
 
-/// Kernel names, indexed [general as usize][tile.index()] (look up with [`kernel_of`]).
-type KernelTable = [[&'static str; 6]; 2];
+/// Kernel names of one pass (look up with [`kernel_of`]): the mma.sync tiles' indexed
+/// [general as usize][tile.index()], the wgmma tiles' by tile.index() (vector loader only).
+struct PassKernels {
+    mma: [[&'static str; 6]; 2],
+    wgmma: [&'static str; 3],
+}
 /// The entry of a tile without a general loader ([`TcTile::loaders`]).
 const NO_KERNEL: &str = "";
-const FORWARD_KERNELS: KernelTable = [
-    [
-        "conv2d_tc_forward_128x128_bf16",
-        "conv2d_tc_forward_64x64_bf16",
-        "conv2d_tc_forward_128x32_bf16",
-        "conv2d_tc_forward_64x16_bf16",
-        "conv2d_tc_forward_32x64_bf16",
-        "conv2d_tc_forward_128x128w64_bf16",
+const FORWARD_KERNELS: PassKernels = PassKernels {
+    mma: [
+        [
+            "conv2d_tc_forward_128x128_bf16",
+            "conv2d_tc_forward_64x64_bf16",
+            "conv2d_tc_forward_128x32_bf16",
+            "conv2d_tc_forward_64x16_bf16",
+            "conv2d_tc_forward_32x64_bf16",
+            "conv2d_tc_forward_128x128w64_bf16",
+        ],
+        [
+            "conv2d_tc_forward_general_128x128_bf16",
+            "conv2d_tc_forward_general_64x64_bf16",
+            "conv2d_tc_forward_general_128x32_bf16",
+            "conv2d_tc_forward_general_64x16_bf16",
+            "conv2d_tc_forward_general_32x64_bf16",
+            NO_KERNEL,
+        ],
     ],
-    [
-        "conv2d_tc_forward_general_128x128_bf16",
-        "conv2d_tc_forward_general_64x64_bf16",
-        "conv2d_tc_forward_general_128x32_bf16",
-        "conv2d_tc_forward_general_64x16_bf16",
-        "conv2d_tc_forward_general_32x64_bf16",
-        NO_KERNEL,
+    wgmma: [
+        "conv2d_wgmma_forward_128x128_bf16",
+        "conv2d_wgmma_forward_128x256_bf16",
+        "conv2d_wgmma_forward_64x128_bf16",
     ],
-];
-const FORWARD_STATS_KERNELS: KernelTable = [
-    [
-        "conv2d_tc_forward_stats_128x128_bf16",
-        "conv2d_tc_forward_stats_64x64_bf16",
-        "conv2d_tc_forward_stats_128x32_bf16",
-        "conv2d_tc_forward_stats_64x16_bf16",
-        "conv2d_tc_forward_stats_32x64_bf16",
-        "conv2d_tc_forward_stats_128x128w64_bf16",
+};
+const FORWARD_STATS_KERNELS: PassKernels = PassKernels {
+    mma: [
+        [
+            "conv2d_tc_forward_stats_128x128_bf16",
+            "conv2d_tc_forward_stats_64x64_bf16",
+            "conv2d_tc_forward_stats_128x32_bf16",
+            "conv2d_tc_forward_stats_64x16_bf16",
+            "conv2d_tc_forward_stats_32x64_bf16",
+            "conv2d_tc_forward_stats_128x128w64_bf16",
+        ],
+        [
+            "conv2d_tc_forward_stats_general_128x128_bf16",
+            "conv2d_tc_forward_stats_general_64x64_bf16",
+            "conv2d_tc_forward_stats_general_128x32_bf16",
+            "conv2d_tc_forward_stats_general_64x16_bf16",
+            "conv2d_tc_forward_stats_general_32x64_bf16",
+            NO_KERNEL,
+        ],
     ],
-    [
-        "conv2d_tc_forward_stats_general_128x128_bf16",
-        "conv2d_tc_forward_stats_general_64x64_bf16",
-        "conv2d_tc_forward_stats_general_128x32_bf16",
-        "conv2d_tc_forward_stats_general_64x16_bf16",
-        "conv2d_tc_forward_stats_general_32x64_bf16",
-        NO_KERNEL,
+    wgmma: [
+        "conv2d_wgmma_forward_stats_128x128_bf16",
+        "conv2d_wgmma_forward_stats_128x256_bf16",
+        "conv2d_wgmma_forward_stats_64x128_bf16",
     ],
-];
-const BACKWARD_DATA_KERNELS: KernelTable = [
-    [
-        "conv2d_tc_backward_data_128x128_bf16",
-        "conv2d_tc_backward_data_64x64_bf16",
-        "conv2d_tc_backward_data_128x32_bf16",
-        "conv2d_tc_backward_data_64x16_bf16",
-        "conv2d_tc_backward_data_32x64_bf16",
-        "conv2d_tc_backward_data_128x128w64_bf16",
+};
+const BACKWARD_DATA_KERNELS: PassKernels = PassKernels {
+    mma: [
+        [
+            "conv2d_tc_backward_data_128x128_bf16",
+            "conv2d_tc_backward_data_64x64_bf16",
+            "conv2d_tc_backward_data_128x32_bf16",
+            "conv2d_tc_backward_data_64x16_bf16",
+            "conv2d_tc_backward_data_32x64_bf16",
+            "conv2d_tc_backward_data_128x128w64_bf16",
+        ],
+        [
+            "conv2d_tc_backward_data_general_128x128_bf16",
+            "conv2d_tc_backward_data_general_64x64_bf16",
+            "conv2d_tc_backward_data_general_128x32_bf16",
+            "conv2d_tc_backward_data_general_64x16_bf16",
+            "conv2d_tc_backward_data_general_32x64_bf16",
+            NO_KERNEL,
+        ],
     ],
-    [
-        "conv2d_tc_backward_data_general_128x128_bf16",
-        "conv2d_tc_backward_data_general_64x64_bf16",
-        "conv2d_tc_backward_data_general_128x32_bf16",
-        "conv2d_tc_backward_data_general_64x16_bf16",
-        "conv2d_tc_backward_data_general_32x64_bf16",
-        NO_KERNEL,
+    wgmma: [
+        "conv2d_wgmma_backward_data_128x128_bf16",
+        "conv2d_wgmma_backward_data_128x256_bf16",
+        "conv2d_wgmma_backward_data_64x128_bf16",
     ],
-];
-const BACKWARD_DATA_ADD_KERNELS: KernelTable = [
-    [
-        "conv2d_tc_backward_data_add_128x128_bf16",
-        "conv2d_tc_backward_data_add_64x64_bf16",
-        "conv2d_tc_backward_data_add_128x32_bf16",
-        "conv2d_tc_backward_data_add_64x16_bf16",
-        "conv2d_tc_backward_data_add_32x64_bf16",
-        "conv2d_tc_backward_data_add_128x128w64_bf16",
+};
+const BACKWARD_DATA_ADD_KERNELS: PassKernels = PassKernels {
+    mma: [
+        [
+            "conv2d_tc_backward_data_add_128x128_bf16",
+            "conv2d_tc_backward_data_add_64x64_bf16",
+            "conv2d_tc_backward_data_add_128x32_bf16",
+            "conv2d_tc_backward_data_add_64x16_bf16",
+            "conv2d_tc_backward_data_add_32x64_bf16",
+            "conv2d_tc_backward_data_add_128x128w64_bf16",
+        ],
+        [
+            "conv2d_tc_backward_data_add_general_128x128_bf16",
+            "conv2d_tc_backward_data_add_general_64x64_bf16",
+            "conv2d_tc_backward_data_add_general_128x32_bf16",
+            "conv2d_tc_backward_data_add_general_64x16_bf16",
+            "conv2d_tc_backward_data_add_general_32x64_bf16",
+            NO_KERNEL,
+        ],
     ],
-    [
-        "conv2d_tc_backward_data_add_general_128x128_bf16",
-        "conv2d_tc_backward_data_add_general_64x64_bf16",
-        "conv2d_tc_backward_data_add_general_128x32_bf16",
-        "conv2d_tc_backward_data_add_general_64x16_bf16",
-        "conv2d_tc_backward_data_add_general_32x64_bf16",
-        NO_KERNEL,
+    wgmma: [
+        "conv2d_wgmma_backward_data_add_128x128_bf16",
+        "conv2d_wgmma_backward_data_add_128x256_bf16",
+        "conv2d_wgmma_backward_data_add_64x128_bf16",
     ],
-];
-const BACKWARD_FILTER_KERNELS: KernelTable = [
-    [
-        "conv2d_tc_backward_filter_128x128_bf16",
-        "conv2d_tc_backward_filter_64x64_bf16",
-        "conv2d_tc_backward_filter_128x32_bf16",
-        "conv2d_tc_backward_filter_64x16_bf16",
-        "conv2d_tc_backward_filter_32x64_bf16",
-        "conv2d_tc_backward_filter_128x128w64_bf16",
+};
+const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
+    mma: [
+        [
+            "conv2d_tc_backward_filter_128x128_bf16",
+            "conv2d_tc_backward_filter_64x64_bf16",
+            "conv2d_tc_backward_filter_128x32_bf16",
+            "conv2d_tc_backward_filter_64x16_bf16",
+            "conv2d_tc_backward_filter_32x64_bf16",
+            "conv2d_tc_backward_filter_128x128w64_bf16",
+        ],
+        [
+            "conv2d_tc_backward_filter_general_128x128_bf16",
+            "conv2d_tc_backward_filter_general_64x64_bf16",
+            "conv2d_tc_backward_filter_general_128x32_bf16",
+            "conv2d_tc_backward_filter_general_64x16_bf16",
+            "conv2d_tc_backward_filter_general_32x64_bf16",
+            NO_KERNEL,
+        ],
     ],
-    [
-        "conv2d_tc_backward_filter_general_128x128_bf16",
-        "conv2d_tc_backward_filter_general_64x64_bf16",
-        "conv2d_tc_backward_filter_general_128x32_bf16",
-        "conv2d_tc_backward_filter_general_64x16_bf16",
-        "conv2d_tc_backward_filter_general_32x64_bf16",
-        NO_KERNEL,
+    wgmma: [
+        "conv2d_wgmma_backward_filter_128x128_bf16",
+        "conv2d_wgmma_backward_filter_128x256_bf16",
+        "conv2d_wgmma_backward_filter_64x128_bf16",
     ],
-];
+};
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.
-fn kernel_of(table: &KernelTable, tile: TcTile, general: bool) -> &'static str {
-    assert!(
-        !tile.is_hopper(),
-        "the {} tile has forward kernels only",
-        tile.name()
-    );
+fn kernel_of(table: &PassKernels, tile: TcTile, general: bool) -> &'static str {
     assert!(
         tile.loaders().contains(&general),
         "the {} tile has no general-loader kernels",
         tile.name()
     );
-    table[usize::from(general)][tile.index()]
+    if tile.is_hopper() {
+        table.wgmma[tile.index()]
+    } else {
+        table.mma[usize::from(general)][tile.index()]
+    }
 }
 
 /// The backward-filter reduce kernel (fp32 partials to fp32 dw).
@@ -434,7 +442,7 @@ pub fn forward_stats_with(
     general: bool,
 ) -> (TcLaunch, TcStatsPartition) {
     let [n, p, q, k] = shape.y;
-    let kernel = forward_kernel_of(tile, general, true);
+    let kernel = kernel_of(&FORWARD_STATS_KERNELS, tile, general);
     (
         launch(kernel, tile, n * p * q, k, 1),
         TcStatsPartition::new(tile, shape.y),
@@ -451,7 +459,7 @@ pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {
 pub fn forward_with(shape: &ConvShape, tile: TcTile, general: bool) -> TcLaunch {
     let [n, p, q, k] = shape.y;
     launch(
-        forward_kernel_of(tile, general, false),
+        kernel_of(&FORWARD_KERNELS, tile, general),
         tile,
         n * p * q,
         k,
@@ -627,19 +635,19 @@ mod tests {
                 let g = usize::from(general);
                 let general = if general { "general_" } else { "" };
                 let name = |op: &str| format!("conv2d_tc_{op}_{general}{t}_bf16");
-                assert_eq!(FORWARD_KERNELS[g][tile.index()], name("forward"));
+                assert_eq!(FORWARD_KERNELS.mma[g][tile.index()], name("forward"));
                 let stats = format!("conv2d_tc_forward_stats_{general}{t}_bf16");
-                assert_eq!(FORWARD_STATS_KERNELS[g][tile.index()], stats);
+                assert_eq!(FORWARD_STATS_KERNELS.mma[g][tile.index()], stats);
                 assert_eq!(
-                    BACKWARD_DATA_KERNELS[g][tile.index()],
+                    BACKWARD_DATA_KERNELS.mma[g][tile.index()],
                     name("backward_data")
                 );
                 assert_eq!(
-                    BACKWARD_DATA_ADD_KERNELS[g][tile.index()],
+                    BACKWARD_DATA_ADD_KERNELS.mma[g][tile.index()],
                     name("backward_data_add")
                 );
                 assert_eq!(
-                    BACKWARD_FILTER_KERNELS[g][tile.index()],
+                    BACKWARD_FILTER_KERNELS.mma[g][tile.index()],
                     name("backward_filter")
                 );
             }
@@ -666,21 +674,23 @@ mod tests {
     }
 
     #[test]
-    fn hopper_tiles_name_their_wgmma_forward_kernels() {
+    fn hopper_tiles_name_their_wgmma_kernels() {
         let s = shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1);
         for tile in TcTile::HOPPER {
             let (bm, bn) = (tile.bm(), tile.bn());
+            let name = |op: &str| format!("conv2d_wgmma_{op}_{bm}x{bn}_bf16");
             let launch = forward_with(&s, tile, false);
-            assert_eq!(
-                launch.kernel,
-                format!("conv2d_wgmma_forward_{bm}x{bn}_bf16")
-            );
+            assert_eq!(launch.kernel, name("forward"));
             assert_eq!(launch.block, (2 * bm as u32, 1, 1));
             let stats = forward_stats_with(&s, tile, false).0;
-            assert_eq!(
-                stats.kernel,
-                format!("conv2d_wgmma_forward_stats_{bm}x{bn}_bf16")
-            );
+            assert_eq!(stats.kernel, name("forward_stats"));
+            let data = backward_data_with(&s, false, tile, false).kernel;
+            assert_eq!(data, name("backward_data"));
+            let add = backward_data_with(&s, true, tile, false).kernel;
+            assert_eq!(add, name("backward_data_add"));
+            let filter = backward_filter_with(&s, tile, false, 2);
+            assert_eq!(filter.partial.kernel, name("backward_filter"));
+            assert_eq!(filter.reduce.unwrap().kernel, FILTER_REDUCE_KERNEL);
         }
     }
 

@@ -258,17 +258,34 @@ pub fn report(cpu_threads: usize) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "  gpu {}: {}, compute capability {major}.{minor}, {:.1} GiB, {} SMs; {fit}; \
+                    "  gpu {}: {}, compute capability {major}.{minor}, {:.1} GiB, {} SMs; {fit}{}; \
                      programmatic dependent launch {pdl}",
                     g.ordinal,
                     g.name,
                     g.memory_bytes as f64 / (1u64 << 30) as f64,
-                    g.multiprocessors
+                    g.multiprocessors,
+                    hopper_kernels(major, minor)
                 );
             }
         }
     }
     s
+}
+
+/// ", and sm_90a (wgmma)" where the binary carries Hopper-only kernels that this device loads.
+fn hopper_kernels(major: u32, minor: u32) -> &'static str {
+    let carried = embedded::FATBINS
+        .iter()
+        .any(|(stem, _)| embedded::is_hopper_only(stem));
+    let fits = !matches!(
+        embedded::fit(major, minor),
+        KernelFit::TooOld | KernelFit::Absent
+    );
+    if carried && fits && embedded::loads_on("_sm90a", major, minor) {
+        " and sm_90a (wgmma)"
+    } else {
+        ""
+    }
 }
 
 /// Whether kernels on a GPU of compute capability `major`.x launch with programmatic dependent
@@ -303,6 +320,16 @@ mod tests {
             GpuReadiness::Unusable(why) => why,
             other => panic!("expected Unusable, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_wgmma_kernels_are_reported_on_compute_capability_9_0_only() {
+        let carried = embedded::FATBINS
+            .iter()
+            .any(|(stem, _)| embedded::is_hopper_only(stem));
+        assert_eq!(hopper_kernels(9, 0).is_empty(), !carried);
+        assert_eq!(hopper_kernels(8, 0), "");
+        assert_eq!(hopper_kernels(10, 0), "");
     }
 
     #[test]

@@ -1,0 +1,163 @@
+// conv_tc_backward_data.cuh: the body of the tensor-core convolution backward-data (math, layouts and
+// GEMM view in conv_tc_backward_data.cu's header), shared by the sm_80 kernels there and the Hopper
+// (wgmma) kernels of conv_wgmma_backward_sm90a.cu; `MainLoop` is the main-loop policy (TcMmaSyncLoop,
+// conv_tc.cuh, or TcWgmmaLoop, conv_wgmma.cuh), which also arranges the KN tile of w.
+#ifndef RESNET_CUDA_CONV_TC_BACKWARD_DATA_CUH
+#define RESNET_CUDA_CONV_TC_BACKWARD_DATA_CUH
+
+#include "conv_tc_epilogue.cuh"
+
+template <class Tile, bool VEC, bool ADD, class MainLoop = TcMmaSyncLoop>
+__device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
+                                                      bf16* __restrict__ dx, const bf16* __restrict__ addend,
+                                                      const ConvDims& d) {
+    if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
+    using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
+    using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
+    const int H = d.H, W = d.W, P = d.P, Q = d.Q, C = d.C, K = d.K, S = d.S, stride = d.stride, pad = d.pad;
+    const int RSC = d.R * S * C;
+
+    const int ph = static_cast<int>(blockIdx.z) / stride, pw = static_cast<int>(blockIdx.z) % stride;
+    const int Hc = ph < H ? (H - ph + stride - 1) / stride : 0;
+    const int Wc = pw < W ? (W - pw + stride - 1) / stride : 0;
+    const int rh0 = (ph + pad) % stride, rw0 = (pw + pad) % stride;
+    const int nr = rh0 < d.R ? (d.R - rh0 + stride - 1) / stride : 0;
+    const int ns = rw0 < S ? (S - rw0 + stride - 1) / stride : 0;
+    const int base_p = (ph + pad - rh0) / stride, base_q = (pw + pad - rw0) / stride;
+    const int M = d.N * Hc * Wc, RED = nr * ns * K;
+
+    const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
+    if (m0 >= M) return;  // uniform over the block: a smaller class than the grid is sized for
+    const int tid = threadIdx.x;
+
+    // This thread's A rows (class pixels): dy's image offset and the output read by tap (0, 0).
+    long long a_image[AChunks::PER_THREAD];
+    int a_p0[AChunks::PER_THREAD], a_q0[AChunks::PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+        const int m = m0 + AChunks::row(tid, j);
+        a_image[j] = 0;
+        a_p0[j] = kConvInvalid;
+        a_q0[j] = kConvInvalid;
+        if (AChunks::owns(tid, j) && m < M) {
+            const int jw = m % Wc, ni = m / Wc;
+            const int ih = ni % Hc, n = ni / Hc;
+            a_image[j] = static_cast<long long>(n) * P * Q * K;
+            a_p0[j] = base_p + ih;
+            a_q0[j] = base_q + jw;
+        }
+    }
+    const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
+
+    // Splits a reduction index into this class's tap (a, b) and output channel k (kr < RED, so ns > 0).
+    auto split = [&](int kr, int& a, int& b, int& k) {
+        const int ab = kr / K;
+        k = kr - ab * K;
+        a = ab / ns;
+        b = ab - a * ns;
+    };
+
+    TcReductionIndex tap;  // this thread's A chunk's (a, b, k), carried from slice to slice
+    auto load_a = [&](bf16* tile, int k0) {
+        if constexpr (VEC) {
+            // The 8 output channels of this chunk share one tap (K % 8 == 0).
+            const int kr = k0 + 8 * a_col;
+            int a = 0, b = 0, k = 0;
+            if (kr < RED) {
+                tap.seek(kr, ns, K);
+                a = tap.outer;
+                b = tap.middle;
+                k = tap.channel;
+            }
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                const int p = a_p0[j] - a, q = a_q0[j] - b;
+                const bool ok = kr < RED && p >= 0 && p < P && q >= 0 && q < Q;
+                const bf16* src = ok ? dy + a_image[j] + (static_cast<long long>(p) * Q + q) * K + k : dy;
+                tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
+            }
+        } else {
+            int ta[8], tb[8], tk[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int kr = k0 + 8 * a_col + e;
+                ta[e] = -kConvInvalid;  // past the reduction: p = p0 - a is then negative, so no load
+                tb[e] = 0;
+                tk[e] = 0;
+                if (kr < RED) split(kr, ta[e], tb[e], tk[e]);
+            }
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (!AChunks::owns(tid, j)) continue;
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int p = a_p0[j] - ta[e], q = a_q0[j] - tb[e];
+                    const bool ok = p >= 0 && p < P && q >= 0 && q < Q;
+                    bits[e] = ok ? tc_bits(dy + a_image[j] + (static_cast<long long>(p) * Q + q) * K + tk[e]) : 0;
+                }
+                tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), bits);
+            }
+        }
+    };
+
+    // B rows are reduction indices (tap, k); each row's input channels w[k, r, s, 0..C) are contiguous.
+    const int c_base = n0 + 8 * b_col;
+    auto load_b = [&](bf16* tile, int k0) {
+#pragma unroll
+        for (int j = 0; j < BChunks::PER_THREAD; ++j) {
+            if (!BChunks::owns(tid, j)) continue;
+            const int row = BChunks::row(tid, j), kr = k0 + row;
+            int a = 0, b = 0, k = 0;
+            if (kr < RED) split(kr, a, b, k);
+            const int r = rh0 + stride * a, s = rw0 + stride * b;
+            const bf16* base = w + static_cast<long long>(k) * RSC + (r * S + s) * C + c_base;
+            if constexpr (VEC) {
+                const bool ok = kr < RED && c_base < C;
+                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), ok ? base : w, ok);
+            } else {
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) bits[e] = (kr < RED && c_base + e < C) ? tc_bits(base + e) : 0;
+                tc_store_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), bits);
+            }
+        }
+    };
+
+    float acc[Tile::MI][Tile::NI][4];
+    const int slices = (RED + Tile::BK - 1) / Tile::BK;
+    MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+
+    // Row m of this class's GEMM is the pixel (n, ph + stride ih, pw + stride jw): the offset of its
+    // dx (and addend) channel 0.
+    const auto pixel = [&](int m) {
+        const int jw = m % Wc, ni = m / Wc;
+        const int ih = ni % Hc, n = ni / Hc;
+        return ((static_cast<long long>(n) * H + ph + stride * ih) * W + pw + stride * jw) * C;
+    };
+    if (tc_staged_store_ok(C, dx, addend)) {
+        // 16-byte stores through shared memory (conv_tc_epilogue.cuh), the addend read the same way.
+        bf16* const smem = dynamic_shared_memory<bf16>();
+        const auto dx_row = [&](int m) { return dx + pixel(m); };
+        if constexpr (ADD) {
+            tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row, [&](int m) { return addend + pixel(m); });
+        } else {
+            tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row);
+        }
+        return;
+    }
+    const bool paired = C % 2 == 0;
+    tc_for_each_pair<Tile>(acc, m0, n0, [&](int m, int c, float v0, float v1) {
+        if (m >= M || c >= C) return;
+        const long long at = pixel(m) + c;
+        const bool second = c + 1 < C;
+        if constexpr (ADD) {
+            v0 += bf16_to_float(addend[at]);
+            if (second) v1 += bf16_to_float(addend[at + 1]);
+        }
+        tc_store_bf16_pair(dx + at, v0, v1, second, paired);
+    });
+}
+
+#endif

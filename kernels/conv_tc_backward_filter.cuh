@@ -1,0 +1,110 @@
+// conv_tc_backward_filter.cuh: the body of the tensor-core convolution backward-filter partials (math,
+// layouts, GEMM view and split in conv_tc_backward_filter.cu's header), shared by the sm_80 kernels
+// there and the Hopper (wgmma) kernels of conv_wgmma_backward_sm90a.cu; `MainLoop` is the main-loop
+// policy (TcMmaSyncLoop, conv_tc.cuh, or TcWgmmaLoop, conv_wgmma.cuh), which also arranges the KM
+// and KN tiles.
+#ifndef RESNET_CUDA_CONV_TC_BACKWARD_FILTER_CUH
+#define RESNET_CUDA_CONV_TC_BACKWARD_FILTER_CUH
+
+#include "conv_tc.cuh"
+
+template <class Tile, bool VEC, class MainLoop = TcMmaSyncLoop>
+__device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__ x, const bf16* __restrict__ dy,
+                                                        float* __restrict__ out, const ConvDims& d) {
+    if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
+    using AChunks = TcChunks<Tile::BK, Tile::BM, Tile::THREADS>;
+    using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
+    const int H = d.H, W = d.W, C = d.C, K = d.K, S = d.S, P = d.P, Q = d.Q;
+    const int RSC = d.R * S * C, NPQ = d.N * P * Q;
+    const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
+    const int tid = threadIdx.x;
+
+    // This block's share of the reduction.
+    const int splits = gridDim.z;
+    const int per_split = ((NPQ + splits - 1) / splits + Tile::BK - 1) / Tile::BK * Tile::BK;
+    const int j_begin = min(NPQ, static_cast<int>(blockIdx.z) * per_split);
+    const int j_end = min(NPQ, j_begin + per_split);
+
+    // A: this thread's 8 output channels, fixed; rows are reduction indices.
+    const int a_col = AChunks::column(tid), k_base = m0 + 8 * a_col;
+    auto load_a = [&](bf16* tile, int k0) {
+#pragma unroll
+        for (int jj = 0; jj < AChunks::PER_THREAD; ++jj) {
+            if (!AChunks::owns(tid, jj)) continue;
+            const int row = AChunks::row(tid, jj), j = j_begin + k0 + row;
+            const bf16* base = dy + static_cast<long long>(j) * K + k_base;
+            if constexpr (VEC) {
+                const bool ok = j < j_end && k_base < K;
+                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile::BM>(row, a_col), ok ? base : dy, ok);
+            } else {
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) bits[e] = (j < j_end && k_base + e < K) ? tc_bits(base + e) : 0;
+                tc_store_chunk(tile + MainLoop::template kn_offset<Tile::BM>(row, a_col), bits);
+            }
+        }
+    };
+
+    // B: this thread's 8 columns (taps and input channels), decoded once; rows are reduction indices.
+    const int b_col = BChunks::column(tid), rsc_base = n0 + 8 * b_col;
+    constexpr int COLS = VEC ? 1 : 8;  // the vector path's 8 columns share one tap (C % 8 == 0)
+    int col_r[COLS], col_s[COLS], col_c[COLS];
+#pragma unroll
+    for (int e = 0; e < COLS; ++e) {
+        const int rsc = rsc_base + e;
+        const int rs = rsc / C;
+        col_c[e] = rsc - rs * C;
+        col_r[e] = rsc < RSC ? rs / S : kConvInvalid;  // an invalid column fails every bounds test
+        col_s[e] = rs - (rs / S) * S;
+    }
+    auto load_b = [&](bf16* tile, int k0) {
+#pragma unroll
+        for (int jj = 0; jj < BChunks::PER_THREAD; ++jj) {
+            if (!BChunks::owns(tid, jj)) continue;
+            const int row = BChunks::row(tid, jj), j = j_begin + k0 + row;
+            int h0 = kConvInvalid, w0 = kConvInvalid;
+            long long image = 0;
+            if (j < j_end) {
+                const int q = j % Q, np = j / Q;
+                const int p = np % P, n = np / P;
+                image = static_cast<long long>(n) * H * W * C;
+                h0 = p * d.stride - d.pad;
+                w0 = q * d.stride - d.pad;
+            }
+            if constexpr (VEC) {
+                const int h = h0 + col_r[0], ww = w0 + col_s[0];
+                const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
+                const bf16* src = ok ? x + image + (static_cast<long long>(h) * W + ww) * C + col_c[0] : x;
+                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), src, ok);
+            } else {
+                std::uint16_t bits[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int h = h0 + col_r[e], ww = w0 + col_s[e];
+                    const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
+                    bits[e] = ok ? tc_bits(x + image + (static_cast<long long>(h) * W + ww) * C + col_c[e]) : 0;
+                }
+                tc_store_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), bits);
+            }
+        }
+    };
+
+    float acc[Tile::MI][Tile::NI][4];
+    const int slices = (j_end - j_begin + Tile::BK - 1) / Tile::BK;
+    MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+
+    float* const partial = out + static_cast<long long>(blockIdx.z) * K * RSC;
+    const bool paired = RSC % 2 == 0;
+    tc_for_each_pair<Tile>(acc, m0, n0, [&](int k, int rsc, float v0, float v1) {
+        if (k >= K || rsc >= RSC) return;
+        float* at = partial + static_cast<long long>(k) * RSC + rsc;
+        if (rsc + 1 < RSC && paired) {
+            *reinterpret_cast<float2*>(at) = make_float2(v0, v1);
+        } else {
+            at[0] = v0;
+            if (rsc + 1 < RSC) at[1] = v1;
+        }
+    });
+}
+
+#endif
