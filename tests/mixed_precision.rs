@@ -15,6 +15,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::gpu::conv_tc_plan::TcFamily;
 use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
 use resnet_cuda::backend::{
     Backend, BatchNormConfig, Conv2dGeometry, DType, Precision, SgdConfig, SgdTensors,
@@ -391,8 +392,8 @@ fn params_of<B: Backend<Elem = f32>>(
 /// stays near 1%. A wiring error (a wrong pointer, element type or stale weight copy) gives errors
 /// of order 1: dropping the ReLU mask in batch norm's bf16 backward, for one, puts the stem's
 /// weight gradient off by three times its norm. The f32 masters are then updated exactly as on the CPU.
-fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64) {
-    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64, family: TcFamily) {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16().with_tc_family(family));
     let config = ModelConfig::from_name("resnet8", 10)
         .unwrap()
         .with_shortcut(shortcut);
@@ -436,12 +437,20 @@ fn resnet8_step_bf16_matches_cpu_f32(shortcut: ShortcutOption, seed: u64) {
 
 #[test]
 fn resnet8_option_a_step_in_bf16_matches_cpu_f32() {
-    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::A, 41);
+    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::A, 41, TcFamily::MmaSync);
 }
 
 #[test]
 fn resnet8_option_b_step_in_bf16_matches_cpu_f32() {
-    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::B, 43);
+    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::B, 43, TcFamily::MmaSync);
+}
+
+/// The same step with every convolution on Hopper's wgmma kernels (`RESNET_TC_KERNELS=wgmma`;
+/// compute capability 9.0 or the emulator), within the same tolerance: they differ from the
+/// mma.sync kernels only in fp32 summation order.
+#[test]
+fn resnet8_step_on_the_wgmma_kernels_matches_cpu_f32() {
+    resnet8_step_bf16_matches_cpu_f32(ShortcutOption::B, 47, TcFamily::Wgmma);
 }
 
 /// A short bf16 training run learns as the f32 one does: 30 SGD steps on one fixed batch of 16
@@ -504,7 +513,17 @@ fn a_short_bf16_run_learns_like_f32() {
 /// errors are the bf16 roundings (2^-9 each, ~15 ops deep) plus ReLU flips, a few percent at most.
 #[test]
 fn bottleneck_eval_logits_in_bf16_match_cpu_f32() {
-    let (cpu, gpu) = (Cpu::new(), gpu_bf16());
+    bottleneck_eval_logits_match_cpu_f32(TcFamily::MmaSync);
+}
+
+/// The same on Hopper's wgmma kernels.
+#[test]
+fn bottleneck_eval_logits_on_the_wgmma_kernels_match_cpu_f32() {
+    bottleneck_eval_logits_match_cpu_f32(TcFamily::Wgmma);
+}
+
+fn bottleneck_eval_logits_match_cpu_f32(family: TcFamily) {
+    let (cpu, gpu) = (Cpu::new(), gpu_bf16().with_tc_family(family));
     let mut config = ModelConfig::from_name("resnet50", 7).unwrap();
     config.stage_blocks = vec![1, 1];
     config.stage_channels = vec![32, 64];

@@ -97,6 +97,12 @@ step bench-resnet20-b128-eager 60 "$RC" bench --model resnet20 --batch-size 128 
 # Programmatic dependent launch (on by default on sm_90) against none, to see what it is worth.
 step bench-resnet20-b128-nopdl 60 env RESNET_PDL=0 "$RC" bench --model resnet20 --batch-size 128 \
     --device cuda --json
+# Every convolution on Hopper's wgmma kernels instead of mma.sync (the tile sweep below has them
+# layer by layer): what the whole step gains.
+step bench-resnet50-b256-wgmma 120 env RESNET_TC_KERNELS=wgmma "$RC" bench --model resnet50 \
+    --batch-size 256 --device cuda --json
+step bench-resnet20-b128-wgmma 60 env RESNET_TC_KERNELS=wgmma "$RC" bench --model resnet20 \
+    --batch-size 128 --device cuda --json
 step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda \
     --precision f32 --json
 step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \

@@ -33,7 +33,7 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
@@ -43,6 +43,8 @@ def step_rows(raw):
                     label += ", graph" if j["cuda_graph"] else ", eager"
                 if m[3] == "nopdl":
                     label += ", no PDL"
+                if m[3] == "wgmma":
+                    label += ", wgmma"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
     path = os.path.join(raw, "pytorch-step.json")

@@ -20,7 +20,7 @@ use super::batch_norm::StatisticsSource;
 use super::bf16_launch::Launch;
 use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
-use super::conv_tc_plan;
+use super::conv_tc_plan::{self, TcFamily};
 use super::convolution::{conv_shape, direct_conv_args};
 use super::head::Gemm;
 use super::optimiser::SgdTable;
@@ -40,6 +40,8 @@ use crate::tensor::Tensor;
 const F32: usize = std::mem::size_of::<f32>();
 /// Workspace sub-allocations start at multiples of this many bytes.
 const WORKSPACE_ALIGN: usize = 256;
+/// A kernel every build of the wgmma family has: where it is missing, none are.
+const WGMMA_PROBE_KERNEL: &str = "conv2d_wgmma_forward_128x128_bf16";
 
 /// The GPU backend over driver `D`, computing in `precision` (see [`Precision`]).
 pub struct GpuBackend<D: Driver> {
@@ -49,6 +51,9 @@ pub struct GpuBackend<D: Driver> {
     pub(super) convs: ConvKernels,
     pub(super) counters: DeviceCounters,
     pub(super) precision: Precision,
+    /// The bf16 convolutions' kernel family (`RESNET_TC_KERNELS`, read when the backend is made; a
+    /// bad value is reported by the first bf16 convolution).
+    pub(super) tc_family: std::result::Result<TcFamily, String>,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     pub(super) sgd_table: Mutex<Option<SgdTable<D>>>,
@@ -113,6 +118,7 @@ impl<D: Driver> GpuBackend<D> {
             counters: DeviceCounters::default(),
             sgd_table: Mutex::new(None),
             precision: Precision::F32,
+            tc_family: TcFamily::from_env(),
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
             retired_workspaces: Mutex::new(Vec::new()),
@@ -129,6 +135,26 @@ impl<D: Driver> GpuBackend<D> {
 
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The same backend running its bf16 convolutions on the tensor-core kernels of `family`.
+    pub fn with_tc_family(mut self, family: TcFamily) -> Self {
+        self.tc_family = Ok(family);
+        self
+    }
+
+    /// The bf16 convolutions' kernel family; an error names a bad `RESNET_TC_KERNELS`, or the wgmma
+    /// family on a device without its kernels (compute capability 9.0 and the emulator have them).
+    pub(super) fn tc_family(&self) -> Result<TcFamily> {
+        let family = self.tc_family.clone().map_err(Error::Config)?;
+        if family == TcFamily::Wgmma && !self.driver.has_kernel(WGMMA_PROBE_KERNEL) {
+            return Err(Error::Config(format!(
+                "RESNET_TC_KERNELS=wgmma: {} has no wgmma kernels (they need compute capability 9.0, \
+                 an H100 or H200)",
+                self.driver.name()
+            )));
+        }
+        Ok(family)
     }
 
     /// The same backend launching `convs` for every convolution.

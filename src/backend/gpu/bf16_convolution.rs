@@ -1,6 +1,7 @@
 //! The GPU backend's convolutions in mixed precision (`Precision::Bf16`): the tensor-core
 //! implicit-GEMM kernels of kernels/conv_tc_*.cu (bf16 operands, f32 accumulation), launched as
-//! `conv_tc_plan` decides. Activations are bf16; weights are read through their bf16 copy
+//! `conv_tc_plan` decides for the backend's kernel family (mma.sync by default; Hopper's wgmma with
+//! `RESNET_TC_KERNELS=wgmma`). Activations are bf16; weights are read through their bf16 copy
 //! (`bf16_view_of_weight`); the network's input image, which arrives in f32, is rounded to bf16 in a
 //! workspace first. Forward and backward-data write bf16, backward-filter writes the f32 gradient.
 //!
@@ -113,6 +114,7 @@ impl<D: Driver> GpuBackend<D> {
         y: &mut T<D>,
         stats: Option<&mut T<D>>,
     ) -> Result<()> {
+        let family = self.tc_family()?;
         let w16 = self.bf16_view_of_weight(w)?;
         let y_ptr = y.buf().ptr();
         let stats_ptr = stats.as_ref().map(|t| t.buf().ptr());
@@ -120,8 +122,8 @@ impl<D: Driver> GpuBackend<D> {
             self.with_vector_operands(shape, x16, w16, |shape, x16, w16| {
                 let args = KernelArgs::new().ptr(x16).ptr(w16).ptr(y_ptr);
                 let (launch, args) = match stats_ptr {
-                    None => (plan::forward(shape), args),
-                    Some(p) => (plan::forward_stats(shape), args.ptr(p)),
+                    None => (plan::forward_for(shape, family), args),
+                    Some(p) => (plan::forward_stats_for(shape, family), args.ptr(p)),
                 };
                 self.launch_tc(&launch, args.value(&shape.dims()))
             })
@@ -151,7 +153,7 @@ impl<D: Driver> GpuBackend<D> {
             Some(a) => args.ptr(a.buf().ptr()),
             None => args,
         };
-        let launch = plan::backward_data(shape, addend.is_some());
+        let launch = plan::backward_data_for(shape, addend.is_some(), self.tc_family()?);
         self.launch_tc(&launch, args.value(&shape.dims()))?;
         Self::written_as(dx, DType::Bf16);
         Ok(())
@@ -203,7 +205,7 @@ impl<D: Driver> GpuBackend<D> {
         dy: DevicePtr,
         dw: DevicePtr,
     ) -> Result<()> {
-        let launch = plan::backward_filter(shape);
+        let launch = plan::backward_filter_for(shape, self.tc_family()?);
         let partial = |out: DevicePtr| {
             let args = KernelArgs::new()
                 .ptr(x16)

@@ -242,6 +242,49 @@ impl TcTile {
     }
 }
 
+/// Which tensor-core kernels a GPU backend launches: a choice the user makes
+/// (`RESNET_TC_KERNELS`, [`TcFamily::from_env`]), never the device, so a shape computes the same
+/// bits on every GPU that runs the same family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TcFamily {
+    /// mma.sync (sm_80 and newer): the default.
+    #[default]
+    MmaSync,
+    /// Hopper's wgmma (compute capability 9.0 only), where the shape takes the 16-byte loaders;
+    /// the mma.sync kernels for the rest (the general loaders).
+    Wgmma,
+}
+
+impl TcFamily {
+    /// `RESNET_TC_KERNELS`: `mma` (or unset) or `wgmma`; anything else is a one-line error.
+    pub fn from_env() -> std::result::Result<Self, String> {
+        match std::env::var("RESNET_TC_KERNELS").as_deref() {
+            Err(_) | Ok("mma") => Ok(TcFamily::MmaSync),
+            Ok("wgmma") => Ok(TcFamily::Wgmma),
+            Ok(other) => Err(format!(
+                "RESNET_TC_KERNELS={other:?}: expected `mma` (the default) or `wgmma` (compute \
+                 capability 9.0)"
+            )),
+        }
+    }
+
+    /// The tile of this family standing in for the mma.sync `tile`: a wgmma tile with the same rows
+    /// per block (BM: 128, or 64 for the narrower ones), so a forward's statistics partition does
+    /// not change with the family; `tile` itself for MmaSync and for the general loaders.
+    fn tile(self, tile: TcTile, general: bool) -> TcTile {
+        match self {
+            TcFamily::Wgmma if !general => {
+                if tile.bm() >= 128 {
+                    TcTile::H128x128
+                } else {
+                    TcTile::H64x128
+                }
+            }
+            _ => tile,
+        }
+    }
+}
+
 /// The wgmma main loop's alignment slack (kWgmmaSmemAlign).
 const WGMMA_SMEM_ALIGN: usize = 1024;
 
@@ -417,7 +460,13 @@ pub const FILTER_REDUCE_KERNEL: &str = "conv2d_tc_backward_filter_reduce_bf16";
 /// Forward, `y = conv(x, w)`: tile by the output channels K and the pixel count, the vector kernel
 /// when C % 8 == 0.
 pub fn forward(shape: &ConvShape) -> TcLaunch {
-    forward_with(shape, forward_tile(shape.y), !forward_vectorizable(shape))
+    forward_for(shape, TcFamily::MmaSync)
+}
+
+/// [`forward`] with the kernels of `family`.
+pub fn forward_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
+    let general = !forward_vectorizable(shape);
+    forward_with(shape, family.tile(forward_tile(shape.y), general), general)
 }
 
 /// The forward's tile for an output `y = [N, P, Q, K]`: a function of the output's shape alone
@@ -431,7 +480,15 @@ fn forward_tile(y: [usize; 4]) -> TcTile {
 /// Forward with batch-norm statistics in the epilogue: the same tile and loader as [`forward`],
 /// plus the statistics partials (`stats` parameter) of [`forward_stats_partition`]`(shape.y)`.
 pub fn forward_stats(shape: &ConvShape) -> TcLaunch {
-    forward_stats_with(shape, forward_tile(shape.y), !forward_vectorizable(shape)).0
+    forward_stats_for(shape, TcFamily::MmaSync)
+}
+
+/// [`forward_stats`] with the kernels of `family` (whose tiles keep the rows of the mma.sync tile
+/// they stand in for, so the statistics partition is [`forward_stats_partition`] either way).
+pub fn forward_stats_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
+    let general = !forward_vectorizable(shape);
+    let tile = family.tile(forward_tile(shape.y), general);
+    forward_stats_with(shape, tile, general).0
 }
 
 /// [`forward_stats`] with an explicit tile and loader (tests), and the partition its statistics
@@ -470,13 +527,14 @@ pub fn forward_with(shape: &ConvShape, tile: TcTile, general: bool) -> TcLaunch 
 /// Backward-data, `dx = conv_transpose(dy, w)` (`add`: `+ addend`): one launch; grid z holds the
 /// stride^2 phases. Tile by the input channels C, the vector kernel when C and K are multiples of 8.
 pub fn backward_data(shape: &ConvShape, add: bool) -> TcLaunch {
-    let c = shape.x[3];
-    backward_data_with(
-        shape,
-        add,
-        output_tile(backward_data_rows(shape), c),
-        !backward_vectorizable(shape),
-    )
+    backward_data_for(shape, add, TcFamily::MmaSync)
+}
+
+/// [`backward_data`] with the kernels of `family`.
+pub fn backward_data_for(shape: &ConvShape, add: bool, family: TcFamily) -> TcLaunch {
+    let general = !backward_vectorizable(shape);
+    let tile = output_tile(backward_data_rows(shape), shape.x[3]);
+    backward_data_with(shape, add, family.tile(tile, general), general)
 }
 
 /// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires
@@ -500,13 +558,20 @@ pub fn backward_data_with(shape: &ConvShape, add: bool, tile: TcTile, general: b
 /// Backward-filter, `dw = sum over N*P*Q of dy x` into fp32: 128x128 tiles when K > 64, 64x64 for
 /// 33..=64, 32x64 for K <= 32 (the tiles' M axis is K); the split count from [`filter_splits`].
 pub fn backward_filter(shape: &ConvShape) -> TcFilterLaunch {
+    backward_filter_for(shape, TcFamily::MmaSync)
+}
+
+/// [`backward_filter`] with the kernels of `family` (the split count follows the tile used).
+pub fn backward_filter_for(shape: &ConvShape, family: TcFamily) -> TcFilterLaunch {
+    let general = !backward_vectorizable(shape);
     let tile = match shape.w[0] {
         0..=32 => TcTile::T32x64,
         33..=64 => TcTile::T64x64,
         _ => TcTile::T128x128,
     };
+    let tile = family.tile(tile, general);
     let splits = filter_splits(shape, tile);
-    backward_filter_with(shape, tile, !backward_vectorizable(shape), splits)
+    backward_filter_with(shape, tile, general, splits)
 }
 
 /// Backward-filter with an explicit tile, loader and split count (tests, benchmarks). `general ==
@@ -671,6 +736,35 @@ mod tests {
         for tile in TcTile::HOPPER {
             assert!(forward_with(&s, tile, false).needs_shared_opt_in());
         }
+    }
+
+    #[test]
+    fn the_wgmma_family_keeps_the_statistics_partition_and_falls_back_for_general_shapes() {
+        for s in [
+            shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1),
+            shape([8, 56, 56, 64], [64, 1, 1, 64], 1, 0),
+            shape([128, 32, 32, 16], [16, 3, 3, 16], 1, 1),
+            shape([128, 16, 16, 32], [32, 3, 3, 32], 1, 1),
+            shape([1, 7, 7, 2048], [512, 1, 1, 2048], 1, 0),
+        ] {
+            let mma = forward_stats(&s);
+            let wg = forward_stats_for(&s, TcFamily::Wgmma);
+            assert!(wg.kernel.starts_with("conv2d_wgmma_"), "{}", wg.kernel);
+            // Same rows per block, hence the same partitions (grid.x) for batch norm.
+            assert_eq!(wg.grid.0, mma.grid.0, "{:?}", s);
+            assert!(backward_data_for(&s, false, TcFamily::Wgmma)
+                .kernel
+                .starts_with("conv2d_wgmma_"));
+            let f = backward_filter_for(&s, TcFamily::Wgmma);
+            assert!(f.partial.kernel.starts_with("conv2d_wgmma_"));
+        }
+        // C = 3: the general loaders, which only mma.sync has.
+        let stem = shape([1, 17, 17, 3], [16, 7, 7, 3], 2, 3);
+        assert_eq!(
+            forward_for(&stem, TcFamily::Wgmma).kernel,
+            forward(&stem).kernel
+        );
+        assert_eq!(TcFamily::default(), TcFamily::MmaSync);
     }
 
     #[test]
