@@ -53,6 +53,8 @@
 using WgTile128x128 = TcTile<128, 128, 8, 1, 4>;  // 2 warpgroups of 64 x 128; 64 acc/thread
 using WgTile128x256 = TcTile<128, 256, 8, 1, 4>;  // 2 warpgroups of 64 x 256; 128 acc/thread
 using WgTile64x128 = TcTile<64, 128, 4, 1, 4>;    // 1 warpgroup of 64 x 128; 64 acc/thread
+using WgTile128x64 = TcTile<128, 64, 8, 1, 4>;    // 2 warpgroups of 64 x 64; 32 acc/thread
+using WgTile64x64 = TcTile<64, 64, 4, 1, 4>;      // 1 warpgroup of 64 x 64; 32 acc/thread
 
 // Bytes the pipeline's base may move to reach a 1024-byte boundary of the shared window.
 constexpr int kWgmmaSmemAlign = 1024;

@@ -40,7 +40,7 @@
 //! summed by the same reduce kernel), vector loader only (kernels/conv_wgmma_*_sm90a.cu), on compute
 //! capability 9.0 and in the emulator.
 //!
-//! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles use more than 48 KiB of dynamic shared
+//! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles but 64x64 use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
 //! ([`TcLaunch::needs_shared_opt_in`]). The plan picks none of them yet; the tile sweep
 //! (`benches/tc_tiles.rs`) measures them against the others.
@@ -139,6 +139,10 @@ pub enum TcTile {
     H128x256,
     /// Hopper: 64 x 128, one warpgroup, 50176 bytes: more blocks for smaller layers.
     H64x128,
+    /// Hopper: 128 x 64, two warpgroups of 64 x 64, 50176 bytes: 64-channel outputs.
+    H128x64,
+    /// Hopper: 64 x 64, one warpgroup, 33792 bytes (no opt-in): 64-channel outputs, small grids.
+    H64x64,
 }
 
 impl TcTile {
@@ -156,11 +160,24 @@ impl TcTile {
     /// GPU of compute capability 9.0 and in the emulator (`Driver::has_kernel` says). The plan does
     /// not pick them yet: the tile sweep (`benches/tc_tiles.rs`) measures them against the mma.sync
     /// tiles.
-    pub const HOPPER: [TcTile; 3] = [TcTile::H128x128, TcTile::H128x256, TcTile::H64x128];
+    pub const HOPPER: [TcTile; 5] = [
+        TcTile::H128x128,
+        TcTile::H128x256,
+        TcTile::H64x128,
+        TcTile::H128x64,
+        TcTile::H64x64,
+    ];
 
     /// Whether this is a wgmma tile ([`TcTile::HOPPER`]).
     pub const fn is_hopper(self) -> bool {
-        matches!(self, TcTile::H128x128 | TcTile::H128x256 | TcTile::H64x128)
+        matches!(
+            self,
+            TcTile::H128x128
+                | TcTile::H128x256
+                | TcTile::H64x128
+                | TcTile::H128x64
+                | TcTile::H64x64
+        )
     }
 
     /// The loaders the tile has kernels for: the vector one (`false`) always, the general one
@@ -168,8 +185,12 @@ impl TcTile {
     /// would spill registers and would serve only the C = 3 stems, which never take that tile.
     pub const fn loaders(self) -> &'static [bool] {
         match self {
-            TcTile::T128x128W64 | TcTile::H128x128 | TcTile::H128x256 | TcTile::H64x128 => &[false],
-            _ => &[false, true],
+            TcTile::T128x128
+            | TcTile::T64x64
+            | TcTile::T128x32
+            | TcTile::T64x16
+            | TcTile::T32x64 => &[false, true],
+            _ => &[false],
         }
     }
 
@@ -185,6 +206,8 @@ impl TcTile {
             TcTile::H128x128 => "wgmma128x128",
             TcTile::H128x256 => "wgmma128x256",
             TcTile::H64x128 => "wgmma64x128",
+            TcTile::H128x64 => "wgmma128x64",
+            TcTile::H64x64 => "wgmma64x64",
         }
     }
 
@@ -200,6 +223,8 @@ impl TcTile {
             TcTile::H128x128 => (128, 128, 256, 4),
             TcTile::H128x256 => (128, 256, 256, 4),
             TcTile::H64x128 => (64, 128, 128, 4),
+            TcTile::H128x64 => (128, 64, 256, 4),
+            TcTile::H64x64 => (64, 64, 128, 4),
         }
     }
 
@@ -238,6 +263,8 @@ impl TcTile {
             TcTile::H128x128 => 0,
             TcTile::H128x256 => 1,
             TcTile::H64x128 => 2,
+            TcTile::H128x64 => 3,
+            TcTile::H64x64 => 4,
         }
     }
 }
@@ -268,18 +295,18 @@ impl TcFamily {
         }
     }
 
-    /// The tile of this family standing in for the mma.sync `tile`: a wgmma tile with the same rows
-    /// per block (BM: 128, or 64 for the narrower ones), so a forward's statistics partition does
-    /// not change with the family; `tile` itself for MmaSync and for the general loaders.
-    fn tile(self, tile: TcTile, general: bool) -> TcTile {
+    /// The tile of this family standing in for the mma.sync `tile` of a GEMM with `cols` columns: a
+    /// wgmma tile with the same rows per block (BM: 128, or 64 for the narrower ones), so a forward's
+    /// statistics partition does not change with the family, 64 columns wide for at most 64 columns
+    /// and 128 otherwise; `tile` itself for MmaSync and for the general loaders.
+    fn tile(self, tile: TcTile, general: bool, cols: usize) -> TcTile {
         match self {
-            TcFamily::Wgmma if !general => {
-                if tile.bm() >= 128 {
-                    TcTile::H128x128
-                } else {
-                    TcTile::H64x128
-                }
-            }
+            TcFamily::Wgmma if !general => match (tile.bm() >= 128, cols <= 64) {
+                (true, true) => TcTile::H128x64,
+                (true, false) => TcTile::H128x128,
+                (false, true) => TcTile::H64x64,
+                (false, false) => TcTile::H64x128,
+            },
             _ => tile,
         }
     }
@@ -311,7 +338,7 @@ const REDUCE_MAX_BLOCKS: usize = 4096;
 /// [general as usize][tile.index()], the wgmma tiles' by tile.index() (vector loader only).
 struct PassKernels {
     mma: [[&'static str; 6]; 2],
-    wgmma: [&'static str; 3],
+    wgmma: [&'static str; 5],
 }
 /// The entry of a tile without a general loader ([`TcTile::loaders`]).
 const NO_KERNEL: &str = "";
@@ -338,6 +365,8 @@ const FORWARD_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_forward_128x128_bf16",
         "conv2d_wgmma_forward_128x256_bf16",
         "conv2d_wgmma_forward_64x128_bf16",
+        "conv2d_wgmma_forward_128x64_bf16",
+        "conv2d_wgmma_forward_64x64_bf16",
     ],
 };
 const FORWARD_STATS_KERNELS: PassKernels = PassKernels {
@@ -363,6 +392,8 @@ const FORWARD_STATS_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_forward_stats_128x128_bf16",
         "conv2d_wgmma_forward_stats_128x256_bf16",
         "conv2d_wgmma_forward_stats_64x128_bf16",
+        "conv2d_wgmma_forward_stats_128x64_bf16",
+        "conv2d_wgmma_forward_stats_64x64_bf16",
     ],
 };
 const BACKWARD_DATA_KERNELS: PassKernels = PassKernels {
@@ -388,6 +419,8 @@ const BACKWARD_DATA_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_data_128x128_bf16",
         "conv2d_wgmma_backward_data_128x256_bf16",
         "conv2d_wgmma_backward_data_64x128_bf16",
+        "conv2d_wgmma_backward_data_128x64_bf16",
+        "conv2d_wgmma_backward_data_64x64_bf16",
     ],
 };
 const BACKWARD_DATA_ADD_KERNELS: PassKernels = PassKernels {
@@ -413,6 +446,8 @@ const BACKWARD_DATA_ADD_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_data_add_128x128_bf16",
         "conv2d_wgmma_backward_data_add_128x256_bf16",
         "conv2d_wgmma_backward_data_add_64x128_bf16",
+        "conv2d_wgmma_backward_data_add_128x64_bf16",
+        "conv2d_wgmma_backward_data_add_64x64_bf16",
     ],
 };
 const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
@@ -438,6 +473,8 @@ const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_filter_128x128_bf16",
         "conv2d_wgmma_backward_filter_128x256_bf16",
         "conv2d_wgmma_backward_filter_64x128_bf16",
+        "conv2d_wgmma_backward_filter_128x64_bf16",
+        "conv2d_wgmma_backward_filter_64x64_bf16",
     ],
 };
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.
@@ -466,7 +503,8 @@ pub fn forward(shape: &ConvShape) -> TcLaunch {
 /// [`forward`] with the kernels of `family`.
 pub fn forward_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
     let general = !forward_vectorizable(shape);
-    forward_with(shape, family.tile(forward_tile(shape.y), general), general)
+    let tile = family.tile(forward_tile(shape.y), general, shape.y[3]);
+    forward_with(shape, tile, general)
 }
 
 /// The forward's tile for an output `y = [N, P, Q, K]`: a function of the output's shape alone
@@ -487,7 +525,7 @@ pub fn forward_stats(shape: &ConvShape) -> TcLaunch {
 /// they stand in for, so the statistics partition is [`forward_stats_partition`] either way).
 pub fn forward_stats_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
     let general = !forward_vectorizable(shape);
-    let tile = family.tile(forward_tile(shape.y), general);
+    let tile = family.tile(forward_tile(shape.y), general, shape.y[3]);
     forward_stats_with(shape, tile, general).0
 }
 
@@ -534,7 +572,7 @@ pub fn backward_data(shape: &ConvShape, add: bool) -> TcLaunch {
 pub fn backward_data_for(shape: &ConvShape, add: bool, family: TcFamily) -> TcLaunch {
     let general = !backward_vectorizable(shape);
     let tile = output_tile(backward_data_rows(shape), shape.x[3]);
-    backward_data_with(shape, add, family.tile(tile, general), general)
+    backward_data_with(shape, add, family.tile(tile, general, shape.x[3]), general)
 }
 
 /// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires
@@ -569,7 +607,8 @@ pub fn backward_filter_for(shape: &ConvShape, family: TcFamily) -> TcFilterLaunc
         33..=64 => TcTile::T64x64,
         _ => TcTile::T128x128,
     };
-    let tile = family.tile(tile, general);
+    let [_, r, s, c] = shape.w;
+    let tile = family.tile(tile, general, r * s * c);
     let splits = filter_splits(shape, tile);
     backward_filter_with(shape, tile, general, splits)
 }
@@ -730,11 +769,14 @@ mod tests {
         assert_eq!(TcTile::H128x128.shared_bytes(), 66560);
         assert_eq!(TcTile::H128x256.shared_bytes(), 99328);
         assert_eq!(TcTile::H64x128.shared_bytes(), 50176);
+        assert_eq!(TcTile::H128x64.shared_bytes(), 50176);
+        assert_eq!(TcTile::H64x64.shared_bytes(), 33792);
         let s = shape([8, 56, 56, 256], [512, 1, 1, 256], 1, 0);
         assert!(!forward(&s).needs_shared_opt_in());
         assert!(forward_with(&s, TcTile::T128x128W64, false).needs_shared_opt_in());
         for tile in TcTile::HOPPER {
-            assert!(forward_with(&s, tile, false).needs_shared_opt_in());
+            let opt_in = tile != TcTile::H64x64;
+            assert_eq!(forward_with(&s, tile, false).needs_shared_opt_in(), opt_in);
         }
     }
 
