@@ -40,7 +40,8 @@
 //   B from NK: row n_base + l % 8 + 8 (l / 16), chunk k_base / 8 + (l / 8) % 2    (r0, r1: n 0-7; r2, r3: n 8-15)
 //   B from KN: row k_base + l % 8 + 8 ((l / 8) % 2), chunk n_base / 8 + l / 16    (.trans; same outputs)
 //
-// Tile configurations (TcTile<BM, BN, WARPS_M, WARPS_N, STAGES>, BK = 32): threads = 32 * warps; each
+// Tile configurations (TcTile<BM, BN, WARPS_M, WARPS_N, STAGES, BK = 32>; BK = 64 only for wgmma's
+// main loop): threads = 32 * warps; each
 // warp owns a (BM / WARPS_M) x (BN / WARPS_N) sub-tile of MI x NI mma tiles of 16 x 8, so MI * NI * 4
 // fp32 accumulators per thread. Dynamic shared memory = STAGES * (BM + BN) * BK * 2 bytes.
 #ifndef RESNET_CUDA_CONV_TC_CUH
@@ -51,9 +52,9 @@
 
 constexpr int kTcBlockK = 32;  // reduction slice depth of every configuration (two mma k-steps)
 
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_, int BK_ = kTcBlockK>
 struct TcTile {
-    static constexpr int BM = BM_, BN = BN_, BK = kTcBlockK;
+    static constexpr int BM = BM_, BN = BN_, BK = BK_;
     static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
     static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
     static constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;  // warp tile
@@ -62,6 +63,7 @@ struct TcTile {
     static constexpr int SMEM_BYTES = STAGES * (A_ELEMS + B_ELEMS) * 2;
     static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tiles are whole 16 x 16 blocks (B by ldmatrix.x4)");
     static_assert(BM % 8 == 0 && BN % 8 == 0 && STAGES >= 2, "tile sizes");
+    static_assert(BK == 32 || BK == 64, "slices of 32 (every main loop) or 64 (wgmma) reduction elements");
 };
 
 // The configurations the plan (src/backend/gpu/conv_tc_plan.rs) can pick; keep the two in step.
@@ -195,6 +197,7 @@ struct TcReductionIndex {
 template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
 __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
                                             LoadA&& load_a, LoadB&& load_b) {
+    static_assert(Tile::BK == kTcBlockK, "the mma.sync fragments read 32-deep slices (tc_load_a, tc_load_b)");
     constexpr int STAGES = Tile::STAGES;
     bf16* const a_tiles = smem;
     bf16* const b_tiles = smem + STAGES * Tile::A_ELEMS;
@@ -253,11 +256,11 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
 // tc_mainloop as a main-loop policy (conv_tc_forward.cuh takes one): the sm_80 path, ldmatrix +
 // mma.sync per warp. Hopper's wgmma path is TcWgmmaLoop (conv_wgmma.cuh).
 // A policy also owns the arrangement of the tiles it reads with one row per reduction index (KM, KN):
-// kn_offset<ROW_ELEMS>(row, chunk) is the element offset of logical 16-byte chunk `chunk` of reduction
+// kn_offset<Tile, ROW_ELEMS>(row, chunk) is the element offset of logical 16-byte chunk `chunk` of reduction
 // row `row` in such a tile of ROW_ELEMS elements a row. (Tiles with one row per output row or column,
 // MK and NK, are the same for every policy: tc_chunk_offset<BK>.)
 struct TcMmaSyncLoop {
-    template <int ROW_ELEMS>
+    template <class Tile, int ROW_ELEMS>
     __device__ static __forceinline__ int kn_offset(int row, int chunk) {
         return tc_chunk_offset<ROW_ELEMS>(row, chunk);
     }

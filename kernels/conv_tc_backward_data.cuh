@@ -115,12 +115,12 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
             const bf16* base = w + static_cast<long long>(k) * RSC + (r * S + s) * C + c_base;
             if constexpr (VEC) {
                 const bool ok = kr < RED && c_base < C;
-                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), ok ? base : w, ok);
+                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), ok ? base : w, ok);
             } else {
                 std::uint16_t bits[8];
 #pragma unroll
                 for (int e = 0; e < 8; ++e) bits[e] = (kr < RED && c_base + e < C) ? tc_bits(base + e) : 0;
-                tc_store_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), bits);
+                tc_store_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), bits);
             }
         }
     };

@@ -35,12 +35,12 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
             const bf16* base = dy + static_cast<long long>(j) * K + k_base;
             if constexpr (VEC) {
                 const bool ok = j < j_end && k_base < K;
-                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile::BM>(row, a_col), ok ? base : dy, ok);
+                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BM>(row, a_col), ok ? base : dy, ok);
             } else {
                 std::uint16_t bits[8];
 #pragma unroll
                 for (int e = 0; e < 8; ++e) bits[e] = (j < j_end && k_base + e < K) ? tc_bits(base + e) : 0;
-                tc_store_chunk(tile + MainLoop::template kn_offset<Tile::BM>(row, a_col), bits);
+                tc_store_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BM>(row, a_col), bits);
             }
         }
     };
@@ -75,7 +75,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
                 const int h = h0 + col_r[0], ww = w0 + col_s[0];
                 const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
                 const bf16* src = ok ? x + image + (static_cast<long long>(h) * W + ww) * C + col_c[0] : x;
-                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), src, ok);
+                tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), src, ok);
             } else {
                 std::uint16_t bits[8];
 #pragma unroll
@@ -84,7 +84,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
                     const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
                     bits[e] = ok ? tc_bits(x + image + (static_cast<long long>(h) * W + ww) * C + col_c[e]) : 0;
                 }
-                tc_store_chunk(tile + MainLoop::template kn_offset<Tile::BN>(row, b_col), bits);
+                tc_store_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), bits);
             }
         }
     };

@@ -15,15 +15,17 @@
 // are 16 x BN (WARPS_M = BM / 16, WARPS_N = 1): the epilogues' fragment walk (tc_for_each_pair)
 // needs no change.
 //
-// Shared operands: the loaders' tiles as they are, rows of BK = 32 bf16 (64 bytes) with 16-byte chunk
-// `c` of row `r` at chunk c ^ ((r / 2) % 4) (tc_swizzle<4>). Read as addresses, that XORs bits 4-5 of
-// the byte offset with bits 7-8: the 64-byte swizzle of wgmma's K-major canonical layout, provided each
-// tile starts at a multiple of 512 bytes of the shared window (the swizzle is a function of the
-// address). So: A and B descriptors are K-major (no transpose), swizzle B64, stride byte offset 512
-// (8 rows of 64 bytes between consecutive 8-row core-matrix groups), the leading byte offset unused
-// (a 16-deep step is 32 bytes, inside one 64-byte swizzle row), and the second 16-deep step of a slice
-// starts 32 bytes further. The pipeline's base is rounded up to 1024 bytes of the shared window (the
-// launch asks for 1 KiB more than the stages), and every stage is a multiple of 512 bytes.
+// Shared operands: the loaders' tiles as they are. With BK = 32, rows of 64 bytes whose 16-byte chunk
+// `c` of row `r` sits at chunk c ^ ((r / 2) % 4) (tc_swizzle<4>): read as addresses, that XORs bits
+// 4-5 of the byte offset with bits 7-8, the 64-byte swizzle of wgmma's K-major canonical layout,
+// provided each tile starts at a multiple of 512 bytes of the shared window (the swizzle is a function
+// of the address). With BK = 64, rows of 128 bytes at chunk c ^ (r % 8) (tc_swizzle<8>): bits 4-6
+// with bits 7-9, the 128-byte swizzle (1024-byte alignment). So: A and B descriptors are K-major (no
+// transpose), swizzle B64 or B128, stride byte offset 8 rows of BK bf16 (512 or 1024: from one 8-row
+// core-matrix group to the next), the leading byte offset unused (a 16-deep step is 32 bytes, inside
+// one swizzle row), and the 16-deep steps of a slice start 32 bytes apart. The pipeline's base is
+// rounded up to 1024 bytes of the shared window (the launch asks for 1 KiB more than the stages), and
+// every stage is a multiple of 1024 bytes.
 //
 // The tiles with one row per reduction index (conv_tc's KM and KN: backward-data's w, both of
 // backward-filter's operands) are wgmma's MN-major operands, and this policy arranges them itself
@@ -40,7 +42,7 @@
 //   fence.proxy.async                 ... and are visible to the async proxy that wgmma reads through
 //   __syncthreads                     everyone's have; every warpgroup's wgmma of slice i - 2 retired
 //   cp.async slice i + STAGES - 2     into the stage slice i - 2 used, now free
-//   wgmma.fence; 2 x wgmma (k 0-15, 16-31, chained on the accumulators); commit
+//   wgmma.fence; BK / 16 wgmmas (k 0-15, 16-31, ..., chained on the accumulators); commit
 //   wgmma.wait_group 1                slice i - 1's multiply has retired (slice i's may still run)
 // So one multiply stays in flight across the barrier, and STAGES - 2 slices of loads ahead of it.
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
@@ -55,6 +57,9 @@ using WgTile128x256 = TcTile<128, 256, 8, 1, 4>;  // 2 warpgroups of 64 x 256; 1
 using WgTile64x128 = TcTile<64, 128, 4, 1, 4>;    // 1 warpgroup of 64 x 128; 64 acc/thread
 using WgTile128x64 = TcTile<128, 64, 8, 1, 4>;    // 2 warpgroups of 64 x 64; 32 acc/thread
 using WgTile64x64 = TcTile<64, 64, 4, 1, 4>;      // 1 warpgroup of 64 x 64; 32 acc/thread
+// 64-deep slices (half the barriers and waits per multiply), 3 stages: 97 and 145 KiB, one block an SM.
+using WgTile128x128K64 = TcTile<128, 128, 8, 1, 3, 64>;
+using WgTile128x256K64 = TcTile<128, 256, 8, 1, 3, 64>;
 
 // Bytes the pipeline's base may move to reach a 1024-byte boundary of the shared window.
 constexpr int kWgmmaSmemAlign = 1024;
@@ -65,10 +70,15 @@ constexpr int wgmma_smem_bytes() {
     return Tile::SMEM_BYTES + kWgmmaSmemAlign;
 }
 
-// The 64-byte-swizzled K-major layout's stride between 8-row groups: 8 rows of BK bf16.
-constexpr std::uint32_t kWgmmaGroupStride = 8 * kTcBlockK * 2;
+// The swizzled K-major layout's stride between 8-row groups: 8 rows of BK bf16.
+template <class Tile>
+constexpr std::uint32_t kWgmmaGroupStride = 8 * Tile::BK * 2;
+// Its swizzle: rows of 64 bytes (BK = 32) or 128 (BK = 64), as tc_swizzle stores them.
+template <class Tile>
+constexpr WgmmaSwizzle kWgmmaRowSwizzle = Tile::BK == 64 ? WgmmaSwizzle::B128 : WgmmaSwizzle::B64;
 // Elements of one 64-wide panel of an MN-major tile: BK rows of 64.
-constexpr int kWgmmaPanelElems = kTcBlockK * 64;
+template <class Tile>
+constexpr int kWgmmaPanelElems = Tile::BK * 64;
 // Unused by swizzled K-major operands whose 16-deep step lies inside one swizzle row; PTX code
 // conventionally encodes 1 (16 bytes).
 constexpr std::uint32_t kWgmmaUnusedLeading = 16;
@@ -83,9 +93,9 @@ struct TcWgmmaLoop {
         static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
         static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
                       "warps of 16 x BN, four to a warpgroup");
-        static_assert(Tile::BK == 32 && Tile::STAGES >= 3, "64-byte rows; one multiply in flight needs 3 stages");
-        static_assert((Tile::A_ELEMS * 2) % 512 == 0 && (Tile::B_ELEMS * 2) % 512 == 0,
-                      "stages keep the 512-byte alignment of the swizzle");
+        static_assert(Tile::STAGES >= 3, "one multiply in flight needs 3 stages");
+        static_assert((Tile::A_ELEMS * 2) % 1024 == 0 && (Tile::B_ELEMS * 2) % 1024 == 0,
+                      "stages keep the 1024-byte alignment of the swizzles");
         constexpr int STAGES = Tile::STAGES;
         constexpr int BN = Tile::BN;
 
@@ -123,14 +133,14 @@ struct TcWgmmaLoop {
 
             // This warpgroup's 64 rows of A: rows 64 wg.. of an MK tile, or panel wg of a KM tile.
             const bf16* a_tile =
-                a_tiles + read_stage * Tile::A_ELEMS + warpgroup * (A_MN ? kWgmmaPanelElems : 64 * Tile::BK);
+                a_tiles + read_stage * Tile::A_ELEMS + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK);
             const bf16* b_tile = b_tiles + read_stage * Tile::B_ELEMS;
             // The descriptors before the fence: ptxas adds fences around code between it and wgmma.
             std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
 #pragma unroll
             for (int step = 0; step < Tile::BK / 16; ++step) {
-                a_desc[step] = operand<A_MN>(a_tile, 16 * step);
-                b_desc[step] = operand<B_MN>(b_tile, 16 * step);
+                a_desc[step] = operand<Tile, A_MN>(a_tile, 16 * step);
+                b_desc[step] = operand<Tile, B_MN>(b_tile, 16 * step);
             }
             wgmma_fence_operand<BN>(d);
             wgmma_fence();
@@ -149,21 +159,21 @@ struct TcWgmmaLoop {
     }
 
     // KM / KN tiles in 64-wide panels (see the header): chunk `chunk` of reduction row `row`.
-    template <int ROW_ELEMS>
+    template <class Tile, int ROW_ELEMS>
     __device__ static __forceinline__ int kn_offset(int row, int chunk) {
         static_assert(ROW_ELEMS % 64 == 0, "MN-major tiles are whole 64-wide panels");
-        return (chunk / 8) * kWgmmaPanelElems + row * 64 + 8 * ((chunk % 8) ^ (row % 8));
+        return (chunk / 8) * kWgmmaPanelElems<Tile> + row * 64 + 8 * ((chunk % 8) ^ (row % 8));
     }
 
   private:
     // The descriptor of the operand whose tile starts at `tile`, for the 16-deep step at reduction
     // offset k (see the header): K-major rows (MK, NK) or MN-major panels (KM, KN).
-    template <bool MN_MAJOR>
+    template <class Tile, bool MN_MAJOR>
     __device__ static __forceinline__ std::uint64_t operand(const bf16* tile, int k) {
         if constexpr (MN_MAJOR) {
-            return wgmma_mn_major_descriptor(tile + 64 * k, kWgmmaPanelElems * 2);
+            return wgmma_mn_major_descriptor(tile + 64 * k, kWgmmaPanelElems<Tile> * 2);
         } else {
-            return wgmma_descriptor(tile + k, kWgmmaUnusedLeading, kWgmmaGroupStride, WgmmaSwizzle::B64);
+            return wgmma_descriptor(tile + k, kWgmmaUnusedLeading, kWgmmaGroupStride<Tile>, kWgmmaRowSwizzle<Tile>);
         }
     }
 

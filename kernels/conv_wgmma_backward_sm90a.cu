@@ -10,7 +10,7 @@
 // operands, stored as 64-wide panels under the 128-byte swizzle. A shape gives the same result as the
 // sm_80 kernels up to the fp32 summation order inside a 16-deep step.
 //
-// Kernels ({T} one of 128x128, 128x256, 64x128, 128x64, 64x64: BM x BN, WgTile* in conv_wgmma.cuh; vector loaders
+// Kernels ({T} one of 128x128, 128x256, 64x128, 128x64, 64x64, 128x128k64, 128x256k64: BM x BN, WgTile* in conv_wgmma.cuh; vector loaders
 // only: C % 8 == 0 and K % 8 == 0, else they trap):
 //   conv2d_wgmma_backward_data_{T}_bf16      (const bf16* dy, const bf16* w, bf16* dx, ConvDims d)
 //   conv2d_wgmma_backward_data_add_{T}_bf16  (const bf16* dy, const bf16* w, bf16* dx, const bf16* addend,
@@ -19,8 +19,8 @@
 //                                             split partials are summed by conv_tc_backward_filter.cu's
 //                                             conv2d_tc_backward_filter_reduce_bf16 as for the sm_80 kernels
 // Launch: grids as the sm_80 kernels of the same pass (conv_tc_plan.rs), block (2 * BM, 1, 1), dynamic
-//         shared bytes wgmma_smem_bytes<Tile>() (66560, 99328, 50176, 50176, 33792: all but 64x64 opt
-//         in above 48 KiB).
+//         shared bytes wgmma_smem_bytes<Tile>() (66560, 99328, 50176, 50176, 33792, 99328, 148480: all
+//         but 64x64 opt in above 48 KiB).
 #include "conv_tc_backward_data.cuh"
 #include "conv_tc_backward_filter.cuh"
 #include "conv_wgmma.cuh"
@@ -54,13 +54,19 @@ CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_128x256_bf16, WgTile1
 CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_64x128_bf16, WgTile64x128);
 CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_128x64_bf16, WgTile128x64);
 CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_64x64_bf16, WgTile64x64);
+CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_128x256k64_bf16, WgTile128x256K64);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x128_bf16, WgTile128x128);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x256_bf16, WgTile128x256);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_64x128_bf16, WgTile64x128);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x64_bf16, WgTile128x64);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_64x64_bf16, WgTile64x64);
+CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x256k64_bf16, WgTile128x256K64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x128_bf16, WgTile128x128);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x256_bf16, WgTile128x256);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_64x128_bf16, WgTile64x128);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x64_bf16, WgTile128x64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_64x64_bf16, WgTile64x64);
+CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x256k64_bf16, WgTile128x256K64);

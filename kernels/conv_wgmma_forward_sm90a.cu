@@ -13,10 +13,12 @@
 // And with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d):
 //   conv2d_wgmma_forward_stats_{T}_bf16    plus the batch-norm statistics partials, [2][grid.x][K]
 //                                          floats, as conv2d_tc_forward_stats_* (conv_tc_stats.cuh)
-//   with {T} one of 128x128, 128x256, 64x128, 128x64, 64x64 (BM x BN; WgTile* in conv_wgmma.cuh).
+//   with {T} one of 128x128, 128x256, 64x128, 128x64, 64x64 (BM x BN; WgTile* in conv_wgmma.cuh), and
+//   128x128k64, 128x256k64 (64-deep slices, 3 stages).
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (2 * BM, 1, 1) (BM / 64 warpgroups), dynamic
 //         shared bytes = wgmma_smem_bytes<Tile>() (4 stages + 1 KiB of alignment slack: 66560,
-//         99328, 50176, 50176, 33792; all but 64x64 above 48 KiB, so those launches opt in first).
+//         99328, 50176, 50176, 33792; k64: 99328, 148480; all but 64x64 above 48 KiB, so those
+//         launches opt in first).
 //         Pointers 16-byte aligned.
 //         Every element of y is written.
 #include "conv_tc_forward.cuh"
@@ -43,8 +45,12 @@ CONV_WGMMA_FORWARD_KERNEL(conv2d_wgmma_forward_128x256_bf16, WgTile128x256);
 CONV_WGMMA_FORWARD_KERNEL(conv2d_wgmma_forward_64x128_bf16, WgTile64x128);
 CONV_WGMMA_FORWARD_KERNEL(conv2d_wgmma_forward_128x64_bf16, WgTile128x64);
 CONV_WGMMA_FORWARD_KERNEL(conv2d_wgmma_forward_64x64_bf16, WgTile64x64);
+CONV_WGMMA_FORWARD_KERNEL(conv2d_wgmma_forward_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_FORWARD_KERNEL(conv2d_wgmma_forward_128x256k64_bf16, WgTile128x256K64);
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x128_bf16, WgTile128x128);
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x256_bf16, WgTile128x256);
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_64x128_bf16, WgTile64x128);
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x64_bf16, WgTile128x64);
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_64x64_bf16, WgTile64x64);
+CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x256k64_bf16, WgTile128x256K64);

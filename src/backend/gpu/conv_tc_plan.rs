@@ -143,6 +143,11 @@ pub enum TcTile {
     H128x64,
     /// Hopper: 64 x 64, one warpgroup, 33792 bytes (no opt-in): 64-channel outputs, small grids.
     H64x64,
+    /// Hopper: 128 x 128 in 64-deep slices (half the barriers and waits a multiply), 3 stages, 99328
+    /// bytes.
+    H128x128K64,
+    /// Hopper: 128 x 256 in 64-deep slices, 3 stages, 148480 bytes.
+    H128x256K64,
 }
 
 impl TcTile {
@@ -160,12 +165,14 @@ impl TcTile {
     /// GPU of compute capability 9.0 and in the emulator (`Driver::has_kernel` says). The plan does
     /// not pick them yet: the tile sweep (`benches/tc_tiles.rs`) measures them against the mma.sync
     /// tiles.
-    pub const HOPPER: [TcTile; 5] = [
+    pub const HOPPER: [TcTile; 7] = [
         TcTile::H128x128,
         TcTile::H128x256,
         TcTile::H64x128,
         TcTile::H128x64,
         TcTile::H64x64,
+        TcTile::H128x128K64,
+        TcTile::H128x256K64,
     ];
 
     /// Whether this is a wgmma tile ([`TcTile::HOPPER`]).
@@ -177,6 +184,8 @@ impl TcTile {
                 | TcTile::H64x128
                 | TcTile::H128x64
                 | TcTile::H64x64
+                | TcTile::H128x128K64
+                | TcTile::H128x256K64
         )
     }
 
@@ -208,23 +217,27 @@ impl TcTile {
             TcTile::H64x128 => "wgmma64x128",
             TcTile::H128x64 => "wgmma128x64",
             TcTile::H64x64 => "wgmma64x64",
+            TcTile::H128x128K64 => "wgmma128x128k64",
+            TcTile::H128x256K64 => "wgmma128x256k64",
         }
     }
 
-    /// (BM, BN, threads, pipeline stages).
-    const fn params(self) -> (usize, usize, u32, usize) {
+    /// (BM, BN, threads, pipeline stages, reduction slice depth BK).
+    const fn params(self) -> (usize, usize, u32, usize, usize) {
         match self {
-            TcTile::T128x128 => (128, 128, 256, 3),
-            TcTile::T64x64 => (64, 64, 128, 4),
-            TcTile::T128x32 => (128, 32, 128, 4),
-            TcTile::T64x16 => (64, 16, 128, 4),
-            TcTile::T32x64 => (32, 64, 128, 4),
-            TcTile::T128x128W64 => (128, 128, 128, 4),
-            TcTile::H128x128 => (128, 128, 256, 4),
-            TcTile::H128x256 => (128, 256, 256, 4),
-            TcTile::H64x128 => (64, 128, 128, 4),
-            TcTile::H128x64 => (128, 64, 256, 4),
-            TcTile::H64x64 => (64, 64, 128, 4),
+            TcTile::T128x128 => (128, 128, 256, 3, 32),
+            TcTile::T64x64 => (64, 64, 128, 4, 32),
+            TcTile::T128x32 => (128, 32, 128, 4, 32),
+            TcTile::T64x16 => (64, 16, 128, 4, 32),
+            TcTile::T32x64 => (32, 64, 128, 4, 32),
+            TcTile::T128x128W64 => (128, 128, 128, 4, 32),
+            TcTile::H128x128 => (128, 128, 256, 4, 32),
+            TcTile::H128x256 => (128, 256, 256, 4, 32),
+            TcTile::H64x128 => (64, 128, 128, 4, 32),
+            TcTile::H128x64 => (128, 64, 256, 4, 32),
+            TcTile::H64x64 => (64, 64, 128, 4, 32),
+            TcTile::H128x128K64 => (128, 128, 256, 3, 64),
+            TcTile::H128x256K64 => (128, 256, 256, 3, 64),
         }
     }
 
@@ -243,13 +256,13 @@ impl TcTile {
     /// Dynamic shared memory: stages * (BM + BN) * BK bf16, plus for the wgmma tiles the room to
     /// move the pipeline to a 1024-byte boundary (`wgmma_smem_bytes` in kernels/conv_wgmma.cuh).
     pub const fn shared_bytes(self) -> u32 {
-        let (bm, bn, _, stages) = self.params();
+        let (bm, bn, _, stages, bk) = self.params();
         let slack = if self.is_hopper() {
             WGMMA_SMEM_ALIGN
         } else {
             0
         };
-        (stages * (bm + bn) * BLOCK_K * 2 + slack) as u32
+        (stages * (bm + bn) * bk * 2 + slack) as u32
     }
 
     const fn index(self) -> usize {
@@ -265,6 +278,8 @@ impl TcTile {
             TcTile::H64x128 => 2,
             TcTile::H128x64 => 3,
             TcTile::H64x64 => 4,
+            TcTile::H128x128K64 => 5,
+            TcTile::H128x256K64 => 6,
         }
     }
 }
@@ -315,8 +330,6 @@ impl TcFamily {
 /// The wgmma main loop's alignment slack (kWgmmaSmemAlign).
 const WGMMA_SMEM_ALIGN: usize = 1024;
 
-/// Reduction slice depth of every tile (kTcBlockK).
-const BLOCK_K: usize = 32;
 /// Blocks a layer should have before the 128x128 tile is worth its fewer, larger blocks: one wave of
 /// an H200 (132 SMs). Below this, 64x64 gives four times the blocks. A constant, not the device's SM
 /// count, so the choice (and with it nothing numeric: tiles do not change the result's rounding
@@ -338,7 +351,7 @@ const REDUCE_MAX_BLOCKS: usize = 4096;
 /// [general as usize][tile.index()], the wgmma tiles' by tile.index() (vector loader only).
 struct PassKernels {
     mma: [[&'static str; 6]; 2],
-    wgmma: [&'static str; 5],
+    wgmma: [&'static str; 7],
 }
 /// The entry of a tile without a general loader ([`TcTile::loaders`]).
 const NO_KERNEL: &str = "";
@@ -367,6 +380,8 @@ const FORWARD_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_forward_64x128_bf16",
         "conv2d_wgmma_forward_128x64_bf16",
         "conv2d_wgmma_forward_64x64_bf16",
+        "conv2d_wgmma_forward_128x128k64_bf16",
+        "conv2d_wgmma_forward_128x256k64_bf16",
     ],
 };
 const FORWARD_STATS_KERNELS: PassKernels = PassKernels {
@@ -394,6 +409,8 @@ const FORWARD_STATS_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_forward_stats_64x128_bf16",
         "conv2d_wgmma_forward_stats_128x64_bf16",
         "conv2d_wgmma_forward_stats_64x64_bf16",
+        "conv2d_wgmma_forward_stats_128x128k64_bf16",
+        "conv2d_wgmma_forward_stats_128x256k64_bf16",
     ],
 };
 const BACKWARD_DATA_KERNELS: PassKernels = PassKernels {
@@ -421,6 +438,8 @@ const BACKWARD_DATA_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_data_64x128_bf16",
         "conv2d_wgmma_backward_data_128x64_bf16",
         "conv2d_wgmma_backward_data_64x64_bf16",
+        "conv2d_wgmma_backward_data_128x128k64_bf16",
+        "conv2d_wgmma_backward_data_128x256k64_bf16",
     ],
 };
 const BACKWARD_DATA_ADD_KERNELS: PassKernels = PassKernels {
@@ -448,6 +467,8 @@ const BACKWARD_DATA_ADD_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_data_add_64x128_bf16",
         "conv2d_wgmma_backward_data_add_128x64_bf16",
         "conv2d_wgmma_backward_data_add_64x64_bf16",
+        "conv2d_wgmma_backward_data_add_128x128k64_bf16",
+        "conv2d_wgmma_backward_data_add_128x256k64_bf16",
     ],
 };
 const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
@@ -475,6 +496,8 @@ const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_filter_64x128_bf16",
         "conv2d_wgmma_backward_filter_128x64_bf16",
         "conv2d_wgmma_backward_filter_64x64_bf16",
+        "conv2d_wgmma_backward_filter_128x128k64_bf16",
+        "conv2d_wgmma_backward_filter_128x256k64_bf16",
     ],
 };
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.
@@ -771,6 +794,8 @@ mod tests {
         assert_eq!(TcTile::H64x128.shared_bytes(), 50176);
         assert_eq!(TcTile::H128x64.shared_bytes(), 50176);
         assert_eq!(TcTile::H64x64.shared_bytes(), 33792);
+        assert_eq!(TcTile::H128x128K64.shared_bytes(), 99328);
+        assert_eq!(TcTile::H128x256K64.shared_bytes(), 148480);
         let s = shape([8, 56, 56, 256], [512, 1, 1, 256], 1, 0);
         assert!(!forward(&s).needs_shared_opt_in());
         assert!(forward_with(&s, TcTile::T128x128W64, false).needs_shared_opt_in());
@@ -813,8 +838,8 @@ mod tests {
     fn hopper_tiles_name_their_wgmma_kernels() {
         let s = shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1);
         for tile in TcTile::HOPPER {
-            let (bm, bn) = (tile.bm(), tile.bn());
-            let name = |op: &str| format!("conv2d_wgmma_{op}_{bm}x{bn}_bf16");
+            let (bm, t) = (tile.bm(), tile.name().trim_start_matches("wgmma"));
+            let name = |op: &str| format!("conv2d_wgmma_{op}_{t}_bf16");
             let launch = forward_with(&s, tile, false);
             assert_eq!(launch.kernel, name("forward"));
             assert_eq!(launch.block, (2 * bm as u32, 1, 1));
