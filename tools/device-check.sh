@@ -22,8 +22,8 @@ summary="$RAW/summary.txt"
 : >"$summary"
 RC=device/resnet-cuda
 # tools/device-bundle.sh packs the executables into one archive (they exceed the carry limit unpacked).
-if [ -f device/bundle.tgz ]; then
-    tar -C device -xzf device/bundle.tgz
+if [ -f device/bundle.tar.xz ]; then
+    tar -C device -xJf device/bundle.tar.xz
 fi
 export RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
 
