@@ -18,6 +18,12 @@
 //                             mode 0: commit both; wait_group<1>; mid[chunk l, chunk 32 + l] = shared bytes;
 //                             wait_group<0>. mode 1: commit group 0 only; wait_all; mid as above.
 //                             Then out[...] = the two chunks again (64 chunks of 16 bytes in mid and out).
+//   tc_selftest_bank_access:  shared memory: 4096 bytes, 128-byte aligned, zeroed. Copy k (0, 1) of lane l:
+//                             if dst[32k + l] >= 0, a 16-byte cp.async of src[16 (32k + l) ..] to shared byte
+//                             dst[32k + l] (16-byte aligned, < 4096). After the copies: wait_all,
+//                             __syncthreads, then ldmatrix.x`matrices` (1, 2, 4; 0: none) with lane l's row
+//                             at shared byte row[l] (16-byte aligned, < 4096); out[4l + m] = register m.
+//                             For the emulator's bank-conflict counts (tests/tensor_core.rs).
 //   tc_selftest_cp_async_no_wait: (wrong) each lane copies 4 floats src[4l ..] into shared memory, commits,
 //                             and reads them back into out[4l ..] without waiting.
 //   tc_selftest_mma_half_warp: (wrong) only lanes 0-15 execute mma; out[l] = d[0].
@@ -123,6 +129,29 @@ extern "C" __global__ void tc_selftest_cp_async(const unsigned char* src, const 
     }
 }
 EMU_REGISTER(tc_selftest_cp_async);
+
+extern "C" __global__ void tc_selftest_bank_access(const unsigned char* src, const int* dst, const int* row,
+                                                   int matrices, unsigned* out) {
+    grid_dependency_sync();
+    constexpr int kBytes = 4096;
+    __shared__ __align__(128) unsigned char buf[kBytes];
+    const int l = threadIdx.x;
+    for (int i = 16 * l; i < kBytes; i += 16 * 32) *reinterpret_cast<uint4*>(buf + i) = make_uint4(0, 0, 0, 0);
+    __syncthreads();
+    for (int k = 0; k < 2; ++k) {
+        const int at = dst[32 * k + l];
+        if (at >= 0) cp_async_16_cg(buf + at, src + 16 * (32 * k + l), 16);
+    }
+    cp_async_wait_all();
+    __syncthreads();
+    std::uint32_t r[4] = {0, 0, 0, 0};
+    const void* p = buf + row[l];
+    if (matrices == 1) ldmatrix_x1(r, p);
+    if (matrices == 2) ldmatrix_x2(r, p);
+    if (matrices == 4) ldmatrix_x4(r, p);
+    for (int m = 0; m < 4; ++m) out[4 * l + m] = r[m];
+}
+EMU_REGISTER(tc_selftest_bank_access);
 
 extern "C" __global__ void tc_selftest_cp_async_no_wait(const float* src, float* out) {
     grid_dependency_sync();

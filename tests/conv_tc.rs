@@ -20,7 +20,8 @@
 //! The forward's batch-norm statistics epilogue, and the batch norm that uses it, are tested in
 //! `conv_tc/statistics.rs` (a module of this program, with its own tolerances); the epilogue's two
 //! output stores (staged 16-byte stores, or pairs from the fragments), each on aligned and unaligned
-//! outputs between poisoned guards, in `conv_tc/stores.rs`.
+//! outputs between poisoned guards, in `conv_tc/stores.rs`. That every kernel's `ldmatrix` and
+//! `cp.async` are free of shared-memory bank conflicts (the emulator counts them) in `conv_tc/banks.rs`.
 
 use std::sync::OnceLock;
 
@@ -34,6 +35,8 @@ use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
 use resnet_cuda::backend::Conv2dGeometry;
 
+#[path = "conv_tc/banks.rs"]
+mod banks;
 #[path = "conv_tc/statistics.rs"]
 mod statistics;
 #[path = "conv_tc/stores.rs"]

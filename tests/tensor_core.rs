@@ -1,7 +1,8 @@
 //! The tensor-core building blocks of `kernels/tensor_core.cuh` (bf16 rounding, `mma.m16n8k16`,
 //! `ldmatrix`, `cp.async`) through the self-test kernels of `kernels/tensor_core_selftest.cu`, each
 //! against a scalar Rust reference on random inputs, plus deliberately wrong kernels that the
-//! emulator must catch.
+//! emulator must catch, and the emulator's counts of shared-memory bank conflicts (`ldmatrix` per
+//! 8x8 matrix, 16-byte `cp.async` per quarter warp) on patterns with known costs.
 //!
 //! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
 //! `cuda` / `cuda:N`, so that a GPU checks the emulator's semantics against the hardware. The tests
@@ -20,6 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::gpu::driver::open_driver;
+use resnet_cuda::backend::gpu::emu::{self, BankConflicts};
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver, EmuDriver};
 
@@ -501,4 +503,118 @@ fn ldmatrix_of_a_misaligned_row_is_an_error() {
     assert!(e.contains("not 16-byte aligned"), "{e}");
     // A failed launch leaves the emulator usable.
     ldmatrix_on(&emu, &tile, &perm, 4, false, 0).unwrap();
+}
+
+// ---- bank conflicts (the emulator's counts; always on the emulator) ----
+
+/// Runs tc_selftest_bank_access on the emulator: lane l's copy k goes to shared byte `copies[k][l]`
+/// (none where `None`), then ldmatrix.x`matrices` (0: none) reads lane l's row at shared byte
+/// `rows[l]`. Returns the launch's bank-conflict counts.
+fn bank_access(
+    copies: [[Option<usize>; 32]; 2],
+    rows: [usize; 32],
+    matrices: usize,
+) -> BankConflicts {
+    let emu = EmuDriver::default();
+    let src: Vec<u8> = (0..1024).map(|i| i as u8).collect();
+    let dst: Vec<i32> = copies
+        .iter()
+        .flatten()
+        .map(|d| d.map_or(-1, |d| d as i32))
+        .collect();
+    let row: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+    let (ds, dd, dr) = (
+        DeviceVec::new(&emu, &src),
+        DeviceVec::new(&emu, &dst),
+        DeviceVec::new(&emu, &row),
+    );
+    let out = DeviceVec::new(&emu, &[0u32; 128]);
+    emu::bank_conflicts(); // forget this thread's earlier launches
+    launch_on(
+        &emu,
+        "tc_selftest_bank_access",
+        32,
+        KernelArgs::new()
+            .ptr(ds.ptr)
+            .ptr(dd.ptr)
+            .ptr(dr.ptr)
+            .int(matrices)
+            .ptr(out.ptr),
+    )
+    .unwrap();
+    emu::bank_conflicts()
+}
+
+const NO_COPIES: [[Option<usize>; 32]; 2] = [[None; 32]; 2];
+
+fn ldmatrix_counts(matrices: u64, excess: u64) -> BankConflicts {
+    BankConflicts {
+        ldmatrix_matrices: matrices,
+        ldmatrix_excess: excess,
+        ..BankConflicts::default()
+    }
+}
+
+fn cp_async_counts(requests: u64, excess: u64) -> BankConflicts {
+    BankConflicts {
+        cp_async_requests: requests,
+        cp_async_excess: excess,
+        ..BankConflicts::default()
+    }
+}
+
+#[test]
+fn ldmatrix_bank_conflicts_are_counted_per_matrix() {
+    // Consecutive 16-byte rows: each matrix's 8 rows fill one 128-byte line, conflict-free.
+    let contiguous: [usize; 32] = std::array::from_fn(|l| 16 * l);
+    assert_eq!(bank_access(NO_COPIES, contiguous, 4), ldmatrix_counts(4, 0));
+    // 8 rows at a 128-byte stride (unswizzled rows of 64 bf16): all in banks 0-3, 8 wavefronts a
+    // matrix, 7 more than ideal, for each of the 4 matrices.
+    let strided: [usize; 32] = std::array::from_fn(|l| 128 * (l % 8) + 16 * (l / 8));
+    assert_eq!(bank_access(NO_COPIES, strided, 4), ldmatrix_counts(4, 28));
+    // The same rows XOR-swizzled (chunk ^ row % 8, conv_tc.cuh's tc_swizzle): conflict-free.
+    let swizzled: [usize; 32] = std::array::from_fn(|l| 128 * (l % 8) + 16 * ((l / 8) ^ (l % 8)));
+    assert_eq!(bank_access(NO_COPIES, swizzled, 4), ldmatrix_counts(4, 0));
+    // .x1 reads only lanes 0-7's addresses: the strided ones of lanes 8-31 do not count.
+    assert_eq!(bank_access(NO_COPIES, strided, 1), ldmatrix_counts(1, 7));
+    let mut mixed = strided;
+    mixed[..8].copy_from_slice(&contiguous[..8]);
+    assert_eq!(bank_access(NO_COPIES, mixed, 1), ldmatrix_counts(1, 0));
+    // .x2: matrix 0 two-way (rows 0-3 of two lines: 2 distinct rows in each bank group), matrix 1
+    // one row eight times (a broadcast: one wavefront).
+    let two_way: [usize; 32] = std::array::from_fn(|l| {
+        if l < 8 {
+            128 * (l / 4) + 16 * (l % 4)
+        } else {
+            1024
+        }
+    });
+    assert_eq!(bank_access(NO_COPIES, two_way, 2), ldmatrix_counts(2, 1));
+}
+
+#[test]
+fn cp_async_bank_conflicts_are_counted_per_quarter_warp() {
+    let none = [None; 32];
+    let rows = [0usize; 32];
+    // Lanes 0-7 store 16 bytes at a 128-byte stride: one quarter-warp request of 8 wavefronts.
+    let strided: [Option<usize>; 32] = std::array::from_fn(|l| (l < 8).then_some(128 * l));
+    assert_eq!(bank_access([strided, none], rows, 0), cp_async_counts(1, 7));
+    // All 32 lanes at consecutive 16-byte chunks: 4 requests (one per quarter), conflict-free.
+    let contiguous: [Option<usize>; 32] = std::array::from_fn(|l| Some(16 * l));
+    assert_eq!(
+        bank_access([contiguous, none], rows, 0),
+        cp_async_counts(4, 0)
+    );
+    // Copy 0 of every lane conflict-free; copy 1 only by lanes 8-15, at a 256-byte stride: the lanes
+    // without a second copy take no part, so 4 + 1 requests, the last 8-way.
+    let second: [Option<usize>; 32] =
+        std::array::from_fn(|l| (8..16).contains(&l).then_some(2048 + 256 * (l % 8)));
+    assert_eq!(
+        bank_access([contiguous, second], rows, 0),
+        cp_async_counts(5, 7)
+    );
+    // Two lanes of a quarter in one bank group (lanes 3 and 7: 48 and 176), the rest apart: 2-way.
+    let two_way: [Option<usize>; 32] =
+        std::array::from_fn(|l| (l < 8).then_some(if l == 7 { 176 } else { 16 * l }));
+    assert_eq!(bank_access([two_way, none], rows, 0), cp_async_counts(1, 1));
 }

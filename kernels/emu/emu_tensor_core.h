@@ -11,6 +11,10 @@
 // cp.async is per thread (runtime/async_copy.cpp): a copy poisons its destination at issue and
 // happens only when cp_async_wait retires its group, so reading the destination too early sees the
 // poison (0xff bytes: a NaN in bf16 and in f32) instead of the data.
+//
+// Both also count their shared-memory bank conflicts (runtime/bank_conflicts.h: each ldmatrix matrix,
+// and each quarter warp's k-th cp.async, is one request), which tests read per launching thread
+// through emu_take_bank_conflicts (emu::bank_conflicts in Rust).
 #ifndef RESNET_CUDA_EMU_TENSOR_CORE_H
 #define RESNET_CUDA_EMU_TENSOR_CORE_H
 

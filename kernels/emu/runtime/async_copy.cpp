@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../cuda_emu.h"
+#include "bank_conflicts.h"
 #include "warpgroup_matrix.h"
 
 namespace emu {
@@ -79,6 +80,8 @@ void cp_async_16(void* dst, const void* src, int src_bytes) {
         kernel_error(buf);
     }
     auto* d = static_cast<unsigned char*>(dst);
+    const ThreadContext* t = emu_current_thread;
+    bank_note_cp_async(t->linear, t->warp, t->lane, d);  // its shared-memory store's request (bank_conflicts.h)
     std::memset(d, 0xff, 16);
     my_queue().open.push_back(Copy{d, static_cast<const unsigned char*>(src), src_bytes});
 }

@@ -3,6 +3,7 @@
 #include "block.h"
 
 #include "async_copy.h"
+#include "bank_conflicts.h"
 #include "warp_matrix.h"
 #include "warpgroup_matrix.h"
 
@@ -126,6 +127,7 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     predicate_count_[0] = predicate_count_[1] = 0;
     failed_ = false;
     async_copy_block_start(num_threads_);
+    bank_block_start(num_threads_);
     wgmma_block_start(num_threads_, dyn ? dynamic_shared_ : nullptr, dyn);
     error_.clear();
 
@@ -147,6 +149,8 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     } else if (live_ != 0) {
         *error = deadlock_report();
         ok = false;
+    } else {
+        bank_flush_cp_async();  // the copies since the last barrier
     }
     if (!ok) {
         for (unsigned i = 0; i < used_; ++i) fibers_[i]->ctx.dirty = true;
@@ -313,6 +317,8 @@ void BlockRunner::thread_exited(ThreadContext* t) {
 }
 
 void BlockRunner::release_barrier() {
+    // Every thread has finished the interval before this barrier: its cp.async requests are complete.
+    bank_flush_cp_async();
     const unsigned parity = generation_ & 1;
     barrier_count_[parity] = predicate_count_[parity];
     barrier_total_[parity] = arrived_;

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bank_conflicts.h"
 #include "block.h"
 #include "registry.h"
 
@@ -29,6 +30,7 @@ struct Job {
     std::atomic<bool> failed{false};
     std::mutex error_mu;
     std::string error;
+    BankCounts banks;  // summed over the workers (under error_mu)
 };
 
 BlockRunner& local_runner() {
@@ -50,6 +52,10 @@ void work(Job& job) {
             if (!job.failed.exchange(true)) job.error = error;
         }
     }
+    // This worker's counts are all from this job's blocks: it runs blocks only here.
+    const BankCounts banks = bank_take_worker_counts();
+    std::lock_guard<std::mutex> lock(job.error_mu);
+    job.banks.add(banks);
 }
 
 unsigned configured_workers() {
@@ -124,6 +130,10 @@ private:
 };
 
 thread_local std::string last_error;
+
+// The bank-conflict counts of the launches this OS thread made since emu_take_bank_conflicts last
+// read them: per launching thread, so that concurrent callers (test threads) see only their own.
+thread_local BankCounts launched_banks;
 
 int fail_launch(std::string message) {
     last_error = std::move(message);
@@ -237,7 +247,20 @@ int emu_launch(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsign
     job.total_blocks = 1ull * grid_x * grid_y * grid_z;
     Pool::get().run(job);
     if (job.failed.load()) return fail_launch(job.error);
+    launched_banks.add(job.banks);
     return 0;
+}
+
+// Writes the shared-memory bank-conflict counts (runtime/bank_conflicts.h) of the successful launches
+// this OS thread made since its last call, and resets them: counts[0] ldmatrix matrices, [1] their
+// wavefronts beyond one each, [2] cp.async quarter-warp requests, [3] their wavefronts beyond one each.
+void emu_take_bank_conflicts(unsigned long long counts[4]) {
+    const emu::BankCounts c = emu::launched_banks;
+    emu::launched_banks = emu::BankCounts{};
+    counts[0] = c.ldmatrix_matrices;
+    counts[1] = c.ldmatrix_excess;
+    counts[2] = c.cp_async_requests;
+    counts[3] = c.cp_async_excess;
 }
 
 // Why the last emu_launch on this thread failed; empty after a success. Valid until the next launch.

@@ -11,6 +11,8 @@
 //                              r[m] = M[g][2t, 2t+1], or with .trans M[2t, 2t+1][g] (of the transpose)
 #include "warp_matrix.h"
 
+#include "bank_conflicts.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -98,6 +100,7 @@ bool ldmatrix(LdmatrixLane* const lanes[32], const int lane_arg[32], char* error
     // Only lanes 0 .. 8 * matrices - 1 supply addresses; the others' are ignored, as on sm_80+.
     std::uint16_t m[4][8][8];
     for (int k = 0; k < matrices; ++k) {
+        std::uintptr_t rows[8];
         for (int r = 0; r < 8; ++r) {
             const int l = 8 * k + r;
             const void* row = lanes[l]->row;
@@ -108,7 +111,9 @@ bool ldmatrix(LdmatrixLane* const lanes[32], const int lane_arg[32], char* error
                 return false;
             }
             std::memcpy(m[k][r], row, 16);
+            rows[r] = reinterpret_cast<std::uintptr_t>(row);
         }
+        bank_note_ldmatrix_matrix(rows);  // one matrix, one request (bank_conflicts.h)
     }
     for (int l = 0; l < 32; ++l) {
         const int g = l >> 2, t = l & 3;

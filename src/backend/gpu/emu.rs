@@ -25,6 +25,7 @@ extern "C" {
     fn emu_kernel_name(index: u32) -> *const c_char;
     fn emu_worker_count() -> u32;
     fn emu_kernel_param_sizes(kernel_name: *const c_char, sizes: *mut u32, max: u32) -> i32;
+    fn emu_take_bank_conflicts(counts: *mut u64);
 }
 
 /// The order the threads of a block take turns in between barriers and warp intrinsics
@@ -186,4 +187,37 @@ pub fn param_sizes(kernel: &str) -> Result<Vec<u32>, String> {
         ));
     }
     Ok(sizes[..n].to_vec())
+}
+
+/// Shared-memory bank conflicts of `ldmatrix` and of 16-byte `cp.async` stores, counted by the
+/// emulator in every launch (model: `kernels/emu/runtime/bank_conflicts.h`). Shared memory has 32
+/// banks of 4 bytes; a request costs, over the banks, the most distinct 4-byte words it touches in
+/// one bank ("wavefronts", at least 1). An `ldmatrix` is one request per 8x8 matrix (its 8 rows of 16
+/// bytes); the copies of a warp's lanes that are the k-th each lane issued since the last
+/// `__syncthreads` are one request per quarter warp (8 lanes) that has any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BankConflicts {
+    /// 8x8 matrices `ldmatrix` loaded.
+    pub ldmatrix_matrices: u64,
+    /// Their wavefronts beyond the ideal one each: 0 when every matrix is conflict-free.
+    pub ldmatrix_excess: u64,
+    /// Quarter-warp requests of 16-byte `cp.async` stores.
+    pub cp_async_requests: u64,
+    /// Their wavefronts beyond the ideal one each: 0 when every request is conflict-free.
+    pub cp_async_excess: u64,
+}
+
+/// The bank-conflict counts of the launches that succeeded on the calling OS thread since its last
+/// call (the counts are per launching thread, so tests running in parallel threads see only their
+/// own), and resets them.
+pub fn bank_conflicts() -> BankConflicts {
+    let mut c = [0u64; 4];
+    // SAFETY: writes 4 counts into `c`, and reads or writes nothing else.
+    unsafe { emu_take_bank_conflicts(c.as_mut_ptr()) };
+    BankConflicts {
+        ldmatrix_matrices: c[0],
+        ldmatrix_excess: c[1],
+        cp_async_requests: c[2],
+        cp_async_excess: c[3],
+    }
 }
