@@ -149,8 +149,8 @@ impl<D: Driver> GpuBackend<D> {
         let family = self.tc_family.clone().map_err(Error::Config)?;
         if family == TcFamily::Wgmma && !self.driver.has_kernel(WGMMA_PROBE_KERNEL) {
             return Err(Error::Config(format!(
-                "RESNET_TC_KERNELS=wgmma: {} has no wgmma kernels (they need compute capability 9.0, \
-                 an H100 or H200)",
+                "the wgmma convolution kernels (RESNET_TC_KERNELS=wgmma) are not on {}: they need \
+                 compute capability 9.0 (an H100 or H200) and a build for sm_90a",
                 self.driver.name()
             )));
         }
