@@ -22,7 +22,10 @@ __device__ __forceinline__ T* dynamic_shared_memory() {
 }
 
 // Programmatic dependent launch. On compute capability 9.0 and newer the CUDA driver launches every
-// kernel with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (src/backend/gpu/cuda_driver.rs),
+// kernel with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (src/backend/gpu/cuda_driver.rs)
+// when the code it loaded was built for 9.0 or newer (below that this call compiles to nothing, so
+// code JIT-compiled from the sm_80 PTX must not be launched that way: cuda_info.rs,
+// waits_for_previous_grid),
 // so a kernel's blocks may be scheduled while the kernel before it on the stream is still running:
 // a step's ~200 small kernels then do not each pay the launch and ramp-up gap in full. This call
 // must therefore come first in every kernel, before any memory access: `griddepcontrol.wait` holds

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
+use resnet_cuda::backend::gpu::{Driver, DynDriver, GpuBackend};
 use resnet_cuda::backend::{Backend, DeviceCounts, Precision, SgdConfig};
 use resnet_cuda::models::{ModelConfig, Network};
 use resnet_cuda::ops;
@@ -275,6 +275,27 @@ fn a_capture_refuses_host_memory_and_allocation() {
     }
     t.copy_from_slice(&be, &[2.0; 4]).unwrap();
     assert_eq!(t.to_vec(&be).unwrap(), vec![2.0; 4]);
+}
+
+/// Staging memory (page-locked on a GPU) is neither made nor waited for inside a capture: both
+/// are host calls, no graph node; outside it both work again.
+#[test]
+fn a_capture_refuses_staging_memory() {
+    let be = gpu(Precision::F32);
+    let driver = be.driver();
+    let staging = driver.alloc_staging(64).unwrap();
+    be.begin_graph_capture().unwrap();
+    let alloc = driver.alloc_staging(64);
+    let wait = driver.wait_staging(&staging);
+    let graph = be.end_graph_capture();
+    assert!(alloc.is_err(), "staging memory was allocated in a capture");
+    assert!(wait.is_err(), "a capture waited for an upload");
+    if let Ok(graph) = graph {
+        be.drop_graph(graph);
+    }
+    driver.wait_staging(&staging).unwrap();
+    // SAFETY: allocated above by this driver, freed once, no upload reads it.
+    unsafe { driver.free_staging(&staging) };
 }
 
 /// A buffer freed while capturing fails the capture, on the emulator as on a GPU (where the free

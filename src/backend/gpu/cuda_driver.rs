@@ -38,7 +38,8 @@ struct CudaDevice {
     /// of failed calls: compute-sanitizer counts every `CUDA_ERROR_NOT_FOUND` as an error.
     functions: HashMap<String, sys::CUfunction>,
     /// Whether kernels launch with programmatic dependent launch (see [`CudaDriver::launch`]):
-    /// compute capability 9.0 or newer, unless `RESNET_PDL=0`.
+    /// where the loaded kernels wait for the previous one (`cuda_info::waits_for_previous_grid`),
+    /// unless `RESNET_PDL=0`.
     programmatic_launch: bool,
 }
 
@@ -161,7 +162,7 @@ impl CudaDevice {
             context,
             modules: Vec::new(),
             functions: HashMap::new(),
-            programmatic_launch: cuda_info::programmatic_launch(major),
+            programmatic_launch: cuda_info::programmatic_launch(major, minor),
         };
         opened.bind()?;
         // Keep freed memory in the pool: the default threshold (0) returns it to the OS at every
@@ -265,6 +266,8 @@ pub struct CudaDriver {
     /// Between `begin_capture` and `end_capture`: the calls the emulator refuses then are refused
     /// here too, by the same rule, rather than left to what CUDA happens to allow in a capture.
     capturing: std::sync::atomic::AtomicBool,
+    /// Allocations freed while capturing: freed at `end_capture`, which then fails.
+    freed_in_capture: Mutex<Vec<DevicePtr>>,
 }
 
 /// An executable graph (`CUgraphExec`).
@@ -290,6 +293,7 @@ impl CudaDriver {
             next_graph: std::sync::atomic::AtomicU64::new(1),
             copy: Mutex::new(None),
             capturing: std::sync::atomic::AtomicBool::new(false),
+            freed_in_capture: Mutex::new(Vec::new()),
         })
     }
 
@@ -415,6 +419,16 @@ impl Driver for CudaDriver {
     }
 
     unsafe fn free(&self, ptr: DevicePtr, _bytes: usize) {
+        if self.capturing.load(std::sync::atomic::Ordering::Relaxed) {
+            // Captured, the free would be a graph node of memory the graph does not own, which
+            // CUDA refuses ("must be passed the address of a graph allocation"): it waits for
+            // `end_capture`, which then fails, as the emulator's does.
+            self.freed_in_capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ptr);
+            return;
+        }
         // A free cannot report an error; a failure here means the context is already broken, which
         // the next synchronising call reports.
         let _ = self.device.bind();
@@ -521,6 +535,7 @@ impl Driver for CudaDriver {
     }
 
     fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        self.refuse_in_capture("pinning host memory")?;
         self.device.bind()?;
         let label = self.device.label();
         // SAFETY: a plain page-locked allocation in the bound context; freed in `free_staging`.
@@ -603,6 +618,7 @@ impl Driver for CudaDriver {
     }
 
     fn wait_staging(&self, staging: &Staging) -> Result<()> {
+        self.refuse_in_capture("waiting for an upload")?;
         self.device.bind()?;
         // SAFETY: the event is live; an event never recorded counts as complete.
         let r = unsafe { result::event::synchronize(staging.event as usize as sys::CUevent) };
@@ -657,7 +673,30 @@ impl Driver for CudaDriver {
         // SAFETY: the stream is capturing (begin_capture); the graph handle is written to a local.
         // An invalidated capture (an illegal call during it) is reported here and ends it.
         let r = unsafe { sys::cuStreamEndCapture(self.stream, &mut graph) };
+        let freed = std::mem::take(
+            &mut *self
+                .freed_in_capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for &ptr in &freed {
+            // SAFETY: each came to `free` from `alloc`, once; the stream is out of capture, so the
+            // free is ordered after the work issued before the capture, as a free then would be.
+            let _ = unsafe { result::free_async(ptr, self.stream) };
+        }
         self.check("ending a stream capture", r.result())?;
+        if !freed.is_empty() {
+            // SAFETY: the graph was just captured and is not used again.
+            let _ = unsafe { sys::cuGraphDestroy(graph) };
+            return Err(Error::Device {
+                device: self.device.label(),
+                message: format!(
+                    "{} allocation(s) freed while capturing a graph (a free in a capture must be \
+                     of the graph's own memory)",
+                    freed.len()
+                ),
+            });
+        }
         let counted = self.count_kernel_nodes(graph);
         let mut exec: sys::CUgraphExec = std::ptr::null_mut();
         // SAFETY: `graph` is valid; the executable graph is independent of it once instantiated,

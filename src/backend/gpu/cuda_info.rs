@@ -251,7 +251,7 @@ pub fn report(cpu_threads: usize) -> String {
                     KernelFit::TooOld => "kernels: none fit, the device is too old".to_string(),
                     KernelFit::Absent => "kernels: absent".to_string(),
                 };
-                let pdl = if programmatic_launch(major) {
+                let pdl = if programmatic_launch(major, minor) {
                     "on"
                 } else {
                     "off"
@@ -288,10 +288,27 @@ fn hopper_kernels(major: u32, minor: u32) -> &'static str {
     }
 }
 
-/// Whether kernels on a GPU of compute capability `major`.x launch with programmatic dependent
-/// launch (`CudaDriver::launch`): from 9.0 on, unless `RESNET_PDL=0`.
-pub fn programmatic_launch(major: u32) -> bool {
-    major >= 9 && std::env::var_os("RESNET_PDL").is_none_or(|v| v != "0")
+/// Whether kernels on a GPU of compute capability `major.minor` launch with programmatic dependent
+/// launch (`CudaDriver::launch`): where the code the driver loads there waits for the kernel before
+/// it ([`waits_for_previous_grid`]), unless `RESNET_PDL=0`.
+pub fn programmatic_launch(major: u32, minor: u32) -> bool {
+    waits_for_previous_grid(&embedded::fit(major, minor))
+        && std::env::var_os("RESNET_PDL").is_none_or(|v| v != "0")
+}
+
+/// Whether the kernels of `fit` wait for the previous grid before touching memory. Every kernel
+/// starts with `grid_dependency_sync()` (kernels/common.cuh), but it emits `griddepcontrol.wait`
+/// only where `__CUDA_ARCH__ >= 900`: a cubin or PTX built for 9.0 or newer. A newer GPU that
+/// JIT-compiles the sm_80 PTX (Blackwell with the default `CUDA_ARCHS=80;90`, or a build with
+/// `CUDA_ARCHS=80` alone) runs kernels without the wait, and launched programmatically they would
+/// read what the kernel before them has not yet written.
+pub fn waits_for_previous_grid(fit: &KernelFit) -> bool {
+    let arch = match fit {
+        KernelFit::Cubin(a) | KernelFit::Ptx(a) => a,
+        KernelFit::TooOld | KernelFit::Absent => return false,
+    };
+    let digits: String = arch.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<u32>().is_ok_and(|n| n >= 90)
 }
 
 #[cfg(test)]
@@ -330,6 +347,22 @@ mod tests {
         assert_eq!(hopper_kernels(9, 0).is_empty(), !carried);
         assert_eq!(hopper_kernels(8, 0), "");
         assert_eq!(hopper_kernels(10, 0), "");
+    }
+
+    #[test]
+    fn programmatic_launch_only_where_the_loaded_kernels_wait_for_the_previous_one() {
+        assert!(waits_for_previous_grid(&KernelFit::Cubin("sm_90".into())));
+        assert!(waits_for_previous_grid(&KernelFit::Cubin("sm_100".into())));
+        assert!(waits_for_previous_grid(&KernelFit::Ptx(
+            "compute_90".into()
+        )));
+        // JIT from sm_80 PTX (a Blackwell GPU with CUDA_ARCHS=80;90): no griddepcontrol.wait.
+        assert!(!waits_for_previous_grid(&KernelFit::Ptx(
+            "compute_80".into()
+        )));
+        assert!(!waits_for_previous_grid(&KernelFit::Cubin("sm_86".into())));
+        assert!(!waits_for_previous_grid(&KernelFit::TooOld));
+        assert!(!waits_for_previous_grid(&KernelFit::Absent));
     }
 
     #[test]

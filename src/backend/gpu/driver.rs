@@ -145,24 +145,14 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Host memory for uploads the host does not wait for ([`Driver::upload_ahead`]):
     /// `bytes` (> 0) of it, page-locked on a GPU so that the copy engine reads it while the host
-    /// goes on. Plain host memory here, for the emulator, whose copies are done when they return.
-    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
-        Ok(Staging {
-            ptr: host_alloc_zeroed("staging alloc", bytes)?,
-            bytes,
-            event: 0,
-        })
-    }
+    /// goes on. Refused while capturing.
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging>;
 
     /// Frees memory from [`Driver::alloc_staging`] once the last upload from it has finished.
     ///
     /// # Safety
     /// `staging` came from this driver's `alloc_staging` and is freed once.
-    unsafe fn free_staging(&self, staging: &Staging) {
-        let layout = emu_layout(staging.bytes).expect("the layout was valid when allocated");
-        // SAFETY: the caller guarantees it came from `alloc_staging`, hence this layout.
-        unsafe { dealloc(staging.ptr, layout) }
-    }
+    unsafe fn free_staging(&self, staging: &Staging);
 
     /// Copies the first `bytes` of `staging` to device `dst`, ordered on the stream like any other
     /// op, without the host waiting for it: [`Driver::wait_staging`] does, before the host writes
@@ -208,10 +198,9 @@ pub trait Driver: Send + Sync + 'static {
     /// `landing` and `dst` are valid device memory for `bytes`, and do not overlap.
     unsafe fn land_upload(&self, landing: DevicePtr, dst: DevicePtr, bytes: usize) -> Result<()>;
 
-    /// Waits until the last upload from `staging` has read it.
-    fn wait_staging(&self, _staging: &Staging) -> Result<()> {
-        Ok(())
-    }
+    /// Waits until the last upload from `staging` has read it. Refused while capturing (on a GPU
+    /// a wait for the host is no graph node).
+    fn wait_staging(&self, staging: &Staging) -> Result<()>;
 
     /// The CUDA driver underneath, when this is one: what NCCL needs (a second stream on the same
     /// GPU, its context). `None` for the emulator.
@@ -439,6 +428,27 @@ impl Driver for EmuDriver {
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         self.refuse_in_capture("an allocation")?;
         Ok(host_alloc_zeroed("emu alloc", bytes)? as DevicePtr)
+    }
+
+    /// Plain host memory: the emulator's copies are done when they return.
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        self.refuse_in_capture("pinning host memory")?;
+        Ok(Staging {
+            ptr: host_alloc_zeroed("staging alloc", bytes)?,
+            bytes,
+            event: 0,
+        })
+    }
+
+    unsafe fn free_staging(&self, staging: &Staging) {
+        let layout = emu_layout(staging.bytes).expect("the layout was valid when allocated");
+        // SAFETY: the caller guarantees it came from `alloc_staging`, hence this layout.
+        unsafe { dealloc(staging.ptr, layout) }
+    }
+
+    /// Every emulated upload has finished when it returns: nothing to wait for.
+    fn wait_staging(&self, _staging: &Staging) -> Result<()> {
+        self.refuse_in_capture("waiting for an upload")
     }
 
     unsafe fn free(&self, ptr: DevicePtr, bytes: usize) {
