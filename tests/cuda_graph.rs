@@ -490,4 +490,15 @@ fn bench_reports_one_graph_replay_and_no_host_sync_per_step() {
     if !driver_name().starts_with("cuda") {
         assert_eq!(number(&on, "kernels_per_step"), eager, "{on} {off}");
     }
+    // The profiled pass (eager) timed every launch of its step by itself: as many as the eager
+    // step counts, each with a positive time, and their sum is the busy time reported.
+    for v in [&on, &off] {
+        let rows = v["per_kernel"].as_array().unwrap_or_else(|| panic!("{v}"));
+        let calls: f64 = rows.iter().map(|r| number(r, "calls_per_step")).sum();
+        assert_eq!(calls, eager, "{v}");
+        assert!(rows.iter().all(|r| number(r, "ms_per_step") > 0.0), "{v}");
+        let busy: f64 = rows.iter().map(|r| number(r, "ms_per_step")).sum();
+        let reported = number(v, "kernel_ms_per_step");
+        assert!((busy - reported).abs() <= 1e-9 * busy, "{v}");
+    }
 }

@@ -89,6 +89,30 @@ def layer_table(ours):
     return "\n".join(out)
 
 
+def kernel_tables(ours, shown=12):
+    """Per step run, the kernels that take most of the device's time (bench's per_kernel, each
+    launch timed by itself), and the busy time against the step's."""
+    out = []
+    for (model, batch, precision), j in sorted(ours.items()):
+        rows = j.get("per_kernel")
+        if not rows:
+            continue
+        busy = j["kernel_ms_per_step"]
+        launches = sum(r["calls_per_step"] for r in rows)
+        out.append(
+            f"\n{model} b{batch} ({precision}): {launches:.0f} launches, {busy:.3f} ms busy in a "
+            f"{j['ms_per_step']:.3f} ms step\n"
+        )
+        out.append("| kernel | calls | ms | share |")
+        out.append("|---|---|---|---|")
+        for r in rows[:shown]:
+            out.append(
+                f"| {r['kernel']} | {r['calls_per_step']:.0f} | {r['ms_per_step']:.3f} "
+                f"| {100 * r['ms_per_step'] / busy:.1f}% |"
+            )
+    return "\n".join(out)
+
+
 def kernel_figures(raw):
     """{benchmark id: (median seconds, median throughput per second)} from criterion's text output."""
     path = os.path.join(raw, "bench-kernels.txt")
@@ -184,6 +208,10 @@ def main():
     print(step_table(ours, theirs))
     print("\nOur step by layer type (bench's synchronised pass)\n")
     print(layer_table(ours))
+    kernels = kernel_tables(ours)
+    if kernels:
+        print("\nWhere the device's time goes, kernel by kernel (bench's synchronised pass)")
+        print(kernels)
     schedule = cifar_schedule(args.raw[0])
     if schedule:
         print("\nThe paper's CIFAR schedule (resnet20, 64,000 iterations of 128; goal: 60 s)\n")

@@ -10,10 +10,12 @@ mod device_counts;
 mod dtype;
 mod element;
 pub mod gpu;
+mod kernel_times;
 
 pub use device_counts::{DeviceCounters, DeviceCounts};
 pub use dtype::{DType, Precision};
 pub use element::Element;
+pub use kernel_times::{kernel_rows, KernelRow, KernelTime};
 
 /// Floats per sample in [`Backend::image_batch`]'s draw table: image, dy, dx, mirror and the
 /// three channels' colour shift (kernels/launch_constants.h).
@@ -168,6 +170,17 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// counts them (the GPU backend); `None` for the CPU.
     fn device_counts(&self) -> Option<DeviceCounts> {
         None
+    }
+    /// Starts (`on`) or stops timing every kernel launch by itself on the device, for
+    /// [`Backend::take_kernel_times`]; returns whether this backend can (a GPU backend; the CPU
+    /// cannot). Timing serialises each launch with its neighbours, so a timed step runs slower.
+    fn set_kernel_timing(&self, _on: bool) -> Result<bool> {
+        Ok(false)
+    }
+    /// The launches timed since timing began or the last take, in issue order; waits for the
+    /// device.
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        Ok(Vec::new())
     }
     /// Whether [`Backend::begin_graph_capture`] can work here (a GPU backend: CUDA or the
     /// emulator).

@@ -4,7 +4,8 @@
 //! The headline figure is the median wall time of full training steps (forward, loss, backward, SGD,
 //! then a device synchronisation) on a synthetic batch that is already on the device, so no data
 //! loading is measured. The per-layer-type breakdown comes from a second, separate pass through the
-//! [`Profiled`] decorator, whose per-op synchronisations would otherwise slow the headline down.
+//! [`Profiled`] decorator, whose per-op synchronisations would otherwise slow the headline down; on
+//! a GPU backend the same pass times every kernel launch by itself (`Backend::set_kernel_timing`).
 
 mod cpu_time;
 mod plan;
@@ -16,6 +17,7 @@ mod shapes;
 pub use cpu_time::process_cpu_ms;
 pub use plan::{BenchDevice, KernelPlan, CPU_IMAGENET_BATCH, MODEL_BATCHES};
 pub use profiled::{FamilyTimes, OpFamily, Profiled};
+use report::Breakdown;
 pub use report::{load_average, BenchReport};
 pub use shape_recorder::{ConvShape, RecordedOp, ShapeRecorder};
 pub use shapes::{bench_model_config, ModelShapes};
@@ -26,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, DeviceCounts, Precision, SgdConfig};
+use crate::backend::{kernel_rows, Backend, DeviceCounts, Precision, SgdConfig};
 use crate::error::{Error, Result};
 use crate::models::{Network, Variant};
 use crate::ops;
@@ -198,15 +200,29 @@ fn run_on<B: Backend<Elem = f32>>(
         (name, step_ms, cpu_ms, counts)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
+    // The same pass times every kernel by itself where the backend can (a GPU backend): a table of
+    // where the device's time goes, and, against the headline, what the gaps between kernels cost.
     let profiled = Profiled::new(make()?);
     let mut runner = StepRunner::new(&profiled, cfg)?;
     runner.step(&profiled)?;
     profiled.reset();
+    let timing = profiled.set_kernel_timing(true)?;
     for _ in 0..cfg.profile_iters {
         runner.step(&profiled)?;
     }
     let per_step = profiled.times().divided_by(cfg.profile_iters as f64);
+    let kernels = if timing {
+        profiled.set_kernel_timing(false)?;
+        let times = profiled.take_kernel_times()?;
+        Some(kernel_rows(&times, cfg.profile_iters))
+    } else {
+        None
+    };
+    let breakdown = Breakdown {
+        per_layer_type_ms: per_step,
+        per_kernel: kernels,
+    };
     Ok(BenchReport::new(
-        cfg, precision, device, step_ms, cpu_ms, counts, per_step,
+        cfg, precision, device, step_ms, cpu_ms, counts, breakdown,
     ))
 }

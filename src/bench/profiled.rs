@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounts, PoolGeometry,
-    RecordedLosses, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounts, KernelTime,
+    PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -190,6 +190,14 @@ impl<B: Backend> Backend for Profiled<B> {
 
     fn device_counts(&self) -> Option<DeviceCounts> {
         self.inner.device_counts()
+    }
+
+    fn set_kernel_timing(&self, on: bool) -> Result<bool> {
+        self.inner.set_kernel_timing(on)
+    }
+
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.inner.take_kernel_times()
     }
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::profiled::{FamilyTimes, OpFamily};
 use super::BenchConfig;
-use crate::backend::{DeviceCounts, Precision};
+use crate::backend::{DeviceCounts, KernelRow, Precision};
 use crate::models::Variant;
 
 /// Figures of one `resnet-cuda bench` run. Times in milliseconds.
@@ -55,9 +55,22 @@ pub struct BenchReport {
     /// Per op family, per step, from the separate synchronised pass.
     pub per_layer_type_ms: FamilyTimes,
     pub profile_iters: usize,
+    /// Per kernel, from the same pass, each launch timed on the device by itself (a GPU backend;
+    /// `None` on the CPU; on the emulator, host time), the most expensive first.
+    pub per_kernel: Option<Vec<KernelRow>>,
+    /// The sum of `per_kernel`'s times: the device's busy time in a step, without the gaps between
+    /// kernels, which `ms_per_step` includes.
+    pub kernel_ms_per_step: Option<f64>,
     /// The 1, 5 and 15 minute load averages when the run ended (`None` where unknown): on a shared
     /// machine the figures mean little without it.
     pub load_average: Option<[f64; 3]>,
+}
+
+/// What the separate synchronised pass measured, per step.
+pub(super) struct Breakdown {
+    pub per_layer_type_ms: FamilyTimes,
+    /// Each kernel's launches, timed one by one (a GPU backend).
+    pub per_kernel: Option<Vec<KernelRow>>,
 }
 
 /// The system load averages from `/proc/loadavg` (Linux only).
@@ -86,8 +99,12 @@ impl BenchReport {
         step_ms: Vec<f64>,
         cpu_ms_per_step: Option<f64>,
         step_counts: Option<DeviceCounts>,
-        per_layer_type_ms: FamilyTimes,
+        breakdown: Breakdown,
     ) -> Self {
+        let Breakdown {
+            per_layer_type_ms,
+            per_kernel,
+        } = breakdown;
         let steps = step_ms.len().max(1) as f64;
         let per_step = |n: u64| n as f64 / steps;
         let ms_per_step = median(&step_ms);
@@ -117,6 +134,10 @@ impl BenchReport {
             allocations_per_step: step_counts.map(|c| per_step(c.allocations)),
             per_layer_type_ms,
             profile_iters: cfg.profile_iters,
+            kernel_ms_per_step: per_kernel
+                .as_ref()
+                .map(|rows| rows.iter().map(|r| r.ms_per_step).sum()),
+            per_kernel,
             load_average: load_average(),
         }
     }
@@ -184,7 +205,45 @@ impl BenchReport {
             );
         }
         let _ = writeln!(out, "  {:<32} {total:9.2} ms", "total");
+        if let (Some(rows), Some(busy)) = (&self.per_kernel, self.kernel_ms_per_step) {
+            self.kernel_table(&mut out, rows, busy);
+        }
         out
+    }
+
+    /// The most expensive kernels of a step, each launch timed by itself, and the rest in one line.
+    fn kernel_table(&self, out: &mut String, rows: &[KernelRow], busy: f64) {
+        const SHOWN: usize = 24;
+        let calls: f64 = rows.iter().map(|r| r.calls_per_step).sum();
+        let _ = writeln!(
+            out,
+            "time per kernel, ms per step (the same pass, each launch timed on the device by \
+             itself): {calls:.0} launches, {busy:.3} ms busy against {:.3} ms a timed step",
+            self.ms_per_step
+        );
+        let share = |ms: f64| 100.0 * ms / busy.max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            out,
+            "  {:<52} {:>6} {:>12} {:>6}",
+            "kernel", "calls", "time", "share"
+        );
+        for r in rows.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "  {:<52} {:6.1} {:9.3} ms {:5.1}%",
+                r.kernel,
+                r.calls_per_step,
+                r.ms_per_step,
+                share(r.ms_per_step)
+            );
+        }
+        if rows.len() > SHOWN {
+            let rest = &rows[SHOWN..];
+            let ms: f64 = rest.iter().map(|r| r.ms_per_step).sum();
+            let n: f64 = rest.iter().map(|r| r.calls_per_step).sum();
+            let label = format!("{} other kernels", rest.len());
+            let _ = writeln!(out, "  {label:<52} {n:6.1} {ms:9.3} ms {:5.1}%", share(ms));
+        }
     }
 }
 

@@ -106,6 +106,11 @@ fn json_report_is_complete_and_consistent() {
     for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
         assert!(number(per_type, key) > 0.0, "{key} in {per_type}");
     }
+    // The CPU has no kernels to time one by one.
+    assert!(
+        v["per_kernel"].is_null() && v["kernel_ms_per_step"].is_null(),
+        "{v}"
+    );
 }
 
 #[test]

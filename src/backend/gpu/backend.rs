@@ -32,7 +32,8 @@ use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
     no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters,
-    DeviceCounts, PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors, StepGraph,
+    DeviceCounts, KernelTime, PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors,
+    StepGraph,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -314,6 +315,14 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn device_counts(&self) -> Option<DeviceCounts> {
         Some(self.counters.snapshot())
+    }
+
+    fn set_kernel_timing(&self, on: bool) -> Result<bool> {
+        self.driver.set_kernel_timing(on).map(|()| true)
+    }
+
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.driver.take_kernel_times()
     }
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {

@@ -21,9 +21,11 @@ use cudarc::driver::sys;
 
 use super::copy_stream::CopyStream;
 use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
+use super::cuda_kernel_timer::CudaKernelTimer;
 use super::driver::{DevicePtr, Driver, GraphId, Staging};
 use super::embedded::{self, KernelFit};
 use super::side_stream::SideStream;
+use crate::backend::KernelTime;
 use crate::error::{Error, Result};
 
 /// A GPU's context and kernels, shared by every [`CudaDriver`] on it.
@@ -268,6 +270,10 @@ pub struct CudaDriver {
     capturing: std::sync::atomic::AtomicBool,
     /// Allocations freed while capturing: freed at `end_capture`, which then fails.
     freed_in_capture: Mutex<Vec<DevicePtr>>,
+    /// Whether launches are timed (`Driver::set_kernel_timing`); read on every launch, so the
+    /// timer's lock is taken only when they are.
+    timing: std::sync::atomic::AtomicBool,
+    timer: Mutex<CudaKernelTimer>,
 }
 
 /// An executable graph (`CUgraphExec`).
@@ -294,6 +300,8 @@ impl CudaDriver {
             copy: Mutex::new(None),
             capturing: std::sync::atomic::AtomicBool::new(false),
             freed_in_capture: Mutex::new(Vec::new()),
+            timing: std::sync::atomic::AtomicBool::new(false),
+            timer: Mutex::new(CudaKernelTimer::default()),
         })
     }
 
@@ -385,6 +393,10 @@ impl Drop for CudaDriver {
                     .take(),
             );
             let _ = result::stream::synchronize(self.stream);
+            self.timer
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .destroy();
             let graphs = std::mem::take(self.graphs.get_mut().unwrap_or_else(|e| e.into_inner()));
             for (_, exec) in graphs {
                 // The stream is idle: no launch of the graph is pending.
@@ -492,6 +504,12 @@ impl Driver for CudaDriver {
     ) -> Result<()> {
         self.device.bind()?;
         let f = self.device.function(kernel)?;
+        let timed = self.timing.load(std::sync::atomic::Ordering::Relaxed)
+            && !self.capturing.load(std::sync::atomic::Ordering::Relaxed);
+        let mut timer = timed.then(|| self.timer.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(timer) = timer.as_mut() {
+            self.check("recording a timing event", timer.before(self.stream))?;
+        }
         let r = if self.device.programmatic_launch {
             // Programmatic dependent launch: the kernel may be scheduled before the previous one on
             // the stream has finished; it waits for it in its first statement,
@@ -531,7 +549,25 @@ impl Driver for CudaDriver {
         r.map_err(|e| {
             let what = format!("launching {kernel} (grid {grid:?}, block {block:?})");
             cuda_error(&self.device.label(), &what, e)
-        })
+        })?;
+        if let Some(timer) = timer.as_mut() {
+            self.check("recording a timing event", timer.after(kernel, self.stream))?;
+        }
+        Ok(())
+    }
+
+    fn set_kernel_timing(&self, on: bool) -> Result<()> {
+        self.timing.store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.refuse_in_capture("reading kernel times")?;
+        self.device.bind()?;
+        let mut timer = self.timer.lock().unwrap_or_else(|e| e.into_inner());
+        timer
+            .take()
+            .map_err(|e| self.error("reading kernel times", e))
     }
 
     fn alloc_staging(&self, bytes: usize) -> Result<Staging> {

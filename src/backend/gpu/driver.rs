@@ -16,11 +16,12 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::cuda_driver::CudaDriver;
 use super::emu;
+use crate::backend::KernelTime;
 use crate::error::{Error, Result};
 
 /// A device address, as CUDA's `CUdeviceptr` (a plain host address under the emulator). Kernel
@@ -108,6 +109,15 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
+
+    /// Starts (`on`) or stops timing each kernel launch by itself, for
+    /// [`Driver::take_kernel_times`]: on a GPU with a pair of events around it, which serialises
+    /// it with its neighbours (no programmatic launch overlap while timing); on the emulator with
+    /// the host clock. Launches inside a capture are not timed.
+    fn set_kernel_timing(&self, on: bool) -> Result<()>;
+
+    /// The launches timed since timing began or the last take, in issue order; waits for them.
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>>;
 
     /// Starts capturing this driver's stream: until [`Driver::end_capture`], kernel launches,
     /// device-to-device copies and memsets issued on it are recorded into a graph instead of run
@@ -241,6 +251,9 @@ pub struct EmuDriver {
     /// Allocations freed while capturing, freed at `end_capture`, which then fails: on a GPU such
     /// a free is a graph node of memory the graph does not own, and it invalidates the capture.
     freed_in_capture: Mutex<Vec<(DevicePtr, usize)>>,
+    /// Whether launches are timed (`Driver::set_kernel_timing`), and their times so far.
+    timing: AtomicBool,
+    kernel_times: Mutex<Vec<KernelTime>>,
 }
 
 /// One operation of an emulated graph.
@@ -430,6 +443,18 @@ impl Driver for EmuDriver {
         Ok(host_alloc_zeroed("emu alloc", bytes)? as DevicePtr)
     }
 
+    fn set_kernel_timing(&self, on: bool) -> Result<()> {
+        self.timing.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Launches run when issued: their times are final already.
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        Ok(std::mem::take(
+            &mut *self.kernel_times.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+
     /// Plain host memory: the emulator's copies are done when they return.
     fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
         self.refuse_in_capture("pinning host memory")?;
@@ -513,13 +538,27 @@ impl Driver for EmuDriver {
         params: &mut [*mut c_void],
     ) -> Result<()> {
         if !self.is_capturing() {
+            let start = self
+                .timing
+                .load(Ordering::Relaxed)
+                .then(std::time::Instant::now);
             // SAFETY: the caller's guarantees are exactly emu::launch's.
-            return unsafe { emu::launch(kernel, grid, block, shared_bytes, params) }.map_err(
+            unsafe { emu::launch(kernel, grid, block, shared_bytes, params) }.map_err(
                 |message| Error::InvalidArgument {
                     op: "emulator launch",
                     message,
                 },
-            );
+            )?;
+            if let Some(start) = start {
+                self.kernel_times
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(KernelTime {
+                        kernel: kernel.to_string(),
+                        ms: start.elapsed().as_secs_f64() * 1e3,
+                    });
+            }
+            return Ok(());
         }
         // Copy each argument's bytes now, as cuLaunchKernel does when it records a kernel node:
         // the caller's argument list is gone by the time the graph runs.
@@ -744,6 +783,14 @@ impl Driver for DynDriver {
 
     fn synchronize(&self) -> Result<()> {
         (**self).synchronize()
+    }
+
+    fn set_kernel_timing(&self, on: bool) -> Result<()> {
+        (**self).set_kernel_timing(on)
+    }
+
+    fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        (**self).take_kernel_times()
     }
 
     fn begin_capture(&self) -> Result<()> {

@@ -9,6 +9,7 @@ mod convolution;
 mod copy_stream;
 pub mod cuda_driver;
 pub mod cuda_info;
+mod cuda_kernel_timer;
 pub mod driver;
 pub mod embedded;
 pub mod emu;
