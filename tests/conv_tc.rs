@@ -462,12 +462,32 @@ fn every_tile_shape() -> ConvShape {
 /// The tiles with kernels on this driver: every mma.sync tile, and Hopper's wgmma tiles where their
 /// kernels exist (the emulator; a GPU of compute capability 9.0). `wgmma_every_tile_and_pass`
 /// insists on the latter, so they are never skipped silently where they should run.
+///
+/// `RESNET_TEST_TILES` narrows the list to one family: `mma` or `wgmma` (whose kernels must then be
+/// there). tools/device-check.sh runs the two apart on a GPU, so that a fault in one (a sticky CUDA
+/// error ends the context every test of the process shares) cannot hide the other's results.
 fn every_tile() -> Vec<TcTile> {
-    let hopper = TcTile::HOPPER.into_iter().filter(|&t| {
+    let has = |t: TcTile| {
         let l = conv_tc_plan::forward_with(&every_tile_shape(), t, false);
         driver().has_kernel(l.kernel)
-    });
-    TcTile::ALL.into_iter().chain(hopper).collect()
+    };
+    match std::env::var("RESNET_TEST_TILES").as_deref() {
+        Ok("mma") => TcTile::ALL.to_vec(),
+        Ok("wgmma") => {
+            let missing: Vec<TcTile> = TcTile::HOPPER.into_iter().filter(|&t| !has(t)).collect();
+            assert!(
+                missing.is_empty(),
+                "RESNET_TEST_TILES=wgmma: {missing:?} not loaded on {}",
+                driver().name()
+            );
+            TcTile::HOPPER.to_vec()
+        }
+        Ok(other) => panic!("RESNET_TEST_TILES={other}: expected mma or wgmma"),
+        Err(_) => TcTile::ALL
+            .into_iter()
+            .chain(TcTile::HOPPER.into_iter().filter(|&t| has(t)))
+            .collect(),
+    }
 }
 
 #[test]

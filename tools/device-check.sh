@@ -78,10 +78,17 @@ step test-conv-kernels 150 env RESNET_TEST_DRIVER=cuda device/conv_kernels
 step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 # Hopper's wgmma (sm_90a), never run on a GPU before: its building blocks, then the convolution
 # forward built on it (in conv_tc, with every other tile).
+# The two kernel families in separate processes: a fault in one (a sticky CUDA error poisons the
+# context every test of a process shares) must not hide the other's results. `banks` tests count
+# shared-memory bank conflicts, which only the emulator can: skipped here.
 step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma
-step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda device/conv_tc
+step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=mma device/conv_tc \
+    --skip wgmma --skip banks
+step test-conv-tc-wgmma 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
+    every_tile stores_staged --skip banks
 step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
-step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision
+step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision --skip wgmma
+step test-mixed-precision-wgmma 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision wgmma
 # CUDA graphs: a replayed step equals an eager one bit for bit, no host sync or allocation in a
 # steady step, the device-side NaN guard, and the trainer and bench with the graph on.
 step test-cuda-graph 120 env RESNET_TEST_DRIVER=cuda RESNET_CLI="$RC" device/cuda_graph
