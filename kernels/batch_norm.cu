@@ -10,6 +10,8 @@
 //   normalize_add (a residual block's end): out = (x scale_c + shift_c) + residual, then max(out, 0) if
 //   relu; the same roundings as normalize followed by add_forward, in one pass
 //   inference: the same with the running mean and inv_std = 1/sqrt(running_var + eps)
+//   add_relu backward (out = relu(BN(x) + residual)): dsum = dout [out > 0], then the backward below
+//             with g = dsum (the mask taken from out, not from BN's own output)
 //   backward: g = dy [y > 0] (or dy), dbeta = sum g, dgamma = inv_std sum g (x - mean),
 //             dx = k1 g - k2 (x - mean) - k0 with coef = gamma inv_std / M, k0 = coef dbeta, k1 = coef M,
 //             k2 = coef dgamma inv_std   (= gamma inv_std / M (M g - dbeta - xhat dgamma))
@@ -248,15 +250,18 @@ __device__ __forceinline__ void batch_norm_backward_finalize(const float* partia
     }
 }
 
+// g_out, when not null, also receives g (the add_relu variant: the residual's gradient).
 template <class T>
 __device__ __forceinline__ void batch_norm_backward_data(const T* __restrict__ x, const T* __restrict__ y,
                                                          const T* __restrict__ dy, const T* __restrict__ mean,
                                                          const T* __restrict__ coef, T* __restrict__ dx,
-                                                         unsigned long long n, int C, int relu) {
+                                                         T* __restrict__ g_out, unsigned long long n, int C,
+                                                         int relu) {
     for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
         const int c = static_cast<int>(i % C);
         const T g = (!relu || y[i] > T(0)) ? dy[i] : T(0);
         dx[i] = coef[C + c] * g - coef[2 * C + c] * (x[i] - mean[c]) - coef[c];
+        if (g_out != nullptr) g_out[i] = g;
     }
 }
 
@@ -340,6 +345,17 @@ extern "C" __global__ void batch_norm_backward_data_f32(const float* x, const fl
                                                         const float* mean, const float* coef, float* dx,
                                                         unsigned long long n, int C, int relu) {
     grid_dependency_sync();
-    batch_norm_backward_data<float>(x, y, dy, mean, coef, dx, n, C, relu);
+    batch_norm_backward_data<float>(x, y, dy, mean, coef, dx, nullptr, n, C, relu);
 }
 EMU_REGISTER(batch_norm_backward_data_f32);
+
+// The end of a residual block, out = relu(BN(x) + residual), backward: g = dout [out > 0] stored as
+// dsum (the residual's gradient) and BN's dx from it, in one pass (partials: backward_partial with
+// y = out, relu = 1).
+extern "C" __global__ void batch_norm_add_relu_backward_data_f32(const float* x, const float* out, const float* dout,
+                                                                 const float* mean, const float* coef, float* dx,
+                                                                 float* dsum, unsigned long long n, int C) {
+    grid_dependency_sync();
+    batch_norm_backward_data<float>(x, out, dout, mean, coef, dx, dsum, n, C, 1);
+}
+EMU_REGISTER(batch_norm_add_relu_backward_data_f32);

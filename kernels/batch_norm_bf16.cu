@@ -10,6 +10,8 @@
 //   normalize_add:    out = round((x scale_c + shift_c) + residual), relu likewise (one rounding)
 //   backward_data:    dx = round(k1 g - k2 (x - mean_c) - k0), coef = [k0 | k1 | k2] from the f32
 //                     batch_norm_backward_finalize_f32
+//   add_relu_backward_data: the same with g = dout [out > 0] (out = relu(BN(x) + residual), the end
+//                     of a residual block), and dsum = g stored too (exact), the residual's gradient
 // The partial layout is the f32 kernels' ([q][P][C] floats, P = gridDim.y), so the f32 finalize kernels
 // (batch_norm_finalize_mean_f32, _var_f32, batch_norm_backward_finalize_f32) complete the statistics.
 // In training, a BN right after a tensor-core convolution skips partial_sum and partial_sqdev: the
@@ -171,11 +173,13 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
         });
 }
 
-template <int W, bool kVec>
-__device__ __forceinline__ void backward_data(const bf16* __restrict__ x, const bf16* __restrict__ y,
-                                              const bf16* __restrict__ dy, const float* __restrict__ mean,
-                                              const float* __restrict__ coef, bf16* __restrict__ dx,
-                                              unsigned long long n, int C, int relu) {
+// dx from g = dy [y > 0] (or dy); with kWriteG also g itself into g_out (exact: dy or 0).
+template <int W, bool kVec, bool kWriteG>
+__device__ __forceinline__ void backward_data_pass(const bf16* __restrict__ x, const bf16* __restrict__ y,
+                                                   const bf16* __restrict__ dy, const float* __restrict__ mean,
+                                                   const float* __restrict__ coef, bf16* __restrict__ dx,
+                                                   bf16* __restrict__ g_out, unsigned long long n, int C,
+                                                   int relu) {
     float k0[W], k1[W], k2[W], mu[W];
     for_owned_groups<W>(
         static_cast<long long>(n / C), C,
@@ -189,17 +193,31 @@ __device__ __forceinline__ void backward_data(const bf16* __restrict__ x, const 
             }
         },
         [&](long long i) {
-            float xv[W], yv[W], dyv[W], d[W];
+            float xv[W], yv[W], dyv[W], g[W], d[W];
             load_bf16<W, kVec>(x + i, xv);
             load_bf16<W, kVec>(y + i, yv);
             load_bf16<W, kVec>(dy + i, dyv);
 #pragma unroll
             for (int k = 0; k < W; ++k) {
-                const float g = (!relu || yv[k] > 0.0f) ? dyv[k] : 0.0f;
-                d[k] = k1[k] * g - k2[k] * (xv[k] - mu[k]) - k0[k];
+                g[k] = (!relu || yv[k] > 0.0f) ? dyv[k] : 0.0f;
+                d[k] = k1[k] * g[k] - k2[k] * (xv[k] - mu[k]) - k0[k];
             }
             store_bf16<W, kVec>(dx + i, d);
+            if (kWriteG) store_bf16<W, kVec>(g_out + i, g);
         });
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void backward_data(const bf16* x, const bf16* y, const bf16* dy, const float* mean,
+                                              const float* coef, bf16* dx, unsigned long long n, int C, int relu) {
+    backward_data_pass<W, kVec, false>(x, y, dy, mean, coef, dx, nullptr, n, C, relu);
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void add_relu_backward_data(const bf16* x, const bf16* out, const bf16* dout,
+                                                       const float* mean, const float* coef, bf16* dx, bf16* dsum,
+                                                       unsigned long long n, int C) {
+    backward_data_pass<W, kVec, true>(x, out, dout, mean, coef, dx, dsum, n, C, 1);
 }
 
 template <int W, bool kVec>
@@ -290,3 +308,15 @@ extern "C" __global__ void __launch_bounds__(kBf16Threads, 4) batch_norm_backwar
                          batch_norm_bf16::backward_data, x, y, dy, mean, coef, dx, n, C, relu);
 }
 EMU_REGISTER(batch_norm_backward_data_bf16);
+
+// The end of a residual block, out = relu(BN(x) + residual), backward: dsum = dout [out > 0] (the
+// sum's gradient, the residual's) and BN's dx from it, in one pass; the partials before it come
+// from batch_norm_backward_partial_bf16 with y = out and relu = 1, which masks dout the same way.
+extern "C" __global__ void __launch_bounds__(kBf16Threads, 4)
+    batch_norm_add_relu_backward_data_bf16(const bf16* x, const bf16* out, const bf16* dout, const float* mean,
+                                           const float* coef, bf16* dx, bf16* dsum, unsigned long long n, int C) {
+    grid_dependency_sync();
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, out, dout, dx, dsum),
+                         batch_norm_bf16::add_relu_backward_data, x, out, dout, mean, coef, dx, dsum, n, C);
+}
+EMU_REGISTER(batch_norm_add_relu_backward_data_bf16);

@@ -525,39 +525,91 @@ pub fn batch_norm_backward<B: Backend>(
     relu: bool,
 ) -> Result<()> {
     const OP: &str = "batch_norm_backward";
-    let [_, _, _, c] = expect_rank4(OP, "x", x)?;
-    expect_nonempty(OP, "x", x)?;
-    for (name, t) in [("y", y), ("dy", dy)] {
-        expect_shape(OP, name, t, x.dims())?;
+    check_batch_norm_backward(
+        be,
+        OP,
+        x,
+        &[("y", y), ("dy", dy)],
+        gamma,
+        &saved,
+        dx,
+        dgamma,
+        dbeta,
+    )?;
+    if relu {
+        // `y` gives the ReLU's mask; without a ReLU it is not read (a fused forward may not even
+        // have written it).
+        expect_activations(be, OP, &[("y", y)])?;
     }
-    expect_shape(OP, "dx", dx, x.dims())?;
+    be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
+}
+
+/// Backward of `out = relu(BN(x) + residual)` (see `Backend::batch_norm_add_relu_backward`): `dsum`
+/// receives the gradient of the sum, `dx`, `dgamma` and `dbeta` BN's.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_add_relu_backward<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    out: &Tensor<B>,
+    dout: &Tensor<B>,
+    gamma: &Tensor<B>,
+    saved: BatchNormSaved<'_, B>,
+    dx: &mut Tensor<B>,
+    dsum: &mut Tensor<B>,
+    dgamma: &mut Tensor<B>,
+    dbeta: &mut Tensor<B>,
+) -> Result<()> {
+    const OP: &str = "batch_norm_add_relu_backward";
+    let inputs = [("out", out), ("dout", dout)];
+    check_batch_norm_backward(be, OP, x, &inputs, gamma, &saved, dx, dgamma, dbeta)?;
+    expect_activations(be, OP, &[("out", out)])?;
+    expect_shape(OP, "dsum", dsum, x.dims())?;
+    be.batch_norm_add_relu_backward(x, out, dout, gamma, saved, dx, dsum, dgamma, dbeta)
+}
+
+/// The checks both batch-norm backward ops share: `x` and `inputs` (the same shape as `x`) and `dx`
+/// activations of one shape, the per-channel tensors f32 masters of `x`'s channel count. The last
+/// of `inputs` is the incoming gradient, always read.
+#[allow(clippy::too_many_arguments)]
+fn check_batch_norm_backward<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &Tensor<B>,
+    inputs: &[(&'static str, &Tensor<B>)],
+    gamma: &Tensor<B>,
+    saved: &BatchNormSaved<'_, B>,
+    dx: &Tensor<B>,
+    dgamma: &Tensor<B>,
+    dbeta: &Tensor<B>,
+) -> Result<()> {
+    let [_, _, _, c] = expect_rank4(op, "x", x)?;
+    expect_nonempty(op, "x", x)?;
+    for &(name, t) in inputs {
+        expect_shape(op, name, t, x.dims())?;
+    }
+    expect_shape(op, "dx", dx, x.dims())?;
     for (name, t) in [
         ("gamma", gamma),
         ("save_mean", saved.mean),
         ("save_inv_std", saved.inv_std),
         ("beta", saved.beta),
     ] {
-        expect_shape(OP, name, t, &[c])?;
+        expect_shape(op, name, t, &[c])?;
     }
-    expect_shape(OP, "dgamma", dgamma, &[c])?;
-    expect_shape(OP, "dbeta", dbeta, &[c])?;
-    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
-    if relu {
-        // `y` gives the ReLU's mask; without a ReLU it is not read (a fused forward may not even
-        // have written it).
-        expect_activations(be, OP, &[("y", y)])?;
-    }
+    expect_shape(op, "dgamma", dgamma, &[c])?;
+    expect_shape(op, "dbeta", dbeta, &[c])?;
+    let gradient = inputs.last().expect("the incoming gradient");
+    expect_activations(be, op, &[("x", x), *gradient])?;
     expect_masters(
         be,
-        OP,
+        op,
         &[
             ("gamma", gamma),
             ("save_mean", saved.mean),
             ("save_inv_std", saved.inv_std),
             ("beta", saved.beta),
         ],
-    )?;
-    be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
+    )
 }
 
 pub fn add_forward<B: Backend>(

@@ -22,7 +22,8 @@ use resnet_cuda::backend::cpu::CpuBackend;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{Driver, DynDriver, GpuBackend};
 use resnet_cuda::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, PoolGeometry, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, PoolGeometry, Precision, SgdConfig,
+    SgdTensors,
 };
 use resnet_cuda::models::{ModelConfig, Network};
 use resnet_cuda::nn::ShortcutOption;
@@ -299,6 +300,131 @@ fn batch_norm_matches_cpu() {
         t.assert_close(&format!("bn dbeta {name}"), &dbeta, m);
         t.assert_close(&format!("bn dgamma {name}"), &dgamma, m);
         t.assert_close(&format!("bn dx {name}"), &dx, m);
+    }
+}
+
+/// The end of a residual block's backward as one op (`batch_norm_add_relu_backward`): on the GPU
+/// it must equal `add_backward` (ReLU) followed by BN's backward without a ReLU bit for bit, in f32
+/// and in bf16, since both feed the same masked gradient to the same reductions in the same order;
+/// against the CPU (which runs that pair), `dsum` is exact and the rest within the module's
+/// tolerance for sums of M terms.
+#[test]
+fn batch_norm_add_relu_backward_equals_add_then_batch_norm_backward() {
+    let mut t = Both::new(21);
+    for xd in [[2, 5, 3, 7], [3, 13, 11, 16]] {
+        let c = xd[3];
+        let m = xd[0] * xd[1] * xd[2];
+        let name = format!("x {xd:?}");
+        let x = t.uniform(&xd, 0.5, 2.5);
+        // About half the block's outputs are clamped: the mask matters.
+        let out = t.random(&xd);
+        let dout = t.random(&xd);
+        let gamma = t.uniform(&[c], 0.5, 1.5);
+        let beta = t.random(&[c]);
+        let mean = t.uniform(&[c], 0.5, 2.5);
+        let inv_std = t.uniform(&[c], 0.5, 2.0);
+        let (mut dx, mut dsum) = (t.nans(&xd), t.nans(&xd));
+        let (mut dgamma, mut dbeta) = (t.nans(&[c]), t.nans(&[c]));
+        ops::batch_norm_add_relu_backward(
+            &t.cpu,
+            &x.c,
+            &out.c,
+            &dout.c,
+            &gamma.c,
+            BatchNormSaved {
+                mean: &mean.c,
+                inv_std: &inv_std.c,
+                beta: &beta.c,
+            },
+            &mut dx.c,
+            &mut dsum.c,
+            &mut dgamma.c,
+            &mut dbeta.c,
+        )
+        .unwrap();
+        ops::batch_norm_add_relu_backward(
+            &t.gpu,
+            &x.g,
+            &out.g,
+            &dout.g,
+            &gamma.g,
+            BatchNormSaved {
+                mean: &mean.g,
+                inv_std: &inv_std.g,
+                beta: &beta.g,
+            },
+            &mut dx.g,
+            &mut dsum.g,
+            &mut dgamma.g,
+            &mut dbeta.g,
+        )
+        .unwrap();
+        t.assert_exact(&format!("dsum {name}"), &dsum);
+        t.assert_close(&format!("dbeta {name}"), &dbeta, m);
+        t.assert_close(&format!("dgamma {name}"), &dgamma, m);
+        t.assert_close(&format!("dx {name}"), &dx, m);
+
+        for precision in [Precision::F32, Precision::Bf16] {
+            let be = gpu().with_precision(precision);
+            let host = |p: &Pair| p.c.to_vec(&t.cpu).unwrap();
+            let on_gpu = |p: &Pair, activation: bool| {
+                let mut g = Tensor::from_slice(&be, p.c.dims(), &host(p)).unwrap();
+                if activation {
+                    be.to_activation_dtype(&mut g).unwrap();
+                }
+                g
+            };
+            let (x, out, dout) = (on_gpu(&x, true), on_gpu(&out, true), on_gpu(&dout, true));
+            let (gamma, beta) = (on_gpu(&gamma, false), on_gpu(&beta, false));
+            let (mean, inv_std) = (on_gpu(&mean, false), on_gpu(&inv_std, false));
+            let saved = || BatchNormSaved {
+                mean: &mean,
+                inv_std: &inv_std,
+                beta: &beta,
+            };
+            let fresh = |dims: &[usize]| Tensor::<Gpu>::zeros(&be, dims).unwrap();
+            let (mut dx, mut dsum, mut dgamma, mut dbeta) =
+                (fresh(&xd), fresh(&xd), fresh(&[c]), fresh(&[c]));
+            ops::batch_norm_add_relu_backward(
+                &be,
+                &x,
+                &out,
+                &dout,
+                &gamma,
+                saved(),
+                &mut dx,
+                &mut dsum,
+                &mut dgamma,
+                &mut dbeta,
+            )
+            .unwrap();
+            let (mut dx2, mut dsum2, mut dgamma2, mut dbeta2) =
+                (fresh(&xd), fresh(&xd), fresh(&[c]), fresh(&[c]));
+            ops::add_backward(&be, &out, &dout, &mut dsum2, true).unwrap();
+            ops::batch_norm_backward(
+                &be,
+                &x,
+                &out,
+                &dsum2,
+                &gamma,
+                saved(),
+                &mut dx2,
+                &mut dgamma2,
+                &mut dbeta2,
+                false,
+            )
+            .unwrap();
+            for (what, a, b) in [
+                ("dx", &dx, &dx2),
+                ("dsum", &dsum, &dsum2),
+                ("dgamma", &dgamma, &dgamma2),
+                ("dbeta", &dbeta, &dbeta2),
+            ] {
+                let (a, b) = (a.to_vec(&be).unwrap(), b.to_vec(&be).unwrap());
+                let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(same, "{what} {name} {precision:?}: fused {a:?} pair {b:?}");
+            }
+        }
     }
 }
 

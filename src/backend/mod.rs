@@ -430,6 +430,28 @@ pub trait Backend: Sized + Send + Sync + 'static {
         relu: bool,
     ) -> Result<()>;
 
+    /// Backward of `out = relu(BN(x) + residual)`, the end of a residual block (its forward:
+    /// `batch_norm_add_forward_train` with the ReLU): `dsum = dout * [out > 0]`, the gradient of
+    /// the sum and so of `residual`, and BN's backward of `dsum` (no ReLU of its own) into `dx`,
+    /// `dgamma` and `dbeta`. The default is `add_backward`, then `batch_norm_backward`; a GPU
+    /// backend does both in BN's two passes, with the same result bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_add_relu_backward(
+        &self,
+        x: &Tensor<Self>,
+        out: &Tensor<Self>,
+        dout: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+    ) -> Result<()> {
+        self.add_backward(out, dout, dsum, true)?;
+        self.batch_norm_backward(x, out, dsum, gamma, saved, dx, dgamma, dbeta, false)
+    }
+
     /// `y = a + b`, then `max(y, 0)` when `relu`.
     fn add_forward(
         &self,

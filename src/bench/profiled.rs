@@ -465,6 +465,38 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn batch_norm_add_relu_backward(
+        &self,
+        x: &Tensor<Self>,
+        out: &Tensor<Self>,
+        dout: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+    ) -> Result<()> {
+        let saved = BatchNormSaved {
+            mean: inner(saved.mean),
+            inv_std: inner(saved.inv_std),
+            beta: inner(saved.beta),
+        };
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_add_relu_backward(
+                inner(x),
+                inner(out),
+                inner(dout),
+                inner(gamma),
+                saved,
+                inner_mut(dx),
+                inner_mut(dsum),
+                inner_mut(dgamma),
+                inner_mut(dbeta),
+            )
+        })
+    }
+
     fn add_forward(
         &self,
         a: &Tensor<Self>,

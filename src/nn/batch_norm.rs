@@ -125,6 +125,51 @@ impl<B: Backend> BatchNorm2d<B> {
         )
     }
 
+    /// Backward of `forward_add` with its ReLU (`out = relu(BN(x) + residual)`), from `dout`, the
+    /// gradient of `out`: `dsum` receives the gradient of the sum (the residual's), `input_grad`
+    /// BN's, in one op (`ops::batch_norm_add_relu_backward`).
+    pub fn backward_add_relu(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        out: &Tensor<B>,
+        dout: &Tensor<B>,
+        dsum: &mut Tensor<B>,
+    ) -> Result<()> {
+        self.check_trained("batch_norm_add_relu_backward")?;
+        self.dx.ensure_shape(be, x.dims())?;
+        dsum.ensure_shape(be, x.dims())?;
+        ops::batch_norm_add_relu_backward(
+            be,
+            x,
+            out,
+            dout,
+            &self.weight.value,
+            BatchNormSaved {
+                mean: &self.save_mean,
+                inv_std: &self.save_inv_std,
+                beta: &self.bias.value,
+            },
+            &mut self.dx,
+            dsum,
+            &mut self.weight.grad,
+            &mut self.bias.grad,
+        )
+    }
+
+    fn check_trained(&self, op: &'static str) -> Result<()> {
+        if !self.trained_forward {
+            return Err(invalid(
+                op,
+                format!(
+                    "{}: backward needs a training-mode forward first",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `forward(x, Train)` with the batch statistics taken from `stats`, the partials the
     /// convolution that wrote `x` computed in its epilogue (`Conv2d::forward_with_stats`), instead
     /// of from reading `x`.
@@ -222,15 +267,7 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        if !self.trained_forward {
-            return Err(invalid(
-                "batch_norm_backward",
-                format!(
-                    "{}: backward needs a training-mode forward first",
-                    self.name
-                ),
-            ));
-        }
+        self.check_trained("batch_norm_backward")?;
         self.dx.ensure_shape(be, x.dims())?;
         ops::batch_norm_backward(
             be,

@@ -18,7 +18,6 @@ use super::conv_bn::ConvBnSpec;
 use super::{BatchNorm2d, ConvBn, Layer, Mode, Param, Shortcut, ShortcutOption};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::ops;
 use crate::tensor::Tensor;
 
 /// Where a bottleneck block that downsamples puts its stride.
@@ -217,34 +216,30 @@ impl<B: Backend> Layer<B> for Block<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        // The gradient entering F: through the add's ReLU for a residual block, `dy` for a plain one.
-        let d_residual = match &mut self.shortcut {
-            Some(shortcut) => {
-                self.dsum.ensure_shape(be, dy.dims())?;
-                ops::add_backward(be, &self.out, dy, &mut self.dsum, true)?;
-                shortcut.backward(be, x, &self.dsum)?;
-                &self.dsum
-            }
-            None => dy,
-        };
         let last = self.units.len() - 1;
+        if let Some(shortcut) = &mut self.shortcut {
+            // The add's ReLU and the last BN's backward in one op, which also leaves the sum's
+            // gradient, the shortcut's, in `dsum`.
+            self.units[last].bn_backward_add_relu(be, &self.out, dy, &mut self.dsum)?;
+            shortcut.backward(be, x, &self.dsum)?;
+        }
         for i in (0..=last).rev() {
             let (before, rest) = self.units.split_at_mut(i);
             let (unit, after) = rest.split_first_mut().expect("index in range");
             let input = if i == 0 { x } else { before[i - 1].output() };
-            let grad = if i == last {
-                d_residual
-            } else {
-                after[0].input_grad()
-            };
+            match (i == last, &self.shortcut) {
+                (true, Some(_)) => {} // BN's half is done above
+                (true, None) => unit.bn_backward(be, dy)?,
+                (false, _) => unit.bn_backward(be, after[0].input_grad())?,
+            }
             match &self.shortcut {
                 // The block's input gradient, F's plus the shortcut's, summed as the first
                 // convolution's input gradient is written.
                 Some(shortcut) if i == 0 => {
-                    let addend = shortcut.input_grad(d_residual);
-                    unit.backward_add(be, input, grad, addend, &mut self.dx)?;
+                    let addend = shortcut.input_grad(&self.dsum);
+                    unit.conv_backward_add(be, input, addend, &mut self.dx)?;
                 }
-                _ => unit.backward(be, input, grad)?,
+                _ => unit.conv_backward(be, input)?,
             }
         }
         Ok(())

@@ -95,17 +95,37 @@ impl<B: Backend> ConvBn<B> {
             .forward_add(be, self.conv.output(), residual, out, true, mode)
     }
 
-    /// Backward with the input gradient summed into `out`: `dx + addend` (see
-    /// `Conv2d::backward_add`).
-    pub fn backward_add(
+    /// The backward in two halves, so that a block can put its own work between them: BN's
+    /// (`bn_backward` from the gradient of this unit's output, or `bn_backward_add_relu` from that
+    /// of `forward_add`'s `out`, which also gives the sum's gradient `dsum`), then the
+    /// convolution's (`conv_backward`, or `conv_backward_add`, its input gradient plus `addend`
+    /// into `out`, see `Conv2d::backward_add`).
+    pub fn bn_backward(&mut self, be: &B, dy: &Tensor<B>) -> Result<()> {
+        self.bn.backward(be, self.conv.output(), dy)
+    }
+
+    pub fn bn_backward_add_relu(
+        &mut self,
+        be: &B,
+        out: &Tensor<B>,
+        dout: &Tensor<B>,
+        dsum: &mut Tensor<B>,
+    ) -> Result<()> {
+        self.bn
+            .backward_add_relu(be, self.conv.output(), out, dout, dsum)
+    }
+
+    pub fn conv_backward(&mut self, be: &B, x: &Tensor<B>) -> Result<()> {
+        self.conv.backward(be, x, self.bn.input_grad())
+    }
+
+    pub fn conv_backward_add(
         &mut self,
         be: &B,
         x: &Tensor<B>,
-        dy: &Tensor<B>,
         addend: &Tensor<B>,
         out: &mut Tensor<B>,
     ) -> Result<()> {
-        self.bn.backward(be, self.conv.output(), dy)?;
         self.conv
             .backward_add(be, x, self.bn.input_grad(), addend, out)
     }
@@ -128,8 +148,8 @@ impl<B: Backend> Layer<B> for ConvBn<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        self.bn.backward(be, self.conv.output(), dy)?;
-        self.conv.backward(be, x, self.bn.input_grad())
+        self.bn_backward(be, dy)?;
+        self.conv_backward(be, x)
     }
 
     fn input_grad(&self) -> &Tensor<B> {

@@ -3,7 +3,10 @@
 //!
 //! - `conv2d_backward_data_add` = `conv2d_backward_data` then `add_forward` (no ReLU);
 //! - `batch_norm_add_forward_train` = `batch_norm_forward_train` (no ReLU) then `add_forward` (with
-//!   or without ReLU), statistics included.
+//!   or without ReLU), statistics included;
+//! - `batch_norm_add_relu_backward` = `add_backward` (ReLU) then `batch_norm_backward` (no ReLU):
+//!   tests/kernels.rs compares the two on the GPU in f32 and bf16; here, that a residual network's
+//!   backward takes it (its kernel runs, `add_backward`'s never does).
 //!
 //! Tolerance: none. The fused kernels perform the same f32 operations in the same order (the sum is
 //! taken on the value the unfused op would have stored), so the results must be bit-identical.
@@ -193,4 +196,33 @@ fn batch_norm_add_matches_the_op_pair<B: Backend<Elem = f32>>(be: &B) {
             );
         }
     }
+}
+
+/// A residual network's training step on the GPU backend runs the fused end-of-block backward once
+/// per block and never the separate `add_backward` (the kernels it launched, as timed one by one).
+#[test]
+fn residual_blocks_backward_through_the_fused_op() {
+    use resnet_cuda::models::{ModelConfig, Network};
+    let be = GpuBackend::emulator();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let config = ModelConfig::from_name("resnet8", 10).unwrap();
+    let mut net = Network::new(&be, config, &mut rng).unwrap();
+    let x = random(&mut rng, &be, &[2, 12, 12, 3]);
+    assert!(be.set_kernel_timing(true).unwrap());
+    net.forward_backward(&be, &x, &[1, 7]).unwrap();
+    let kernels: Vec<String> = be
+        .take_kernel_times()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.kernel)
+        .collect();
+    let fused = kernels
+        .iter()
+        .filter(|k| k.starts_with("batch_norm_add_relu_backward_data"))
+        .count();
+    assert_eq!(fused, 3, "resnet8 has three residual blocks: {kernels:?}");
+    assert!(
+        !kernels.iter().any(|k| k.starts_with("add_backward")),
+        "{kernels:?}"
+    );
 }

@@ -637,7 +637,35 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dbeta: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
-        self.batch_norm_backward_pass(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
+        self.batch_norm_backward_pass(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu, None)
+    }
+
+    fn batch_norm_add_relu_backward(
+        &self,
+        x: &Tensor<Self>,
+        out: &Tensor<Self>,
+        dout: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dsum: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+    ) -> Result<()> {
+        // BN's backward with its mask taken from `out` is exactly the pair's: its partials and
+        // its data pass see g = dout [out > 0], which the data pass also stores as dsum.
+        self.batch_norm_backward_pass(
+            x,
+            out,
+            dout,
+            gamma,
+            saved,
+            dx,
+            dgamma,
+            dbeta,
+            true,
+            Some(dsum),
+        )
     }
 
     fn add_forward(

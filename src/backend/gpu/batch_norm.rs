@@ -35,6 +35,7 @@ struct BatchNormKernels {
     normalize: &'static str,
     normalize_add: &'static str,
     backward_data: &'static str,
+    add_relu_backward_data: &'static str,
     /// The partial-sum kernels: `grid.y` must be `batch_norm_partitions(m)`.
     partial: fn(usize, usize) -> Launch,
     /// The elementwise passes (normalize, normalize_add, backward data).
@@ -48,6 +49,7 @@ const F32_KERNELS: BatchNormKernels = BatchNormKernels {
     normalize: "batch_norm_normalize_f32",
     normalize_add: "batch_norm_normalize_add_f32",
     backward_data: "batch_norm_backward_data_f32",
+    add_relu_backward_data: "batch_norm_add_relu_backward_data_f32",
     partial: f32_partial_launch,
     rows: f32_rows_launch,
 };
@@ -59,6 +61,7 @@ const BF16_KERNELS: BatchNormKernels = BatchNormKernels {
     normalize: "batch_norm_normalize_bf16",
     normalize_add: "batch_norm_normalize_add_bf16",
     backward_data: "batch_norm_backward_data_bf16",
+    add_relu_backward_data: "batch_norm_add_relu_backward_data_bf16",
     partial: bf16_plan::batch_norm_partial,
     rows: bf16_plan::rows_channels,
 };
@@ -314,8 +317,10 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
-    /// Backward of training-mode batch norm (and its ReLU): `dx` in the activation type, `dgamma`
-    /// and `dbeta` in f32.
+    /// Backward of training-mode batch norm (and its ReLU, masking `dy` by `y > 0`): `dx` in the
+    /// activation type, `dgamma` and `dbeta` in f32. With `g_out`, the masked `dy` is stored there
+    /// too (the end of a residual block: `y` is then the block's output, see
+    /// `Backend::batch_norm_add_relu_backward`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn batch_norm_backward_pass(
         &self,
@@ -328,12 +333,14 @@ impl<D: Driver> GpuBackend<D> {
         dgamma: &mut T<D>,
         dbeta: &mut T<D>,
         relu: bool,
+        g_out: Option<&mut T<D>>,
     ) -> Result<()> {
         let k = self.batch_norm_kernels();
         let c = gamma.numel();
         let m = x.numel() / c;
         let p = batch_norm_partitions(m);
         let coef_offset = (batch_norm_partial_floats(m, c, 2) * F32).div_ceil(256) * 256;
+        debug_assert!(relu || g_out.is_none(), "g_out is the ReLU-masked dy");
         let relu = usize::from(relu);
         self.with_workspace(coef_offset + 3 * c * F32, |ws| {
             let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
@@ -364,22 +371,26 @@ impl<D: Driver> GpuBackend<D> {
                     .ptr(dbeta.buf().ptr())
                     .ptr(coef),
             )?;
-            self.launch_planned(
-                k.backward_data,
-                (k.rows)(m, c),
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .ptr(y.buf().ptr())
-                    .ptr(dy.buf().ptr())
-                    .ptr(saved.mean.buf().ptr())
-                    .ptr(coef)
-                    .ptr(dx.buf().ptr())
-                    .u64(x.numel())
-                    .int(c)
-                    .int(relu),
-            )
+            let args = KernelArgs::new()
+                .ptr(x.buf().ptr())
+                .ptr(y.buf().ptr())
+                .ptr(dy.buf().ptr())
+                .ptr(saved.mean.buf().ptr())
+                .ptr(coef)
+                .ptr(dx.buf().ptr());
+            let (kernel, args) = match &g_out {
+                None => (k.backward_data, args.u64(x.numel()).int(c).int(relu)),
+                Some(g) => (
+                    k.add_relu_backward_data,
+                    args.ptr(g.buf().ptr()).u64(x.numel()).int(c),
+                ),
+            };
+            self.launch_planned(kernel, (k.rows)(m, c), args)
         })?;
         Self::written_as(dx, self.precision.activation_dtype());
+        if let Some(g) = g_out {
+            Self::written_as(g, self.precision.activation_dtype());
+        }
         Ok(())
     }
 }
