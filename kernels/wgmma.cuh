@@ -5,7 +5,11 @@
 // Under nvcc each function is one PTX instruction (inline asm; a file that includes this header must
 // be compiled for sm_90a: `-gencode arch=compute_90a,code=sm_90a`). In the host emulator the same
 // calls go to emu_wgmma.h (runtime/warpgroup_matrix.cpp), which implements them with the PTX ISA's
-// semantics and fails a launch that breaks its rules (tests/wgmma.rs).
+// semantics and fails a launch that breaks its rules (tests/wgmma.rs). Since the emulator encodes
+// the same reading of the ISA as these kernels, that reading was checked on its own (2026-12-05)
+// against CUTLASS's CuTe (the GmmaDescriptor bit fields, make_gmma_desc's LBO/SBO for each major-ness
+// and swizzle, CLayout_64xN, the SS bf16 instruction's operand order and immediates) and the PTX
+// ISA's descriptor and canonical-layout sections: no difference found. Only a GPU run settles it.
 //
 // The operation (PTX ISA 9.7.15.5.2, wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16):
 //   D[64][N] += A[64][16] B[16][N], fp32 accumulators, over a *warpgroup*: the 4 consecutive warps
