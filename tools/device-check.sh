@@ -192,7 +192,20 @@ fi
     echo "--- PyTorch"
     grep -v "^{" "$RAW/pytorch-step.txt" 2>/dev/null
     echo "--- ours (bench --json)"
-    for f in "$RAW"/bench-resnet*.txt; do echo "$(basename "$f" .txt): $(tail -c 600 "$f")"; done
+    # The headline fields of each bench JSON (its per-kernel rows are in table.md below).
+    python3 - "$RAW"/bench-resnet*.txt <<'PY'
+import json, os, sys
+keys = ("precision", "cuda_graph", "ms_per_step", "images_per_sec", "kernels_per_step",
+        "kernel_ms_per_step", "host_syncs_per_step", "per_layer_type_ms")
+for path in sys.argv[1:]:
+    lines = [l for l in open(path, errors="replace") if l.startswith("{")]
+    name = os.path.basename(path)[:-4]
+    if not lines:
+        print(f"{name}: no JSON; last lines: {open(path, errors='replace').read()[-300:]!r}")
+        continue
+    j = json.loads(lines[-1])
+    print(f"{name}: " + json.dumps({k: j.get(k) for k in keys}))
+PY
 } >>"$summary" 2>&1
 rm -rf "$RAW"/run-*/checkpoints/iter-* "$RAW/data" "$RAW"/auto-run*
 python3 tools/device_table.py "$RAW" >"$RAW/table.md" 2>&1
