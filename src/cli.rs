@@ -86,7 +86,8 @@ struct BenchArgs {
     /// Timed steps (the figure is their median).
     #[arg(long, default_value_t = 10)]
     iters: usize,
-    /// Untimed steps before the timed ones.
+    /// Untimed steps before the timed ones (with the graph on, at least the eager first step and
+    /// the capture).
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     /// Steps of the separate, synchronised per-layer-type pass.

@@ -169,11 +169,18 @@ fn run_on<B: Backend<Elem = f32>>(
     cfg: &BenchConfig,
     precision: Precision,
 ) -> Result<BenchReport> {
-    let (device, step_ms, cpu_ms, counts) = {
+    let (device, step_ms, cpu_ms, counts, warmup) = {
         let be = make()?;
         let mut runner = StepRunner::new(&be, cfg)?;
         for _ in 0..cfg.warmup {
             runner.step(&be)?;
+        }
+        // With the graph on, the timed steps are replays only: the eager first step and the
+        // capture, if `--warmup` did not cover them, are warm-up too (the report counts them).
+        let mut warmup = cfg.warmup;
+        while runner.graph.steps_before_replay() > 0 {
+            runner.step(&be)?;
+            warmup += 1;
         }
         let mut step_ms = Vec::with_capacity(cfg.iters);
         let cpu_start = process_cpu_ms();
@@ -197,7 +204,7 @@ fn run_on<B: Backend<Elem = f32>>(
             .map(|(start, end)| (end - start) / cfg.iters as f64);
         let name = be.name();
         runner.graph.release(&be);
-        (name, step_ms, cpu_ms, counts)
+        (name, step_ms, cpu_ms, counts, warmup)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
     // The same pass times every kernel by itself where the backend can (a GPU backend): a table of
@@ -222,7 +229,11 @@ fn run_on<B: Backend<Elem = f32>>(
         per_layer_type_ms: per_step,
         per_kernel: kernels,
     };
+    let cfg = BenchConfig {
+        warmup,
+        ..cfg.clone()
+    };
     Ok(BenchReport::new(
-        cfg, precision, device, step_ms, cpu_ms, counts, breakdown,
+        &cfg, precision, device, step_ms, cpu_ms, counts, breakdown,
     ))
 }

@@ -48,6 +48,16 @@ impl GraphedStep {
         }
     }
 
+    /// How many more steps run before every step is a replay: 2 before the first (eager, then the
+    /// capture), 1 before the capture, 0 once replaying or with graphs off.
+    pub fn steps_before_replay(&self) -> usize {
+        match self.state {
+            State::Warmup => 2,
+            State::Capture => 1,
+            State::Off | State::Ready(_) => 0,
+        }
+    }
+
     /// Runs one step, whose work `issue` issues: eagerly, by capturing it then replaying the
     /// graph, or by replaying the graph captured before (`issue` is not called then; see
     /// [`StepRun`]). The step's inputs must already be in their device buffers.

@@ -177,6 +177,8 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
         "0",
         "--profile-iters",
         "1",
+        "--cuda-graph",
+        "off",
         "--json",
     ]);
     assert!(
@@ -186,6 +188,11 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert!(v["device"].as_str().unwrap().contains("emu"), "{v}");
+    assert_eq!(
+        number(&v, "warmup"),
+        0.0,
+        "graph off: no warm-up added: {v}"
+    );
     for key in ["conv_ms", "bn_ms", "elementwise_ms", "other_ms"] {
         assert!(number(&v["per_layer_type_ms"], key) > 0.0, "{key} in {v}");
     }
@@ -197,4 +204,34 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
     // the end of each step (reading that loss) is not counted.
     assert_eq!(number(&v, "host_syncs_per_step"), 0.0, "{v}");
     assert!(number(&v, "allocations_per_step").fract() == 0.0, "{v}");
+}
+
+/// With the graph on, the eager first step and the capture are warm-up even when `--warmup` is 0:
+/// the timed steps are replays only, and the report counts the warm-up steps it added.
+#[test]
+fn graph_warm_up_covers_the_capture() {
+    let out = bench(&[
+        "--model",
+        "resnet8",
+        "--batch-size",
+        "2",
+        "--device",
+        "emu",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--profile-iters",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(number(&v, "warmup"), 2.0, "{v}");
+    assert_eq!(number(&v, "kernel_launches_per_step"), 0.0, "{v}");
+    assert_eq!(number(&v, "graph_replays_per_step"), 1.0, "{v}");
 }
