@@ -146,6 +146,14 @@ fn inner<B: Backend>(t: &Tensor<Profiled<B>>) -> &Tensor<B> {
     t.view_as()
 }
 
+fn inner_saved<'a, B: Backend>(saved: BatchNormSaved<'a, Profiled<B>>) -> BatchNormSaved<'a, B> {
+    BatchNormSaved {
+        mean: inner(saved.mean),
+        inv_std: inner(saved.inv_std),
+        beta: inner(saved.beta),
+    }
+}
+
 fn inner_mut<B: Backend>(t: &mut Tensor<Profiled<B>>) -> &mut Tensor<B> {
     t.view_as_mut()
 }
@@ -445,11 +453,7 @@ impl<B: Backend> Backend for Profiled<B> {
         dbeta: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
-        let saved = BatchNormSaved {
-            mean: inner(saved.mean),
-            inv_std: inner(saved.inv_std),
-            beta: inner(saved.beta),
-        };
+        let saved = inner_saved(saved);
         self.timed(OpFamily::BatchNorm, |b| {
             b.batch_norm_backward(
                 inner(x),
@@ -477,11 +481,7 @@ impl<B: Backend> Backend for Profiled<B> {
         dgamma: &mut Tensor<Self>,
         dbeta: &mut Tensor<Self>,
     ) -> Result<()> {
-        let saved = BatchNormSaved {
-            mean: inner(saved.mean),
-            inv_std: inner(saved.inv_std),
-            beta: inner(saved.beta),
-        };
+        let saved = inner_saved(saved);
         self.timed(OpFamily::BatchNorm, |b| {
             b.batch_norm_add_relu_backward(
                 inner(x),

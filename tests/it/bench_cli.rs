@@ -161,10 +161,10 @@ fn bad_flags_and_absent_devices_are_one_line_errors() {
     );
 }
 
-#[test]
-fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
-    // The GPU backend's launch code is what `--device cuda` will run; the emulator drives it here.
-    let out = bench(&[
+/// `bench --json` of one resnet8 step at batch 2 on the emulator, no warm-up asked for, with `extra`
+/// flags; the report it printed.
+fn emulated_resnet8_step(extra: &[&str]) -> Value {
+    let args = [
         "--model",
         "resnet8",
         "--batch-size",
@@ -177,16 +177,21 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
         "0",
         "--profile-iters",
         "1",
-        "--cuda-graph",
-        "off",
         "--json",
-    ]);
+    ];
+    let out = bench(&[&args[..], extra].concat());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+#[test]
+fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
+    // The GPU backend's launch code is what `--device cuda` will run; the emulator drives it here.
+    let v = emulated_resnet8_step(&["--cuda-graph", "off"]);
     assert!(v["device"].as_str().unwrap().contains("emu"), "{v}");
     assert_eq!(
         number(&v, "warmup"),
@@ -210,27 +215,7 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
 /// the timed steps are replays only, and the report counts the warm-up steps it added.
 #[test]
 fn graph_warm_up_covers_the_capture() {
-    let out = bench(&[
-        "--model",
-        "resnet8",
-        "--batch-size",
-        "2",
-        "--device",
-        "emu",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--profile-iters",
-        "1",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let v = emulated_resnet8_step(&[]);
     assert_eq!(number(&v, "warmup"), 2.0, "{v}");
     assert_eq!(number(&v, "kernel_launches_per_step"), 0.0, "{v}");
     assert_eq!(number(&v, "graph_replays_per_step"), 1.0, "{v}");

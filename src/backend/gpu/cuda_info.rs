@@ -303,12 +303,12 @@ pub fn programmatic_launch(major: u32, minor: u32) -> bool {
 /// `CUDA_ARCHS=80` alone) runs kernels without the wait, and launched programmatically they would
 /// read what the kernel before them has not yet written.
 pub fn waits_for_previous_grid(fit: &KernelFit) -> bool {
-    let arch = match fit {
-        KernelFit::Cubin(a) | KernelFit::Ptx(a) => a,
-        KernelFit::TooOld | KernelFit::Absent => return false,
-    };
-    let digits: String = arch.chars().filter(char::is_ascii_digit).collect();
-    digits.parse::<u32>().is_ok_and(|n| n >= 90)
+    match fit {
+        KernelFit::Cubin(a) | KernelFit::Ptx(a) => {
+            embedded::arch_number(a).is_some_and(|n| n >= 90)
+        }
+        KernelFit::TooOld | KernelFit::Absent => false,
+    }
 }
 
 #[cfg(test)]

@@ -53,14 +53,20 @@ pub fn fit(major: u32, minor: u32) -> KernelFit {
     fit_among(ARCHS, major, minor)
 }
 
+/// The number of an architecture name: 90 for `sm_90`, `sm_90a` or `compute_90`.
+pub fn arch_number(arch: &str) -> Option<u32> {
+    let (_, digits) = arch.split_once('_')?;
+    digits
+        .trim_end_matches(|c: char| c.is_ascii_lowercase())
+        .parse()
+        .ok()
+}
+
 fn fit_among(archs: &[&str], major: u32, minor: u32) -> KernelFit {
     let parsed: Vec<(&str, u32, u32)> = archs
         .iter()
         .filter_map(|a| {
-            let digits = a
-                .trim_start_matches("sm_")
-                .trim_end_matches(|c: char| c.is_ascii_lowercase());
-            let n: u32 = digits.parse().ok()?;
+            let n = arch_number(a)?;
             Some((*a, n / 10, n % 10))
         })
         .collect();
