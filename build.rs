@@ -14,7 +14,8 @@
 //!    that file lists no fatbins and one `cargo:warning` says how to get nvcc.
 //!
 //! AddressSanitizer: `RESNET_EMU_ASAN=1` builds the emulator and kernels with `-fsanitize=address`
-//! (the fibers carry ASan's switch annotations) and links gcc's shared `libasan` ahead of the other
+//! (the fibers carry ASan's switch annotations) and `-fsanitize=alignment` (a misaligned vector
+//! access, a fault on a GPU, stops the test), and links gcc's shared `libasan` ahead of the other
 //! shared libraries. The Rust code is not instrumented, but its heap goes through malloc, so a kernel
 //! reading past a Vec is reported with the kernel's source line. A separate target folder keeps the
 //! instrumented build from replacing the normal one:
@@ -130,10 +131,15 @@ fn build_emulator(kernels: &Path, cu_files: &[PathBuf]) {
         build.flag("-mfma");
     }
     if env::var("RESNET_EMU_ASAN").is_ok_and(|v| v == "1") {
+        // Alignment too (UndefinedBehaviorSanitizer's check, fatal at the first report): on a GPU a
+        // 16-byte vector load from an address that is not a multiple of 16 is a fault ("misaligned
+        // address"), while x86 would read it happily; this makes the emulator as strict.
         build
-            .flag("-fsanitize=address")
+            .flag("-fsanitize=address,alignment")
+            .flag("-fno-sanitize-recover=alignment")
             .flag("-fno-omit-frame-pointer");
         println!("cargo:rustc-link-lib=dylib=asan");
+        println!("cargo:rustc-link-lib=dylib=ubsan");
     }
     build.compile("resnet_cuda_emu");
 }

@@ -7,6 +7,7 @@
 #
 #   (device tool) run: PHASES=1 tools/device-check.sh   carry ["device"], timeout_s >= DEADLINE + 60
 #   (device tool) run: PHASES=2 tools/device-check.sh   the same, second call
+#   (device tool) run: PHASES=3 DEADLINE=420 tools/device-check.sh   PyTorch compiled, once 1 and 2 pass
 #
 # DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
 # and what is left (less a reserve for packing), and a step with under 10 s left is skipped. A failing
@@ -56,7 +57,8 @@ sanitize() { # sanitize TOOL SUITE SECONDS [TEST FILTERS...]
 # ceilings, bench beside PyTorch, the default run, the 64k-iteration CIFAR schedule, then the tile
 # sweep), in the order of what matters most if the deadline cuts it short; 2 is
 # the sanitizers, the older data-format checks (with FULL=1) and the criterion benchmarks. One call
-# rarely fits both: run PHASES=1, then PHASES=2 in a second call while the machine is warm.
+# rarely fits both: run PHASES=1, then PHASES=2 in a second call while the machine is warm. 3 (not in
+# the default) is PyTorch's compiled step beside ours, for a session after 1 and 2 have passed.
 PHASES="${PHASES:-1 2}"
 in_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
@@ -175,6 +177,17 @@ if [ -x device/bench-kernels ]; then
 fi
 fi
 
+# Phase 3, once 1 and 2 have passed (a call of its own, about 4 minutes): PyTorch's step through
+# torch.compile with CUDA graphs (mode="reduce-overhead"), its strongest setting for a fixed-shape
+# step, beside our graphed step measured again in the same call (a ratio needs both). Compilation
+# takes most of the time; each result is written as soon as it is measured.
+if in_phase 3; then
+    step bench-resnet20-b128 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda --json
+    step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
+    step pytorch-compiled 300 python3 tools/pytorch_gpu_step.py --compile --precisions bf16 \
+        --iters "${PYTORCH_ITERS:-20}" --warmup 5 --json "$RAW/pytorch-compiled.json"
+fi
+
 {
     echo "--- test results"
     grep -h "^test result\|^test .*FAILED\|panicked" "$RAW"/test-*.txt
@@ -190,7 +203,7 @@ fi
     echo "--- --device auto, binary without kernels"
     grep -i "warning\|error" "$RAW/auto-device-nokernels.txt" 2>/dev/null | head -3
     echo "--- PyTorch"
-    grep -v "^{" "$RAW/pytorch-step.txt" 2>/dev/null
+    grep -hv "^{" "$RAW/pytorch-step.txt" "$RAW/pytorch-compiled.txt" 2>/dev/null
     echo "--- ours (bench --json)"
     # The headline fields of each bench JSON (its per-kernel rows are in table.md below).
     python3 - "$RAW"/bench-resnet*.txt <<'PY'

@@ -2,8 +2,9 @@
 """The summary tables of a device check (tools/device-check.sh), in Markdown, from its raw outputs:
 
 1. the training step, ours (`bench-*.txt`, the JSON of `resnet-cuda bench --json`) against PyTorch's
-   (`pytorch-step.json`) measured in the same call, with the speed ratio PyTorch ms / our ms (above 1:
-   we are faster);
+   (`pytorch-step.json`, eager, and `pytorch-compiled.json`, torch.compile with CUDA graphs, when
+   that phase ran) measured in the same call, with the speed ratio PyTorch ms / our ms (above 1: we
+   are faster);
 2. where our step's time goes (bench's synchronised per-layer-type pass);
 3. per convolution shape of one model and batch, the TFLOP/s of forward, backward-data and
    backward-filter from the criterion kernel benchmarks (`bench-kernels.txt`), against the ceilings
@@ -47,10 +48,14 @@ def step_rows(raw):
                     label += ", wgmma"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
-    path = os.path.join(raw, "pytorch-step.json")
-    if os.path.exists(path):
-        for r in json.load(open(path)):
-            theirs[(r["model"], r["batch_size"], r["precision"])] = r["median_ms"]
+    for file in ("pytorch-step.json", "pytorch-compiled.json"):
+        path = os.path.join(raw, file)
+        if os.path.exists(path):
+            for r in json.load(open(path)):
+                # Files from before torch.compile was measured have no "mode": they are eager.
+                compiled = r.get("mode", "eager") != "eager"
+                key = r["precision"] + (" compiled" if compiled else "")
+                theirs[(r["model"], r["batch_size"], key)] = r["median_ms"]
     return ours, theirs
 
 
@@ -63,13 +68,13 @@ def fmt_ratio(ours_ms, theirs_ms):
 def step_table(ours, theirs):
     out = [
         "| model | batch | ours | ours ms/step | ours images/s | PyTorch fp32 ms | ratio | PyTorch TF32 ms "
-        "| ratio | PyTorch bf16 ms | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ratio | PyTorch bf16 ms | ratio | PyTorch bf16 compiled ms | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (model, batch, precision), j in sorted(ours.items(), key=lambda kv: (kv[0][0] != "resnet20", kv[0])):
         ms = j["ms_per_step"]
         cells = [model, str(batch), precision, f"{ms:.2f}", f"{j['images_per_sec']:.0f}"]
-        for precision in ("fp32", "tf32", "bf16"):
+        for precision in ("fp32", "tf32", "bf16", "bf16 compiled"):
             cells += fmt_ratio(ms, theirs.get((model, batch, precision)))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
