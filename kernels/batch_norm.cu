@@ -12,7 +12,9 @@
 //   inference: the same with the running mean and inv_std = 1/sqrt(running_var + eps)
 //   add_relu backward (out = relu(BN(x) + residual)): dsum = dout [out > 0], then the backward below
 //             with g = dsum (the mask taken from out, not from BN's own output)
-//   backward: g = dy [y > 0] (or dy), dbeta = sum g, dgamma = inv_std sum g (x - mean),
+//   backward: g = dy [x scale_c + shift_c > 0] (BN's own ReLU: the forward's affine map recomputed by
+//             the same code, batch_norm_affine, rather than y read), or dy, or in the add_relu case
+//             dy [out > 0]; dbeta = sum g, dgamma = inv_std sum g (x - mean),
 //             dx = k1 g - k2 (x - mean) - k0 with coef = gamma inv_std / M, k0 = coef dbeta, k1 = coef M,
 //             k2 = coef dgamma inv_std   (= gamma inv_std / M (M g - dbeta - xhat dgamma))
 //
@@ -31,6 +33,18 @@
 // Element type T is a template parameter; sums accumulate in float. extern "C" names end in _f32.
 #include "common.cuh"
 #include "launch_constants.h"
+
+// BN's affine map of element i (channel c): x scale_c + shift_c. normalize, normalize_add and
+// the backward's ReLU mask all call it, so nvcc contracts the same expression the same way in each:
+// the fused op stays bit-identical to the pair, and the mask is exactly the forward's sign.
+template <class T>
+__device__ __forceinline__ T batch_norm_affine(const T* __restrict__ x, const T* __restrict__ mean,
+                                               const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                               const T* __restrict__ beta, unsigned long long i, int c) {
+    const T s = gamma[c] * inv_std[c];
+    const T t = beta[c] - mean[c] * s;
+    return x[i] * s + t;
+}
 
 namespace batch_norm {
 
@@ -58,11 +72,16 @@ __device__ __forceinline__ float block_sum(float v) {
     return total;
 }
 
-// Mode 0: s0 = x. Mode 1: s0 = (x - mean)^2. Mode 2: s0 = g, s1 = g (x - mean), g = dy [y > 0 or !relu].
+// Where the backward passes take ReLU's mask from (the `mask` argument of backward_partial).
+enum ReluMask { kNoMask = 0, kMaskFromY = 1, kMaskFromAffine = 2 };
+
+// Mode 0: s0 = x. Mode 1: s0 = (x - mean)^2. Mode 2: s0 = g, s1 = g (x - mean), g = dy masked as
+// `mask` says (ReluMask).
 template <class T, int kMode>
 __device__ __forceinline__ void partial_sums(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy,
-                                             const T* __restrict__ mean, int M, int C, int relu,
-                                             float* __restrict__ partial) {
+                                             const T* __restrict__ mean, const T* __restrict__ inv_std,
+                                             const T* __restrict__ gamma, const T* __restrict__ beta, int M, int C,
+                                             int mask, float* __restrict__ partial) {
     __shared__ float s0[kRowLanes][kChannels];
     __shared__ float s1[kRowLanes][kChannels];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -81,7 +100,10 @@ __device__ __forceinline__ void partial_sums(const T* __restrict__ x, const T* _
                 const float d = xv - mu;
                 a0 += d * d;
             } else {
-                const float g = (!relu || static_cast<float>(y[i]) > 0.0f) ? static_cast<float>(dy[i]) : 0.0f;
+                const bool keep = mask == kMaskFromY        ? static_cast<float>(y[i]) > 0.0f
+                                  : mask == kMaskFromAffine ? batch_norm_affine(x, mean, inv_std, gamma, beta, i, c) > T(0)
+                                                            : true;
+                const float g = keep ? static_cast<float>(dy[i]) : 0.0f;
                 a0 += g;
                 a1 += g * (xv - mu);
             }
@@ -185,18 +207,6 @@ __device__ __forceinline__ void batch_norm_finalize_tiles(const float* partial, 
     }
 }
 
-// BN's affine map of element i (channel c): x scale_c + shift_c. normalize and normalize_add both call
-// it, so nvcc contracts the same expression the same way in each and the fused op stays bit-identical
-// to the pair.
-template <class T>
-__device__ __forceinline__ T batch_norm_affine(const T* __restrict__ x, const T* __restrict__ mean,
-                                               const T* __restrict__ inv_std, const T* __restrict__ gamma,
-                                               const T* __restrict__ beta, unsigned long long i, int c) {
-    const T s = gamma[c] * inv_std[c];
-    const T t = beta[c] - mean[c] * s;
-    return x[i] * s + t;
-}
-
 template <class T>
 __device__ __forceinline__ void batch_norm_normalize(const T* __restrict__ x, const T* __restrict__ mean,
                                                      const T* __restrict__ inv_std, const T* __restrict__ gamma,
@@ -250,16 +260,21 @@ __device__ __forceinline__ void batch_norm_backward_finalize(const float* partia
     }
 }
 
-// g_out, when not null, also receives g (the add_relu variant: the residual's gradient).
+// g = dy masked as `mask` says (batch_norm::ReluMask); g_out, when not null, also receives g (the
+// add_relu variant: the residual's gradient).
 template <class T>
 __device__ __forceinline__ void batch_norm_backward_data(const T* __restrict__ x, const T* __restrict__ y,
                                                          const T* __restrict__ dy, const T* __restrict__ mean,
-                                                         const T* __restrict__ coef, T* __restrict__ dx,
-                                                         T* __restrict__ g_out, unsigned long long n, int C,
-                                                         int relu) {
+                                                         const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                                         const T* __restrict__ beta, const T* __restrict__ coef,
+                                                         T* __restrict__ dx, T* __restrict__ g_out,
+                                                         unsigned long long n, int C, int mask) {
     for (unsigned long long i = global_thread_index(); i < n; i += grid_stride()) {
         const int c = static_cast<int>(i % C);
-        const T g = (!relu || y[i] > T(0)) ? dy[i] : T(0);
+        const bool keep = mask == batch_norm::kMaskFromY        ? y[i] > T(0)
+                          : mask == batch_norm::kMaskFromAffine ? batch_norm_affine(x, mean, inv_std, gamma, beta, i, c) > T(0)
+                                                                : true;
+        const T g = keep ? dy[i] : T(0);
         dx[i] = coef[C + c] * g - coef[2 * C + c] * (x[i] - mean[c]) - coef[c];
         if (g_out != nullptr) g_out[i] = g;
     }
@@ -267,22 +282,27 @@ __device__ __forceinline__ void batch_norm_backward_data(const T* __restrict__ x
 
 extern "C" __global__ void batch_norm_partial_sum_f32(const float* x, int M, int C, float* partial) {
     grid_dependency_sync();
-    batch_norm::partial_sums<float, 0>(x, nullptr, nullptr, nullptr, M, C, 0, partial);
+    batch_norm::partial_sums<float, 0>(x, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, M, C,
+                                       batch_norm::kNoMask, partial);
 }
 EMU_REGISTER(batch_norm_partial_sum_f32);
 
 extern "C" __global__ void batch_norm_partial_sqdev_f32(const float* x, const float* mean, int M, int C,
                                                         float* partial) {
     grid_dependency_sync();
-    batch_norm::partial_sums<float, 1>(x, nullptr, nullptr, mean, M, C, 0, partial);
+    batch_norm::partial_sums<float, 1>(x, nullptr, nullptr, mean, nullptr, nullptr, nullptr, M, C,
+                                       batch_norm::kNoMask, partial);
 }
 EMU_REGISTER(batch_norm_partial_sqdev_f32);
 
+// mask: batch_norm::ReluMask (y is read only for kMaskFromY; inv_std, gamma, beta only for
+// kMaskFromAffine).
 extern "C" __global__ void batch_norm_backward_partial_f32(const float* x, const float* y, const float* dy,
-                                                           const float* mean, int M, int C, int relu,
-                                                           float* partial) {
+                                                           const float* mean, const float* inv_std,
+                                                           const float* gamma, const float* beta, int M, int C,
+                                                           int mask, float* partial) {
     grid_dependency_sync();
-    batch_norm::partial_sums<float, 2>(x, y, dy, mean, M, C, relu, partial);
+    batch_norm::partial_sums<float, 2>(x, y, dy, mean, inv_std, gamma, beta, M, C, mask, partial);
 }
 EMU_REGISTER(batch_norm_backward_partial_f32);
 
@@ -341,21 +361,25 @@ extern "C" __global__ void batch_norm_backward_finalize_f32(const float* partial
 }
 EMU_REGISTER(batch_norm_backward_finalize_f32);
 
-extern "C" __global__ void batch_norm_backward_data_f32(const float* x, const float* y, const float* dy,
-                                                        const float* mean, const float* coef, float* dx,
-                                                        unsigned long long n, int C, int relu) {
+// With relu, BN's own ReLU: the mask is x scale + shift > 0, so y is not read.
+extern "C" __global__ void batch_norm_backward_data_f32(const float* x, const float* dy, const float* mean,
+                                                        const float* inv_std, const float* gamma, const float* beta,
+                                                        const float* coef, float* dx, unsigned long long n, int C,
+                                                        int relu) {
     grid_dependency_sync();
-    batch_norm_backward_data<float>(x, y, dy, mean, coef, dx, nullptr, n, C, relu);
+    batch_norm_backward_data<float>(x, nullptr, dy, mean, inv_std, gamma, beta, coef, dx, nullptr, n, C,
+                                    relu ? batch_norm::kMaskFromAffine : batch_norm::kNoMask);
 }
 EMU_REGISTER(batch_norm_backward_data_f32);
 
 // The end of a residual block, out = relu(BN(x) + residual), backward: g = dout [out > 0] stored as
 // dsum (the residual's gradient) and BN's dx from it, in one pass (partials: backward_partial with
-// y = out, relu = 1).
+// y = out, mask kMaskFromY).
 extern "C" __global__ void batch_norm_add_relu_backward_data_f32(const float* x, const float* out, const float* dout,
                                                                  const float* mean, const float* coef, float* dx,
                                                                  float* dsum, unsigned long long n, int C) {
     grid_dependency_sync();
-    batch_norm_backward_data<float>(x, out, dout, mean, coef, dx, dsum, n, C, 1);
+    batch_norm_backward_data<float>(x, out, dout, mean, nullptr, nullptr, nullptr, coef, dx, dsum, n, C,
+                                    batch_norm::kMaskFromY);
 }
 EMU_REGISTER(batch_norm_add_relu_backward_data_f32);

@@ -4,14 +4,20 @@
 //   partial_sum:      partial[0][p][c] = sum over partition p's rows of x[m,c]
 //   partial_sqdev:    partial[0][p][c] = sum of (x[m,c] - mean_c)^2
 //   backward_partial: partial[0][p][c] = sum g,  partial[1][p][c] = sum g (x[m,c] - mean_c),
-//                     g = dy [y > 0] when relu, else dy
+//                     g = dy, or dy [y > 0] (mask kMaskFromY: y is a block's output, see below), or
+//                     dy [x scale_c + shift_c > 0] (kMaskFromAffine: BN's own ReLU)
 //   normalize:        y = round(x scale_c + shift_c), scale = gamma inv_std, shift = beta - mean scale,
 //                     relu applied to the fp32 value before rounding
 //   normalize_add:    out = round((x scale_c + shift_c) + residual), relu likewise (one rounding)
 //   backward_data:    dx = round(k1 g - k2 (x - mean_c) - k0), coef = [k0 | k1 | k2] from the f32
-//                     batch_norm_backward_finalize_f32
+//                     batch_norm_backward_finalize_f32; g = dy, or with relu dy [x scale_c + shift_c > 0]
 //   add_relu_backward_data: the same with g = dout [out > 0] (out = relu(BN(x) + residual), the end
 //                     of a residual block), and dsum = g stored too (exact), the residual's gradient
+// BN's own ReLU mask is taken from x and the forward's affine map (bn_affine_coefficients, bn_affine:
+// the same code as normalize's, so the sign is exactly the one the forward clamped), not from the
+// stored output y: a tensor fewer to read in both backward passes. The one exception, a positive
+// x scale + shift below half bf16's smallest subnormal (2^-134), stored as 0 but kept by the mask,
+// is ReLU's derivative at a positive input: right, and never met in practice.
 // The partial layout is the f32 kernels' ([q][P][C] floats, P = gridDim.y), so the f32 finalize kernels
 // (batch_norm_finalize_mean_f32, _var_f32, batch_norm_backward_finalize_f32) complete the statistics.
 // In training, a BN right after a tensor-core convolution skips partial_sum and partial_sqdev: the
@@ -31,6 +37,26 @@
 namespace batch_norm_bf16 {
 
 enum PartialMode { kSum = 0, kSquaredDeviation = 1, kBackward = 2 };
+
+// Where the backward passes take ReLU's mask from (the `mask` argument of backward_partial).
+enum ReluMask { kNoMask = 0, kMaskFromY = 1, kMaskFromAffine = 2 };
+
+// BN's affine map for channels c0 .. c0 + W - 1: scale = gamma inv_std, shift = beta - mean scale.
+// normalize and the backward masks share this and bn_affine, so that nvcc contracts them the same way.
+template <int W>
+__device__ __forceinline__ void bn_affine_coefficients(const float* __restrict__ mean,
+                                                       const float* __restrict__ inv_std,
+                                                       const float* __restrict__ gamma,
+                                                       const float* __restrict__ beta, int c0, float scale[W],
+                                                       float shift[W]) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+        scale[k] = gamma[c0 + k] * inv_std[c0 + k];
+        shift[k] = beta[c0 + k] - mean[c0 + k] * scale[k];
+    }
+}
+
+__device__ __forceinline__ float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
 
 // Adds the ty row lanes of s (laid out [ty][tx][W]) into lane 0, in a fixed tree: lanes at distance
 // `half` (a power of two, halving) fold in, so any ty (not only powers of two) reduces correctly.
@@ -57,8 +83,10 @@ constexpr int kLaneSlots = kBf16Threads * kGroup;
 
 template <int W, bool kVec, int kMode>
 __device__ __forceinline__ void partial_sums(const bf16* __restrict__ x, const bf16* __restrict__ y,
-                                             const bf16* __restrict__ dy, const float* __restrict__ mean, int M,
-                                             int C, int relu, float* __restrict__ partial, float* s0, float* s1) {
+                                             const bf16* __restrict__ dy, const float* __restrict__ mean,
+                                             const float* __restrict__ inv_std, const float* __restrict__ gamma,
+                                             const float* __restrict__ beta, int M, int C, int mask,
+                                             float* __restrict__ partial, float* s0, float* s1) {
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int groups = C / W, P = gridDim.y, p = blockIdx.y;
     const long long row_step = static_cast<long long>(P) * blockDim.y;
@@ -66,13 +94,16 @@ __device__ __forceinline__ void partial_sums(const bf16* __restrict__ x, const b
     for (int first = blockIdx.x * blockDim.x; first < groups; first += gridDim.x * blockDim.x) {
         const int group = first + tx;
         const int c0 = group * W;
-        float a0[W], a1[W], mu[W];
+        float a0[W], a1[W], mu[W], scale[W], shift[W];
 #pragma unroll
-        for (int k = 0; k < W; ++k) a0[k] = a1[k] = mu[k] = 0.0f;
+        for (int k = 0; k < W; ++k) a0[k] = a1[k] = mu[k] = scale[k] = shift[k] = 0.0f;
         if (group < groups) {
             if (kMode != kSum) {
 #pragma unroll
                 for (int k = 0; k < W; ++k) mu[k] = mean[c0 + k];
+            }
+            if (kMode == kBackward && mask == kMaskFromAffine) {
+                bn_affine_coefficients<W>(mean, inv_std, gamma, beta, c0, scale, shift);
             }
             for (long long m = static_cast<long long>(p) * blockDim.y + ty; m < M; m += row_step) {
                 const long long i = m * C + c0;
@@ -88,14 +119,21 @@ __device__ __forceinline__ void partial_sums(const bf16* __restrict__ x, const b
                         a0[k] += d * d;
                     }
                 } else {
-                    float yv[W], dyv[W];
-                    load_bf16<W, kVec>(y + i, yv);
+                    float dyv[W];
                     load_bf16<W, kVec>(dy + i, dyv);
+                    if (mask == kMaskFromY) {
+                        float yv[W];
+                        load_bf16<W, kVec>(y + i, yv);
+#pragma unroll
+                        for (int k = 0; k < W; ++k) dyv[k] = yv[k] > 0.0f ? dyv[k] : 0.0f;
+                    } else if (mask == kMaskFromAffine) {
+#pragma unroll
+                        for (int k = 0; k < W; ++k) dyv[k] = bn_affine(xv[k], scale[k], shift[k]) > 0.0f ? dyv[k] : 0.0f;
+                    }
 #pragma unroll
                     for (int k = 0; k < W; ++k) {
-                        const float g = (!relu || yv[k] > 0.0f) ? dyv[k] : 0.0f;
-                        a0[k] += g;
-                        a1[k] += g * (xv[k] - mu[k]);
+                        a0[k] += dyv[k];
+                        a1[k] += dyv[k] * (xv[k] - mu[k]);
                     }
                 }
             }
@@ -147,18 +185,12 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
     float scale[W], shift[W];
     for_owned_groups<W>(
         static_cast<long long>(n / C), C,
-        [&](int c0) {
-#pragma unroll
-            for (int k = 0; k < W; ++k) {
-                scale[k] = gamma[c0 + k] * inv_std[c0 + k];
-                shift[k] = beta[c0 + k] - mean[c0 + k] * scale[k];
-            }
-        },
+        [&](int c0) { bn_affine_coefficients<W>(mean, inv_std, gamma, beta, c0, scale, shift); },
         [&](long long i) {
             float v[W];
             load_bf16<W, kVec>(x + i, v);
 #pragma unroll
-            for (int k = 0; k < W; ++k) v[k] = v[k] * scale[k] + shift[k];
+            for (int k = 0; k < W; ++k) v[k] = bn_affine(v[k], scale[k], shift[k]);
             if (kAdd) {
                 float r[W];
                 load_bf16<W, kVec>(residual + i, r);
@@ -173,14 +205,15 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
         });
 }
 
-// dx from g = dy [y > 0] (or dy); with kWriteG also g itself into g_out (exact: dy or 0).
-template <int W, bool kVec, bool kWriteG>
+// dx from g = dy masked as kMask says (ReluMask); with kWriteG also g itself into g_out (exact: dy or 0).
+template <int W, bool kVec, int kMask, bool kWriteG>
 __device__ __forceinline__ void backward_data_pass(const bf16* __restrict__ x, const bf16* __restrict__ y,
                                                    const bf16* __restrict__ dy, const float* __restrict__ mean,
-                                                   const float* __restrict__ coef, bf16* __restrict__ dx,
-                                                   bf16* __restrict__ g_out, unsigned long long n, int C,
-                                                   int relu) {
-    float k0[W], k1[W], k2[W], mu[W];
+                                                   const float* __restrict__ inv_std, const float* __restrict__ gamma,
+                                                   const float* __restrict__ beta, const float* __restrict__ coef,
+                                                   bf16* __restrict__ dx, bf16* __restrict__ g_out,
+                                                   unsigned long long n, int C) {
+    float k0[W], k1[W], k2[W], mu[W], scale[W], shift[W];
     for_owned_groups<W>(
         static_cast<long long>(n / C), C,
         [&](int c0) {
@@ -191,50 +224,70 @@ __device__ __forceinline__ void backward_data_pass(const bf16* __restrict__ x, c
                 k2[k] = coef[2 * C + c0 + k];
                 mu[k] = mean[c0 + k];
             }
+            if (kMask == kMaskFromAffine) bn_affine_coefficients<W>(mean, inv_std, gamma, beta, c0, scale, shift);
         },
         [&](long long i) {
-            float xv[W], yv[W], dyv[W], g[W], d[W];
+            float xv[W], g[W], d[W];
             load_bf16<W, kVec>(x + i, xv);
-            load_bf16<W, kVec>(y + i, yv);
-            load_bf16<W, kVec>(dy + i, dyv);
+            load_bf16<W, kVec>(dy + i, g);
+            if (kMask == kMaskFromY) {
+                float yv[W];
+                load_bf16<W, kVec>(y + i, yv);
 #pragma unroll
-            for (int k = 0; k < W; ++k) {
-                g[k] = (!relu || yv[k] > 0.0f) ? dyv[k] : 0.0f;
-                d[k] = k1[k] * g[k] - k2[k] * (xv[k] - mu[k]) - k0[k];
+                for (int k = 0; k < W; ++k) g[k] = yv[k] > 0.0f ? g[k] : 0.0f;
+            } else if (kMask == kMaskFromAffine) {
+#pragma unroll
+                for (int k = 0; k < W; ++k) g[k] = bn_affine(xv[k], scale[k], shift[k]) > 0.0f ? g[k] : 0.0f;
             }
+#pragma unroll
+            for (int k = 0; k < W; ++k) d[k] = k1[k] * g[k] - k2[k] * (xv[k] - mu[k]) - k0[k];
             store_bf16<W, kVec>(dx + i, d);
             if (kWriteG) store_bf16<W, kVec>(g_out + i, g);
         });
 }
 
 template <int W, bool kVec>
-__device__ __forceinline__ void backward_data(const bf16* x, const bf16* y, const bf16* dy, const float* mean,
-                                              const float* coef, bf16* dx, unsigned long long n, int C, int relu) {
-    backward_data_pass<W, kVec, false>(x, y, dy, mean, coef, dx, nullptr, n, C, relu);
+__device__ __forceinline__ void backward_data(const bf16* x, const bf16* dy, const float* mean, const float* coef,
+                                              bf16* dx, unsigned long long n, int C) {
+    backward_data_pass<W, kVec, kNoMask, false>(x, nullptr, dy, mean, nullptr, nullptr, nullptr, coef, dx, nullptr,
+                                                n, C);
+}
+
+template <int W, bool kVec>
+__device__ __forceinline__ void relu_backward_data(const bf16* x, const bf16* dy, const float* mean,
+                                                   const float* inv_std, const float* gamma, const float* beta,
+                                                   const float* coef, bf16* dx, unsigned long long n, int C) {
+    backward_data_pass<W, kVec, kMaskFromAffine, false>(x, nullptr, dy, mean, inv_std, gamma, beta, coef, dx,
+                                                        nullptr, n, C);
 }
 
 template <int W, bool kVec>
 __device__ __forceinline__ void add_relu_backward_data(const bf16* x, const bf16* out, const bf16* dout,
                                                        const float* mean, const float* coef, bf16* dx, bf16* dsum,
                                                        unsigned long long n, int C) {
-    backward_data_pass<W, kVec, true>(x, out, dout, mean, coef, dx, dsum, n, C, 1);
+    backward_data_pass<W, kVec, kMaskFromY, true>(x, out, dout, mean, nullptr, nullptr, nullptr, coef, dx, dsum, n,
+                                                  C);
 }
 
 template <int W, bool kVec>
 __device__ __forceinline__ void partial_sum(const bf16* x, int M, int C, float* partial, float* lanes) {
-    partial_sums<W, kVec, kSum>(x, nullptr, nullptr, nullptr, M, C, 0, partial, lanes, nullptr);
+    partial_sums<W, kVec, kSum>(x, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, M, C, kNoMask, partial,
+                                lanes, nullptr);
 }
 
 template <int W, bool kVec>
 __device__ __forceinline__ void partial_sqdev(const bf16* x, const float* mean, int M, int C, float* partial,
                                               float* lanes) {
-    partial_sums<W, kVec, kSquaredDeviation>(x, nullptr, nullptr, mean, M, C, 0, partial, lanes, nullptr);
+    partial_sums<W, kVec, kSquaredDeviation>(x, nullptr, nullptr, mean, nullptr, nullptr, nullptr, M, C, kNoMask,
+                                             partial, lanes, nullptr);
 }
 
 template <int W, bool kVec>
 __device__ __forceinline__ void backward_partial(const bf16* x, const bf16* y, const bf16* dy, const float* mean,
-                                                 int M, int C, int relu, float* partial, float* lanes) {
-    partial_sums<W, kVec, kBackward>(x, y, dy, mean, M, C, relu, partial, lanes, lanes + kLaneSlots);
+                                                 const float* inv_std, const float* gamma, const float* beta, int M,
+                                                 int C, int mask, float* partial, float* lanes) {
+    partial_sums<W, kVec, kBackward>(x, y, dy, mean, inv_std, gamma, beta, M, C, mask, partial, lanes,
+                                     lanes + kLaneSlots);
 }
 
 template <int W, bool kVec>
@@ -270,13 +323,18 @@ extern "C" __global__ void batch_norm_partial_sqdev_bf16(const bf16* x, const fl
 }
 EMU_REGISTER(batch_norm_partial_sqdev_bf16);
 
+// mask: batch_norm_bf16::ReluMask (y is read only for kMaskFromY; inv_std, gamma, beta only for
+// kMaskFromAffine).
 extern "C" __global__ void batch_norm_backward_partial_bf16(const bf16* x, const bf16* y, const bf16* dy,
-                                                            const float* mean, int M, int C, int relu,
-                                                            float* partial) {
+                                                            const float* mean, const float* inv_std,
+                                                            const float* gamma, const float* beta, int M, int C,
+                                                            int mask, float* partial) {
     grid_dependency_sync();
     __shared__ float lanes[2 * batch_norm_bf16::kLaneSlots];
+    // A null y (no mask from it) counts as aligned.
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy),
-                         batch_norm_bf16::backward_partial, x, y, dy, mean, M, C, relu, partial, lanes);
+                         batch_norm_bf16::backward_partial, x, y, dy, mean, inv_std, gamma, beta, M, C, mask,
+                         partial, lanes);
 }
 EMU_REGISTER(batch_norm_backward_partial_bf16);
 
@@ -298,20 +356,30 @@ extern "C" __global__ void batch_norm_normalize_add_bf16(const bf16* x, const fl
 }
 EMU_REGISTER(batch_norm_normalize_add_bf16);
 
-// Four blocks per SM (64 registers a thread) keep enough 16-byte loads in flight; without the bound
-// ptxas takes 71 registers and fits three.
-extern "C" __global__ void __launch_bounds__(kBf16Threads, 4) batch_norm_backward_data_bf16(const bf16* x, const bf16* y, const bf16* dy,
-                                                         const float* mean, const float* coef, bf16* dx,
-                                                         unsigned long long n, int C, int relu) {
+// With relu, BN's own ReLU: the mask is x scale + shift > 0 (see the header), so y is not read.
+// Three blocks per SM: the six per-channel constants of a group of 8 channels (48 registers) do not
+// fit the 64 registers of four without spilling. Two input streams instead of three keep about as
+// many bytes in flight per SM as before (768 threads x 2 x 16 bytes).
+extern "C" __global__ void __launch_bounds__(kBf16Threads, 3)
+    batch_norm_backward_data_bf16(const bf16* x, const bf16* dy, const float* mean, const float* inv_std,
+                                  const float* gamma, const float* beta, const float* coef, bf16* dx,
+                                  unsigned long long n, int C, int relu) {
     grid_dependency_sync();
-    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy, dx),
-                         batch_norm_bf16::backward_data, x, y, dy, mean, coef, dx, n, C, relu);
+    if (relu) {
+        BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx),
+                             batch_norm_bf16::relu_backward_data, x, dy, mean, inv_std, gamma, beta, coef, dx, n, C);
+    } else {
+        BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx),
+                             batch_norm_bf16::backward_data, x, dy, mean, coef, dx, n, C);
+    }
 }
 EMU_REGISTER(batch_norm_backward_data_bf16);
 
 // The end of a residual block, out = relu(BN(x) + residual), backward: dsum = dout [out > 0] (the
 // sum's gradient, the residual's) and BN's dx from it, in one pass; the partials before it come
-// from batch_norm_backward_partial_bf16 with y = out and relu = 1, which masks dout the same way.
+// from batch_norm_backward_partial_bf16 with y = out and mask kMaskFromY, which masks dout the same way.
+// Four blocks per SM (64 registers a thread) keep enough 16-byte loads in flight over its three input
+// streams; without the bound ptxas takes 71 registers and fits three.
 extern "C" __global__ void __launch_bounds__(kBf16Threads, 4)
     batch_norm_add_relu_backward_data_bf16(const bf16* x, const bf16* out, const bf16* dout, const float* mean,
                                            const float* coef, bf16* dx, bf16* dsum, unsigned long long n, int C) {

@@ -415,40 +415,68 @@ fn batch_norm_statistics_match_f64_and_feed_the_f32_finalize() {
     }
 }
 
+/// ReLU's mask in the backward kernels (`mask` of batch_norm_backward_partial_bf16): none, `y > 0`,
+/// or the sign of the forward's affine map of `x`.
+const MASKS: [usize; 3] = [0, 1, 2];
+
+/// The forward's value `x scale + shift` of element `i` (f64, from the f32 scale and shift the
+/// kernels form), which BN's own ReLU clamps.
+fn bn_forward_value(x: &[bf16], params: &[Vec<f32>; 4], i: usize) -> f64 {
+    let [mean, inv_std, gamma, beta] = params;
+    let ch = i % mean.len();
+    let s = gamma[ch] * inv_std[ch];
+    let t = beta[ch] - mean[ch] * s;
+    x[i].to_f64() * f64::from(s) + f64::from(t)
+}
+
+/// Random bf16 inputs of a batch norm with `params`, each redrawn until its forward value is well
+/// away from zero (1e-3 of its terms' size; the kernel's fp32 rounding is 1e-7 of it), so the ReLU
+/// mask cannot flip between the kernel's fused multiply-adds and this f64 reference.
+fn bn_inputs_off_the_relu_kink(rng: &mut ChaCha8Rng, n: usize, params: &[Vec<f32>; 4]) -> Vec<bf16> {
+    let mut x = random_vec(rng, n, -4, 4);
+    for i in 0..n {
+        loop {
+            let v = bn_forward_value(&x, params, i);
+            let ch = i % params[0].len();
+            let s = f64::from(params[2][ch] * params[1][ch]).abs();
+            let size = (x[i].to_f64().abs() + f64::from(params[0][ch]).abs()) * s
+                + f64::from(params[3][ch]).abs();
+            if v.abs() > 1e-3 * size {
+                break;
+            }
+            x[i] = random_bf16(rng, -4, 4);
+        }
+    }
+    x
+}
+
 #[test]
 fn batch_norm_backward_partial_matches_f64() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     for (&c, &m) in CHANNELS.iter().zip(&ROWS) {
         let n = m * c;
-        let (x, y, dy) = (
-            random_vec(&mut rng, n, -4, 4),
+        let params = random_bn_params(&mut rng, c);
+        let x = bn_inputs_off_the_relu_kink(&mut rng, n, &params);
+        let (y, dy) = (
             random_vec(&mut rng, n, -4, 4),
             random_vec(&mut rng, n, -4, 4),
         );
-        let mean = random_f32(&mut rng, c, -1.0, 1.0);
-        let (dx, dyv, ddy, dmean) = (
-            DeviceVec::new(&x),
-            DeviceVec::new(&y),
-            DeviceVec::new(&dy),
-            DeviceVec::new(&mean),
-        );
+        let mean = &params[0];
+        let (dx, dyv, ddy) = (DeviceVec::new(&x), DeviceVec::new(&y), DeviceVec::new(&dy));
+        let dparams = params.each_ref().map(|v| DeviceVec::new(v));
         let l = bf16_launch::batch_norm_partial(m, c);
         let p = l.grid.1 as usize;
-        for relu in [0, 1] {
+        for mask in MASKS {
             let partial =
                 DeviceVec::filled(f32::NAN, bf16_launch::batch_norm_partial_floats(m, c, 2));
+            let mut args = KernelArgs::new().ptr(dx.ptr).ptr(dyv.ptr).ptr(ddy.ptr);
+            for d in &dparams {
+                args = args.ptr(d.ptr);
+            }
             launch(
                 "batch_norm_backward_partial_bf16",
                 l,
-                KernelArgs::new()
-                    .ptr(dx.ptr)
-                    .ptr(dyv.ptr)
-                    .ptr(ddy.ptr)
-                    .ptr(dmean.ptr)
-                    .int(m)
-                    .int(c)
-                    .int(relu)
-                    .ptr(partial.ptr),
+                args.int(m).int(c).int(mask).ptr(partial.ptr),
             );
             let host = partial.to_host();
             let (sum_g, sum_gx) = (
@@ -459,11 +487,12 @@ fn batch_norm_backward_partial_matches_f64() {
                 let (mut g_sum, mut g_abs, mut gx_sum, mut gx_abs) = (0.0, 0.0, 0.0, 0.0);
                 for r in 0..m {
                     let i = r * c + ch;
-                    let g = if relu == 0 || y[i].to_f32() > 0.0 {
-                        dy[i].to_f64()
-                    } else {
-                        0.0
+                    let keep = match mask {
+                        0 => true,
+                        1 => y[i].to_f32() > 0.0,
+                        _ => bn_forward_value(&x, &params, i) > 0.0,
                     };
+                    let g = if keep { dy[i].to_f64() } else { 0.0 };
                     // The kernel forms x - mean in fp32.
                     let xm = f64::from(x[i].to_f32() - mean[ch]);
                     g_sum += g;
@@ -471,7 +500,7 @@ fn batch_norm_backward_partial_matches_f64() {
                     gx_sum += g * xm;
                     gx_abs += (g * xm).abs();
                 }
-                let what = format!("C={c} M={m} relu={relu} c={ch}");
+                let what = format!("C={c} M={m} mask={mask} c={ch}");
                 assert_sum_close(sum_g[ch], g_sum, g_abs, m, &format!("sum g {what}"));
                 // Each term g (x - mean) rounds once more (the product; the difference is in xm).
                 assert_sum_close(sum_gx[ch], gx_sum, gx_abs, m + 2, &format!("sum gx {what}"));
@@ -549,39 +578,33 @@ fn batch_norm_backward_data_is_within_one_ulp() {
     let cases = CHANNELS.iter().zip(&ROWS).map(|(&c, &m)| (c, m, 0));
     for (c, m, offset) in cases.chain([(24, 17, 1)]) {
         let n = m * c;
-        let (x, y, dy) = (
-            random_vec(&mut rng, n, -4, 4),
-            random_vec(&mut rng, n, -4, 4),
-            random_vec(&mut rng, n, -4, 4),
-        );
-        let mean = random_f32(&mut rng, c, -1.0, 1.0);
+        let params = random_bn_params(&mut rng, c);
+        let x = bn_inputs_off_the_relu_kink(&mut rng, n, &params);
+        let dy = random_vec(&mut rng, n, -4, 4);
+        let mean = &params[0];
         let coef = random_f32(&mut rng, 3 * c, -1.0, 1.0);
         let (_x, px) = upload_at(&x, offset);
-        let (_y, py) = upload_at(&y, offset);
         let (_dy, pdy) = upload_at(&dy, offset);
-        let (dmean, dcoef) = (DeviceVec::new(&mean), DeviceVec::new(&coef));
+        let dparams = params.each_ref().map(|v| DeviceVec::new(v));
+        let dcoef = DeviceVec::new(&coef);
+        // relu: the mask is the sign of the forward's affine map of x (y is not an argument).
         for relu in [0, 1] {
             let (out, pout) = poisoned_at(n, offset);
+            let mut args = KernelArgs::new().ptr(px).ptr(pdy);
+            for d in &dparams {
+                args = args.ptr(d.ptr);
+            }
             launch(
                 "batch_norm_backward_data_bf16",
                 bf16_launch::rows_channels(m, c),
-                KernelArgs::new()
-                    .ptr(px)
-                    .ptr(py)
-                    .ptr(pdy)
-                    .ptr(dmean.ptr)
-                    .ptr(dcoef.ptr)
-                    .ptr(pout)
-                    .u64(n)
-                    .int(c)
-                    .int(relu),
+                args.ptr(dcoef.ptr).ptr(pout).u64(n).int(c).int(relu),
             );
             let mut want = Vec::with_capacity(n);
             let mut magnitude = Vec::with_capacity(n);
             for i in 0..n {
                 let ch = i % c;
                 let (k0, k1, k2) = (coef[ch], coef[c + ch], coef[2 * c + ch]);
-                let g = if relu == 0 || y[i].to_f32() > 0.0 {
+                let g = if relu == 0 || bn_forward_value(&x, &params, i) > 0.0 {
                     dy[i].to_f32()
                 } else {
                     0.0

@@ -26,6 +26,18 @@ const F32: usize = std::mem::size_of::<f32>();
 
 type T<D> = Tensor<GpuBackend<D>>;
 
+/// Where the backward kernels take ReLU's mask from (`ReluMask` of kernels/batch_norm*.cu, the
+/// partial kernels' `mask` argument).
+#[derive(Clone, Copy)]
+enum ReluMask {
+    /// No ReLU: `g = dy`.
+    None = 0,
+    /// `y > 0`, `y` the output of a residual block (`relu(BN(x) + shortcut)`).
+    FromY = 1,
+    /// `x scale + shift > 0`: BN's own ReLU, from the forward's affine map of `x`.
+    FromAffine = 2,
+}
+
 /// One element type's batch-norm kernels (see kernels/batch_norm*.cu for their parameters, which
 /// are the same in both) and where they are launched over `x[m, c]`.
 struct BatchNormKernels {
@@ -317,10 +329,11 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
-    /// Backward of training-mode batch norm (and its ReLU, masking `dy` by `y > 0`): `dx` in the
-    /// activation type, `dgamma` and `dbeta` in f32. With `g_out`, the masked `dy` is stored there
-    /// too (the end of a residual block: `y` is then the block's output, see
-    /// `Backend::batch_norm_add_relu_backward`).
+    /// Backward of training-mode batch norm and its ReLU: `dx` in the activation type, `dgamma`
+    /// and `dbeta` in f32. BN's own ReLU masks `dy` by the sign of the forward's affine map of `x`
+    /// (recomputed from `saved` by the forward's code, so `y` is not read). With `g_out`, the end of a
+    /// residual block (`Backend::batch_norm_add_relu_backward`): `y` is the block's output, the mask
+    /// is `y > 0`, and the masked `dy` is stored in `g_out` too.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn batch_norm_backward_pass(
         &self,
@@ -341,7 +354,16 @@ impl<D: Driver> GpuBackend<D> {
         let p = batch_norm_partitions(m);
         let coef_offset = (batch_norm_partial_floats(m, c, 2) * F32).div_ceil(256) * 256;
         debug_assert!(relu || g_out.is_none(), "g_out is the ReLU-masked dy");
-        let relu = usize::from(relu);
+        let mask = match (relu, &g_out) {
+            (false, _) => ReluMask::None,
+            (true, None) => ReluMask::FromAffine,
+            (true, Some(_)) => ReluMask::FromY,
+        };
+        let (mean, inv_std, beta) = (
+            saved.mean.buf().ptr(),
+            saved.inv_std.buf().ptr(),
+            saved.beta.buf().ptr(),
+        );
         self.with_workspace(coef_offset + 3 * c * F32, |ws| {
             let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
             self.launch_planned(
@@ -351,10 +373,13 @@ impl<D: Driver> GpuBackend<D> {
                     .ptr(x.buf().ptr())
                     .ptr(y.buf().ptr())
                     .ptr(dy.buf().ptr())
-                    .ptr(saved.mean.buf().ptr())
+                    .ptr(mean)
+                    .ptr(inv_std)
+                    .ptr(gamma.buf().ptr())
+                    .ptr(beta)
                     .int(m)
                     .int(c)
-                    .int(relu)
+                    .int(mask as usize)
                     .ptr(partial),
             )?;
             self.launch_planned(
@@ -366,23 +391,39 @@ impl<D: Driver> GpuBackend<D> {
                     .int(m)
                     .int(c)
                     .ptr(gamma.buf().ptr())
-                    .ptr(saved.inv_std.buf().ptr())
+                    .ptr(inv_std)
                     .ptr(dgamma.buf().ptr())
                     .ptr(dbeta.buf().ptr())
                     .ptr(coef),
             )?;
-            let args = KernelArgs::new()
-                .ptr(x.buf().ptr())
-                .ptr(y.buf().ptr())
-                .ptr(dy.buf().ptr())
-                .ptr(saved.mean.buf().ptr())
-                .ptr(coef)
-                .ptr(dx.buf().ptr());
             let (kernel, args) = match &g_out {
-                None => (k.backward_data, args.u64(x.numel()).int(c).int(relu)),
+                None => (
+                    k.backward_data,
+                    KernelArgs::new()
+                        .ptr(x.buf().ptr())
+                        .ptr(dy.buf().ptr())
+                        .ptr(mean)
+                        .ptr(inv_std)
+                        .ptr(gamma.buf().ptr())
+                        .ptr(beta)
+                        .ptr(coef)
+                        .ptr(dx.buf().ptr())
+                        .u64(x.numel())
+                        .int(c)
+                        .int(usize::from(relu)),
+                ),
                 Some(g) => (
                     k.add_relu_backward_data,
-                    args.ptr(g.buf().ptr()).u64(x.numel()).int(c),
+                    KernelArgs::new()
+                        .ptr(x.buf().ptr())
+                        .ptr(y.buf().ptr())
+                        .ptr(dy.buf().ptr())
+                        .ptr(mean)
+                        .ptr(coef)
+                        .ptr(dx.buf().ptr())
+                        .ptr(g.buf().ptr())
+                        .u64(x.numel())
+                        .int(c),
                 ),
             };
             self.launch_planned(kernel, (k.rows)(m, c), args)
