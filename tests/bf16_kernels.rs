@@ -432,7 +432,11 @@ fn bn_forward_value(x: &[bf16], params: &[Vec<f32>; 4], i: usize) -> f64 {
 /// Random bf16 inputs of a batch norm with `params`, each redrawn until its forward value is well
 /// away from zero (1e-3 of its terms' size; the kernel's fp32 rounding is 1e-7 of it), so the ReLU
 /// mask cannot flip between the kernel's fused multiply-adds and this f64 reference.
-fn bn_inputs_off_the_relu_kink(rng: &mut ChaCha8Rng, n: usize, params: &[Vec<f32>; 4]) -> Vec<bf16> {
+fn bn_inputs_off_the_relu_kink(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    params: &[Vec<f32>; 4],
+) -> Vec<bf16> {
     let mut x = random_vec(rng, n, -4, 4);
     for i in 0..n {
         loop {
