@@ -95,6 +95,10 @@ fi
 step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
 step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision --skip wgmma
 step test-mixed-precision-wgmma 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision wgmma
+# The whole resnet50 step at batch 256 in bf16 (both kernel families) against the GPU's f32 step:
+# the benchmark's own shapes, checked before it is timed.
+step test-resnet50-b256 120 env RESNET_TEST_DRIVER=cuda device/mixed_precision --ignored \
+    resnet50_steps_at_batch_256 --nocapture
 # CUDA graphs: a replayed step equals an eager one bit for bit, no host sync or allocation in a
 # steady step, the device-side NaN guard, and the trainer and bench with the graph on.
 step test-cuda-graph 120 env RESNET_TEST_DRIVER=cuda RESNET_CLI="$RC" device/cuda_graph
