@@ -646,13 +646,14 @@ fn damp_residual_branches<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>, 
 /// f32 step, from the same weights (residual branches damped: `damp_residual_branches`) and batch.
 ///
 /// Tolerance: the loss within 1e-2 relative (measured: 1e-6, the forward is not where bf16 shows);
-/// per tensor, `||bf16 - ref|| <= 0.6 ||ref||` for the gradients. The ReLU flips of
+/// per tensor, `||bf16 - ref|| <= 0.75 ||ref||` for the gradients. The ReLU flips of
 /// `resnet8_step_bf16_matches_cpu_f32` (a fraction p of about 2^-8 of each ReLU's elements, each
 /// passing or stopping a whole element of the gradient) compound over the ReLUs behind a tensor:
 /// about sqrt(k p) after k of them, 0.44 at the stem of a 49-ReLU net. Measured on the emulator at
 /// 4 x 64x64: 0.03 for the classifier's weights, 0.1 to 0.35 in the last stage, 0.35 to 0.49 in
-/// the first ones, rising with depth as that predicts. A wiring error puts a gradient off by its
-/// whole norm or more (1 for a zero or uncorrelated gradient), or makes it NaN.
+/// the first ones, rising with depth as that predicts; 0.75 leaves half as much again for other
+/// data and sizes. A wiring error puts a gradient off by its whole norm or more (1 for a zero
+/// gradient, 1.4 for an uncorrelated one of the same size), or makes it NaN.
 fn resnet50_step_bf16_matches_f32<R: Backend<Elem = f32>>(
     reference: &R,
     gpu: &Gpu,
@@ -698,8 +699,8 @@ fn resnet50_step_bf16_matches_f32<R: Backend<Elem = f32>>(
     );
     for (name, e) in &errors {
         assert!(
-            *e <= 0.6,
-            "{name} gradient: ||bf16 - f32|| / ||f32|| = {e:.3} > 0.6"
+            *e <= 0.75,
+            "{name} gradient: ||bf16 - f32|| / ||f32|| = {e:.3} > 0.75"
         );
     }
 }
