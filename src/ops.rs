@@ -537,8 +537,9 @@ pub fn batch_norm_backward<B: Backend>(
         dbeta,
     )?;
     if relu {
-        // `y` gives the ReLU's mask; without a ReLU it is not read (a fused forward may not even
-        // have written it).
+        // `y` is the forward's output, the ReLU's mask for a backend that reads it (the CPU and GPU
+        // backends recompute it from `x` and `saved` instead); without a ReLU it is meaningless (a
+        // fused forward may not even have written it).
         expect_activations(be, OP, &[("y", y)])?;
     }
     be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)

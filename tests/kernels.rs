@@ -253,8 +253,10 @@ fn batch_norm_matches_cpu() {
         // Per element: no reduction (the inputs are the same values on both sides).
         t.assert_close(&format!("bn infer {name}"), &yi, 1);
 
-        // The backward takes y, mean and inv_std from the CPU forward on both sides, so that it is
-        // checked on its own.
+        // The backward takes mean and inv_std from the CPU forward on both sides, so that it is
+        // checked on its own. Both backends take BN's ReLU mask from x and the affine map, not from
+        // y; the GPU's fused multiply-add could put an element within an f32 rounding of the kink
+        // on the other side (about 1e-7 of random elements: none with this seed).
         let y_host = y.c.to_vec(&t.cpu).unwrap();
         let y_same = t.pair_of(&xd, &y_host);
         let mean_same = t.pair_of(&[c], &mean.c.to_vec(&t.cpu).unwrap());
@@ -424,6 +426,154 @@ fn batch_norm_add_relu_backward_equals_add_then_batch_norm_backward() {
                 let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
                 assert!(same, "{what} {name} {precision:?}: fused {a:?} pair {b:?}");
             }
+        }
+    }
+}
+
+/// Inputs for one channel of a batch norm whose forward value `x scale + shift` crosses zero among
+/// them: `base` values, then 33 probes on the kink `x* = -shift / scale` and 16 steps of the storage
+/// type either side (f32 or bf16 bit patterns). The kink comes from the statistics of all the
+/// values, probes included, so it is found by iterating (in f64, close enough: the probes span many
+/// roundings of it).
+fn values_across_the_relu_kink(base: &[f32], gamma: f32, beta: f32, bf16: bool) -> Vec<f32> {
+    let step = |v: f32, k: i32| -> f32 {
+        if bf16 {
+            let b = half::bf16::from_f32(v).to_bits() as i32 + k;
+            half::bf16::from_bits(b as u16).to_f32()
+        } else {
+            f32::from_bits((v.to_bits() as i32 + k) as u32)
+        }
+    };
+    let mut values = base.to_vec();
+    // Moving the probes by d moves the kink by about 33 / len d: with a few hundred values, 20
+    // rounds bring it well inside the probes' span.
+    for _ in 0..20 {
+        let m = values.len() as f64;
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / m;
+        let var = values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / m;
+        let scale = f64::from(gamma) / (var + 1e-5).sqrt();
+        let kink = (mean - f64::from(beta) / scale) as f32;
+        values.truncate(base.len());
+        values.extend((-16..=16).map(|k| step(kink, k)));
+    }
+    values
+}
+
+/// BN's own ReLU mask in the backward is recomputed from `x` and the saved statistics (the
+/// forward's affine map, by the forward's own code) instead of being read from `y`: it must be the
+/// forward's mask bit for bit, on the kink too, where a rounding difference between the two would
+/// flip it. So `batch_norm_backward` (ReLU) must equal `batch_norm_add_relu_backward` given the
+/// forward's `y` as the block output (its mask is `y > 0`, and BN's backward is the same
+/// arithmetic), bit for bit, on inputs crowding each channel's kink, in f32 and in bf16.
+#[test]
+fn batch_norm_backward_relu_mask_is_the_forwards_bit_for_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let (rows, c) = (256, 8);
+    for precision in [Precision::F32, Precision::Bf16] {
+        let bf16 = precision == Precision::Bf16;
+        let be = gpu().with_precision(precision);
+        let gamma: Vec<f32> = (0..c).map(|_| rng.random_range(0.5..1.5)).collect();
+        let beta: Vec<f32> = (0..c).map(|_| rng.random_range(-1.0..1.0)).collect();
+        // Channel-major first, then laid out as [rows, c].
+        let columns: Vec<Vec<f32>> = (0..c)
+            .map(|ch| {
+                let base: Vec<f32> = (0..rows - 33)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect();
+                values_across_the_relu_kink(&base, gamma[ch], beta[ch], bf16)
+            })
+            .collect();
+        let x_host: Vec<f32> = (0..rows * c).map(|i| columns[i % c][i / c]).collect();
+        let dy_host: Vec<f32> = (0..rows * c).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let shape = [1, rows, 1, c];
+        let activation = |data: &[f32]| {
+            let mut t = Tensor::from_slice(&be, shape, data).unwrap();
+            be.to_activation_dtype(&mut t).unwrap();
+            t
+        };
+        let channel = |data: &[f32]| Tensor::from_slice(&be, [c], data).unwrap();
+        let (x, dy) = (activation(&x_host), activation(&dy_host));
+        let (gamma_t, beta_t) = (channel(&gamma), channel(&beta));
+        let zeros = |dims: &[usize]| Tensor::<Gpu>::zeros(&be, dims).unwrap();
+        let (mut y, mut mean, mut inv_std) = (zeros(&shape), zeros(&[c]), zeros(&[c]));
+        be.to_activation_dtype(&mut y).unwrap();
+        let (mut running_mean, mut running_var) = (zeros(&[c]), channel(&vec![1.0; c]));
+        let cfg = BatchNormConfig {
+            eps: 1e-5,
+            momentum: 0.1,
+            relu: true,
+        };
+        ops::batch_norm_forward_train(
+            &be,
+            &x,
+            &gamma_t,
+            &beta_t,
+            &mut y,
+            &mut mean,
+            &mut inv_std,
+            &mut running_mean,
+            &mut running_var,
+            cfg,
+        )
+        .unwrap();
+        // Not vacuous: in every channel, the probes straddle the kink.
+        let y_host = y.to_vec(&be).unwrap();
+        for ch in 0..c {
+            let probes: Vec<f32> = (rows - 33..rows).map(|r| y_host[r * c + ch]).collect();
+            assert!(
+                probes.contains(&0.0) && probes.iter().any(|&v| v > 0.0),
+                "{precision:?} channel {ch}: the probes do not straddle the kink: {probes:?}"
+            );
+        }
+        let saved = || BatchNormSaved {
+            mean: &mean,
+            inv_std: &inv_std,
+            beta: &beta_t,
+        };
+        let (mut dx, mut dgamma, mut dbeta) = (zeros(&shape), zeros(&[c]), zeros(&[c]));
+        ops::batch_norm_backward(
+            &be,
+            &x,
+            &y,
+            &dy,
+            &gamma_t,
+            saved(),
+            &mut dx,
+            &mut dgamma,
+            &mut dbeta,
+            true,
+        )
+        .unwrap();
+        let (mut dx2, mut dsum2, mut dgamma2, mut dbeta2) =
+            (zeros(&shape), zeros(&shape), zeros(&[c]), zeros(&[c]));
+        ops::batch_norm_add_relu_backward(
+            &be,
+            &x,
+            &y,
+            &dy,
+            &gamma_t,
+            saved(),
+            &mut dx2,
+            &mut dsum2,
+            &mut dgamma2,
+            &mut dbeta2,
+        )
+        .unwrap();
+        for (what, a, b) in [
+            ("dx", &dx, &dx2),
+            ("dgamma", &dgamma, &dgamma2),
+            ("dbeta", &dbeta, &dbeta2),
+        ] {
+            let (a, b) = (a.to_vec(&be).unwrap(), b.to_vec(&be).unwrap());
+            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(
+                same,
+                "{what} {precision:?}: mask from x {a:?}, from y {b:?}"
+            );
         }
     }
 }
@@ -787,7 +937,8 @@ fn batch_norm_many_partitions_is_deterministic() {
         t.assert_close("bn running_var", &rv, m);
         t.assert_close("bn y", &y, m);
 
-        // The backward on the CPU forward's outputs on both sides (the same ReLU mask).
+        // The backward on the CPU forward's statistics on both sides (each backend takes the ReLU
+        // mask from x and them).
         let y_same = t.pair_of(&xd, &y.c.to_vec(&t.cpu).unwrap());
         let mean_same = t.pair_of(&[c], &mean.c.to_vec(&t.cpu).unwrap());
         let inv_same = t.pair_of(&[c], &inv_std.c.to_vec(&t.cpu).unwrap());

@@ -642,8 +642,9 @@ fn damp_residual_branches<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>, 
 }
 
 /// One training step of the whole resnet50 (the 7x7 stem, max pool, 16 bottlenecks with their
-/// projections, 53 convolutions of every kind the net has, 49 ReLUs) in bf16 against `reference`'s
-/// f32 step, from the same weights (residual branches damped: `damp_residual_branches`) and batch.
+/// projections, 53 convolutions of every kind the net has, 49 ReLUs) in bf16 (`bf16`) against an f32
+/// step (`reference`) from the same weights (residual branches damped: `damp_residual_branches`)
+/// and batch (`resnet50_step`).
 ///
 /// Tolerance: the loss within 1e-2 relative (measured: 1e-6, the forward is not where bf16 shows);
 /// per tensor, `||bf16 - ref|| <= 0.75 ||ref||` for the gradients. The ReLU flips of
@@ -654,42 +655,11 @@ fn damp_residual_branches<B: Backend<Elem = f32>>(be: &B, net: &mut Network<B>, 
 /// the first ones, rising with depth as that predicts; 0.75 leaves half as much again for other
 /// data and sizes. A wiring error puts a gradient off by its whole norm or more (1 for a zero
 /// gradient, 1.4 for an uncorrelated one of the same size), or makes it NaN.
-fn resnet50_step_bf16_matches_f32<R: Backend<Elem = f32>>(
-    reference: &R,
-    gpu: &Gpu,
-    n: usize,
-    side: usize,
-    classes: usize,
-    seed: u64,
-) {
-    let config = ModelConfig::from_name("resnet50", classes).unwrap();
-    let mut net_r = Network::new(
-        reference,
-        config.clone(),
-        &mut ChaCha8Rng::seed_from_u64(seed),
-    )
-    .unwrap();
-    let mut net_g = Network::new(gpu, config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-    damp_residual_branches(reference, &mut net_r, 0.2);
-    damp_residual_branches(gpu, &mut net_g, 0.2);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
-    let pixels = bf16_values(&mut rng, n * side * side * 3, -1.0, 1.0);
-    let labels: Vec<u32> = (0..n)
-        .map(|_| rng.random_range(0..classes as u32))
-        .collect();
-    let x_r = Tensor::from_slice(reference, [n, side, side, 3], &pixels).unwrap();
-    let x_g = Tensor::from_slice(gpu, [n, side, side, 3], &pixels).unwrap();
-    let loss_r = net_r
-        .forward_backward(reference, &x_r, &labels)
-        .unwrap()
-        .loss;
-    let loss_g = net_g.forward_backward(gpu, &x_g, &labels).unwrap().loss;
+fn assert_bf16_step_matches_f32(bf16: &StepResult, reference: &StepResult) {
+    let (loss_g, loss_r) = (bf16.loss, reference.loss);
     let loss_rel = ((loss_g - loss_r) / loss_r).abs();
-    let errors = gradient_errors(
-        &params_of(gpu, &mut net_g),
-        &params_of(reference, &mut net_r),
-    );
-    eprintln!("resnet50 n={n} side={side}: loss bf16 {loss_g} f32 {loss_r} ({loss_rel:.2e})");
+    let errors = gradient_errors(&bf16.params, &reference.params);
+    eprintln!("loss bf16 {loss_g} f32 {loss_r} ({loss_rel:.2e}); gradients:");
     for (name, e) in &errors {
         eprintln!("  {name:40} {e:.3e}");
     }
@@ -705,11 +675,43 @@ fn resnet50_step_bf16_matches_f32<R: Backend<Elem = f32>>(
     }
 }
 
+/// A training step's loss and, per parameter, its name, value and gradient.
+struct StepResult {
+    loss: f64,
+    params: Vec<(String, Vec<f32>, Vec<f32>)>,
+}
+
+/// One forward and backward pass of resnet50 (residual branches damped) on `be`, on `n` random
+/// images of `side` x `side` (values exact in bf16) from `seed`.
+fn resnet50_step<B: Backend<Elem = f32>>(
+    be: &B,
+    n: usize,
+    side: usize,
+    classes: usize,
+    seed: u64,
+) -> StepResult {
+    let config = ModelConfig::from_name("resnet50", classes).unwrap();
+    let mut net = Network::new(be, config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    damp_residual_branches(be, &mut net, 0.2);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let pixels = bf16_values(&mut rng, n * side * side * 3, -1.0, 1.0);
+    let labels: Vec<u32> = (0..n)
+        .map(|_| rng.random_range(0..classes as u32))
+        .collect();
+    let x = Tensor::from_slice(be, [n, side, side, 3], &pixels).unwrap();
+    let loss = net.forward_backward(be, &x, &labels).unwrap().loss;
+    StepResult {
+        loss,
+        params: params_of(be, &mut net),
+    }
+}
+
 /// The whole resnet50 in bf16 (4 images of 64x64: every layer, down to 2x2 in the last stage)
 /// against the CPU's f32 step.
 #[test]
 fn resnet50_step_in_bf16_matches_cpu_f32() {
-    resnet50_step_bf16_matches_f32(&Cpu::new(), &gpu_bf16(), 4, 64, 10, 71);
+    let reference = resnet50_step(&Cpu::new(), 4, 64, 10, 71);
+    assert_bf16_step_matches_f32(&resnet50_step(&gpu_bf16(), 4, 64, 10, 71), &reference);
 }
 
 /// The same at the size `bench` times (256 images of 224x224, 1000 classes) against the GPU's own
@@ -724,12 +726,16 @@ fn resnet50_steps_at_batch_256_in_bf16_match_the_gpu_f32_step() {
         name.starts_with("cuda"),
         "RESNET_TEST_DRIVER={name:?}: this test needs a GPU (RESNET_TEST_DRIVER=cuda)"
     );
-    let f32_gpu = GpuBackend::open(&name)
-        .unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"))
-        .with_precision(Precision::F32);
+    // The f32 step first, its backend and memory gone before the bf16 ones run.
+    let reference = {
+        let f32_gpu = GpuBackend::open(&name)
+            .unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"))
+            .with_precision(Precision::F32);
+        resnet50_step(&f32_gpu, 256, 224, 1000, 73)
+    };
     for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
         eprintln!("{family:?} kernels");
         let gpu = gpu_bf16().with_tc_family(family);
-        resnet50_step_bf16_matches_f32(&f32_gpu, &gpu, 256, 224, 1000, 73);
+        assert_bf16_step_matches_f32(&resnet50_step(&gpu, 256, 224, 1000, 73), &reference);
     }
 }

@@ -124,8 +124,10 @@ step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 -
     --precision f32 --json
 step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
     --precision f32 --json
-step pytorch-step 150 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-20}" --warmup 5 \
-    --json "$RAW/pytorch-step.json"
+# bf16 first (our default precision): past the limit, the fp32 figures are the ones lost (each result
+# is written as soon as it is measured). It took 131 s in 2026-12-04-call2, mostly cuDNN's autotuning.
+step pytorch-step 120 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-20}" --warmup 5 \
+    --precisions bf16,tf32,fp32 --json "$RAW/pytorch-step.json"
 # The README's main job (bf16 by default on a GPU), and its checkpoint evaluated on the CPU.
 step train-default 300 "$RC" train --device cuda --out "$RAW/run-default"
 step eval-default-cuda 60 "$RC" eval --device cuda --checkpoint "$RAW/run-default/latest" --json
