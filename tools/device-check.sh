@@ -8,7 +8,7 @@
 #   (device tool) run: PHASES=1 tools/device-check.sh   carry ["device"], timeout_s >= DEADLINE + 60
 #   (device tool) run: PHASES=2 tools/device-check.sh   the same, second call
 #   (device tool) run: PHASES=3 DEADLINE=420 tools/device-check.sh   PyTorch compiled, once 1 and 2 pass
-#   here, after each call: tools/device-results.sh FILES_AT   files the outputs under docs/h200/
+#   here, after each call: tools/device-results.sh FILES_AT   files the outputs under docs/<gpu>/
 #
 # DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
 # and what is left (less a reserve for packing), and a step with under 10 s left is skipped. A failing

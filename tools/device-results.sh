@@ -5,7 +5,8 @@
 #   tools/device-results.sh FILES_AT [LABEL]
 #
 # FILES_AT is the folder the device tool's reply names (files_at). The raw outputs go to
-# docs/h200/<today>-callN (the next free N; LABEL, when given, is appended: -callN-LABEL), files over
+# docs/<gpu>/<today>-callN (<gpu> from nvidia-smi's output: h200, h100, ...; the next free N; LABEL,
+# when given, is appended: -callN-LABEL), files over
 # 1 MiB are left out (checkpoints, data; the list is printed), and the tables of
 # tools/device_table.py are printed, ready for the README's "On an H200".
 set -euo pipefail
@@ -19,16 +20,20 @@ archive=$(find "$src" -name raw.tar.gz | head -1)
     exit 1
 }
 
-day=$(date -u +%F)
-n=1
-while compgen -G "docs/h200/$day-call$n*" >/dev/null; do
-    n=$((n + 1))
-done
-dest="docs/h200/$day-call$n${label:+-$label}"
-mkdir -p "$dest"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 tar -C "$tmp" -xzf "$archive"
+# The GPU's model (H200, H100, ...) from the first line naming one in nvidia-smi's table.
+gpu=$(grep -oE "NVIDIA [A-Z][0-9]+" "$tmp/device-raw/nvidia-smi.txt" 2>/dev/null | head -1 | cut -d' ' -f2 |
+    tr '[:upper:]' '[:lower:]')
+gpu=${gpu:-unknown-gpu}
+day=$(date -u +%F)
+n=1
+while compgen -G "docs/$gpu/$day-call$n*" >/dev/null; do
+    n=$((n + 1))
+done
+dest="docs/$gpu/$day-call$n${label:+-$label}"
+mkdir -p "$dest"
 # The archive holds one folder, device-raw/.
 cp -r "$tmp"/device-raw/. "$dest"/
 find "$dest" -type f -size +1M -print -delete | sed 's/^/left out (over 1 MiB): /'
