@@ -305,6 +305,19 @@ fn batch_norm_matches_cpu() {
     }
 }
 
+/// Each pair of GPU tensors holds the same bits.
+fn assert_same_bits<const N: usize>(
+    be: &Gpu,
+    context: &str,
+    pairs: [(&str, &Tensor<Gpu>, &Tensor<Gpu>); N],
+) {
+    for (what, a, b) in pairs {
+        let (a, b) = (a.to_vec(be).unwrap(), b.to_vec(be).unwrap());
+        let same = a.len() == b.len() && a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{what} ({context}): {a:?} against {b:?}");
+    }
+}
+
 /// The end of a residual block's backward as one op (`batch_norm_add_relu_backward`): on the GPU
 /// it must equal `add_backward` (ReLU) followed by BN's backward without a ReLU bit for bit, in f32
 /// and in bf16, since both feed the same masked gradient to the same reductions in the same order;
@@ -416,16 +429,16 @@ fn batch_norm_add_relu_backward_equals_add_then_batch_norm_backward() {
                 false,
             )
             .unwrap();
-            for (what, a, b) in [
-                ("dx", &dx, &dx2),
-                ("dsum", &dsum, &dsum2),
-                ("dgamma", &dgamma, &dgamma2),
-                ("dbeta", &dbeta, &dbeta2),
-            ] {
-                let (a, b) = (a.to_vec(&be).unwrap(), b.to_vec(&be).unwrap());
-                let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
-                assert!(same, "{what} {name} {precision:?}: fused {a:?} pair {b:?}");
-            }
+            assert_same_bits(
+                &be,
+                &format!("{name} {precision:?}, fused against pair"),
+                [
+                    ("dx", &dx, &dx2),
+                    ("dsum", &dsum, &dsum2),
+                    ("dgamma", &dgamma, &dgamma2),
+                    ("dbeta", &dbeta, &dbeta2),
+                ],
+            );
         }
     }
 }
@@ -563,18 +576,15 @@ fn batch_norm_backward_relu_mask_is_the_forwards_bit_for_bit() {
             &mut dbeta2,
         )
         .unwrap();
-        for (what, a, b) in [
-            ("dx", &dx, &dx2),
-            ("dgamma", &dgamma, &dgamma2),
-            ("dbeta", &dbeta, &dbeta2),
-        ] {
-            let (a, b) = (a.to_vec(&be).unwrap(), b.to_vec(&be).unwrap());
-            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(
-                same,
-                "{what} {precision:?}: mask from x {a:?}, from y {b:?}"
-            );
-        }
+        assert_same_bits(
+            &be,
+            &format!("{precision:?}, mask from x against from y"),
+            [
+                ("dx", &dx, &dx2),
+                ("dgamma", &dgamma, &dgamma2),
+                ("dbeta", &dbeta, &dbeta2),
+            ],
+        );
     }
 }
 
