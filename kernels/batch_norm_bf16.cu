@@ -23,6 +23,9 @@
 // In training, a BN right after a tensor-core convolution skips partial_sum and partial_sqdev: the
 // convolution's epilogue wrote per-tile partials (conv_tc_stats.cuh) that batch_norm_finalize_tiles_f32
 // merges (src/backend/gpu/batch_norm.rs, StatisticsSource::ConvTiles).
+// Likewise backward: a BN whose output gradient a tensor-core backward-data wrote inside a block
+// skips backward_partial, that convolution's epilogue having written the same [2][P][C] partials
+// (conv_tc_bn_grad.cuh) for batch_norm_backward_finalize_f32.
 //
 // Launch (src/backend/gpu/bf16_launch.rs): a thread owns one group of W channels (W = 8, one 16-byte
 // vector, when 8 divides C; else 1) and walks rows, so the per-channel parameters are loaded once per
@@ -33,6 +36,7 @@
 //     partition and no atomics: the sums are reproducible run to run.
 //   elementwise kernels: any grid; group lanes stride by gridDim.x tx, rows by gridDim.y ty.
 #include "bf16_vec.cuh"
+#include "bn_affine.cuh"
 
 namespace batch_norm_bf16 {
 
@@ -41,22 +45,8 @@ enum PartialMode { kSum = 0, kSquaredDeviation = 1, kBackward = 2 };
 // Where the backward passes take ReLU's mask from (the `mask` argument of backward_partial).
 enum ReluMask { kNoMask = 0, kMaskFromY = 1, kMaskFromAffine = 2 };
 
-// BN's affine map for channels c0 .. c0 + W - 1: scale = gamma inv_std, shift = beta - mean scale.
-// normalize and the backward masks share this and bn_affine, so that nvcc contracts them the same way.
-template <int W>
-__device__ __forceinline__ void bn_affine_coefficients(const float* __restrict__ mean,
-                                                       const float* __restrict__ inv_std,
-                                                       const float* __restrict__ gamma,
-                                                       const float* __restrict__ beta, int c0, float scale[W],
-                                                       float shift[W]) {
-#pragma unroll
-    for (int k = 0; k < W; ++k) {
-        scale[k] = gamma[c0 + k] * inv_std[c0 + k];
-        shift[k] = beta[c0 + k] - mean[c0 + k] * scale[k];
-    }
-}
-
-__device__ __forceinline__ float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
+// BN's affine map (bn_affine_coefficients, bn_affine) is bn_affine.cuh's, shared with the
+// tensor-core backward-data epilogue that takes the same mask.
 
 // Adds the ty row lanes of s (laid out [ty][tx][W]) into lane 0, in a fixed tree: lanes at distance
 // `half` (a power of two, halving) fold in, so any ty (not only powers of two) reduces correctly.

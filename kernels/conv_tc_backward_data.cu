@@ -21,7 +21,12 @@
 //
 // Kernels: conv2d_tc_backward_data_{V}{T}_bf16 with params (const bf16* dy, const bf16* w, bf16* dx,
 //          ConvDims d) and conv2d_tc_backward_data_add_{V}{T}_bf16 with params (const bf16* dy,
-//          const bf16* w, bf16* dx, const bf16* addend, ConvDims d), where
+//          const bf16* w, bf16* dx, const bf16* addend, ConvDims d), and
+//          conv2d_tc_backward_data_bn_{T}_bf16 (vector loader; T one of 128x128, 64x64, 128x32, 64x16)
+//          with params (const bf16* dy, const bf16* w, bf16* dx, const bf16* bn_x, const float* mean,
+//          const float* inv_std, const float* gamma, const float* beta, int relu, float* partial,
+//          ConvDims d): also the backward partials of the BN whose input is bn_x and whose output
+//          gradient is dx, into partial[2][gridDim.x * gridDim.z][C] (conv_tc_bn_grad.cuh), where
 //   {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
 //   {V} = "general_" any shape (element-wise gathers into the same tiles);
 //   {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN), 128x128w64 (four 64 x 64 warp tiles).
@@ -54,6 +59,17 @@
     }                                                                                                  \
     EMU_REGISTER(name)
 
+#define CONV_TC_BACKWARD_DATA_BN_KERNEL(name, Tile)                                                    \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* bn_x, const float* mean,              \
+             const float* inv_std, const float* gamma, const float* beta, int relu, float* partial,    \
+             ConvDims d) {                                                                             \
+        grid_dependency_sync();                                                                        \
+        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, relu, partial};                            \
+        conv_tc_backward_data<Tile, true, false, TcMmaSyncLoop, true>(dy, w, dx, nullptr, d, bn);      \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x128_bf16, TcTile128x128, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_BACKWARD_DATA_KERNEL(conv2d_tc_backward_data_64x64_bf16, TcTile64x64, true);
@@ -76,3 +92,8 @@ CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x64_bf16,
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_32x64_bf16, TcTile32x64, false);
+// The tiles backward-data's plan picks (conv_tc_plan.rs, output_tile), with the BN partials.
+CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_128x128_bf16, TcTile128x128);
+CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_64x64_bf16, TcTile64x64);
+CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_128x32_bf16, TcTile128x32);
+CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_64x16_bf16, TcTile64x16);

@@ -1,17 +1,23 @@
 // conv_tc_backward_data.cuh: the body of the tensor-core convolution backward-data (math, layouts and
 // GEMM view in conv_tc_backward_data.cu's header), shared by the sm_80 kernels there and the Hopper
 // (wgmma) kernels of conv_wgmma_backward_sm90a.cu; `MainLoop` is the main-loop policy (TcMmaSyncLoop,
-// conv_tc.cuh, or TcWgmmaLoop, conv_wgmma.cuh), which also arranges the KN tile of w.
+// conv_tc.cuh, or TcWgmmaLoop, conv_wgmma.cuh), which also arranges the KN tile of w. With BN_GRAD,
+// the epilogue also writes the batch-norm backward partials of the BN whose output gradient dx is
+// (conv_tc_bn_grad.cuh); that needs the staged store (C % 8 == 0, 16-byte aligned), and no addend.
 #ifndef RESNET_CUDA_CONV_TC_BACKWARD_DATA_CUH
 #define RESNET_CUDA_CONV_TC_BACKWARD_DATA_CUH
 
+#include "conv_tc_bn_grad.cuh"
 #include "conv_tc_epilogue.cuh"
 
-template <class Tile, bool VEC, bool ADD, class MainLoop = TcMmaSyncLoop>
+template <class Tile, bool VEC, bool ADD, class MainLoop = TcMmaSyncLoop, bool BN_GRAD = false>
 __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
                                                       bf16* __restrict__ dx, const bf16* __restrict__ addend,
-                                                      const ConvDims& d) {
+                                                      const ConvDims& d, const TcBnGrad& bn = TcBnGrad{}) {
+    static_assert(!BN_GRAD || (VEC && !ADD), "the BN partials take the vector kernel's staged store, no addend");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
+    // Uniform: the partials read the staged tile, and x by 16-byte loads.
+    if (BN_GRAD && (!tc_staged_store_ok(d.C, dx) || !tc_staged_store_ok(d.C, bn.x))) __trap();
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
     const int H = d.H, W = d.W, P = d.P, Q = d.Q, C = d.C, K = d.K, S = d.S, stride = d.stride, pad = d.pad;
@@ -27,7 +33,10 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     const int M = d.N * Hc * Wc, RED = nr * ns * K;
 
     const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
-    if (m0 >= M) return;  // uniform over the block: a smaller class than the grid is sized for
+    if (m0 >= M) {  // uniform over the block: a smaller class than the grid is sized for
+        if constexpr (BN_GRAD) tc_bn_grad_zero_partials<Tile>(bn, n0, C);
+        return;
+    }
     const int tid = threadIdx.x;
 
     // This thread's A rows (class pixels): dy's image offset and the output read by tap (0, 0).
@@ -144,6 +153,9 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
             tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row, [&](int m) { return addend + pixel(m); });
         } else {
             tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row);
+        }
+        if constexpr (BN_GRAD) {
+            tc_bn_grad_partials<Tile>(bn, smem, m0, n0, M, C, [&](int m) { return bn.x + pixel(m); });
         }
         return;
     }

@@ -15,6 +15,9 @@
 //   conv2d_wgmma_backward_data_{T}_bf16      (const bf16* dy, const bf16* w, bf16* dx, ConvDims d)
 //   conv2d_wgmma_backward_data_add_{T}_bf16  (const bf16* dy, const bf16* w, bf16* dx, const bf16* addend,
 //                                             ConvDims d)
+//   conv2d_wgmma_backward_data_bn_{T}_bf16   ({T} one of 128x128, 64x128, 128x64, 64x64) the params of
+//                                             conv_tc_backward_data.cu's _bn_ kernels: dx and the
+//                                             partials of the BN it is the output gradient of
 //   conv2d_wgmma_backward_filter_{T}_bf16    (const bf16* x, const bf16* dy, float* out, ConvDims d); the
 //                                             split partials are summed by conv_tc_backward_filter.cu's
 //                                             conv2d_tc_backward_filter_reduce_bf16 as for the sm_80 kernels
@@ -41,6 +44,17 @@
     }                                                                                                  \
     EMU_REGISTER(name)
 
+#define CONV_WGMMA_BACKWARD_DATA_BN_KERNEL(name, Tile)                                                 \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* bn_x, const float* mean,              \
+             const float* inv_std, const float* gamma, const float* beta, int relu, float* partial,    \
+             ConvDims d) {                                                                             \
+        grid_dependency_sync();                                                                        \
+        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, relu, partial};                            \
+        conv_tc_backward_data<Tile, true, false, TcWgmmaLoop, true>(dy, w, dx, nullptr, d, bn);        \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
 #define CONV_WGMMA_BACKWARD_FILTER_KERNEL(name, Tile)                                                  \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
         name(const bf16* x, const bf16* dy, float* out, ConvDims d) {                                  \
@@ -63,6 +77,11 @@ CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x64_bf16, 
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_64x64_bf16, WgTile64x64);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x128k64_bf16, WgTile128x128K64);
 CONV_WGMMA_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_backward_data_add_128x256k64_bf16, WgTile128x256K64);
+// The tiles the plan stands in for the mma.sync ones (TcFamily::tile), with the BN partials.
+CONV_WGMMA_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_backward_data_bn_128x128_bf16, WgTile128x128);
+CONV_WGMMA_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_backward_data_bn_64x128_bf16, WgTile64x128);
+CONV_WGMMA_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_backward_data_bn_128x64_bf16, WgTile128x64);
+CONV_WGMMA_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_backward_data_bn_64x64_bf16, WgTile64x64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x128_bf16, WgTile128x128);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x256_bf16, WgTile128x256);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_64x128_bf16, WgTile64x128);

@@ -545,6 +545,88 @@ pub fn batch_norm_backward<B: Backend>(
     be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
 }
 
+/// `dz = conv2d_backward_data(dy, w)` plus the backward partial sums of the batch norm (input
+/// `bn_x`) whose output gradient `dz` is, into `partials`; see the backend op.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_data_with_bn_grad<B: Backend>(
+    be: &B,
+    dy: &Tensor<B>,
+    w: &Tensor<B>,
+    dz: &mut Tensor<B>,
+    bn_x: &Tensor<B>,
+    gamma: &Tensor<B>,
+    saved: BatchNormSaved<'_, B>,
+    relu: bool,
+    partials: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_data_with_bn_grad";
+    let xs = expect_rank4(OP, "dz", dz)?;
+    let ws = expect_rank4(OP, "w", w)?;
+    let ys = conv2d_output_shape_named(OP, ("dz", &xs), ("w", &ws), geom)?;
+    expect_shape(OP, "dy", dy, &ys)?;
+    expect_shape(OP, "bn_x", bn_x, &xs)?;
+    expect_activations(be, OP, &[("dy", dy), ("bn_x", bn_x)])?;
+    expect_masters(be, OP, &[("w", w)])?;
+    let c = xs[3];
+    let per_channel = [
+        ("gamma", gamma),
+        ("save_mean", saved.mean),
+        ("save_inv_std", saved.inv_std),
+        ("beta", saved.beta),
+    ];
+    for (name, t) in per_channel {
+        expect_shape(OP, name, t, &[c])?;
+    }
+    expect_masters(be, OP, &per_channel)?;
+    match be.conv2d_bn_grad_len(&xs, &ws, geom) {
+        Some(len) => expect_shape(OP, "partials", partials, &[len])?,
+        None => {
+            return Err(invalid(
+                OP,
+                format!(
+                    "{} does not compute batch-norm backward sums in this convolution \
+                     (conv2d_bn_grad_len is None)",
+                    be.name()
+                ),
+            ))
+        }
+    }
+    be.conv2d_backward_data_with_bn_grad(dy, w, dz, bn_x, gamma, saved, relu, partials, geom)
+}
+
+/// `batch_norm_backward` with its sums from the `partials` that
+/// `conv2d_backward_data_with_bn_grad` wrote with `dy`; see the backend op.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward_from_partials<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    dy: &Tensor<B>,
+    partials: &Tensor<B>,
+    gamma: &Tensor<B>,
+    saved: BatchNormSaved<'_, B>,
+    dx: &mut Tensor<B>,
+    dgamma: &mut Tensor<B>,
+    dbeta: &mut Tensor<B>,
+    relu: bool,
+) -> Result<()> {
+    const OP: &str = "batch_norm_backward_from_partials";
+    check_batch_norm_backward(be, OP, x, &[("dy", dy)], gamma, &saved, dx, dgamma, dbeta)?;
+    // Two sums per partition and channel; the partition count is the convolution's business.
+    let c = gamma.numel();
+    if partials.dims().len() != 1 || partials.numel() == 0 || partials.numel() % (2 * c) != 0 {
+        return Err(invalid(
+            OP,
+            format!(
+                "partials has shape {:?}; expected a positive multiple of 2 x {c} values",
+                partials.dims()
+            ),
+        ));
+    }
+    expect_masters(be, OP, &[("partials", partials)])?;
+    be.batch_norm_backward_from_partials(x, dy, partials, gamma, saved, dx, dgamma, dbeta, relu)
+}
+
 /// Backward of `out = relu(BN(x) + residual)` (see `Backend::batch_norm_add_relu_backward`): `dsum`
 /// receives the gradient of the sum, `dx`, `dgamma` and `dbeta` BN's.
 #[allow(clippy::too_many_arguments)]

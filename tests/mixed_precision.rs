@@ -739,3 +739,83 @@ fn resnet50_steps_at_batch_256_in_bf16_match_the_gpu_f32_step() {
         assert_bf16_step_matches_f32(&resnet50_step(&gpu, 256, 224, 1000, 73), &reference);
     }
 }
+
+/// A network's training step on `gpu` (the second from the same weights: the first makes the
+/// weights' bf16 copies and sizes every buffer): its loss, parameters and gradients, and the kernels
+/// that step launched.
+fn step_and_launches(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    n: usize,
+    side: usize,
+    seed: u64,
+) -> (StepResult, u64) {
+    let mut net = Network::new(gpu, config.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let pixels = bf16_values(&mut rng, n * side * side * 3, -1.0, 1.0);
+    let labels: Vec<u32> = (0..n)
+        .map(|_| rng.random_range(0..config.num_classes as u32))
+        .collect();
+    let x = Tensor::from_slice(gpu, [n, side, side, 3], &pixels).unwrap();
+    net.forward_backward(gpu, &x, &labels).unwrap();
+    let before = gpu.device_counts().unwrap();
+    let loss = net.forward_backward(gpu, &x, &labels).unwrap().loss;
+    let launches = gpu.device_counts().unwrap().since(&before).launches;
+    let result = StepResult {
+        loss,
+        params: params_of(gpu, &mut net),
+    };
+    (result, launches)
+}
+
+/// Inside each block, the backward-data convolution that writes a batch norm's output gradient
+/// also computes that BN's backward sums (kernels/conv_tc_bn_grad.cuh), which the BN's backward then
+/// takes instead of reading the gradient for them: the same step as with the fusion off
+/// (`with_bn_grad_fusion(false)`), with one kernel fewer per BN inside a block (resnet8: 3 basic
+/// blocks of 1; a two-stage bottleneck net, the stride on its 3x3 so that one fused backward-data
+/// has stride-2 phases: 2 blocks of 2).
+///
+/// Tolerance: the forward is untouched, so the loss is the same bits. The two BN backward passes
+/// differ only in the fp32 order of their per-channel sums (about 2^-20 relative), which moves each
+/// BN's coefficients by as much and so flips the bf16 rounding of a few dx elements in 10^4 by one
+/// unit (2^-8 relative): at most about 1e-4 of a gradient's norm, compounding over a few layers
+/// (measured on the emulator: 2e-7 at most, no rounding flipped). 1e-3 bounds that with room; the
+/// errors are printed. A wiring error (another BN's sums, a missing ReLU mask, a stale buffer)
+/// moves dgamma and dbeta by their whole size.
+#[test]
+fn bn_backward_sums_from_backward_data_match_the_separate_pass() {
+    let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
+    let mut bottleneck = ModelConfig::from_name("resnet50", 7).unwrap();
+    bottleneck.stage_blocks = vec![1, 1];
+    bottleneck.stage_channels = vec![32, 64];
+    for (name, config, side, inner_bns) in [
+        ("resnet8", resnet8, 12, 3),
+        ("bottleneck", bottleneck, 24, 4),
+    ] {
+        for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
+            let fused = gpu_bf16().with_tc_family(family);
+            let separate = gpu_bf16().with_tc_family(family).with_bn_grad_fusion(false);
+            let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 91);
+            let (b, launches_b) = step_and_launches(&separate, &config, 2, side, 91);
+            assert_eq!(
+                launches_b - launches_a,
+                inner_bns,
+                "{name} {family:?}: launches fused {launches_a}, separate {launches_b}"
+            );
+            assert_eq!(
+                a.loss.to_bits(),
+                b.loss.to_bits(),
+                "{name} {family:?}: loss"
+            );
+            let errors = gradient_errors(&a.params, &b.params);
+            let worst = errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
+            eprintln!("{name} {family:?}: largest gradient difference {worst:.2e}");
+            for (param, e) in &errors {
+                assert!(
+                    *e <= 1e-3,
+                    "{name} {family:?}: {param} gradient: ||fused - separate|| / ||separate|| = {e:.2e}"
+                );
+            }
+        }
+    }
+}

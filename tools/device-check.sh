@@ -172,6 +172,12 @@ fi
 
 step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50 --batch-size 256 \
     --device cuda --json
+# The BN backward sums from the backward-data epilogue (kernels/conv_tc_bn_grad.cuh) against the
+# separate pass: what the fusion is worth.
+step bench-resnet50-b256-nofusebn 120 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet50 \
+    --batch-size 256 --device cuda --json
+step bench-resnet20-b128-nofusebn 60 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet20 \
+    --batch-size 128 --device cuda --json
 
 # BENCH_FILTER (criterion's filter, a regex) picks a part of the suite: all of it takes over 1 s a
 # benchmark on the H200, more than one call has. Default: the bf16 tensor-core convolutions (the

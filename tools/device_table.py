@@ -34,7 +34,7 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|nofusebn))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
@@ -46,6 +46,8 @@ def step_rows(raw):
                     label += ", no PDL"
                 if m[3] == "wgmma":
                     label += ", wgmma"
+                if m[3] == "nofusebn":
+                    label += ", BN sums unfused"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
     for file in ("pytorch-step.json", "pytorch-compiled.json"):

@@ -349,6 +349,64 @@ pub trait Backend: Sized + Send + Sync + 'static {
         Err(no_conv_stats(self))
     }
 
+    // Batch-norm backward partials from the convolution's backward-data epilogue (a BN (+ReLU) ->
+    // conv pair, BN's output being the convolution's input): the convolution writes BN's output
+    // gradient and, from the same pass, BN's per-channel sums of it, so BN's backward does not read
+    // that gradient for them. As with the forward statistics, two ops that each layer keeps calling,
+    // joined by one buffer of partials (sized by `conv2d_bn_grad_len`, owned by the BN's layer); a
+    // backend without the fusion answers `None` and the plain ops run.
+
+    /// The number of `Elem` values of the partials [`Backend::conv2d_backward_data_with_bn_grad`]
+    /// writes for a convolution with weights `w` and geometry `geom` whose input (BN's output) has
+    /// shape `x`, or `None` (the default) when this backend does not fuse them for that shape.
+    fn conv2d_bn_grad_len(
+        &self,
+        _x: &[usize; 4],
+        _w: &[usize; 4],
+        _geom: Conv2dGeometry,
+    ) -> Option<usize> {
+        None
+    }
+    /// `conv2d_backward_data(dy, w) -> dz` and, from the same pass, into `partials`
+    /// (`conv2d_bn_grad_len` values), the backward partial sums of the training-mode batch norm
+    /// (input `bn_x`, its forward's `saved` statistics and `gamma`, its own ReLU when `relu`) whose
+    /// output gradient `dz` is, for [`Backend::batch_norm_backward_from_partials`]. Only for a
+    /// backend whose `conv2d_bn_grad_len` is `Some` for the shape (the default is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward_data_with_bn_grad(
+        &self,
+        _dy: &Tensor<Self>,
+        _w: &Tensor<Self>,
+        _dz: &mut Tensor<Self>,
+        _bn_x: &Tensor<Self>,
+        _gamma: &Tensor<Self>,
+        _saved: BatchNormSaved<'_, Self>,
+        _relu: bool,
+        _partials: &mut Tensor<Self>,
+        _geom: Conv2dGeometry,
+    ) -> Result<()> {
+        Err(no_bn_grad_fusion(self))
+    }
+    /// `batch_norm_backward(x, dy, ...)` (no `y`: BN's own ReLU mask comes from `x` and `saved`)
+    /// with its per-channel sums taken from `partials`, which
+    /// `conv2d_backward_data_with_bn_grad` wrote as it wrote `dy`. Only for a backend whose
+    /// `conv2d_bn_grad_len` is `Some` (the default is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward_from_partials(
+        &self,
+        _x: &Tensor<Self>,
+        _dy: &Tensor<Self>,
+        _partials: &Tensor<Self>,
+        _gamma: &Tensor<Self>,
+        _saved: BatchNormSaved<'_, Self>,
+        _dx: &mut Tensor<Self>,
+        _dgamma: &mut Tensor<Self>,
+        _dbeta: &mut Tensor<Self>,
+        _relu: bool,
+    ) -> Result<()> {
+        Err(no_bn_grad_fusion(self))
+    }
+
     /// Training-mode batch norm over N, H, W per channel:
     /// `y = gamma (x - mean) / sqrt(var + eps) + beta` (then `max(y, 0)` when `cfg.relu`), with the
     /// biased batch variance; writes `save_mean`, `save_inv_std = 1/sqrt(var + eps)` and updates the
@@ -577,6 +635,13 @@ pub trait Backend: Sized + Send + Sync + 'static {
 pub(crate) fn no_conv_stats<B: Backend>(be: &B) -> crate::error::Error {
     crate::error::Error::Config(format!(
         "{} does not compute batch-norm statistics in its convolutions",
+        be.name()
+    ))
+}
+
+pub(crate) fn no_bn_grad_fusion<B: Backend>(be: &B) -> crate::error::Error {
+    crate::error::Error::Config(format!(
+        "{} does not compute batch-norm backward sums in its convolutions",
         be.name()
     ))
 }

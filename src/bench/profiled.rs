@@ -282,6 +282,44 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn conv2d_bn_grad_len(
+        &self,
+        x: &[usize; 4],
+        w: &[usize; 4],
+        geom: Conv2dGeometry,
+    ) -> Option<usize> {
+        self.inner.conv2d_bn_grad_len(x, w, geom)
+    }
+
+    fn conv2d_backward_data_with_bn_grad(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dz: &mut Tensor<Self>,
+        bn_x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        relu: bool,
+        partials: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let saved = inner_saved(saved);
+        // Timed as a convolution: the BN sums ride on its epilogue.
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_backward_data_with_bn_grad(
+                inner(dy),
+                inner(w),
+                inner_mut(dz),
+                inner(bn_x),
+                inner(gamma),
+                saved,
+                relu,
+                inner_mut(partials),
+                geom,
+            )
+        })
+    }
+
     fn conv2d_backward_data(
         &self,
         dy: &Tensor<Self>,
@@ -437,6 +475,34 @@ impl<B: Backend> Backend for Profiled<B> {
                 inner(running_var),
                 inner_mut(y),
                 cfg,
+            )
+        })
+    }
+
+    fn batch_norm_backward_from_partials(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        partials: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        let saved = inner_saved(saved);
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_backward_from_partials(
+                inner(x),
+                inner(dy),
+                inner(partials),
+                inner(gamma),
+                saved,
+                inner_mut(dx),
+                inner_mut(dgamma),
+                inner_mut(dbeta),
+                relu,
             )
         })
     }

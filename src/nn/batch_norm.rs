@@ -170,6 +170,46 @@ impl<B: Backend> BatchNorm2d<B> {
         Ok(())
     }
 
+    /// What backward reads of the last training-mode forward (statistics and shift).
+    pub fn saved(&self) -> BatchNormSaved<'_, B> {
+        BatchNormSaved {
+            mean: &self.save_mean,
+            inv_std: &self.save_inv_std,
+            beta: &self.bias.value,
+        }
+    }
+
+    /// `backward(x, dy)` with the per-channel sums from `partials`, which the convolution that
+    /// wrote `dy` (this BN's output gradient) computed in its epilogue
+    /// (`ops::conv2d_backward_data_with_bn_grad`), instead of from reading `dy` for them.
+    pub fn backward_from_partials(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        partials: &Tensor<B>,
+    ) -> Result<()> {
+        self.check_trained("batch_norm_backward_from_partials")?;
+        self.dx.ensure_shape(be, x.dims())?;
+        let saved = BatchNormSaved {
+            mean: &self.save_mean,
+            inv_std: &self.save_inv_std,
+            beta: &self.bias.value,
+        };
+        ops::batch_norm_backward_from_partials(
+            be,
+            x,
+            dy,
+            partials,
+            &self.weight.value,
+            saved,
+            &mut self.dx,
+            &mut self.weight.grad,
+            &mut self.bias.grad,
+            self.relu,
+        )
+    }
+
     /// `forward(x, Train)` with the batch statistics taken from `stats`, the partials the
     /// convolution that wrote `x` computed in its epilogue (`Conv2d::forward_with_stats`), instead
     /// of from reading `x`.

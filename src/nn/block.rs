@@ -226,20 +226,22 @@ impl<B: Backend> Layer<B> for Block<B> {
         for i in (0..=last).rev() {
             let (before, rest) = self.units.split_at_mut(i);
             let (unit, after) = rest.split_first_mut().expect("index in range");
-            let input = if i == 0 { x } else { before[i - 1].output() };
             match (i == last, &self.shortcut) {
                 (true, Some(_)) => {} // BN's half is done above
                 (true, None) => unit.bn_backward(be, dy)?,
                 (false, _) => unit.bn_backward(be, after[0].input_grad())?,
             }
-            match &self.shortcut {
+            match (before.last_mut(), &self.shortcut) {
+                // Inside the block: the input gradient is the previous unit's BN output gradient,
+                // whose BN sums the convolution may compute as it writes it.
+                (Some(prev), _) => unit.conv_backward_after(be, prev)?,
                 // The block's input gradient, F's plus the shortcut's, summed as the first
                 // convolution's input gradient is written.
-                Some(shortcut) if i == 0 => {
+                (None, Some(shortcut)) => {
                     let addend = shortcut.input_grad(&self.dsum);
-                    unit.conv_backward_add(be, input, addend, &mut self.dx)?;
+                    unit.conv_backward_add(be, x, addend, &mut self.dx)?;
                 }
-                _ => unit.conv_backward(be, input)?,
+                (None, None) => unit.conv_backward(be, x)?,
             }
         }
         Ok(())

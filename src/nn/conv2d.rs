@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use super::{init, Layer, Mode, Param};
+use super::{init, BatchNorm2d, Layer, Mode, Param};
 use crate::backend::{Backend, Conv2dGeometry, Element};
 use crate::error::Result;
 use crate::ops;
@@ -70,6 +70,35 @@ impl<B: Backend> Conv2d<B> {
         self.out.ensure_shape(be, &shape)?;
         let w = &self.weight.value;
         ops::conv2d_forward_with_stats(be, x, w, &mut self.out, stats, self.geom)
+    }
+
+    /// Backward whose input gradient is the output gradient of `bn` (the batch norm, with input
+    /// `bn_x`, whose output this convolution read): backward-data also writes `bn`'s backward sums
+    /// into `partials` (sized by `Backend::conv2d_bn_grad_len`), for
+    /// `BatchNorm2d::backward_from_partials`.
+    pub fn backward_with_bn_grad(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        bn: &BatchNorm2d<B>,
+        bn_x: &Tensor<B>,
+        partials: &mut Tensor<B>,
+    ) -> Result<()> {
+        ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
+        self.dx.ensure_shape(be, x.dims())?;
+        ops::conv2d_backward_data_with_bn_grad(
+            be,
+            dy,
+            &self.weight.value,
+            &mut self.dx,
+            bn_x,
+            &bn.weight.value,
+            bn.saved(),
+            bn.relu,
+            partials,
+            self.geom,
+        )
     }
 
     /// Backward with the input gradient summed into `out`: `dx = conv_backward_data(dy, w) +

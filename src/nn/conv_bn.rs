@@ -8,6 +8,12 @@
 //! reused: a step allocates nothing), and BN takes its batch statistics from them instead of
 //! reading the convolution's output twice. Elsewhere (the CPU, f32 on the GPU, inference) the two
 //! plain ops run and the buffer stays empty.
+//!
+//! Backward, likewise (`Backend::conv2d_bn_grad_len`, the bf16 GPU path): inside a block, unit
+//! i + 1's convolution writes the gradient of unit i's BN output, and its backward-data epilogue
+//! computes unit i's BN backward sums from it as it stores it, into a second buffer unit i owns
+//! (`conv_backward_after`), so that unit i's BN backward reads that gradient once (its data pass)
+//! rather than twice.
 
 use rand::Rng;
 
@@ -21,6 +27,12 @@ pub struct ConvBn<B: Backend> {
     pub bn: BatchNorm2d<B>,
     /// The convolution's batch-norm statistics partials (see the module doc); empty when unused.
     stats: Tensor<B>,
+    /// BN's backward partial sums, written by the next unit's backward-data (see the module doc);
+    /// empty when unused.
+    grad_partials: Tensor<B>,
+    /// Whether `grad_partials` holds this step's sums: set by the next unit's
+    /// `conv_backward_after`, taken by `bn_backward`, cleared by every forward.
+    grad_partials_ready: bool,
 }
 
 /// The shape of a conv + BN unit.
@@ -53,6 +65,8 @@ impl<B: Backend> ConvBn<B> {
             )?,
             bn: BatchNorm2d::new(be, bn_name, spec.out_ch, spec.relu)?,
             stats: Tensor::empty(be)?,
+            grad_partials: Tensor::empty(be)?,
+            grad_partials_ready: false,
         })
     }
 
@@ -60,6 +74,7 @@ impl<B: Backend> ConvBn<B> {
     /// on a backend that computes them there. Then sizes the partials buffer for the output of a
     /// convolution of `x` (a no-op after the first step at a shape).
     fn stats_from_conv(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<bool> {
+        self.grad_partials_ready = false; // a new forward: last step's backward sums are stale
         if mode != Mode::Train {
             return Ok(false);
         }
@@ -101,6 +116,10 @@ impl<B: Backend> ConvBn<B> {
     /// convolution's (`conv_backward`, or `conv_backward_add`, its input gradient plus `addend`
     /// into `out`, see `Conv2d::backward_add`).
     pub fn bn_backward(&mut self, be: &B, dy: &Tensor<B>) -> Result<()> {
+        if std::mem::take(&mut self.grad_partials_ready) {
+            let (x, partials) = (self.conv.output(), &self.grad_partials);
+            return self.bn.backward_from_partials(be, x, dy, partials);
+        }
         self.bn.backward(be, self.conv.output(), dy)
     }
 
@@ -117,6 +136,36 @@ impl<B: Backend> ConvBn<B> {
 
     pub fn conv_backward(&mut self, be: &B, x: &Tensor<B>) -> Result<()> {
         self.conv.backward(be, x, self.bn.input_grad())
+    }
+
+    /// `conv_backward` for a unit whose input is `prev`'s output (the next unit in a block): where
+    /// the backend can, the convolution's backward-data also computes `prev`'s BN backward sums,
+    /// which `prev.bn_backward` then takes (see the module doc).
+    pub fn conv_backward_after(&mut self, be: &B, prev: &mut ConvBn<B>) -> Result<()> {
+        let x = prev.bn.output();
+        let w = self
+            .conv
+            .weight
+            .value
+            .shape()
+            .dims4()
+            .expect("weights are KRSC");
+        let x_dims: Option<[usize; 4]> = x.dims().try_into().ok();
+        let len = x_dims.and_then(|xs| be.conv2d_bn_grad_len(&xs, &w, self.conv.geom));
+        let Some(len) = len else {
+            return self.conv.backward(be, x, self.bn.input_grad());
+        };
+        prev.grad_partials.ensure_shape(be, &[len])?;
+        self.conv.backward_with_bn_grad(
+            be,
+            x,
+            self.bn.input_grad(),
+            &prev.bn,
+            prev.conv.output(),
+            &mut prev.grad_partials,
+        )?;
+        prev.grad_partials_ready = true;
+        Ok(())
     }
 
     pub fn conv_backward_add(

@@ -20,8 +20,9 @@ use super::batch_norm::StatisticsSource;
 use super::bf16_launch::Launch;
 use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
+use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self, TcFamily};
-use super::convolution::{conv_shape, direct_conv_args};
+use super::convolution::{conv_shape, dims4, direct_conv_args};
 use super::head::Gemm;
 use super::optimiser::SgdTable;
 
@@ -55,6 +56,10 @@ pub struct GpuBackend<D: Driver> {
     /// The bf16 convolutions' kernel family (`RESNET_TC_KERNELS`, read when the backend is made; a
     /// bad value is reported by the first bf16 convolution).
     pub(super) tc_family: std::result::Result<TcFamily, String>,
+    /// Whether bf16 backward-data convolutions compute the backward sums of the BN before them
+    /// (`Backend::conv2d_bn_grad_len`): on, unless `RESNET_FUSE_BN_GRAD=0` when the backend is made
+    /// (to measure what the fusion is worth).
+    pub(super) fuse_bn_grad: bool,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     pub(super) sgd_table: Mutex<Option<SgdTable<D>>>,
@@ -120,6 +125,7 @@ impl<D: Driver> GpuBackend<D> {
             sgd_table: Mutex::new(None),
             precision: Precision::F32,
             tc_family: TcFamily::from_env(),
+            fuse_bn_grad: std::env::var_os("RESNET_FUSE_BN_GRAD").is_none_or(|v| v != "0"),
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
             retired_workspaces: Mutex::new(Vec::new()),
@@ -141,6 +147,13 @@ impl<D: Driver> GpuBackend<D> {
     /// The same backend running its bf16 convolutions on the tensor-core kernels of `family`.
     pub fn with_tc_family(mut self, family: TcFamily) -> Self {
         self.tc_family = Ok(family);
+        self
+    }
+
+    /// The same backend with the BN backward sums in the backward-data convolutions on or off
+    /// (see `fuse_bn_grad`).
+    pub fn with_bn_grad_fusion(mut self, on: bool) -> Self {
+        self.fuse_bn_grad = on;
         self
     }
 
@@ -423,6 +436,50 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.conv2d_forward_bf16(&shape, x, w, y, Some(stats))
     }
 
+    /// In bf16, for the shapes whose backward-data takes the vector loader: the `_bn_` kernels
+    /// (`conv_tc_plan::backward_data_bn_for`).
+    fn conv2d_bn_grad_len(
+        &self,
+        x: &[usize; 4],
+        w: &[usize; 4],
+        geom: Conv2dGeometry,
+    ) -> Option<usize> {
+        if self.precision != Precision::Bf16 || !self.fuse_bn_grad {
+            return None;
+        }
+        let y = crate::ops::conv2d_output_shape("conv2d_bn_grad_len", x, w, geom).ok()?;
+        let shape = ConvShape {
+            x: *x,
+            w: *w,
+            y,
+            geom,
+        };
+        let launch = conv_tc_plan::backward_data_bn_for(&shape, self.tc_family().ok()?)?;
+        Some(conv_tc_plan::bn_grad_partials(&launch, x[3]))
+    }
+
+    fn conv2d_backward_data_with_bn_grad(
+        &self,
+        dy: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dz: &mut Tensor<Self>,
+        bn_x: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        relu: bool,
+        partials: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        if self
+            .conv2d_bn_grad_len(&dims4(dz), &dims4(w), geom)
+            .is_none()
+        {
+            return Err(crate::backend::no_bn_grad_fusion(self));
+        }
+        let shape = conv_shape(dz, w, dy, geom);
+        self.conv2d_backward_data_bn_bf16(&shape, dy, w, dz, bn_x, gamma, &saved, relu, partials)
+    }
+
     fn conv2d_backward_data(
         &self,
         dy: &Tensor<Self>,
@@ -637,7 +694,39 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dbeta: &mut Tensor<Self>,
         relu: bool,
     ) -> Result<()> {
-        self.batch_norm_backward_pass(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu, None)
+        self.batch_norm_backward_pass(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu, None, None)
+    }
+
+    /// The finalize kernel reduces the convolution's partials; then the usual data pass.
+    fn batch_norm_backward_from_partials(
+        &self,
+        x: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        partials: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        saved: BatchNormSaved<'_, Self>,
+        dx: &mut Tensor<Self>,
+        dgamma: &mut Tensor<Self>,
+        dbeta: &mut Tensor<Self>,
+        relu: bool,
+    ) -> Result<()> {
+        if self.precision != Precision::Bf16 {
+            return Err(crate::backend::no_bn_grad_fusion(self));
+        }
+        // `y` is not read: the sums are given, and the mask comes from `x` (ReluMask::FromAffine).
+        self.batch_norm_backward_pass(
+            x,
+            x,
+            dy,
+            gamma,
+            saved,
+            dx,
+            dgamma,
+            dbeta,
+            relu,
+            None,
+            Some(partials),
+        )
     }
 
     fn batch_norm_add_relu_backward(
@@ -665,6 +754,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
             dbeta,
             true,
             Some(dsum),
+            None,
         )
     }
 

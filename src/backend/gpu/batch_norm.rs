@@ -333,7 +333,9 @@ impl<D: Driver> GpuBackend<D> {
     /// and `dbeta` in f32. BN's own ReLU masks `dy` by the sign of the forward's affine map of `x`
     /// (recomputed from `saved` by the forward's code, so `y` is not read). With `g_out`, the end of a
     /// residual block (`Backend::batch_norm_add_relu_backward`): `y` is the block's output, the mask
-    /// is `y > 0`, and the masked `dy` is stored in `g_out` too.
+    /// is `y > 0`, and the masked `dy` is stored in `g_out` too. With `conv_partials`
+    /// (`Backend::batch_norm_backward_from_partials`), the per-channel sums come from the
+    /// convolution that wrote `dy` and are not computed here (`y` is then not read at all).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn batch_norm_backward_pass(
         &self,
@@ -347,12 +349,18 @@ impl<D: Driver> GpuBackend<D> {
         dbeta: &mut T<D>,
         relu: bool,
         g_out: Option<&mut T<D>>,
+        conv_partials: Option<&T<D>>,
     ) -> Result<()> {
         let k = self.batch_norm_kernels();
         let c = gamma.numel();
         let m = x.numel() / c;
-        let p = batch_norm_partitions(m);
-        let coef_offset = (batch_norm_partial_floats(m, c, 2) * F32).div_ceil(256) * 256;
+        // With the convolution's partials ([2][P][C], conv_tc_bn_grad.cuh) the workspace holds only
+        // the coefficients.
+        let (p, partial_floats) = match conv_partials {
+            Some(t) => (t.numel() / (2 * c), 0),
+            None => (batch_norm_partitions(m), batch_norm_partial_floats(m, c, 2)),
+        };
+        let coef_offset = (partial_floats * F32).div_ceil(256) * 256;
         debug_assert!(relu || g_out.is_none(), "g_out is the ReLU-masked dy");
         let mask = match (relu, &g_out) {
             (false, _) => ReluMask::None,
@@ -365,23 +373,29 @@ impl<D: Driver> GpuBackend<D> {
             saved.beta.buf().ptr(),
         );
         self.with_workspace(coef_offset + 3 * c * F32, |ws| {
-            let (partial, coef) = (ws, ws + coef_offset as DevicePtr);
-            self.launch_planned(
-                k.backward_partial,
-                (k.partial)(m, c),
-                KernelArgs::new()
-                    .ptr(x.buf().ptr())
-                    .ptr(y.buf().ptr())
-                    .ptr(dy.buf().ptr())
-                    .ptr(mean)
-                    .ptr(inv_std)
-                    .ptr(gamma.buf().ptr())
-                    .ptr(beta)
-                    .int(m)
-                    .int(c)
-                    .int(mask as usize)
-                    .ptr(partial),
-            )?;
+            let coef = ws + coef_offset as DevicePtr;
+            let partial = match conv_partials {
+                Some(t) => t.buf().ptr(),
+                None => ws,
+            };
+            if conv_partials.is_none() {
+                self.launch_planned(
+                    k.backward_partial,
+                    (k.partial)(m, c),
+                    KernelArgs::new()
+                        .ptr(x.buf().ptr())
+                        .ptr(y.buf().ptr())
+                        .ptr(dy.buf().ptr())
+                        .ptr(mean)
+                        .ptr(inv_std)
+                        .ptr(gamma.buf().ptr())
+                        .ptr(beta)
+                        .int(m)
+                        .int(c)
+                        .int(mask as usize)
+                        .ptr(partial),
+                )?;
+            }
             self.launch_planned(
                 "batch_norm_backward_finalize_f32",
                 finalize_launch(c),

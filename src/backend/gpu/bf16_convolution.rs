@@ -159,6 +159,43 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
+    /// `dz = conv_transpose(dy, w)` and, from its epilogue, the backward partials of the BN whose
+    /// input is `bn_x` and output gradient `dz` (`plan::backward_data_bn_for`, which must be `Some`
+    /// for `shape`: the caller sized `partials` by it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn conv2d_backward_data_bn_bf16(
+        &self,
+        shape: &ConvShape,
+        dy: &T<D>,
+        w: &T<D>,
+        dz: &mut T<D>,
+        bn_x: &T<D>,
+        gamma: &T<D>,
+        saved: &crate::backend::BatchNormSaved<'_, Self>,
+        relu: bool,
+        partials: &mut T<D>,
+    ) -> Result<()> {
+        let launch = plan::backward_data_bn_for(shape, self.tc_family()?)
+            .expect("conv2d_bn_grad_len said this shape fuses");
+        let w16 = self.bf16_view_of_weight(w)?;
+        let args = KernelArgs::new()
+            .ptr(dy.buf().ptr())
+            .ptr(w16)
+            .ptr(dz.buf().ptr())
+            .ptr(bn_x.buf().ptr())
+            .ptr(saved.mean.buf().ptr())
+            .ptr(saved.inv_std.buf().ptr())
+            .ptr(gamma.buf().ptr())
+            .ptr(saved.beta.buf().ptr())
+            .int(usize::from(relu))
+            .ptr(partials.buf().ptr())
+            .value(&shape.dims());
+        self.launch_tc(&launch, args)?;
+        Self::written_as(dz, DType::Bf16);
+        Self::written_as(partials, DType::F32);
+        Ok(())
+    }
+
     /// `dw` (f32) from bf16 `x` and `dy`, its reduction split as the plan says and summed in a fixed
     /// order.
     pub(super) fn conv2d_backward_filter_bf16(

@@ -616,6 +616,49 @@ pub fn backward_data_with(shape: &ConvShape, add: bool, tile: TcTile, general: b
     )
 }
 
+/// Backward-data with the batch-norm backward partials in its epilogue
+/// (kernels/conv_tc_bn_grad.cuh; params `(dy, w, dx, bn_x, mean, inv_std, gamma, beta, relu as int,
+/// partial, ConvDims)`): [`backward_data_for`]'s tile and grid, so `dx` is the same bits, or `None`
+/// for a shape that takes the general loader (the partials need the staged 16-byte store). The
+/// kernel writes [`bn_grad_partials`] floats.
+pub fn backward_data_bn_for(shape: &ConvShape, family: TcFamily) -> Option<TcLaunch> {
+    if !backward_vectorizable(shape) {
+        return None;
+    }
+    let tile = output_tile(backward_data_rows(shape), shape.x[3]);
+    backward_data_bn_with(shape, family.tile(tile, false, shape.x[3]))
+}
+
+/// [`backward_data_bn_for`] with an explicit tile (tests), `None` for a tile without the kernel:
+/// only the tiles [`backward_data_for`] picks have one.
+pub fn backward_data_bn_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {
+    let kernel = match tile {
+        TcTile::T128x128 => "conv2d_tc_backward_data_bn_128x128_bf16",
+        TcTile::T64x64 => "conv2d_tc_backward_data_bn_64x64_bf16",
+        TcTile::T128x32 => "conv2d_tc_backward_data_bn_128x32_bf16",
+        TcTile::T64x16 => "conv2d_tc_backward_data_bn_64x16_bf16",
+        TcTile::H128x128 => "conv2d_wgmma_backward_data_bn_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_backward_data_bn_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_backward_data_bn_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_backward_data_bn_64x64_bf16",
+        _ => return None,
+    };
+    let st = shape.geom.stride;
+    Some(launch(
+        kernel,
+        tile,
+        backward_data_rows(shape),
+        shape.x[3],
+        st * st,
+    ))
+}
+
+/// Floats of the partials a [`backward_data_bn_for`] launch writes for `channels` channels:
+/// `[2][P][channels]`, one partition per block of the grid's x and z (phase) axes.
+pub fn bn_grad_partials(launch: &TcLaunch, channels: usize) -> usize {
+    2 * launch.grid.0 as usize * launch.grid.2 as usize * channels
+}
+
 /// Backward-filter, `dw = sum over N*P*Q of dy x` into fp32: 128x128 tiles when K > 64, 64x64 for
 /// 33..=64, 32x64 for K <= 32 (the tiles' M axis is K); the split count from [`filter_splits`].
 pub fn backward_filter(shape: &ConvShape) -> TcFilterLaunch {

@@ -86,6 +86,6 @@ pub(super) fn direct_conv_args(args: KernelArgs, shape: &ConvShape) -> KernelArg
         .fold(args, |args, v| args.int(v as usize))
 }
 
-fn dims4(t: &Tensor<impl Backend>) -> [usize; 4] {
+pub(super) fn dims4(t: &Tensor<impl Backend>) -> [usize; 4] {
     t.shape().dims4().expect("shape validated by ops")
 }

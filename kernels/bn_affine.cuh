@@ -1,0 +1,26 @@
+// bn_affine.cuh: batch norm's forward affine map in bf16 training, y = x scale_c + shift_c with
+// scale = gamma inv_std and shift = beta - mean scale, as one piece of code for every kernel that
+// evaluates it: the normalising pass (batch_norm_bf16.cu) and the backward passes that take BN's own
+// ReLU mask from x rather than from the stored y (batch_norm_bf16.cu's, and the tensor-core
+// backward-data epilogue's, conv_tc_bn_grad.cuh). Sharing the code is what makes the mask the
+// forward's bit for bit: nvcc contracts x * scale + shift into one fma the same way in each of them.
+#ifndef RESNET_CUDA_BN_AFFINE_CUH
+#define RESNET_CUDA_BN_AFFINE_CUH
+
+// The coefficients for channels c0 .. c0 + W - 1.
+template <int W>
+__device__ __forceinline__ void bn_affine_coefficients(const float* __restrict__ mean,
+                                                       const float* __restrict__ inv_std,
+                                                       const float* __restrict__ gamma,
+                                                       const float* __restrict__ beta, int c0, float scale[W],
+                                                       float shift[W]) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+        scale[k] = gamma[c0 + k] * inv_std[c0 + k];
+        shift[k] = beta[c0 + k] - mean[c0 + k] * scale[k];
+    }
+}
+
+__device__ __forceinline__ float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
+
+#endif

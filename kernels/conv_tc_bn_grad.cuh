@@ -1,0 +1,129 @@
+// conv_tc_bn_grad.cuh: batch-norm backward partial sums from the epilogue of the tensor-core
+// convolution backward-data (conv_tc_backward_data.cuh's _bn_ kernels), so that the BN whose output
+// gradient this convolution writes never reads that gradient for them.
+//
+// Where it applies: in a residual block, unit i's BN (+ ReLU) output feeds unit i + 1's convolution,
+// whose backward-data writes dz = d(loss)/d(BN output). BN's backward then needs, per channel c,
+//   S_c = sum_m g[m, c],   T_c = sum_m g[m, c] (x[m, c] - mean_c),   g = dz [x scale_c + shift_c > 0]
+// (g = dz without the ReLU; x is BN's input, the forward convolution's output, scale and shift BN's
+// affine map, bn_affine.cuh, so the mask is bit for bit the one the forward clamped). The separate
+// pass (batch_norm_backward_partial_bf16) reads x and dz for them; here dz is still in the block's
+// shared memory, so only x is read: one activation tensor less, and one launch.
+//
+// Math: block (bx, by, bz) owns the class-bz GEMM rows m0 = bx BM .. m0 + BM - 1 (those < M) and the
+// channels n0 = by BN .. n0 + BN - 1 (those < C). It writes, for its partition p = bz gridDim.x + bx
+// of P = gridDim.x gridDim.z and each of its channels c,
+//   partial[0][p][c] = sum of g over its rows,   partial[1][p][c] = sum of g (x - mean_c) over them,
+// in fp32, with dz the bf16 value stored in dx (exact in fp32) and x the stored bf16 input. This is
+// batch_norm_backward_partial_bf16's layout ([2][P][C]), so batch_norm_backward_finalize_f32 merges
+// the P partials into dgamma, dbeta and the data pass's coefficients unchanged. A block whose class
+// has fewer rows (grid sized for the largest class) writes zeros (tc_bn_grad_zero_partials).
+//
+// Deterministic (a fixed order, no atomics): each thread walks its staged chunks (TcChunks: one
+// column of 8 channels, rows tid / CHUNKS + j ROW_STEP) in order j and sums per channel; the ROW_STEP
+// threads of a chunk column then write their 16 sums to shared memory and thread tid < BN adds its
+// channel's over them in order 0, 1, ....
+// Shared memory: after a barrier (every thread's reads of the staged tile are done), 2 x THREADS x 8
+// floats (16 KiB for 256 threads), inside every tile's pipeline memory (static_assert). Thread t's 8
+// sums at floats 8t .. 8t + 7: a warp's two 16-byte stores each cover 512 contiguous bytes.
+#ifndef RESNET_CUDA_CONV_TC_BN_GRAD_CUH
+#define RESNET_CUDA_CONV_TC_BN_GRAD_CUH
+
+#include "bf16_vec.cuh"
+#include "bn_affine.cuh"
+#include "conv_tc_epilogue.cuh"
+
+// The BN whose output gradient the convolution writes: its input x (NHWC, same shape and layout as
+// dx), its saved batch statistics and parameters, whether its ReLU masks the gradient, and the
+// [2][P][C] partials to write.
+struct TcBnGrad {
+    const bf16* x;
+    const float* mean;
+    const float* inv_std;
+    const float* gamma;
+    const float* beta;
+    int relu;
+    float* partial;
+};
+
+template <class Tile>
+struct TcBnGradShared {
+    static constexpr int FLOATS = 2 * Tile::THREADS * 8;
+    static_assert(FLOATS * 4 <= Tile::SMEM_BYTES, "the partial sums fit in the pipeline's shared memory");
+};
+
+// Channels n0 .. n0 + BN - 1 (< C) of this block's partition: zeros (a block past its class's rows).
+template <class Tile>
+__device__ __forceinline__ void tc_bn_grad_zero_partials(const TcBnGrad& bn, int n0, int C) {
+    const long long P = static_cast<long long>(gridDim.x) * gridDim.z;
+    const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
+    const int k = n0 + static_cast<int>(threadIdx.x);
+    if (static_cast<int>(threadIdx.x) < Tile::BN && k < C) {
+        bn.partial[p * C + k] = 0.0f;
+        bn.partial[(P + p) * C + k] = 0.0f;
+    }
+}
+
+// After tc_store_tile_bf16 has stored the tile at (m0, n0) (M rows, C channels) and left it staged in
+// `smem`: this block's partials (see the header). x_row(m) is the address of x's row for GEMM row m
+// (16-byte aligned: C % 8 == 0). Every thread of the block must call it (it has barriers).
+template <class Tile, class XRow>
+__device__ __forceinline__ void tc_bn_grad_partials(const TcBnGrad& bn, bf16* smem, int m0, int n0, int M, int C,
+                                                    XRow&& x_row) {
+    using Ch = typename TcStagedTile<Tile>::Chunks;
+    static_assert(TcBnGradShared<Tile>::FLOATS > 0, "");
+    const int tid = static_cast<int>(threadIdx.x);
+    const int chunk = Ch::column(tid), c0 = n0 + 8 * chunk;
+    float s[8], t[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) s[e] = t[e] = 0.0f;
+    if (c0 < C) {
+        float mu[8], scale[8], shift[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) mu[e] = bn.mean[c0 + e];
+        if (bn.relu) bn_affine_coefficients<8>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
+#pragma unroll
+        for (int j = 0; j < Ch::PER_THREAD; ++j) {
+            const int row = Ch::row(tid, j), m = m0 + row;
+            if (!Ch::owns(tid, j) || m >= M) continue;
+            const uint4 dz = tc_load_16(smem + tc_chunk_offset<Tile::BN>(row, chunk));
+            const uint4 xs = tc_load_16(x_row(m) + c0);
+            const std::uint32_t dz_pairs[4] = {dz.x, dz.y, dz.z, dz.w};
+            const std::uint32_t x_pairs[4] = {xs.x, xs.y, xs.z, xs.w};
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const std::uint32_t dzp = dz_pairs[e / 2], xp = x_pairs[e / 2];
+                float g = e % 2 == 0 ? bf16_low_as_float(dzp) : bf16_high_as_float(dzp);
+                const float xv = e % 2 == 0 ? bf16_low_as_float(xp) : bf16_high_as_float(xp);
+                if (bn.relu && !(bn_affine(xv, scale[e], shift[e]) > 0.0f)) g = 0.0f;
+                s[e] += g;
+                t[e] += g * (xv - mu[e]);
+            }
+        }
+    }
+    __syncthreads();  // every thread has read its staged chunks: the memory is free
+    float* const lanes_s = reinterpret_cast<float*>(smem);
+    float* const lanes_t = lanes_s + Tile::THREADS * 8;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        lanes_s[8 * tid + e] = s[e];
+        lanes_t[8 * tid + e] = t[e];
+    }
+    __syncthreads();
+    // Column col of the tile is channel 8 (col / 8) + col % 8 of chunk col / 8, whose sums thread
+    // r CHUNKS + col / 8 (row lane r) holds at 8 (r CHUNKS + col / 8) + col % 8 = r BN + col.
+    const int k = n0 + tid;
+    if (tid < Tile::BN && k < C) {
+        float total_s = 0.0f, total_t = 0.0f;
+        for (int r = 0; r < Ch::ROW_STEP; ++r) {
+            total_s += lanes_s[r * Tile::BN + tid];
+            total_t += lanes_t[r * Tile::BN + tid];
+        }
+        const long long P = static_cast<long long>(gridDim.x) * gridDim.z;
+        const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
+        bn.partial[p * C + k] = total_s;
+        bn.partial[(P + p) * C + k] = total_t;
+    }
+}
+
+#endif
