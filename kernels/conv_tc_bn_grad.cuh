@@ -25,7 +25,7 @@
 // channel's over them in order 0, 1, ....
 // Shared memory: after a barrier (every thread's reads of the staged tile are done), 2 x THREADS x 8
 // floats (16 KiB for 256 threads), inside every tile's pipeline memory (static_assert). Thread t's 8
-// sums at floats 8t .. 8t + 7: a warp's two 16-byte stores each cover 512 contiguous bytes.
+// sums at floats 8t .. 8t + 7.
 #ifndef RESNET_CUDA_CONV_TC_BN_GRAD_CUH
 #define RESNET_CUDA_CONV_TC_BN_GRAD_CUH
 
@@ -104,11 +104,14 @@ __device__ __forceinline__ void tc_bn_grad_partials(const TcBnGrad& bn, bf16* sm
     __syncthreads();  // every thread has read its staged chunks: the memory is free
     float* const lanes_s = reinterpret_cast<float*>(smem);
     float* const lanes_t = lanes_s + Tile::THREADS * 8;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-        lanes_s[8 * tid + e] = s[e];
-        lanes_t[8 * tid + e] = t[e];
-    }
+    // 16-byte stores: 8 threads a phase, 32 bytes apart, 2-way conflicts (scalar stores 8 floats
+    // apart would be 8-way); the column sums below read consecutive floats, conflict-free.
+    float4* const mine_s = reinterpret_cast<float4*>(lanes_s + 8 * tid);
+    float4* const mine_t = reinterpret_cast<float4*>(lanes_t + 8 * tid);
+    mine_s[0] = make_float4(s[0], s[1], s[2], s[3]);
+    mine_s[1] = make_float4(s[4], s[5], s[6], s[7]);
+    mine_t[0] = make_float4(t[0], t[1], t[2], t[3]);
+    mine_t[1] = make_float4(t[4], t[5], t[6], t[7]);
     __syncthreads();
     // Column col of the tile is channel 8 (col / 8) + col % 8 of chunk col / 8, whose sums thread
     // r CHUNKS + col / 8 (row lane r) holds at 8 (r CHUNKS + col / 8) + col % 8 = r BN + col.
