@@ -23,10 +23,12 @@
 //          ConvDims d) and conv2d_tc_backward_data_add_{V}{T}_bf16 with params (const bf16* dy,
 //          const bf16* w, bf16* dx, const bf16* addend, ConvDims d), and
 //          conv2d_tc_backward_data_bn_{T}_bf16 (vector loader; T one of 128x128, 64x64, 128x32, 64x16)
-//          with params (const bf16* dy, const bf16* w, bf16* dx, const bf16* bn_x, const float* mean,
-//          const float* inv_std, const float* gamma, const float* beta, int relu, float* partial,
-//          ConvDims d): also the backward partials of the BN whose input is bn_x and whose output
-//          gradient is dx, into partial[2][gridDim.x * gridDim.z][C] (conv_tc_bn_grad.cuh), where
+//          with params (const bf16* dy, const bf16* w, bf16* dx, const bf16* addend (or null),
+//          const bf16* bn_x, const float* mean, const float* inv_std, const float* gamma,
+//          const float* beta, int mask, const bf16* bn_y (or null), float* partial, ConvDims d):
+//          dx masked as `mask` says (0 none, 1 bn_y > 0, 2 BN's affine map of bn_x > 0) and the
+//          backward partials of the BN whose input is bn_x and whose output gradient dx is, into
+//          partial[2][gridDim.x * gridDim.z][C] (conv_tc_bn_grad.cuh), where
 //   {V} = ""         requires C % 8 == 0 and K % 8 == 0 (16-byte cp.async chunks); traps otherwise;
 //   {V} = "general_" any shape (element-wise gathers into the same tiles);
 //   {T} one of 128x128, 64x64, 128x32, 64x16, 32x64 (BM x BN), 128x128w64 (four 64 x 64 warp tiles).
@@ -61,12 +63,12 @@
 
 #define CONV_TC_BACKWARD_DATA_BN_KERNEL(name, Tile)                                                    \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* bn_x, const float* mean,              \
-             const float* inv_std, const float* gamma, const float* beta, int relu, float* partial,    \
-             ConvDims d) {                                                                             \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
+             const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
+             const bf16* bn_y, float* partial, ConvDims d) {                                           \
         grid_dependency_sync();                                                                        \
-        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, relu, partial};                            \
-        conv_tc_backward_data<Tile, true, false, TcMmaSyncLoop, true>(dy, w, dx, nullptr, d, bn);      \
+        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, mask, bn_y, partial};                      \
+        conv_tc_backward_data<Tile, true, false, TcMmaSyncLoop, true>(dy, w, dx, addend, d, bn);      \
     }                                                                                                  \
     EMU_REGISTER(name)
 

@@ -2,8 +2,9 @@
 // GEMM view in conv_tc_backward_data.cu's header), shared by the sm_80 kernels there and the Hopper
 // (wgmma) kernels of conv_wgmma_backward_sm90a.cu; `MainLoop` is the main-loop policy (TcMmaSyncLoop,
 // conv_tc.cuh, or TcWgmmaLoop, conv_wgmma.cuh), which also arranges the KN tile of w. With BN_GRAD,
-// the epilogue also writes the batch-norm backward partials of the BN whose output gradient dx is
-// (conv_tc_bn_grad.cuh); that needs the staged store (C % 8 == 0, 16-byte aligned), and no addend.
+// the epilogue stores dx masked by that BN's ReLU and writes the BN's backward partials
+// (conv_tc_bn_grad.cuh); that needs the staged store (C % 8 == 0, 16-byte aligned); the addend, if
+// any, is then `addend` when not null (ADD stays false).
 #ifndef RESNET_CUDA_CONV_TC_BACKWARD_DATA_CUH
 #define RESNET_CUDA_CONV_TC_BACKWARD_DATA_CUH
 
@@ -14,10 +15,10 @@ template <class Tile, bool VEC, bool ADD, class MainLoop = TcMmaSyncLoop, bool B
 __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
                                                       bf16* __restrict__ dx, const bf16* __restrict__ addend,
                                                       const ConvDims& d, const TcBnGrad& bn = TcBnGrad{}) {
-    static_assert(!BN_GRAD || (VEC && !ADD), "the BN partials take the vector kernel's staged store, no addend");
+    static_assert(!BN_GRAD || (VEC && !ADD), "the BN partials take the vector kernel's staged store");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
-    // Uniform: the partials read the staged tile, and x by 16-byte loads.
-    if (BN_GRAD && (!tc_staged_store_ok(d.C, dx) || !tc_staged_store_ok(d.C, bn.x))) __trap();
+    // Uniform: the partials read the staged tile, and x (and y) by 16-byte loads.
+    if (BN_GRAD && (!tc_staged_store_ok(d.C, dx, addend) || !tc_staged_store_ok(d.C, bn.x, bn.y))) __trap();
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
     const int H = d.H, W = d.W, P = d.P, Q = d.Q, C = d.C, K = d.K, S = d.S, stride = d.stride, pad = d.pad;
@@ -149,13 +150,17 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
         // 16-byte stores through shared memory (conv_tc_epilogue.cuh), the addend read the same way.
         bf16* const smem = dynamic_shared_memory<bf16>();
         const auto dx_row = [&](int m) { return dx + pixel(m); };
-        if constexpr (ADD) {
+        if constexpr (BN_GRAD) {
+            if (addend != nullptr) {  // uniform
+                tc_stage_tile_bf16<Tile>(acc, smem, m0, n0, M, C, [&](int m) { return addend + pixel(m); });
+            } else {
+                tc_stage_tile_bf16<Tile>(acc, smem, m0, n0, M, C);
+            }
+            tc_bn_grad_store<Tile>(bn, smem, dx, m0, n0, M, C, pixel);
+        } else if constexpr (ADD) {
             tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row, [&](int m) { return addend + pixel(m); });
         } else {
             tc_store_tile_bf16<Tile>(acc, smem, m0, n0, M, C, dx_row);
-        }
-        if constexpr (BN_GRAD) {
-            tc_bn_grad_partials<Tile>(bn, smem, m0, n0, M, C, [&](int m) { return bn.x + pixel(m); });
         }
         return;
     }

@@ -2,22 +2,28 @@
 // convolution backward-data (conv_tc_backward_data.cuh's _bn_ kernels), so that the BN whose output
 // gradient this convolution writes never reads that gradient for them.
 //
-// Where it applies: in a residual block, unit i's BN (+ ReLU) output feeds unit i + 1's convolution,
-// whose backward-data writes dz = d(loss)/d(BN output). BN's backward then needs, per channel c,
-//   S_c = sum_m g[m, c],   T_c = sum_m g[m, c] (x[m, c] - mean_c),   g = dz [x scale_c + shift_c > 0]
-// (g = dz without the ReLU; x is BN's input, the forward convolution's output, scale and shift BN's
-// affine map, bn_affine.cuh, so the mask is bit for bit the one the forward clamped). The separate
-// pass (batch_norm_backward_partial_bf16) reads x and dz for them; here dz is still in the block's
-// shared memory, so only x is read: one activation tensor less, and one launch.
+// Where it applies: a BN's output, after its ReLU, is the input of the next convolution, whose
+// backward-data writes dz = d(loss)/d(that output) (plus, at a block's input, the shortcut's
+// gradient: the addend). Inside a block the ReLU is the BN's own, y = relu(x scale_c + shift_c)
+// (scale and shift BN's affine map, bn_affine.cuh, so the mask is bit for bit the one the forward
+// clamped); between blocks it is the previous block's end, y = relu(BN(x) + s), whose output y is
+// read for the mask (y > 0). BN's backward needs, per channel c, of g = dz [mask]:
+//   S_c = sum_m g[m, c],   T_c = sum_m g[m, c] (x[m, c] - mean_c).
+// The separate pass (batch_norm_backward_partial_bf16) reads x and dz (and y) for them; here dz is
+// still in the block's shared memory. And the epilogue stores g itself rather than dz: for a block's
+// end that is the sum's gradient dsum, which BN's data pass and the shortcut then read as it is,
+// with no mask and no y to read again.
 //
 // Math: block (bx, by, bz) owns the class-bz GEMM rows m0 = bx BM .. m0 + BM - 1 (those < M) and the
-// channels n0 = by BN .. n0 + BN - 1 (those < C). It writes, for its partition p = bz gridDim.x + bx
-// of P = gridDim.x gridDim.z and each of its channels c,
+// channels n0 = by BN .. n0 + BN - 1 (those < C). It stores g (exactly dz, or +0 where masked) in
+// dx and writes, for its partition p = bz gridDim.x + bx of P = gridDim.x gridDim.z and each of its
+// channels c,
 //   partial[0][p][c] = sum of g over its rows,   partial[1][p][c] = sum of g (x - mean_c) over them,
-// in fp32, with dz the bf16 value stored in dx (exact in fp32) and x the stored bf16 input. This is
-// batch_norm_backward_partial_bf16's layout ([2][P][C]), so batch_norm_backward_finalize_f32 merges
-// the P partials into dgamma, dbeta and the data pass's coefficients unchanged. A block whose class
-// has fewer rows (grid sized for the largest class) writes zeros (tc_bn_grad_zero_partials).
+// in fp32, with dz the bf16 value the plain kernel stores (exact in fp32) and x the stored bf16
+// input. This is batch_norm_backward_partial_bf16's layout ([2][P][C]), so
+// batch_norm_backward_finalize_f32 merges the P partials into dgamma, dbeta and the data pass's
+// coefficients unchanged. A block whose class has fewer rows (grid sized for the largest class)
+// writes zeros (tc_bn_grad_zero_partials).
 //
 // Deterministic (a fixed order, no atomics): each thread walks its staged chunks (TcChunks: one
 // column of 8 channels, rows tid / CHUNKS + j ROW_STEP) in order j and sums per channel; the ROW_STEP
@@ -33,16 +39,21 @@
 #include "bn_affine.cuh"
 #include "conv_tc_epilogue.cuh"
 
+// Where the ReLU mask on the BN's output gradient comes from: the numbering of batch_norm_bf16.cu's
+// ReluMask (and of ReluMask in src/backend/gpu/batch_norm.rs).
+enum TcBnMask { kTcBnNoMask = 0, kTcBnMaskFromY = 1, kTcBnMaskFromAffine = 2 };
+
 // The BN whose output gradient the convolution writes: its input x (NHWC, same shape and layout as
-// dx), its saved batch statistics and parameters, whether its ReLU masks the gradient, and the
-// [2][P][C] partials to write.
+// dx), its saved batch statistics and parameters, the mask (kTcBnMaskFromY: y > 0, y a block's
+// output relu(BN(x) + s), same layout), and the [2][P][C] partials to write.
 struct TcBnGrad {
     const bf16* x;
     const float* mean;
     const float* inv_std;
     const float* gamma;
     const float* beta;
-    int relu;
+    int mask;
+    const bf16* y;
     float* partial;
 };
 
@@ -64,14 +75,15 @@ __device__ __forceinline__ void tc_bn_grad_zero_partials(const TcBnGrad& bn, int
     }
 }
 
-// After tc_store_tile_bf16 has stored the tile at (m0, n0) (M rows, C channels) and left it staged in
-// `smem`: this block's partials (see the header). x_row(m) is the address of x's row for GEMM row m
-// (16-byte aligned: C % 8 == 0). Every thread of the block must call it (it has barriers).
-template <class Tile, class XRow>
-__device__ __forceinline__ void tc_bn_grad_partials(const TcBnGrad& bn, bf16* smem, int m0, int n0, int M, int C,
-                                                    XRow&& x_row) {
+// Step 3 of tc_store_tile_bf16 with the BN's backward: after tc_stage_tile_bf16 has staged the tile
+// at (m0, n0) (M rows, C channels) in `smem`, stores g (the staged gradient with the mask applied:
+// exactly dz or +0) to out_row(m) and writes this block's partials (see the header). row(m) is the
+// element offset of GEMM row m's channel 0 in dx, x and y alike (16-byte aligned: C % 8 == 0).
+// Every thread of the block must call it (it has barriers).
+template <class Tile, class Row>
+__device__ __forceinline__ void tc_bn_grad_store(const TcBnGrad& bn, bf16* smem, bf16* __restrict__ dx, int m0,
+                                                 int n0, int M, int C, Row&& row_offset) {
     using Ch = typename TcStagedTile<Tile>::Chunks;
-    static_assert(TcBnGradShared<Tile>::FLOATS > 0, "");
     const int tid = static_cast<int>(threadIdx.x);
     const int chunk = Ch::column(tid), c0 = n0 + 8 * chunk;
     float s[8], t[8];
@@ -81,24 +93,43 @@ __device__ __forceinline__ void tc_bn_grad_partials(const TcBnGrad& bn, bf16* sm
         float mu[8], scale[8], shift[8];
 #pragma unroll
         for (int e = 0; e < 8; ++e) mu[e] = bn.mean[c0 + e];
-        if (bn.relu) bn_affine_coefficients<8>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
+        if (bn.mask == kTcBnMaskFromAffine) {
+            bn_affine_coefficients<8>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
+        }
 #pragma unroll
         for (int j = 0; j < Ch::PER_THREAD; ++j) {
             const int row = Ch::row(tid, j), m = m0 + row;
             if (!Ch::owns(tid, j) || m >= M) continue;
+            const long long at = row_offset(m) + c0;
             const uint4 dz = tc_load_16(smem + tc_chunk_offset<Tile::BN>(row, chunk));
-            const uint4 xs = tc_load_16(x_row(m) + c0);
+            const uint4 xs = tc_load_16(bn.x + at);
+            const uint4 ys = bn.mask == kTcBnMaskFromY ? tc_load_16(bn.y + at) : make_uint4(0, 0, 0, 0);
             const std::uint32_t dz_pairs[4] = {dz.x, dz.y, dz.z, dz.w};
             const std::uint32_t x_pairs[4] = {xs.x, xs.y, xs.z, xs.w};
+            const std::uint32_t y_pairs[4] = {ys.x, ys.y, ys.z, ys.w};
+            std::uint32_t g_pairs[4];
 #pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                const std::uint32_t dzp = dz_pairs[e / 2], xp = x_pairs[e / 2];
-                float g = e % 2 == 0 ? bf16_low_as_float(dzp) : bf16_high_as_float(dzp);
-                const float xv = e % 2 == 0 ? bf16_low_as_float(xp) : bf16_high_as_float(xp);
-                if (bn.relu && !(bn_affine(xv, scale[e], shift[e]) > 0.0f)) g = 0.0f;
-                s[e] += g;
-                t[e] += g * (xv - mu[e]);
+            for (int h = 0; h < 4; ++h) {
+                std::uint32_t keep = 0xffffffffu;  // per bf16 half: all ones keeps dz, zero stores +0
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int e = 2 * h + half;
+                    const float xv = half == 0 ? bf16_low_as_float(x_pairs[h]) : bf16_high_as_float(x_pairs[h]);
+                    bool pass = true;
+                    if (bn.mask == kTcBnMaskFromAffine) {
+                        pass = bn_affine(xv, scale[e], shift[e]) > 0.0f;
+                    } else if (bn.mask == kTcBnMaskFromY) {
+                        pass = (half == 0 ? bf16_low_as_float(y_pairs[h]) : bf16_high_as_float(y_pairs[h])) > 0.0f;
+                    }
+                    if (!pass) keep &= half == 0 ? 0xffff0000u : 0x0000ffffu;
+                    const float dzv = half == 0 ? bf16_low_as_float(dz_pairs[h]) : bf16_high_as_float(dz_pairs[h]);
+                    const float g = pass ? dzv : 0.0f;
+                    s[e] += g;
+                    t[e] += g * (xv - mu[e]);
+                }
+                g_pairs[h] = dz_pairs[h] & keep;
             }
+            tc_store_16(dx + at, make_uint4(g_pairs[0], g_pairs[1], g_pairs[2], g_pairs[3]));
         }
     }
     __syncthreads();  // every thread has read its staged chunks: the memory is free

@@ -148,10 +148,12 @@ __device__ __forceinline__ void tc_write_staged(const bf16* staged, int m0, int 
 // (m0, n0) of a GEMM with M rows of `ncol` columns, rows m at out_row(m) (the address of C[m][0]),
 // the addend's at add_row(m) (TcNoAddend: none). Requires tc_staged_store_ok. `smem` is the
 // pipeline's dynamic shared memory. Every thread of the block must call it (it has barriers).
-template <class Tile, class OutRow, class AddRow = TcNoAddend>
-__device__ __forceinline__ void tc_store_tile_bf16(const float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int m0,
-                                                   int n0, int M, int ncol, OutRow&& out_row,
-                                                   AddRow&& add_row = TcNoAddend{}) {
+// Steps 0-2 alone: the tile staged in `smem` (rounded to bf16, the addend added), visible to every
+// thread of the block, for a caller with its own step 3 (conv_tc_bn_grad.cuh). Every thread of the
+// block must call it (it has barriers).
+template <class Tile, class AddRow = TcNoAddend>
+__device__ __forceinline__ void tc_stage_tile_bf16(const float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int m0,
+                                                   int n0, int M, int ncol, AddRow&& add_row = TcNoAddend{}) {
     constexpr bool ADD = !std::is_same<std::decay_t<AddRow>, TcNoAddend>::value;
     static_assert(TcStagedTile<Tile>::BYTES <= Tile::SMEM_BYTES, "the staged tile reuses the pipeline's memory");
     __syncthreads();  // step 0: the main loop's reads of `smem` are done
@@ -161,6 +163,13 @@ __device__ __forceinline__ void tc_store_tile_bf16(const float (&acc)[Tile::MI][
     }
     tc_stage_accumulators<Tile, ADD>(acc, smem);
     __syncthreads();
+}
+
+template <class Tile, class OutRow, class AddRow = TcNoAddend>
+__device__ __forceinline__ void tc_store_tile_bf16(const float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int m0,
+                                                   int n0, int M, int ncol, OutRow&& out_row,
+                                                   AddRow&& add_row = TcNoAddend{}) {
+    tc_stage_tile_bf16<Tile>(acc, smem, m0, n0, M, ncol, add_row);
     tc_write_staged<Tile>(smem, m0, n0, M, ncol, out_row);
 }
 

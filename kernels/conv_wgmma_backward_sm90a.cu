@@ -46,12 +46,12 @@
 
 #define CONV_WGMMA_BACKWARD_DATA_BN_KERNEL(name, Tile)                                                 \
     extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* bn_x, const float* mean,              \
-             const float* inv_std, const float* gamma, const float* beta, int relu, float* partial,    \
-             ConvDims d) {                                                                             \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
+             const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
+             const bf16* bn_y, float* partial, ConvDims d) {                                           \
         grid_dependency_sync();                                                                        \
-        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, relu, partial};                            \
-        conv_tc_backward_data<Tile, true, false, TcWgmmaLoop, true>(dy, w, dx, nullptr, d, bn);        \
+        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, mask, bn_y, partial};                      \
+        conv_tc_backward_data<Tile, true, false, TcWgmmaLoop, true>(dy, w, dx, addend, d, bn);        \
     }                                                                                                  \
     EMU_REGISTER(name)
 

@@ -5,8 +5,8 @@
 //! at fault, so a bad call can never reach a kernel and touch memory outside a buffer.
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, Element, LossStats,
-    PoolGeometry, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, Conv2dGeometry, DType, Element,
+    LossStats, PoolGeometry, SgdConfig, SgdTensors,
 };
 use crate::data::device_images::{BatchDraws, DeviceImages};
 use crate::error::{invalid, Error, Result};
@@ -545,18 +545,19 @@ pub fn batch_norm_backward<B: Backend>(
     be.batch_norm_backward(x, y, dy, gamma, saved, dx, dgamma, dbeta, relu)
 }
 
-/// `dz = conv2d_backward_data(dy, w)` plus the backward partial sums of the batch norm (input
-/// `bn_x`) whose output gradient `dz` is, into `partials`; see the backend op.
+/// `dz = (conv2d_backward_data(dy, w) [+ addend]) * mask` plus the backward partial sums of the
+/// batch norm (input `bn_x`) whose output gradient `dz` is, into `partials`; see the backend op.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_data_with_bn_grad<B: Backend>(
     be: &B,
     dy: &Tensor<B>,
     w: &Tensor<B>,
+    addend: Option<&Tensor<B>>,
     dz: &mut Tensor<B>,
     bn_x: &Tensor<B>,
     gamma: &Tensor<B>,
     saved: BatchNormSaved<'_, B>,
-    relu: bool,
+    mask: BnGradMask<'_, B>,
     partials: &mut Tensor<B>,
     geom: Conv2dGeometry,
 ) -> Result<()> {
@@ -567,6 +568,12 @@ pub fn conv2d_backward_data_with_bn_grad<B: Backend>(
     expect_shape(OP, "dy", dy, &ys)?;
     expect_shape(OP, "bn_x", bn_x, &xs)?;
     expect_activations(be, OP, &[("dy", dy), ("bn_x", bn_x)])?;
+    for (name, t) in [("addend", addend), ("y", mask_output(&mask))] {
+        if let Some(t) = t {
+            expect_shape(OP, name, t, &xs)?;
+            expect_activations(be, OP, &[(name, t)])?;
+        }
+    }
     expect_masters(be, OP, &[("w", w)])?;
     let c = xs[3];
     let per_channel = [
@@ -592,7 +599,16 @@ pub fn conv2d_backward_data_with_bn_grad<B: Backend>(
             ))
         }
     }
-    be.conv2d_backward_data_with_bn_grad(dy, w, dz, bn_x, gamma, saved, relu, partials, geom)
+    be.conv2d_backward_data_with_bn_grad(
+        dy, w, addend, dz, bn_x, gamma, saved, mask, partials, geom,
+    )
+}
+
+fn mask_output<'a, B: Backend>(mask: &BnGradMask<'a, B>) -> Option<&'a Tensor<B>> {
+    match *mask {
+        BnGradMask::Output(y) => Some(y),
+        _ => None,
+    }
 }
 
 /// `batch_norm_backward` with its sums from the `partials` that

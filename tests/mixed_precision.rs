@@ -768,12 +768,14 @@ fn step_and_launches(
     (result, launches)
 }
 
-/// Inside each block, the backward-data convolution that writes a batch norm's output gradient
-/// also computes that BN's backward sums (kernels/conv_tc_bn_grad.cuh), which the BN's backward then
-/// takes instead of reading the gradient for them: the same step as with the fusion off
-/// (`with_bn_grad_fusion(false)`), with one kernel fewer per BN inside a block (resnet8: 3 basic
-/// blocks of 1; a two-stage bottleneck net, the stride on its 3x3 so that one fused backward-data
-/// has stride-2 phases: 2 blocks of 2).
+/// The backward-data convolution that writes a batch norm's output gradient also computes that
+/// BN's backward sums (kernels/conv_tc_bn_grad.cuh), which the BN's backward then takes instead of
+/// reading the gradient for them: inside blocks (BN's own ReLU), from one block to the next (the
+/// ReLU after the sum: the gradient arrives masked, as the sum's gradient) and from the CIFAR stem
+/// to the first block. The same step as with the fusion off (`with_bn_grad_fusion(false)`), with
+/// one kernel fewer per such BN (resnet8: the stem, 3 inner BNs, 2 block ends; a two-stage
+/// bottleneck net whose stem goes through max pooling, the stride on its 3x3 so that fused
+/// backward-data has stride-2 phases: 4 inner BNs, 1 block end).
 ///
 /// Tolerance: the forward is untouched, so the loss is the same bits. The two BN backward passes
 /// differ only in the fp32 order of their per-channel sums (about 2^-20 relative), which moves each
@@ -788,9 +790,9 @@ fn bn_backward_sums_from_backward_data_match_the_separate_pass() {
     let mut bottleneck = ModelConfig::from_name("resnet50", 7).unwrap();
     bottleneck.stage_blocks = vec![1, 1];
     bottleneck.stage_channels = vec![32, 64];
-    for (name, config, side, inner_bns) in [
-        ("resnet8", resnet8, 12, 3),
-        ("bottleneck", bottleneck, 24, 4),
+    for (name, config, side, fused_bns) in [
+        ("resnet8", resnet8, 12, 6),
+        ("bottleneck", bottleneck, 24, 5),
     ] {
         for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
             let fused = gpu_bf16().with_tc_family(family);
@@ -799,7 +801,7 @@ fn bn_backward_sums_from_backward_data_match_the_separate_pass() {
             let (b, launches_b) = step_and_launches(&separate, &config, 2, side, 91);
             assert_eq!(
                 launches_b - launches_a,
-                inner_bns,
+                fused_bns,
                 "{name} {family:?}: launches fused {launches_a}, separate {launches_b}"
             );
             assert_eq!(

@@ -349,12 +349,14 @@ pub trait Backend: Sized + Send + Sync + 'static {
         Err(no_conv_stats(self))
     }
 
-    // Batch-norm backward partials from the convolution's backward-data epilogue (a BN (+ReLU) ->
-    // conv pair, BN's output being the convolution's input): the convolution writes BN's output
-    // gradient and, from the same pass, BN's per-channel sums of it, so BN's backward does not read
-    // that gradient for them. As with the forward statistics, two ops that each layer keeps calling,
-    // joined by one buffer of partials (sized by `conv2d_bn_grad_len`, owned by the BN's layer); a
-    // backend without the fusion answers `None` and the plain ops run.
+    // Batch-norm backward partials from the convolution's backward-data epilogue (a BN, its ReLU,
+    // then a convolution: BN's output gradient is the convolution's input gradient): the
+    // convolution writes that gradient, already masked by the ReLU, and from the same pass BN's
+    // per-channel sums of it, so BN's backward does not read the gradient for them (nor, at a
+    // residual block's end, the block's output for the mask). As with the forward statistics, two
+    // ops that each layer keeps calling, joined by one buffer of partials (sized by
+    // `conv2d_bn_grad_len`, owned by the BN's layer); a backend without the fusion answers `None`
+    // and the plain ops run.
 
     /// The number of `Elem` values of the partials [`Backend::conv2d_backward_data_with_bn_grad`]
     /// writes for a convolution with weights `w` and geometry `geom` whose input (BN's output) has
@@ -367,21 +369,24 @@ pub trait Backend: Sized + Send + Sync + 'static {
     ) -> Option<usize> {
         None
     }
-    /// `conv2d_backward_data(dy, w) -> dz` and, from the same pass, into `partials`
-    /// (`conv2d_bn_grad_len` values), the backward partial sums of the training-mode batch norm
-    /// (input `bn_x`, its forward's `saved` statistics and `gamma`, its own ReLU when `relu`) whose
-    /// output gradient `dz` is, for [`Backend::batch_norm_backward_from_partials`]. Only for a
-    /// backend whose `conv2d_bn_grad_len` is `Some` for the shape (the default is an error).
+    /// `g = (conv2d_backward_data(dy, w) [+ addend]) * mask -> dz` (the addend summed in before the
+    /// one rounding, as `conv2d_backward_data_add` does; the mask exact: `g` is the sum or `+0`),
+    /// and, from the same pass, into `partials` (`conv2d_bn_grad_len` values), the backward partial
+    /// sums of the training-mode batch norm (input `bn_x`, its forward's `saved` statistics and
+    /// `gamma`) whose output gradient `g` is, for [`Backend::batch_norm_backward_from_partials`].
+    /// Only for a backend whose `conv2d_bn_grad_len` is `Some` for the shape (the default is an
+    /// error).
     #[allow(clippy::too_many_arguments)]
     fn conv2d_backward_data_with_bn_grad(
         &self,
         _dy: &Tensor<Self>,
         _w: &Tensor<Self>,
+        _addend: Option<&Tensor<Self>>,
         _dz: &mut Tensor<Self>,
         _bn_x: &Tensor<Self>,
         _gamma: &Tensor<Self>,
         _saved: BatchNormSaved<'_, Self>,
-        _relu: bool,
+        _mask: BnGradMask<'_, Self>,
         _partials: &mut Tensor<Self>,
         _geom: Conv2dGeometry,
     ) -> Result<()> {
@@ -637,6 +642,17 @@ pub(crate) fn no_conv_stats<B: Backend>(be: &B) -> crate::error::Error {
         "{} does not compute batch-norm statistics in its convolutions",
         be.name()
     ))
+}
+
+/// The ReLU between a batch norm and the convolution whose backward-data computes the BN's backward
+/// sums ([`Backend::conv2d_backward_data_with_bn_grad`]): what masks the BN's output gradient.
+pub enum BnGradMask<'a, B: Backend> {
+    /// No ReLU.
+    None,
+    /// BN's own ReLU: the sign of its forward affine map of `x` (see [`BatchNormSaved`]).
+    Own,
+    /// A residual block's end, `y = relu(BN(x) + s)`: `y > 0`, `y` given.
+    Output(&'a Tensor<B>),
 }
 
 pub(crate) fn no_bn_grad_fusion<B: Backend>(be: &B) -> crate::error::Error {

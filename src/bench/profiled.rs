@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounts, KernelTime,
-    PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, Conv2dGeometry, DType, DeviceCounts,
+    KernelTime, PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -295,25 +295,32 @@ impl<B: Backend> Backend for Profiled<B> {
         &self,
         dy: &Tensor<Self>,
         w: &Tensor<Self>,
+        addend: Option<&Tensor<Self>>,
         dz: &mut Tensor<Self>,
         bn_x: &Tensor<Self>,
         gamma: &Tensor<Self>,
         saved: BatchNormSaved<'_, Self>,
-        relu: bool,
+        mask: BnGradMask<'_, Self>,
         partials: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
         let saved = inner_saved(saved);
+        let mask = match mask {
+            BnGradMask::None => BnGradMask::None,
+            BnGradMask::Own => BnGradMask::Own,
+            BnGradMask::Output(y) => BnGradMask::Output(inner(y)),
+        };
         // Timed as a convolution: the BN sums ride on its epilogue.
         self.timed(OpFamily::Conv, |b| {
             b.conv2d_backward_data_with_bn_grad(
                 inner(dy),
                 inner(w),
+                addend.map(inner),
                 inner_mut(dz),
                 inner(bn_x),
                 inner(gamma),
                 saved,
-                relu,
+                mask,
                 inner_mut(partials),
                 geom,
             )

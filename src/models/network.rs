@@ -168,13 +168,18 @@ impl<B: Backend> Network<B> {
         for i in (0..=last).rev() {
             let (before, rest) = self.layers.split_at_mut(i);
             let (layer, after) = rest.split_first_mut().expect("index in range");
-            let input = if i == 0 { x } else { before[i - 1].output() };
+            // The layer before offers its last batch norm's backward sums to this layer's
+            // backward-data (`Layer::backward_before`).
+            let (input, prev) = match before.last_mut() {
+                Some(prev) => prev.output_with_bn_grad(),
+                None => (x, None),
+            };
             let grad = if i == last {
                 self.loss.logits_grad()
             } else {
                 after[0].input_grad()
             };
-            layer.backward(be, input, grad)?;
+            layer.backward_before(be, input, grad, prev)?;
             layer_done(i, layer.as_mut())?;
         }
         Ok(())

@@ -15,7 +15,7 @@
 use rand::Rng;
 
 use super::conv_bn::ConvBnSpec;
-use super::{BatchNorm2d, ConvBn, Layer, Mode, Param, Shortcut, ShortcutOption};
+use super::{BatchNorm2d, BnGradTarget, ConvBn, Layer, Mode, Param, Shortcut, ShortcutOption};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -216,13 +216,50 @@ impl<B: Backend> Layer<B> for Block<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        let last = self.units.len() - 1;
-        if let Some(shortcut) = &mut self.shortcut {
-            // The add's ReLU and the last BN's backward in one op, which also leaves the sum's
-            // gradient, the shortcut's, in `dsum`.
-            self.units[last].bn_backward_add_relu(be, &self.out, dy, &mut self.dsum)?;
-            shortcut.backward(be, x, &self.dsum)?;
+        self.backward_before(be, x, dy, None)
+    }
+
+    /// A residual block's end is a target whose mask is the block's output; a plain block's is its
+    /// last unit's BN and ReLU.
+    fn output_with_bn_grad(&mut self) -> (&Tensor<B>, Option<BnGradTarget<'_, B>>) {
+        let last = self
+            .units
+            .last_mut()
+            .expect("a block has at least one unit");
+        match self.shortcut {
+            Some(_) => (&self.out, Some(last.block_end_bn_grad(&self.out))),
+            None => {
+                let (out, target) = last.output_with_bn_grad();
+                (out, Some(target))
+            }
         }
+    }
+
+    fn backward_before(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        prev: Option<BnGradTarget<'_, B>>,
+    ) -> Result<()> {
+        let last = self.units.len() - 1;
+        // The sum's gradient `dout [out > 0]`: `dy` itself when the next block's backward-data
+        // delivered it masked, with the last BN's sums (`BnGradTarget`); else `dsum`, below.
+        let masked_on_arrival = self.units[last].bn_grad_arrived();
+        if let Some(shortcut) = &mut self.shortcut {
+            let dsum = if masked_on_arrival {
+                self.units[last].bn_backward(be, dy)?;
+                dy
+            } else {
+                // The add's ReLU and the last BN's backward in one op, which also leaves the
+                // sum's gradient, the shortcut's, in `dsum`.
+                self.units[last].bn_backward_add_relu(be, &self.out, dy, &mut self.dsum)?;
+                &self.dsum
+            };
+            shortcut.backward(be, x, dsum)?;
+        }
+        let dsum = if masked_on_arrival { dy } else { &self.dsum };
+        let mut prev = prev;
         for i in (0..=last).rev() {
             let (before, rest) = self.units.split_at_mut(i);
             let (unit, after) = rest.split_first_mut().expect("index in range");
@@ -234,14 +271,18 @@ impl<B: Backend> Layer<B> for Block<B> {
             match (before.last_mut(), &self.shortcut) {
                 // Inside the block: the input gradient is the previous unit's BN output gradient,
                 // whose BN sums the convolution may compute as it writes it.
-                (Some(prev), _) => unit.conv_backward_after(be, prev)?,
-                // The block's input gradient, F's plus the shortcut's, summed as the first
-                // convolution's input gradient is written.
-                (None, Some(shortcut)) => {
-                    let addend = shortcut.input_grad(&self.dsum);
-                    unit.conv_backward_add(be, x, addend, &mut self.dx)?;
+                (Some(prev_unit), _) => {
+                    let (input, target) = prev_unit.output_with_bn_grad();
+                    unit.conv_backward_before(be, input, None, Some(target))?;
                 }
-                (None, None) => unit.conv_backward(be, x)?,
+                // The block's input gradient, F's plus the shortcut's, summed as the first
+                // convolution's input gradient is written (and the layer before's BN sums
+                // computed there, where it can).
+                (None, Some(shortcut)) => {
+                    let addend = shortcut.input_grad(dsum);
+                    unit.conv_backward_before(be, x, Some((addend, &mut self.dx)), prev.take())?;
+                }
+                (None, None) => unit.conv_backward_before(be, x, None, prev.take())?,
             }
         }
         Ok(())

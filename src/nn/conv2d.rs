@@ -5,8 +5,9 @@
 
 use rand::Rng;
 
-use super::{init, BatchNorm2d, Layer, Mode, Param};
-use crate::backend::{Backend, Conv2dGeometry, Element};
+use super::conv_bn::BnGradTarget;
+use super::{init, Layer, Mode, Param};
+use crate::backend::{Backend, BnGradMask, Conv2dGeometry, Element};
 use crate::error::Result;
 use crate::ops;
 use crate::tensor::Tensor;
@@ -72,31 +73,45 @@ impl<B: Backend> Conv2d<B> {
         ops::conv2d_forward_with_stats(be, x, w, &mut self.out, stats, self.geom)
     }
 
-    /// Backward whose input gradient is the output gradient of `bn` (the batch norm, with input
-    /// `bn_x`, whose output this convolution read): backward-data also writes `bn`'s backward sums
-    /// into `partials` (sized by `Backend::conv2d_bn_grad_len`), for
-    /// `BatchNorm2d::backward_from_partials`.
+    /// Whether backward computes the input gradient (see `Layer::set_input_grad_needed`).
+    pub fn input_grad_needed(&self) -> bool {
+        self.input_grad_needed
+    }
+
+    /// Backward whose input gradient (plus `addend`, into `out`, as [`Self::backward_add`]) is the
+    /// output gradient of `target`'s batch norm: backward-data stores it masked by the ReLU between
+    /// them and writes the BN's backward sums into the target's partials (sized by
+    /// `Backend::conv2d_bn_grad_len`), for `BatchNorm2d::backward_from_partials`.
     pub fn backward_with_bn_grad(
         &mut self,
         be: &B,
         x: &Tensor<B>,
         dy: &Tensor<B>,
-        bn: &BatchNorm2d<B>,
-        bn_x: &Tensor<B>,
-        partials: &mut Tensor<B>,
+        addend: Option<(&Tensor<B>, &mut Tensor<B>)>,
+        target: &mut BnGradTarget<'_, B>,
     ) -> Result<()> {
         ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
-        self.dx.ensure_shape(be, x.dims())?;
+        let (addend, dz) = match addend {
+            Some((a, out)) => (Some(a), out),
+            None => (None, &mut self.dx),
+        };
+        dz.ensure_shape(be, x.dims())?;
+        let mask = match target.block_output {
+            Some(y) => BnGradMask::Output(y),
+            None if target.bn.relu => BnGradMask::Own,
+            None => BnGradMask::None,
+        };
         ops::conv2d_backward_data_with_bn_grad(
             be,
             dy,
             &self.weight.value,
-            &mut self.dx,
-            bn_x,
-            &bn.weight.value,
-            bn.saved(),
-            bn.relu,
-            partials,
+            addend,
+            dz,
+            target.x,
+            &target.bn.weight.value,
+            target.bn.saved(),
+            mask,
+            &mut *target.partials,
             self.geom,
         )
     }

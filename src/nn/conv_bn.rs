@@ -9,11 +9,14 @@
 //! reading the convolution's output twice. Elsewhere (the CPU, f32 on the GPU, inference) the two
 //! plain ops run and the buffer stays empty.
 //!
-//! Backward, likewise (`Backend::conv2d_bn_grad_len`, the bf16 GPU path): inside a block, unit
-//! i + 1's convolution writes the gradient of unit i's BN output, and its backward-data epilogue
-//! computes unit i's BN backward sums from it as it stores it, into a second buffer unit i owns
-//! (`conv_backward_after`), so that unit i's BN backward reads that gradient once (its data pass)
-//! rather than twice.
+//! Backward, likewise (`Backend::conv2d_bn_grad_len`, the bf16 GPU path): the convolution after a
+//! unit (the next unit of its block, or the next block's first) writes the gradient of this unit's
+//! output, and its backward-data epilogue stores it masked by the ReLU between them and computes
+//! this unit's BN backward sums from it as it does, into a second buffer this unit owns
+//! (`BnGradTarget`), so that BN's backward reads that gradient once (its data pass) rather than
+//! twice. At a residual block's end the ReLU follows the sum with the shortcut: the mask is the
+//! block's output, and the masked gradient is the sum's gradient, which the block then hands to the
+//! shortcut as it is (`Block`).
 
 use rand::Rng;
 
@@ -27,12 +30,26 @@ pub struct ConvBn<B: Backend> {
     pub bn: BatchNorm2d<B>,
     /// The convolution's batch-norm statistics partials (see the module doc); empty when unused.
     stats: Tensor<B>,
-    /// BN's backward partial sums, written by the next unit's backward-data (see the module doc);
+    /// BN's backward partial sums, written by the next layer's backward-data (see the module doc);
     /// empty when unused.
     grad_partials: Tensor<B>,
-    /// Whether `grad_partials` holds this step's sums: set by the next unit's
-    /// `conv_backward_after`, taken by `bn_backward`, cleared by every forward.
+    /// Whether `grad_partials` holds this step's sums (and the output gradient arrived masked):
+    /// set through a `BnGradTarget`, taken by `bn_backward`, cleared by every forward.
     grad_partials_ready: bool,
+}
+
+/// A batch norm (a unit's, with what follows it) whose output gradient the next convolution's
+/// backward-data can reduce for it (see the module doc): what that convolution's epilogue reads,
+/// where it writes the sums, and the flag it sets when it has.
+pub struct BnGradTarget<'a, B: Backend> {
+    /// BN's input, the unit's convolution output.
+    pub(super) x: &'a Tensor<B>,
+    pub(super) bn: &'a BatchNorm2d<B>,
+    /// A residual block's output `relu(BN(x) + s)`, whose sign is the mask; `None`: BN's own ReLU
+    /// (or none).
+    pub(super) block_output: Option<&'a Tensor<B>>,
+    pub(super) partials: &'a mut Tensor<B>,
+    pub(super) ready: &'a mut bool,
 }
 
 /// The shape of a conv + BN unit.
@@ -115,6 +132,37 @@ impl<B: Backend> ConvBn<B> {
     /// of `forward_add`'s `out`, which also gives the sum's gradient `dsum`), then the
     /// convolution's (`conv_backward`, or `conv_backward_add`, its input gradient plus `addend`
     /// into `out`, see `Conv2d::backward_add`).
+    /// The unit's output (BN's, after its ReLU) and the target through which the next
+    /// convolution's backward-data may compute this unit's BN backward sums.
+    pub fn output_with_bn_grad(&mut self) -> (&Tensor<B>, BnGradTarget<'_, B>) {
+        let target = BnGradTarget {
+            x: self.conv.output(),
+            bn: &self.bn,
+            block_output: None,
+            partials: &mut self.grad_partials,
+            ready: &mut self.grad_partials_ready,
+        };
+        (self.bn.output(), target)
+    }
+
+    /// The target for a residual block's last unit, whose BN output is summed with the shortcut
+    /// into `block_output` and then goes through ReLU.
+    pub fn block_end_bn_grad<'a>(&'a mut self, block_output: &'a Tensor<B>) -> BnGradTarget<'a, B> {
+        BnGradTarget {
+            x: self.conv.output(),
+            bn: &self.bn,
+            block_output: Some(block_output),
+            partials: &mut self.grad_partials,
+            ready: &mut self.grad_partials_ready,
+        }
+    }
+
+    /// Whether this step's BN backward sums (and masked output gradient) have arrived through a
+    /// `BnGradTarget`.
+    pub fn bn_grad_arrived(&self) -> bool {
+        self.grad_partials_ready
+    }
+
     pub fn bn_backward(&mut self, be: &B, dy: &Tensor<B>) -> Result<()> {
         if std::mem::take(&mut self.grad_partials_ready) {
             let (x, partials) = (self.conv.output(), &self.grad_partials);
@@ -138,11 +186,17 @@ impl<B: Backend> ConvBn<B> {
         self.conv.backward(be, x, self.bn.input_grad())
     }
 
-    /// `conv_backward` for a unit whose input is `prev`'s output (the next unit in a block): where
-    /// the backend can, the convolution's backward-data also computes `prev`'s BN backward sums,
-    /// which `prev.bn_backward` then takes (see the module doc).
-    pub fn conv_backward_after(&mut self, be: &B, prev: &mut ConvBn<B>) -> Result<()> {
-        let x = prev.bn.output();
+    /// `conv_backward` (with `addend`: `conv_backward_add`) where the input gradient is the output
+    /// gradient of `prev`'s batch norm (the layer before, see the module doc): where the backend
+    /// can, backward-data also masks it and computes that BN's backward sums, and sets the
+    /// target's flag; otherwise the plain ops.
+    pub fn conv_backward_before(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        addend: Option<(&Tensor<B>, &mut Tensor<B>)>,
+        prev: Option<BnGradTarget<'_, B>>,
+    ) -> Result<()> {
         let w = self
             .conv
             .weight
@@ -151,21 +205,22 @@ impl<B: Backend> ConvBn<B> {
             .dims4()
             .expect("weights are KRSC");
         let x_dims: Option<[usize; 4]> = x.dims().try_into().ok();
-        let len = x_dims.and_then(|xs| be.conv2d_bn_grad_len(&xs, &w, self.conv.geom));
-        let Some(len) = len else {
-            return self.conv.backward(be, x, self.bn.input_grad());
-        };
-        prev.grad_partials.ensure_shape(be, &[len])?;
-        self.conv.backward_with_bn_grad(
-            be,
-            x,
-            self.bn.input_grad(),
-            &prev.bn,
-            prev.conv.output(),
-            &mut prev.grad_partials,
-        )?;
-        prev.grad_partials_ready = true;
-        Ok(())
+        let fused = prev.and_then(|target| {
+            let len = be.conv2d_bn_grad_len(&x_dims?, &w, self.conv.geom)?;
+            Some((target, len))
+        });
+        let dy = self.bn.input_grad();
+        match (fused, addend) {
+            (Some((mut target, len)), addend) => {
+                target.partials.ensure_shape(be, &[len])?;
+                self.conv
+                    .backward_with_bn_grad(be, x, dy, addend, &mut target)?;
+                *target.ready = true;
+                Ok(())
+            }
+            (None, Some((a, out))) => self.conv.backward_add(be, x, dy, a, out),
+            (None, None) => self.conv.backward(be, x, dy),
+        }
     }
 
     pub fn conv_backward_add(
@@ -197,7 +252,25 @@ impl<B: Backend> Layer<B> for ConvBn<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
+        self.backward_before(be, x, dy, None)
+    }
+
+    fn output_with_bn_grad(&mut self) -> (&Tensor<B>, Option<BnGradTarget<'_, B>>) {
+        let (out, target) = ConvBn::output_with_bn_grad(self);
+        (out, Some(target))
+    }
+
+    fn backward_before(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        prev: Option<BnGradTarget<'_, B>>,
+    ) -> Result<()> {
         self.bn_backward(be, dy)?;
+        if self.conv.input_grad_needed() {
+            return self.conv_backward_before(be, x, None, prev);
+        }
         self.conv_backward(be, x)
     }
 

@@ -19,7 +19,7 @@ mod softmax_cross_entropy;
 pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockSpec, BottleneckStride};
 pub use conv2d::Conv2d;
-pub use conv_bn::{ConvBn, ConvBnSpec};
+pub use conv_bn::{BnGradTarget, ConvBn, ConvBnSpec};
 pub use linear::Linear;
 pub use pool::{GlobalAvgPool, MaxPool2d};
 pub use shortcut::{Shortcut, ShortcutOption};
@@ -62,6 +62,25 @@ pub trait Layer<B: Backend>: Send {
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()>;
     /// The gradient with respect to the input, from the last backward pass.
     fn input_grad(&self) -> &Tensor<B>;
+    /// The output of the last forward pass and, where the layer ends in a batch norm (and ReLU)
+    /// whose output gradient the next layer's backward-data can reduce for it (a `ConvBn`, a
+    /// block), that target (see `conv_bn`'s module doc). Default: no target.
+    fn output_with_bn_grad(&mut self) -> (&Tensor<B>, Option<BnGradTarget<'_, B>>) {
+        (self.output(), None)
+    }
+    /// `backward`, the layer before being `prev` (its `output_with_bn_grad` target): a layer whose
+    /// input gradient a convolution's backward-data writes may compute `prev`'s batch-norm
+    /// backward sums there, and then delivers that gradient masked by `prev`'s ReLU. Default:
+    /// `backward`, `prev` untouched.
+    fn backward_before(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        dy: &Tensor<B>,
+        _prev: Option<BnGradTarget<'_, B>>,
+    ) -> Result<()> {
+        self.backward(be, x, dy)
+    }
     /// The first layer of a network does not need its input gradient; this lets it skip the work.
     fn set_input_grad_needed(&mut self, _needed: bool) {}
     /// Every parameter, in a fixed order.

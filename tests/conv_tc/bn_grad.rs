@@ -2,15 +2,17 @@
 //! `conv2d_{tc,wgmma}_backward_data_bn_*` kernels (kernels/conv_tc_bn_grad.cuh). u = 2^-24 below.
 //!
 //! For every tile with the kernel (the tiles backward-data's plan picks, both families), on shapes
-//! with stride-2 phases of different sizes (3x3) and phases no tap reaches (1x1, odd H), M not a
-//! multiple of BM, C not a multiple of BN and N = 1, with and without BN's ReLU, outputs poisoned
-//! with NaN first:
-//! - dz (BN's output gradient): bit for bit what the plain backward-data kernel of the same tile
-//!   writes (the same main loop and rounding; the partials only read it back).
-//! - the partials, summed over the P partitions in f64, against the exact sums from dz as stored and
-//!   x: per channel `S = sum g` and `T = sum g (x - mean)`, g = dz [x scale + shift > 0]. The
-//!   kernel's are fp32 sums whose addition chains are shorter than the M rows (a thread's chunks,
-//!   then the row lanes, per partition), each addition off by at most u times a partial sum, so
+//! with stride-2 phases of different sizes (3x3, grids with blocks past a phase's rows) and phases
+//! no tap reaches (1x1, odd H), M not a multiple of BM, C not a multiple of BN and N = 1, with each
+//! mask (none; BN's own ReLU, from its affine map of x; a block's end, y > 0) and with and without
+//! the addend, outputs poisoned with NaN first:
+//! - the stored gradient: bit for bit what the plain backward-data kernel of the same tile (with
+//!   the addend) writes, with +0 where the mask is off (the same main loop and rounding; the mask is
+//!   exact).
+//! - the partials, summed over the P partitions in f64, against the exact sums from that stored
+//!   gradient g and x: per channel `S = sum g` and `T = sum g (x - mean)`. The kernel's are fp32
+//!   sums whose addition chains are shorter than the M rows (a thread's chunks, then the row lanes,
+//!   per partition), each addition off by at most u times a partial sum, so
 //!   `|S - S_ref| <= (M + 2) u sum|g|`; T's terms carry two more roundings (x - mean, the product),
 //!   `|T - T_ref| <= (M + 4) u sum|g (x - mean)|`. BN's input x is drawn so that no
 //!   `x scale + shift` lies within 1/16 of the kink at zero (`bn_input_off_the_kink`): the f64
@@ -76,18 +78,36 @@ fn bn_grad_shapes() -> Vec<ConvShape> {
     ]
 }
 
+/// The kernels' `mask` argument (kernels/conv_tc_bn_grad.cuh, TcBnMask).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mask {
+    None = 0,
+    FromY = 1,
+    FromAffine = 2,
+}
+
+const MASKS: [Mask; 3] = [Mask::None, Mask::FromY, Mask::FromAffine];
+
 /// Runs the `_bn_` kernel `l` on `s` (outputs poisoned) and checks it as the module says.
-fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, relu: bool, seed: u64) {
+fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, mask: Mask, add: bool, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let c = s.x[3];
     let bn = BnParams::new(&mut rng, c);
     let dy = random_bf16(&mut rng, len(s.y));
     let w = random_bf16(&mut rng, len(s.w));
     let x = bn_input_off_the_kink(&mut rng, s.x, &bn);
-    let (ddy, dw, dx_bn) = (
+    // A block's output: a ReLU's, half of it zeros.
+    let y: Vec<bf16> = random_bf16(&mut rng, len(s.x))
+        .into_iter()
+        .map(|v| v.max(bf16::ZERO))
+        .collect();
+    let addend = random_bf16(&mut rng, len(s.x));
+    let (ddy, dw, dx_bn, dy_bn, dadd) = (
         DeviceVec::new(&bits(&dy)),
         DeviceVec::new(&bits(&w)),
         DeviceVec::new(&bits(&x)),
+        DeviceVec::new(&bits(&y)),
+        DeviceVec::new(&bits(&addend)),
     );
     let (mean, inv_std, gamma, beta) = (
         DeviceVec::new(&bn.mean),
@@ -104,37 +124,49 @@ fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, relu: bool, seed: u6
             .ptr(ddy.ptr)
             .ptr(dw.ptr)
             .ptr(dz.ptr)
+            .ptr(if add { dadd.ptr } else { 0 })
             .ptr(dx_bn.ptr)
             .ptr(mean.ptr)
             .ptr(inv_std.ptr)
             .ptr(gamma.ptr)
             .ptr(beta.ptr)
-            .int(usize::from(relu))
+            .int(mask as usize)
+            .ptr(if mask == Mask::FromY { dy_bn.ptr } else { 0 })
             .ptr(partials.ptr)
             .value(&s.dims()),
     );
     let what = format!(
-        "{} on {:?} {:?} stride {} (relu {relu})",
+        "{} on {:?} {:?} stride {} ({mask:?} mask, addend {add})",
         l.kernel, s.x, s.w, s.geom.stride
     );
 
-    // dz: the plain kernel's bits.
-    let plain = conv_tc_plan::backward_data_with(s, false, tile, false);
+    // Whether element i's gradient passes the mask (exactly: x is off the kink, y exact).
+    let passes = |i: usize| match mask {
+        Mask::None => true,
+        Mask::FromY => y[i].to_f32() > 0.0,
+        Mask::FromAffine => bn.affine(f64::from(x[i].to_f32()), i % c) > 0.0,
+    };
+    // The stored gradient: the plain kernel's bits, +0 where masked.
+    let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
     let dz_plain = DeviceVec::new(&vec![BF16_NAN; len(s.x)]);
-    run(
-        &plain,
-        KernelArgs::new()
-            .ptr(ddy.ptr)
-            .ptr(dw.ptr)
-            .ptr(dz_plain.ptr)
-            .value(&s.dims()),
-    );
-    let dz = dz.to_host();
-    assert!(
-        dz == dz_plain.to_host(),
-        "{what}: dz differs from {}'s",
-        plain.kernel
-    );
+    let mut args = KernelArgs::new().ptr(ddy.ptr).ptr(dw.ptr).ptr(dz_plain.ptr);
+    if add {
+        args = args.ptr(dadd.ptr);
+    }
+    run(&plain, args.value(&s.dims()));
+    let expected: Vec<u16> = dz_plain
+        .to_host()
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if passes(i) { b } else { 0 })
+        .collect();
+    let g_bits = dz.to_host();
+    if let Some(i) = (0..g_bits.len()).find(|&i| g_bits[i] != expected[i]) {
+        panic!(
+            "{what}: element {i} stored {:#06x}, expected {:#06x} ({}'s, masked)",
+            g_bits[i], expected[i], plain.kernel
+        );
+    }
 
     // The partials against the exact sums of g and g (x - mean) over the rows.
     let partials = partials.to_host();
@@ -144,19 +176,14 @@ fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, relu: bool, seed: u6
     );
     let p_count = floats / (2 * c);
     let rows = len(s.x) / c;
-    let dz = to_f64(&dz);
+    let g = to_f64(&g_bits);
     for ch in 0..c {
         let (mut s_ref, mut s_abs, mut t_ref, mut t_abs) = (0.0, 0.0, 0.0, 0.0);
         for m in 0..rows {
-            let xv = f64::from(x[m * c + ch].to_f32());
-            let g = if relu && bn.affine(xv, ch) <= 0.0 {
-                0.0
-            } else {
-                dz[m * c + ch]
-            };
-            let term = g * (xv - f64::from(bn.mean[ch]));
-            s_ref += g;
-            s_abs += g.abs();
+            let (xv, gv) = (f64::from(x[m * c + ch].to_f32()), g[m * c + ch]);
+            let term = gv * (xv - f64::from(bn.mean[ch]));
+            s_ref += gv;
+            s_abs += gv.abs();
             t_ref += term;
             t_abs += term.abs();
         }
@@ -197,8 +224,10 @@ fn backward_data_bn_every_tile() {
     for (i, s) in bn_grad_shapes().iter().enumerate() {
         for &tile in &tiles {
             let l = conv_tc_plan::backward_data_bn_with(s, tile).unwrap();
-            for relu in [false, true] {
-                check_bn_grad(s, &l, tile, relu, 1700 + i as u64);
+            for mask in MASKS {
+                for add in [false, true] {
+                    check_bn_grad(s, &l, tile, mask, add, 1700 + i as u64);
+                }
             }
         }
     }
@@ -219,7 +248,7 @@ fn backward_data_bn_as_planned() {
             .into_iter()
             .find(|&t| conv_tc_plan::backward_data_bn_with(s, t) == Some(l))
             .unwrap();
-        check_bn_grad(s, &l, tile, true, 1800 + i as u64);
+        check_bn_grad(s, &l, tile, MASKS[i % 3], i % 2 == 1, 1800 + i as u64);
     }
     // Shapes the general loader takes have no fused kernel.
     let odd = shape([1, 5, 5, 12], [16, 3, 3, 12], 1, 1);

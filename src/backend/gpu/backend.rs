@@ -26,15 +26,16 @@ use super::convolution::{conv_shape, dims4, direct_conv_args};
 use super::head::Gemm;
 use super::optimiser::SgdTable;
 
+use super::bf16_convolution::BnGradInput;
 use super::cuda_driver::CudaDriver;
 use super::driver::{open_driver, DevicePtr, Driver, DynDriver, EmuDriver};
 use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
-    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, Conv2dGeometry, DType, DeviceCounters,
-    DeviceCounts, KernelTime, PoolGeometry, Precision, RecordedLosses, SgdConfig, SgdTensors,
-    StepGraph,
+    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, BnGradMask, Conv2dGeometry, DType,
+    DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision, RecordedLosses, SgdConfig,
+    SgdTensors, StepGraph,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -462,11 +463,12 @@ impl<D: Driver> Backend for GpuBackend<D> {
         &self,
         dy: &Tensor<Self>,
         w: &Tensor<Self>,
+        addend: Option<&Tensor<Self>>,
         dz: &mut Tensor<Self>,
         bn_x: &Tensor<Self>,
         gamma: &Tensor<Self>,
         saved: BatchNormSaved<'_, Self>,
-        relu: bool,
+        mask: BnGradMask<'_, Self>,
         partials: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
@@ -477,7 +479,13 @@ impl<D: Driver> Backend for GpuBackend<D> {
             return Err(crate::backend::no_bn_grad_fusion(self));
         }
         let shape = conv_shape(dz, w, dy, geom);
-        self.conv2d_backward_data_bn_bf16(&shape, dy, w, dz, bn_x, gamma, &saved, relu, partials)
+        let bn = BnGradInput {
+            x: bn_x,
+            gamma,
+            saved,
+            mask,
+        };
+        self.conv2d_backward_data_bn_bf16(&shape, dy, w, addend, dz, &bn, partials)
     }
 
     fn conv2d_backward_data(

@@ -27,9 +27,9 @@ const F32: usize = std::mem::size_of::<f32>();
 type T<D> = Tensor<GpuBackend<D>>;
 
 /// Where the backward kernels take ReLU's mask from (`ReluMask` of kernels/batch_norm*.cu, the
-/// partial kernels' `mask` argument).
+/// partial kernels' `mask` argument; also kernels/conv_tc_bn_grad.cuh's TcBnMask).
 #[derive(Clone, Copy)]
-enum ReluMask {
+pub(super) enum ReluMask {
     /// No ReLU: `g = dy`.
     None = 0,
     /// `y > 0`, `y` the output of a residual block (`relu(BN(x) + shortcut)`).

@@ -13,16 +13,26 @@
 //! copies cost a pass over x (the stem's input, 77 MB at resnet50 b256, about 0.1 ms).
 
 use super::backend::GpuBackend;
+use super::batch_norm::ReluMask;
 use super::bf16_launch;
 use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self as plan, TcLaunch};
 use super::driver::{DevicePtr, Driver};
 use super::launch::KernelArgs;
-use crate::backend::DType;
+use crate::backend::{BatchNormSaved, BnGradMask, DType};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
 type T<D> = Tensor<GpuBackend<D>>;
+
+/// The batch norm whose backward sums a backward-data computes
+/// (`Backend::conv2d_backward_data_with_bn_grad`'s arguments).
+pub(super) struct BnGradInput<'a, D: Driver> {
+    pub x: &'a T<D>,
+    pub gamma: &'a T<D>,
+    pub saved: BatchNormSaved<'a, GpuBackend<D>>,
+    pub mask: BnGradMask<'a, GpuBackend<D>>,
+}
 
 /// `shape` with x and w widened to 8 ceil(C / 8) channels (module doc).
 fn widened(shape: &ConvShape) -> ConvShape {
@@ -159,35 +169,40 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
-    /// `dz = conv_transpose(dy, w)` and, from its epilogue, the backward partials of the BN whose
-    /// input is `bn_x` and output gradient `dz` (`plan::backward_data_bn_for`, which must be `Some`
-    /// for `shape`: the caller sized `partials` by it).
+    /// `dz = (conv_transpose(dy, w) [+ addend]) * mask` and, from its epilogue, the backward
+    /// partials of the BN `bn` whose output gradient `dz` is (`plan::backward_data_bn_for`, which
+    /// must be `Some` for `shape`: the caller sized `partials` by it).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn conv2d_backward_data_bn_bf16(
         &self,
         shape: &ConvShape,
         dy: &T<D>,
         w: &T<D>,
+        addend: Option<&T<D>>,
         dz: &mut T<D>,
-        bn_x: &T<D>,
-        gamma: &T<D>,
-        saved: &crate::backend::BatchNormSaved<'_, Self>,
-        relu: bool,
+        bn: &BnGradInput<'_, D>,
         partials: &mut T<D>,
     ) -> Result<()> {
         let launch = plan::backward_data_bn_for(shape, self.tc_family()?)
             .expect("conv2d_bn_grad_len said this shape fuses");
         let w16 = self.bf16_view_of_weight(w)?;
+        let (mask, y) = match bn.mask {
+            BnGradMask::None => (ReluMask::None, 0),
+            BnGradMask::Own => (ReluMask::FromAffine, 0),
+            BnGradMask::Output(y) => (ReluMask::FromY, y.buf().ptr()),
+        };
         let args = KernelArgs::new()
             .ptr(dy.buf().ptr())
             .ptr(w16)
             .ptr(dz.buf().ptr())
-            .ptr(bn_x.buf().ptr())
-            .ptr(saved.mean.buf().ptr())
-            .ptr(saved.inv_std.buf().ptr())
-            .ptr(gamma.buf().ptr())
-            .ptr(saved.beta.buf().ptr())
-            .int(usize::from(relu))
+            .ptr(addend.map_or(0, |a| a.buf().ptr()))
+            .ptr(bn.x.buf().ptr())
+            .ptr(bn.saved.mean.buf().ptr())
+            .ptr(bn.saved.inv_std.buf().ptr())
+            .ptr(bn.gamma.buf().ptr())
+            .ptr(bn.saved.beta.buf().ptr())
+            .int(mask as usize)
+            .ptr(y)
             .ptr(partials.buf().ptr())
             .value(&shape.dims());
         self.launch_tc(&launch, args)?;

@@ -617,8 +617,9 @@ pub fn backward_data_with(shape: &ConvShape, add: bool, tile: TcTile, general: b
 }
 
 /// Backward-data with the batch-norm backward partials in its epilogue
-/// (kernels/conv_tc_bn_grad.cuh; params `(dy, w, dx, bn_x, mean, inv_std, gamma, beta, relu as int,
-/// partial, ConvDims)`): [`backward_data_for`]'s tile and grid, so `dx` is the same bits, or `None`
+/// (kernels/conv_tc_bn_grad.cuh; params `(dy, w, dx, addend or 0, bn_x, mean, inv_std, gamma, beta,
+/// mask as int, bn_y or 0, partial, ConvDims)`): [`backward_data_for`]'s tile and grid, so `dx` is
+/// the same bits before its mask, or `None`
 /// for a shape that takes the general loader (the partials need the staged 16-byte store). The
 /// kernel writes [`bn_grad_partials`] floats.
 pub fn backward_data_bn_for(shape: &ConvShape, family: TcFamily) -> Option<TcLaunch> {
