@@ -59,8 +59,7 @@ struct TcBnGrad {
 
 template <class Tile>
 struct TcBnGradShared {
-    static constexpr int FLOATS = 2 * Tile::THREADS * 8;
-    static_assert(FLOATS * 4 <= Tile::SMEM_BYTES, "the partial sums fit in the pipeline's shared memory");
+    static constexpr int FLOATS = 2 * Tile::THREADS * 8;  // two sums of 8 channels a thread
 };
 
 // Channels n0 .. n0 + BN - 1 (< C) of this block's partition: zeros (a block past its class's rows).
@@ -84,6 +83,8 @@ template <class Tile, class Row>
 __device__ __forceinline__ void tc_bn_grad_store(const TcBnGrad& bn, bf16* smem, bf16* __restrict__ dx, int m0,
                                                  int n0, int M, int C, Row&& row_offset) {
     using Ch = typename TcStagedTile<Tile>::Chunks;
+    static_assert(TcBnGradShared<Tile>::FLOATS * 4 <= Tile::SMEM_BYTES, "the sums fit in the pipeline's memory");
+    static_assert(Tile::BN <= Tile::THREADS, "one thread per channel of the tile adds its row lanes");
     const int tid = static_cast<int>(threadIdx.x);
     const int chunk = Ch::column(tid), c0 = n0 + 8 * chunk;
     float s[8], t[8];

@@ -144,13 +144,9 @@ __device__ __forceinline__ void tc_write_staged(const bf16* staged, int m0, int 
     }
 }
 
-// The staged store, steps 0-3 of the header: C[m][n] = bf16(acc [+ addend C[m][n]]) for the tile at
-// (m0, n0) of a GEMM with M rows of `ncol` columns, rows m at out_row(m) (the address of C[m][0]),
-// the addend's at add_row(m) (TcNoAddend: none). Requires tc_staged_store_ok. `smem` is the
-// pipeline's dynamic shared memory. Every thread of the block must call it (it has barriers).
-// Steps 0-2 alone: the tile staged in `smem` (rounded to bf16, the addend added), visible to every
-// thread of the block, for a caller with its own step 3 (conv_tc_bn_grad.cuh). Every thread of the
-// block must call it (it has barriers).
+// Steps 0-2 of tc_store_tile_bf16 alone: the tile staged in `smem` (rounded to bf16, the addend
+// added), visible to every thread of the block, for a caller with its own step 3
+// (conv_tc_bn_grad.cuh). Every thread of the block must call it (it has barriers).
 template <class Tile, class AddRow = TcNoAddend>
 __device__ __forceinline__ void tc_stage_tile_bf16(const float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int m0,
                                                    int n0, int M, int ncol, AddRow&& add_row = TcNoAddend{}) {
@@ -165,6 +161,10 @@ __device__ __forceinline__ void tc_stage_tile_bf16(const float (&acc)[Tile::MI][
     __syncthreads();
 }
 
+// The staged store, steps 0-3 of the header: C[m][n] = bf16(acc [+ addend C[m][n]]) for the tile at
+// (m0, n0) of a GEMM with M rows of `ncol` columns, rows m at out_row(m) (the address of C[m][0]),
+// the addend's at add_row(m) (TcNoAddend: none). Requires tc_staged_store_ok. `smem` is the
+// pipeline's dynamic shared memory. Every thread of the block must call it (it has barriers).
 template <class Tile, class OutRow, class AddRow = TcNoAddend>
 __device__ __forceinline__ void tc_store_tile_bf16(const float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int m0,
                                                    int n0, int M, int ncol, OutRow&& out_row,

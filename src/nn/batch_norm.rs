@@ -170,6 +170,11 @@ impl<B: Backend> BatchNorm2d<B> {
         Ok(())
     }
 
+    /// Whether the last forward was in training mode (so that backward may run).
+    pub fn trained(&self) -> bool {
+        self.trained_forward
+    }
+
     /// What backward reads of the last training-mode forward (statistics and shift).
     pub fn saved(&self) -> BatchNormSaved<'_, B> {
         BatchNormSaved {

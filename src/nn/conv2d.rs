@@ -90,6 +90,10 @@ impl<B: Backend> Conv2d<B> {
         addend: Option<(&Tensor<B>, &mut Tensor<B>)>,
         target: &mut BnGradTarget<'_, B>,
     ) -> Result<()> {
+        debug_assert!(
+            self.input_grad_needed,
+            "backward-data runs for the BN before it"
+        );
         ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
         let (addend, dz) = match addend {
             Some((a, out)) => (Some(a), out),

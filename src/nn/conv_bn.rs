@@ -127,11 +127,6 @@ impl<B: Backend> ConvBn<B> {
             .forward_add(be, self.conv.output(), residual, out, true, mode)
     }
 
-    /// The backward in two halves, so that a block can put its own work between them: BN's
-    /// (`bn_backward` from the gradient of this unit's output, or `bn_backward_add_relu` from that
-    /// of `forward_add`'s `out`, which also gives the sum's gradient `dsum`), then the
-    /// convolution's (`conv_backward`, or `conv_backward_add`, its input gradient plus `addend`
-    /// into `out`, see `Conv2d::backward_add`).
     /// The unit's output (BN's, after its ReLU) and the target through which the next
     /// convolution's backward-data may compute this unit's BN backward sums.
     pub fn output_with_bn_grad(&mut self) -> (&Tensor<B>, BnGradTarget<'_, B>) {
@@ -163,6 +158,12 @@ impl<B: Backend> ConvBn<B> {
         self.grad_partials_ready
     }
 
+    /// The backward in two halves, so that a block can put its own work between them: BN's
+    /// (`bn_backward` from the gradient of this unit's output, or `bn_backward_add_relu` from that
+    /// of `forward_add`'s `out`, which also gives the sum's gradient `dsum`), then the
+    /// convolution's (`conv_backward`, `conv_backward_add`, its input gradient plus `addend` into
+    /// `out`, see `Conv2d::backward_add`, or `conv_backward_before`). When this step's BN sums
+    /// arrived through a `BnGradTarget`, `bn_backward` takes them, and `dy` arrived masked.
     pub fn bn_backward(&mut self, be: &B, dy: &Tensor<B>) -> Result<()> {
         if std::mem::take(&mut self.grad_partials_ready) {
             let (x, partials) = (self.conv.output(), &self.grad_partials);
@@ -205,7 +206,9 @@ impl<B: Backend> ConvBn<B> {
             .dims4()
             .expect("weights are KRSC");
         let x_dims: Option<[usize; 4]> = x.dims().try_into().ok();
-        let fused = prev.and_then(|target| {
+        // A BN without a training forward has no statistics to mask by: its own backward then
+        // reports that, after the plain ops.
+        let fused = prev.filter(|t| t.bn.trained()).and_then(|target| {
             let len = be.conv2d_bn_grad_len(&x_dims?, &w, self.conv.geom)?;
             Some((target, len))
         });

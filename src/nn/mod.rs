@@ -60,7 +60,9 @@ pub trait Layer<B: Backend>: Send {
     /// Given the input `x` of the last (training) forward pass and the gradient `dy` of the loss with
     /// respect to the output, writes the parameter gradients and (unless disabled) the input gradient.
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()>;
-    /// The gradient with respect to the input, from the last backward pass.
+    /// The gradient with respect to the input, from the last backward pass: after a
+    /// `backward_before` that took its target, masked by the layer before's ReLU (the gradient
+    /// with respect to that ReLU's input, which is what the layer before wants).
     fn input_grad(&self) -> &Tensor<B>;
     /// The output of the last forward pass and, where the layer ends in a batch norm (and ReLU)
     /// whose output gradient the next layer's backward-data can reduce for it (a `ConvBn`, a
