@@ -28,7 +28,9 @@
 //      per-channel scalars (mean, inv_std, running stats, backward coefficients) are computed in double.
 //      batch_norm_finalize_tiles_f32 does the forward's whole finalize (mean, then the variance by
 //      Chan's merge) from the per-tile partials a tensor-core convolution's epilogue wrote
-//      (conv_tc_stats.cuh) instead: x is then never read for statistics.
+//      (conv_tc_stats.cuh) instead: x is then never read for statistics; and
+//      batch_norm_backward_finalize_tiles_f32 the backward's from a backward-data's epilogue
+//      (conv_tc_bn_grad.cuh). Those partials are laid out [q][C][P], a channel's contiguous.
 //   3. elementwise passes (normalize, backward data): 1-D grid-stride loops over M C elements.
 // Element type T is a template parameter; sums accumulate in float. extern "C" names end in _f32.
 #include "common.cuh"
@@ -132,10 +134,19 @@ __device__ __forceinline__ float reduce_over_partials(int P, Term&& term) {
     return block_sum(v);
 }
 
-// Sum over the P partials of channel blockIdx.x in slot q, to thread 0.
+// Sum over the P partials of channel blockIdx.x in slot q, to thread 0: the partial kernels' layout
+// [q][P][C] (their coalesced writes), or with kChannelMajor the convolution epilogues' [q][C][P], in
+// which a channel's P partials are contiguous: this block's reads are then coalesced too (P runs in
+// the thousands there: one per tile of rows), rather than one 32-byte sector for each 4-byte value.
+template <bool kChannelMajor = false>
+__device__ __forceinline__ long long partial_index(int q, int p, int c, int P, int C) {
+    return kChannelMajor ? (static_cast<long long>(q) * C + c) * P + p : (static_cast<long long>(q) * P + p) * C + c;
+}
+
+template <bool kChannelMajor = false>
 __device__ __forceinline__ float reduce_partials(const float* __restrict__ partial, int q, int P, int C) {
     const int c = blockIdx.x;
-    return reduce_over_partials(P, [&](int p) { return partial[static_cast<long long>(q * P + p) * C + c]; });
+    return reduce_over_partials(P, [&](int p) { return partial[partial_index<kChannelMajor>(q, p, c, P, C)]; });
 }
 
 }  // namespace batch_norm
@@ -187,7 +198,7 @@ __device__ __forceinline__ void batch_norm_finalize_tiles(const float* partial, 
                                                           T* running_mean, T* running_var) {
     __shared__ float batch_mean;
     const int c = blockIdx.x;
-    const float s = batch_norm::reduce_partials(partial, 0, P, C);
+    const float s = batch_norm::reduce_partials<true>(partial, 0, P, C);
     if (threadIdx.x == 0) {
         mean[c] = static_cast<T>(static_cast<double>(s) / M);
         batch_mean = static_cast<float>(mean[c]);
@@ -196,8 +207,8 @@ __device__ __forceinline__ void batch_norm_finalize_tiles(const float* partial, 
     const float a = batch_mean;
     const float m2 = batch_norm::reduce_over_partials(P, [&](int p) {
         const float n = static_cast<float>(min(tile_rows, M - p * tile_rows));
-        const float sum = partial[static_cast<long long>(p) * C + c];
-        const float sqdev = partial[static_cast<long long>(P + p) * C + c];
+        const float sum = partial[batch_norm::partial_index<true>(0, p, c, P, C)];
+        const float sqdev = partial[batch_norm::partial_index<true>(1, p, c, P, C)];
         const float e = fmaf(-n, a, sum);
         return sqdev + e * e / n;
     });
@@ -240,12 +251,12 @@ __device__ __forceinline__ void batch_norm_infer_inv_std(const T* running_var, d
 }
 
 // coef[c] = k0, coef[C + c] = k1, coef[2C + c] = k2 (see the header).
-template <class T>
+template <class T, bool kChannelMajor = false>
 __device__ __forceinline__ void batch_norm_backward_finalize(const float* partial, int P, int M, int C,
                                                              const T* gamma, const T* inv_std, T* dgamma, T* dbeta,
                                                              T* coef) {
-    const float sum_g = batch_norm::reduce_partials(partial, 0, P, C);
-    const float sum_gx = batch_norm::reduce_partials(partial, 1, P, C);
+    const float sum_g = batch_norm::reduce_partials<kChannelMajor>(partial, 0, P, C);
+    const float sum_gx = batch_norm::reduce_partials<kChannelMajor>(partial, 1, P, C);
     if (threadIdx.x == 0) {
         const int c = blockIdx.x;
         const double m = M;
@@ -360,6 +371,16 @@ extern "C" __global__ void batch_norm_backward_finalize_f32(const float* partial
     batch_norm_backward_finalize<float>(partial, P, M, C, gamma, inv_std, dgamma, dbeta, coef);
 }
 EMU_REGISTER(batch_norm_backward_finalize_f32);
+
+// The same from the [2][C][P] partials a tensor-core backward-data's epilogue wrote
+// (conv_tc_bn_grad.cuh).
+extern "C" __global__ void batch_norm_backward_finalize_tiles_f32(const float* partial, int P, int M, int C,
+                                                                  const float* gamma, const float* inv_std,
+                                                                  float* dgamma, float* dbeta, float* coef) {
+    grid_dependency_sync();
+    batch_norm_backward_finalize<float, true>(partial, P, M, C, gamma, inv_std, dgamma, dbeta, coef);
+}
+EMU_REGISTER(batch_norm_backward_finalize_tiles_f32);
 
 // With relu, BN's own ReLU: the mask is x scale + shift > 0, so y is not read.
 extern "C" __global__ void batch_norm_backward_data_f32(const float* x, const float* dy, const float* mean,

@@ -18,12 +18,13 @@
 // channels n0 = by BN .. n0 + BN - 1 (those < C). It stores g (exactly dz, or +0 where masked) in
 // dx and writes, for its partition p = bz gridDim.x + bx of P = gridDim.x gridDim.z and each of its
 // channels c,
-//   partial[0][p][c] = sum of g over its rows,   partial[1][p][c] = sum of g (x - mean_c) over them,
+//   partial[0][c][p] = sum of g over its rows,   partial[1][c][p] = sum of g (x - mean_c) over them,
 // in fp32, with dz the bf16 value the plain kernel stores (exact in fp32) and x the stored bf16
-// input. This is batch_norm_backward_partial_bf16's layout ([2][P][C]), so
-// batch_norm_backward_finalize_f32 merges the P partials into dgamma, dbeta and the data pass's
-// coefficients unchanged. A block whose class has fewer rows (grid sized for the largest class)
-// writes zeros (tc_bn_grad_zero_partials).
+// input. batch_norm_backward_finalize_tiles_f32 merges the P partials into dgamma, dbeta and the
+// data pass's coefficients, as batch_norm_backward_finalize_f32 does batch_norm_backward_partial's
+// ([2][P][C]); here a channel's P partials are contiguous ([2][C][P]), because P is large (one per
+// block of rows) and the finalize, a block per channel, then reads them coalesced. A block whose
+// class has fewer rows (grid sized for the largest class) writes zeros (tc_bn_grad_zero_partials).
 //
 // Deterministic (a fixed order, no atomics): each thread walks its staged chunks (TcChunks: one
 // column of 8 channels, rows tid / CHUNKS + j ROW_STEP) in order j and sums per channel; the ROW_STEP
@@ -69,8 +70,8 @@ __device__ __forceinline__ void tc_bn_grad_zero_partials(const TcBnGrad& bn, int
     const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
     const int k = n0 + static_cast<int>(threadIdx.x);
     if (static_cast<int>(threadIdx.x) < Tile::BN && k < C) {
-        bn.partial[p * C + k] = 0.0f;
-        bn.partial[(P + p) * C + k] = 0.0f;
+        bn.partial[static_cast<long long>(k) * P + p] = 0.0f;
+        bn.partial[(static_cast<long long>(C) + k) * P + p] = 0.0f;
     }
 }
 
@@ -156,8 +157,8 @@ __device__ __forceinline__ void tc_bn_grad_store(const TcBnGrad& bn, bf16* smem,
         }
         const long long P = static_cast<long long>(gridDim.x) * gridDim.z;
         const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
-        bn.partial[p * C + k] = total_s;
-        bn.partial[(P + p) * C + k] = total_t;
+        bn.partial[static_cast<long long>(k) * P + p] = total_s;
+        bn.partial[(static_cast<long long>(C) + k) * P + p] = total_t;
     }
 }
 

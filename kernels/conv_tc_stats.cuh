@@ -4,12 +4,13 @@
 //
 // Math: block b (blockIdx.x) owns the GEMM rows m0 = b BM .. m0 + n_b - 1 with n_b = min(BM, M - m0)
 // (every block row of tiles has n_b >= 1). For each channel k < K of its columns it writes
-//   stats[0][b][k] = S_b = sum over its rows of v[m, k]
-//   stats[1][b][k] = Q_b = sum over its rows of (v[m, k] - mu_b)^2,   mu_b = fl(S_b / n_b)
+//   stats[0][k][b] = S_b = sum over its rows of v[m, k]
+//   stats[1][k][b] = Q_b = sum over its rows of (v[m, k] - mu_b)^2,   mu_b = fl(S_b / n_b)
 // where v = fp32 value of the bf16 actually stored in y (the caller rounds the accumulators first), in
 // fp32. Q_b is a sum of squared deviations from the tile's own mean, computed in a second pass over
 // the values still in registers: no sum-of-squares cancellation. Rows m >= M (the zero-filled tail of
-// the last tile) are excluded; columns k >= K are not written. Layout [2][P][K] floats, P = gridDim.x;
+// the last tile) are excluded; columns k >= K are not written. Layout [2][K][P] floats, P = gridDim.x
+// (a channel's partials contiguous, for the finalize's coalesced reads: stats[q][k][b]);
 // the finalize kernel batch_norm_finalize_tiles_f32 (batch_norm.cu) merges the P partials (Chan's
 // parallel-variance formula) in a fixed order.
 //
@@ -96,7 +97,7 @@ __device__ __forceinline__ void tc_channel_statistics(const float (&acc)[Tile::M
     const int valid_rows = min(Tile::BM, M - m0);
     const int col = threadIdx.x, k = n0 + col;
     const long long slot = static_cast<long long>(gridDim.x) * K;  // floats per statistic
-    const long long out = static_cast<long long>(blockIdx.x) * K + k;
+    const long long out = static_cast<long long>(k) * gridDim.x + blockIdx.x;
     __syncthreads();  // every warp is done with the pipeline's tiles (and the staged output tile)
 
     const float sum = tc_column_sum<Tile>(acc, valid_rows, lanes, [](float v, int) { return v; });

@@ -189,7 +189,7 @@ fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, mask: Mask, add: boo
         }
         let sum = |q: usize| -> f64 {
             (0..p_count)
-                .map(|p| f64::from(partials[(q * p_count + p) * c + ch]))
+                .map(|p| f64::from(partials[(q * c + ch) * p_count + p]))
                 .sum()
         };
         let (s_got, t_got) = (sum(0), sum(1));

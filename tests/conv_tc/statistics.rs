@@ -114,9 +114,10 @@ fn check_partials(what: &str, part: &TcStatsPartition, y: &[u16], stats: &[f32])
             let (s_ref, abs): (f64, f64) = (values().sum(), values().map(f64::abs).sum());
             let mu = s_ref / n;
             let q_ref: f64 = values().map(|v| (v - mu) * (v - mu)).sum();
+            // [2][channels][partitions]
             let (s, q) = (
-                f64::from(stats[p * k + c]),
-                f64::from(stats[(p_count + p) * k + c]),
+                f64::from(stats[c * p_count + p]),
+                f64::from(stats[(k + c) * p_count + p]),
             );
             let tol_s = (n + 2.0) * U * abs;
             assert!(

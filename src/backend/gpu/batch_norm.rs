@@ -396,8 +396,13 @@ impl<D: Driver> GpuBackend<D> {
                         .ptr(partial),
                 )?;
             }
+            // The convolution's partials are [2][C][P] (kernels/conv_tc_bn_grad.cuh).
+            let finalize = match conv_partials {
+                Some(_) => "batch_norm_backward_finalize_tiles_f32",
+                None => "batch_norm_backward_finalize_f32",
+            };
             self.launch_planned(
-                "batch_norm_backward_finalize_f32",
+                finalize,
                 finalize_launch(c),
                 KernelArgs::new()
                     .ptr(partial)

@@ -81,7 +81,7 @@ pub struct TcFilterLaunch {
 
 /// How a forward-with-statistics kernel splits the output's `rows` = N*P*Q pixels among its
 /// batch-norm statistics partials: one per block row of tiles, `tile_rows` (BM) rows each, the last
-/// one shorter. The kernel writes `[2][partitions][channels]` floats (per partition and channel the
+/// one shorter. The kernel writes `[2][channels][partitions]` floats (per partition and channel the
 /// sum, then the sum of squared deviations from the partition's own mean; kernels/conv_tc_stats.cuh),
 /// which `batch_norm_finalize_tiles_f32` (kernels/batch_norm.cu) merges given `partitions`, `rows`
 /// and `tile_rows`.
@@ -655,7 +655,7 @@ pub fn backward_data_bn_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch
 }
 
 /// Floats of the partials a [`backward_data_bn_for`] launch writes for `channels` channels:
-/// `[2][P][channels]`, one partition per block of the grid's x and z (phase) axes.
+/// `[2][channels][P]`, one partition per block of the grid's x and z (phase) axes.
 pub fn bn_grad_partials(launch: &TcLaunch, channels: usize) -> usize {
     2 * launch.grid.0 as usize * launch.grid.2 as usize * channels
 }
