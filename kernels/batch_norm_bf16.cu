@@ -24,8 +24,8 @@
 // convolution's epilogue wrote per-tile partials (conv_tc_stats.cuh) that batch_norm_finalize_tiles_f32
 // merges (src/backend/gpu/batch_norm.rs, StatisticsSource::ConvTiles).
 // Likewise backward: a BN whose output gradient a tensor-core backward-data wrote inside a block
-// skips backward_partial, that convolution's epilogue having written the same [2][P][C] partials
-// (conv_tc_bn_grad.cuh) for batch_norm_backward_finalize_f32.
+// skips backward_partial, that convolution's epilogue having written the same sums (laid out
+// [2][C][P], conv_tc_bn_grad.cuh) for batch_norm_backward_finalize_tiles_f32.
 //
 // Launch (src/backend/gpu/bf16_launch.rs): a thread owns one group of W channels (W = 8, one 16-byte
 // vector, when 8 divides C; else 1) and walks rows, so the per-channel parameters are loaded once per

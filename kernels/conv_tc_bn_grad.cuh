@@ -46,7 +46,7 @@ enum TcBnMask { kTcBnNoMask = 0, kTcBnMaskFromY = 1, kTcBnMaskFromAffine = 2 };
 
 // The BN whose output gradient the convolution writes: its input x (NHWC, same shape and layout as
 // dx), its saved batch statistics and parameters, the mask (kTcBnMaskFromY: y > 0, y a block's
-// output relu(BN(x) + s), same layout), and the [2][P][C] partials to write.
+// output relu(BN(x) + s), same layout), and the [2][C][P] partials to write.
 struct TcBnGrad {
     const bf16* x;
     const float* mean;

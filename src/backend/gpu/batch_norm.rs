@@ -354,7 +354,7 @@ impl<D: Driver> GpuBackend<D> {
         let k = self.batch_norm_kernels();
         let c = gamma.numel();
         let m = x.numel() / c;
-        // With the convolution's partials ([2][P][C], conv_tc_bn_grad.cuh) the workspace holds only
+        // With the convolution's partials ([2][C][P], conv_tc_bn_grad.cuh) the workspace holds only
         // the coefficients.
         let (p, partial_floats) = match conv_partials {
             Some(t) => (t.numel() / (2 * c), 0),
