@@ -786,6 +786,17 @@ fn step_and_launches(
 /// moves dgamma and dbeta by their whole size.
 #[test]
 fn bn_backward_sums_from_backward_data_match_the_separate_pass() {
+    bn_backward_sums_match_the_separate_pass(TcFamily::MmaSync);
+}
+
+/// The same on Hopper's wgmma kernels (a test of its own: tools/device-check.sh runs the two
+/// families in separate processes).
+#[test]
+fn bn_backward_sums_on_the_wgmma_kernels_match_the_separate_pass() {
+    bn_backward_sums_match_the_separate_pass(TcFamily::Wgmma);
+}
+
+fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
     let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
     let mut bottleneck = ModelConfig::from_name("resnet50", 7).unwrap();
     bottleneck.stage_blocks = vec![1, 1];
@@ -794,30 +805,24 @@ fn bn_backward_sums_from_backward_data_match_the_separate_pass() {
         ("resnet8", resnet8, 12, 6),
         ("bottleneck", bottleneck, 24, 5),
     ] {
-        for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
-            let fused = gpu_bf16().with_tc_family(family);
-            let separate = gpu_bf16().with_tc_family(family).with_bn_grad_fusion(false);
-            let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 91);
-            let (b, launches_b) = step_and_launches(&separate, &config, 2, side, 91);
-            assert_eq!(
-                launches_b - launches_a,
-                fused_bns,
-                "{name} {family:?}: launches fused {launches_a}, separate {launches_b}"
+        let fused = gpu_bf16().with_tc_family(family);
+        let separate = gpu_bf16().with_tc_family(family).with_bn_grad_fusion(false);
+        let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 91);
+        let (b, launches_b) = step_and_launches(&separate, &config, 2, side, 91);
+        assert_eq!(
+            launches_b - launches_a,
+            fused_bns,
+            "{name}: launches fused {launches_a}, separate {launches_b}"
+        );
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
+        let errors = gradient_errors(&a.params, &b.params);
+        let worst = errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
+        eprintln!("{name} {family:?}: largest gradient difference {worst:.2e}");
+        for (param, e) in &errors {
+            assert!(
+                *e <= 1e-3,
+                "{name}: {param} gradient: ||fused - separate|| / ||separate|| = {e:.2e}"
             );
-            assert_eq!(
-                a.loss.to_bits(),
-                b.loss.to_bits(),
-                "{name} {family:?}: loss"
-            );
-            let errors = gradient_errors(&a.params, &b.params);
-            let worst = errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
-            eprintln!("{name} {family:?}: largest gradient difference {worst:.2e}");
-            for (param, e) in &errors {
-                assert!(
-                    *e <= 1e-3,
-                    "{name} {family:?}: {param} gradient: ||fused - separate|| / ||separate|| = {e:.2e}"
-                );
-            }
         }
     }
 }
