@@ -11,7 +11,9 @@
 //! 2 ms long) after a warm-up; the loader is the 16-byte `cp.async` one where the shape allows,
 //! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
-//! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out.
+//! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The pass `backward_data_bn` is backward-data
+//! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
+//! the tiles that have it: against `backward_data`, what that epilogue costs.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -23,6 +25,9 @@ use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
 use resnet_cuda::bench::{BenchDevice, KernelPlan};
 use resnet_cuda::{Error, Result};
+
+/// The `_bn_` kernels' mask argument for BN's own ReLU (kernels/conv_tc_bn_grad.cuh, TcBnMask).
+const MASK_FROM_AFFINE: usize = 2;
 
 /// Device memory for one shape's tensors (contents: zeros; the timing does not depend on values).
 struct Buffers<'d> {
@@ -158,6 +163,21 @@ fn sweep_shape(
         .max()
         .unwrap_or(0);
     let workspace = bufs.alloc(max_workspace)?;
+    // The BN of the fused backward-data: its input (x's shape), four per-channel vectors (zeros,
+    // like every buffer here: the timing does not depend on values), and the largest partials.
+    let planned_bn = plan::backward_data_bn_for(&shape, plan::TcFamily::MmaSync).map(|l| l.kernel);
+    let bn_x = bufs.alloc(elems(shape.x) * 2)?;
+    let mut bn_params = [0; 4];
+    for p in &mut bn_params {
+        *p = bufs.alloc(channels * 4)?;
+    }
+    let max_partials = tiles
+        .iter()
+        .filter_map(|&t| plan::backward_data_bn_with(&shape, t))
+        .map(|l| plan::bn_grad_partials(&l, channels) * 4)
+        .max()
+        .unwrap_or(0);
+    let partials = bufs.alloc(max_partials)?;
     for tile in tiles.iter().copied().filter(|&t| has(t, general_fwd)) {
         let fwd = plan::forward_with(&shape, tile, general_fwd);
         prepare(driver, &fwd)?;
@@ -195,6 +215,36 @@ fn sweep_shape(
             planned: bwd.kernel == planned.1,
             tflops: flops / secs / 1e12,
         });
+        // With the batch-norm backward sums in the epilogue (kernels/conv_tc_bn_grad.cuh; BN's own
+        // ReLU, the inner-block case), where the tile has that kernel: what the epilogue costs.
+        if let Some(fused) = plan::backward_data_bn_with(&shape, tile).filter(|_| !general_bwd) {
+            prepare(driver, &fused)?;
+            let secs = time_pass(driver, || {
+                let args = KernelArgs::new()
+                    .ptr(y)
+                    .ptr(w)
+                    .ptr(x)
+                    .ptr(0)
+                    .ptr(bn_x)
+                    .ptr(bn_params[0])
+                    .ptr(bn_params[1])
+                    .ptr(bn_params[2])
+                    .ptr(bn_params[3])
+                    .int(MASK_FROM_AFFINE)
+                    .ptr(0)
+                    .ptr(partials)
+                    .value(&dims);
+                launch(driver, &fused, args)
+            })?;
+            out.push(Figure {
+                model,
+                shape: s.label(),
+                pass: "backward_data_bn",
+                tile: tile_name(tile),
+                planned: Some(fused.kernel) == planned_bn,
+                tflops: flops / secs / 1e12,
+            });
+        }
         let filter = plan::backward_filter_with(
             &shape,
             tile,
