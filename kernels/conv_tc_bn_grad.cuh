@@ -58,20 +58,20 @@ struct TcBnGrad {
     float* partial;
 };
 
-template <class Tile>
-struct TcBnGradShared {
-    static constexpr int FLOATS = 2 * Tile::THREADS * 8;  // two sums of 8 channels a thread
-};
+// Where partial[q][k][p] is for this block's partition p = bz gridDim.x + bx of P = gridDim.x gridDim.z.
+__device__ __forceinline__ long long tc_bn_grad_index(int q, int k, int C) {
+    const long long P = static_cast<long long>(gridDim.x) * gridDim.z;
+    const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
+    return (static_cast<long long>(q) * C + k) * P + p;
+}
 
 // Channels n0 .. n0 + BN - 1 (< C) of this block's partition: zeros (a block past its class's rows).
 template <class Tile>
 __device__ __forceinline__ void tc_bn_grad_zero_partials(const TcBnGrad& bn, int n0, int C) {
-    const long long P = static_cast<long long>(gridDim.x) * gridDim.z;
-    const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
     const int k = n0 + static_cast<int>(threadIdx.x);
     if (static_cast<int>(threadIdx.x) < Tile::BN && k < C) {
-        bn.partial[static_cast<long long>(k) * P + p] = 0.0f;
-        bn.partial[(static_cast<long long>(C) + k) * P + p] = 0.0f;
+        bn.partial[tc_bn_grad_index(0, k, C)] = 0.0f;
+        bn.partial[tc_bn_grad_index(1, k, C)] = 0.0f;
     }
 }
 
@@ -84,7 +84,8 @@ template <class Tile, class Row>
 __device__ __forceinline__ void tc_bn_grad_store(const TcBnGrad& bn, bf16* smem, bf16* __restrict__ dx, int m0,
                                                  int n0, int M, int C, Row&& row_offset) {
     using Ch = typename TcStagedTile<Tile>::Chunks;
-    static_assert(TcBnGradShared<Tile>::FLOATS * 4 <= Tile::SMEM_BYTES, "the sums fit in the pipeline's memory");
+    constexpr int LANE_FLOATS = Tile::THREADS * 8;  // one of the two sums, 8 channels a thread
+    static_assert(2 * LANE_FLOATS * 4 <= Tile::SMEM_BYTES, "the sums fit in the pipeline's memory");
     static_assert(Tile::BN <= Tile::THREADS, "one thread per channel of the tile adds its row lanes");
     const int tid = static_cast<int>(threadIdx.x);
     const int chunk = Ch::column(tid), c0 = n0 + 8 * chunk;
@@ -136,7 +137,7 @@ __device__ __forceinline__ void tc_bn_grad_store(const TcBnGrad& bn, bf16* smem,
     }
     __syncthreads();  // every thread has read its staged chunks: the memory is free
     float* const lanes_s = reinterpret_cast<float*>(smem);
-    float* const lanes_t = lanes_s + Tile::THREADS * 8;
+    float* const lanes_t = lanes_s + LANE_FLOATS;
     // 16-byte stores: 8 threads a phase, 32 bytes apart, 2-way conflicts (scalar stores 8 floats
     // apart would be 8-way); the column sums below read consecutive floats, conflict-free.
     float4* const mine_s = reinterpret_cast<float4*>(lanes_s + 8 * tid);
@@ -155,10 +156,8 @@ __device__ __forceinline__ void tc_bn_grad_store(const TcBnGrad& bn, bf16* smem,
             total_s += lanes_s[r * Tile::BN + tid];
             total_t += lanes_t[r * Tile::BN + tid];
         }
-        const long long P = static_cast<long long>(gridDim.x) * gridDim.z;
-        const long long p = static_cast<long long>(blockIdx.z) * gridDim.x + blockIdx.x;
-        bn.partial[static_cast<long long>(k) * P + p] = total_s;
-        bn.partial[(static_cast<long long>(C) + k) * P + p] = total_t;
+        bn.partial[tc_bn_grad_index(0, k, C)] = total_s;
+        bn.partial[tc_bn_grad_index(1, k, C)] = total_t;
     }
 }
 

@@ -209,17 +209,47 @@ fn expect_conv_stats<B: Backend>(
     stats: &Tensor<B>,
     y: &[usize; 4],
 ) -> Result<()> {
-    match be.conv2d_stats_len(y) {
-        Some(len) => expect_shape(op, "stats", stats, &[len]),
+    let len = be.conv2d_stats_len(y);
+    let missing = "batch-norm statistics in its convolutions (conv2d_stats_len is None)";
+    expect_partials(be, op, "stats", stats, len, missing)
+}
+
+/// A buffer of partials the backend sized as `len` (`None`: it does not compute `what`).
+fn expect_partials<B: Backend>(
+    be: &B,
+    op: &'static str,
+    name: &'static str,
+    t: &Tensor<B>,
+    len: Option<usize>,
+    what: &str,
+) -> Result<()> {
+    match len {
+        Some(len) => expect_shape(op, name, t, &[len]),
         None => Err(invalid(
             op,
-            format!(
-                "{} does not compute batch-norm statistics in its convolutions \
-                 (conv2d_stats_len is None)",
-                be.name()
-            ),
+            format!("{} does not compute {what}", be.name()),
         )),
     }
+}
+
+/// The per-channel tensors of a training batch norm's backward: f32 masters of `c` values.
+fn expect_bn_channels<B: Backend>(
+    be: &B,
+    op: &'static str,
+    c: usize,
+    gamma: &Tensor<B>,
+    saved: &BatchNormSaved<'_, B>,
+) -> Result<()> {
+    let per_channel = [
+        ("gamma", gamma),
+        ("save_mean", saved.mean),
+        ("save_inv_std", saved.inv_std),
+        ("beta", saved.beta),
+    ];
+    for (name, t) in per_channel {
+        expect_shape(op, name, t, &[c])?;
+    }
+    expect_masters(be, op, &per_channel)
 }
 
 /// `conv2d_forward` plus the batch-norm statistics partials of `y` into `stats`; see the backend op.
@@ -575,30 +605,10 @@ pub fn conv2d_backward_data_with_bn_grad<B: Backend>(
         }
     }
     expect_masters(be, OP, &[("w", w)])?;
-    let c = xs[3];
-    let per_channel = [
-        ("gamma", gamma),
-        ("save_mean", saved.mean),
-        ("save_inv_std", saved.inv_std),
-        ("beta", saved.beta),
-    ];
-    for (name, t) in per_channel {
-        expect_shape(OP, name, t, &[c])?;
-    }
-    expect_masters(be, OP, &per_channel)?;
-    match be.conv2d_bn_grad_len(&xs, &ws, geom) {
-        Some(len) => expect_shape(OP, "partials", partials, &[len])?,
-        None => {
-            return Err(invalid(
-                OP,
-                format!(
-                    "{} does not compute batch-norm backward sums in this convolution \
-                     (conv2d_bn_grad_len is None)",
-                    be.name()
-                ),
-            ))
-        }
-    }
+    expect_bn_channels(be, OP, xs[3], gamma, &saved)?;
+    let len = be.conv2d_bn_grad_len(&xs, &ws, geom);
+    let missing = "batch-norm backward sums in this convolution (conv2d_bn_grad_len is None)";
+    expect_partials(be, OP, "partials", partials, len, missing)?;
     be.conv2d_backward_data_with_bn_grad(
         dy, w, addend, dz, bn_x, gamma, saved, mask, partials, geom,
     )
@@ -687,28 +697,11 @@ fn check_batch_norm_backward<B: Backend>(
         expect_shape(op, name, t, x.dims())?;
     }
     expect_shape(op, "dx", dx, x.dims())?;
-    for (name, t) in [
-        ("gamma", gamma),
-        ("save_mean", saved.mean),
-        ("save_inv_std", saved.inv_std),
-        ("beta", saved.beta),
-    ] {
-        expect_shape(op, name, t, &[c])?;
-    }
     expect_shape(op, "dgamma", dgamma, &[c])?;
     expect_shape(op, "dbeta", dbeta, &[c])?;
     let gradient = inputs.last().expect("the incoming gradient");
     expect_activations(be, op, &[("x", x), *gradient])?;
-    expect_masters(
-        be,
-        op,
-        &[
-            ("gamma", gamma),
-            ("save_mean", saved.mean),
-            ("save_inv_std", saved.inv_std),
-            ("beta", saved.beta),
-        ],
-    )
+    expect_bn_channels(be, op, c, gamma, saved)
 }
 
 pub fn add_forward<B: Backend>(

@@ -240,26 +240,24 @@ impl<B: Backend> Layer<B> for Block<B> {
         be: &B,
         x: &Tensor<B>,
         dy: &Tensor<B>,
-        prev: Option<BnGradTarget<'_, B>>,
+        mut prev: Option<BnGradTarget<'_, B>>,
     ) -> Result<()> {
         let last = self.units.len() - 1;
         // The sum's gradient `dout [out > 0]`: `dy` itself when the next block's backward-data
-        // delivered it masked, with the last BN's sums (`BnGradTarget`); else `dsum`, below.
+        // delivered it masked, with the last BN's sums (`BnGradTarget`); else `dsum`.
         let masked_on_arrival = self.units[last].bn_grad_arrived();
-        if let Some(shortcut) = &mut self.shortcut {
-            let dsum = if masked_on_arrival {
-                self.units[last].bn_backward(be, dy)?;
-                dy
-            } else {
-                // The add's ReLU and the last BN's backward in one op, which also leaves the
-                // sum's gradient, the shortcut's, in `dsum`.
-                self.units[last].bn_backward_add_relu(be, &self.out, dy, &mut self.dsum)?;
-                &self.dsum
-            };
-            shortcut.backward(be, x, dsum)?;
+        if self.shortcut.is_some() && !masked_on_arrival {
+            // The add's ReLU and the last BN's backward in one op, which also leaves the sum's
+            // gradient, the shortcut's, in `dsum`.
+            self.units[last].bn_backward_add_relu(be, &self.out, dy, &mut self.dsum)?;
         }
         let dsum = if masked_on_arrival { dy } else { &self.dsum };
-        let mut prev = prev;
+        if let Some(shortcut) = &mut self.shortcut {
+            if masked_on_arrival {
+                self.units[last].bn_backward(be, dy)?;
+            }
+            shortcut.backward(be, x, dsum)?;
+        }
         for i in (0..=last).rev() {
             let (before, rest) = self.units.split_at_mut(i);
             let (unit, after) = rest.split_first_mut().expect("index in range");

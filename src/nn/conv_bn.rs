@@ -130,26 +130,27 @@ impl<B: Backend> ConvBn<B> {
     /// The unit's output (BN's, after its ReLU) and the target through which the next
     /// convolution's backward-data may compute this unit's BN backward sums.
     pub fn output_with_bn_grad(&mut self) -> (&Tensor<B>, BnGradTarget<'_, B>) {
-        let target = BnGradTarget {
-            x: self.conv.output(),
-            bn: &self.bn,
-            block_output: None,
-            partials: &mut self.grad_partials,
-            ready: &mut self.grad_partials_ready,
-        };
-        (self.bn.output(), target)
+        self.output_and_bn_grad(None)
     }
 
     /// The target for a residual block's last unit, whose BN output is summed with the shortcut
     /// into `block_output` and then goes through ReLU.
     pub fn block_end_bn_grad<'a>(&'a mut self, block_output: &'a Tensor<B>) -> BnGradTarget<'a, B> {
-        BnGradTarget {
+        self.output_and_bn_grad(Some(block_output)).1
+    }
+
+    fn output_and_bn_grad<'a>(
+        &'a mut self,
+        block_output: Option<&'a Tensor<B>>,
+    ) -> (&'a Tensor<B>, BnGradTarget<'a, B>) {
+        let target = BnGradTarget {
             x: self.conv.output(),
             bn: &self.bn,
-            block_output: Some(block_output),
+            block_output,
             partials: &mut self.grad_partials,
             ready: &mut self.grad_partials_ready,
-        }
+        };
+        (self.bn.output(), target)
     }
 
     /// Whether this step's BN backward sums (and masked output gradient) have arrived through a
