@@ -13,7 +13,12 @@
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
 //! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The pass `backward_data_bn` is backward-data
 //! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
-//! the tiles that have it: against `backward_data`, what that epilogue costs.
+//! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
+//! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
+//! backward-filter whose input is a BN + ReLU applied as the operand is staged
+//! (kernels/conv_tc_bn_input.cuh), on the tiles that have them: against `forward_stats` (timed for
+//! those tiles too) and `backward_filter`, what applying BN in the load costs (the pass it removes,
+//! BN's normalising read and write of the activation, is not in this table).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -178,6 +183,12 @@ fn sweep_shape(
         .max()
         .unwrap_or(0);
     let partials = bufs.alloc(max_partials)?;
+    let stats = bufs.alloc(plan::forward_stats_partition(shape.y).floats() * 4)?;
+    let planned_stats = plan::forward_stats(&shape).kernel;
+    let planned_bnrelu = (
+        plan::forward_stats_bnrelu_for(&shape, plan::TcFamily::MmaSync).map(|l| l.kernel),
+        plan::backward_filter_bnrelu_for(&shape, plan::TcFamily::MmaSync).map(|f| f.partial.kernel),
+    );
     for tile in tiles.iter().copied().filter(|&t| has(t, general_fwd)) {
         let fwd = plan::forward_with(&shape, tile, general_fwd);
         prepare(driver, &fwd)?;
@@ -196,6 +207,39 @@ fn sweep_shape(
             planned: fwd.kernel == planned.0,
             tflops: flops / secs / 1e12,
         });
+        // With BN + ReLU applied as the input is staged (the inner-block case), where the tile has
+        // that kernel, beside the same tile's statistics kernel, which it extends.
+        if let Some(fused) = plan::forward_stats_bnrelu_with(&shape, tile).filter(|_| !general_fwd)
+        {
+            let (plain, _) = plan::forward_stats_with(&shape, tile, false);
+            for (pass, l, with_bn) in [
+                ("forward_stats", plain, false),
+                ("forward_bnrelu", fused, true),
+            ] {
+                prepare(driver, &l)?;
+                let secs = time_pass(driver, || {
+                    let args = KernelArgs::new().ptr(x).ptr(w).ptr(y).ptr(stats);
+                    let args = if with_bn {
+                        bn_params.iter().fold(args, |a, &p| a.ptr(p))
+                    } else {
+                        args
+                    };
+                    launch(driver, &l, args.value(&dims))
+                })?;
+                out.push(Figure {
+                    model,
+                    shape: s.label(),
+                    pass,
+                    tile: tile_name(tile),
+                    planned: if with_bn {
+                        Some(l.kernel) == planned_bnrelu.0
+                    } else {
+                        l.kernel == planned_stats
+                    },
+                    tflops: flops / secs / 1e12,
+                });
+            }
+        }
     }
     for tile in tiles.iter().copied().filter(|&t| has(t, general_bwd)) {
         let bwd = plan::backward_data_with(&shape, false, tile, general_bwd);
@@ -279,6 +323,38 @@ fn sweep_shape(
             planned: filter.partial.kernel == planned.2,
             tflops: flops / secs / 1e12,
         });
+        // The same with BN + ReLU applied as x is staged, where the tile has that kernel.
+        let fused = plan::backward_filter_bnrelu_with(&shape, tile, filter.splits);
+        if let Some(fused) = fused.filter(|_| !general_bwd) {
+            prepare(driver, &fused.partial)?;
+            let secs = time_pass(driver, || {
+                let target = if fused.reduce.is_some() {
+                    workspace
+                } else {
+                    dw
+                };
+                let args = KernelArgs::new().ptr(x).ptr(y).ptr(target);
+                let args = bn_params.iter().fold(args, |a, &p| a.ptr(p));
+                launch(driver, &fused.partial, args.value(&dims))?;
+                if let Some(reduce) = &fused.reduce {
+                    let args = KernelArgs::new()
+                        .ptr(workspace)
+                        .ptr(dw)
+                        .int(fused.splits)
+                        .u64(count);
+                    launch(driver, reduce, args)?;
+                }
+                Ok(())
+            })?;
+            out.push(Figure {
+                model,
+                shape: s.label(),
+                pass: "backward_filter_bnrelu",
+                tile: format!("{} z{}", tile_name(tile), fused.splits),
+                planned: Some(fused.partial.kernel) == planned_bnrelu.1,
+                tflops: flops / secs / 1e12,
+            });
+        }
     }
     Ok(())
 }

@@ -48,6 +48,7 @@
 #define RESNET_CUDA_CONV_TC_CUH
 
 #include "conv_common.cuh"
+#include "conv_tc_bn_input.cuh"
 #include "tensor_core.cuh"
 
 constexpr int kTcBlockK = 32;  // reduction slice depth of every configuration (two mma k-steps)
@@ -194,9 +195,12 @@ struct TcReductionIndex {
 // storage order the loaders use. Pipeline: STAGES - 1 slices in flight ahead of the math; each
 // iteration waits for the oldest, one barrier (which also proves every warp finished reading the stage
 // about to be refilled), issues the next load, then runs the slice's ldmatrix + mma.
-template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
+// `landed(a_tile, b_tile, slice)` runs between this thread's wait for a slice's copies and that
+// barrier, on the slice's stage (slice % STAGES): a loader may rewrite there the chunks it copied
+// (conv_tc_bn_input.cuh); the default does nothing.
+template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded>
 __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
-                                            LoadA&& load_a, LoadB&& load_b) {
+                                            LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{}) {
     static_assert(Tile::BK == kTcBlockK, "the mma.sync fragments read 32-deep slices (tc_load_a, tc_load_b)");
     constexpr int STAGES = Tile::STAGES;
     bf16* const a_tiles = smem;
@@ -223,7 +227,8 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
     int read_stage = 0, write_stage = STAGES - 1;
     for (int slice = 0; slice < slices; ++slice) {
         cp_async_wait_group<STAGES - 2>();  // this thread's copies of `slice` have landed
-        __syncthreads();                    // everyone's have; and stage `write_stage` is free
+        landed(a_tiles + read_stage * Tile::A_ELEMS, b_tiles + read_stage * Tile::B_ELEMS, slice);
+        __syncthreads();  // everyone's have (and were rewritten); and stage `write_stage` is free
         const int next = slice + STAGES - 1;
         if (next < slices) {
             load_a(a_tiles + write_stage * Tile::A_ELEMS, next * Tile::BK);
@@ -265,10 +270,10 @@ struct TcMmaSyncLoop {
         return tc_chunk_offset<ROW_ELEMS>(row, chunk);
     }
 
-    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
-                                               LoadA&& load_a, LoadB&& load_b) {
-        tc_mainloop<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b);
+                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{}) {
+        tc_mainloop<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed);
     }
 };
 

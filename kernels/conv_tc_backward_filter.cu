@@ -26,6 +26,11 @@
 //       dynamic shared bytes TcTile::SMEM_BYTES (65536 for 128x128w64, which must opt in above 48 KiB;
 //       at most 49152 for the others). Every element of out is written.
 //       Pointers: x, dy 16-byte aligned, out 8-byte aligned.
+//   conv2d_tc_backward_filter_bnrelu_{T}_bf16  params (const bf16* x, const bf16* dy, float* out,
+//       const float* mean, const float* inv_std, const float* gamma, const float* beta, ConvDims d):
+//       the vector kernel's partials for the input z = relu(x scale + shift) of the batch norm whose
+//       input x is, computed as B is staged (conv_tc_bn_input.cuh), bit for bit those of the stored
+//       z; {T}: 128x128, 64x64, 32x64.
 //   conv2d_tc_backward_filter_reduce_bf16  params (const float* workspace, float* dw, int splits,
 //       unsigned long long count) with count = K*R*S*C: dw[i] = sum_{z < splits} workspace[z*count + i],
 //       z ascending. Grid-stride: any grid/block, e.g. grid (min(ceil(count / 256), 4096), 1, 1), block
@@ -40,6 +45,16 @@
     }                                                                                                  \
     EMU_REGISTER(name)
 
+#define CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                                              \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
+             const float* gamma, const float* beta, ConvDims d) {                                      \
+        grid_dependency_sync();                                                                        \
+        const TcBnReluInput bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_backward_filter<Tile, true, TcMmaSyncLoop, true>(x, dy, out, d, bn);                   \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x128_bf16, TcTile128x128, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_64x64_bf16, TcTile64x64, true);
@@ -51,6 +66,10 @@ CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_64x64_bf16, TcT
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_32x64_bf16, TcTile32x64, false);
+// The tiles the plan picks (conv_tc_plan.rs, backward_filter_bnrelu_for).
+CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_tc_backward_filter_bnrelu_128x128_bf16, TcTile128x128);
+CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_tc_backward_filter_bnrelu_64x64_bf16, TcTile64x64);
+CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_tc_backward_filter_bnrelu_32x64_bf16, TcTile32x64);
 
 extern "C" __global__ void conv2d_tc_backward_filter_reduce_bf16(const float* workspace, float* dw, int splits,
                                                                  unsigned long long count) {

@@ -8,9 +8,13 @@
 
 #include "conv_tc.cuh"
 
-template <class Tile, bool VEC, class MainLoop = TcMmaSyncLoop>
+// BN_INPUT: x is a batch norm's input and the convolution's input is that BN's output with its ReLU,
+// computed as B is staged (conv_tc_bn_input.cuh; `bn` its statistics and parameters).
+template <class Tile, bool VEC, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__ x, const bf16* __restrict__ dy,
-                                                        float* __restrict__ out, const ConvDims& d) {
+                                                        float* __restrict__ out, const ConvDims& d,
+                                                        const TcBnReluInput& bn = {}) {
+    static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
     using AChunks = TcChunks<Tile::BK, Tile::BM, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
@@ -57,6 +61,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
         col_r[e] = rsc < RSC ? rs / S : kConvInvalid;  // an invalid column fails every bounds test
         col_s[e] = rs - (rs / S) * S;
     }
+    TcLandedChunks<BChunks::PER_THREAD, Tile::STAGES> b_landed;  // (BN_INPUT) which chunks were copies
     auto load_b = [&](bf16* tile, int k0) {
 #pragma unroll
         for (int jj = 0; jj < BChunks::PER_THREAD; ++jj) {
@@ -76,6 +81,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
                 const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
                 const bf16* src = ok ? x + image + (static_cast<long long>(h) * W + ww) * C + col_c[0] : x;
                 tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), src, ok);
+                if constexpr (BN_INPUT) b_landed.record(k0 / Tile::BK, jj, ok);
             } else {
                 std::uint16_t bits[8];
 #pragma unroll
@@ -91,7 +97,23 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
 
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (j_end - j_begin + Tile::BK - 1) / Tile::BK;
-    MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+    if constexpr (BN_INPUT) {
+        // x -> relu(BN(x)) on this thread's copied chunks of each slice: its 8 columns, and so their
+        // channels, are fixed for the block (no copy is made for columns past R*S*C).
+        float scale[8] = {}, shift[8] = {};
+        if (rsc_base < RSC) tc_bn_relu_coefficients(bn, col_c[0], scale, shift);
+        auto landed = [&](bf16*, bf16* b_tile, int slice) {
+#pragma unroll
+            for (int jj = 0; jj < BChunks::PER_THREAD; ++jj) {
+                if (BChunks::owns(tid, jj) && b_landed.real(slice, jj))
+                    tc_bn_relu_chunk(b_tile + MainLoop::template kn_offset<Tile, Tile::BN>(BChunks::row(tid, jj), b_col),
+                                     scale, shift);
+            }
+        };
+        MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b, landed);
+    } else {
+        MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+    }
 
     float* const partial = out + static_cast<long long>(blockIdx.z) * K * RSC;
     const bool paired = RSC % 2 == 0;

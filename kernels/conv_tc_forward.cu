@@ -19,9 +19,17 @@
 //   128x128w64 (128 x 128 in four 64 x 64 warp tiles).
 // And with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d):
 //   conv2d_tc_forward_stats_[general_]{T}_bf16  the same y, plus the per-channel batch-norm
-//                                        statistics partials of y as stored, [2][grid.x][K] floats
+//                                        statistics partials of y as stored, [2][K][grid.x] floats
 //                                        (conv_tc_stats.cuh: per block row of tiles, the sum and the
 //                                        sum of squared deviations from that tile's mean).
+// And with params (const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean,
+//                  const float* inv_std, const float* gamma, const float* beta, ConvDims d):
+//   conv2d_tc_forward_stats_bnrelu_{T}_bf16  the same, of the input z = relu(x scale + shift) of the
+//                                        batch norm (mean, inv_std, gamma, beta per channel of x)
+//                                        whose input x is, computed as A is staged and never
+//                                        stored (conv_tc_bn_input.cuh); y is bit for bit the vector
+//                                        kernel's on the stored z. {T}: 128x128, 64x64, 128x32,
+//                                        64x16. Requires C % 8 == 0.
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (THREADS, 1, 1) with THREADS = 256 for 128x128
 //         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
 //         20480, 24576, and 65536 for 128x128w64, the one that must opt in above 48 KiB). Pointers
@@ -48,6 +56,16 @@
     }                                                                                                  \
     EMU_REGISTER(name)
 
+#define CONV_TC_FORWARD_STATS_BNRELU_KERNEL(name, Tile)                                                \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
+             const float* gamma, const float* beta, ConvDims d) {                                      \
+        grid_dependency_sync();                                                                        \
+        const TcBnReluInput bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_forward<Tile, true, true, TcMmaSyncLoop, true>(x, w, y, stats, d, bn);                 \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x128_bf16, TcTile128x128, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_128x128w64_bf16, TcTile128x128W64, true);
 CONV_TC_FORWARD_KERNEL(conv2d_tc_forward_64x64_bf16, TcTile64x64, true);
@@ -70,3 +88,8 @@ CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_64x64_bf16, TcTile6
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_32x64_bf16, TcTile32x64, false);
+// The tiles the plan picks for a forward with statistics (conv_tc_plan.rs, forward_stats_bnrelu_for).
+CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_128x128_bf16, TcTile128x128);
+CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_64x64_bf16, TcTile64x64);
+CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_128x32_bf16, TcTile128x32);
+CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_64x16_bf16, TcTile64x16);

@@ -9,10 +9,13 @@
 #include "conv_tc_epilogue.cuh"
 #include "conv_tc_stats.cuh"
 
-template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop>
+// BN_INPUT: x is a batch norm's input and the convolution's input is that BN's output with its ReLU,
+// computed as A is staged (conv_tc_bn_input.cuh; `bn` its statistics and parameters).
+template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                 bf16* __restrict__ y, float* __restrict__ stats,
-                                                const ConvDims& d) {
+                                                const ConvDims& d, const TcBnReluInput& bn = {}) {
+    static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BN, Tile::BK, Tile::THREADS>;
@@ -41,6 +44,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
 
     TcReductionIndex tap;  // this thread's A chunk's (r, s, c), carried from slice to slice
+    TcLandedChunks<AChunks::PER_THREAD, Tile::STAGES> a_landed;  // (BN_INPUT) which chunks were copies
     auto load_a = [&](bf16* tile, int k0) {
         if constexpr (VEC) {
             // The 8 channels of this chunk share one tap (C % 8 == 0).
@@ -54,6 +58,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
                 const bool ok = kr < RSC && h >= 0 && h < H && ww >= 0 && ww < W;
                 const bf16* src = ok ? x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c : x;
                 tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
+                if constexpr (BN_INPUT) a_landed.record(k0 / Tile::BK, j, ok);
             }
         } else {
             int r[8], s[8], c[8];
@@ -102,7 +107,27 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
 
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (RSC + Tile::BK - 1) / Tile::BK;
-    MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+    if constexpr (BN_INPUT) {
+        // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
+        // the chunk column's reduction index, the same for all of the thread's chunks.
+        TcReductionIndex landed_tap;
+        auto landed = [&](bf16* a_tile, bf16*, int slice) {
+            const int kr = slice * Tile::BK + 8 * a_col;
+            if (kr >= RSC) return;  // zero-filled past the reduction
+            landed_tap.seek(kr, S, C);
+            float scale[8], shift[8];
+            tc_bn_relu_coefficients(bn, landed_tap.channel, scale, shift);
+#pragma unroll
+            for (int j = 0; j < AChunks::PER_THREAD; ++j) {
+                if (AChunks::owns(tid, j) && a_landed.real(slice, j))
+                    tc_bn_relu_chunk(a_tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), scale, shift);
+            }
+        };
+        MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b,
+                                                   landed);
+    } else {
+        MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+    }
 
     if constexpr (STATS) tc_round_to_bf16<Tile>(acc);  // the statistics are of the stored values
     if (tc_staged_store_ok(K, y)) {

@@ -39,6 +39,7 @@
 //
 // Pipeline (STAGES >= 3), per slice i of BK:
 //   cp.async.wait_group STAGES - 3   this thread's copies of slice i have landed
+//   landed(slice i)                   the loader's hook (conv_tc.cuh's tc_mainloop: the same contract)
 //   fence.proxy.async                 ... and are visible to the async proxy that wgmma reads through
 //   __syncthreads                     everyone's have; every warpgroup's wgmma of slice i - 2 retired
 //   cp.async slice i + STAGES - 2     into the stage slice i - 2 used, now free
@@ -84,9 +85,9 @@ constexpr int kWgmmaPanelElems = Tile::BK * 64;
 constexpr std::uint32_t kWgmmaUnusedLeading = 16;
 
 struct TcWgmmaLoop {
-    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB>
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
-                                               LoadA&& load_a, LoadB&& load_b) {
+                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{}) {
         // conv_tc's "K-major" tiles (one row per reduction index: KM, KN) are wgmma's MN-major operands.
         constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
         static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
@@ -122,7 +123,8 @@ struct TcWgmmaLoop {
         int read_stage = 0, write_stage = STAGES - 2;
         for (int slice = 0; slice < slices; ++slice) {
             cp_async_wait_group<STAGES - 3>();
-            fence_proxy_async_shared();
+            landed(a_tiles + read_stage * Tile::A_ELEMS, b_tiles + read_stage * Tile::B_ELEMS, slice);
+            fence_proxy_async_shared();  // (after `landed`: its rewrites too are read by the async proxy)
             __syncthreads();
             const int next = slice + STAGES - 2;
             if (next < slices) {

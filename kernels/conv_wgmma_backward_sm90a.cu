@@ -21,6 +21,10 @@
 //   conv2d_wgmma_backward_filter_{T}_bf16    (const bf16* x, const bf16* dy, float* out, ConvDims d); the
 //                                             split partials are summed by conv_tc_backward_filter.cu's
 //                                             conv2d_tc_backward_filter_reduce_bf16 as for the sm_80 kernels
+//   conv2d_wgmma_backward_filter_bnrelu_{T}_bf16  ({T} one of 128x128, 64x128, 128x64, 64x64) the params
+//                                             of conv_tc_backward_filter.cu's _bnrelu_ kernels: the
+//                                             input is the BN output relu(x scale + shift), made as
+//                                             staged (conv_tc_bn_input.cuh)
 // Launch: grids as the sm_80 kernels of the same pass (conv_tc_plan.rs), block (2 * BM, 1, 1), dynamic
 //         shared bytes wgmma_smem_bytes<Tile>() (66560, 99328, 50176, 50176, 33792, 99328, 148480: all
 //         but 64x64 opt in above 48 KiB).
@@ -63,6 +67,16 @@
     }                                                                                                  \
     EMU_REGISTER(name)
 
+#define CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                                           \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
+             const float* gamma, const float* beta, ConvDims d) {                                      \
+        grid_dependency_sync();                                                                        \
+        const TcBnReluInput bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_backward_filter<Tile, true, TcWgmmaLoop, true>(x, dy, out, d, bn);                     \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
 CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_128x128_bf16, WgTile128x128);
 CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_128x256_bf16, WgTile128x256);
 CONV_WGMMA_BACKWARD_DATA_KERNEL(conv2d_wgmma_backward_data_64x128_bf16, WgTile64x128);
@@ -89,3 +103,8 @@ CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x64_bf16, WgTi
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_64x64_bf16, WgTile64x64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x128k64_bf16, WgTile128x128K64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x256k64_bf16, WgTile128x256K64);
+// The tiles the plan picks for a backward-filter whose input is a BN's output (conv_tc_plan.rs).
+CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_128x128_bf16, WgTile128x128);
+CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_64x128_bf16, WgTile64x128);
+CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_128x64_bf16, WgTile128x64);
+CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_64x64_bf16, WgTile64x64);

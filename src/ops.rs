@@ -5,8 +5,8 @@
 //! at fault, so a bad call can never reach a kernel and touch memory outside a buffer.
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, Conv2dGeometry, DType, Element,
-    LossStats, PoolGeometry, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnReluInput, Conv2dGeometry, DType,
+    Element, LossStats, PoolGeometry, SgdConfig, SgdTensors,
 };
 use crate::data::device_images::{BatchDraws, DeviceImages};
 use crate::error::{invalid, Error, Result};
@@ -267,6 +267,50 @@ pub fn conv2d_forward_with_stats<B: Backend>(
     be.conv2d_forward_with_stats(x, w, y, stats, geom)
 }
 
+/// The convolution of `relu(BN(x))` with `w`, plus its output's statistics partials, BN's output
+/// computed from `x` as loaded; see `Backend::conv2d_forward_with_stats_bn_input`.
+pub fn conv2d_forward_with_stats_bn_input<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    bn: BnReluInput<'_, B>,
+    w: &Tensor<B>,
+    y: &mut Tensor<B>,
+    stats: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward_with_stats_bn_input";
+    let ys = check_conv2d_forward(be, OP, x, w, y, geom)?;
+    expect_activations(be, OP, &[("x", x)])?;
+    expect_bn_input(be, OP, x, w, &bn, geom)?;
+    expect_conv_stats(be, OP, stats, &ys)?;
+    be.conv2d_forward_with_stats_bn_input(x, bn, w, y, stats, geom)
+}
+
+/// `bn` holds a batch norm over `x`'s channels, and the backend applies it as this convolution
+/// loads `x`.
+fn expect_bn_input<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    bn: &BnReluInput<'_, B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    let (xs, ws) = (expect_rank4(op, "x", x)?, expect_rank4(op, "w", w)?);
+    expect_bn_channels(be, op, xs[3], bn.gamma, &bn.saved)?;
+    if !be.conv2d_bn_input_fusion(&xs, &ws, geom) {
+        return Err(invalid(
+            op,
+            format!(
+                "{} does not apply batch norm as this convolution loads its input (x {xs:?}, w \
+                 {ws:?}): conv2d_bn_input_fusion is false",
+                be.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn conv2d_backward_data<B: Backend>(
     be: &B,
     dy: &Tensor<B>,
@@ -321,6 +365,27 @@ pub fn conv2d_backward_filter<B: Backend>(
     expect_conv_input(be, OP, "x", x)?;
     expect_activations(be, OP, &[("dy", dy)])?;
     be.conv2d_backward_filter(x, dy, dw, geom)
+}
+
+/// `conv2d_backward_filter(relu(BN(x)), dy)`, BN's output computed from `x` as loaded; see
+/// `Backend::conv2d_backward_filter_bn_input`.
+pub fn conv2d_backward_filter_bn_input<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    bn: BnReluInput<'_, B>,
+    dy: &Tensor<B>,
+    dw: &mut Tensor<B>,
+    geom: Conv2dGeometry,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_filter_bn_input";
+    let xs = expect_rank4(OP, "x", x)?;
+    let ws = expect_rank4(OP, "dw", dw)?;
+    let ys = conv2d_output_shape_named(OP, ("x", &xs), ("dw", &ws), geom)?;
+    expect_shape(OP, "dy", dy, &ys)?;
+    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
+    expect_masters(be, OP, &[("dw", dw)])?;
+    expect_bn_input(be, OP, x, dw, &bn, geom)?;
+    be.conv2d_backward_filter_bn_input(x, bn, dy, dw, geom)
 }
 
 fn check_bn_config(op: &'static str, cfg: &BatchNormConfig) -> Result<()> {
@@ -496,6 +561,46 @@ pub fn batch_norm_forward_train_from_stats<B: Backend>(
         beta,
         residual,
         out,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+        cfg,
+    )
+}
+
+/// `batch_norm_forward_train_from_stats` without its output: the statistics and running averages
+/// only; see `Backend::batch_norm_statistics_from_stats`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_statistics_from_stats<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    stats: &Tensor<B>,
+    save_mean: &mut Tensor<B>,
+    save_inv_std: &mut Tensor<B>,
+    running_mean: &mut Tensor<B>,
+    running_var: &mut Tensor<B>,
+    cfg: BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batch_norm_statistics_from_stats";
+    check_bn_config(OP, &cfg)?;
+    let xs = expect_rank4(OP, "x", x)?;
+    let per_channel = [
+        ("save_mean", &*save_mean),
+        ("save_inv_std", &*save_inv_std),
+        ("running_mean", &*running_mean),
+        ("running_var", &*running_var),
+    ];
+    for (name, t) in per_channel {
+        expect_shape(OP, name, t, &[xs[3]])?;
+    }
+    expect_masters(be, OP, &per_channel)?;
+    expect_activations(be, OP, &[("x", x)])?;
+    expect_conv_stats(be, OP, stats, &xs)?;
+    expect_masters(be, OP, &[("stats", stats)])?;
+    be.batch_norm_statistics_from_stats(
+        x,
+        stats,
         save_mean,
         save_inv_std,
         running_mean,

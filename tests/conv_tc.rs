@@ -19,7 +19,8 @@
 //!
 //! The forward's batch-norm statistics epilogue, and the batch norm that uses it, are tested in
 //! `conv_tc/statistics.rs` (a module of this program, with its own tolerances), the backward-data's
-//! batch-norm backward sums in `conv_tc/bn_grad.rs`; the epilogue's two
+//! batch-norm backward sums in `conv_tc/bn_grad.rs`, the batch norm + ReLU applied as forward and
+//! backward-filter stage their input in `conv_tc/bn_input.rs`; the epilogue's two
 //! output stores (staged 16-byte stores, or pairs from the fragments), each on aligned and unaligned
 //! outputs between poisoned guards, in `conv_tc/stores.rs`. That every kernel's `ldmatrix` and
 //! `cp.async` are free of shared-memory bank conflicts (the emulator counts them) in `conv_tc/banks.rs`.
@@ -40,6 +41,8 @@ use resnet_cuda::backend::Conv2dGeometry;
 mod banks;
 #[path = "conv_tc/bn_grad.rs"]
 mod bn_grad;
+#[path = "conv_tc/bn_input.rs"]
+mod bn_input;
 #[path = "conv_tc/statistics.rs"]
 mod statistics;
 #[path = "conv_tc/stores.rs"]

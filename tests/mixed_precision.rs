@@ -826,3 +826,59 @@ fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
         }
     }
 }
+
+/// Batch norm + ReLU applied by the next convolution as it loads its input (inside each block: BN
+/// statistics only, then `conv2d_forward_with_stats_bn_input` and
+/// `conv2d_backward_filter_bn_input`), against the same step with every BN output stored
+/// (`with_bn_input_fusion(false)`). The staged operand is bit for bit the stored one (the same
+/// affine code and rounding, kernels/conv_tc_bn_input.cuh), and nothing else changes, so the loss
+/// and every gradient must be equal bit for bit; and the step makes exactly one launch fewer per
+/// BN left unstored (its normalising pass): resnet8's 3 blocks have one each, the bottleneck net's
+/// 2 blocks two each.
+#[test]
+fn bn_relu_in_the_next_convolutions_load_matches_the_stored_output() {
+    bn_relu_in_the_load_matches_the_stored_output(TcFamily::MmaSync);
+}
+
+/// The same on Hopper's wgmma kernels (a test of its own, as above).
+#[test]
+fn bn_relu_in_the_wgmma_convolutions_load_matches_the_stored_output() {
+    bn_relu_in_the_load_matches_the_stored_output(TcFamily::Wgmma);
+}
+
+fn bn_relu_in_the_load_matches_the_stored_output(family: TcFamily) {
+    let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
+    let mut bottleneck = ModelConfig::from_name("resnet50", 7).unwrap();
+    bottleneck.stage_blocks = vec![1, 1];
+    bottleneck.stage_channels = vec![32, 64];
+    for (name, config, side, unstored_bns) in [
+        ("resnet8", resnet8, 12, 3),
+        ("bottleneck", bottleneck, 24, 4),
+    ] {
+        let fused = gpu_bf16().with_tc_family(family);
+        let stored = gpu_bf16()
+            .with_tc_family(family)
+            .with_bn_input_fusion(false);
+        let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 93);
+        let (b, launches_b) = step_and_launches(&stored, &config, 2, side, 93);
+        assert_eq!(
+            launches_b - launches_a,
+            unstored_bns,
+            "{name}: launches fused {launches_a}, stored {launches_b}"
+        );
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
+        for ((param, _, ga), (_, _, gb)) in a.params.iter().zip(&b.params) {
+            let differing = ga
+                .iter()
+                .zip(gb)
+                .filter(|(u, v)| u.to_bits() != v.to_bits())
+                .count();
+            assert_eq!(
+                differing,
+                0,
+                "{name} {family:?}: {param} gradient differs in {differing} of {} values",
+                ga.len()
+            );
+        }
+    }
+}

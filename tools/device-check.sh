@@ -178,6 +178,13 @@ step bench-resnet50-b256-nofusebn 120 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --mo
     --batch-size 256 --device cuda --json
 step bench-resnet20-b128-nofusebn 60 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet20 \
     --batch-size 128 --device cuda --json
+# BN + ReLU applied by the next convolution as it loads its input (kernels/conv_tc_bn_input.cuh)
+# against BN's output stored and read back: what that fusion is worth (the tile sweep in phase 1
+# has what it costs each convolution).
+step bench-resnet50-b256-nofusebnin 120 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet50 \
+    --batch-size 256 --device cuda --json
+step bench-resnet20-b128-nofusebnin 60 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet20 \
+    --batch-size 128 --device cuda --json
 
 # BENCH_FILTER (criterion's filter, a regex) picks a part of the suite: all of it takes over 1 s a
 # benchmark on the H200, more than one call has. Default: the bf16 tensor-core convolutions (the

@@ -34,7 +34,7 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|nofusebn))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|nofusebn|nofusebnin))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
@@ -48,6 +48,8 @@ def step_rows(raw):
                     label += ", wgmma"
                 if m[3] == "nofusebn":
                     label += ", BN sums unfused"
+                if m[3] == "nofusebnin":
+                    label += ", BN output stored"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
     for file in ("pytorch-step.json", "pytorch-compiled.json"):

@@ -412,6 +412,70 @@ pub trait Backend: Sized + Send + Sync + 'static {
         Err(no_bn_grad_fusion(self))
     }
 
+    // Batch norm's normalise + ReLU in the next convolution's operand load (a conv -> BN + ReLU ->
+    // conv chain inside a residual block): the first BN computes its statistics only
+    // (`batch_norm_statistics_from_stats`), and the convolution after it reads BN's input `x` and
+    // applies BN's affine map and ReLU as it stages its operand, in its forward and again in its
+    // backward-filter, so that BN's output is never stored. Its backward-data needs no input; BN's
+    // backward takes its ReLU mask from `x` (a backend offering this must: `y` is never written).
+    // A backend without the fusion (the default) answers `false` and the plain ops run.
+
+    /// Whether this backend runs a convolution with weights `w` and geometry `geom` on the output,
+    /// of shape `x`, of a training-mode batch norm with ReLU, applied as it loads (the default: no).
+    fn conv2d_bn_input_fusion(
+        &self,
+        _x: &[usize; 4],
+        _w: &[usize; 4],
+        _geom: Conv2dGeometry,
+    ) -> bool {
+        false
+    }
+    /// `conv2d_forward_with_stats(relu(BN(x)), w)` where `BN` is the training-mode batch norm of
+    /// `bn` (its forward's saved statistics and parameters), its output computed from `x` as the
+    /// convolution loads it and never stored; bit for bit the convolution of the stored output.
+    /// Only where `conv2d_bn_input_fusion` is true (the default is an error).
+    fn conv2d_forward_with_stats_bn_input(
+        &self,
+        _x: &Tensor<Self>,
+        _bn: BnReluInput<'_, Self>,
+        _w: &Tensor<Self>,
+        _y: &mut Tensor<Self>,
+        _stats: &mut Tensor<Self>,
+        _geom: Conv2dGeometry,
+    ) -> Result<()> {
+        Err(no_bn_input_fusion(self))
+    }
+    /// `conv2d_backward_filter(relu(BN(x)), dy)` with BN's output computed from `x` as loaded, as
+    /// [`Backend::conv2d_forward_with_stats_bn_input`]. Only where `conv2d_bn_input_fusion` is true
+    /// (the default is an error).
+    fn conv2d_backward_filter_bn_input(
+        &self,
+        _x: &Tensor<Self>,
+        _bn: BnReluInput<'_, Self>,
+        _dy: &Tensor<Self>,
+        _dw: &mut Tensor<Self>,
+        _geom: Conv2dGeometry,
+    ) -> Result<()> {
+        Err(no_bn_input_fusion(self))
+    }
+    /// `batch_norm_forward_train_from_stats` without the output: the batch statistics (`save_mean`,
+    /// `save_inv_std`) and the running averages only, for a batch norm whose output the next
+    /// convolution computes as it loads it. Only for a backend whose `conv2d_stats_len` is `Some`
+    /// (the default is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_statistics_from_stats(
+        &self,
+        _x: &Tensor<Self>,
+        _stats: &Tensor<Self>,
+        _save_mean: &mut Tensor<Self>,
+        _save_inv_std: &mut Tensor<Self>,
+        _running_mean: &mut Tensor<Self>,
+        _running_var: &mut Tensor<Self>,
+        _cfg: BatchNormConfig,
+    ) -> Result<()> {
+        Err(no_conv_stats(self))
+    }
+
     /// Training-mode batch norm over N, H, W per channel:
     /// `y = gamma (x - mean) / sqrt(var + eps) + beta` (then `max(y, 0)` when `cfg.relu`), with the
     /// biased batch variance; writes `save_mean`, `save_inv_std = 1/sqrt(var + eps)` and updates the
@@ -658,6 +722,21 @@ pub enum BnGradMask<'a, B: Backend> {
 pub(crate) fn no_bn_grad_fusion<B: Backend>(be: &B) -> crate::error::Error {
     crate::error::Error::Config(format!(
         "{} does not compute batch-norm backward sums in its convolutions",
+        be.name()
+    ))
+}
+
+/// A training-mode batch norm with ReLU whose output a convolution computes from its input as it
+/// loads it ([`Backend::conv2d_forward_with_stats_bn_input`]): `relu(gamma (x - mean) inv_std +
+/// beta)` from its forward's saved statistics.
+pub struct BnReluInput<'a, B: Backend> {
+    pub gamma: &'a Tensor<B>,
+    pub saved: BatchNormSaved<'a, B>,
+}
+
+pub(crate) fn no_bn_input_fusion<B: Backend>(be: &B) -> crate::error::Error {
+    crate::error::Error::Config(format!(
+        "{} does not apply batch norm as its convolutions load their input",
         be.name()
     ))
 }

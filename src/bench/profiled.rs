@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, Conv2dGeometry, DType, DeviceCounts,
-    KernelTime, PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnReluInput, Conv2dGeometry, DType,
+    DeviceCounts, KernelTime, PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -154,6 +154,13 @@ fn inner_saved<'a, B: Backend>(saved: BatchNormSaved<'a, Profiled<B>>) -> BatchN
     }
 }
 
+fn inner_bn_input<'a, B: Backend>(bn: BnReluInput<'a, Profiled<B>>) -> BnReluInput<'a, B> {
+    BnReluInput {
+        gamma: inner(bn.gamma),
+        saved: inner_saved(bn.saved),
+    }
+}
+
 fn inner_mut<B: Backend>(t: &mut Tensor<Profiled<B>>) -> &mut Tensor<B> {
     t.view_as_mut()
 }
@@ -279,6 +286,70 @@ impl<B: Backend> Backend for Profiled<B> {
         // Timed as a convolution: the statistics ride on its epilogue.
         self.timed(OpFamily::Conv, |b| {
             b.conv2d_forward_with_stats(inner(x), inner(w), inner_mut(y), inner_mut(stats), geom)
+        })
+    }
+
+    fn conv2d_bn_input_fusion(&self, x: &[usize; 4], w: &[usize; 4], geom: Conv2dGeometry) -> bool {
+        self.inner.conv2d_bn_input_fusion(x, w, geom)
+    }
+
+    fn conv2d_forward_with_stats_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnReluInput<'_, Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stats: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let bn = inner_bn_input(bn);
+        // Timed as a convolution: BN's map rides on its operand load.
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_forward_with_stats_bn_input(
+                inner(x),
+                bn,
+                inner(w),
+                inner_mut(y),
+                inner_mut(stats),
+                geom,
+            )
+        })
+    }
+
+    fn conv2d_backward_filter_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnReluInput<'_, Self>,
+        dy: &Tensor<Self>,
+        dw: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        let bn = inner_bn_input(bn);
+        self.timed(OpFamily::Conv, |b| {
+            b.conv2d_backward_filter_bn_input(inner(x), bn, inner(dy), inner_mut(dw), geom)
+        })
+    }
+
+    fn batch_norm_statistics_from_stats(
+        &self,
+        x: &Tensor<Self>,
+        stats: &Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_statistics_from_stats(
+                inner(x),
+                inner(stats),
+                inner_mut(save_mean),
+                inner_mut(save_inv_std),
+                inner_mut(running_mean),
+                inner_mut(running_var),
+                cfg,
+            )
         })
     }
 

@@ -2,7 +2,7 @@
 //! running variance). The math of forward and backward is stated on the backend op.
 
 use super::{Layer, Mode, Param};
-use crate::backend::{Backend, BatchNormConfig, BatchNormSaved, Element};
+use crate::backend::{Backend, BatchNormConfig, BatchNormSaved, BnReluInput, Element};
 use crate::error::{invalid, Result};
 use crate::ops;
 use crate::tensor::Tensor;
@@ -26,6 +26,8 @@ pub struct BatchNorm2d<B: Backend> {
     dx: Tensor<B>,
     /// Whether the last forward was in training mode, i.e. whether backward is possible.
     trained_forward: bool,
+    /// Whether the last forward wrote `out` (not so after `statistics_from_stats`).
+    output_stored: bool,
 }
 
 impl<B: Backend> BatchNorm2d<B> {
@@ -49,6 +51,7 @@ impl<B: Backend> BatchNorm2d<B> {
             out: Tensor::empty(be)?,
             dx: Tensor::empty(be)?,
             trained_forward: false,
+            output_stored: false,
         })
     }
 
@@ -64,11 +67,17 @@ impl<B: Backend> BatchNorm2d<B> {
     /// possible, and counts a training-mode batch.
     fn start_forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
         self.out.ensure_shape(be, x.dims())?;
+        self.count_forward(mode);
+        Ok(())
+    }
+
+    /// Records whether backward is possible, and counts a training-mode batch.
+    fn count_forward(&mut self, mode: Mode) {
         self.trained_forward = mode == Mode::Train;
+        self.output_stored = true;
         if mode == Mode::Train {
             self.num_batches_tracked += 1;
         }
-        Ok(())
     }
 
     /// A residual is summed after BN, before the block's ReLU: a BN with a ReLU of its own cannot
@@ -242,6 +251,53 @@ impl<B: Backend> BatchNorm2d<B> {
         )
     }
 
+    /// `forward_train_from_stats(x, stats)` without the output (`output` is not written): the
+    /// batch statistics and running averages only, for a BN with ReLU whose output the next
+    /// convolution computes from `x` as it loads it ([`Self::relu_input`]).
+    pub fn statistics_from_stats(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        stats: &Tensor<B>,
+    ) -> Result<()> {
+        if !self.relu {
+            return Err(invalid(
+                "batch_norm_statistics_from_stats",
+                format!(
+                    "{}: only a BN with ReLU leaves its output to the next convolution",
+                    self.name
+                ),
+            ));
+        }
+        self.count_forward(Mode::Train);
+        self.output_stored = false;
+        let cfg = self.config();
+        ops::batch_norm_statistics_from_stats(
+            be,
+            x,
+            stats,
+            &mut self.save_mean,
+            &mut self.save_inv_std,
+            &mut self.running_mean,
+            &mut self.running_var,
+            cfg,
+        )
+    }
+
+    /// `output`, without checking that the last forward stored it (its owner knows).
+    pub(super) fn output_unchecked(&self) -> &Tensor<B> {
+        &self.out
+    }
+
+    /// This BN, with its ReLU, as a convolution applies it to its input as it loads it: its
+    /// forward's saved statistics and its parameters.
+    pub fn relu_input(&self) -> BnReluInput<'_, B> {
+        BnReluInput {
+            gamma: &self.weight.value,
+            saved: self.saved(),
+        }
+    }
+
     /// `forward_add(x, residual, out, relu, Train)` with the batch statistics from `stats`, as
     /// [`Self::forward_train_from_stats`]. `output` is not written.
     pub fn forward_add_train_from_stats(
@@ -308,16 +364,25 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     }
 
     fn output(&self) -> &Tensor<B> {
+        debug_assert!(
+            self.output_stored,
+            "{}: its output was left to the next convolution",
+            self.name
+        );
         &self.out
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
         self.check_trained("batch_norm_backward")?;
         self.dx.ensure_shape(be, x.dims())?;
+        // `y`, the ReLU's mask where a backend reads it: a BN whose output was not stored exists
+        // only on backends that take the mask from `x` (`Backend::conv2d_bn_input_fusion`), so `x`
+        // stands in for it there.
+        let y = if self.output_stored { &self.out } else { x };
         ops::batch_norm_backward(
             be,
             x,
-            &self.out,
+            y,
             dy,
             &self.weight.value,
             BatchNormSaved {

@@ -14,7 +14,7 @@
 
 use rand::Rng;
 
-use super::conv_bn::ConvBnSpec;
+use super::conv_bn::{ConvBnSpec, UnitInput};
 use super::{BatchNorm2d, BnGradTarget, ConvBn, Layer, Mode, Param, Shortcut, ShortcutOption};
 use crate::backend::Backend;
 use crate::error::Result;
@@ -194,15 +194,26 @@ impl<B: Backend> Layer<B> for Block<B> {
         let last = self.units.len() - 1;
         for i in 0..=last {
             let (done, rest) = self.units.split_at_mut(i);
-            let input = if i == 0 { x } else { done[i - 1].output() };
+            let (unit, after) = rest.split_first_mut().expect("index in range");
+            let input = match done.last() {
+                None => UnitInput::Tensor(x),
+                Some(prev) => prev.as_input(),
+            };
             match &mut self.shortcut {
                 // The sum and its ReLU ride on the last BN's pass: `relu(BN(conv(h)) + s(x))`.
                 Some(shortcut) if i == last => {
                     shortcut.forward(be, x, mode)?;
                     let sc = shortcut.output(x);
-                    rest[0].forward_add(be, input, sc, &mut self.out, mode)?;
+                    unit.forward_add(be, input, sc, &mut self.out, mode)?;
                 }
-                _ => rest[0].forward(be, input, mode)?,
+                _ => {
+                    // Inside the block, BN + ReLU may be left to the next convolution's load.
+                    let leave = match after.first() {
+                        Some(next) => unit.can_leave_output_to(be, input.dims(), next, mode)?,
+                        None => false,
+                    };
+                    unit.forward_from(be, input, mode, leave)?;
+                }
             }
         }
         Ok(())

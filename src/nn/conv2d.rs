@@ -5,9 +5,9 @@
 
 use rand::Rng;
 
-use super::conv_bn::BnGradTarget;
+use super::conv_bn::{BnGradTarget, UnitInput};
 use super::{init, Layer, Mode, Param};
-use crate::backend::{Backend, BnGradMask, Conv2dGeometry, Element};
+use crate::backend::{Backend, BnGradMask, BnReluInput, Conv2dGeometry, Element};
 use crate::error::Result;
 use crate::ops;
 use crate::tensor::Tensor;
@@ -73,6 +73,42 @@ impl<B: Backend> Conv2d<B> {
         ops::conv2d_forward_with_stats(be, x, w, &mut self.out, stats, self.geom)
     }
 
+    /// `forward_with_stats` of `relu(BN(x))`, BN's output computed from `x` as the convolution
+    /// loads it (`ops::conv2d_forward_with_stats_bn_input`).
+    pub fn forward_with_stats_bn_input(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        bn: BnReluInput<'_, B>,
+        stats: &mut Tensor<B>,
+    ) -> Result<()> {
+        let shape = self.output_shape(x.dims())?;
+        self.out.ensure_shape(be, &shape)?;
+        let w = &self.weight.value;
+        ops::conv2d_forward_with_stats_bn_input(be, x, bn, w, &mut self.out, stats, self.geom)
+    }
+
+    /// The weight gradient from `input` as the forward read it.
+    fn backward_filter(&mut self, be: &B, input: &UnitInput<'_, B>, dy: &Tensor<B>) -> Result<()> {
+        let dw = &mut self.weight.grad;
+        match *input {
+            UnitInput::Tensor(x) => ops::conv2d_backward_filter(be, x, dy, dw, self.geom),
+            UnitInput::BnRelu { x, bn } => {
+                ops::conv2d_backward_filter_bn_input(be, x, bn.relu_input(), dy, dw, self.geom)
+            }
+        }
+    }
+
+    /// `Layer::backward` from `input` as the forward read it (`UnitInput::BnRelu`: through a BN).
+    pub fn backward_from(&mut self, be: &B, input: UnitInput<'_, B>, dy: &Tensor<B>) -> Result<()> {
+        self.backward_filter(be, &input, dy)?;
+        if self.input_grad_needed {
+            self.dx.ensure_shape(be, input.dims())?;
+            ops::conv2d_backward_data(be, dy, &self.weight.value, &mut self.dx, self.geom)?;
+        }
+        Ok(())
+    }
+
     /// Whether backward computes the input gradient (see `Layer::set_input_grad_needed`).
     pub fn input_grad_needed(&self) -> bool {
         self.input_grad_needed
@@ -85,7 +121,7 @@ impl<B: Backend> Conv2d<B> {
     pub fn backward_with_bn_grad(
         &mut self,
         be: &B,
-        x: &Tensor<B>,
+        input: UnitInput<'_, B>,
         dy: &Tensor<B>,
         addend: Option<(&Tensor<B>, &mut Tensor<B>)>,
         target: &mut BnGradTarget<'_, B>,
@@ -94,12 +130,12 @@ impl<B: Backend> Conv2d<B> {
             self.input_grad_needed,
             "backward-data runs for the BN before it"
         );
-        ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
+        self.backward_filter(be, &input, dy)?;
         let (addend, dz) = match addend {
             Some((a, out)) => (Some(a), out),
             None => (None, &mut self.dx),
         };
-        dz.ensure_shape(be, x.dims())?;
+        dz.ensure_shape(be, input.dims())?;
         let mask = match target.block_output {
             Some(y) => BnGradMask::Output(y),
             None if target.bn.relu => BnGradMask::Own,
@@ -126,14 +162,14 @@ impl<B: Backend> Conv2d<B> {
     pub fn backward_add(
         &mut self,
         be: &B,
-        x: &Tensor<B>,
+        input: UnitInput<'_, B>,
         dy: &Tensor<B>,
         addend: &Tensor<B>,
         out: &mut Tensor<B>,
     ) -> Result<()> {
-        ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
-        self.dx.ensure_shape(be, x.dims())?;
-        out.ensure_shape(be, x.dims())?;
+        self.backward_filter(be, &input, dy)?;
+        self.dx.ensure_shape(be, input.dims())?;
+        out.ensure_shape(be, input.dims())?;
         let w = &self.weight.value;
         ops::conv2d_backward_data_add(be, dy, w, addend, &mut self.dx, out, self.geom)
     }
@@ -151,12 +187,7 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        ops::conv2d_backward_filter(be, x, dy, &mut self.weight.grad, self.geom)?;
-        if self.input_grad_needed {
-            self.dx.ensure_shape(be, x.dims())?;
-            ops::conv2d_backward_data(be, dy, &self.weight.value, &mut self.dx, self.geom)?;
-        }
-        Ok(())
+        self.backward_from(be, UnitInput::Tensor(x), dy)
     }
 
     fn input_grad(&self) -> &Tensor<B> {

@@ -17,6 +17,12 @@
 //! twice. At a residual block's end the ReLU follows the sum with the shortcut: the mask is the
 //! block's output, and the masked gradient is the sum's gradient, which the block then hands to the
 //! shortcut as it is (`Block`).
+//!
+//! Inside a block, where the backend can (`Backend::conv2d_bn_input_fusion`, the bf16 GPU path), a
+//! unit whose BN has a ReLU does not store its output at all: its BN computes its statistics only,
+//! and the next unit's convolution reads this unit's convolution output and applies the BN and
+//! ReLU as it loads it, in its forward and its backward-filter (`UnitInput::BnRelu`). BN's backward
+//! then takes its ReLU mask from its input, as the backward-data epilogue above does.
 
 use rand::Rng;
 
@@ -36,6 +42,30 @@ pub struct ConvBn<B: Backend> {
     /// Whether `grad_partials` holds this step's sums (and the output gradient arrived masked):
     /// set through a `BnGradTarget`, taken by `bn_backward`, cleared by every forward.
     grad_partials_ready: bool,
+    /// Whether the last forward left the unit's output unstored, for the next unit's convolution to
+    /// compute as it loads it (see the module doc).
+    output_unstored: bool,
+}
+
+/// What a unit's convolution reads: a tensor, or the previous unit's BN + ReLU output, never
+/// stored, computed from that BN's input as the convolution loads it (see the module doc).
+pub enum UnitInput<'a, B: Backend> {
+    Tensor(&'a Tensor<B>),
+    BnRelu {
+        /// The BN's input, the previous unit's convolution output.
+        x: &'a Tensor<B>,
+        bn: &'a BatchNorm2d<B>,
+    },
+}
+
+impl<B: Backend> UnitInput<'_, B> {
+    /// The shape of the input the convolution sees (BN keeps its input's shape).
+    pub fn dims(&self) -> &[usize] {
+        match self {
+            UnitInput::Tensor(t) => t.dims(),
+            UnitInput::BnRelu { x, .. } => x.dims(),
+        }
+    }
 }
 
 /// A batch norm (a unit's, with what follows it) whose output gradient the next convolution's
@@ -50,6 +80,9 @@ pub struct BnGradTarget<'a, B: Backend> {
     pub(super) block_output: Option<&'a Tensor<B>>,
     pub(super) partials: &'a mut Tensor<B>,
     pub(super) ready: &'a mut bool,
+    /// Whether BN's output was left unstored (see the module doc): the convolution then reads
+    /// `x` through `bn` for its backward-filter too.
+    pub(super) output_unstored: bool,
 }
 
 /// The shape of a conv + BN unit.
@@ -84,18 +117,20 @@ impl<B: Backend> ConvBn<B> {
             stats: Tensor::empty(be)?,
             grad_partials: Tensor::empty(be)?,
             grad_partials_ready: false,
+            output_unstored: false,
         })
     }
 
     /// Whether this forward takes BN's statistics from the convolution's epilogue: in training,
     /// on a backend that computes them there. Then sizes the partials buffer for the output of a
-    /// convolution of `x` (a no-op after the first step at a shape).
-    fn stats_from_conv(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<bool> {
+    /// convolution of an input shaped `x` (a no-op after the first step at a shape).
+    fn stats_from_conv(&mut self, be: &B, x: &[usize], mode: Mode) -> Result<bool> {
         self.grad_partials_ready = false; // a new forward: last step's backward sums are stale
+        self.output_unstored = false;
         if mode != Mode::Train {
             return Ok(false);
         }
-        let y = self.conv.output_shape(x.dims())?;
+        let y = self.conv.output_shape(x)?;
         match be.conv2d_stats_len(&y) {
             Some(len) => {
                 self.stats.ensure_shape(be, &[len])?;
@@ -105,26 +140,116 @@ impl<B: Backend> ConvBn<B> {
         }
     }
 
-    /// Forward with a residual summed in after BN: `out = relu(BN(conv(x)) + residual)` (see
+    /// Whether this unit, given an input shaped `x`, may leave its output unstored for `next`, the
+    /// unit after it in a block, to compute as it loads it (see the module doc): in training, for
+    /// a BN with ReLU, where the backend takes BN statistics from both convolutions and applies BN
+    /// in `next`'s.
+    pub fn can_leave_output_to(
+        &self,
+        be: &B,
+        x: &[usize],
+        next: &ConvBn<B>,
+        mode: Mode,
+    ) -> Result<bool> {
+        if mode != Mode::Train || !self.bn.relu {
+            return Ok(false);
+        }
+        let y = self.conv.output_shape(x)?;
+        let next_y = next.conv.output_shape(&y)?;
+        let w = next
+            .conv
+            .weight
+            .value
+            .shape()
+            .dims4()
+            .expect("weights are KRSC");
+        Ok(be.conv2d_stats_len(&y).is_some()
+            && be.conv2d_stats_len(&next_y).is_some()
+            && be.conv2d_bn_input_fusion(&y, &w, next.conv.geom))
+    }
+
+    /// The convolution forward with BN's statistics from its epilogue (the caller checked
+    /// `stats_from_conv`), of `input`.
+    fn conv_forward_with_stats(&mut self, be: &B, input: UnitInput<'_, B>) -> Result<()> {
+        match input {
+            UnitInput::Tensor(x) => self.conv.forward_with_stats(be, x, &mut self.stats),
+            UnitInput::BnRelu { x, bn } => {
+                self.conv
+                    .forward_with_stats_bn_input(be, x, bn.relu_input(), &mut self.stats)
+            }
+        }
+    }
+
+    /// The plain convolution forward of a stored `input` (no BN statistics from the convolution, so
+    /// the unit before stored its output: `can_leave_output_to` needs them).
+    fn conv_forward_plain(&mut self, be: &B, input: UnitInput<'_, B>, mode: Mode) -> Result<()> {
+        match input {
+            UnitInput::Tensor(x) => self.conv.forward(be, x, mode),
+            UnitInput::BnRelu { bn, .. } => Err(crate::error::invalid(
+                "conv2d_forward",
+                format!(
+                    "{}: its output was not stored, and this convolution cannot apply it",
+                    bn.name
+                ),
+            )),
+        }
+    }
+
+    /// The unit's forward from `input`; with `leave_output`, BN computes its statistics only and
+    /// the output is left to the next unit (only where `can_leave_output_to` said so).
+    pub fn forward_from(
+        &mut self,
+        be: &B,
+        input: UnitInput<'_, B>,
+        mode: Mode,
+        leave_output: bool,
+    ) -> Result<()> {
+        if !self.stats_from_conv(be, input.dims(), mode)? {
+            self.conv_forward_plain(be, input, mode)?;
+            return self.bn.forward(be, self.conv.output(), mode);
+        }
+        self.conv_forward_with_stats(be, input)?;
+        let y = self.conv.output();
+        if leave_output {
+            self.output_unstored = true;
+            return self.bn.statistics_from_stats(be, y, &self.stats);
+        }
+        self.bn.forward_train_from_stats(be, y, &self.stats)
+    }
+
+    /// Forward with a residual summed in after BN: `out = relu(BN(conv(input)) + residual)` (see
     /// `BatchNorm2d::forward_add`).
     pub fn forward_add(
         &mut self,
         be: &B,
-        x: &Tensor<B>,
+        input: UnitInput<'_, B>,
         residual: &Tensor<B>,
         out: &mut Tensor<B>,
         mode: Mode,
     ) -> Result<()> {
-        if self.stats_from_conv(be, x, mode)? {
-            self.conv.forward_with_stats(be, x, &mut self.stats)?;
+        if self.stats_from_conv(be, input.dims(), mode)? {
+            self.conv_forward_with_stats(be, input)?;
             let y = self.conv.output();
             return self
                 .bn
                 .forward_add_train_from_stats(be, y, &self.stats, residual, out, true);
         }
-        self.conv.forward(be, x, mode)?;
+        self.conv_forward_plain(be, input, mode)?;
         self.bn
             .forward_add(be, self.conv.output(), residual, out, true, mode)
+    }
+
+    /// What the next unit's convolution reads: this unit's output, or, when it was left unstored,
+    /// this unit's convolution output through its BN.
+    pub fn as_input(&self) -> UnitInput<'_, B> {
+        if self.output_unstored {
+            UnitInput::BnRelu {
+                x: self.conv.output(),
+                bn: &self.bn,
+            }
+        } else {
+            UnitInput::Tensor(self.bn.output())
+        }
     }
 
     /// The unit's output (BN's, after its ReLU) and the target through which the next
@@ -149,8 +274,10 @@ impl<B: Backend> ConvBn<B> {
             block_output,
             partials: &mut self.grad_partials,
             ready: &mut self.grad_partials_ready,
+            output_unstored: self.output_unstored,
         };
-        (self.bn.output(), target)
+        // (Stale when unstored: the next convolution's backward then reads `x` through the target.)
+        (self.bn.output_unchecked(), target)
     }
 
     /// Whether this step's BN backward sums (and masked output gradient) have arrived through a
@@ -162,8 +289,8 @@ impl<B: Backend> ConvBn<B> {
     /// The backward in two halves, so that a block can put its own work between them: BN's
     /// (`bn_backward` from the gradient of this unit's output, or `bn_backward_add_relu` from that
     /// of `forward_add`'s `out`, which also gives the sum's gradient `dsum`), then the
-    /// convolution's (`conv_backward`, `conv_backward_add`, its input gradient plus `addend` into
-    /// `out`, see `Conv2d::backward_add`, or `conv_backward_before`). When this step's BN sums
+    /// convolution's (`conv_backward`, or `conv_backward_before`, which may sum `addend` into its
+    /// input gradient, see `Conv2d::backward_add`). When this step's BN sums
     /// arrived through a `BnGradTarget`, `bn_backward` takes them, and `dy` arrived masked.
     pub fn bn_backward(&mut self, be: &B, dy: &Tensor<B>) -> Result<()> {
         if std::mem::take(&mut self.grad_partials_ready) {
@@ -188,7 +315,7 @@ impl<B: Backend> ConvBn<B> {
         self.conv.backward(be, x, self.bn.input_grad())
     }
 
-    /// `conv_backward` (with `addend`: `conv_backward_add`) where the input gradient is the output
+    /// `conv_backward` (with `addend`: `Conv2d::backward_add`) where the input gradient is the output
     /// gradient of `prev`'s batch norm (the layer before, see the module doc): where the backend
     /// can, backward-data also masks it and computes that BN's backward sums, and sets the
     /// target's flag; otherwise the plain ops.
@@ -206,49 +333,39 @@ impl<B: Backend> ConvBn<B> {
             .shape()
             .dims4()
             .expect("weights are KRSC");
-        let x_dims: Option<[usize; 4]> = x.dims().try_into().ok();
+        // Backward-filter reads the input as the forward did: through the BN when it was not stored.
+        let input = match &prev {
+            Some(t) if t.output_unstored => UnitInput::BnRelu { x: t.x, bn: t.bn },
+            _ => UnitInput::Tensor(x),
+        };
+        let x_dims: Option<[usize; 4]> = input.dims().try_into().ok();
         // A BN without a training forward has no statistics to mask by: its own backward then
         // reports that, after the plain ops.
-        let fused = prev.filter(|t| t.bn.trained()).and_then(|target| {
-            let len = be.conv2d_bn_grad_len(&x_dims?, &w, self.conv.geom)?;
-            Some((target, len))
-        });
+        let wants_dx = self.conv.input_grad_needed();
+        let fused = prev
+            .filter(|t| wants_dx && t.bn.trained())
+            .and_then(|target| {
+                let len = be.conv2d_bn_grad_len(&x_dims?, &w, self.conv.geom)?;
+                Some((target, len))
+            });
         let dy = self.bn.input_grad();
         match (fused, addend) {
             (Some((mut target, len)), addend) => {
                 target.partials.ensure_shape(be, &[len])?;
                 self.conv
-                    .backward_with_bn_grad(be, x, dy, addend, &mut target)?;
+                    .backward_with_bn_grad(be, input, dy, addend, &mut target)?;
                 *target.ready = true;
                 Ok(())
             }
-            (None, Some((a, out))) => self.conv.backward_add(be, x, dy, a, out),
-            (None, None) => self.conv.backward(be, x, dy),
+            (None, Some((a, out))) => self.conv.backward_add(be, input, dy, a, out),
+            (None, None) => self.conv.backward_from(be, input, dy),
         }
-    }
-
-    pub fn conv_backward_add(
-        &mut self,
-        be: &B,
-        x: &Tensor<B>,
-        addend: &Tensor<B>,
-        out: &mut Tensor<B>,
-    ) -> Result<()> {
-        self.conv
-            .backward_add(be, x, self.bn.input_grad(), addend, out)
     }
 }
 
 impl<B: Backend> Layer<B> for ConvBn<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
-        if self.stats_from_conv(be, x, mode)? {
-            self.conv.forward_with_stats(be, x, &mut self.stats)?;
-            return self
-                .bn
-                .forward_train_from_stats(be, self.conv.output(), &self.stats);
-        }
-        self.conv.forward(be, x, mode)?;
-        self.bn.forward(be, self.conv.output(), mode)
+        self.forward_from(be, UnitInput::Tensor(x), mode, false)
     }
 
     fn output(&self) -> &Tensor<B> {
@@ -272,10 +389,7 @@ impl<B: Backend> Layer<B> for ConvBn<B> {
         prev: Option<BnGradTarget<'_, B>>,
     ) -> Result<()> {
         self.bn_backward(be, dy)?;
-        if self.conv.input_grad_needed() {
-            return self.conv_backward_before(be, x, None, prev);
-        }
-        self.conv_backward(be, x)
+        self.conv_backward_before(be, x, None, prev)
     }
 
     fn input_grad(&self) -> &Tensor<B> {

@@ -33,9 +33,9 @@ use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
-    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, BnGradMask, Conv2dGeometry, DType,
-    DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision, RecordedLosses, SgdConfig,
-    SgdTensors, StepGraph,
+    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnReluInput,
+    Conv2dGeometry, DType, DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision,
+    RecordedLosses, SgdConfig, SgdTensors, StepGraph,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -61,6 +61,10 @@ pub struct GpuBackend<D: Driver> {
     /// (`Backend::conv2d_bn_grad_len`): on, unless `RESNET_FUSE_BN_GRAD=0` when the backend is made
     /// (to measure what the fusion is worth).
     pub(super) fuse_bn_grad: bool,
+    /// Whether a bf16 convolution after a BN + ReLU inside a block applies that BN as it loads its
+    /// input (`Backend::conv2d_bn_input_fusion`): on, unless `RESNET_FUSE_BN_INPUT=0` when the
+    /// backend is made (to measure what the fusion is worth).
+    pub(super) fuse_bn_input: bool,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     pub(super) sgd_table: Mutex<Option<SgdTable<D>>>,
@@ -127,6 +131,7 @@ impl<D: Driver> GpuBackend<D> {
             precision: Precision::F32,
             tc_family: TcFamily::from_env(),
             fuse_bn_grad: std::env::var_os("RESNET_FUSE_BN_GRAD").is_none_or(|v| v != "0"),
+            fuse_bn_input: std::env::var_os("RESNET_FUSE_BN_INPUT").is_none_or(|v| v != "0"),
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
             retired_workspaces: Mutex::new(Vec::new()),
@@ -155,6 +160,13 @@ impl<D: Driver> GpuBackend<D> {
     /// (see `fuse_bn_grad`).
     pub fn with_bn_grad_fusion(mut self, on: bool) -> Self {
         self.fuse_bn_grad = on;
+        self
+    }
+
+    /// The same backend with BN + ReLU applied in the next convolution's operand load on or off
+    /// (see `fuse_bn_input`).
+    pub fn with_bn_input_fusion(mut self, on: bool) -> Self {
+        self.fuse_bn_input = on;
         self
     }
 
@@ -488,6 +500,59 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.conv2d_backward_data_bn_bf16(&shape, dy, w, addend, dz, &bn, partials)
     }
 
+    /// In bf16, for the shapes whose forward and backward-filter take the vector loaders: the
+    /// `_bnrelu_` kernels (`conv_tc_plan::forward_stats_bnrelu_for`, `backward_filter_bnrelu_for`).
+    fn conv2d_bn_input_fusion(&self, x: &[usize; 4], w: &[usize; 4], geom: Conv2dGeometry) -> bool {
+        if self.precision != Precision::Bf16 || !self.fuse_bn_input {
+            return false;
+        }
+        let (Ok(y), Ok(family)) = (
+            crate::ops::conv2d_output_shape("conv2d_bn_input_fusion", x, w, geom),
+            self.tc_family(),
+        ) else {
+            return false;
+        };
+        let shape = ConvShape {
+            x: *x,
+            w: *w,
+            y,
+            geom,
+        };
+        conv_tc_plan::forward_stats_bnrelu_for(&shape, family).is_some()
+            && conv_tc_plan::backward_filter_bnrelu_for(&shape, family).is_some()
+    }
+
+    fn conv2d_forward_with_stats_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnReluInput<'_, Self>,
+        w: &Tensor<Self>,
+        y: &mut Tensor<Self>,
+        stats: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        if !self.conv2d_bn_input_fusion(&dims4(x), &dims4(w), geom) {
+            return Err(crate::backend::no_bn_input_fusion(self));
+        }
+        let shape = conv_shape(x, w, y, geom);
+        self.conv2d_forward_bnrelu_bf16(&shape, x, &bn, w, y, stats)
+    }
+
+    fn conv2d_backward_filter_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnReluInput<'_, Self>,
+        dy: &Tensor<Self>,
+        dw: &mut Tensor<Self>,
+        geom: Conv2dGeometry,
+    ) -> Result<()> {
+        if !self.conv2d_bn_input_fusion(&dims4(x), &dims4(dw), geom) {
+            return Err(crate::backend::no_bn_input_fusion(self));
+        }
+        let shape = conv_shape(x, dw, dy, geom);
+        self.conv2d_backward_filter_bnrelu_bf16(&shape, x, &bn, dy, dw)
+    }
+
     fn conv2d_backward_data(
         &self,
         dy: &Tensor<Self>,
@@ -669,6 +734,30 @@ impl<D: Driver> Backend for GpuBackend<D> {
             beta,
             residual,
             out,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            cfg,
+        )
+    }
+
+    fn batch_norm_statistics_from_stats(
+        &self,
+        x: &Tensor<Self>,
+        stats: &Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        if self.precision != Precision::Bf16 {
+            return Err(no_conv_stats(self));
+        }
+        self.batch_norm_statistics_from_tiles(
+            x,
+            stats,
             save_mean,
             save_inv_std,
             running_mean,

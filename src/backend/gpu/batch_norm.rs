@@ -194,7 +194,7 @@ impl<D: Driver> GpuBackend<D> {
     /// partials `tiles` of `x`: one finalize kernel (`batch_norm_finalize_tiles_f32`), which merges
     /// them by Chan's formula (see kernels/batch_norm.cu).
     #[allow(clippy::too_many_arguments)]
-    fn batch_norm_statistics_from_tiles(
+    pub(super) fn batch_norm_statistics_from_tiles(
         &self,
         x: &T<D>,
         tiles: &T<D>,

@@ -16,10 +16,10 @@ use super::backend::GpuBackend;
 use super::batch_norm::ReluMask;
 use super::bf16_launch;
 use super::conv_plan::ConvShape;
-use super::conv_tc_plan::{self as plan, TcLaunch};
+use super::conv_tc_plan::{self as plan, TcFilterLaunch, TcLaunch};
 use super::driver::{DevicePtr, Driver};
 use super::launch::KernelArgs;
-use crate::backend::{BatchNormSaved, BnGradMask, DType};
+use crate::backend::{BatchNormSaved, BnGradMask, BnReluInput, DType};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -145,6 +145,36 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
+    /// `y = conv(relu(BN(x)), w)` and its statistics partials, BN's output computed from bf16 `x`
+    /// as the kernel stages it (`plan::forward_stats_bnrelu_for`, which must be `Some` for `shape`).
+    pub(super) fn conv2d_forward_bnrelu_bf16(
+        &self,
+        shape: &ConvShape,
+        x: &T<D>,
+        bn: &BnReluInput<'_, GpuBackend<D>>,
+        w: &T<D>,
+        y: &mut T<D>,
+        stats: &mut T<D>,
+    ) -> Result<()> {
+        let launch = plan::forward_stats_bnrelu_for(shape, self.tc_family()?)
+            .expect("conv2d_bn_input_fusion said this shape fuses");
+        let w16 = self.bf16_view_of_weight(w)?;
+        let args = KernelArgs::new()
+            .ptr(x.buf().ptr())
+            .ptr(w16)
+            .ptr(y.buf().ptr())
+            .ptr(stats.buf().ptr())
+            .ptr(bn.saved.mean.buf().ptr())
+            .ptr(bn.saved.inv_std.buf().ptr())
+            .ptr(bn.gamma.buf().ptr())
+            .ptr(bn.saved.beta.buf().ptr())
+            .value(&shape.dims());
+        self.launch_tc(&launch, args)?;
+        Self::written_as(stats, DType::F32);
+        Self::written_as(y, DType::Bf16);
+        Ok(())
+    }
+
     /// `dx = conv_transpose(dy, w)`, plus `addend` when given (rounded to bf16 once).
     pub(super) fn conv2d_backward_data_bf16(
         &self,
@@ -258,14 +288,53 @@ impl<D: Driver> GpuBackend<D> {
         dw: DevicePtr,
     ) -> Result<()> {
         let launch = plan::backward_filter_for(shape, self.tc_family()?);
-        let partial = |out: DevicePtr| {
-            let args = KernelArgs::new()
+        self.run_filter(shape, &launch, dw, |out| {
+            KernelArgs::new()
                 .ptr(x16)
                 .ptr(dy)
                 .ptr(out)
-                .value(&shape.dims());
-            self.launch_tc(&launch.partial, args)
-        };
+                .value(&shape.dims())
+        })
+    }
+
+    /// `dw` (f32) of the convolution of `relu(BN(x))` (BN's output computed from bf16 `x` as the
+    /// kernel stages it; `plan::backward_filter_bnrelu_for`, which must be `Some` for `shape`).
+    pub(super) fn conv2d_backward_filter_bnrelu_bf16(
+        &self,
+        shape: &ConvShape,
+        x: &T<D>,
+        bn: &BnReluInput<'_, GpuBackend<D>>,
+        dy: &T<D>,
+        dw: &mut T<D>,
+    ) -> Result<()> {
+        let launch = plan::backward_filter_bnrelu_for(shape, self.tc_family()?)
+            .expect("conv2d_bn_input_fusion said this shape fuses");
+        let (x, dy) = (x.buf().ptr(), dy.buf().ptr());
+        self.run_filter(shape, &launch, dw.buf().ptr(), |out| {
+            KernelArgs::new()
+                .ptr(x)
+                .ptr(dy)
+                .ptr(out)
+                .ptr(bn.saved.mean.buf().ptr())
+                .ptr(bn.saved.inv_std.buf().ptr())
+                .ptr(bn.gamma.buf().ptr())
+                .ptr(bn.saved.beta.buf().ptr())
+                .value(&shape.dims())
+        })?;
+        Self::written_as(dw, DType::F32);
+        Ok(())
+    }
+
+    /// Runs `launch` (a backward-filter's partial kernel with the arguments `args(out)`, then its
+    /// reduce when split) into `dw`.
+    fn run_filter(
+        &self,
+        shape: &ConvShape,
+        launch: &TcFilterLaunch,
+        dw: DevicePtr,
+        args: impl Fn(DevicePtr) -> KernelArgs,
+    ) -> Result<()> {
+        let partial = |out: DevicePtr| self.launch_tc(&launch.partial, args(out));
         match launch.reduce {
             None => partial(dw),
             Some(reduce) => self.with_workspace(launch.workspace_bytes, |workspace| {

@@ -567,6 +567,36 @@ pub fn forward_stats_with(
     )
 }
 
+/// [`forward_stats_for`] whose input is the output of a training-mode batch norm with ReLU,
+/// computed from BN's input as it is staged (kernels/conv_tc_bn_input.cuh; params `(x, w, y, stats,
+/// mean, inv_std, gamma, beta, ConvDims)`): the same tile, grid and statistics partition, or `None`
+/// for a shape that takes the general loader.
+pub fn forward_stats_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option<TcLaunch> {
+    if !forward_vectorizable(shape) {
+        return None;
+    }
+    let tile = family.tile(forward_tile(shape.y), false, shape.y[3]);
+    forward_stats_bnrelu_with(shape, tile)
+}
+
+/// [`forward_stats_bnrelu_for`] with an explicit tile (tests), `None` for a tile without the kernel:
+/// only the tiles [`forward_stats_for`] picks have one.
+pub fn forward_stats_bnrelu_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {
+    let kernel = match tile {
+        TcTile::T128x128 => "conv2d_tc_forward_stats_bnrelu_128x128_bf16",
+        TcTile::T64x64 => "conv2d_tc_forward_stats_bnrelu_64x64_bf16",
+        TcTile::T128x32 => "conv2d_tc_forward_stats_bnrelu_128x32_bf16",
+        TcTile::T64x16 => "conv2d_tc_forward_stats_bnrelu_64x16_bf16",
+        TcTile::H128x128 => "conv2d_wgmma_forward_stats_bnrelu_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_forward_stats_bnrelu_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_forward_stats_bnrelu_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_forward_stats_bnrelu_64x64_bf16",
+        _ => return None,
+    };
+    let [n, p, q, k] = shape.y;
+    Some(launch(kernel, tile, n * p * q, k, 1))
+}
+
 /// The statistics partition of [`forward_stats`] for a convolution whose output is `y`.
 pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {
     TcStatsPartition::new(forward_tile(y), y)
@@ -669,15 +699,54 @@ pub fn backward_filter(shape: &ConvShape) -> TcFilterLaunch {
 /// [`backward_filter`] with the kernels of `family` (the split count follows the tile used).
 pub fn backward_filter_for(shape: &ConvShape, family: TcFamily) -> TcFilterLaunch {
     let general = !backward_vectorizable(shape);
+    let tile = backward_filter_tile(shape, general, family);
+    let splits = filter_splits(shape, tile);
+    backward_filter_with(shape, tile, general, splits)
+}
+
+/// [`backward_filter_for`]'s tile (by the output channels K, the tiles' M axis).
+fn backward_filter_tile(shape: &ConvShape, general: bool, family: TcFamily) -> TcTile {
     let tile = match shape.w[0] {
         0..=32 => TcTile::T32x64,
         33..=64 => TcTile::T64x64,
         _ => TcTile::T128x128,
     };
     let [_, r, s, c] = shape.w;
-    let tile = family.tile(tile, general, r * s * c);
-    let splits = filter_splits(shape, tile);
-    backward_filter_with(shape, tile, general, splits)
+    family.tile(tile, general, r * s * c)
+}
+
+/// [`backward_filter_for`] whose input is the output of a training-mode batch norm with ReLU,
+/// computed from BN's input as it is staged (params `(x, dy, out, mean, inv_std, gamma, beta,
+/// ConvDims)`; the same tile, splits and reduce), or `None` for a shape that takes the general
+/// loader.
+pub fn backward_filter_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option<TcFilterLaunch> {
+    if !backward_vectorizable(shape) {
+        return None;
+    }
+    let tile = backward_filter_tile(shape, false, family);
+    backward_filter_bnrelu_with(shape, tile, filter_splits(shape, tile))
+}
+
+/// [`backward_filter_bnrelu_for`] with an explicit tile and split count (tests), `None` for a tile
+/// without the kernel: only the tiles [`backward_filter_for`] picks have one.
+pub fn backward_filter_bnrelu_with(
+    shape: &ConvShape,
+    tile: TcTile,
+    splits: usize,
+) -> Option<TcFilterLaunch> {
+    let kernel = match tile {
+        TcTile::T128x128 => "conv2d_tc_backward_filter_bnrelu_128x128_bf16",
+        TcTile::T64x64 => "conv2d_tc_backward_filter_bnrelu_64x64_bf16",
+        TcTile::T32x64 => "conv2d_tc_backward_filter_bnrelu_32x64_bf16",
+        TcTile::H128x128 => "conv2d_wgmma_backward_filter_bnrelu_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_backward_filter_bnrelu_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_backward_filter_bnrelu_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_backward_filter_bnrelu_64x64_bf16",
+        _ => return None,
+    };
+    let mut plan = backward_filter_with(shape, tile, false, splits);
+    plan.partial.kernel = kernel;
+    Some(plan)
 }
 
 /// Backward-filter with an explicit tile, loader and split count (tests, benchmarks). `general ==
