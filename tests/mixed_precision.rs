@@ -834,7 +834,8 @@ fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
 /// affine code and rounding, kernels/conv_tc_bn_input.cuh), and nothing else changes, so the loss
 /// and every gradient must be equal bit for bit; and the step makes exactly one launch fewer per
 /// BN left unstored (its normalising pass): resnet8's 3 blocks have one each, the bottleneck net's
-/// 2 blocks two each.
+/// 2 blocks two each. Both with the BN backward sums from backward-data (the default) and without
+/// (BN's backward then takes its ReLU mask from its input, the output never having been stored).
 #[test]
 fn bn_relu_in_the_next_convolutions_load_matches_the_stored_output() {
     bn_relu_in_the_load_matches_the_stored_output(TcFamily::MmaSync);
@@ -855,30 +856,36 @@ fn bn_relu_in_the_load_matches_the_stored_output(family: TcFamily) {
         ("resnet8", resnet8, 12, 3),
         ("bottleneck", bottleneck, 24, 4),
     ] {
-        let fused = gpu_bf16().with_tc_family(family);
-        let stored = gpu_bf16()
-            .with_tc_family(family)
-            .with_bn_input_fusion(false);
-        let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 93);
-        let (b, launches_b) = step_and_launches(&stored, &config, 2, side, 93);
-        assert_eq!(
-            launches_b - launches_a,
-            unstored_bns,
-            "{name}: launches fused {launches_a}, stored {launches_b}"
-        );
-        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
-        for ((param, _, ga), (_, _, gb)) in a.params.iter().zip(&b.params) {
-            let differing = ga
-                .iter()
-                .zip(gb)
-                .filter(|(u, v)| u.to_bits() != v.to_bits())
-                .count();
+        for bn_grad in [true, false] {
+            let name = format!("{name} (BN sums from backward-data: {bn_grad})");
+            let fused = gpu_bf16()
+                .with_tc_family(family)
+                .with_bn_grad_fusion(bn_grad);
+            let stored = gpu_bf16()
+                .with_tc_family(family)
+                .with_bn_grad_fusion(bn_grad)
+                .with_bn_input_fusion(false);
+            let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 93);
+            let (b, launches_b) = step_and_launches(&stored, &config, 2, side, 93);
             assert_eq!(
-                differing,
-                0,
-                "{name} {family:?}: {param} gradient differs in {differing} of {} values",
-                ga.len()
+                launches_b - launches_a,
+                unstored_bns,
+                "{name}: launches fused {launches_a}, stored {launches_b}"
             );
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
+            for ((param, _, ga), (_, _, gb)) in a.params.iter().zip(&b.params) {
+                let differing = ga
+                    .iter()
+                    .zip(gb)
+                    .filter(|(u, v)| u.to_bits() != v.to_bits())
+                    .count();
+                assert_eq!(
+                    differing,
+                    0,
+                    "{name} {family:?}: {param} gradient differs in {differing} of {} values",
+                    ga.len()
+                );
+            }
         }
     }
 }

@@ -311,7 +311,9 @@ impl<B: Backend> BatchNorm2d<B> {
     ) -> Result<()> {
         self.check_takes_residual("batch_norm_forward_train_from_stats")?;
         out.ensure_shape(be, x.dims())?;
-        self.start_forward(be, x, Mode::Train)?;
+        // The sum goes to `out`: this BN's own output is neither written nor allocated.
+        self.count_forward(Mode::Train);
+        self.output_stored = false;
         let cfg = BatchNormConfig {
             relu,
             ..self.config()

@@ -45,6 +45,8 @@ pub struct ConvBn<B: Backend> {
     /// Whether the last forward left the unit's output unstored, for the next unit's convolution to
     /// compute as it loads it (see the module doc).
     output_unstored: bool,
+    /// Whether the last forward read its input through the previous unit's BN (the converse).
+    input_through_bn: bool,
 }
 
 /// What a unit's convolution reads: a tensor, or the previous unit's BN + ReLU output, never
@@ -118,6 +120,7 @@ impl<B: Backend> ConvBn<B> {
             grad_partials: Tensor::empty(be)?,
             grad_partials_ready: false,
             output_unstored: false,
+            input_through_bn: false,
         })
     }
 
@@ -127,6 +130,7 @@ impl<B: Backend> ConvBn<B> {
     fn stats_from_conv(&mut self, be: &B, x: &[usize], mode: Mode) -> Result<bool> {
         self.grad_partials_ready = false; // a new forward: last step's backward sums are stale
         self.output_unstored = false;
+        self.input_through_bn = false;
         if mode != Mode::Train {
             return Ok(false);
         }
@@ -174,6 +178,7 @@ impl<B: Backend> ConvBn<B> {
         match input {
             UnitInput::Tensor(x) => self.conv.forward_with_stats(be, x, &mut self.stats),
             UnitInput::BnRelu { x, bn } => {
+                self.input_through_bn = true;
                 self.conv
                     .forward_with_stats_bn_input(be, x, bn.relu_input(), &mut self.stats)
             }
@@ -289,8 +294,8 @@ impl<B: Backend> ConvBn<B> {
     /// The backward in two halves, so that a block can put its own work between them: BN's
     /// (`bn_backward` from the gradient of this unit's output, or `bn_backward_add_relu` from that
     /// of `forward_add`'s `out`, which also gives the sum's gradient `dsum`), then the
-    /// convolution's (`conv_backward`, or `conv_backward_before`, which may sum `addend` into its
-    /// input gradient, see `Conv2d::backward_add`). When this step's BN sums
+    /// convolution's (`conv_backward_before`, which may sum `addend` into its input gradient, see
+    /// `Conv2d::backward_add`). When this step's BN sums
     /// arrived through a `BnGradTarget`, `bn_backward` takes them, and `dy` arrived masked.
     pub fn bn_backward(&mut self, be: &B, dy: &Tensor<B>) -> Result<()> {
         if std::mem::take(&mut self.grad_partials_ready) {
@@ -311,14 +316,11 @@ impl<B: Backend> ConvBn<B> {
             .backward_add_relu(be, self.conv.output(), out, dout, dsum)
     }
 
-    pub fn conv_backward(&mut self, be: &B, x: &Tensor<B>) -> Result<()> {
-        self.conv.backward(be, x, self.bn.input_grad())
-    }
-
-    /// `conv_backward` (with `addend`: `Conv2d::backward_add`) where the input gradient is the output
-    /// gradient of `prev`'s batch norm (the layer before, see the module doc): where the backend
-    /// can, backward-data also masks it and computes that BN's backward sums, and sets the
-    /// target's flag; otherwise the plain ops.
+    /// The convolution's backward (with `addend`: `Conv2d::backward_add`), whose input gradient is
+    /// the output gradient of `prev`'s batch norm when there is one (the layer before, see the
+    /// module doc): where the backend can, backward-data also masks it and computes that BN's
+    /// backward sums, and sets the target's flag; otherwise the plain ops. Backward-filter reads
+    /// the input as the forward did: through `prev`'s BN when its output was left unstored.
     pub fn conv_backward_before(
         &mut self,
         be: &B,
@@ -333,9 +335,19 @@ impl<B: Backend> ConvBn<B> {
             .shape()
             .dims4()
             .expect("weights are KRSC");
-        // Backward-filter reads the input as the forward did: through the BN when it was not stored.
         let input = match &prev {
             Some(t) if t.output_unstored => UnitInput::BnRelu { x: t.x, bn: t.bn },
+            // `x` would be the stale BN output the forward did not read: a wiring error.
+            _ if self.input_through_bn => {
+                return Err(crate::error::invalid(
+                    "conv2d_backward_filter",
+                    format!(
+                        "{}: the forward read its input through the previous BN, but backward was \
+                         not given that BN",
+                        self.conv.weight.name
+                    ),
+                ))
+            }
             _ => UnitInput::Tensor(x),
         };
         let x_dims: Option<[usize; 4]> = input.dims().try_into().ok();
