@@ -15,9 +15,14 @@
 // (relu(0 scale + shift) need not be 0), so the loader records which of its chunks were real copies,
 // per pipeline stage (TcLandedChunks), and only those are mapped.
 //
-// The cost is a 16-byte shared load and store plus 8 fma + max per chunk, before the barrier; what it
-// saves is the normalising pass (a read and a write of z) and backward-filter's read of z. Which wins
-// on a given GPU is measured (device-check's `nofusebnin` benchmarks).
+// The map's coefficients: the forward's slices move through the channels, so a block computes all
+// C channels' once into a table in front of its pipeline (tc_fill_bn_coefficients); backward-filter's
+// columns, and so each thread's 8 channels, are fixed, so a thread keeps its 16 in registers.
+//
+// The cost is a 16-byte shared load and store plus 8 fma + max per chunk (and the forward's four
+// 16-byte table loads), before the barrier; what it saves is the normalising pass (a read and a write
+// of z) and the launch. Which wins on a given GPU is measured (device-check's `nofusebnin`
+// benchmarks, and the tile sweep's `forward_bnrelu` and `backward_filter_bnrelu` passes).
 #ifndef RESNET_CUDA_CONV_TC_BN_INPUT_CUH
 #define RESNET_CUDA_CONV_TC_BN_INPUT_CUH
 
@@ -37,6 +42,37 @@ struct TcBnReluInput {
 __device__ __forceinline__ void tc_bn_relu_coefficients(const TcBnReluInput& bn, int c0, float (&scale)[8],
                                                         float (&shift)[8]) {
     bn_affine_coefficients<8>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
+}
+
+// Shared memory a block of the forward sets aside for the coefficients of all C channels of x:
+// scale[0 .. C) then shift[0 .. C), in front of the pipeline's stages (the launch adds the bytes).
+// The forward's slices move through the channels, so each landed slice would otherwise read 8 of
+// every per-channel vector from global memory just before the barrier; this way a block computes
+// them once (the same code, so the same bits) and a slice reads them with four 16-byte shared loads.
+__host__ __device__ constexpr int tc_bn_coefficient_bytes(int C) { return 2 * C * static_cast<int>(sizeof(float)); }
+
+// Fills the table (every thread of the block, then a barrier before any slice reads it).
+template <int THREADS>
+__device__ __forceinline__ void tc_fill_bn_coefficients(const TcBnReluInput& bn, int C, float* table) {
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float scale[1], shift[1];
+        bn_affine_coefficients<1>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c, scale, shift);
+        table[c] = scale[0];
+        table[C + c] = shift[0];
+    }
+    __syncthreads();
+}
+
+// Channels c0 .. c0 + 7 from the table (c0 and C multiples of 8: 16-byte aligned).
+__device__ __forceinline__ void tc_bn_relu_coefficients(const float* table, int C, int c0, float (&scale)[8],
+                                                        float (&shift)[8]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const float4 s = *reinterpret_cast<const float4*>(table + c0 + 4 * h);
+        const float4 t = *reinterpret_cast<const float4*>(table + C + c0 + 4 * h);
+        scale[4 * h] = s.x, scale[4 * h + 1] = s.y, scale[4 * h + 2] = s.z, scale[4 * h + 3] = s.w;
+        shift[4 * h] = t.x, shift[4 * h + 1] = t.y, shift[4 * h + 2] = t.z, shift[4 * h + 3] = t.w;
+    }
 }
 
 // Rewrites the 8 staged bf16 of x at `chunk` (16-byte aligned shared memory) as z: the affine map,

@@ -10,7 +10,8 @@
 #include "conv_tc_stats.cuh"
 
 // BN_INPUT: x is a batch norm's input and the convolution's input is that BN's output with its ReLU,
-// computed as A is staged (conv_tc_bn_input.cuh; `bn` its statistics and parameters).
+// computed as A is staged (conv_tc_bn_input.cuh; `bn` its statistics and parameters), with the map's
+// coefficients in a table in front of the pipeline (tc_bn_coefficient_bytes(C) more shared memory).
 template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                 bf16* __restrict__ y, float* __restrict__ stats,
@@ -108,6 +109,9 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (RSC + Tile::BK - 1) / Tile::BK;
     if constexpr (BN_INPUT) {
+        float* const table = dynamic_shared_memory<float>();
+        tc_fill_bn_coefficients<Tile::THREADS>(bn, C, table);
+        bf16* const stages = reinterpret_cast<bf16*>(table + 2 * C);  // 16-byte aligned: C % 8 == 0
         // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
         // the chunk column's reduction index, the same for all of the thread's chunks.
         TcReductionIndex landed_tap;
@@ -116,15 +120,14 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
             if (kr >= RSC) return;  // zero-filled past the reduction
             landed_tap.seek(kr, S, C);
             float scale[8], shift[8];
-            tc_bn_relu_coefficients(bn, landed_tap.channel, scale, shift);
+            tc_bn_relu_coefficients(table, C, landed_tap.channel, scale, shift);
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
                 if (AChunks::owns(tid, j) && a_landed.real(slice, j))
                     tc_bn_relu_chunk(a_tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), scale, shift);
             }
         };
-        MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b,
-                                                   landed);
+        MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b, landed);
     } else {
         MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
     }

@@ -258,10 +258,11 @@ fn bn_input_as_planned() {
         for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
             let fused = conv_tc_plan::forward_stats_bnrelu_for(s, family).unwrap();
             let plain = conv_tc_plan::forward_stats_for(s, family);
+            let table = conv_tc_plan::BN_COEFFICIENT_BYTES_PER_CHANNEL * s.x[3];
             assert_eq!(
-                (fused.grid, fused.block, fused.shared_bytes),
-                (plain.grid, plain.block, plain.shared_bytes),
-                "{}: the plain kernel's launch",
+                (fused.grid, fused.block, fused.shared_bytes as usize),
+                (plain.grid, plain.block, plain.shared_bytes as usize + table),
+                "{}: the plain kernel's launch and the coefficient table",
                 fused.kernel
             );
             let filter = conv_tc_plan::backward_filter_bnrelu_for(s, family).unwrap();

@@ -569,8 +569,9 @@ pub fn forward_stats_with(
 
 /// [`forward_stats_for`] whose input is the output of a training-mode batch norm with ReLU,
 /// computed from BN's input as it is staged (kernels/conv_tc_bn_input.cuh; params `(x, w, y, stats,
-/// mean, inv_std, gamma, beta, ConvDims)`): the same tile, grid and statistics partition, or `None`
-/// for a shape that takes the general loader.
+/// mean, inv_std, gamma, beta, ConvDims)`): the same tile, grid and statistics partition, 8 C bytes
+/// more shared memory (the map's coefficients, [`BN_COEFFICIENT_BYTES_PER_CHANNEL`]), or `None` for
+/// a shape that takes the general loader.
 pub fn forward_stats_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option<TcLaunch> {
     if !forward_vectorizable(shape) {
         return None;
@@ -594,8 +595,14 @@ pub fn forward_stats_bnrelu_with(shape: &ConvShape, tile: TcTile) -> Option<TcLa
         _ => return None,
     };
     let [n, p, q, k] = shape.y;
-    Some(launch(kernel, tile, n * p * q, k, 1))
+    let mut l = launch(kernel, tile, n * p * q, k, 1);
+    l.shared_bytes += dim(BN_COEFFICIENT_BYTES_PER_CHANNEL * shape.x[3]);
+    Some(l)
 }
+
+/// Shared memory a `_bnrelu_` forward adds per input channel: its scale and shift in f32
+/// (tc_bn_coefficient_bytes in kernels/conv_tc_bn_input.cuh).
+pub const BN_COEFFICIENT_BYTES_PER_CHANNEL: usize = 8;
 
 /// The statistics partition of [`forward_stats`] for a convolution whose output is `y`.
 pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {
