@@ -9,6 +9,10 @@
 //   normalize:        y = round(x scale_c + shift_c), scale = gamma inv_std, shift = beta - mean scale,
 //                     relu applied to the fp32 value before rounding
 //   normalize_add:    out = round((x scale_c + shift_c) + residual), relu likewise (one rounding)
+//   normalize_add_bn: the same with residual = round(r rscale_c + rshift_c), the output of a second
+//                     batch norm (no ReLU) of r, rounded as that BN's normalize would store it (a
+//                     residual block's projection shortcut, whose BN output is then never stored):
+//                     bit for bit normalize of r, then normalize_add
 //   backward_data:    dx = round(k1 g - k2 (x - mean_c) - k0), coef = [k0 | k1 | k2] from the f32
 //                     batch_norm_backward_finalize_f32; g = dy, or with relu dy [x scale_c + shift_c > 0]
 //   add_relu_backward_data: the same with g = dout [out > 0] (out = relu(BN(x) + residual), the end
@@ -165,17 +169,31 @@ __device__ __forceinline__ void for_owned_groups(long long M, int C, Setup&& set
     }
 }
 
-// normalize (kAdd false) and normalize_add (kAdd true): the affine map of batch_norm.cu's
-// batch_norm_affine, with scale and shift formed once per channel.
-template <int W, bool kVec, bool kAdd>
+// The batch norm (no ReLU) normalize_add_bn applies to its residual: statistics and parameters.
+struct ResidualBn {
+    const float* mean;
+    const float* inv_std;
+    const float* gamma;
+    const float* beta;
+};
+
+// normalize (kAdd false) and normalize_add (kAdd true; with kAddBn, the residual through its own BN
+// first, `rbn`): the affine map of batch_norm.cu's batch_norm_affine, with scale and shift formed
+// once per channel.
+template <int W, bool kVec, bool kAdd, bool kAddBn = false>
 __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const float* __restrict__ mean,
                                           const float* __restrict__ inv_std, const float* __restrict__ gamma,
                                           const float* __restrict__ beta, const bf16* __restrict__ residual,
-                                          bf16* __restrict__ out, unsigned long long n, int C, int relu) {
-    float scale[W], shift[W];
+                                          bf16* __restrict__ out, unsigned long long n, int C, int relu,
+                                          const ResidualBn& rbn = {}) {
+    static_assert(kAdd || !kAddBn, "a residual's BN needs a residual");
+    float scale[W], shift[W], rscale[kAddBn ? W : 1], rshift[kAddBn ? W : 1];
     for_owned_groups<W>(
         static_cast<long long>(n / C), C,
-        [&](int c0) { bn_affine_coefficients<W>(mean, inv_std, gamma, beta, c0, scale, shift); },
+        [&](int c0) {
+            bn_affine_coefficients<W>(mean, inv_std, gamma, beta, c0, scale, shift);
+            if constexpr (kAddBn) bn_affine_coefficients<W>(rbn.mean, rbn.inv_std, rbn.gamma, rbn.beta, c0, rscale, rshift);
+        },
         [&](long long i) {
             float v[W];
             load_bf16<W, kVec>(x + i, v);
@@ -184,6 +202,11 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
             if (kAdd) {
                 float r[W];
                 load_bf16<W, kVec>(residual + i, r);
+                if constexpr (kAddBn) {
+                    // As the residual's BN would have stored it: its affine map, rounded to bf16 once.
+#pragma unroll
+                    for (int k = 0; k < W; ++k) r[k] = bf16_to_float(bf16_from_float(bn_affine(r[k], rscale[k], rshift[k])));
+                }
 #pragma unroll
                 for (int k = 0; k < W; ++k) v[k] += r[k];
             }
@@ -294,6 +317,14 @@ __device__ __forceinline__ void normalize_add(const bf16* x, const float* mean, 
     normalize<W, kVec, true>(x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
 }
 
+template <int W, bool kVec>
+__device__ __forceinline__ void normalize_add_bn(const bf16* x, const float* mean, const float* inv_std,
+                                                 const float* gamma, const float* beta, const bf16* residual,
+                                                 const ResidualBn& rbn, bf16* out, unsigned long long n, int C,
+                                                 int relu) {
+    normalize<W, kVec, true, true>(x, mean, inv_std, gamma, beta, residual, out, n, C, relu, rbn);
+}
+
 }  // namespace batch_norm_bf16
 
 extern "C" __global__ void batch_norm_partial_sum_bf16(const bf16* x, int M, int C, float* partial) {
@@ -345,6 +376,19 @@ extern "C" __global__ void batch_norm_normalize_add_bf16(const bf16* x, const fl
                          batch_norm_bf16::normalize_add, x, mean, inv_std, gamma, beta, residual, out, n, C, relu);
 }
 EMU_REGISTER(batch_norm_normalize_add_bf16);
+
+extern "C" __global__ void batch_norm_normalize_add_bn_bf16(const bf16* x, const float* mean, const float* inv_std,
+                                                            const float* gamma, const float* beta, const bf16* residual,
+                                                            const float* r_mean, const float* r_inv_std,
+                                                            const float* r_gamma, const float* r_beta, bf16* out,
+                                                            unsigned long long n, int C, int relu) {
+    grid_dependency_sync();
+    const batch_norm_bf16::ResidualBn rbn{r_mean, r_inv_std, r_gamma, r_beta};
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, residual, out),
+                         batch_norm_bf16::normalize_add_bn, x, mean, inv_std, gamma, beta, residual, rbn, out, n, C,
+                         relu);
+}
+EMU_REGISTER(batch_norm_normalize_add_bn_bf16);
 
 // With relu, BN's own ReLU: the mask is x scale + shift > 0 (see the header), so y is not read.
 // Three blocks per SM: the six per-channel constants of a group of 8 channels (48 registers) do not

@@ -5,8 +5,8 @@
 //! at fault, so a bad call can never reach a kernel and touch memory outside a buffer.
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnReluInput, Conv2dGeometry, DType,
-    Element, LossStats, PoolGeometry, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnMap, Conv2dGeometry, DType, Element,
+    LossStats, PoolGeometry, SgdConfig, SgdTensors,
 };
 use crate::data::device_images::{BatchDraws, DeviceImages};
 use crate::error::{invalid, Error, Result};
@@ -272,7 +272,7 @@ pub fn conv2d_forward_with_stats<B: Backend>(
 pub fn conv2d_forward_with_stats_bn_input<B: Backend>(
     be: &B,
     x: &Tensor<B>,
-    bn: BnReluInput<'_, B>,
+    bn: BnMap<'_, B>,
     w: &Tensor<B>,
     y: &mut Tensor<B>,
     stats: &mut Tensor<B>,
@@ -293,7 +293,7 @@ fn expect_bn_input<B: Backend>(
     op: &'static str,
     x: &Tensor<B>,
     w: &Tensor<B>,
-    bn: &BnReluInput<'_, B>,
+    bn: &BnMap<'_, B>,
     geom: Conv2dGeometry,
 ) -> Result<()> {
     let (xs, ws) = (expect_rank4(op, "x", x)?, expect_rank4(op, "w", w)?);
@@ -372,7 +372,7 @@ pub fn conv2d_backward_filter<B: Backend>(
 pub fn conv2d_backward_filter_bn_input<B: Backend>(
     be: &B,
     x: &Tensor<B>,
-    bn: BnReluInput<'_, B>,
+    bn: BnMap<'_, B>,
     dy: &Tensor<B>,
     dw: &mut Tensor<B>,
     geom: Conv2dGeometry,
@@ -601,6 +601,68 @@ pub fn batch_norm_statistics_from_stats<B: Backend>(
     be.batch_norm_statistics_from_stats(
         x,
         stats,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+        cfg,
+    )
+}
+
+/// `batch_norm_forward_train_from_stats` with the residual `BN_r(r)`, the batch norm `r_bn` applied
+/// to `r` as it is read; see `Backend::batch_norm_add_bn_forward_train_from_stats`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_add_bn_forward_train_from_stats<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    stats: &Tensor<B>,
+    gamma: &Tensor<B>,
+    beta: &Tensor<B>,
+    r: &Tensor<B>,
+    r_bn: BnMap<'_, B>,
+    out: &mut Tensor<B>,
+    save_mean: &mut Tensor<B>,
+    save_inv_std: &mut Tensor<B>,
+    running_mean: &mut Tensor<B>,
+    running_var: &mut Tensor<B>,
+    cfg: BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batch_norm_add_bn_forward_train_from_stats";
+    check_bn_config(OP, &cfg)?;
+    let per_channel = [
+        gamma,
+        beta,
+        save_mean,
+        save_inv_std,
+        running_mean,
+        running_var,
+    ];
+    check_bn_train_shapes(be, OP, x, per_channel)?;
+    expect_shape(OP, "out", out, x.dims())?;
+    expect_shape(OP, "r", r, x.dims())?;
+    expect_activations(be, OP, &[("r", r)])?;
+    let xs = expect_rank4(OP, "x", x)?;
+    expect_bn_channels(be, OP, xs[3], r_bn.gamma, &r_bn.saved)?;
+    expect_conv_stats(be, OP, stats, &xs)?;
+    expect_masters(be, OP, &[("stats", stats)])?;
+    if !be.batch_norm_residual_bn_fusion() {
+        return Err(invalid(
+            OP,
+            format!(
+                "{} does not apply a residual's batch norm as it reads it \
+                 (batch_norm_residual_bn_fusion is false)",
+                be.name()
+            ),
+        ));
+    }
+    be.batch_norm_add_bn_forward_train_from_stats(
+        x,
+        stats,
+        gamma,
+        beta,
+        r,
+        r_bn,
+        out,
         save_mean,
         save_inv_std,
         running_mean,

@@ -13,6 +13,8 @@
 //!   global average pooling's backward, and the SGD update and its copy. Each is data movement or one
 //!   rounding of an exactly computed fp32 value (the inputs keep sums exact in fp32), so the reference
 //!   is `half`'s round-to-nearest-even of the f32 result.
+//! - BN normalize_add_bn (a shortcut's BN applied as it is read): bit for bit normalize, then
+//!   normalize_add, on the same device.
 //! - BN normalize, normalize_add, backward data: at most 1 bf16 ulp from `half`'s rounding of the
 //!   same f32 expression evaluated without FMA (nvcc and the emulator may contract it), or, where the
 //!   expression cancels, within 2^-20 of the sum of its terms' magnitudes.
@@ -572,6 +574,64 @@ fn batch_norm_normalize_and_normalize_add_are_within_one_ulp() {
                 let what = format!("{kernel} C={c} M={m} relu={relu} offset={offset}");
                 assert_close(&download_at(&out, offset), &want, &magnitude, &what);
             }
+        }
+    }
+}
+
+/// `batch_norm_normalize_add_bn_bf16` (a block's end with its projection shortcut's BN applied as
+/// the shortcut is read) is bit for bit the two kernels it replaces: the shortcut BN's
+/// `batch_norm_normalize_bf16` (no ReLU) stored, then `batch_norm_normalize_add_bf16` reading it,
+/// on the same device: it rounds the shortcut's BN output to bf16 as that store would. Aligned and
+/// misaligned views (the vector and element paths), channel counts with and without groups of 8.
+#[test]
+fn batch_norm_normalize_add_bn_is_normalize_then_normalize_add() {
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let cases = CHANNELS.iter().zip(&ROWS).map(|(&c, &m)| (c, m, 0));
+    for (c, m, offset) in cases.chain([(16, 29, 1), (64, 5, 1)]) {
+        let n = m * c;
+        let x = random_vec(&mut rng, n, -4, 4);
+        let r = random_vec(&mut rng, n, -4, 4);
+        let bn = random_bn_params(&mut rng, c).map(|v| DeviceVec::new(&v));
+        let r_bn = random_bn_params(&mut rng, c).map(|v| DeviceVec::new(&v));
+        let (_x, px) = upload_at(&x, offset);
+        let (_r, pr) = upload_at(&r, offset);
+        let rows = || bf16_launch::rows_channels(m, c);
+        let with = |args: KernelArgs, params: &[DeviceVec<f32>; 4]| {
+            params.iter().fold(args, |a, p| a.ptr(p.ptr))
+        };
+        for relu in [0, 1] {
+            // The two passes: the shortcut's BN output stored, then the block's end.
+            let (_sc, psc) = poisoned_at(n, offset);
+            let args = with(KernelArgs::new().ptr(pr), &r_bn)
+                .ptr(psc)
+                .u64(n)
+                .int(c)
+                .int(0);
+            launch("batch_norm_normalize_bf16", rows(), args);
+            let (two, ptwo) = poisoned_at(n, offset);
+            let args = with(KernelArgs::new().ptr(px), &bn)
+                .ptr(psc)
+                .ptr(ptwo)
+                .u64(n)
+                .int(c)
+                .int(relu);
+            launch("batch_norm_normalize_add_bf16", rows(), args);
+            // The one pass.
+            let (one, pone) = poisoned_at(n, offset);
+            let args = with(with(KernelArgs::new().ptr(px), &bn).ptr(pr), &r_bn)
+                .ptr(pone)
+                .u64(n)
+                .int(c)
+                .int(relu);
+            launch("batch_norm_normalize_add_bn_bf16", rows(), args);
+            let what =
+                format!("batch_norm_normalize_add_bn_bf16 C={c} M={m} relu={relu} offset={offset}");
+            let want = download_at(&two, offset);
+            assert!(
+                want.iter().all(|v| !v.is_nan()),
+                "{what}: the two passes left outputs unwritten"
+            );
+            assert_bits_eq(&download_at(&one, offset), &want, &what);
         }
     }
 }

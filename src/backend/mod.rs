@@ -437,7 +437,7 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn conv2d_forward_with_stats_bn_input(
         &self,
         _x: &Tensor<Self>,
-        _bn: BnReluInput<'_, Self>,
+        _bn: BnMap<'_, Self>,
         _w: &Tensor<Self>,
         _y: &mut Tensor<Self>,
         _stats: &mut Tensor<Self>,
@@ -451,7 +451,7 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn conv2d_backward_filter_bn_input(
         &self,
         _x: &Tensor<Self>,
-        _bn: BnReluInput<'_, Self>,
+        _bn: BnMap<'_, Self>,
         _dy: &Tensor<Self>,
         _dw: &mut Tensor<Self>,
         _geom: Conv2dGeometry,
@@ -474,6 +474,36 @@ pub trait Backend: Sized + Send + Sync + 'static {
         _cfg: BatchNormConfig,
     ) -> Result<()> {
         Err(no_conv_stats(self))
+    }
+
+    /// Whether this backend's block end can apply its shortcut's batch norm as it reads the
+    /// shortcut's convolution output ([`Backend::batch_norm_add_bn_forward_train_from_stats`]), so
+    /// that the shortcut's BN computes its statistics only (`batch_norm_statistics_from_stats`);
+    /// the default: no.
+    fn batch_norm_residual_bn_fusion(&self) -> bool {
+        false
+    }
+    /// `batch_norm_forward_train_from_stats` with the residual `BN_r(r)`: the training-mode batch
+    /// norm `r_bn` (no ReLU) of `r`, computed from `r` as it is read and rounded as BN_r's forward
+    /// would have stored it, so bit for bit BN_r's normalising pass followed by this op. Only where
+    /// `batch_norm_residual_bn_fusion` is true (the default is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_add_bn_forward_train_from_stats(
+        &self,
+        _x: &Tensor<Self>,
+        _stats: &Tensor<Self>,
+        _gamma: &Tensor<Self>,
+        _beta: &Tensor<Self>,
+        _r: &Tensor<Self>,
+        _r_bn: BnMap<'_, Self>,
+        _out: &mut Tensor<Self>,
+        _save_mean: &mut Tensor<Self>,
+        _save_inv_std: &mut Tensor<Self>,
+        _running_mean: &mut Tensor<Self>,
+        _running_var: &mut Tensor<Self>,
+        _cfg: BatchNormConfig,
+    ) -> Result<()> {
+        Err(no_bn_input_fusion(self))
     }
 
     /// Training-mode batch norm over N, H, W per channel:
@@ -726,10 +756,12 @@ pub(crate) fn no_bn_grad_fusion<B: Backend>(be: &B) -> crate::error::Error {
     ))
 }
 
-/// A training-mode batch norm with ReLU whose output a convolution computes from its input as it
-/// loads it ([`Backend::conv2d_forward_with_stats_bn_input`]): `relu(gamma (x - mean) inv_std +
-/// beta)` from its forward's saved statistics.
-pub struct BnReluInput<'a, B: Backend> {
+/// A training-mode batch norm's affine map, `gamma (x - mean) inv_std + beta` from its forward's
+/// saved statistics, for an op that applies it to BN's input as it reads it, instead of reading the
+/// BN's stored output: a convolution, with BN's ReLU
+/// ([`Backend::conv2d_forward_with_stats_bn_input`]), or a block's end, to its shortcut
+/// ([`Backend::batch_norm_add_bn_forward_train_from_stats`]).
+pub struct BnMap<'a, B: Backend> {
     pub gamma: &'a Tensor<B>,
     pub saved: BatchNormSaved<'a, B>,
 }

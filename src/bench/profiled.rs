@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnReluInput, Conv2dGeometry, DType,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnMap, Conv2dGeometry, DType,
     DeviceCounts, KernelTime, PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
@@ -154,8 +154,8 @@ fn inner_saved<'a, B: Backend>(saved: BatchNormSaved<'a, Profiled<B>>) -> BatchN
     }
 }
 
-fn inner_bn_input<'a, B: Backend>(bn: BnReluInput<'a, Profiled<B>>) -> BnReluInput<'a, B> {
-    BnReluInput {
+fn inner_bn_map<'a, B: Backend>(bn: BnMap<'a, Profiled<B>>) -> BnMap<'a, B> {
+    BnMap {
         gamma: inner(bn.gamma),
         saved: inner_saved(bn.saved),
     }
@@ -296,13 +296,13 @@ impl<B: Backend> Backend for Profiled<B> {
     fn conv2d_forward_with_stats_bn_input(
         &self,
         x: &Tensor<Self>,
-        bn: BnReluInput<'_, Self>,
+        bn: BnMap<'_, Self>,
         w: &Tensor<Self>,
         y: &mut Tensor<Self>,
         stats: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
-        let bn = inner_bn_input(bn);
+        let bn = inner_bn_map(bn);
         // Timed as a convolution: BN's map rides on its operand load.
         self.timed(OpFamily::Conv, |b| {
             b.conv2d_forward_with_stats_bn_input(
@@ -319,14 +319,52 @@ impl<B: Backend> Backend for Profiled<B> {
     fn conv2d_backward_filter_bn_input(
         &self,
         x: &Tensor<Self>,
-        bn: BnReluInput<'_, Self>,
+        bn: BnMap<'_, Self>,
         dy: &Tensor<Self>,
         dw: &mut Tensor<Self>,
         geom: Conv2dGeometry,
     ) -> Result<()> {
-        let bn = inner_bn_input(bn);
+        let bn = inner_bn_map(bn);
         self.timed(OpFamily::Conv, |b| {
             b.conv2d_backward_filter_bn_input(inner(x), bn, inner(dy), inner_mut(dw), geom)
+        })
+    }
+
+    fn batch_norm_residual_bn_fusion(&self) -> bool {
+        self.inner.batch_norm_residual_bn_fusion()
+    }
+
+    fn batch_norm_add_bn_forward_train_from_stats(
+        &self,
+        x: &Tensor<Self>,
+        stats: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        r: &Tensor<Self>,
+        r_bn: BnMap<'_, Self>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        let r_bn = inner_bn_map(r_bn);
+        self.timed(OpFamily::BatchNorm, |b| {
+            b.batch_norm_add_bn_forward_train_from_stats(
+                inner(x),
+                inner(stats),
+                inner(gamma),
+                inner(beta),
+                inner(r),
+                r_bn,
+                inner_mut(out),
+                inner_mut(save_mean),
+                inner_mut(save_inv_std),
+                inner_mut(running_mean),
+                inner_mut(running_var),
+                cfg,
+            )
         })
     }
 

@@ -2,7 +2,7 @@
 //! running variance). The math of forward and backward is stated on the backend op.
 
 use super::{Layer, Mode, Param};
-use crate::backend::{Backend, BatchNormConfig, BatchNormSaved, BnReluInput, Element};
+use crate::backend::{Backend, BatchNormConfig, BatchNormSaved, BnMap, Element};
 use crate::error::{invalid, Result};
 use crate::ops;
 use crate::tensor::Tensor;
@@ -252,23 +252,15 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     /// `forward_train_from_stats(x, stats)` without the output (`output` is not written): the
-    /// batch statistics and running averages only, for a BN with ReLU whose output the next
-    /// convolution computes from `x` as it loads it ([`Self::relu_input`]).
+    /// batch statistics and running averages only, for a BN whose output its reader computes from
+    /// `x` as it reads it ([`Self::map`]): the next convolution (BN with ReLU), or a residual
+    /// block's end (its shortcut's BN, without).
     pub fn statistics_from_stats(
         &mut self,
         be: &B,
         x: &Tensor<B>,
         stats: &Tensor<B>,
     ) -> Result<()> {
-        if !self.relu {
-            return Err(invalid(
-                "batch_norm_statistics_from_stats",
-                format!(
-                    "{}: only a BN with ReLU leaves its output to the next convolution",
-                    self.name
-                ),
-            ));
-        }
         self.count_forward(Mode::Train);
         self.output_stored = false;
         let cfg = self.config();
@@ -289,13 +281,61 @@ impl<B: Backend> BatchNorm2d<B> {
         &self.out
     }
 
-    /// This BN, with its ReLU, as a convolution applies it to its input as it loads it: its
-    /// forward's saved statistics and its parameters.
-    pub fn relu_input(&self) -> BnReluInput<'_, B> {
-        BnReluInput {
+    /// This BN's affine map as its reader applies it to BN's input (a convolution, with the ReLU;
+    /// a block's end, to its shortcut): its forward's saved statistics and its parameters.
+    pub fn map(&self) -> BnMap<'_, B> {
+        BnMap {
             gamma: &self.weight.value,
             saved: self.saved(),
         }
+    }
+
+    /// `forward_add_train_from_stats(x, stats, r_bn(r), out, relu)` where `r_bn(r)`, the output of
+    /// the BN `r_bn` (no ReLU) over `r`, was not stored: it is computed from `r` as it is read
+    /// (`ops::batch_norm_add_bn_forward_train_from_stats`). `output` is not written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_add_bn_train_from_stats(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        stats: &Tensor<B>,
+        r: &Tensor<B>,
+        r_bn: &BatchNorm2d<B>,
+        out: &mut Tensor<B>,
+        relu: bool,
+    ) -> Result<()> {
+        self.check_takes_residual("batch_norm_add_bn_forward_train_from_stats")?;
+        if r_bn.relu {
+            return Err(invalid(
+                "batch_norm_add_bn_forward_train_from_stats",
+                format!(
+                    "{}: a residual's BN with a ReLU of its own is not applied here",
+                    r_bn.name
+                ),
+            ));
+        }
+        out.ensure_shape(be, x.dims())?;
+        self.count_forward(Mode::Train);
+        self.output_stored = false;
+        let cfg = BatchNormConfig {
+            relu,
+            ..self.config()
+        };
+        ops::batch_norm_add_bn_forward_train_from_stats(
+            be,
+            x,
+            stats,
+            &self.weight.value,
+            &self.bias.value,
+            r,
+            r_bn.map(),
+            out,
+            &mut self.save_mean,
+            &mut self.save_inv_std,
+            &mut self.running_mean,
+            &mut self.running_var,
+            cfg,
+        )
     }
 
     /// `forward_add(x, residual, out, relu, Train)` with the batch statistics from `stats`, as

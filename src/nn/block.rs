@@ -201,10 +201,11 @@ impl<B: Backend> Layer<B> for Block<B> {
             };
             match &mut self.shortcut {
                 // The sum and its ReLU ride on the last BN's pass: `relu(BN(conv(h)) + s(x))`.
+                // A projection's BN may be left to that pass too, applied as it reads the shortcut.
                 Some(shortcut) if i == last => {
-                    shortcut.forward(be, x, mode)?;
-                    let sc = shortcut.output(x);
-                    unit.forward_add(be, input, sc, &mut self.out, mode)?;
+                    let leave = shortcut.can_leave_output(be, x.dims(), mode)?;
+                    shortcut.forward_for_block_end(be, x, mode, leave)?;
+                    unit.forward_add(be, input, shortcut.as_residual(x), &mut self.out, mode)?;
                 }
                 _ => {
                     // Inside the block, BN + ReLU may be left to the next convolution's load.

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::conv_bn::{BnGradTarget, UnitInput};
 use super::{init, Layer, Mode, Param};
-use crate::backend::{Backend, BnGradMask, BnReluInput, Conv2dGeometry, Element};
+use crate::backend::{Backend, BnGradMask, BnMap, Conv2dGeometry, Element};
 use crate::error::Result;
 use crate::ops;
 use crate::tensor::Tensor;
@@ -79,7 +79,7 @@ impl<B: Backend> Conv2d<B> {
         &mut self,
         be: &B,
         x: &Tensor<B>,
-        bn: BnReluInput<'_, B>,
+        bn: BnMap<'_, B>,
         stats: &mut Tensor<B>,
     ) -> Result<()> {
         let shape = self.output_shape(x.dims())?;
@@ -93,13 +93,13 @@ impl<B: Backend> Conv2d<B> {
         let dw = &mut self.weight.grad;
         match *input {
             UnitInput::Tensor(x) => ops::conv2d_backward_filter(be, x, dy, dw, self.geom),
-            UnitInput::BnRelu { x, bn } => {
-                ops::conv2d_backward_filter_bn_input(be, x, bn.relu_input(), dy, dw, self.geom)
+            UnitInput::Unstored { x, bn } => {
+                ops::conv2d_backward_filter_bn_input(be, x, bn.map(), dy, dw, self.geom)
             }
         }
     }
 
-    /// `Layer::backward` from `input` as the forward read it (`UnitInput::BnRelu`: through a BN).
+    /// `Layer::backward` from `input` as the forward read it (`UnitInput::Unstored`: through a BN).
     pub fn backward_from(&mut self, be: &B, input: UnitInput<'_, B>, dy: &Tensor<B>) -> Result<()> {
         self.backward_filter(be, &input, dy)?;
         if self.input_grad_needed {

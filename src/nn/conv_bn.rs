@@ -21,7 +21,7 @@
 //! Inside a block, where the backend can (`Backend::conv2d_bn_input_fusion`, the bf16 GPU path), a
 //! unit whose BN has a ReLU does not store its output at all: its BN computes its statistics only,
 //! and the next unit's convolution reads this unit's convolution output and applies the BN and
-//! ReLU as it loads it, in its forward and its backward-filter (`UnitInput::BnRelu`). BN's backward
+//! ReLU as it loads it, in its forward and its backward-filter (`UnitInput::Unstored`). BN's backward
 //! then takes its ReLU mask from its input, as the backward-data epilogue above does.
 
 use rand::Rng;
@@ -49,11 +49,12 @@ pub struct ConvBn<B: Backend> {
     input_through_bn: bool,
 }
 
-/// What a unit's convolution reads: a tensor, or the previous unit's BN + ReLU output, never
-/// stored, computed from that BN's input as the convolution loads it (see the module doc).
+/// What a unit's convolution (or a block's end, for its shortcut) reads: a tensor, or a BN's output
+/// (with its ReLU, where it has one) never stored, computed from that BN's input as it is read
+/// (see the module doc).
 pub enum UnitInput<'a, B: Backend> {
     Tensor(&'a Tensor<B>),
-    BnRelu {
+    Unstored {
         /// The BN's input, the previous unit's convolution output.
         x: &'a Tensor<B>,
         bn: &'a BatchNorm2d<B>,
@@ -65,7 +66,7 @@ impl<B: Backend> UnitInput<'_, B> {
     pub fn dims(&self) -> &[usize] {
         match self {
             UnitInput::Tensor(t) => t.dims(),
-            UnitInput::BnRelu { x, .. } => x.dims(),
+            UnitInput::Unstored { x, .. } => x.dims(),
         }
     }
 }
@@ -177,10 +178,10 @@ impl<B: Backend> ConvBn<B> {
     fn conv_forward_with_stats(&mut self, be: &B, input: UnitInput<'_, B>) -> Result<()> {
         match input {
             UnitInput::Tensor(x) => self.conv.forward_with_stats(be, x, &mut self.stats),
-            UnitInput::BnRelu { x, bn } => {
+            UnitInput::Unstored { x, bn } => {
                 self.input_through_bn = true;
                 self.conv
-                    .forward_with_stats_bn_input(be, x, bn.relu_input(), &mut self.stats)
+                    .forward_with_stats_bn_input(be, x, bn.map(), &mut self.stats)
             }
         }
     }
@@ -190,7 +191,7 @@ impl<B: Backend> ConvBn<B> {
     fn conv_forward_plain(&mut self, be: &B, input: UnitInput<'_, B>, mode: Mode) -> Result<()> {
         match input {
             UnitInput::Tensor(x) => self.conv.forward(be, x, mode),
-            UnitInput::BnRelu { bn, .. } => Err(crate::error::invalid(
+            UnitInput::Unstored { bn, .. } => Err(crate::error::invalid(
                 "conv2d_forward",
                 format!(
                     "{}: its output was not stored, and this convolution cannot apply it",
@@ -223,32 +224,63 @@ impl<B: Backend> ConvBn<B> {
     }
 
     /// Forward with a residual summed in after BN: `out = relu(BN(conv(input)) + residual)` (see
-    /// `BatchNorm2d::forward_add`).
+    /// `BatchNorm2d::forward_add`); the residual may be a shortcut's BN output left unstored
+    /// (`can_leave_output_to_block_end`), applied here as it is read.
     pub fn forward_add(
         &mut self,
         be: &B,
         input: UnitInput<'_, B>,
-        residual: &Tensor<B>,
+        residual: UnitInput<'_, B>,
         out: &mut Tensor<B>,
         mode: Mode,
     ) -> Result<()> {
-        if self.stats_from_conv(be, input.dims(), mode)? {
-            self.conv_forward_with_stats(be, input)?;
-            let y = self.conv.output();
-            return self
-                .bn
-                .forward_add_train_from_stats(be, y, &self.stats, residual, out, true);
+        let stats = self.stats_from_conv(be, input.dims(), mode)?;
+        match (stats, residual) {
+            (true, residual) => {
+                self.conv_forward_with_stats(be, input)?;
+                let (y, stats) = (self.conv.output(), &self.stats);
+                match residual {
+                    UnitInput::Tensor(r) => self
+                        .bn
+                        .forward_add_train_from_stats(be, y, stats, r, out, true),
+                    UnitInput::Unstored { x: r, bn: r_bn } => self
+                        .bn
+                        .forward_add_bn_train_from_stats(be, y, stats, r, r_bn, out, true),
+                }
+            }
+            (false, UnitInput::Tensor(r)) => {
+                self.conv_forward_plain(be, input, mode)?;
+                self.bn
+                    .forward_add(be, self.conv.output(), r, out, true, mode)
+            }
+            (false, UnitInput::Unstored { bn, .. }) => Err(crate::error::invalid(
+                "batch_norm_forward_add",
+                format!(
+                    "{}: its output was not stored, and this block end cannot apply it",
+                    bn.name
+                ),
+            )),
         }
-        self.conv_forward_plain(be, input, mode)?;
-        self.bn
-            .forward_add(be, self.conv.output(), residual, out, true, mode)
+    }
+
+    /// Whether this unit, a residual block's projection shortcut given the block input shaped `x`,
+    /// may leave its BN output unstored for the block's end to apply as it reads it: in training,
+    /// for a BN without ReLU, where the backend takes BN statistics from the convolution (the
+    /// block's last unit, whose output has the same shape, then does too) and applies a residual's
+    /// BN at the block's end.
+    pub fn can_leave_output_to_block_end(&self, be: &B, x: &[usize], mode: Mode) -> Result<bool> {
+        if mode != Mode::Train || self.bn.relu {
+            return Ok(false);
+        }
+        let y = self.conv.output_shape(x)?;
+        Ok(be.conv2d_stats_len(&y).is_some() && be.batch_norm_residual_bn_fusion())
     }
 
     /// What the next unit's convolution reads: this unit's output, or, when it was left unstored,
     /// this unit's convolution output through its BN.
     pub fn as_input(&self) -> UnitInput<'_, B> {
         if self.output_unstored {
-            UnitInput::BnRelu {
+            UnitInput::Unstored {
                 x: self.conv.output(),
                 bn: &self.bn,
             }
@@ -336,7 +368,7 @@ impl<B: Backend> ConvBn<B> {
             .dims4()
             .expect("weights are KRSC");
         let input = match &prev {
-            Some(t) if t.output_unstored => UnitInput::BnRelu { x: t.x, bn: t.bn },
+            Some(t) if t.output_unstored => UnitInput::Unstored { x: t.x, bn: t.bn },
             // `x` would be the stale BN output the forward did not read: a wiring error.
             _ if self.input_through_bn => {
                 return Err(crate::error::invalid(

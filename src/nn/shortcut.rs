@@ -4,7 +4,7 @@
 
 use rand::Rng;
 
-use super::conv_bn::ConvBnSpec;
+use super::conv_bn::{ConvBnSpec, UnitInput};
 use super::{BatchNorm2d, ConvBn, Layer, Mode, Param};
 use crate::backend::Backend;
 use crate::error::Result;
@@ -71,6 +71,28 @@ impl<B: Backend> Shortcut<B> {
     }
 
     pub fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
+        self.forward_for_block_end(be, x, mode, false)
+    }
+
+    /// Whether this shortcut, given the block input shaped `x`, may leave its output unstored for
+    /// the block's end to compute as it reads it (a projection's BN where the backend can,
+    /// `ConvBn::can_leave_output_to_block_end`).
+    pub fn can_leave_output(&self, be: &B, x: &[usize], mode: Mode) -> Result<bool> {
+        match self {
+            Shortcut::Projection(p) => p.can_leave_output_to_block_end(be, x, mode),
+            _ => Ok(false),
+        }
+    }
+
+    /// `forward`, leaving a projection's BN output unstored when `leave_output` (only where
+    /// `can_leave_output` said so): the block's end then reads it through `as_residual`.
+    pub fn forward_for_block_end(
+        &mut self,
+        be: &B,
+        x: &Tensor<B>,
+        mode: Mode,
+        leave_output: bool,
+    ) -> Result<()> {
         match self {
             Shortcut::Identity => Ok(()),
             Shortcut::PadChannels {
@@ -83,7 +105,16 @@ impl<B: Backend> Shortcut<B> {
                 out.ensure_shape(be, &ops::shortcut_a_output_shape(&xs, *out_ch, *stride))?;
                 ops::shortcut_a_forward(be, x, out, *stride)
             }
-            Shortcut::Projection(p) => p.forward(be, x, mode),
+            Shortcut::Projection(p) => p.forward_from(be, UnitInput::Tensor(x), mode, leave_output),
+        }
+    }
+
+    /// What the block's end sums in: the shortcut's output, or a projection's BN output left
+    /// unstored, as its convolution output through the BN.
+    pub fn as_residual<'a>(&'a self, x: &'a Tensor<B>) -> UnitInput<'a, B> {
+        match self {
+            Shortcut::Projection(p) => p.as_input(),
+            _ => UnitInput::Tensor(self.output(x)),
         }
     }
 

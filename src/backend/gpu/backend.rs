@@ -33,9 +33,9 @@ use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
-    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnReluInput,
-    Conv2dGeometry, DType, DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision,
-    RecordedLosses, SgdConfig, SgdTensors, StepGraph,
+    no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnMap, Conv2dGeometry,
+    DType, DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision, RecordedLosses,
+    SgdConfig, SgdTensors, StepGraph,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -525,7 +525,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
     fn conv2d_forward_with_stats_bn_input(
         &self,
         x: &Tensor<Self>,
-        bn: BnReluInput<'_, Self>,
+        bn: BnMap<'_, Self>,
         w: &Tensor<Self>,
         y: &mut Tensor<Self>,
         stats: &mut Tensor<Self>,
@@ -541,7 +541,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
     fn conv2d_backward_filter_bn_input(
         &self,
         x: &Tensor<Self>,
-        bn: BnReluInput<'_, Self>,
+        bn: BnMap<'_, Self>,
         dy: &Tensor<Self>,
         dw: &mut Tensor<Self>,
         geom: Conv2dGeometry,
@@ -764,6 +764,42 @@ impl<D: Driver> Backend for GpuBackend<D> {
             running_var,
             cfg,
         )
+    }
+
+    /// In bf16, with the fusion of BN into its reader on (`fuse_bn_input`).
+    fn batch_norm_residual_bn_fusion(&self) -> bool {
+        self.precision == Precision::Bf16 && self.fuse_bn_input
+    }
+
+    fn batch_norm_add_bn_forward_train_from_stats(
+        &self,
+        x: &Tensor<Self>,
+        stats: &Tensor<Self>,
+        gamma: &Tensor<Self>,
+        beta: &Tensor<Self>,
+        r: &Tensor<Self>,
+        r_bn: BnMap<'_, Self>,
+        out: &mut Tensor<Self>,
+        save_mean: &mut Tensor<Self>,
+        save_inv_std: &mut Tensor<Self>,
+        running_mean: &mut Tensor<Self>,
+        running_var: &mut Tensor<Self>,
+        cfg: BatchNormConfig,
+    ) -> Result<()> {
+        if !self.batch_norm_residual_bn_fusion() {
+            return Err(crate::backend::no_bn_input_fusion(self));
+        }
+        self.batch_norm_statistics_from_tiles(
+            x,
+            stats,
+            save_mean,
+            save_inv_std,
+            running_mean,
+            running_var,
+            cfg,
+        )?;
+        let (mean, inv_std) = (save_mean.buf().ptr(), save_inv_std.buf().ptr());
+        self.batch_norm_normalize_add_bn(x, mean, inv_std, gamma, beta, r, &r_bn, out, cfg.relu)
     }
 
     fn batch_norm_forward_infer(

@@ -18,7 +18,7 @@ use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::{
     BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES,
 };
-use crate::backend::{BatchNormConfig, BatchNormSaved, Precision};
+use crate::backend::{BatchNormConfig, BatchNormSaved, BnMap, DType, Precision};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -326,6 +326,44 @@ impl<D: Driver> GpuBackend<D> {
             .int(usize::from(relu));
         self.launch_planned(kernel, (k.rows)(n / c, c), args)?;
         Self::written_as(out, self.precision.activation_dtype());
+        Ok(())
+    }
+
+    /// `out = x scale + shift + round(r rscale + rshift)` per channel (the second map the residual's
+    /// batch norm `r_bn`, no ReLU), then ReLU when `relu`: one pass (bf16 only:
+    /// `batch_norm_normalize_add_bn_bf16`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn batch_norm_normalize_add_bn(
+        &self,
+        x: &T<D>,
+        mean: DevicePtr,
+        inv_std: DevicePtr,
+        gamma: &T<D>,
+        beta: &T<D>,
+        r: &T<D>,
+        r_bn: &BnMap<'_, GpuBackend<D>>,
+        out: &mut T<D>,
+        relu: bool,
+    ) -> Result<()> {
+        let (n, c) = (x.numel(), gamma.numel());
+        let args = KernelArgs::new()
+            .ptr(x.buf().ptr())
+            .ptr(mean)
+            .ptr(inv_std)
+            .ptr(gamma.buf().ptr())
+            .ptr(beta.buf().ptr())
+            .ptr(r.buf().ptr())
+            .ptr(r_bn.saved.mean.buf().ptr())
+            .ptr(r_bn.saved.inv_std.buf().ptr())
+            .ptr(r_bn.gamma.buf().ptr())
+            .ptr(r_bn.saved.beta.buf().ptr())
+            .ptr(out.buf().ptr())
+            .u64(n)
+            .int(c)
+            .int(usize::from(relu));
+        let rows = self.batch_norm_kernels().rows;
+        self.launch_planned("batch_norm_normalize_add_bn_bf16", rows(n / c, c), args)?;
+        Self::written_as(out, DType::Bf16);
         Ok(())
     }
 

@@ -19,7 +19,7 @@ use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self as plan, TcFilterLaunch, TcLaunch};
 use super::driver::{DevicePtr, Driver};
 use super::launch::KernelArgs;
-use crate::backend::{BatchNormSaved, BnGradMask, BnReluInput, DType};
+use crate::backend::{BatchNormSaved, BnGradMask, BnMap, DType};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -151,7 +151,7 @@ impl<D: Driver> GpuBackend<D> {
         &self,
         shape: &ConvShape,
         x: &T<D>,
-        bn: &BnReluInput<'_, GpuBackend<D>>,
+        bn: &BnMap<'_, GpuBackend<D>>,
         w: &T<D>,
         y: &mut T<D>,
         stats: &mut T<D>,
@@ -303,7 +303,7 @@ impl<D: Driver> GpuBackend<D> {
         &self,
         shape: &ConvShape,
         x: &T<D>,
-        bn: &BnReluInput<'_, GpuBackend<D>>,
+        bn: &BnMap<'_, GpuBackend<D>>,
         dy: &T<D>,
         dw: &mut T<D>,
     ) -> Result<()> {
