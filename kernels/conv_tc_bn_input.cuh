@@ -28,6 +28,7 @@
 
 #include "bf16_vec.cuh"
 #include "bn_affine.cuh"
+#include "launch_constants.h"
 
 // The batch norm whose output (with ReLU) is the convolution's input: its saved batch statistics and
 // parameters, per channel of x.
@@ -44,12 +45,14 @@ __device__ __forceinline__ void tc_bn_relu_coefficients(const TcBnReluInput& bn,
     bn_affine_coefficients<8>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
 }
 
-// Shared memory a block of the forward sets aside for the coefficients of all C channels of x:
-// scale[0 .. C) then shift[0 .. C), in front of the pipeline's stages (the launch adds the bytes).
-// The forward's slices move through the channels, so each landed slice would otherwise read 8 of
-// every per-channel vector from global memory just before the barrier; this way a block computes
-// them once (the same code, so the same bits) and a slice reads them with four 16-byte shared loads.
-__host__ __device__ constexpr int tc_bn_coefficient_bytes(int C) { return 2 * C * static_cast<int>(sizeof(float)); }
+// Shared memory a block of the forward sets aside for the coefficients of the C channels of x
+// (C <= kTcBnTableChannels, launch_constants.h): scale[0 .. C) then shift[0 .. C), in front of the
+// pipeline's stages, the same size for every C (so a kernel's shared memory does not vary by layer;
+// 4 KiB, a multiple of the wgmma pipeline's 1024-byte alignment). The forward's slices move
+// through the channels, so each landed slice would otherwise read 8 of every per-channel vector
+// from global memory just before the barrier; this way a block computes them once (the same code,
+// so the same bits) and a slice reads them with four 16-byte shared loads.
+constexpr int kTcBnTableBytes = 2 * kTcBnTableChannels * static_cast<int>(sizeof(float));
 
 // Fills the table (every thread of the block, then a barrier before any slice reads it).
 template <int THREADS>

@@ -29,8 +29,9 @@
 //                                        whose input x is, computed as A is staged and never
 //                                        stored (conv_tc_bn_input.cuh); y is bit for bit the vector
 //                                        kernel's on the stored z. {T}: 128x128, 64x64, 128x32,
-//                                        64x16. Requires C % 8 == 0. Dynamic shared bytes: the
-//                                        tile's plus 8 C (the map's coefficients).
+//                                        64x16. Requires C % 8 == 0 and C <= 512
+//                                        (kTcBnTableChannels). Dynamic shared bytes: the tile's
+//                                        plus 4096 (kTcBnTableBytes, the map's coefficients).
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (THREADS, 1, 1) with THREADS = 256 for 128x128
 //         and 128 for the others, dynamic shared bytes = TcTile::SMEM_BYTES (49152, 32768, 40960,
 //         20480, 24576, and 65536 for 128x128w64, the one that must opt in above 48 KiB). Pointers

@@ -11,13 +11,15 @@
 
 // BN_INPUT: x is a batch norm's input and the convolution's input is that BN's output with its ReLU,
 // computed as A is staged (conv_tc_bn_input.cuh; `bn` its statistics and parameters), with the map's
-// coefficients in a table in front of the pipeline (tc_bn_coefficient_bytes(C) more shared memory).
+// coefficients in a table in front of the pipeline (kTcBnTableBytes more shared memory; C at most
+// kTcBnTableChannels).
 template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                 bf16* __restrict__ y, float* __restrict__ stats,
                                                 const ConvDims& d, const TcBnReluInput& bn = {}) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
+    if (BN_INPUT && d.C > kTcBnTableChannels) __trap();  // uniform: more channels than the table holds
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BN, Tile::BK, Tile::THREADS>;
     const int H = d.H, W = d.W, C = d.C, K = d.K, S = d.S;
@@ -111,7 +113,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     if constexpr (BN_INPUT) {
         float* const table = dynamic_shared_memory<float>();
         tc_fill_bn_coefficients<Tile::THREADS>(bn, C, table);
-        bf16* const stages = reinterpret_cast<bf16*>(table + 2 * C);  // 16-byte aligned: C % 8 == 0
+        bf16* const stages = dynamic_shared_memory<bf16>() + kTcBnTableBytes / 2;
         // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
         // the chunk column's reduction index, the same for all of the thread's chunks.
         TcReductionIndex landed_tap;

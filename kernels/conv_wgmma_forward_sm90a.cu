@@ -18,7 +18,7 @@
 // And with conv_tc_forward.cu's stats_bnrelu params (x, w, y, stats, mean, inv_std, gamma, beta, d):
 //   conv2d_wgmma_forward_stats_bnrelu_{T}_bf16  ({T} one of 128x128, 64x128, 128x64, 64x64) the input
 //                                          is the BN output relu(x scale + shift), made as staged
-//                                          (conv_tc_bn_input.cuh); 8 C more shared bytes
+//                                          (conv_tc_bn_input.cuh); 4096 more shared bytes, C <= 512
 // Launch: grid (ceil(M / BM), ceil(K / BN), 1), block (2 * BM, 1, 1) (BM / 64 warpgroups), dynamic
 //         shared bytes = wgmma_smem_bytes<Tile>() (4 stages + 1 KiB of alignment slack: 66560,
 //         99328, 50176, 50176, 33792; k64: 99328, 148480; all but 64x64 above 48 KiB, so those

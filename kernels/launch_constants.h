@@ -30,6 +30,13 @@ constexpr int kGemmTile = 16;
 constexpr int kBf16Threads = 256;
 constexpr int kBf16ChannelGroup = 8;
 
+// A tensor-core forward that applies a batch norm + ReLU to its input as it stages it
+// (conv_tc_bn_input.cuh): the most input channels its coefficient table holds. The table is the
+// same size for every launch of a kernel (tc_bn_coefficient_bytes), so that each kernel's dynamic
+// shared memory, and with it its opt-in above 48 KiB, does not change with the layer; 512 covers
+// every BN inside the blocks of the ResNets (the bottleneck widths 64 to 512).
+constexpr int kTcBnTableChannels = 512;
+
 // A batch built from stored images (input.cu, `Backend::image_batch`): floats per sample in the
 // draw table, (image, dy, dx, mirror, shift_r, shift_g, shift_b).
 constexpr int kImageDrawWidth = 7;

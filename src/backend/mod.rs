@@ -503,7 +503,7 @@ pub trait Backend: Sized + Send + Sync + 'static {
         _running_var: &mut Tensor<Self>,
         _cfg: BatchNormConfig,
     ) -> Result<()> {
-        Err(no_bn_input_fusion(self))
+        Err(no_residual_bn_fusion(self))
     }
 
     /// Training-mode batch norm over N, H, W per channel:
@@ -764,6 +764,13 @@ pub(crate) fn no_bn_grad_fusion<B: Backend>(be: &B) -> crate::error::Error {
 pub struct BnMap<'a, B: Backend> {
     pub gamma: &'a Tensor<B>,
     pub saved: BatchNormSaved<'a, B>,
+}
+
+pub(crate) fn no_residual_bn_fusion<B: Backend>(be: &B) -> crate::error::Error {
+    crate::error::Error::Config(format!(
+        "{} does not apply a residual's batch norm as a block's end reads it",
+        be.name()
+    ))
 }
 
 pub(crate) fn no_bn_input_fusion<B: Backend>(be: &B) -> crate::error::Error {

@@ -281,6 +281,21 @@ impl<B: Backend> BatchNorm2d<B> {
         &self.out
     }
 
+    /// `map` for a convolution, which applies the ReLU after the map: an error for a BN without
+    /// one (whose output no convolution may compute).
+    pub fn relu_map(&self, op: &'static str) -> Result<BnMap<'_, B>> {
+        if !self.relu {
+            return Err(invalid(
+                op,
+                format!(
+                    "{}: a convolution applies BN with its ReLU, and this BN has none",
+                    self.name
+                ),
+            ));
+        }
+        Ok(self.map())
+    }
+
     /// This BN's affine map as its reader applies it to BN's input (a convolution, with the ReLU;
     /// a block's end, to its shortcut): its forward's saved statistics and its parameters.
     pub fn map(&self) -> BnMap<'_, B> {

@@ -94,7 +94,8 @@ impl<B: Backend> Conv2d<B> {
         match *input {
             UnitInput::Tensor(x) => ops::conv2d_backward_filter(be, x, dy, dw, self.geom),
             UnitInput::Unstored { x, bn } => {
-                ops::conv2d_backward_filter_bn_input(be, x, bn.map(), dy, dw, self.geom)
+                let map = bn.relu_map("conv2d_backward_filter_bn_input")?;
+                ops::conv2d_backward_filter_bn_input(be, x, map, dy, dw, self.geom)
             }
         }
     }

@@ -180,8 +180,9 @@ impl<B: Backend> ConvBn<B> {
             UnitInput::Tensor(x) => self.conv.forward_with_stats(be, x, &mut self.stats),
             UnitInput::Unstored { x, bn } => {
                 self.input_through_bn = true;
+                let map = bn.relu_map("conv2d_forward_with_stats_bn_input")?;
                 self.conv
-                    .forward_with_stats_bn_input(be, x, bn.map(), &mut self.stats)
+                    .forward_with_stats_bn_input(be, x, map, &mut self.stats)
             }
         }
     }

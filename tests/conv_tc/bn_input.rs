@@ -258,10 +258,13 @@ fn bn_input_as_planned() {
         for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
             let fused = conv_tc_plan::forward_stats_bnrelu_for(s, family).unwrap();
             let plain = conv_tc_plan::forward_stats_for(s, family);
-            let table = conv_tc_plan::BN_COEFFICIENT_BYTES_PER_CHANNEL * s.x[3];
             assert_eq!(
-                (fused.grid, fused.block, fused.shared_bytes as usize),
-                (plain.grid, plain.block, plain.shared_bytes as usize + table),
+                (fused.grid, fused.block, fused.shared_bytes),
+                (
+                    plain.grid,
+                    plain.block,
+                    plain.shared_bytes + conv_tc_plan::BN_TABLE_BYTES
+                ),
                 "{}: the plain kernel's launch and the coefficient table",
                 fused.kernel
             );
@@ -292,6 +295,12 @@ fn bn_input_as_planned() {
             }
         }
     }
+    // More channels than the forward's coefficient table holds: no fused forward.
+    let wide = shape([1, 4, 4, 520], [64, 1, 1, 520], 1, 0);
+    assert_eq!(
+        conv_tc_plan::forward_stats_bnrelu_for(&wide, TcFamily::MmaSync),
+        None
+    );
     // Shapes the general loader takes have no fused kernels.
     let odd = shape([1, 5, 5, 12], [16, 3, 3, 12], 1, 1);
     assert_eq!(

@@ -787,7 +787,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         cfg: BatchNormConfig,
     ) -> Result<()> {
         if !self.batch_norm_residual_bn_fusion() {
-            return Err(crate::backend::no_bn_input_fusion(self));
+            return Err(crate::backend::no_residual_bn_fusion(self));
         }
         self.batch_norm_statistics_from_tiles(
             x,

@@ -46,6 +46,7 @@
 //! (`benches/tc_tiles.rs`) measures them against the others.
 
 use super::conv_plan::ConvShape;
+use super::launch_constants::TC_BN_TABLE_CHANNELS;
 
 /// Dynamic shared memory a kernel may use without opting in (`cuFuncSetAttribute`).
 pub const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
@@ -569,9 +570,9 @@ pub fn forward_stats_with(
 
 /// [`forward_stats_for`] whose input is the output of a training-mode batch norm with ReLU,
 /// computed from BN's input as it is staged (kernels/conv_tc_bn_input.cuh; params `(x, w, y, stats,
-/// mean, inv_std, gamma, beta, ConvDims)`): the same tile, grid and statistics partition, 8 C bytes
-/// more shared memory (the map's coefficients, [`BN_COEFFICIENT_BYTES_PER_CHANNEL`]), or `None` for
-/// a shape that takes the general loader.
+/// mean, inv_std, gamma, beta, ConvDims)`): the same tile, grid and statistics partition,
+/// [`BN_TABLE_BYTES`] more shared memory (the map's coefficients), or `None` for a shape that takes
+/// the general loader or has more than `TC_BN_TABLE_CHANNELS` input channels.
 pub fn forward_stats_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option<TcLaunch> {
     if !forward_vectorizable(shape) {
         return None;
@@ -594,15 +595,19 @@ pub fn forward_stats_bnrelu_with(shape: &ConvShape, tile: TcTile) -> Option<TcLa
         TcTile::H64x64 => "conv2d_wgmma_forward_stats_bnrelu_64x64_bf16",
         _ => return None,
     };
+    if shape.x[3] > TC_BN_TABLE_CHANNELS as usize {
+        return None;
+    }
     let [n, p, q, k] = shape.y;
     let mut l = launch(kernel, tile, n * p * q, k, 1);
-    l.shared_bytes += dim(BN_COEFFICIENT_BYTES_PER_CHANNEL * shape.x[3]);
+    l.shared_bytes += BN_TABLE_BYTES;
     Some(l)
 }
 
-/// Shared memory a `_bnrelu_` forward adds per input channel: its scale and shift in f32
-/// (tc_bn_coefficient_bytes in kernels/conv_tc_bn_input.cuh).
-pub const BN_COEFFICIENT_BYTES_PER_CHANNEL: usize = 8;
+/// Shared memory a `_bnrelu_` forward adds to its tile's: the coefficient table, scale and shift in
+/// f32 for up to `TC_BN_TABLE_CHANNELS` channels, the same for every layer so that the kernel's
+/// shared-memory opt-in never changes (kTcBnTableBytes in kernels/conv_tc_bn_input.cuh).
+pub const BN_TABLE_BYTES: u32 = 2 * TC_BN_TABLE_CHANNELS * 4;
 
 /// The statistics partition of [`forward_stats`] for a convolution whose output is `y`.
 pub fn forward_stats_partition(y: [usize; 4]) -> TcStatsPartition {

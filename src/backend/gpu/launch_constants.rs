@@ -2,6 +2,6 @@
 //! `kernels/launch_constants.h`, the one place they are written: `CONV_THREADS`, `CONV_TILE_M`,
 //! `CONV_TILE_N`, `BATCH_NORM_CHANNELS`, `BATCH_NORM_ROW_LANES`, `BATCH_NORM_FINALIZE_THREADS`,
 //! `LOSS_REDUCE_THREADS`, `LOSS_RECORD_HEADER_WORDS`, `GEMM_TILE`, `BF16_THREADS`,
-//! `BF16_CHANNEL_GROUP`, `IMAGE_DRAW_WIDTH`.
+//! `BF16_CHANNEL_GROUP`, `TC_BN_TABLE_CHANNELS`, `IMAGE_DRAW_WIDTH`.
 
 include!(concat!(env!("OUT_DIR"), "/launch_constants.rs"));
