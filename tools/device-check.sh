@@ -146,6 +146,25 @@ step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RA
 fi
 
 if in_phase 2; then
+# First what decides defaults, well under a minute each: each fusion and programmatic dependent launch
+# against none (phase 1 has the default step beside PyTorch's). Then the sanitizers, which the
+# deadline may cut short (a later call can run them with PHASES=2 again).
+step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50 --batch-size 256 \
+    --device cuda --json
+# The BN backward sums from the backward-data epilogue (kernels/conv_tc_bn_grad.cuh) against the
+# separate pass: what the fusion is worth.
+step bench-resnet50-b256-nofusebn 120 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet50 \
+    --batch-size 256 --device cuda --json
+step bench-resnet20-b128-nofusebn 60 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet20 \
+    --batch-size 128 --device cuda --json
+# BN + ReLU applied by the next convolution as it loads its input (kernels/conv_tc_bn_input.cuh)
+# against BN's output stored and read back: what that fusion is worth (the tile sweep in phase 1
+# has what it costs each convolution).
+step bench-resnet50-b256-nofusebnin 120 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet50 \
+    --batch-size 256 --device cuda --json
+step bench-resnet20-b128-nofusebnin 60 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet20 \
+    --batch-size 128 --device cuda --json
+
 for suite in conv_tc wgmma bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
     sanitize memcheck "$suite" 120
 done
@@ -169,22 +188,6 @@ if [ "${FULL:-0}" = 1 ]; then
     step bench-resnet50-b128 60 "$RC" bench --model resnet50 --batch-size 128 --device cuda --json
     step bench-resnet50-b64 60 "$RC" bench --model resnet50 --batch-size 64 --device cuda --json
 fi
-
-step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50 --batch-size 256 \
-    --device cuda --json
-# The BN backward sums from the backward-data epilogue (kernels/conv_tc_bn_grad.cuh) against the
-# separate pass: what the fusion is worth.
-step bench-resnet50-b256-nofusebn 120 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet50 \
-    --batch-size 256 --device cuda --json
-step bench-resnet20-b128-nofusebn 60 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet20 \
-    --batch-size 128 --device cuda --json
-# BN + ReLU applied by the next convolution as it loads its input (kernels/conv_tc_bn_input.cuh)
-# against BN's output stored and read back: what that fusion is worth (the tile sweep in phase 1
-# has what it costs each convolution).
-step bench-resnet50-b256-nofusebnin 120 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet50 \
-    --batch-size 256 --device cuda --json
-step bench-resnet20-b128-nofusebnin 60 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet20 \
-    --batch-size 128 --device cuda --json
 
 # BENCH_FILTER (criterion's filter, a regex) picks a part of the suite: all of it takes over 1 s a
 # benchmark on the H200, more than one call has. Default: the bf16 tensor-core convolutions (the
