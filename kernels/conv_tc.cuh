@@ -197,10 +197,14 @@ struct TcReductionIndex {
 // about to be refilled), issues the next load, then runs the slice's ldmatrix + mma.
 // `landed(a_tile, b_tile, slice)` runs between this thread's wait for a slice's copies and that
 // barrier, on the slice's stage (slice % STAGES): a loader may rewrite there the chunks it copied
-// (conv_tc_bn_input.cuh); the default does nothing.
-template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded>
+// (conv_tc_bn_input.cuh); `issued()` runs once, by every thread, after the first slices' copies
+// are issued and before any wait (work that may overlap them, such as a table the landed hook
+// reads, with its own barrier). The defaults do nothing.
+template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
+          class Issued = TcNothingIssued>
 __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
-                                            LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{}) {
+                                            LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
+                                            Issued&& issued = Issued{}) {
     static_assert(Tile::BK == kTcBlockK, "the mma.sync fragments read 32-deep slices (tc_load_a, tc_load_b)");
     constexpr int STAGES = Tile::STAGES;
     bf16* const a_tiles = smem;
@@ -223,6 +227,7 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
         }
         cp_async_commit_group();  // possibly empty: keeps the group count = slices issued + padding
     }
+    issued();
 
     int read_stage = 0, write_stage = STAGES - 1;
     for (int slice = 0; slice < slices; ++slice) {
@@ -270,10 +275,12 @@ struct TcMmaSyncLoop {
         return tc_chunk_offset<ROW_ELEMS>(row, chunk);
     }
 
-    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded>
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
+              class Issued = TcNothingIssued>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
-                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{}) {
-        tc_mainloop<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed);
+                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
+                                               Issued&& issued = Issued{}) {
+        tc_mainloop<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
     }
 };
 

@@ -54,7 +54,8 @@ __device__ __forceinline__ void tc_bn_relu_coefficients(const TcBnReluInput& bn,
 // so the same bits) and a slice reads them with four 16-byte shared loads.
 constexpr int kTcBnTableBytes = 2 * kTcBnTableChannels * static_cast<int>(sizeof(float));
 
-// Fills the table (every thread of the block, then a barrier before any slice reads it).
+// Fills the table (every thread of the block, then a barrier before any slice reads it). The forward
+// runs it as the main loop's `issued` hook, so the first slices' copies are in flight meanwhile.
 template <int THREADS>
 __device__ __forceinline__ void tc_fill_bn_coefficients(const TcBnReluInput& bn, int C, float* table) {
     for (int c = threadIdx.x; c < C; c += THREADS) {
@@ -111,9 +112,12 @@ struct TcLandedChunks {
     __device__ __forceinline__ bool real(int slice, int j) const { return (bits >> (shift(slice) + j)) & 1u; }
 };
 
-// The main loops' default hook: nothing to do when a slice lands.
+// The main loops' default hooks: nothing to do when a slice lands, nor once the first are issued.
 struct TcNothingLanded {
     __device__ __forceinline__ void operator()(bf16*, bf16*, int) const {}
+};
+struct TcNothingIssued {
+    __device__ __forceinline__ void operator()() const {}
 };
 
 #endif

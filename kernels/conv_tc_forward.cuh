@@ -112,7 +112,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     const int slices = (RSC + Tile::BK - 1) / Tile::BK;
     if constexpr (BN_INPUT) {
         float* const table = dynamic_shared_memory<float>();
-        tc_fill_bn_coefficients<Tile::THREADS>(bn, C, table);
+        auto fill_table = [&] { tc_fill_bn_coefficients<Tile::THREADS>(bn, C, table); };
         bf16* const stages = dynamic_shared_memory<bf16>() + kTcBnTableBytes / 2;
         // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
         // the chunk column's reduction index, the same for all of the thread's chunks.
@@ -129,7 +129,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
                     tc_bn_relu_chunk(a_tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), scale, shift);
             }
         };
-        MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b, landed);
+        MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b, landed, fill_table);
     } else {
         MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
     }

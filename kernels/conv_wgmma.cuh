@@ -85,9 +85,11 @@ constexpr int kWgmmaPanelElems = Tile::BK * 64;
 constexpr std::uint32_t kWgmmaUnusedLeading = 16;
 
 struct TcWgmmaLoop {
-    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded>
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
+              class Issued = TcNothingIssued>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
-                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{}) {
+                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
+                                               Issued&& issued = Issued{}) {
         // conv_tc's "K-major" tiles (one row per reduction index: KM, KN) are wgmma's MN-major operands.
         constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
         static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
@@ -119,6 +121,7 @@ struct TcWgmmaLoop {
             }
             cp_async_commit_group();  // possibly empty: group g always holds slice g
         }
+        issued();  // (tc_mainloop's contract)
 
         int read_stage = 0, write_stage = STAGES - 2;
         for (int slice = 0; slice < slices; ++slice) {
