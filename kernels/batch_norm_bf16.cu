@@ -169,14 +169,6 @@ __device__ __forceinline__ void for_owned_groups(long long M, int C, Setup&& set
     }
 }
 
-// The batch norm (no ReLU) normalize_add_bn applies to its residual: statistics and parameters.
-struct ResidualBn {
-    const float* mean;
-    const float* inv_std;
-    const float* gamma;
-    const float* beta;
-};
-
 // normalize (kAdd false) and normalize_add (kAdd true; with kAddBn, the residual through its own BN
 // first, `rbn`): the affine map of batch_norm.cu's batch_norm_affine, with scale and shift formed
 // once per channel.
@@ -185,7 +177,7 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
                                           const float* __restrict__ inv_std, const float* __restrict__ gamma,
                                           const float* __restrict__ beta, const bf16* __restrict__ residual,
                                           bf16* __restrict__ out, unsigned long long n, int C, int relu,
-                                          const ResidualBn& rbn = {}) {
+                                          const BnAffineParams& rbn = {}) {
     static_assert(kAdd || !kAddBn, "a residual's BN needs a residual");
     float scale[W], shift[W], rscale[kAddBn ? W : 1], rshift[kAddBn ? W : 1];
     for_owned_groups<W>(
@@ -320,7 +312,7 @@ __device__ __forceinline__ void normalize_add(const bf16* x, const float* mean, 
 template <int W, bool kVec>
 __device__ __forceinline__ void normalize_add_bn(const bf16* x, const float* mean, const float* inv_std,
                                                  const float* gamma, const float* beta, const bf16* residual,
-                                                 const ResidualBn& rbn, bf16* out, unsigned long long n, int C,
+                                                 const BnAffineParams& rbn, bf16* out, unsigned long long n, int C,
                                                  int relu) {
     normalize<W, kVec, true, true>(x, mean, inv_std, gamma, beta, residual, out, n, C, relu, rbn);
 }
@@ -383,7 +375,7 @@ extern "C" __global__ void batch_norm_normalize_add_bn_bf16(const bf16* x, const
                                                             const float* r_gamma, const float* r_beta, bf16* out,
                                                             unsigned long long n, int C, int relu) {
     grid_dependency_sync();
-    const batch_norm_bf16::ResidualBn rbn{r_mean, r_inv_std, r_gamma, r_beta};
+    const BnAffineParams rbn{r_mean, r_inv_std, r_gamma, r_beta};
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, residual, out),
                          batch_norm_bf16::normalize_add_bn, x, mean, inv_std, gamma, beta, residual, rbn, out, n, C,
                          relu);

@@ -7,6 +7,16 @@
 #ifndef RESNET_CUDA_BN_AFFINE_CUH
 #define RESNET_CUDA_BN_AFFINE_CUH
 
+// A training-mode batch norm's saved batch statistics and its parameters, per channel: what its
+// affine map is formed from (for the kernels that take them together: a convolution applying the BN
+// to its input, conv_tc_bn_input.cuh; a block's end applying its shortcut's, batch_norm_bf16.cu).
+struct BnAffineParams {
+    const float* mean;
+    const float* inv_std;
+    const float* gamma;
+    const float* beta;
+};
+
 // The coefficients for channels c0 .. c0 + W - 1.
 template <int W>
 __device__ __forceinline__ void bn_affine_coefficients(const float* __restrict__ mean,

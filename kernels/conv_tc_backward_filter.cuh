@@ -13,7 +13,7 @@
 template <class Tile, bool VEC, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__ x, const bf16* __restrict__ dy,
                                                         float* __restrict__ out, const ConvDims& d,
-                                                        const TcBnReluInput& bn = {}) {
+                                                        const BnAffineParams& bn = {}) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
     using AChunks = TcChunks<Tile::BK, Tile::BM, Tile::THREADS>;

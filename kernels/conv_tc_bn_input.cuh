@@ -30,17 +30,8 @@
 #include "bn_affine.cuh"
 #include "launch_constants.h"
 
-// The batch norm whose output (with ReLU) is the convolution's input: its saved batch statistics and
-// parameters, per channel of x.
-struct TcBnReluInput {
-    const float* mean;
-    const float* inv_std;
-    const float* gamma;
-    const float* beta;
-};
-
 // The coefficients of channels c0 .. c0 + 7 (bn_affine.cuh's, so the map is the normalising pass's).
-__device__ __forceinline__ void tc_bn_relu_coefficients(const TcBnReluInput& bn, int c0, float (&scale)[8],
+__device__ __forceinline__ void tc_bn_relu_coefficients(const BnAffineParams& bn, int c0, float (&scale)[8],
                                                         float (&shift)[8]) {
     bn_affine_coefficients<8>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
 }
@@ -57,7 +48,7 @@ constexpr int kTcBnTableBytes = 2 * kTcBnTableChannels * static_cast<int>(sizeof
 // Fills the table (every thread of the block, then a barrier before any slice reads it). The forward
 // runs it as the main loop's `issued` hook, so the first slices' copies are in flight meanwhile.
 template <int THREADS>
-__device__ __forceinline__ void tc_fill_bn_coefficients(const TcBnReluInput& bn, int C, float* table) {
+__device__ __forceinline__ void tc_fill_bn_coefficients(const BnAffineParams& bn, int C, float* table) {
     for (int c = threadIdx.x; c < C; c += THREADS) {
         float scale[1], shift[1];
         bn_affine_coefficients<1>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c, scale, shift);

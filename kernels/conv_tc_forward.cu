@@ -63,7 +63,7 @@
         name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
              const float* gamma, const float* beta, ConvDims d) {                                      \
         grid_dependency_sync();                                                                        \
-        const TcBnReluInput bn{mean, inv_std, gamma, beta};                                            \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
         conv_tc_forward<Tile, true, true, TcMmaSyncLoop, true>(x, w, y, stats, d, bn);                 \
     }                                                                                                  \
     EMU_REGISTER(name)

@@ -16,7 +16,7 @@
 template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                 bf16* __restrict__ y, float* __restrict__ stats,
-                                                const ConvDims& d, const TcBnReluInput& bn = {}) {
+                                                const ConvDims& d, const BnAffineParams& bn = {}) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
     if (BN_INPUT && d.C > kTcBnTableChannels) __trap();  // uniform: more channels than the table holds

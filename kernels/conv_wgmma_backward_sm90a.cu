@@ -72,7 +72,7 @@
         name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
              const float* gamma, const float* beta, ConvDims d) {                                      \
         grid_dependency_sync();                                                                        \
-        const TcBnReluInput bn{mean, inv_std, gamma, beta};                                            \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
         conv_tc_backward_filter<Tile, true, TcWgmmaLoop, true>(x, dy, out, d, bn);                     \
     }                                                                                                  \
     EMU_REGISTER(name)

@@ -536,7 +536,6 @@ pub fn batch_norm_forward_train_from_stats<B: Backend>(
     cfg: BatchNormConfig,
 ) -> Result<()> {
     const OP: &str = "batch_norm_forward_train_from_stats";
-    check_bn_config(OP, &cfg)?;
     let per_channel = [
         gamma,
         beta,
@@ -545,15 +544,8 @@ pub fn batch_norm_forward_train_from_stats<B: Backend>(
         running_mean,
         running_var,
     ];
-    check_bn_train_shapes(be, OP, x, per_channel)?;
-    expect_shape(OP, "out", out, x.dims())?;
-    if let Some(residual) = residual {
-        expect_shape(OP, "residual", residual, x.dims())?;
-        expect_activations(be, OP, &[("residual", residual)])?;
-    }
-    let xs = expect_rank4(OP, "x", x)?;
-    expect_conv_stats(be, OP, stats, &xs)?;
-    expect_masters(be, OP, &[("stats", stats)])?;
+    let named = residual.map(|r| ("residual", r));
+    check_bn_train_from_stats(be, OP, &cfg, x, stats, per_channel, named, out)?;
     be.batch_norm_forward_train_from_stats(
         x,
         stats,
@@ -609,6 +601,32 @@ pub fn batch_norm_statistics_from_stats<B: Backend>(
     )
 }
 
+/// The checks of a training-mode batch norm of `x` that takes its statistics from a convolution's
+/// `stats` and writes `out`, with the tensor summed in (named) when given; returns x's shape.
+#[allow(clippy::too_many_arguments)]
+fn check_bn_train_from_stats<B: Backend>(
+    be: &B,
+    op: &'static str,
+    cfg: &BatchNormConfig,
+    x: &Tensor<B>,
+    stats: &Tensor<B>,
+    per_channel: [&Tensor<B>; 6],
+    residual: Option<(&'static str, &Tensor<B>)>,
+    out: &Tensor<B>,
+) -> Result<[usize; 4]> {
+    check_bn_config(op, cfg)?;
+    check_bn_train_shapes(be, op, x, per_channel)?;
+    expect_shape(op, "out", out, x.dims())?;
+    if let Some((name, residual)) = residual {
+        expect_shape(op, name, residual, x.dims())?;
+        expect_activations(be, op, &[(name, residual)])?;
+    }
+    let xs = expect_rank4(op, "x", x)?;
+    expect_conv_stats(be, op, stats, &xs)?;
+    expect_masters(be, op, &[("stats", stats)])?;
+    Ok(xs)
+}
+
 /// `batch_norm_forward_train_from_stats` with the residual `BN_r(r)`, the batch norm `r_bn` applied
 /// to `r` as it is read; see `Backend::batch_norm_add_bn_forward_train_from_stats`.
 #[allow(clippy::too_many_arguments)]
@@ -628,7 +646,6 @@ pub fn batch_norm_add_bn_forward_train_from_stats<B: Backend>(
     cfg: BatchNormConfig,
 ) -> Result<()> {
     const OP: &str = "batch_norm_add_bn_forward_train_from_stats";
-    check_bn_config(OP, &cfg)?;
     let per_channel = [
         gamma,
         beta,
@@ -637,14 +654,8 @@ pub fn batch_norm_add_bn_forward_train_from_stats<B: Backend>(
         running_mean,
         running_var,
     ];
-    check_bn_train_shapes(be, OP, x, per_channel)?;
-    expect_shape(OP, "out", out, x.dims())?;
-    expect_shape(OP, "r", r, x.dims())?;
-    expect_activations(be, OP, &[("r", r)])?;
-    let xs = expect_rank4(OP, "x", x)?;
+    let xs = check_bn_train_from_stats(be, OP, &cfg, x, stats, per_channel, Some(("r", r)), out)?;
     expect_bn_channels(be, OP, xs[3], r_bn.gamma, &r_bn.saved)?;
-    expect_conv_stats(be, OP, stats, &xs)?;
-    expect_masters(be, OP, &[("stats", stats)])?;
     if !be.batch_norm_residual_bn_fusion() {
         return Err(invalid(
             OP,

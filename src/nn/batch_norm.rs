@@ -305,66 +305,32 @@ impl<B: Backend> BatchNorm2d<B> {
         }
     }
 
-    /// `forward_add_train_from_stats(x, stats, r_bn(r), out, relu)` where `r_bn(r)`, the output of
-    /// the BN `r_bn` (no ReLU) over `r`, was not stored: it is computed from `r` as it is read
+    /// `forward_add(x, residual, out, relu, Train)` with the batch statistics from `stats`, as
+    /// [`Self::forward_train_from_stats`]. With `residual_bn`, the residual is that BN's (no ReLU)
+    /// output over `residual`, which was not stored: it is computed as it is read
     /// (`ops::batch_norm_add_bn_forward_train_from_stats`). `output` is not written.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_add_bn_train_from_stats(
-        &mut self,
-        be: &B,
-        x: &Tensor<B>,
-        stats: &Tensor<B>,
-        r: &Tensor<B>,
-        r_bn: &BatchNorm2d<B>,
-        out: &mut Tensor<B>,
-        relu: bool,
-    ) -> Result<()> {
-        self.check_takes_residual("batch_norm_add_bn_forward_train_from_stats")?;
-        if r_bn.relu {
-            return Err(invalid(
-                "batch_norm_add_bn_forward_train_from_stats",
-                format!(
-                    "{}: a residual's BN with a ReLU of its own is not applied here",
-                    r_bn.name
-                ),
-            ));
-        }
-        out.ensure_shape(be, x.dims())?;
-        self.count_forward(Mode::Train);
-        self.output_stored = false;
-        let cfg = BatchNormConfig {
-            relu,
-            ..self.config()
-        };
-        ops::batch_norm_add_bn_forward_train_from_stats(
-            be,
-            x,
-            stats,
-            &self.weight.value,
-            &self.bias.value,
-            r,
-            r_bn.map(),
-            out,
-            &mut self.save_mean,
-            &mut self.save_inv_std,
-            &mut self.running_mean,
-            &mut self.running_var,
-            cfg,
-        )
-    }
-
-    /// `forward_add(x, residual, out, relu, Train)` with the batch statistics from `stats`, as
-    /// [`Self::forward_train_from_stats`]. `output` is not written.
     pub fn forward_add_train_from_stats(
         &mut self,
         be: &B,
         x: &Tensor<B>,
         stats: &Tensor<B>,
         residual: &Tensor<B>,
+        residual_bn: Option<&BatchNorm2d<B>>,
         out: &mut Tensor<B>,
         relu: bool,
     ) -> Result<()> {
-        self.check_takes_residual("batch_norm_forward_train_from_stats")?;
+        const OP: &str = "batch_norm_forward_train_from_stats";
+        self.check_takes_residual(OP)?;
+        if let Some(r_bn) = residual_bn.filter(|r_bn| r_bn.relu) {
+            return Err(invalid(
+                OP,
+                format!(
+                    "{}: a residual's BN with a ReLU of its own is not applied here",
+                    r_bn.name
+                ),
+            ));
+        }
         out.ensure_shape(be, x.dims())?;
         // The sum goes to `out`: this BN's own output is neither written nor allocated.
         self.count_forward(Mode::Train);
@@ -373,20 +339,38 @@ impl<B: Backend> BatchNorm2d<B> {
             relu,
             ..self.config()
         };
-        ops::batch_norm_forward_train_from_stats(
-            be,
-            x,
-            stats,
-            &self.weight.value,
-            &self.bias.value,
-            Some(residual),
-            out,
-            &mut self.save_mean,
-            &mut self.save_inv_std,
-            &mut self.running_mean,
-            &mut self.running_var,
-            cfg,
-        )
+        let (gamma, beta) = (&self.weight.value, &self.bias.value);
+        match residual_bn {
+            None => ops::batch_norm_forward_train_from_stats(
+                be,
+                x,
+                stats,
+                gamma,
+                beta,
+                Some(residual),
+                out,
+                &mut self.save_mean,
+                &mut self.save_inv_std,
+                &mut self.running_mean,
+                &mut self.running_var,
+                cfg,
+            ),
+            Some(r_bn) => ops::batch_norm_add_bn_forward_train_from_stats(
+                be,
+                x,
+                stats,
+                gamma,
+                beta,
+                residual,
+                r_bn.map(),
+                out,
+                &mut self.save_mean,
+                &mut self.save_inv_std,
+                &mut self.running_mean,
+                &mut self.running_var,
+                cfg,
+            ),
+        }
     }
 }
 

@@ -204,7 +204,7 @@ impl<B: Backend> Layer<B> for Block<B> {
                 // A projection's BN may be left to that pass too, applied as it reads the shortcut.
                 Some(shortcut) if i == last => {
                     let leave = shortcut.can_leave_output(be, x.dims(), mode)?;
-                    shortcut.forward_for_block_end(be, x, mode, leave)?;
+                    shortcut.forward(be, x, mode, leave)?;
                     unit.forward_add(be, input, shortcut.as_residual(x), &mut self.out, mode)?;
                 }
                 _ => {

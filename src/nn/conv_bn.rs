@@ -240,14 +240,12 @@ impl<B: Backend> ConvBn<B> {
             (true, residual) => {
                 self.conv_forward_with_stats(be, input)?;
                 let (y, stats) = (self.conv.output(), &self.stats);
-                match residual {
-                    UnitInput::Tensor(r) => self
-                        .bn
-                        .forward_add_train_from_stats(be, y, stats, r, out, true),
-                    UnitInput::Unstored { x: r, bn: r_bn } => self
-                        .bn
-                        .forward_add_bn_train_from_stats(be, y, stats, r, r_bn, out, true),
-                }
+                let (r, r_bn) = match residual {
+                    UnitInput::Tensor(r) => (r, None),
+                    UnitInput::Unstored { x: r, bn } => (r, Some(bn)),
+                };
+                self.bn
+                    .forward_add_train_from_stats(be, y, stats, r, r_bn, out, true)
             }
             (false, UnitInput::Tensor(r)) => {
                 self.conv_forward_plain(be, input, mode)?;

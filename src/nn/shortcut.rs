@@ -70,10 +70,6 @@ impl<B: Backend> Shortcut<B> {
         })
     }
 
-    pub fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<()> {
-        self.forward_for_block_end(be, x, mode, false)
-    }
-
     /// Whether this shortcut, given the block input shaped `x`, may leave its output unstored for
     /// the block's end to compute as it reads it (a projection's BN where the backend can,
     /// `ConvBn::can_leave_output_to_block_end`).
@@ -84,15 +80,9 @@ impl<B: Backend> Shortcut<B> {
         }
     }
 
-    /// `forward`, leaving a projection's BN output unstored when `leave_output` (only where
-    /// `can_leave_output` said so): the block's end then reads it through `as_residual`.
-    pub fn forward_for_block_end(
-        &mut self,
-        be: &B,
-        x: &Tensor<B>,
-        mode: Mode,
-        leave_output: bool,
-    ) -> Result<()> {
+    /// The shortcut's forward, leaving a projection's BN output unstored when `leave_output` (only
+    /// where `can_leave_output` said so): the block's end then reads it through `as_residual`.
+    pub fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode, leave_output: bool) -> Result<()> {
         match self {
             Shortcut::Identity => Ok(()),
             Shortcut::PadChannels {
