@@ -34,7 +34,7 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|nofusebn|nofusebnin))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|nofusebn|nofusebnin|plain))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
@@ -50,6 +50,8 @@ def step_rows(raw):
                     label += ", BN sums unfused"
                 if m[3] == "nofusebnin":
                     label += ", BN output stored"
+                if m[3] == "plain":
+                    label += ", no fusion, no PDL (retry)"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
     for file in ("pytorch-step.json", "pytorch-compiled.json"):
