@@ -81,6 +81,10 @@ __device__ __forceinline__ void tc_bn_relu_chunk(bf16* chunk, const float (&scal
         v[k] = v[k] < 0.0f ? 0.0f : v[k];
     }
     store_bf16<8, true>(chunk, v);
+#if !defined(__CUDACC__)
+    // A generic-proxy store a wgmma may read next: the emulator checks the fence.proxy.async for it.
+    emu::note_generic_shared_store(chunk);
+#endif
 }
 
 // Which of a thread's PER_THREAD chunks of an operand tile were real copies (not zero-fill), for each

@@ -76,7 +76,7 @@
 //     async-proxy operation) is ordered before a wgmma's async-proxy reads by
 //     fence_proxy_async_shared(), executed by the writer after its writes (after its
 //     cp.async.wait_group) or by the reader after the __syncthreads that publishes them; the emulator
-//     tracks cp.async writes only.
+//     tracks cp.async writes, and ordinary stores a kernel reports (emu::note_generic_shared_store).
 // wgmma_fence_operand(d) around the wgmmas keeps the *compiler* from moving accumulator accesses
 // across wgmma_fence and wgmma_wait_group, which name no registers (as CUTLASS does).
 #ifndef RESNET_CUDA_WGMMA_CUH

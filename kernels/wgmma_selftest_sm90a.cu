@@ -43,7 +43,7 @@
 //   wgmma_selftest_gemm_n{64,128,256}_{a_mn,b_mn,ab_mn}(a, b, c, d, swizzle, window): the same with A,
 //       B or both MN-major (wgmma imm-trans-a / imm-trans-b 1): `a` is at[32][64W] when A is MN-major,
 //       `b` is b[32][N] when B is (else a[64W][32], bt[N][32] as above).
-//   wgmma_selftest_variant_<v>(a, bt, d, mid), v = 0..10 but 6: W = 1, N = 64, 64-byte swizzle, C = 0;
+//   wgmma_selftest_variant_<v>(a, bt, d, mid), v = 0..11 but 6: W = 1, N = 64, 64-byte swizzle, C = 0;
 //       block (128, 1, 1) unless stated; d = A B when the kernel is correct. One kernel per variant
 //       (a template argument, not a run-time switch: wgmmas on paths that branch on a run-time value
 //       make ptxas serialise them, which build.rs rejects). The variants:
@@ -63,6 +63,9 @@
 //       9: (wrong) the kernel returns after the commit, with no wait_group;
 //      10: (wrong) after wait_group 0 a third wgmma (k step 0 again) accumulates into d without a new
 //          wgmma.fence (the kernel may have accessed d since the wait), then commit and wait 0.
+//      11: (wrong) after the fence and barrier each thread rewrites one 16-byte chunk of the A tile
+//          in place with ordinary stores (the same values, as conv_tc_bn_input.cuh rewrites staged
+//          operands), then a __syncthreads and the wgmmas with no fence.proxy.async after the stores.
 //   wgmma_selftest_mn_misaligned(d): (wrong) block (128, 1, 1), 8192 bytes of dynamic shared memory:
 //       an m64n64k16 with both operands MN-major, 128-byte swizzle, B's start 16 bytes into a row of
 //       its atom (which the emulator rejects; the shared memory is never written: the launch must
@@ -251,6 +254,15 @@ __device__ __forceinline__ void variant_body(const unsigned short* a, const unsi
     if constexpr (variant == 5) {
         if (threadIdx.x / 32 == 3) return;
     }
+    if constexpr (variant == 11) {
+        uint4* chunk = reinterpret_cast<uint4*>(a_tile) + threadIdx.x;
+        const uint4 v = *chunk;
+        *chunk = v;
+#if !defined(__CUDACC__)
+        emu::note_generic_shared_store(chunk);
+#endif
+        __syncthreads();
+    }
 
     const std::uint64_t a_desc[2] = {operand_descriptor(a_tile, kSwizzle, 64, 0, 0),
                                      operand_descriptor(a_tile, kSwizzle, 64, 0, 1)};
@@ -313,6 +325,7 @@ RESNET_WGMMA_SELFTEST_VARIANT(7)
 RESNET_WGMMA_SELFTEST_VARIANT(8)
 RESNET_WGMMA_SELFTEST_VARIANT(9)
 RESNET_WGMMA_SELFTEST_VARIANT(10)
+RESNET_WGMMA_SELFTEST_VARIANT(11)
 
 extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_mn_misaligned(float* d) {
     grid_dependency_sync();

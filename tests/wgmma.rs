@@ -517,7 +517,19 @@ fn overwriting_an_operand_before_the_wait_is_an_error() {
 fn cp_async_data_without_a_proxy_fence_is_an_error() {
     let e = misuse(3, 128);
     assert!(
-        e.contains("written by cp.async without fence.proxy.async before wgmma"),
+        e.contains("written by cp.async or a store without fence.proxy.async before wgmma"),
+        "{e}"
+    );
+}
+
+/// The in-place operand rewrites of conv_tc_bn_input.cuh are ordinary stores: the emulator holds
+/// them to the same fence as a cp.async landing.
+#[test]
+fn a_store_into_an_operand_without_a_proxy_fence_is_an_error() {
+    let e = misuse(11, 128);
+    assert!(
+        e.contains("written by cp.async or a store without fence.proxy.async before wgmma")
+            && e.contains("wgmma_selftest_variant_11"),
         "{e}"
     );
 }

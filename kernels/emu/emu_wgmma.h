@@ -58,6 +58,10 @@ inline void wgmma_collective(WarpgroupOp op, WgmmaLane* lane, int arg) {
 
 // Other runtime entry points (runtime/warpgroup_matrix.cpp).
 void fence_proxy_async_shared();
+// The current thread wrote the 16 shared-memory bytes at `dst` with ordinary stores (generic proxy):
+// a wgmma may read them only after a fence.proxy.async, as after a cp.async landing. Kernels that
+// rewrite staged operands in place call it (conv_tc_bn_input.cuh), so the emulator checks their fence.
+void note_generic_shared_store(const void* dst);
 // The window address of `p`, which must lie in the block's dynamic shared memory.
 std::uint32_t shared_window_address(const void* p);
 // The window address of a descriptor's start, after checking what the hardware would silently drop

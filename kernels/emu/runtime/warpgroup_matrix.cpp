@@ -39,7 +39,8 @@
 //   proxy, so a fence.proxy.async must lie on the path between the two (PTX memory model,
 //   "Proxy-preserved base causality order"): by the writing thread after its cp.async.wait_group, or
 //   by a thread of the reading warpgroup after a __syncthreads that followed the write. A chunk a
-//   wgmma reads with neither is an error. Ordinary stores need the same fence but are not tracked;
+//   wgmma reads with neither is an error. Ordinary stores need the same fence; they are tracked
+//   where a kernel says it made them (note_generic_shared_store: the in-place operand rewrites);
 // - a thread that returns while its warpgroup has ops issued or committed and not retired.
 //
 // Arithmetic: every product of two bf16 is exact in f32; each element is C plus the 16 products
@@ -247,10 +248,10 @@ void read_operand(const char* which, std::uint64_t desc, int rows, bool mn_major
         const Landing& l = state.landings[offset / 16];
         if (l.seq >= state.block_first_seq && state.thread_fence_seq[l.writer] <= l.seq &&
             state.warpgroup_fence_generation[warpgroup] <= static_cast<long long>(l.generation)) {
-            fail("wgmma.mma_async: %s (window address 0x%x) was written by cp.async without fence.proxy.async "
-                 "before wgmma reads it (thread %u's copy: a fence by that thread after its cp.async.wait_group, or "
-                 "by this warpgroup after a __syncthreads that followed it, orders the generic-proxy write before "
-                 "the async-proxy read)",
+            fail("wgmma.mma_async: %s (window address 0x%x) was written by cp.async or a store without "
+                 "fence.proxy.async before wgmma reads it (thread %u's write: a fence by that thread after its "
+                 "cp.async.wait_group or store, or by this warpgroup after a __syncthreads that followed it, "
+                 "orders the generic-proxy write before the async-proxy read)",
                  ChunkName(which, mn_major, mn, k).text, a, l.writer);
         }
         const unsigned char* p = state.dynamic + offset;
@@ -529,6 +530,8 @@ void note_cp_async_landing(const void* dst) {
     const std::size_t chunk = static_cast<std::size_t>(p - state.dynamic) / 16;
     state.landings[chunk] = Landing{state.next_seq++, emu_current_thread->linear, barrier_generation()};
 }
+
+void note_generic_shared_store(const void* dst) { note_cp_async_landing(dst); }
 
 void fence_proxy_async_shared() {
     const unsigned t = emu_current_thread->linear;

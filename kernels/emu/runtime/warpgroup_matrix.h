@@ -21,7 +21,7 @@ void complete_warpgroup_op(WarpgroupOp op, unsigned warpgroup, ThreadContext* th
 void wgmma_thread_exited(const ThreadContext* t);
 
 // cp.async (async_copy.cpp) landed 16 bytes at `dst` for the current thread: a generic-proxy write
-// that a wgmma may read only after a fence.proxy.async.
+// that a wgmma may read only after a fence.proxy.async (as note_generic_shared_store, emu_wgmma.h).
 void note_cp_async_landing(const void* dst);
 
 // Which names how a warpgroup instruction is reported, e.g. "wgmma.fence.sync.aligned".
