@@ -456,6 +456,29 @@ fn a_read_before_wait_group_sees_poison() {
     }
 }
 
+/// A zero-fill copy (src_size 0) reads no source byte, but its source address is still an operand the
+/// hardware requires aligned: kernels pass the tensor's base for it, never an out-of-range address.
+#[test]
+fn cp_async_from_a_misaligned_source_is_an_error_even_when_it_reads_nothing() {
+    let emu = EmuDriver::default();
+    let src = DeviceVec::new(&emu, &[0u8; 1040]);
+    let src_bytes = DeviceVec::new(&emu, &[0i32; 64]);
+    let mid = DeviceVec::new(&emu, &[0u8; 1024]);
+    let out = DeviceVec::new(&emu, &[0u8; 1024]);
+    let args = |offset: u64| {
+        KernelArgs::new()
+            .ptr(src.ptr + offset)
+            .ptr(src_bytes.ptr)
+            .int(1)
+            .ptr(mid.ptr)
+            .ptr(out.ptr)
+    };
+    let e = launch_on(&emu, "tc_selftest_cp_async", 32, args(8)).unwrap_err();
+    assert!(e.contains("must be 16-byte aligned"), "{e}");
+    launch_on(&emu, "tc_selftest_cp_async", 32, args(16)).unwrap();
+    assert_eq!(out.to_host(), vec![0u8; 1024], "zero fill");
+}
+
 #[test]
 fn mma_in_half_a_warp_is_an_error() {
     let emu = EmuDriver::default();

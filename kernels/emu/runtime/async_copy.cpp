@@ -72,8 +72,9 @@ void cp_async_16(void* dst, const void* src, int src_bytes) {
         std::snprintf(buf, sizeof buf, "cp.async.cg with src_size %d (must be 0 to 16)", src_bytes);
         kernel_error(buf);
     }
-    // cp.async requires both addresses aligned to the copy size; the source only matters if read.
-    const bool src_misaligned = src_bytes > 0 && reinterpret_cast<std::uintptr_t>(src) % 16 != 0;
+    // cp.async requires both addresses aligned to the copy size, the source even when a src_size of
+    // 0 reads none of it (the PTX ISA states no exception; kernels pass the tensor's base then).
+    const bool src_misaligned = reinterpret_cast<std::uintptr_t>(src) % 16 != 0;
     if (reinterpret_cast<std::uintptr_t>(dst) % 16 != 0 || src_misaligned) {
         std::snprintf(buf, sizeof buf, "cp.async.cg of 16 bytes from %p to %p: both must be 16-byte aligned", src,
                       dst);
