@@ -7,6 +7,13 @@
 //   global_avg_pool_forward_bf16:  y[n,c] (fp32) = (sum over the H W pixels, in order, in fp32) / (H W)
 //   global_avg_pool_backward_bf16: dx[n,h,w,c] = round(dy[n,c] (fp32) * inv_hw), the product in fp32
 // (the head after global average pooling stays fp32, hence fp32 y and dy).
+//   max_pool_{forward,backward}_bnrelu_bf16: the same, pooling z = relu(x scale_c + shift_c), a
+//                           training-mode batch norm's output with its ReLU, computed from BN's input
+//                           x at every tap (the ImageNet stem: conv -> BN -> ReLU -> max pool), so z is
+//                           never stored: the normalising pass's arithmetic (bn_affine.cuh), its ReLU
+//                           and its one rounding to bf16, so the maxima, their positions, y and dx
+//                           (the gradient with respect to z, what BN's backward takes) are bit for bit
+//                           those of pooling the stored z. BN's backward then takes its ReLU mask from x.
 //
 // Launch (src/backend/gpu/bf16_launch.rs). A thread owns a group of W channels (8, one 16-byte vector,
 // when 8 divides C; else 1):
@@ -17,6 +24,7 @@
 //     gradient once and stores it to pixels ty, ty + blockDim.y, ... of image blockIdx.y.
 // Any grid is correct (every loop strides by its grid extent).
 #include "bf16_vec.cuh"
+#include "bn_affine.cuh"
 #include "pixels_bf16.cuh"
 
 namespace pool_bf16 {
@@ -25,12 +33,34 @@ struct PoolShape {
     int N, H, W, C, P, Q, window, stride, pad;
 };
 
-// The window of output (p, q) over channels [c0, c0 + W) of image `img` (x[n, 0, 0, 0]): the first
-// maximum's value and flat pixel index (h * W + w) per channel. A window without an in-range tap
-// (impossible when pad < window) reports index -1 and value 0.
-template <int W, bool kVec>
+// What a window compares at a tap: the activation as stored (kBn false), or batch norm + ReLU of it
+// (kBn: BN's input is stored), with the coefficients of the window's W channels.
+template <int W, bool kBn>
+struct TapMap {
+    float scale[kBn ? W : 1], shift[kBn ? W : 1];
+
+    __device__ __forceinline__ TapMap(const BnAffineParams& bn, int c0) {
+        if constexpr (kBn) bn_affine_coefficients<W>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
+    }
+
+    // z as the normalising pass stores it: the affine map, its ReLU (v < 0 ? 0 : v), one rounding.
+    __device__ __forceinline__ void apply(float v[W]) const {
+        if constexpr (kBn) {
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                const float z = bn_affine(v[k], scale[k], shift[k]);
+                v[k] = bf16_to_float(bf16_from_float(z < 0.0f ? 0.0f : z));
+            }
+        }
+    }
+};
+
+// The window of output (p, q) over channels [c0, c0 + W) of image `img` (x[n, 0, 0, 0]), each tap
+// through `map`: the first maximum's value and flat pixel index (h * W + w) per channel. A window
+// without an in-range tap (impossible when pad < window) reports index -1 and value 0.
+template <int W, bool kVec, bool kBn>
 __device__ __forceinline__ void window_max(const bf16* __restrict__ img, const PoolShape& s, int p, int q, int c0,
-                                           float best[W], int best_at[W]) {
+                                           const TapMap<W, kBn>& map, float best[W], int best_at[W]) {
 #pragma unroll
     for (int k = 0; k < W; ++k) best[k] = 0.0f, best_at[k] = -1;
     bool found = false;
@@ -44,6 +74,7 @@ __device__ __forceinline__ void window_max(const bf16* __restrict__ img, const P
             const int at = h * s.W + w;
             float v[W];
             load_bf16<W, kVec>(img + static_cast<long long>(at) * s.C + c0, v);
+            map.apply(v);
 #pragma unroll
             for (int k = 0; k < W; ++k) {
                 if (!found || v[k] > best[k]) best[k] = v[k], best_at[k] = at;
@@ -53,15 +84,17 @@ __device__ __forceinline__ void window_max(const bf16* __restrict__ img, const P
     }
 }
 
-template <int W, bool kVec>
-__device__ __forceinline__ void max_pool_forward(const bf16* __restrict__ x, bf16* __restrict__ y, PoolShape s) {
+template <int W, bool kVec, bool kBn>
+__device__ __forceinline__ void max_pool_forward(const bf16* __restrict__ x, const BnAffineParams& bn,
+                                                 bf16* __restrict__ y, PoolShape s) {
     for_owned_pixels(s.N, s.P, s.Q, [&](int n, int p, int q) {
         const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
         bf16* out = y + ((static_cast<long long>(n) * s.P + p) * s.Q + q) * s.C;
         for_lane_groups(s.C / W, [&](int g) {
+            const TapMap<W, kBn> map(bn, g * W);
             float best[W];
             int best_at[W];
-            window_max<W, kVec>(img, s, p, q, g * W, best, best_at);
+            window_max<W, kVec>(img, s, p, q, g * W, map, best, best_at);
             store_bf16<W, kVec>(out + g * W, best);  // exact: best holds bf16 values
         });
     });
@@ -77,9 +110,9 @@ __device__ __forceinline__ void covering_outputs(int h, int stride, int pad, int
     *hi = b < outputs - 1 ? b : outputs - 1;
 }
 
-template <int W, bool kVec>
-__device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, const bf16* __restrict__ dy,
-                                                  bf16* __restrict__ dx, PoolShape s) {
+template <int W, bool kVec, bool kBn>
+__device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, const BnAffineParams& bn,
+                                                  const bf16* __restrict__ dy, bf16* __restrict__ dx, PoolShape s) {
     for_owned_pixels(s.N, s.H, s.W, [&](int n, int h, int w) {
         const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
         const bf16* dy_img = dy + static_cast<long long>(n) * s.P * s.Q * s.C;
@@ -89,6 +122,7 @@ __device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, co
         covering_outputs(w, s.stride, s.pad, s.window, s.Q, &q_lo, &q_hi);
         const int me = h * s.W + w;
         for_lane_groups(s.C / W, [&](int g) {
+            const TapMap<W, kBn> map(bn, g * W);
             float acc[W];
 #pragma unroll
             for (int k = 0; k < W; ++k) acc[k] = 0.0f;
@@ -96,7 +130,7 @@ __device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, co
                 for (int q = q_lo; q <= q_hi; ++q) {
                     float best[W], grad[W];
                     int best_at[W];
-                    window_max<W, kVec>(img, s, p, q, g * W, best, best_at);
+                    window_max<W, kVec>(img, s, p, q, g * W, map, best, best_at);
                     load_bf16<W, kVec>(dy_img + (static_cast<long long>(p) * s.Q + q) * s.C + g * W, grad);
 #pragma unroll
                     for (int k = 0; k < W; ++k) {
@@ -168,18 +202,63 @@ extern "C" __global__ void global_avg_pool_backward_bf16(const float* dy, bf16* 
 }
 EMU_REGISTER(global_avg_pool_backward_bf16);
 
+namespace pool_bf16 {
+// BF16_DISPATCH_GROUPS instantiates `fn<W, kVec>`: the stored and the BN-input variants as such.
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_forward_stored(const bf16* x, bf16* y, PoolShape s) {
+    max_pool_forward<W, kVec, false>(x, BnAffineParams{}, y, s);
+}
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_forward_bnrelu(const bf16* x, const BnAffineParams& bn, bf16* y,
+                                                        PoolShape s) {
+    max_pool_forward<W, kVec, true>(x, bn, y, s);
+}
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_backward_stored(const bf16* x, const bf16* dy, bf16* dx, PoolShape s) {
+    max_pool_backward<W, kVec, false>(x, BnAffineParams{}, dy, dx, s);
+}
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_backward_bnrelu(const bf16* x, const BnAffineParams& bn, const bf16* dy,
+                                                         bf16* dx, PoolShape s) {
+    max_pool_backward<W, kVec, true>(x, bn, dy, dx, s);
+}
+}  // namespace pool_bf16
+
 extern "C" __global__ void max_pool_forward_bf16(const bf16* x, bf16* y, int N, int H, int W, int C, int P, int Q,
                                                  int window, int stride, int pad) {
     grid_dependency_sync();
-    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::max_pool_forward, x, y,
-                         PoolShape{N, H, W, C, P, Q, window, stride, pad});
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::max_pool_forward_stored,
+                         x, y, PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }
 EMU_REGISTER(max_pool_forward_bf16);
 
 extern "C" __global__ void max_pool_backward_bf16(const bf16* x, const bf16* dy, bf16* dx, int N, int H, int W,
                                                   int C, int P, int Q, int window, int stride, int pad) {
     grid_dependency_sync();
-    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx), pool_bf16::max_pool_backward,
-                         x, dy, dx, PoolShape{N, H, W, C, P, Q, window, stride, pad});
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx),
+                         pool_bf16::max_pool_backward_stored, x, dy, dx,
+                         PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }
 EMU_REGISTER(max_pool_backward_bf16);
+
+// x is BN's input; mean, inv_std (its forward's saved batch statistics), gamma, beta: fp32 [C].
+extern "C" __global__ void max_pool_forward_bnrelu_bf16(const bf16* x, const float* mean, const float* inv_std,
+                                                        const float* gamma, const float* beta, bf16* y, int N, int H,
+                                                        int W, int C, int P, int Q, int window, int stride, int pad) {
+    grid_dependency_sync();
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y), pool_bf16::max_pool_forward_bnrelu,
+                         x, BnAffineParams{mean, inv_std, gamma, beta}, y,
+                         PoolShape{N, H, W, C, P, Q, window, stride, pad});
+}
+EMU_REGISTER(max_pool_forward_bnrelu_bf16);
+
+extern "C" __global__ void max_pool_backward_bnrelu_bf16(const bf16* x, const float* mean, const float* inv_std,
+                                                         const float* gamma, const float* beta, const bf16* dy,
+                                                         bf16* dx, int N, int H, int W, int C, int P, int Q,
+                                                         int window, int stride, int pad) {
+    grid_dependency_sync();
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx),
+                         pool_bf16::max_pool_backward_bnrelu, x, BnAffineParams{mean, inv_std, gamma, beta}, dy, dx,
+                         PoolShape{N, H, W, C, P, Q, window, stride, pad});
+}
+EMU_REGISTER(max_pool_backward_bnrelu_bf16);

@@ -1037,6 +1037,64 @@ pub fn max_pool_backward<B: Backend>(
     be.max_pool_backward(x, dy, dx, geom)
 }
 
+/// The checks of the BN-input max pools: `x`'s channels are `bn`'s, and the backend pools through a
+/// batch norm.
+fn expect_pool_bn_input<B: Backend>(
+    be: &B,
+    op: &'static str,
+    xs: &[usize; 4],
+    bn: &BnMap<'_, B>,
+) -> Result<()> {
+    expect_bn_channels(be, op, xs[3], bn.gamma, &bn.saved)?;
+    if !be.max_pool_bn_input_fusion() {
+        return Err(invalid(
+            op,
+            format!(
+                "{} does not apply batch norm as max pooling reads its input: \
+                 max_pool_bn_input_fusion is false",
+                be.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `max_pool_forward(relu(BN(x)), y)` with BN's output computed from its input `x` as the windows
+/// read it (`Backend::max_pool_forward_bn_input`).
+pub fn max_pool_forward_bn_input<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    bn: BnMap<'_, B>,
+    y: &mut Tensor<B>,
+    geom: PoolGeometry,
+) -> Result<()> {
+    const OP: &str = "max_pool_forward_bn_input";
+    let xs = expect_rank4(OP, "x", x)?;
+    expect_shape(OP, "y", y, &max_pool_output_shape(OP, &xs, geom)?)?;
+    expect_activations(be, OP, &[("x", x)])?;
+    expect_pool_bn_input(be, OP, &xs, &bn)?;
+    be.max_pool_forward_bn_input(x, bn, y, geom)
+}
+
+/// `max_pool_backward(relu(BN(x)), dy, dx)`: `dx` with respect to BN's output
+/// (`Backend::max_pool_backward_bn_input`).
+pub fn max_pool_backward_bn_input<B: Backend>(
+    be: &B,
+    x: &Tensor<B>,
+    bn: BnMap<'_, B>,
+    dy: &Tensor<B>,
+    dx: &mut Tensor<B>,
+    geom: PoolGeometry,
+) -> Result<()> {
+    const OP: &str = "max_pool_backward_bn_input";
+    let xs = expect_rank4(OP, "x", x)?;
+    expect_shape(OP, "dy", dy, &max_pool_output_shape(OP, &xs, geom)?)?;
+    expect_shape(OP, "dx", dx, x.dims())?;
+    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
+    expect_pool_bn_input(be, OP, &xs, &bn)?;
+    be.max_pool_backward_bn_input(x, bn, dy, dx, geom)
+}
+
 fn check_linear<B: Backend>(op: &'static str, x: &Tensor<B>, w: &Tensor<B>) -> Result<[usize; 3]> {
     let [n, fin] = expect_rank2(op, "x", x)?;
     let [fout, win] = expect_rank2(op, "w", w)?;

@@ -873,6 +873,88 @@ fn max_pool_forward_and_backward_are_exact() {
     }
 }
 
+/// `max_pool_{forward,backward}_bnrelu_bf16` (the ImageNet stem's pool computing BN + ReLU at
+/// each tap from BN's input) are bit for bit the pair they replace: `batch_norm_normalize_bf16` with
+/// ReLU stored, then `max_pool_{forward,backward}_bf16` reading it, on the same device. gamma takes
+/// both signs, so the map is not monotone (a window's maximum of z need not sit at its maximum of
+/// x), and the ReLU's zeros give windows with ties (the first maximum must win in both). Aligned
+/// and misaligned views (the vector and element paths), C with and without groups of 8.
+#[test]
+fn max_pool_through_bn_is_normalize_then_max_pool() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    // (N, H, W, C, window, stride, pad, offset)
+    for (n, h, w, c, window, stride, pad, offset) in [
+        (1, 7, 9, 3, 3, 2, 1, 0),
+        (2, 12, 10, 64, 3, 2, 1, 0),
+        (2, 8, 8, 16, 3, 2, 1, 1),
+        (1, 6, 6, 24, 3, 1, 1, 0),
+        (1, 5, 5, 8, 2, 2, 0, 0),
+    ] {
+        let (p, q) = (
+            (h + 2 * pad - window) / stride + 1,
+            (w + 2 * pad - window) / stride + 1,
+        );
+        let (len, pooled) = (n * h * w * c, n * p * q * c);
+        let x = random_vec(&mut rng, len, -4, 4);
+        let dy = random_vec(&mut rng, pooled, -4, 4);
+        let bn = random_bn_params(&mut rng, c).map(|v| DeviceVec::new(&v));
+        let (_x, px) = upload_at(&x, offset);
+        let (_dy, pdy) = upload_at(&dy, offset);
+        let with_bn = |args: KernelArgs| bn.iter().fold(args, |a, p| a.ptr(p.ptr));
+        let shape = |args: KernelArgs| {
+            args.int(n)
+                .int(h)
+                .int(w)
+                .int(c)
+                .int(p)
+                .int(q)
+                .int(window)
+                .int(stride)
+                .int(pad)
+        };
+        let (forward, backward) = (
+            bf16_launch::max_pool_forward(n, p, q, c),
+            bf16_launch::max_pool_backward(n, h, w, c),
+        );
+        // The pair: BN + ReLU stored as z, then the pools of z.
+        let (_z, pz) = poisoned_at(len, offset);
+        let args = with_bn(KernelArgs::new().ptr(px))
+            .ptr(pz)
+            .u64(len)
+            .int(c)
+            .int(1);
+        launch(
+            "batch_norm_normalize_bf16",
+            bf16_launch::rows_channels(len / c, c),
+            args,
+        );
+        let (y_two, py_two) = poisoned_at(pooled, offset);
+        let args = shape(KernelArgs::new().ptr(pz).ptr(py_two));
+        launch("max_pool_forward_bf16", forward, args);
+        let (dx_two, pdx_two) = poisoned_at(len, offset);
+        let args = shape(KernelArgs::new().ptr(pz).ptr(pdy).ptr(pdx_two));
+        launch("max_pool_backward_bf16", backward, args);
+        // The pools through BN.
+        let (y_one, py_one) = poisoned_at(pooled, offset);
+        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(py_one));
+        launch("max_pool_forward_bnrelu_bf16", forward, args);
+        let (dx_one, pdx_one) = poisoned_at(len, offset);
+        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(pdy).ptr(pdx_one));
+        launch("max_pool_backward_bnrelu_bf16", backward, args);
+
+        let what =
+            format!("max pool through BN {n}x{h}x{w}x{c} k{window} s{stride} p{pad} +{offset}");
+        for (one, two, pass) in [(&y_one, &y_two, "forward"), (&dx_one, &dx_two, "backward")] {
+            let want = download_at(two, offset);
+            assert!(
+                want.iter().all(|v| !v.is_nan()),
+                "{what} {pass}: the pair left outputs unwritten"
+            );
+            assert_bits_eq(&download_at(one, offset), &want, &format!("{what} {pass}"));
+        }
+    }
+}
+
 #[test]
 fn global_avg_pool_forward_is_accurate_and_backward_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);

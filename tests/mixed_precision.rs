@@ -836,7 +836,8 @@ fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
 /// and every gradient must be equal bit for bit; and the step makes exactly one launch fewer per
 /// BN left unstored (its normalising pass): resnet8's 3 blocks have one each, the bottleneck net's
 /// 2 blocks two each and a projection shortcut each, whose BN the block's end applies as it reads
-/// it (`batch_norm_normalize_add_bn_bf16`, rounding as the stored output would be). Both with the
+/// it (`batch_norm_normalize_add_bn_bf16`, rounding as the stored output would be), and its stem's
+/// BN, which the max pool applies at each tap (`max_pool_{forward,backward}_bnrelu_bf16`). Both with the
 /// BN backward sums from backward-data (the default) and without (BN's backward then takes its
 /// ReLU mask from its input, the output never having been stored).
 #[test]
@@ -857,7 +858,7 @@ fn bn_relu_in_the_load_matches_the_stored_output(family: TcFamily) {
     bottleneck.stage_channels = vec![32, 64];
     for (name, config, side, unstored_bns) in [
         ("resnet8", resnet8, 12, 3),
-        ("bottleneck", bottleneck, 24, 6),
+        ("bottleneck", bottleneck, 24, 7),
     ] {
         for bn_grad in [true, false] {
             let name = format!("{name} (BN sums from backward-data: {bn_grad})");

@@ -664,6 +664,40 @@ pub trait Backend: Sized + Send + Sync + 'static {
         geom: PoolGeometry,
     ) -> Result<()>;
 
+    // Max pooling of a training-mode batch norm's output with its ReLU (the ImageNet stem: conv ->
+    // BN + ReLU -> max pool), computed from BN's input `x` at each tap as the windows read it, so
+    // that BN's output is never stored (BN computes its statistics only,
+    // `batch_norm_statistics_from_stats`, and its backward takes its ReLU mask from `x`, as for a
+    // convolution applying it). A backend without the fusion (the default) answers `false`.
+
+    /// Whether this backend pools a training-mode batch norm's output as it reads it (default: no).
+    fn max_pool_bn_input_fusion(&self) -> bool {
+        false
+    }
+    /// `max_pool_forward(relu(BN(x)))`, `BN` as in `bn`; bit for bit the pooling of the stored
+    /// output. Only where `max_pool_bn_input_fusion` is true (the default is an error).
+    fn max_pool_forward_bn_input(
+        &self,
+        _x: &Tensor<Self>,
+        _bn: BnMap<'_, Self>,
+        _y: &mut Tensor<Self>,
+        _geom: PoolGeometry,
+    ) -> Result<()> {
+        Err(no_bn_input_fusion(self))
+    }
+    /// `max_pool_backward(relu(BN(x)), dy)`: `dx` is the gradient with respect to BN's output (what
+    /// BN's backward takes). Only where `max_pool_bn_input_fusion` is true (default: an error).
+    fn max_pool_backward_bn_input(
+        &self,
+        _x: &Tensor<Self>,
+        _bn: BnMap<'_, Self>,
+        _dy: &Tensor<Self>,
+        _dx: &mut Tensor<Self>,
+        _geom: PoolGeometry,
+    ) -> Result<()> {
+        Err(no_bn_input_fusion(self))
+    }
+
     /// `y = x w^T + b` with `x: [N, in]`, `w: [out, in]`, `b: [out]`.
     fn linear_forward(
         &self,
@@ -759,7 +793,8 @@ pub(crate) fn no_bn_grad_fusion<B: Backend>(be: &B) -> crate::error::Error {
 /// A training-mode batch norm's affine map, `gamma (x - mean) inv_std + beta` from its forward's
 /// saved statistics, for an op that applies it to BN's input as it reads it, instead of reading the
 /// BN's stored output: a convolution, with BN's ReLU
-/// ([`Backend::conv2d_forward_with_stats_bn_input`]), or a block's end, to its shortcut
+/// ([`Backend::conv2d_forward_with_stats_bn_input`]), max pooling, likewise
+/// ([`Backend::max_pool_forward_bn_input`]), or a block's end, to its shortcut
 /// ([`Backend::batch_norm_add_bn_forward_train_from_stats`]).
 pub struct BnMap<'a, B: Backend> {
     pub gamma: &'a Tensor<B>,
@@ -775,7 +810,7 @@ pub(crate) fn no_residual_bn_fusion<B: Backend>(be: &B) -> crate::error::Error {
 
 pub(crate) fn no_bn_input_fusion<B: Backend>(be: &B) -> crate::error::Error {
     crate::error::Error::Config(format!(
-        "{} does not apply batch norm as its convolutions load their input",
+        "{} does not apply batch norm as its convolutions or max pooling read their input",
         be.name()
     ))
 }

@@ -760,6 +760,38 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn max_pool_bn_input_fusion(&self) -> bool {
+        self.inner.max_pool_bn_input_fusion()
+    }
+
+    fn max_pool_forward_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnMap<'_, Self>,
+        y: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        let bn = inner_bn_map(bn);
+        // Timed as pooling: BN's map rides on its window reads.
+        self.timed(OpFamily::Other, |b| {
+            b.max_pool_forward_bn_input(inner(x), bn, inner_mut(y), geom)
+        })
+    }
+
+    fn max_pool_backward_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnMap<'_, Self>,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        let bn = inner_bn_map(bn);
+        self.timed(OpFamily::Other, |b| {
+            b.max_pool_backward_bn_input(inner(x), bn, inner(dy), inner_mut(dx), geom)
+        })
+    }
+
     fn linear_forward(
         &self,
         x: &Tensor<Self>,

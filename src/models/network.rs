@@ -9,7 +9,7 @@ use crate::backend::{Backend, LossStats, PoolGeometry};
 use crate::error::Result;
 use crate::nn::{
     BatchNorm2d, Block, BlockSpec, ConvBn, ConvBnSpec, GlobalAvgPool, Layer, Linear, MaxPool2d,
-    Mode, Param, SoftmaxCrossEntropy,
+    Mode, Param, PooledStem, SoftmaxCrossEntropy,
 };
 use crate::ops;
 use crate::tensor::Tensor;
@@ -48,16 +48,19 @@ impl<B: Backend> Network<B> {
         };
         let mut stem = ConvBn::new(be, "conv1", "bn1", stem_spec, rng)?;
         stem.set_input_grad_needed(false);
-        layers.push(Box::new(stem));
-        if config.family == Family::ImageNet {
-            layers.push(Box::new(MaxPool2d::new(
-                be,
-                PoolGeometry {
-                    window: 3,
-                    stride: 2,
-                    pad: 1,
-                },
-            )?));
+        match config.family {
+            Family::Cifar => layers.push(Box::new(stem)),
+            Family::ImageNet => {
+                let pool = MaxPool2d::new(
+                    be,
+                    PoolGeometry {
+                        window: 3,
+                        stride: 2,
+                        pad: 1,
+                    },
+                )?;
+                layers.push(Box::new(PooledStem::new(stem, pool)));
+            }
         }
         let shortcut = config.residual.then_some(config.shortcut);
         let mut in_ch = stem_ch;
@@ -185,8 +188,8 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// The number of layers (stem, pooling, blocks, classifier), as [`Network::backward_with`]
-    /// numbers them.
+    /// The number of layers (stem with its max pool, blocks, pooling, classifier), as
+    /// [`Network::backward_with`] numbers them.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }

@@ -281,14 +281,14 @@ impl<B: Backend> BatchNorm2d<B> {
         &self.out
     }
 
-    /// `map` for a convolution, which applies the ReLU after the map: an error for a BN without
-    /// one (whose output no convolution may compute).
+    /// `map` for a convolution or a max pool, which apply the ReLU after the map: an error for a BN
+    /// without one (whose output neither may compute).
     pub fn relu_map(&self, op: &'static str) -> Result<BnMap<'_, B>> {
         if !self.relu {
             return Err(invalid(
                 op,
                 format!(
-                    "{}: a convolution applies BN with its ReLU, and this BN has none",
+                    "{}: a convolution or max pool applies BN with its ReLU, and this BN has none",
                     self.name
                 ),
             ));

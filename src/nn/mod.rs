@@ -15,6 +15,7 @@ mod linear;
 mod pool;
 mod shortcut;
 mod softmax_cross_entropy;
+mod stem;
 
 pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockSpec, BottleneckStride};
@@ -24,6 +25,7 @@ pub use linear::Linear;
 pub use pool::{GlobalAvgPool, MaxPool2d};
 pub use shortcut::{Shortcut, ShortcutOption};
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
+pub use stem::PooledStem;
 
 use crate::backend::Backend;
 use crate::error::Result;

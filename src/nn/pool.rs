@@ -1,6 +1,7 @@
 //! Pooling layers: global average pooling (NHWC to `[N, C]`, before the classifier) and the 3x3
 //! stride-2 max pool of the ImageNet stem. The math is stated on the backend ops.
 
+use super::conv_bn::UnitInput;
 use super::{Layer, Mode};
 use crate::backend::{Backend, PoolGeometry};
 use crate::error::Result;
@@ -60,13 +61,43 @@ impl<B: Backend> MaxPool2d<B> {
     }
 }
 
-impl<B: Backend> Layer<B> for MaxPool2d<B> {
-    fn forward(&mut self, be: &B, x: &Tensor<B>, _mode: Mode) -> Result<()> {
+impl<B: Backend> MaxPool2d<B> {
+    /// Pools `input`: a tensor, or a BN's output with its ReLU left unstored, computed at each tap
+    /// from that BN's input (`ops::max_pool_forward_bn_input`).
+    pub fn forward_from(&mut self, be: &B, input: UnitInput<'_, B>) -> Result<()> {
+        let x = match input {
+            UnitInput::Tensor(x) | UnitInput::Unstored { x, .. } => x,
+        };
         if let Some(xs) = x.shape().dims4() {
             let ys = ops::max_pool_output_shape("max_pool_forward", &xs, self.geom)?;
             self.out.ensure_shape(be, &ys)?;
         }
-        ops::max_pool_forward(be, x, &mut self.out, self.geom)
+        match input {
+            UnitInput::Tensor(x) => ops::max_pool_forward(be, x, &mut self.out, self.geom),
+            UnitInput::Unstored { x, bn } => {
+                let map = bn.relu_map("max_pool_forward_bn_input")?;
+                ops::max_pool_forward_bn_input(be, x, map, &mut self.out, self.geom)
+            }
+        }
+    }
+
+    /// The backward of [`Self::forward_from`] with the same `input`: the input gradient is with
+    /// respect to the pooled values (the BN's output, when it was left unstored).
+    pub fn backward_from(&mut self, be: &B, input: UnitInput<'_, B>, dy: &Tensor<B>) -> Result<()> {
+        self.dx.ensure_shape(be, input.dims())?;
+        match input {
+            UnitInput::Tensor(x) => ops::max_pool_backward(be, x, dy, &mut self.dx, self.geom),
+            UnitInput::Unstored { x, bn } => {
+                let map = bn.relu_map("max_pool_backward_bn_input")?;
+                ops::max_pool_backward_bn_input(be, x, map, dy, &mut self.dx, self.geom)
+            }
+        }
+    }
+}
+
+impl<B: Backend> Layer<B> for MaxPool2d<B> {
+    fn forward(&mut self, be: &B, x: &Tensor<B>, _mode: Mode) -> Result<()> {
+        self.forward_from(be, UnitInput::Tensor(x))
     }
 
     fn output(&self) -> &Tensor<B> {
@@ -74,8 +105,7 @@ impl<B: Backend> Layer<B> for MaxPool2d<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        self.dx.ensure_shape(be, x.dims())?;
-        ops::max_pool_backward(be, x, dy, &mut self.dx, self.geom)
+        self.backward_from(be, UnitInput::Tensor(x), dy)
     }
 
     fn input_grad(&self) -> &Tensor<B> {

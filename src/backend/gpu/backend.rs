@@ -62,8 +62,9 @@ pub struct GpuBackend<D: Driver> {
     /// (to measure what the fusion is worth).
     pub(super) fuse_bn_grad: bool,
     /// Whether a bf16 convolution after a BN + ReLU inside a block applies that BN as it loads its
-    /// input (`Backend::conv2d_bn_input_fusion`): on, unless `RESNET_FUSE_BN_INPUT=0` when the
-    /// backend is made (to measure what the fusion is worth).
+    /// input (`Backend::conv2d_bn_input_fusion`), and so do a block's end to its shortcut's BN and
+    /// the stem's max pool to the stem's: on, unless `RESNET_FUSE_BN_INPUT=0` when the backend is
+    /// made (to measure what the fusion is worth).
     pub(super) fuse_bn_input: bool,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
@@ -943,7 +944,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         y: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
-        self.max_pool(x, None, y, geom)
+        self.max_pool(x, None, None, y, geom)
     }
 
     fn max_pool_backward(
@@ -953,7 +954,38 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dx: &mut Tensor<Self>,
         geom: PoolGeometry,
     ) -> Result<()> {
-        self.max_pool(x, Some(dy), dx, geom)
+        self.max_pool(x, None, Some(dy), dx, geom)
+    }
+
+    fn max_pool_bn_input_fusion(&self) -> bool {
+        self.precision == Precision::Bf16 && self.fuse_bn_input
+    }
+
+    fn max_pool_forward_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnMap<'_, Self>,
+        y: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        if !self.max_pool_bn_input_fusion() {
+            return Err(crate::backend::no_bn_input_fusion(self));
+        }
+        self.max_pool(x, Some(&bn), None, y, geom)
+    }
+
+    fn max_pool_backward_bn_input(
+        &self,
+        x: &Tensor<Self>,
+        bn: BnMap<'_, Self>,
+        dy: &Tensor<Self>,
+        dx: &mut Tensor<Self>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        if !self.max_pool_bn_input_fusion() {
+            return Err(crate::backend::no_bn_input_fusion(self));
+        }
+        self.max_pool(x, Some(&bn), Some(dy), dx, geom)
     }
 
     fn linear_forward(

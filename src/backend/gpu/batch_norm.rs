@@ -26,6 +26,19 @@ const F32: usize = std::mem::size_of::<f32>();
 
 type T<D> = Tensor<GpuBackend<D>>;
 
+/// `args`, then a batch norm's affine-map parameters as the kernels take them, in the order of
+/// `BnAffineParams` (kernels/bn_affine.cuh): its saved mean and inv_std, gamma, beta.
+pub(super) fn with_bn_affine<D: Driver>(
+    args: KernelArgs,
+    gamma: &T<D>,
+    saved: &BatchNormSaved<'_, GpuBackend<D>>,
+) -> KernelArgs {
+    args.ptr(saved.mean.buf().ptr())
+        .ptr(saved.inv_std.buf().ptr())
+        .ptr(gamma.buf().ptr())
+        .ptr(saved.beta.buf().ptr())
+}
+
 /// Where the backward kernels take ReLU's mask from (`ReluMask` of kernels/batch_norm*.cu, the
 /// partial kernels' `mask` argument; also kernels/conv_tc_bn_grad.cuh's TcBnMask).
 #[derive(Clone, Copy)]
@@ -352,11 +365,8 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(inv_std)
             .ptr(gamma.buf().ptr())
             .ptr(beta.buf().ptr())
-            .ptr(r.buf().ptr())
-            .ptr(r_bn.saved.mean.buf().ptr())
-            .ptr(r_bn.saved.inv_std.buf().ptr())
-            .ptr(r_bn.gamma.buf().ptr())
-            .ptr(r_bn.saved.beta.buf().ptr())
+            .ptr(r.buf().ptr());
+        let args = with_bn_affine(args, r_bn.gamma, &r_bn.saved)
             .ptr(out.buf().ptr())
             .u64(n)
             .int(c)

@@ -13,7 +13,7 @@
 //! copies cost a pass over x (the stem's input, 77 MB at resnet50 b256, about 0.1 ms).
 
 use super::backend::GpuBackend;
-use super::batch_norm::ReluMask;
+use super::batch_norm::{with_bn_affine, ReluMask};
 use super::bf16_launch;
 use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self as plan, TcFilterLaunch, TcLaunch};
@@ -163,12 +163,8 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(x.buf().ptr())
             .ptr(w16)
             .ptr(y.buf().ptr())
-            .ptr(stats.buf().ptr())
-            .ptr(bn.saved.mean.buf().ptr())
-            .ptr(bn.saved.inv_std.buf().ptr())
-            .ptr(bn.gamma.buf().ptr())
-            .ptr(bn.saved.beta.buf().ptr())
-            .value(&shape.dims());
+            .ptr(stats.buf().ptr());
+        let args = with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims());
         self.launch_tc(&launch, args)?;
         Self::written_as(stats, DType::F32);
         Self::written_as(y, DType::Bf16);
@@ -226,11 +222,8 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(w16)
             .ptr(dz.buf().ptr())
             .ptr(addend.map_or(0, |a| a.buf().ptr()))
-            .ptr(bn.x.buf().ptr())
-            .ptr(bn.saved.mean.buf().ptr())
-            .ptr(bn.saved.inv_std.buf().ptr())
-            .ptr(bn.gamma.buf().ptr())
-            .ptr(bn.saved.beta.buf().ptr())
+            .ptr(bn.x.buf().ptr());
+        let args = with_bn_affine(args, bn.gamma, &bn.saved)
             .int(mask as usize)
             .ptr(y)
             .ptr(partials.buf().ptr())
@@ -311,15 +304,8 @@ impl<D: Driver> GpuBackend<D> {
             .expect("conv2d_bn_input_fusion said this shape fuses");
         let (x, dy) = (x.buf().ptr(), dy.buf().ptr());
         self.run_filter(shape, &launch, dw.buf().ptr(), |out| {
-            KernelArgs::new()
-                .ptr(x)
-                .ptr(dy)
-                .ptr(out)
-                .ptr(bn.saved.mean.buf().ptr())
-                .ptr(bn.saved.inv_std.buf().ptr())
-                .ptr(bn.gamma.buf().ptr())
-                .ptr(bn.saved.beta.buf().ptr())
-                .value(&shape.dims())
+            let args = KernelArgs::new().ptr(x).ptr(dy).ptr(out);
+            with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims())
         })?;
         Self::written_as(dw, DType::F32);
         Ok(())

@@ -16,8 +16,8 @@
 //! | `batch_norm_normalize_bf16`, `_normalize_add_bf16`, `batch_norm_backward_data_bf16` | [`rows_channels`]`(M, C)` | (tx, ty) | (groups/tx, rows/ty capped) |
 //! | `global_avg_pool_forward_bf16` | [`rows_channels`]`(N, C)` | (tx, ty) | (groups/tx, N/ty) |
 //! | `global_avg_pool_backward_bf16` | [`global_avg_pool_backward`]`(N, HW, C)` | (tx, ty) | (groups/tx, N) |
-//! | `max_pool_forward_bf16` | [`max_pool_forward`]`(N, P, Q, C)` | (tx, ty) | (Q/ty, P, N) |
-//! | `max_pool_backward_bf16` | [`max_pool_backward`]`(N, H, W, C)` | (tx, ty) | (W/ty, H, N) |
+//! | `max_pool_forward_bf16`, `max_pool_forward_bnrelu_bf16` | [`max_pool_forward`]`(N, P, Q, C)` | (tx, ty) | (Q/ty, P, N) |
+//! | `max_pool_backward_bf16`, `max_pool_backward_bnrelu_bf16` | [`max_pool_backward`]`(N, H, W, C)` | (tx, ty) | (W/ty, H, N) |
 //! | `shortcut_a_forward_bf16` | [`shortcut_a_forward`]`(N, P, Q, Cin, Cout)` | (tx, ty) | (Q/ty, P, N) |
 //! | `shortcut_a_backward_bf16` | [`shortcut_a_backward`]`(N, H, W, Cin, Cout)` | (tx, ty) | (W/ty, H, N) |
 //! | `add_forward_bf16`, `add_backward_bf16`, `cast_f32_to_bf16`, `cast_bf16_to_f32` | [`elementwise`]`(n)` | 256 | n/8/256, capped |

@@ -6,10 +6,11 @@
 //! in `batch_norm.rs`.)
 
 use super::backend::GpuBackend;
+use super::batch_norm::with_bn_affine;
 use super::bf16_launch::{self as bf16_plan, Launch};
 use super::driver::Driver;
 use super::launch::{grid_1d, KernelArgs};
-use crate::backend::{DType, PoolGeometry, Precision};
+use crate::backend::{BnMap, DType, PoolGeometry, Precision};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -28,6 +29,10 @@ struct MemoryBoundKernels {
     avg_pool_backward: &'static str,
     max_pool_forward: &'static str,
     max_pool_backward: &'static str,
+    /// The BN-input max pools (`relu(BN(x))` at each tap); bf16 only: "" in f32, never launched
+    /// (`max_pool_bn_input_fusion` is false there).
+    max_pool_forward_bnrelu: &'static str,
+    max_pool_backward_bnrelu: &'static str,
     /// The type the kernels that write activations (or their gradients) store.
     activations: DType,
     /// Over `n` elements.
@@ -59,6 +64,8 @@ const F32_KERNELS: MemoryBoundKernels = MemoryBoundKernels {
     avg_pool_backward: "global_avg_pool_backward_f32",
     max_pool_forward: "max_pool_forward_f32",
     max_pool_backward: "max_pool_backward_f32",
+    max_pool_forward_bnrelu: "",
+    max_pool_backward_bnrelu: "",
     activations: DType::F32,
     elementwise: flat,
     shortcut_forward_at: |_, [n, p, q, cout]| flat(n * p * q * cout),
@@ -78,6 +85,8 @@ const BF16_KERNELS: MemoryBoundKernels = MemoryBoundKernels {
     avg_pool_backward: "global_avg_pool_backward_bf16",
     max_pool_forward: "max_pool_forward_bf16",
     max_pool_backward: "max_pool_backward_bf16",
+    max_pool_forward_bnrelu: "max_pool_forward_bnrelu_bf16",
+    max_pool_backward_bnrelu: "max_pool_backward_bnrelu_bf16",
     activations: DType::Bf16,
     elementwise: bf16_plan::elementwise,
     shortcut_forward_at: |[_, _, _, cin], [n, p, q, cout]| {
@@ -209,10 +218,12 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
-    /// Max pooling's forward (`dy = None`: `x -> out = y`) or backward (`dy -> out = dx`).
+    /// Max pooling's forward (`dy = None`: `x -> out = y`) or backward (`dy -> out = dx`); with
+    /// `bn` (bf16 only), of `relu(BN(x))` computed at each tap (`Backend::max_pool_forward_bn_input`).
     pub(super) fn max_pool(
         &self,
         x: &T<D>,
+        bn: Option<&BnMap<'_, GpuBackend<D>>>,
         dy: Option<&T<D>>,
         out: &mut T<D>,
         geom: PoolGeometry,
@@ -221,10 +232,23 @@ impl<D: Driver> GpuBackend<D> {
         let xd = dims4(x);
         let yd = dy.map_or_else(|| dims4(out), dims4);
         let args = KernelArgs::new().ptr(x.buf().ptr());
-        let (kernel, launch, args) = match dy {
-            None => (k.max_pool_forward, (k.max_pool_forward_at)(xd, yd), args),
-            Some(dy) => (
-                k.max_pool_backward,
+        let args = match bn {
+            Some(bn) => with_bn_affine(args, bn.gamma, &bn.saved),
+            None => args,
+        };
+        let (kernel, launch, args) = match (dy, bn) {
+            (None, None) => (k.max_pool_forward, (k.max_pool_forward_at)(xd, yd), args),
+            (None, Some(_)) => (
+                k.max_pool_forward_bnrelu,
+                (k.max_pool_forward_at)(xd, yd),
+                args,
+            ),
+            (Some(dy), bn) => (
+                if bn.is_some() {
+                    k.max_pool_backward_bnrelu
+                } else {
+                    k.max_pool_backward
+                },
                 (k.max_pool_backward_at)(xd, yd),
                 args.ptr(dy.buf().ptr()),
             ),
