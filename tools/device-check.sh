@@ -66,10 +66,11 @@ sanitize() { # sanitize TOOL SUITE SECONDS [TEST FILTERS...]
         --test-threads=1 "$@"
 }
 
-# PHASES picks the parts to run (default "1 2", both): 1 is correctness and speed (every GPU test,
-# ceilings, bench beside PyTorch, the default run, the 64k-iteration CIFAR schedule, then the tile
-# sweep), in the order of what matters most if the deadline cuts it short; 2 is
-# the sanitizers, the older data-format checks (with FULL=1) and the criterion benchmarks. One call
+# PHASES picks the parts to run (default "1 2", both): 1 is correctness and speed in bf16, the
+# default (every GPU test, ceilings, bench beside PyTorch's bf16 step, the default run, the
+# 64k-iteration CIFAR schedule, then the tile sweep), in the order of what matters most if the
+# deadline cuts it short; 2 is the f32 step beside PyTorch's fp32 and TF32 ones, the fusion and PDL
+# comparisons, the sanitizers, the older data-format checks (with FULL=1) and the criterion benchmarks. One call
 # rarely fits both: run PHASES=1, then PHASES=2 in a second call while the machine is warm. 3 (not in
 # the default) is PyTorch's compiled step beside ours, for a session after 1 and 2 have passed.
 PHASES="${PHASES:-1 2}"
@@ -134,14 +135,11 @@ step bench-resnet50-b256-wgmma 120 env RESNET_TC_KERNELS=wgmma "$RC" bench --mod
     --batch-size 256 --device cuda --json
 step bench-resnet20-b128-wgmma 60 env RESNET_TC_KERNELS=wgmma "$RC" bench --model resnet20 \
     --batch-size 128 --device cuda --json
-step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda \
-    --precision f32 --json
-step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
-    --precision f32 --json
-# bf16 first (our default precision): past the limit, the fp32 figures are the ones lost (each result
-# is written as soon as it is measured). It took 131 s in 2026-12-04-call2, mostly cuDNN's autotuning.
+# PyTorch's bf16 autocast step, beside ours in bf16 (the default on GPUs). Its fp32 and TF32 steps,
+# with ours in f32, open phase 2: all three took 131 s in 2026-12-04-call2, mostly cuDNN's
+# autotuning, which phase 1 needs for the tile sweep.
 step pytorch-step 120 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-20}" --warmup 5 \
-    --precisions bf16,tf32,fp32 --json "$RAW/pytorch-step.json"
+    --precisions bf16 --json "$RAW/pytorch-step.json"
 # The README's main job (bf16 by default on a GPU), and its checkpoint evaluated on the CPU.
 if ! step train-default 300 "$RC" train --device cuda --out "$RAW/run-default"; then
     rm -rf "$RAW/run-default"
@@ -163,7 +161,14 @@ step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RA
 fi
 
 if in_phase 2; then
-# First what decides defaults, well under a minute each: each fusion and programmatic dependent launch
+# The f32 step, ours and PyTorch's (fp32 with TF32 off and on) in the same call.
+step bench-resnet50-b256-f32 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda \
+    --precision f32 --json
+step bench-resnet20-b128-f32 60 "$RC" bench --model resnet20 --batch-size 128 --device cuda \
+    --precision f32 --json
+step pytorch-step-f32 120 python3 tools/pytorch_gpu_step.py --iters "${PYTORCH_ITERS:-20}" \
+    --warmup 5 --precisions tf32,fp32 --json "$RAW/pytorch-step-f32.json"
+# Then what decides defaults, well under a minute each: each fusion and programmatic dependent launch
 # against none (phase 1 has the default step beside PyTorch's). Then the sanitizers, which the
 # deadline may cut short (a later call can run them with PHASES=2 again).
 step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50 --batch-size 256 \
@@ -243,7 +248,8 @@ fi
     echo "--- --device auto, binary without kernels"
     grep -i "warning\|error" "$RAW/auto-device-nokernels.txt" 2>/dev/null | head -3
     echo "--- PyTorch"
-    grep -hv "^{" "$RAW/pytorch-step.txt" "$RAW/pytorch-compiled.txt" 2>/dev/null
+    grep -hv "^{" "$RAW/pytorch-step.txt" "$RAW/pytorch-step-f32.txt" "$RAW/pytorch-compiled.txt" \
+        2>/dev/null
     echo "--- ours (bench --json)"
     # The headline fields of each bench JSON (its per-kernel rows are in table.md below).
     python3 - "$RAW"/bench-resnet*.txt <<'PY'

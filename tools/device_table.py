@@ -54,7 +54,7 @@ def step_rows(raw):
                     label += ", no fusion, no PDL (retry)"
                 ours[(m[1], int(m[2]), label)] = j
     theirs = {}
-    for file in ("pytorch-step.json", "pytorch-compiled.json"):
+    for file in ("pytorch-step.json", "pytorch-step-f32.json", "pytorch-compiled.json"):
         path = os.path.join(raw, file)
         if os.path.exists(path):
             for r in json.load(open(path)):
