@@ -2,9 +2,9 @@
 """The summary tables of a device check (tools/device-check.sh), in Markdown, from its raw outputs:
 
 1. the training step, ours (`bench-*.txt`, the JSON of `resnet-cuda bench --json`) against PyTorch's
-   (`pytorch-step.json`, eager, and `pytorch-compiled.json`, torch.compile with CUDA graphs, when
-   that phase ran) measured in the same call, with the speed ratio PyTorch ms / our ms (above 1: we
-   are faster);
+   (`pytorch-step.json`, eager bf16, `pytorch-step-f32.json`, eager fp32 and TF32, and
+   `pytorch-compiled.json`, torch.compile with CUDA graphs, where those phases ran) measured in the
+   same call, with the speed ratio PyTorch ms / our ms (above 1: we are faster);
 2. where our step's time goes (bench's synchronised per-layer-type pass);
 3. per convolution shape of one model and batch, the TFLOP/s of forward, backward-data and
    backward-filter from the criterion kernel benchmarks (`bench-kernels.txt`), against the ceilings
@@ -13,8 +13,11 @@
 
     python3 tools/device_table.py RAW_DIR [RAW_DIR ...] [--shapes resnet50/n256]
 
-Several folders: the first holds the step figures; the kernel benchmarks of all of them are merged
-(a later folder's figure wins), for a suite split across calls. Standard library only.
+Several folders (one per device call): the step table has the rows of each, every ratio within its
+own call (a "call" column names the folder); the layer tables take the first folder's run of each
+model, batch and variant; the kernel benchmarks of all
+of them are merged (a later folder's figure wins), for a suite split across calls; the ceilings and
+the CIFAR schedule come from the first folder that has them. Standard library only.
 """
 import argparse
 import json
@@ -71,18 +74,22 @@ def fmt_ratio(ours_ms, theirs_ms):
     return f"{theirs_ms:.2f}", f"{theirs_ms / ours_ms:.2f}x"
 
 
-def step_table(ours, theirs):
+def step_table(calls):
+    """`calls`: (folder label or None, ours, theirs) per call; ratios only within a call."""
+    named = any(label for label, _, _ in calls)
     out = [
-        "| model | batch | ours | ours ms/step | ours images/s | PyTorch fp32 ms | ratio | PyTorch TF32 ms "
+        ("| call " if named else "")
+        + "| model | batch | ours | ours ms/step | ours images/s | PyTorch fp32 ms | ratio | PyTorch TF32 ms "
         "| ratio | PyTorch bf16 ms | ratio | PyTorch bf16 compiled ms | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ("|---" if named else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (model, batch, precision), j in sorted(ours.items(), key=lambda kv: (kv[0][0] != "resnet20", kv[0])):
-        ms = j["ms_per_step"]
-        cells = [model, str(batch), precision, f"{ms:.2f}", f"{j['images_per_sec']:.0f}"]
-        for precision in ("fp32", "tf32", "bf16", "bf16 compiled"):
-            cells += fmt_ratio(ms, theirs.get((model, batch, precision)))
-        out.append("| " + " | ".join(cells) + " |")
+    for label, ours, theirs in calls:
+        for (model, batch, precision), j in sorted(ours.items(), key=lambda kv: (kv[0][0] != "resnet20", kv[0])):
+            ms = j["ms_per_step"]
+            cells = ([label] if named else []) + [model, str(batch), precision, f"{ms:.2f}", f"{j['images_per_sec']:.0f}"]
+            for precision in ("fp32", "tf32", "bf16", "bf16 compiled"):
+                cells += fmt_ratio(ms, theirs.get((model, batch, precision)))
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -209,21 +216,30 @@ def main():
     p.add_argument("raw", nargs="+")
     p.add_argument("--shapes", default="resnet50/n256")
     args = p.parse_args()
-    ours, theirs = step_rows(args.raw[0])
+    several = len(set(args.raw)) > 1
+    calls = []
+    ours = {}
+    for raw in dict.fromkeys(args.raw):
+        call_ours, call_theirs = step_rows(raw)
+        if call_ours or not several:
+            calls.append((os.path.basename(os.path.normpath(raw)) if several else None, call_ours, call_theirs))
+        for key, run in call_ours.items():  # the per-layer and per-kernel tables: the first call's run
+            ours.setdefault(key, run)
     figures = {}
     for raw in args.raw:
         figures.update(kernel_figures(raw))
-    ceilings_path = os.path.join(args.raw[0], "ceilings.json")
-    ceilings = json.load(open(ceilings_path)) if os.path.exists(ceilings_path) else {}
-    print("Training step (ratio: PyTorch ms / ours; above 1, ours is faster)\n")
-    print(step_table(ours, theirs))
+    ceilings_paths = [os.path.join(raw, "ceilings.json") for raw in args.raw]
+    ceilings_path = next((p for p in ceilings_paths if os.path.exists(p)), None)
+    ceilings = json.load(open(ceilings_path)) if ceilings_path else {}
+    print("Training step (ratio: PyTorch ms / ours, measured in the same call; above 1, ours is faster)\n")
+    print(step_table(calls))
     print("\nOur step by layer type (bench's synchronised pass)\n")
     print(layer_table(ours))
     kernels = kernel_tables(ours)
     if kernels:
         print("\nWhere the device's time goes, kernel by kernel (bench's synchronised pass)")
         print(kernels)
-    schedule = cifar_schedule(args.raw[0])
+    schedule = next((s for s in map(cifar_schedule, args.raw) if s), None)
     if schedule:
         print("\nThe paper's CIFAR schedule (resnet20, 64,000 iterations of 128; goal: 60 s)\n")
         print(schedule)

@@ -667,8 +667,9 @@ pub trait Backend: Sized + Send + Sync + 'static {
     // Max pooling of a training-mode batch norm's output with its ReLU (the ImageNet stem: conv ->
     // BN + ReLU -> max pool), computed from BN's input `x` at each tap as the windows read it, so
     // that BN's output is never stored (BN computes its statistics only,
-    // `batch_norm_statistics_from_stats`, and its backward takes its ReLU mask from `x`, as for a
-    // convolution applying it). A backend without the fusion (the default) answers `false`.
+    // `batch_norm_statistics_from_stats`). BN's backward takes its ReLU mask from `x`, as for a
+    // convolution applying it: a backend offering this must, `y` being never written. A backend
+    // without the fusion (the default) answers `false`.
 
     /// Whether this backend pools a training-mode batch norm's output as it reads it (default: no).
     fn max_pool_bn_input_fusion(&self) -> bool {

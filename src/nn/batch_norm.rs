@@ -253,8 +253,8 @@ impl<B: Backend> BatchNorm2d<B> {
 
     /// `forward_train_from_stats(x, stats)` without the output (`output` is not written): the
     /// batch statistics and running averages only, for a BN whose output its reader computes from
-    /// `x` as it reads it ([`Self::map`]): the next convolution (BN with ReLU), or a residual
-    /// block's end (its shortcut's BN, without).
+    /// `x` as it reads it ([`Self::map`]): the next convolution or the stem's max pool (BN with
+    /// ReLU), or a residual block's end (its shortcut's BN, without).
     pub fn statistics_from_stats(
         &mut self,
         be: &B,
@@ -296,8 +296,9 @@ impl<B: Backend> BatchNorm2d<B> {
         Ok(self.map())
     }
 
-    /// This BN's affine map as its reader applies it to BN's input (a convolution, with the ReLU;
-    /// a block's end, to its shortcut): its forward's saved statistics and its parameters.
+    /// This BN's affine map as its reader applies it to BN's input (a convolution or a max pool,
+    /// with the ReLU; a block's end, to its shortcut): its forward's saved statistics and its
+    /// parameters.
     pub fn map(&self) -> BnMap<'_, B> {
         BnMap {
             gamma: &self.weight.value,
@@ -407,7 +408,7 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     fn output(&self) -> &Tensor<B> {
         debug_assert!(
             self.output_stored,
-            "{}: its output was left to the next convolution",
+            "{}: its output was left to its reader (a convolution, max pool or block end)",
             self.name
         );
         &self.out
@@ -417,8 +418,8 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
         self.check_trained("batch_norm_backward")?;
         self.dx.ensure_shape(be, x.dims())?;
         // `y`, the ReLU's mask where a backend reads it: a BN whose output was not stored exists
-        // only on backends that take the mask from `x` (`Backend::conv2d_bn_input_fusion`), so `x`
-        // stands in for it there.
+        // only on backends that take the mask from `x` (`Backend::conv2d_bn_input_fusion`,
+        // `max_pool_bn_input_fusion`), so `x` stands in for it there.
         let y = if self.output_stored { &self.out } else { x };
         ops::batch_norm_backward(
             be,

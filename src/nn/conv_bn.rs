@@ -22,7 +22,8 @@
 //! unit whose BN has a ReLU does not store its output at all: its BN computes its statistics only,
 //! and the next unit's convolution reads this unit's convolution output and applies the BN and
 //! ReLU as it loads it, in its forward and its backward-filter (`UnitInput::Unstored`). BN's backward
-//! then takes its ReLU mask from its input, as the backward-data epilogue above does.
+//! then takes its ReLU mask from its input, as the backward-data epilogue above does. The ImageNet
+//! stem's unit leaves its output to its max pool in the same way (`PooledStem`, `nn/stem.rs`).
 
 use rand::Rng;
 
@@ -49,9 +50,9 @@ pub struct ConvBn<B: Backend> {
     input_through_bn: bool,
 }
 
-/// What a unit's convolution (or a block's end, for its shortcut) reads: a tensor, or a BN's output
-/// (with its ReLU, where it has one) never stored, computed from that BN's input as it is read
-/// (see the module doc).
+/// What a unit's convolution (or a block's end, for its shortcut, or the ImageNet stem's max pool)
+/// reads: a tensor, or a BN's output (with its ReLU, where it has one) never stored, computed from
+/// that BN's input as it is read (see the module doc).
 pub enum UnitInput<'a, B: Backend> {
     Tensor(&'a Tensor<B>),
     Unstored {
@@ -203,7 +204,9 @@ impl<B: Backend> ConvBn<B> {
     }
 
     /// The unit's forward from `input`; with `leave_output`, BN computes its statistics only and
-    /// the output is left to the next unit (only where `can_leave_output_to` said so).
+    /// the output is left to its reader (only where that reader can apply it:
+    /// `can_leave_output_to`, `can_leave_output_to_block_end`, or `PooledStem`'s check). Without
+    /// statistics from the convolution the output is stored all the same: [`Self::as_input`] says.
     pub fn forward_from(
         &mut self,
         be: &B,

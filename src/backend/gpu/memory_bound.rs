@@ -236,22 +236,15 @@ impl<D: Driver> GpuBackend<D> {
             Some(bn) => with_bn_affine(args, bn.gamma, &bn.saved),
             None => args,
         };
-        let (kernel, launch, args) = match (dy, bn) {
-            (None, None) => (k.max_pool_forward, (k.max_pool_forward_at)(xd, yd), args),
-            (None, Some(_)) => (
-                k.max_pool_forward_bnrelu,
-                (k.max_pool_forward_at)(xd, yd),
-                args,
-            ),
-            (Some(dy), bn) => (
-                if bn.is_some() {
-                    k.max_pool_backward_bnrelu
-                } else {
-                    k.max_pool_backward
-                },
-                (k.max_pool_backward_at)(xd, yd),
-                args.ptr(dy.buf().ptr()),
-            ),
+        let kernel = match (dy.is_some(), bn.is_some()) {
+            (false, false) => k.max_pool_forward,
+            (false, true) => k.max_pool_forward_bnrelu,
+            (true, false) => k.max_pool_backward,
+            (true, true) => k.max_pool_backward_bnrelu,
+        };
+        let (launch, args) = match dy {
+            None => ((k.max_pool_forward_at)(xd, yd), args),
+            Some(dy) => ((k.max_pool_backward_at)(xd, yd), args.ptr(dy.buf().ptr())),
         };
         let ([n, h, w, c], [_, p, q, _]) = (xd, yd);
         let args = args
