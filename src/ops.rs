@@ -1009,16 +1009,43 @@ pub fn max_pool_output_shape(
     }
 }
 
+/// The checks of a max pool forward (plain or through a BN): returns x's shape.
+fn check_max_pool_forward<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &Tensor<B>,
+    y: &Tensor<B>,
+    geom: PoolGeometry,
+) -> Result<[usize; 4]> {
+    let xs = expect_rank4(op, "x", x)?;
+    expect_shape(op, "y", y, &max_pool_output_shape(op, &xs, geom)?)?;
+    expect_activations(be, op, &[("x", x)])?;
+    Ok(xs)
+}
+
+/// The checks of a max pool backward (plain or through a BN): returns x's shape.
+fn check_max_pool_backward<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &Tensor<B>,
+    dy: &Tensor<B>,
+    dx: &Tensor<B>,
+    geom: PoolGeometry,
+) -> Result<[usize; 4]> {
+    let xs = expect_rank4(op, "x", x)?;
+    expect_shape(op, "dy", dy, &max_pool_output_shape(op, &xs, geom)?)?;
+    expect_shape(op, "dx", dx, x.dims())?;
+    expect_activations(be, op, &[("x", x), ("dy", dy)])?;
+    Ok(xs)
+}
+
 pub fn max_pool_forward<B: Backend>(
     be: &B,
     x: &Tensor<B>,
     y: &mut Tensor<B>,
     geom: PoolGeometry,
 ) -> Result<()> {
-    const OP: &str = "max_pool_forward";
-    let xs = expect_rank4(OP, "x", x)?;
-    expect_shape(OP, "y", y, &max_pool_output_shape(OP, &xs, geom)?)?;
-    expect_activations(be, OP, &[("x", x)])?;
+    check_max_pool_forward(be, "max_pool_forward", x, y, geom)?;
     be.max_pool_forward(x, y, geom)
 }
 
@@ -1029,11 +1056,7 @@ pub fn max_pool_backward<B: Backend>(
     dx: &mut Tensor<B>,
     geom: PoolGeometry,
 ) -> Result<()> {
-    const OP: &str = "max_pool_backward";
-    let xs = expect_rank4(OP, "x", x)?;
-    expect_shape(OP, "dy", dy, &max_pool_output_shape(OP, &xs, geom)?)?;
-    expect_shape(OP, "dx", dx, x.dims())?;
-    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
+    check_max_pool_backward(be, "max_pool_backward", x, dy, dx, geom)?;
     be.max_pool_backward(x, dy, dx, geom)
 }
 
@@ -1069,9 +1092,7 @@ pub fn max_pool_forward_bn_input<B: Backend>(
     geom: PoolGeometry,
 ) -> Result<()> {
     const OP: &str = "max_pool_forward_bn_input";
-    let xs = expect_rank4(OP, "x", x)?;
-    expect_shape(OP, "y", y, &max_pool_output_shape(OP, &xs, geom)?)?;
-    expect_activations(be, OP, &[("x", x)])?;
+    let xs = check_max_pool_forward(be, OP, x, y, geom)?;
     expect_pool_bn_input(be, OP, &xs, &bn)?;
     be.max_pool_forward_bn_input(x, bn, y, geom)
 }
@@ -1087,10 +1108,7 @@ pub fn max_pool_backward_bn_input<B: Backend>(
     geom: PoolGeometry,
 ) -> Result<()> {
     const OP: &str = "max_pool_backward_bn_input";
-    let xs = expect_rank4(OP, "x", x)?;
-    expect_shape(OP, "dy", dy, &max_pool_output_shape(OP, &xs, geom)?)?;
-    expect_shape(OP, "dx", dx, x.dims())?;
-    expect_activations(be, OP, &[("x", x), ("dy", dy)])?;
+    let xs = check_max_pool_backward(be, OP, x, dy, dx, geom)?;
     expect_pool_bn_input(be, OP, &xs, &bn)?;
     be.max_pool_backward_bn_input(x, bn, dy, dx, geom)
 }

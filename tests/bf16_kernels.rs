@@ -791,6 +791,14 @@ fn window_argmax(
     best.expect("every window has a tap").0
 }
 
+/// The pool kernels' trailing parameters: N, H, W, C, P, Q, window, stride, pad.
+fn pool_shape(args: KernelArgs, x: [usize; 4], pq: [usize; 2], geom: [usize; 3]) -> KernelArgs {
+    x.into_iter()
+        .chain(pq)
+        .chain(geom)
+        .fold(args, |a, v| a.int(v))
+}
+
 #[test]
 fn max_pool_forward_and_backward_are_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(8);
@@ -811,17 +819,7 @@ fn max_pool_forward_and_backward_are_exact() {
         let dims = [n, h, w, c];
         let dxin = DeviceVec::new(&x);
         let y = DeviceVec::filled(POISON, n * p * q * c);
-        let shape = |args: KernelArgs| {
-            args.int(n)
-                .int(h)
-                .int(w)
-                .int(c)
-                .int(p)
-                .int(q)
-                .int(window)
-                .int(stride)
-                .int(pad)
-        };
+        let shape = |args| pool_shape(args, [n, h, w, c], [p, q], [window, stride, pad]);
         launch(
             "max_pool_forward_bf16",
             bf16_launch::max_pool_forward(n, p, q, c),
@@ -901,17 +899,7 @@ fn max_pool_through_bn_is_normalize_then_max_pool() {
         let (_x, px) = upload_at(&x, offset);
         let (_dy, pdy) = upload_at(&dy, offset);
         let with_bn = |args: KernelArgs| bn.iter().fold(args, |a, p| a.ptr(p.ptr));
-        let shape = |args: KernelArgs| {
-            args.int(n)
-                .int(h)
-                .int(w)
-                .int(c)
-                .int(p)
-                .int(q)
-                .int(window)
-                .int(stride)
-                .int(pad)
-        };
+        let shape = |args| pool_shape(args, [n, h, w, c], [p, q], [window, stride, pad]);
         let (forward, backward) = (
             bf16_launch::max_pool_forward(n, p, q, c),
             bf16_launch::max_pool_backward(n, h, w, c),

@@ -800,7 +800,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
             cfg,
         )?;
         let (mean, inv_std) = (save_mean.buf().ptr(), save_inv_std.buf().ptr());
-        self.batch_norm_normalize_add_bn(x, mean, inv_std, gamma, beta, r, &r_bn, out, cfg.relu)
+        let (r, r_bn) = (Some(r), Some(&r_bn));
+        self.batch_norm_normalize(x, mean, inv_std, gamma, beta, r, r_bn, out, cfg.relu)
     }
 
     fn batch_norm_forward_infer(

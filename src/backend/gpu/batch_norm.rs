@@ -18,7 +18,7 @@ use super::launch::{grid_1d, KernelArgs};
 use super::launch_constants::{
     BATCH_NORM_CHANNELS, BATCH_NORM_FINALIZE_THREADS, BATCH_NORM_ROW_LANES,
 };
-use crate::backend::{BatchNormConfig, BatchNormSaved, BnMap, DType, Precision};
+use crate::backend::{BatchNormConfig, BatchNormSaved, BnMap, Precision};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -59,6 +59,9 @@ struct BatchNormKernels {
     backward_partial: &'static str,
     normalize: &'static str,
     normalize_add: &'static str,
+    /// With the residual through its own BN (bf16 only: "" in f32, never launched there, where
+    /// `batch_norm_residual_bn_fusion` is false).
+    normalize_add_bn: &'static str,
     backward_data: &'static str,
     add_relu_backward_data: &'static str,
     /// The partial-sum kernels: `grid.y` must be `batch_norm_partitions(m)`.
@@ -73,6 +76,7 @@ const F32_KERNELS: BatchNormKernels = BatchNormKernels {
     backward_partial: "batch_norm_backward_partial_f32",
     normalize: "batch_norm_normalize_f32",
     normalize_add: "batch_norm_normalize_add_f32",
+    normalize_add_bn: "",
     backward_data: "batch_norm_backward_data_f32",
     add_relu_backward_data: "batch_norm_add_relu_backward_data_f32",
     partial: f32_partial_launch,
@@ -85,6 +89,7 @@ const BF16_KERNELS: BatchNormKernels = BatchNormKernels {
     backward_partial: "batch_norm_backward_partial_bf16",
     normalize: "batch_norm_normalize_bf16",
     normalize_add: "batch_norm_normalize_add_bf16",
+    normalize_add_bn: "batch_norm_normalize_add_bn_bf16",
     backward_data: "batch_norm_backward_data_bf16",
     add_relu_backward_data: "batch_norm_add_relu_backward_data_bf16",
     partial: bf16_plan::batch_norm_partial,
@@ -275,7 +280,7 @@ impl<D: Driver> GpuBackend<D> {
             )?,
         }
         let (mean, inv_std) = (save_mean.buf().ptr(), save_inv_std.buf().ptr());
-        self.batch_norm_normalize(x, mean, inv_std, gamma, beta, residual, out, cfg.relu)
+        self.batch_norm_normalize(x, mean, inv_std, gamma, beta, residual, None, out, cfg.relu)
     }
 
     /// Inference mode, with the running statistics (then ReLU).
@@ -302,14 +307,16 @@ impl<D: Driver> GpuBackend<D> {
                     .ptr(inv_std),
             )?;
             let mean = running_mean.buf().ptr();
-            self.batch_norm_normalize(x, mean, inv_std, gamma, beta, None, y, cfg.relu)
+            self.batch_norm_normalize(x, mean, inv_std, gamma, beta, None, None, y, cfg.relu)
         })
     }
 
     /// `out = x scale + shift` per channel (`scale = gamma inv_std`, `shift = beta - mean scale`),
-    /// plus `residual` when given, then ReLU when `relu`: one pass.
+    /// plus `residual` when given, then ReLU when `relu`: one pass. With `residual_bn` (bf16 only)
+    /// the residual goes through that batch norm first (no ReLU), rounded to bf16 as its stored
+    /// output would be (`batch_norm_normalize_add_bn_bf16`).
     #[allow(clippy::too_many_arguments)]
-    fn batch_norm_normalize(
+    pub(super) fn batch_norm_normalize(
         &self,
         x: &T<D>,
         mean: DevicePtr,
@@ -317,6 +324,7 @@ impl<D: Driver> GpuBackend<D> {
         gamma: &T<D>,
         beta: &T<D>,
         residual: Option<&T<D>>,
+        residual_bn: Option<&BnMap<'_, GpuBackend<D>>>,
         out: &mut T<D>,
         relu: bool,
     ) -> Result<()> {
@@ -328,9 +336,13 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(inv_std)
             .ptr(gamma.buf().ptr())
             .ptr(beta.buf().ptr());
-        let (kernel, args) = match residual {
-            None => (k.normalize, args),
-            Some(r) => (k.normalize_add, args.ptr(r.buf().ptr())),
+        let (kernel, args) = match (residual, residual_bn) {
+            (None, _) => (k.normalize, args),
+            (Some(r), None) => (k.normalize_add, args.ptr(r.buf().ptr())),
+            (Some(r), Some(r_bn)) => (
+                k.normalize_add_bn,
+                with_bn_affine(args.ptr(r.buf().ptr()), r_bn.gamma, &r_bn.saved),
+            ),
         };
         let args = args
             .ptr(out.buf().ptr())
@@ -339,41 +351,6 @@ impl<D: Driver> GpuBackend<D> {
             .int(usize::from(relu));
         self.launch_planned(kernel, (k.rows)(n / c, c), args)?;
         Self::written_as(out, self.precision.activation_dtype());
-        Ok(())
-    }
-
-    /// `out = x scale + shift + round(r rscale + rshift)` per channel (the second map the residual's
-    /// batch norm `r_bn`, no ReLU), then ReLU when `relu`: one pass (bf16 only:
-    /// `batch_norm_normalize_add_bn_bf16`).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn batch_norm_normalize_add_bn(
-        &self,
-        x: &T<D>,
-        mean: DevicePtr,
-        inv_std: DevicePtr,
-        gamma: &T<D>,
-        beta: &T<D>,
-        r: &T<D>,
-        r_bn: &BnMap<'_, GpuBackend<D>>,
-        out: &mut T<D>,
-        relu: bool,
-    ) -> Result<()> {
-        let (n, c) = (x.numel(), gamma.numel());
-        let args = KernelArgs::new()
-            .ptr(x.buf().ptr())
-            .ptr(mean)
-            .ptr(inv_std)
-            .ptr(gamma.buf().ptr())
-            .ptr(beta.buf().ptr())
-            .ptr(r.buf().ptr());
-        let args = with_bn_affine(args, r_bn.gamma, &r_bn.saved)
-            .ptr(out.buf().ptr())
-            .u64(n)
-            .int(c)
-            .int(usize::from(relu));
-        let rows = self.batch_norm_kernels().rows;
-        self.launch_planned("batch_norm_normalize_add_bn_bf16", rows(n / c, c), args)?;
-        Self::written_as(out, DType::Bf16);
         Ok(())
     }
 
