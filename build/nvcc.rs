@@ -1,0 +1,288 @@
+//! nvcc: where it is found, which architectures it compiles for, and one kernel file's fatbin (with
+//! the build's checks on ptxas's report: no register spill on sm_90 or newer, no serialised wgmma).
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where nvcc is looked for, in order: `NVCC` (a path, or a name to look up on PATH; `none` builds
+/// without kernels), `$CUDA_HOME/bin/nvcc`, `nvcc` on PATH, `/usr/local/cuda/bin/nvcc` (where the
+/// toolkit installs, often not on PATH), and the cache `tools/install-nvcc.sh` fills. When none is
+/// there but the machine has an NVIDIA driver, the pinned compiler is fetched with
+/// `tools/install-nvcc.sh` (unless `RESNET_NVCC_FETCH=0`), so that `cargo build` on a GPU machine
+/// gives a binary that uses its GPU. An explicit `NVCC` that does not exist is an error rather than a
+/// silent fallback.
+pub fn find_nvcc(root: &Path) -> Option<PathBuf> {
+    if let Some(v) = env::var_os("NVCC").filter(|v| !v.is_empty()) {
+        if v == "none" {
+            return None;
+        }
+        let p = PathBuf::from(&v);
+        let found = if p.components().count() > 1 {
+            Some(p.clone()).filter(|p| p.is_file())
+        } else {
+            on_path(&v)
+        };
+        return Some(
+            found.unwrap_or_else(|| panic!("NVCC={} is not an nvcc executable", p.display())),
+        );
+    }
+    let cuda_home = env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("bin").join("nvcc"));
+    let found = cuda_home
+        .filter(|p| p.is_file())
+        .or_else(|| on_path("nvcc".as_ref()))
+        .or_else(|| Some(PathBuf::from("/usr/local/cuda/bin/nvcc")).filter(|p| p.is_file()))
+        .or_else(|| install_nvcc_cache().filter(|p| p.is_file()));
+    if found.is_some() || env::var("RESNET_NVCC_FETCH").is_ok_and(|v| v == "0") {
+        return found;
+    }
+    let driver = nvidia_driver_present()?;
+    println!(
+        "cargo:warning=nvcc not found, but this machine has an NVIDIA driver ({driver}): fetching the \
+         pinned CUDA compiler with tools/install-nvcc.sh (RESNET_NVCC_FETCH=0 turns this off)"
+    );
+    let out = Command::new(root.join("tools/install-nvcc.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            Some(p).filter(|p| p.is_file())
+        }
+        Ok(o) => {
+            println!("cargo:warning=tools/install-nvcc.sh failed ({})", o.status);
+            None
+        }
+        Err(e) => {
+            println!("cargo:warning=tools/install-nvcc.sh could not run: {e}");
+            None
+        }
+    }
+}
+
+/// The nvcc `tools/install-nvcc.sh` installs (its folder: `$RESNET_NVCC_CACHE`, default
+/// `~/.cache/resnet-cuda/nvcc-13.0`).
+fn install_nvcc_cache() -> Option<PathBuf> {
+    let cache = env::var_os("RESNET_NVCC_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/resnet-cuda/nvcc-13.0"))
+        })?;
+    Some(cache.join("nvidia/cu13/bin/nvcc"))
+}
+
+/// The NVIDIA driver's evidence on this machine (its kernel module's version file, or the user-space
+/// library in a usual folder), if any.
+fn nvidia_driver_present() -> Option<String> {
+    let candidates = [
+        "/proc/driver/nvidia/version",
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+        "/usr/lib/aarch64-linux-gnu/libcuda.so.1",
+        "/usr/lib64/libcuda.so.1",
+        "/usr/local/nvidia/lib64/libcuda.so.1",
+        "/usr/lib/wsl/lib/libcuda.so.1",
+    ];
+    candidates
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
+}
+
+fn on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Architectures from `CUDA_ARCHS` ("80;90", also "sm_80,sm_90" or "8.0 9.0"), sorted, deduplicated.
+pub fn cuda_archs() -> Vec<String> {
+    let spec = env::var("CUDA_ARCHS").unwrap_or_else(|_| "80;90".to_string());
+    let mut archs: Vec<String> = spec
+        .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let a = s
+                .trim_start_matches("sm_")
+                .trim_start_matches("compute_")
+                .replace('.', "");
+            let digits = a.trim_end_matches(|c: char| c.is_ascii_lowercase());
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                panic!("CUDA_ARCHS entry {s:?} is not an architecture like 80 or 90a");
+            }
+            a
+        })
+        .collect();
+    archs.sort_by_key(|a| arch_number(a));
+    archs.dedup();
+    assert!(!archs.is_empty(), "CUDA_ARCHS names no architecture");
+    archs
+}
+
+fn arch_number(arch: &str) -> u32 {
+    arch.trim_end_matches(|c: char| c.is_ascii_lowercase())
+        .parse()
+        .unwrap_or(0)
+}
+
+/// One fatbin to make: `kernels/<stem>.cu` to `<out_dir>/<stem>.fatbin`.
+pub struct Fatbin {
+    pub stem: String,
+    pub source: PathBuf,
+}
+
+impl Fatbin {
+    pub fn file_name(&self) -> String {
+        format!("{}.fatbin", self.stem)
+    }
+}
+
+/// The fatbins for `cu_files`: every file, except the Hopper-only ones (wgmma) when `archs` has no 90.
+pub fn fatbins(cu_files: &[PathBuf], archs: &[String]) -> Vec<Fatbin> {
+    let hopper_wanted = archs.iter().any(|a| arch_number(a) == 90);
+    cu_files
+        .iter()
+        .map(|cu| Fatbin {
+            stem: cu
+                .file_stem()
+                .expect("file stem")
+                .to_string_lossy()
+                .into_owned(),
+            source: cu.clone(),
+        })
+        .filter(|f| hopper_wanted || !is_hopper_only(&f.stem))
+        .collect()
+}
+
+/// nvcc's arguments for `fatbin` except the output and input paths: cubins for `archs` and PTX of
+/// the lowest, or, for a Hopper-only file (wgmma), a cubin for sm_90a alone, which runs on compute
+/// capability 9.0 exactly and nowhere else (no PTX: an sm_90a PTX would not JIT for a newer device
+/// either). nvcc needs the explicit -gencode form: `-arch=sm_90a` has been seen to emit plain sm_90
+/// code.
+pub fn arguments(fatbin: &Fatbin, kernels: &Path, archs: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = ["-fatbin", "-std=c++17", "-O3", "-Xptxas", "-v"]
+        .map(String::from)
+        .to_vec();
+    if is_hopper_only(&fatbin.stem) {
+        args.push("-gencode=arch=compute_90a,code=sm_90a".to_string());
+    } else {
+        args.extend(
+            archs
+                .iter()
+                .map(|a| format!("-gencode=arch=compute_{a},code=sm_{a}")),
+        );
+        let lowest = &archs[0];
+        args.push(format!(
+            "-gencode=arch=compute_{lowest},code=compute_{lowest}"
+        ));
+    }
+    args.push("-I".to_string());
+    args.push(kernels.to_str().expect("UTF-8 kernels path").to_string());
+    args
+}
+
+/// Runs nvcc for one file; the error is the whole message the build fails with.
+pub fn compile(
+    nvcc: &Path,
+    fatbin: &Fatbin,
+    args: &[String],
+    out_dir: &Path,
+) -> Result<(), String> {
+    let cu = &fatbin.source;
+    let output = Command::new(nvcc)
+        .args(args)
+        .arg("-o")
+        .arg(out_dir.join(fatbin.file_name()))
+        .arg(cu)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", nvcc.display()))?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() {
+        return Err(format!("nvcc failed on {}:\n{log}", cu.display()));
+    }
+    if let Some(spill) = find_spills(&log) {
+        return Err(format!(
+            "{}: {spill}; a kernel must not spill registers on sm_90 or newer\n{log}",
+            cu.display()
+        ));
+    }
+    // ptxas falls back to serialising wgmma (each waits for the one before: a fraction of the
+    // tensor cores' speed) when the pipeline is not one it can keep asynchronous, and says so only
+    // in an advisory line. That is a build error here, like a spill.
+    if let Some(line) = log
+        .lines()
+        .find(|l| l.contains("wgmma.mma_async instructions are serialized"))
+    {
+        return Err(format!("{}: {}\n{log}", cu.display(), line.trim()));
+    }
+    Ok(())
+}
+
+/// Whether `kernels/<stem>.cu` uses sm_90a-only instructions (wgmma): its name ends in `_sm90a`.
+/// Keep in step with `embedded::is_hopper_only`.
+fn is_hopper_only(stem: &str) -> bool {
+    stem.ends_with("_sm90a")
+}
+
+/// Reads `ptxas -v` output: each "Compiling entry function 'F' for 'sm_NN'" is followed by lines like
+/// "N bytes stack frame, S bytes spill stores, L bytes spill loads". Returns the first spill on an
+/// architecture of 90 or newer.
+fn find_spills(log: &str) -> Option<String> {
+    let mut function = String::new();
+    let mut arch = String::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            let mut parts = rest.split('\'');
+            function = parts.next().unwrap_or("").to_string();
+            arch = parts.nth(1).unwrap_or("").to_string();
+        } else if let Some(rest) = line.split("Function properties for ").nth(1) {
+            function = rest.trim().to_string();
+        }
+        if line.contains("bytes spill stores") {
+            let number_before = |what: &str| -> u64 {
+                let head = line.split(what).next().unwrap_or("");
+                head.rsplit(|c: char| c == ',' || c.is_whitespace())
+                    .find(|s| !s.is_empty())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            };
+            let (stores, loads) = (
+                number_before(" bytes spill stores"),
+                number_before(" bytes spill loads"),
+            );
+            let is_new_arch = arch_number(arch.trim_start_matches("sm_")) >= 90;
+            if is_new_arch && (stores > 0 || loads > 0) {
+                return Some(format!(
+                    "ptxas reports {stores} bytes spill stores and {loads} bytes spill loads in {function} for {arch}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// `$OUT_DIR/kernels_embedded.rs`: every fatbin, embedded with `include_bytes!`, and the architectures.
+pub fn embedded_source(fatbins: &[Fatbin], out_dir: &Path, archs: &[String]) -> String {
+    let mut s = String::from(
+        "// Generated by build.rs: the kernels of kernels/*.cu compiled by nvcc, one fatbin per file.\n\
+         // Empty when nvcc was not found at build time.\n\n\
+         /// (file stem, fatbin) for every kernels/*.cu.\n\
+         pub const FATBINS: &[(&str, &[u8])] = &[\n",
+    );
+    for fatbin in fatbins {
+        let (stem, path) = (&fatbin.stem, out_dir.join(fatbin.file_name()));
+        let path = path.to_str().expect("UTF-8 OUT_DIR");
+        writeln!(s, "    ({stem:?}, include_bytes!({path:?})),").unwrap();
+    }
+    s.push_str("];\n\n/// The GPU architectures the fatbins carry cubins for (PTX of the first is included too).\n");
+    let names: Vec<String> = archs
+        .iter()
+        .map(|a| format!("{:?}", format!("sm_{a}")))
+        .collect();
+    writeln!(s, "pub const ARCHS: &[&str] = &[{}];", names.join(", ")).unwrap();
+    s
+}
