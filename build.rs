@@ -130,9 +130,8 @@ fn main() {
     if let (Some(nvcc), false) = (&nvcc, fatbins_cached) {
         let out_dir = out_dir.as_path();
         for (fatbin, args) in fatbins.iter().zip(&arguments) {
-            let job = Box::new(move || {
-                nvcc::compile(nvcc, fatbin, args, &out_dir).map(|()| Made::Fatbin)
-            });
+            let job =
+                Box::new(move || nvcc::compile(nvcc, fatbin, args, out_dir).map(|()| Made::Fatbin));
             work.push((is_long(&fatbin.source), job));
         }
     }

@@ -167,7 +167,7 @@ impl BuildCache {
                 (used, p)
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         for (_, old) in found.into_iter().skip(KEEP) {
             let _ = fs::remove_dir_all(old);
         }
