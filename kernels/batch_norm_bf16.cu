@@ -41,6 +41,7 @@
 //   elementwise kernels: any grid; group lanes stride by gridDim.x tx, rows by gridDim.y ty.
 #include "bf16_vec.cuh"
 #include "bn_affine.cuh"
+#include "row_lanes.cuh"
 
 namespace batch_norm_bf16 {
 
@@ -52,28 +53,7 @@ enum ReluMask { kNoMask = 0, kMaskFromY = 1, kMaskFromAffine = 2 };
 // BN's affine map (bn_affine_coefficients, bn_affine) is bn_affine.cuh's, shared with the
 // tensor-core backward-data epilogue that takes the same mask.
 
-// Adds the ty row lanes of s (laid out [ty][tx][W]) into lane 0, in a fixed tree: lanes at distance
-// `half` (a power of two, halving) fold in, so any ty (not only powers of two) reduces correctly.
-template <int W>
-__device__ __forceinline__ void reduce_row_lanes(float* s) {
-    const int tx = threadIdx.x, ty = threadIdx.y, lanes = blockDim.y;
-    int half = 1;
-    while (half * 2 < lanes) half *= 2;
-    for (; half > 0; half /= 2) {
-        if (ty < half && ty + half < lanes) {
-            float* mine = s + (ty * blockDim.x + tx) * W;
-            const float* other = s + ((ty + half) * blockDim.x + tx) * W;
-#pragma unroll
-            for (int k = 0; k < W; ++k) mine[k] += other[k];
-        }
-        __syncthreads();
-    }
-}
-
-// Floats of shared memory per block for one sum per channel (s0, s1 of partial_sums): a slot per
-// thread and channel of its group. Declared once per kernel, not per template instance, so that the
-// vector and scalar instances share it.
-constexpr int kLaneSlots = kBf16Threads * kGroup;
+// reduce_row_lanes and kLaneSlots: row_lanes.cuh.
 
 template <int W, bool kVec, int kMode>
 __device__ __forceinline__ void partial_sums(const bf16* __restrict__ x, const bf16* __restrict__ y,
@@ -321,7 +301,7 @@ __device__ __forceinline__ void normalize_add_bn(const bf16* x, const float* mea
 
 extern "C" __global__ void batch_norm_partial_sum_bf16(const bf16* x, int M, int C, float* partial) {
     grid_dependency_sync();
-    __shared__ float lanes[batch_norm_bf16::kLaneSlots];
+    __shared__ float lanes[kLaneSlots];
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x), batch_norm_bf16::partial_sum, x, M, C,
                          partial, lanes);
 }
@@ -330,7 +310,7 @@ EMU_REGISTER(batch_norm_partial_sum_bf16);
 extern "C" __global__ void batch_norm_partial_sqdev_bf16(const bf16* x, const float* mean, int M, int C,
                                                          float* partial) {
     grid_dependency_sync();
-    __shared__ float lanes[batch_norm_bf16::kLaneSlots];
+    __shared__ float lanes[kLaneSlots];
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x), batch_norm_bf16::partial_sqdev, x,
                          mean, M, C, partial, lanes);
 }
@@ -343,7 +323,7 @@ extern "C" __global__ void batch_norm_backward_partial_bf16(const bf16* x, const
                                                             const float* gamma, const float* beta, int M, int C,
                                                             int mask, float* partial) {
     grid_dependency_sync();
-    __shared__ float lanes[2 * batch_norm_bf16::kLaneSlots];
+    __shared__ float lanes[2 * kLaneSlots];
     // A null y (no mask from it) counts as aligned.
     BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, y, dy),
                          batch_norm_bf16::backward_partial, x, y, dy, mean, inv_std, gamma, beta, M, C, mask,

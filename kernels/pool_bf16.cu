@@ -14,10 +14,21 @@
 //                           and its one rounding to bf16, so the maxima, their positions, y and dx
 //                           (the gradient with respect to z, what BN's backward takes) are bit for bit
 //                           those of pooling the stored z. BN's backward then takes its ReLU mask from x.
+//   max_pool_backward_bnrelu_sums_bf16: that backward, and from the same pass BN's backward sums
+//                           (conv_tc_bn_grad.cuh's, in its [2][C][P] layout, for
+//                           batch_norm_backward_finalize_tiles_f32), so BN's backward never reads dz
+//                           for them: per channel c and block p of the P in the grid, over the pixels
+//                           the block owns, with g = dz [x scale_c + shift_c > 0] (dz as stored, the
+//                           mask the data pass takes),
+//                             partial[0][c][p] = sum g,   partial[1][c][p] = sum g (x - mean_c)
+//                           in fp32: each thread over its pixels in order, then the block's ty lanes
+//                           in row_lanes.cuh's fixed tree (no atomics: the same bits every run).
 //
 // Launch (src/backend/gpu/bf16_launch.rs). A thread owns a group of W channels (8, one 16-byte vector,
 // when 8 divides C; else 1):
-//   max pool: pixels_bf16.cuh's shape over the output (forward) or input (backward) pixels.
+//   max pool: pixels_bf16.cuh's shape over the output (forward) or input (backward) pixels; the sums
+//     variant with one lane per channel group (blockDim.x = C / W) and its grid's images clamped, so
+//     that P stays in the thousands (bf16_launch.rs, max_pool_backward_sums).
 //   global_avg_pool_forward: block (tx, ty), grid (groups / tx, N / ty): lanes over channel groups and
 //     images; a thread sums one image's pixels for its group.
 //   global_avg_pool_backward: block (tx, ty), grid (groups / tx, N): a thread forms its group's
@@ -26,6 +37,7 @@
 #include "bf16_vec.cuh"
 #include "bn_affine.cuh"
 #include "pixels_bf16.cuh"
+#include "row_lanes.cuh"
 
 namespace pool_bf16 {
 
@@ -110,6 +122,33 @@ __device__ __forceinline__ void covering_outputs(int h, int stride, int pad, int
     *hi = b < outputs - 1 ? b : outputs - 1;
 }
 
+// The gradient of input pixel (h, w) of image `img` (dy_img its output gradient) over channels
+// [c0, c0 + W): the sum, in fp32 and in row-major window order, of dy over the windows whose first
+// maximum is (h, w).
+template <int W, bool kVec, bool kBn>
+__device__ __forceinline__ void pixel_gradient(const bf16* __restrict__ img, const bf16* __restrict__ dy_img,
+                                               const PoolShape& s, int h, int w, int c0, const TapMap<W, kBn>& map,
+                                               float acc[W]) {
+    int p_lo, p_hi, q_lo, q_hi;
+    covering_outputs(h, s.stride, s.pad, s.window, s.P, &p_lo, &p_hi);
+    covering_outputs(w, s.stride, s.pad, s.window, s.Q, &q_lo, &q_hi);
+    const int me = h * s.W + w;
+#pragma unroll
+    for (int k = 0; k < W; ++k) acc[k] = 0.0f;
+    for (int p = p_lo; p <= p_hi; ++p) {
+        for (int q = q_lo; q <= q_hi; ++q) {
+            float best[W], grad[W];
+            int best_at[W];
+            window_max<W, kVec>(img, s, p, q, c0, map, best, best_at);
+            load_bf16<W, kVec>(dy_img + (static_cast<long long>(p) * s.Q + q) * s.C + c0, grad);
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                if (best_at[k] == me) acc[k] += grad[k];
+            }
+        }
+    }
+}
+
 template <int W, bool kVec, bool kBn>
 __device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, const BnAffineParams& bn,
                                                   const bf16* __restrict__ dy, bf16* __restrict__ dx, PoolShape s) {
@@ -117,30 +156,66 @@ __device__ __forceinline__ void max_pool_backward(const bf16* __restrict__ x, co
         const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
         const bf16* dy_img = dy + static_cast<long long>(n) * s.P * s.Q * s.C;
         bf16* out = dx + ((static_cast<long long>(n) * s.H + h) * s.W + w) * s.C;
-        int p_lo, p_hi, q_lo, q_hi;
-        covering_outputs(h, s.stride, s.pad, s.window, s.P, &p_lo, &p_hi);
-        covering_outputs(w, s.stride, s.pad, s.window, s.Q, &q_lo, &q_hi);
-        const int me = h * s.W + w;
         for_lane_groups(s.C / W, [&](int g) {
             const TapMap<W, kBn> map(bn, g * W);
             float acc[W];
-#pragma unroll
-            for (int k = 0; k < W; ++k) acc[k] = 0.0f;
-            for (int p = p_lo; p <= p_hi; ++p) {
-                for (int q = q_lo; q <= q_hi; ++q) {
-                    float best[W], grad[W];
-                    int best_at[W];
-                    window_max<W, kVec>(img, s, p, q, g * W, map, best, best_at);
-                    load_bf16<W, kVec>(dy_img + (static_cast<long long>(p) * s.Q + q) * s.C + g * W, grad);
-#pragma unroll
-                    for (int k = 0; k < W; ++k) {
-                        if (best_at[k] == me) acc[k] += grad[k];
-                    }
-                }
-            }
+            pixel_gradient<W, kVec>(img, dy_img, s, h, w, g * W, map, acc);
             store_bf16<W, kVec>(out + g * W, acc);
         });
     });
+}
+
+// max_pool_backward through BN (kBn), and the backward sums of that BN (see the header). Lane tx owns
+// channel group tx (the launch gives blockDim.x = C / W) for every pixel the thread owns; s0 and s1
+// are kLaneSlots floats of shared memory each.
+template <int W, bool kVec>
+__device__ __forceinline__ void max_pool_backward_bnrelu_sums(const bf16* __restrict__ x, const BnAffineParams& bn,
+                                                              const bf16* __restrict__ dy, bf16* __restrict__ dx,
+                                                              float* __restrict__ partial, PoolShape s, float* s0,
+                                                              float* s1) {
+    const int group = threadIdx.x, c0 = group * W;
+    const bool owns = group < s.C / W;
+    float a0[W], a1[W], mu[W];
+#pragma unroll
+    for (int k = 0; k < W; ++k) a0[k] = a1[k] = mu[k] = 0.0f;
+    if (owns) {
+        const TapMap<W, true> map(bn, c0);
+#pragma unroll
+        for (int k = 0; k < W; ++k) mu[k] = bn.mean[c0 + k];
+        for_owned_pixels(s.N, s.H, s.W, [&](int n, int h, int w) {
+            const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
+            const bf16* dy_img = dy + static_cast<long long>(n) * s.P * s.Q * s.C;
+            const long long at = ((static_cast<long long>(n) * s.H + h) * s.W + w) * s.C + c0;
+            float dz[W], xv[W];
+            pixel_gradient<W, kVec>(img, dy_img, s, h, w, c0, map, dz);
+            store_bf16<W, kVec>(dx + at, dz);
+            load_bf16<W, kVec>(x + at, xv);
+#pragma unroll
+            for (int k = 0; k < W; ++k) {
+                // dz as stored; the mask as the data pass takes it (bn_affine.cuh: the forward's).
+                const float stored = bf16_to_float(bf16_from_float(dz[k]));
+                const float g = bn_affine(xv[k], map.scale[k], map.shift[k]) > 0.0f ? stored : 0.0f;
+                a0[k] += g;
+                a1[k] += g * (xv[k] - mu[k]);
+            }
+        });
+    }
+    float* mine0 = s0 + (threadIdx.y * blockDim.x + threadIdx.x) * W;
+    float* mine1 = s1 + (threadIdx.y * blockDim.x + threadIdx.x) * W;
+#pragma unroll
+    for (int k = 0; k < W; ++k) mine0[k] = a0[k], mine1[k] = a1[k];
+    __syncthreads();
+    reduce_row_lanes<W>(s0);
+    reduce_row_lanes<W>(s1);
+    if (threadIdx.y == 0 && owns) {
+        const long long P = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z;
+        const long long p = blockIdx.x + static_cast<long long>(gridDim.x) * (blockIdx.y + static_cast<long long>(gridDim.y) * blockIdx.z);
+#pragma unroll
+        for (int k = 0; k < W; ++k) {
+            partial[(c0 + k) * P + p] = s0[threadIdx.x * W + k];
+            partial[(s.C + c0 + k) * P + p] = s1[threadIdx.x * W + k];
+        }
+    }
 }
 
 template <int W, bool kVec>
@@ -262,3 +337,17 @@ extern "C" __global__ void max_pool_backward_bnrelu_bf16(const bf16* x, const fl
                          PoolShape{N, H, W, C, P, Q, window, stride, pad});
 }
 EMU_REGISTER(max_pool_backward_bnrelu_bf16);
+
+// The stem's BN backward sums too, into `partial` ([2][C][P] floats, P = the grid's blocks; see the
+// header): blockDim.x must be C / 8 (or C when 8 does not divide C).
+extern "C" __global__ void max_pool_backward_bnrelu_sums_bf16(const bf16* x, const float* mean, const float* inv_std,
+                                                              const float* gamma, const float* beta, const bf16* dy,
+                                                              bf16* dx, float* partial, int N, int H, int W, int C,
+                                                              int P, int Q, int window, int stride, int pad) {
+    grid_dependency_sync();
+    __shared__ float s0[kLaneSlots], s1[kLaneSlots];
+    BF16_DISPATCH_GROUPS(channel_groups_vectorised(C), pointers_aligned16(x, dy, dx),
+                         pool_bf16::max_pool_backward_bnrelu_sums, x, BnAffineParams{mean, inv_std, gamma, beta}, dy,
+                         dx, partial, PoolShape{N, H, W, C, P, Q, window, stride, pad}, s0, s1);
+}
+EMU_REGISTER(max_pool_backward_bnrelu_sums_bf16);

@@ -943,6 +943,91 @@ fn max_pool_through_bn_is_normalize_then_max_pool() {
     }
 }
 
+/// The stem's max pool through BN with that BN's backward sums from the same pass
+/// (`max_pool_backward_bnrelu_sums_bf16`): its `dx` is bit for bit the plain BN-input pool's, and
+/// its `[2][C][P]` partials (P the launch's blocks), added up, are the f64 sums over every pixel of
+/// `g = dz [BN(x) > 0]` and `g (x - mean)`, with `dz` as stored. Tolerance: fp32 additions in some
+/// order, a partial's then the partials' (at most M terms each way: M eps sum|terms|, one more
+/// rounding per term for the product and the difference, as for the separate pass above). Inputs
+/// kept off ReLU's kink, so the mask cannot flip between the kernel's fma and the f64 reference;
+/// partials and `dx` poisoned first, so an unwritten one fails. The last shape has more images than
+/// the grid has blocks along them: a block walks several.
+#[test]
+fn max_pool_through_bn_with_sums_gives_the_bns_backward_sums() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    // (N, H, W, C, window, stride, pad, offset)
+    for (n, h, w, c, window, stride, pad, offset) in [
+        (1, 7, 9, 3, 3, 2, 1, 0),
+        (3, 12, 10, 64, 3, 2, 1, 0),
+        (2, 8, 8, 16, 3, 2, 1, 1),
+        (20, 6, 6, 24, 3, 1, 1, 0),
+    ] {
+        let (p, q) = (
+            (h + 2 * pad - window) / stride + 1,
+            (w + 2 * pad - window) / stride + 1,
+        );
+        let (len, pooled) = (n * h * w * c, n * p * q * c);
+        let params = random_bn_params(&mut rng, c);
+        let x = bn_inputs_off_the_relu_kink(&mut rng, len, &params);
+        let dy = random_vec(&mut rng, pooled, -4, 4);
+        let bn = params.each_ref().map(|v| DeviceVec::new(v));
+        let (_x, px) = upload_at(&x, offset);
+        let (_dy, pdy) = upload_at(&dy, offset);
+        let with_bn = |args: KernelArgs| bn.iter().fold(args, |a, p| a.ptr(p.ptr));
+        let shape = |args| pool_shape(args, [n, h, w, c], [p, q], [window, stride, pad]);
+
+        let (dx_plain, pdx_plain) = poisoned_at(len, offset);
+        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(pdy).ptr(pdx_plain));
+        let plain = bf16_launch::max_pool_backward(n, h, w, c);
+        launch("max_pool_backward_bnrelu_bf16", plain, args);
+        let (dx_sums, pdx_sums) = poisoned_at(len, offset);
+        let l = bf16_launch::max_pool_backward_sums(n, h, w, c).expect("a lane per group");
+        let parts = l.blocks();
+        let partial = DeviceVec::filled(f32::NAN, 2 * c * parts);
+        let args = with_bn(KernelArgs::new().ptr(px))
+            .ptr(pdy)
+            .ptr(pdx_sums)
+            .ptr(partial.ptr);
+        launch("max_pool_backward_bnrelu_sums_bf16", l, shape(args));
+
+        let what = format!("max pool sums {n}x{h}x{w}x{c} k{window} s{stride} p{pad} +{offset}");
+        let dz = download_at(&dx_plain, offset);
+        assert!(dz.iter().all(|v| !v.is_nan()), "{what}: dx unwritten");
+        assert_bits_eq(&download_at(&dx_sums, offset), &dz, &what);
+        let partial = partial.to_host();
+        assert!(
+            partial.iter().all(|v| v.is_finite()),
+            "{what}: a partial unwritten"
+        );
+        for (ch, &mean) in params[0].iter().enumerate() {
+            let (mut g_sum, mut g_abs, mut gx_sum, mut gx_abs) = (0.0, 0.0, 0.0, 0.0);
+            for i in (ch..len).step_by(c) {
+                let keep = bn_forward_value(&x, &params, i) > 0.0;
+                let g = if keep { dz[i].to_f64() } else { 0.0 };
+                // The kernel forms x - mean in fp32.
+                let xm = f64::from(x[i].to_f32() - mean);
+                g_sum += g;
+                g_abs += g.abs();
+                gx_sum += g * xm;
+                gx_abs += (g * xm).abs();
+            }
+            let got = |q: usize| -> f64 {
+                let at = (q * c + ch) * parts;
+                partial[at..at + parts].iter().map(|&v| f64::from(v)).sum()
+            };
+            let m = n * h * w;
+            assert_sum_close(got(0), g_sum, g_abs, m, &format!("sum g {what} c={ch}"));
+            assert_sum_close(
+                got(1),
+                gx_sum,
+                gx_abs,
+                m + 2,
+                &format!("sum gx {what} c={ch}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn global_avg_pool_forward_is_accurate_and_backward_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);

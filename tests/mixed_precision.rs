@@ -775,7 +775,8 @@ fn step_and_launches(
 /// to the first block. The same step as with the fusion off (`with_bn_grad_fusion(false)`), with
 /// one kernel fewer per such BN (resnet8: the stem, 3 inner BNs, 2 block ends; a two-stage
 /// bottleneck net whose stem goes through max pooling, the stride on its 3x3 so that fused
-/// backward-data has stride-2 phases: 4 inner BNs, 1 block end).
+/// backward-data has stride-2 phases: 4 inner BNs, 1 block end, and the stem's BN, whose sums its
+/// max pool's backward takes, `max_pool_backward_bnrelu_sums_bf16`).
 ///
 /// Tolerance: the forward is untouched, so the loss is the same bits. The two BN backward passes
 /// differ only in the fp32 order of their per-channel sums (about 2^-20 relative), which moves each
@@ -803,7 +804,7 @@ fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
     bottleneck.stage_channels = vec![32, 64];
     for (name, config, side, fused_bns) in [
         ("resnet8", resnet8, 12, 6),
-        ("bottleneck", bottleneck, 24, 5),
+        ("bottleneck", bottleneck, 24, 6),
     ] {
         let fused = gpu_bf16().with_tc_family(family);
         let separate = gpu_bf16().with_tc_family(family).with_bn_grad_fusion(false);
@@ -839,7 +840,11 @@ fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
 /// it (`batch_norm_normalize_add_bn_bf16`, rounding as the stored output would be), and its stem's
 /// BN, which the max pool applies at each tap (`max_pool_{forward,backward}_bnrelu_bf16`). Both with the
 /// BN backward sums from backward-data (the default) and without (BN's backward then takes its
-/// ReLU mask from its input, the output never having been stored).
+/// ReLU mask from its input, the output never having been stored). With those sums, the stem's BN
+/// left unstored also has its sums from its max pool's backward (one launch fewer still: its
+/// separate partial pass) while the stored one takes the separate pass: the same sums in another
+/// fp32 order, so the stem's gradients (`conv1`, `bn1`, the last the backward computes) agree to
+/// the tolerance of `bn_backward_sums_match_the_separate_pass`, and every other bit is the same.
 #[test]
 fn bn_relu_in_the_next_convolutions_load_matches_the_stored_output() {
     bn_relu_in_the_load_matches_the_stored_output(TcFamily::MmaSync);
@@ -856,9 +861,9 @@ fn bn_relu_in_the_load_matches_the_stored_output(family: TcFamily) {
     let mut bottleneck = ModelConfig::from_name("resnet50", 7).unwrap();
     bottleneck.stage_blocks = vec![1, 1];
     bottleneck.stage_channels = vec![32, 64];
-    for (name, config, side, unstored_bns) in [
-        ("resnet8", resnet8, 12, 3),
-        ("bottleneck", bottleneck, 24, 7),
+    for (name, config, side, unstored_bns, has_pooled_stem) in [
+        ("resnet8", resnet8, 12, 3, false),
+        ("bottleneck", bottleneck, 24, 7, true),
     ] {
         for bn_grad in [true, false] {
             let name = format!("{name} (BN sums from backward-data: {bn_grad})");
@@ -871,13 +876,24 @@ fn bn_relu_in_the_load_matches_the_stored_output(family: TcFamily) {
                 .with_bn_input_fusion(false);
             let (a, launches_a) = step_and_launches(&fused, &config, 2, side, 93);
             let (b, launches_b) = step_and_launches(&stored, &config, 2, side, 93);
+            let pool_sums = bn_grad && has_pooled_stem;
             assert_eq!(
                 launches_b - launches_a,
-                unstored_bns,
+                unstored_bns + usize::from(pool_sums) as u64,
                 "{name}: launches fused {launches_a}, stored {launches_b}"
             );
             assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
             for ((param, _, ga), (_, _, gb)) in a.params.iter().zip(&b.params) {
+                if pool_sums && (param == "conv1.weight" || param.starts_with("bn1.")) {
+                    let diff: f64 = ga
+                        .iter()
+                        .zip(gb)
+                        .map(|(&u, &v)| (f64::from(u) - f64::from(v)).powi(2))
+                        .sum();
+                    let e = diff.sqrt() / norm(gb).max(1e-12);
+                    assert!(e <= 1e-3, "{name} {family:?}: {param} gradient: {e:.2e}");
+                    continue;
+                }
                 let differing = ga
                     .iter()
                     .zip(gb)

@@ -686,14 +686,23 @@ pub trait Backend: Sized + Send + Sync + 'static {
     ) -> Result<()> {
         Err(no_bn_input_fusion(self))
     }
+    /// The length of the `partials` that `max_pool_backward_bn_input` can fill for an input of
+    /// shape `x`, or `None` where it cannot (the default).
+    fn max_pool_bn_grad_len(&self, _x: &[usize; 4], _geom: PoolGeometry) -> Option<usize> {
+        None
+    }
     /// `max_pool_backward(relu(BN(x)), dy)`: `dx` is the gradient with respect to BN's output (what
-    /// BN's backward takes). Only where `max_pool_bn_input_fusion` is true (default: an error).
+    /// BN's backward takes). With `partials` (`max_pool_bn_grad_len` values), also that BN's
+    /// backward partial sums from the same pass, for [`Backend::batch_norm_backward_from_partials`],
+    /// as `conv2d_backward_data_with_bn_grad` gives them (`dx` itself stays unmasked). Only where
+    /// `max_pool_bn_input_fusion` is true (default: an error).
     fn max_pool_backward_bn_input(
         &self,
         _x: &Tensor<Self>,
         _bn: BnMap<'_, Self>,
         _dy: &Tensor<Self>,
         _dx: &mut Tensor<Self>,
+        _partials: Option<&mut Tensor<Self>>,
         _geom: PoolGeometry,
     ) -> Result<()> {
         Err(no_bn_input_fusion(self))

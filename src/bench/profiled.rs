@@ -778,17 +778,23 @@ impl<B: Backend> Backend for Profiled<B> {
         })
     }
 
+    fn max_pool_bn_grad_len(&self, x: &[usize; 4], geom: PoolGeometry) -> Option<usize> {
+        self.inner.max_pool_bn_grad_len(x, geom)
+    }
+
     fn max_pool_backward_bn_input(
         &self,
         x: &Tensor<Self>,
         bn: BnMap<'_, Self>,
         dy: &Tensor<Self>,
         dx: &mut Tensor<Self>,
+        partials: Option<&mut Tensor<Self>>,
         geom: PoolGeometry,
     ) -> Result<()> {
         let bn = inner_bn_map(bn);
+        let partials = partials.map(inner_mut);
         self.timed(OpFamily::Other, |b| {
-            b.max_pool_backward_bn_input(inner(x), bn, inner(dy), inner_mut(dx), geom)
+            b.max_pool_backward_bn_input(inner(x), bn, inner(dy), inner_mut(dx), partials, geom)
         })
     }
 

@@ -1,7 +1,7 @@
 //! Pooling layers: global average pooling (NHWC to `[N, C]`, before the classifier) and the 3x3
 //! stride-2 max pool of the ImageNet stem. The math is stated on the backend ops.
 
-use super::conv_bn::UnitInput;
+use super::conv_bn::{BnGradTarget, UnitInput};
 use super::{Layer, Mode};
 use crate::backend::{Backend, PoolGeometry};
 use crate::error::Result;
@@ -89,9 +89,39 @@ impl<B: Backend> MaxPool2d<B> {
             UnitInput::Tensor(x) => ops::max_pool_backward(be, x, dy, &mut self.dx, self.geom),
             UnitInput::Unstored { x, bn } => {
                 let map = bn.relu_map("max_pool_backward_bn_input")?;
-                ops::max_pool_backward_bn_input(be, x, map, dy, &mut self.dx, self.geom)
+                ops::max_pool_backward_bn_input(be, x, map, dy, &mut self.dx, None, self.geom)
             }
         }
+    }
+}
+
+impl<B: Backend> MaxPool2d<B> {
+    /// [`Self::backward_from`] for the unstored output of the BN `target` names, where the backend
+    /// can take that BN's backward sums from the same pass (`Backend::max_pool_bn_grad_len`): they go
+    /// to the target's partials and set its flag, so that BN's backward reads this pool's input
+    /// gradient once, in its data pass, as after a convolution's backward-data (`BnGradTarget`).
+    /// Returns whether it could; when not, nothing ran.
+    pub fn backward_with_bn_grad(
+        &mut self,
+        be: &B,
+        target: BnGradTarget<'_, B>,
+        dy: &Tensor<B>,
+    ) -> Result<bool> {
+        let Some(xs) = target.x.shape().dims4() else {
+            return Ok(false);
+        };
+        let len = match target.output_unstored && target.bn.trained() {
+            true => be.max_pool_bn_grad_len(&xs, self.geom),
+            false => None,
+        };
+        let Some(len) = len else { return Ok(false) };
+        self.dx.ensure_shape(be, &xs)?;
+        target.partials.ensure_shape(be, &[len])?;
+        let map = target.bn.relu_map("max_pool_backward_bn_input")?;
+        let partials = Some(&mut *target.partials);
+        ops::max_pool_backward_bn_input(be, target.x, map, dy, &mut self.dx, partials, self.geom)?;
+        *target.ready = true;
+        Ok(true)
     }
 }
 

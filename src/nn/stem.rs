@@ -5,11 +5,14 @@
 //! stored, where the backend pools through a batch norm (`Backend::max_pool_bn_input_fusion`): in
 //! training, BN then computes its statistics only and the pool computes `relu(BN(x))` at each tap
 //! from the convolution's output `x`, in its forward and again in its backward (which writes the
-//! gradient with respect to BN's output, what BN's backward takes; BN's backward takes its ReLU mask
-//! from `x`). That output is the network's largest activation (64 channels at half the input's
+//! gradient with respect to BN's output, what BN's backward takes, and, where the backend can, BN's
+//! backward sums from the same pass, as a convolution's backward-data gives a BN before it; BN's
+//! backward takes its ReLU mask from `x`). That output is the network's largest activation (64 channels at half the input's
 //! resolution: 411 MB in bf16 at batch 256 of 224x224 images), and the pass that stored it read and
 //! wrote it once more. Everywhere else (evaluation, a backend without the fusion) the BN output is
-//! stored and pooled as before. Either way the numbers are the same bit for bit.
+//! stored and pooled as before. Either way the pool's output and its gradient are the same bit for
+//! bit; BN's backward sums, when the pool takes them, are added in another order (rounding apart,
+//! the same sums).
 
 use super::conv_bn::{ConvBn, UnitInput};
 use super::pool::MaxPool2d;
@@ -44,7 +47,11 @@ impl<B: Backend> Layer<B> for PooledStem<B> {
     }
 
     fn backward(&mut self, be: &B, x: &Tensor<B>, dy: &Tensor<B>) -> Result<()> {
-        self.pool.backward_from(be, self.unit.as_input(), dy)?;
+        // Where it can, the pool also takes BN's backward sums, which BN's backward then uses.
+        let (_, target) = self.unit.output_with_bn_grad();
+        if !self.pool.backward_with_bn_grad(be, target, dy)? {
+            self.pool.backward_from(be, self.unit.as_input(), dy)?;
+        }
         self.unit.backward(be, x, self.pool.input_grad())
     }
 

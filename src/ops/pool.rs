@@ -1,8 +1,8 @@
 //! Pooling: global average, and max (also over a batch norm's output computed from its input).
 
 use super::{
-    expect_activations, expect_bn_channels, expect_masters, expect_nonempty, expect_rank4,
-    expect_shape,
+    expect_activations, expect_bn_channels, expect_masters, expect_nonempty, expect_partials,
+    expect_rank4, expect_shape,
 };
 use crate::backend::{Backend, BnMap, PoolGeometry};
 use crate::error::{invalid, Error, Result};
@@ -145,7 +145,8 @@ pub fn max_pool_forward_bn_input<B: Backend>(
     be.max_pool_forward_bn_input(x, bn, y, geom)
 }
 
-/// `max_pool_backward(relu(BN(x)), dy, dx)`: `dx` with respect to BN's output
+/// `max_pool_backward(relu(BN(x)), dy, dx)`: `dx` with respect to BN's output; with `partials`
+/// (`Backend::max_pool_bn_grad_len` values), also that BN's backward partial sums
 /// (`Backend::max_pool_backward_bn_input`).
 pub fn max_pool_backward_bn_input<B: Backend>(
     be: &B,
@@ -153,10 +154,16 @@ pub fn max_pool_backward_bn_input<B: Backend>(
     bn: BnMap<'_, B>,
     dy: &Tensor<B>,
     dx: &mut Tensor<B>,
+    partials: Option<&mut Tensor<B>>,
     geom: PoolGeometry,
 ) -> Result<()> {
     const OP: &str = "max_pool_backward_bn_input";
     let xs = check_max_pool_backward(be, OP, x, dy, dx, geom)?;
     expect_pool_bn_input(be, OP, &xs, &bn)?;
-    be.max_pool_backward_bn_input(x, bn, dy, dx, geom)
+    if let Some(partials) = &partials {
+        let len = be.max_pool_bn_grad_len(&xs, geom);
+        let missing = "batch-norm backward sums in this max pool (max_pool_bn_grad_len is None)";
+        expect_partials(be, OP, "partials", partials, len, missing)?;
+    }
+    be.max_pool_backward_bn_input(x, bn, dy, dx, partials, geom)
 }

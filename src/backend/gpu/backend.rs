@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::batch_norm::StatisticsSource;
-use super::bf16_launch::Launch;
+use super::bf16_launch::{self as bf16_plan, Launch};
 use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
 use super::conv_plan::ConvShape;
@@ -975,18 +975,33 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.max_pool(x, Some(&bn), None, y, geom)
     }
 
+    /// Where the pool can take its BN's backward sums: the BN-input pool, with the backward-data
+    /// sums fusion on (`RESNET_FUSE_BN_GRAD`), and a lane for each channel group.
+    fn max_pool_bn_grad_len(&self, x: &[usize; 4], _geom: PoolGeometry) -> Option<usize> {
+        if !self.max_pool_bn_input_fusion() || !self.fuse_bn_grad {
+            return None;
+        }
+        let [n, h, w, c] = *x;
+        let launch = bf16_plan::max_pool_backward_sums(n, h, w, c)?;
+        Some(2 * c * launch.blocks())
+    }
+
     fn max_pool_backward_bn_input(
         &self,
         x: &Tensor<Self>,
         bn: BnMap<'_, Self>,
         dy: &Tensor<Self>,
         dx: &mut Tensor<Self>,
+        partials: Option<&mut Tensor<Self>>,
         geom: PoolGeometry,
     ) -> Result<()> {
         if !self.max_pool_bn_input_fusion() {
             return Err(crate::backend::no_bn_input_fusion(self));
         }
-        self.max_pool(x, Some(&bn), Some(dy), dx, geom)
+        match partials {
+            None => self.max_pool(x, Some(&bn), Some(dy), dx, geom),
+            Some(partials) => self.max_pool_with_bn_sums(x, &bn, dy, dx, partials, geom),
+        }
     }
 
     fn linear_forward(

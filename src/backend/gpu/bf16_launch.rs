@@ -18,6 +18,7 @@
 //! | `global_avg_pool_backward_bf16` | [`global_avg_pool_backward`]`(N, HW, C)` | (tx, ty) | (groups/tx, N) |
 //! | `max_pool_forward_bf16`, `max_pool_forward_bnrelu_bf16` | [`max_pool_forward`]`(N, P, Q, C)` | (tx, ty) | (Q/ty, P, N) |
 //! | `max_pool_backward_bf16`, `max_pool_backward_bnrelu_bf16` | [`max_pool_backward`]`(N, H, W, C)` | (tx, ty) | (W/ty, H, N) |
+//! | `max_pool_backward_bnrelu_sums_bf16` | [`max_pool_backward_sums`]`(N, H, W, C)` | (C/8, ty) | (W/ty, H, min(N, 16)) |
 //! | `shortcut_a_forward_bf16` | [`shortcut_a_forward`]`(N, P, Q, Cin, Cout)` | (tx, ty) | (Q/ty, P, N) |
 //! | `shortcut_a_backward_bf16` | [`shortcut_a_backward`]`(N, H, W, Cin, Cout)` | (tx, ty) | (W/ty, H, N) |
 //! | `add_forward_bf16`, `add_backward_bf16`, `cast_f32_to_bf16`, `cast_bf16_to_f32` | [`elementwise`]`(n)` | 256 | n/8/256, capped |
@@ -165,6 +166,30 @@ pub fn max_pool_forward(n: usize, p: usize, q: usize, c: usize) -> Launch {
 /// Max pooling's backward, one thread per input pixel of `dx[n, h, w, c]`.
 pub fn max_pool_backward(n: usize, h: usize, w: usize, c: usize) -> Launch {
     pixels(n, h, w, c / channel_group(c))
+}
+
+/// Images a block of the BN-sums max-pool backward walks at most (its grid's z): each block writes
+/// one partial per channel, so this bounds P (at batch 256 of 112 x 112 stem outputs, 7168).
+const POOL_SUMS_IMAGE_BLOCKS: usize = 16;
+
+/// Max pooling's backward with its BN's backward sums (`max_pool_backward_bnrelu_sums_bf16`): as
+/// [`max_pool_backward`] but one lane per channel group, which the kernel needs (`None` when the
+/// groups outnumber [`MAX_GROUP_LANES`]), and at most [`POOL_SUMS_IMAGE_BLOCKS`] blocks along the
+/// images. The kernel's partition count P is the grid's block count.
+pub fn max_pool_backward_sums(n: usize, h: usize, w: usize, c: usize) -> Option<Launch> {
+    let groups = c / channel_group(c);
+    if groups > MAX_GROUP_LANES {
+        return None;
+    }
+    // group_block gives every group its lane (groups <= MAX_GROUP_LANES).
+    Some(pixels(n.min(POOL_SUMS_IMAGE_BLOCKS), h, w, groups))
+}
+
+impl Launch {
+    /// Blocks in the grid.
+    pub fn blocks(&self) -> usize {
+        self.grid.0 as usize * self.grid.1 as usize * self.grid.2 as usize
+    }
 }
 
 /// The shortcut's channel group: 8 only when it divides both channel counts (as the kernels decide).

@@ -11,7 +11,7 @@ use super::bf16_launch::{self as bf16_plan, Launch};
 use super::driver::Driver;
 use super::launch::{grid_1d, KernelArgs};
 use crate::backend::{BnMap, DType, PoolGeometry, Precision};
-use crate::error::Result;
+use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
 
 type T<D> = Tensor<GpuBackend<D>>;
@@ -246,20 +246,55 @@ impl<D: Driver> GpuBackend<D> {
             None => ((k.max_pool_forward_at)(xd, yd), args),
             Some(dy) => ((k.max_pool_backward_at)(xd, yd), args.ptr(dy.buf().ptr())),
         };
-        let ([n, h, w, c], [_, p, q, _]) = (xd, yd);
-        let args = args
-            .ptr(out.buf().ptr())
-            .int(n)
-            .int(h)
-            .int(w)
-            .int(c)
-            .int(p)
-            .int(q)
-            .int(geom.window)
-            .int(geom.stride)
-            .int(geom.pad);
+        let args = with_pool_shape(args.ptr(out.buf().ptr()), xd, yd, geom);
         self.launch_planned(kernel, launch, args)?;
         Self::written_as(out, k.activations);
         Ok(())
     }
+
+    /// The BN-input max pool's backward, and from the same pass that BN's backward partial sums
+    /// into `partials` (kernels/pool_bf16.cu, `max_pool_backward_bnrelu_sums_bf16`): `[2][C][P]`
+    /// floats, P the launch's blocks, which `Backend::max_pool_bn_grad_len` sized.
+    pub(super) fn max_pool_with_bn_sums(
+        &self,
+        x: &T<D>,
+        bn: &BnMap<'_, GpuBackend<D>>,
+        dy: &T<D>,
+        dx: &mut T<D>,
+        partials: &mut T<D>,
+        geom: PoolGeometry,
+    ) -> Result<()> {
+        let (xd, yd) = (dims4(x), dims4(dy));
+        let [n, h, w, c] = xd;
+        let launch = bf16_plan::max_pool_backward_sums(n, h, w, c).ok_or_else(|| {
+            invalid(
+                "max_pool_backward_bn_input",
+                format!(
+                    "{c} channels: too many for the pool's BN sums (max_pool_bn_grad_len is None)"
+                ),
+            )
+        })?;
+        let args = with_bn_affine(KernelArgs::new().ptr(x.buf().ptr()), bn.gamma, &bn.saved)
+            .ptr(dy.buf().ptr())
+            .ptr(dx.buf().ptr())
+            .ptr(partials.buf().ptr());
+        let args = with_pool_shape(args, xd, yd, geom);
+        self.launch_planned("max_pool_backward_bnrelu_sums_bf16", launch, args)?;
+        Self::written_as(dx, DType::Bf16);
+        Self::written_as(partials, DType::F32);
+        Ok(())
+    }
+}
+
+/// The max pools' shape parameters, after their pointers: `N, H, W, C` of the input, `P, Q` of the
+/// output, then the window, stride and padding.
+fn with_pool_shape(
+    args: KernelArgs,
+    [n, h, w, c]: Dims,
+    [_, p, q, _]: Dims,
+    geom: PoolGeometry,
+) -> KernelArgs {
+    [n, h, w, c, p, q, geom.window, geom.stride, geom.pad]
+        .into_iter()
+        .fold(args, |a, v| a.int(v))
 }
