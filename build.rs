@@ -105,13 +105,13 @@ fn main() {
     let emulator_cached = restored("emulator", &emulator_key, &library);
 
     let nvcc = find_nvcc_or_say_why(&root);
-    let archs = nvcc
-        .as_ref()
-        .map(|_| nvcc::cuda_archs())
-        .unwrap_or_default();
-    let fatbins = match &nvcc {
-        Some(_) => nvcc::fatbins(&cu_files, &archs),
-        None => Vec::new(),
+    let (archs, fatbins) = match &nvcc {
+        Some(_) => {
+            let archs = nvcc::cuda_archs();
+            let fatbins = nvcc::fatbins(&cu_files, &archs);
+            (archs, fatbins)
+        }
+        None => (Vec::new(), Vec::new()),
     };
     let arguments: Vec<Vec<String>> = fatbins
         .iter()
@@ -136,8 +136,7 @@ fn main() {
         }
     }
     if !emulator_cached {
-        let sources = cu_files.iter().chain(&runtime);
-        for (source, job) in sources.zip(emulator.jobs()) {
+        for (source, job) in emulator.jobs() {
             work.push((is_long(source), Box::new(move || job().map(Made::Objects))));
         }
     }

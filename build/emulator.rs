@@ -75,18 +75,19 @@ impl Emulator {
             .add(env::var("TARGET").ok());
     }
 
-    /// One job per source file; each gives its object files.
-    pub fn jobs(&self) -> Vec<Job<'_, Vec<PathBuf>>> {
+    /// One job per source file, with the file; each gives its object files.
+    pub fn jobs(&self) -> Vec<(&Path, Job<'_, Vec<PathBuf>>)> {
         self.sources
             .iter()
             .map(|source| {
                 let mut build = self.build.clone();
                 build.file(source);
-                Box::new(move || {
+                let job: Job<'_, Vec<PathBuf>> = Box::new(move || {
                     build
                         .try_compile_intermediates()
                         .map_err(|e| format!("the emulator's {}: {e}", source.display()))
-                }) as Job<'_, Vec<PathBuf>>
+                });
+                (source.as_path(), job)
             })
             .collect()
     }

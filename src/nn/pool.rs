@@ -93,9 +93,7 @@ impl<B: Backend> MaxPool2d<B> {
             }
         }
     }
-}
 
-impl<B: Backend> MaxPool2d<B> {
     /// [`Self::backward_from`] for the unstored output of the BN `target` names, where the backend
     /// can take that BN's backward sums from the same pass (`Backend::max_pool_bn_grad_len`): they go
     /// to the target's partials and set its flag, so that BN's backward reads this pool's input
@@ -107,14 +105,15 @@ impl<B: Backend> MaxPool2d<B> {
         target: BnGradTarget<'_, B>,
         dy: &Tensor<B>,
     ) -> Result<bool> {
+        if !target.output_unstored || !target.bn.trained() {
+            return Ok(false);
+        }
         let Some(xs) = target.x.shape().dims4() else {
             return Ok(false);
         };
-        let len = match target.output_unstored && target.bn.trained() {
-            true => be.max_pool_bn_grad_len(&xs, self.geom),
-            false => None,
+        let Some(len) = be.max_pool_bn_grad_len(&xs, self.geom) else {
+            return Ok(false);
         };
-        let Some(len) = len else { return Ok(false) };
         self.dx.ensure_shape(be, &xs)?;
         target.partials.ensure_shape(be, &[len])?;
         let map = target.bn.relu_map("max_pool_backward_bn_input")?;

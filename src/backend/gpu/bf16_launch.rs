@@ -72,6 +72,11 @@ impl Launch {
     pub fn threads(&self) -> u32 {
         self.block.0 * self.block.1 * self.block.2
     }
+
+    /// Blocks in the grid.
+    pub fn blocks(&self) -> usize {
+        self.grid.0 as usize * self.grid.1 as usize * self.grid.2 as usize
+    }
 }
 
 /// Channels a thread handles together for rows of `c` channels: 8 (a 16-byte vector) when 8 divides
@@ -183,13 +188,6 @@ pub fn max_pool_backward_sums(n: usize, h: usize, w: usize, c: usize) -> Option<
     }
     // group_block gives every group its lane (groups <= MAX_GROUP_LANES).
     Some(pixels(n.min(POOL_SUMS_IMAGE_BLOCKS), h, w, groups))
-}
-
-impl Launch {
-    /// Blocks in the grid.
-    pub fn blocks(&self) -> usize {
-        self.grid.0 as usize * self.grid.1 as usize * self.grid.2 as usize
-    }
 }
 
 /// The shortcut's channel group: 8 only when it divides both channel counts (as the kernels decide).
