@@ -48,6 +48,7 @@
 #define RESNET_CUDA_CONV_TC_CUH
 
 #include "conv_common.cuh"
+#include "fast_divmod.cuh"
 #include "conv_tc_bn_input.cuh"
 #include "tensor_core.cuh"
 
@@ -62,10 +63,20 @@ struct TcTile {
     static constexpr int MI = WTM / 16, NI = WTN / 8;             // mma tiles per warp
     static constexpr int A_ELEMS = BM * BK, B_ELEMS = BN * BK;    // bf16 per stage
     static constexpr int SMEM_BYTES = STAGES * (A_ELEMS + B_ELEMS) * 2;
+    // Blocks per SM the vector kernels are compiled for (__launch_bounds__'s second argument, see
+    // TC_LAUNCH_BOUNDS): a budget of 128 registers a thread, 256 for the 128-accumulator warp tiles,
+    // over the SM's 64 Ki. Left to itself ptxas sometimes aims lower and spills (which fails the
+    // build), or a register over a budget halves the blocks an SM holds.
+    static constexpr int MIN_BLOCKS = 65536 / (THREADS * (MI * NI * 4 > 64 ? 256 : 128));
     static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tiles are whole 16 x 16 blocks (B by ldmatrix.x4)");
     static_assert(BM % 8 == 0 && BN % 8 == 0 && STAGES >= 2, "tile sizes");
     static_assert(BK == 32 || BK == 64, "slices of 32 (every main loop) or 64 (wgmma) reduction elements");
 };
+
+// The launch bounds of a tensor-core convolution kernel on Tile: the vector kernels (VEC) promise
+// Tile::MIN_BLOCKS blocks per SM; the general element-gather kernels, rare fallbacks with more
+// registers in flight, only their thread count.
+#define TC_LAUNCH_BOUNDS(Tile, VEC) __launch_bounds__(Tile::THREADS, (VEC) ? Tile::MIN_BLOCKS : 1)
 
 // The configurations the plan (src/backend/gpu/conv_tc_plan.rs) can pick; keep the two in step.
 using TcTile128x128 = TcTile<128, 128, 2, 4, 3>;  // 8 warps of 64 x 32; 64 acc/thread; 48 KiB
@@ -134,57 +145,114 @@ __device__ __forceinline__ void tc_store_chunk(bf16* dst, const std::uint16_t (&
 __device__ __forceinline__ std::uint16_t tc_bits(const bf16* p) { return bf16_bits(*p); }
 
 // ---- fragments ---------------------------------------------------------------------------------------
-// A (16 x 16 at m_base, k_base) from a tile stored MK (BM rows of BK) or KM (BK rows of BM).
+// The element offset, within its tile, of the row address lane hands to ldmatrix.x4 for the A fragment
+// 16 x 16 at (m_base, k_base), from a tile stored MK (BM rows of BK) or KM (BK rows of BM; read .trans).
 template <bool K_MAJOR, int BM>
-__device__ __forceinline__ void tc_load_a(std::uint32_t a[4], const bf16* tile, int m_base, int k_base, int lane) {
+__device__ __forceinline__ int tc_a_offset(int m_base, int k_base, int lane) {
     if constexpr (!K_MAJOR) {
-        ldmatrix<4, false>(a, tile + tc_chunk_offset<kTcBlockK>(m_base + lane % 16, k_base / 8 + lane / 16));
+        return tc_chunk_offset<kTcBlockK>(m_base + lane % 16, k_base / 8 + lane / 16);
     } else {
-        ldmatrix<4, true>(
-            a, tile + tc_chunk_offset<BM>(k_base + lane % 8 + 8 * (lane / 16), m_base / 8 + (lane / 8) % 2));
+        return tc_chunk_offset<BM>(k_base + lane % 8 + 8 * (lane / 16), m_base / 8 + (lane / 8) % 2);
     }
 }
 
-// B for two adjacent n-blocks (16 x 16 at k_base, n_base): b[0..1] for columns n_base..+7, b[2..3] for
-// n_base+8..+15, from a tile stored NK (BN rows of BK) or KN (BK rows of BN).
+// The same for B, two adjacent n-blocks (16 x 16 at k_base, n_base: registers 0-1 for columns
+// n_base..+7, 2-3 for n_base+8..+15), from a tile stored NK (BN rows of BK) or KN (BK rows of BN; .trans).
 template <bool K_MAJOR, int BN>
-__device__ __forceinline__ void tc_load_b(std::uint32_t b[4], const bf16* tile, int n_base, int k_base, int lane) {
+__device__ __forceinline__ int tc_b_offset(int n_base, int k_base, int lane) {
     if constexpr (!K_MAJOR) {
-        ldmatrix<4, false>(
-            b, tile + tc_chunk_offset<kTcBlockK>(n_base + lane % 8 + 8 * (lane / 16), k_base / 8 + (lane / 8) % 2));
+        return tc_chunk_offset<kTcBlockK>(n_base + lane % 8 + 8 * (lane / 16), k_base / 8 + (lane / 8) % 2);
     } else {
-        ldmatrix<4, true>(
-            b, tile + tc_chunk_offset<BN>(k_base + lane % 8 + 8 * ((lane / 8) % 2), n_base / 8 + lane / 16));
+        return tc_chunk_offset<BN>(k_base + lane % 8 + 8 * ((lane / 8) % 2), n_base / 8 + lane / 16);
     }
 }
+
+// The element offsets at which this lane's ldmatrix rows lie in the stage the main loop reads.
+// Per k-step (16 of the slice's 32) the offset of the warp's first A fragment (i = 0) and first B pair
+// (j = 0) is carried from slice to slice, moved by one stage each time (not recomputed from the lane:
+// ptxas would rebuild the swizzle arithmetic every slice). The other fragments lie at a fixed distance
+// from the first: a constant where the rows are the output rows or columns (MK, NK: the swizzle repeats
+// every 8 rows, and fragments are 16 rows apart), and a function of the lane alone where the rows are
+// reduction indices (KM, KN: fragments are 2 chunks apart within a row, under the row's XOR).
+template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR>
+struct TcFragmentWalk {
+    static constexpr int KSTEPS = Tile::BK / 16;
+    int a[KSTEPS], b[KSTEPS];  // stage read_stage's offsets of fragments i = 0 and j = 0
+    int lane, wm, wn;
+
+    __device__ __forceinline__ TcFragmentWalk(int wm_, int wn_, int lane_) : lane(lane_), wm(wm_), wn(wn_) {
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            a[kk] = tc_a_offset<A_K_MAJOR, Tile::BM>(wm, 16 * kk, lane);
+            b[kk] = tc_b_offset<B_K_MAJOR, Tile::BN>(wn, 16 * kk, lane);
+        }
+    }
+
+    // Offset of A fragment i (rows wm + 16 i ..) of k-step kk, and of B pair j (columns wn + 16 j ..).
+    __device__ __forceinline__ int a_at(int kk, int i) const {
+        if constexpr (!A_K_MAJOR) {
+            return a[kk] + 16 * i * kTcBlockK;
+        } else {
+            return a[kk] + tc_a_offset<true, Tile::BM>(wm + 16 * i, 16 * kk, lane) -
+                   tc_a_offset<true, Tile::BM>(wm, 16 * kk, lane);
+        }
+    }
+    __device__ __forceinline__ int b_at(int kk, int j) const {
+        if constexpr (!B_K_MAJOR) {
+            return b[kk] + 16 * j * kTcBlockK;
+        } else {
+            return b[kk] + tc_b_offset<true, Tile::BN>(wn + 16 * j, 16 * kk, lane) -
+                   tc_b_offset<true, Tile::BN>(wn, 16 * kk, lane);
+        }
+    }
+
+    // On to the next stage of the ring (from the last back to the first).
+    __device__ __forceinline__ void next_stage(bool wrap) {
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            a[kk] += wrap ? -(Tile::STAGES - 1) * Tile::A_ELEMS : Tile::A_ELEMS;
+            b[kk] += wrap ? -(Tile::STAGES - 1) * Tile::B_ELEMS : Tile::B_ELEMS;
+        }
+    }
+};
 
 // ---- reduction index -> (tap, channel) ---------------------------------------------------------------------
-// A vector loader's reduction index kr = (outer * mid + middle) * inner + channel (forward: the tap
-// (r, s) and input channel c, with mid = S and inner = C; backward-data: the tap (a, b) and output
-// channel k). The main loop loads slices in order, so a thread's kr grows by the slice depth from one
-// call to the next: carrying that step through channel, middle and outer costs a compare or two,
-// where splitting kr anew costs two integer divisions a slice. Any other move (the first call, or an
-// index that went down) splits anew, so the result never depends on the call order.
-struct TcReductionIndex {
-    int kr = -1, outer = 0, middle = 0, channel = 0;
+// A loader's reduction index kr = (outer * mid + middle) * inner + channel (forward: the tap (r, s) and
+// input channel c, with mid = S and inner = C; backward-data: the tap (a, b) and output channel k),
+// and beside it the element offset that index reads, relative to where kr = 0 reads:
+//     offset = outer * outer_stride + middle * middle_stride + channel * channel_stride.
+// The main loop loads slices in order, so a loader's kr grows by the slice depth from one call to the
+// next: carrying that step through channel, middle and outer, and the offset with them, costs a
+// compare or two a slice where splitting kr anew costs two integer divisions and the offset a few
+// multiplies. `start` splits once, before the main loop; `advance` moves on by `step` (>= 0). The
+// walk holds only what changes; the shape (TcTapShape) is the caller's, the same for all its walks.
+struct TcTapShape {
+    int mid, inner, channel_stride, middle_stride, outer_stride;  // mid, inner >= 1
+};
 
-    __device__ __forceinline__ void seek(int target, int mid, int inner) {
-        if (kr < 0 || target < kr) {
-            const int om = target / inner;
-            channel = target - om * inner;
-            outer = om / mid;
-            middle = om - outer * mid;
-        } else {
-            channel += target - kr;
-            while (channel >= inner) {  // at most BK / inner + 1 times: once or not at all for inner >= 32
-                channel -= inner;
-                if (++middle == mid) {
-                    middle = 0;
-                    ++outer;
-                }
+struct TcTapWalk {
+    int outer = 0, middle = 0, channel = 0, offset = 0;
+
+    __device__ __forceinline__ void start(int kr0, const TcTapShape& t) {
+        const int om = kr0 / t.inner;
+        channel = kr0 - om * t.inner;
+        outer = om / t.mid;
+        middle = om - outer * t.mid;
+        offset = outer * t.outer_stride + middle * t.middle_stride + channel * t.channel_stride;
+    }
+
+    __device__ __forceinline__ void advance(int step, const TcTapShape& t) {
+        channel += step;
+        offset += step * t.channel_stride;
+        while (channel >= t.inner) {  // at most step / inner + 1 times: once or not at all for inner >= 32
+            channel -= t.inner;
+            offset += t.middle_stride - t.inner * t.channel_stride;
+            if (++middle == t.mid) {
+                middle = 0;
+                ++outer;
+                offset += t.outer_stride - t.mid * t.middle_stride;
             }
         }
-        kr = target;
     }
 };
 
@@ -205,7 +273,7 @@ template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, 
 __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
                                             LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
                                             Issued&& issued = Issued{}) {
-    static_assert(Tile::BK == kTcBlockK, "the mma.sync fragments read 32-deep slices (tc_load_a, tc_load_b)");
+    static_assert(Tile::BK == kTcBlockK, "the mma.sync fragments read 32-deep slices (tc_a_offset, tc_b_offset)");
     constexpr int STAGES = Tile::STAGES;
     bf16* const a_tiles = smem;
     bf16* const b_tiles = smem + STAGES * Tile::A_ELEMS;
@@ -229,6 +297,8 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
     }
     issued();
 
+    constexpr int KSTEPS = Tile::BK / 16;
+    TcFragmentWalk<Tile, A_K_MAJOR, B_K_MAJOR> frags(wm, wn, lane);
     int read_stage = 0, write_stage = STAGES - 1;
     for (int slice = 0; slice < slices; ++slice) {
         cp_async_wait_group<STAGES - 2>();  // this thread's copies of `slice` have landed
@@ -241,22 +311,20 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
         }
         cp_async_commit_group();
 
-        const bf16* a_tile = a_tiles + read_stage * Tile::A_ELEMS;
-        const bf16* b_tile = b_tiles + read_stage * Tile::B_ELEMS;
 #pragma unroll
-        for (int kk = 0; kk < Tile::BK; kk += 16) {
+        for (int kk = 0; kk < KSTEPS; ++kk) {
             std::uint32_t a[Tile::MI][4], b[Tile::NI / 2][4];
 #pragma unroll
-            for (int i = 0; i < Tile::MI; ++i) tc_load_a<A_K_MAJOR, Tile::BM>(a[i], a_tile, wm + 16 * i, kk, lane);
+            for (int i = 0; i < Tile::MI; ++i) ldmatrix<4, A_K_MAJOR>(a[i], a_tiles + frags.a_at(kk, i));
 #pragma unroll
-            for (int j = 0; j < Tile::NI / 2; ++j)
-                tc_load_b<B_K_MAJOR, Tile::BN>(b[j], b_tile, wn + 16 * j, kk, lane);
+            for (int j = 0; j < Tile::NI / 2; ++j) ldmatrix<4, B_K_MAJOR>(b[j], b_tiles + frags.b_at(kk, j));
 #pragma unroll
             for (int i = 0; i < Tile::MI; ++i)
 #pragma unroll
                 for (int j = 0; j < Tile::NI; ++j)
                     mma_m16n8k16_bf16(acc[i][j], a[i], &b[j / 2][2 * (j % 2)], acc[i][j]);
         }
+        frags.next_stage(read_stage + 1 == STAGES);
         read_stage = read_stage + 1 == STAGES ? 0 : read_stage + 1;
         write_stage = write_stage + 1 == STAGES ? 0 : write_stage + 1;
     }

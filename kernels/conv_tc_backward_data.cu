@@ -46,7 +46,7 @@
 #include "conv_tc_backward_data.cuh"
 
 #define CONV_TC_BACKWARD_DATA_KERNEL(name, Tile, VEC)                                                  \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, VEC)                                             \
         name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d) {                                    \
         grid_dependency_sync();                                                                        \
         conv_tc_backward_data<Tile, VEC, false>(dy, w, dx, nullptr, d);                                \
@@ -54,7 +54,7 @@
     EMU_REGISTER(name)
 
 #define CONV_TC_BACKWARD_DATA_ADD_KERNEL(name, Tile, VEC)                                              \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, VEC)                                             \
         name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d) {                \
         grid_dependency_sync();                                                                        \
         conv_tc_backward_data<Tile, VEC, true>(dy, w, dx, addend, d);                                  \
@@ -62,7 +62,7 @@
     EMU_REGISTER(name)
 
 #define CONV_TC_BACKWARD_DATA_BN_KERNEL(name, Tile)                                                    \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, true)                                            \
         name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
              const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
              const bf16* bn_y, float* partial, ConvDims d) {                                           \

@@ -40,21 +40,23 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     }
     const int tid = threadIdx.x;
 
-    // This thread's A rows (class pixels): dy's image offset and the output read by tap (0, 0).
-    long long a_image[AChunks::PER_THREAD];
+    // This thread's A rows (class pixels): the output read by tap (0, 0) and, relative to dy, the
+    // element offset of its channel 0 (outside the image for some rows: it is only ever dereferenced
+    // with a tap's offset added, and only for taps inside the image).
+    long long a_corner[AChunks::PER_THREAD];
     int a_p0[AChunks::PER_THREAD], a_q0[AChunks::PER_THREAD];
 #pragma unroll
     for (int j = 0; j < AChunks::PER_THREAD; ++j) {
         const int m = m0 + AChunks::row(tid, j);
-        a_image[j] = 0;
+        a_corner[j] = 0;
         a_p0[j] = kConvInvalid;
         a_q0[j] = kConvInvalid;
         if (AChunks::owns(tid, j) && m < M) {
             const int jw = m % Wc, ni = m / Wc;
             const int ih = ni % Hc, n = ni / Hc;
-            a_image[j] = static_cast<long long>(n) * P * Q * K;
             a_p0[j] = base_p + ih;
             a_q0[j] = base_q + jw;
+            a_corner[j] = (static_cast<long long>(n) * P * Q + static_cast<long long>(a_p0[j]) * Q + a_q0[j]) * K;
         }
     }
     const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
@@ -67,24 +69,24 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
         b = ab - a * ns;
     };
 
-    TcReductionIndex tap;  // this thread's A chunk's (a, b, k), carried from slice to slice
+    // This thread's A chunk's tap (a, b) and channel k, and its offset -(a Q + b) K + k from the
+    // corner, slice by slice (an empty class, RED = 0, loads nothing).
+    const TcTapShape a_taps{ns, K, 1, -K, -Q * K};
+    TcTapWalk tap;
+    if (VEC && RED > 0) tap.start(8 * a_col, a_taps);
     auto load_a = [&](bf16* tile, int k0) {
         if constexpr (VEC) {
             // The 8 output channels of this chunk share one tap (K % 8 == 0).
             const int kr = k0 + 8 * a_col;
-            int a = 0, b = 0, k = 0;
-            if (kr < RED) {
-                tap.seek(kr, ns, K);
-                a = tap.outer;
-                b = tap.middle;
-                k = tap.channel;
-            }
+            tap.advance(k0 == 0 ? 0 : Tile::BK, a_taps);  // the slices come in order
+            const int a = tap.outer, b = tap.middle;
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
                 if (!AChunks::owns(tid, j)) continue;
-                const int p = a_p0[j] - a, q = a_q0[j] - b;
-                const bool ok = kr < RED && p >= 0 && p < P && q >= 0 && q < Q;
-                const bf16* src = ok ? dy + a_image[j] + (static_cast<long long>(p) * Q + q) * K + k : dy;
+                // 0 <= p < P and 0 <= q < Q, each as one unsigned compare.
+                const bool ok = kr < RED && static_cast<unsigned>(a_p0[j] - a) < static_cast<unsigned>(P) &&
+                                static_cast<unsigned>(a_q0[j] - b) < static_cast<unsigned>(Q);
+                const bf16* src = ok ? dy + (a_corner[j] + tap.offset) : dy;
                 tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
             }
         } else {
@@ -105,7 +107,8 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
                 for (int e = 0; e < 8; ++e) {
                     const int p = a_p0[j] - ta[e], q = a_q0[j] - tb[e];
                     const bool ok = p >= 0 && p < P && q >= 0 && q < Q;
-                    bits[e] = ok ? tc_bits(dy + a_image[j] + (static_cast<long long>(p) * Q + q) * K + tk[e]) : 0;
+                    bits[e] = ok ? tc_bits(dy + a_corner[j] - (static_cast<long long>(ta[e]) * Q + tb[e]) * K + tk[e])
+                                 : 0;
                 }
                 tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), bits);
             }
@@ -113,16 +116,23 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     };
 
     // B rows are reduction indices (tap, k); each row's input channels w[k, r, s, 0..C) are contiguous.
+    // Row kr = (a ns + b) K + k reads w at k RSC + (r S + s) C + c_base with r = rh0 + stride a and
+    // s = rw0 + stride b: each of this thread's rows walks that offset slice by slice.
     const int c_base = n0 + 8 * b_col;
+    const int b_origin = (rh0 * S + rw0) * C + c_base;
+    const TcTapShape b_taps{ns, K, RSC, stride * C, stride * S * C};
+    TcTapWalk b_walk[BChunks::PER_THREAD];
+    if (RED > 0) {
+#pragma unroll
+        for (int j = 0; j < BChunks::PER_THREAD; ++j) b_walk[j].start(BChunks::row(tid, j), b_taps);
+    }
     auto load_b = [&](bf16* tile, int k0) {
 #pragma unroll
         for (int j = 0; j < BChunks::PER_THREAD; ++j) {
             if (!BChunks::owns(tid, j)) continue;
             const int row = BChunks::row(tid, j), kr = k0 + row;
-            int a = 0, b = 0, k = 0;
-            if (kr < RED) split(kr, a, b, k);
-            const int r = rh0 + stride * a, s = rw0 + stride * b;
-            const bf16* base = w + static_cast<long long>(k) * RSC + (r * S + s) * C + c_base;
+            b_walk[j].advance(k0 == 0 ? 0 : Tile::BK, b_taps);  // the slices come in order
+            const bf16* base = w + (static_cast<long long>(b_origin) + b_walk[j].offset);
             if constexpr (VEC) {
                 const bool ok = kr < RED && c_base < C;
                 tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), ok ? base : w, ok);

@@ -38,7 +38,7 @@
 #include "conv_tc_backward_filter.cuh"
 
 #define CONV_TC_BACKWARD_FILTER_KERNEL(name, Tile, VEC)                                                \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, VEC)                                             \
         name(const bf16* x, const bf16* dy, float* out, ConvDims d) {                                  \
         grid_dependency_sync();                                                                        \
         conv_tc_backward_filter<Tile, VEC>(x, dy, out, d);                                             \
@@ -46,7 +46,7 @@
     EMU_REGISTER(name)
 
 #define CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                                              \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, true)                                            \
         name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
              const float* gamma, const float* beta, ConvDims d) {                                      \
         grid_dependency_sync();                                                                        \

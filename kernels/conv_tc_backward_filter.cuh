@@ -29,14 +29,16 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
     const int j_begin = min(NPQ, static_cast<int>(blockIdx.z) * per_split);
     const int j_end = min(NPQ, j_begin + per_split);
 
-    // A: this thread's 8 output channels, fixed; rows are reduction indices.
+    // A: this thread's 8 output channels, fixed; rows are reduction indices (pixels), whose runs of
+    // output channels lie K apart: a chunk's source moves by BK K from one slice to the next.
     const int a_col = AChunks::column(tid), k_base = m0 + 8 * a_col;
+    const bf16* const a_origin = dy + (static_cast<long long>(j_begin) * K + k_base);
     auto load_a = [&](bf16* tile, int k0) {
 #pragma unroll
         for (int jj = 0; jj < AChunks::PER_THREAD; ++jj) {
             if (!AChunks::owns(tid, jj)) continue;
             const int row = AChunks::row(tid, jj), j = j_begin + k0 + row;
-            const bf16* base = dy + static_cast<long long>(j) * K + k_base;
+            const bf16* base = a_origin + static_cast<long long>(k0 + row) * K;
             if constexpr (VEC) {
                 const bool ok = j < j_end && k_base < K;
                 tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BM>(row, a_col), ok ? base : dy, ok);
@@ -61,6 +63,9 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
         col_r[e] = rsc < RSC ? rs / S : kConvInvalid;  // an invalid column fails every bounds test
         col_s[e] = rs - (rs / S) * S;
     }
+    // A row's pixel j = (n P + p) Q + q, split by multiplication (fast_divmod.cuh): this is in every
+    // slice of the main loop, for each of the thread's rows.
+    const FastDivmod by_q(Q), by_p(P);
     TcLandedChunks<BChunks::PER_THREAD, Tile::STAGES> b_landed;  // (BN_INPUT) which chunks were copies
     auto load_b = [&](bf16* tile, int k0) {
 #pragma unroll
@@ -70,15 +75,18 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
             int h0 = kConvInvalid, w0 = kConvInvalid;
             long long image = 0;
             if (j < j_end) {
-                const int q = j % Q, np = j / Q;
-                const int p = np % P, n = np / P;
+                int np, q, n, p;
+                by_q.divmod(j, np, q);
+                by_p.divmod(np, n, p);
                 image = static_cast<long long>(n) * H * W * C;
                 h0 = p * d.stride - d.pad;
                 w0 = q * d.stride - d.pad;
             }
             if constexpr (VEC) {
                 const int h = h0 + col_r[0], ww = w0 + col_s[0];
-                const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
+                // 0 <= h < H and 0 <= w < W, each as one unsigned compare.
+                const bool ok = static_cast<unsigned>(h) < static_cast<unsigned>(H) &&
+                                static_cast<unsigned>(ww) < static_cast<unsigned>(W);
                 const bf16* src = ok ? x + image + (static_cast<long long>(h) * W + ww) * C + col_c[0] : x;
                 tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), src, ok);
                 if constexpr (BN_INPUT) b_landed.record(k0 / Tile::BK, jj, ok);

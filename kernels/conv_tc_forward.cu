@@ -43,7 +43,7 @@
 #include "conv_tc_forward.cuh"
 
 #define CONV_TC_FORWARD_KERNEL(name, Tile, VEC)                                                        \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, VEC)                                             \
         name(const bf16* x, const bf16* w, bf16* y, ConvDims d) {                                      \
         grid_dependency_sync();                                                                        \
         conv_tc_forward<Tile, VEC, false>(x, w, y, nullptr, d);                                        \
@@ -51,7 +51,7 @@
     EMU_REGISTER(name)
 
 #define CONV_TC_FORWARD_STATS_KERNEL(name, Tile, VEC)                                                  \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, VEC)                                             \
         name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d) {                        \
         grid_dependency_sync();                                                                        \
         conv_tc_forward<Tile, VEC, true>(x, w, y, stats, d);                                           \
@@ -59,7 +59,7 @@
     EMU_REGISTER(name)
 
 #define CONV_TC_FORWARD_STATS_BNRELU_KERNEL(name, Tile)                                                \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void TC_LAUNCH_BOUNDS(Tile, true)                                            \
         name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
              const float* gamma, const float* beta, ConvDims d) {                                      \
         grid_dependency_sync();                                                                        \

@@ -27,39 +27,45 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     const int m0 = blockIdx.x * Tile::BM, n0 = blockIdx.y * Tile::BN;
     const int tid = threadIdx.x;
 
-    // This thread's A rows (output pixels): the image's offset and the input corner of tap (0, 0).
-    long long a_image[AChunks::PER_THREAD];
+    // This thread's A rows (output pixels): the input corner of tap (0, 0) and, relative to x, the
+    // element offset of that corner's channel 0 (outside the image for padded rows: it is only ever
+    // dereferenced with the tap's offset added, and only for taps inside the image).
+    long long a_corner[AChunks::PER_THREAD];
     int a_h0[AChunks::PER_THREAD], a_w0[AChunks::PER_THREAD];
 #pragma unroll
     for (int j = 0; j < AChunks::PER_THREAD; ++j) {
         const int m = m0 + AChunks::row(tid, j);
-        a_image[j] = 0;
+        a_corner[j] = 0;
         a_h0[j] = kConvInvalid;
         a_w0[j] = kConvInvalid;
         if (AChunks::owns(tid, j) && m < M) {
             const int q = m % d.Q, np = m / d.Q;
             const int p = np % d.P, n = np / d.P;
-            a_image[j] = static_cast<long long>(n) * H * W * C;
             a_h0[j] = p * d.stride - d.pad;
             a_w0[j] = q * d.stride - d.pad;
+            a_corner[j] = (static_cast<long long>(n) * H * W + static_cast<long long>(a_h0[j]) * W + a_w0[j]) * C;
         }
     }
     const int a_col = AChunks::column(tid), b_col = BChunks::column(tid);
 
-    TcReductionIndex tap;  // this thread's A chunk's (r, s, c), carried from slice to slice
+    // This thread's A chunk's (r, s, c) and its offset (r W + s) C + c from the corner, slice by slice.
+    const TcTapShape taps{S, C, 1, C, W * C};
+    TcTapWalk tap;
+    if constexpr (VEC) tap.start(8 * a_col, taps);
     TcLandedChunks<AChunks::PER_THREAD, Tile::STAGES> a_landed;  // (BN_INPUT) which chunks were copies
     auto load_a = [&](bf16* tile, int k0) {
         if constexpr (VEC) {
             // The 8 channels of this chunk share one tap (C % 8 == 0).
             const int kr = k0 + 8 * a_col;
-            tap.seek(kr, S, C);
-            const int r = tap.outer, s = tap.middle, c = tap.channel;
+            tap.advance(k0 == 0 ? 0 : Tile::BK, taps);  // the slices come in order
+            const int r = tap.outer, s = tap.middle;
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
                 if (!AChunks::owns(tid, j)) continue;
-                const int h = a_h0[j] + r, ww = a_w0[j] + s;
-                const bool ok = kr < RSC && h >= 0 && h < H && ww >= 0 && ww < W;
-                const bf16* src = ok ? x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c : x;
+                // 0 <= h < H and 0 <= w < W, each as one unsigned compare.
+                const bool ok = kr < RSC && static_cast<unsigned>(a_h0[j] + r) < static_cast<unsigned>(H) &&
+                                static_cast<unsigned>(a_w0[j] + s) < static_cast<unsigned>(W);
+                const bf16* src = ok ? x + (a_corner[j] + tap.offset) : x;
                 tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), src, ok);
                 if constexpr (BN_INPUT) a_landed.record(k0 / Tile::BK, j, ok);
             }
@@ -81,28 +87,37 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
                 for (int e = 0; e < 8; ++e) {
                     const int h = a_h0[j] + r[e], ww = a_w0[j] + s[e];
                     const bool ok = h >= 0 && h < H && ww >= 0 && ww < W;
-                    bits[e] = ok ? tc_bits(x + a_image[j] + (static_cast<long long>(h) * W + ww) * C + c[e]) : 0;
+                    bits[e] = ok ? tc_bits(x + a_corner[j] + (static_cast<long long>(r[e]) * W + s[e]) * C + c[e]) : 0;
                 }
                 tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), bits);
             }
         }
     };
 
-    // B rows are output channels k; each row's reduction run w[k][0..RSC) is contiguous.
+    // B rows are output channels k; each row's reduction run w[k][0..RSC) is contiguous, so a chunk's
+    // source moves by the slice depth from one slice to the next.
+    const bf16* b_row[BChunks::PER_THREAD];
+    bool b_row_ok[BChunks::PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < BChunks::PER_THREAD; ++j) {
+        const int k = n0 + BChunks::row(tid, j);
+        b_row_ok[j] = BChunks::owns(tid, j) && k < K;
+        b_row[j] = w + (b_row_ok[j] ? static_cast<long long>(k) * RSC + 8 * b_col : 0);
+    }
     auto load_b = [&](bf16* tile, int k0) {
         const int kr = k0 + 8 * b_col;
 #pragma unroll
         for (int j = 0; j < BChunks::PER_THREAD; ++j) {
             if (!BChunks::owns(tid, j)) continue;
-            const int row = BChunks::row(tid, j), k = n0 + row;
-            const bf16* base = w + static_cast<long long>(k) * RSC + kr;
+            const int row = BChunks::row(tid, j);
+            const bf16* base = b_row[j] + k0;
             if constexpr (VEC) {
-                const bool ok = k < K && kr < RSC;
+                const bool ok = b_row_ok[j] && kr < RSC;
                 tc_copy_chunk(tile + tc_chunk_offset<Tile::BK>(row, b_col), ok ? base : w, ok);
             } else {
                 std::uint16_t bits[8];
 #pragma unroll
-                for (int e = 0; e < 8; ++e) bits[e] = (k < K && kr + e < RSC) ? tc_bits(base + e) : 0;
+                for (int e = 0; e < 8; ++e) bits[e] = (b_row_ok[j] && kr + e < RSC) ? tc_bits(base + e) : 0;
                 tc_store_chunk(tile + tc_chunk_offset<Tile::BK>(row, b_col), bits);
             }
         }
@@ -116,11 +131,12 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
         bf16* const stages = dynamic_shared_memory<bf16>() + kTcBnTableBytes / 2;
         // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
         // the chunk column's reduction index, the same for all of the thread's chunks.
-        TcReductionIndex landed_tap;
+        TcTapWalk landed_tap;
+        landed_tap.start(8 * a_col, taps);
         auto landed = [&](bf16* a_tile, bf16*, int slice) {
+            landed_tap.advance(slice == 0 ? 0 : Tile::BK, taps);  // the slices come in order
             const int kr = slice * Tile::BK + 8 * a_col;
             if (kr >= RSC) return;  // zero-filled past the reduction
-            landed_tap.seek(kr, S, C);
             float scale[8], shift[8];
             tc_bn_relu_coefficients(table, C, landed_tap.channel, scale, shift);
 #pragma unroll

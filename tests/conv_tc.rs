@@ -24,6 +24,7 @@
 //! output stores (staged 16-byte stores, or pairs from the fragments), each on aligned and unaligned
 //! outputs between poisoned guards, in `conv_tc/stores.rs`. That every kernel's `ldmatrix` and
 //! `cp.async` are free of shared-memory bank conflicts (the emulator counts them) in `conv_tc/banks.rs`.
+//! The loaders' index helpers (fast division, the tap walk) in `conv_tc/indexing.rs`.
 
 use std::sync::OnceLock;
 
@@ -43,6 +44,8 @@ mod banks;
 mod bn_grad;
 #[path = "conv_tc/bn_input.rs"]
 mod bn_input;
+#[path = "conv_tc/indexing.rs"]
+mod indexing;
 #[path = "conv_tc/statistics.rs"]
 mod statistics;
 #[path = "conv_tc/stores.rs"]

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""What the tensor-core convolutions' main loops cost in instructions, read from the machine code.
+
+Compiles the convolution kernels for sm_90 (sm_90a for the wgmma files) with nvcc, disassembles them
+with cuobjdump (which runs nvdisasm), finds each kernel's main loop (the loop, closed by a backward
+branch, that holds the most HMMA or HGMMA instructions) and prints, per kernel, its registers and
+the loop's instructions per tensor-core instruction. No GPU is needed.
+
+Why it matters: an SM sub-partition issues one instruction a cycle, and on an H100/H200 an
+mma.m16n8k16 (HMMA.16816) keeps the tensor core busy for a few cycles only; a loop that spends many
+integer instructions per HMMA on addresses, bounds and divisions is limited by issue, not by the
+tensor cores. The count is static (every instruction of the loop body once): branches taken rarely
+(a tap's channel wrapping) are counted as if taken.
+
+    python3 tools/sass_mainloop.py                      # every kernel of the three passes
+    python3 tools/sass_mainloop.py --filter '128x128'   # those whose name matches
+    python3 tools/sass_mainloop.py --kernels DIR        # another checkout's kernels/ (a comparison)
+
+nvcc: $NVCC, else tools/install-nvcc.sh. cuobjdump and nvdisasm: on PATH or beside nvcc, else
+installed from NVIDIA's PyPI wheels into $RESNET_SASS_TOOLS (default ~/.cache/resnet-cuda/sass-tools).
+"""
+
+import argparse
+import collections
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SASS_WHEELS = ["nvidia-cuda-cuobjdump==13.5.37", "nvidia-cuda-nvdisasm==13.5.37"]
+SOURCES = [
+    ("conv_tc_forward.cu", "sm_90"),
+    ("conv_tc_backward_data.cu", "sm_90"),
+    ("conv_tc_backward_filter.cu", "sm_90"),
+    ("conv_wgmma_forward_sm90a.cu", "sm_90a"),
+    ("conv_wgmma_backward_sm90a.cu", "sm_90a"),
+]
+
+
+def nvcc_path():
+    if os.environ.get("NVCC") and os.environ["NVCC"] != "none":
+        return os.environ["NVCC"]
+    out = subprocess.run([str(ROOT / "tools/install-nvcc.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"sass_mainloop: tools/install-nvcc.sh failed:\n{out.stderr}")
+    return out.stdout.strip()
+
+
+def sass_tools(nvcc):
+    """A folder holding cuobjdump and nvdisasm (installed from PyPI when neither PATH nor nvcc's has them)."""
+    beside = pathlib.Path(nvcc).parent
+    for folder in [beside] + [pathlib.Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]:
+        if (folder / "cuobjdump").exists() and (folder / "nvdisasm").exists():
+            return folder
+    cache = pathlib.Path(os.environ.get("RESNET_SASS_TOOLS", pathlib.Path.home() / ".cache/resnet-cuda/sass-tools"))
+    folder = cache / "nvidia/cu13/bin"
+    if not (folder / "cuobjdump").exists() or not (folder / "nvdisasm").exists():
+        print(f"sass_mainloop: installing {' '.join(SASS_WHEELS)} into {cache}", file=sys.stderr)
+        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps",
+               "--only-binary=:all:", "--target", str(cache)] + SASS_WHEELS
+        if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
+            sys.exit("sass_mainloop: pip could not install cuobjdump and nvdisasm")
+        for tool in folder.iterdir():
+            tool.chmod(0o755)  # wheels do not keep the executable bit
+    return folder
+
+
+def compile_and_disassemble(nvcc, tools, kernels, source, arch, work):
+    cubin = work / (source + ".cubin")
+    cmd = [nvcc, "-cubin", "-std=c++17", "-O3", f"-arch={arch}", "-Xptxas", "-v", "-I", str(kernels),
+           str(kernels / source), "-o", str(cubin)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"sass_mainloop: nvcc failed on {source}:\n{out.stderr}")
+    registers = {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"Compiling entry function '(\w+)' for '\w+'\n(?:.*\n){2}.*Used (\d+) registers", out.stderr)}
+    env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ.get('PATH', '')}")
+    sass = subprocess.run([str(tools / "cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
+                          env=env)
+    if sass.returncode != 0:
+        sys.exit(f"sass_mainloop: cuobjdump failed on {source}:\n{sass.stderr}")
+    return registers, sass.stdout
+
+
+def opcode(instruction):
+    body = re.sub(r"^@!?U?P\w+\s+", "", instruction)
+    return body.split()[0].split(".")[0]
+
+
+def main_loops(sass):
+    """Per function: the instructions (opcodes) of the loop with the most tensor-core instructions."""
+    loops = {}
+    for chunk in re.split(r"\n\s*Function : ", sass)[1:]:
+        name = chunk.split("\n", 1)[0].strip()
+        code = [(int(a, 16), text.strip()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", chunk)]
+        at = {address: i for i, (address, _) in enumerate(code)}
+        best = None
+        for i, (address, text) in enumerate(code):
+            target = re.search(r"BRA\s+(?:`\(\.L_x_\d+\)\s*)?(0x[0-9a-f]+)", text)
+            if not target or int(target.group(1), 16) >= address or int(target.group(1), 16) not in at:
+                continue
+            body = [opcode(t) for _, t in code[at[int(target.group(1), 16)]:i + 1]]
+            mma = sum(op in ("HMMA", "HGMMA") for op in body)
+            if mma and (best is None or (mma, len(body)) > (best[0], len(best[1]))):
+                best = (mma, body)
+        if best:
+            loops[name] = best[1]
+    return loops
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--filter", default="", help="only kernels whose name matches this regex")
+    parser.add_argument("--kernels", default=str(ROOT / "kernels"), help="the kernels/ folder to compile")
+    args = parser.parse_args()
+    nvcc = nvcc_path()
+    tools = sass_tools(nvcc)
+    kernels = pathlib.Path(args.kernels).resolve()
+    print("| kernel | registers | main-loop instructions | tensor-core instructions | per tensor-core instruction "
+          "| ldmatrix | cp.async | other |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for source, arch in SOURCES:
+            registers, sass = compile_and_disassemble(nvcc, tools, kernels, source, arch, pathlib.Path(tmp))
+            for name, body in sorted(main_loops(sass).items()):
+                if not re.search(args.filter, name):
+                    continue
+                count = collections.Counter(body)
+                mma = count["HMMA"] + count["HGMMA"]
+                other = len(body) - mma - count["LDSM"] - count["LDGSTS"]
+                print(f"| {name} | {registers.get(name, '?')} | {len(body)} | {mma} | {len(body) / mma:.1f} "
+                      f"| {count['LDSM']} | {count['LDGSTS']} | {other} |")
+
+
+if __name__ == "__main__":
+    main()
