@@ -15,6 +15,13 @@ tensor cores. The count is static (every instruction of the loop body once): bra
     python3 tools/sass_mainloop.py                      # every kernel of the three passes
     python3 tools/sass_mainloop.py --filter '128x128'   # those whose name matches
     python3 tools/sass_mainloop.py --kernels DIR        # another checkout's kernels/ (a comparison)
+    python3 tools/sass_mainloop.py --check              # CI: no kernel above its budget (below)
+    python3 tools/sass_mainloop.py --write-budget       # records today's counts, 15% headroom
+
+The budget (tools/sass_mainloop_budget.txt: kernel, then the most main-loop instructions per
+tensor-core instruction it may take) keeps the loops lean without a GPU: `--check` fails, naming the
+kernel, when one takes more, or when a kernel has no budget. A change that needs more writes a new
+budget in the same commit, and says why.
 
 nvcc: $NVCC, else tools/install-nvcc.sh. cuobjdump and nvdisasm: on PATH or beside nvcc, else
 installed from NVIDIA's PyPI wheels into $RESNET_SASS_TOOLS (default ~/.cache/resnet-cuda/sass-tools).
@@ -22,6 +29,7 @@ installed from NVIDIA's PyPI wheels into $RESNET_SASS_TOOLS (default ~/.cache/re
 
 import argparse
 import collections
+import concurrent.futures
 import os
 import pathlib
 import re
@@ -31,6 +39,8 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SASS_WHEELS = ["nvidia-cuda-cuobjdump==13.5.37", "nvidia-cuda-nvdisasm==13.5.37"]
+BUDGET = ROOT / "tools/sass_mainloop_budget.txt"
+HEADROOM = 1.15
 SOURCES = [
     ("conv_tc_forward.cu", "sm_90"),
     ("conv_tc_backward_data.cu", "sm_90"),
@@ -111,28 +121,70 @@ def main_loops(sass):
     return loops
 
 
+def measure(nvcc, tools, kernels):
+    """(kernel, registers, main-loop opcodes) of every kernel with a tensor-core main loop."""
+    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        jobs = [pool.submit(compile_and_disassemble, nvcc, tools, kernels, source, arch, pathlib.Path(tmp))
+                for source, arch in SOURCES]
+        results = []
+        for job in jobs:
+            registers, sass = job.result()
+            for name, body in sorted(main_loops(sass).items()):
+                results.append((name, registers.get(name, "?"), body))
+        return results
+
+
+def per_mma(body):
+    count = collections.Counter(body)
+    return len(body) / (count["HMMA"] + count["HGMMA"])
+
+
+def read_budget():
+    budget = {}
+    for line in BUDGET.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, limit = line.split()
+            budget[name] = float(limit)
+    return budget
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--filter", default="", help="only kernels whose name matches this regex")
     parser.add_argument("--kernels", default=str(ROOT / "kernels"), help="the kernels/ folder to compile")
+    parser.add_argument("--check", action="store_true", help="fail if a kernel is above its budget")
+    parser.add_argument("--write-budget", action="store_true", help="record the counts (15%% headroom)")
     args = parser.parse_args()
     nvcc = nvcc_path()
     tools = sass_tools(nvcc)
-    kernels = pathlib.Path(args.kernels).resolve()
+    results = [r for r in measure(nvcc, tools, pathlib.Path(args.kernels).resolve()) if re.search(args.filter, r[0])]
+    if args.write_budget:
+        lines = ["# tools/sass_mainloop.py --write-budget: per kernel, the most main-loop instructions per",
+                 f"# tensor-core instruction (sm_90, nvcc 13.0), {HEADROOM:.2f} x the count when written."]
+        lines += [f"{name} {per_mma(body) * HEADROOM:.1f}" for name, _, body in results]
+        BUDGET.write_text("\n".join(lines) + "\n")
+        print(f"wrote {BUDGET} ({len(results)} kernels)")
+        return
+    if args.check:
+        budget = read_budget()
+        over = [f"{name}: {per_mma(body):.1f} main-loop instructions per tensor-core instruction, budget "
+                f"{budget[name]}" if name in budget else f"{name}: no budget in {BUDGET.name}"
+                for name, _, body in results if name not in budget or per_mma(body) > budget[name]]
+        for line in over:
+            print(f"sass_mainloop: {line}", file=sys.stderr)
+        if over:
+            sys.exit(1)
+        print(f"sass_mainloop: {len(results)} kernels within their main-loop budgets")
+        return
     print("| kernel | registers | main-loop instructions | tensor-core instructions | per tensor-core instruction "
           "| ldmatrix | cp.async | other |")
     print("|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for source, arch in SOURCES:
-            registers, sass = compile_and_disassemble(nvcc, tools, kernels, source, arch, pathlib.Path(tmp))
-            for name, body in sorted(main_loops(sass).items()):
-                if not re.search(args.filter, name):
-                    continue
-                count = collections.Counter(body)
-                mma = count["HMMA"] + count["HGMMA"]
-                other = len(body) - mma - count["LDSM"] - count["LDGSTS"]
-                print(f"| {name} | {registers.get(name, '?')} | {len(body)} | {mma} | {len(body) / mma:.1f} "
-                      f"| {count['LDSM']} | {count['LDGSTS']} | {other} |")
+    for name, registers, body in results:
+        count = collections.Counter(body)
+        mma = count["HMMA"] + count["HGMMA"]
+        other = len(body) - mma - count["LDSM"] - count["LDGSTS"]
+        print(f"| {name} | {registers} | {len(body)} | {mma} | {len(body) / mma:.1f} "
+              f"| {count['LDSM']} | {count['LDGSTS']} | {other} |")
 
 
 if __name__ == "__main__":
