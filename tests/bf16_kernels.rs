@@ -792,6 +792,10 @@ fn window_argmax(
 }
 
 /// The pool kernels' trailing parameters: N, H, W, C, P, Q, window, stride, pad.
+/// What a max pool's taps workspace holds before its argmax pass: no window has a tap 0xee (238 >
+/// 15 x 15), so a tap left unwritten sends no gradient and fails the backward's comparison.
+const TAP_POISON: u8 = 0xee;
+
 fn pool_shape(args: KernelArgs, x: [usize; 4], pq: [usize; 2], geom: [usize; 3]) -> KernelArgs {
     x.into_iter()
         .chain(pq)
@@ -843,10 +847,16 @@ fn max_pool_forward_and_backward_are_exact() {
         let dy = random_vec(&mut rng, n * p * q * c, -4, 4);
         let ddy = DeviceVec::new(&dy);
         let dx = DeviceVec::filled(POISON, n * h * w * c);
+        let taps = DeviceVec::filled(TAP_POISON, n * p * q * c);
+        launch(
+            "max_pool_argmax_bf16",
+            bf16_launch::max_pool_forward(n, p, q, c),
+            shape(KernelArgs::new().ptr(dxin.ptr).ptr(taps.ptr)),
+        );
         launch(
             "max_pool_backward_bf16",
             bf16_launch::max_pool_backward(n, h, w, c),
-            shape(KernelArgs::new().ptr(dxin.ptr).ptr(ddy.ptr).ptr(dx.ptr)),
+            shape(KernelArgs::new().ptr(taps.ptr).ptr(ddy.ptr).ptr(dx.ptr)),
         );
         let mut exact = vec![0f64; n * h * w * c];
         for b in 0..n {
@@ -871,9 +881,11 @@ fn max_pool_forward_and_backward_are_exact() {
     }
 }
 
-/// `max_pool_{forward,backward}_bnrelu_bf16` (the ImageNet stem's pool computing BN + ReLU at
-/// each tap from BN's input) are bit for bit the pair they replace: `batch_norm_normalize_bf16` with
-/// ReLU stored, then `max_pool_{forward,backward}_bf16` reading it, on the same device. gamma takes
+/// `max_pool_forward_bnrelu_bf16` and the backward's `max_pool_argmax_bnrelu_bf16` (the ImageNet
+/// stem's pool computing BN + ReLU at each tap from BN's input) are bit for bit the pair they
+/// replace: `batch_norm_normalize_bf16` with ReLU stored, then `max_pool_forward_bf16` and
+/// `max_pool_argmax_bf16` reading it (each backward then `max_pool_backward_bf16` over its taps), on
+/// the same device. gamma takes
 /// both signs, so the map is not monotone (a window's maximum of z need not sit at its maximum of
 /// x), and the ReLU's zeros give windows with ties (the first maximum must win in both). Aligned
 /// and misaligned views (the vector and element paths), C with and without groups of 8.
@@ -920,15 +932,24 @@ fn max_pool_through_bn_is_normalize_then_max_pool() {
         let args = shape(KernelArgs::new().ptr(pz).ptr(py_two));
         launch("max_pool_forward_bf16", forward, args);
         let (dx_two, pdx_two) = poisoned_at(len, offset);
-        let args = shape(KernelArgs::new().ptr(pz).ptr(pdy).ptr(pdx_two));
+        let taps_two = DeviceVec::filled(TAP_POISON, pooled);
+        launch(
+            "max_pool_argmax_bf16",
+            forward,
+            shape(KernelArgs::new().ptr(pz).ptr(taps_two.ptr)),
+        );
+        let args = shape(KernelArgs::new().ptr(taps_two.ptr).ptr(pdy).ptr(pdx_two));
         launch("max_pool_backward_bf16", backward, args);
         // The pools through BN.
         let (y_one, py_one) = poisoned_at(pooled, offset);
         let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(py_one));
         launch("max_pool_forward_bnrelu_bf16", forward, args);
         let (dx_one, pdx_one) = poisoned_at(len, offset);
-        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(pdy).ptr(pdx_one));
-        launch("max_pool_backward_bnrelu_bf16", backward, args);
+        let taps_one = DeviceVec::filled(TAP_POISON, pooled);
+        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(taps_one.ptr));
+        launch("max_pool_argmax_bnrelu_bf16", forward, args);
+        let args = shape(KernelArgs::new().ptr(taps_one.ptr).ptr(pdy).ptr(pdx_one));
+        launch("max_pool_backward_bf16", backward, args);
 
         let what =
             format!("max pool through BN {n}x{h}x{w}x{c} k{window} s{stride} p{pad} +{offset}");
@@ -977,14 +998,22 @@ fn max_pool_through_bn_with_sums_gives_the_bns_backward_sums() {
         let shape = |args| pool_shape(args, [n, h, w, c], [p, q], [window, stride, pad]);
 
         let (dx_plain, pdx_plain) = poisoned_at(len, offset);
-        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(pdy).ptr(pdx_plain));
+        let taps = DeviceVec::filled(TAP_POISON, pooled);
+        let args = shape(with_bn(KernelArgs::new().ptr(px)).ptr(taps.ptr));
+        launch(
+            "max_pool_argmax_bnrelu_bf16",
+            bf16_launch::max_pool_forward(n, p, q, c),
+            args,
+        );
+        let args = shape(KernelArgs::new().ptr(taps.ptr).ptr(pdy).ptr(pdx_plain));
         let plain = bf16_launch::max_pool_backward(n, h, w, c);
-        launch("max_pool_backward_bnrelu_bf16", plain, args);
+        launch("max_pool_backward_bf16", plain, args);
         let (dx_sums, pdx_sums) = poisoned_at(len, offset);
         let l = bf16_launch::max_pool_backward_sums(n, h, w, c).expect("a lane per group");
         let parts = l.blocks();
         let partial = DeviceVec::filled(f32::NAN, 2 * c * parts);
         let args = with_bn(KernelArgs::new().ptr(px))
+            .ptr(taps.ptr)
             .ptr(pdy)
             .ptr(pdx_sums)
             .ptr(partial.ptr);

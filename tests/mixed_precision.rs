@@ -18,7 +18,7 @@ use resnet_cuda::backend::cpu::CpuBackend;
 use resnet_cuda::backend::gpu::conv_tc_plan::TcFamily;
 use resnet_cuda::backend::gpu::{DynDriver, GpuBackend};
 use resnet_cuda::backend::{
-    Backend, BatchNormConfig, Conv2dGeometry, DType, Precision, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, Conv2dGeometry, DType, PoolGeometry, Precision, SgdConfig, SgdTensors,
 };
 use resnet_cuda::models::{ModelConfig, Network};
 use resnet_cuda::nn::{Mode, ShortcutOption};
@@ -838,7 +838,7 @@ fn bn_backward_sums_match_the_separate_pass(family: TcFamily) {
 /// BN left unstored (its normalising pass): resnet8's 3 blocks have one each, the bottleneck net's
 /// 2 blocks two each and a projection shortcut each, whose BN the block's end applies as it reads
 /// it (`batch_norm_normalize_add_bn_bf16`, rounding as the stored output would be), and its stem's
-/// BN, which the max pool applies at each tap (`max_pool_{forward,backward}_bnrelu_bf16`). Both with the
+/// BN, which the max pool applies at each tap (`max_pool_forward_bnrelu_bf16`, `max_pool_argmax_bnrelu_bf16`). Both with the
 /// BN backward sums from backward-data (the default) and without (BN's backward then takes its
 /// ReLU mask from its input, the output never having been stored). With those sums, the stem's BN
 /// left unstored also has its sums from its max pool's backward (one launch fewer still: its
@@ -908,4 +908,28 @@ fn bn_relu_in_the_load_matches_the_stored_output(family: TcFamily) {
             }
         }
     }
+}
+
+/// The bf16 max pool's backward records each window's maximum as a one-byte tap, so it takes windows
+/// up to 15 x 15: a larger one is a one-line error naming the op and the limit, not a wrong gradient
+/// (f32, one pass, takes any window).
+#[test]
+fn bf16_max_pool_backward_names_a_window_too_large_for_its_taps() {
+    let gpu = gpu_bf16();
+    let geom = PoolGeometry {
+        window: 16,
+        stride: 16,
+        pad: 0,
+    };
+    let x = activation(&gpu, &[1, 16, 16, 8], &vec![1.0; 16 * 16 * 8]);
+    let mut y = poisoned(&gpu, &[1, 1, 1, 8]);
+    ops::max_pool_forward(&gpu, &x, &mut y, geom).unwrap();
+    let dy = activation(&gpu, &[1, 1, 1, 8], &[1.0; 8]);
+    let mut dx = poisoned(&gpu, &[1, 16, 16, 8]);
+    let err = ops::max_pool_backward(&gpu, &x, &dy, &mut dx, geom).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_pool_backward") && msg.contains("16x16") && msg.contains("15x15"),
+        "{msg}"
+    );
 }

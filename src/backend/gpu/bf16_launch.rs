@@ -16,8 +16,8 @@
 //! | `batch_norm_normalize_bf16`, `_normalize_add_bf16`, `batch_norm_backward_data_bf16` | [`rows_channels`]`(M, C)` | (tx, ty) | (groups/tx, rows/ty capped) |
 //! | `global_avg_pool_forward_bf16` | [`rows_channels`]`(N, C)` | (tx, ty) | (groups/tx, N/ty) |
 //! | `global_avg_pool_backward_bf16` | [`global_avg_pool_backward`]`(N, HW, C)` | (tx, ty) | (groups/tx, N) |
-//! | `max_pool_forward_bf16`, `max_pool_forward_bnrelu_bf16` | [`max_pool_forward`]`(N, P, Q, C)` | (tx, ty) | (Q/ty, P, N) |
-//! | `max_pool_backward_bf16`, `max_pool_backward_bnrelu_bf16` | [`max_pool_backward`]`(N, H, W, C)` | (tx, ty) | (W/ty, H, N) |
+//! | `max_pool_forward_bf16`, `max_pool_forward_bnrelu_bf16`, `max_pool_argmax_bf16`, `max_pool_argmax_bnrelu_bf16` | [`max_pool_forward`]`(N, P, Q, C)` | (tx, ty) | (Q/ty, P, N) |
+//! | `max_pool_backward_bf16` | [`max_pool_backward`]`(N, H, W, C)` | (tx, ty) | (W/ty, H, N) |
 //! | `max_pool_backward_bnrelu_sums_bf16` | [`max_pool_backward_sums`]`(N, H, W, C)` | (C/8, ty) | (W/ty, H, min(N, 16)) |
 //! | `shortcut_a_forward_bf16` | [`shortcut_a_forward`]`(N, P, Q, Cin, Cout)` | (tx, ty) | (Q/ty, P, N) |
 //! | `shortcut_a_backward_bf16` | [`shortcut_a_backward`]`(N, H, W, Cin, Cout)` | (tx, ty) | (W/ty, H, N) |
@@ -163,7 +163,8 @@ pub fn image_batch(n: usize, h: usize, w: usize) -> Launch {
     pixels(n, h, w, 1)
 }
 
-/// Max pooling's forward, one thread per output pixel of `y[n, p, q, c]`.
+/// Max pooling's forward (and the backward's argmax pass), one thread per output pixel of
+/// `y[n, p, q, c]`.
 pub fn max_pool_forward(n: usize, p: usize, q: usize, c: usize) -> Launch {
     pixels(n, p, q, c / channel_group(c))
 }

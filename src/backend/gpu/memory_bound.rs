@@ -28,11 +28,15 @@ struct MemoryBoundKernels {
     avg_pool_forward: &'static str,
     avg_pool_backward: &'static str,
     max_pool_forward: &'static str,
+    /// In f32 one pass over `x`; in bf16 the second of two, over the taps the argmax pass recorded.
     max_pool_backward: &'static str,
+    /// The backward's first pass in bf16, which records each output's first maximum as its tap in
+    /// the window (kernels/pool_bf16.cu); "" in f32, whose backward is one pass.
+    max_pool_argmax: &'static str,
     /// The BN-input max pools (`relu(BN(x))` at each tap); bf16 only: "" in f32, never launched
     /// (`max_pool_bn_input_fusion` is false there).
     max_pool_forward_bnrelu: &'static str,
-    max_pool_backward_bnrelu: &'static str,
+    max_pool_argmax_bnrelu: &'static str,
     /// The type the kernels that write activations (or their gradients) store.
     activations: DType,
     /// Over `n` elements.
@@ -64,8 +68,9 @@ const F32_KERNELS: MemoryBoundKernels = MemoryBoundKernels {
     avg_pool_backward: "global_avg_pool_backward_f32",
     max_pool_forward: "max_pool_forward_f32",
     max_pool_backward: "max_pool_backward_f32",
+    max_pool_argmax: "",
     max_pool_forward_bnrelu: "",
-    max_pool_backward_bnrelu: "",
+    max_pool_argmax_bnrelu: "",
     activations: DType::F32,
     elementwise: flat,
     shortcut_forward_at: |_, [n, p, q, cout]| flat(n * p * q * cout),
@@ -85,8 +90,9 @@ const BF16_KERNELS: MemoryBoundKernels = MemoryBoundKernels {
     avg_pool_backward: "global_avg_pool_backward_bf16",
     max_pool_forward: "max_pool_forward_bf16",
     max_pool_backward: "max_pool_backward_bf16",
+    max_pool_argmax: "max_pool_argmax_bf16",
     max_pool_forward_bnrelu: "max_pool_forward_bnrelu_bf16",
-    max_pool_backward_bnrelu: "max_pool_backward_bnrelu_bf16",
+    max_pool_argmax_bnrelu: "max_pool_argmax_bnrelu_bf16",
     activations: DType::Bf16,
     elementwise: bf16_plan::elementwise,
     shortcut_forward_at: |[_, _, _, cin], [n, p, q, cout]| {
@@ -231,28 +237,81 @@ impl<D: Driver> GpuBackend<D> {
         let k = self.memory_bound_kernels();
         let xd = dims4(x);
         let yd = dy.map_or_else(|| dims4(out), dims4);
-        let args = KernelArgs::new().ptr(x.buf().ptr());
-        let args = match bn {
-            Some(bn) => with_bn_affine(args, bn.gamma, &bn.saved),
-            None => args,
-        };
-        let kernel = match (dy.is_some(), bn.is_some()) {
-            (false, false) => k.max_pool_forward,
-            (false, true) => k.max_pool_forward_bnrelu,
-            (true, false) => k.max_pool_backward,
-            (true, true) => k.max_pool_backward_bnrelu,
-        };
-        let (launch, args) = match dy {
-            None => ((k.max_pool_forward_at)(xd, yd), args),
-            Some(dy) => ((k.max_pool_backward_at)(xd, yd), args.ptr(dy.buf().ptr())),
-        };
-        let args = with_pool_shape(args.ptr(out.buf().ptr()), xd, yd, geom);
-        self.launch_planned(kernel, launch, args)?;
+        match dy {
+            None => {
+                let args = KernelArgs::new().ptr(x.buf().ptr());
+                let (kernel, args) = match bn {
+                    Some(bn) => (
+                        k.max_pool_forward_bnrelu,
+                        with_bn_affine(args, bn.gamma, &bn.saved),
+                    ),
+                    None => (k.max_pool_forward, args),
+                };
+                let args = with_pool_shape(args.ptr(out.buf().ptr()), xd, yd, geom);
+                self.launch_planned(kernel, (k.max_pool_forward_at)(xd, yd), args)?;
+            }
+            // f32: one pass, which finds every covering window's maximum again.
+            Some(dy) if k.max_pool_argmax.is_empty() => {
+                let args = KernelArgs::new()
+                    .ptr(x.buf().ptr())
+                    .ptr(dy.buf().ptr())
+                    .ptr(out.buf().ptr());
+                let args = with_pool_shape(args, xd, yd, geom);
+                self.launch_planned(k.max_pool_backward, (k.max_pool_backward_at)(xd, yd), args)?;
+            }
+            Some(dy) => self.with_max_pool_taps(x, bn, yd, geom, |taps| {
+                let args = KernelArgs::new()
+                    .ptr(taps)
+                    .ptr(dy.buf().ptr())
+                    .ptr(out.buf().ptr());
+                let args = with_pool_shape(args, xd, yd, geom);
+                self.launch_planned(k.max_pool_backward, (k.max_pool_backward_at)(xd, yd), args)
+            })?,
+        }
         Self::written_as(out, k.activations);
         Ok(())
     }
 
-    /// The BN-input max pool's backward, and from the same pass that BN's backward partial sums
+    /// The bf16 max pool backward's first pass (kernels/pool_bf16.cu, `max_pool_argmax_bf16` or,
+    /// with `bn`, `_bnrelu_bf16`): each output's first maximum as its tap in the window, one byte per
+    /// element of `y` in a workspace, which `second` (the pass that reads it) gets.
+    fn with_max_pool_taps(
+        &self,
+        x: &T<D>,
+        bn: Option<&BnMap<'_, GpuBackend<D>>>,
+        yd: Dims,
+        geom: PoolGeometry,
+        second: impl FnOnce(super::DevicePtr) -> Result<()>,
+    ) -> Result<()> {
+        // A tap is a byte (255: none), so a window has at most 225 (15 x 15).
+        if geom.window > MAX_TAPPED_WINDOW {
+            return Err(invalid(
+                "max_pool_backward",
+                format!(
+                    "a {0}x{0} window: the bf16 kernels take windows up to {1}x{1} (f32 takes any)",
+                    geom.window, MAX_TAPPED_WINDOW
+                ),
+            ));
+        }
+        let k = self.memory_bound_kernels();
+        let xd = dims4(x);
+        let [n, p, q, c] = yd;
+        self.with_workspace(n * p * q * c, |taps| {
+            let args = KernelArgs::new().ptr(x.buf().ptr());
+            let (kernel, args) = match bn {
+                Some(bn) => (
+                    k.max_pool_argmax_bnrelu,
+                    with_bn_affine(args, bn.gamma, &bn.saved),
+                ),
+                None => (k.max_pool_argmax, args),
+            };
+            let args = with_pool_shape(args.ptr(taps), xd, yd, geom);
+            self.launch_planned(kernel, (k.max_pool_forward_at)(xd, yd), args)?;
+            second(taps)
+        })
+    }
+
+    /// The BN-input max pool's backward, and from its second pass that BN's backward partial sums
     /// into `partials` (kernels/pool_bf16.cu, `max_pool_backward_bnrelu_sums_bf16`): `[2][C][P]`
     /// floats, P the launch's blocks, which `Backend::max_pool_bn_grad_len` sized.
     pub(super) fn max_pool_with_bn_sums(
@@ -274,17 +333,23 @@ impl<D: Driver> GpuBackend<D> {
                 ),
             )
         })?;
-        let args = with_bn_affine(KernelArgs::new().ptr(x.buf().ptr()), bn.gamma, &bn.saved)
-            .ptr(dy.buf().ptr())
-            .ptr(dx.buf().ptr())
-            .ptr(partials.buf().ptr());
-        let args = with_pool_shape(args, xd, yd, geom);
-        self.launch_planned("max_pool_backward_bnrelu_sums_bf16", launch, args)?;
+        self.with_max_pool_taps(x, Some(bn), yd, geom, |taps| {
+            let args = with_bn_affine(KernelArgs::new().ptr(x.buf().ptr()), bn.gamma, &bn.saved)
+                .ptr(taps)
+                .ptr(dy.buf().ptr())
+                .ptr(dx.buf().ptr())
+                .ptr(partials.buf().ptr());
+            let args = with_pool_shape(args, xd, yd, geom);
+            self.launch_planned("max_pool_backward_bnrelu_sums_bf16", launch, args)
+        })?;
         Self::written_as(dx, DType::Bf16);
         Self::written_as(partials, DType::F32);
         Ok(())
     }
 }
+
+/// The largest max-pool window the bf16 backward takes: its taps are bytes.
+const MAX_TAPPED_WINDOW: usize = 15;
 
 /// The max pools' shape parameters, after their pointers: `N, H, W, C` of the input, `P, Q` of the
 /// output, then the window, stride and padding.
