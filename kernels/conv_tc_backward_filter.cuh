@@ -16,6 +16,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
                                                         const BnAffineParams& bn = {}) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
+    if (static_cast<long long>(d.H) * d.W * d.C > 0x7fffffff) __trap();  // uniform: 32-bit offsets within an image
     using AChunks = TcChunks<Tile::BK, Tile::BM, Tile::THREADS>;
     using BChunks = TcChunks<Tile::BK, Tile::BN, Tile::THREADS>;
     const int H = d.H, W = d.W, C = d.C, K = d.K, S = d.S, P = d.P, Q = d.Q;
@@ -66,31 +67,40 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
     // A row's pixel j = (n P + p) Q + q, split by multiplication (fast_divmod.cuh): this is in every
     // slice of the main loop, for each of the thread's rows.
     const FastDivmod by_q(Q), by_p(P);
+    // (VEC) The thread's one tap, as an offset from a row's window corner (p stride, q stride).
+    const int tap_h = col_r[0] - d.pad, tap_w = col_s[0] - d.pad;
+    const long long image_elems = static_cast<long long>(H) * W * C;
     TcLandedChunks<BChunks::PER_THREAD, Tile::STAGES> b_landed;  // (BN_INPUT) which chunks were copies
     auto load_b = [&](bf16* tile, int k0) {
 #pragma unroll
         for (int jj = 0; jj < BChunks::PER_THREAD; ++jj) {
             if (!BChunks::owns(tid, jj)) continue;
             const int row = BChunks::row(tid, jj), j = j_begin + k0 + row;
-            int h0 = kConvInvalid, w0 = kConvInvalid;
-            long long image = 0;
-            if (j < j_end) {
-                int np, q, n, p;
-                by_q.divmod(j, np, q);
-                by_p.divmod(np, n, p);
-                image = static_cast<long long>(n) * H * W * C;
-                h0 = p * d.stride - d.pad;
-                w0 = q * d.stride - d.pad;
-            }
             if constexpr (VEC) {
-                const int h = h0 + col_r[0], ww = w0 + col_s[0];
-                // 0 <= h < H and 0 <= w < W, each as one unsigned compare.
-                const bool ok = static_cast<unsigned>(h) < static_cast<unsigned>(H) &&
+                int np = 0, q = 0, n = 0, p = 0;
+                if (j < j_end) {
+                    by_q.divmod(j, np, q);
+                    by_p.divmod(np, n, p);
+                }
+                const int h = p * d.stride + tap_h, ww = q * d.stride + tap_w;
+                // 0 <= h < H and 0 <= w < W, each as one unsigned compare; the offset within the
+                // image in 32 bits (an image holds fewer than 2^31 elements: checked above).
+                const bool ok = j < j_end && static_cast<unsigned>(h) < static_cast<unsigned>(H) &&
                                 static_cast<unsigned>(ww) < static_cast<unsigned>(W);
-                const bf16* src = ok ? x + image + (static_cast<long long>(h) * W + ww) * C + col_c[0] : x;
+                const bf16* src = ok ? x + (n * image_elems + ((h * W + ww) * C + col_c[0])) : x;
                 tc_copy_chunk(tile + MainLoop::template kn_offset<Tile, Tile::BN>(row, b_col), src, ok);
                 if constexpr (BN_INPUT) b_landed.record(k0 / Tile::BK, jj, ok);
             } else {
+                int h0 = kConvInvalid, w0 = kConvInvalid;
+                long long image = 0;
+                if (j < j_end) {
+                    int np, q, n, p;
+                    by_q.divmod(j, np, q);
+                    by_p.divmod(np, n, p);
+                    image = n * image_elems;
+                    h0 = p * d.stride - d.pad;
+                    w0 = q * d.stride - d.pad;
+                }
                 std::uint16_t bits[8];
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
