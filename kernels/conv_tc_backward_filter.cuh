@@ -77,11 +77,9 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
             if (!BChunks::owns(tid, jj)) continue;
             const int row = BChunks::row(tid, jj), j = j_begin + k0 + row;
             if constexpr (VEC) {
-                int np = 0, q = 0, n = 0, p = 0;
-                if (j < j_end) {
-                    by_q.divmod(j, np, q);
-                    by_p.divmod(np, n, p);
-                }
+                int np, q, n, p;  // past j_end too (j < 2^31): the chunk is then zero-filled
+                by_q.divmod(j, np, q);
+                by_p.divmod(np, n, p);
                 const int h = p * d.stride + tap_h, ww = q * d.stride + tap_w;
                 // 0 <= h < H and 0 <= w < W, each as one unsigned compare; the offset within the
                 // image in 32 bits (an image holds fewer than 2^31 elements: checked above).

@@ -40,6 +40,8 @@
 //   global_avg_pool_backward: block (tx, ty), grid (groups / tx, N): a thread forms its group's
 //     gradient once and stores it to pixels ty, ty + blockDim.y, ... of image blockIdx.y.
 // Any grid is correct (every loop strides by its grid extent).
+#include <type_traits>
+
 #include "bf16_vec.cuh"
 #include "bn_affine.cuh"
 #include "pixels_bf16.cuh"
@@ -131,18 +133,24 @@ __device__ __forceinline__ void load_taps(const std::uint8_t* __restrict__ p, in
     }
 }
 
-template <int W, bool kVec, bool kBn>
-__device__ __forceinline__ void max_pool_forward(const bf16* __restrict__ x, const BnAffineParams& bn,
-                                                 bf16* __restrict__ y, PoolShape s) {
+// Each output pixel's window over its channel groups: the first maximum's value (Out = bf16: the
+// forward's y) or its tap (Out = std::uint8_t: the backward's first pass, taps [N, P, Q, C]).
+template <int W, bool kVec, bool kBn, class Out>
+__device__ __forceinline__ void max_pool_windows(const bf16* __restrict__ x, const BnAffineParams& bn,
+                                                 Out* __restrict__ out, PoolShape s) {
     for_owned_pixels(s.N, s.P, s.Q, [&](int n, int p, int q) {
         const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
-        bf16* out = y + ((static_cast<long long>(n) * s.P + p) * s.Q + q) * s.C;
+        Out* pixel = out + ((static_cast<long long>(n) * s.P + p) * s.Q + q) * s.C;
         for_lane_groups(s.C / W, [&](int g) {
             const TapMap<W, kBn> map(bn, g * W);
             float best[W];
             int best_tap[W];
             window_max<W, kVec>(img, s, p, q, g * W, map, best, best_tap);
-            store_bf16<W, kVec>(out + g * W, best);  // exact: best holds bf16 values
+            if constexpr (std::is_same_v<Out, std::uint8_t>) {
+                store_taps<W, kVec>(pixel + g * W, best_tap);
+            } else {
+                store_bf16<W, kVec>(pixel + g * W, best);  // exact: best holds bf16 values
+            }
         });
     });
 }
@@ -155,24 +163,6 @@ __device__ __forceinline__ void covering_outputs(int h, int stride, int pad, int
     *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
     const int b = (h + pad) / stride;
     *hi = b < outputs - 1 ? b : outputs - 1;
-}
-
-// The backward's first pass: for each output pixel and channel, the tap of its window's first maximum
-// (window_max's, through `map`), into taps [N, P, Q, C] bytes.
-template <int W, bool kVec, bool kBn>
-__device__ __forceinline__ void max_pool_argmax(const bf16* __restrict__ x, const BnAffineParams& bn,
-                                                std::uint8_t* __restrict__ taps, PoolShape s) {
-    for_owned_pixels(s.N, s.P, s.Q, [&](int n, int p, int q) {
-        const bf16* img = x + static_cast<long long>(n) * s.H * s.W * s.C;
-        std::uint8_t* out = taps + ((static_cast<long long>(n) * s.P + p) * s.Q + q) * s.C;
-        for_lane_groups(s.C / W, [&](int g) {
-            const TapMap<W, kBn> map(bn, g * W);
-            float best[W];
-            int best_tap[W];
-            window_max<W, kVec>(img, s, p, q, g * W, map, best, best_tap);
-            store_taps<W, kVec>(out + g * W, best_tap);
-        });
-    });
 }
 
 // The gradient of input pixel (h, w) of image n over channels [c0, c0 + W) (taps_img, dy_img: that
@@ -338,21 +328,21 @@ namespace pool_bf16 {
 // BF16_DISPATCH_GROUPS instantiates `fn<W, kVec>`: the stored and the BN-input variants as such.
 template <int W, bool kVec>
 __device__ __forceinline__ void max_pool_forward_stored(const bf16* x, bf16* y, PoolShape s) {
-    max_pool_forward<W, kVec, false>(x, BnAffineParams{}, y, s);
+    max_pool_windows<W, kVec, false>(x, BnAffineParams{}, y, s);
 }
 template <int W, bool kVec>
 __device__ __forceinline__ void max_pool_forward_bnrelu(const bf16* x, const BnAffineParams& bn, bf16* y,
                                                         PoolShape s) {
-    max_pool_forward<W, kVec, true>(x, bn, y, s);
+    max_pool_windows<W, kVec, true>(x, bn, y, s);
 }
 template <int W, bool kVec>
 __device__ __forceinline__ void max_pool_argmax_stored(const bf16* x, std::uint8_t* taps, PoolShape s) {
-    max_pool_argmax<W, kVec, false>(x, BnAffineParams{}, taps, s);
+    max_pool_windows<W, kVec, false>(x, BnAffineParams{}, taps, s);
 }
 template <int W, bool kVec>
 __device__ __forceinline__ void max_pool_argmax_bnrelu(const bf16* x, const BnAffineParams& bn, std::uint8_t* taps,
                                                        PoolShape s) {
-    max_pool_argmax<W, kVec, true>(x, bn, taps, s);
+    max_pool_windows<W, kVec, true>(x, bn, taps, s);
 }
 }  // namespace pool_bf16
 

@@ -885,10 +885,10 @@ fn max_pool_forward_and_backward_are_exact() {
 /// stem's pool computing BN + ReLU at each tap from BN's input) are bit for bit the pair they
 /// replace: `batch_norm_normalize_bf16` with ReLU stored, then `max_pool_forward_bf16` and
 /// `max_pool_argmax_bf16` reading it (each backward then `max_pool_backward_bf16` over its taps), on
-/// the same device. gamma takes
-/// both signs, so the map is not monotone (a window's maximum of z need not sit at its maximum of
-/// x), and the ReLU's zeros give windows with ties (the first maximum must win in both). Aligned
-/// and misaligned views (the vector and element paths), C with and without groups of 8.
+/// the same device. gamma takes both signs, so the map is not monotone (a window's maximum of z need
+/// not sit at its maximum of x), and the ReLU's zeros give windows with ties (the first maximum
+/// must win in both). Aligned and misaligned views (the vector and element paths), C with and
+/// without groups of 8.
 #[test]
 fn max_pool_through_bn_is_normalize_then_max_pool() {
     let mut rng = ChaCha8Rng::seed_from_u64(16);

@@ -239,14 +239,8 @@ impl<D: Driver> GpuBackend<D> {
         let yd = dy.map_or_else(|| dims4(out), dims4);
         match dy {
             None => {
-                let args = KernelArgs::new().ptr(x.buf().ptr());
-                let (kernel, args) = match bn {
-                    Some(bn) => (
-                        k.max_pool_forward_bnrelu,
-                        with_bn_affine(args, bn.gamma, &bn.saved),
-                    ),
-                    None => (k.max_pool_forward, args),
-                };
+                let (kernel, args) =
+                    pool_input(x, bn, k.max_pool_forward, k.max_pool_forward_bnrelu);
                 let args = with_pool_shape(args.ptr(out.buf().ptr()), xd, yd, geom);
                 self.launch_planned(kernel, (k.max_pool_forward_at)(xd, yd), args)?;
             }
@@ -297,14 +291,7 @@ impl<D: Driver> GpuBackend<D> {
         let xd = dims4(x);
         let [n, p, q, c] = yd;
         self.with_workspace(n * p * q * c, |taps| {
-            let args = KernelArgs::new().ptr(x.buf().ptr());
-            let (kernel, args) = match bn {
-                Some(bn) => (
-                    k.max_pool_argmax_bnrelu,
-                    with_bn_affine(args, bn.gamma, &bn.saved),
-                ),
-                None => (k.max_pool_argmax, args),
-            };
+            let (kernel, args) = pool_input(x, bn, k.max_pool_argmax, k.max_pool_argmax_bnrelu);
             let args = with_pool_shape(args.ptr(taps), xd, yd, geom);
             self.launch_planned(kernel, (k.max_pool_forward_at)(xd, yd), args)?;
             second(taps)
@@ -345,6 +332,21 @@ impl<D: Driver> GpuBackend<D> {
         Self::written_as(dx, DType::Bf16);
         Self::written_as(partials, DType::F32);
         Ok(())
+    }
+}
+
+/// A max pool's input arguments and kernel: `x` alone (`plain`), or with `bn` the BN whose output
+/// with ReLU the pool computes at each tap (`bnrelu`, which takes BN's statistics and affine after x).
+fn pool_input<D: Driver>(
+    x: &T<D>,
+    bn: Option<&BnMap<'_, GpuBackend<D>>>,
+    plain: &'static str,
+    bnrelu: &'static str,
+) -> (&'static str, KernelArgs) {
+    let args = KernelArgs::new().ptr(x.buf().ptr());
+    match bn {
+        Some(bn) => (bnrelu, with_bn_affine(args, bn.gamma, &bn.saved)),
+        None => (plain, args),
     }
 }
 
