@@ -8,6 +8,7 @@
 #   (device tool) run: PHASES=1 tools/device-check.sh   carry ["device"], timeout_s >= DEADLINE + 60
 #   (device tool) run: PHASES=2 tools/device-check.sh   the same, second call
 #   (device tool) run: PHASES=3 DEADLINE=420 tools/device-check.sh   PyTorch compiled, once 1 and 2 pass
+#   (device tool) run: PHASES="4 2" DEADLINE=300 tools/device-check.sh   Nsight Compute's counters first
 #   here, after each call: tools/device-results.sh FILES_AT   files the outputs under docs/<gpu>/
 #
 # DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
@@ -77,7 +78,8 @@ sanitize() { # sanitize TOOL SUITE SECONDS [TEST FILTERS...]
 # deadline cuts it short, with resnet20's step without PDL; 2 is the f32 step beside PyTorch's fp32
 # and TF32 ones, the fusion comparisons and resnet50's without PDL, the sanitizers, the older data-format checks (with FULL=1) and the criterion benchmarks. One call
 # rarely fits both: run PHASES=1, then PHASES=2 in a second call while the machine is warm. 3 (not in
-# the default) is PyTorch's compiled step beside ours, for a session after 1 and 2 have passed.
+# the default) is PyTorch's compiled step beside ours, for a session after 1 and 2 have passed; 4
+# (not in the default) the hardware counters of our kernels under Nsight Compute.
 PHASES="${PHASES:-1 2}"
 in_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
@@ -170,6 +172,47 @@ rm -rf "$RAW/data-full"
 # Every tensor-core tile on every convolution of resnet50 b256 and resnet20 b128, against the
 # plan's pick: a few seconds, and what the plan's tile choices should be tuned from.
 step tc-tiles 120 env RESNET_BENCH_DEVICE=cuda device/bench-tc_tiles --json "$RAW/tc-tiles.json"
+fi
+
+# Phase 4 (not in the default; before phase 2 when both are asked for, PHASES="4 2"): the hardware
+# counters of our kernels under Nsight Compute, so that the speed work done without a GPU is aimed by
+# what bounds each kernel (tensor pipe, issue slots, memory, the stall reasons) and not by guesses.
+# One launch per distinct launch configuration (kernel, grid, block: about one per shape) of one
+# eager step; --clock-control none leaves the clocks as the benchmarks see them. tools/ncu_table.py
+# prints the tables (summary.txt, ncu-tables.md); the raw pages travel gzipped.
+NCU_SECTIONS=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
+    --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats)
+ncu_step() { # ncu_step NAME SECONDS KERNEL_REGEX [ENV=VALUE ...] -- BENCH ARGS...
+    local name=$1 limit=$2 regex=$3
+    shift 3
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1") && shift; done
+    shift
+    step "$name" "$limit" env "${envs[@]}" "$NCU" --clock-control none --target-processes all \
+        --kernel-name "regex:$regex" --filter-mode per-launch-config --launch-count 1 "${NCU_SECTIONS[@]}" \
+        --page raw --csv --log-file "$RAW/$name.csv" \
+        "$RC" bench --device cuda --cuda-graph off --warmup 0 --iters 1 --profile-iters 1 "$@"
+}
+if in_phase 4; then
+NCU=$(command -v ncu || ls -d /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+echo "ncu: ${NCU:-not found}" | tee -a "$summary"
+if [ -n "$NCU" ]; then
+    ncu_step ncu-resnet50-b256 150 '^conv2d_' -- --model resnet50 --batch-size 256
+    # Every kernel of the CIFAR net's step: its convolutions are short, so the others matter too.
+    ncu_step ncu-resnet20-b128 90 '.' -- --model resnet20 --batch-size 128
+    ncu_step ncu-resnet50-b256-wgmma 120 '^conv2d_wgmma_' RESNET_TC_KERNELS=wgmma -- \
+        --model resnet50 --batch-size 256
+    # Where the warps of the three 128x128 main loops wait, instruction by instruction (the first
+    # launch of each; the machine code is what tools/sass_mainloop.py reads here).
+    step ncu-source-128x128 90 "$NCU" --clock-control none \
+        --kernel-id '::regex:^conv2d_tc_(forward|backward_data|backward_filter)_[a-z_]*128x128_bf16$:1' \
+        --section SourceCounters --page source --print-source sass --csv --log-file "$RAW/ncu-source-128x128.csv" \
+        "$RC" bench --device cuda --cuda-graph off --warmup 0 --iters 1 --profile-iters 1 --model resnet50 \
+        --batch-size 256
+    python3 tools/ncu_table.py "$RAW"/ncu-resnet*.csv --source "$RAW/ncu-source-128x128.csv" \
+        >"$RAW/ncu-tables.md" 2>&1
+    gzip -f "$RAW"/ncu-*.csv
+fi
 fi
 
 if in_phase 2; then
@@ -281,6 +324,10 @@ PY
 rm -rf "$RAW"/run-*/checkpoints/iter-* "$RAW/data" "$RAW"/auto-run*
 python3 tools/device_table.py "$RAW" >"$RAW/table.md" 2>&1
 cat "$RAW/table.md" >>"$summary"
+if compgen -G "$RAW/ncu-resnet*.csv.gz" >/dev/null; then
+    echo "--- Nsight Compute (the longest launches; all of them in ncu-tables.md)" >>"$summary"
+    python3 tools/ncu_table.py --top 12 "$RAW"/ncu-resnet*.csv.gz >>"$summary" 2>&1
+fi
 cp "$summary" "$OUT/summary.txt"
 tar -C /tmp -czf "$OUT/raw.tar.gz" device-raw
 cat "$summary"
