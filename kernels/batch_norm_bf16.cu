@@ -7,7 +7,7 @@
 //                     g = dy, or dy [y > 0] (mask kMaskFromY: y is a block's output, see below), or
 //                     dy [x scale_c + shift_c > 0] (kMaskFromAffine: BN's own ReLU)
 //   normalize:        y = round(x scale_c + shift_c), scale = gamma inv_std, shift = beta - mean scale,
-//                     relu applied to the fp32 value before rounding
+//                     relu in the rounding (cvt.rn.relu: max(., 0), a NaN stays NaN; tensor_core.cuh)
 //   normalize_add:    out = round((x scale_c + shift_c) + residual), relu likewise (one rounding)
 //   normalize_add_bn: the same with residual = round(r rscale_c + rshift_c), the output of a second
 //                     batch norm (no ReLU) of r, rounded as that BN's normalize would store it (a
@@ -183,10 +183,10 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
                 for (int k = 0; k < W; ++k) v[k] += r[k];
             }
             if (relu) {
-#pragma unroll
-                for (int k = 0; k < W; ++k) v[k] = v[k] < 0.0f ? 0.0f : v[k];
+                store_bf16_relu<W, kVec>(out + i, v);
+            } else {
+                store_bf16<W, kVec>(out + i, v);
             }
-            store_bf16<W, kVec>(out + i, v);
         });
 }
 

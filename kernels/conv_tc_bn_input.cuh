@@ -19,7 +19,7 @@
 // C channels' once into a table in front of its pipeline (tc_fill_bn_coefficients); backward-filter's
 // columns, and so each thread's 8 channels, are fixed, so a thread keeps its 16 in registers.
 //
-// The cost is a 16-byte shared load and store plus 8 fma + max per chunk (and the forward's four
+// The cost is a 16-byte shared load and store plus 8 fma and 4 conversions (the ReLU in them) per chunk (and the forward's four
 // 16-byte table loads), before the barrier; what it saves is the normalising pass (a read and a write
 // of z) and the launch. Which wins on a given GPU is measured (device-check's `nofusebnin`
 // benchmarks, and the tile sweep's `forward_bnrelu` and `backward_filter_bnrelu` passes).
@@ -71,16 +71,13 @@ __device__ __forceinline__ void tc_bn_relu_coefficients(const float* table, int 
 }
 
 // Rewrites the 8 staged bf16 of x at `chunk` (16-byte aligned shared memory) as z: the affine map,
-// the ReLU as the normalising pass writes it (v < 0 ? 0 : v), one rounding to nearest even.
+// the ReLU in the one rounding to nearest even, as the normalising pass writes it (store_bf16_relu).
 __device__ __forceinline__ void tc_bn_relu_chunk(bf16* chunk, const float (&scale)[8], const float (&shift)[8]) {
     float v[8];
     load_bf16<8, true>(chunk, v);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-        v[k] = bn_affine(v[k], scale[k], shift[k]);
-        v[k] = v[k] < 0.0f ? 0.0f : v[k];
-    }
-    store_bf16<8, true>(chunk, v);
+    for (int k = 0; k < 8; ++k) v[k] = bn_affine(v[k], scale[k], shift[k]);
+    store_bf16_relu<8, true>(chunk, v);
 #if !defined(__CUDACC__)
     // A generic-proxy store a wgmma may read next: the emulator checks the fence.proxy.async for it.
     emu::note_generic_shared_store(chunk);

@@ -2,8 +2,8 @@
 // and bf16. Every tensor is contiguous, all of length n; the layout is irrelevant.
 //
 // Math (inputs widened exactly to fp32, each output rounded once to nearest even):
-//   add_forward_bf16:  y = round(a + b), then max(y, 0) when relu != 0 (applied to the fp32 sum; NaN
-//                      passes through). The fp32 sum of two bf16 is their exact sum rounded to fp32, and
+//   add_forward_bf16:  y = round(a + b), with relu != 0 max(y, 0) in the same rounding (a NaN stays a
+//                      NaN, the canonical one: tensor_core.cuh's bf16_from_float_relu). The fp32 sum of two bf16 is their exact sum rounded to fp32, and
 //                      rounding that to bf16 equals rounding the exact sum (the fp32 rounding can only
 //                      touch bits far below bf16's half unit), so the result is correctly rounded.
 //   add_backward_bf16: dsum = dy where y > 0 or relu == 0, else +0: a selection, bit-exact.
@@ -53,11 +53,12 @@ struct AddForward {
         load_bf16<W, kVec>(a + i, va);
         load_bf16<W, kVec>(b + i, vb);
 #pragma unroll
-        for (int k = 0; k < W; ++k) {
-            const float v = va[k] + vb[k];
-            va[k] = (relu && v < 0.0f) ? 0.0f : v;
+        for (int k = 0; k < W; ++k) va[k] += vb[k];
+        if (relu) {
+            store_bf16_relu<W, kVec>(y + i, va);
+        } else {
+            store_bf16<W, kVec>(y + i, va);
         }
-        store_bf16<W, kVec>(y + i, va);
     }
 };
 

@@ -63,13 +63,13 @@ struct TapMap {
         if constexpr (kBn) bn_affine_coefficients<W>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c0, scale, shift);
     }
 
-    // z as the normalising pass stores it: the affine map, its ReLU (v < 0 ? 0 : v), one rounding.
+    // z as the normalising pass stores it: the affine map, then one rounding with the ReLU in it.
     __device__ __forceinline__ void apply(float v[W]) const {
         if constexpr (kBn) {
 #pragma unroll
             for (int k = 0; k < W; ++k) {
                 const float z = bn_affine(v[k], scale[k], shift[k]);
-                v[k] = bf16_to_float(bf16_from_float(z < 0.0f ? 0.0f : z));
+                v[k] = bf16_to_float(bf16_from_float_relu(z));
             }
         }
     }

@@ -52,6 +52,33 @@ __device__ __forceinline__ std::uint32_t pack_bf16x2(bf16 first, bf16 second) {
     return static_cast<std::uint32_t>(bf16_bits(first)) | static_cast<std::uint32_t>(bf16_bits(second)) << 16;
 }
 
+// max(x, 0) rounded to bf16 in the conversion itself (cvt.rn.relu): a negative result becomes +0, a
+// NaN the canonical NaN 0x7fff (so a NaN still propagates, as PyTorch's relu lets it). One
+// instruction for a pair, where an fp32 compare and select per element and the conversion would take
+// five: every bf16 ReLU of the forward (the normalising pass, the residual add, and the maps that
+// fuse BN + ReLU into a convolution's operand or the max pool) goes through these, so a fused ReLU
+// stays bit for bit the stored one. The pair: `low` at the lower address (bits 0-15); cvt packs its
+// first source operand into the upper half.
+__device__ __forceinline__ std::uint32_t pack_floats_bf16x2_relu(float low, float high) {
+#ifdef __CUDACC__
+    std::uint32_t d;
+    asm("cvt.rn.relu.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(high), "f"(low));
+    return d;
+#else
+    return pack_bf16x2(emu::bfloat16_relu_from_float(low), emu::bfloat16_relu_from_float(high));
+#endif
+}
+
+__device__ __forceinline__ bf16 bf16_from_float_relu(float x) {
+#ifdef __CUDACC__
+    std::uint16_t d;
+    asm("cvt.rn.relu.bf16.f32 %0, %1;" : "=h"(d) : "f"(x));
+    return bf16_from_bits(d);
+#else
+    return emu::bfloat16_relu_from_float(x);
+#endif
+}
+
 // ---- mma ----------------------------------------------------------------------------------------------
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d = a b + c over the warp (all 32 lanes must
 // call it together, converged). `d` may be `c` (accumulate in place).

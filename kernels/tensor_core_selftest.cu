@@ -4,6 +4,9 @@
 // Math and layout of each kernel:
 //   tc_selftest_bf16_round:   bits[i] = bf16 bits of round_nearest_even(x[i]); back[i] = that bf16 as f32;
 //                             grid-stride over n, any launch shape.
+//   tc_selftest_bf16_relu_round: pairs[i] = pack_floats_bf16x2_relu(x[2i], x[2i + 1]) for i < n / 2;
+//                             singles[i] = bf16 bits of bf16_from_float_relu(x[i]) for i < n; grid-stride,
+//                             any launch shape.
 //   tc_selftest_mma_fragments: lane l: d[4l..4l+4] = its D registers of one mma.m16n8k16 whose registers
 //                             are a[4l..4l+4], b[2l..2l+2], c[4l..4l+4] (raw fragments, bf16 pairs as u32).
 //   tc_selftest_mma_tile:     D[16][8] = A[16][16] B[16][8] + C[16][8], all row-major (A, B bf16; C, D f32):
@@ -40,6 +43,16 @@ extern "C" __global__ void tc_selftest_bf16_round(const float* x, unsigned short
     }
 }
 EMU_REGISTER(tc_selftest_bf16_round);
+
+extern "C" __global__ void tc_selftest_bf16_relu_round(const float* x, unsigned* pairs, unsigned short* singles,
+                                                       int n) {
+    grid_dependency_sync();
+    for (unsigned long long i = global_thread_index(); i < static_cast<unsigned long long>(n); i += grid_stride()) {
+        if (2 * i + 1 < static_cast<unsigned long long>(n)) pairs[i] = pack_floats_bf16x2_relu(x[2 * i], x[2 * i + 1]);
+        singles[i] = bf16_bits(bf16_from_float_relu(x[i]));
+    }
+}
+EMU_REGISTER(tc_selftest_bf16_relu_round);
 
 extern "C" __global__ void tc_selftest_mma_fragments(const unsigned* a, const unsigned* b, const float* c, float* d) {
     grid_dependency_sync();

@@ -176,6 +176,73 @@ fn bf16_rounds_to_nearest_even_like_half() {
     }
 }
 
+/// The ReLU in the conversion (cvt.rn.relu.bf16x2.f32 and .bf16.f32): max(x, 0) rounded to nearest
+/// even, a NaN as the canonical NaN 0x7fff (the PTX ISA's words for .relu), both halves of a pair in
+/// the right place. `-0.0` becoming +0 is the emulator's reading of "clamps the result to 0 if
+/// negative"; a GPU run of this test is what confirms it.
+#[test]
+fn bf16_relu_conversion_clamps_in_the_rounding() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut x: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.5,
+        -1.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        -1.0e-40,             // negative subnormal: rounds to -0 in bf16, then clamps
+        1.0e-40,              // positive subnormal: kept
+        -(1.0 + 3.0 / 256.0), // halfway, negative
+        1.0 + 3.0 / 256.0,    // halfway: rounds up
+    ];
+    x.extend((0..10_000).map(|_| f32::from_bits(rng.random())));
+    let n = x.len();
+    let dx = DeviceVec::new(driver(), &x);
+    let pairs = DeviceVec::new(driver(), &vec![0xdead_beefu32; n / 2]);
+    let singles = DeviceVec::new(driver(), &vec![0xbeefu16; n]);
+    launch(
+        "tc_selftest_bf16_relu_round",
+        KernelArgs::new()
+            .ptr(dx.ptr)
+            .ptr(pairs.ptr)
+            .ptr(singles.ptr)
+            .int(n),
+    );
+    let expected = |v: f32| -> u16 {
+        if v.is_nan() {
+            return 0x7fff;
+        }
+        let rounded = bf16::from_f32(v).to_bits();
+        if rounded & 0x8000 != 0 {
+            0
+        } else {
+            rounded
+        }
+    };
+    let (pairs, singles) = (pairs.to_host(), singles.to_host());
+    for i in 0..n {
+        assert_eq!(
+            singles[i],
+            expected(x[i]),
+            "single x[{i}] = {:e} ({:#010x})",
+            x[i],
+            x[i].to_bits()
+        );
+    }
+    for i in 0..n / 2 {
+        let want = u32::from(expected(x[2 * i])) | u32::from(expected(x[2 * i + 1])) << 16;
+        assert_eq!(
+            pairs[i],
+            want,
+            "pair {i}: ({:e}, {:e})",
+            x[2 * i],
+            x[2 * i + 1]
+        );
+    }
+}
+
 /// D = A B + C for A 16x16, B 16x8, C 16x8 (row-major), in the emulator's documented order: for each
 /// element, starting from C, one fused multiply-add per k = 0..15. Each product of two bf16 is exact
 /// in f32, so each step is one rounding of an exact sum, the same in Rust and in C++.

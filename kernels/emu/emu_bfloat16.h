@@ -32,6 +32,16 @@ inline bfloat16 bfloat16_from_float(float x) {
     return bfloat16{static_cast<std::uint16_t>(u >> 16)};
 }
 
+// cvt.rn.relu.bf16.f32: the rounding above, then a negative result (sign bit set: -0 included, which
+// is this emulator's reading of "clamps the result to 0 if negative"; tests/tensor_core.rs checks it
+// against the hardware) becomes +0, and a NaN becomes the canonical NaN 0x7fff, as the PTX ISA
+// specifies for .relu.
+inline bfloat16 bfloat16_relu_from_float(float x) {
+    if (x != x) return bfloat16{0x7fffu};
+    const bfloat16 rounded = bfloat16_from_float(x);
+    return (rounded.bits & 0x8000u) != 0 ? bfloat16{0} : rounded;
+}
+
 inline float bfloat16_to_float(bfloat16 x) {
     const std::uint32_t u = static_cast<std::uint32_t>(x.bits) << 16;
     float f;
