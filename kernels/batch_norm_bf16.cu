@@ -183,7 +183,7 @@ __device__ __forceinline__ void normalize(const bf16* __restrict__ x, const floa
                 for (int k = 0; k < W; ++k) v[k] += r[k];
             }
             if (relu) {
-                store_bf16_relu<W, kVec>(out + i, v);
+                store_bf16<W, kVec, true>(out + i, v);
             } else {
                 store_bf16<W, kVec>(out + i, v);
             }

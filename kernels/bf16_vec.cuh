@@ -59,36 +59,23 @@ __device__ __forceinline__ void load_bf16(const bf16* __restrict__ p, float v[W]
     }
 }
 
-template <int W, bool kVec>
+// kRelu: max(v, 0), the ReLU in the rounding (tensor_core.cuh's bf16_from_float_relu).
+template <int W, bool kVec, bool kRelu = false>
 __device__ __forceinline__ void store_bf16(bf16* __restrict__ p, const float v[W]) {
+    const auto pack = [](float low, float high) {
+        return kRelu ? pack_floats_bf16x2_relu(low, high) : pack_floats_bf16x2(low, high);
+    };
     if constexpr (kVec) {
         static_assert(W == kGroup, "vector accesses move whole groups");
         uint4 u;
-        u.x = pack_floats_bf16x2(v[0], v[1]);
-        u.y = pack_floats_bf16x2(v[2], v[3]);
-        u.z = pack_floats_bf16x2(v[4], v[5]);
-        u.w = pack_floats_bf16x2(v[6], v[7]);
+        u.x = pack(v[0], v[1]);
+        u.y = pack(v[2], v[3]);
+        u.z = pack(v[4], v[5]);
+        u.w = pack(v[6], v[7]);
         *reinterpret_cast<uint4*>(p) = u;
     } else {
 #pragma unroll
-        for (int k = 0; k < W; ++k) p[k] = bf16_from_float(v[k]);
-    }
-}
-
-// store_bf16 of max(v, 0), the ReLU in the rounding (tensor_core.cuh's bf16_from_float_relu).
-template <int W, bool kVec>
-__device__ __forceinline__ void store_bf16_relu(bf16* __restrict__ p, const float v[W]) {
-    if constexpr (kVec) {
-        static_assert(W == kGroup, "vector accesses move whole groups");
-        uint4 u;
-        u.x = pack_floats_bf16x2_relu(v[0], v[1]);
-        u.y = pack_floats_bf16x2_relu(v[2], v[3]);
-        u.z = pack_floats_bf16x2_relu(v[4], v[5]);
-        u.w = pack_floats_bf16x2_relu(v[6], v[7]);
-        *reinterpret_cast<uint4*>(p) = u;
-    } else {
-#pragma unroll
-        for (int k = 0; k < W; ++k) p[k] = bf16_from_float_relu(v[k]);
+        for (int k = 0; k < W; ++k) p[k] = kRelu ? bf16_from_float_relu(v[k]) : bf16_from_float(v[k]);
     }
 }
 

@@ -71,13 +71,13 @@ __device__ __forceinline__ void tc_bn_relu_coefficients(const float* table, int 
 }
 
 // Rewrites the 8 staged bf16 of x at `chunk` (16-byte aligned shared memory) as z: the affine map,
-// the ReLU in the one rounding to nearest even, as the normalising pass writes it (store_bf16_relu).
+// the ReLU in the one rounding to nearest even, as the normalising pass writes it (store_bf16 with kRelu).
 __device__ __forceinline__ void tc_bn_relu_chunk(bf16* chunk, const float (&scale)[8], const float (&shift)[8]) {
     float v[8];
     load_bf16<8, true>(chunk, v);
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = bn_affine(v[k], scale[k], shift[k]);
-    store_bf16_relu<8, true>(chunk, v);
+    store_bf16<8, true, true>(chunk, v);
 #if !defined(__CUDACC__)
     // A generic-proxy store a wgmma may read next: the emulator checks the fence.proxy.async for it.
     emu::note_generic_shared_store(chunk);

@@ -55,7 +55,7 @@ struct AddForward {
 #pragma unroll
         for (int k = 0; k < W; ++k) va[k] += vb[k];
         if (relu) {
-            store_bf16_relu<W, kVec>(y + i, va);
+            store_bf16<W, kVec, true>(y + i, va);
         } else {
             store_bf16<W, kVec>(y + i, va);
         }
