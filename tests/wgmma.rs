@@ -16,138 +16,17 @@
 //! place of the running magnitude, which is at most `S = |c| + sum_k |a b|`; we allow
 //! `48 * 2^-23 * S` (about 5.7e-6 S), a margin over 34 units.
 
-use std::sync::OnceLock;
-
 use half::bf16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use resnet_cuda::backend::gpu::cuda_info::{self, DriverStatus};
-use resnet_cuda::backend::gpu::driver::open_driver;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
-use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver, EmuDriver};
+use resnet_cuda::backend::gpu::{Driver, EmuDriver};
+
+mod sm90;
+use sm90::{driver, launch_on, on_emulator, DeviceVec};
 
 /// The reduction depth of every self-test kernel: two k16 steps.
 const K: usize = 32;
-
-/// The device the kernels run on. A CUDA device must be of compute capability 9.0.
-fn driver() -> &'static DynDriver {
-    static DRIVER: OnceLock<DynDriver> = OnceLock::new();
-    DRIVER.get_or_init(|| {
-        let name = std::env::var("RESNET_TEST_DRIVER").unwrap_or_else(|_| "emu".into());
-        let driver =
-            open_driver(&name).unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"));
-        if driver.name() != "emu" {
-            require_sm90(&name);
-        }
-        driver
-    })
-}
-
-/// Panics unless the GPU `name` (`cuda` or `cuda:N`) has compute capability 9.0.
-fn require_sm90(name: &str) {
-    let ordinal: usize = name.strip_prefix("cuda:").map_or(0, |n| {
-        n.parse()
-            .expect("RESNET_TEST_DRIVER=cuda:N with N a GPU number")
-    });
-    let DriverStatus::Found { gpus, .. } = cuda_info::probe() else {
-        panic!("RESNET_TEST_DRIVER={name}: the CUDA driver cannot be queried");
-    };
-    let gpu = gpus
-        .iter()
-        .find(|g| g.ordinal == ordinal)
-        .unwrap_or_else(|| panic!("RESNET_TEST_DRIVER={name}: no GPU {ordinal}"));
-    assert_eq!(
-        gpu.capability,
-        (9, 0),
-        "wgmma needs compute capability 9.0 (sm_90a); GPU {ordinal} ({}) has {}.{}",
-        gpu.name,
-        gpu.capability.0,
-        gpu.capability.1
-    );
-}
-
-fn on_emulator() -> bool {
-    driver().name() == "emu"
-}
-
-/// Device memory holding a copy of plain values of type `T`, freed on drop.
-struct DeviceVec<'d, T: Copy> {
-    driver: &'d dyn Driver,
-    ptr: DevicePtr,
-    /// What was uploaded; it sizes the allocation and the downloads.
-    host: Vec<T>,
-}
-
-impl<'d, T: Copy> DeviceVec<'d, T> {
-    fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.host.as_slice()).max(4)
-    }
-
-    fn new(driver: &'d dyn Driver, host: &[T]) -> Self {
-        let mut v = DeviceVec {
-            driver,
-            ptr: 0,
-            host: host.to_vec(),
-        };
-        v.ptr = driver.alloc(v.bytes()).unwrap();
-        // SAFETY: `ptr` was just allocated with room for `host`.
-        unsafe {
-            driver.copy_host_to_device(
-                v.host.as_ptr() as *const u8,
-                v.ptr,
-                std::mem::size_of_val(host),
-            )
-        }
-        .unwrap();
-        v
-    }
-
-    fn to_host(&self) -> Vec<T> {
-        // The initial contents only size the copy; every byte is overwritten.
-        let mut out = self.host.clone();
-        let bytes = std::mem::size_of_val(out.as_slice());
-        // SAFETY: both ranges hold `host.len()` values of T.
-        unsafe {
-            self.driver
-                .copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
-        }
-        .unwrap();
-        out
-    }
-}
-
-impl<T: Copy> Drop for DeviceVec<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
-        unsafe { self.driver.free(self.ptr, self.bytes()) }
-    }
-}
-
-/// Launches `kernel` over one block of `threads` threads with `shared_bytes` of dynamic shared
-/// memory on `driver`, and waits for it.
-fn launch_on(
-    driver: &dyn Driver,
-    kernel: &str,
-    threads: u32,
-    shared_bytes: u32,
-    mut args: KernelArgs,
-) -> Result<(), String> {
-    let mut params = args.params();
-    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
-    // comment of kernels/wgmma_selftest_sm90a.cu), and buffers sized for every index it touches.
-    unsafe {
-        driver
-            .launch(
-                kernel,
-                (1, 1, 1),
-                (threads, 1, 1),
-                shared_bytes,
-                &mut params,
-            )
-            .and_then(|()| driver.synchronize())
-    }
-    .map_err(|e| e.to_string())
-}
 
 /// The descriptor's swizzle codes, as the kernels take them, with names for messages.
 const SWIZZLES: [(usize, &str); 4] = [(0, "none"), (1, "128B"), (2, "64B"), (3, "32B")];

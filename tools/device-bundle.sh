@@ -8,7 +8,7 @@
 #   (device tool) run: tools/device-check.sh   with carry ["device"]
 #
 # device/ gets: resnet-cuda (release), the GPU test executables (kernels, conv_kernels, tensor_core,
-# wgmma, conv_tc, bf16_kernels, mixed_precision, cuda_graph, device_data, nccl_device) and, when present, the criterion kernel benchmarks, all stripped of debug info to
+# wgmma, tma, conv_tc, bf16_kernels, mixed_precision, cuda_graph, device_data, nccl_device) and, when present, the criterion kernel benchmarks, all stripped of debug info to
 # keep the bundle small. With NOKERNELS=1 also resnet-cuda-nokernels, a release binary built with
 # NVCC=none, with which the check shows what `--device auto` says on a GPU it cannot use.
 set -euo pipefail
@@ -22,7 +22,7 @@ unset CUDA_ARCHS
 
 cargo build --release
 tests_json=$(cargo test --release --no-run --message-format=json --test kernels --test conv_kernels \
-    --test tensor_core --test wgmma --test conv_tc --test bf16_kernels --test mixed_precision --test cuda_graph \
+    --test tensor_core --test wgmma --test tma --test conv_tc --test bf16_kernels --test mixed_precision --test cuda_graph \
     --test device_data --test nccl_device)
 benches_json=""
 if [ -f benches/kernels.rs ]; then

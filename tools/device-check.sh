@@ -105,6 +105,9 @@ step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 # context every test of a process shares) must not hide the other's results. `banks` tests count
 # shared-memory bank conflicts, which only the emulator can: skipped here.
 step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma
+# The tensor memory accelerator's tiled loads and mbarriers (kernels/tma.cuh), never run on a GPU
+# before: what the emulator's reading of them (kernels/emu/emu_tma.h) is checked against.
+step test-tma 60 env RESNET_TEST_DRIVER=cuda device/tma
 step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=mma device/conv_tc \
     --skip wgmma --skip banks
 if ! step test-conv-tc-wgmma 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
@@ -242,7 +245,7 @@ step bench-resnet50-b256-nofusebnin 120 env RESNET_FUSE_BN_INPUT=0 "$RC" bench -
 step bench-resnet20-b128-nofusebnin 60 env RESNET_FUSE_BN_INPUT=0 "$RC" bench --model resnet20 \
     --batch-size 128 --device cuda --json
 
-for suite in conv_tc wgmma bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
+for suite in conv_tc wgmma tma bf16_kernels mixed_precision kernels conv_kernels tensor_core; do
     sanitize memcheck "$suite" 120
 done
 # The input kernel's own tests (the whole-run ones start CLI processes: too slow under the tool).

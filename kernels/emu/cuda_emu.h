@@ -11,6 +11,7 @@
 //   atomic*                                                           -> emu_atomics.h
 //   mma.sync, ldmatrix, cp.async, bf16 (through tensor_core.cuh)      -> emu_tensor_core.h, emu_bfloat16.h
 //   wgmma.*, fence.proxy.async (through wgmma.cuh)                    -> emu_wgmma.h
+//   mbarrier.*, cp.async.bulk.tensor (through tma.cuh)                 -> emu_tma.h
 //   fast-math and bit intrinsics, min/max                             -> emu_math.h
 //   EMU_REGISTER(kernel): makes an extern "C" kernel launchable by name -> emu_registry.h
 //
@@ -32,6 +33,7 @@
 #include "emu_atomics.h"
 #include "emu_tensor_core.h"
 #include "emu_wgmma.h"
+#include "emu_tma.h"
 #include "emu_math.h"
 #include "emu_registry.h"
 

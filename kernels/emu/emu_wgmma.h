@@ -24,6 +24,7 @@
 #ifndef RESNET_CUDA_EMU_WGMMA_H
 #define RESNET_CUDA_EMU_WGMMA_H
 
+#include <cstddef>
 #include <cstdint>
 
 #include "emu_sync.h"
@@ -62,6 +63,9 @@ void fence_proxy_async_shared();
 // a wgmma may read them only after a fence.proxy.async, as after a cp.async landing. Kernels that
 // rewrite staged operands in place call it (conv_tc_bn_input.cuh), so the emulator checks their fence.
 void note_generic_shared_store(const void* dst);
+// `bytes` of shared memory from `dst` were written by the async proxy (a bulk tensor copy, emu_tma.h):
+// a wgmma may read them with no proxy fence, whatever generic stores were there before.
+void note_async_proxy_shared_write(const void* dst, std::size_t bytes);
 // The window address of `p`, which must lie in the block's dynamic shared memory.
 std::uint32_t shared_window_address(const void* p);
 // The window address of a descriptor's start, after checking what the hardware would silently drop

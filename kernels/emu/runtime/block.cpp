@@ -4,6 +4,7 @@
 
 #include "async_copy.h"
 #include "bank_conflicts.h"
+#include "mbarrier.h"
 #include "warp_matrix.h"
 #include "warpgroup_matrix.h"
 
@@ -127,6 +128,7 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     predicate_count_[0] = predicate_count_[1] = 0;
     failed_ = false;
     async_copy_block_start(num_threads_);
+    mbarrier_block_start();
     bank_block_start(num_threads_);
     wgmma_block_start(num_threads_, dyn ? dynamic_shared_ : nullptr, dyn);
     error_.clear();
@@ -259,6 +261,12 @@ void BlockRunner::switch_away(bool finished) {
     }
     if (next_thread_ < num_threads_ && !failed_) {
         resume(from, start_runner(), finished);
+        return;
+    }
+    // Every thread waits: the bulk copies in flight land now (the copy engine runs on regardless of
+    // the threads), which may complete an mbarrier phase and wake its waiters.
+    if (!failed_ && mbarrier_deliver_all() && ready_count_ > 0) {
+        switch_away(finished);
         return;
     }
     // Nothing can run: the block is done or deadlocked; the scheduler on the worker stack decides.
@@ -474,6 +482,23 @@ void BlockRunner::warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg) {
     }
 }
 
+void BlockRunner::wait_on_mbarrier(const void* bar) {
+    current_->state = FiberState::wait_mbarrier;
+    current_->wait_object = bar;
+    fiber_of_thread_[current_->thread->linear] = current_;
+    switch_away(false);
+}
+
+void BlockRunner::wake_mbarrier_waiters(const void* bar) {
+    for (unsigned i = 0; i < used_; ++i) {
+        Fiber* f = fibers_[i].get();
+        if (f->state == FiberState::wait_mbarrier && f->wait_object == bar) {
+            f->wait_object = nullptr;
+            mark_ready(f);
+        }
+    }
+}
+
 void BlockRunner::complete_warp_group(WarpState& w, const WarpGroup& g, unsigned expected) {
     ThreadContext* lanes = &threads_[(&w - warps_.data()) * 32];
     if (is_warp_matrix_op(g.op)) {
@@ -564,13 +589,14 @@ void BlockRunner::wake_warp_group(ThreadContext* lanes, unsigned expected) {
 }
 
 std::string BlockRunner::deadlock_report() const {
-    unsigned at_barrier = 0, at_warp = 0, at_warpgroup = 0;
+    unsigned at_barrier = 0, at_warp = 0, at_warpgroup = 0, at_mbarrier = 0;
     const ThreadContext* example = nullptr;
     unsigned example_mask = 0;
     for (unsigned i = 0; i < used_; ++i) {
         const Fiber& f = *fibers_[i];
         if (f.state == FiberState::wait_block) ++at_barrier;
         if (f.state == FiberState::wait_warpgroup) ++at_warpgroup;
+        if (f.state == FiberState::wait_mbarrier) ++at_mbarrier;
         if (f.state == FiberState::wait_warp) {
             ++at_warp;
             if (!example) {
@@ -579,12 +605,13 @@ std::string BlockRunner::deadlock_report() const {
             }
         }
     }
-    char buf[384];
+    char buf[480];
     std::snprintf(buf, sizeof buf,
-                  "deadlock: %u of %u live threads wait at __syncthreads, %u at a warp intrinsic and %u at a wgmma "
-                  "warpgroup instruction (threads of one block took different barriers, or a warp intrinsic's mask "
-                  "names lanes that never arrive)",
-                  at_barrier, live_, at_warp, at_warpgroup);
+                  "deadlock: %u of %u live threads wait at __syncthreads, %u at a warp intrinsic, %u at a wgmma "
+                  "warpgroup instruction and %u on an mbarrier phase (threads of one block took different barriers, "
+                  "a warp intrinsic's mask names lanes that never arrive, or an mbarrier misses arrivals or "
+                  "transaction bytes)",
+                  at_barrier, live_, at_warp, at_warpgroup, at_mbarrier);
     std::string s = where(example) + ": " + buf;
     if (example) {
         std::snprintf(buf, sizeof buf, "; this thread waits with mask 0x%08x", example_mask);
@@ -592,6 +619,8 @@ std::string BlockRunner::deadlock_report() const {
     }
     return s;
 }
+
+BlockRunner* current_block_runner() { return current_runner; }
 
 // Entry points declared in emu_sync.h.
 int block_barrier(BarrierKind kind, int predicate) { return current_runner->block_barrier(kind, predicate); }

@@ -58,7 +58,10 @@ struct Launch {
 
 class BlockRunner;
 
-enum class FiberState : unsigned char { idle, running, ready, wait_block, wait_warp, wait_warpgroup };
+// The runner of the block the calling worker thread executes (for the intrinsics' runtime code).
+BlockRunner* current_block_runner();
+
+enum class FiberState : unsigned char { idle, running, ready, wait_block, wait_warp, wait_warpgroup, wait_mbarrier };
 
 struct Fiber {
     Context ctx;
@@ -68,6 +71,7 @@ struct Fiber {
     FiberState state = FiberState::idle;
     unsigned index = 0;               // position in the runner's fiber list
     unsigned wait_mask = 0;           // for deadlock reports: the warp mask it waits on
+    const void* wait_object = nullptr;  // the mbarrier it waits on (wait_mbarrier)
     ~Fiber() { free_stack(stack); }
 };
 
@@ -107,6 +111,10 @@ public:
     unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width);
     // A wgmma instruction: all 128 threads of the caller's warpgroup meet; the last one runs it.
     void warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg);
+    // An mbarrier wait (mbarrier.cpp): the calling thread sleeps until wake_mbarrier_waiters(bar).
+    void wait_on_mbarrier(const void* bar);
+    // Makes every thread waiting on `bar` ready (its phase completed; each checks its parity again).
+    void wake_mbarrier_waiters(const void* bar);
     // Completed __syncthreads in this block so far.
     unsigned barrier_generation() const { return generation_; }
     // Ends the block with an error. Takes a C string: the calling fiber is abandoned, so a temporary

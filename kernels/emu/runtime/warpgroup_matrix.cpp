@@ -533,6 +533,15 @@ void note_cp_async_landing(const void* dst) {
 
 void note_generic_shared_store(const void* dst) { note_cp_async_landing(dst); }
 
+void note_async_proxy_shared_write(const void* dst, std::size_t bytes) {
+    const auto* p = static_cast<const unsigned char*>(dst);
+    if (!state.dynamic || p < state.dynamic || p >= state.dynamic + state.dynamic_bytes) return;
+    const std::size_t first = static_cast<std::size_t>(p - state.dynamic) / 16;
+    for (std::size_t c = first; c < first + (bytes + 15) / 16 && c < state.landings.size(); ++c) {
+        state.landings[c] = Landing{0, 0, 0};  // seq 0 is below every block's first: no generic write
+    }
+}
+
 void fence_proxy_async_shared() {
     const unsigned t = emu_current_thread->linear;
     state.thread_fence_seq[t] = state.next_seq;

@@ -25,6 +25,7 @@ use super::cuda_kernel_timer::CudaKernelTimer;
 use super::driver::{DevicePtr, Driver, GraphId, Staging};
 use super::embedded::{self, KernelFit};
 use super::side_stream::SideStream;
+use super::tensor_map::{TensorMapBytes, TiledMap2d, TmaSwizzle};
 use crate::backend::KernelTime;
 use crate::error::{Error, Result};
 
@@ -663,6 +664,53 @@ impl Driver for CudaDriver {
 
     fn has_kernel(&self, kernel: &str) -> bool {
         self.device.functions.contains_key(kernel)
+    }
+
+    fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
+        use sys::CUtensorMapDataType_enum as Data;
+        use sys::CUtensorMapSwizzle_enum as Swizzle;
+        map.validate()?;
+        // Raw bits of the element size: a copy converts nothing, and zero bits are the fill.
+        let data = match map.element_bytes {
+            1 => Data::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            2 => Data::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+            4 => Data::CU_TENSOR_MAP_DATA_TYPE_UINT32,
+            _ => Data::CU_TENSOR_MAP_DATA_TYPE_UINT64,
+        };
+        let swizzle = match map.swizzle {
+            TmaSwizzle::None => Swizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
+            TmaSwizzle::B32 => Swizzle::CU_TENSOR_MAP_SWIZZLE_32B,
+            TmaSwizzle::B64 => Swizzle::CU_TENSOR_MAP_SWIZZLE_64B,
+            TmaSwizzle::B128 => Swizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+        };
+        let mut out = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+        let element_strides = [1u32, 1];
+        // SAFETY: every array holds the rank's entries (globalStrides one fewer: the row stride), the
+        // output is a CUtensorMap; the driver only records the address, nothing is read through it.
+        let r = unsafe {
+            sys::cuTensorMapEncodeTiled(
+                out.as_mut_ptr(),
+                data,
+                2,
+                map.global as *mut c_void,
+                map.dims.as_ptr(),
+                &map.row_stride_bytes,
+                map.box_dims.as_ptr(),
+                element_strides.as_ptr(),
+                sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                swizzle,
+                sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        self.check("encoding a tensor map", r.result())?;
+        // SAFETY: the driver wrote the map (or the zeroed bytes remain: plain integers either way).
+        let words = unsafe { out.assume_init() }.opaque;
+        let mut bytes = [0u8; 128];
+        for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        Ok(TensorMapBytes(bytes))
     }
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {

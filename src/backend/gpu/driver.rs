@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use super::cuda_driver::CudaDriver;
 use super::emu;
+use super::tensor_map::{TensorMapBytes, TiledMap2d};
 use crate::backend::KernelTime;
 use crate::error::{Error, Result};
 
@@ -109,6 +110,18 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
+
+    /// A tensor map for `cp.async.bulk.tensor.2d` (`kernels/tma.cuh`) over `map`'s tensor, to
+    /// upload to device memory: `cuTensorMapEncodeTiled` on a GPU of compute capability 9.0 or
+    /// newer, the emulator's own layout under the emulator ([`TiledMap2d::emulator_map`]); both
+    /// check [`TiledMap2d::validate`] first.
+    fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
+        map.validate()?;
+        Err(Error::Device {
+            device: self.name(),
+            message: "this driver has no tensor memory accelerator".into(),
+        })
+    }
 
     /// Starts (`on`) or stops timing each kernel launch by itself, for
     /// [`Driver::take_kernel_times`]: on a GPU with a pair of events around it, which serialises
@@ -614,6 +627,10 @@ impl Driver for EmuDriver {
         emu::param_sizes(kernel).is_ok()
     }
 
+    fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
+        map.emulator_map()
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.refuse_in_capture("a synchronisation")
     }
@@ -779,6 +796,10 @@ impl Driver for DynDriver {
 
     fn has_kernel(&self, kernel: &str) -> bool {
         (**self).has_kernel(kernel)
+    }
+
+    fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
+        (**self).encode_tensor_map_2d(map)
     }
 
     fn synchronize(&self) -> Result<()> {

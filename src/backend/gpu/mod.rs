@@ -27,6 +27,7 @@ mod optimiser;
 pub mod sgd_chunks;
 pub mod side_stream;
 mod small_uploads;
+pub mod tensor_map;
 
 pub use backend::{ConvKernels, DeviceBuffer, GpuBackend};
 pub use cuda_driver::CudaDriver;

@@ -1,0 +1,134 @@
+//! What the Hopper-only test suites (`tests/wgmma.rs`, `tests/tma.rs`) share: the device they run
+//! on, device buffers and a one-block launch.
+//!
+//! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
+//! `cuda` / `cuda:N`, which must have compute capability 9.0 (the sm_90a kernels exist nowhere
+//! else): any other GPU fails the tests rather than passing them without running anything.
+#![allow(dead_code)] // each suite uses its part
+
+use std::sync::OnceLock;
+
+use resnet_cuda::backend::gpu::cuda_info::{self, DriverStatus};
+use resnet_cuda::backend::gpu::driver::open_driver;
+use resnet_cuda::backend::gpu::launch::KernelArgs;
+use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
+
+/// The device the kernels run on. A CUDA device must be of compute capability 9.0.
+pub fn driver() -> &'static DynDriver {
+    static DRIVER: OnceLock<DynDriver> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let name = std::env::var("RESNET_TEST_DRIVER").unwrap_or_else(|_| "emu".into());
+        let driver =
+            open_driver(&name).unwrap_or_else(|e| panic!("RESNET_TEST_DRIVER={name}: {e}"));
+        if driver.name() != "emu" {
+            require_sm90(&name);
+        }
+        driver
+    })
+}
+
+/// Panics unless the GPU `name` (`cuda` or `cuda:N`) has compute capability 9.0.
+fn require_sm90(name: &str) {
+    let ordinal: usize = name.strip_prefix("cuda:").map_or(0, |n| {
+        n.parse()
+            .expect("RESNET_TEST_DRIVER=cuda:N with N a GPU number")
+    });
+    let DriverStatus::Found { gpus, .. } = cuda_info::probe() else {
+        panic!("RESNET_TEST_DRIVER={name}: the CUDA driver cannot be queried");
+    };
+    let gpu = gpus
+        .iter()
+        .find(|g| g.ordinal == ordinal)
+        .unwrap_or_else(|| panic!("RESNET_TEST_DRIVER={name}: no GPU {ordinal}"));
+    assert_eq!(
+        gpu.capability,
+        (9, 0),
+        "wgmma needs compute capability 9.0 (sm_90a); GPU {ordinal} ({}) has {}.{}",
+        gpu.name,
+        gpu.capability.0,
+        gpu.capability.1
+    );
+}
+
+pub fn on_emulator() -> bool {
+    driver().name() == "emu"
+}
+
+/// Device memory holding a copy of plain values of type `T`, freed on drop.
+pub struct DeviceVec<'d, T: Copy> {
+    driver: &'d dyn Driver,
+    pub ptr: DevicePtr,
+    /// What was uploaded; it sizes the allocation and the downloads.
+    host: Vec<T>,
+}
+
+impl<'d, T: Copy> DeviceVec<'d, T> {
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.host.as_slice()).max(4)
+    }
+
+    pub fn new(driver: &'d dyn Driver, host: &[T]) -> Self {
+        let mut v = DeviceVec {
+            driver,
+            ptr: 0,
+            host: host.to_vec(),
+        };
+        v.ptr = driver.alloc(v.bytes()).unwrap();
+        // SAFETY: `ptr` was just allocated with room for `host`.
+        unsafe {
+            driver.copy_host_to_device(
+                v.host.as_ptr() as *const u8,
+                v.ptr,
+                std::mem::size_of_val(host),
+            )
+        }
+        .unwrap();
+        v
+    }
+
+    pub fn to_host(&self) -> Vec<T> {
+        // The initial contents only size the copy; every byte is overwritten.
+        let mut out = self.host.clone();
+        let bytes = std::mem::size_of_val(out.as_slice());
+        // SAFETY: both ranges hold `host.len()` values of T.
+        unsafe {
+            self.driver
+                .copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
+        }
+        .unwrap();
+        out
+    }
+}
+
+impl<T: Copy> Drop for DeviceVec<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
+        unsafe { self.driver.free(self.ptr, self.bytes()) }
+    }
+}
+
+/// Launches `kernel` over one block of `threads` threads with `shared_bytes` of dynamic shared
+/// memory on `driver`, and waits for it.
+pub fn launch_on(
+    driver: &dyn Driver,
+    kernel: &str,
+    threads: u32,
+    shared_bytes: u32,
+    mut args: KernelArgs,
+) -> Result<(), String> {
+    let mut params = args.params();
+    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
+    // comment of the self-test kernel's file), and buffers sized for every index it touches.
+    unsafe {
+        driver
+            .launch(
+                kernel,
+                (1, 1, 1),
+                (threads, 1, 1),
+                shared_bytes,
+                &mut params,
+            )
+            .and_then(|()| driver.synchronize())
+    }
+    .map_err(|e| e.to_string())
+}
