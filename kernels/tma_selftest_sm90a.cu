@@ -1,7 +1,10 @@
 // tma_selftest_sm90a.cu: kernels that exercise tma.cuh (tests/tma.rs); no model uses them. The
 // `_sm90a` suffix: nvcc builds this file for sm_90a only; the emulator builds it like every other .cu.
 //
-// tma_selftest_load_2d(map, out, x, y, box_bytes, mode): block (128, 1, 1), grid (1, 1, 1); dynamic
+// tma_selftest_load_2d(map, out, x, y, box_bytes, mode, window): block (128, 1, 1), grid (1, 1, 1);
+// window[0] = the shared-window address of the dynamic shared memory (the swizzle follows the
+// address bits, so the reference needs it; a kernel without static shared memory has it at a
+// 1024-byte multiple on sm_80 and newer, and at 1024 in the emulator). Dynamic
 // shared memory: the tile at offset 0 (box_bytes, a multiple of 16) then the mbarrier (launch with
 // box_bytes + 16 bytes, or 2 box_bytes + 16 for mode 4). The threads zero the tiles; thread 0
 // initialises the barrier (count 1, or 2 in mode 3) and fences the init; after a __syncthreads,
@@ -25,9 +28,10 @@
 #include "wgmma.cuh"  // fence_proxy_async_shared
 
 extern "C" __global__ void tma_selftest_load_2d(const void* map, unsigned short* out, int x, int y, int box_bytes,
-                                                int mode) {
+                                                int mode, unsigned* window) {
     grid_dependency_sync();
     unsigned char* smem = dynamic_shared_memory<unsigned char>();
+    if (threadIdx.x == 0) window[0] = shared_window_address(smem);
     const int tiles = mode == 4 ? 2 : 1;
     auto* bar = reinterpret_cast<std::uint64_t*>(smem + tiles * box_bytes);
     const auto* tile = reinterpret_cast<const unsigned short*>(smem);

@@ -55,10 +55,10 @@ impl<'d> Tensor<'d> {
         }
     }
 
-    /// The shared-memory words a copy of `map`'s box at (x, y) leaves, for a tile at a 1024-byte
-    /// multiple of the shared window: row r's element c at byte r * row bytes + 2c, the swizzle's XOR
-    /// of address bits [4, 4 + b) with bits [7, 7 + b), zeros outside the tensor.
-    fn reference(&self, map: &TiledMap2d, x: i64, y: i64) -> Vec<u16> {
+    /// The shared-memory words a copy of `map`'s box at (x, y) leaves in a tile at shared-window
+    /// address `window`: row r's element c at byte r * row bytes + 2c, then the swizzle's XOR of the
+    /// address bits [4, 4 + b) with bits [7, 7 + b), zeros outside the tensor.
+    fn reference(&self, map: &TiledMap2d, x: i64, y: i64, window: usize) -> Vec<u16> {
         let [bw, bh] = map.box_dims.map(|d| d as usize);
         let bits = match map.swizzle {
             TmaSwizzle::None => 0,
@@ -69,8 +69,8 @@ impl<'d> Tensor<'d> {
         let mut out = vec![0u16; bw * bh];
         for r in 0..bh {
             for c in 0..bw {
-                let linear = r * bw * 2 + c * 2;
-                let swizzled = linear ^ (((linear >> 7) & ((1 << bits) - 1)) << 4);
+                let linear = window + r * bw * 2 + c * 2;
+                let swizzled = (linear ^ (((linear >> 7) & ((1 << bits) - 1)) << 4)) - window;
                 let (gx, gy) = (x + c as i64, y + r as i64);
                 if (0..COLS as i64).contains(&gx) && (0..ROWS as i64).contains(&gy) {
                     out[swizzled / 2] = self.words[gy as usize * STRIDE + gx as usize];
@@ -91,7 +91,8 @@ fn upload_map<'d>(driver: &'d dyn Driver, map: &TiledMap2d) -> DeviceVec<'d, u64
     DeviceVec::new(driver, &words)
 }
 
-/// Runs the self-test kernel in `mode` and returns its `out` (`tiles` tiles' words).
+/// Runs the self-test kernel in `mode` and returns its `out` (`tiles` tiles' words) and the
+/// shared-window address of its tiles.
 fn run(
     driver: &dyn Driver,
     map: &TiledMap2d,
@@ -99,10 +100,11 @@ fn run(
     y: i64,
     mode: usize,
     tiles: usize,
-) -> Result<Vec<u16>, String> {
+) -> Result<(Vec<u16>, usize), String> {
     let device_map = upload_map(driver, map);
     let words = map.box_bytes() / 2;
     let out = DeviceVec::new(driver, &vec![0x5a5au16; tiles * words]);
+    let window = DeviceVec::new(driver, &[0xdead_beefu32]);
     let args = KernelArgs::new()
         .ptr(device_map.ptr)
         .ptr(out.ptr)
@@ -110,10 +112,18 @@ fn run(
         .u64(x as i32 as u32 as usize)
         .u64(y as i32 as u32 as usize)
         .int(map.box_bytes())
-        .int(mode);
+        .int(mode)
+        .ptr(window.ptr);
     let shared = (tiles * map.box_bytes() + 16) as u32;
     launch_on(driver, KERNEL, THREADS, shared, args)?;
-    Ok(out.to_host())
+    let window = window.to_host()[0] as usize;
+    // The copy's destination must be 128-byte aligned (and the rule keeps the swizzle's rows whole).
+    assert_eq!(
+        window % 128,
+        0,
+        "dynamic shared memory at window address {window:#x}"
+    );
+    Ok((out.to_host(), window))
 }
 
 #[test]
@@ -133,15 +143,18 @@ fn tiled_loads_equal_the_reference_for_every_swizzle_and_edge() {
     for (box_dims, swizzle) in boxes {
         let map = tensor.map(box_dims, swizzle);
         for (x, y) in corners {
-            let got = run(dr, &map, x, y, 0, 1).unwrap();
-            let want = tensor.reference(&map, x, y);
+            let (got, window) = run(dr, &map, x, y, 0, 1).unwrap();
+            let want = tensor.reference(&map, x, y, window);
             let first = got.iter().zip(&want).position(|(g, w)| g != w);
             assert!(
                 first.is_none(),
-                "box {box_dims:?} {swizzle:?} at ({x}, {y}): word {} is {:#06x}, expected {:#06x}",
+                "box {box_dims:?} {swizzle:?} at ({x}, {y}), tile at window {window:#x}: word {} is \
+                 {:#06x}, expected {:#06x}; first 16 words {:04x?}, expected {:04x?}",
                 first.unwrap(),
                 got[first.unwrap()],
-                want[first.unwrap()]
+                want[first.unwrap()],
+                &got[..16.min(got.len())],
+                &want[..16.min(want.len())]
             );
         }
     }
@@ -152,10 +165,19 @@ fn one_barrier_serves_two_phases() {
     let dr = driver();
     let tensor = Tensor::new(dr, 2);
     let map = tensor.map([64, 8], TmaSwizzle::B128); // 1024 bytes: the second tile keeps the pattern
-    let got = run(dr, &map, 20, 10, 4, 2).unwrap();
+    let (got, window) = run(dr, &map, 20, 10, 4, 2).unwrap();
     let (first, second) = got.split_at(map.box_bytes() / 2);
-    assert_eq!(first, tensor.reference(&map, 20, 10), "phase 0 (parity 0)");
-    assert_eq!(second, tensor.reference(&map, 20, 11), "phase 1 (parity 1)");
+    assert_eq!(
+        first,
+        tensor.reference(&map, 20, 10, window),
+        "phase 0 (parity 0)"
+    );
+    let second_window = window + map.box_bytes();
+    assert_eq!(
+        second,
+        tensor.reference(&map, 20, 11, second_window),
+        "phase 1 (parity 1)"
+    );
 }
 
 #[test]
@@ -172,8 +194,8 @@ fn misuse(mode: usize) -> Result<(Vec<u16>, Vec<u16>), String> {
     let emu = EmuDriver::default();
     let tensor = Tensor::new(&emu, 4);
     let map = tensor.map([32, 8], TmaSwizzle::B64);
-    let got = run(&emu, &map, 1, 2, mode, 1)?;
-    Ok((got, tensor.reference(&map, 1, 2)))
+    let (got, window) = run(&emu, &map, 1, 2, mode, 1)?;
+    Ok((got, tensor.reference(&map, 1, 2, window)))
 }
 
 #[test]
