@@ -182,7 +182,10 @@ fi
 # what bounds each kernel (tensor pipe, issue slots, memory, the stall reasons) and not by guesses.
 # One launch per distinct launch configuration (kernel, grid, block: about one per shape) of one
 # eager step; --clock-control none leaves the clocks as the benchmarks see them. tools/ncu_table.py
-# prints the tables (summary.txt, ncu-tables.md); the raw pages travel gzipped.
+# prints the tables (summary.txt, ncu-tables.md); the raw pages travel gzipped. Kernel replay saves
+# the device memory a kernel can reach before its first pass (the whole step's, some 20 GB at
+# resnet50 b256, for each profiled kernel), so resnet50 is profiled at batch 64: the same kernels
+# and tiles, smaller grids. resnet20 goes first: it is cheap and certain to fit.
 NCU_SECTIONS=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
     --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats)
 ncu_step() { # ncu_step NAME SECONDS KERNEL_REGEX [ENV=VALUE ...] -- BENCH ARGS...
@@ -200,18 +203,18 @@ if in_phase 4; then
 NCU=$(command -v ncu || ls -d /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
 echo "ncu: ${NCU:-not found}" | tee -a "$summary"
 if [ -n "$NCU" ]; then
-    ncu_step ncu-resnet50-b256 150 '^conv2d_' -- --model resnet50 --batch-size 256
     # Every kernel of the CIFAR net's step: its convolutions are short, so the others matter too.
     ncu_step ncu-resnet20-b128 90 '.' -- --model resnet20 --batch-size 128
-    ncu_step ncu-resnet50-b256-wgmma 120 '^conv2d_wgmma_' RESNET_TC_KERNELS=wgmma -- \
-        --model resnet50 --batch-size 256
+    ncu_step ncu-resnet50-b64 150 '^conv2d_' -- --model resnet50 --batch-size 64
+    ncu_step ncu-resnet50-b64-wgmma 120 '^conv2d_wgmma_' RESNET_TC_KERNELS=wgmma -- \
+        --model resnet50 --batch-size 64
     # Where the warps of the three 128x128 main loops wait, instruction by instruction (the first
     # launch of each; the machine code is what tools/sass_mainloop.py reads here).
     step ncu-source-128x128 90 "$NCU" --clock-control none \
         --kernel-id '::regex:^conv2d_tc_(forward|backward_data|backward_filter)_[a-z_]*128x128_bf16$:1' \
         --section SourceCounters --page source --print-source sass --csv --log-file "$RAW/ncu-source-128x128.csv" \
         "$RC" bench --device cuda --cuda-graph off --warmup 0 --iters 1 --profile-iters 1 --model resnet50 \
-        --batch-size 256
+        --batch-size 64
     python3 tools/ncu_table.py "$RAW"/ncu-resnet*.csv --source "$RAW/ncu-source-128x128.csv" \
         >"$RAW/ncu-tables.md" 2>&1
     gzip -f "$RAW"/ncu-*.csv
