@@ -23,7 +23,10 @@ use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::gpu::driver::open_driver;
 use resnet_cuda::backend::gpu::emu::{self, BankConflicts};
 use resnet_cuda::backend::gpu::launch::KernelArgs;
-use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver, EmuDriver};
+use resnet_cuda::backend::gpu::{Driver, DynDriver, EmuDriver};
+
+mod device_vec;
+use device_vec::DeviceVec;
 
 /// The device the kernels run on, and whether it is the emulator.
 fn driver() -> &'static DynDriver {
@@ -36,59 +39,6 @@ fn driver() -> &'static DynDriver {
 
 fn on_emulator() -> bool {
     driver().name() == "emu"
-}
-
-/// Device memory holding a copy of plain values of type `T`, freed on drop.
-struct DeviceVec<'d, T: Copy> {
-    driver: &'d dyn Driver,
-    ptr: DevicePtr,
-    /// What was uploaded; it sizes the allocation and the downloads.
-    host: Vec<T>,
-}
-
-impl<'d, T: Copy> DeviceVec<'d, T> {
-    fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.host.as_slice()).max(4)
-    }
-
-    fn new(driver: &'d dyn Driver, host: &[T]) -> Self {
-        let mut v = DeviceVec {
-            driver,
-            ptr: 0,
-            host: host.to_vec(),
-        };
-        v.ptr = driver.alloc(v.bytes()).unwrap();
-        // SAFETY: `ptr` was just allocated with room for `host`.
-        unsafe {
-            driver.copy_host_to_device(
-                v.host.as_ptr() as *const u8,
-                v.ptr,
-                std::mem::size_of_val(host),
-            )
-        }
-        .unwrap();
-        v
-    }
-
-    fn to_host(&self) -> Vec<T> {
-        // The initial contents only size the copy; every byte is overwritten.
-        let mut out = self.host.clone();
-        let bytes = std::mem::size_of_val(out.as_slice());
-        // SAFETY: both ranges hold `host.len()` values of T.
-        unsafe {
-            self.driver
-                .copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
-        }
-        .unwrap();
-        out
-    }
-}
-
-impl<T: Copy> Drop for DeviceVec<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
-        unsafe { self.driver.free(self.ptr, self.bytes()) }
-    }
 }
 
 /// Launches `kernel` over one block of `threads` threads on `driver` and waits for it.

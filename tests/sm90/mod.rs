@@ -1,5 +1,5 @@
 //! What the Hopper-only test suites (`tests/wgmma.rs`, `tests/tma.rs`) share: the device they run
-//! on, device buffers and a one-block launch.
+//! on and a one-block launch (their buffers: `tests/device_vec`).
 //!
 //! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
 //! `cuda` / `cuda:N`, which must have compute capability 9.0 (the sm_90a kernels exist nowhere
@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use resnet_cuda::backend::gpu::cuda_info::{self, DriverStatus};
 use resnet_cuda::backend::gpu::driver::open_driver;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
-use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
+use resnet_cuda::backend::gpu::{Driver, DynDriver};
 
 /// The device the kernels run on. A CUDA device must be of compute capability 9.0.
 pub fn driver() -> &'static DynDriver {
@@ -52,59 +52,6 @@ fn require_sm90(name: &str) {
 
 pub fn on_emulator() -> bool {
     driver().name() == "emu"
-}
-
-/// Device memory holding a copy of plain values of type `T`, freed on drop.
-pub struct DeviceVec<'d, T: Copy> {
-    driver: &'d dyn Driver,
-    pub ptr: DevicePtr,
-    /// What was uploaded; it sizes the allocation and the downloads.
-    host: Vec<T>,
-}
-
-impl<'d, T: Copy> DeviceVec<'d, T> {
-    fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.host.as_slice()).max(4)
-    }
-
-    pub fn new(driver: &'d dyn Driver, host: &[T]) -> Self {
-        let mut v = DeviceVec {
-            driver,
-            ptr: 0,
-            host: host.to_vec(),
-        };
-        v.ptr = driver.alloc(v.bytes()).unwrap();
-        // SAFETY: `ptr` was just allocated with room for `host`.
-        unsafe {
-            driver.copy_host_to_device(
-                v.host.as_ptr() as *const u8,
-                v.ptr,
-                std::mem::size_of_val(host),
-            )
-        }
-        .unwrap();
-        v
-    }
-
-    pub fn to_host(&self) -> Vec<T> {
-        // The initial contents only size the copy; every byte is overwritten.
-        let mut out = self.host.clone();
-        let bytes = std::mem::size_of_val(out.as_slice());
-        // SAFETY: both ranges hold `host.len()` values of T.
-        unsafe {
-            self.driver
-                .copy_device_to_host(self.ptr, out.as_mut_ptr() as *mut u8, bytes)
-        }
-        .unwrap();
-        out
-    }
-}
-
-impl<T: Copy> Drop for DeviceVec<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
-        unsafe { self.driver.free(self.ptr, self.bytes()) }
-    }
 }
 
 /// Launches `kernel` over one block of `threads` threads with `shared_bytes` of dynamic shared
