@@ -29,10 +29,10 @@ import gzip
 import re
 import sys
 
-# Column -> (table heading, scale) for the fixed metrics; the first name present is used.
 DURATION = ("gpu__time_duration.sum",)
 TIME_UNITS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6,
               "second": 1e6}
+# The fixed columns: (table heading, metric names to try in order; the first one present is used).
 FIXED = [
     ("SM %", ("sm__throughput.avg.pct_of_peak_sustained_elapsed",)),
     ("mem %", ("gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed",)),
