@@ -11,7 +11,9 @@
 //! 2 ms long) after a warm-up; the loader is the 16-byte `cp.async` one where the shape allows,
 //! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
-//! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The pass `backward_data_bn` is backward-data
+//! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The forward also times each wgmma tile fed by
+//! TMA (`conv2d_wgmma_tma_forward_*`, the weights by the tensor memory accelerator), as the tile
+//! `wgmma{T}+tma`. The pass `backward_data_bn` is backward-data
 //! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
 //! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
@@ -207,6 +209,26 @@ fn sweep_shape(
             planned: fwd.kernel == planned.0,
             tflops: flops / secs / 1e12,
         });
+        // A Hopper tile's forward again with the weights brought by TMA
+        // (`RESNET_TC_KERNELS=wgmma-tma`), as the tile `{name}+tma` of the same pass.
+        if tile.is_hopper() && !general_fwd {
+            let fed = plan::forward_tma_with(&shape, tile, false);
+            let map = fed.weight_map.expect("a TMA launch has a weight map");
+            let map = driver.encode_tensor_map_2d(&map.tiled_map(w))?;
+            prepare(driver, &fed)?;
+            let secs = time_pass(driver, || {
+                let args = KernelArgs::new().ptr(x).ptr(w).ptr(y).value(&dims);
+                launch(driver, &fed, args.tensor_map(&map))
+            })?;
+            out.push(Figure {
+                model,
+                shape: s.label(),
+                pass: "forward",
+                tile: format!("{}+tma", tile_name(tile)),
+                planned: false,
+                tflops: flops / secs / 1e12,
+            });
+        }
         // With BN + ReLU applied as the input is staged (the inner-block case), where the tile has
         // that kernel, beside the same tile's statistics kernel, which it extends.
         if let Some(fused) = plan::forward_stats_bnrelu_with(&shape, tile).filter(|_| !general_fwd)

@@ -2,7 +2,10 @@
 // in conv_tc_forward.cu's header), shared by the sm_80 kernels there and the Hopper (wgmma) kernels of
 // conv_wgmma_forward_sm90a.cu: the loaders and epilogues are written once, and `MainLoop` (a policy
 // with `run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b)`) is the only part that
-// differs: TcMmaSyncLoop (conv_tc.cuh: ldmatrix + mma.sync) or TcWgmmaLoop (conv_wgmma.cuh).
+// differs: TcMmaSyncLoop (conv_tc.cuh: ldmatrix + mma.sync) or TcWgmmaLoop (conv_wgmma.cuh). With
+// TcWgmmaTmaLoop (MainLoop::B_BY_TMA) the B tiles come by TMA from `w_map` (the address of a
+// __grid_constant__ TmaMap over w as [K][RSC], box BK x BN: conv_wgmma_tma_forward_sm90a.cu) and the
+// B loader below is not used.
 #ifndef RESNET_CUDA_CONV_TC_FORWARD_CUH
 #define RESNET_CUDA_CONV_TC_FORWARD_CUH
 
@@ -16,8 +19,10 @@
 template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                 bf16* __restrict__ y, float* __restrict__ stats,
-                                                const ConvDims& d, const BnAffineParams& bn = {}) {
+                                                const ConvDims& d, const BnAffineParams& bn = {},
+                                                const void* w_map = nullptr) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
+    static_assert(!MainLoop::B_BY_TMA || (VEC && !BN_INPUT), "TMA kernels: the vector A loader, a plain input");
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
     if (BN_INPUT && d.C > kTcBnTableChannels) __trap();  // uniform: more channels than the table holds
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
@@ -146,6 +151,10 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
             }
         };
         MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b, landed, fill_table);
+    } else if constexpr (MainLoop::B_BY_TMA) {
+        // Rows n0.. of w's [K][RSC] view, reduction k0..: zeros past K and past RSC, as load_b's.
+        auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) { MainLoop::load_box(tile, w_map, k0, n0, bar); };
+        MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b_box);
     } else {
         MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
     }

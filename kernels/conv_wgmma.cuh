@@ -46,10 +46,25 @@
 //   wgmma.fence; BK / 16 wgmmas (k 0-15, 16-31, ..., chained on the accumulators); commit
 //   wgmma.wait_group 1                slice i - 1's multiply has retired (slice i's may still run)
 // So one multiply stays in flight across the barrier, and STAGES - 2 slices of loads ahead of it.
+//
+// TcWgmmaTmaLoop (B_BY_TMA): the same pipeline with the B tiles brought by the tensor memory
+// accelerator (tma.cuh; docs/plans/hopper-tma.md): thread 0 announces a stage's B bytes on that
+// stage's mbarrier and issues one cp.async.bulk.tensor for the whole BN x BK box, which the copy
+// engine stores with the 64- or 128-byte swizzle, the very layout the loaders' tc_swizzle makes (the
+// map's swizzle is kWgmmaRowSwizzle's). `load_b` is then (bf16* tile, int k0, std::uint64_t* bar),
+// called by thread 0 alone. Each slice adds, before the barrier,
+//   mbarrier.try_wait.parity (stage's barrier, use count of the stage & 1)   slice i's B has landed
+// and nothing else changes: the __syncthreads the cp.async A tiles need already orders every
+// warpgroup's retired wgmma reads of a stage before the copy that refills it (both async proxy, in
+// program order through the barrier), and every thread passes a stage's wait before the next
+// __syncthreads, so no wait can miss a phase. The STAGES barriers (8 bytes each) sit right after the
+// aligned stages: a TMA launch asks for kWgmmaTmaBarrierBytes more shared memory. No epilogue reaches
+// them (the staged tile and the statistics stay inside Tile::SMEM_BYTES), so they are never reused.
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
 #include "conv_tc.cuh"
+#include "tma.cuh"
 #include "wgmma.cuh"
 
 // The Hopper tiles (kernels in conv_wgmma_forward_sm90a.cu; TcTile::H* in conv_tc_plan.rs).
@@ -71,6 +86,8 @@ constexpr int wgmma_smem_bytes() {
     return Tile::SMEM_BYTES + kWgmmaSmemAlign;
 }
 
+// (kWgmmaTmaBarrierBytes, launch_constants.h: the TMA main loop's mbarriers after the stages.)
+
 // The swizzled K-major layout's stride between 8-row groups: 8 rows of BK bf16.
 template <class Tile>
 constexpr std::uint32_t kWgmmaGroupStride = 8 * Tile::BK * 2;
@@ -84,7 +101,9 @@ constexpr int kWgmmaPanelElems = Tile::BK * 64;
 // conventionally encodes 1 (16 bytes).
 constexpr std::uint32_t kWgmmaUnusedLeading = 16;
 
-struct TcWgmmaLoop {
+// The pipeline of both policies below; B_BY_TMA as in the header.
+template <bool B_BY_TMA>
+struct TcWgmmaPipeline {
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
               class Issued = TcNothingIssued>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
@@ -102,8 +121,11 @@ struct TcWgmmaLoop {
         constexpr int STAGES = Tile::STAGES;
         constexpr int BN = Tile::BN;
 
+        static_assert(!B_BY_TMA || (!B_MN && STAGES * 8 <= kWgmmaTmaBarrierBytes),
+                      "TMA brings K-major B tiles (NK: rows of BK), one barrier a stage");
         bf16* const a_tiles = wgmma_aligned(smem);
         bf16* const b_tiles = a_tiles + STAGES * Tile::A_ELEMS;
+        std::uint64_t* const b_landed = reinterpret_cast<std::uint64_t*>(b_tiles + STAGES * Tile::B_ELEMS);
         const int warpgroup = threadIdx.x / 128;
         float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
 
@@ -113,26 +135,49 @@ struct TcWgmmaLoop {
             for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
         wgmma_fence_operand<BN>(d);  // the zeros are in the registers before the first wgmma
 
+        if constexpr (B_BY_TMA) {
+            if (threadIdx.x == 0) {
+#pragma unroll
+                for (int s = 0; s < STAGES; ++s) mbarrier_init(&b_landed[s], 1);
+                fence_mbarrier_init();
+            }
+            __syncthreads();  // the barriers exist before anyone waits on them or a copy completes one
+        }
+        // Slice `slice`'s B tile into stage `stage`: this thread's chunks, or (TMA) thread 0's box.
+        auto load_b_stage = [&](int stage, int slice) {
+            bf16* const tile = b_tiles + stage * Tile::B_ELEMS;
+            if constexpr (B_BY_TMA) {
+                if (threadIdx.x == 0) {
+                    mbarrier_arrive_expect_tx(&b_landed[stage], Tile::B_ELEMS * 2);
+                    load_b(tile, slice * Tile::BK, &b_landed[stage]);
+                }
+            } else {
+                load_b(tile, slice * Tile::BK);
+            }
+        };
+
 #pragma unroll
         for (int s = 0; s < STAGES - 2; ++s) {
             if (s < slices) {
                 load_a(a_tiles + s * Tile::A_ELEMS, s * Tile::BK);
-                load_b(b_tiles + s * Tile::B_ELEMS, s * Tile::BK);
+                load_b_stage(s, s);
             }
             cp_async_commit_group();  // possibly empty: group g always holds slice g
         }
         issued();  // (tc_mainloop's contract)
 
         int read_stage = 0, write_stage = STAGES - 2;
+        unsigned read_parity = 0;  // (TMA) of the read stage's barrier phase: its use count & 1
         for (int slice = 0; slice < slices; ++slice) {
             cp_async_wait_group<STAGES - 3>();
+            if constexpr (B_BY_TMA) mbarrier_wait_parity(&b_landed[read_stage], read_parity);
             landed(a_tiles + read_stage * Tile::A_ELEMS, b_tiles + read_stage * Tile::B_ELEMS, slice);
             fence_proxy_async_shared();  // (after `landed`: its rewrites too are read by the async proxy)
             __syncthreads();
             const int next = slice + STAGES - 2;
             if (next < slices) {
                 load_a(a_tiles + write_stage * Tile::A_ELEMS, next * Tile::BK);
-                load_b(b_tiles + write_stage * Tile::B_ELEMS, next * Tile::BK);
+                load_b_stage(write_stage, next);
             }
             cp_async_commit_group();
 
@@ -155,6 +200,7 @@ struct TcWgmmaLoop {
             wgmma_commit_group();
             wgmma_wait_group<1>();
             wgmma_fence_operand<BN>(d);
+            if (read_stage + 1 == STAGES) read_parity ^= 1u;
             read_stage = read_stage + 1 == STAGES ? 0 : read_stage + 1;
             write_stage = write_stage + 1 == STAGES ? 0 : write_stage + 1;
         }
@@ -187,6 +233,25 @@ struct TcWgmmaLoop {
         const std::uint32_t offset = ::shared_window_address(smem);  // (not emu:: by ADL)
         const std::uint32_t pad = (kWgmmaSmemAlign - offset % kWgmmaSmemAlign) % kWgmmaSmemAlign;
         return reinterpret_cast<bf16*>(reinterpret_cast<unsigned char*>(smem) + pad);
+    }
+};
+
+// mma.sync's loaders for both operands (every thread's cp.async), Hopper's multiply.
+struct TcWgmmaLoop : TcWgmmaPipeline<false> {
+    static constexpr bool B_BY_TMA = false;
+};
+
+// The B operand by TMA (see the header): the forward's weights, a 2-D tensor map over w as [K][RSC]
+// whose box is BN rows of BK; `load_box` is what the kernel's `load_b` calls (`map` the address of a
+// TmaMap, tma.cuh: void here so that conv_tc_forward.cuh, which sm_80 files include too, needs no
+// sm_90 type).
+struct TcWgmmaTmaLoop : TcWgmmaPipeline<true> {
+    static constexpr bool B_BY_TMA = true;
+
+    // The map's box at (reduction k0, row n0) into `tile`, completing `bar`.
+    __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int n0,
+                                                    std::uint64_t* bar) {
+        ::tma_load_2d(tile, map, k0, n0, bar);  // (not emu:: by ADL on bf16)
     }
 };
 

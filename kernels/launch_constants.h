@@ -37,6 +37,10 @@ constexpr int kBf16ChannelGroup = 8;
 // every BN inside the blocks of the ResNets (the bottleneck widths 64 to 512).
 constexpr int kTcBnTableChannels = 512;
 
+// The wgmma forward fed by TMA (conv_wgmma.cuh, TcWgmmaTmaLoop): the dynamic shared memory its
+// launch adds to the tile's for the pipeline's mbarriers (8 bytes a stage, up to 8 stages).
+constexpr int kWgmmaTmaBarrierBytes = 64;
+
 // A batch built from stored images (input.cu, `Backend::image_batch`): floats per sample in the
 // draw table, (image, dy, dx, mirror, shift_r, shift_g, shift_b).
 constexpr int kImageDrawWidth = 7;

@@ -12,8 +12,10 @@
 //   producer:     tma_acquire_map(map) once, then per stage
 //                 mbarrier_arrive_expect_tx(bar, box bytes); tma_load_2d(tile, map, x, y, bar);
 //   every reader: mbarrier_wait_parity(bar, phase); ... read the tile ...; phase ^= 1 for the next use
-// `map` is the global-memory address of a tensor map (Driver::encode_tensor_map_2d, uploaded before
-// the launch and not written while kernels read it); `tile` a 128-byte aligned place in dynamic shared
+// `map` is the address of a tensor map (Driver::encode_tensor_map_2d): a `const __grid_constant__
+// TmaMap` kernel parameter's (the convolutions: no upload, and no tma_acquire_map needed), or one
+// uploaded to global memory before the launch and not written while kernels read it (the selftest,
+// which then runs tma_acquire_map first); `tile` a 128-byte aligned place in dynamic shared
 // memory (1024-byte aligned for the 128-byte swizzle, whose pattern follows the address bits); `bar`
 // an 8-byte aligned std::uint64_t in shared memory.
 #ifndef RESNET_CUDA_TMA_CUH
@@ -26,6 +28,21 @@
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 #error "tma.cuh needs sm_90 or newer (mbarrier transaction counts, cp.async.bulk.tensor)"
 #endif
+
+// A tensor map passed by value as a kernel parameter, `const __grid_constant__ TmaMap map` (the way
+// CUDA means maps to travel: in the parameter space, no upload and no tensormap-proxy fence, `&map`
+// is what the copies take). 128 bytes; CUtensorMap's 64-byte alignment under nvcc. The emulator
+// copies parameters out of 8-byte words (a recorded graph's too), so its copy asks for no more.
+#ifdef __CUDACC__
+struct alignas(64) TmaMap {
+    std::uint64_t opaque[16];
+};
+#else
+struct TmaMap {
+    std::uint64_t opaque[16];
+};
+#endif
+static_assert(sizeof(TmaMap) == 128, "a tensor map is 128 bytes");
 
 #ifdef __CUDACC__
 __device__ __forceinline__ std::uint32_t tma_shared_address(const void* p) {

@@ -50,6 +50,8 @@ mod indexing;
 mod statistics;
 #[path = "conv_tc/stores.rs"]
 mod stores;
+#[path = "conv_tc/tma.rs"]
+mod tma;
 
 fn driver() -> &'static DynDriver {
     static DRIVER: OnceLock<DynDriver> = OnceLock::new();
@@ -120,6 +122,20 @@ fn run(l: &TcLaunch, mut args: KernelArgs) {
             .and_then(|()| driver().synchronize())
     }
     .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
+}
+
+/// `args` followed by the tensor map over the weights at `w` that a TMA-fed launch takes last
+/// (`TcLaunch::weight_map`); `args` unchanged for every other launch.
+fn with_weight_map(l: &TcLaunch, args: KernelArgs, w: DevicePtr) -> KernelArgs {
+    match l.weight_map {
+        None => args,
+        Some(map) => {
+            let bytes = driver()
+                .encode_tensor_map_2d(&map.tiled_map(w))
+                .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
+            args.tensor_map(&bytes)
+        }
+    }
 }
 
 fn shape(x: [usize; 4], w: [usize; 4], stride: usize, pad: usize) -> ConvShape {
@@ -340,14 +356,12 @@ fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
     let w = random_bf16(&mut rng, len(s.w));
     let (dx, dw) = (DeviceVec::new(&bits(&x)), DeviceVec::new(&bits(&w)));
     let dy = DeviceVec::new(&vec![BF16_NAN; len(s.y)]);
-    run(
-        l,
-        KernelArgs::new()
-            .ptr(dx.ptr)
-            .ptr(dw.ptr)
-            .ptr(dy.ptr)
-            .value(&s.dims()),
-    );
+    let args = KernelArgs::new()
+        .ptr(dx.ptr)
+        .ptr(dw.ptr)
+        .ptr(dy.ptr)
+        .value(&s.dims());
+    run(l, with_weight_map(l, args, dw.ptr));
     let what = format!("{} on {:?} {:?}", l.kernel, s.x, s.w);
     check(
         &what,
@@ -509,20 +523,25 @@ fn forward_every_tile_and_loader() {
     }
 }
 
-/// Hopper's wgmma kernels (kernels/conv_wgmma_*_sm90a.cu), every tile and pass, on shapes that
-/// exercise their pipeline: partial tiles on both axes (M = 50, 40 channels), a forward reduction of
-/// 36 slices (3x3, C = 128: the 4-stage ring wraps nine times), 264 output channels (three column
-/// tiles of 128, two of 256, the last partial; backward-filter's M), and N = 1 with 1x1 stride 2
-/// (backward-data's odd phases empty).
-#[test]
-fn wgmma_every_tile_and_pass() {
-    let shapes = [
+/// Shapes that exercise the wgmma kernels' pipeline: partial tiles on both axes (M = 50, 40
+/// channels, a reduction of 216 = 6.75 slices), a forward reduction of 36 slices (3x3, C = 128: the
+/// 4-stage ring wraps nine times), 264 output channels (three column tiles of 128, two of 256, the
+/// last partial; backward-filter's M), and N = 1 with 1x1 stride 2 (backward-data's odd phases
+/// empty; a forward reduction of 16, half a slice).
+fn wgmma_shapes() -> [ConvShape; 4] {
+    [
         every_tile_shape(),
         shape([1, 6, 6, 128], [72, 3, 3, 128], 1, 1),
         shape([2, 5, 5, 32], [264, 1, 1, 32], 1, 0),
         shape([1, 9, 9, 16], [128, 1, 1, 16], 2, 0),
-    ];
-    for (i, s) in shapes.iter().enumerate() {
+    ]
+}
+
+/// Hopper's wgmma kernels (kernels/conv_wgmma_*_sm90a.cu), every tile and pass, on
+/// [`wgmma_shapes`].
+#[test]
+fn wgmma_every_tile_and_pass() {
+    for (i, s) in wgmma_shapes().iter().enumerate() {
         for tile in TcTile::HOPPER {
             let l = conv_tc_plan::forward_with(s, tile, false);
             assert!(

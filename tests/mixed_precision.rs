@@ -733,7 +733,7 @@ fn resnet50_steps_at_batch_256_in_bf16_match_the_gpu_f32_step() {
             .with_precision(Precision::F32);
         resnet50_step(&f32_gpu, 256, 224, 1000, 73)
     };
-    for family in [TcFamily::MmaSync, TcFamily::Wgmma] {
+    for family in [TcFamily::MmaSync, TcFamily::Wgmma, TcFamily::WgmmaTma] {
         eprintln!("{family:?} kernels");
         let gpu = gpu_bf16().with_tc_family(family);
         assert_bf16_step_matches_f32(&resnet50_step(&gpu, 256, 224, 1000, 73), &reference);
@@ -766,6 +766,52 @@ fn step_and_launches(
         params: params_of(gpu, &mut net),
     };
     (result, launches)
+}
+
+/// `RESNET_TC_KERNELS=wgmma-tma`: the wgmma family with the forward convolutions' weights brought
+/// by the tensor memory accelerator (`conv2d_wgmma_tma_forward*`). The same tiles in the same
+/// shared-memory layout and the same multiply, so the training step must be the wgmma family's bit
+/// for bit (loss, every parameter and gradient) with the same launches: resnet8 with every BN
+/// output stored (each forward then a plain statistics kernel, all fed by TMA) and with the BN +
+/// ReLU taken into the next convolution's load (whose kernels stay cp.async), and a two-stage
+/// bottleneck net (1x1 convolutions, projection shortcuts, a strided 3x3).
+#[test]
+fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
+    let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
+    let mut bottleneck = ModelConfig::from_name("resnet50", 7).unwrap();
+    bottleneck.stage_blocks = vec![1, 1];
+    bottleneck.stage_channels = vec![32, 64];
+    for (name, config, side, bn_input_fusion) in [
+        ("resnet8, BN outputs stored", resnet8.clone(), 12, false),
+        ("resnet8", resnet8, 12, true),
+        ("bottleneck", bottleneck, 24, true),
+    ] {
+        let family = |f| {
+            gpu_bf16()
+                .with_tc_family(f)
+                .with_bn_input_fusion(bn_input_fusion)
+        };
+        let (a, launches_a) = step_and_launches(&family(TcFamily::Wgmma), &config, 2, side, 95);
+        let tma = family(TcFamily::WgmmaTma);
+        tma.set_kernel_timing(true).unwrap();
+        let (b, launches_b) = step_and_launches(&tma, &config, 2, side, 95);
+        let fed = tma
+            .take_kernel_times()
+            .unwrap()
+            .iter()
+            .filter(|t| t.kernel.starts_with("conv2d_wgmma_tma_forward"))
+            .count();
+        assert!(fed > 0, "{name}: no forward was fed by TMA");
+        assert_eq!(launches_a, launches_b, "{name}: launches");
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
+        for ((param, va, ga), (_, vb, gb)) in a.params.iter().zip(&b.params) {
+            let same =
+                |u: &[f32], v: &[f32]| u.iter().zip(v).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same(va, vb), "{name}: {param} differs");
+            assert!(same(ga, gb), "{name}: {param} gradient differs");
+        }
+        eprintln!("{name}: {fed} launches of the TMA-fed forward, the same bits");
+    }
 }
 
 /// The backward-data convolution that writes a batch norm's output gradient also computes that

@@ -111,7 +111,7 @@ step test-tma 60 env RESNET_TEST_DRIVER=cuda device/tma
 step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=mma device/conv_tc \
     --skip wgmma --skip banks
 if ! step test-conv-tc-wgmma 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
-    every_tile stores_staged --skip banks; then
+    every_tile stores_staged fed_by_tma --skip banks; then
     # The tile sweep below then times the mma.sync tiles only.
     export RESNET_BENCH_TILES=mma
 fi
@@ -145,6 +145,10 @@ step bench-resnet50-b256-wgmma 120 env RESNET_TC_KERNELS=wgmma "$RC" bench --mod
     --batch-size 256 --device cuda --json
 step bench-resnet20-b128-wgmma 60 env RESNET_TC_KERNELS=wgmma "$RC" bench --model resnet20 \
     --batch-size 128 --device cuda --json
+# The same with the forward's weights brought by TMA (conv2d_wgmma_tma_forward_*; the tile sweep
+# has them as `wgmma{T}+tma`).
+step bench-resnet50-b256-wgmma-tma 120 env RESNET_TC_KERNELS=wgmma-tma "$RC" bench --model resnet50 \
+    --batch-size 256 --device cuda --json
 # PyTorch's bf16 autocast step, beside ours in bf16 (the default on GPUs). Its fp32 and TF32 steps,
 # with ours in f32, open phase 2: all three took 131 s in 2026-12-04-call2, mostly cuDNN's
 # autotuning, which phase 1 needs for the tile sweep.

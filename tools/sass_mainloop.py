@@ -47,6 +47,7 @@ SOURCES = [
     ("conv_tc_backward_filter.cu", "sm_90"),
     ("conv_wgmma_forward_sm90a.cu", "sm_90a"),
     ("conv_wgmma_backward_sm90a.cu", "sm_90a"),
+    ("conv_wgmma_tma_forward_sm90a.cu", "sm_90a"),
 ]
 
 
@@ -113,6 +114,10 @@ def main_loops(sass):
             if not target or int(target.group(1), 16) >= address or int(target.group(1), 16) not in at:
                 continue
             body = [opcode(t) for _, t in code[at[int(target.group(1), 16)]:i + 1]]
+            if "EXIT" in body:
+                # Not a loop but a jump back from code placed after the kernel's end: ptxas puts an
+                # mbarrier wait's retry there (TRYWAIT, then a branch back into the main loop).
+                continue
             mma = sum(op in ("HMMA", "HGMMA") for op in body)
             if mma and (best is None or (mma, len(body)) > (best[0], len(best[1]))):
                 best = (mma, body)

@@ -58,7 +58,7 @@ fn bf16_in(rng: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<bf16> {
 /// A convolution's inputs: centred (x and w uniform in [-1, 1)), or far off centre (x in [1, 1.25),
 /// w in [0, 0.5): each output channel's mean is then tens to hundreds of standard deviations from
 /// zero, where a one-pass sum of squares would cancel).
-fn conv_inputs(s: &ConvShape, off_centre: bool, seed: u64) -> (Vec<bf16>, Vec<bf16>) {
+pub(super) fn conv_inputs(s: &ConvShape, off_centre: bool, seed: u64) -> (Vec<bf16>, Vec<bf16>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     if off_centre {
         let x = bf16_in(&mut rng, len(s.x), 1.0, 1.25);
@@ -70,7 +70,7 @@ fn conv_inputs(s: &ConvShape, off_centre: bool, seed: u64) -> (Vec<bf16>, Vec<bf
 }
 
 /// Launches the statistics kernel `l` on poisoned outputs; returns (y as bf16 bits, the partials).
-fn run_stats(
+pub(super) fn run_stats(
     s: &ConvShape,
     l: &TcLaunch,
     part: &TcStatsPartition,
@@ -82,22 +82,21 @@ fn run_stats(
     let dy = DeviceVec::new(&vec![BF16_NAN; len(s.y)]);
     let stats = DeviceVec::new(&vec![f32::NAN; part.floats()]);
     let args = KernelArgs::new().ptr(dx.ptr).ptr(dw.ptr).ptr(dy.ptr);
-    run(l, args.ptr(stats.ptr).value(&s.dims()));
+    let args = args.ptr(stats.ptr).value(&s.dims());
+    run(l, with_weight_map(l, args, dw.ptr));
     (dy.to_host(), stats.to_host())
 }
 
 /// y from the kernel without statistics, for the bit-for-bit comparison.
-fn run_plain(s: &ConvShape, l: &TcLaunch, x: &[bf16], w: &[bf16]) -> Vec<u16> {
+pub(super) fn run_plain(s: &ConvShape, l: &TcLaunch, x: &[bf16], w: &[bf16]) -> Vec<u16> {
     let (dx, dw) = (DeviceVec::new(&bits(x)), DeviceVec::new(&bits(w)));
     let dy = DeviceVec::new(&vec![BF16_NAN; len(s.y)]);
-    run(
-        l,
-        KernelArgs::new()
-            .ptr(dx.ptr)
-            .ptr(dw.ptr)
-            .ptr(dy.ptr)
-            .value(&s.dims()),
-    );
+    let args = KernelArgs::new()
+        .ptr(dx.ptr)
+        .ptr(dw.ptr)
+        .ptr(dy.ptr)
+        .value(&s.dims());
+    run(l, with_weight_map(l, args, dw.ptr));
     dy.to_host()
 }
 

@@ -175,10 +175,15 @@ impl<D: Driver> GpuBackend<D> {
     /// family on a device without its kernels (compute capability 9.0 and the emulator have them).
     pub(super) fn tc_family(&self) -> Result<TcFamily> {
         let family = self.tc_family.clone().map_err(Error::Config)?;
-        if family == TcFamily::Wgmma && !self.driver.has_kernel(WGMMA_PROBE_KERNEL) {
+        if family.is_hopper() && !self.driver.has_kernel(WGMMA_PROBE_KERNEL) {
             return Err(Error::Config(format!(
-                "the wgmma convolution kernels (RESNET_TC_KERNELS=wgmma) are not on {}: they need \
+                "the wgmma convolution kernels (RESNET_TC_KERNELS={}) are not on {}: they need \
                  compute capability 9.0 (an H100 or H200) and a build for sm_90a",
+                if family.weights_by_tma() {
+                    "wgmma-tma"
+                } else {
+                    "wgmma"
+                },
                 self.driver.name()
             )));
         }

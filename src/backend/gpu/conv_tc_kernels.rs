@@ -156,6 +156,26 @@ pub(super) const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_filter_128x256k64_bf16",
     ],
 };
+/// The forward kernels fed by TMA (kernels/conv_wgmma_tma_forward_sm90a.cu), by Hopper tile index.
+pub(super) const FORWARD_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_forward_128x128_bf16",
+    "conv2d_wgmma_tma_forward_128x256_bf16",
+    "conv2d_wgmma_tma_forward_64x128_bf16",
+    "conv2d_wgmma_tma_forward_128x64_bf16",
+    "conv2d_wgmma_tma_forward_64x64_bf16",
+    "conv2d_wgmma_tma_forward_128x128k64_bf16",
+    "conv2d_wgmma_tma_forward_128x256k64_bf16",
+];
+pub(super) const FORWARD_STATS_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_forward_stats_128x128_bf16",
+    "conv2d_wgmma_tma_forward_stats_128x256_bf16",
+    "conv2d_wgmma_tma_forward_stats_64x128_bf16",
+    "conv2d_wgmma_tma_forward_stats_128x64_bf16",
+    "conv2d_wgmma_tma_forward_stats_64x64_bf16",
+    "conv2d_wgmma_tma_forward_stats_128x128k64_bf16",
+    "conv2d_wgmma_tma_forward_stats_128x256k64_bf16",
+];
+
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.
 pub(super) fn kernel_of(table: &PassKernels, tile: TcTile, general: bool) -> &'static str {
     assert!(

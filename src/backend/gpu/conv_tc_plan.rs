@@ -38,7 +38,10 @@
 //! Hopper's wgmma tiles ([`TcTile::HOPPER`]) have kernels `conv2d_wgmma_{op}_{BMxBN}_bf16` for every
 //! pass above (`{op}` as in the `conv2d_tc_*` names, the same params; the backward-filter partials
 //! summed by the same reduce kernel), vector loader only (kernels/conv_wgmma_*_sm90a.cu), on compute
-//! capability 9.0 and in the emulator.
+//! capability 9.0 and in the emulator. The forward's also come fed by TMA,
+//! `conv2d_wgmma_tma_forward[_stats]_{BMxBN}_bf16` (kernels/conv_wgmma_tma_forward_sm90a.cu;
+//! [`TcFamily::WgmmaTma`], [`forward_tma_with`]): the plain kernel's params, then the weights'
+//! tensor map by value ([`TcLaunch::weight_map`]), and 64 more bytes of shared memory.
 //!
 //! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles but 64x64 use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
@@ -48,9 +51,11 @@
 use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
     kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_KERNELS, BACKWARD_FILTER_KERNELS,
-    FORWARD_KERNELS, FORWARD_STATS_KERNELS,
+    FORWARD_KERNELS, FORWARD_STATS_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
 };
-use super::launch_constants::TC_BN_TABLE_CHANNELS;
+use super::driver::DevicePtr;
+use super::launch_constants::{TC_BN_TABLE_CHANNELS, WGMMA_TMA_BARRIER_BYTES};
+use super::tensor_map::{TiledMap2d, TmaSwizzle};
 
 pub use super::conv_tc_kernels::FILTER_REDUCE_KERNEL;
 pub use super::conv_tc_tile::{TcFamily, TcTile};
@@ -58,13 +63,59 @@ pub use super::conv_tc_tile::{TcFamily, TcTile};
 /// Dynamic shared memory a kernel may use without opting in (`cuFuncSetAttribute`).
 pub const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
 
-/// One kernel launch: the kernel's name, grid, block and dynamic shared memory bytes.
+/// One kernel launch: the kernel's name, grid, block and dynamic shared memory bytes, and for a
+/// kernel fed by TMA, the tensor map its last parameter takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcLaunch {
     pub kernel: &'static str,
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
+    /// `Some` for `conv2d_wgmma_tma_forward*`: their `const __grid_constant__ TmaMap w_map`
+    /// parameter, after `ConvDims` (`KernelArgs::tensor_map` of the map
+    /// [`TcWeightMap::tiled_map`] describes, made by `Driver::encode_tensor_map_2d`).
+    pub weight_map: Option<TcWeightMap>,
+}
+
+/// The weights as a TMA-fed forward reads them: w (KRSC bf16) as a 2-D tensor of K rows of R*S*C
+/// elements, one copy a slice bringing the box of `box_rows` (BN) output channels by `box_depth`
+/// (BK) reduction elements, stored with the swizzle the wgmma descriptors read (64 bytes for rows of
+/// 32 bf16, 128 for 64). Out-of-bounds elements (past K, past R*S*C) arrive as zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcWeightMap {
+    pub rows: usize,
+    pub depth: usize,
+    pub box_rows: u32,
+    pub box_depth: u32,
+}
+
+impl TcWeightMap {
+    fn new(shape: &ConvShape, tile: TcTile) -> Self {
+        let [k, r, s, c] = shape.w;
+        TcWeightMap {
+            rows: k,
+            depth: r * s * c,
+            box_rows: tile.bn() as u32,
+            box_depth: tile.bk() as u32,
+        }
+    }
+
+    /// The map over the weights at `w` (the vector kernels' C % 8 == 0 makes the row stride a
+    /// multiple of 16 bytes, as TMA requires).
+    pub fn tiled_map(&self, w: DevicePtr) -> TiledMap2d {
+        TiledMap2d {
+            global: w,
+            element_bytes: 2,
+            dims: [self.depth as u64, self.rows as u64],
+            row_stride_bytes: self.depth as u64 * 2,
+            box_dims: [self.box_depth, self.box_rows],
+            swizzle: if self.box_depth == 64 {
+                TmaSwizzle::B128
+            } else {
+                TmaSwizzle::B64
+            },
+        }
+    }
 }
 
 impl TcLaunch {
@@ -148,7 +199,31 @@ pub fn forward(shape: &ConvShape) -> TcLaunch {
 pub fn forward_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
     let general = !forward_vectorizable(shape);
     let tile = family.tile(forward_tile(shape.y), general, shape.y[3]);
+    if family.weights_by_tma() && tile.is_hopper() {
+        return forward_tma_with(shape, tile, false);
+    }
     forward_with(shape, tile, general)
+}
+
+/// The forward of a Hopper `tile` fed by TMA (`conv2d_wgmma_tma_forward[_stats]_{T}_bf16`: params
+/// those of the plain wgmma kernel, then the weight map): its grid and block, its shared memory
+/// plus the pipeline's mbarriers, and [`TcLaunch::weight_map`]. Vector shapes only (C % 8 == 0).
+pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunch {
+    assert!(
+        tile.is_hopper(),
+        "the {} tile has no TMA kernels",
+        tile.name()
+    );
+    let table = if stats {
+        &FORWARD_STATS_TMA_KERNELS
+    } else {
+        &FORWARD_TMA_KERNELS
+    };
+    let [n, p, q, k] = shape.y;
+    let mut l = launch(table[tile.index()], tile, n * p * q, k, 1);
+    l.shared_bytes += WGMMA_TMA_BARRIER_BYTES;
+    l.weight_map = Some(TcWeightMap::new(shape, tile));
+    l
 }
 
 /// The forward's tile for an output `y = [N, P, Q, K]`: a function of the output's shape alone
@@ -170,6 +245,9 @@ pub fn forward_stats(shape: &ConvShape) -> TcLaunch {
 pub fn forward_stats_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
     let general = !forward_vectorizable(shape);
     let tile = family.tile(forward_tile(shape.y), general, shape.y[3]);
+    if family.weights_by_tma() && tile.is_hopper() {
+        return forward_tma_with(shape, tile, true);
+    }
     forward_stats_with(shape, tile, general).0
 }
 
@@ -410,6 +488,7 @@ pub fn backward_filter_with(
         ),
         block: (REDUCE_THREADS, 1, 1),
         shared_bytes: 0,
+        weight_map: None,
     });
     TcFilterLaunch {
         partial,
@@ -475,6 +554,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         ),
         block: (tile.threads(), 1, 1),
         shared_bytes: tile.shared_bytes(),
+        weight_map: None,
     }
 }
 
@@ -550,6 +630,57 @@ mod tests {
             forward(&stem).kernel
         );
         assert_eq!(TcFamily::default(), TcFamily::MmaSync);
+    }
+
+    #[test]
+    fn the_tma_family_feeds_the_forward_by_tma_and_leaves_the_rest_to_wgmma() {
+        for s in [
+            shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1),
+            shape([8, 56, 56, 64], [64, 1, 1, 64], 1, 0),
+            shape([128, 32, 32, 16], [16, 3, 3, 16], 1, 1),
+            shape([1, 7, 7, 2048], [512, 1, 1, 2048], 1, 0),
+        ] {
+            for stats in [false, true] {
+                let (wg, tma) = if stats {
+                    let f = |family| forward_stats_for(&s, family);
+                    (f(TcFamily::Wgmma), f(TcFamily::WgmmaTma))
+                } else {
+                    let f = |family| forward_for(&s, family);
+                    (f(TcFamily::Wgmma), f(TcFamily::WgmmaTma))
+                };
+                let op = if stats { "forward_stats" } else { "forward" };
+                let plain = format!("conv2d_wgmma_{op}_");
+                let fed = format!("conv2d_wgmma_tma_{op}_");
+                assert_eq!(wg.kernel.replacen(&plain, &fed, 1), tma.kernel);
+                assert_eq!((wg.grid, wg.block), (tma.grid, tma.block), "{s:?}");
+                assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
+                let map = tma.weight_map.expect("a TMA launch has a weight map");
+                assert_eq!((map.rows, map.depth), (s.w[0], s.w[1] * s.w[2] * s.w[3]));
+                assert!(wg.weight_map.is_none());
+                // The map is one the CUDA driver takes (at any 16-byte aligned address).
+                map.tiled_map(0x7f00_0000_0100).validate().unwrap();
+            }
+            assert_eq!(
+                backward_data_for(&s, false, TcFamily::WgmmaTma),
+                backward_data_for(&s, false, TcFamily::Wgmma)
+            );
+            assert_eq!(
+                backward_filter_for(&s, TcFamily::WgmmaTma),
+                backward_filter_for(&s, TcFamily::Wgmma)
+            );
+        }
+        // Every Hopper tile's box: BK x BN, the swizzle of its rows.
+        let s = shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1);
+        for tile in TcTile::HOPPER {
+            let map = forward_tma_with(&s, tile, true).weight_map.unwrap();
+            let tiled = map.tiled_map(0x1000);
+            assert_eq!(tiled.box_dims, [tile.bk() as u32, tile.bn() as u32]);
+            assert_eq!(tiled.swizzle.bytes() as usize, 2 * tile.bk());
+            tiled.validate().unwrap();
+        }
+        // The stem (C = 3) takes mma.sync's general loader, as with Wgmma.
+        let stem = shape([1, 17, 17, 3], [16, 7, 7, 3], 2, 3);
+        assert_eq!(forward_for(&stem, TcFamily::WgmmaTma), forward(&stem));
     }
 
     #[test]

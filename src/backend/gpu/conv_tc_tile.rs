@@ -146,6 +146,11 @@ impl TcTile {
         self.params().2
     }
 
+    /// The reduction elements of one pipeline slice (BK): 32, or 64 for the `k64` wgmma tiles.
+    pub const fn bk(self) -> usize {
+        self.params().4
+    }
+
     /// Dynamic shared memory: stages * (BM + BN) * BK bf16, plus for the wgmma tiles the room to
     /// move the pipeline to a 1024-byte boundary (`wgmma_smem_bytes` in kernels/conv_wgmma.cuh).
     pub const fn shared_bytes(self) -> u32 {
@@ -188,19 +193,40 @@ pub enum TcFamily {
     /// Hopper's wgmma (compute capability 9.0 only), where the shape takes the 16-byte loaders;
     /// the mma.sync kernels for the rest (the general loaders).
     Wgmma,
+    /// [`TcFamily::Wgmma`] with the forward's weights brought by the tensor memory accelerator
+    /// (`conv2d_wgmma_tma_forward*`, kernels/conv_wgmma_tma_forward_sm90a.cu): the same tiles and
+    /// the same bits; the other passes as `Wgmma`.
+    WgmmaTma,
 }
 
 impl TcFamily {
-    /// `RESNET_TC_KERNELS`: `mma` (or unset) or `wgmma`; anything else is a one-line error.
+    /// `RESNET_TC_KERNELS`: `mma` (or unset), `wgmma` or `wgmma-tma`; anything else is a one-line
+    /// error.
     pub fn from_env() -> std::result::Result<Self, String> {
-        match std::env::var("RESNET_TC_KERNELS").as_deref() {
-            Err(_) | Ok("mma") => Ok(TcFamily::MmaSync),
-            Ok("wgmma") => Ok(TcFamily::Wgmma),
-            Ok(other) => Err(format!(
-                "RESNET_TC_KERNELS={other:?}: expected `mma` (the default) or `wgmma` (compute \
-                 capability 9.0)"
+        Self::parse(std::env::var("RESNET_TC_KERNELS").ok().as_deref())
+    }
+
+    /// [`TcFamily::from_env`] of the variable's value (`None`: unset).
+    fn parse(value: Option<&str>) -> std::result::Result<Self, String> {
+        match value {
+            None | Some("mma") => Ok(TcFamily::MmaSync),
+            Some("wgmma") => Ok(TcFamily::Wgmma),
+            Some("wgmma-tma") => Ok(TcFamily::WgmmaTma),
+            Some(other) => Err(format!(
+                "RESNET_TC_KERNELS={other:?}: expected `mma` (the default), `wgmma` or `wgmma-tma` \
+                 (both compute capability 9.0)"
             )),
         }
+    }
+
+    /// Whether this family's kernels are Hopper's (compute capability 9.0 and the emulator only).
+    pub fn is_hopper(self) -> bool {
+        matches!(self, TcFamily::Wgmma | TcFamily::WgmmaTma)
+    }
+
+    /// Whether the forward's weights come by TMA (`TcLaunch::weight_map`).
+    pub fn weights_by_tma(self) -> bool {
+        self == TcFamily::WgmmaTma
     }
 
     /// The tile of this family standing in for the mma.sync `tile` of a GEMM with `cols` columns: a
@@ -209,13 +235,33 @@ impl TcFamily {
     /// and 128 otherwise; `tile` itself for MmaSync and for the general loaders.
     pub(super) fn tile(self, tile: TcTile, general: bool, cols: usize) -> TcTile {
         match self {
-            TcFamily::Wgmma if !general => match (tile.bm() >= 128, cols <= 64) {
-                (true, true) => TcTile::H128x64,
-                (true, false) => TcTile::H128x128,
-                (false, true) => TcTile::H64x64,
-                (false, false) => TcTile::H64x128,
-            },
+            TcFamily::Wgmma | TcFamily::WgmmaTma if !general => {
+                match (tile.bm() >= 128, cols <= 64) {
+                    (true, true) => TcTile::H128x64,
+                    (true, false) => TcTile::H128x128,
+                    (false, true) => TcTile::H64x64,
+                    (false, false) => TcTile::H64x128,
+                }
+            }
             _ => tile,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_family_variable_names_three_families_and_refuses_the_rest() {
+        assert_eq!(TcFamily::parse(None), Ok(TcFamily::MmaSync));
+        assert_eq!(TcFamily::parse(Some("mma")), Ok(TcFamily::MmaSync));
+        assert_eq!(TcFamily::parse(Some("wgmma")), Ok(TcFamily::Wgmma));
+        assert_eq!(TcFamily::parse(Some("wgmma-tma")), Ok(TcFamily::WgmmaTma));
+        let e = TcFamily::parse(Some("tma")).unwrap_err();
+        assert!(e.starts_with("RESNET_TC_KERNELS=\"tma\""), "{e}");
+        assert!(TcFamily::WgmmaTma.is_hopper() && TcFamily::WgmmaTma.weights_by_tma());
+        assert!(TcFamily::Wgmma.is_hopper() && !TcFamily::Wgmma.weights_by_tma());
+        assert!(!TcFamily::MmaSync.is_hopper());
     }
 }

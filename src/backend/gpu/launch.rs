@@ -3,17 +3,25 @@
 use std::ffi::c_void;
 
 use super::driver::DevicePtr;
+use super::tensor_map::TensorMapBytes;
 
-/// Most 8-byte words an argument list holds (the longest, the direct convolutions': 3 pointers and 11
-/// ints). Fixed, so that building and launching an argument list allocates nothing.
-pub const MAX_ARG_WORDS: usize = 24;
+/// Most 8-byte words an argument list holds: the longest, a TMA convolution's (4 pointers, the
+/// 44-byte `ConvDims`, up to 7 words of padding and a 128-byte tensor map). Fixed, so that building
+/// and launching an argument list allocates nothing.
+pub const MAX_ARG_WORDS: usize = 40;
+
+/// The argument words, 64-byte aligned so that a tensor map among them sits as `CUtensorMap` does.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct ArgWords([u64; MAX_ARG_WORDS]);
 
 /// A `cuLaunchKernel`-style argument list. Each argument starts on its own 8-byte word, little-endian,
 /// so a word holds a device pointer, a 64-bit integer, a double, or (in its low bytes) an `int` or a
-/// `float`; a by-value struct takes as many words as it needs. The kernel reads exactly its
-/// parameter's size from the argument's address. Held in fixed arrays: one is built per launch.
+/// `float`; a by-value struct takes as many words as it needs, a tensor map 16 words from a 64-byte
+/// boundary. The kernel reads exactly its parameter's size from the argument's address. Held in fixed
+/// arrays: one is built per launch.
 pub struct KernelArgs {
-    words: [u64; MAX_ARG_WORDS],
+    words: ArgWords,
     /// Index in `words` of each argument's first word.
     starts: [u8; MAX_ARG_WORDS],
     num_words: usize,
@@ -23,7 +31,7 @@ pub struct KernelArgs {
 impl Default for KernelArgs {
     fn default() -> Self {
         KernelArgs {
-            words: [0; MAX_ARG_WORDS],
+            words: ArgWords([0; MAX_ARG_WORDS]),
             starts: [0; MAX_ARG_WORDS],
             num_words: 0,
             num_args: 0,
@@ -43,7 +51,22 @@ impl KernelArgs {
 
     fn word(mut self, w: u64) -> Self {
         let start = self.claim(1);
-        self.words[start] = w;
+        self.words.0[start] = w;
+        self
+    }
+
+    /// A `const __grid_constant__ TmaMap` parameter (kernels/tma.cuh): the map's 128 bytes, copied,
+    /// starting on a 64-byte boundary of the list (the words before it that padding skips belong to
+    /// no argument).
+    pub fn tensor_map(mut self, map: &TensorMapBytes) -> Self {
+        self.num_words = self.num_words.next_multiple_of(8);
+        let start = self.claim(16);
+        for (word, bytes) in self.words.0[start..start + 16]
+            .iter_mut()
+            .zip(map.0.chunks_exact(8))
+        {
+            *word = u64::from_le_bytes(bytes.try_into().expect("8-byte chunk"));
+        }
         self
     }
 
@@ -71,7 +94,7 @@ impl KernelArgs {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 v as *const T as *const u8,
-                self.words[start..].as_mut_ptr() as *mut u8,
+                self.words.0[start..].as_mut_ptr() as *mut u8,
                 size,
             )
         };
@@ -102,7 +125,7 @@ impl KernelArgs {
 
     /// The `void**` array: one pointer per argument. Valid while `self` is borrowed.
     pub fn params(&mut self) -> KernelParams {
-        let base = self.words.as_mut_ptr();
+        let base = self.words.0.as_mut_ptr();
         let mut params = KernelParams {
             ptrs: [std::ptr::null_mut(); MAX_ARG_WORDS],
             len: self.num_args,
@@ -196,7 +219,29 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "longer than 24 words")]
+    fn a_tensor_map_starts_on_a_64_byte_boundary_and_keeps_its_bytes() {
+        let mut bytes = [0u8; 128];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = i as u8 ^ 0x5a;
+        }
+        let map = TensorMapBytes(bytes);
+        let mut args = KernelArgs::new()
+            .ptr(1)
+            .value(&Three { a: 1, b: 2, c: 3 })
+            .tensor_map(&map)
+            .int(9);
+        let params = args.params();
+        assert_eq!(params.len(), 4);
+        assert_eq!(params[2] as usize % 64, 0, "the map is 64-byte aligned");
+        // Words 0-2 hold the pointer and the struct; the map starts at word 8, the int after it.
+        assert_eq!(params[2] as usize - params[0] as usize, 64);
+        assert_eq!(read::<[u8; 128]>(params[2]), bytes);
+        assert_eq!(params[3] as usize - params[2] as usize, 128);
+        assert_eq!(read::<i32>(params[3]), 9);
+    }
+
+    #[test]
+    #[should_panic(expected = "longer than 40 words")]
     fn an_overlong_list_is_a_bug_caught_at_once() {
         (0..=MAX_ARG_WORDS).fold(KernelArgs::new(), |args, i| args.int(i));
     }

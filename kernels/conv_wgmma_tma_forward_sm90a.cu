@@ -1,0 +1,52 @@
+// conv_wgmma_tma_forward_sm90a.cu: conv_wgmma_forward_sm90a.cu's kernels with the weights (the GEMM's
+// B operand) brought by the tensor memory accelerator: one thread's cp.async.bulk.tensor a slice instead
+// of every thread's 16-byte cp.async (TcWgmmaTmaLoop, conv_wgmma.cuh; docs/plans/hopper-tma.md, step 2).
+// sm_90a only (the `_sm90a` suffix, as there).
+//
+// Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles of B
+// reach shared memory in the same swizzled layout, the multiply and its order are the same).
+//
+// Kernels, with params (const bf16* x, const bf16* w, bf16* y, ConvDims d, const TmaMap w_map):
+//   conv2d_wgmma_tma_forward_{T}_bf16
+// and with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d, const TmaMap w_map):
+//   conv2d_wgmma_tma_forward_stats_{T}_bf16   (the statistics partials as conv2d_wgmma_forward_stats_*)
+//   {T} one of 128x128, 128x256, 64x128, 128x64, 64x64, 128x128k64, 128x256k64 (BM x BN).
+// w_map (by value, 128 bytes; conv_tc_plan.rs's TcWeightBox, Driver::encode_tensor_map_2d): w as a
+// 2-D tensor of K rows of R*S*C bf16 (row stride R*S*C*2 bytes), box BK (32, or 64 for k64) x BN,
+// swizzle 64 bytes (BK = 32) or 128 (BK = 64), out-of-bounds elements zeros. `w` itself is not read.
+// Launch: as the conv_wgmma_forward kernels of the tile, with kWgmmaTmaBarrierBytes (64) more dynamic
+// shared memory. C % 8 == 0 (traps otherwise), which also makes the map's row stride a multiple of 16.
+#include "conv_tc_forward.cuh"
+#include "conv_wgmma.cuh"
+
+#define CONV_WGMMA_TMA_FORWARD_KERNEL(name, Tile)                                                      \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, ConvDims d, const __grid_constant__ TmaMap w_map) { \
+        grid_dependency_sync();                                                                        \
+        conv_tc_forward<Tile, true, false, TcWgmmaTmaLoop>(x, w, y, nullptr, d, {}, &w_map);           \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(name, Tile)                                                \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d,                          \
+             const __grid_constant__ TmaMap w_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        conv_tc_forward<Tile, true, true, TcWgmmaTmaLoop>(x, w, y, stats, d, {}, &w_map);              \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_TMA_FORWARD_KERNEL(conv2d_wgmma_tma_forward_128x256k64_bf16, WgTile128x256K64);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x256k64_bf16, WgTile128x256K64);
