@@ -12,7 +12,8 @@
 //! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
 //! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The forward also times each wgmma tile fed by
-//! TMA (`conv2d_wgmma_tma_forward_*`, the weights by the tensor memory accelerator), as the tile
+//! TMA (`conv2d_wgmma_tma_forward_*`: the weights by the tensor memory accelerator, and for the 1x1
+//! stride-1 shapes the input too, `conv2d_wgmma_tma_pointwise_forward_*`), as the tile
 //! `wgmma{T}+tma`. The pass `backward_data_bn` is backward-data
 //! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
@@ -213,12 +214,14 @@ fn sweep_shape(
         // (`RESNET_TC_KERNELS=wgmma-tma`), as the tile `{name}+tma` of the same pass.
         if tile.is_hopper() && !general_fwd {
             let fed = plan::forward_tma_with(&shape, tile, false);
-            let map = fed.weight_map.expect("a TMA launch has a weight map");
-            let map = driver.encode_tensor_map_2d(&map.tiled_map(w))?;
+            let maps = fed
+                .tensor_maps(w, x)
+                .map(|m| driver.encode_tensor_map_2d(&m))
+                .collect::<Result<Vec<_>>>()?;
             prepare(driver, &fed)?;
             let secs = time_pass(driver, || {
                 let args = KernelArgs::new().ptr(x).ptr(w).ptr(y).value(&dims);
-                launch(driver, &fed, args.tensor_map(&map))
+                launch(driver, &fed, maps.iter().fold(args, |a, m| a.tensor_map(m)))
             })?;
             out.push(Figure {
                 model,

@@ -338,7 +338,8 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
 // row `row` in such a tile of ROW_ELEMS elements a row. (Tiles with one row per output row or column,
 // MK and NK, are the same for every policy: tc_chunk_offset<BK>.)
 struct TcMmaSyncLoop {
-    static constexpr bool B_BY_TMA = false;  // (TcWgmmaTmaLoop's B operand by the tensor memory accelerator)
+    // (conv_wgmma.cuh's TMA policies bring operands by the tensor memory accelerator.)
+    static constexpr bool A_BY_TMA = false, B_BY_TMA = false;
 
     template <class Tile, int ROW_ELEMS>
     __device__ static __forceinline__ int kn_offset(int row, int chunk) {

@@ -5,7 +5,9 @@
 // differs: TcMmaSyncLoop (conv_tc.cuh: ldmatrix + mma.sync) or TcWgmmaLoop (conv_wgmma.cuh). With
 // TcWgmmaTmaLoop (MainLoop::B_BY_TMA) the B tiles come by TMA from `w_map` (the address of a
 // __grid_constant__ TmaMap over w as [K][RSC], box BK x BN: conv_wgmma_tma_forward_sm90a.cu) and the
-// B loader below is not used.
+// B loader below is not used. With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA, a 1x1 convolution of
+// stride 1 without padding, whose A is x as a [N*H*W][C] matrix) the A tiles come from `x_map` (box
+// BK x BM) too.
 #ifndef RESNET_CUDA_CONV_TC_FORWARD_CUH
 #define RESNET_CUDA_CONV_TC_FORWARD_CUH
 
@@ -20,9 +22,12 @@ template <class Tile, bool VEC, bool STATS, class MainLoop = TcMmaSyncLoop, bool
 __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                 bf16* __restrict__ y, float* __restrict__ stats,
                                                 const ConvDims& d, const BnAffineParams& bn = {},
-                                                const void* w_map = nullptr) {
+                                                const void* w_map = nullptr, const void* x_map = nullptr) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
     static_assert(!MainLoop::B_BY_TMA || (VEC && !BN_INPUT), "TMA kernels: the vector A loader, a plain input");
+    static_assert(!MainLoop::A_BY_TMA || MainLoop::B_BY_TMA, "A by TMA comes with B by TMA");
+    // uniform: a pointwise kernel given a shape whose A is not x itself
+    if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
     if (BN_INPUT && d.C > kTcBnTableChannels) __trap();  // uniform: more channels than the table holds
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
@@ -154,7 +159,18 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     } else if constexpr (MainLoop::B_BY_TMA) {
         // Rows n0.. of w's [K][RSC] view, reduction k0..: zeros past K and past RSC, as load_b's.
         auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) { MainLoop::load_box(tile, w_map, k0, n0, bar); };
-        MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b_box);
+        if constexpr (MainLoop::A_BY_TMA) {
+            // Rows m0.. of x's [N*H*W][C] view (the output pixels are the input's), channels k0..: zeros
+            // past M and past C, as load_a's.
+            auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+                MainLoop::load_box(tile, x_map, k0, m0, bar);
+            };
+            MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box,
+                                                       load_b_box);
+        } else {
+            MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a,
+                                                       load_b_box);
+        }
     } else {
         MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
     }

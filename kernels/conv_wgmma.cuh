@@ -60,6 +60,9 @@
 // __syncthreads, so no wait can miss a phase. The STAGES barriers (8 bytes each) sit right after the
 // aligned stages: a TMA launch asks for kWgmmaTmaBarrierBytes more shared memory. No epilogue reaches
 // them (the staged tile and the statistics stay inside Tile::SMEM_BYTES), so they are never reused.
+// TcWgmmaTmaPointwiseLoop (A_BY_TMA too): the A tile likewise, a BM x BK box announced on the same
+// barrier (expect_tx of both boxes' bytes); with no cp.async left, the loop drops the cp.async waits,
+// commits and the generic-to-async proxy fence, and keeps the __syncthreads for the stage reuse.
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
@@ -101,8 +104,8 @@ constexpr int kWgmmaPanelElems = Tile::BK * 64;
 // conventionally encodes 1 (16 bytes).
 constexpr std::uint32_t kWgmmaUnusedLeading = 16;
 
-// The pipeline of both policies below; B_BY_TMA as in the header.
-template <bool B_BY_TMA>
+// The pipeline of the policies below; A_BY_TMA and B_BY_TMA as in the header.
+template <bool A_BY_TMA, bool B_BY_TMA>
 struct TcWgmmaPipeline {
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
               class Issued = TcNothingIssued>
@@ -121,11 +124,12 @@ struct TcWgmmaPipeline {
         constexpr int STAGES = Tile::STAGES;
         constexpr int BN = Tile::BN;
 
-        static_assert(!B_BY_TMA || (!B_MN && STAGES * 8 <= kWgmmaTmaBarrierBytes),
-                      "TMA brings K-major B tiles (NK: rows of BK), one barrier a stage");
+        constexpr bool ANY_TMA = A_BY_TMA || B_BY_TMA, ANY_CP_ASYNC = !A_BY_TMA || !B_BY_TMA;
+        static_assert((!A_BY_TMA || !A_MN) && (!B_BY_TMA || !B_MN) && (!ANY_TMA || STAGES * 8 <= kWgmmaTmaBarrierBytes),
+                      "TMA brings K-major tiles (MK, NK: rows of BK), one barrier a stage");
         bf16* const a_tiles = wgmma_aligned(smem);
         bf16* const b_tiles = a_tiles + STAGES * Tile::A_ELEMS;
-        std::uint64_t* const b_landed = reinterpret_cast<std::uint64_t*>(b_tiles + STAGES * Tile::B_ELEMS);
+        std::uint64_t* const tma_landed = reinterpret_cast<std::uint64_t*>(b_tiles + STAGES * Tile::B_ELEMS);
         const int warpgroup = threadIdx.x / 128;
         float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
 
@@ -135,51 +139,52 @@ struct TcWgmmaPipeline {
             for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
         wgmma_fence_operand<BN>(d);  // the zeros are in the registers before the first wgmma
 
-        if constexpr (B_BY_TMA) {
+        if constexpr (ANY_TMA) {
             if (threadIdx.x == 0) {
 #pragma unroll
-                for (int s = 0; s < STAGES; ++s) mbarrier_init(&b_landed[s], 1);
+                for (int s = 0; s < STAGES; ++s) mbarrier_init(&tma_landed[s], 1);
                 fence_mbarrier_init();
             }
             __syncthreads();  // the barriers exist before anyone waits on them or a copy completes one
         }
-        // Slice `slice`'s B tile into stage `stage`: this thread's chunks, or (TMA) thread 0's box.
-        auto load_b_stage = [&](int stage, int slice) {
-            bf16* const tile = b_tiles + stage * Tile::B_ELEMS;
-            if constexpr (B_BY_TMA) {
+        // Slice `slice`'s tiles into stage `stage`: this thread's chunks of a cp.async operand, thread
+        // 0's box of a TMA one (both boxes on the stage's one barrier).
+        auto load_stage = [&](int stage, int slice) {
+            bf16* const a_tile = a_tiles + stage * Tile::A_ELEMS;
+            bf16* const b_tile = b_tiles + stage * Tile::B_ELEMS;
+            const int k0 = slice * Tile::BK;
+            if constexpr (ANY_TMA) {
                 if (threadIdx.x == 0) {
-                    mbarrier_arrive_expect_tx(&b_landed[stage], Tile::B_ELEMS * 2);
-                    load_b(tile, slice * Tile::BK, &b_landed[stage]);
+                    constexpr int bytes = (A_BY_TMA ? Tile::A_ELEMS * 2 : 0) + (B_BY_TMA ? Tile::B_ELEMS * 2 : 0);
+                    mbarrier_arrive_expect_tx(&tma_landed[stage], bytes);
+                    if constexpr (A_BY_TMA) load_a(a_tile, k0, &tma_landed[stage]);
+                    if constexpr (B_BY_TMA) load_b(b_tile, k0, &tma_landed[stage]);
                 }
-            } else {
-                load_b(tile, slice * Tile::BK);
             }
+            if constexpr (!A_BY_TMA) load_a(a_tile, k0);
+            if constexpr (!B_BY_TMA) load_b(b_tile, k0);
         };
 
 #pragma unroll
         for (int s = 0; s < STAGES - 2; ++s) {
-            if (s < slices) {
-                load_a(a_tiles + s * Tile::A_ELEMS, s * Tile::BK);
-                load_b_stage(s, s);
-            }
-            cp_async_commit_group();  // possibly empty: group g always holds slice g
+            if (s < slices) load_stage(s, s);
+            if constexpr (ANY_CP_ASYNC) cp_async_commit_group();  // possibly empty: group g holds slice g
         }
         issued();  // (tc_mainloop's contract)
 
         int read_stage = 0, write_stage = STAGES - 2;
         unsigned read_parity = 0;  // (TMA) of the read stage's barrier phase: its use count & 1
         for (int slice = 0; slice < slices; ++slice) {
-            cp_async_wait_group<STAGES - 3>();
-            if constexpr (B_BY_TMA) mbarrier_wait_parity(&b_landed[read_stage], read_parity);
+            if constexpr (ANY_CP_ASYNC) cp_async_wait_group<STAGES - 3>();
+            if constexpr (ANY_TMA) mbarrier_wait_parity(&tma_landed[read_stage], read_parity);
             landed(a_tiles + read_stage * Tile::A_ELEMS, b_tiles + read_stage * Tile::B_ELEMS, slice);
-            fence_proxy_async_shared();  // (after `landed`: its rewrites too are read by the async proxy)
+            // cp.async's stores (and `landed`'s rewrites) are the generic proxy's, read by the async one;
+            // a TMA copy is the async proxy's own.
+            if constexpr (ANY_CP_ASYNC) fence_proxy_async_shared();
             __syncthreads();
             const int next = slice + STAGES - 2;
-            if (next < slices) {
-                load_a(a_tiles + write_stage * Tile::A_ELEMS, next * Tile::BK);
-                load_b_stage(write_stage, next);
-            }
-            cp_async_commit_group();
+            if (next < slices) load_stage(write_stage, next);
+            if constexpr (ANY_CP_ASYNC) cp_async_commit_group();
 
             // This warpgroup's 64 rows of A: rows 64 wg.. of an MK tile, or panel wg of a KM tile.
             const bf16* a_tile =
@@ -206,7 +211,7 @@ struct TcWgmmaPipeline {
         }
         wgmma_wait_group<0>();
         wgmma_fence_operand<BN>(d);  // the epilogue's reads of acc stay after the wait
-        cp_async_wait_all();
+        if constexpr (ANY_CP_ASYNC) cp_async_wait_all();
     }
 
     // KM / KN tiles in 64-wide panels (see the header): chunk `chunk` of reduction row `row`.
@@ -237,21 +242,34 @@ struct TcWgmmaPipeline {
 };
 
 // mma.sync's loaders for both operands (every thread's cp.async), Hopper's multiply.
-struct TcWgmmaLoop : TcWgmmaPipeline<false> {
-    static constexpr bool B_BY_TMA = false;
+struct TcWgmmaLoop : TcWgmmaPipeline<false, false> {
+    static constexpr bool A_BY_TMA = false, B_BY_TMA = false;
 };
 
 // The B operand by TMA (see the header): the forward's weights, a 2-D tensor map over w as [K][RSC]
 // whose box is BN rows of BK; `load_box` is what the kernel's `load_b` calls (`map` the address of a
 // TmaMap, tma.cuh: void here so that conv_tc_forward.cuh, which sm_80 files include too, needs no
 // sm_90 type).
-struct TcWgmmaTmaLoop : TcWgmmaPipeline<true> {
-    static constexpr bool B_BY_TMA = true;
+struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
+    static constexpr bool A_BY_TMA = false, B_BY_TMA = true;
 
     // The map's box at (reduction k0, row n0) into `tile`, completing `bar`.
     __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int n0,
                                                     std::uint64_t* bar) {
         ::tma_load_2d(tile, map, k0, n0, bar);  // (not emu:: by ADL on bf16)
+    }
+};
+
+// Both operands by TMA: a pointwise forward (1x1, stride 1, no padding), whose A is x itself as a
+// 2-D [N*H*W][C] matrix, a box of BM rows of BK a slice beside the weights' box, both on the stage's
+// barrier. No thread issues a cp.async: the loop is the waits, the barrier, thread 0's two copies and
+// the multiply.
+struct TcWgmmaTmaPointwiseLoop : TcWgmmaPipeline<true, true> {
+    static constexpr bool A_BY_TMA = true, B_BY_TMA = true;
+
+    __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int row0,
+                                                    std::uint64_t* bar) {
+        ::tma_load_2d(tile, map, k0, row0, bar);  // (not emu:: by ADL on bf16)
     }
 };
 

@@ -14,8 +14,14 @@
 // w_map (by value, 128 bytes; conv_tc_plan.rs's TcWeightBox, Driver::encode_tensor_map_2d): w as a
 // 2-D tensor of K rows of R*S*C bf16 (row stride R*S*C*2 bytes), box BK (32, or 64 for k64) x BN,
 // swizzle 64 bytes (BK = 32) or 128 (BK = 64), out-of-bounds elements zeros. `w` itself is not read.
+// And the pointwise forward, both operands by TMA (TcWgmmaTmaPointwiseLoop), for 1x1 convolutions of
+// stride 1 without padding (traps otherwise), with params (..., ConvDims d, const TmaMap w_map,
+// const TmaMap x_map):
+//   conv2d_wgmma_tma_pointwise_forward[_stats]_{T}_bf16
+// x_map: x as a 2-D tensor of N*H*W rows of C bf16 (row stride C*2 bytes), box BK x BM, the same
+// swizzle. `x` itself is not read either.
 // Launch: as the conv_wgmma_forward kernels of the tile, with kWgmmaTmaBarrierBytes (64) more dynamic
-// shared memory. C % 8 == 0 (traps otherwise), which also makes the map's row stride a multiple of 16.
+// shared memory. C % 8 == 0 (traps otherwise), which also makes the maps' row strides multiples of 16.
 #include "conv_tc_forward.cuh"
 #include "conv_wgmma.cuh"
 
@@ -50,3 +56,38 @@ CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x64_bf16, 
 CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_64x64_bf16, WgTile64x64);
 CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x128k64_bf16, WgTile128x128K64);
 CONV_WGMMA_TMA_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_forward_stats_128x256k64_bf16, WgTile128x256K64);
+
+#define CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(name, Tile)                                            \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, ConvDims d, const __grid_constant__ TmaMap w_map,  \
+             const __grid_constant__ TmaMap x_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        conv_tc_forward<Tile, true, false, TcWgmmaTmaPointwiseLoop>(x, w, y, nullptr, d, {}, &w_map, &x_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(name, Tile)                                      \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d,                          \
+             const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap x_map) {             \
+        grid_dependency_sync();                                                                        \
+        conv_tc_forward<Tile, true, true, TcWgmmaTmaPointwiseLoop>(x, w, y, stats, d, {}, &w_map, &x_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_KERNEL(conv2d_wgmma_tma_pointwise_forward_128x256k64_bf16, WgTile128x256K64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_128x128k64_bf16,
+                                              WgTile128x128K64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_128x256k64_bf16,
+                                              WgTile128x256K64);

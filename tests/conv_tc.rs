@@ -124,18 +124,16 @@ fn run(l: &TcLaunch, mut args: KernelArgs) {
     .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
 }
 
-/// `args` followed by the tensor map over the weights at `w` that a TMA-fed launch takes last
-/// (`TcLaunch::weight_map`); `args` unchanged for every other launch.
-fn with_weight_map(l: &TcLaunch, args: KernelArgs, w: DevicePtr) -> KernelArgs {
-    match l.weight_map {
-        None => args,
-        Some(map) => {
-            let bytes = driver()
-                .encode_tensor_map_2d(&map.tiled_map(w))
-                .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
-            args.tensor_map(&bytes)
-        }
+/// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`), over
+/// the weights at `w` and the input at `x`; `args` unchanged for every other launch.
+fn with_tensor_maps(l: &TcLaunch, mut args: KernelArgs, w: DevicePtr, x: DevicePtr) -> KernelArgs {
+    for map in l.tensor_maps(w, x) {
+        let bytes = driver()
+            .encode_tensor_map_2d(&map)
+            .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
+        args = args.tensor_map(&bytes);
     }
+    args
 }
 
 fn shape(x: [usize; 4], w: [usize; 4], stride: usize, pad: usize) -> ConvShape {
@@ -361,7 +359,7 @@ fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
         .ptr(dw.ptr)
         .ptr(dy.ptr)
         .value(&s.dims());
-    run(l, with_weight_map(l, args, dw.ptr));
+    run(l, with_tensor_maps(l, args, dw.ptr, dx.ptr));
     let what = format!("{} on {:?} {:?}", l.kernel, s.x, s.w);
     check(
         &what,

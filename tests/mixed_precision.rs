@@ -774,7 +774,8 @@ fn step_and_launches(
 /// for bit (loss, every parameter and gradient) with the same launches: resnet8 with every BN
 /// output stored (each forward then a plain statistics kernel, all fed by TMA) and with the BN +
 /// ReLU taken into the next convolution's load (whose kernels stay cp.async), and a two-stage
-/// bottleneck net (1x1 convolutions, projection shortcuts, a strided 3x3).
+/// bottleneck net (1x1 convolutions, projection shortcuts, a strided 3x3), whose 1x1 stride-1
+/// convolutions bring their input by TMA too (`conv2d_wgmma_tma_pointwise_forward*`).
 #[test]
 fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
     let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
@@ -795,13 +796,24 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
         let tma = family(TcFamily::WgmmaTma);
         tma.set_kernel_timing(true).unwrap();
         let (b, launches_b) = step_and_launches(&tma, &config, 2, side, 95);
-        let fed = tma
-            .take_kernel_times()
-            .unwrap()
-            .iter()
-            .filter(|t| t.kernel.starts_with("conv2d_wgmma_tma_forward"))
-            .count();
+        let times = tma.take_kernel_times().unwrap();
+        let count = |prefix: &str| {
+            times
+                .iter()
+                .filter(|t| t.kernel.starts_with(prefix))
+                .count()
+        };
+        let (fed, pointwise) = (
+            count("conv2d_wgmma_tma_"),
+            count("conv2d_wgmma_tma_pointwise_"),
+        );
         assert!(fed > 0, "{name}: no forward was fed by TMA");
+        // The bottleneck blocks' 1x1 stride-1 convolutions take both operands by TMA.
+        assert_eq!(
+            pointwise > 0,
+            name == "bottleneck",
+            "{name}: {pointwise} pointwise"
+        );
         assert_eq!(launches_a, launches_b, "{name}: launches");
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
         for ((param, va, ga), (_, vb, gb)) in a.params.iter().zip(&b.params) {
@@ -810,7 +822,9 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
             assert!(same(va, vb), "{name}: {param} differs");
             assert!(same(ga, gb), "{name}: {param} gradient differs");
         }
-        eprintln!("{name}: {fed} launches of the TMA-fed forward, the same bits");
+        eprintln!(
+            "{name}: {fed} launches of TMA-fed forwards ({pointwise} pointwise), the same bits"
+        );
     }
 }
 

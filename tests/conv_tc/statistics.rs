@@ -83,7 +83,7 @@ pub(super) fn run_stats(
     let stats = DeviceVec::new(&vec![f32::NAN; part.floats()]);
     let args = KernelArgs::new().ptr(dx.ptr).ptr(dw.ptr).ptr(dy.ptr);
     let args = args.ptr(stats.ptr).value(&s.dims());
-    run(l, with_weight_map(l, args, dw.ptr));
+    run(l, with_tensor_maps(l, args, dw.ptr, dx.ptr));
     (dy.to_host(), stats.to_host())
 }
 
@@ -96,7 +96,7 @@ pub(super) fn run_plain(s: &ConvShape, l: &TcLaunch, x: &[bf16], w: &[bf16]) -> 
         .ptr(dw.ptr)
         .ptr(dy.ptr)
         .value(&s.dims());
-    run(l, with_weight_map(l, args, dw.ptr));
+    run(l, with_tensor_maps(l, args, dw.ptr, dx.ptr));
     dy.to_host()
 }
 

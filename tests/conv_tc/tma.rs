@@ -1,19 +1,28 @@
-//! Hopper's forward with the weights brought by the tensor memory accelerator
-//! (`conv2d_wgmma_tma_forward[_stats]_*`, kernels/conv_wgmma_tma_forward_sm90a.cu): one thread's
-//! `cp.async.bulk.tensor` a slice stores the B tile in the very swizzled layout the cp.async loader
-//! writes, zeros past K and past R*S*C, and the multiply is unchanged. So y and the statistics
-//! partials must equal the plain wgmma kernels' bit for bit, with no tolerance: a wrong box
-//! coordinate, swizzle, zero fill or barrier phase changes them. (The plain kernels are held to the
-//! f64 reference by `wgmma_every_tile_and_pass` and `forward_stats_every_tile_and_loader`.) Every
-//! Hopper tile, on [`wgmma_shapes`]: reductions of 6.75, 36 and 0.5 slices (the last box mostly
-//! outside the tensor), partial column tiles of 40, 72 and 264 channels (boxes past K).
+//! Hopper's forward with operands brought by the tensor memory accelerator: the weights
+//! (`conv2d_wgmma_tma_forward[_stats]_*`), and for a pointwise convolution (1x1, stride 1, no
+//! padding) the input too (`conv2d_wgmma_tma_pointwise_forward[_stats]_*`), both in
+//! kernels/conv_wgmma_tma_forward_sm90a.cu. One thread's `cp.async.bulk.tensor` a slice stores each
+//! tile in the very swizzled layout the cp.async loaders write, zeros past the rows and past the
+//! reduction, and the multiply is unchanged. So y and the statistics partials must equal the plain
+//! wgmma kernels' bit for bit, with no tolerance: a wrong box coordinate, swizzle, zero fill or
+//! barrier phase changes them. (The plain kernels are held to the f64 reference by
+//! `wgmma_every_tile_and_pass` and `forward_stats_every_tile_and_loader`.) Every Hopper tile, on
+//! [`wgmma_shapes`] (reductions of 6.75, 36, 1 and 0.5 slices, the last box mostly outside the
+//! tensor; partial column tiles of 40, 72 and 264 channels: boxes past K; one pointwise shape) and
+//! two more pointwise ones: 3 slices over M = 98, and 6.25 slices (C = 200) over M = 169, both
+//! with partial row tiles (boxes past N*H*W).
 
 use super::statistics::{conv_inputs, run_plain, run_stats};
 use super::*;
 
 #[test]
 fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
-    for (i, s) in wgmma_shapes().iter().enumerate() {
+    let pointwise = [
+        shape([2, 7, 7, 96], [72, 1, 1, 96], 1, 0),
+        shape([1, 13, 13, 200], [40, 1, 1, 200], 1, 0),
+    ];
+    let shapes: Vec<ConvShape> = wgmma_shapes().into_iter().chain(pointwise).collect();
+    for (i, s) in shapes.iter().enumerate() {
         let (x, w) = conv_inputs(s, false, 1300 + i as u64);
         for tile in TcTile::HOPPER {
             let tma = conv_tc_plan::forward_tma_with(s, tile, false);
@@ -23,6 +32,10 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
                  H200) or the emulator",
                 tma.kernel,
                 driver().name()
+            );
+            assert_eq!(
+                tma.kernel.contains("pointwise"),
+                conv_tc_plan::is_pointwise(s)
             );
             let what = format!("{} on {:?} {:?}", tma.kernel, s.x, s.w);
             let plain = run_plain(s, &conv_tc_plan::forward_with(s, tile, false), &x, &w);
@@ -48,4 +61,44 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
             );
         }
     }
+}
+
+/// A pointwise kernel given a shape whose A is not x itself (here 1x1 with stride 2) traps rather
+/// than reading the wrong pixels. Emulator only, as `vector_kernels_trap_on_unaligned_channels`: on
+/// a GPU a trap ends the context every later test of the process shares.
+#[test]
+fn the_pointwise_kernel_traps_on_a_strided_shape() {
+    if driver().name() != "emu" {
+        eprintln!(
+            "not run on {}: a trap would end the context",
+            driver().name()
+        );
+        return;
+    }
+    let s = shape([1, 8, 8, 32], [32, 1, 1, 32], 2, 0);
+    let pointwise = shape([1, 8, 8, 32], [32, 1, 1, 32], 1, 0);
+    let mut l = conv_tc_plan::forward_tma_with(&pointwise, TcTile::H64x64, false);
+    // The strided shape's grid and maps, the pointwise kernel.
+    let strided = conv_tc_plan::forward_tma_with(&s, TcTile::H64x64, false);
+    l.grid = strided.grid;
+    let (dx, dw) = (
+        DeviceVec::new(&vec![0u16; len(s.x)]),
+        DeviceVec::new(&vec![0u16; len(s.w)]),
+    );
+    let dy = DeviceVec::new(&vec![0u16; len(s.y)]);
+    let args = KernelArgs::new()
+        .ptr(dx.ptr)
+        .ptr(dw.ptr)
+        .ptr(dy.ptr)
+        .value(&s.dims());
+    let mut args = with_tensor_maps(&l, args, dw.ptr, dx.ptr);
+    let mut params = args.params();
+    // SAFETY: the kernel's parameters, buffers sized for the shape.
+    let result = unsafe {
+        driver()
+            .launch(l.kernel, l.grid, l.block, l.shared_bytes, &mut params)
+            .and_then(|()| driver().synchronize())
+    };
+    let e = result.expect_err("a strided shape must trap in the pointwise kernel");
+    assert!(e.to_string().contains("__trap()"), "{}: {e}", l.kernel);
 }

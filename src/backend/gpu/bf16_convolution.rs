@@ -136,10 +136,9 @@ impl<D: Driver> GpuBackend<D> {
                     Some(p) => (plan::forward_stats_for(shape, family), args.ptr(p)),
                 };
                 let mut args = args.value(&shape.dims());
-                if let Some(map) = launch.weight_map {
+                for map in launch.tensor_maps(w16, x16) {
                     // (Host-side encoding, no device call: a few hundred nanoseconds a launch.)
-                    let bytes = self.driver.encode_tensor_map_2d(&map.tiled_map(w16))?;
-                    args = args.tensor_map(&bytes);
+                    args = args.tensor_map(&self.driver.encode_tensor_map_2d(&map)?);
                 }
                 self.launch_tc(&launch, args)
             })

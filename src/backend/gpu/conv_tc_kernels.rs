@@ -176,6 +176,27 @@ pub(super) const FORWARD_STATS_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_forward_stats_128x256k64_bf16",
 ];
 
+/// The forward kernels with both operands fed by TMA, for pointwise shapes (1x1, stride 1, no
+/// padding), by Hopper tile index.
+pub(super) const FORWARD_POINTWISE_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_pointwise_forward_128x128_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_128x256_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_64x128_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_128x64_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_64x64_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_128x128k64_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_128x256k64_bf16",
+];
+pub(super) const FORWARD_STATS_POINTWISE_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_pointwise_forward_stats_128x128_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_stats_128x256_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_stats_64x128_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_stats_128x64_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_stats_64x64_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_stats_128x128k64_bf16",
+    "conv2d_wgmma_tma_pointwise_forward_stats_128x256k64_bf16",
+];
+
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.
 pub(super) fn kernel_of(table: &PassKernels, tile: TcTile, general: bool) -> &'static str {
     assert!(

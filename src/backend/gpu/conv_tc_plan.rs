@@ -41,7 +41,9 @@
 //! capability 9.0 and in the emulator. The forward's also come fed by TMA,
 //! `conv2d_wgmma_tma_forward[_stats]_{BMxBN}_bf16` (kernels/conv_wgmma_tma_forward_sm90a.cu;
 //! [`TcFamily::WgmmaTma`], [`forward_tma_with`]): the plain kernel's params, then the weights'
-//! tensor map by value ([`TcLaunch::weight_map`]), and 64 more bytes of shared memory.
+//! tensor map by value ([`TcLaunch::weight_map`]), and 64 more bytes of shared memory; and for 1x1
+//! convolutions of stride 1 without padding, `conv2d_wgmma_tma_pointwise_forward[_stats]_{BMxBN}_bf16`
+//! with the input by TMA too (a second map, [`TcLaunch::input_map`]).
 //!
 //! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles but 64x64 use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
@@ -51,7 +53,8 @@
 use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
     kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_KERNELS, BACKWARD_FILTER_KERNELS,
-    FORWARD_KERNELS, FORWARD_STATS_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
+    FORWARD_KERNELS, FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_KERNELS,
+    FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
 };
 use super::driver::DevicePtr;
 use super::launch_constants::{TC_BN_TABLE_CHANNELS, WGMMA_TMA_BARRIER_BYTES};
@@ -64,35 +67,50 @@ pub use super::conv_tc_tile::{TcFamily, TcTile};
 pub const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
 
 /// One kernel launch: the kernel's name, grid, block and dynamic shared memory bytes, and for a
-/// kernel fed by TMA, the tensor map its last parameter takes.
+/// kernel fed by TMA, the tensor maps its last parameters take ([`TcLaunch::tensor_maps`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcLaunch {
     pub kernel: &'static str,
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
-    /// `Some` for `conv2d_wgmma_tma_forward*`: their `const __grid_constant__ TmaMap w_map`
-    /// parameter, after `ConvDims` (`KernelArgs::tensor_map` of the map
-    /// [`TcWeightMap::tiled_map`] describes, made by `Driver::encode_tensor_map_2d`).
-    pub weight_map: Option<TcWeightMap>,
+    /// `Some` for `conv2d_wgmma_tma_[pointwise_]forward*`: the weights' map, their
+    /// `const __grid_constant__ TmaMap w_map` parameter after `ConvDims`.
+    pub weight_map: Option<TcOperandMap>,
+    /// `Some` for `conv2d_wgmma_tma_pointwise_forward*`: the input's map, `x_map`, after `w_map`.
+    pub input_map: Option<TcOperandMap>,
 }
 
-/// The weights as a TMA-fed forward reads them: w (KRSC bf16) as a 2-D tensor of K rows of R*S*C
-/// elements, one copy a slice bringing the box of `box_rows` (BN) output channels by `box_depth`
-/// (BK) reduction elements, stored with the swizzle the wgmma descriptors read (64 bytes for rows of
-/// 32 bf16, 128 for 64). Out-of-bounds elements (past K, past R*S*C) arrive as zeros.
+impl TcLaunch {
+    /// The tensor maps the launch takes after its other parameters, in order, over the weights at
+    /// `w` and the input at `x` (each to be made by `Driver::encode_tensor_map_2d` and passed by
+    /// `KernelArgs::tensor_map`); none for a launch not fed by TMA.
+    pub fn tensor_maps(&self, w: DevicePtr, x: DevicePtr) -> impl Iterator<Item = TiledMap2d> {
+        let weight = self.weight_map.map(|m| m.tiled_map(w));
+        weight
+            .into_iter()
+            .chain(self.input_map.map(|m| m.tiled_map(x)))
+    }
+}
+
+/// An operand as a TMA-fed forward reads it: a row-major bf16 matrix of `rows` rows of `depth`
+/// reduction elements, one copy a slice bringing the box of `box_rows` rows by `box_depth` (BK)
+/// elements, stored with the swizzle the wgmma descriptors read (64 bytes for rows of 32 bf16, 128
+/// for 64). Out-of-bounds elements (past the rows, past the depth) arrive as zeros. The weights: w
+/// (KRSC) as K rows of R*S*C, boxes of BN rows; a pointwise forward's input: x (NHWC) as N*H*W rows
+/// of C, boxes of BM rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcWeightMap {
+pub struct TcOperandMap {
     pub rows: usize,
     pub depth: usize,
     pub box_rows: u32,
     pub box_depth: u32,
 }
 
-impl TcWeightMap {
-    fn new(shape: &ConvShape, tile: TcTile) -> Self {
+impl TcOperandMap {
+    fn weights(shape: &ConvShape, tile: TcTile) -> Self {
         let [k, r, s, c] = shape.w;
-        TcWeightMap {
+        TcOperandMap {
             rows: k,
             depth: r * s * c,
             box_rows: tile.bn() as u32,
@@ -100,11 +118,21 @@ impl TcWeightMap {
         }
     }
 
-    /// The map over the weights at `w` (the vector kernels' C % 8 == 0 makes the row stride a
+    fn pointwise_input(shape: &ConvShape, tile: TcTile) -> Self {
+        let [n, h, w, c] = shape.x;
+        TcOperandMap {
+            rows: n * h * w,
+            depth: c,
+            box_rows: tile.bm() as u32,
+            box_depth: tile.bk() as u32,
+        }
+    }
+
+    /// The map over the matrix at `global` (the vector kernels' C % 8 == 0 makes the row stride a
     /// multiple of 16 bytes, as TMA requires).
-    pub fn tiled_map(&self, w: DevicePtr) -> TiledMap2d {
+    pub fn tiled_map(&self, global: DevicePtr) -> TiledMap2d {
         TiledMap2d {
-            global: w,
+            global,
             element_bytes: 2,
             dims: [self.depth as u64, self.rows as u64],
             row_stride_bytes: self.depth as u64 * 2,
@@ -205,25 +233,37 @@ pub fn forward_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
     forward_with(shape, tile, general)
 }
 
-/// The forward of a Hopper `tile` fed by TMA (`conv2d_wgmma_tma_forward[_stats]_{T}_bf16`: params
-/// those of the plain wgmma kernel, then the weight map): its grid and block, its shared memory
-/// plus the pipeline's mbarriers, and [`TcLaunch::weight_map`]. Vector shapes only (C % 8 == 0).
+/// The forward of a Hopper `tile` fed by TMA: for a pointwise shape ([`is_pointwise`]) both
+/// operands (`conv2d_wgmma_tma_pointwise_forward[_stats]_{T}_bf16`), for any other the weights
+/// (`conv2d_wgmma_tma_forward[_stats]_{T}_bf16`); params those of the plain wgmma kernel, then the
+/// maps ([`TcLaunch::tensor_maps`]). Its grid and block are the plain kernel's, its shared memory
+/// that plus the pipeline's mbarriers. Vector shapes only (C % 8 == 0).
 pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunch {
     assert!(
         tile.is_hopper(),
         "the {} tile has no TMA kernels",
         tile.name()
     );
-    let table = if stats {
-        &FORWARD_STATS_TMA_KERNELS
-    } else {
-        &FORWARD_TMA_KERNELS
+    let pointwise = is_pointwise(shape);
+    let table = match (pointwise, stats) {
+        (false, false) => &FORWARD_TMA_KERNELS,
+        (false, true) => &FORWARD_STATS_TMA_KERNELS,
+        (true, false) => &FORWARD_POINTWISE_TMA_KERNELS,
+        (true, true) => &FORWARD_STATS_POINTWISE_TMA_KERNELS,
     };
     let [n, p, q, k] = shape.y;
     let mut l = launch(table[tile.index()], tile, n * p * q, k, 1);
     l.shared_bytes += WGMMA_TMA_BARRIER_BYTES;
-    l.weight_map = Some(TcWeightMap::new(shape, tile));
+    l.weight_map = Some(TcOperandMap::weights(shape, tile));
+    l.input_map = pointwise.then(|| TcOperandMap::pointwise_input(shape, tile));
     l
+}
+
+/// Whether a forward's A operand is its input itself, as an [N*H*W][C] matrix: a 1x1 convolution of
+/// stride 1 without padding (the output pixels are the input's).
+pub fn is_pointwise(shape: &ConvShape) -> bool {
+    let [_, r, s, _] = shape.w;
+    r == 1 && s == 1 && shape.geom.stride == 1 && shape.geom.pad == 0
 }
 
 /// The forward's tile for an output `y = [N, P, Q, K]`: a function of the output's shape alone
@@ -489,6 +529,7 @@ pub fn backward_filter_with(
         block: (REDUCE_THREADS, 1, 1),
         shared_bytes: 0,
         weight_map: None,
+        input_map: None,
     });
     TcFilterLaunch {
         partial,
@@ -555,6 +596,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         block: (tile.threads(), 1, 1),
         shared_bytes: tile.shared_bytes(),
         weight_map: None,
+        input_map: None,
     }
 }
 
@@ -636,6 +678,7 @@ mod tests {
     fn the_tma_family_feeds_the_forward_by_tma_and_leaves_the_rest_to_wgmma() {
         for s in [
             shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1),
+            shape([8, 56, 56, 256], [512, 1, 1, 256], 2, 0),
             shape([8, 56, 56, 64], [64, 1, 1, 64], 1, 0),
             shape([128, 32, 32, 16], [16, 3, 3, 16], 1, 1),
             shape([1, 7, 7, 2048], [512, 1, 1, 2048], 1, 0),
@@ -649,16 +692,34 @@ mod tests {
                     (f(TcFamily::Wgmma), f(TcFamily::WgmmaTma))
                 };
                 let op = if stats { "forward_stats" } else { "forward" };
+                let pointwise = is_pointwise(&s);
                 let plain = format!("conv2d_wgmma_{op}_");
-                let fed = format!("conv2d_wgmma_tma_{op}_");
+                let fed = if pointwise {
+                    format!("conv2d_wgmma_tma_pointwise_{op}_")
+                } else {
+                    format!("conv2d_wgmma_tma_{op}_")
+                };
                 assert_eq!(wg.kernel.replacen(&plain, &fed, 1), tma.kernel);
                 assert_eq!((wg.grid, wg.block), (tma.grid, tma.block), "{s:?}");
                 assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                 let map = tma.weight_map.expect("a TMA launch has a weight map");
                 assert_eq!((map.rows, map.depth), (s.w[0], s.w[1] * s.w[2] * s.w[3]));
-                assert!(wg.weight_map.is_none());
-                // The map is one the CUDA driver takes (at any 16-byte aligned address).
-                map.tiled_map(0x7f00_0000_0100).validate().unwrap();
+                let [n, h, w, c] = s.x;
+                let input = tma.input_map.map(|m| (m.rows, m.depth, m.box_rows));
+                let tile_rows = wg.block.0 as usize / 2; // BM: two threads a row
+                assert_eq!(input, pointwise.then_some((n * h * w, c, tile_rows as u32)));
+                assert!(wg.weight_map.is_none() && wg.input_map.is_none());
+                assert!(wg.tensor_maps(0x1000, 0x2000).next().is_none());
+                // The maps are ones the CUDA driver takes (at any 16-byte aligned addresses), the
+                // weights' first.
+                let maps: Vec<TiledMap2d> = tma
+                    .tensor_maps(0x7f00_0000_0100, 0x7f00_0010_0000)
+                    .collect();
+                assert_eq!(maps.len(), 1 + usize::from(pointwise));
+                assert_eq!(maps[0].global, 0x7f00_0000_0100);
+                for m in &maps {
+                    m.validate().unwrap();
+                }
             }
             assert_eq!(
                 backward_data_for(&s, false, TcFamily::WgmmaTma),
@@ -669,14 +730,19 @@ mod tests {
                 backward_filter_for(&s, TcFamily::Wgmma)
             );
         }
-        // Every Hopper tile's box: BK x BN, the swizzle of its rows.
-        let s = shape([2, 14, 14, 64], [256, 3, 3, 64], 1, 1);
+        // Every Hopper tile's boxes: BK x BN of w, BK x BM of a pointwise x, the swizzle of their
+        // rows.
+        let s = shape([2, 14, 14, 64], [256, 1, 1, 64], 1, 0);
         for tile in TcTile::HOPPER {
-            let map = forward_tma_with(&s, tile, true).weight_map.unwrap();
-            let tiled = map.tiled_map(0x1000);
-            assert_eq!(tiled.box_dims, [tile.bk() as u32, tile.bn() as u32]);
-            assert_eq!(tiled.swizzle.bytes() as usize, 2 * tile.bk());
-            tiled.validate().unwrap();
+            let maps: Vec<TiledMap2d> = forward_tma_with(&s, tile, true)
+                .tensor_maps(0x1000, 0x2000)
+                .collect();
+            assert_eq!(maps[0].box_dims, [tile.bk() as u32, tile.bn() as u32]);
+            assert_eq!(maps[1].box_dims, [tile.bk() as u32, tile.bm() as u32]);
+            for m in &maps {
+                assert_eq!(m.swizzle.bytes() as usize, 2 * tile.bk());
+                m.validate().unwrap();
+            }
         }
         // The stem (C = 3) takes mma.sync's general loader, as with Wgmma.
         let stem = shape([1, 17, 17, 3], [16, 7, 7, 3], 2, 3);
