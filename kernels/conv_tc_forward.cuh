@@ -24,7 +24,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
                                                 const ConvDims& d, const BnAffineParams& bn = {},
                                                 const void* w_map = nullptr, const void* x_map = nullptr) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
-    static_assert(!MainLoop::B_BY_TMA || (VEC && !BN_INPUT), "TMA kernels: the vector A loader, a plain input");
+    static_assert(!MainLoop::B_BY_TMA || VEC, "TMA kernels: the vector A loader's shapes");
     static_assert(!MainLoop::A_BY_TMA || MainLoop::B_BY_TMA, "A by TMA comes with B by TMA");
     // uniform: a pointwise kernel given a shape whose A is not x itself
     if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
@@ -135,12 +135,37 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
 
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (RSC + Tile::BK - 1) / Tile::BK;
+    // The main loop with the policy's loaders: for the TMA policies (conv_wgmma.cuh) rows n0.. of w's
+    // [K][RSC] view and, for a pointwise shape, rows m0.. of x's [N*H*W][C] view (the output pixels
+    // are the input's), reduction k0..: zeros past the rows and past the reduction, as load_b's and
+    // load_a's. (The boxes' loaders exist only in the branches that use them: other policies have
+    // no load_box.)
+    auto run_main_loop = [&](bf16* stages, auto&& landed, auto&& issued) {
+        if constexpr (MainLoop::B_BY_TMA) {
+            auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+                MainLoop::load_box(tile, w_map, k0, n0, bar);
+            };
+            if constexpr (MainLoop::A_BY_TMA) {
+                auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+                    MainLoop::load_box(tile, x_map, k0, m0, bar);
+                };
+                MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a_box, load_b_box, landed,
+                                                           issued);
+            } else {
+                MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b_box, landed, issued);
+            }
+        } else {
+            MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b, landed, issued);
+        }
+    };
     if constexpr (BN_INPUT) {
         float* const table = dynamic_shared_memory<float>();
         auto fill_table = [&] { tc_fill_bn_coefficients<Tile::THREADS>(bn, C, table); };
         bf16* const stages = dynamic_shared_memory<bf16>() + kTcBnTableBytes / 2;
         // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
-        // the chunk column's reduction index, the same for all of the thread's chunks.
+        // the chunk column's reduction index, the same for all of the thread's chunks. A chunk that
+        // was zero-filled (padding, rows past M) stays zero: the cp.async loader records which were
+        // copies; a TMA box (pointwise: no padding) holds x in every row below M.
         TcTapWalk landed_tap;
         landed_tap.start(8 * a_col, taps);
         auto landed = [&](bf16* a_tile, bf16*, int slice) {
@@ -151,28 +176,15 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
             tc_bn_relu_coefficients(table, C, landed_tap.channel, scale, shift);
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
-                if (AChunks::owns(tid, j) && a_landed.real(slice, j))
+                const bool real =
+                    MainLoop::A_BY_TMA ? m0 + AChunks::row(tid, j) < M : a_landed.real(slice, j);
+                if (AChunks::owns(tid, j) && real)
                     tc_bn_relu_chunk(a_tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), scale, shift);
             }
         };
-        MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a, load_b, landed, fill_table);
-    } else if constexpr (MainLoop::B_BY_TMA) {
-        // Rows n0.. of w's [K][RSC] view, reduction k0..: zeros past K and past RSC, as load_b's.
-        auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) { MainLoop::load_box(tile, w_map, k0, n0, bar); };
-        if constexpr (MainLoop::A_BY_TMA) {
-            // Rows m0.. of x's [N*H*W][C] view (the output pixels are the input's), channels k0..: zeros
-            // past M and past C, as load_a's.
-            auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
-                MainLoop::load_box(tile, x_map, k0, m0, bar);
-            };
-            MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box,
-                                                       load_b_box);
-        } else {
-            MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a,
-                                                       load_b_box);
-        }
+        run_main_loop(stages, landed, fill_table);
     } else {
-        MainLoop::template run<Tile, false, false>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+        run_main_loop(dynamic_shared_memory<bf16>(), TcNothingLanded{}, TcNothingIssued{});
     }
 
     if constexpr (STATS) tc_round_to_bf16<Tile>(acc);  // the statistics are of the stored values

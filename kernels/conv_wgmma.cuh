@@ -66,6 +66,8 @@
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
+#include <type_traits>
+
 #include "conv_tc.cuh"
 #include "tma.cuh"
 #include "wgmma.cuh"
@@ -125,6 +127,8 @@ struct TcWgmmaPipeline {
         constexpr int BN = Tile::BN;
 
         constexpr bool ANY_TMA = A_BY_TMA || B_BY_TMA, ANY_CP_ASYNC = !A_BY_TMA || !B_BY_TMA;
+        // Whether `landed` rewrites the staged operands with ordinary stores (the BN + ReLU map).
+        constexpr bool REWRITES = !std::is_same_v<std::decay_t<Landed>, TcNothingLanded>;
         static_assert((!A_BY_TMA || !A_MN) && (!B_BY_TMA || !B_MN) && (!ANY_TMA || STAGES * 8 <= kWgmmaTmaBarrierBytes),
                       "TMA brings K-major tiles (MK, NK: rows of BK), one barrier a stage");
         bf16* const a_tiles = wgmma_aligned(smem);
@@ -178,9 +182,10 @@ struct TcWgmmaPipeline {
             if constexpr (ANY_CP_ASYNC) cp_async_wait_group<STAGES - 3>();
             if constexpr (ANY_TMA) mbarrier_wait_parity(&tma_landed[read_stage], read_parity);
             landed(a_tiles + read_stage * Tile::A_ELEMS, b_tiles + read_stage * Tile::B_ELEMS, slice);
-            // cp.async's stores (and `landed`'s rewrites) are the generic proxy's, read by the async one;
-            // a TMA copy is the async proxy's own.
-            if constexpr (ANY_CP_ASYNC) fence_proxy_async_shared();
+            // cp.async's stores and `landed`'s rewrites are the generic proxy's, read by the async one
+            // (and, for a rewrite, overwritten by a later copy into the stage); a TMA copy is the async
+            // proxy's own.
+            if constexpr (ANY_CP_ASYNC || REWRITES) fence_proxy_async_shared();
             __syncthreads();
             const int next = slice + STAGES - 2;
             if (next < slices) load_stage(write_stage, next);

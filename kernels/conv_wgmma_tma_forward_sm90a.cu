@@ -20,6 +20,12 @@
 //   conv2d_wgmma_tma_pointwise_forward[_stats]_{T}_bf16
 // x_map: x as a 2-D tensor of N*H*W rows of C bf16 (row stride C*2 bytes), box BK x BM, the same
 // swizzle. `x` itself is not read either.
+// And with the input a BN's output with its ReLU, made in shared memory after the copy lands
+// (conv_tc_bn_input.cuh), params conv2d_wgmma_forward_stats_bnrelu_*'s (x, w, y, stats, mean,
+// inv_std, gamma, beta, ConvDims d), then w_map (and x_map for pointwise):
+//   conv2d_wgmma_tma_forward_stats_bnrelu_{T}_bf16
+//   conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_{T}_bf16
+//   {T} one of 128x128, 64x128, 128x64, 64x64; shared memory as the plain bnrelu kernel's + 64 bytes.
 // Launch: as the conv_wgmma_forward kernels of the tile, with kWgmmaTmaBarrierBytes (64) more dynamic
 // shared memory. C % 8 == 0 (traps otherwise), which also makes the maps' row strides multiples of 16.
 #include "conv_tc_forward.cuh"
@@ -91,3 +97,38 @@ CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward
                                               WgTile128x128K64);
 CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_128x256k64_bf16,
                                               WgTile128x256K64);
+
+#define CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(name, Tile)                                         \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
+             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap w_map) { \
+        grid_dependency_sync();                                                                        \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_forward<Tile, true, true, TcWgmmaTmaLoop, true>(x, w, y, stats, d, bn, &w_map);        \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(name, Tile)                               \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
+             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap w_map,  \
+             const __grid_constant__ TmaMap x_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_forward<Tile, true, true, TcWgmmaTmaPointwiseLoop, true>(x, w, y, stats, d, bn, &w_map, &x_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+// The tiles the plan picks for a forward whose input is a BN's output (as conv_wgmma_forward_sm90a.cu).
+CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x128_bf16,
+                                                     WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x128_bf16,
+                                                     WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x64_bf16,
+                                                     WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16,
+                                                     WgTile64x64);

@@ -76,7 +76,7 @@ impl ExactBn {
 /// Padding at both strides (3x3), 1x1 at stride 2, N = 1, C = 16 (a reduction slice of two taps),
 /// C = 24 across 16- and 64-wide tiles, M (or the filter's N*P*Q) not a multiple of any tile, and
 /// reductions long enough that every pipeline stage is reused.
-fn bn_input_shapes() -> Vec<ConvShape> {
+pub(super) fn bn_input_shapes() -> Vec<ConvShape> {
     vec![
         shape([2, 9, 9, 24], [40, 3, 3, 24], 1, 1),
         shape([2, 9, 9, 16], [16, 3, 3, 16], 2, 1),
@@ -95,12 +95,18 @@ fn args_with_bn(args: KernelArgs, bn: &[DeviceVec<f32>; 4]) -> KernelArgs {
 /// The fused forward of `tile` on x against the plain statistics kernel of the same tile on z:
 /// the same y and statistics partials, bit for bit.
 fn check_forward_bn_input(s: &ConvShape, tile: TcTile, seed: u64) {
+    let fused = conv_tc_plan::forward_stats_bnrelu_with(s, tile).unwrap();
+    check_fused_forward(s, &fused, tile, seed);
+}
+
+/// The fused forward launch `fused` (of `tile`; fed by TMA when it has tensor maps) against the
+/// plain cp.async kernel of the same tile run on z stored.
+pub(super) fn check_fused_forward(s: &ConvShape, fused: &TcLaunch, tile: TcTile, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let bn = ExactBn::new(&mut rng, s.x[3]);
     let x = ExactBn::input(&mut rng, len(s.x));
     let z = bn.apply(&x);
     let w = random_bf16(&mut rng, len(s.w));
-    let fused = conv_tc_plan::forward_stats_bnrelu_with(s, tile).unwrap();
     let (plain, part) = conv_tc_plan::forward_stats_with(s, tile, false);
     let (dx, dz, dw) = (
         DeviceVec::new(&bits(&x)),
@@ -118,10 +124,9 @@ fn check_forward_bn_input(s: &ConvShape, tile: TcTile, seed: u64) {
         KernelArgs::new().ptr(input).ptr(dw.ptr).ptr(y).ptr(stats)
     };
     let devices = bn.on_device();
-    run(
-        &fused,
-        args_with_bn(args(dx.ptr, y_fused.ptr, stats_fused.ptr), &devices).value(&s.dims()),
-    );
+    let fused_args =
+        args_with_bn(args(dx.ptr, y_fused.ptr, stats_fused.ptr), &devices).value(&s.dims());
+    run(fused, with_tensor_maps(fused, fused_args, dw.ptr, dx.ptr));
     run(
         &plain,
         args(dz.ptr, y_plain.ptr, stats_plain.ptr).value(&s.dims()),

@@ -9,19 +9,29 @@
 //! `wgmma_every_tile_and_pass` and `forward_stats_every_tile_and_loader`.) Every Hopper tile, on
 //! [`wgmma_shapes`] (reductions of 6.75, 36, 1 and 0.5 slices, the last box mostly outside the
 //! tensor; partial column tiles of 40, 72 and 264 channels: boxes past K; one pointwise shape) and
-//! two more pointwise ones: 3 slices over M = 98, and 6.25 slices (C = 200) over M = 169, both
-//! with partial row tiles (boxes past N*H*W).
+//! two more pointwise ones ([`pointwise_shapes`]). The same for the forward whose input is a BN's
+//! output (BN + ReLU applied in shared memory after the copy lands), against the plain kernel on
+//! that output stored.
 
+use super::bn_input::{bn_input_shapes, check_fused_forward};
 use super::statistics::{conv_inputs, run_plain, run_stats};
 use super::*;
 
-#[test]
-fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
-    let pointwise = [
+/// Pointwise shapes (1x1, stride 1, no padding) beyond [`wgmma_shapes`]' one: 3 slices over
+/// M = 98, and 6.25 slices (C = 200) over M = 169, both with partial row tiles (boxes past N*H*W).
+fn pointwise_shapes() -> [ConvShape; 2] {
+    [
         shape([2, 7, 7, 96], [72, 1, 1, 96], 1, 0),
         shape([1, 13, 13, 200], [40, 1, 1, 200], 1, 0),
-    ];
-    let shapes: Vec<ConvShape> = wgmma_shapes().into_iter().chain(pointwise).collect();
+    ]
+}
+
+#[test]
+fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
+    let shapes: Vec<ConvShape> = wgmma_shapes()
+        .into_iter()
+        .chain(pointwise_shapes())
+        .collect();
     for (i, s) in shapes.iter().enumerate() {
         let (x, w) = conv_inputs(s, false, 1300 + i as u64);
         for tile in TcTile::HOPPER {
@@ -61,6 +71,34 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
             );
         }
     }
+}
+
+/// The forward whose input is a BN's output with its ReLU, fed by TMA
+/// (`conv2d_wgmma_tma_[pointwise_]forward_stats_bnrelu_*`): the map applied in shared memory after
+/// the copy lands, rows past M left zero. Bit for bit the plain cp.async kernel of the tile on the
+/// BN output stored (`bn_input.rs`'s exact data and check), on its shapes and the pointwise ones.
+#[test]
+fn wgmma_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stored_input() {
+    let shapes: Vec<ConvShape> = bn_input_shapes()
+        .into_iter()
+        .chain(pointwise_shapes())
+        .collect();
+    let mut checked = 0;
+    for (i, s) in shapes.iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            let Some(fused) = conv_tc_plan::forward_stats_bnrelu_tma_with(s, tile) else {
+                continue;
+            };
+            assert_eq!(
+                fused.kernel.contains("pointwise"),
+                conv_tc_plan::is_pointwise(s)
+            );
+            check_fused_forward(s, &fused, tile, 2400 + i as u64);
+            checked += 1;
+        }
+    }
+    // The four tiles the plan picks, on every shape.
+    assert_eq!(checked, 4 * shapes.len());
 }
 
 /// A pointwise kernel given a shape whose A is not x itself (here 1x1 with stride 2) traps rather

@@ -59,6 +59,22 @@ impl<D: Driver> GpuBackend<D> {
         self.launch(l.kernel, l.grid, l.block, l.shared_bytes, args)
     }
 
+    /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`) over
+    /// the weights at `w` and the input at `x`; encoded on the host, no device call (a few hundred
+    /// nanoseconds a map).
+    fn with_tensor_maps(
+        &self,
+        l: &TcLaunch,
+        mut args: KernelArgs,
+        w: DevicePtr,
+        x: DevicePtr,
+    ) -> Result<KernelArgs> {
+        for map in l.tensor_maps(w, x) {
+            args = args.tensor_map(&self.driver.encode_tensor_map_2d(&map)?);
+        }
+        Ok(args)
+    }
+
     /// Runs `f` with the device address of `x`'s values in bf16: its own when it holds bf16, else
     /// a workspace holding them rounded (the f32 input image of the first convolution).
     fn with_bf16_activation<R>(
@@ -135,11 +151,7 @@ impl<D: Driver> GpuBackend<D> {
                     None => (plan::forward_for(shape, family), args),
                     Some(p) => (plan::forward_stats_for(shape, family), args.ptr(p)),
                 };
-                let mut args = args.value(&shape.dims());
-                for map in launch.tensor_maps(w16, x16) {
-                    // (Host-side encoding, no device call: a few hundred nanoseconds a launch.)
-                    args = args.tensor_map(&self.driver.encode_tensor_map_2d(&map)?);
-                }
+                let args = self.with_tensor_maps(&launch, args.value(&shape.dims()), w16, x16)?;
                 self.launch_tc(&launch, args)
             })
         })?;
@@ -170,6 +182,7 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(y.buf().ptr())
             .ptr(stats.buf().ptr());
         let args = with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims());
+        let args = self.with_tensor_maps(&launch, args, w16, x.buf().ptr())?;
         self.launch_tc(&launch, args)?;
         Self::written_as(stats, DType::F32);
         Self::written_as(y, DType::Bf16);

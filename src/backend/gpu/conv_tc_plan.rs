@@ -43,7 +43,8 @@
 //! [`TcFamily::WgmmaTma`], [`forward_tma_with`]): the plain kernel's params, then the weights'
 //! tensor map by value ([`TcLaunch::weight_map`]), and 64 more bytes of shared memory; and for 1x1
 //! convolutions of stride 1 without padding, `conv2d_wgmma_tma_pointwise_forward[_stats]_{BMxBN}_bf16`
-//! with the input by TMA too (a second map, [`TcLaunch::input_map`]).
+//! with the input by TMA too (a second map, [`TcLaunch::input_map`]); and the `_stats_bnrelu_`
+//! forwards of the four planned tiles likewise ([`forward_stats_bnrelu_tma_with`]).
 //!
 //! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles but 64x64 use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
@@ -316,7 +317,37 @@ pub fn forward_stats_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option<T
         return None;
     }
     let tile = family.tile(forward_tile(shape.y), false, shape.y[3]);
+    if family.weights_by_tma() && tile.is_hopper() {
+        return forward_stats_bnrelu_tma_with(shape, tile);
+    }
     forward_stats_bnrelu_with(shape, tile)
+}
+
+/// [`forward_stats_bnrelu_with`] for a Hopper tile fed by TMA, as [`forward_tma_with`]: the weights'
+/// box (`conv2d_wgmma_tma_forward_stats_bnrelu_{T}_bf16`), and the input's too for a pointwise shape
+/// (`conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_{T}_bf16`); `None` where the plain kernel has
+/// none.
+pub fn forward_stats_bnrelu_tma_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {
+    let plain = forward_stats_bnrelu_with(shape, tile)?;
+    let pointwise = is_pointwise(shape);
+    let kernel = match (tile, pointwise) {
+        (TcTile::H128x128, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_128x128_bf16",
+        (TcTile::H64x128, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_64x128_bf16",
+        (TcTile::H128x64, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_128x64_bf16",
+        (TcTile::H64x64, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_64x64_bf16",
+        (TcTile::H128x128, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x128_bf16",
+        (TcTile::H64x128, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x128_bf16",
+        (TcTile::H128x64, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x64_bf16",
+        (TcTile::H64x64, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16",
+        _ => return None,
+    };
+    Some(TcLaunch {
+        kernel,
+        shared_bytes: plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
+        weight_map: Some(TcOperandMap::weights(shape, tile)),
+        input_map: pointwise.then(|| TcOperandMap::pointwise_input(shape, tile)),
+        ..plain
+    })
 }
 
 /// [`forward_stats_bnrelu_for`] with an explicit tile (tests), `None` for a tile without the kernel:
@@ -720,6 +751,25 @@ mod tests {
                 for m in &maps {
                     m.validate().unwrap();
                 }
+            }
+            // The forward whose input is a BN's output, likewise, where it exists (C <= 512).
+            let fused = forward_stats_bnrelu_for(&s, TcFamily::WgmmaTma);
+            let plain = forward_stats_bnrelu_for(&s, TcFamily::Wgmma);
+            assert_eq!(fused.is_some(), s.x[3] <= 512);
+            assert_eq!(fused.is_some(), plain.is_some());
+            if let (Some(fused), Some(plain)) = (fused, plain) {
+                assert!(
+                    fused.kernel.starts_with("conv2d_wgmma_tma_"),
+                    "{}",
+                    fused.kernel
+                );
+                assert_eq!((fused.grid, fused.block), (plain.grid, plain.block));
+                assert_eq!(
+                    fused.shared_bytes,
+                    plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES
+                );
+                assert_eq!(fused.input_map.is_some(), is_pointwise(&s));
+                assert!(fused.weight_map.is_some());
             }
             assert_eq!(
                 backward_data_for(&s, false, TcFamily::WgmmaTma),
