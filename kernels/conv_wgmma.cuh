@@ -176,6 +176,16 @@ struct TcWgmmaPipeline {
         }
         issued();  // (tc_mainloop's contract)
 
+        // Stage 0's descriptors: this warpgroup's 64 rows of A (rows 64 wg.. of an MK tile, or panel
+        // wg of a KM tile) and the whole B tile, at reduction offset 0.
+        std::uint64_t a_desc0 =
+            operand<Tile, A_MN>(a_tiles + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK), 0);
+        std::uint64_t b_desc0 = operand<Tile, B_MN>(b_tiles, 0);
+        // Opaque from here on, so that the compiler keeps the two in registers instead of rebuilding
+        // them from the shared address in every slice (it does, some ten instructions each).
+        wgmma_pin(a_desc0);
+        wgmma_pin(b_desc0);
+
         int read_stage = 0, write_stage = STAGES - 2;
         unsigned read_parity = 0;  // (TMA) of the read stage's barrier phase: its use count & 1
         for (int slice = 0; slice < slices; ++slice) {
@@ -191,16 +201,16 @@ struct TcWgmmaPipeline {
             if (next < slices) load_stage(write_stage, next);
             if constexpr (ANY_CP_ASYNC) cp_async_commit_group();
 
-            // This warpgroup's 64 rows of A: rows 64 wg.. of an MK tile, or panel wg of a KM tile.
-            const bf16* a_tile =
-                a_tiles + read_stage * Tile::A_ELEMS + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK);
-            const bf16* b_tile = b_tiles + read_stage * Tile::B_ELEMS;
             // The descriptors before the fence: ptxas adds fences around code between it and wgmma.
+            // Stage 0's plus the stage's and the step's offsets in the start-address field (16-byte
+            // units; the field never carries: shared addresses are below 2^18).
+            const std::uint64_t a_stage = a_desc0 + static_cast<std::uint64_t>(read_stage) * (Tile::A_ELEMS * 2 / 16);
+            const std::uint64_t b_stage = b_desc0 + static_cast<std::uint64_t>(read_stage) * (Tile::B_ELEMS * 2 / 16);
             std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
 #pragma unroll
             for (int step = 0; step < Tile::BK / 16; ++step) {
-                a_desc[step] = operand<Tile, A_MN>(a_tile, 16 * step);
-                b_desc[step] = operand<Tile, B_MN>(b_tile, 16 * step);
+                a_desc[step] = a_stage + step * step_units<A_MN>();
+                b_desc[step] = b_stage + step * step_units<B_MN>();
             }
             wgmma_fence_operand<BN>(d);
             wgmma_fence();
@@ -227,6 +237,13 @@ struct TcWgmmaPipeline {
     }
 
   private:
+    // How far a descriptor's start moves from one 16-deep step to the next, in its 16-byte units:
+    // 16 bf16 along a K-major row (32 bytes), or 16 rows of an MN-major panel (2048 bytes).
+    template <bool MN_MAJOR>
+    __device__ static constexpr std::uint64_t step_units() {
+        return MN_MAJOR ? 16 * 128 / 16 : 16 * 2 / 16;
+    }
+
     // The descriptor of the operand whose tile starts at `tile`, for the 16-deep step at reduction
     // offset k (see the header): K-major rows (MK, NK) or MN-major panels (KM, KN).
     template <class Tile, bool MN_MAJOR>

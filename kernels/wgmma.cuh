@@ -129,6 +129,16 @@ __device__ __forceinline__ std::uint64_t wgmma_mn_major_descriptor(const void* s
     return wgmma_descriptor(start, panel_stride_bytes, 1024, WgmmaSwizzle::B128);
 }
 
+// No instruction: makes `v` opaque to the compiler (an empty asm that may have changed it), so that
+// a value computed once stays in its registers instead of being recomputed where it is used.
+__device__ __forceinline__ void wgmma_pin(std::uint64_t& v) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("" : "+l"(v));
+#else
+    (void)v;
+#endif
+}
+
 // wgmma.fence.sync.aligned: orders the warpgroup's earlier register accesses before the register
 // accesses of the wgmmas that follow (all 128 threads).
 __device__ __forceinline__ void wgmma_fence() {
