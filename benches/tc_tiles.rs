@@ -14,7 +14,8 @@
 //! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The forward also times each wgmma tile fed by
 //! TMA (`conv2d_wgmma_tma_forward_*`: the weights by the tensor memory accelerator, and for the 1x1
 //! stride-1 shapes the input too, `conv2d_wgmma_tma_pointwise_forward_*`), as the tile
-//! `wgmma{T}+tma`. The pass `backward_data_bn` is backward-data
+//! `wgmma{T}+tma`; and backward-data of those 1x1 stride-1 shapes with both operands by TMA
+//! (`conv2d_wgmma_tma_pointwise_backward_data_*`) likewise. The pass `backward_data_bn` is backward-data
 //! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
 //! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
@@ -284,6 +285,27 @@ fn sweep_shape(
             planned: bwd.kernel == planned.1,
             tflops: flops / secs / 1e12,
         });
+        // A pointwise shape's backward-data on a Hopper tile again with both operands by TMA.
+        if tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
+            let fed = plan::backward_data_tma_with(&shape, false, tile);
+            let maps = fed
+                .tensor_maps(w, y)
+                .map(|m| driver.encode_tensor_map_2d(&m))
+                .collect::<Result<Vec<_>>>()?;
+            prepare(driver, &fed)?;
+            let secs = time_pass(driver, || {
+                let args = KernelArgs::new().ptr(y).ptr(w).ptr(x).value(&dims);
+                launch(driver, &fed, maps.iter().fold(args, |a, m| a.tensor_map(m)))
+            })?;
+            out.push(Figure {
+                model,
+                shape: s.label(),
+                pass: "backward_data",
+                tile: format!("{}+tma", tile_name(tile)),
+                planned: false,
+                tflops: flops / secs / 1e12,
+            });
+        }
         // With the batch-norm backward sums in the epilogue (kernels/conv_tc_bn_grad.cuh; BN's own
         // ReLU, the inner-block case), where the tile has that kernel: what the epilogue costs.
         if let Some(fused) = plan::backward_data_bn_with(&shape, tile).filter(|_| !general_bwd) {

@@ -11,12 +11,21 @@
 #include "conv_tc_bn_grad.cuh"
 #include "conv_tc_epilogue.cuh"
 
+// With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA; a 1x1 convolution of stride 1 without padding,
+// traps otherwise) both operands come by TMA: dy as an [N*P*Q][K] matrix from `dy_map` (box BK x BM,
+// the MK tile), and w as a [K][C] matrix from `w_map` in boxes of 64 x BK, one a 64-wide panel of the
+// KN tile (the 128-byte swizzle kn_offset writes); the loaders below are then not used.
 template <class Tile, bool VEC, bool ADD, class MainLoop = TcMmaSyncLoop, bool BN_GRAD = false>
 __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
                                                       bf16* __restrict__ dx, const bf16* __restrict__ addend,
-                                                      const ConvDims& d, const TcBnGrad& bn = TcBnGrad{}) {
+                                                      const ConvDims& d, const TcBnGrad& bn = TcBnGrad{},
+                                                      const void* w_map = nullptr, const void* dy_map = nullptr) {
     static_assert(!BN_GRAD || (VEC && !ADD), "the BN partials take the vector kernel's staged store");
+    static_assert(MainLoop::A_BY_TMA == MainLoop::B_BY_TMA, "backward-data by TMA: both operands (pointwise)");
+    static_assert(!MainLoop::A_BY_TMA || (VEC && Tile::BN % 64 == 0), "TMA: vector shapes, whole panels");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
+    // uniform: a pointwise kernel given a shape whose GEMM is not dy [M][K] times w [K][C]
+    if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
     // Uniform: the partials read the staged tile, and x (and y) by 16-byte loads.
     if (BN_GRAD && (!tc_staged_store_ok(d.C, dx, addend) || !tc_staged_store_ok(d.C, bn.x, bn.y))) __trap();
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
@@ -147,7 +156,21 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
 
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (RED + Tile::BK - 1) / Tile::BK;
-    MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+    if constexpr (MainLoop::A_BY_TMA) {
+        // Rows m0.. of dy (the one class is every pixel, P = H, Q = W), channels k0..; and for each
+        // 64-wide panel p of the KN tile, w's rows k0.. (reduction) by columns n0 + 64 p.. (input
+        // channels), at p BK 64 elements (kn_offset's panels). Zeros past M, K and C.
+        auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+            MainLoop::load_box(tile, dy_map, k0, m0, bar);
+        };
+        auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+#pragma unroll
+            for (int p = 0; p < Tile::BN / 64; ++p) MainLoop::load_box(tile + p * Tile::BK * 64, w_map, n0 + 64 * p, k0, bar);
+        };
+        MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box, load_b_box);
+    } else {
+        MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+    }
 
     // Row m of this class's GEMM is the pixel (n, ph + stride ih, pw + stride jw): the offset of its
     // dx (and addend) channel 0.

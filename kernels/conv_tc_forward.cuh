@@ -4,7 +4,7 @@
 // with `run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b)`) is the only part that
 // differs: TcMmaSyncLoop (conv_tc.cuh: ldmatrix + mma.sync) or TcWgmmaLoop (conv_wgmma.cuh). With
 // TcWgmmaTmaLoop (MainLoop::B_BY_TMA) the B tiles come by TMA from `w_map` (the address of a
-// __grid_constant__ TmaMap over w as [K][RSC], box BK x BN: conv_wgmma_tma_forward_sm90a.cu) and the
+// __grid_constant__ TmaMap over w as [K][RSC], box BK x BN: conv_wgmma_tma_sm90a.cu) and the
 // B loader below is not used. With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA, a 1x1 convolution of
 // stride 1 without padding, whose A is x as a [N*H*W][C] matrix) the A tiles come from `x_map` (box
 // BK x BM) too.

@@ -129,8 +129,9 @@ struct TcWgmmaPipeline {
         constexpr bool ANY_TMA = A_BY_TMA || B_BY_TMA, ANY_CP_ASYNC = !A_BY_TMA || !B_BY_TMA;
         // Whether `landed` rewrites the staged operands with ordinary stores (the BN + ReLU map).
         constexpr bool REWRITES = !std::is_same_v<std::decay_t<Landed>, TcNothingLanded>;
-        static_assert((!A_BY_TMA || !A_MN) && (!B_BY_TMA || !B_MN) && (!ANY_TMA || STAGES * 8 <= kWgmmaTmaBarrierBytes),
-                      "TMA brings K-major tiles (MK, NK: rows of BK), one barrier a stage");
+        // (A TMA operand's loader stores the layout the descriptors read: rows of BK for a K-major
+        // tile, or, for an MN-major one, one box a 64-wide panel under the 128-byte swizzle.)
+        static_assert(!ANY_TMA || STAGES * 8 <= kWgmmaTmaBarrierBytes, "one barrier a stage");
         bf16* const a_tiles = wgmma_aligned(smem);
         bf16* const b_tiles = a_tiles + STAGES * Tile::A_ELEMS;
         std::uint64_t* const tma_landed = reinterpret_cast<std::uint64_t*>(b_tiles + STAGES * Tile::B_ELEMS);
@@ -284,8 +285,8 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 
 // Both operands by TMA: a pointwise forward (1x1, stride 1, no padding), whose A is x itself as a
 // 2-D [N*H*W][C] matrix, a box of BM rows of BK a slice beside the weights' box, both on the stage's
-// barrier. No thread issues a cp.async: the loop is the waits, the barrier, thread 0's two copies and
-// the multiply.
+// barrier; or a pointwise backward-data (dy as [N*H*W][K], w's panels). No thread issues a cp.async:
+// the loop is the waits, the barrier, thread 0's copies and the multiply.
 struct TcWgmmaTmaPointwiseLoop : TcWgmmaPipeline<true, true> {
     static constexpr bool A_BY_TMA = true, B_BY_TMA = true;
 

@@ -369,7 +369,9 @@ fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
     );
 }
 
-fn check_backward_data(s: &ConvShape, l: &TcLaunch, add: bool, seed: u64) {
+/// Runs backward-data launch `l` on random data from `seed`, checks dx against the reference and
+/// returns its bits.
+fn check_backward_data(s: &ConvShape, l: &TcLaunch, add: bool, seed: u64) -> Vec<u16> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dy = random_bf16(&mut rng, len(s.y));
     let w = random_bf16(&mut rng, len(s.w));
@@ -384,13 +386,18 @@ fn check_backward_data(s: &ConvShape, l: &TcLaunch, add: bool, seed: u64) {
     if add {
         args = args.ptr(dadd.ptr);
     }
-    run(l, args.value(&s.dims()));
+    run(
+        l,
+        with_tensor_maps(l, args.value(&s.dims()), dw.ptr, ddy.ptr),
+    );
     let what = format!(
         "{} on {:?} {:?} stride {}",
         l.kernel, s.x, s.w, s.geom.stride
     );
     let reference = backward_data_reference(s, &dy, &w, add.then_some(addend.as_slice()));
-    check(&what, &to_f64(&ddx.to_host()), &reference, true);
+    let dx = ddx.to_host();
+    check(&what, &to_f64(&dx), &reference, true);
+    dx
 }
 
 fn check_backward_filter(s: &ConvShape, f: &TcFilterLaunch, seed: u64) {

@@ -775,7 +775,8 @@ fn step_and_launches(
 /// output stored (each forward then a plain statistics kernel, all fed by TMA) and with the BN +
 /// ReLU taken into the next convolution's load (whose kernels stay cp.async), and a two-stage
 /// bottleneck net (1x1 convolutions, projection shortcuts, a strided 3x3), whose 1x1 stride-1
-/// convolutions bring their input by TMA too (`conv2d_wgmma_tma_pointwise_forward*`).
+/// convolutions bring their input by TMA too (`conv2d_wgmma_tma_pointwise_forward*`), and their
+/// backward-data both operands (`conv2d_wgmma_tma_pointwise_backward_data*`).
 #[test]
 fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
     let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
@@ -808,11 +809,19 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
             count("conv2d_wgmma_tma_pointwise_"),
         );
         assert!(fed > 0, "{name}: no forward was fed by TMA");
-        // The bottleneck blocks' 1x1 stride-1 convolutions take both operands by TMA.
+        // The bottleneck blocks' 1x1 stride-1 convolutions take both operands by TMA, forward and
+        // backward-data (with and without the BN partials).
         assert_eq!(
             pointwise > 0,
             name == "bottleneck",
             "{name}: {pointwise} pointwise"
+        );
+        let backward = count("conv2d_wgmma_tma_pointwise_backward_data_");
+        let with_bn = count("conv2d_wgmma_tma_pointwise_backward_data_bn_");
+        assert_eq!(
+            (backward > with_bn, with_bn > 0),
+            (name == "bottleneck", name == "bottleneck"),
+            "{name}: {backward} backward-data, {with_bn} with the BN partials"
         );
         assert_eq!(launches_a, launches_b, "{name}: launches");
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
@@ -823,7 +832,8 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
             assert!(same(ga, gb), "{name}: {param} gradient differs");
         }
         eprintln!(
-            "{name}: {fed} launches of TMA-fed forwards ({pointwise} pointwise), the same bits"
+            "{name}: {fed} TMA-fed launches ({pointwise} pointwise, {backward} of them \
+             backward-data), the same bits"
         );
     }
 }

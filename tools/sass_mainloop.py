@@ -47,7 +47,7 @@ SOURCES = [
     ("conv_tc_backward_filter.cu", "sm_90"),
     ("conv_wgmma_forward_sm90a.cu", "sm_90a"),
     ("conv_wgmma_backward_sm90a.cu", "sm_90a"),
-    ("conv_wgmma_tma_forward_sm90a.cu", "sm_90a"),
+    ("conv_wgmma_tma_sm90a.cu", "sm_90a"),
 ]
 
 

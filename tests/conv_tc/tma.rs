@@ -1,7 +1,7 @@
 //! Hopper's forward with operands brought by the tensor memory accelerator: the weights
 //! (`conv2d_wgmma_tma_forward[_stats]_*`), and for a pointwise convolution (1x1, stride 1, no
 //! padding) the input too (`conv2d_wgmma_tma_pointwise_forward[_stats]_*`), both in
-//! kernels/conv_wgmma_tma_forward_sm90a.cu. One thread's `cp.async.bulk.tensor` a slice stores each
+//! kernels/conv_wgmma_tma_sm90a.cu. One thread's `cp.async.bulk.tensor` a slice stores each
 //! tile in the very swizzled layout the cp.async loaders write, zeros past the rows and past the
 //! reduction, and the multiply is unchanged. So y and the statistics partials must equal the plain
 //! wgmma kernels' bit for bit, with no tolerance: a wrong box coordinate, swizzle, zero fill or
@@ -99,6 +99,39 @@ fn wgmma_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stored_input() {
     }
     // The four tiles the plan picks, on every shape.
     assert_eq!(checked, 4 * shapes.len());
+}
+
+/// Backward-data of pointwise shapes with both operands by TMA
+/// (`conv2d_wgmma_tma_pointwise_backward_data[_add]_*`: dy's rows, w's 64-wide panels): bit for bit
+/// the plain wgmma kernel's dx (and within the module's tolerance of the f64 reference), every
+/// Hopper tile. (The `_bn_` variant is held to the plain one through whole training steps:
+/// `tests/mixed_precision.rs`, `the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit`.)
+#[test]
+fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
+    let shapes: Vec<ConvShape> = wgmma_shapes()
+        .into_iter()
+        .chain(pointwise_shapes())
+        .filter(conv_tc_plan::is_pointwise)
+        .collect();
+    assert_eq!(shapes.len(), 3);
+    for (i, s) in shapes.iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            for add in [false, true] {
+                let seed = 1400 + i as u64;
+                let tma = conv_tc_plan::backward_data_tma_with(s, add, tile);
+                let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
+                let fed = check_backward_data(s, &tma, add, seed);
+                assert!(
+                    fed == check_backward_data(s, &plain, add, seed),
+                    "{} on {:?} {:?}: dx differs from {}'s",
+                    tma.kernel,
+                    s.x,
+                    s.w,
+                    plain.kernel
+                );
+            }
+        }
+    }
 }
 
 /// A pointwise kernel given a shape whose A is not x itself (here 1x1 with stride 2) traps rather

@@ -60,16 +60,16 @@ impl<D: Driver> GpuBackend<D> {
     }
 
     /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`) over
-    /// the weights at `w` and the input at `x`; encoded on the host, no device call (a few hundred
-    /// nanoseconds a map).
+    /// the weights at `w` and the A operand's activation at `a` (x, or backward-data's dy); encoded
+    /// on the host, no device call (a few hundred nanoseconds a map).
     fn with_tensor_maps(
         &self,
         l: &TcLaunch,
         mut args: KernelArgs,
         w: DevicePtr,
-        x: DevicePtr,
+        a: DevicePtr,
     ) -> Result<KernelArgs> {
-        for map in l.tensor_maps(w, x) {
+        for map in l.tensor_maps(w, a) {
             args = args.tensor_map(&self.driver.encode_tensor_map_2d(&map)?);
         }
         Ok(args)
@@ -208,7 +208,9 @@ impl<D: Driver> GpuBackend<D> {
             None => args,
         };
         let launch = plan::backward_data_for(shape, addend.is_some(), self.tc_family()?);
-        self.launch_tc(&launch, args.value(&shape.dims()))?;
+        let args =
+            self.with_tensor_maps(&launch, args.value(&shape.dims()), w16, dy.buf().ptr())?;
+        self.launch_tc(&launch, args)?;
         Self::written_as(dx, DType::Bf16);
         Ok(())
     }
@@ -246,6 +248,7 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(y)
             .ptr(partials.buf().ptr())
             .value(&shape.dims());
+        let args = self.with_tensor_maps(&launch, args, w16, dy.buf().ptr())?;
         self.launch_tc(&launch, args)?;
         Self::written_as(dz, DType::Bf16);
         Self::written_as(partials, DType::F32);

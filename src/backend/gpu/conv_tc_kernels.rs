@@ -156,7 +156,7 @@ pub(super) const BACKWARD_FILTER_KERNELS: PassKernels = PassKernels {
         "conv2d_wgmma_backward_filter_128x256k64_bf16",
     ],
 };
-/// The forward kernels fed by TMA (kernels/conv_wgmma_tma_forward_sm90a.cu), by Hopper tile index.
+/// The forward kernels fed by TMA (kernels/conv_wgmma_tma_sm90a.cu), by Hopper tile index.
 pub(super) const FORWARD_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_forward_128x128_bf16",
     "conv2d_wgmma_tma_forward_128x256_bf16",
@@ -195,6 +195,26 @@ pub(super) const FORWARD_STATS_POINTWISE_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_pointwise_forward_stats_64x64_bf16",
     "conv2d_wgmma_tma_pointwise_forward_stats_128x128k64_bf16",
     "conv2d_wgmma_tma_pointwise_forward_stats_128x256k64_bf16",
+];
+
+/// Backward-data with both operands fed by TMA, for pointwise shapes, by Hopper tile index.
+pub(super) const BACKWARD_DATA_POINTWISE_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_pointwise_backward_data_128x128_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_128x256_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_64x128_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_128x64_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_64x64_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_128x128k64_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_128x256k64_bf16",
+];
+pub(super) const BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_pointwise_backward_data_add_128x128_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_add_128x256_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_add_64x128_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_add_128x64_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_add_64x64_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_add_128x128k64_bf16",
+    "conv2d_wgmma_tma_pointwise_backward_data_add_128x256k64_bf16",
 ];
 
 /// The kernel of `tile` with the vector (`general == false`) or the general loader.

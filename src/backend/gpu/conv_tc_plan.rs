@@ -39,12 +39,14 @@
 //! pass above (`{op}` as in the `conv2d_tc_*` names, the same params; the backward-filter partials
 //! summed by the same reduce kernel), vector loader only (kernels/conv_wgmma_*_sm90a.cu), on compute
 //! capability 9.0 and in the emulator. The forward's also come fed by TMA,
-//! `conv2d_wgmma_tma_forward[_stats]_{BMxBN}_bf16` (kernels/conv_wgmma_tma_forward_sm90a.cu;
+//! `conv2d_wgmma_tma_forward[_stats]_{BMxBN}_bf16` (kernels/conv_wgmma_tma_sm90a.cu;
 //! [`TcFamily::WgmmaTma`], [`forward_tma_with`]): the plain kernel's params, then the weights'
 //! tensor map by value ([`TcLaunch::weight_map`]), and 64 more bytes of shared memory; and for 1x1
 //! convolutions of stride 1 without padding, `conv2d_wgmma_tma_pointwise_forward[_stats]_{BMxBN}_bf16`
-//! with the input by TMA too (a second map, [`TcLaunch::input_map`]); and the `_stats_bnrelu_`
-//! forwards of the four planned tiles likewise ([`forward_stats_bnrelu_tma_with`]).
+//! with the input by TMA too (a second map, [`TcLaunch::activation_map`]); and the `_stats_bnrelu_`
+//! forwards of the four planned tiles likewise ([`forward_stats_bnrelu_tma_with`]). For pointwise
+//! shapes backward-data too: `conv2d_wgmma_tma_pointwise_backward_data[_add|_bn]_{BMxBN}_bf16`
+//! ([`backward_data_tma_with`], [`backward_data_bn_tma_with`]; w's map in 64-wide panels, then dy's).
 //!
 //! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles but 64x64 use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
@@ -53,7 +55,8 @@
 
 use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
-    kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_KERNELS, BACKWARD_FILTER_KERNELS,
+    kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS,
+    BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS, BACKWARD_FILTER_KERNELS,
     FORWARD_KERNELS, FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_KERNELS,
     FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
 };
@@ -78,19 +81,21 @@ pub struct TcLaunch {
     /// `Some` for `conv2d_wgmma_tma_[pointwise_]forward*`: the weights' map, their
     /// `const __grid_constant__ TmaMap w_map` parameter after `ConvDims`.
     pub weight_map: Option<TcOperandMap>,
-    /// `Some` for `conv2d_wgmma_tma_pointwise_forward*`: the input's map, `x_map`, after `w_map`.
-    pub input_map: Option<TcOperandMap>,
+    /// `Some` for `conv2d_wgmma_tma_pointwise_*`: the map of the GEMM's A operand, after `w_map`:
+    /// the forward's input x (`x_map`), backward-data's output gradient dy (`dy_map`).
+    pub activation_map: Option<TcOperandMap>,
 }
 
 impl TcLaunch {
     /// The tensor maps the launch takes after its other parameters, in order, over the weights at
-    /// `w` and the input at `x` (each to be made by `Driver::encode_tensor_map_2d` and passed by
-    /// `KernelArgs::tensor_map`); none for a launch not fed by TMA.
-    pub fn tensor_maps(&self, w: DevicePtr, x: DevicePtr) -> impl Iterator<Item = TiledMap2d> {
+    /// `w` and the A operand's activation at `a` (the forward's x, backward-data's dy), each to be
+    /// made by `Driver::encode_tensor_map_2d` and passed by `KernelArgs::tensor_map`; none for a
+    /// launch not fed by TMA.
+    pub fn tensor_maps(&self, w: DevicePtr, a: DevicePtr) -> impl Iterator<Item = TiledMap2d> {
         let weight = self.weight_map.map(|m| m.tiled_map(w));
         weight
             .into_iter()
-            .chain(self.input_map.map(|m| m.tiled_map(x)))
+            .chain(self.activation_map.map(|m| m.tiled_map(a)))
     }
 }
 
@@ -99,7 +104,9 @@ impl TcLaunch {
 /// elements, stored with the swizzle the wgmma descriptors read (64 bytes for rows of 32 bf16, 128
 /// for 64). Out-of-bounds elements (past the rows, past the depth) arrive as zeros. The weights: w
 /// (KRSC) as K rows of R*S*C, boxes of BN rows; a pointwise forward's input: x (NHWC) as N*H*W rows
-/// of C, boxes of BM rows.
+/// of C, boxes of BM rows; a pointwise backward-data's dy as N*H*W rows of K, boxes of BM rows, and
+/// its w as K rows of C in boxes of BK rows by 64 (one 64-wide panel of the KN tile, whose rows of
+/// 128 bytes take the 128-byte swizzle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcOperandMap {
     pub rows: usize,
@@ -124,6 +131,26 @@ impl TcOperandMap {
         TcOperandMap {
             rows: n * h * w,
             depth: c,
+            box_rows: tile.bm() as u32,
+            box_depth: tile.bk() as u32,
+        }
+    }
+
+    fn weight_panels(shape: &ConvShape, tile: TcTile) -> Self {
+        let [k, _, _, c] = shape.w;
+        TcOperandMap {
+            rows: k,
+            depth: c,
+            box_rows: tile.bk() as u32,
+            box_depth: 64,
+        }
+    }
+
+    fn pointwise_output_gradient(shape: &ConvShape, tile: TcTile) -> Self {
+        let [n, p, q, k] = shape.y;
+        TcOperandMap {
+            rows: n * p * q,
+            depth: k,
             box_rows: tile.bm() as u32,
             box_depth: tile.bk() as u32,
         }
@@ -256,7 +283,7 @@ pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunc
     let mut l = launch(table[tile.index()], tile, n * p * q, k, 1);
     l.shared_bytes += WGMMA_TMA_BARRIER_BYTES;
     l.weight_map = Some(TcOperandMap::weights(shape, tile));
-    l.input_map = pointwise.then(|| TcOperandMap::pointwise_input(shape, tile));
+    l.activation_map = pointwise.then(|| TcOperandMap::pointwise_input(shape, tile));
     l
 }
 
@@ -345,7 +372,7 @@ pub fn forward_stats_bnrelu_tma_with(shape: &ConvShape, tile: TcTile) -> Option<
         kernel,
         shared_bytes: plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
         weight_map: Some(TcOperandMap::weights(shape, tile)),
-        input_map: pointwise.then(|| TcOperandMap::pointwise_input(shape, tile)),
+        activation_map: pointwise.then(|| TcOperandMap::pointwise_input(shape, tile)),
         ..plain
     })
 }
@@ -405,8 +432,54 @@ pub fn backward_data(shape: &ConvShape, add: bool) -> TcLaunch {
 /// [`backward_data`] with the kernels of `family`.
 pub fn backward_data_for(shape: &ConvShape, add: bool, family: TcFamily) -> TcLaunch {
     let general = !backward_vectorizable(shape);
-    let tile = output_tile(backward_data_rows(shape), shape.x[3]);
-    backward_data_with(shape, add, family.tile(tile, general, shape.x[3]), general)
+    let tile = family.tile(
+        output_tile(backward_data_rows(shape), shape.x[3]),
+        general,
+        shape.x[3],
+    );
+    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
+        return backward_data_tma_with(shape, add, tile);
+    }
+    backward_data_with(shape, add, tile, general)
+}
+
+/// Backward-data of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
+/// TMA (`conv2d_wgmma_tma_pointwise_backward_data[_add]_{T}_bf16`): the plain wgmma kernel's params,
+/// then w's map in 64-wide panels and dy's ([`TcLaunch::tensor_maps`]); its grid and block, and its
+/// shared memory plus the pipeline's mbarriers. Vector shapes only (C % 8 == 0, K % 8 == 0).
+pub fn backward_data_tma_with(shape: &ConvShape, add: bool, tile: TcTile) -> TcLaunch {
+    assert!(
+        tile.is_hopper() && is_pointwise(shape),
+        "TMA backward-data: a Hopper tile ({}) and a pointwise shape",
+        tile.name()
+    );
+    let table = if add {
+        &BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS
+    } else {
+        &BACKWARD_DATA_POINTWISE_TMA_KERNELS
+    };
+    backward_data_fed(
+        backward_data_with(shape, add, tile, false),
+        table[tile.index()],
+        shape,
+        tile,
+    )
+}
+
+/// `plain` (a wgmma backward-data launch of a pointwise shape) as the TMA-fed `kernel`.
+fn backward_data_fed(
+    plain: TcLaunch,
+    kernel: &'static str,
+    shape: &ConvShape,
+    tile: TcTile,
+) -> TcLaunch {
+    TcLaunch {
+        kernel,
+        shared_bytes: plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
+        weight_map: Some(TcOperandMap::weight_panels(shape, tile)),
+        activation_map: Some(TcOperandMap::pointwise_output_gradient(shape, tile)),
+        ..plain
+    }
 }
 
 /// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires
@@ -438,7 +511,26 @@ pub fn backward_data_bn_for(shape: &ConvShape, family: TcFamily) -> Option<TcLau
         return None;
     }
     let tile = output_tile(backward_data_rows(shape), shape.x[3]);
-    backward_data_bn_with(shape, family.tile(tile, false, shape.x[3]))
+    let tile = family.tile(tile, false, shape.x[3]);
+    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
+        return backward_data_bn_tma_with(shape, tile);
+    }
+    backward_data_bn_with(shape, tile)
+}
+
+/// [`backward_data_bn_with`] of a pointwise shape on a Hopper tile with both operands by TMA
+/// (`conv2d_wgmma_tma_pointwise_backward_data_bn_{T}_bf16`, as [`backward_data_tma_with`]), `None`
+/// where the plain kernel has none.
+pub fn backward_data_bn_tma_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {
+    let plain = backward_data_bn_with(shape, tile)?;
+    let kernel = match tile {
+        TcTile::H128x128 => "conv2d_wgmma_tma_pointwise_backward_data_bn_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_tma_pointwise_backward_data_bn_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_tma_pointwise_backward_data_bn_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_tma_pointwise_backward_data_bn_64x64_bf16",
+        _ => return None,
+    };
+    Some(backward_data_fed(plain, kernel, shape, tile))
 }
 
 /// [`backward_data_bn_for`] with an explicit tile (tests), `None` for a tile without the kernel:
@@ -560,7 +652,7 @@ pub fn backward_filter_with(
         block: (REDUCE_THREADS, 1, 1),
         shared_bytes: 0,
         weight_map: None,
-        input_map: None,
+        activation_map: None,
     });
     TcFilterLaunch {
         partial,
@@ -627,7 +719,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         block: (tile.threads(), 1, 1),
         shared_bytes: tile.shared_bytes(),
         weight_map: None,
-        input_map: None,
+        activation_map: None,
     }
 }
 
@@ -736,10 +828,10 @@ mod tests {
                 let map = tma.weight_map.expect("a TMA launch has a weight map");
                 assert_eq!((map.rows, map.depth), (s.w[0], s.w[1] * s.w[2] * s.w[3]));
                 let [n, h, w, c] = s.x;
-                let input = tma.input_map.map(|m| (m.rows, m.depth, m.box_rows));
+                let input = tma.activation_map.map(|m| (m.rows, m.depth, m.box_rows));
                 let tile_rows = wg.block.0 as usize / 2; // BM: two threads a row
                 assert_eq!(input, pointwise.then_some((n * h * w, c, tile_rows as u32)));
-                assert!(wg.weight_map.is_none() && wg.input_map.is_none());
+                assert!(wg.weight_map.is_none() && wg.activation_map.is_none());
                 assert!(wg.tensor_maps(0x1000, 0x2000).next().is_none());
                 // The maps are ones the CUDA driver takes (at any 16-byte aligned addresses), the
                 // weights' first.
@@ -768,13 +860,42 @@ mod tests {
                     fused.shared_bytes,
                     plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES
                 );
-                assert_eq!(fused.input_map.is_some(), is_pointwise(&s));
+                assert_eq!(fused.activation_map.is_some(), is_pointwise(&s));
                 assert!(fused.weight_map.is_some());
             }
-            assert_eq!(
-                backward_data_for(&s, false, TcFamily::WgmmaTma),
-                backward_data_for(&s, false, TcFamily::Wgmma)
-            );
+            for add in [false, true] {
+                let (wg, tma) = (
+                    backward_data_for(&s, add, TcFamily::Wgmma),
+                    backward_data_for(&s, add, TcFamily::WgmmaTma),
+                );
+                if is_pointwise(&s) {
+                    let fed = wg
+                        .kernel
+                        .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_pointwise_", 1);
+                    assert_eq!(tma.kernel, fed);
+                    assert_eq!((tma.grid, tma.block), (wg.grid, wg.block));
+                    assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
+                    let maps: Vec<TiledMap2d> = tma.tensor_maps(0x1000, 0x2000).collect();
+                    assert_eq!(maps.len(), 2);
+                    // w's panels: 64 input channels by BK output channels, the 128-byte swizzle.
+                    assert_eq!(maps[0].dims, [s.w[3] as u64, s.w[0] as u64]);
+                    assert_eq!(maps[0].box_dims[0], 64);
+                    assert_eq!(maps[0].swizzle, TmaSwizzle::B128);
+                    assert_eq!(
+                        maps[1].dims,
+                        [s.y[3] as u64, (s.y[0] * s.y[1] * s.y[2]) as u64]
+                    );
+                    for m in &maps {
+                        m.validate().unwrap();
+                    }
+                    let bn = backward_data_bn_for(&s, TcFamily::WgmmaTma).unwrap();
+                    assert!(bn
+                        .kernel
+                        .starts_with("conv2d_wgmma_tma_pointwise_backward_data_bn_"));
+                } else {
+                    assert_eq!(tma, wg);
+                }
+            }
             assert_eq!(
                 backward_filter_for(&s, TcFamily::WgmmaTma),
                 backward_filter_for(&s, TcFamily::Wgmma)

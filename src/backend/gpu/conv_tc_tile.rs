@@ -194,7 +194,7 @@ pub enum TcFamily {
     /// the mma.sync kernels for the rest (the general loaders).
     Wgmma,
     /// [`TcFamily::Wgmma`] with the forward's weights brought by the tensor memory accelerator
-    /// (`conv2d_wgmma_tma_forward*`, kernels/conv_wgmma_tma_forward_sm90a.cu): the same tiles and
+    /// (`conv2d_wgmma_tma_forward*`, kernels/conv_wgmma_tma_sm90a.cu): the same tiles and
     /// the same bits; the other passes as `Wgmma`.
     WgmmaTma,
 }

@@ -1,10 +1,12 @@
-// conv_wgmma_tma_forward_sm90a.cu: conv_wgmma_forward_sm90a.cu's kernels with the weights (the GEMM's
-// B operand) brought by the tensor memory accelerator: one thread's cp.async.bulk.tensor a slice instead
-// of every thread's 16-byte cp.async (TcWgmmaTmaLoop, conv_wgmma.cuh; docs/plans/hopper-tma.md, step 2).
-// sm_90a only (the `_sm90a` suffix, as there).
+// conv_wgmma_tma_sm90a.cu: Hopper's wgmma convolutions with operands brought by the tensor memory
+// accelerator: one thread's cp.async.bulk.tensor a slice instead of every thread's 16-byte cp.async
+// (TcWgmmaTmaLoop and TcWgmmaTmaPointwiseLoop, conv_wgmma.cuh; docs/plans/hopper-tma.md). The forward's
+// weights always, the input too for pointwise shapes (1x1, stride 1, no padding), and for those
+// shapes backward-data's both operands (at the end of the file). sm_90a only (the `_sm90a` suffix).
 //
-// Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles of B
-// reach shared memory in the same swizzled layout, the multiply and its order are the same).
+// Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's and conv_wgmma_backward_sm90a.cu's
+// (bit for bit: the same tiles reach shared memory in the same swizzled layout, the multiply and its
+// order are the same).
 //
 // Kernels, with params (const bf16* x, const bf16* w, bf16* y, ConvDims d, const TmaMap w_map):
 //   conv2d_wgmma_tma_forward_{T}_bf16
@@ -132,3 +134,75 @@ CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_
                                                      WgTile128x64);
 CONV_WGMMA_TMA_POINTWISE_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16,
                                                      WgTile64x64);
+
+// ---- backward-data, pointwise, both operands by TMA ---------------------------------------------------
+// Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_pointwise_`, then
+// (const TmaMap w_map, const TmaMap dy_map): w as K rows of C (box 64 x BK, the 128-byte swizzle),
+// dy as N*H*W rows of K (box BK x BM, the swizzle of BK): conv_tc_backward_data.cuh. 1x1, stride 1,
+// no padding (traps otherwise). Launch as that kernel, with kWgmmaTmaBarrierBytes more shared memory.
+//   conv2d_wgmma_tma_pointwise_backward_data[_add]_{T}_bf16   {T}: the seven Hopper tiles
+//   conv2d_wgmma_tma_pointwise_backward_data_bn_{T}_bf16      {T}: 128x128, 64x128, 128x64, 64x64
+#include "conv_tc_backward_data.cuh"
+
+#define CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(name, Tile)                                      \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d, const __grid_constant__ TmaMap w_map, \
+             const __grid_constant__ TmaMap dy_map) {                                                  \
+        grid_dependency_sync();                                                                        \
+        conv_tc_backward_data<Tile, true, false, TcWgmmaTmaPointwiseLoop>(dy, w, dx, nullptr, d, {}, &w_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(name, Tile)                                  \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d,                  \
+             const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap dy_map) {            \
+        grid_dependency_sync();                                                                        \
+        conv_tc_backward_data<Tile, true, true, TcWgmmaTmaPointwiseLoop>(dy, w, dx, addend, d, {}, &w_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(name, Tile)                                   \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
+             const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
+             const bf16* bn_y, float* partial, ConvDims d, const __grid_constant__ TmaMap w_map,       \
+             const __grid_constant__ TmaMap dy_map) {                                                  \
+        grid_dependency_sync();                                                                        \
+        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, mask, bn_y, partial};                      \
+        conv_tc_backward_data<Tile, true, false, TcWgmmaTmaPointwiseLoop, true>(dy, w, dx, addend, d, bn, &w_map, \
+                                                                                &dy_map);              \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_128x128k64_bf16,
+                                              WgTile128x128K64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_128x256k64_bf16,
+                                              WgTile128x256K64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_128x128_bf16,
+                                                  WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_128x256_bf16,
+                                                  WgTile128x256);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_64x128_bf16,
+                                                  WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_128x64_bf16,
+                                                  WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_64x64_bf16,
+                                                  WgTile64x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_128x128k64_bf16,
+                                                  WgTile128x128K64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_add_128x256k64_bf16,
+                                                  WgTile128x256K64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_bn_128x128_bf16,
+                                                 WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_bn_64x128_bf16,
+                                                 WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_bn_128x64_bf16,
+                                                 WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_bn_64x64_bf16,
+                                                 WgTile64x64);
