@@ -212,6 +212,10 @@ if [ -n "$NCU" ]; then
     ncu_step ncu-resnet50-b64 150 '^conv2d_' -- --model resnet50 --batch-size 64
     ncu_step ncu-resnet50-b64-wgmma 120 '^conv2d_wgmma_' RESNET_TC_KERNELS=wgmma -- \
         --model resnet50 --batch-size 64
+    # The kernels fed by TMA (forward; pointwise forward and backward-data): whether the copy engine
+    # keeps their loops fed.
+    ncu_step ncu-resnet50-b64-wgmma-tma 120 '^conv2d_wgmma_tma_' RESNET_TC_KERNELS=wgmma-tma -- \
+        --model resnet50 --batch-size 64
     # Where the warps of the three 128x128 main loops wait, instruction by instruction (the first
     # launch of each; the machine code is what tools/sass_mainloop.py reads here).
     step ncu-source-128x128 90 "$NCU" --clock-control none \
