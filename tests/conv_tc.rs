@@ -348,11 +348,9 @@ fn to_f64(out: &[u16]) -> Vec<f64> {
     out.iter().map(|&b| bf16::from_bits(b).to_f64()).collect()
 }
 
-fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x = random_bf16(&mut rng, len(s.x));
-    let w = random_bf16(&mut rng, len(s.w));
-    let (dx, dw) = (DeviceVec::new(&bits(&x)), DeviceVec::new(&bits(&w)));
+/// y (bf16 bits) from the forward launch `l` (without statistics) on `x` and `w`, y poisoned first.
+fn run_forward(s: &ConvShape, l: &TcLaunch, x: &[bf16], w: &[bf16]) -> Vec<u16> {
+    let (dx, dw) = (DeviceVec::new(&bits(x)), DeviceVec::new(&bits(w)));
     let dy = DeviceVec::new(&vec![BF16_NAN; len(s.y)]);
     let args = KernelArgs::new()
         .ptr(dx.ptr)
@@ -360,13 +358,16 @@ fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
         .ptr(dy.ptr)
         .value(&s.dims());
     run(l, with_tensor_maps(l, args, dw.ptr, dx.ptr));
+    dy.to_host()
+}
+
+fn check_forward(s: &ConvShape, l: &TcLaunch, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = random_bf16(&mut rng, len(s.x));
+    let w = random_bf16(&mut rng, len(s.w));
+    let y = run_forward(s, l, &x, &w);
     let what = format!("{} on {:?} {:?}", l.kernel, s.x, s.w);
-    check(
-        &what,
-        &to_f64(&dy.to_host()),
-        &forward_reference(s, &x, &w),
-        true,
-    );
+    check(&what, &to_f64(&y), &forward_reference(s, &x, &w), true);
 }
 
 /// Runs backward-data launch `l` on random data from `seed`, checks dx against the reference and

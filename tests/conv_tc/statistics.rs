@@ -87,19 +87,6 @@ pub(super) fn run_stats(
     (dy.to_host(), stats.to_host())
 }
 
-/// y from the kernel without statistics, for the bit-for-bit comparison.
-pub(super) fn run_plain(s: &ConvShape, l: &TcLaunch, x: &[bf16], w: &[bf16]) -> Vec<u16> {
-    let (dx, dw) = (DeviceVec::new(&bits(x)), DeviceVec::new(&bits(w)));
-    let dy = DeviceVec::new(&vec![BF16_NAN; len(s.y)]);
-    let args = KernelArgs::new()
-        .ptr(dx.ptr)
-        .ptr(dw.ptr)
-        .ptr(dy.ptr)
-        .value(&s.dims());
-    run(l, with_tensor_maps(l, args, dw.ptr, dx.ptr));
-    dy.to_host()
-}
-
 /// Checks the partials against the module's bounds, from `y` as written.
 fn check_partials(what: &str, part: &TcStatsPartition, y: &[u16], stats: &[f32]) {
     let (k, p_count) = (part.channels, part.partitions());
@@ -143,7 +130,7 @@ fn check_stats_launch(s: &ConvShape, tile: TcTile, general: bool, seed: u64) {
             "{} on {:?} {:?} (off centre {off_centre})",
             l.kernel, s.x, s.w
         );
-        let plain = run_plain(s, &conv_tc_plan::forward_with(s, tile, general), &x, &w);
+        let plain = run_forward(s, &conv_tc_plan::forward_with(s, tile, general), &x, &w);
         assert!(y == plain, "{what}: y differs from the plain kernel's");
         check_partials(&what, &part, &y, &stats);
     }
@@ -187,7 +174,7 @@ fn forward_stats_as_planned() {
         let (y, stats) = run_stats(s, &l, &part, &x, &w);
         let what = format!("{} on {:?} {:?}", l.kernel, s.x, s.w);
         assert!(
-            y == run_plain(s, &conv_tc_plan::forward(s), &x, &w),
+            y == run_forward(s, &conv_tc_plan::forward(s), &x, &w),
             "{what}: y"
         );
         check_partials(&what, &part, &y, &stats);

@@ -14,7 +14,7 @@
 //! that output stored.
 
 use super::bn_input::{bn_input_shapes, check_fused_forward};
-use super::statistics::{conv_inputs, run_plain, run_stats};
+use super::statistics::{conv_inputs, run_stats};
 use super::*;
 
 /// Pointwise shapes (1x1, stride 1, no padding) beyond [`wgmma_shapes`]' one: 3 slices over
@@ -48,9 +48,9 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
                 conv_tc_plan::is_pointwise(s)
             );
             let what = format!("{} on {:?} {:?}", tma.kernel, s.x, s.w);
-            let plain = run_plain(s, &conv_tc_plan::forward_with(s, tile, false), &x, &w);
+            let plain = run_forward(s, &conv_tc_plan::forward_with(s, tile, false), &x, &w);
             assert!(
-                run_plain(s, &tma, &x, &w) == plain,
+                run_forward(s, &tma, &x, &w) == plain,
                 "{what}: y differs from the cp.async kernel's"
             );
 
