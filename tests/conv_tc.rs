@@ -543,6 +543,17 @@ fn wgmma_shapes() -> [ConvShape; 4] {
     ]
 }
 
+/// Fails, saying why, where the Hopper kernel `kernel` is not loaded: a test of the wgmma kernels
+/// never passes by running nothing.
+fn assert_hopper_kernel_loaded(kernel: &str) {
+    assert!(
+        driver().has_kernel(kernel),
+        "{kernel} is not loaded on {}: the wgmma kernels need compute capability 9.0 (an H100 or \
+         H200) or the emulator",
+        driver().name()
+    );
+}
+
 /// Hopper's wgmma kernels (kernels/conv_wgmma_*_sm90a.cu), every tile and pass, on
 /// [`wgmma_shapes`].
 #[test]
@@ -550,13 +561,7 @@ fn wgmma_every_tile_and_pass() {
     for (i, s) in wgmma_shapes().iter().enumerate() {
         for tile in TcTile::HOPPER {
             let l = conv_tc_plan::forward_with(s, tile, false);
-            assert!(
-                driver().has_kernel(l.kernel),
-                "{} is not loaded on {}: the wgmma kernels need compute capability 9.0 (an H100 or \
-                 H200) or the emulator",
-                l.kernel,
-                driver().name()
-            );
+            assert_hopper_kernel_loaded(l.kernel);
             let seed = 450 + i as u64;
             check_forward(s, &l, seed);
             for add in [false, true] {

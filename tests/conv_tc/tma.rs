@@ -36,13 +36,7 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
         let (x, w) = conv_inputs(s, false, 1300 + i as u64);
         for tile in TcTile::HOPPER {
             let tma = conv_tc_plan::forward_tma_with(s, tile, false);
-            assert!(
-                driver().has_kernel(tma.kernel),
-                "{} is not loaded on {}: the wgmma kernels need compute capability 9.0 (an H100 or \
-                 H200) or the emulator",
-                tma.kernel,
-                driver().name()
-            );
+            assert_hopper_kernel_loaded(tma.kernel);
             assert_eq!(
                 tma.kernel.contains("pointwise"),
                 conv_tc_plan::is_pointwise(s)
