@@ -97,6 +97,23 @@ impl TcLaunch {
             .into_iter()
             .chain(self.activation_map.map(|m| m.tiled_map(a)))
     }
+
+    /// This plain wgmma launch as its TMA-fed `kernel`: the same grid and block, the pipeline's
+    /// mbarriers in the shared memory, and the maps.
+    fn fed_by_tma(
+        self,
+        kernel: &'static str,
+        weight_map: TcOperandMap,
+        activation_map: Option<TcOperandMap>,
+    ) -> TcLaunch {
+        TcLaunch {
+            kernel,
+            shared_bytes: self.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
+            weight_map: Some(weight_map),
+            activation_map,
+            ..self
+        }
+    }
 }
 
 /// An operand as a TMA-fed forward reads it: a row-major bf16 matrix of `rows` rows of `depth`
@@ -279,12 +296,19 @@ pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunc
         (true, false) => &FORWARD_POINTWISE_TMA_KERNELS,
         (true, true) => &FORWARD_STATS_POINTWISE_TMA_KERNELS,
     };
-    let [n, p, q, k] = shape.y;
-    let mut l = launch(table[tile.index()], tile, n * p * q, k, 1);
-    l.shared_bytes += WGMMA_TMA_BARRIER_BYTES;
-    l.weight_map = Some(TcOperandMap::weights(shape, tile));
-    l.activation_map = pointwise.then(|| TcOperandMap::pointwise_input(shape, tile));
-    l
+    let plain = if stats {
+        forward_stats_with(shape, tile, false).0
+    } else {
+        forward_with(shape, tile, false)
+    };
+    forward_fed(plain, table[tile.index()], shape, tile)
+}
+
+/// The forward launch `plain` of a Hopper `tile` as the TMA-fed `kernel`: the weights' map, and
+/// the input's for a pointwise shape.
+fn forward_fed(plain: TcLaunch, kernel: &'static str, shape: &ConvShape, tile: TcTile) -> TcLaunch {
+    let input = is_pointwise(shape).then(|| TcOperandMap::pointwise_input(shape, tile));
+    plain.fed_by_tma(kernel, TcOperandMap::weights(shape, tile), input)
 }
 
 /// Whether a forward's A operand is its input itself, as an [N*H*W][C] matrix: a 1x1 convolution of
@@ -368,13 +392,7 @@ pub fn forward_stats_bnrelu_tma_with(shape: &ConvShape, tile: TcTile) -> Option<
         (TcTile::H64x64, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16",
         _ => return None,
     };
-    Some(TcLaunch {
-        kernel,
-        shared_bytes: plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
-        weight_map: Some(TcOperandMap::weights(shape, tile)),
-        activation_map: pointwise.then(|| TcOperandMap::pointwise_input(shape, tile)),
-        ..plain
-    })
+    Some(forward_fed(plain, kernel, shape, tile))
 }
 
 /// [`forward_stats_bnrelu_for`] with an explicit tile (tests), `None` for a tile without the kernel:
@@ -473,13 +491,8 @@ fn backward_data_fed(
     shape: &ConvShape,
     tile: TcTile,
 ) -> TcLaunch {
-    TcLaunch {
-        kernel,
-        shared_bytes: plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
-        weight_map: Some(TcOperandMap::weight_panels(shape, tile)),
-        activation_map: Some(TcOperandMap::pointwise_output_gradient(shape, tile)),
-        ..plain
-    }
+    let dy = TcOperandMap::pointwise_output_gradient(shape, tile);
+    plain.fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), Some(dy))
 }
 
 /// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires
