@@ -25,8 +25,8 @@ use resnet_cuda::backend::gpu::emu::{self, BankConflicts};
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{Driver, DynDriver, EmuDriver};
 
-mod device_vec;
-use device_vec::DeviceVec;
+mod building_blocks;
+use building_blocks::{launch_on, DeviceVec};
 
 /// The device the kernels run on, and whether it is the emulator.
 fn driver() -> &'static DynDriver {
@@ -41,26 +41,8 @@ fn on_emulator() -> bool {
     driver().name() == "emu"
 }
 
-/// Launches `kernel` over one block of `threads` threads on `driver` and waits for it.
-fn launch_on(
-    driver: &dyn Driver,
-    kernel: &str,
-    threads: u32,
-    mut args: KernelArgs,
-) -> Result<(), String> {
-    let mut params = args.params();
-    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
-    // comment of kernels/tensor_core_selftest.cu), and buffers sized for every index it touches.
-    unsafe {
-        driver
-            .launch(kernel, (1, 1, 1), (threads, 1, 1), 0, &mut params)
-            .and_then(|()| driver.synchronize())
-    }
-    .map_err(|e| e.to_string())
-}
-
 fn launch(kernel: &str, args: KernelArgs) {
-    launch_on(driver(), kernel, 32, args).unwrap_or_else(|e| panic!("{kernel}: {e}"));
+    launch_on(driver(), kernel, 32, 0, args).unwrap_or_else(|e| panic!("{kernel}: {e}"));
 }
 
 /// A random bf16 with a random exponent in [2^-6, 2^6) and either sign: products and sums then span
@@ -342,6 +324,7 @@ fn ldmatrix_on(
         driver,
         "tc_selftest_ldmatrix",
         32,
+        0,
         KernelArgs::new()
             .ptr(dt.ptr)
             .ptr(dp.ptr)
@@ -464,6 +447,7 @@ fn a_read_before_wait_group_sees_poison() {
         &emu,
         "tc_selftest_cp_async_no_wait",
         32,
+        0,
         KernelArgs::new().ptr(ds.ptr).ptr(out.ptr),
     )
     .unwrap();
@@ -490,9 +474,9 @@ fn cp_async_from_a_misaligned_source_is_an_error_even_when_it_reads_nothing() {
             .ptr(mid.ptr)
             .ptr(out.ptr)
     };
-    let e = launch_on(&emu, "tc_selftest_cp_async", 32, args(8)).unwrap_err();
+    let e = launch_on(&emu, "tc_selftest_cp_async", 32, 0, args(8)).unwrap_err();
     assert!(e.contains("must be 16-byte aligned"), "{e}");
-    launch_on(&emu, "tc_selftest_cp_async", 32, args(16)).unwrap();
+    launch_on(&emu, "tc_selftest_cp_async", 32, 0, args(16)).unwrap();
     assert_eq!(out.to_host(), vec![0u8; 1024], "zero fill");
 }
 
@@ -504,6 +488,7 @@ fn mma_in_half_a_warp_is_an_error() {
         &emu,
         "tc_selftest_mma_half_warp",
         32,
+        0,
         KernelArgs::new().ptr(out.ptr),
     )
     .unwrap_err();
@@ -525,6 +510,7 @@ fn ldmatrix_in_a_partial_warp_is_an_error() {
         &emu,
         "tc_selftest_ldmatrix_partial_warp",
         16,
+        0,
         KernelArgs::new().ptr(out.ptr),
     )
     .unwrap_err();
@@ -574,6 +560,7 @@ fn bank_access(
         &emu,
         "tc_selftest_bank_access",
         32,
+        0,
         KernelArgs::new()
             .ptr(ds.ptr)
             .ptr(dd.ptr)

@@ -16,10 +16,10 @@ use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::tensor_map::{TiledMap2d, TmaSwizzle};
 use resnet_cuda::backend::gpu::{Driver, EmuDriver};
 
-mod device_vec;
+mod building_blocks;
 mod sm90;
-use device_vec::DeviceVec;
-use sm90::{driver, launch_on};
+use building_blocks::{launch_on, DeviceVec};
+use sm90::driver;
 
 const KERNEL: &str = "tma_selftest_load_2d";
 const THREADS: u32 = 128;

@@ -22,10 +22,10 @@ use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{Driver, EmuDriver};
 
-mod device_vec;
+mod building_blocks;
 mod sm90;
-use device_vec::DeviceVec;
-use sm90::{driver, launch_on, on_emulator};
+use building_blocks::{launch_on, DeviceVec};
+use sm90::{driver, on_emulator};
 
 /// The reduction depth of every self-test kernel: two k16 steps.
 const K: usize = 32;

@@ -1,6 +1,8 @@
-//! Device memory holding a copy of host values, for the building-block suites (`tests/tensor_core.rs`,
-//! `tests/wgmma.rs`, `tests/tma.rs`), on whichever driver a test names.
+//! What the building-block suites (`tests/tensor_core.rs`, `tests/wgmma.rs`, `tests/tma.rs`) share,
+//! on whichever driver a test names: device memory holding a copy of host values, and a one-block
+//! launch of a self-test kernel.
 
+use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{DevicePtr, Driver};
 
 /// Device memory holding a copy of plain values of type `T`, freed on drop.
@@ -54,4 +56,30 @@ impl<T: Copy> Drop for DeviceVec<'_, T> {
         // SAFETY: allocated in `new` with this size; every launch using it was synchronised.
         unsafe { self.driver.free(self.ptr, self.bytes()) }
     }
+}
+
+/// Launches `kernel` over one block of `threads` threads with `shared_bytes` of dynamic shared
+/// memory on `driver`, and waits for it.
+pub fn launch_on(
+    driver: &dyn Driver,
+    kernel: &str,
+    threads: u32,
+    shared_bytes: u32,
+    mut args: KernelArgs,
+) -> Result<(), String> {
+    let mut params = args.params();
+    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
+    // comment of the self-test kernel's file), and buffers sized for every index it touches.
+    unsafe {
+        driver
+            .launch(
+                kernel,
+                (1, 1, 1),
+                (threads, 1, 1),
+                shared_bytes,
+                &mut params,
+            )
+            .and_then(|()| driver.synchronize())
+    }
+    .map_err(|e| e.to_string())
 }

@@ -1,5 +1,5 @@
 //! What the Hopper-only test suites (`tests/wgmma.rs`, `tests/tma.rs`) share: the device they run
-//! on and a one-block launch (their buffers: `tests/device_vec`).
+//! on (their buffers and launches: `tests/building_blocks`).
 //!
 //! The device is the driver `RESNET_TEST_DRIVER` names: `emu` (the host emulator, the default) or
 //! `cuda` / `cuda:N`, which must have compute capability 9.0 (the sm_90a kernels exist nowhere
@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 
 use resnet_cuda::backend::gpu::cuda_info::{self, DriverStatus};
 use resnet_cuda::backend::gpu::driver::open_driver;
-use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{Driver, DynDriver};
 
 /// The device the kernels run on. A CUDA device must be of compute capability 9.0.
@@ -52,30 +51,4 @@ fn require_sm90(name: &str) {
 
 pub fn on_emulator() -> bool {
     driver().name() == "emu"
-}
-
-/// Launches `kernel` over one block of `threads` threads with `shared_bytes` of dynamic shared
-/// memory on `driver`, and waits for it.
-pub fn launch_on(
-    driver: &dyn Driver,
-    kernel: &str,
-    threads: u32,
-    shared_bytes: u32,
-    mut args: KernelArgs,
-) -> Result<(), String> {
-    let mut params = args.params();
-    // SAFETY: every call passes the kernel's parameters in order with their types (the layout
-    // comment of the self-test kernel's file), and buffers sized for every index it touches.
-    unsafe {
-        driver
-            .launch(
-                kernel,
-                (1, 1, 1),
-                (threads, 1, 1),
-                shared_bytes,
-                &mut params,
-            )
-            .and_then(|()| driver.synchronize())
-    }
-    .map_err(|e| e.to_string())
 }
