@@ -91,6 +91,29 @@ fn time_pass(driver: &DynDriver, mut launch_all: impl FnMut() -> Result<()>) -> 
 
 /// Opts `l`'s kernel in to its shared memory once, before it is timed (the attribute call would
 /// otherwise add host time to every timed launch of the tiles above 48 KiB).
+/// Seconds a launch of the TMA-fed `fed` takes ([`time_pass`]): its tensor maps over the weights at
+/// `w` and the A operand's activation at `a` encoded once, appended to `args()` at every launch.
+fn time_fed(
+    driver: &DynDriver,
+    fed: &TcLaunch,
+    w: DevicePtr,
+    a: DevicePtr,
+    args: impl Fn() -> KernelArgs,
+) -> Result<f64> {
+    let maps = fed
+        .tensor_maps(w, a)
+        .map(|m| driver.encode_tensor_map_2d(&m))
+        .collect::<Result<Vec<_>>>()?;
+    prepare(driver, fed)?;
+    time_pass(driver, || {
+        launch(
+            driver,
+            fed,
+            maps.iter().fold(args(), |l, m| l.tensor_map(m)),
+        )
+    })
+}
+
 fn prepare(driver: &DynDriver, l: &TcLaunch) -> Result<()> {
     if l.needs_shared_opt_in() {
         driver.set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
@@ -215,14 +238,8 @@ fn sweep_shape(
         // (`RESNET_TC_KERNELS=wgmma-tma`), as the tile `{name}+tma` of the same pass.
         if tile.is_hopper() && !general_fwd {
             let fed = plan::forward_tma_with(&shape, tile, false);
-            let maps = fed
-                .tensor_maps(w, x)
-                .map(|m| driver.encode_tensor_map_2d(&m))
-                .collect::<Result<Vec<_>>>()?;
-            prepare(driver, &fed)?;
-            let secs = time_pass(driver, || {
-                let args = KernelArgs::new().ptr(x).ptr(w).ptr(y).value(&dims);
-                launch(driver, &fed, maps.iter().fold(args, |a, m| a.tensor_map(m)))
+            let secs = time_fed(driver, &fed, w, x, || {
+                KernelArgs::new().ptr(x).ptr(w).ptr(y).value(&dims)
             })?;
             out.push(Figure {
                 model,
@@ -288,14 +305,8 @@ fn sweep_shape(
         // A pointwise shape's backward-data on a Hopper tile again with both operands by TMA.
         if tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
             let fed = plan::backward_data_tma_with(&shape, false, tile);
-            let maps = fed
-                .tensor_maps(w, y)
-                .map(|m| driver.encode_tensor_map_2d(&m))
-                .collect::<Result<Vec<_>>>()?;
-            prepare(driver, &fed)?;
-            let secs = time_pass(driver, || {
-                let args = KernelArgs::new().ptr(y).ptr(w).ptr(x).value(&dims);
-                launch(driver, &fed, maps.iter().fold(args, |a, m| a.tensor_map(m)))
+            let secs = time_fed(driver, &fed, w, y, || {
+                KernelArgs::new().ptr(y).ptr(w).ptr(x).value(&dims)
             })?;
             out.push(Figure {
                 model,
