@@ -15,7 +15,8 @@
 //! TMA (`conv2d_wgmma_tma_forward_*`: the weights by the tensor memory accelerator, and for the 1x1
 //! stride-1 shapes the input too, `conv2d_wgmma_tma_pointwise_forward_*`), as the tile
 //! `wgmma{T}+tma`; and backward-data of those 1x1 stride-1 shapes with both operands by TMA
-//! (`conv2d_wgmma_tma_pointwise_backward_data_*`) likewise. The pass `backward_data_bn` is backward-data
+//! (`conv2d_wgmma_tma_pointwise_backward_data_*`) and backward-filter
+//! (`conv2d_wgmma_tma_pointwise_backward_filter_*`) likewise. The pass `backward_data_bn` is backward-data
 //! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
 //! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use resnet_cuda::backend::gpu::conv_plan::ConvShape as GpuConvShape;
-use resnet_cuda::backend::gpu::conv_tc_plan::{self as plan, TcLaunch, TcTile};
+use resnet_cuda::backend::gpu::conv_tc_plan::{self as plan, TcFilterLaunch, TcLaunch, TcTile};
 use resnet_cuda::backend::gpu::driver::open_driver;
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{DevicePtr, Driver, DynDriver};
@@ -111,6 +112,52 @@ fn time_fed(
             fed,
             maps.iter().fold(args(), |l, m| l.tensor_map(m)),
         )
+    })
+}
+
+/// The buffers a backward-filter pass reads and writes: x, dy, the split's fp32 workspace and dw
+/// (`count` floats).
+struct FilterBuffers {
+    x: DevicePtr,
+    dy: DevicePtr,
+    workspace: DevicePtr,
+    dw: DevicePtr,
+    count: usize,
+}
+
+/// Seconds a backward-filter pass `f` takes ([`time_pass`]): its partial kernel with params
+/// `(x, dy, out)` then `rest(..)` (and its tensor maps over x and dy, encoded once, if it is fed by
+/// TMA), then its reduce when split.
+fn time_filter(
+    driver: &DynDriver,
+    f: &TcFilterLaunch,
+    b: &FilterBuffers,
+    rest: impl Fn(KernelArgs) -> KernelArgs,
+) -> Result<f64> {
+    let maps = f
+        .partial
+        .tensor_maps(b.x, b.dy)
+        .map(|m| driver.encode_tensor_map_2d(&m))
+        .collect::<Result<Vec<_>>>()?;
+    prepare(driver, &f.partial)?;
+    let target = if f.reduce.is_some() {
+        b.workspace
+    } else {
+        b.dw
+    };
+    time_pass(driver, || {
+        let args = rest(KernelArgs::new().ptr(b.x).ptr(b.dy).ptr(target));
+        let args = maps.iter().fold(args, |a, m| a.tensor_map(m));
+        launch(driver, &f.partial, args)?;
+        if let Some(reduce) = &f.reduce {
+            let args = KernelArgs::new()
+                .ptr(b.workspace)
+                .ptr(b.dw)
+                .int(f.splits)
+                .u64(b.count);
+            launch(driver, reduce, args)?;
+        }
+        Ok(())
     })
 }
 
@@ -353,26 +400,14 @@ fn sweep_shape(
             general_bwd,
             plan::filter_splits(&shape, tile),
         );
-        let count = elems(shape.w);
-        prepare(driver, &filter.partial)?;
-        let secs = time_pass(driver, || {
-            let target = if filter.reduce.is_some() {
-                workspace
-            } else {
-                dw
-            };
-            let args = KernelArgs::new().ptr(x).ptr(y).ptr(target).value(&dims);
-            launch(driver, &filter.partial, args)?;
-            if let Some(reduce) = &filter.reduce {
-                let args = KernelArgs::new()
-                    .ptr(workspace)
-                    .ptr(dw)
-                    .int(filter.splits)
-                    .u64(count);
-                launch(driver, reduce, args)?;
-            }
-            Ok(())
-        })?;
+        let buffers = FilterBuffers {
+            x,
+            dy: y,
+            workspace,
+            dw,
+            count: elems(shape.w),
+        };
+        let secs = time_filter(driver, &filter, &buffers, |args| args.value(&dims))?;
         out.push(Figure {
             model,
             shape: s.label(),
@@ -381,28 +416,24 @@ fn sweep_shape(
             planned: filter.partial.kernel == planned.2,
             tflops: flops / secs / 1e12,
         });
+        // A pointwise shape's backward-filter on a Hopper tile again with both operands by TMA.
+        if tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
+            let fed = plan::backward_filter_tma_with(&shape, tile, filter.splits);
+            let secs = time_filter(driver, &fed, &buffers, |args| args.value(&dims))?;
+            out.push(Figure {
+                model,
+                shape: s.label(),
+                pass: "backward_filter",
+                tile: format!("{}+tma z{}", tile_name(tile), fed.splits),
+                planned: false,
+                tflops: flops / secs / 1e12,
+            });
+        }
         // The same with BN + ReLU applied as x is staged, where the tile has that kernel.
         let fused = plan::backward_filter_bnrelu_with(&shape, tile, filter.splits);
         if let Some(fused) = fused.filter(|_| !general_bwd) {
-            prepare(driver, &fused.partial)?;
-            let secs = time_pass(driver, || {
-                let target = if fused.reduce.is_some() {
-                    workspace
-                } else {
-                    dw
-                };
-                let args = KernelArgs::new().ptr(x).ptr(y).ptr(target);
-                let args = bn_params.iter().fold(args, |a, &p| a.ptr(p));
-                launch(driver, &fused.partial, args.value(&dims))?;
-                if let Some(reduce) = &fused.reduce {
-                    let args = KernelArgs::new()
-                        .ptr(workspace)
-                        .ptr(dw)
-                        .int(fused.splits)
-                        .u64(count);
-                    launch(driver, reduce, args)?;
-                }
-                Ok(())
+            let secs = time_filter(driver, &fused, &buffers, |args| {
+                bn_params.iter().fold(args, |a, &p| a.ptr(p)).value(&dims)
             })?;
             out.push(Figure {
                 model,

@@ -2,7 +2,13 @@
 // layouts, GEMM view and split in conv_tc_backward_filter.cu's header), shared by the sm_80 kernels
 // there and the Hopper (wgmma) kernels of conv_wgmma_backward_sm90a.cu; `MainLoop` is the main-loop
 // policy (TcMmaSyncLoop, conv_tc.cuh, or TcWgmmaLoop, conv_wgmma.cuh), which also arranges the KM
-// and KN tiles.
+// and KN tiles. With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA; a 1x1 convolution of stride 1
+// without padding, traps otherwise) both operands come by TMA, each a row-major matrix whose rows are
+// the reduction's pixels: dy as [N*P*Q][K] from `dy_map` and x as [N*H*W][C] (the same pixels) from
+// `x_map`, each in boxes of BK rows by 64 columns, one box a 64-wide panel of the KM or KN tile (the
+// 128-byte swizzle kn_offset writes). A split starts at a multiple of BK and its last box ends at or
+// before the next split's start, or past N*P*Q where TMA fills zeros: no box reads another split's
+// rows. The loaders below are then not used.
 #ifndef RESNET_CUDA_CONV_TC_BACKWARD_FILTER_CUH
 #define RESNET_CUDA_CONV_TC_BACKWARD_FILTER_CUH
 
@@ -13,8 +19,14 @@
 template <class Tile, bool VEC, class MainLoop = TcMmaSyncLoop, bool BN_INPUT = false>
 __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__ x, const bf16* __restrict__ dy,
                                                         float* __restrict__ out, const ConvDims& d,
-                                                        const BnAffineParams& bn = {}) {
+                                                        const BnAffineParams& bn = {},
+                                                        const void* x_map = nullptr, const void* dy_map = nullptr) {
     static_assert(VEC || !BN_INPUT, "the input map rewrites whole 16-byte chunks of one tap");
+    static_assert(MainLoop::A_BY_TMA == MainLoop::B_BY_TMA, "backward-filter by TMA: both operands (pointwise)");
+    static_assert(!MainLoop::A_BY_TMA || (VEC && Tile::BM % 64 == 0 && Tile::BN % 64 == 0),
+                  "TMA: vector shapes, whole panels");
+    // uniform: a pointwise kernel given a shape whose operands are not dy and x themselves
+    if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
     if (static_cast<long long>(d.H) * d.W * d.C > 0x7fffffff) __trap();  // uniform: 32-bit offsets within an image
     using AChunks = TcChunks<Tile::BK, Tile::BM, Tile::THREADS>;
@@ -113,22 +125,49 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
 
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (j_end - j_begin + Tile::BK - 1) / Tile::BK;
+    // The main loop with the loaders: the threads' cp.async chunks, or thread 0's boxes by TMA (for
+    // each 64-wide panel p, the rows j_begin + k0.. of dy's columns m0 + 64 p.. and x's n0 + 64 p..,
+    // at p BK 64 elements: kn_offset's panels; zeros past N*P*Q, K and C). (The box loaders exist
+    // only in the branch that uses them: other policies have no load_box.)
+    auto run_main_loop = [&](auto&& landed) {
+        if constexpr (MainLoop::A_BY_TMA) {
+            auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+#pragma unroll
+                for (int p = 0; p < Tile::BM / 64; ++p)
+                    MainLoop::load_box(tile + p * Tile::BK * 64, dy_map, m0 + 64 * p, j_begin + k0, bar);
+            };
+            auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+#pragma unroll
+                for (int p = 0; p < Tile::BN / 64; ++p)
+                    MainLoop::load_box(tile + p * Tile::BK * 64, x_map, n0 + 64 * p, j_begin + k0, bar);
+            };
+            MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box,
+                                                     load_b_box, landed);
+        } else {
+            MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b,
+                                                     landed);
+        }
+    };
     if constexpr (BN_INPUT) {
-        // x -> relu(BN(x)) on this thread's copied chunks of each slice: its 8 columns, and so their
-        // channels, are fixed for the block (no copy is made for columns past R*S*C).
+        // x -> relu(BN(x)) on this thread's chunks of each slice that hold x: its 8 columns, and so
+        // their channels, are fixed for the block (no copy is made for columns past R*S*C). The
+        // cp.async loader records which chunks were copies (padding and rows past the split stay
+        // zero). A TMA box (pointwise: no padding) holds x in every row below j_end, and is mapped
+        // whole: its rows past j_end lie past N*P*Q, where dy's box holds zeros too, so their
+        // relu(shift) (finite) adds nothing; its columns past C get scale = shift = 0.
         float scale[8] = {}, shift[8] = {};
         if (rsc_base < RSC) tc_bn_relu_coefficients(bn, col_c[0], scale, shift);
         auto landed = [&](bf16*, bf16* b_tile, int slice) {
 #pragma unroll
             for (int jj = 0; jj < BChunks::PER_THREAD; ++jj) {
-                if (BChunks::owns(tid, jj) && b_landed.real(slice, jj))
+                if (BChunks::owns(tid, jj) && (MainLoop::A_BY_TMA || b_landed.real(slice, jj)))
                     tc_bn_relu_chunk(b_tile + MainLoop::template kn_offset<Tile, Tile::BN>(BChunks::row(tid, jj), b_col),
                                      scale, shift);
             }
         };
-        MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b, landed);
+        run_main_loop(landed);
     } else {
-        MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
+        run_main_loop(TcNothingLanded{});
     }
 
     float* const partial = out + static_cast<long long>(blockIdx.z) * K * RSC;

@@ -2,7 +2,8 @@
 // accelerator: one thread's cp.async.bulk.tensor a slice instead of every thread's 16-byte cp.async
 // (TcWgmmaTmaLoop and TcWgmmaTmaPointwiseLoop, conv_wgmma.cuh; docs/plans/hopper-tma.md). The forward's
 // weights always, the input too for pointwise shapes (1x1, stride 1, no padding), and for those
-// shapes backward-data's both operands (at the end of the file). sm_90a only (the `_sm90a` suffix).
+// shapes both operands of backward-data and of backward-filter (at the end of the file). sm_90a only
+// (the `_sm90a` suffix).
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's and conv_wgmma_backward_sm90a.cu's
 // (bit for bit: the same tiles reach shared memory in the same swizzled layout, the multiply and its
@@ -206,3 +207,56 @@ CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_back
                                                  WgTile128x64);
 CONV_WGMMA_TMA_POINTWISE_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_bn_64x64_bf16,
                                                  WgTile64x64);
+
+// ---- backward-filter, pointwise, both operands by TMA -------------------------------------------------
+// Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_pointwise_`, then
+// (const TmaMap x_map, const TmaMap dy_map): x as N*H*W rows of C, dy as N*P*Q (the same pixels) rows of
+// K, each in boxes of 64 x BK (the 128-byte swizzle): conv_tc_backward_filter.cuh. 1x1, stride 1, no
+// padding (traps otherwise). Launch (and the split's reduce) as that kernel's, with
+// kWgmmaTmaBarrierBytes more shared memory.
+//   conv2d_wgmma_tma_pointwise_backward_filter_{T}_bf16          {T}: the seven Hopper tiles
+//   conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_{T}_bf16   {T}: 128x128, 64x128, 128x64, 64x64
+#include "conv_tc_backward_filter.cuh"
+
+#define CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(name, Tile)                                    \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* dy, float* out, ConvDims d, const __grid_constant__ TmaMap x_map, \
+             const __grid_constant__ TmaMap dy_map) {                                                  \
+        grid_dependency_sync();                                                                        \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaPointwiseLoop>(x, dy, out, d, {}, &x_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                             \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
+             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap x_map,  \
+             const __grid_constant__ TmaMap dy_map) {                                                  \
+        grid_dependency_sync();                                                                        \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaPointwiseLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_128x128_bf16,
+                                                WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_128x256_bf16,
+                                                WgTile128x256);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_64x128_bf16,
+                                                WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_128x64_bf16,
+                                                WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_64x64_bf16,
+                                                WgTile64x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_128x128k64_bf16,
+                                                WgTile128x128K64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_pointwise_backward_filter_128x256k64_bf16,
+                                                WgTile128x256K64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_BNRELU_KERNEL(
+    conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_BNRELU_KERNEL(
+    conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_BNRELU_KERNEL(
+    conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_BNRELU_KERNEL(
+    conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_64x64_bf16, WgTile64x64);

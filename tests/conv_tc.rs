@@ -125,9 +125,10 @@ fn run(l: &TcLaunch, mut args: KernelArgs) {
 }
 
 /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`), over
-/// the weights at `w` and the input at `x`; `args` unchanged for every other launch.
-fn with_tensor_maps(l: &TcLaunch, mut args: KernelArgs, w: DevicePtr, x: DevicePtr) -> KernelArgs {
-    for map in l.tensor_maps(w, x) {
+/// the GEMM's B operand at `b` (w, or backward-filter's x) and its A operand at `a` (the forward's
+/// x, the backward passes' dy); `args` unchanged for every other launch.
+fn with_tensor_maps(l: &TcLaunch, mut args: KernelArgs, b: DevicePtr, a: DevicePtr) -> KernelArgs {
+    for map in l.tensor_maps(b, a) {
         let bytes = driver()
             .encode_tensor_map_2d(&map)
             .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
@@ -401,7 +402,9 @@ fn check_backward_data(s: &ConvShape, l: &TcLaunch, add: bool, seed: u64) -> Vec
     dx
 }
 
-fn check_backward_filter(s: &ConvShape, f: &TcFilterLaunch, seed: u64) {
+/// Runs `f` on random x and dy (from `seed`) and checks dw against the f64 reference; returns dw's
+/// bits (for the bit-for-bit comparisons of `tma.rs`).
+fn check_backward_filter(s: &ConvShape, f: &TcFilterLaunch, seed: u64) -> Vec<u32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = random_bf16(&mut rng, len(s.x));
     let dy = random_bf16(&mut rng, len(s.y));
@@ -411,13 +414,14 @@ fn check_backward_filter(s: &ConvShape, f: &TcFilterLaunch, seed: u64) {
     let workspace = DeviceVec::new(&vec![f32::NAN; f.workspace_bytes / 4]);
     assert_eq!(f.partial.grid.2 as usize, f.splits);
     let out = if f.splits > 1 { workspace.ptr } else { ddw.ptr };
+    let args = KernelArgs::new()
+        .ptr(dx.ptr)
+        .ptr(ddy.ptr)
+        .ptr(out)
+        .value(&s.dims());
     run(
         &f.partial,
-        KernelArgs::new()
-            .ptr(dx.ptr)
-            .ptr(ddy.ptr)
-            .ptr(out)
-            .value(&s.dims()),
+        with_tensor_maps(&f.partial, args, dx.ptr, ddy.ptr),
     );
     if let Some(reduce) = &f.reduce {
         run(
@@ -433,8 +437,10 @@ fn check_backward_filter(s: &ConvShape, f: &TcFilterLaunch, seed: u64) {
         "{} (splits {}) on {:?} {:?}",
         f.partial.kernel, f.splits, s.x, s.w
     );
-    let out: Vec<f64> = ddw.to_host().iter().map(|&v| f64::from(v)).collect();
+    let dw = ddw.to_host();
+    let out: Vec<f64> = dw.iter().map(|&v| f64::from(v)).collect();
     check(&what, &out, &backward_filter_reference(s, &x, &dy), false);
+    dw.iter().map(|v| v.to_bits()).collect()
 }
 
 /// Shapes the plan sees in the nets, shrunk: every kernel size and stride, odd sizes, N = 1, stems.

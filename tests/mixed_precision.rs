@@ -776,7 +776,7 @@ fn step_and_launches(
 /// ReLU taken into the next convolution's load (whose kernels stay cp.async), and a two-stage
 /// bottleneck net (1x1 convolutions, projection shortcuts, a strided 3x3), whose 1x1 stride-1
 /// convolutions bring their input by TMA too (`conv2d_wgmma_tma_pointwise_forward*`), and their
-/// backward-data both operands (`conv2d_wgmma_tma_pointwise_backward_data*`).
+/// backward passes both operands (`conv2d_wgmma_tma_pointwise_backward_{data,filter}*`).
 #[test]
 fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
     let resnet8 = ModelConfig::from_name("resnet8", 10).unwrap();
@@ -823,6 +823,15 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
             (name == "bottleneck", name == "bottleneck"),
             "{name}: {backward} backward-data, {with_bn} with the BN partials"
         );
+        // And their backward-filter (the bottleneck's first 1x1 reads the stem's pooled output,
+        // stored: a plain kernel; the others read a BN's input: `_bnrelu_` with the fusion on).
+        let filter = count("conv2d_wgmma_tma_pointwise_backward_filter_");
+        let filter_bn = count("conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_");
+        assert_eq!(
+            (filter > filter_bn, filter_bn > 0),
+            (name == "bottleneck", name == "bottleneck"),
+            "{name}: {filter} backward-filter, {filter_bn} with the BN input"
+        );
         assert_eq!(launches_a, launches_b, "{name}: launches");
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{name}: loss");
         for ((param, va, ga), (_, vb, gb)) in a.params.iter().zip(&b.params) {
@@ -833,7 +842,7 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
         }
         eprintln!(
             "{name}: {fed} TMA-fed launches ({pointwise} pointwise, {backward} of them \
-             backward-data), the same bits"
+             backward-data, {filter} backward-filter), the same bits"
         );
     }
 }

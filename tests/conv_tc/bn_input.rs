@@ -165,12 +165,24 @@ pub(super) fn check_fused_forward(s: &ConvShape, fused: &TcLaunch, tile: TcTile,
 /// The fused backward-filter of `tile` (with `splits`) on x against the plain kernel of the same
 /// tile and splits on z: the same dw, bit for bit.
 fn check_backward_filter_bn_input(s: &ConvShape, tile: TcTile, splits: usize, seed: u64) {
+    let fused = conv_tc_plan::backward_filter_bnrelu_with(s, tile, splits).unwrap();
+    check_fused_backward_filter(s, &fused, tile, seed);
+}
+
+/// `fused` (a `_bnrelu_` backward-filter of `tile`, with its split) on x against the plain kernel
+/// of the same tile and splits on z = relu(BN(x)) stored: the same dw, bit for bit.
+pub(super) fn check_fused_backward_filter(
+    s: &ConvShape,
+    fused: &TcFilterLaunch,
+    tile: TcTile,
+    seed: u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let bn = ExactBn::new(&mut rng, s.x[3]);
     let x = ExactBn::input(&mut rng, len(s.x));
     let z = bn.apply(&x);
     let dy = random_bf16(&mut rng, len(s.y));
-    let fused = conv_tc_plan::backward_filter_bnrelu_with(s, tile, splits).unwrap();
+    let splits = fused.splits;
     let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
     let (dx, dz, ddy) = (
         DeviceVec::new(&bits(&x)),
@@ -189,7 +201,8 @@ fn check_backward_filter_bn_input(s: &ConvShape, tile: TcTile, splits: usize, se
         } else {
             args
         };
-        run(&f.partial, args.value(&s.dims()));
+        let args = with_tensor_maps(&f.partial, args.value(&s.dims()), input, ddy.ptr);
+        run(&f.partial, args);
         if let Some(reduce) = &f.reduce {
             let args = KernelArgs::new()
                 .ptr(workspace.ptr)
@@ -200,7 +213,7 @@ fn check_backward_filter_bn_input(s: &ConvShape, tile: TcTile, splits: usize, se
         }
         dw.to_host()
     };
-    let a = dw_of(&fused, dx.ptr, true);
+    let a = dw_of(fused, dx.ptr, true);
     let b = dw_of(&plain, dz.ptr, false);
     let what = format!(
         "{} (splits {splits}) on {:?} {:?} stride {}",

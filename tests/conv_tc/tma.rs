@@ -11,9 +11,9 @@
 //! tensor; partial column tiles of 40, 72 and 264 channels: boxes past K; one pointwise shape) and
 //! two more pointwise ones ([`pointwise_shapes`]). The same for the forward whose input is a BN's
 //! output (BN + ReLU applied in shared memory after the copy lands), against the plain kernel on
-//! that output stored.
+//! that output stored. And for pointwise shapes both backward passes, both operands by TMA.
 
-use super::bn_input::{bn_input_shapes, check_fused_forward};
+use super::bn_input::{bn_input_shapes, check_fused_backward_filter, check_fused_forward};
 use super::statistics::{conv_inputs, run_stats};
 use super::*;
 
@@ -126,6 +126,70 @@ fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
             }
         }
     }
+}
+
+/// The pointwise shapes of [`wgmma_shapes`] and [`pointwise_shapes`], and one of 288 pixels (9
+/// slices of 32: every pipeline stage reused within a split).
+fn all_pointwise_shapes() -> Vec<ConvShape> {
+    wgmma_shapes()
+        .into_iter()
+        .chain(pointwise_shapes())
+        .chain([shape([2, 12, 12, 24], [40, 1, 1, 24], 1, 0)])
+        .filter(conv_tc_plan::is_pointwise)
+        .collect()
+}
+
+/// Backward-filter of pointwise shapes with both operands by TMA
+/// (`conv2d_wgmma_tma_pointwise_backward_filter_*`: x's and dy's 64-wide panels of the split's
+/// rows): bit for bit the plain wgmma kernel's dw (and within the module's tolerance of the f64
+/// reference), every Hopper tile, one split and three (splits that end inside a slice; a box read
+/// past its split's rows would add the next split's pixels where the plain loader reads zeros).
+#[test]
+fn wgmma_backward_filter_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
+    let shapes = all_pointwise_shapes();
+    assert_eq!(shapes.len(), 4);
+    for (i, s) in shapes.iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            for splits in [1, 3] {
+                let seed = 1500 + i as u64;
+                let tma = conv_tc_plan::backward_filter_tma_with(s, tile, splits);
+                assert_hopper_kernel_loaded(tma.partial.kernel);
+                let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
+                assert!(
+                    check_backward_filter(s, &tma, seed) == check_backward_filter(s, &plain, seed),
+                    "{} (splits {splits}) on {:?} {:?}: dw differs from {}'s",
+                    tma.partial.kernel,
+                    s.x,
+                    s.w,
+                    plain.partial.kernel
+                );
+            }
+        }
+    }
+}
+
+/// The backward-filter whose input is a BN's output with its ReLU, fed by TMA
+/// (`conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_*`: the map applied in shared memory after
+/// the copy lands, rows past the split's end left zero): bit for bit the plain kernel of the tile on
+/// the BN output stored, one split and three.
+#[test]
+fn wgmma_backward_filter_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stored_input() {
+    let mut checked = 0;
+    for (i, s) in all_pointwise_shapes().iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            for splits in [1, 3] {
+                let Some(fused) = conv_tc_plan::backward_filter_bnrelu_tma_with(s, tile, splits)
+                else {
+                    continue;
+                };
+                assert!(fused.partial.kernel.contains("tma_pointwise"));
+                check_fused_backward_filter(s, &fused, tile, 2500 + i as u64);
+                checked += 1;
+            }
+        }
+    }
+    // The four tiles the plan picks, on every shape, both splits.
+    assert_eq!(checked, 4 * 4 * 2);
 }
 
 /// A pointwise kernel given a shape whose A is not x itself (here 1x1 with stride 2) traps rather

@@ -60,16 +60,17 @@ impl<D: Driver> GpuBackend<D> {
     }
 
     /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`) over
-    /// the weights at `w` and the A operand's activation at `a` (x, or backward-data's dy); encoded
-    /// on the host, no device call (a few hundred nanoseconds a map).
+    /// the GEMM's B operand at `b` (the weights, or backward-filter's x) and its A operand at `a`
+    /// (the forward's x, the backward passes' dy); encoded on the host, no device call (a few
+    /// hundred nanoseconds a map).
     fn with_tensor_maps(
         &self,
         l: &TcLaunch,
         mut args: KernelArgs,
-        w: DevicePtr,
+        b: DevicePtr,
         a: DevicePtr,
     ) -> Result<KernelArgs> {
-        for map in l.tensor_maps(w, a) {
+        for map in l.tensor_maps(b, a) {
             args = args.tensor_map(&self.driver.encode_tensor_map_2d(&map)?);
         }
         Ok(args)
@@ -302,7 +303,7 @@ impl<D: Driver> GpuBackend<D> {
         dw: DevicePtr,
     ) -> Result<()> {
         let launch = plan::backward_filter_for(shape, self.tc_family()?);
-        self.run_filter(shape, &launch, dw, |out| {
+        self.run_filter(shape, &launch, dw, (x16, dy), |out| {
             KernelArgs::new()
                 .ptr(x16)
                 .ptr(dy)
@@ -324,7 +325,7 @@ impl<D: Driver> GpuBackend<D> {
         let launch = plan::backward_filter_bnrelu_for(shape, self.tc_family()?)
             .expect("conv2d_bn_input_fusion said this shape fuses");
         let (x, dy) = (x.buf().ptr(), dy.buf().ptr());
-        self.run_filter(shape, &launch, dw.buf().ptr(), |out| {
+        self.run_filter(shape, &launch, dw.buf().ptr(), (x, dy), |out| {
             let args = KernelArgs::new().ptr(x).ptr(dy).ptr(out);
             with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims())
         })?;
@@ -332,16 +333,20 @@ impl<D: Driver> GpuBackend<D> {
         Ok(())
     }
 
-    /// Runs `launch` (a backward-filter's partial kernel with the arguments `args(out)`, then its
-    /// reduce when split) into `dw`.
+    /// Runs `launch` (a backward-filter's partial kernel with the arguments `args(out)`, and the
+    /// tensor maps over `x` and `dy` if it is fed by TMA, then its reduce when split) into `dw`.
     fn run_filter(
         &self,
         shape: &ConvShape,
         launch: &TcFilterLaunch,
         dw: DevicePtr,
+        (x, dy): (DevicePtr, DevicePtr),
         args: impl Fn(DevicePtr) -> KernelArgs,
     ) -> Result<()> {
-        let partial = |out: DevicePtr| self.launch_tc(&launch.partial, args(out));
+        let partial = |out: DevicePtr| {
+            let args = self.with_tensor_maps(&launch.partial, args(out), x, dy)?;
+            self.launch_tc(&launch.partial, args)
+        };
         match launch.reduce {
             None => partial(dw),
             Some(reduce) => self.with_workspace(launch.workspace_bytes, |workspace| {

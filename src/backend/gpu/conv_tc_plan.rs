@@ -41,12 +41,15 @@
 //! capability 9.0 and in the emulator. The forward's also come fed by TMA,
 //! `conv2d_wgmma_tma_forward[_stats]_{BMxBN}_bf16` (kernels/conv_wgmma_tma_sm90a.cu;
 //! [`TcFamily::WgmmaTma`], [`forward_tma_with`]): the plain kernel's params, then the weights'
-//! tensor map by value ([`TcLaunch::weight_map`]), and 64 more bytes of shared memory; and for 1x1
+//! tensor map by value ([`TcLaunch::b_map`]), and 64 more bytes of shared memory; and for 1x1
 //! convolutions of stride 1 without padding, `conv2d_wgmma_tma_pointwise_forward[_stats]_{BMxBN}_bf16`
-//! with the input by TMA too (a second map, [`TcLaunch::activation_map`]); and the `_stats_bnrelu_`
+//! with the input by TMA too (a second map, [`TcLaunch::a_map`]); and the `_stats_bnrelu_`
 //! forwards of the four planned tiles likewise ([`forward_stats_bnrelu_tma_with`]). For pointwise
 //! shapes backward-data too: `conv2d_wgmma_tma_pointwise_backward_data[_add|_bn]_{BMxBN}_bf16`
-//! ([`backward_data_tma_with`], [`backward_data_bn_tma_with`]; w's map in 64-wide panels, then dy's).
+//! ([`backward_data_tma_with`], [`backward_data_bn_tma_with`]; w's map in 64-wide panels, then dy's),
+//! and backward-filter: `conv2d_wgmma_tma_pointwise_backward_filter[_bnrelu]_{BMxBN}_bf16`
+//! ([`backward_filter_tma_with`], [`backward_filter_bnrelu_tma_with`]; x's map, then dy's, both in
+//! 64-wide panels; the same split and reduce).
 //!
 //! `128x128w64` (4 stages, 65536 bytes) and the wgmma tiles but 64x64 use more than 48 KiB of dynamic shared
 //! memory: their launches need `Driver::set_max_dynamic_shared` first
@@ -57,8 +60,9 @@ use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
     kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS,
     BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS, BACKWARD_FILTER_KERNELS,
-    FORWARD_KERNELS, FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_KERNELS,
-    FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
+    BACKWARD_FILTER_POINTWISE_TMA_KERNELS, FORWARD_KERNELS, FORWARD_POINTWISE_TMA_KERNELS,
+    FORWARD_STATS_KERNELS, FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS,
+    FORWARD_TMA_KERNELS,
 };
 use super::driver::DevicePtr;
 use super::launch_constants::{TC_BN_TABLE_CHANNELS, WGMMA_TMA_BARRIER_BYTES};
@@ -78,24 +82,23 @@ pub struct TcLaunch {
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
-    /// `Some` for `conv2d_wgmma_tma_[pointwise_]forward*`: the weights' map, their
-    /// `const __grid_constant__ TmaMap w_map` parameter after `ConvDims`.
-    pub weight_map: Option<TcOperandMap>,
-    /// `Some` for `conv2d_wgmma_tma_pointwise_*`: the map of the GEMM's A operand, after `w_map`:
-    /// the forward's input x (`x_map`), backward-data's output gradient dy (`dy_map`).
-    pub activation_map: Option<TcOperandMap>,
+    /// `Some` for a kernel fed by TMA (`conv2d_wgmma_tma_*`): the map of its GEMM's B operand, the
+    /// first `const __grid_constant__ TmaMap` parameter after `ConvDims`: the weights w of the
+    /// forward (`w_map`) and of backward-data, backward-filter's input x (`x_map`).
+    pub b_map: Option<TcOperandMap>,
+    /// `Some` for `conv2d_wgmma_tma_pointwise_*`: the map of the GEMM's A operand, after the B map:
+    /// the forward's input x (`x_map`), the output gradient dy of both backward passes (`dy_map`).
+    pub a_map: Option<TcOperandMap>,
 }
 
 impl TcLaunch {
-    /// The tensor maps the launch takes after its other parameters, in order, over the weights at
-    /// `w` and the A operand's activation at `a` (the forward's x, backward-data's dy), each to be
-    /// made by `Driver::encode_tensor_map_2d` and passed by `KernelArgs::tensor_map`; none for a
-    /// launch not fed by TMA.
-    pub fn tensor_maps(&self, w: DevicePtr, a: DevicePtr) -> impl Iterator<Item = TiledMap2d> {
-        let weight = self.weight_map.map(|m| m.tiled_map(w));
-        weight
-            .into_iter()
-            .chain(self.activation_map.map(|m| m.tiled_map(a)))
+    /// The tensor maps the launch takes after its other parameters, in order, over the B operand's
+    /// tensor at `b` (w, or backward-filter's x) and the A operand's at `a` (the forward's x, the
+    /// backward passes' dy), each to be made by `Driver::encode_tensor_map_2d` and passed by
+    /// `KernelArgs::tensor_map`; none for a launch not fed by TMA.
+    pub fn tensor_maps(&self, b: DevicePtr, a: DevicePtr) -> impl Iterator<Item = TiledMap2d> {
+        let b_map = self.b_map.map(|m| m.tiled_map(b));
+        b_map.into_iter().chain(self.a_map.map(|m| m.tiled_map(a)))
     }
 
     /// This plain wgmma launch as its TMA-fed `kernel`: the same grid and block, the pipeline's
@@ -103,14 +106,14 @@ impl TcLaunch {
     fn fed_by_tma(
         self,
         kernel: &'static str,
-        weight_map: TcOperandMap,
-        activation_map: Option<TcOperandMap>,
+        b_map: TcOperandMap,
+        a_map: Option<TcOperandMap>,
     ) -> TcLaunch {
         TcLaunch {
             kernel,
             shared_bytes: self.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
-            weight_map: Some(weight_map),
-            activation_map,
+            b_map: Some(b_map),
+            a_map,
             ..self
         }
     }
@@ -123,7 +126,9 @@ impl TcLaunch {
 /// (KRSC) as K rows of R*S*C, boxes of BN rows; a pointwise forward's input: x (NHWC) as N*H*W rows
 /// of C, boxes of BM rows; a pointwise backward-data's dy as N*H*W rows of K, boxes of BM rows, and
 /// its w as K rows of C in boxes of BK rows by 64 (one 64-wide panel of the KN tile, whose rows of
-/// 128 bytes take the 128-byte swizzle).
+/// 128 bytes take the 128-byte swizzle); a pointwise backward-filter's dy (N*P*Q rows of K) and x
+/// (N*H*W rows of C) likewise in boxes of BK rows by 64, panels of its KM and KN tiles (there the
+/// rows are the reduction and `depth` is not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcOperandMap {
     pub rows: usize,
@@ -155,9 +160,14 @@ impl TcOperandMap {
 
     fn weight_panels(shape: &ConvShape, tile: TcTile) -> Self {
         let [k, _, _, c] = shape.w;
+        Self::panels(k, c, tile)
+    }
+
+    /// A row-major `rows` x `columns` matrix read as 64-wide panels of BK rows.
+    fn panels(rows: usize, columns: usize, tile: TcTile) -> Self {
         TcOperandMap {
-            rows: k,
-            depth: c,
+            rows,
+            depth: columns,
             box_rows: tile.bk() as u32,
             box_depth: 64,
         }
@@ -587,7 +597,47 @@ pub fn backward_filter_for(shape: &ConvShape, family: TcFamily) -> TcFilterLaunc
     let general = !backward_vectorizable(shape);
     let tile = backward_filter_tile(shape, general, family);
     let splits = filter_splits(shape, tile);
+    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
+        return backward_filter_tma_with(shape, tile, splits);
+    }
     backward_filter_with(shape, tile, general, splits)
+}
+
+/// Backward-filter of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
+/// TMA (`conv2d_wgmma_tma_pointwise_backward_filter_{T}_bf16`): the plain wgmma kernel's params,
+/// then x's map and dy's, both in 64-wide panels ([`TcLaunch::tensor_maps`]); its grid, block,
+/// split and reduce, and its shared memory plus the pipeline's mbarriers. Vector shapes only.
+pub fn backward_filter_tma_with(shape: &ConvShape, tile: TcTile, splits: usize) -> TcFilterLaunch {
+    assert!(
+        tile.is_hopper() && is_pointwise(shape),
+        "TMA backward-filter: a Hopper tile ({}) and a pointwise shape",
+        tile.name()
+    );
+    let kernel = BACKWARD_FILTER_POINTWISE_TMA_KERNELS[tile.index()];
+    backward_filter_fed(
+        backward_filter_with(shape, tile, false, splits),
+        kernel,
+        shape,
+        tile,
+    )
+}
+
+/// `plain` (a wgmma backward-filter of a pointwise shape) with its partial kernel the TMA-fed
+/// `kernel`: x (N*H*W rows of C) and dy (the same pixels, rows of K) as 64-wide panels.
+fn backward_filter_fed(
+    plain: TcFilterLaunch,
+    kernel: &'static str,
+    shape: &ConvShape,
+    tile: TcTile,
+) -> TcFilterLaunch {
+    let [n, h, w, c] = shape.x;
+    let k = shape.y[3];
+    let x = TcOperandMap::panels(n * h * w, c, tile);
+    let dy = TcOperandMap::panels(n * h * w, k, tile);
+    TcFilterLaunch {
+        partial: plain.partial.fed_by_tma(kernel, x, Some(dy)),
+        ..plain
+    }
 }
 
 /// [`backward_filter_for`]'s tile (by the output channels K, the tiles' M axis).
@@ -610,7 +660,30 @@ pub fn backward_filter_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option
         return None;
     }
     let tile = backward_filter_tile(shape, false, family);
-    backward_filter_bnrelu_with(shape, tile, filter_splits(shape, tile))
+    let splits = filter_splits(shape, tile);
+    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
+        return backward_filter_bnrelu_tma_with(shape, tile, splits);
+    }
+    backward_filter_bnrelu_with(shape, tile, splits)
+}
+
+/// [`backward_filter_bnrelu_with`] of a pointwise shape on a Hopper tile with both operands by TMA
+/// (`conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_{T}_bf16`, as [`backward_filter_tma_with`]),
+/// `None` where the plain kernel has none.
+pub fn backward_filter_bnrelu_tma_with(
+    shape: &ConvShape,
+    tile: TcTile,
+    splits: usize,
+) -> Option<TcFilterLaunch> {
+    let plain = backward_filter_bnrelu_with(shape, tile, splits)?;
+    let kernel = match tile {
+        TcTile::H128x128 => "conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_tma_pointwise_backward_filter_bnrelu_64x64_bf16",
+        _ => return None,
+    };
+    Some(backward_filter_fed(plain, kernel, shape, tile))
 }
 
 /// [`backward_filter_bnrelu_for`] with an explicit tile and split count (tests), `None` for a tile
@@ -664,8 +737,8 @@ pub fn backward_filter_with(
         ),
         block: (REDUCE_THREADS, 1, 1),
         shared_bytes: 0,
-        weight_map: None,
-        activation_map: None,
+        b_map: None,
+        a_map: None,
     });
     TcFilterLaunch {
         partial,
@@ -731,8 +804,8 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         ),
         block: (tile.threads(), 1, 1),
         shared_bytes: tile.shared_bytes(),
-        weight_map: None,
-        activation_map: None,
+        b_map: None,
+        a_map: None,
     }
 }
 
@@ -838,13 +911,13 @@ mod tests {
                 assert_eq!(wg.kernel.replacen(&plain, &fed, 1), tma.kernel);
                 assert_eq!((wg.grid, wg.block), (tma.grid, tma.block), "{s:?}");
                 assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
-                let map = tma.weight_map.expect("a TMA launch has a weight map");
+                let map = tma.b_map.expect("a TMA launch has a weight map");
                 assert_eq!((map.rows, map.depth), (s.w[0], s.w[1] * s.w[2] * s.w[3]));
                 let [n, h, w, c] = s.x;
-                let input = tma.activation_map.map(|m| (m.rows, m.depth, m.box_rows));
+                let input = tma.a_map.map(|m| (m.rows, m.depth, m.box_rows));
                 let tile_rows = wg.block.0 as usize / 2; // BM: two threads a row
                 assert_eq!(input, pointwise.then_some((n * h * w, c, tile_rows as u32)));
-                assert!(wg.weight_map.is_none() && wg.activation_map.is_none());
+                assert!(wg.b_map.is_none() && wg.a_map.is_none());
                 assert!(wg.tensor_maps(0x1000, 0x2000).next().is_none());
                 // The maps are ones the CUDA driver takes (at any 16-byte aligned addresses), the
                 // weights' first.
@@ -873,8 +946,8 @@ mod tests {
                     fused.shared_bytes,
                     plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES
                 );
-                assert_eq!(fused.activation_map.is_some(), is_pointwise(&s));
-                assert!(fused.weight_map.is_some());
+                assert_eq!(fused.a_map.is_some(), is_pointwise(&s));
+                assert!(fused.b_map.is_some());
             }
             for add in [false, true] {
                 let (wg, tma) = (
@@ -909,10 +982,46 @@ mod tests {
                     assert_eq!(tma, wg);
                 }
             }
-            assert_eq!(
+            let (wg, tma) = (
+                backward_filter_for(&s, TcFamily::Wgmma),
                 backward_filter_for(&s, TcFamily::WgmmaTma),
-                backward_filter_for(&s, TcFamily::Wgmma)
             );
+            let (wg_bn, tma_bn) = (
+                backward_filter_bnrelu_for(&s, TcFamily::Wgmma).unwrap(),
+                backward_filter_bnrelu_for(&s, TcFamily::WgmmaTma).unwrap(),
+            );
+            if is_pointwise(&s) {
+                for (wg, tma) in [(wg, tma), (wg_bn, tma_bn)] {
+                    let fed = wg.partial.kernel.replacen(
+                        "conv2d_wgmma_",
+                        "conv2d_wgmma_tma_pointwise_",
+                        1,
+                    );
+                    assert_eq!(tma.partial.kernel, fed);
+                    // The same split, workspace and reduce: only the partial kernel is fed.
+                    assert_eq!(
+                        (tma.splits, tma.workspace_bytes),
+                        (wg.splits, wg.workspace_bytes)
+                    );
+                    assert_eq!(tma.reduce, wg.reduce);
+                    let (p, q) = (tma.partial, wg.partial);
+                    assert_eq!((p.grid, p.block), (q.grid, q.block));
+                    assert_eq!(p.shared_bytes, q.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
+                    // x's panels (64 input channels by BK pixels), then dy's: the 128-byte swizzle.
+                    let maps: Vec<TiledMap2d> = p.tensor_maps(0x1000, 0x2000).collect();
+                    let pixels = (s.x[0] * s.x[1] * s.x[2]) as u64;
+                    assert_eq!(maps[0].global, 0x1000);
+                    assert_eq!(maps[0].dims, [s.x[3] as u64, pixels]);
+                    assert_eq!(maps[1].dims, [s.y[3] as u64, pixels]);
+                    for m in &maps {
+                        assert_eq!(m.box_dims[0], 64);
+                        assert_eq!(m.swizzle, TmaSwizzle::B128);
+                        m.validate().unwrap();
+                    }
+                }
+            } else {
+                assert_eq!((tma, tma_bn), (wg, wg_bn));
+            }
         }
         // Every Hopper tile's boxes: BK x BN of w, BK x BM of a pointwise x, the swizzle of their
         // rows.

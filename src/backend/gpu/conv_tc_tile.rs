@@ -224,7 +224,7 @@ impl TcFamily {
         matches!(self, TcFamily::Wgmma | TcFamily::WgmmaTma)
     }
 
-    /// Whether the forward's weights come by TMA (`TcLaunch::weight_map`).
+    /// Whether the forward's weights come by TMA (`TcLaunch::b_map`).
     pub fn weights_by_tma(self) -> bool {
         self == TcFamily::WgmmaTma
     }
