@@ -133,4 +133,22 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const void* map, int x, i
 #endif
 }
 
+// cp.async.bulk.tensor.4d, im2col mode: `pixels` rows of `channels` elements (the map's, made by
+// Driver::encode_tensor_map_im2col over an NHWC tensor: src/backend/gpu/tensor_map_im2col.rs states
+// the walk) starting at channel c of pixel (n, h + off_h, w + off_w), the pixels walked through the
+// map's pixel box shifted by (off_h, off_w), into `dst` with the map's swizzle, completing `bar`'s
+// transaction bytes (the whole box's; elements outside the tensor are zeros). One thread issues it.
+__device__ __forceinline__ void tma_load_im2col_4d(void* dst, const void* map, int c, int w, int h, int n,
+                                                   std::uint16_t off_w, std::uint16_t off_h, std::uint64_t* bar) {
+#ifdef __CUDACC__
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes "
+        "[%0], [%1, {%2, %3, %4, %5}], [%6], {%7, %8};" ::"r"(tma_shared_address(dst)),
+        "l"(map), "r"(c), "r"(w), "r"(h), "r"(n), "r"(tma_shared_address(bar)), "h"(off_w), "h"(off_h)
+        : "memory");
+#else
+    emu::tma_load_im2col_4d(dst, map, c, w, h, n, off_w, off_h, bar);
+#endif
+}
+
 #endif

@@ -68,3 +68,33 @@ extern "C" __global__ void tma_selftest_load_2d(const void* map, unsigned short*
     for (int i = threadIdx.x; i < words; i += blockDim.x) out[words + i] = tile[words + i];
 }
 EMU_REGISTER(tma_selftest_load_2d);
+
+// tma_selftest_load_im2col(map, out, c, w, h, n, off_w, off_h, box_bytes, window): as mode 0 of
+// tma_selftest_load_2d (block (128, 1, 1), grid (1, 1, 1), dynamic shared memory box_bytes + 16,
+// window[0] the tile's shared-window address, out the tile's raw 16-bit words), the copy being
+// tma_load_im2col_4d of the im2col map at (c, w, h, n) with filter offsets (off_w, off_h).
+extern "C" __global__ void tma_selftest_load_im2col(const void* map, unsigned short* out, int c, int w, int h, int n,
+                                                    int off_w, int off_h, int box_bytes, unsigned* window) {
+    grid_dependency_sync();
+    unsigned char* smem = dynamic_shared_memory<unsigned char>();
+    if (threadIdx.x == 0) window[0] = shared_window_address(smem);
+    auto* bar = reinterpret_cast<std::uint64_t*>(smem + box_bytes);
+    const auto* tile = reinterpret_cast<const unsigned short*>(smem);
+    const int words = box_bytes / 2;
+    for (int i = threadIdx.x; i < words; i += blockDim.x) reinterpret_cast<unsigned short*>(smem)[i] = 0;
+    fence_proxy_async_shared();
+    if (threadIdx.x == 0) {
+        mbarrier_init(bar, 1);
+        fence_mbarrier_init();
+        tma_acquire_map(map);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        mbarrier_arrive_expect_tx(bar, box_bytes);
+        tma_load_im2col_4d(smem, map, c, w, h, n, static_cast<std::uint16_t>(off_w), static_cast<std::uint16_t>(off_h),
+                           bar);
+    }
+    mbarrier_wait_parity(bar, 0);
+    for (int i = threadIdx.x; i < words; i += blockDim.x) out[i] = tile[i];
+}
+EMU_REGISTER(tma_selftest_load_im2col);

@@ -8,7 +8,7 @@
 //! The device is `RESNET_TEST_DRIVER`'s (tests/sm90/mod.rs): on a GPU the correct uses run there, with
 //! the driver's own tensor maps (`cuTensorMapEncodeTiled`), and must give the reference's bytes. That
 //! is what checks the emulator's reading of the PTX ISA (`kernels/emu/emu_tma.h`); the wrong uses
-//! always run on the emulator.
+//! always run on the emulator. The im2col mode, a convolution's A tile a copy: `im2col.rs`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +17,8 @@ use resnet_cuda::backend::gpu::tensor_map::{TiledMap2d, TmaSwizzle};
 use resnet_cuda::backend::gpu::{Driver, EmuDriver};
 
 mod building_blocks;
+#[path = "tma/im2col.rs"]
+mod im2col;
 mod sm90;
 use building_blocks::{launch_on, DeviceVec};
 use sm90::driver;

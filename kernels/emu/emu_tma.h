@@ -49,6 +49,32 @@ struct TmaTiledMap {
 static_assert(sizeof(TmaTiledMap) == 128, "a tensor map is 128 bytes");
 constexpr std::uint32_t kTmaTiledMagic = 0x544d3244u;  // "D2MT"
 
+// The emulator's im2col map, 4-D NHWC (tensor_map_im2col.rs's emulator_map writes this layout).
+// cp.async.bulk.tensor.4d in im2col mode (9.7.9.25.5 and 5.5.4 of the PTX ISA; the walk as
+// tensor_map_im2col.rs states it): pixels_per_column pixels, the first at (n, h + off_h, w + off_w),
+// each next one stride[0] further along the row of the pixel box, which for the offsets spans
+// columns lower[0] + off_w .. W + upper[0] + off_w (exclusive) and rows likewise in H; past its last
+// column the walk goes to its first column of the next row (stride[1] down), past its last row to
+// its first row of the next image. Of each pixel channels_per_pixel channels from c, one pixel a row
+// of the tile, zeros outside the tensor (padding, channels past C, images past N), the swizzle as
+// the tiled mode's. Landing, poison and alignment as tma_load_2d.
+struct TmaIm2colMap {
+    std::uint32_t magic;           // kTmaIm2colMagic
+    std::uint32_t element_bytes;   // 2
+    std::uint32_t swizzle_bytes;   // 0 (none), 32, 64 or 128
+    std::uint32_t reserved;
+    std::uint64_t global_address;  // element (c, w, h, n) = 0
+    std::uint64_t dims[4];         // C, W, H, N (packed NHWC)
+    std::int32_t lower[2];         // the pixel box's first column and row for offsets 0 (W, H)
+    std::int32_t upper[2];         // its end, exclusive, relative to (W, H)
+    std::uint32_t stride[2];       // columns and rows from one pixel to the next (W, H)
+    std::uint32_t channels_per_pixel;
+    std::uint32_t pixels_per_column;
+    std::uint64_t unused[5];       // to 128 bytes
+};
+static_assert(sizeof(TmaIm2colMap) == 128, "a tensor map is 128 bytes");
+constexpr std::uint32_t kTmaIm2colMagic = 0x4d433249u;  // "I2CM"
+
 // Runtime entry points (runtime/mbarrier.cpp).
 void mbarrier_init(std::uint64_t* bar, unsigned count);
 // expect_tx(tx_bytes) (when > 0), then one arrival.
@@ -56,6 +82,8 @@ void mbarrier_arrive(std::uint64_t* bar, unsigned tx_bytes);
 // Blocks the calling thread until the phase of parity `parity` has completed.
 void mbarrier_wait_parity(std::uint64_t* bar, unsigned parity);
 void tma_load_2d(void* dst, const void* map, int x, int y, std::uint64_t* bar);
+void tma_load_im2col_4d(void* dst, const void* map, int c, int w, int h, int n, std::uint16_t off_w,
+                        std::uint16_t off_h, std::uint64_t* bar);
 
 }  // namespace emu
 

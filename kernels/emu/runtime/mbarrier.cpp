@@ -114,6 +114,30 @@ void mbarrier_wait_parity(std::uint64_t* bar, unsigned parity) {
     }
 }
 
+namespace {
+
+// Bits of the 32-, 64- and 128-byte swizzles: address bits [4, 4 + bits) ^= bits [7, 7 + bits).
+unsigned swizzle_bits(std::uint32_t swizzle_bytes) {
+    return swizzle_bytes == 128 ? 3 : swizzle_bytes == 64 ? 2 : swizzle_bytes == 32 ? 1 : 0;
+}
+
+// Where byte `offset` of a box stored from window address `window` lands, relative to `window`.
+std::size_t swizzled(std::uint32_t window, std::size_t offset, unsigned bits) {
+    const std::uint32_t linear = window + static_cast<std::uint32_t>(offset);
+    return (linear ^ (((linear >> 7) & ((1u << bits) - 1)) << 4)) - window;
+}
+
+// A bulk copy's destination checked, the box `copy` holds left to land on `bar`, `dst` poisoned.
+void issue(void* dst, std::uint64_t* bar, PendingCopy copy) {
+    const std::uint32_t window = shared_window_address(dst);
+    if (window % 128 != 0) fail("cp.async.bulk.tensor destination at window address 0x%x is not 128-byte aligned", window);
+    Barrier& b = find(bar, "cp.async.bulk.tensor");
+    std::memset(dst, 0xff, copy.data.size());  // poison until delivered
+    b.copies.push_back(std::move(copy));
+}
+
+}  // namespace
+
 void tma_load_2d(void* dst, const void* map_ptr, int x, int y, std::uint64_t* bar) {
     TmaTiledMap map;
     std::memcpy(&map, map_ptr, sizeof map);
@@ -123,29 +147,65 @@ void tma_load_2d(void* dst, const void* map_ptr, int x, int y, std::uint64_t* ba
              map_ptr);
     }
     const std::uint32_t window = shared_window_address(dst);
-    if (window % 128 != 0) fail("cp.async.bulk.tensor destination at window address 0x%x is not 128-byte aligned", window);
-    Barrier& b = find(bar, "cp.async.bulk.tensor");
     const std::size_t eb = map.element_bytes;
     const std::size_t row_bytes = map.box[0] * eb;
-    const std::size_t bytes = row_bytes * map.box[1];
-    // 32-, 64-, 128-byte swizzles: address bits [4, 4 + bits) ^= bits [7, 7 + bits).
-    const unsigned bits = map.swizzle_bytes == 128 ? 3 : map.swizzle_bytes == 64 ? 2 : map.swizzle_bytes == 32 ? 1 : 0;
-    PendingCopy copy{static_cast<unsigned char*>(dst), std::vector<unsigned char>(bytes, 0)};
+    const unsigned bits = swizzle_bits(map.swizzle_bytes);
+    PendingCopy copy{static_cast<unsigned char*>(dst), std::vector<unsigned char>(row_bytes * map.box[1], 0)};
     const auto* global = reinterpret_cast<const unsigned char*>(static_cast<std::uintptr_t>(map.global_address));
     for (std::uint32_t r = 0; r < map.box[1]; ++r) {
         const long long gy = static_cast<long long>(y) + r;
         for (std::uint32_t c = 0; c < map.box[0]; ++c) {
             const long long gx = static_cast<long long>(x) + c;
-            const std::uint32_t linear = window + static_cast<std::uint32_t>(r * row_bytes + c * eb);
-            const std::uint32_t swizzled = linear ^ (((linear >> 7) & ((1u << bits) - 1)) << 4);
             if (gx < 0 || gy < 0 || gx >= static_cast<long long>(map.dims[0]) || gy >= static_cast<long long>(map.dims[1])) {
                 continue;  // out of the tensor: zero
             }
-            std::memcpy(copy.data.data() + (swizzled - window), global + gy * map.row_stride + gx * eb, eb);
+            std::memcpy(copy.data.data() + swizzled(window, r * row_bytes + c * eb, bits),
+                        global + gy * map.row_stride + gx * eb, eb);
         }
     }
-    std::memset(dst, 0xff, bytes);  // poison until delivered
-    b.copies.push_back(std::move(copy));
+    issue(dst, bar, std::move(copy));
+}
+
+void tma_load_im2col_4d(void* dst, const void* map_ptr, int c, int w, int h, int n, std::uint16_t off_w,
+                        std::uint16_t off_h, std::uint64_t* bar) {
+    TmaIm2colMap map;
+    std::memcpy(&map, map_ptr, sizeof map);
+    if (map.magic != kTmaIm2colMagic) {
+        fail("cp.async.bulk.tensor.4d.im2col with a tensor map at %p that the emulator's driver did not make "
+             "(Driver::encode_tensor_map_im2col)",
+             map_ptr);
+    }
+    const std::uint32_t window = shared_window_address(dst);
+    const long long C = static_cast<long long>(map.dims[0]), W = static_cast<long long>(map.dims[1]);
+    const long long H = static_cast<long long>(map.dims[2]), N = static_cast<long long>(map.dims[3]);
+    const std::size_t row_bytes = map.channels_per_pixel * std::size_t{2};
+    const unsigned bits = swizzle_bits(map.swizzle_bytes);
+    PendingCopy copy{static_cast<unsigned char*>(dst),
+                     std::vector<unsigned char>(row_bytes * map.pixels_per_column, 0)};
+    const auto* global = reinterpret_cast<const unsigned char*>(static_cast<std::uintptr_t>(map.global_address));
+    // The pixel box for these offsets: columns [w_lo, w_end), rows [h_lo, h_end).
+    const long long w_lo = map.lower[0] + off_w, w_end = W + map.upper[0] + off_w;
+    const long long h_lo = map.lower[1] + off_h, h_end = H + map.upper[1] + off_h;
+    long long pw = static_cast<long long>(w) + off_w, ph = static_cast<long long>(h) + off_h, pn = n;
+    for (std::uint32_t i = 0; i < map.pixels_per_column; ++i) {
+        const bool inside = pn >= 0 && pn < N && ph >= 0 && ph < H && pw >= 0 && pw < W;
+        for (std::uint32_t k = 0; inside && k < map.channels_per_pixel; ++k) {
+            const long long ch = static_cast<long long>(c) + k;
+            if (ch < 0 || ch >= C) continue;  // out of the tensor: zero
+            std::memcpy(copy.data.data() + swizzled(window, i * row_bytes + k * 2, bits),
+                        global + (((pn * H + ph) * W + pw) * C + ch) * 2, 2);
+        }
+        pw += map.stride[0];
+        if (pw >= w_end) {
+            pw = w_lo;
+            ph += map.stride[1];
+            if (ph >= h_end) {
+                ph = h_lo;
+                ++pn;
+            }
+        }
+    }
+    issue(dst, bar, std::move(copy));
 }
 
 }  // namespace emu

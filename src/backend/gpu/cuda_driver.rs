@@ -26,6 +26,7 @@ use super::driver::{DevicePtr, Driver, GraphId, Staging};
 use super::embedded::{self, KernelFit};
 use super::side_stream::SideStream;
 use super::tensor_map::{TensorMapBytes, TiledMap2d, TmaSwizzle};
+use super::tensor_map_im2col::Im2colMap;
 use crate::backend::KernelTime;
 use crate::error::{Error, Result};
 
@@ -668,7 +669,6 @@ impl Driver for CudaDriver {
 
     fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
         use sys::CUtensorMapDataType_enum as Data;
-        use sys::CUtensorMapSwizzle_enum as Swizzle;
         map.validate()?;
         // Raw bits of the element size: a copy converts nothing, and zero bits are the fill.
         let data = match map.element_bytes {
@@ -677,12 +677,7 @@ impl Driver for CudaDriver {
             4 => Data::CU_TENSOR_MAP_DATA_TYPE_UINT32,
             _ => Data::CU_TENSOR_MAP_DATA_TYPE_UINT64,
         };
-        let swizzle = match map.swizzle {
-            TmaSwizzle::None => Swizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
-            TmaSwizzle::B32 => Swizzle::CU_TENSOR_MAP_SWIZZLE_32B,
-            TmaSwizzle::B64 => Swizzle::CU_TENSOR_MAP_SWIZZLE_64B,
-            TmaSwizzle::B128 => Swizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-        };
+        let swizzle = cu_swizzle(map.swizzle);
         let mut out = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
         let element_strides = [1u32, 1];
         // SAFETY: every array holds the rank's entries (globalStrides one fewer: the row stride), the
@@ -704,13 +699,41 @@ impl Driver for CudaDriver {
             )
         };
         self.check("encoding a tensor map", r.result())?;
-        // SAFETY: the driver wrote the map (or the zeroed bytes remain: plain integers either way).
-        let words = unsafe { out.assume_init() }.opaque;
-        let mut bytes = [0u8; 128];
-        for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        Ok(TensorMapBytes(bytes))
+        Ok(map_bytes(out))
+    }
+
+    fn encode_tensor_map_im2col(&self, map: &Im2colMap) -> Result<TensorMapBytes> {
+        map.validate()?;
+        let mut out = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+        let (dims, strides) = (map.dims_cwhn(), map.strides_bytes());
+        // Corners and traversal strides innermost first (W, then H), as CUTLASS passes them; the
+        // channels' stride is ignored by the driver.
+        let lower = [map.lower[1], map.lower[0]];
+        let upper = [map.upper[1], map.upper[0]];
+        let element_strides = [1u32, map.stride[1], map.stride[0], 1];
+        // SAFETY: every array holds the rank's entries (4; strides 3, corners 2), the output is a
+        // CUtensorMap; the driver only records the address, nothing is read through it.
+        let r = unsafe {
+            sys::cuTensorMapEncodeIm2col(
+                out.as_mut_ptr(),
+                sys::CUtensorMapDataType_enum::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+                4,
+                map.global as *mut c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                lower.as_ptr(),
+                upper.as_ptr(),
+                map.channels_per_pixel,
+                map.pixels_per_column,
+                element_strides.as_ptr(),
+                sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                cu_swizzle(map.swizzle),
+                sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        self.check("encoding an im2col tensor map", r.result())?;
+        Ok(map_bytes(out))
     }
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {
@@ -846,4 +869,26 @@ impl Driver for CudaDriver {
         let r = unsafe { result::stream::synchronize(self.stream) };
         self.check("waiting for the GPU (a kernel may have failed)", r)
     }
+}
+
+/// The driver's swizzle of a tensor map.
+fn cu_swizzle(swizzle: TmaSwizzle) -> sys::CUtensorMapSwizzle {
+    use sys::CUtensorMapSwizzle_enum as Swizzle;
+    match swizzle {
+        TmaSwizzle::None => Swizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
+        TmaSwizzle::B32 => Swizzle::CU_TENSOR_MAP_SWIZZLE_32B,
+        TmaSwizzle::B64 => Swizzle::CU_TENSOR_MAP_SWIZZLE_64B,
+        TmaSwizzle::B128 => Swizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+    }
+}
+
+/// A tensor map the driver wrote, as bytes.
+fn map_bytes(out: std::mem::MaybeUninit<sys::CUtensorMap>) -> TensorMapBytes {
+    // SAFETY: the driver wrote the map (or the zeroed bytes remain: plain integers either way).
+    let words = unsafe { out.assume_init() }.opaque;
+    let mut bytes = [0u8; 128];
+    for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    TensorMapBytes(bytes)
 }

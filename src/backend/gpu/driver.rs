@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use super::cuda_driver::CudaDriver;
 use super::emu;
 use super::tensor_map::{TensorMapBytes, TiledMap2d};
+use super::tensor_map_im2col::Im2colMap;
 use crate::backend::KernelTime;
 use crate::error::{Error, Result};
 
@@ -116,6 +117,18 @@ pub trait Driver: Send + Sync + 'static {
     /// newer, the emulator's own layout under the emulator ([`TiledMap2d::emulator_map`]); both
     /// check [`TiledMap2d::validate`] first.
     fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
+        map.validate()?;
+        Err(Error::Device {
+            device: self.name(),
+            message: "this driver has no tensor memory accelerator".into(),
+        })
+    }
+
+    /// A tensor map for `tma_load_im2col_4d` (`kernels/tma.cuh`) over `map`'s NHWC tensor:
+    /// `cuTensorMapEncodeIm2col` on a GPU of compute capability 9.0 or newer, the emulator's own
+    /// layout under the emulator ([`Im2colMap::emulator_map`]); both check [`Im2colMap::validate`]
+    /// first.
+    fn encode_tensor_map_im2col(&self, map: &Im2colMap) -> Result<TensorMapBytes> {
         map.validate()?;
         Err(Error::Device {
             device: self.name(),
@@ -631,6 +644,10 @@ impl Driver for EmuDriver {
         map.emulator_map()
     }
 
+    fn encode_tensor_map_im2col(&self, map: &Im2colMap) -> Result<TensorMapBytes> {
+        map.emulator_map()
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.refuse_in_capture("a synchronisation")
     }
@@ -800,6 +817,10 @@ impl Driver for DynDriver {
 
     fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
         (**self).encode_tensor_map_2d(map)
+    }
+
+    fn encode_tensor_map_im2col(&self, map: &Im2colMap) -> Result<TensorMapBytes> {
+        (**self).encode_tensor_map_im2col(map)
     }
 
     fn synchronize(&self) -> Result<()> {

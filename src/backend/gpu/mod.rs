@@ -28,6 +28,7 @@ pub mod sgd_chunks;
 pub mod side_stream;
 mod small_uploads;
 pub mod tensor_map;
+pub mod tensor_map_im2col;
 
 pub use backend::{ConvKernels, DeviceBuffer, GpuBackend};
 pub use cuda_driver::CudaDriver;
