@@ -12,12 +12,13 @@
 //! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
 //! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The forward also times each wgmma tile fed by
-//! TMA (`conv2d_wgmma_tma_forward_*`: the weights by the tensor memory accelerator, and for the 1x1
-//! stride-1 shapes the input too, `conv2d_wgmma_tma_pointwise_forward_*`), as the tile
-//! `wgmma{T}+tma`; and backward-data of those 1x1 stride-1 shapes with both operands by TMA
-//! (`conv2d_wgmma_tma_pointwise_backward_data_*`) and backward-filter
-//! (`conv2d_wgmma_tma_pointwise_backward_filter_*`) likewise. The pass `backward_data_bn` is backward-data
-//! with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
+//! TMA: the weights by the tensor memory accelerator (`conv2d_wgmma_tma_forward_*`, the tile
+//! `wgmma{T}+tma`), and the input too, as tiled boxes for the 1x1 stride-1 shapes
+//! (`conv2d_wgmma_tma_pointwise_forward_*`, `+tma-pw`) and through an im2col map where C is a
+//! multiple of the tile's depth (`conv2d_wgmma_tma_im2col_forward_*`, `+tma-i2c`); and backward-data
+//! and backward-filter of the 1x1 stride-1 shapes with both operands by TMA
+//! (`conv2d_wgmma_tma_pointwise_backward_{data,filter}_*`) likewise, `+tma`. The pass
+//! `backward_data_bn` is backward-data with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
 //! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
 //! backward-filter whose input is a BN + ReLU applied as the operand is staged
@@ -101,10 +102,7 @@ fn time_fed(
     a: DevicePtr,
     args: impl Fn() -> KernelArgs,
 ) -> Result<f64> {
-    let maps = fed
-        .tensor_maps(w, a)
-        .map(|m| driver.encode_tensor_map_2d(&m))
-        .collect::<Result<Vec<_>>>()?;
+    let maps = fed.encode_maps(driver, w, a)?;
     prepare(driver, fed)?;
     time_pass(driver, || {
         launch(
@@ -134,11 +132,7 @@ fn time_filter(
     b: &FilterBuffers,
     rest: impl Fn(KernelArgs) -> KernelArgs,
 ) -> Result<f64> {
-    let maps = f
-        .partial
-        .tensor_maps(b.x, b.dy)
-        .map(|m| driver.encode_tensor_map_2d(&m))
-        .collect::<Result<Vec<_>>>()?;
+    let maps = f.partial.encode_maps(driver, b.x, b.dy)?;
     prepare(driver, &f.partial)?;
     let target = if f.reduce.is_some() {
         b.workspace
@@ -281,18 +275,27 @@ fn sweep_shape(
             planned: fwd.kernel == planned.0,
             tflops: flops / secs / 1e12,
         });
-        // A Hopper tile's forward again with the weights brought by TMA
-        // (`RESNET_TC_KERNELS=wgmma-tma`), as the tile `{name}+tma` of the same pass.
-        if tile.is_hopper() && !general_fwd {
-            let fed = plan::forward_tma_with(&shape, tile, false);
+        // A Hopper tile's forward again fed by TMA (`RESNET_TC_KERNELS=wgmma-tma`), once per feed
+        // that applies: `{name}+tma` the weights alone, `+tma-pw` with the pointwise input's boxes,
+        // `+tma-i2c` with the input through an im2col map.
+        for feed in plan::TcFeed::ALL {
+            if !tile.is_hopper() || general_fwd || !feed.applies(&shape, tile) {
+                continue;
+            }
+            let fed = plan::forward_tma_fed(&shape, tile, false, feed);
             let secs = time_fed(driver, &fed, w, x, || {
                 KernelArgs::new().ptr(x).ptr(w).ptr(y).value(&dims)
             })?;
+            let suffix = match feed {
+                plan::TcFeed::Weights => "+tma",
+                plan::TcFeed::Pointwise => "+tma-pw",
+                plan::TcFeed::Im2col => "+tma-i2c",
+            };
             out.push(Figure {
                 model,
                 shape: s.label(),
                 pass: "forward",
-                tile: format!("{}+tma", tile_name(tile)),
+                tile: format!("{}{suffix}", tile_name(tile)),
                 planned: false,
                 tflops: flops / secs / 1e12,
             });

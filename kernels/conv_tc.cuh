@@ -339,7 +339,7 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
 // MK and NK, are the same for every policy: tc_chunk_offset<BK>.)
 struct TcMmaSyncLoop {
     // (conv_wgmma.cuh's TMA policies bring operands by the tensor memory accelerator.)
-    static constexpr bool A_BY_TMA = false, B_BY_TMA = false;
+    static constexpr bool A_BY_TMA = false, B_BY_TMA = false, IM2COL = false;
 
     template <class Tile, int ROW_ELEMS>
     __device__ static __forceinline__ int kn_offset(int row, int chunk) {

@@ -7,7 +7,11 @@
 // __grid_constant__ TmaMap over w as [K][RSC], box BK x BN: conv_wgmma_tma_sm90a.cu) and the
 // B loader below is not used. With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA, a 1x1 convolution of
 // stride 1 without padding, whose A is x as a [N*H*W][C] matrix) the A tiles come from `x_map` (box
-// BK x BM) too.
+// BK x BM) too. With TcWgmmaTmaIm2colLoop (MainLoop::IM2COL; any shape with C % BK == 0, traps
+// otherwise, so that a slice's BK channels lie in one tap) `x_map` is an im2col map over x
+// (tensor_map_im2col.rs's Im2colMap::for_convolution, box BM pixels by BK channels): one copy a slice
+// brings the A tile, output pixels m0.. at the slice's tap (r, s), channels c0.. (k0 = (r S + s) C +
+// c0), zeros in the padding and past the last pixel.
 #ifndef RESNET_CUDA_CONV_TC_FORWARD_CUH
 #define RESNET_CUDA_CONV_TC_FORWARD_CUH
 
@@ -27,7 +31,9 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     static_assert(!MainLoop::B_BY_TMA || VEC, "TMA kernels: the vector A loader's shapes");
     static_assert(!MainLoop::A_BY_TMA || MainLoop::B_BY_TMA, "A by TMA comes with B by TMA");
     // uniform: a pointwise kernel given a shape whose A is not x itself
-    if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    if (MainLoop::A_BY_TMA && !MainLoop::IM2COL && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    // uniform: an im2col kernel given a shape whose slices would straddle two taps
+    if (MainLoop::IM2COL && d.C % Tile::BK != 0) __trap();
     if (VEC && d.C % 8 != 0) __trap();  // uniform: a vector kernel given an unaligned shape
     if (BN_INPUT && d.C > kTcBnTableChannels) __trap();  // uniform: more channels than the table holds
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
@@ -145,7 +151,21 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
             auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
                 MainLoop::load_box(tile, w_map, k0, n0, bar);
             };
-            if constexpr (MainLoop::A_BY_TMA) {
+            if constexpr (MainLoop::IM2COL) {
+                // The block's first output pixel (n, p, q) and its window corner, once; a slice's
+                // tap and first channel by multiplications (fast_divmod.cuh), in thread 0 alone.
+                const int q0 = m0 % d.Q, p0 = m0 / d.Q % d.P, n_first = m0 / (d.P * d.Q);
+                const int corner_h = p0 * d.stride - d.pad, corner_w = q0 * d.stride - d.pad;
+                const FastDivmod by_c(C), by_s(S);
+                auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+                    int tap, c0, r, s;
+                    by_c.divmod(k0, tap, c0);
+                    by_s.divmod(tap, r, s);
+                    MainLoop::load_pixels(tile, x_map, c0, corner_w, corner_h, n_first, s, r, bar);
+                };
+                MainLoop::template run<Tile, false, false>(acc, stages, slices, load_a_box, load_b_box, landed,
+                                                           issued);
+            } else if constexpr (MainLoop::A_BY_TMA) {
                 auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
                     MainLoop::load_box(tile, x_map, k0, m0, bar);
                 };

@@ -63,6 +63,7 @@
 // TcWgmmaTmaPointwiseLoop (A_BY_TMA too): the A tile likewise, a BM x BK box announced on the same
 // barrier (expect_tx of both boxes' bytes); with no cp.async left, the loop drops the cp.async waits,
 // commits and the generic-to-async proxy fence, and keeps the __syncthreads for the stage reuse.
+// TcWgmmaTmaIm2colLoop likewise, its A box an im2col copy (any shape whose C is a multiple of BK).
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
@@ -266,7 +267,7 @@ struct TcWgmmaPipeline {
 
 // mma.sync's loaders for both operands (every thread's cp.async), Hopper's multiply.
 struct TcWgmmaLoop : TcWgmmaPipeline<false, false> {
-    static constexpr bool A_BY_TMA = false, B_BY_TMA = false;
+    static constexpr bool A_BY_TMA = false, B_BY_TMA = false, IM2COL = false;
 };
 
 // The B operand by TMA (see the header): the forward's weights, a 2-D tensor map over w as [K][RSC]
@@ -274,7 +275,7 @@ struct TcWgmmaLoop : TcWgmmaPipeline<false, false> {
 // TmaMap, tma.cuh: void here so that conv_tc_forward.cuh, which sm_80 files include too, needs no
 // sm_90 type).
 struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
-    static constexpr bool A_BY_TMA = false, B_BY_TMA = true;
+    static constexpr bool A_BY_TMA = false, B_BY_TMA = true, IM2COL = false;
 
     // The map's box at (reduction k0, row n0) into `tile`, completing `bar`.
     __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int n0,
@@ -288,11 +289,32 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // barrier; or a pointwise backward-data (dy as [N*H*W][K], w's panels). No thread issues a cp.async:
 // the loop is the waits, the barrier, thread 0's copies and the multiply.
 struct TcWgmmaTmaPointwiseLoop : TcWgmmaPipeline<true, true> {
-    static constexpr bool A_BY_TMA = true, B_BY_TMA = true;
+    static constexpr bool A_BY_TMA = true, B_BY_TMA = true, IM2COL = false;
 
     __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int row0,
                                                     std::uint64_t* bar) {
         ::tma_load_2d(tile, map, k0, row0, bar);  // (not emu:: by ADL on bf16)
+    }
+};
+
+// Both operands by TMA, A through the im2col mode: any forward shape with C % BK == 0, the A tile
+// of a slice one copy of BM output pixels at the slice's tap by its BK channels (conv_tc_forward.cuh;
+// the map's box and walk: src/backend/gpu/tensor_map_im2col.rs), the weights' box beside it on the
+// stage's barrier. The same loop as the pointwise one: no thread computes an A address.
+struct TcWgmmaTmaIm2colLoop : TcWgmmaPipeline<true, true> {
+    static constexpr bool A_BY_TMA = true, B_BY_TMA = true, IM2COL = true;
+
+    __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int row0,
+                                                    std::uint64_t* bar) {
+        ::tma_load_2d(tile, map, k0, row0, bar);  // (not emu:: by ADL on bf16)
+    }
+
+    // The im2col map's BM pixels from window corner (corner_w, corner_h) of image n at filter tap
+    // (r, s), channels c0.., into `tile`, completing `bar`.
+    __device__ static __forceinline__ void load_pixels(bf16* tile, const void* map, int c0, int corner_w, int corner_h,
+                                                       int n, int s, int r, std::uint64_t* bar) {
+        ::tma_load_im2col_4d(tile, map, c0, corner_w, corner_h, n, static_cast<std::uint16_t>(s),
+                             static_cast<std::uint16_t>(r), bar);
     }
 };
 

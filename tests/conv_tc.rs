@@ -124,14 +124,14 @@ fn run(l: &TcLaunch, mut args: KernelArgs) {
     .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
 }
 
-/// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`), over
+/// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::encode_maps`), over
 /// the GEMM's B operand at `b` (w, or backward-filter's x) and its A operand at `a` (the forward's
 /// x, the backward passes' dy); `args` unchanged for every other launch.
 fn with_tensor_maps(l: &TcLaunch, mut args: KernelArgs, b: DevicePtr, a: DevicePtr) -> KernelArgs {
-    for map in l.tensor_maps(b, a) {
-        let bytes = driver()
-            .encode_tensor_map_2d(&map)
-            .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
+    let maps = l
+        .encode_maps(driver(), b, a)
+        .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
+    for bytes in maps {
         args = args.tensor_map(&bytes);
     }
     args

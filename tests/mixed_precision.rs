@@ -769,7 +769,8 @@ fn step_and_launches(
 }
 
 /// `RESNET_TC_KERNELS=wgmma-tma`: the wgmma family with the forward convolutions' weights brought
-/// by the tensor memory accelerator (`conv2d_wgmma_tma_forward*`). The same tiles in the same
+/// by the tensor memory accelerator (`conv2d_wgmma_tma_forward*`), and their input too where C is a
+/// multiple of the slice depth, through an im2col map (`conv2d_wgmma_tma_im2col_forward*`). The same tiles in the same
 /// shared-memory layout and the same multiply, so the training step must be the wgmma family's bit
 /// for bit (loss, every parameter and gradient) with the same launches: resnet8 with every BN
 /// output stored (each forward then a plain statistics kernel, all fed by TMA) and with the BN +
@@ -809,6 +810,14 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
             count("conv2d_wgmma_tma_pointwise_"),
         );
         assert!(fed > 0, "{name}: no forward was fed by TMA");
+        // The 3x3 convolutions of 32 and 64 channels (and resnet8's 1x1 projections) bring their
+        // input through an im2col map; the 16-channel ones, whose slices would straddle two taps,
+        // the weights alone.
+        let im2col = count("conv2d_wgmma_tma_im2col_");
+        assert!(
+            im2col > 0,
+            "{name}: no forward was fed through an im2col map"
+        );
         // The bottleneck blocks' 1x1 stride-1 convolutions take both operands by TMA, forward and
         // backward-data (with and without the BN partials).
         assert_eq!(
@@ -842,7 +851,7 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
         }
         eprintln!(
             "{name}: {fed} TMA-fed launches ({pointwise} pointwise, {backward} of them \
-             backward-data, {filter} backward-filter), the same bits"
+             backward-data, {filter} backward-filter; {im2col} im2col), the same bits"
         );
     }
 }

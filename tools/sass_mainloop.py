@@ -48,6 +48,7 @@ SOURCES = [
     ("conv_wgmma_forward_sm90a.cu", "sm_90a"),
     ("conv_wgmma_backward_sm90a.cu", "sm_90a"),
     ("conv_wgmma_tma_sm90a.cu", "sm_90a"),
+    ("conv_wgmma_tma_im2col_sm90a.cu", "sm_90a"),
 ]
 
 

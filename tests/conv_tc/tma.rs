@@ -9,13 +9,16 @@
 //! `wgmma_every_tile_and_pass` and `forward_stats_every_tile_and_loader`.) Every Hopper tile, on
 //! [`wgmma_shapes`] (reductions of 6.75, 36, 1 and 0.5 slices, the last box mostly outside the
 //! tensor; partial column tiles of 40, 72 and 264 channels: boxes past K; one pointwise shape) and
-//! two more pointwise ones ([`pointwise_shapes`]). The same for the forward whose input is a BN's
+//! two more pointwise ones ([`pointwise_shapes`]); and the input through an im2col map (a slice's A
+//! tile one copy: `conv2d_wgmma_tma_im2col_forward[_stats]_*`, kernels/conv_wgmma_tma_im2col_sm90a.cu)
+//! on every shape whose C is a multiple of the tile's depth ([`im2col_shapes`] too). The same for the forward whose input is a BN's
 //! output (BN + ReLU applied in shared memory after the copy lands), against the plain kernel on
 //! that output stored. And for pointwise shapes both backward passes, both operands by TMA.
 
 use super::bn_input::{bn_input_shapes, check_fused_backward_filter, check_fused_forward};
 use super::statistics::{conv_inputs, run_stats};
 use super::*;
+use resnet_cuda::backend::gpu::conv_tc_plan::TcFeed;
 
 /// Pointwise shapes (1x1, stride 1, no padding) beyond [`wgmma_shapes`]' one: 3 slices over
 /// M = 98, and 6.25 slices (C = 200) over M = 169, both with partial row tiles (boxes past N*H*W).
@@ -26,45 +29,71 @@ fn pointwise_shapes() -> [ConvShape; 2] {
     ]
 }
 
+/// Shapes whose C is a multiple of 64, for the im2col feed of every tile (BK 32 and 64): 3x3 of
+/// stride 2 with padding on an odd, non-square input (boxes that wrap rows and images, the last tile
+/// past M), 3x3 of stride 1 whose tiles wrap several rows and both images, and a 1x1 of stride 2.
+fn im2col_shapes() -> [ConvShape; 3] {
+    [
+        shape([2, 9, 7, 64], [40, 3, 3, 64], 2, 1),
+        shape([2, 6, 5, 128], [72, 3, 3, 128], 1, 1),
+        shape([2, 7, 7, 64], [48, 1, 1, 64], 2, 0),
+    ]
+}
+
+/// Every feed of the TMA-fed forward ([`TcFeed`]: the weights alone; the pointwise input's boxes;
+/// the input through an im2col map) on every Hopper tile and every shape it applies to, with and
+/// without the statistics: y and the partials bit for bit the plain kernel's.
 #[test]
 fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
     let shapes: Vec<ConvShape> = wgmma_shapes()
         .into_iter()
         .chain(pointwise_shapes())
+        .chain(im2col_shapes())
         .collect();
+    let mut fed_by = [0; 3];
     for (i, s) in shapes.iter().enumerate() {
         let (x, w) = conv_inputs(s, false, 1300 + i as u64);
         for tile in TcTile::HOPPER {
-            let tma = conv_tc_plan::forward_tma_with(s, tile, false);
-            assert_hopper_kernel_loaded(tma.kernel);
-            assert_eq!(
-                tma.kernel.contains("pointwise"),
-                conv_tc_plan::is_pointwise(s)
-            );
-            let what = format!("{} on {:?} {:?}", tma.kernel, s.x, s.w);
-            let plain = run_forward(s, &conv_tc_plan::forward_with(s, tile, false), &x, &w);
-            assert!(
-                run_forward(s, &tma, &x, &w) == plain,
-                "{what}: y differs from the cp.async kernel's"
-            );
+            for (f, feed) in TcFeed::ALL.into_iter().enumerate() {
+                if !feed.applies(s, tile) {
+                    continue;
+                }
+                fed_by[f] += 1;
+                let tma = conv_tc_plan::forward_tma_fed(s, tile, false, feed);
+                assert_hopper_kernel_loaded(tma.kernel);
+                let what = format!("{} on {:?} {:?}", tma.kernel, s.x, s.w);
+                let plain = run_forward(s, &conv_tc_plan::forward_with(s, tile, false), &x, &w);
+                assert!(
+                    run_forward(s, &tma, &x, &w) == plain,
+                    "{what}: y differs from the cp.async kernel's"
+                );
 
-            let (stats_plain, part) = conv_tc_plan::forward_stats_with(s, tile, false);
-            let stats_tma = conv_tc_plan::forward_tma_with(s, tile, true);
-            assert_eq!(
-                stats_tma.grid, stats_plain.grid,
-                "{what}: the same partition"
-            );
-            let (y_a, partials_a) = run_stats(s, &stats_plain, &part, &x, &w);
-            let (y_b, partials_b) = run_stats(s, &stats_tma, &part, &x, &w);
-            let as_bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert!(y_a == y_b, "{}: y differs", stats_tma.kernel);
-            assert!(
-                as_bits(&partials_a) == as_bits(&partials_b),
-                "{}: the statistics partials differ",
-                stats_tma.kernel
-            );
+                let (stats_plain, part) = conv_tc_plan::forward_stats_with(s, tile, false);
+                let stats_tma = conv_tc_plan::forward_tma_fed(s, tile, true, feed);
+                assert_eq!(
+                    stats_tma.grid, stats_plain.grid,
+                    "{what}: the same partition"
+                );
+                let (y_a, partials_a) = run_stats(s, &stats_plain, &part, &x, &w);
+                let (y_b, partials_b) = run_stats(s, &stats_tma, &part, &x, &w);
+                let as_bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(y_a == y_b, "{}: y differs", stats_tma.kernel);
+                assert!(
+                    as_bits(&partials_a) == as_bits(&partials_b),
+                    "{}: the statistics partials differ",
+                    stats_tma.kernel
+                );
+            }
         }
     }
+    // Every feed ran: the weights on all 9 shapes, the boxes on the 3 pointwise ones, im2col
+    // wherever C is a multiple of BK (the 3 shapes above and the 128-channel one on every tile; the
+    // 96- and 32-channel ones on the 32-deep tiles).
+    assert_eq!(
+        fed_by,
+        [63, 21, 38],
+        "(weights, pointwise, im2col) launches checked"
+    );
 }
 
 /// The forward whose input is a BN's output with its ReLU, fed by TMA
@@ -192,11 +221,12 @@ fn wgmma_backward_filter_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stor
     assert_eq!(checked, 4 * 4 * 2);
 }
 
-/// A pointwise kernel given a shape whose A is not x itself (here 1x1 with stride 2) traps rather
+/// A pointwise kernel given a shape whose A is not x itself (here 1x1 with stride 2), or an im2col
+/// kernel given one whose slices would straddle two taps (C = 32 on a 64-deep tile), traps rather
 /// than reading the wrong pixels. Emulator only, as `vector_kernels_trap_on_unaligned_channels`: on
 /// a GPU a trap ends the context every later test of the process shares.
 #[test]
-fn the_pointwise_kernel_traps_on_a_strided_shape() {
+fn tma_fed_kernels_trap_on_shapes_they_cannot_walk() {
     if driver().name() != "emu" {
         eprintln!(
             "not run on {}: a trap would end the context",
@@ -204,30 +234,45 @@ fn the_pointwise_kernel_traps_on_a_strided_shape() {
         );
         return;
     }
-    let s = shape([1, 8, 8, 32], [32, 1, 1, 32], 2, 0);
     let pointwise = shape([1, 8, 8, 32], [32, 1, 1, 32], 1, 0);
-    let mut l = conv_tc_plan::forward_tma_with(&pointwise, TcTile::H64x64, false);
-    // The strided shape's grid and maps, the pointwise kernel.
-    let strided = conv_tc_plan::forward_tma_with(&s, TcTile::H64x64, false);
-    l.grid = strided.grid;
-    let (dx, dw) = (
-        DeviceVec::new(&vec![0u16; len(s.x)]),
-        DeviceVec::new(&vec![0u16; len(s.w)]),
-    );
-    let dy = DeviceVec::new(&vec![0u16; len(s.y)]);
-    let args = KernelArgs::new()
-        .ptr(dx.ptr)
-        .ptr(dw.ptr)
-        .ptr(dy.ptr)
-        .value(&s.dims());
-    let mut args = with_tensor_maps(&l, args, dw.ptr, dx.ptr);
-    let mut params = args.params();
-    // SAFETY: the kernel's parameters, buffers sized for the shape.
-    let result = unsafe {
-        driver()
-            .launch(l.kernel, l.grid, l.block, l.shared_bytes, &mut params)
-            .and_then(|()| driver().synchronize())
-    };
-    let e = result.expect_err("a strided shape must trap in the pointwise kernel");
-    assert!(e.to_string().contains("__trap()"), "{}: {e}", l.kernel);
+    let pointwise_kernel = conv_tc_plan::forward_tma_with(&pointwise, TcTile::H64x64, false);
+    let c64 = shape([1, 8, 8, 64], [32, 3, 3, 64], 1, 1);
+    let im2col_kernel =
+        conv_tc_plan::forward_tma_fed(&c64, TcTile::H128x128K64, false, TcFeed::Im2col);
+    for (kernel, s) in [
+        (pointwise_kernel, shape([1, 8, 8, 32], [32, 1, 1, 32], 2, 0)),
+        (im2col_kernel, shape([1, 8, 8, 32], [32, 3, 3, 32], 1, 1)),
+    ] {
+        // The other shape's grid and maps, the kernel.
+        let other = conv_tc_plan::forward_tma_fed(&s, TcTile::H64x64, false, TcFeed::Weights);
+        let l = TcLaunch {
+            grid: other.grid,
+            ..kernel
+        };
+        let (dx, dw) = (
+            DeviceVec::new(&vec![0u16; len(s.x).max(len(c64.x))]),
+            DeviceVec::new(&vec![0u16; len(s.w).max(len(c64.w))]),
+        );
+        let dy = DeviceVec::new(&vec![0u16; len(s.y).max(len(c64.y))]);
+        let args = KernelArgs::new()
+            .ptr(dx.ptr)
+            .ptr(dw.ptr)
+            .ptr(dy.ptr)
+            .value(&s.dims());
+        let mut args = with_tensor_maps(&l, args, dw.ptr, dx.ptr);
+        if l.needs_shared_opt_in() {
+            driver()
+                .set_max_dynamic_shared(l.kernel, l.shared_bytes)
+                .unwrap();
+        }
+        let mut params = args.params();
+        // SAFETY: the kernel's parameters, buffers sized for either shape.
+        let result = unsafe {
+            driver()
+                .launch(l.kernel, l.grid, l.block, l.shared_bytes, &mut params)
+                .and_then(|()| driver().synchronize())
+        };
+        let e = result.expect_err("the kernel must trap on a shape it cannot walk");
+        assert!(e.to_string().contains("__trap()"), "{}: {e}", l.kernel);
+    }
 }

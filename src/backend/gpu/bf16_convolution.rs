@@ -59,7 +59,7 @@ impl<D: Driver> GpuBackend<D> {
         self.launch(l.kernel, l.grid, l.block, l.shared_bytes, args)
     }
 
-    /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::tensor_maps`) over
+    /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::encode_maps`) over
     /// the GEMM's B operand at `b` (the weights, or backward-filter's x) and its A operand at `a`
     /// (the forward's x, the backward passes' dy); encoded on the host, no device call (a few
     /// hundred nanoseconds a map).
@@ -70,8 +70,8 @@ impl<D: Driver> GpuBackend<D> {
         b: DevicePtr,
         a: DevicePtr,
     ) -> Result<KernelArgs> {
-        for map in l.tensor_maps(b, a) {
-            args = args.tensor_map(&self.driver.encode_tensor_map_2d(&map)?);
+        for map in l.encode_maps(&*self.driver, b, a)? {
+            args = args.tensor_map(&map);
         }
         Ok(args)
     }

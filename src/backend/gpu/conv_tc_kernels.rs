@@ -197,6 +197,26 @@ pub(super) const FORWARD_STATS_POINTWISE_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_pointwise_forward_stats_128x256k64_bf16",
 ];
 
+/// The forward kernels with the input through an im2col map (C % BK == 0), by Hopper tile index.
+pub(super) const FORWARD_IM2COL_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_im2col_forward_128x128_bf16",
+    "conv2d_wgmma_tma_im2col_forward_128x256_bf16",
+    "conv2d_wgmma_tma_im2col_forward_64x128_bf16",
+    "conv2d_wgmma_tma_im2col_forward_128x64_bf16",
+    "conv2d_wgmma_tma_im2col_forward_64x64_bf16",
+    "conv2d_wgmma_tma_im2col_forward_128x128k64_bf16",
+    "conv2d_wgmma_tma_im2col_forward_128x256k64_bf16",
+];
+pub(super) const FORWARD_STATS_IM2COL_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_im2col_forward_stats_128x128_bf16",
+    "conv2d_wgmma_tma_im2col_forward_stats_128x256_bf16",
+    "conv2d_wgmma_tma_im2col_forward_stats_64x128_bf16",
+    "conv2d_wgmma_tma_im2col_forward_stats_128x64_bf16",
+    "conv2d_wgmma_tma_im2col_forward_stats_64x64_bf16",
+    "conv2d_wgmma_tma_im2col_forward_stats_128x128k64_bf16",
+    "conv2d_wgmma_tma_im2col_forward_stats_128x256k64_bf16",
+];
+
 /// Backward-data with both operands fed by TMA, for pointwise shapes, by Hopper tile index.
 pub(super) const BACKWARD_DATA_POINTWISE_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_pointwise_backward_data_128x128_bf16",

@@ -60,15 +60,16 @@ use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
     kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS,
     BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS, BACKWARD_FILTER_KERNELS,
-    BACKWARD_FILTER_POINTWISE_TMA_KERNELS, FORWARD_KERNELS, FORWARD_POINTWISE_TMA_KERNELS,
-    FORWARD_STATS_KERNELS, FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS,
-    FORWARD_TMA_KERNELS,
+    BACKWARD_FILTER_POINTWISE_TMA_KERNELS, FORWARD_IM2COL_TMA_KERNELS, FORWARD_KERNELS,
+    FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_IM2COL_TMA_KERNELS, FORWARD_STATS_KERNELS,
+    FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
 };
-use super::driver::DevicePtr;
+use super::driver::{DevicePtr, Driver};
 use super::launch_constants::{TC_BN_TABLE_CHANNELS, WGMMA_TMA_BARRIER_BYTES};
-use super::tensor_map::{TiledMap2d, TmaSwizzle};
+use super::tensor_map::{TensorMapBytes, TiledMap2d};
 
 pub use super::conv_tc_kernels::FILTER_REDUCE_KERNEL;
+pub use super::conv_tc_maps::{TcIm2colOperand, TcOperandMap};
 pub use super::conv_tc_tile::{TcFamily, TcTile};
 
 /// Dynamic shared memory a kernel may use without opting in (`cuFuncSetAttribute`).
@@ -89,6 +90,9 @@ pub struct TcLaunch {
     /// `Some` for `conv2d_wgmma_tma_pointwise_*`: the map of the GEMM's A operand, after the B map:
     /// the forward's input x (`x_map`), the output gradient dy of both backward passes (`dy_map`).
     pub a_map: Option<TcOperandMap>,
+    /// `Some` for `conv2d_wgmma_tma_im2col_*` (instead of `a_map`): the forward's input x through an
+    /// im2col map (`x_map`, after the B map).
+    pub a_im2col: Option<TcIm2colOperand>,
 }
 
 impl TcLaunch {
@@ -99,6 +103,25 @@ impl TcLaunch {
     pub fn tensor_maps(&self, b: DevicePtr, a: DevicePtr) -> impl Iterator<Item = TiledMap2d> {
         let b_map = self.b_map.map(|m| m.tiled_map(b));
         b_map.into_iter().chain(self.a_map.map(|m| m.tiled_map(a)))
+    }
+
+    /// Every tensor map the launch takes after its other parameters, in order, encoded by `driver`
+    /// over the B operand's tensor at `b` and the A operand's at `a` ([`Self::tensor_maps`]'s tiled
+    /// maps, then the im2col map of [`Self::a_im2col`]); none for a launch not fed by TMA.
+    pub fn encode_maps<D: Driver + ?Sized>(
+        &self,
+        driver: &D,
+        b: DevicePtr,
+        a: DevicePtr,
+    ) -> crate::Result<Vec<TensorMapBytes>> {
+        let mut maps = self
+            .tensor_maps(b, a)
+            .map(|m| driver.encode_tensor_map_2d(&m))
+            .collect::<crate::Result<Vec<_>>>()?;
+        if let Some(x) = self.a_im2col {
+            maps.push(driver.encode_tensor_map_im2col(&x.im2col_map(a))?);
+        }
+        Ok(maps)
     }
 
     /// This plain wgmma launch as its TMA-fed `kernel`: the same grid and block, the pipeline's
@@ -114,89 +137,8 @@ impl TcLaunch {
             shared_bytes: self.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
             b_map: Some(b_map),
             a_map,
+            a_im2col: None,
             ..self
-        }
-    }
-}
-
-/// An operand as a TMA-fed forward reads it: a row-major bf16 matrix of `rows` rows of `depth`
-/// reduction elements, one copy a slice bringing the box of `box_rows` rows by `box_depth` (BK)
-/// elements, stored with the swizzle the wgmma descriptors read (64 bytes for rows of 32 bf16, 128
-/// for 64). Out-of-bounds elements (past the rows, past the depth) arrive as zeros. The weights: w
-/// (KRSC) as K rows of R*S*C, boxes of BN rows; a pointwise forward's input: x (NHWC) as N*H*W rows
-/// of C, boxes of BM rows; a pointwise backward-data's dy as N*H*W rows of K, boxes of BM rows, and
-/// its w as K rows of C in boxes of BK rows by 64 (one 64-wide panel of the KN tile, whose rows of
-/// 128 bytes take the 128-byte swizzle); a pointwise backward-filter's dy (N*P*Q rows of K) and x
-/// (N*H*W rows of C) likewise in boxes of BK rows by 64, panels of its KM and KN tiles (there the
-/// rows are the reduction and `depth` is not).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcOperandMap {
-    pub rows: usize,
-    pub depth: usize,
-    pub box_rows: u32,
-    pub box_depth: u32,
-}
-
-impl TcOperandMap {
-    fn weights(shape: &ConvShape, tile: TcTile) -> Self {
-        let [k, r, s, c] = shape.w;
-        TcOperandMap {
-            rows: k,
-            depth: r * s * c,
-            box_rows: tile.bn() as u32,
-            box_depth: tile.bk() as u32,
-        }
-    }
-
-    fn pointwise_input(shape: &ConvShape, tile: TcTile) -> Self {
-        let [n, h, w, c] = shape.x;
-        TcOperandMap {
-            rows: n * h * w,
-            depth: c,
-            box_rows: tile.bm() as u32,
-            box_depth: tile.bk() as u32,
-        }
-    }
-
-    fn weight_panels(shape: &ConvShape, tile: TcTile) -> Self {
-        let [k, _, _, c] = shape.w;
-        Self::panels(k, c, tile)
-    }
-
-    /// A row-major `rows` x `columns` matrix read as 64-wide panels of BK rows.
-    fn panels(rows: usize, columns: usize, tile: TcTile) -> Self {
-        TcOperandMap {
-            rows,
-            depth: columns,
-            box_rows: tile.bk() as u32,
-            box_depth: 64,
-        }
-    }
-
-    fn pointwise_output_gradient(shape: &ConvShape, tile: TcTile) -> Self {
-        let [n, p, q, k] = shape.y;
-        TcOperandMap {
-            rows: n * p * q,
-            depth: k,
-            box_rows: tile.bm() as u32,
-            box_depth: tile.bk() as u32,
-        }
-    }
-
-    /// The map over the matrix at `global` (the vector kernels' C % 8 == 0 makes the row stride a
-    /// multiple of 16 bytes, as TMA requires).
-    pub fn tiled_map(&self, global: DevicePtr) -> TiledMap2d {
-        TiledMap2d {
-            global,
-            element_bytes: 2,
-            dims: [self.depth as u64, self.rows as u64],
-            row_stride_bytes: self.depth as u64 * 2,
-            box_dims: [self.box_depth, self.box_rows],
-            swizzle: if self.box_depth == 64 {
-                TmaSwizzle::B128
-            } else {
-                TmaSwizzle::B64
-            },
         }
     }
 }
@@ -288,37 +230,90 @@ pub fn forward_for(shape: &ConvShape, family: TcFamily) -> TcLaunch {
     forward_with(shape, tile, general)
 }
 
-/// The forward of a Hopper `tile` fed by TMA: for a pointwise shape ([`is_pointwise`]) both
-/// operands (`conv2d_wgmma_tma_pointwise_forward[_stats]_{T}_bf16`), for any other the weights
-/// (`conv2d_wgmma_tma_forward[_stats]_{T}_bf16`); params those of the plain wgmma kernel, then the
-/// maps ([`TcLaunch::tensor_maps`]). Its grid and block are the plain kernel's, its shared memory
-/// that plus the pipeline's mbarriers. Vector shapes only (C % 8 == 0).
+/// How a TMA-fed forward brings its A operand, the input x (its weights always come by TMA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcFeed {
+    /// By every thread's cp.async, as the plain wgmma kernel (`conv2d_wgmma_tma_forward*`).
+    Weights,
+    /// As an [N*H*W][C] matrix in tiled boxes: 1x1 convolutions of stride 1 without padding
+    /// ([`is_pointwise`]; `conv2d_wgmma_tma_pointwise_forward*`).
+    Pointwise,
+    /// Through an im2col map, a slice one copy: shapes whose C is a multiple of the tile's BK
+    /// (`conv2d_wgmma_tma_im2col_forward*`).
+    Im2col,
+}
+
+impl TcFeed {
+    pub const ALL: [TcFeed; 3] = [TcFeed::Weights, TcFeed::Pointwise, TcFeed::Im2col];
+
+    /// Whether a forward of `shape` (a vector shape: C % 8 == 0) on the Hopper `tile` can take it.
+    pub fn applies(self, shape: &ConvShape, tile: TcTile) -> bool {
+        match self {
+            TcFeed::Weights => true,
+            TcFeed::Pointwise => is_pointwise(shape),
+            TcFeed::Im2col => shape.x[3] % tile.bk() == 0,
+        }
+    }
+}
+
+/// The feed the plan takes: the tiled boxes for a pointwise shape (the simplest copy), else im2col
+/// where C allows, else the weights alone.
+pub fn forward_feed(shape: &ConvShape, tile: TcTile) -> TcFeed {
+    if TcFeed::Pointwise.applies(shape, tile) {
+        TcFeed::Pointwise
+    } else if TcFeed::Im2col.applies(shape, tile) {
+        TcFeed::Im2col
+    } else {
+        TcFeed::Weights
+    }
+}
+
+/// The forward of a Hopper `tile` fed by TMA as the plan feeds it ([`forward_feed`]).
 pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunch {
+    forward_tma_fed(shape, tile, stats, forward_feed(shape, tile))
+}
+
+/// The forward of a Hopper `tile` with its weights by TMA and its input as `feed` says
+/// (`conv2d_wgmma_tma_[pointwise_|im2col_]forward[_stats]_{T}_bf16`): params those of the plain
+/// wgmma kernel, then the maps ([`TcLaunch::encode_maps`]). Its grid and block are the plain
+/// kernel's, its shared memory that plus the pipeline's mbarriers. Vector shapes only (C % 8 == 0),
+/// and a `feed` that applies ([`TcFeed::applies`]).
+pub fn forward_tma_fed(shape: &ConvShape, tile: TcTile, stats: bool, feed: TcFeed) -> TcLaunch {
     assert!(
-        tile.is_hopper(),
-        "the {} tile has no TMA kernels",
+        tile.is_hopper() && feed.applies(shape, tile),
+        "the {} tile has no TMA kernel fed by {feed:?} for {shape:?}",
         tile.name()
     );
-    let pointwise = is_pointwise(shape);
-    let table = match (pointwise, stats) {
-        (false, false) => &FORWARD_TMA_KERNELS,
-        (false, true) => &FORWARD_STATS_TMA_KERNELS,
-        (true, false) => &FORWARD_POINTWISE_TMA_KERNELS,
-        (true, true) => &FORWARD_STATS_POINTWISE_TMA_KERNELS,
+    let table = match (feed, stats) {
+        (TcFeed::Weights, false) => &FORWARD_TMA_KERNELS,
+        (TcFeed::Weights, true) => &FORWARD_STATS_TMA_KERNELS,
+        (TcFeed::Pointwise, false) => &FORWARD_POINTWISE_TMA_KERNELS,
+        (TcFeed::Pointwise, true) => &FORWARD_STATS_POINTWISE_TMA_KERNELS,
+        (TcFeed::Im2col, false) => &FORWARD_IM2COL_TMA_KERNELS,
+        (TcFeed::Im2col, true) => &FORWARD_STATS_IM2COL_TMA_KERNELS,
     };
     let plain = if stats {
         forward_stats_with(shape, tile, false).0
     } else {
         forward_with(shape, tile, false)
     };
-    forward_fed(plain, table[tile.index()], shape, tile)
+    forward_fed(plain, table[tile.index()], shape, tile, feed)
 }
 
 /// The forward launch `plain` of a Hopper `tile` as the TMA-fed `kernel`: the weights' map, and
-/// the input's for a pointwise shape.
-fn forward_fed(plain: TcLaunch, kernel: &'static str, shape: &ConvShape, tile: TcTile) -> TcLaunch {
-    let input = is_pointwise(shape).then(|| TcOperandMap::pointwise_input(shape, tile));
-    plain.fed_by_tma(kernel, TcOperandMap::weights(shape, tile), input)
+/// the input's as `feed` brings it.
+fn forward_fed(
+    plain: TcLaunch,
+    kernel: &'static str,
+    shape: &ConvShape,
+    tile: TcTile,
+    feed: TcFeed,
+) -> TcLaunch {
+    let input = (feed == TcFeed::Pointwise).then(|| TcOperandMap::pointwise_input(shape, tile));
+    TcLaunch {
+        a_im2col: (feed == TcFeed::Im2col).then(|| TcIm2colOperand::input(shape, tile)),
+        ..plain.fed_by_tma(kernel, TcOperandMap::weights(shape, tile), input)
+    }
 }
 
 /// Whether a forward's A operand is its input itself, as an [N*H*W][C] matrix: a 1x1 convolution of
@@ -402,7 +397,12 @@ pub fn forward_stats_bnrelu_tma_with(shape: &ConvShape, tile: TcTile) -> Option<
         (TcTile::H64x64, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16",
         _ => return None,
     };
-    Some(forward_fed(plain, kernel, shape, tile))
+    let feed = if pointwise {
+        TcFeed::Pointwise
+    } else {
+        TcFeed::Weights
+    };
+    Some(forward_fed(plain, kernel, shape, tile, feed))
 }
 
 /// [`forward_stats_bnrelu_for`] with an explicit tile (tests), `None` for a tile without the kernel:
@@ -739,6 +739,7 @@ pub fn backward_filter_with(
         shared_bytes: 0,
         b_map: None,
         a_map: None,
+        a_im2col: None,
     });
     TcFilterLaunch {
         partial,
@@ -806,6 +807,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         shared_bytes: tile.shared_bytes(),
         b_map: None,
         a_map: None,
+        a_im2col: None,
     }
 }
 
@@ -816,6 +818,7 @@ fn dim(v: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::gpu::tensor_map::TmaSwizzle;
     use crate::backend::Conv2dGeometry;
 
     fn shape(x: [usize; 4], w: [usize; 4], stride: usize, pad: usize) -> ConvShape {
@@ -902,13 +905,25 @@ mod tests {
                 };
                 let op = if stats { "forward_stats" } else { "forward" };
                 let pointwise = is_pointwise(&s);
+                // The tile's depth: 64 for the k64 tiles.
+                let bk = if wg.kernel.contains("k64") { 64 } else { 32 };
+                let im2col = !pointwise && s.x[3] % bk == 0;
                 let plain = format!("conv2d_wgmma_{op}_");
-                let fed = if pointwise {
-                    format!("conv2d_wgmma_tma_pointwise_{op}_")
-                } else {
-                    format!("conv2d_wgmma_tma_{op}_")
+                let fed = match (pointwise, im2col) {
+                    (true, _) => format!("conv2d_wgmma_tma_pointwise_{op}_"),
+                    (false, true) => format!("conv2d_wgmma_tma_im2col_{op}_"),
+                    (false, false) => format!("conv2d_wgmma_tma_{op}_"),
                 };
                 assert_eq!(wg.kernel.replacen(&plain, &fed, 1), tma.kernel);
+                // The im2col map: x's geometry, BM pixels by BK channels, a valid map.
+                let x_map = tma.a_im2col.map(|a| a.im2col_map(0x7f00_0010_0000));
+                assert_eq!(x_map.is_some(), im2col);
+                if let Some(m) = x_map {
+                    assert_eq!(m.nhwc, s.x);
+                    assert_eq!(m.pixels_per_column as usize, wg.block.0 as usize / 2);
+                    assert_eq!(m.channels_per_pixel, bk as u32);
+                    m.validate().unwrap();
+                }
                 assert_eq!((wg.grid, wg.block), (tma.grid, tma.block), "{s:?}");
                 assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                 let map = tma.b_map.expect("a TMA launch has a weight map");

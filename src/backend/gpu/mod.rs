@@ -5,6 +5,7 @@ pub mod bf16_launch;
 mod buffer;
 pub mod conv_plan;
 mod conv_tc_kernels;
+mod conv_tc_maps;
 pub mod conv_tc_plan;
 mod conv_tc_tile;
 mod convolution;

@@ -1,0 +1,58 @@
+// conv_wgmma_tma_im2col_sm90a.cu: Hopper's wgmma forward with both operands brought by the tensor
+// memory accelerator for any shape whose input channels are a multiple of the slice depth BK: the
+// weights' box as conv_wgmma_tma_sm90a.cu's, and the A tile (BM output pixels at one filter tap by BK
+// input channels) by one im2col-mode copy (TcWgmmaTmaIm2colLoop, conv_wgmma.cuh;
+// docs/plans/hopper-tma.md), so that no thread computes an input address, a tap or a bounds test.
+// sm_90a only.
+//
+// Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles reach
+// shared memory in the same swizzled layout, zeros where the cp.async loader's zero fill puts them).
+//
+// Kernels, with params (const bf16* x, const bf16* w, bf16* y, ConvDims d, const TmaMap w_map,
+// const TmaMap x_map):
+//   conv2d_wgmma_tma_im2col_forward_{T}_bf16
+// and with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d, const TmaMap w_map,
+// const TmaMap x_map):
+//   conv2d_wgmma_tma_im2col_forward_stats_{T}_bf16   (the statistics partials as conv2d_wgmma_forward_stats_*)
+//   {T} one of 128x128, 128x256, 64x128, 128x64, 64x64, 128x128k64, 128x256k64 (BM x BN).
+// w_map as conv_wgmma_tma_sm90a.cu's; x_map: an im2col map over x (NHWC) for the convolution's
+// geometry (Im2colMap::for_convolution), BM pixels by BK channels, the swizzle of BK (64 bytes for
+// 32, 128 for 64). C % BK == 0 (traps otherwise). Launch as the conv_wgmma_forward kernels of the
+// tile, with kWgmmaTmaBarrierBytes (64) more dynamic shared memory.
+#include "conv_tc_forward.cuh"
+#include "conv_wgmma.cuh"
+
+#define CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(name, Tile)                                               \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, ConvDims d, const __grid_constant__ TmaMap w_map,  \
+             const __grid_constant__ TmaMap x_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        conv_tc_forward<Tile, true, false, TcWgmmaTmaIm2colLoop>(x, w, y, nullptr, d, {}, &w_map, &x_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(name, Tile)                                         \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d,                          \
+             const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap x_map) {             \
+        grid_dependency_sync();                                                                        \
+        conv_tc_forward<Tile, true, true, TcWgmmaTmaIm2colLoop>(x, w, y, stats, d, {}, &w_map, &x_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x256k64_bf16, WgTile128x256K64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x128k64_bf16,
+                                           WgTile128x128K64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256k64_bf16,
+                                           WgTile128x256K64);
