@@ -11,7 +11,8 @@
 //! 2 ms long) after a warm-up; the loader is the 16-byte `cp.async` one where the shape allows,
 //! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
-//! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out. The forward also times each wgmma tile fed by
+//! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out (`RESNET_BENCH_TMA=off` their `+tma` rows
+//! below). The forward also times each wgmma tile fed by
 //! TMA: the weights by the tensor memory accelerator (`conv2d_wgmma_tma_forward_*`, the tile
 //! `wgmma{T}+tma`), and the input too, as tiled boxes for the 1x1 stride-1 shapes
 //! (`conv2d_wgmma_tma_pointwise_forward_*`, `+tma-pw`) and through an im2col map where C is a
@@ -222,6 +223,9 @@ fn sweep_shape(
     // the device script says which device ran), unless RESNET_BENCH_TILES=mma leaves them out (the
     // device script does when their tests failed: a faulting kernel would end the whole sweep).
     let with_hopper = std::env::var("RESNET_BENCH_TILES").map_or(true, |v| v != "mma");
+    // And the `+tma` rows (kernels fed by the tensor memory accelerator) unless RESNET_BENCH_TMA=off
+    // leaves them out (the device script does when their tests failed).
+    let with_tma = std::env::var("RESNET_BENCH_TMA").map_or(true, |v| v != "off");
     let hopper = TcTile::HOPPER
         .into_iter()
         .filter(|&t| with_hopper && driver.has_kernel(plan::forward_with(&shape, t, false).kernel));
@@ -279,7 +283,7 @@ fn sweep_shape(
         // that applies: `{name}+tma` the weights alone, `+tma-pw` with the pointwise input's boxes,
         // `+tma-i2c` with the input through an im2col map.
         for feed in plan::TcFeed::ALL {
-            if !tile.is_hopper() || general_fwd || !feed.applies(&shape, tile) {
+            if !with_tma || !tile.is_hopper() || general_fwd || !feed.applies(&shape, tile) {
                 continue;
             }
             let fed = plan::forward_tma_fed(&shape, tile, false, feed);
@@ -353,7 +357,7 @@ fn sweep_shape(
             tflops: flops / secs / 1e12,
         });
         // A pointwise shape's backward-data on a Hopper tile again with both operands by TMA.
-        if tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
+        if with_tma && tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
             let fed = plan::backward_data_tma_with(&shape, false, tile);
             let secs = time_fed(driver, &fed, w, y, || {
                 KernelArgs::new().ptr(y).ptr(w).ptr(x).value(&dims)
@@ -420,7 +424,7 @@ fn sweep_shape(
             tflops: flops / secs / 1e12,
         });
         // A pointwise shape's backward-filter on a Hopper tile again with both operands by TMA.
-        if tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
+        if with_tma && tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
             let fed = plan::backward_filter_tma_with(&shape, tile, filter.splits);
             let secs = time_filter(driver, &fed, &buffers, |args| args.value(&dims))?;
             out.push(Figure {

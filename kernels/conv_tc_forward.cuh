@@ -185,7 +185,9 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
         // x -> relu(BN(x)) on this thread's copied chunks of the slice; its 8 channels are those of
         // the chunk column's reduction index, the same for all of the thread's chunks. A chunk that
         // was zero-filled (padding, rows past M) stays zero: the cp.async loader records which were
-        // copies; a TMA box (pointwise: no padding) holds x in every row below M.
+        // copies; a TMA box (pointwise: no padding) holds x in every row below M; an im2col copy
+        // holds x where the row's pixel at the slice's tap (r, s) lies inside the image, the test
+        // the cp.async loader makes (rows past M have no pixel and fail it).
         TcTapWalk landed_tap;
         landed_tap.start(8 * a_col, taps);
         auto landed = [&](bf16* a_tile, bf16*, int slice) {
@@ -196,8 +198,15 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
             tc_bn_relu_coefficients(table, C, landed_tap.channel, scale, shift);
 #pragma unroll
             for (int j = 0; j < AChunks::PER_THREAD; ++j) {
-                const bool real =
-                    MainLoop::A_BY_TMA ? m0 + AChunks::row(tid, j) < M : a_landed.real(slice, j);
+                bool real;
+                if constexpr (MainLoop::IM2COL) {
+                    real = static_cast<unsigned>(a_h0[j] + landed_tap.outer) < static_cast<unsigned>(H) &&
+                           static_cast<unsigned>(a_w0[j] + landed_tap.middle) < static_cast<unsigned>(W);
+                } else if constexpr (MainLoop::A_BY_TMA) {
+                    real = m0 + AChunks::row(tid, j) < M;
+                } else {
+                    real = a_landed.real(slice, j);
+                }
                 if (AChunks::owns(tid, j) && real)
                     tc_bn_relu_chunk(a_tile + tc_chunk_offset<Tile::BK>(AChunks::row(tid, j), a_col), scale, shift);
             }

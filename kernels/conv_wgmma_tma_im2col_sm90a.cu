@@ -15,6 +15,11 @@
 // const TmaMap x_map):
 //   conv2d_wgmma_tma_im2col_forward_stats_{T}_bf16   (the statistics partials as conv2d_wgmma_forward_stats_*)
 //   {T} one of 128x128, 128x256, 64x128, 128x64, 64x64, 128x128k64, 128x256k64 (BM x BN).
+// and with the input a BN's output with its ReLU, made in shared memory after the copy lands
+// (conv_tc_bn_input.cuh; the padding's zeros left alone), params conv2d_wgmma_forward_stats_bnrelu_*'s
+// (x, w, y, stats, mean, inv_std, gamma, beta, ConvDims d), then w_map and x_map:
+//   conv2d_wgmma_tma_im2col_forward_stats_bnrelu_{T}_bf16   {T} one of 128x128, 64x128, 128x64, 64x64;
+//   shared memory as the plain bnrelu kernel's + 64 bytes.
 // w_map as conv_wgmma_tma_sm90a.cu's; x_map: an im2col map over x (NHWC) for the convolution's
 // geometry (Im2colMap::for_convolution), BM pixels by BK channels, the swizzle of BK (64 bytes for
 // 32, 128 for 64). C % BK == 0 (traps otherwise). Launch as the conv_wgmma_forward kernels of the
@@ -56,3 +61,24 @@ CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats
                                            WgTile128x128K64);
 CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256k64_bf16,
                                            WgTile128x256K64);
+
+#define CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(name, Tile)                                  \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
+             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap w_map,  \
+             const __grid_constant__ TmaMap x_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_forward<Tile, true, true, TcWgmmaTmaIm2colLoop, true>(x, w, y, stats, d, bn, &w_map, &x_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+// The tiles the plan picks for a forward whose input is a BN's output (as conv_wgmma_forward_sm90a.cu).
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x128_bf16,
+                                                  WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x128_bf16,
+                                                  WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x64_bf16,
+                                                  WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16,
+                                                  WgTile64x64);

@@ -97,31 +97,42 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
 }
 
 /// The forward whose input is a BN's output with its ReLU, fed by TMA
-/// (`conv2d_wgmma_tma_[pointwise_]forward_stats_bnrelu_*`): the map applied in shared memory after
-/// the copy lands, rows past M left zero. Bit for bit the plain cp.async kernel of the tile on the
-/// BN output stored (`bn_input.rs`'s exact data and check), on its shapes and the pointwise ones.
+/// (`conv2d_wgmma_tma_[pointwise_|im2col_]forward_stats_bnrelu_*`): the map applied in shared memory
+/// after the copy lands, rows past M and an im2col tile's padding left zero. Bit for bit the plain
+/// cp.async kernel of the tile on the BN output stored (`bn_input.rs`'s exact data and check), every
+/// feed that applies, on its shapes (with padding: 3x3 of stride 1 and 2), the pointwise ones and
+/// the im2col ones.
 #[test]
 fn wgmma_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stored_input() {
     let shapes: Vec<ConvShape> = bn_input_shapes()
         .into_iter()
         .chain(pointwise_shapes())
+        .chain(im2col_shapes())
         .collect();
-    let mut checked = 0;
+    let mut fed_by = [0; 3];
     for (i, s) in shapes.iter().enumerate() {
         for tile in TcTile::HOPPER {
-            let Some(fused) = conv_tc_plan::forward_stats_bnrelu_tma_with(s, tile) else {
-                continue;
-            };
-            assert_eq!(
-                fused.kernel.contains("pointwise"),
-                conv_tc_plan::is_pointwise(s)
-            );
-            check_fused_forward(s, &fused, tile, 2400 + i as u64);
-            checked += 1;
+            for (f, feed) in TcFeed::ALL.into_iter().enumerate() {
+                let Some(fused) = conv_tc_plan::forward_stats_bnrelu_tma_fed(s, tile, feed) else {
+                    continue;
+                };
+                assert_eq!(
+                    fused.kernel.contains("pointwise"),
+                    feed == TcFeed::Pointwise
+                );
+                check_fused_forward(s, &fused, tile, 2400 + i as u64);
+                fed_by[f] += 1;
+            }
         }
     }
-    // The four tiles the plan picks, on every shape.
-    assert_eq!(checked, 4 * shapes.len());
+    // The four tiles the plan picks (all 32 deep), on every shape: the weights on all 10, the
+    // boxes on the 2 pointwise ones, im2col where C is a multiple of 32 (the 64- and 32-channel
+    // bn_input shapes, the 96-channel pointwise one and the 3 im2col shapes).
+    assert_eq!(
+        fed_by,
+        [40, 8, 24],
+        "(weights, pointwise, im2col) launches checked"
+    );
 }
 
 /// Backward-data of pointwise shapes with both operands by TMA

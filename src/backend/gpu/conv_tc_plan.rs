@@ -379,28 +379,55 @@ pub fn forward_stats_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option<T
     forward_stats_bnrelu_with(shape, tile)
 }
 
-/// [`forward_stats_bnrelu_with`] for a Hopper tile fed by TMA, as [`forward_tma_with`]: the weights'
-/// box (`conv2d_wgmma_tma_forward_stats_bnrelu_{T}_bf16`), and the input's too for a pointwise shape
-/// (`conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_{T}_bf16`); `None` where the plain kernel has
-/// none.
+/// [`forward_stats_bnrelu_with`] for a Hopper tile fed by TMA as the plan feeds it
+/// ([`forward_feed`]), or `None` where the plain kernel has none.
 pub fn forward_stats_bnrelu_tma_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {
+    forward_stats_bnrelu_tma_fed(shape, tile, forward_feed(shape, tile))
+}
+
+/// [`forward_stats_bnrelu_with`] for a Hopper tile with its weights by TMA and its input as `feed`
+/// says (`conv2d_wgmma_tma_[pointwise_|im2col_]forward_stats_bnrelu_{T}_bf16`; the BN + ReLU
+/// applied in shared memory after the copy lands), as [`forward_tma_fed`]; `None` where the plain
+/// kernel has none or `feed` does not apply.
+pub fn forward_stats_bnrelu_tma_fed(
+    shape: &ConvShape,
+    tile: TcTile,
+    feed: TcFeed,
+) -> Option<TcLaunch> {
     let plain = forward_stats_bnrelu_with(shape, tile)?;
-    let pointwise = is_pointwise(shape);
-    let kernel = match (tile, pointwise) {
-        (TcTile::H128x128, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_128x128_bf16",
-        (TcTile::H64x128, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_64x128_bf16",
-        (TcTile::H128x64, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_128x64_bf16",
-        (TcTile::H64x64, false) => "conv2d_wgmma_tma_forward_stats_bnrelu_64x64_bf16",
-        (TcTile::H128x128, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x128_bf16",
-        (TcTile::H64x128, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x128_bf16",
-        (TcTile::H128x64, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x64_bf16",
-        (TcTile::H64x64, true) => "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16",
+    if !tile.is_hopper() || !feed.applies(shape, tile) {
+        return None;
+    }
+    let kernel = match (tile, feed) {
+        (TcTile::H128x128, TcFeed::Weights) => "conv2d_wgmma_tma_forward_stats_bnrelu_128x128_bf16",
+        (TcTile::H64x128, TcFeed::Weights) => "conv2d_wgmma_tma_forward_stats_bnrelu_64x128_bf16",
+        (TcTile::H128x64, TcFeed::Weights) => "conv2d_wgmma_tma_forward_stats_bnrelu_128x64_bf16",
+        (TcTile::H64x64, TcFeed::Weights) => "conv2d_wgmma_tma_forward_stats_bnrelu_64x64_bf16",
+        (TcTile::H128x128, TcFeed::Pointwise) => {
+            "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x128_bf16"
+        }
+        (TcTile::H64x128, TcFeed::Pointwise) => {
+            "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x128_bf16"
+        }
+        (TcTile::H128x64, TcFeed::Pointwise) => {
+            "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x64_bf16"
+        }
+        (TcTile::H64x64, TcFeed::Pointwise) => {
+            "conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16"
+        }
+        (TcTile::H128x128, TcFeed::Im2col) => {
+            "conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x128_bf16"
+        }
+        (TcTile::H64x128, TcFeed::Im2col) => {
+            "conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x128_bf16"
+        }
+        (TcTile::H128x64, TcFeed::Im2col) => {
+            "conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x64_bf16"
+        }
+        (TcTile::H64x64, TcFeed::Im2col) => {
+            "conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16"
+        }
         _ => return None,
-    };
-    let feed = if pointwise {
-        TcFeed::Pointwise
-    } else {
-        TcFeed::Weights
     };
     Some(forward_fed(plain, kernel, shape, tile, feed))
 }
