@@ -18,7 +18,9 @@
 //! (`conv2d_wgmma_tma_pointwise_forward_*`, `+tma-pw`) and through an im2col map where C is a
 //! multiple of the tile's depth (`conv2d_wgmma_tma_im2col_forward_*`, `+tma-i2c`); and backward-data
 //! and backward-filter of the 1x1 stride-1 shapes with both operands by TMA
-//! (`conv2d_wgmma_tma_pointwise_backward_{data,filter}_*`) likewise, `+tma`. The pass
+//! (`conv2d_wgmma_tma_pointwise_backward_{data,filter}_*`) likewise, `+tma`, and backward-data of
+//! the other stride-1 shapes with dy through an im2col map
+//! (`conv2d_wgmma_tma_im2col_backward_data_*`), `+tma-i2c`. The pass
 //! `backward_data_bn` is backward-data with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
 //! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
@@ -356,9 +358,21 @@ fn sweep_shape(
             planned: bwd.kernel == planned.1,
             tflops: flops / secs / 1e12,
         });
-        // A pointwise shape's backward-data on a Hopper tile again with both operands by TMA.
-        if with_tma && tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
-            let fed = plan::backward_data_tma_with(&shape, false, tile);
+        // Backward-data on a Hopper tile again with both operands by TMA: a pointwise shape's
+        // tiled boxes (`+tma`), a stride-1 shape's dy through an im2col map (`+tma-i2c`).
+        let fed = if !with_tma || !tile.is_hopper() || general_bwd {
+            None
+        } else if plan::is_pointwise(&shape) {
+            Some((plan::backward_data_tma_with(&shape, false, tile), "+tma"))
+        } else if plan::backward_data_im2col_applies(&shape, tile) {
+            Some((
+                plan::backward_data_im2col_with(&shape, false, tile),
+                "+tma-i2c",
+            ))
+        } else {
+            None
+        };
+        if let Some((fed, suffix)) = fed {
             let secs = time_fed(driver, &fed, w, y, || {
                 KernelArgs::new().ptr(y).ptr(w).ptr(x).value(&dims)
             })?;
@@ -366,7 +380,7 @@ fn sweep_shape(
                 model,
                 shape: s.label(),
                 pass: "backward_data",
-                tile: format!("{}+tma", tile_name(tile)),
+                tile: format!("{}{suffix}", tile_name(tile)),
                 planned: false,
                 tflops: flops / secs / 1e12,
             });

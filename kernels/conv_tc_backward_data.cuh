@@ -14,18 +14,28 @@
 // With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA; a 1x1 convolution of stride 1 without padding,
 // traps otherwise) both operands come by TMA: dy as an [N*P*Q][K] matrix from `dy_map` (box BK x BM,
 // the MK tile), and w as a [K][C] matrix from `w_map` in boxes of 64 x BK, one a 64-wide panel of the
-// KN tile (the 128-byte swizzle kn_offset writes); the loaders below are then not used.
+// KN tile (the 128-byte swizzle kn_offset writes); the loaders below are then not used. With
+// TcWgmmaTmaIm2colLoop (MainLoop::IM2COL; stride 1, K % BK == 0 and pad <= R - 1, S - 1, traps
+// otherwise) the transposed convolution is a forward one over dy with the taps flipped and padding
+// R - 1 - pad: `dy_map` is an im2col map over dy for that geometry (BM pixels by BK output channels)
+// and a slice at tap (a, b) (this kernel's order: r = a, s = b, the same reduction order as the
+// loaders, so the same sums) reads it at filter offsets (R - 1 - a, S - 1 - b), dy's pixel
+// (h + pad - a, w + pad - b); w's panels are the tap's columns (a S + b) C + n0 + 64 p.. of w as
+// [K][R*S*C] (columns past C read the next tap's weights: they only reach accumulator columns past
+// C, which no epilogue stores or sums).
 template <class Tile, bool VEC, bool ADD, class MainLoop = TcMmaSyncLoop, bool BN_GRAD = false>
 __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ dy, const bf16* __restrict__ w,
                                                       bf16* __restrict__ dx, const bf16* __restrict__ addend,
                                                       const ConvDims& d, const TcBnGrad& bn = TcBnGrad{},
                                                       const void* w_map = nullptr, const void* dy_map = nullptr) {
     static_assert(!BN_GRAD || (VEC && !ADD), "the BN partials take the vector kernel's staged store");
-    static_assert(MainLoop::A_BY_TMA == MainLoop::B_BY_TMA, "backward-data by TMA: both operands (pointwise)");
+    static_assert(MainLoop::A_BY_TMA == MainLoop::B_BY_TMA, "backward-data by TMA: both operands");
     static_assert(!MainLoop::A_BY_TMA || (VEC && Tile::BN % 64 == 0), "TMA: vector shapes, whole panels");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
     // uniform: a pointwise kernel given a shape whose GEMM is not dy [M][K] times w [K][C]
-    if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    if (MainLoop::A_BY_TMA && !MainLoop::IM2COL && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    // uniform: an im2col kernel given a shape that is not one stride-1 class of whole-tap slices
+    if (MainLoop::IM2COL && (d.stride != 1 || d.K % Tile::BK != 0 || d.pad > d.R - 1 || d.pad > d.S - 1)) __trap();
     // Uniform: the partials read the staged tile, and x (and y) by 16-byte loads.
     if (BN_GRAD && (!tc_staged_store_ok(d.C, dx, addend) || !tc_staged_store_ok(d.C, bn.x, bn.y))) __trap();
     using AChunks = TcChunks<Tile::BM, Tile::BK, Tile::THREADS>;
@@ -156,7 +166,28 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
 
     float acc[Tile::MI][Tile::NI][4];
     const int slices = (RED + Tile::BK - 1) / Tile::BK;
-    if constexpr (MainLoop::A_BY_TMA) {
+    if constexpr (MainLoop::IM2COL) {
+        // The block's first pixel (n, h, w) and its window corner in dy, once; a slice's tap and
+        // first output channel by multiplications (fast_divmod.cuh), in thread 0 alone.
+        const int w_first = m0 % W, h_first = m0 / W % H, n_first = m0 / (H * W);
+        const int flipped_pad_h = d.R - 1 - pad, flipped_pad_w = S - 1 - pad;
+        const FastDivmod by_k(K), by_s(S);
+        auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+            int tap, k, a, b;
+            by_k.divmod(k0, tap, k);
+            by_s.divmod(tap, a, b);
+            MainLoop::load_pixels(tile, dy_map, k, w_first - flipped_pad_w, h_first - flipped_pad_h, n_first,
+                                  S - 1 - b, d.R - 1 - a, bar);
+        };
+        auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+            int tap, k;
+            by_k.divmod(k0, tap, k);
+#pragma unroll
+            for (int p = 0; p < Tile::BN / 64; ++p)
+                MainLoop::load_box(tile + p * Tile::BK * 64, w_map, tap * C + n0 + 64 * p, k, bar);
+        };
+        MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box, load_b_box);
+    } else if constexpr (MainLoop::A_BY_TMA) {
         // Rows m0.. of dy (the one class is every pixel, P = H, Q = W), channels k0..; and for each
         // 64-wide panel p of the KN tile, w's rows k0.. (reduction) by columns n0 + 64 p.. (input
         // channels), at p BK 64 elements (kn_offset's panels). Zeros past M, K and C.

@@ -3,7 +3,7 @@
 // weights' box as conv_wgmma_tma_sm90a.cu's, and the A tile (BM output pixels at one filter tap by BK
 // input channels) by one im2col-mode copy (TcWgmmaTmaIm2colLoop, conv_wgmma.cuh;
 // docs/plans/hopper-tma.md), so that no thread computes an input address, a tap or a bounds test.
-// sm_90a only.
+// And stride-1 backward-data the same way (at the end of the file). sm_90a only.
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles reach
 // shared memory in the same swizzled layout, zeros where the cp.async loader's zero fill puts them).
@@ -82,3 +82,66 @@ CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forwar
                                                   WgTile128x64);
 CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16,
                                                   WgTile64x64);
+
+// ---- backward-data, stride 1, both operands by TMA ------------------------------------------------------
+// Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_im2col_`, then
+// (const TmaMap w_map, const TmaMap dy_map): w as K rows of R*S*C (box 64 x BK, the 128-byte
+// swizzle), dy through an im2col map for the transposed convolution (Im2colMap::for_convolution over
+// dy with padding R - 1 - pad; BM pixels by BK output channels): conv_tc_backward_data.cuh. Stride 1,
+// K % BK == 0, pad <= R - 1 and S - 1 (traps otherwise). Launch as that kernel, with
+// kWgmmaTmaBarrierBytes more shared memory.
+//   conv2d_wgmma_tma_im2col_backward_data[_add]_{T}_bf16   {T}: the seven Hopper tiles
+//   conv2d_wgmma_tma_im2col_backward_data_bn_{T}_bf16      {T}: 128x128, 64x128, 128x64, 64x64
+#include "conv_tc_backward_data.cuh"
+
+#define CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(name, Tile)                                         \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d, const __grid_constant__ TmaMap w_map, \
+             const __grid_constant__ TmaMap dy_map) {                                                  \
+        grid_dependency_sync();                                                                        \
+        conv_tc_backward_data<Tile, true, false, TcWgmmaTmaIm2colLoop>(dy, w, dx, nullptr, d, {}, &w_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(name, Tile)                                     \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d,                  \
+             const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap dy_map) {            \
+        grid_dependency_sync();                                                                        \
+        conv_tc_backward_data<Tile, true, true, TcWgmmaTmaIm2colLoop>(dy, w, dx, addend, d, {}, &w_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(name, Tile)                                      \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
+             const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
+             const bf16* bn_y, float* partial, ConvDims d, const __grid_constant__ TmaMap w_map,       \
+             const __grid_constant__ TmaMap dy_map) {                                                  \
+        grid_dependency_sync();                                                                        \
+        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, mask, bn_y, partial};                      \
+        conv_tc_backward_data<Tile, true, false, TcWgmmaTmaIm2colLoop, true>(dy, w, dx, addend, d, bn, &w_map, \
+                                                                             &dy_map);                 \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x128k64_bf16, WgTile128x128K64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x256k64_bf16, WgTile128x256K64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x128k64_bf16,
+                                               WgTile128x128K64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x256k64_bf16,
+                                               WgTile128x256K64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x64_bf16, WgTile64x64);

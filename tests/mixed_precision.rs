@@ -770,8 +770,9 @@ fn step_and_launches(
 
 /// `RESNET_TC_KERNELS=wgmma-tma`: the wgmma family with the forward convolutions' weights brought
 /// by the tensor memory accelerator (`conv2d_wgmma_tma_forward*`), and their input too where C is a
-/// multiple of the slice depth, through an im2col map (`conv2d_wgmma_tma_im2col_forward*`). The same tiles in the same
-/// shared-memory layout and the same multiply, so the training step must be the wgmma family's bit
+/// multiple of the slice depth, through an im2col map (`conv2d_wgmma_tma_im2col_forward*`; and
+/// stride-1 backward-data's dy likewise, `conv2d_wgmma_tma_im2col_backward_data*`). The same tiles
+/// in the same shared-memory layout and the same multiply, so the training step must be the wgmma family's bit
 /// for bit (loss, every parameter and gradient) with the same launches: resnet8 with every BN
 /// output stored (each forward then a plain statistics kernel, all fed by TMA) and with the BN +
 /// ReLU taken into the next convolution's load (whose kernels stay cp.async), and a two-stage
@@ -813,10 +814,18 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
         // The 3x3 convolutions of 32 and 64 channels (and resnet8's 1x1 projections) bring their
         // input through an im2col map; the 16-channel ones, whose slices would straddle two taps,
         // the weights alone.
-        let im2col = count("conv2d_wgmma_tma_im2col_");
+        let im2col = count("conv2d_wgmma_tma_im2col_forward");
         assert!(
             im2col > 0,
             "{name}: no forward was fed through an im2col map"
+        );
+        // And resnet8's stride-1 3x3 convolutions of 32 and 64 output channels their
+        // backward-data (the bottleneck net's 3x3 have 8 and 16).
+        let im2col_data = count("conv2d_wgmma_tma_im2col_backward_data");
+        assert_eq!(
+            im2col_data > 0,
+            name.starts_with("resnet8"),
+            "{name}: {im2col_data} backward-data through an im2col map"
         );
         // The bottleneck blocks' 1x1 stride-1 convolutions take both operands by TMA, forward and
         // backward-data (with and without the BN partials).
@@ -851,7 +860,8 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
         }
         eprintln!(
             "{name}: {fed} TMA-fed launches ({pointwise} pointwise, {backward} of them \
-             backward-data, {filter} backward-filter; {im2col} im2col), the same bits"
+             backward-data, {filter} backward-filter; {im2col} forward and {im2col_data} \
+             backward-data through im2col), the same bits"
         );
     }
 }

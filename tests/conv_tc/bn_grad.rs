@@ -80,7 +80,7 @@ fn bn_grad_shapes() -> Vec<ConvShape> {
 
 /// The kernels' `mask` argument (kernels/conv_tc_bn_grad.cuh, TcBnMask).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Mask {
+pub(super) enum Mask {
     None = 0,
     FromY = 1,
     FromAffine = 2,
@@ -88,8 +88,16 @@ enum Mask {
 
 const MASKS: [Mask; 3] = [Mask::None, Mask::FromY, Mask::FromAffine];
 
-/// Runs the `_bn_` kernel `l` on `s` (outputs poisoned) and checks it as the module says.
-fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, mask: Mask, add: bool, seed: u64) {
+/// Runs the `_bn_` kernel `l` on `s` (outputs poisoned; its tensor maps appended if it is fed by
+/// TMA) and checks it as the module says.
+pub(super) fn check_bn_grad(
+    s: &ConvShape,
+    l: &TcLaunch,
+    tile: TcTile,
+    mask: Mask,
+    add: bool,
+    seed: u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let c = s.x[3];
     let bn = BnParams::new(&mut rng, c);
@@ -118,23 +126,21 @@ fn check_bn_grad(s: &ConvShape, l: &TcLaunch, tile: TcTile, mask: Mask, add: boo
     let floats = conv_tc_plan::bn_grad_partials(l, c);
     let partials = DeviceVec::new(&vec![f32::NAN; floats]);
     let dz = DeviceVec::new(&vec![BF16_NAN; len(s.x)]);
-    run(
-        l,
-        KernelArgs::new()
-            .ptr(ddy.ptr)
-            .ptr(dw.ptr)
-            .ptr(dz.ptr)
-            .ptr(if add { dadd.ptr } else { 0 })
-            .ptr(dx_bn.ptr)
-            .ptr(mean.ptr)
-            .ptr(inv_std.ptr)
-            .ptr(gamma.ptr)
-            .ptr(beta.ptr)
-            .int(mask as usize)
-            .ptr(if mask == Mask::FromY { dy_bn.ptr } else { 0 })
-            .ptr(partials.ptr)
-            .value(&s.dims()),
-    );
+    let args = KernelArgs::new()
+        .ptr(ddy.ptr)
+        .ptr(dw.ptr)
+        .ptr(dz.ptr)
+        .ptr(if add { dadd.ptr } else { 0 })
+        .ptr(dx_bn.ptr)
+        .ptr(mean.ptr)
+        .ptr(inv_std.ptr)
+        .ptr(gamma.ptr)
+        .ptr(beta.ptr)
+        .int(mask as usize)
+        .ptr(if mask == Mask::FromY { dy_bn.ptr } else { 0 })
+        .ptr(partials.ptr)
+        .value(&s.dims());
+    run(l, with_tensor_maps(l, args, dw.ptr, ddy.ptr));
     let what = format!(
         "{} on {:?} {:?} stride {} ({mask:?} mask, addend {add})",
         l.kernel, s.x, s.w, s.geom.stride

@@ -15,6 +15,7 @@
 //! output (BN + ReLU applied in shared memory after the copy lands), against the plain kernel on
 //! that output stored. And for pointwise shapes both backward passes, both operands by TMA.
 
+use super::bn_grad::{check_bn_grad, Mask};
 use super::bn_input::{bn_input_shapes, check_fused_backward_filter, check_fused_forward};
 use super::statistics::{conv_inputs, run_stats};
 use super::*;
@@ -166,6 +167,54 @@ fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
             }
         }
     }
+}
+
+/// Stride-1 backward-data with dy through an im2col map of the transposed convolution and w's
+/// panels by TMA (`conv2d_wgmma_tma_im2col_backward_data[_add]_*`): bit for bit the plain wgmma
+/// kernel's dx (the same reduction order: the kernel reads the flipped taps in the plain loader's
+/// order), every Hopper tile whose depth divides K, on 3x3 shapes with padding 1 and 0 (C = 40:
+/// w's panels run past C into the next tap, which must not reach dx), a non-square input, and tiles
+/// that wrap rows and images and run past the last pixel; and with the BN partials
+/// (`_bn_`, the four planned tiles) against the plain `_bn_` kernel.
+#[test]
+fn wgmma_backward_data_fed_through_im2col_equals_the_cp_async_one_bit_for_bit() {
+    let shapes = [
+        shape([2, 6, 5, 40], [64, 3, 3, 40], 1, 1),
+        shape([1, 7, 9, 64], [128, 3, 3, 64], 1, 1),
+        shape([2, 6, 6, 32], [64, 3, 3, 32], 1, 0),
+    ];
+    let mut checked = [0; 2];
+    for (i, s) in shapes.iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            if !conv_tc_plan::backward_data_im2col_applies(s, tile) {
+                continue;
+            }
+            for add in [false, true] {
+                let seed = 1600 + i as u64;
+                let tma = conv_tc_plan::backward_data_im2col_with(s, add, tile);
+                assert_hopper_kernel_loaded(tma.kernel);
+                let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
+                let fed = check_backward_data(s, &tma, add, seed);
+                assert!(
+                    fed == check_backward_data(s, &plain, add, seed),
+                    "{} on {:?} {:?} pad {}: dx differs from {}'s",
+                    tma.kernel,
+                    s.x,
+                    s.w,
+                    s.geom.pad,
+                    plain.kernel
+                );
+                checked[0] += 1;
+            }
+            if let Some(bn) = conv_tc_plan::backward_data_bn_im2col_with(s, tile) {
+                // dx masked by the BN's own ReLU: the plain kernel's bits where it passes.
+                check_bn_grad(s, &bn, tile, Mask::FromAffine, false, 1700 + i as u64);
+                checked[1] += 1;
+            }
+        }
+    }
+    // Every tile on the three shapes (K = 64 and 128: both depths), twice; the four _bn_ tiles.
+    assert_eq!(checked, [42, 12], "(plain and _add, _bn_) launches checked");
 }
 
 /// The pointwise shapes of [`wgmma_shapes`] and [`pointwise_shapes`], and one of 288 pixels (9

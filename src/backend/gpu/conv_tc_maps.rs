@@ -15,7 +15,7 @@ use super::tensor_map_im2col::{Im2colBox, Im2colMap};
 /// for 64). Out-of-bounds elements (past the rows, past the depth) arrive as zeros. The weights: w
 /// (KRSC) as K rows of R*S*C, boxes of BN rows; a pointwise forward's input: x (NHWC) as N*H*W rows
 /// of C, boxes of BM rows; a pointwise backward-data's dy as N*H*W rows of K, boxes of BM rows, and
-/// its w as K rows of C in boxes of BK rows by 64 (one 64-wide panel of the KN tile, whose rows of
+/// its w as K rows of C (R*S*C for a stride-1 backward-data fed by im2col) in boxes of BK rows by 64 (one 64-wide panel of the KN tile, whose rows of
 /// 128 bytes take the 128-byte swizzle); a pointwise backward-filter's dy (N*P*Q rows of K) and x
 /// (N*H*W rows of C) likewise in boxes of BK rows by 64, panels of its KM and KN tiles (there the
 /// rows are the reduction and `depth` is not).
@@ -49,8 +49,8 @@ impl TcOperandMap {
     }
 
     pub(super) fn weight_panels(shape: &ConvShape, tile: TcTile) -> Self {
-        let [k, _, _, c] = shape.w;
-        Self::panels(k, c, tile)
+        let [k, r, s, c] = shape.w;
+        Self::panels(k, r * s * c, tile)
     }
 
     /// A row-major `rows` x `columns` matrix read as 64-wide panels of BK rows.
@@ -121,6 +121,18 @@ impl TcIm2colOperand {
                     TmaSwizzle::B64
                 },
             },
+        }
+    }
+
+    /// A stride-1 backward-data's A operand: dy through an im2col map of the transposed
+    /// convolution, a forward one over dy with padding R - 1 - pad whose output is x's H x W (the
+    /// kernel reads it at flipped filter offsets; kernels/conv_tc_backward_data.cuh). R == S.
+    pub(super) fn output_gradient(shape: &ConvShape, tile: TcTile) -> Self {
+        let [_, r, _, _] = shape.w;
+        TcIm2colOperand {
+            nhwc: shape.y,
+            pad: r - 1 - shape.geom.pad,
+            ..Self::input(shape, tile)
         }
     }
 

@@ -58,7 +58,8 @@
 
 use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
-    kernel_of, BACKWARD_DATA_ADD_KERNELS, BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS,
+    kernel_of, BACKWARD_DATA_ADD_IM2COL_TMA_KERNELS, BACKWARD_DATA_ADD_KERNELS,
+    BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS, BACKWARD_DATA_IM2COL_TMA_KERNELS,
     BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS, BACKWARD_FILTER_KERNELS,
     BACKWARD_FILTER_POINTWISE_TMA_KERNELS, FORWARD_IM2COL_TMA_KERNELS, FORWARD_KERNELS,
     FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_IM2COL_TMA_KERNELS, FORWARD_STATS_KERNELS,
@@ -492,10 +493,60 @@ pub fn backward_data_for(shape: &ConvShape, add: bool, family: TcFamily) -> TcLa
         general,
         shape.x[3],
     );
-    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
-        return backward_data_tma_with(shape, add, tile);
+    if family.weights_by_tma() && tile.is_hopper() && !general {
+        if is_pointwise(shape) {
+            return backward_data_tma_with(shape, add, tile);
+        }
+        if backward_data_im2col_applies(shape, tile) {
+            return backward_data_im2col_with(shape, add, tile);
+        }
     }
     backward_data_with(shape, add, tile, general)
+}
+
+/// Whether backward-data of `shape` on the Hopper `tile` can bring dy through an im2col map: stride
+/// 1 (one class), K a multiple of the tile's depth (a slice inside one tap), a square filter with
+/// pad <= R - 1 (the transposed convolution's padding R - 1 - pad, the same in H and W).
+pub fn backward_data_im2col_applies(shape: &ConvShape, tile: TcTile) -> bool {
+    let [k, r, s, _] = shape.w;
+    shape.geom.stride == 1 && k % tile.bk() == 0 && r == s && shape.geom.pad < r
+}
+
+/// Stride-1 backward-data on a Hopper `tile` with both operands by TMA, dy through an im2col map
+/// (`conv2d_wgmma_tma_im2col_backward_data[_add]_{T}_bf16`): the plain wgmma kernel's params, then
+/// w's map in 64-wide panels of its [K][R*S*C] view and dy's im2col map
+/// ([`TcLaunch::encode_maps`]); its grid and block, and its shared memory plus the pipeline's
+/// mbarriers. Vector shapes ([`backward_data_im2col_applies`]).
+pub fn backward_data_im2col_with(shape: &ConvShape, add: bool, tile: TcTile) -> TcLaunch {
+    assert!(
+        tile.is_hopper() && backward_data_im2col_applies(shape, tile),
+        "im2col backward-data: a Hopper tile ({}) and a stride-1 shape of whole-tap slices",
+        tile.name()
+    );
+    let table = if add {
+        &BACKWARD_DATA_ADD_IM2COL_TMA_KERNELS
+    } else {
+        &BACKWARD_DATA_IM2COL_TMA_KERNELS
+    };
+    backward_data_im2col_fed(
+        backward_data_with(shape, add, tile, false),
+        table[tile.index()],
+        shape,
+        tile,
+    )
+}
+
+/// `plain` (a wgmma backward-data launch of a stride-1 shape) as the im2col-fed `kernel`.
+fn backward_data_im2col_fed(
+    plain: TcLaunch,
+    kernel: &'static str,
+    shape: &ConvShape,
+    tile: TcTile,
+) -> TcLaunch {
+    TcLaunch {
+        a_im2col: Some(TcIm2colOperand::output_gradient(shape, tile)),
+        ..plain.fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), None)
+    }
 }
 
 /// Backward-data of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
@@ -562,10 +613,33 @@ pub fn backward_data_bn_for(shape: &ConvShape, family: TcFamily) -> Option<TcLau
     }
     let tile = output_tile(backward_data_rows(shape), shape.x[3]);
     let tile = family.tile(tile, false, shape.x[3]);
-    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
-        return backward_data_bn_tma_with(shape, tile);
+    if family.weights_by_tma() && tile.is_hopper() {
+        if is_pointwise(shape) {
+            return backward_data_bn_tma_with(shape, tile);
+        }
+        if backward_data_im2col_applies(shape, tile) {
+            return backward_data_bn_im2col_with(shape, tile);
+        }
     }
     backward_data_bn_with(shape, tile)
+}
+
+/// [`backward_data_bn_with`] of a stride-1 shape on a Hopper tile with dy through an im2col map
+/// (`conv2d_wgmma_tma_im2col_backward_data_bn_{T}_bf16`, as [`backward_data_im2col_with`]), `None`
+/// where the plain kernel has none or the feed does not apply.
+pub fn backward_data_bn_im2col_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {
+    let plain = backward_data_bn_with(shape, tile)?;
+    if !tile.is_hopper() || !backward_data_im2col_applies(shape, tile) {
+        return None;
+    }
+    let kernel = match tile {
+        TcTile::H128x128 => "conv2d_wgmma_tma_im2col_backward_data_bn_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_tma_im2col_backward_data_bn_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_tma_im2col_backward_data_bn_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_tma_im2col_backward_data_bn_64x64_bf16",
+        _ => return None,
+    };
+    Some(backward_data_im2col_fed(plain, kernel, shape, tile))
 }
 
 /// [`backward_data_bn_with`] of a pointwise shape on a Hopper tile with both operands by TMA
@@ -1020,6 +1094,27 @@ mod tests {
                     assert!(bn
                         .kernel
                         .starts_with("conv2d_wgmma_tma_pointwise_backward_data_bn_"));
+                } else if s.geom.stride == 1 && s.w[0] % 32 == 0 {
+                    // Stride 1, K a multiple of the (32-deep) tile's depth: dy through an im2col
+                    // map, w's panels over its [K][R*S*C] view.
+                    let fed = wg
+                        .kernel
+                        .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_im2col_", 1);
+                    assert_eq!(tma.kernel, fed);
+                    assert_eq!((tma.grid, tma.block), (wg.grid, wg.block));
+                    let maps: Vec<TiledMap2d> = tma.tensor_maps(0x1000, 0x2000).collect();
+                    assert_eq!(maps.len(), 1);
+                    assert_eq!(
+                        maps[0].dims,
+                        [(s.w[1] * s.w[2] * s.w[3]) as u64, s.w[0] as u64]
+                    );
+                    let dy = tma.a_im2col.expect("dy's im2col map").im2col_map(0x2000);
+                    assert_eq!((dy.nhwc, dy.lower), (s.y, [-1, -1]));
+                    dy.validate().unwrap();
+                    let bn = backward_data_bn_for(&s, TcFamily::WgmmaTma).unwrap();
+                    assert!(bn
+                        .kernel
+                        .starts_with("conv2d_wgmma_tma_im2col_backward_data_bn_"));
                 } else {
                     assert_eq!(tma, wg);
                 }
