@@ -20,7 +20,8 @@
 //! and backward-filter of the 1x1 stride-1 shapes with both operands by TMA
 //! (`conv2d_wgmma_tma_pointwise_backward_{data,filter}_*`) likewise, `+tma`, and backward-data of
 //! the other stride-1 shapes with dy through an im2col map
-//! (`conv2d_wgmma_tma_im2col_backward_data_*`), `+tma-i2c`. The pass
+//! (`conv2d_wgmma_tma_im2col_backward_data_*`) and backward-filter of the others with C % 64 == 0
+//! with x through one (`conv2d_wgmma_tma_im2col_backward_filter_*`), `+tma-i2c`. The pass
 //! `backward_data_bn` is backward-data with the batch-norm backward sums in its epilogue (BN's own ReLU; kernels/conv_tc_bn_grad.cuh) on
 //! the tiles that have it: against `backward_data`, what that epilogue costs. The passes
 //! `forward_bnrelu` and `backward_filter_bnrelu` are the forward (with the statistics epilogue) and
@@ -437,15 +438,30 @@ fn sweep_shape(
             planned: filter.partial.kernel == planned.2,
             tflops: flops / secs / 1e12,
         });
-        // A pointwise shape's backward-filter on a Hopper tile again with both operands by TMA.
-        if with_tma && tile.is_hopper() && !general_bwd && plan::is_pointwise(&shape) {
-            let fed = plan::backward_filter_tma_with(&shape, tile, filter.splits);
+        // Backward-filter on a Hopper tile again with both operands by TMA: a pointwise shape's
+        // panels (`+tma`), x through an im2col map where C % 64 == 0 (`+tma-i2c`).
+        let fed = if !with_tma || !tile.is_hopper() || general_bwd {
+            None
+        } else if plan::is_pointwise(&shape) {
+            Some((
+                plan::backward_filter_tma_with(&shape, tile, filter.splits),
+                "+tma",
+            ))
+        } else if plan::backward_filter_im2col_applies(&shape) {
+            Some((
+                plan::backward_filter_im2col_with(&shape, tile, filter.splits),
+                "+tma-i2c",
+            ))
+        } else {
+            None
+        };
+        if let Some((fed, suffix)) = fed {
             let secs = time_filter(driver, &fed, &buffers, |args| args.value(&dims))?;
             out.push(Figure {
                 model,
                 shape: s.label(),
                 pass: "backward_filter",
-                tile: format!("{}+tma z{}", tile_name(tile), fed.splits),
+                tile: format!("{}{suffix} z{}", tile_name(tile), fed.splits),
                 planned: false,
                 tflops: flops / secs / 1e12,
             });

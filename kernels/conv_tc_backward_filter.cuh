@@ -8,7 +8,12 @@
 // `x_map`, each in boxes of BK rows by 64 columns, one box a 64-wide panel of the KM or KN tile (the
 // 128-byte swizzle kn_offset writes). A split starts at a multiple of BK and its last box ends at or
 // before the next split's start, or past N*P*Q where TMA fills zeros: no box reads another split's
-// rows. The loaders below are then not used.
+// rows. The loaders below are then not used. With TcWgmmaTmaIm2colLoop (MainLoop::IM2COL; C % 64 ==
+// 0, traps otherwise) dy comes the same way and x through an im2col map (`x_map`, the convolution's
+// geometry, boxes of BK pixels by 64 channels: one box a 64-wide panel of the KN tile, whose columns
+// n0 + 64 p.. then lie in one tap (r, s)): a slice's panel is the copy of the BK pixels from the
+// slice's first j at that tap. Columns past R*S*C read tap 0 again; they reach only accumulator
+// columns that no epilogue stores.
 #ifndef RESNET_CUDA_CONV_TC_BACKWARD_FILTER_CUH
 #define RESNET_CUDA_CONV_TC_BACKWARD_FILTER_CUH
 
@@ -26,7 +31,9 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
     static_assert(!MainLoop::A_BY_TMA || (VEC && Tile::BM % 64 == 0 && Tile::BN % 64 == 0),
                   "TMA: vector shapes, whole panels");
     // uniform: a pointwise kernel given a shape whose operands are not dy and x themselves
-    if (MainLoop::A_BY_TMA && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    if (MainLoop::A_BY_TMA && !MainLoop::IM2COL && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    // uniform: an im2col kernel given a shape whose 64-wide panels would straddle two taps
+    if (MainLoop::IM2COL && d.C % 64 != 0) __trap();
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
     if (static_cast<long long>(d.H) * d.W * d.C > 0x7fffffff) __trap();  // uniform: 32-bit offsets within an image
     using AChunks = TcChunks<Tile::BK, Tile::BM, Tile::THREADS>;
@@ -130,7 +137,31 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
     // at p BK 64 elements: kn_offset's panels; zeros past N*P*Q, K and C). (The box loaders exist
     // only in the branch that uses them: other policies have no load_box.)
     auto run_main_loop = [&](auto&& landed) {
-        if constexpr (MainLoop::A_BY_TMA) {
+        if constexpr (MainLoop::IM2COL) {
+            auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+#pragma unroll
+                for (int p = 0; p < Tile::BM / 64; ++p)
+                    MainLoop::load_box(tile + p * Tile::BK * 64, dy_map, m0 + 64 * p, j_begin + k0, bar);
+            };
+            const FastDivmod by_c(C), by_s(S);
+            const int taps = d.R * S;
+            auto load_b_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
+                // The slice's first pixel j = (n P + p) Q + q and its window corner.
+                int np, q, n, p;
+                by_q.divmod(j_begin + k0, np, q);
+                by_p.divmod(np, n, p);
+                const int corner_h = p * d.stride - d.pad, corner_w = q * d.stride - d.pad;
+#pragma unroll
+                for (int panel = 0; panel < Tile::BN / 64; ++panel) {
+                    int tap, c0, r, s;
+                    by_c.divmod(n0 + 64 * panel, tap, c0);
+                    by_s.divmod(tap < taps ? tap : 0, r, s);
+                    MainLoop::load_pixels(tile + panel * Tile::BK * 64, x_map, c0, corner_w, corner_h, n, s, r, bar);
+                }
+            };
+            MainLoop::template run<Tile, true, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box,
+                                                     load_b_box, landed);
+        } else if constexpr (MainLoop::A_BY_TMA) {
             auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {
 #pragma unroll
                 for (int p = 0; p < Tile::BM / 64; ++p)
@@ -160,7 +191,20 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
         auto landed = [&](bf16*, bf16* b_tile, int slice) {
 #pragma unroll
             for (int jj = 0; jj < BChunks::PER_THREAD; ++jj) {
-                if (BChunks::owns(tid, jj) && (MainLoop::A_BY_TMA || b_landed.real(slice, jj)))
+                bool real;
+                if constexpr (MainLoop::IM2COL) {
+                    // The chunk's pixel at the thread's tap inside the image (padding stays zero;
+                    // rows past j_end lie past N*P*Q, where dy's panels hold zeros).
+                    int np, q, n, p;
+                    by_q.divmod(j_begin + slice * Tile::BK + BChunks::row(tid, jj), np, q);
+                    by_p.divmod(np, n, p);
+                    real = rsc_base < RSC &&
+                           static_cast<unsigned>(p * d.stride + tap_h) < static_cast<unsigned>(H) &&
+                           static_cast<unsigned>(q * d.stride + tap_w) < static_cast<unsigned>(W);
+                } else {
+                    real = MainLoop::A_BY_TMA || b_landed.real(slice, jj);
+                }
+                if (BChunks::owns(tid, jj) && real)
                     tc_bn_relu_chunk(b_tile + MainLoop::template kn_offset<Tile, Tile::BN>(BChunks::row(tid, jj), b_col),
                                      scale, shift);
             }

@@ -3,7 +3,8 @@
 // weights' box as conv_wgmma_tma_sm90a.cu's, and the A tile (BM output pixels at one filter tap by BK
 // input channels) by one im2col-mode copy (TcWgmmaTmaIm2colLoop, conv_wgmma.cuh;
 // docs/plans/hopper-tma.md), so that no thread computes an input address, a tap or a bounds test.
-// And stride-1 backward-data the same way (at the end of the file). sm_90a only.
+// And stride-1 backward-data and every backward-filter with C % 64 == 0 the same way (at the end of
+// the file). sm_90a only.
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles reach
 // shared memory in the same swizzled layout, zeros where the cp.async loader's zero fill puts them).
@@ -145,3 +146,51 @@ CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_d
 CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x128_bf16, WgTile64x128);
 CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x64_bf16, WgTile128x64);
 CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x64_bf16, WgTile64x64);
+
+// ---- backward-filter, both operands by TMA ---------------------------------------------------------------
+// Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_im2col_`, then
+// (const TmaMap dy_map, const TmaMap x_map): dy as N*P*Q rows of K (boxes of 64 x BK, the 128-byte
+// swizzle), x through an im2col map for the convolution's geometry, boxes of BK pixels by 64 channels
+// (the 128-byte swizzle): conv_tc_backward_filter.cuh. C % 64 == 0 (traps otherwise). Launch (and the
+// split's reduce) as that kernel's, with kWgmmaTmaBarrierBytes more shared memory.
+//   conv2d_wgmma_tma_im2col_backward_filter_{T}_bf16          {T}: the seven Hopper tiles
+//   conv2d_wgmma_tma_im2col_backward_filter_bnrelu_{T}_bf16   {T}: 128x128, 64x128, 128x64, 64x64
+#include "conv_tc_backward_filter.cuh"
+
+#define CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(name, Tile)                                       \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* dy, float* out, ConvDims d, const __grid_constant__ TmaMap dy_map, \
+             const __grid_constant__ TmaMap x_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colLoop>(x, dy, out, d, {}, &x_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+#define CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                                \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+        name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
+             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap dy_map, \
+             const __grid_constant__ TmaMap x_map) {                                                   \
+        grid_dependency_sync();                                                                        \
+        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
+    }                                                                                                  \
+    EMU_REGISTER(name)
+
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x128_bf16, WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x256_bf16, WgTile128x256);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_64x128_bf16, WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x64_bf16, WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x128k64_bf16,
+                                             WgTile128x128K64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x256k64_bf16,
+                                             WgTile128x256K64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x128_bf16,
+                                                    WgTile128x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x128_bf16,
+                                                    WgTile64x128);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x64_bf16,
+                                                    WgTile128x64);
+CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x64_bf16,
+                                                    WgTile64x64);

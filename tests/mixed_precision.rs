@@ -771,7 +771,8 @@ fn step_and_launches(
 /// `RESNET_TC_KERNELS=wgmma-tma`: the wgmma family with the forward convolutions' weights brought
 /// by the tensor memory accelerator (`conv2d_wgmma_tma_forward*`), and their input too where C is a
 /// multiple of the slice depth, through an im2col map (`conv2d_wgmma_tma_im2col_forward*`; and
-/// stride-1 backward-data's dy likewise, `conv2d_wgmma_tma_im2col_backward_data*`). The same tiles
+/// stride-1 backward-data's dy likewise, `conv2d_wgmma_tma_im2col_backward_data*`, and
+/// backward-filter's x where C % 64 == 0, `conv2d_wgmma_tma_im2col_backward_filter*`). The same tiles
 /// in the same shared-memory layout and the same multiply, so the training step must be the wgmma family's bit
 /// for bit (loss, every parameter and gradient) with the same launches: resnet8 with every BN
 /// output stored (each forward then a plain statistics kernel, all fed by TMA) and with the BN +
@@ -827,6 +828,12 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
             name.starts_with("resnet8"),
             "{name}: {im2col_data} backward-data through an im2col map"
         );
+        // And resnet8's 64-channel inputs their backward-filter.
+        let im2col_filter = count("conv2d_wgmma_tma_im2col_backward_filter");
+        assert!(
+            im2col_filter > 0 || !name.starts_with("resnet8"),
+            "{name}: no backward-filter through an im2col map"
+        );
         // The bottleneck blocks' 1x1 stride-1 convolutions take both operands by TMA, forward and
         // backward-data (with and without the BN partials).
         assert_eq!(
@@ -861,7 +868,7 @@ fn the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit() {
         eprintln!(
             "{name}: {fed} TMA-fed launches ({pointwise} pointwise, {backward} of them \
              backward-data, {filter} backward-filter; {im2col} forward and {im2col_data} \
-             backward-data through im2col), the same bits"
+             backward-data and {im2col_filter} backward-filter through im2col), the same bits"
         );
     }
 }

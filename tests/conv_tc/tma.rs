@@ -217,6 +217,50 @@ fn wgmma_backward_data_fed_through_im2col_equals_the_cp_async_one_bit_for_bit() 
     assert_eq!(checked, [42, 12], "(plain and _add, _bn_) launches checked");
 }
 
+/// Backward-filter with dy's panels and x through an im2col map
+/// (`conv2d_wgmma_tma_im2col_backward_filter_*`): bit for bit the plain wgmma kernel's dw, every
+/// Hopper tile, one split and three, on 3x3 shapes of stride 1 and 2 with padding (odd, non-square
+/// inputs: slices that wrap rows and images; column tiles past R*S*C), a 1x1 of stride 2 and a
+/// 128-channel 3x3 (two panels a tap); and its `_bnrelu_` variant (the padding left zero) against
+/// the plain kernel on the BN output stored.
+#[test]
+fn wgmma_backward_filter_fed_through_im2col_equals_the_cp_async_one_bit_for_bit() {
+    let shapes = [
+        shape([2, 9, 7, 64], [40, 3, 3, 64], 2, 1),
+        shape([2, 6, 5, 128], [72, 3, 3, 128], 1, 1),
+        shape([2, 7, 7, 64], [48, 1, 1, 64], 2, 0),
+        shape([1, 5, 6, 64], [64, 3, 3, 64], 1, 0),
+    ];
+    let mut checked = [0; 2];
+    for (i, s) in shapes.iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            for splits in [1, 3] {
+                let seed = 1800 + i as u64;
+                let tma = conv_tc_plan::backward_filter_im2col_with(s, tile, splits);
+                assert_hopper_kernel_loaded(tma.partial.kernel);
+                let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
+                assert!(
+                    check_backward_filter(s, &tma, seed) == check_backward_filter(s, &plain, seed),
+                    "{} (splits {splits}) on {:?} {:?} stride {}: dw differs from {}'s",
+                    tma.partial.kernel,
+                    s.x,
+                    s.w,
+                    s.geom.stride,
+                    plain.partial.kernel
+                );
+                checked[0] += 1;
+                if let Some(fused) =
+                    conv_tc_plan::backward_filter_bnrelu_im2col_with(s, tile, splits)
+                {
+                    check_fused_backward_filter(s, &fused, tile, 1900 + i as u64);
+                    checked[1] += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, [56, 32], "(plain, _bnrelu_) launches checked");
+}
+
 /// The pointwise shapes of [`wgmma_shapes`] and [`pointwise_shapes`], and one of 288 pixels (9
 /// slices of 32: every pipeline stage reused within a split).
 fn all_pointwise_shapes() -> Vec<ConvShape> {

@@ -257,6 +257,17 @@ pub(super) const BACKWARD_DATA_ADD_IM2COL_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_im2col_backward_data_add_128x256k64_bf16",
 ];
 
+/// Backward-filter with dy's panels and x through an im2col map (C % 64 == 0), by Hopper tile index.
+pub(super) const BACKWARD_FILTER_IM2COL_TMA_KERNELS: [&str; 7] = [
+    "conv2d_wgmma_tma_im2col_backward_filter_128x128_bf16",
+    "conv2d_wgmma_tma_im2col_backward_filter_128x256_bf16",
+    "conv2d_wgmma_tma_im2col_backward_filter_64x128_bf16",
+    "conv2d_wgmma_tma_im2col_backward_filter_128x64_bf16",
+    "conv2d_wgmma_tma_im2col_backward_filter_64x64_bf16",
+    "conv2d_wgmma_tma_im2col_backward_filter_128x128k64_bf16",
+    "conv2d_wgmma_tma_im2col_backward_filter_128x256k64_bf16",
+];
+
 /// Backward-filter with both operands fed by TMA, for pointwise shapes, by Hopper tile index.
 pub(super) const BACKWARD_FILTER_POINTWISE_TMA_KERNELS: [&str; 7] = [
     "conv2d_wgmma_tma_pointwise_backward_filter_128x128_bf16",

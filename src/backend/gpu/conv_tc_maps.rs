@@ -136,6 +136,20 @@ impl TcIm2colOperand {
         }
     }
 
+    /// Backward-filter's B operand: x through an im2col map for the convolution's geometry, one
+    /// copy a 64-wide panel of the KN tile: BK pixels (the reduction) by 64 channels of one tap,
+    /// under the 128-byte swizzle.
+    pub(super) fn filter_input(shape: &ConvShape, tile: TcTile) -> Self {
+        TcIm2colOperand {
+            tile: Im2colBox {
+                channels: 64,
+                pixels: tile.bk() as u32,
+                swizzle: TmaSwizzle::B128,
+            },
+            ..Self::input(shape, tile)
+        }
+    }
+
     /// The map over the NHWC tensor at `x`.
     pub fn im2col_map(&self, x: DevicePtr) -> Im2colMap {
         Im2colMap::for_convolution(x, self.nhwc, self.taps, (self.stride, self.pad), self.tile)

@@ -60,10 +60,11 @@ use super::conv_plan::ConvShape;
 use super::conv_tc_kernels::{
     kernel_of, BACKWARD_DATA_ADD_IM2COL_TMA_KERNELS, BACKWARD_DATA_ADD_KERNELS,
     BACKWARD_DATA_ADD_POINTWISE_TMA_KERNELS, BACKWARD_DATA_IM2COL_TMA_KERNELS,
-    BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS, BACKWARD_FILTER_KERNELS,
-    BACKWARD_FILTER_POINTWISE_TMA_KERNELS, FORWARD_IM2COL_TMA_KERNELS, FORWARD_KERNELS,
-    FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_IM2COL_TMA_KERNELS, FORWARD_STATS_KERNELS,
-    FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS, FORWARD_TMA_KERNELS,
+    BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS, BACKWARD_FILTER_IM2COL_TMA_KERNELS,
+    BACKWARD_FILTER_KERNELS, BACKWARD_FILTER_POINTWISE_TMA_KERNELS, FORWARD_IM2COL_TMA_KERNELS,
+    FORWARD_KERNELS, FORWARD_POINTWISE_TMA_KERNELS, FORWARD_STATS_IM2COL_TMA_KERNELS,
+    FORWARD_STATS_KERNELS, FORWARD_STATS_POINTWISE_TMA_KERNELS, FORWARD_STATS_TMA_KERNELS,
+    FORWARD_TMA_KERNELS,
 };
 use super::driver::{DevicePtr, Driver};
 use super::launch_constants::{TC_BN_TABLE_CHANNELS, WGMMA_TMA_BARRIER_BYTES};
@@ -91,9 +92,12 @@ pub struct TcLaunch {
     /// `Some` for `conv2d_wgmma_tma_pointwise_*`: the map of the GEMM's A operand, after the B map:
     /// the forward's input x (`x_map`), the output gradient dy of both backward passes (`dy_map`).
     pub a_map: Option<TcOperandMap>,
-    /// `Some` for `conv2d_wgmma_tma_im2col_*` (instead of `a_map`): the forward's input x through an
-    /// im2col map (`x_map`, after the B map).
+    /// `Some` for `conv2d_wgmma_tma_im2col_{forward,backward_data}*` (instead of `a_map`): the A
+    /// operand through an im2col map, the forward's x or backward-data's dy, after the B map.
     pub a_im2col: Option<TcIm2colOperand>,
+    /// `Some` for `conv2d_wgmma_tma_im2col_backward_filter*` (instead of `b_map`): its x through an
+    /// im2col map (`x_map`), after dy's tiled map (`a_map`): the tiled maps come first.
+    pub b_im2col: Option<TcIm2colOperand>,
 }
 
 impl TcLaunch {
@@ -108,7 +112,8 @@ impl TcLaunch {
 
     /// Every tensor map the launch takes after its other parameters, in order, encoded by `driver`
     /// over the B operand's tensor at `b` and the A operand's at `a` ([`Self::tensor_maps`]'s tiled
-    /// maps, then the im2col map of [`Self::a_im2col`]); none for a launch not fed by TMA.
+    /// maps, then the im2col map of [`Self::a_im2col`] or [`Self::b_im2col`]); none for a launch not
+    /// fed by TMA.
     pub fn encode_maps<D: Driver + ?Sized>(
         &self,
         driver: &D,
@@ -121,6 +126,9 @@ impl TcLaunch {
             .collect::<crate::Result<Vec<_>>>()?;
         if let Some(x) = self.a_im2col {
             maps.push(driver.encode_tensor_map_im2col(&x.im2col_map(a))?);
+        }
+        if let Some(x) = self.b_im2col {
+            maps.push(driver.encode_tensor_map_im2col(&x.im2col_map(b))?);
         }
         Ok(maps)
     }
@@ -139,6 +147,7 @@ impl TcLaunch {
             b_map: Some(b_map),
             a_map,
             a_im2col: None,
+            b_im2col: None,
             ..self
         }
     }
@@ -698,10 +707,67 @@ pub fn backward_filter_for(shape: &ConvShape, family: TcFamily) -> TcFilterLaunc
     let general = !backward_vectorizable(shape);
     let tile = backward_filter_tile(shape, general, family);
     let splits = filter_splits(shape, tile);
-    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
-        return backward_filter_tma_with(shape, tile, splits);
+    if family.weights_by_tma() && tile.is_hopper() && !general {
+        if is_pointwise(shape) {
+            return backward_filter_tma_with(shape, tile, splits);
+        }
+        if backward_filter_im2col_applies(shape) {
+            return backward_filter_im2col_with(shape, tile, splits);
+        }
     }
     backward_filter_with(shape, tile, general, splits)
+}
+
+/// Whether backward-filter of `shape` can bring x through an im2col map: C a multiple of 64 (each
+/// 64-wide panel of the tile's columns inside one tap).
+pub fn backward_filter_im2col_applies(shape: &ConvShape) -> bool {
+    shape.x[3] % 64 == 0
+}
+
+/// Backward-filter on a Hopper `tile` with dy's panels by TMA and x through an im2col map
+/// (`conv2d_wgmma_tma_im2col_backward_filter_{T}_bf16`): the plain wgmma kernel's params, then dy's
+/// map and x's ([`TcLaunch::encode_maps`]); its grid, block, split and reduce, and its shared
+/// memory plus the pipeline's mbarriers. Vector shapes with C % 64 == 0.
+pub fn backward_filter_im2col_with(
+    shape: &ConvShape,
+    tile: TcTile,
+    splits: usize,
+) -> TcFilterLaunch {
+    assert!(
+        tile.is_hopper() && backward_filter_im2col_applies(shape),
+        "im2col backward-filter: a Hopper tile ({}) and C % 64 == 0",
+        tile.name()
+    );
+    let kernel = BACKWARD_FILTER_IM2COL_TMA_KERNELS[tile.index()];
+    backward_filter_im2col_fed(
+        backward_filter_with(shape, tile, false, splits),
+        kernel,
+        shape,
+        tile,
+    )
+}
+
+/// `plain` (a wgmma backward-filter) with its partial kernel the im2col-fed `kernel`.
+fn backward_filter_im2col_fed(
+    plain: TcFilterLaunch,
+    kernel: &'static str,
+    shape: &ConvShape,
+    tile: TcTile,
+) -> TcFilterLaunch {
+    let [n, p, q, k] = shape.y;
+    let partial = plain.partial;
+    TcFilterLaunch {
+        partial: TcLaunch {
+            kernel,
+            shared_bytes: partial.shared_bytes + WGMMA_TMA_BARRIER_BYTES,
+            b_map: None,
+            a_map: Some(TcOperandMap::panels(n * p * q, k, tile)),
+            a_im2col: None,
+            b_im2col: Some(TcIm2colOperand::filter_input(shape, tile)),
+            ..partial
+        },
+        ..plain
+    }
 }
 
 /// Backward-filter of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
@@ -762,10 +828,37 @@ pub fn backward_filter_bnrelu_for(shape: &ConvShape, family: TcFamily) -> Option
     }
     let tile = backward_filter_tile(shape, false, family);
     let splits = filter_splits(shape, tile);
-    if family.weights_by_tma() && tile.is_hopper() && is_pointwise(shape) {
-        return backward_filter_bnrelu_tma_with(shape, tile, splits);
+    if family.weights_by_tma() && tile.is_hopper() {
+        if is_pointwise(shape) {
+            return backward_filter_bnrelu_tma_with(shape, tile, splits);
+        }
+        if backward_filter_im2col_applies(shape) {
+            return backward_filter_bnrelu_im2col_with(shape, tile, splits);
+        }
     }
     backward_filter_bnrelu_with(shape, tile, splits)
+}
+
+/// [`backward_filter_bnrelu_with`] on a Hopper tile with x through an im2col map
+/// (`conv2d_wgmma_tma_im2col_backward_filter_bnrelu_{T}_bf16`, as [`backward_filter_im2col_with`]),
+/// `None` where the plain kernel has none or C % 64 != 0.
+pub fn backward_filter_bnrelu_im2col_with(
+    shape: &ConvShape,
+    tile: TcTile,
+    splits: usize,
+) -> Option<TcFilterLaunch> {
+    let plain = backward_filter_bnrelu_with(shape, tile, splits)?;
+    if !tile.is_hopper() || !backward_filter_im2col_applies(shape) {
+        return None;
+    }
+    let kernel = match tile {
+        TcTile::H128x128 => "conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x128_bf16",
+        TcTile::H64x128 => "conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x128_bf16",
+        TcTile::H128x64 => "conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x64_bf16",
+        TcTile::H64x64 => "conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x64_bf16",
+        _ => return None,
+    };
+    Some(backward_filter_im2col_fed(plain, kernel, shape, tile))
 }
 
 /// [`backward_filter_bnrelu_with`] of a pointwise shape on a Hopper tile with both operands by TMA
@@ -841,6 +934,7 @@ pub fn backward_filter_with(
         b_map: None,
         a_map: None,
         a_im2col: None,
+        b_im2col: None,
     });
     TcFilterLaunch {
         partial,
@@ -909,6 +1003,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         b_map: None,
         a_map: None,
         a_im2col: None,
+        b_im2col: None,
     }
 }
 
@@ -1155,6 +1250,27 @@ mod tests {
                         assert_eq!(m.swizzle, TmaSwizzle::B128);
                         m.validate().unwrap();
                     }
+                }
+            } else if s.x[3] % 64 == 0 {
+                // x through an im2col map (64-channel panels, BK pixels), dy's tiled panels.
+                for (wg, tma) in [(wg, tma), (wg_bn, tma_bn)] {
+                    let fed =
+                        wg.partial
+                            .kernel
+                            .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_im2col_", 1);
+                    assert_eq!(tma.partial.kernel, fed);
+                    assert_eq!((tma.splits, tma.reduce), (wg.splits, wg.reduce));
+                    let maps: Vec<TiledMap2d> = tma.partial.tensor_maps(0x1000, 0x2000).collect();
+                    assert_eq!(maps.len(), 1);
+                    assert_eq!(maps[0].global, 0x2000);
+                    maps[0].validate().unwrap();
+                    let x = tma
+                        .partial
+                        .b_im2col
+                        .expect("x's im2col map")
+                        .im2col_map(0x1000);
+                    assert_eq!((x.nhwc, x.channels_per_pixel), (s.x, 64));
+                    x.validate().unwrap();
                 }
             } else {
                 assert_eq!((tma, tma_bn), (wg, wg_bn));
