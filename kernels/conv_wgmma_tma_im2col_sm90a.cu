@@ -27,62 +27,41 @@
 // tile, with kWgmmaTmaBarrierBytes (64) more dynamic shared memory.
 #include "conv_tc_forward.cuh"
 #include "conv_wgmma.cuh"
+#include "conv_wgmma_tma_fed.cuh"
 
-#define CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(name, Tile)                                               \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* x, const bf16* w, bf16* y, ConvDims d, const __grid_constant__ TmaMap w_map,  \
-             const __grid_constant__ TmaMap x_map) {                                                   \
-        grid_dependency_sync();                                                                        \
-        conv_tc_forward<Tile, true, false, TcWgmmaTmaIm2colLoop>(x, w, y, nullptr, d, {}, &w_map, &x_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-#define CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(name, Tile)                                         \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d,                          \
-             const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap x_map) {             \
-        grid_dependency_sync();                                                                        \
-        conv_tc_forward<Tile, true, true, TcWgmmaTmaIm2colLoop>(x, w, y, stats, d, {}, &w_map, &x_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x128_bf16, WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x256_bf16, WgTile128x256);
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_64x128_bf16, WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x64_bf16, WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_64x64_bf16, WgTile64x64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x128k64_bf16, WgTile128x128K64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x256k64_bf16, WgTile128x256K64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x128_bf16, WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256_bf16, WgTile128x256);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_64x128_bf16, WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x64_bf16, WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_64x64_bf16, WgTile64x64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x128k64_bf16,
-                                           WgTile128x128K64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256k64_bf16,
-                                           WgTile128x256K64);
-
-#define CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(name, Tile)                                  \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
-             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap w_map,  \
-             const __grid_constant__ TmaMap x_map) {                                                   \
-        grid_dependency_sync();                                                                        \
-        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
-        conv_tc_forward<Tile, true, true, TcWgmmaTmaIm2colLoop, true>(x, w, y, stats, d, bn, &w_map, &x_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x128_bf16, WgTile128x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x256_bf16, WgTile128x256, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_64x128_bf16, WgTile64x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x64_bf16, WgTile128x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_64x64_bf16, WgTile64x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x128k64_bf16,
+                                  WgTile128x128K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_KERNEL(conv2d_wgmma_tma_im2col_forward_128x256k64_bf16,
+                                  WgTile128x256K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x128_bf16,
+                                        WgTile128x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256_bf16,
+                                        WgTile128x256, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_64x128_bf16,
+                                        WgTile64x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x64_bf16,
+                                        WgTile128x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_64x64_bf16,
+                                        WgTile64x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x128k64_bf16,
+                                        WgTile128x128K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_128x256k64_bf16,
+                                        WgTile128x256K64, TcWgmmaTmaIm2colLoop);
 
 // The tiles the plan picks for a forward whose input is a BN's output (as conv_wgmma_forward_sm90a.cu).
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x128_bf16,
-                                                  WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x128_bf16,
-                                                  WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x64_bf16,
-                                                  WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16,
-                                                  WgTile64x64);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x128_bf16,
+                                               WgTile128x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x128_bf16,
+                                               WgTile64x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x64_bf16,
+                                               WgTile128x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16,
+                                               WgTile64x64, TcWgmmaTmaIm2colLoop);
 
 // ---- backward-data, stride 1, both operands by TMA ------------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_im2col_`, then
@@ -93,59 +72,42 @@ CONV_WGMMA_TMA_IM2COL_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forwar
 // kWgmmaTmaBarrierBytes more shared memory.
 //   conv2d_wgmma_tma_im2col_backward_data[_add]_{T}_bf16   {T}: the seven Hopper tiles
 //   conv2d_wgmma_tma_im2col_backward_data_bn_{T}_bf16      {T}: 128x128, 64x128, 128x64, 64x64
-#include "conv_tc_backward_data.cuh"
-
-#define CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(name, Tile)                                         \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d, const __grid_constant__ TmaMap w_map, \
-             const __grid_constant__ TmaMap dy_map) {                                                  \
-        grid_dependency_sync();                                                                        \
-        conv_tc_backward_data<Tile, true, false, TcWgmmaTmaIm2colLoop>(dy, w, dx, nullptr, d, {}, &w_map, &dy_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-#define CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(name, Tile)                                     \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d,                  \
-             const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap dy_map) {            \
-        grid_dependency_sync();                                                                        \
-        conv_tc_backward_data<Tile, true, true, TcWgmmaTmaIm2colLoop>(dy, w, dx, addend, d, {}, &w_map, &dy_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-#define CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(name, Tile)                                      \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
-        name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
-             const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
-             const bf16* bn_y, float* partial, ConvDims d, const __grid_constant__ TmaMap w_map,       \
-             const __grid_constant__ TmaMap dy_map) {                                                  \
-        grid_dependency_sync();                                                                        \
-        const TcBnGrad bn{bn_x, mean, inv_std, gamma, beta, mask, bn_y, partial};                      \
-        conv_tc_backward_data<Tile, true, false, TcWgmmaTmaIm2colLoop, true>(dy, w, dx, addend, d, bn, &w_map, \
-                                                                             &dy_map);                 \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x128_bf16, WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x256_bf16, WgTile128x256);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_64x128_bf16, WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x64_bf16, WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_64x64_bf16, WgTile64x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x128k64_bf16, WgTile128x128K64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x256k64_bf16, WgTile128x256K64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x128_bf16, WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x256_bf16, WgTile128x256);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_64x128_bf16, WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x64_bf16, WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_64x64_bf16, WgTile64x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x128k64_bf16,
-                                               WgTile128x128K64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x256k64_bf16,
-                                               WgTile128x256K64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x128_bf16, WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x128_bf16, WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x64_bf16, WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x64_bf16, WgTile64x64);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x128_bf16,
+                                        WgTile128x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x256_bf16,
+                                        WgTile128x256, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_64x128_bf16,
+                                        WgTile64x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x64_bf16,
+                                        WgTile128x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_64x64_bf16,
+                                        WgTile64x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x128k64_bf16,
+                                        WgTile128x128K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_im2col_backward_data_128x256k64_bf16,
+                                        WgTile128x256K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x128_bf16,
+                                            WgTile128x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x256_bf16,
+                                            WgTile128x256, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_64x128_bf16,
+                                            WgTile64x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x64_bf16,
+                                            WgTile128x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_64x64_bf16,
+                                            WgTile64x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x128k64_bf16,
+                                            WgTile128x128K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(conv2d_wgmma_tma_im2col_backward_data_add_128x256k64_bf16,
+                                            WgTile128x256K64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x128_bf16,
+                                           WgTile128x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x128_bf16,
+                                           WgTile64x128, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_128x64_bf16,
+                                           WgTile128x64, TcWgmmaTmaIm2colLoop);
+CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data_bn_64x64_bf16,
+                                           WgTile64x64, TcWgmmaTmaIm2colLoop);
 
 // ---- backward-filter, both operands by TMA ---------------------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_im2col_`, then
