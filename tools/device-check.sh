@@ -119,7 +119,7 @@ fi
 # of their own: if the hardware disagrees with the emulator, the tile sweep keeps its plain wgmma
 # rows and leaves out the `+tma` ones.
 if ! step test-conv-tc-wgmma-tma 90 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
-    fed_by_tma; then
+    fed_by_tma fed_through_im2col; then
     export RESNET_BENCH_TMA=off
 fi
 step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
