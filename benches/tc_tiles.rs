@@ -106,7 +106,7 @@ fn time_fed(
     a: DevicePtr,
     args: impl Fn() -> KernelArgs,
 ) -> Result<f64> {
-    let maps = fed.encode_maps(driver, w, a)?;
+    let maps = fed.encode_maps(driver, w, a).collect::<Result<Vec<_>>>()?;
     prepare(driver, fed)?;
     time_pass(driver, || {
         launch(
@@ -136,7 +136,10 @@ fn time_filter(
     b: &FilterBuffers,
     rest: impl Fn(KernelArgs) -> KernelArgs,
 ) -> Result<f64> {
-    let maps = f.partial.encode_maps(driver, b.x, b.dy)?;
+    let maps = f
+        .partial
+        .encode_maps(driver, b.x, b.dy)
+        .collect::<Result<Vec<_>>>()?;
     prepare(driver, &f.partial)?;
     let target = if f.reduce.is_some() {
         b.workspace

@@ -128,11 +128,8 @@ fn run(l: &TcLaunch, mut args: KernelArgs) {
 /// the GEMM's B operand at `b` (w, or backward-filter's x) and its A operand at `a` (the forward's
 /// x, the backward passes' dy); `args` unchanged for every other launch.
 fn with_tensor_maps(l: &TcLaunch, mut args: KernelArgs, b: DevicePtr, a: DevicePtr) -> KernelArgs {
-    let maps = l
-        .encode_maps(driver(), b, a)
-        .unwrap_or_else(|e| panic!("{}: {e}", l.kernel));
-    for bytes in maps {
-        args = args.tensor_map(&bytes);
+    for bytes in l.encode_maps(driver(), b, a) {
+        args = args.tensor_map(&bytes.unwrap_or_else(|e| panic!("{}: {e}", l.kernel)));
     }
     args
 }

@@ -70,8 +70,8 @@ impl<D: Driver> GpuBackend<D> {
         b: DevicePtr,
         a: DevicePtr,
     ) -> Result<KernelArgs> {
-        for map in l.encode_maps(&*self.driver, b, a)? {
-            args = args.tensor_map(&map);
+        for map in l.encode_maps(&*self.driver, b, a) {
+            args = args.tensor_map(&map?);
         }
         Ok(args)
     }

@@ -113,24 +113,22 @@ impl TcLaunch {
     /// Every tensor map the launch takes after its other parameters, in order, encoded by `driver`
     /// over the B operand's tensor at `b` and the A operand's at `a` ([`Self::tensor_maps`]'s tiled
     /// maps, then the im2col map of [`Self::a_im2col`] or [`Self::b_im2col`]); none for a launch not
-    /// fed by TMA.
-    pub fn encode_maps<D: Driver + ?Sized>(
+    /// fed by TMA. Lazily, one map at a time: a launch in the training step allocates nothing.
+    pub fn encode_maps<'d, D: Driver + ?Sized>(
         &self,
-        driver: &D,
+        driver: &'d D,
         b: DevicePtr,
         a: DevicePtr,
-    ) -> crate::Result<Vec<TensorMapBytes>> {
-        let mut maps = self
-            .tensor_maps(b, a)
-            .map(|m| driver.encode_tensor_map_2d(&m))
-            .collect::<crate::Result<Vec<_>>>()?;
-        if let Some(x) = self.a_im2col {
-            maps.push(driver.encode_tensor_map_im2col(&x.im2col_map(a))?);
-        }
-        if let Some(x) = self.b_im2col {
-            maps.push(driver.encode_tensor_map_im2col(&x.im2col_map(b))?);
-        }
-        Ok(maps)
+    ) -> impl Iterator<Item = crate::Result<TensorMapBytes>> + 'd {
+        let tiled = self.b_map.map(|m| m.tiled_map(b));
+        let tiled = tiled.into_iter().chain(self.a_map.map(|m| m.tiled_map(a)));
+        let im2col = self.a_im2col.map(|x| x.im2col_map(a));
+        let im2col = im2col
+            .into_iter()
+            .chain(self.b_im2col.map(|x| x.im2col_map(b)));
+        tiled
+            .map(move |m| driver.encode_tensor_map_2d(&m))
+            .chain(im2col.map(move |m| driver.encode_tensor_map_im2col(&m)))
     }
 
     /// This plain wgmma launch as its TMA-fed `kernel`: the same grid and block, the pipeline's
