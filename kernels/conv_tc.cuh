@@ -340,6 +340,11 @@ __device__ __forceinline__ void tc_mainloop(float (&acc)[Tile::MI][Tile::NI][4],
 struct TcMmaSyncLoop {
     // (conv_wgmma.cuh's TMA policies bring operands by the tensor memory accelerator.)
     static constexpr bool A_BY_TMA = false, B_BY_TMA = false, IM2COL = false;
+    // Threads a launch of `Tile` has beyond Tile::THREADS (conv_wgmma.cuh's producer warp).
+    template <class Tile>
+    __host__ __device__ static constexpr int producer_threads() {
+        return 0;
+    }
 
     template <class Tile, int ROW_ELEMS>
     __device__ static __forceinline__ int kn_offset(int row, int chunk) {
@@ -354,6 +359,13 @@ struct TcMmaSyncLoop {
         tc_mainloop<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
     }
 };
+
+// Whether this thread is a main loop's producer warp (conv_wgmma.cuh's TcWgmmaWarpSpecializedPipeline), which has left
+// the loop with nothing more to do: the kernel bodies return for it before their epilogues.
+template <class Tile, class MainLoop>
+__device__ __forceinline__ bool tc_producer_thread() {
+    return MainLoop::template producer_threads<Tile>() != 0 && threadIdx.x >= Tile::THREADS;
+}
 
 // ---- epilogue walk -------------------------------------------------------------------------------------
 // Calls store(row, col, v0, v1) for each accumulator pair of this thread: C[row][col] = v0,

@@ -202,6 +202,7 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     } else {
         MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a, load_b);
     }
+    if (tc_producer_thread<Tile, MainLoop>()) return;  // its copies are issued: nothing more to do
 
     // Row m of this class's GEMM is the pixel (n, ph + stride ih, pw + stride jw): the offset of its
     // dx (and addend) channel 0.

@@ -213,6 +213,7 @@ __device__ __forceinline__ void conv_tc_backward_filter(const bf16* __restrict__
     } else {
         run_main_loop(TcNothingLanded{});
     }
+    if (tc_producer_thread<Tile, MainLoop>()) return;  // its copies are issued: nothing more to do
 
     float* const partial = out + static_cast<long long>(blockIdx.z) * K * RSC;
     const bool paired = RSC % 2 == 0;

@@ -215,6 +215,7 @@ __device__ __forceinline__ void conv_tc_forward(const bf16* __restrict__ x, cons
     } else {
         run_main_loop(dynamic_shared_memory<bf16>(), TcNothingLanded{}, TcNothingIssued{});
     }
+    if (tc_producer_thread<Tile, MainLoop>()) return;  // its copies are issued: nothing more to do
 
     if constexpr (STATS) tc_round_to_bf16<Tile>(acc);  // the statistics are of the stored values
     if (tc_staged_store_ok(K, y)) {

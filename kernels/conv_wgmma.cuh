@@ -60,10 +60,13 @@
 // __syncthreads, so no wait can miss a phase. The STAGES barriers (8 bytes each) sit right after the
 // aligned stages: a TMA launch asks for kWgmmaTmaBarrierBytes more shared memory. No epilogue reaches
 // them (the staged tile and the statistics stay inside Tile::SMEM_BYTES), so they are never reused.
-// TcWgmmaTmaPointwiseLoop (A_BY_TMA too): the A tile likewise, a BM x BK box announced on the same
-// barrier (expect_tx of both boxes' bytes); with no cp.async left, the loop drops the cp.async waits,
-// commits and the generic-to-async proxy fence, and keeps the __syncthreads for the stage reuse.
-// TcWgmmaTmaIm2colLoop likewise, its A box an im2col copy (any shape whose C is a multiple of BK).
+// TcWgmmaTmaPointwiseRewriteLoop (A_BY_TMA too, the BN + ReLU kernels): the A tile likewise, a
+// BM x BK box announced on the same barrier (expect_tx of both boxes' bytes); with no cp.async left,
+// the loop drops the cp.async waits, commits and the generic-to-async proxy fence (but for the
+// rewrite's), and keeps the __syncthreads for the rewrite and the stage reuse.
+// TcWgmmaTmaIm2colRewriteLoop likewise, its A box an im2col copy (any shape whose C is a multiple of
+// BK). The kernels that do not rewrite a tile (TcWgmmaTmaPointwiseLoop, TcWgmmaTmaIm2colLoop) give
+// the copies to a producer warp instead: TcWgmmaWarpSpecializedPipeline below.
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
@@ -110,6 +113,12 @@ constexpr std::uint32_t kWgmmaUnusedLeading = 16;
 // The pipeline of the policies below; A_BY_TMA and B_BY_TMA as in the header.
 template <bool A_BY_TMA, bool B_BY_TMA>
 struct TcWgmmaPipeline {
+    // Every thread of the block multiplies (TcWgmmaWarpSpecializedPipeline adds a producer warp).
+    template <class Tile>
+    __host__ __device__ static constexpr int producer_threads() {
+        return 0;
+    }
+
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
               class Issued = TcNothingIssued>
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
@@ -238,7 +247,7 @@ struct TcWgmmaPipeline {
         return (chunk / 8) * kWgmmaPanelElems<Tile> + row * 64 + 8 * ((chunk % 8) ^ (row % 8));
     }
 
-  private:
+  protected:
     // How far a descriptor's start moves from one 16-deep step to the next, in its 16-byte units:
     // 16 bf16 along a K-major row (32 bytes), or 16 rows of an MN-major panel (2048 bytes).
     template <bool MN_MAJOR>
@@ -284,25 +293,187 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
     }
 };
 
-// Both operands by TMA: a pointwise forward (1x1, stride 1, no padding), whose A is x itself as a
-// 2-D [N*H*W][C] matrix, a box of BM rows of BK a slice beside the weights' box, both on the stage's
-// barrier; or a pointwise backward-data (dy as [N*H*W][K], w's panels). No thread issues a cp.async:
-// the loop is the waits, the barrier, thread 0's copies and the multiply.
-struct TcWgmmaTmaPointwiseLoop : TcWgmmaPipeline<true, true> {
-    static constexpr bool A_BY_TMA = true, B_BY_TMA = true, IM2COL = false;
+// Both operands by TMA, with a producer warp (the pipeline of TcWgmmaTmaPointwiseLoop and
+// TcWgmmaTmaIm2colLoop below). Once no thread copies with cp.async, the
+// only work besides the multiply is thread 0's two bulk copies a slice, and the one thing that still
+// ties the warpgroups together is the per-slice __syncthreads that frees a stage for its refill. Here
+// an extra warp, threads Tile::THREADS .. + 31 (one lane of it), issues the copies, and each stage has
+// two mbarriers, CUTLASS's full/empty pair:
+//   full[s]  (count 1): the producer's arrive.expect_tx of both boxes' bytes; the copies complete it.
+//   empty[s] (count Tile::THREADS / 32): lane 0 of each consumer warp arrives once its
+//            wgmma.wait_group has retired the multiply that read stage s.
+// Producer, slice i into stage s = i % STAGES, its use u = i / STAGES:
+//   u > 0: wait empty[s] for phase u - 1 (parity (u - 1) & 1): every warp released slice i - STAGES
+//   arrive.expect_tx full[s]; copy A's box and B's box onto full[s]
+// Consumers, slice i:
+//   wait full[s] for phase u (parity u & 1)
+//   wgmma.fence; BK / 16 wgmmas; commit; wgmma.wait_group 1     slice i - 1's multiply retired
+//   lane 0 of each warp: arrive empty[stage of slice i - 1]
+// So the copies run up to STAGES slices ahead of the multiply (the shared pipeline keeps STAGES - 2),
+// no barrier joins the warpgroups inside the loop, and the loop of a consumer warp is the wait, the
+// descriptors, the wgmmas, the wait_group and one arrive. The last slice's stage is never released:
+// nothing refills it. No fence.proxy.async: the copies write through the async proxy that wgmma reads
+// through; the epilogue's ordinary stores into the stages come after every full[] wait and the final
+// wait_group 0, as in the shared pipeline.
+// The producer warp leaves the kernel after its last copy (tc_producer_thread: the kernel bodies return
+// for it after the main loop); the epilogues' __syncthreads then wait for the consumers alone (since
+// Volta a block barrier waits for the threads that have not exited: CUDA programming guide, on
+// __syncthreads). The launch has Tile::THREADS + PRODUCER_THREADS threads (conv_tc_plan.rs's
+// TcLaunch::with_producer_warp). One warp, not CUTLASS's producer warpgroup: without setmaxnreg the
+// block's registers are shared evenly, and a 32-thread producer takes a ninth of them rather than a
+// third; the consumers' warpgroups are warps 0-3 and 4-7 either way (a warpgroup is four contiguous
+// warps from a multiple of four; the producer's partial fourth of a warpgroup never executes wgmma).
+// A kernel that rewrites the landed tiles (the BN + ReLU map: `landed`) needs all consumer threads
+// to have finished the rewrite before any multiply and keeps the shared pipeline (the *RewriteLoop
+// policies).
+//
+// Registers: a warp scheduler (a quarter of the SM) holds a quarter of the register file, 16384, and
+// the block's warps are dealt to the four in turn, so the ninth warp costs as much as a fourth warp on
+// every scheduler: ptxas caps a 288-thread block at 168 registers a thread (65536 / 384). The tiles
+// whose accumulators fit beside that (BN <= kWgmmaProducerMaxTileN: 64 floats a thread, about 100
+// registers in all) take the producer warp; the 128x256 tiles (128 floats, 150 to 200 registers) keep
+// the shared pipeline, where 255 fit.
+struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
+    using Shared = TcWgmmaPipeline<true, true>;
 
-    __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int row0,
-                                                    std::uint64_t* bar) {
-        ::tma_load_2d(tile, map, k0, row0, bar);  // (not emu:: by ADL on bf16)
+    template <class Tile>
+    __host__ __device__ static constexpr bool has_producer() {
+        return Tile::BN <= kWgmmaProducerMaxTileN;
+    }
+    template <class Tile>
+    __host__ __device__ static constexpr int producer_threads() {
+        return has_producer<Tile>() ? kWgmmaProducerThreads : 0;
+    }
+
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
+              class Issued = TcNothingIssued>
+    __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
+                                               LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
+                                               Issued&& issued = Issued{}) {
+        if constexpr (!has_producer<Tile>()) {
+            Shared::template run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
+        } else {
+            run_with_producer<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
+        }
+    }
+
+  private:
+    template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed, class Issued>
+    __device__ static __forceinline__ void run_with_producer(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem,
+                                                             int slices, LoadA&& load_a, LoadB&& load_b, Landed&&,
+                                                             Issued&&) {
+        static_assert(std::is_same_v<std::decay_t<Landed>, TcNothingLanded> &&
+                          std::is_same_v<std::decay_t<Issued>, TcNothingIssued>,
+                      "the producer warp's pipeline has no hooks: a rewriting kernel takes a *RewriteLoop");
+        constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
+        static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
+        static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
+        static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
+                      "warps of 16 x BN, four to a warpgroup");
+        static_assert(Tile::STAGES >= 2, "a refill of one stage while the other is multiplied");
+        static_assert(2 * Tile::STAGES * 8 <= kWgmmaTmaBarrierBytes, "a full and an empty barrier a stage");
+        static_assert((Tile::A_ELEMS * 2) % 1024 == 0 && (Tile::B_ELEMS * 2) % 1024 == 0,
+                      "stages keep the 1024-byte alignment of the swizzles");
+        constexpr int STAGES = Tile::STAGES;
+        constexpr int BN = Tile::BN;
+        constexpr unsigned CONSUMER_WARPS = Tile::THREADS / 32;
+        bf16* const a_tiles = wgmma_aligned(smem);
+        bf16* const b_tiles = a_tiles + STAGES * Tile::A_ELEMS;
+        std::uint64_t* const full = reinterpret_cast<std::uint64_t*>(b_tiles + STAGES * Tile::B_ELEMS);
+        std::uint64_t* const empty = full + STAGES;
+
+        if (threadIdx.x == 0) {
+#pragma unroll
+            for (int s = 0; s < STAGES; ++s) {
+                mbarrier_init(&full[s], 1);
+                mbarrier_init(&empty[s], CONSUMER_WARPS);
+            }
+            fence_mbarrier_init();
+        }
+        __syncthreads();  // the barriers exist before anyone waits on them or a copy completes one
+
+        if (threadIdx.x >= Tile::THREADS) {
+            if (threadIdx.x == Tile::THREADS) {
+                int stage = 0;
+                unsigned empty_parity = 1;  // of the phase the first refill of a stage waits for, less 1
+                for (int slice = 0; slice < slices; ++slice) {
+                    if (slice >= STAGES) mbarrier_wait_parity(&empty[stage], empty_parity);
+                    constexpr int bytes = (Tile::A_ELEMS + Tile::B_ELEMS) * 2;
+                    mbarrier_arrive_expect_tx(&full[stage], bytes);
+                    const int k0 = slice * Tile::BK;
+                    load_a(a_tiles + stage * Tile::A_ELEMS, k0, &full[stage]);
+                    load_b(b_tiles + stage * Tile::B_ELEMS, k0, &full[stage]);
+                    if (++stage == STAGES) {
+                        stage = 0;
+                        empty_parity ^= 1u;
+                    }
+                }
+            }
+            return;  // (the kernel body returns for the producer warp: tc_producer_thread)
+        }
+
+        const int warpgroup = threadIdx.x / 128;
+        float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
+#pragma unroll
+        for (int j = 0; j < Tile::NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
+        wgmma_fence_operand<BN>(d);  // the zeros are in the registers before the first wgmma
+
+        // Stage 0's descriptors, pinned (as in the shared pipeline).
+        std::uint64_t a_desc0 =
+            operand<Tile, A_MN>(a_tiles + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK), 0);
+        std::uint64_t b_desc0 = operand<Tile, B_MN>(b_tiles, 0);
+        wgmma_pin(a_desc0);
+        wgmma_pin(b_desc0);
+
+        const bool signals = threadIdx.x % 32 == 0;  // the lane that releases stages for its warp
+        int stage = 0, previous = STAGES - 1;
+        unsigned full_parity = 0;  // of the read stage's barrier phase: its use count & 1
+        for (int slice = 0; slice < slices; ++slice) {
+            mbarrier_wait_parity(&full[stage], full_parity);
+            const std::uint64_t a_stage = a_desc0 + static_cast<std::uint64_t>(stage) * (Tile::A_ELEMS * 2 / 16);
+            const std::uint64_t b_stage = b_desc0 + static_cast<std::uint64_t>(stage) * (Tile::B_ELEMS * 2 / 16);
+            std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
+#pragma unroll
+            for (int step = 0; step < Tile::BK / 16; ++step) {
+                a_desc[step] = a_stage + step * step_units<A_MN>();
+                b_desc[step] = b_stage + step * step_units<B_MN>();
+            }
+            wgmma_fence_operand<BN>(d);
+            wgmma_fence();
+#pragma unroll
+            for (int step = 0; step < Tile::BK / 16; ++step)
+                wgmma_m64k16_bf16<BN, A_MN, B_MN>(d, a_desc[step], b_desc[step]);
+            wgmma_commit_group();
+            wgmma_wait_group<1>();
+            wgmma_fence_operand<BN>(d);
+            // The previous slice's multiply has retired: its stage may be refilled.
+            if (slice > 0 && signals) mbarrier_arrive(&empty[previous]);
+            previous = stage;
+            if (++stage == STAGES) {
+                stage = 0;
+                full_parity ^= 1u;
+            }
+        }
+        wgmma_wait_group<0>();
+        wgmma_fence_operand<BN>(d);  // the epilogue's reads of acc stay after the wait
     }
 };
 
-// Both operands by TMA, A through the im2col mode: any forward shape with C % BK == 0, the A tile
-// of a slice one copy of BM output pixels at the slice's tap by its BK channels (conv_tc_forward.cuh;
-// the map's box and walk: src/backend/gpu/tensor_map_im2col.rs), the weights' box beside it on the
-// stage's barrier. The same loop as the pointwise one: no thread computes an A address.
-struct TcWgmmaTmaIm2colLoop : TcWgmmaPipeline<true, true> {
-    static constexpr bool A_BY_TMA = true, B_BY_TMA = true, IM2COL = true;
+// Both operands by TMA through `Pipeline` (the producer warp's, or the shared one for a kernel that
+// rewrites the landed tiles), A as the pointwise tiled box or, with IM2COL_, an im2col copy. No
+// thread issues a cp.async: the loop is the waits, the copies and the multiply.
+//   pointwise: a 1x1 convolution of stride 1 without padding, whose A is x itself as a 2-D
+//     [N*H*W][C] matrix, a box of BM rows of BK a slice beside the weights' box; or a pointwise
+//     backward-data (dy as [N*H*W][K], w's panels), or backward-filter (both as 64-wide panels).
+//   im2col: any forward shape with C % BK == 0, the A tile of a slice one copy of BM output pixels at
+//     the slice's tap by its BK channels (conv_tc_forward.cuh; the map's box and walk:
+//     src/backend/gpu/tensor_map_im2col.rs), the weights' box beside it on the stage's barrier; and
+//     stride-1 backward-data, backward-filter likewise (conv_tc_backward_*.cuh).
+template <class Pipeline, bool IM2COL_>
+struct TcWgmmaTmaFedLoop : Pipeline {
+    static constexpr bool A_BY_TMA = true, B_BY_TMA = true, IM2COL = IM2COL_;
 
     __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int row0,
                                                     std::uint64_t* bar) {
@@ -317,5 +488,13 @@ struct TcWgmmaTmaIm2colLoop : TcWgmmaPipeline<true, true> {
                              static_cast<std::uint16_t>(r), bar);
     }
 };
+
+using TcWgmmaTmaPointwiseLoop = TcWgmmaTmaFedLoop<TcWgmmaWarpSpecializedPipeline, false>;
+using TcWgmmaTmaIm2colLoop = TcWgmmaTmaFedLoop<TcWgmmaWarpSpecializedPipeline, true>;
+// The BN + ReLU kernels (forward_stats_bnrelu, backward_filter_bnrelu): every thread of the block
+// rewrites the landed tiles, then the block barrier.
+using TcWgmmaTmaPointwiseRewriteLoop = TcWgmmaTmaFedLoop<TcWgmmaPipeline<true, true>, false>;
+using TcWgmmaTmaIm2colRewriteLoop = TcWgmmaTmaFedLoop<TcWgmmaPipeline<true, true>, true>;
+
 
 #endif

@@ -12,7 +12,7 @@
 #include "conv_wgmma.cuh"
 
 #define CONV_WGMMA_TMA_FED_FORWARD_KERNEL(name, Tile, Loop)                                            \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + Loop::template producer_threads<Tile>()) \
         name(const bf16* x, const bf16* w, bf16* y, ConvDims d, const __grid_constant__ TmaMap w_map,  \
              const __grid_constant__ TmaMap x_map) {                                                   \
         grid_dependency_sync();                                                                        \
@@ -21,7 +21,7 @@
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(name, Tile, Loop)                                      \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + Loop::template producer_threads<Tile>()) \
         name(const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d,                          \
              const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap x_map) {             \
         grid_dependency_sync();                                                                        \
@@ -30,7 +30,7 @@
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(name, Tile, Loop)                               \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + Loop::template producer_threads<Tile>()) \
         name(const bf16* x, const bf16* w, bf16* y, float* stats, const float* mean, const float* inv_std, \
              const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap w_map,  \
              const __grid_constant__ TmaMap x_map) {                                                   \
@@ -41,7 +41,7 @@
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(name, Tile, Loop)                                      \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + Loop::template producer_threads<Tile>()) \
         name(const bf16* dy, const bf16* w, bf16* dx, ConvDims d, const __grid_constant__ TmaMap w_map, \
              const __grid_constant__ TmaMap dy_map) {                                                  \
         grid_dependency_sync();                                                                        \
@@ -50,7 +50,7 @@
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_FED_BACKWARD_DATA_ADD_KERNEL(name, Tile, Loop)                                  \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + Loop::template producer_threads<Tile>()) \
         name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, ConvDims d,                  \
              const __grid_constant__ TmaMap w_map, const __grid_constant__ TmaMap dy_map) {            \
         grid_dependency_sync();                                                                        \
@@ -59,7 +59,7 @@
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(name, Tile, Loop)                                   \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + Loop::template producer_threads<Tile>()) \
         name(const bf16* dy, const bf16* w, bf16* dx, const bf16* addend, const bf16* bn_x,             \
              const float* mean, const float* inv_std, const float* gamma, const float* beta, int mask, \
              const bf16* bn_y, float* partial, ConvDims d, const __grid_constant__ TmaMap w_map,       \

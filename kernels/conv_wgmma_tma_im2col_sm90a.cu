@@ -55,13 +55,13 @@ CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_12
 
 // The tiles the plan picks for a forward whose input is a BN's output (as conv_wgmma_forward_sm90a.cu).
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x128_bf16,
-                                               WgTile128x128, TcWgmmaTmaIm2colLoop);
+                                               WgTile128x128, TcWgmmaTmaIm2colRewriteLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x128_bf16,
-                                               WgTile64x128, TcWgmmaTmaIm2colLoop);
+                                               WgTile64x128, TcWgmmaTmaIm2colRewriteLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x64_bf16,
-                                               WgTile128x64, TcWgmmaTmaIm2colLoop);
+                                               WgTile128x64, TcWgmmaTmaIm2colRewriteLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16,
-                                               WgTile64x64, TcWgmmaTmaIm2colLoop);
+                                               WgTile64x64, TcWgmmaTmaIm2colRewriteLoop);
 
 // ---- backward-data, stride 1, both operands by TMA ------------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_im2col_`, then
@@ -120,7 +120,7 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data
 #include "conv_tc_backward_filter.cuh"
 
 #define CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(name, Tile)                                       \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + TcWgmmaTmaIm2colLoop::producer_threads<Tile>()) \
         name(const bf16* x, const bf16* dy, float* out, ConvDims d, const __grid_constant__ TmaMap dy_map, \
              const __grid_constant__ TmaMap x_map) {                                                   \
         grid_dependency_sync();                                                                        \
@@ -135,7 +135,7 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data
              const __grid_constant__ TmaMap x_map) {                                                   \
         grid_dependency_sync();                                                                        \
         const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
-        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colRewriteLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
     }                                                                                                  \
     EMU_REGISTER(name)
 

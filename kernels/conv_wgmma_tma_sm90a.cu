@@ -111,13 +111,13 @@ CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu
 CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_128x64_bf16, WgTile128x64);
 CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_64x64_bf16, WgTile64x64);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x128_bf16,
-                                               WgTile128x128, TcWgmmaTmaPointwiseLoop);
+                                               WgTile128x128, TcWgmmaTmaPointwiseRewriteLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x128_bf16,
-                                               WgTile64x128, TcWgmmaTmaPointwiseLoop);
+                                               WgTile64x128, TcWgmmaTmaPointwiseRewriteLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x64_bf16,
-                                               WgTile128x64, TcWgmmaTmaPointwiseLoop);
+                                               WgTile128x64, TcWgmmaTmaPointwiseRewriteLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16,
-                                               WgTile64x64, TcWgmmaTmaPointwiseLoop);
+                                               WgTile64x64, TcWgmmaTmaPointwiseRewriteLoop);
 
 // ---- backward-data, pointwise, both operands by TMA ---------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_pointwise_`, then
@@ -174,7 +174,7 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_d
 #include "conv_tc_backward_filter.cuh"
 
 #define CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_KERNEL(name, Tile)                                    \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + TcWgmmaTmaPointwiseLoop::producer_threads<Tile>()) \
         name(const bf16* x, const bf16* dy, float* out, ConvDims d, const __grid_constant__ TmaMap x_map, \
              const __grid_constant__ TmaMap dy_map) {                                                  \
         grid_dependency_sync();                                                                        \
@@ -189,7 +189,7 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_d
              const __grid_constant__ TmaMap dy_map) {                                                  \
         grid_dependency_sync();                                                                        \
         const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
-        conv_tc_backward_filter<Tile, true, TcWgmmaTmaPointwiseLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaPointwiseRewriteLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
     }                                                                                                  \
     EMU_REGISTER(name)
 

@@ -37,9 +37,17 @@ constexpr int kBf16ChannelGroup = 8;
 // every BN inside the blocks of the ResNets (the bottleneck widths 64 to 512).
 constexpr int kTcBnTableChannels = 512;
 
-// The wgmma forward fed by TMA (conv_wgmma.cuh, TcWgmmaTmaLoop): the dynamic shared memory its
-// launch adds to the tile's for the pipeline's mbarriers (8 bytes a stage, up to 8 stages).
+// The wgmma convolutions fed by TMA (conv_wgmma.cuh): the dynamic shared memory a launch adds to the
+// tile's for the pipeline's mbarriers (8 bytes each: one a stage, up to 8 stages, or with the
+// producer warp a full and an empty one a stage, up to 4 stages).
 constexpr int kWgmmaTmaBarrierBytes = 64;
+
+// The threads a launch of a wgmma kernel with a producer warp (conv_wgmma.cuh's
+// TcWgmmaWarpSpecializedPipeline) has beyond its tile's: one warp, after the consumers' warpgroups.
+constexpr int kWgmmaProducerThreads = 32;
+// ... for the tiles at most this wide (BN), whose accumulators leave room for the ninth warp's share of
+// the registers (conv_wgmma.cuh); wider tiles keep the pipeline without it.
+constexpr int kWgmmaProducerMaxTileN = 128;
 
 // A batch built from stored images (input.cu, `Backend::image_batch`): floats per sample in the
 // draw table, (image, dy, dx, mirror, shift_r, shift_g, shift_b).

@@ -455,7 +455,19 @@ fn an_operand_in_static_shared_memory_is_an_error() {
 #[test]
 fn a_block_of_96_threads_is_an_error() {
     let e = misuse(0, 96);
-    assert!(e.contains("must have a multiple of 128"), "{e}");
+    assert!(e.contains("is not 4 whole warps of the block"), "{e}");
+}
+
+/// A block may have threads past its last whole warpgroup (conv_wgmma.cuh's producer warp), but
+/// they may not execute a warpgroup instruction: here every thread of 160 does.
+#[test]
+fn a_partial_warpgroup_executing_wgmma_is_an_error() {
+    let e = misuse(0, 160);
+    assert!(
+        e.contains("thread 128 of a block of 160") || e.contains("of a block of 160 threads"),
+        "{e}"
+    );
+    assert!(e.contains("threads 128-255"), "{e}");
 }
 
 #[test]

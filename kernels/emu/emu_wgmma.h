@@ -5,8 +5,8 @@
 // The four wgmma instructions are warpgroup collectives (`.sync.aligned`): every thread of the 4
 // warps 4q .. 4q+3 offers a pointer to its operands at a rendezvous of all 128 (block.cpp), and the
 // last to arrive runs the instruction for the whole warpgroup (runtime/warpgroup_matrix.cpp). A
-// thread that never arrives (it returned, or waits elsewhere), a block whose thread count is not a
-// multiple of 128, or threads that disagree (different instructions, descriptors, transposes,
+// thread that never arrives (it returned, or waits elsewhere), a thread whose warpgroup is not 4 whole
+// warps of the block (a block may end in a partial one that never executes them), or threads that disagree (different instructions, descriptors, transposes,
 // counts) make the launch fail with a message.
 //
 // mma_async is asynchronous as on the hardware: the product is computed at issue from the shared

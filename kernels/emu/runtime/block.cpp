@@ -437,14 +437,18 @@ unsigned long long BlockRunner::warp_rendezvous(unsigned mask, WarpOp op, unsign
 void BlockRunner::warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg) {
     ThreadContext* t = current_->thread;
     char buf[320];
-    if (num_threads_ % 128 != 0) {
+    const unsigned q = t->linear / 128;
+    // A warpgroup is four contiguous warps from a warp rank that is a multiple of 4 (PTX ISA), all of
+    // whose threads execute the instruction: the block must hold the whole of this thread's. (Threads
+    // past the last whole warpgroup, such as conv_wgmma.cuh's producer warp, may exist as long as they
+    // never execute one.)
+    if (num_threads_ < 128 * (q + 1)) {
         std::snprintf(buf, sizeof buf,
-                      "%s in a block of %u threads: a warpgroup is 4 whole warps (128 threads), so the block must have "
-                      "a multiple of 128",
-                      warpgroup_op_name(op), num_threads_);
+                      "%s by thread %u of a block of %u threads: its warpgroup (threads %u-%u) is not 4 whole warps "
+                      "of the block, and all 128 of its threads must execute it",
+                      warpgroup_op_name(op), t->linear, num_threads_, 128 * q, 128 * q + 127);
         fail(buf);
     }
-    const unsigned q = t->linear / 128;
     for (unsigned w = 4 * q; w < 4 * q + 4; ++w) {
         if (warps_[w].exited) {
             std::snprintf(buf, sizeof buf,

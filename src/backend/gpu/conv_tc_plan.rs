@@ -67,7 +67,9 @@ use super::conv_tc_kernels::{
     FORWARD_TMA_KERNELS,
 };
 use super::driver::{DevicePtr, Driver};
-use super::launch_constants::{TC_BN_TABLE_CHANNELS, WGMMA_TMA_BARRIER_BYTES};
+use super::launch_constants::{
+    TC_BN_TABLE_CHANNELS, WGMMA_PRODUCER_MAX_TILE_N, WGMMA_PRODUCER_THREADS, WGMMA_TMA_BARRIER_BYTES,
+};
 use super::tensor_map::{TensorMapBytes, TiledMap2d};
 
 pub use super::conv_tc_kernels::FILTER_REDUCE_KERNEL;
@@ -146,6 +148,21 @@ impl TcLaunch {
             a_map,
             a_im2col: None,
             b_im2col: None,
+            ..self
+        }
+    }
+
+    /// This launch of a kernel with both operands by TMA that rewrites neither
+    /// (`conv2d_wgmma_tma_{pointwise,im2col}_*` but the `_bnrelu_` ones) with its producer warp: the
+    /// tiles at most `WGMMA_PRODUCER_MAX_TILE_N` wide give the copies to one more warp, after the
+    /// tile's warpgroups (kernels/conv_wgmma.cuh, `TcWgmmaWarpSpecializedPipeline`); wider tiles
+    /// keep the block as it is.
+    fn with_producer_warp(self, tile: TcTile) -> TcLaunch {
+        if tile.bn() > WGMMA_PRODUCER_MAX_TILE_N as usize {
+            return self;
+        }
+        TcLaunch {
+            block: (self.block.0 + WGMMA_PRODUCER_THREADS, self.block.1, self.block.2),
             ..self
         }
     }
@@ -284,8 +301,9 @@ pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunc
 /// The forward of a Hopper `tile` with its weights by TMA and its input as `feed` says
 /// (`conv2d_wgmma_tma_[pointwise_|im2col_]forward[_stats]_{T}_bf16`): params those of the plain
 /// wgmma kernel, then the maps ([`TcLaunch::encode_maps`]). Its grid and block are the plain
-/// kernel's, its shared memory that plus the pipeline's mbarriers. Vector shapes only (C % 8 == 0),
-/// and a `feed` that applies ([`TcFeed::applies`]).
+/// kernel's (the block with the producer warp where both operands come by TMA:
+/// `TcLaunch::with_producer_warp`), its shared memory that plus the pipeline's mbarriers. Vector
+/// shapes only (C % 8 == 0), and a `feed` that applies ([`TcFeed::applies`]).
 pub fn forward_tma_fed(shape: &ConvShape, tile: TcTile, stats: bool, feed: TcFeed) -> TcLaunch {
     assert!(
         tile.is_hopper() && feed.applies(shape, tile),
@@ -305,7 +323,11 @@ pub fn forward_tma_fed(shape: &ConvShape, tile: TcTile, stats: bool, feed: TcFee
     } else {
         forward_with(shape, tile, false)
     };
-    forward_fed(plain, table[tile.index()], shape, tile, feed)
+    let fed = forward_fed(plain, table[tile.index()], shape, tile, feed);
+    match feed {
+        TcFeed::Weights => fed,
+        TcFeed::Pointwise | TcFeed::Im2col => fed.with_producer_warp(tile),
+    }
 }
 
 /// The forward launch `plain` of a Hopper `tile` as the TMA-fed `kernel`: the weights' map, and
@@ -522,8 +544,8 @@ pub fn backward_data_im2col_applies(shape: &ConvShape, tile: TcTile) -> bool {
 /// Stride-1 backward-data on a Hopper `tile` with both operands by TMA, dy through an im2col map
 /// (`conv2d_wgmma_tma_im2col_backward_data[_add]_{T}_bf16`): the plain wgmma kernel's params, then
 /// w's map in 64-wide panels of its [K][R*S*C] view and dy's im2col map
-/// ([`TcLaunch::encode_maps`]); its grid and block, and its shared memory plus the pipeline's
-/// mbarriers. Vector shapes ([`backward_data_im2col_applies`]).
+/// ([`TcLaunch::encode_maps`]); its grid, its block with the producer warp, and its shared memory
+/// plus the pipeline's mbarriers. Vector shapes ([`backward_data_im2col_applies`]).
 pub fn backward_data_im2col_with(shape: &ConvShape, add: bool, tile: TcTile) -> TcLaunch {
     assert!(
         tile.is_hopper() && backward_data_im2col_applies(shape, tile),
@@ -554,12 +576,14 @@ fn backward_data_im2col_fed(
         a_im2col: Some(TcIm2colOperand::output_gradient(shape, tile)),
         ..plain.fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), None)
     }
+    .with_producer_warp(tile)
 }
 
 /// Backward-data of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
 /// TMA (`conv2d_wgmma_tma_pointwise_backward_data[_add]_{T}_bf16`): the plain wgmma kernel's params,
-/// then w's map in 64-wide panels and dy's ([`TcLaunch::tensor_maps`]); its grid and block, and its
-/// shared memory plus the pipeline's mbarriers. Vector shapes only (C % 8 == 0, K % 8 == 0).
+/// then w's map in 64-wide panels and dy's ([`TcLaunch::tensor_maps`]); its grid, its block with the
+/// producer warp, and its shared memory plus the pipeline's mbarriers. Vector shapes only
+/// (C % 8 == 0, K % 8 == 0).
 pub fn backward_data_tma_with(shape: &ConvShape, add: bool, tile: TcTile) -> TcLaunch {
     assert!(
         tile.is_hopper() && is_pointwise(shape),
@@ -587,7 +611,9 @@ fn backward_data_fed(
     tile: TcTile,
 ) -> TcLaunch {
     let dy = TcOperandMap::pointwise_output_gradient(shape, tile);
-    plain.fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), Some(dy))
+    plain
+        .fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), Some(dy))
+        .with_producer_warp(tile)
 }
 
 /// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires
@@ -724,8 +750,8 @@ pub fn backward_filter_im2col_applies(shape: &ConvShape) -> bool {
 
 /// Backward-filter on a Hopper `tile` with dy's panels by TMA and x through an im2col map
 /// (`conv2d_wgmma_tma_im2col_backward_filter_{T}_bf16`): the plain wgmma kernel's params, then dy's
-/// map and x's ([`TcLaunch::encode_maps`]); its grid, block, split and reduce, and its shared
-/// memory plus the pipeline's mbarriers. Vector shapes with C % 64 == 0.
+/// map and x's ([`TcLaunch::encode_maps`]); its grid, split and reduce, its block with the producer
+/// warp, and its shared memory plus the pipeline's mbarriers. Vector shapes with C % 64 == 0.
 pub fn backward_filter_im2col_with(
     shape: &ConvShape,
     tile: TcTile,
@@ -737,12 +763,16 @@ pub fn backward_filter_im2col_with(
         tile.name()
     );
     let kernel = BACKWARD_FILTER_IM2COL_TMA_KERNELS[tile.index()];
-    backward_filter_im2col_fed(
+    let fed = backward_filter_im2col_fed(
         backward_filter_with(shape, tile, false, splits),
         kernel,
         shape,
         tile,
-    )
+    );
+    TcFilterLaunch {
+        partial: fed.partial.with_producer_warp(tile),
+        ..fed
+    }
 }
 
 /// `plain` (a wgmma backward-filter) with its partial kernel the im2col-fed `kernel`.
@@ -770,8 +800,9 @@ fn backward_filter_im2col_fed(
 
 /// Backward-filter of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
 /// TMA (`conv2d_wgmma_tma_pointwise_backward_filter_{T}_bf16`): the plain wgmma kernel's params,
-/// then x's map and dy's, both in 64-wide panels ([`TcLaunch::tensor_maps`]); its grid, block,
-/// split and reduce, and its shared memory plus the pipeline's mbarriers. Vector shapes only.
+/// then x's map and dy's, both in 64-wide panels ([`TcLaunch::tensor_maps`]); its grid, split and
+/// reduce, its block with the producer warp, and its shared memory plus the pipeline's mbarriers.
+/// Vector shapes only.
 pub fn backward_filter_tma_with(shape: &ConvShape, tile: TcTile, splits: usize) -> TcFilterLaunch {
     assert!(
         tile.is_hopper() && is_pointwise(shape),
@@ -779,12 +810,16 @@ pub fn backward_filter_tma_with(shape: &ConvShape, tile: TcTile, splits: usize) 
         tile.name()
     );
     let kernel = BACKWARD_FILTER_POINTWISE_TMA_KERNELS[tile.index()];
-    backward_filter_fed(
+    let fed = backward_filter_fed(
         backward_filter_with(shape, tile, false, splits),
         kernel,
         shape,
         tile,
-    )
+    );
+    TcFilterLaunch {
+        partial: fed.partial.with_producer_warp(tile),
+        ..fed
+    }
 }
 
 /// `plain` (a wgmma backward-filter of a pointwise shape) with its partial kernel the TMA-fed
@@ -1080,6 +1115,25 @@ mod tests {
         assert_eq!(TcFamily::default(), TcFamily::MmaSync);
     }
 
+    /// The block of a TMA-fed launch whose plain wgmma launch has `plain_block`: the same, plus the
+    /// producer warp where the kernel has one (both operands by TMA, no BN + ReLU rewrite of an
+    /// operand, a tile at most `WGMMA_PRODUCER_MAX_TILE_N` wide: kernels/conv_wgmma.cuh).
+    fn fed_block(plain_block: (u32, u32, u32), fed_kernel: &str) -> (u32, u32, u32) {
+        let tile = TcTile::HOPPER
+            .into_iter()
+            .find(|t| {
+                let name = t.name().trim_start_matches("wgmma");
+                fed_kernel.ends_with(&format!("_{name}_bf16"))
+            })
+            .unwrap_or_else(|| panic!("no Hopper tile for {fed_kernel}"));
+        let both = fed_kernel.contains("_pointwise_") || fed_kernel.contains("_im2col_");
+        let producer = both
+            && !fed_kernel.contains("_bnrelu_")
+            && tile.bn() <= WGMMA_PRODUCER_MAX_TILE_N as usize;
+        let extra = if producer { WGMMA_PRODUCER_THREADS } else { 0 };
+        (plain_block.0 + extra, plain_block.1, plain_block.2)
+    }
+
     #[test]
     fn the_tma_family_feeds_the_forward_by_tma_and_leaves_the_rest_to_wgmma() {
         for s in [
@@ -1118,7 +1172,7 @@ mod tests {
                     assert_eq!(m.channels_per_pixel, bk as u32);
                     m.validate().unwrap();
                 }
-                assert_eq!((wg.grid, wg.block), (tma.grid, tma.block), "{s:?}");
+                assert_eq!((fed_block(wg.block, tma.kernel), wg.grid), (tma.block, tma.grid));
                 assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                 let map = tma.b_map.expect("a TMA launch has a weight map");
                 assert_eq!((map.rows, map.depth), (s.w[0], s.w[1] * s.w[2] * s.w[3]));
@@ -1150,7 +1204,7 @@ mod tests {
                     "{}",
                     fused.kernel
                 );
-                assert_eq!((fused.grid, fused.block), (plain.grid, plain.block));
+                assert_eq!((fused.grid, fused.block), (plain.grid, fed_block(plain.block, fused.kernel)));
                 assert_eq!(
                     fused.shared_bytes,
                     plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES
@@ -1168,7 +1222,7 @@ mod tests {
                         .kernel
                         .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_pointwise_", 1);
                     assert_eq!(tma.kernel, fed);
-                    assert_eq!((tma.grid, tma.block), (wg.grid, wg.block));
+                    assert_eq!((tma.grid, tma.block), (wg.grid, fed_block(wg.block, tma.kernel)));
                     assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                     let maps: Vec<TiledMap2d> = tma.tensor_maps(0x1000, 0x2000).collect();
                     assert_eq!(maps.len(), 2);
@@ -1194,7 +1248,7 @@ mod tests {
                         .kernel
                         .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_im2col_", 1);
                     assert_eq!(tma.kernel, fed);
-                    assert_eq!((tma.grid, tma.block), (wg.grid, wg.block));
+                    assert_eq!((tma.grid, tma.block), (wg.grid, fed_block(wg.block, tma.kernel)));
                     let maps: Vec<TiledMap2d> = tma.tensor_maps(0x1000, 0x2000).collect();
                     assert_eq!(maps.len(), 1);
                     assert_eq!(
@@ -1235,7 +1289,7 @@ mod tests {
                     );
                     assert_eq!(tma.reduce, wg.reduce);
                     let (p, q) = (tma.partial, wg.partial);
-                    assert_eq!((p.grid, p.block), (q.grid, q.block));
+                    assert_eq!((p.grid, p.block), (q.grid, fed_block(q.block, p.kernel)));
                     assert_eq!(p.shared_bytes, q.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                     // x's panels (64 input channels by BK pixels), then dy's: the 128-byte swizzle.
                     let maps: Vec<TiledMap2d> = p.tensor_maps(0x1000, 0x2000).collect();
