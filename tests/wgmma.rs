@@ -355,6 +355,17 @@ fn a_proxy_fence_after_the_barrier_also_orders_cp_async_before_wgmma() {
     g.check(&d, "variant 8");
 }
 
+/// What kernels/conv_wgmma.cuh's producer warp relies on: a block of 160 threads whose fifth warp
+/// returns after staging the tiles while warpgroup 0 multiplies, then waits at a __syncthreads that
+/// the returned warp must not hold (since Volta a block barrier waits for the threads that have not
+/// exited). On a GPU a hang here would be a timeout, a wrong layout a mismatch.
+#[test]
+fn a_warp_past_the_warpgroup_may_return_before_the_multiply() {
+    let g = variant_inputs(13);
+    let (d, _) = variant_on(driver(), &g, 12, 160).unwrap();
+    g.check(&d, "variant 12 (160 threads, the fifth warp returned)");
+}
+
 /// The error of a wrong variant on the emulator, after checking that the correct one passes with the
 /// same emulator (so that the error is the bug's).
 fn misuse(variant: usize, threads: u32) -> String {
