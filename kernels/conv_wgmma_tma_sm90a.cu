@@ -5,6 +5,12 @@
 // shapes both operands of backward-data and of backward-filter (at the end of the file). sm_90a only
 // (the `_sm90a` suffix).
 //
+// Threads: the kernels with both operands by TMA (all but the first two families below and the
+// `_bnrelu_` ones) give the copies to a producer warp where the tile is at most
+// kWgmmaProducerMaxTileN (128) wide (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh): those launch
+// with kWgmmaProducerThreads (32) threads more than the tile's, which "Launch as ..." below leaves
+// out (conv_tc_plan.rs's TcLaunch::with_producer_warp adds them).
+//
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's and conv_wgmma_backward_sm90a.cu's
 // (bit for bit: the same tiles reach shared memory in the same swizzled layout, the multiply and its
 // order are the same).
