@@ -68,7 +68,8 @@ use super::conv_tc_kernels::{
 };
 use super::driver::{DevicePtr, Driver};
 use super::launch_constants::{
-    TC_BN_TABLE_CHANNELS, WGMMA_PRODUCER_MAX_TILE_N, WGMMA_PRODUCER_THREADS, WGMMA_TMA_BARRIER_BYTES,
+    TC_BN_TABLE_CHANNELS, WGMMA_PRODUCER_MAX_TILE_N, WGMMA_PRODUCER_THREADS,
+    WGMMA_TMA_BARRIER_BYTES,
 };
 use super::tensor_map::{TensorMapBytes, TiledMap2d};
 
@@ -162,7 +163,11 @@ impl TcLaunch {
             return self;
         }
         TcLaunch {
-            block: (self.block.0 + WGMMA_PRODUCER_THREADS, self.block.1, self.block.2),
+            block: (
+                self.block.0 + WGMMA_PRODUCER_THREADS,
+                self.block.1,
+                self.block.2,
+            ),
             ..self
         }
     }
@@ -1172,7 +1177,10 @@ mod tests {
                     assert_eq!(m.channels_per_pixel, bk as u32);
                     m.validate().unwrap();
                 }
-                assert_eq!((fed_block(wg.block, tma.kernel), wg.grid), (tma.block, tma.grid));
+                assert_eq!(
+                    (fed_block(wg.block, tma.kernel), wg.grid),
+                    (tma.block, tma.grid)
+                );
                 assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                 let map = tma.b_map.expect("a TMA launch has a weight map");
                 assert_eq!((map.rows, map.depth), (s.w[0], s.w[1] * s.w[2] * s.w[3]));
@@ -1204,7 +1212,10 @@ mod tests {
                     "{}",
                     fused.kernel
                 );
-                assert_eq!((fused.grid, fused.block), (plain.grid, fed_block(plain.block, fused.kernel)));
+                assert_eq!(
+                    (fused.grid, fused.block),
+                    (plain.grid, fed_block(plain.block, fused.kernel))
+                );
                 assert_eq!(
                     fused.shared_bytes,
                     plain.shared_bytes + WGMMA_TMA_BARRIER_BYTES
@@ -1222,7 +1233,10 @@ mod tests {
                         .kernel
                         .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_pointwise_", 1);
                     assert_eq!(tma.kernel, fed);
-                    assert_eq!((tma.grid, tma.block), (wg.grid, fed_block(wg.block, tma.kernel)));
+                    assert_eq!(
+                        (tma.grid, tma.block),
+                        (wg.grid, fed_block(wg.block, tma.kernel))
+                    );
                     assert_eq!(tma.shared_bytes, wg.shared_bytes + WGMMA_TMA_BARRIER_BYTES);
                     let maps: Vec<TiledMap2d> = tma.tensor_maps(0x1000, 0x2000).collect();
                     assert_eq!(maps.len(), 2);
@@ -1248,7 +1262,10 @@ mod tests {
                         .kernel
                         .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_im2col_", 1);
                     assert_eq!(tma.kernel, fed);
-                    assert_eq!((tma.grid, tma.block), (wg.grid, fed_block(wg.block, tma.kernel)));
+                    assert_eq!(
+                        (tma.grid, tma.block),
+                        (wg.grid, fed_block(wg.block, tma.kernel))
+                    );
                     let maps: Vec<TiledMap2d> = tma.tensor_maps(0x1000, 0x2000).collect();
                     assert_eq!(maps.len(), 1);
                     assert_eq!(
