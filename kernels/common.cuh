@@ -33,6 +33,17 @@ __device__ __forceinline__ T* dynamic_shared_memory() {
 // kernel was launched without the attribute), and `launch_dependents` lets the next kernel start
 // its own launch, whose blocks then wait here in turn. The emulator runs launches one after
 // another, but fails any launch in which a thread returns without this call.
+// bar.sync id, threads: a barrier for the first `threads` (a multiple of 32) threads to reach barrier
+// `id` (1 to 15; 0 is __syncthreads'), such as a kernel's consumer warps while its producer warp does
+// other work (conv_wgmma.cuh). Orders their shared-memory accesses as __syncthreads does.
+__device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned threads) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+#else
+    emu_named_barrier_sync(id, threads);
+#endif
+}
+
 __device__ __forceinline__ void grid_dependency_sync() {
 #if defined(__CUDA_ARCH__)
 #if __CUDA_ARCH__ >= 900

@@ -45,11 +45,12 @@ __device__ __forceinline__ void tc_bn_relu_coefficients(const BnAffineParams& bn
 // so the same bits) and a slice reads them with four 16-byte shared loads.
 constexpr int kTcBnTableBytes = 2 * kTcBnTableChannels * static_cast<int>(sizeof(float));
 
-// Fills the table (every thread of the block, then a barrier before any slice reads it). The forward
-// runs it as the main loop's `issued` hook, so the first slices' copies are in flight meanwhile.
+// Fills the table (the first THREADS threads of the block, then a barrier of every thread before any
+// slice reads it; threads past THREADS, a producer warp's, only meet the barrier). The forward runs it
+// as the main loop's `issued` hook, so the first slices' copies are in flight meanwhile.
 template <int THREADS>
 __device__ __forceinline__ void tc_fill_bn_coefficients(const BnAffineParams& bn, int C, float* table) {
-    for (int c = threadIdx.x; c < C; c += THREADS) {
+    for (int c = threadIdx.x; c < C && threadIdx.x < THREADS; c += THREADS) {
         float scale[1], shift[1];
         bn_affine_coefficients<1>(bn.mean, bn.inv_std, bn.gamma, bn.beta, c, scale, shift);
         table[c] = scale[0];

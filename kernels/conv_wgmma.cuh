@@ -60,13 +60,10 @@
 // __syncthreads, so no wait can miss a phase. The STAGES barriers (8 bytes each) sit right after the
 // aligned stages: a TMA launch asks for kWgmmaTmaBarrierBytes more shared memory. No epilogue reaches
 // them (the staged tile and the statistics stay inside Tile::SMEM_BYTES), so they are never reused.
-// TcWgmmaTmaPointwiseRewriteLoop (A_BY_TMA too, the BN + ReLU kernels): the A tile likewise, a
-// BM x BK box announced on the same barrier (expect_tx of both boxes' bytes); with no cp.async left,
-// the loop drops the cp.async waits, commits and the generic-to-async proxy fence (but for the
-// rewrite's), and keeps the __syncthreads for the rewrite and the stage reuse.
-// TcWgmmaTmaIm2colRewriteLoop likewise, its A box an im2col copy (any shape whose C is a multiple of
-// BK). The kernels that do not rewrite a tile (TcWgmmaTmaPointwiseLoop, TcWgmmaTmaIm2colLoop) give
-// the copies to a producer warp instead: TcWgmmaWarpSpecializedPipeline below.
+// With both operands by TMA (TcWgmmaTmaPointwiseLoop, TcWgmmaTmaIm2colLoop) the tiles up to 128
+// wide give the copies to a producer warp instead, with a full and an empty mbarrier a stage and no
+// block barrier in the loop: TcWgmmaWarpSpecializedPipeline below. (The 128x256 tiles run this
+// pipeline with the A box beside the B box on the stage's barrier, and no cp.async left.)
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
@@ -323,9 +320,12 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // block's registers are shared evenly, and a 32-thread producer takes a ninth of them rather than a
 // third; the consumers' warpgroups are warps 0-3 and 4-7 either way (a warpgroup is four contiguous
 // warps from a multiple of four; the producer's partial fourth of a warpgroup never executes wgmma).
-// A kernel that rewrites the landed tiles (the BN + ReLU map: `landed`) needs all consumer threads
-// to have finished the rewrite before any multiply and keeps the shared pipeline (the *RewriteLoop
-// policies).
+// A kernel that rewrites the landed tiles (the BN + ReLU map: `landed`) needs every consumer's
+// rewrite done before any multiply reads the stage: after the full wait each consumer maps its chunks,
+// fences them for the async proxy, and the consumers meet at a named barrier of their own
+// (bar.sync kTcConsumerBarrier, Tile::THREADS), which the producer warp never reaches. The `issued`
+// hook (the map's coefficient table, ending in a __syncthreads) runs before the split, by every
+// thread, once the producer has issued each stage's first copy.
 //
 // Registers: a warp scheduler (a quarter of the SM) holds a quarter of the register file, 16384, and
 // the block's warps are dealt to the four in turn, so the ninth warp costs as much as a fourth warp on
@@ -333,6 +333,9 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // whose accumulators fit beside that (BN <= kWgmmaProducerMaxTileN: 64 floats a thread, about 100
 // registers in all) take the producer warp; the 128x256 tiles (128 floats, 150 to 200 registers) keep
 // the shared pipeline, where 255 fit.
+// The named barrier (1..15; 0 is __syncthreads') at which the consumer warps meet without the producer.
+constexpr unsigned kTcConsumerBarrier = 1;
+
 struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
     using Shared = TcWgmmaPipeline<true, true>;
 
@@ -360,11 +363,10 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
   private:
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed, class Issued>
     __device__ static __forceinline__ void run_with_producer(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem,
-                                                             int slices, LoadA&& load_a, LoadB&& load_b, Landed&&,
-                                                             Issued&&) {
-        static_assert(std::is_same_v<std::decay_t<Landed>, TcNothingLanded> &&
-                          std::is_same_v<std::decay_t<Issued>, TcNothingIssued>,
-                      "the producer warp's pipeline has no hooks: a rewriting kernel takes a *RewriteLoop");
+                                                             int slices, LoadA&& load_a, LoadB&& load_b,
+                                                             Landed&& landed, Issued&& issued) {
+        // Whether `landed` rewrites the staged operands with ordinary stores (the BN + ReLU map).
+        constexpr bool REWRITES = !std::is_same_v<std::decay_t<Landed>, TcNothingLanded>;
         constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
         static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
         static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
@@ -392,23 +394,30 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
         }
         __syncthreads();  // the barriers exist before anyone waits on them or a copy completes one
 
-        if (threadIdx.x >= Tile::THREADS) {
-            if (threadIdx.x == Tile::THREADS) {
-                int stage = 0;
-                unsigned empty_parity = 1;  // of the phase the first refill of a stage waits for, less 1
-                for (int slice = 0; slice < slices; ++slice) {
-                    if (slice >= STAGES) mbarrier_wait_parity(&empty[stage], empty_parity);
-                    constexpr int bytes = (Tile::A_ELEMS + Tile::B_ELEMS) * 2;
-                    mbarrier_arrive_expect_tx(&full[stage], bytes);
-                    const int k0 = slice * Tile::BK;
-                    load_a(a_tiles + stage * Tile::A_ELEMS, k0, &full[stage]);
-                    load_b(b_tiles + stage * Tile::B_ELEMS, k0, &full[stage]);
-                    if (++stage == STAGES) {
-                        stage = 0;
-                        empty_parity ^= 1u;
-                    }
+        // The producer's copies of slices produced .. end - 1 (its lane 0 alone).
+        int produced = 0, produce_stage = 0;
+        unsigned empty_parity = 1;  // of the phase the next refill of a stage waits for, less 1
+        auto produce_until = [&](int end) {
+            for (; produced < end; ++produced) {
+                if (produced >= STAGES) mbarrier_wait_parity(&empty[produce_stage], empty_parity);
+                constexpr int bytes = (Tile::A_ELEMS + Tile::B_ELEMS) * 2;
+                mbarrier_arrive_expect_tx(&full[produce_stage], bytes);
+                const int k0 = produced * Tile::BK;
+                load_a(a_tiles + produce_stage * Tile::A_ELEMS, k0, &full[produce_stage]);
+                load_b(b_tiles + produce_stage * Tile::B_ELEMS, k0, &full[produce_stage]);
+                if (++produce_stage == STAGES) {
+                    produce_stage = 0;
+                    empty_parity ^= 1u;
                 }
             }
+        };
+        const bool producer = threadIdx.x == Tile::THREADS;
+        // Every stage's first copy, then `issued` by every thread, the producer warp too (tc_mainloop's
+        // contract: the map's table fill ends in a __syncthreads), while the copies are in flight.
+        if (producer) produce_until(slices < STAGES ? slices : STAGES);
+        issued();
+        if (threadIdx.x >= Tile::THREADS) {
+            if (producer) produce_until(slices);
             return;  // (the kernel body returns for the producer warp: tc_producer_thread)
         }
 
@@ -432,6 +441,13 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
         unsigned full_parity = 0;  // of the read stage's barrier phase: its use count & 1
         for (int slice = 0; slice < slices; ++slice) {
             mbarrier_wait_parity(&full[stage], full_parity);
+            if constexpr (REWRITES) {
+                // Each consumer maps its chunks in place (ordinary stores, made visible to the async
+                // proxy that wgmma reads through), then waits for the other consumers' chunks.
+                landed(a_tiles + stage * Tile::A_ELEMS, b_tiles + stage * Tile::B_ELEMS, slice);
+                fence_proxy_async_shared();
+                named_barrier_sync(kTcConsumerBarrier, Tile::THREADS);
+            }
             const std::uint64_t a_stage = a_desc0 + static_cast<std::uint64_t>(stage) * (Tile::A_ELEMS * 2 / 16);
             const std::uint64_t b_stage = b_desc0 + static_cast<std::uint64_t>(stage) * (Tile::B_ELEMS * 2 / 16);
             std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
@@ -461,8 +477,8 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
     }
 };
 
-// Both operands by TMA through `Pipeline` (the producer warp's, or the shared one for a kernel that
-// rewrites the landed tiles), A as the pointwise tiled box or, with IM2COL_, an im2col copy. No
+// Both operands by TMA through `Pipeline` (the producer warp's, which falls back to the shared one
+// for the 128x256 tiles), A as the pointwise tiled box or, with IM2COL_, an im2col copy. No
 // thread issues a cp.async: the loop is the waits, the copies and the multiply.
 //   pointwise: a 1x1 convolution of stride 1 without padding, whose A is x itself as a 2-D
 //     [N*H*W][C] matrix, a box of BM rows of BK a slice beside the weights' box; or a pointwise
@@ -473,6 +489,7 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
 //     stride-1 backward-data, backward-filter likewise (conv_tc_backward_*.cuh).
 template <class Pipeline, bool IM2COL_>
 struct TcWgmmaTmaFedLoop : Pipeline {
+    using Pipeline::producer_threads;
     static constexpr bool A_BY_TMA = true, B_BY_TMA = true, IM2COL = IM2COL_;
 
     __device__ static __forceinline__ void load_box(bf16* tile, const void* map, int k0, int row0,
@@ -491,10 +508,6 @@ struct TcWgmmaTmaFedLoop : Pipeline {
 
 using TcWgmmaTmaPointwiseLoop = TcWgmmaTmaFedLoop<TcWgmmaWarpSpecializedPipeline, false>;
 using TcWgmmaTmaIm2colLoop = TcWgmmaTmaFedLoop<TcWgmmaWarpSpecializedPipeline, true>;
-// The BN + ReLU kernels (forward_stats_bnrelu, backward_filter_bnrelu): every thread of the block
-// rewrites the landed tiles, then the block barrier.
-using TcWgmmaTmaPointwiseRewriteLoop = TcWgmmaTmaFedLoop<TcWgmmaPipeline<true, true>, false>;
-using TcWgmmaTmaIm2colRewriteLoop = TcWgmmaTmaFedLoop<TcWgmmaPipeline<true, true>, true>;
 
 
 #endif

@@ -6,7 +6,7 @@
 // And stride-1 backward-data and every backward-filter with C % 64 == 0 the same way (at the end of
 // the file). sm_90a only.
 //
-// Threads: every kernel here but the `_bnrelu_` ones gives the copies to a producer warp where the
+// Threads: every kernel here gives the copies to a producer warp where the
 // tile is at most kWgmmaProducerMaxTileN (128) wide (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh):
 // those launch with kWgmmaProducerThreads (32) threads more than the tile's, which "Launch as ..."
 // below leaves out (conv_tc_plan.rs's TcLaunch::with_producer_warp adds them).
@@ -60,13 +60,13 @@ CONV_WGMMA_TMA_FED_FORWARD_STATS_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_12
 
 // The tiles the plan picks for a forward whose input is a BN's output (as conv_wgmma_forward_sm90a.cu).
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x128_bf16,
-                                               WgTile128x128, TcWgmmaTmaIm2colRewriteLoop);
+                                               WgTile128x128, TcWgmmaTmaIm2colLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x128_bf16,
-                                               WgTile64x128, TcWgmmaTmaIm2colRewriteLoop);
+                                               WgTile64x128, TcWgmmaTmaIm2colLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_128x64_bf16,
-                                               WgTile128x64, TcWgmmaTmaIm2colRewriteLoop);
+                                               WgTile128x64, TcWgmmaTmaIm2colLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_forward_stats_bnrelu_64x64_bf16,
-                                               WgTile64x64, TcWgmmaTmaIm2colRewriteLoop);
+                                               WgTile64x64, TcWgmmaTmaIm2colLoop);
 
 // ---- backward-data, stride 1, both operands by TMA ------------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_im2col_`, then
@@ -134,13 +134,13 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                                \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + TcWgmmaTmaIm2colLoop::producer_threads<Tile>()) \
         name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
              const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap dy_map, \
              const __grid_constant__ TmaMap x_map) {                                                   \
         grid_dependency_sync();                                                                        \
         const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
-        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colRewriteLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
     }                                                                                                  \
     EMU_REGISTER(name)
 

@@ -5,11 +5,11 @@
 // shapes both operands of backward-data and of backward-filter (at the end of the file). sm_90a only
 // (the `_sm90a` suffix).
 //
-// Threads: the kernels with both operands by TMA (all but the first two families below and the
-// `_bnrelu_` ones) give the copies to a producer warp where the tile is at most
-// kWgmmaProducerMaxTileN (128) wide (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh): those launch
-// with kWgmmaProducerThreads (32) threads more than the tile's, which "Launch as ..." below leaves
-// out (conv_tc_plan.rs's TcLaunch::with_producer_warp adds them).
+// Threads: the kernels with both operands by TMA (all but the weights-only forwards) give the copies
+// to a producer warp where the tile is at most kWgmmaProducerMaxTileN (128) wide
+// (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh): those launch with kWgmmaProducerThreads (32)
+// threads more than the tile's, which "Launch as ..." below leaves out (conv_tc_plan.rs's
+// TcLaunch::with_producer_warp adds them).
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's and conv_wgmma_backward_sm90a.cu's
 // (bit for bit: the same tiles reach shared memory in the same swizzled layout, the multiply and its
@@ -117,13 +117,13 @@ CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu
 CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_128x64_bf16, WgTile128x64);
 CONV_WGMMA_TMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_forward_stats_bnrelu_64x64_bf16, WgTile64x64);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x128_bf16,
-                                               WgTile128x128, TcWgmmaTmaPointwiseRewriteLoop);
+                                               WgTile128x128, TcWgmmaTmaPointwiseLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x128_bf16,
-                                               WgTile64x128, TcWgmmaTmaPointwiseRewriteLoop);
+                                               WgTile64x128, TcWgmmaTmaPointwiseLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_128x64_bf16,
-                                               WgTile128x64, TcWgmmaTmaPointwiseRewriteLoop);
+                                               WgTile128x64, TcWgmmaTmaPointwiseLoop);
 CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forward_stats_bnrelu_64x64_bf16,
-                                               WgTile64x64, TcWgmmaTmaPointwiseRewriteLoop);
+                                               WgTile64x64, TcWgmmaTmaPointwiseLoop);
 
 // ---- backward-data, pointwise, both operands by TMA ---------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_pointwise_`, then
@@ -189,13 +189,13 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_pointwise_backward_d
     EMU_REGISTER(name)
 
 #define CONV_WGMMA_TMA_POINTWISE_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                             \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS)                                        \
+    extern "C" __global__ void __launch_bounds__(Tile::THREADS + TcWgmmaTmaPointwiseLoop::producer_threads<Tile>()) \
         name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
              const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap x_map,  \
              const __grid_constant__ TmaMap dy_map) {                                                  \
         grid_dependency_sync();                                                                        \
         const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
-        conv_tc_backward_filter<Tile, true, TcWgmmaTmaPointwiseRewriteLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
+        conv_tc_backward_filter<Tile, true, TcWgmmaTmaPointwiseLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
     }                                                                                                  \
     EMU_REGISTER(name)
 

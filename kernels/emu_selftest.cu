@@ -29,6 +29,11 @@
 //                             Without the barrier a warp may overwrite s before the other warp read it: on
 //                             a GPU that is a race, in the emulator a wrong out[] under the first-ahead or
 //                             last-ahead schedule (tests/emulator.rs). Correct result: out[t] = (t+32) % 64.
+//   emu_selftest_named_barrier: the staging hazard's shape with its two barriers named (bar.sync 1,
+//                             `threads`), in a 96-thread block whose third warp only writes out[t] = t and
+//                             returns (as a producer warp leaves a consumers' barrier alone). With
+//                             threads = 64: out[t] = (t+32) % 64 for t < 64, t above. With 96 the barrier
+//                             waits for a warp that returned (a deadlock); with 48 it is not whole warps.
 #include "common.cuh"
 
 constexpr int kTile = 16;
@@ -183,6 +188,24 @@ extern "C" __global__ void emu_selftest_staging_hazard(int* out, int with_barrie
     out[t] = v;
 }
 EMU_REGISTER(emu_selftest_staging_hazard);
+
+extern "C" __global__ void emu_selftest_named_barrier(int* out, int threads) {
+    grid_dependency_sync();
+    __shared__ int s[64];
+    const int t = threadIdx.x;
+    if (t >= 64) {
+        out[t] = t;
+        return;
+    }
+    s[t] = t;
+    named_barrier_sync(1, threads);
+    const int v = s[(t + 32) % 64];
+    __syncwarp();
+    named_barrier_sync(1, threads);
+    s[t] = -1;
+    out[t] = v;
+}
+EMU_REGISTER(emu_selftest_named_barrier);
 
 extern "C" __global__ void emu_selftest_no_grid_sync(int* out) {
     // The bug: no grid_dependency_sync() (common.cuh) before the kernel touches memory.

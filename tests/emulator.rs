@@ -560,6 +560,50 @@ fn run_ahead_schedules_expose_a_missing_barrier() {
     assert_eq!(last[32..], expected[32..]);
 }
 
+/// A named barrier (`bar.sync 1, threads`, common.cuh's `named_barrier_sync`) orders the shared
+/// memory of the threads that meet at it, under every schedule, while a warp that never reaches it
+/// returns early (conv_wgmma.cuh's producer warp); a count of threads that never all arrive is a
+/// deadlock the report names, and a count that is not whole warps an error.
+#[test]
+fn a_named_barrier_orders_the_threads_it_counts_and_no_others() {
+    let run = |threads: i32, schedule: emu::Schedule| {
+        let mut out = vec![i32::MIN; 96];
+        let po = out.as_mut_ptr();
+        // SAFETY: the kernel writes out[0..96) and takes (int*, int).
+        unsafe {
+            emu::launch_scheduled(
+                "emu_selftest_named_barrier",
+                (1, 1, 1),
+                (96, 1, 1),
+                0,
+                &mut [arg(&po), arg(&threads)],
+                schedule,
+            )
+        }
+        .map(|()| out)
+    };
+    let expected: Vec<i32> = (0..96)
+        .map(|t| if t < 64 { (t + 32) % 64 } else { t })
+        .collect();
+    for schedule in [
+        emu::Schedule::RoundRobin,
+        emu::Schedule::FirstAhead,
+        emu::Schedule::LastAhead,
+    ] {
+        assert_eq!(run(64, schedule).unwrap(), expected, "{schedule:?}");
+    }
+    let e = run(96, emu::Schedule::RoundRobin).unwrap_err();
+    assert!(
+        e.contains("deadlock") && e.contains("64 at a named barrier"),
+        "{e}"
+    );
+    let e = run(48, emu::Schedule::RoundRobin).unwrap_err();
+    assert!(
+        e.contains("bar.sync 1, 48") && e.contains("multiple of 32"),
+        "{e}"
+    );
+}
+
 /// Every kernel must call `grid_dependency_sync()` first (on a GPU it is launched with programmatic
 /// dependent launch and would otherwise read its predecessor's output early): a launch in which a
 /// thread returns without the call fails, naming the kernel and the thread.

@@ -38,6 +38,8 @@ enum class WarpOp : int {
 
 // Runtime entry points (runtime/block.cpp).
 int block_barrier(BarrierKind kind, int predicate);
+// bar.sync id, threads: the first `threads` arrivals at barrier `id` (1..15) release each other.
+void named_barrier(unsigned id, unsigned threads);
 unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width);
 [[noreturn]] void kernel_trap(const char* what);
 // Ends the launch with `what` (an emulator-detected misuse), naming the block and thread.
@@ -86,6 +88,12 @@ inline int barrier(BarrierKind kind, int predicate) {
 }  // namespace emu
 
 inline void __syncthreads() { emu::barrier(emu::BarrierKind::plain, 0); }
+// (common.cuh's named_barrier_sync; no CUDA built-in of its own.)
+inline void emu_named_barrier_sync(unsigned id, unsigned threads) {
+    emu::compiler_fence();
+    emu::named_barrier(id, threads);
+    emu::compiler_fence();
+}
 inline int __syncthreads_count(int p) { return emu::barrier(emu::BarrierKind::count, p); }
 inline int __syncthreads_and(int p) { return emu::barrier(emu::BarrierKind::all, p); }
 inline int __syncthreads_or(int p) { return emu::barrier(emu::BarrierKind::any, p); }

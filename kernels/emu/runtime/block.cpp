@@ -86,6 +86,7 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
         w.open.clear();
     }
     warpgroups_.assign((num_threads_ + 127) / 128, WarpgroupMeeting{});
+    for (NamedBarrier& b : named_) b = NamedBarrier{};
     open_warpgroups_ = 0;
     ready_threads_.assign((num_threads_ + 63) / 64, 0);
 
@@ -364,6 +365,42 @@ int BlockRunner::block_barrier(BarrierKind kind, int predicate) {
     return 0;
 }
 
+void BlockRunner::named_barrier(unsigned id, unsigned threads) {
+    char buf[256];
+    // Barrier 0 is __syncthreads' (every thread); a count is whole warps (PTX ISA, bar.sync).
+    if (id == 0 || id > 15 || threads == 0 || threads % 32 != 0 || threads > num_threads_) {
+        std::snprintf(buf, sizeof buf,
+                      "bar.sync %u, %u in a block of %u threads: a named barrier is 1 to 15, its thread count a "
+                      "multiple of 32 up to the block's",
+                      id, threads, num_threads_);
+        fail(buf);
+    }
+    NamedBarrier& b = named_[id];
+    if (b.arrived == 0) {
+        b.threads = threads;
+    } else if (b.threads != threads) {
+        std::snprintf(buf, sizeof buf, "bar.sync %u with %u threads while %u threads wait at it with a count of %u", id,
+                      threads, b.arrived, b.threads);
+        fail(buf);
+    }
+    if (++b.arrived == b.threads) {
+        b.arrived = 0;
+        for (unsigned i = 0; i < used_; ++i) {
+            Fiber* f = fibers_[i].get();
+            if (f->state == FiberState::wait_named && f->wait_object == &b) {
+                f->wait_object = nullptr;
+                mark_ready(f);
+            }
+        }
+        yield_turn();
+    } else {
+        current_->state = FiberState::wait_named;
+        current_->wait_object = &b;
+        fiber_of_thread_[current_->thread->linear] = current_;
+        switch_away(false);
+    }
+}
+
 static bool uses_width(WarpOp op) {
     return op == WarpOp::shfl_idx || op == WarpOp::shfl_up || op == WarpOp::shfl_down || op == WarpOp::shfl_xor;
 }
@@ -593,7 +630,7 @@ void BlockRunner::wake_warp_group(ThreadContext* lanes, unsigned expected) {
 }
 
 std::string BlockRunner::deadlock_report() const {
-    unsigned at_barrier = 0, at_warp = 0, at_warpgroup = 0, at_mbarrier = 0;
+    unsigned at_barrier = 0, at_warp = 0, at_warpgroup = 0, at_mbarrier = 0, at_named = 0;
     const ThreadContext* example = nullptr;
     unsigned example_mask = 0;
     for (unsigned i = 0; i < used_; ++i) {
@@ -601,6 +638,7 @@ std::string BlockRunner::deadlock_report() const {
         if (f.state == FiberState::wait_block) ++at_barrier;
         if (f.state == FiberState::wait_warpgroup) ++at_warpgroup;
         if (f.state == FiberState::wait_mbarrier) ++at_mbarrier;
+        if (f.state == FiberState::wait_named) ++at_named;
         if (f.state == FiberState::wait_warp) {
             ++at_warp;
             if (!example) {
@@ -609,13 +647,13 @@ std::string BlockRunner::deadlock_report() const {
             }
         }
     }
-    char buf[480];
+    char buf[560];
     std::snprintf(buf, sizeof buf,
                   "deadlock: %u of %u live threads wait at __syncthreads, %u at a warp intrinsic, %u at a wgmma "
-                  "warpgroup instruction and %u on an mbarrier phase (threads of one block took different barriers, "
-                  "a warp intrinsic's mask names lanes that never arrive, or an mbarrier misses arrivals or "
-                  "transaction bytes)",
-                  at_barrier, live_, at_warp, at_warpgroup, at_mbarrier);
+                  "warpgroup instruction, %u on an mbarrier phase and %u at a named barrier (threads of one block "
+                  "took different barriers, a warp intrinsic's mask names lanes that never arrive, an mbarrier "
+                  "misses arrivals or transaction bytes, or a named barrier's count more threads than reach it)",
+                  at_barrier, live_, at_warp, at_warpgroup, at_mbarrier, at_named);
     std::string s = where(example) + ": " + buf;
     if (example) {
         std::snprintf(buf, sizeof buf, "; this thread waits with mask 0x%08x", example_mask);
@@ -628,6 +666,8 @@ BlockRunner* current_block_runner() { return current_runner; }
 
 // Entry points declared in emu_sync.h.
 int block_barrier(BarrierKind kind, int predicate) { return current_runner->block_barrier(kind, predicate); }
+
+void named_barrier(unsigned id, unsigned threads) { current_runner->named_barrier(id, threads); }
 
 unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width) {
     return current_runner->warp_rendezvous(mask, op, value, arg, width);

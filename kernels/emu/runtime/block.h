@@ -61,7 +61,16 @@ class BlockRunner;
 // The runner of the block the calling worker thread executes (for the intrinsics' runtime code).
 BlockRunner* current_block_runner();
 
-enum class FiberState : unsigned char { idle, running, ready, wait_block, wait_warp, wait_warpgroup, wait_mbarrier };
+enum class FiberState : unsigned char {
+    idle,
+    running,
+    ready,
+    wait_block,
+    wait_warp,
+    wait_warpgroup,
+    wait_mbarrier,
+    wait_named,
+};
 
 struct Fiber {
     Context ctx;
@@ -108,6 +117,8 @@ public:
 
     // Entry points for the intrinsics (emu_sync.h), called from a fiber of the running block.
     int block_barrier(BarrierKind kind, int predicate);
+    // bar.sync id, threads (a named barrier, emu_sync.h).
+    void named_barrier(unsigned id, unsigned threads);
     unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long value, int arg, int width);
     // A wgmma instruction: all 128 threads of the caller's warpgroup meet; the last one runs it.
     void warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg);
@@ -161,6 +172,13 @@ private:
     unsigned predicate_count_[2] = {0, 0};
     unsigned barrier_count_[2] = {0, 0};
     unsigned barrier_total_[2] = {0, 0};
+
+    // Named barriers 1..15 (bar.sync id, threads): the open phase's thread count and arrivals.
+    struct NamedBarrier {
+        unsigned threads = 0;
+        unsigned arrived = 0;
+    };
+    NamedBarrier named_[16];
 
     std::vector<WarpState> warps_;
     std::vector<WarpgroupMeeting> warpgroups_;

@@ -153,8 +153,8 @@ impl TcLaunch {
         }
     }
 
-    /// This launch of a kernel with both operands by TMA that rewrites neither
-    /// (`conv2d_wgmma_tma_{pointwise,im2col}_*` but the `_bnrelu_` ones) with its producer warp: the
+    /// This launch of a kernel with both operands by TMA (`conv2d_wgmma_tma_{pointwise,im2col}_*`)
+    /// with its producer warp: the
     /// tiles at most `WGMMA_PRODUCER_MAX_TILE_N` wide give the copies to one more warp, after the
     /// tile's warpgroups (kernels/conv_wgmma.cuh, `TcWgmmaWarpSpecializedPipeline`); wider tiles
     /// keep the block as it is.
@@ -328,11 +328,7 @@ pub fn forward_tma_fed(shape: &ConvShape, tile: TcTile, stats: bool, feed: TcFee
     } else {
         forward_with(shape, tile, false)
     };
-    let fed = forward_fed(plain, table[tile.index()], shape, tile, feed);
-    match feed {
-        TcFeed::Weights => fed,
-        TcFeed::Pointwise | TcFeed::Im2col => fed.with_producer_warp(tile),
-    }
+    forward_fed(plain, table[tile.index()], shape, tile, feed)
 }
 
 /// The forward launch `plain` of a Hopper `tile` as the TMA-fed `kernel`: the weights' map, and
@@ -345,9 +341,13 @@ fn forward_fed(
     feed: TcFeed,
 ) -> TcLaunch {
     let input = (feed == TcFeed::Pointwise).then(|| TcOperandMap::pointwise_input(shape, tile));
-    TcLaunch {
+    let fed = TcLaunch {
         a_im2col: (feed == TcFeed::Im2col).then(|| TcIm2colOperand::input(shape, tile)),
         ..plain.fed_by_tma(kernel, TcOperandMap::weights(shape, tile), input)
+    };
+    match feed {
+        TcFeed::Weights => fed,
+        TcFeed::Pointwise | TcFeed::Im2col => fed.with_producer_warp(tile),
     }
 }
 
@@ -768,16 +768,12 @@ pub fn backward_filter_im2col_with(
         tile.name()
     );
     let kernel = BACKWARD_FILTER_IM2COL_TMA_KERNELS[tile.index()];
-    let fed = backward_filter_im2col_fed(
+    backward_filter_im2col_fed(
         backward_filter_with(shape, tile, false, splits),
         kernel,
         shape,
         tile,
-    );
-    TcFilterLaunch {
-        partial: fed.partial.with_producer_warp(tile),
-        ..fed
-    }
+    )
 }
 
 /// `plain` (a wgmma backward-filter) with its partial kernel the im2col-fed `kernel`.
@@ -798,7 +794,8 @@ fn backward_filter_im2col_fed(
             a_im2col: None,
             b_im2col: Some(TcIm2colOperand::filter_input(shape, tile)),
             ..partial
-        },
+        }
+        .with_producer_warp(tile),
         ..plain
     }
 }
@@ -815,16 +812,12 @@ pub fn backward_filter_tma_with(shape: &ConvShape, tile: TcTile, splits: usize) 
         tile.name()
     );
     let kernel = BACKWARD_FILTER_POINTWISE_TMA_KERNELS[tile.index()];
-    let fed = backward_filter_fed(
+    backward_filter_fed(
         backward_filter_with(shape, tile, false, splits),
         kernel,
         shape,
         tile,
-    );
-    TcFilterLaunch {
-        partial: fed.partial.with_producer_warp(tile),
-        ..fed
-    }
+    )
 }
 
 /// `plain` (a wgmma backward-filter of a pointwise shape) with its partial kernel the TMA-fed
@@ -840,7 +833,10 @@ fn backward_filter_fed(
     let x = TcOperandMap::panels(n * h * w, c, tile);
     let dy = TcOperandMap::panels(n * h * w, k, tile);
     TcFilterLaunch {
-        partial: plain.partial.fed_by_tma(kernel, x, Some(dy)),
+        partial: plain
+            .partial
+            .fed_by_tma(kernel, x, Some(dy))
+            .with_producer_warp(tile),
         ..plain
     }
 }
@@ -1121,8 +1117,8 @@ mod tests {
     }
 
     /// The block of a TMA-fed launch whose plain wgmma launch has `plain_block`: the same, plus the
-    /// producer warp where the kernel has one (both operands by TMA, no BN + ReLU rewrite of an
-    /// operand, a tile at most `WGMMA_PRODUCER_MAX_TILE_N` wide: kernels/conv_wgmma.cuh).
+    /// producer warp where the kernel has one (both operands by TMA, a tile at most
+    /// `WGMMA_PRODUCER_MAX_TILE_N` wide: kernels/conv_wgmma.cuh).
     fn fed_block(plain_block: (u32, u32, u32), fed_kernel: &str) -> (u32, u32, u32) {
         let tile = TcTile::HOPPER
             .into_iter()
@@ -1132,9 +1128,7 @@ mod tests {
             })
             .unwrap_or_else(|| panic!("no Hopper tile for {fed_kernel}"));
         let both = fed_kernel.contains("_pointwise_") || fed_kernel.contains("_im2col_");
-        let producer = both
-            && !fed_kernel.contains("_bnrelu_")
-            && tile.bn() <= WGMMA_PRODUCER_MAX_TILE_N as usize;
+        let producer = both && tile.bn() <= WGMMA_PRODUCER_MAX_TILE_N as usize;
         let extra = if producer { WGMMA_PRODUCER_THREADS } else { 0 };
         (plain_block.0 + extra, plain_block.1, plain_block.2)
     }
