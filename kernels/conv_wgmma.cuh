@@ -142,14 +142,9 @@ struct TcWgmmaPipeline {
         bf16* const a_tiles = wgmma_aligned(smem);
         bf16* const b_tiles = a_tiles + STAGES * Tile::A_ELEMS;
         std::uint64_t* const tma_landed = reinterpret_cast<std::uint64_t*>(b_tiles + STAGES * Tile::B_ELEMS);
-        const int warpgroup = threadIdx.x / 128;
         float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
 
-#pragma unroll
-        for (int j = 0; j < Tile::NI; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
-        wgmma_fence_operand<BN>(d);  // the zeros are in the registers before the first wgmma
+        zero_accumulators<Tile>(acc);
 
         if constexpr (ANY_TMA) {
             if (threadIdx.x == 0) {
@@ -184,15 +179,8 @@ struct TcWgmmaPipeline {
         }
         issued();  // (tc_mainloop's contract)
 
-        // Stage 0's descriptors: this warpgroup's 64 rows of A (rows 64 wg.. of an MK tile, or panel
-        // wg of a KM tile) and the whole B tile, at reduction offset 0.
-        std::uint64_t a_desc0 =
-            operand<Tile, A_MN>(a_tiles + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK), 0);
-        std::uint64_t b_desc0 = operand<Tile, B_MN>(b_tiles, 0);
-        // Opaque from here on, so that the compiler keeps the two in registers instead of rebuilding
-        // them from the shared address in every slice (it does, some ten instructions each).
-        wgmma_pin(a_desc0);
-        wgmma_pin(b_desc0);
+        std::uint64_t a_desc0, b_desc0;
+        stage0_descriptors<Tile, A_MN, B_MN>(a_tiles, b_tiles, a_desc0, b_desc0);
 
         int read_stage = 0, write_stage = STAGES - 2;
         unsigned read_parity = 0;  // (TMA) of the read stage's barrier phase: its use count & 1
@@ -209,25 +197,7 @@ struct TcWgmmaPipeline {
             if (next < slices) load_stage(write_stage, next);
             if constexpr (ANY_CP_ASYNC) cp_async_commit_group();
 
-            // The descriptors before the fence: ptxas adds fences around code between it and wgmma.
-            // Stage 0's plus the stage's and the step's offsets in the start-address field (16-byte
-            // units; the field never carries: shared addresses are below 2^18).
-            const std::uint64_t a_stage = a_desc0 + static_cast<std::uint64_t>(read_stage) * (Tile::A_ELEMS * 2 / 16);
-            const std::uint64_t b_stage = b_desc0 + static_cast<std::uint64_t>(read_stage) * (Tile::B_ELEMS * 2 / 16);
-            std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
-#pragma unroll
-            for (int step = 0; step < Tile::BK / 16; ++step) {
-                a_desc[step] = a_stage + step * step_units<A_MN>();
-                b_desc[step] = b_stage + step * step_units<B_MN>();
-            }
-            wgmma_fence_operand<BN>(d);
-            wgmma_fence();
-#pragma unroll
-            for (int step = 0; step < Tile::BK / 16; ++step)
-                wgmma_m64k16_bf16<BN, A_MN, B_MN>(d, a_desc[step], b_desc[step]);
-            wgmma_commit_group();
-            wgmma_wait_group<1>();
-            wgmma_fence_operand<BN>(d);
+            multiply_slice<Tile, A_MN, B_MN>(d, a_desc0, b_desc0, read_stage);
             if (read_stage + 1 == STAGES) read_parity ^= 1u;
             read_stage = read_stage + 1 == STAGES ? 0 : read_stage + 1;
             write_stage = write_stage + 1 == STAGES ? 0 : write_stage + 1;
@@ -245,6 +215,58 @@ struct TcWgmmaPipeline {
     }
 
   protected:
+    // The accumulators zeroed, and in the registers before the first wgmma.
+    template <class Tile>
+    __device__ static __forceinline__ void zero_accumulators(float (&acc)[Tile::MI][Tile::NI][4]) {
+#pragma unroll
+        for (int j = 0; j < Tile::NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
+        wgmma_fence_operand<Tile::BN>(&acc[0][0][0]);
+    }
+
+    // Stage 0's descriptors: this thread's warpgroup's 64 rows of A (rows 64 wg.. of an MK tile, or
+    // panel wg of a KM tile) and the whole B tile, at reduction offset 0. Opaque once made, so that
+    // the compiler keeps the two in registers instead of rebuilding them from the shared address in
+    // every slice (it does, some ten instructions each).
+    template <class Tile, bool A_MN, bool B_MN>
+    __device__ static __forceinline__ void stage0_descriptors(const bf16* a_tiles, const bf16* b_tiles,
+                                                              std::uint64_t& a_desc0, std::uint64_t& b_desc0) {
+        const int warpgroup = threadIdx.x / 128;
+        a_desc0 = operand<Tile, A_MN>(a_tiles + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK), 0);
+        b_desc0 = operand<Tile, B_MN>(b_tiles, 0);
+        wgmma_pin(a_desc0);
+        wgmma_pin(b_desc0);
+    }
+
+    // One slice's multiply from stage `stage`: BK / 16 wgmmas (k 0-15, 16-31, ..., chained on the
+    // accumulators d, the m64nBN fragment), committed, then wait_group 1: the previous slice's
+    // multiply has retired (this one may still run). The descriptors come first, because ptxas adds
+    // fences around code between wgmma.fence and a wgmma: stage 0's (a_desc0, b_desc0) plus the
+    // stage's and the step's offsets in the start-address field (16-byte units; the field never
+    // carries: shared addresses are below 2^18).
+    template <class Tile, bool A_MN, bool B_MN>
+    __device__ static __forceinline__ void multiply_slice(float* d, std::uint64_t a_desc0, std::uint64_t b_desc0,
+                                                          int stage) {
+        constexpr int BN = Tile::BN;
+        const std::uint64_t a_stage = a_desc0 + static_cast<std::uint64_t>(stage) * (Tile::A_ELEMS * 2 / 16);
+        const std::uint64_t b_stage = b_desc0 + static_cast<std::uint64_t>(stage) * (Tile::B_ELEMS * 2 / 16);
+        std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
+#pragma unroll
+        for (int step = 0; step < Tile::BK / 16; ++step) {
+            a_desc[step] = a_stage + step * step_units<A_MN>();
+            b_desc[step] = b_stage + step * step_units<B_MN>();
+        }
+        wgmma_fence_operand<BN>(d);
+        wgmma_fence();
+#pragma unroll
+        for (int step = 0; step < Tile::BK / 16; ++step)
+            wgmma_m64k16_bf16<BN, A_MN, B_MN>(d, a_desc[step], b_desc[step]);
+        wgmma_commit_group();
+        wgmma_wait_group<1>();
+        wgmma_fence_operand<BN>(d);
+    }
+
     // How far a descriptor's start moves from one 16-deep step to the next, in its 16-byte units:
     // 16 bf16 along a K-major row (32 bytes), or 16 rows of an MN-major panel (2048 bytes).
     template <bool MN_MAJOR>
@@ -421,20 +443,11 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
             return;  // (the kernel body returns for the producer warp: tc_producer_thread)
         }
 
-        const int warpgroup = threadIdx.x / 128;
         float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
-#pragma unroll
-        for (int j = 0; j < Tile::NI; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
-        wgmma_fence_operand<BN>(d);  // the zeros are in the registers before the first wgmma
+        zero_accumulators<Tile>(acc);
 
-        // Stage 0's descriptors, pinned (as in the shared pipeline).
-        std::uint64_t a_desc0 =
-            operand<Tile, A_MN>(a_tiles + warpgroup * (A_MN ? kWgmmaPanelElems<Tile> : 64 * Tile::BK), 0);
-        std::uint64_t b_desc0 = operand<Tile, B_MN>(b_tiles, 0);
-        wgmma_pin(a_desc0);
-        wgmma_pin(b_desc0);
+        std::uint64_t a_desc0, b_desc0;
+        stage0_descriptors<Tile, A_MN, B_MN>(a_tiles, b_tiles, a_desc0, b_desc0);
 
         const bool signals = threadIdx.x % 32 == 0;  // the lane that releases stages for its warp
         int stage = 0, previous = STAGES - 1;
@@ -448,22 +461,7 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
                 fence_proxy_async_shared();
                 named_barrier_sync(kTcConsumerBarrier, Tile::THREADS);
             }
-            const std::uint64_t a_stage = a_desc0 + static_cast<std::uint64_t>(stage) * (Tile::A_ELEMS * 2 / 16);
-            const std::uint64_t b_stage = b_desc0 + static_cast<std::uint64_t>(stage) * (Tile::B_ELEMS * 2 / 16);
-            std::uint64_t a_desc[Tile::BK / 16], b_desc[Tile::BK / 16];
-#pragma unroll
-            for (int step = 0; step < Tile::BK / 16; ++step) {
-                a_desc[step] = a_stage + step * step_units<A_MN>();
-                b_desc[step] = b_stage + step * step_units<B_MN>();
-            }
-            wgmma_fence_operand<BN>(d);
-            wgmma_fence();
-#pragma unroll
-            for (int step = 0; step < Tile::BK / 16; ++step)
-                wgmma_m64k16_bf16<BN, A_MN, B_MN>(d, a_desc[step], b_desc[step]);
-            wgmma_commit_group();
-            wgmma_wait_group<1>();
-            wgmma_fence_operand<BN>(d);
+            multiply_slice<Tile, A_MN, B_MN>(d, a_desc0, b_desc0, stage);
             // The previous slice's multiply has retired: its stage may be refilled.
             if (slice > 0 && signals) mbarrier_arrive(&empty[previous]);
             previous = stage;
