@@ -12,7 +12,7 @@
 //! the general one otherwise (as the plan chooses), and backward-filter uses the plan's split rule
 //! for each tile. The C = 3 stems are timed as the backend runs them: widened to 8 channels.
 //! `RESNET_BENCH_TILES=mma` leaves the wgmma tiles out (`RESNET_BENCH_TMA=off` their `+tma` rows
-//! below). The forward also times each wgmma tile fed by
+//! below; `RESNET_TMA_PRODUCER=0` times the TMA-fed kernels without their producer warp). The forward also times each wgmma tile fed by
 //! TMA: the weights by the tensor memory accelerator (`conv2d_wgmma_tma_forward_*`, the tile
 //! `wgmma{T}+tma`), and the input too, as tiled boxes for the 1x1 stride-1 shapes
 //! (`conv2d_wgmma_tma_pointwise_forward_*`, `+tma-pw`) and through an im2col map where C is a
@@ -171,6 +171,12 @@ fn prepare(driver: &DynDriver, l: &TcLaunch) -> Result<()> {
 
 fn launch(driver: &DynDriver, l: &TcLaunch, mut args: KernelArgs) -> Result<()> {
     let mut params = args.params();
+    // RESNET_TMA_PRODUCER=0, as the backend: the TMA-fed kernels without their producer warp.
+    let l = if std::env::var_os("RESNET_TMA_PRODUCER").is_some_and(|v| v == "0") {
+        l.without_producer_warp()
+    } else {
+        *l
+    };
     // SAFETY: the arguments are the kernel's documented parameters (see conv_tc_plan), pointing at
     // buffers sized for the shape; the launch geometry is the plan's.
     unsafe { driver.launch(l.kernel, l.grid, l.block, l.shared_bytes, &mut params) }

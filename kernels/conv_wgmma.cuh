@@ -355,6 +355,15 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // whose accumulators fit beside that (BN <= kWgmmaProducerMaxTileN: 64 floats a thread, about 100
 // registers in all) take the producer warp; the 128x256 tiles (128 floats, 150 to 200 registers) keep
 // the shared pipeline, where 255 fit.
+//
+// Occupancy: the same rule makes a 288-thread block cost 384 threads' registers, so two blocks of
+// 128x128 (about 95 registers with the producer warp, 110 to 120 for the statistics and BN + ReLU
+// variants) may no longer fit an SM where two 256-thread blocks did: one block then runs its
+// epilogue with the tensor cores idle. Whether the leaner loop outweighs that is for an H200 to say,
+// so the kernels keep both pipelines and take the one their launch asks for: launched with
+// Tile::THREADS threads (RESNET_TMA_PRODUCER=0: TcLaunch::without_producer_warp) they run the
+// shared pipeline, with Tile::THREADS + kWgmmaProducerThreads the producer warp's; the results are
+// the same bits either way (tests/conv_tc/tma.rs).
 // The named barrier (1..15; 0 is __syncthreads') at which the consumer warps meet without the producer.
 constexpr unsigned kTcConsumerBarrier = 1;
 
@@ -375,7 +384,8 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
                                                LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
                                                Issued&& issued = Issued{}) {
-        if constexpr (!has_producer<Tile>()) {
+        // (uniform) A launch without the producer warp (RESNET_TMA_PRODUCER=0) runs the shared pipeline.
+        if (!has_producer<Tile>() || blockDim.x == Tile::THREADS) {
             Shared::template run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
         } else {
             run_with_producer<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);

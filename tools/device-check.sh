@@ -251,6 +251,11 @@ step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50
     --device cuda --json
 # The BN backward sums from the backward-data epilogue (kernels/conv_tc_bn_grad.cuh) against the
 # separate pass: what the fusion is worth.
+# The TMA-fed kernels without their producer warp (RESNET_TMA_PRODUCER=0: the same kernels run the
+# pipeline every thread of which multiplies, in smaller blocks, so perhaps two to an SM; the same
+# bits), beside phase 1's bench-resnet50-b256-wgmma-tma: which pipeline the plan should launch.
+step bench-resnet50-b256-wgmma-tma-noproducer 120 env RESNET_TC_KERNELS=wgmma-tma RESNET_TMA_PRODUCER=0 \
+    "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
 step bench-resnet50-b256-nofusebn 120 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet50 \
     --batch-size 256 --device cuda --json
 step bench-resnet20-b128-nofusebn 60 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet20 \

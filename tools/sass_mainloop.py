@@ -103,27 +103,40 @@ def opcode(instruction):
 
 
 def main_loops(sass):
-    """Per function: the instructions (opcodes) of the loop with the most tensor-core instructions."""
+    """Per function: the instructions (opcodes) of the loop with the most tensor-core instructions,
+    as `name`; a kernel with two main loops of as many, apart from each other (the wgmma kernels fed
+    by TMA run the pipeline with or without a producer warp, as their launch asks), gets the
+    second as `name#2` (the longer one is `name`)."""
     loops = {}
     for chunk in re.split(r"\n\s*Function : ", sass)[1:]:
         name = chunk.split("\n", 1)[0].strip()
         code = [(int(a, 16), text.strip()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", chunk)]
         at = {address: i for i, (address, _) in enumerate(code)}
-        best = None
+        candidates = []  # (tensor-core instructions, length, first index, last index, opcodes)
         for i, (address, text) in enumerate(code):
             target = re.search(r"BRA\s+(?:`\(\.L_x_\d+\)\s*)?(0x[0-9a-f]+)", text)
             if not target or int(target.group(1), 16) >= address or int(target.group(1), 16) not in at:
                 continue
-            body = [opcode(t) for _, t in code[at[int(target.group(1), 16)]:i + 1]]
+            first = at[int(target.group(1), 16)]
+            body = [opcode(t) for _, t in code[first:i + 1]]
             if "EXIT" in body:
                 # Not a loop but a jump back from code placed after the kernel's end: ptxas puts an
                 # mbarrier wait's retry there (TRYWAIT, then a branch back into the main loop).
                 continue
             mma = sum(op in ("HMMA", "HGMMA") for op in body)
-            if mma and (best is None or (mma, len(body)) > (best[0], len(best[1]))):
-                best = (mma, body)
-        if best:
-            loops[name] = best[1]
+            if mma:
+                candidates.append((mma, len(body), first, i, body))
+        if not candidates:
+            continue
+        most = max(c[0] for c in candidates)
+        # The longest of them first (an outer loop before the loop it holds), then any that lies
+        # apart from every one taken.
+        taken = []
+        for c in sorted((c for c in candidates if c[0] == most), key=lambda c: (-c[1], c[2])):
+            if all(c[3] < t[2] or c[2] > t[3] for t in taken):
+                taken.append(c)
+        for k, c in enumerate(taken[:2]):
+            loops[name if k == 0 else f"{name}#2"] = c[4]
     return loops
 
 
@@ -136,7 +149,7 @@ def measure(nvcc, tools, kernels):
         for job in jobs:
             registers, sass = job.result()
             for name, body in sorted(main_loops(sass).items()):
-                results.append((name, registers.get(name, "?"), body))
+                results.append((name, registers.get(name.split("#")[0], "?"), body))
         return results
 
 

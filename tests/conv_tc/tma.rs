@@ -14,12 +14,32 @@
 //! on every shape whose C is a multiple of the tile's depth ([`im2col_shapes`] too). The same for the forward whose input is a BN's
 //! output (BN + ReLU applied in shared memory after the copy lands), against the plain kernel on
 //! that output stored. And for pointwise shapes both backward passes, both operands by TMA.
+//! Every launch with the producer warp also runs without it ([`both_pipelines`]): the same bits.
 
 use super::bn_grad::{check_bn_grad, Mask};
 use super::bn_input::{bn_input_shapes, check_fused_backward_filter, check_fused_forward};
 use super::statistics::{conv_inputs, run_stats};
 use super::*;
-use resnet_cuda::backend::gpu::conv_tc_plan::TcFeed;
+use resnet_cuda::backend::gpu::conv_tc_plan::{TcFeed, TcFilterLaunch, TcLaunch};
+
+/// A TMA-fed launch as planned and, where it has the producer warp, without it (what
+/// `RESNET_TMA_PRODUCER=0` launches): the kernel then runs the pipeline every thread of which
+/// multiplies, for the same bits (kernels/conv_wgmma.cuh).
+fn both_pipelines(l: TcLaunch) -> Vec<TcLaunch> {
+    let mut launches = vec![l];
+    if l.producer_warp {
+        launches.push(l.without_producer_warp());
+    }
+    launches
+}
+
+/// [`both_pipelines`] of a backward-filter's partial kernel.
+fn both_filter_pipelines(f: TcFilterLaunch) -> Vec<TcFilterLaunch> {
+    both_pipelines(f.partial)
+        .into_iter()
+        .map(|partial| TcFilterLaunch { partial, ..f })
+        .collect()
+}
 
 /// Pointwise shapes (1x1, stride 1, no padding) beyond [`wgmma_shapes`]' one: 3 slices over
 /// M = 98, and 6.25 slices (C = 200) over M = 169, both with partial row tiles (boxes past N*H*W).
@@ -64,10 +84,13 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
                 assert_hopper_kernel_loaded(tma.kernel);
                 let what = format!("{} on {:?} {:?}", tma.kernel, s.x, s.w);
                 let plain = run_forward(s, &conv_tc_plan::forward_with(s, tile, false), &x, &w);
-                assert!(
-                    run_forward(s, &tma, &x, &w) == plain,
-                    "{what}: y differs from the cp.async kernel's"
-                );
+                for tma in both_pipelines(tma) {
+                    assert!(
+                        run_forward(s, &tma, &x, &w) == plain,
+                        "{what} (block {:?}): y differs from the cp.async kernel's",
+                        tma.block
+                    );
+                }
 
                 let (stats_plain, part) = conv_tc_plan::forward_stats_with(s, tile, false);
                 let stats_tma = conv_tc_plan::forward_tma_fed(s, tile, true, feed);
@@ -76,14 +99,16 @@ fn wgmma_forward_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
                     "{what}: the same partition"
                 );
                 let (y_a, partials_a) = run_stats(s, &stats_plain, &part, &x, &w);
-                let (y_b, partials_b) = run_stats(s, &stats_tma, &part, &x, &w);
                 let as_bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert!(y_a == y_b, "{}: y differs", stats_tma.kernel);
-                assert!(
-                    as_bits(&partials_a) == as_bits(&partials_b),
-                    "{}: the statistics partials differ",
-                    stats_tma.kernel
-                );
+                for stats_tma in both_pipelines(stats_tma) {
+                    let (y_b, partials_b) = run_stats(s, &stats_tma, &part, &x, &w);
+                    let what = format!("{} (block {:?})", stats_tma.kernel, stats_tma.block);
+                    assert!(y_a == y_b, "{what}: y differs");
+                    assert!(
+                        as_bits(&partials_a) == as_bits(&partials_b),
+                        "{what}: the statistics partials differ"
+                    );
+                }
             }
         }
     }
@@ -121,7 +146,9 @@ fn wgmma_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stored_input() {
                     fused.kernel.contains("pointwise"),
                     feed == TcFeed::Pointwise
                 );
-                check_fused_forward(s, &fused, tile, 2400 + i as u64);
+                for fused in both_pipelines(fused) {
+                    check_fused_forward(s, &fused, tile, 2400 + i as u64);
+                }
                 fed_by[f] += 1;
             }
         }
@@ -153,17 +180,19 @@ fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
         for tile in TcTile::HOPPER {
             for add in [false, true] {
                 let seed = 1400 + i as u64;
-                let tma = conv_tc_plan::backward_data_tma_with(s, add, tile);
                 let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
-                let fed = check_backward_data(s, &tma, add, seed);
-                assert!(
-                    fed == check_backward_data(s, &plain, add, seed),
-                    "{} on {:?} {:?}: dx differs from {}'s",
-                    tma.kernel,
-                    s.x,
-                    s.w,
-                    plain.kernel
-                );
+                let expected = check_backward_data(s, &plain, add, seed);
+                for tma in both_pipelines(conv_tc_plan::backward_data_tma_with(s, add, tile)) {
+                    assert!(
+                        check_backward_data(s, &tma, add, seed) == expected,
+                        "{} (block {:?}) on {:?} {:?}: dx differs from {}'s",
+                        tma.kernel,
+                        tma.block,
+                        s.x,
+                        s.w,
+                        plain.kernel
+                    );
+                }
             }
         }
     }
@@ -194,21 +223,26 @@ fn wgmma_backward_data_fed_through_im2col_equals_the_cp_async_one_bit_for_bit() 
                 let tma = conv_tc_plan::backward_data_im2col_with(s, add, tile);
                 assert_hopper_kernel_loaded(tma.kernel);
                 let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
-                let fed = check_backward_data(s, &tma, add, seed);
-                assert!(
-                    fed == check_backward_data(s, &plain, add, seed),
-                    "{} on {:?} {:?} pad {}: dx differs from {}'s",
-                    tma.kernel,
-                    s.x,
-                    s.w,
-                    s.geom.pad,
-                    plain.kernel
-                );
+                let expected = check_backward_data(s, &plain, add, seed);
+                for tma in both_pipelines(tma) {
+                    assert!(
+                        check_backward_data(s, &tma, add, seed) == expected,
+                        "{} (block {:?}) on {:?} {:?} pad {}: dx differs from {}'s",
+                        tma.kernel,
+                        tma.block,
+                        s.x,
+                        s.w,
+                        s.geom.pad,
+                        plain.kernel
+                    );
+                }
                 checked[0] += 1;
             }
             if let Some(bn) = conv_tc_plan::backward_data_bn_im2col_with(s, tile) {
                 // dx masked by the BN's own ReLU: the plain kernel's bits where it passes.
-                check_bn_grad(s, &bn, tile, Mask::FromAffine, false, 1700 + i as u64);
+                for bn in both_pipelines(bn) {
+                    check_bn_grad(s, &bn, tile, Mask::FromAffine, false, 1700 + i as u64);
+                }
                 checked[1] += 1;
             }
         }
@@ -242,20 +276,26 @@ fn wgmma_backward_filter_fed_through_im2col_equals_the_cp_async_one_bit_for_bit(
                 let tma = conv_tc_plan::backward_filter_im2col_with(s, tile, splits);
                 assert_hopper_kernel_loaded(tma.partial.kernel);
                 let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
-                assert!(
-                    check_backward_filter(s, &tma, seed) == check_backward_filter(s, &plain, seed),
-                    "{} (splits {splits}) on {:?} {:?} stride {}: dw differs from {}'s",
-                    tma.partial.kernel,
-                    s.x,
-                    s.w,
-                    s.geom.stride,
-                    plain.partial.kernel
-                );
+                let expected = check_backward_filter(s, &plain, seed);
+                for tma in both_filter_pipelines(tma) {
+                    assert!(
+                        check_backward_filter(s, &tma, seed) == expected,
+                        "{} (block {:?}, splits {splits}) on {:?} {:?} stride {}: dw differs from {}'s",
+                        tma.partial.kernel,
+                        tma.partial.block,
+                        s.x,
+                        s.w,
+                        s.geom.stride,
+                        plain.partial.kernel
+                    );
+                }
                 checked[0] += 1;
                 if let Some(fused) =
                     conv_tc_plan::backward_filter_bnrelu_im2col_with(s, tile, splits)
                 {
-                    check_fused_backward_filter(s, &fused, tile, 1900 + i as u64);
+                    for fused in both_filter_pipelines(fused) {
+                        check_fused_backward_filter(s, &fused, tile, 1900 + i as u64);
+                    }
                     checked[1] += 1;
                 }
             }
@@ -291,14 +331,18 @@ fn wgmma_backward_filter_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
                 let tma = conv_tc_plan::backward_filter_tma_with(s, tile, splits);
                 assert_hopper_kernel_loaded(tma.partial.kernel);
                 let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
-                assert!(
-                    check_backward_filter(s, &tma, seed) == check_backward_filter(s, &plain, seed),
-                    "{} (splits {splits}) on {:?} {:?}: dw differs from {}'s",
-                    tma.partial.kernel,
-                    s.x,
-                    s.w,
-                    plain.partial.kernel
-                );
+                let expected = check_backward_filter(s, &plain, seed);
+                for tma in both_filter_pipelines(tma) {
+                    assert!(
+                        check_backward_filter(s, &tma, seed) == expected,
+                        "{} (block {:?}, splits {splits}) on {:?} {:?}: dw differs from {}'s",
+                        tma.partial.kernel,
+                        tma.partial.block,
+                        s.x,
+                        s.w,
+                        plain.partial.kernel
+                    );
+                }
             }
         }
     }
@@ -319,7 +363,9 @@ fn wgmma_backward_filter_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stor
                     continue;
                 };
                 assert!(fused.partial.kernel.contains("tma_pointwise"));
-                check_fused_backward_filter(s, &fused, tile, 2500 + i as u64);
+                for fused in both_filter_pipelines(fused) {
+                    check_fused_backward_filter(s, &fused, tile, 2500 + i as u64);
+                }
                 checked += 1;
             }
         }

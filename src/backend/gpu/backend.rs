@@ -66,6 +66,10 @@ pub struct GpuBackend<D: Driver> {
     /// the stem's max pool to the stem's: on, unless `RESNET_FUSE_BN_INPUT=0` when the backend is
     /// made (to measure what the fusion is worth).
     pub(super) fuse_bn_input: bool,
+    /// Whether the convolutions fed by TMA on both operands run with their producer warp
+    /// (`TcLaunch::producer_warp`): on, unless `RESNET_TMA_PRODUCER=0` when the backend is made (to
+    /// time the pipeline without it, whose blocks are smaller: kernels/conv_wgmma.cuh).
+    pub(super) tma_producer: bool,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     pub(super) sgd_table: Mutex<Option<SgdTable<D>>>,
@@ -133,6 +137,7 @@ impl<D: Driver> GpuBackend<D> {
             tc_family: TcFamily::from_env(),
             fuse_bn_grad: std::env::var_os("RESNET_FUSE_BN_GRAD").is_none_or(|v| v != "0"),
             fuse_bn_input: std::env::var_os("RESNET_FUSE_BN_INPUT").is_none_or(|v| v != "0"),
+            tma_producer: std::env::var_os("RESNET_TMA_PRODUCER").is_none_or(|v| v != "0"),
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
             retired_workspaces: Mutex::new(Vec::new()),

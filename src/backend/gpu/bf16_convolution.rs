@@ -56,7 +56,13 @@ impl<D: Driver> GpuBackend<D> {
             self.driver
                 .set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
         }
-        self.launch(l.kernel, l.grid, l.block, l.shared_bytes, args)
+        // RESNET_TMA_PRODUCER=0: the TMA-fed kernels without their producer warp (the same bits).
+        let block = if self.tma_producer {
+            l.block
+        } else {
+            l.without_producer_warp().block
+        };
+        self.launch(l.kernel, l.grid, block, l.shared_bytes, args)
     }
 
     /// `args` followed by the tensor maps a TMA-fed launch takes last (`TcLaunch::encode_maps`) over

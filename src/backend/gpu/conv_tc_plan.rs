@@ -101,6 +101,9 @@ pub struct TcLaunch {
     /// `Some` for `conv2d_wgmma_tma_im2col_backward_filter*` (instead of `b_map`): its x through an
     /// im2col map (`x_map`), after dy's tiled map (`a_map`): the tiled maps come first.
     pub b_im2col: Option<TcIm2colOperand>,
+    /// Whether `block` includes the producer warp of a kernel with both operands by TMA
+    /// ([`TcLaunch::without_producer_warp`] takes it out again).
+    pub producer_warp: bool,
 }
 
 impl TcLaunch {
@@ -154,10 +157,9 @@ impl TcLaunch {
     }
 
     /// This launch of a kernel with both operands by TMA (`conv2d_wgmma_tma_{pointwise,im2col}_*`)
-    /// with its producer warp: the
-    /// tiles at most `WGMMA_PRODUCER_MAX_TILE_N` wide give the copies to one more warp, after the
-    /// tile's warpgroups (kernels/conv_wgmma.cuh, `TcWgmmaWarpSpecializedPipeline`); wider tiles
-    /// keep the block as it is.
+    /// with its producer warp: the tiles at most `WGMMA_PRODUCER_MAX_TILE_N` wide give the copies
+    /// to one more warp, after the tile's warpgroups (kernels/conv_wgmma.cuh,
+    /// `TcWgmmaWarpSpecializedPipeline`); wider tiles keep the block as it is.
     fn with_producer_warp(self, tile: TcTile) -> TcLaunch {
         if tile.bn() > WGMMA_PRODUCER_MAX_TILE_N as usize {
             return self;
@@ -168,6 +170,26 @@ impl TcLaunch {
                 self.block.1,
                 self.block.2,
             ),
+            producer_warp: true,
+            ..self
+        }
+    }
+
+    /// This launch without its producer warp, if it has one: the kernel then runs the pipeline
+    /// every thread of which multiplies (kernels/conv_wgmma.cuh; the same bits). What
+    /// `RESNET_TMA_PRODUCER=0` makes the backend launch, so that a GPU can time the two (a ninth
+    /// warp may cost an SM its second block).
+    pub fn without_producer_warp(self) -> TcLaunch {
+        if !self.producer_warp {
+            return self;
+        }
+        TcLaunch {
+            block: (
+                self.block.0 - WGMMA_PRODUCER_THREADS,
+                self.block.1,
+                self.block.2,
+            ),
+            producer_warp: false,
             ..self
         }
     }
@@ -969,6 +991,7 @@ pub fn backward_filter_with(
         a_map: None,
         a_im2col: None,
         b_im2col: None,
+        producer_warp: false,
     });
     TcFilterLaunch {
         partial,
@@ -1038,6 +1061,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         a_map: None,
         a_im2col: None,
         b_im2col: None,
+        producer_warp: false,
     }
 }
 
