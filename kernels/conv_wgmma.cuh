@@ -313,9 +313,9 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 };
 
 // Both operands by TMA, with a producer warp (the pipeline of TcWgmmaTmaPointwiseLoop and
-// TcWgmmaTmaIm2colLoop below). Once no thread copies with cp.async, the
-// only work besides the multiply is thread 0's two bulk copies a slice, and the one thing that still
-// ties the warpgroups together is the per-slice __syncthreads that frees a stage for its refill. Here
+// TcWgmmaTmaIm2colLoop below). Once no thread copies with cp.async, the only work besides the
+// multiply is thread 0's two bulk copies a slice, and the one thing that still ties the warpgroups
+// together is the per-slice __syncthreads that frees a stage for its refill. Here
 // an extra warp, threads Tile::THREADS .. + 31 (one lane of it), issues the copies, and each stage has
 // two mbarriers, CUTLASS's full/empty pair:
 //   full[s]  (count 1): the producer's arrive.expect_tx of both boxes' bytes; the copies complete it.
@@ -338,10 +338,11 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // for it after the main loop); the epilogues' __syncthreads then wait for the consumers alone (since
 // Volta a block barrier waits for the threads that have not exited: CUDA programming guide, on
 // __syncthreads). The launch has Tile::THREADS + PRODUCER_THREADS threads (conv_tc_plan.rs's
-// TcLaunch::with_producer_warp). One warp, not CUTLASS's producer warpgroup: without setmaxnreg the
-// block's registers are shared evenly, and a 32-thread producer takes a ninth of them rather than a
-// third; the consumers' warpgroups are warps 0-3 and 4-7 either way (a warpgroup is four contiguous
-// warps from a multiple of four; the producer's partial fourth of a warpgroup never executes wgmma).
+// TcLaunch::with_producer_warp). One warp, not CUTLASS's producer warpgroup (which hands its registers
+// to the consumers with setmaxnreg): one lane is all the copies need, and the block is budgeted as
+// whole warpgroups either way (Registers below), so kWgmmaProducerThreads = 128 would change nothing
+// else. The consumers' warpgroups are warps 0-3 and 4-7 (a warpgroup is four contiguous warps from
+// a multiple of four; the producer's partial warpgroup never executes wgmma).
 // A kernel that rewrites the landed tiles (the BN + ReLU map: `landed`) needs every consumer's
 // rewrite done before any multiply reads the stage: after the full wait each consumer maps its chunks,
 // fences them for the async proxy, and the consumers meet at a named barrier of their own
@@ -364,6 +365,7 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // Tile::THREADS threads (RESNET_TMA_PRODUCER=0: TcLaunch::without_producer_warp) they run the
 // shared pipeline, with Tile::THREADS + kWgmmaProducerThreads the producer warp's; the results are
 // the same bits either way (tests/conv_tc/tma.rs).
+
 // The named barrier (1..15; 0 is __syncthreads') at which the consumer warps meet without the producer.
 constexpr unsigned kTcConsumerBarrier = 1;
 
