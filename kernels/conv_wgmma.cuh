@@ -123,13 +123,8 @@ struct TcWgmmaPipeline {
                                                Issued&& issued = Issued{}) {
         // conv_tc's "K-major" tiles (one row per reduction index: KM, KN) are wgmma's MN-major operands.
         constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
-        static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
-        static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
-        static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
-                      "warps of 16 x BN, four to a warpgroup");
+        check_tile<Tile, A_MN, B_MN>();
         static_assert(Tile::STAGES >= 3, "one multiply in flight needs 3 stages");
-        static_assert((Tile::A_ELEMS * 2) % 1024 == 0 && (Tile::B_ELEMS * 2) % 1024 == 0,
-                      "stages keep the 1024-byte alignment of the swizzles");
         constexpr int STAGES = Tile::STAGES;
         constexpr int BN = Tile::BN;
 
@@ -215,6 +210,17 @@ struct TcWgmmaPipeline {
     }
 
   protected:
+    // What both pipelines need of a tile (the stage counts are each pipeline's own).
+    template <class Tile, bool A_MN, bool B_MN>
+    __device__ static constexpr void check_tile() {
+        static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
+        static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
+        static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
+                      "warps of 16 x BN, four to a warpgroup");
+        static_assert((Tile::A_ELEMS * 2) % 1024 == 0 && (Tile::B_ELEMS * 2) % 1024 == 0,
+                      "stages keep the 1024-byte alignment of the swizzles");
+    }
+
     // The accumulators zeroed, and in the registers before the first wgmma.
     template <class Tile>
     __device__ static __forceinline__ void zero_accumulators(float (&acc)[Tile::MI][Tile::NI][4]) {
@@ -402,14 +408,9 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
         // Whether `landed` rewrites the staged operands with ordinary stores (the BN + ReLU map).
         constexpr bool REWRITES = !std::is_same_v<std::decay_t<Landed>, TcNothingLanded>;
         constexpr bool A_MN = A_K_MAJOR, B_MN = B_K_MAJOR;
-        static_assert(!A_MN || Tile::BM % 64 == 0, "an MN-major A is whole 64-wide panels");
-        static_assert(!B_MN || Tile::BN % 64 == 0, "an MN-major B is whole 64-wide panels");
-        static_assert(Tile::MI == 1 && Tile::WTM == 16 && Tile::WARPS_N == 1 && Tile::WARPS_M % 4 == 0,
-                      "warps of 16 x BN, four to a warpgroup");
+        check_tile<Tile, A_MN, B_MN>();
         static_assert(Tile::STAGES >= 2, "a refill of one stage while the other is multiplied");
         static_assert(2 * Tile::STAGES * 8 <= kWgmmaTmaBarrierBytes, "a full and an empty barrier a stage");
-        static_assert((Tile::A_ELEMS * 2) % 1024 == 0 && (Tile::B_ELEMS * 2) % 1024 == 0,
-                      "stages keep the 1024-byte alignment of the swizzles");
         constexpr int STAGES = Tile::STAGES;
         constexpr int BN = Tile::BN;
         constexpr unsigned CONSUMER_WARPS = Tile::THREADS / 32;

@@ -122,42 +122,25 @@ CONV_WGMMA_TMA_FED_BACKWARD_DATA_BN_KERNEL(conv2d_wgmma_tma_im2col_backward_data
 // split's reduce) as that kernel's, with kWgmmaTmaBarrierBytes more shared memory.
 //   conv2d_wgmma_tma_im2col_backward_filter_{T}_bf16          {T}: the seven Hopper tiles
 //   conv2d_wgmma_tma_im2col_backward_filter_bnrelu_{T}_bf16   {T}: 128x128, 64x128, 128x64, 64x64
-#include "conv_tc_backward_filter.cuh"
-
-#define CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(name, Tile)                                       \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS + TcWgmmaTmaIm2colLoop::producer_threads<Tile>()) \
-        name(const bf16* x, const bf16* dy, float* out, ConvDims d, const __grid_constant__ TmaMap dy_map, \
-             const __grid_constant__ TmaMap x_map) {                                                   \
-        grid_dependency_sync();                                                                        \
-        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colLoop>(x, dy, out, d, {}, &x_map, &dy_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-#define CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(name, Tile)                                \
-    extern "C" __global__ void __launch_bounds__(Tile::THREADS + TcWgmmaTmaIm2colLoop::producer_threads<Tile>()) \
-        name(const bf16* x, const bf16* dy, float* out, const float* mean, const float* inv_std,        \
-             const float* gamma, const float* beta, ConvDims d, const __grid_constant__ TmaMap dy_map, \
-             const __grid_constant__ TmaMap x_map) {                                                   \
-        grid_dependency_sync();                                                                        \
-        const BnAffineParams bn{mean, inv_std, gamma, beta};                                            \
-        conv_tc_backward_filter<Tile, true, TcWgmmaTmaIm2colLoop, true>(x, dy, out, d, bn, &x_map, &dy_map); \
-    }                                                                                                  \
-    EMU_REGISTER(name)
-
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x128_bf16, WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x256_bf16, WgTile128x256);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_64x128_bf16, WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x64_bf16, WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_64x64_bf16, WgTile64x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x128k64_bf16,
-                                             WgTile128x128K64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x256k64_bf16,
-                                             WgTile128x256K64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x128_bf16,
-                                                    WgTile128x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x128_bf16,
-                                                    WgTile64x128);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x64_bf16,
-                                                    WgTile128x64);
-CONV_WGMMA_TMA_IM2COL_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x64_bf16,
-                                                    WgTile64x64);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x128_bf16,
+                                          WgTile128x128, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x256_bf16,
+                                          WgTile128x256, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_64x128_bf16,
+                                          WgTile64x128, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x64_bf16,
+                                          WgTile128x64, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_64x64_bf16,
+                                          WgTile64x64, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x128k64_bf16,
+                                          WgTile128x128K64, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_128x256k64_bf16,
+                                          WgTile128x256K64, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x128_bf16,
+                                                 WgTile128x128, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x128_bf16,
+                                                 WgTile64x128, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_128x64_bf16,
+                                                 WgTile128x64, TcWgmmaTmaIm2colLoop, dy_map, x_map);
+CONV_WGMMA_TMA_FED_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_tma_im2col_backward_filter_bnrelu_64x64_bf16,
+                                                 WgTile64x64, TcWgmmaTmaIm2colLoop, dy_map, x_map);

@@ -41,6 +41,55 @@ fn both_filter_pipelines(f: TcFilterLaunch) -> Vec<TcFilterLaunch> {
         .collect()
 }
 
+/// The TMA-fed backward-data `tma` of `s` gives dx bit for bit as the plain wgmma launch `plain`
+/// does, on both pipelines.
+fn assert_backward_data_equals(
+    s: &ConvShape,
+    tma: TcLaunch,
+    plain: &TcLaunch,
+    add: bool,
+    seed: u64,
+) {
+    let expected = check_backward_data(s, plain, add, seed);
+    for tma in both_pipelines(tma) {
+        assert!(
+            check_backward_data(s, &tma, add, seed) == expected,
+            "{} (block {:?}) on {:?} {:?} stride {} pad {}: dx differs from {}'s",
+            tma.kernel,
+            tma.block,
+            s.x,
+            s.w,
+            s.geom.stride,
+            s.geom.pad,
+            plain.kernel
+        );
+    }
+}
+
+/// The TMA-fed backward-filter `tma` of `s` gives dw bit for bit as the plain wgmma launch `plain`
+/// (of the same split) does, on both pipelines.
+fn assert_backward_filter_equals(
+    s: &ConvShape,
+    tma: TcFilterLaunch,
+    plain: &TcFilterLaunch,
+    seed: u64,
+) {
+    let expected = check_backward_filter(s, plain, seed);
+    for tma in both_filter_pipelines(tma) {
+        assert!(
+            check_backward_filter(s, &tma, seed) == expected,
+            "{} (block {:?}, splits {}) on {:?} {:?} stride {}: dw differs from {}'s",
+            tma.partial.kernel,
+            tma.partial.block,
+            tma.splits,
+            s.x,
+            s.w,
+            s.geom.stride,
+            plain.partial.kernel
+        );
+    }
+}
+
 /// Pointwise shapes (1x1, stride 1, no padding) beyond [`wgmma_shapes`]' one: 3 slices over
 /// M = 98, and 6.25 slices (C = 200) over M = 169, both with partial row tiles (boxes past N*H*W).
 fn pointwise_shapes() -> [ConvShape; 2] {
@@ -181,18 +230,8 @@ fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
             for add in [false, true] {
                 let seed = 1400 + i as u64;
                 let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
-                let expected = check_backward_data(s, &plain, add, seed);
-                for tma in both_pipelines(conv_tc_plan::backward_data_tma_with(s, add, tile)) {
-                    assert!(
-                        check_backward_data(s, &tma, add, seed) == expected,
-                        "{} (block {:?}) on {:?} {:?}: dx differs from {}'s",
-                        tma.kernel,
-                        tma.block,
-                        s.x,
-                        s.w,
-                        plain.kernel
-                    );
-                }
+                let tma = conv_tc_plan::backward_data_tma_with(s, add, tile);
+                assert_backward_data_equals(s, tma, &plain, add, seed);
             }
         }
     }
@@ -223,19 +262,7 @@ fn wgmma_backward_data_fed_through_im2col_equals_the_cp_async_one_bit_for_bit() 
                 let tma = conv_tc_plan::backward_data_im2col_with(s, add, tile);
                 assert_hopper_kernel_loaded(tma.kernel);
                 let plain = conv_tc_plan::backward_data_with(s, add, tile, false);
-                let expected = check_backward_data(s, &plain, add, seed);
-                for tma in both_pipelines(tma) {
-                    assert!(
-                        check_backward_data(s, &tma, add, seed) == expected,
-                        "{} (block {:?}) on {:?} {:?} pad {}: dx differs from {}'s",
-                        tma.kernel,
-                        tma.block,
-                        s.x,
-                        s.w,
-                        s.geom.pad,
-                        plain.kernel
-                    );
-                }
+                assert_backward_data_equals(s, tma, &plain, add, seed);
                 checked[0] += 1;
             }
             if let Some(bn) = conv_tc_plan::backward_data_bn_im2col_with(s, tile) {
@@ -276,19 +303,7 @@ fn wgmma_backward_filter_fed_through_im2col_equals_the_cp_async_one_bit_for_bit(
                 let tma = conv_tc_plan::backward_filter_im2col_with(s, tile, splits);
                 assert_hopper_kernel_loaded(tma.partial.kernel);
                 let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
-                let expected = check_backward_filter(s, &plain, seed);
-                for tma in both_filter_pipelines(tma) {
-                    assert!(
-                        check_backward_filter(s, &tma, seed) == expected,
-                        "{} (block {:?}, splits {splits}) on {:?} {:?} stride {}: dw differs from {}'s",
-                        tma.partial.kernel,
-                        tma.partial.block,
-                        s.x,
-                        s.w,
-                        s.geom.stride,
-                        plain.partial.kernel
-                    );
-                }
+                assert_backward_filter_equals(s, tma, &plain, seed);
                 checked[0] += 1;
                 if let Some(fused) =
                     conv_tc_plan::backward_filter_bnrelu_im2col_with(s, tile, splits)
@@ -331,18 +346,7 @@ fn wgmma_backward_filter_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
                 let tma = conv_tc_plan::backward_filter_tma_with(s, tile, splits);
                 assert_hopper_kernel_loaded(tma.partial.kernel);
                 let plain = conv_tc_plan::backward_filter_with(s, tile, false, splits);
-                let expected = check_backward_filter(s, &plain, seed);
-                for tma in both_filter_pipelines(tma) {
-                    assert!(
-                        check_backward_filter(s, &tma, seed) == expected,
-                        "{} (block {:?}, splits {splits}) on {:?} {:?}: dw differs from {}'s",
-                        tma.partial.kernel,
-                        tma.partial.block,
-                        s.x,
-                        s.w,
-                        plain.partial.kernel
-                    );
-                }
+                assert_backward_filter_equals(s, tma, &plain, seed);
             }
         }
     }
