@@ -7,8 +7,8 @@
 //!    driver): every `.cu` to a fatbin
 //!    with cubins for `CUDA_ARCHS` (default `80;90`) and PTX of the lowest, embedded through
 //!    `$OUT_DIR/kernels_embedded.rs`. Files named `*_sm90a.cu` (Hopper's wgmma) get an sm_90a cubin
-//!    alone, when `CUDA_ARCHS` has 90. A register spill on sm_90 or newer, or ptxas serialising
-//!    wgmma, fails the build. Without nvcc
+//!    alone, when `CUDA_ARCHS` has 90. Local memory on sm_90 or newer (a register spill or a stack
+//!    frame), or ptxas serialising wgmma, fails the build. Without nvcc
 //!    that file lists no fatbins and one `cargo:warning` says how to get nvcc.
 //!
 //! The compiles of both run at once on cargo's job count (build/jobs.rs), the longest first, and

@@ -8,8 +8,8 @@
 //! The cache lives beside cargo's own build outputs (`<target>/<profile>/build/resnet-cuda-cache`),
 //! so `cargo clean` removes it; `RESNET_BUILD_CACHE=0` turns it off. An entry is written whole under
 //! a temporary name and renamed into place, so a build that dies half-way, or two that race, leave
-//! no partial entry; only outputs that passed every check of the build (no spills, no serialised
-//! wgmma) are stored. Each kind keeps its few most recently used entries.
+//! no partial entry; only outputs that passed every check of the build (no local memory, no
+//! serialised wgmma) are stored. Each kind keeps its few most recently used entries.
 
 use std::collections::hash_map::DefaultHasher;
 use std::env;

@@ -1,5 +1,6 @@
 //! nvcc: where it is found, which architectures it compiles for, and one kernel file's fatbin (with
-//! the build's checks on ptxas's report: no register spill on sm_90 or newer, no serialised wgmma).
+//! the build's checks on ptxas's report: no local memory (spills, stack frames) on sm_90 or newer, no
+//! serialised wgmma).
 
 use std::env;
 use std::fmt::Write as _;
@@ -204,9 +205,9 @@ pub fn compile(
     if !output.status.success() {
         return Err(format!("nvcc failed on {}:\n{log}", cu.display()));
     }
-    if let Some(spill) = find_spills(&log) {
+    if let Some(local) = find_local_memory(&log) {
         return Err(format!(
-            "{}: {spill}; a kernel must not spill registers on sm_90 or newer\n{log}",
+            "{}: {local}; a kernel must not use local memory on sm_90 or newer\n{log}",
             cu.display()
         ));
     }
@@ -229,9 +230,11 @@ fn is_hopper_only(stem: &str) -> bool {
 }
 
 /// Reads `ptxas -v` output: each "Compiling entry function 'F' for 'sm_NN'" is followed by lines like
-/// "N bytes stack frame, S bytes spill stores, L bytes spill loads". Returns the first spill on an
-/// architecture of 90 or newer.
-fn find_spills(log: &str) -> Option<String> {
+/// "N bytes stack frame, S bytes spill stores, L bytes spill loads". Returns the first kernel with
+/// local memory on an architecture of 90 or newer: a spill, or a stack frame (an array indexed by a
+/// value the compiler cannot resolve, which then lives in local memory: every access a round trip
+/// through L1, in a loop that was meant to run from registers).
+fn find_local_memory(log: &str) -> Option<String> {
     let mut function = String::new();
     let mut arch = String::new();
     for line in log.lines() {
@@ -250,14 +253,15 @@ fn find_spills(log: &str) -> Option<String> {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0)
             };
-            let (stores, loads) = (
+            let (stack, stores, loads) = (
+                number_before(" bytes stack frame"),
                 number_before(" bytes spill stores"),
                 number_before(" bytes spill loads"),
             );
             let is_new_arch = arch_number(arch.trim_start_matches("sm_")) >= 90;
-            if is_new_arch && (stores > 0 || loads > 0) {
+            if is_new_arch && (stack > 0 || stores > 0 || loads > 0) {
                 return Some(format!(
-                    "ptxas reports {stores} bytes spill stores and {loads} bytes spill loads in {function} for {arch}"
+                    "ptxas reports a {stack}-byte stack frame, {stores} bytes spill stores and {loads} bytes spill loads in {function} for {arch}"
                 ));
             }
         }

@@ -78,7 +78,7 @@ struct TcTile {
 // registers in flight, only their thread count.
 #define TC_LAUNCH_BOUNDS(Tile, VEC) __launch_bounds__(Tile::THREADS, (VEC) ? Tile::MIN_BLOCKS : 1)
 
-// The configurations the plan (src/backend/gpu/conv_tc_plan.rs) can pick; keep the two in step.
+// The configurations the plan (src/backend/gpu/conv_tc_tile.rs) can pick; keep the two in step.
 using TcTile128x128 = TcTile<128, 128, 2, 4, 3>;  // 8 warps of 64 x 32; 64 acc/thread; 48 KiB
 using TcTile64x64 = TcTile<64, 64, 2, 2, 4>;      // 4 warps of 32 x 32; 32 acc/thread; 32 KiB
 using TcTile128x32 = TcTile<128, 32, 4, 1, 4>;    // 4 warps of 32 x 32; 32 acc/thread; 40 KiB

@@ -94,7 +94,7 @@ CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x64_bf16,
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_BACKWARD_DATA_ADD_KERNEL(conv2d_tc_backward_data_add_general_32x64_bf16, TcTile32x64, false);
-// The tiles backward-data's plan picks (conv_tc_plan.rs, output_tile), with the BN partials.
+// The tiles backward-data's plan picks (conv_tc_plan/mod.rs, output_tile), with the BN partials.
 CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_128x128_bf16, TcTile128x128);
 CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_64x64_bf16, TcTile64x64);
 CONV_TC_BACKWARD_DATA_BN_KERNEL(conv2d_tc_backward_data_bn_128x32_bf16, TcTile128x32);

@@ -13,7 +13,7 @@
 //         out[z][k][r][s][c]. With Z = 1, `out` is dw itself (no reduce). With Z > 1, `out` is a
 //         workspace of Z*K*R*S*C floats and conv2d_tc_backward_filter_reduce_bf16 sums the partials in
 //         order z = 0..Z-1 into dw: bitwise reproducible for a given Z, and Z depends on the shape only
-//         (src/backend/gpu/conv_tc_plan.rs).
+//         (src/backend/gpu/conv_tc_plan/backward_filter.rs).
 // Main loop, tiles, swizzle, pipeline: conv_tc.cuh.
 //
 // Kernels:
@@ -66,7 +66,7 @@ CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_64x64_bf16, TcT
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_BACKWARD_FILTER_KERNEL(conv2d_tc_backward_filter_general_32x64_bf16, TcTile32x64, false);
-// The tiles the plan picks (conv_tc_plan.rs, backward_filter_bnrelu_for).
+// The tiles the plan picks (conv_tc_plan/backward_filter.rs, backward_filter_bnrelu_for).
 CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_tc_backward_filter_bnrelu_128x128_bf16, TcTile128x128);
 CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_tc_backward_filter_bnrelu_64x64_bf16, TcTile64x64);
 CONV_TC_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_tc_backward_filter_bnrelu_32x64_bf16, TcTile32x64);

@@ -90,7 +90,7 @@ CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_64x64_bf16, TcTile6
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_128x32_bf16, TcTile128x32, false);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_64x16_bf16, TcTile64x16, false);
 CONV_TC_FORWARD_STATS_KERNEL(conv2d_tc_forward_stats_general_32x64_bf16, TcTile32x64, false);
-// The tiles the plan picks for a forward with statistics (conv_tc_plan.rs, forward_stats_bnrelu_for).
+// The tiles the plan picks for a forward with statistics (conv_tc_plan/forward.rs, forward_stats_bnrelu_for).
 CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_128x128_bf16, TcTile128x128);
 CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_64x64_bf16, TcTile64x64);
 CONV_TC_FORWARD_STATS_BNRELU_KERNEL(conv2d_tc_forward_stats_bnrelu_128x32_bf16, TcTile128x32);

@@ -73,7 +73,7 @@
 #include "tma.cuh"
 #include "wgmma.cuh"
 
-// The Hopper tiles (kernels in conv_wgmma_forward_sm90a.cu; TcTile::H* in conv_tc_plan.rs).
+// The Hopper tiles (kernels in conv_wgmma_forward_sm90a.cu; TcTile::H* in conv_tc_tile.rs).
 using WgTile128x128 = TcTile<128, 128, 8, 1, 4>;  // 2 warpgroups of 64 x 128; 64 acc/thread
 using WgTile128x256 = TcTile<128, 256, 8, 1, 4>;  // 2 warpgroups of 64 x 256; 128 acc/thread
 using WgTile64x128 = TcTile<64, 128, 4, 1, 4>;    // 1 warpgroup of 64 x 128; 64 acc/thread
@@ -343,7 +343,7 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // The producer warp leaves the kernel after its last copy (tc_producer_thread: the kernel bodies return
 // for it after the main loop); the epilogues' __syncthreads then wait for the consumers alone (since
 // Volta a block barrier waits for the threads that have not exited: CUDA programming guide, on
-// __syncthreads). The launch has Tile::THREADS + PRODUCER_THREADS threads (conv_tc_plan.rs's
+// __syncthreads). The launch has Tile::THREADS + PRODUCER_THREADS threads (conv_tc_plan/mod.rs's
 // TcLaunch::with_producer_warp). One warp, not CUTLASS's producer warpgroup (which hands its registers
 // to the consumers with setmaxnreg): one lane is all the copies need, and the block is budgeted as
 // whole warpgroups either way (Registers below), so kWgmmaProducerThreads = 128 would change nothing

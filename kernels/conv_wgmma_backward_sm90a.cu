@@ -25,7 +25,7 @@
 //                                             of conv_tc_backward_filter.cu's _bnrelu_ kernels: the
 //                                             input is the BN output relu(x scale + shift), made as
 //                                             staged (conv_tc_bn_input.cuh)
-// Launch: grids as the sm_80 kernels of the same pass (conv_tc_plan.rs), block (2 * BM, 1, 1), dynamic
+// Launch: grids as the sm_80 kernels of the same pass (conv_tc_plan/), block (2 * BM, 1, 1), dynamic
 //         shared bytes wgmma_smem_bytes<Tile>() (66560, 99328, 50176, 50176, 33792, 99328, 148480: all
 //         but 64x64 opt in above 48 KiB).
 #include "conv_tc_backward_data.cuh"
@@ -103,7 +103,7 @@ CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x64_bf16, WgTi
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_64x64_bf16, WgTile64x64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x128k64_bf16, WgTile128x128K64);
 CONV_WGMMA_BACKWARD_FILTER_KERNEL(conv2d_wgmma_backward_filter_128x256k64_bf16, WgTile128x256K64);
-// The tiles the plan picks for a backward-filter whose input is a BN's output (conv_tc_plan.rs).
+// The tiles the plan picks for a backward-filter whose input is a BN's output (conv_tc_plan/backward_filter.rs).
 CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_128x128_bf16, WgTile128x128);
 CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_64x128_bf16, WgTile64x128);
 CONV_WGMMA_BACKWARD_FILTER_BNRELU_KERNEL(conv2d_wgmma_backward_filter_bnrelu_128x64_bf16, WgTile128x64);

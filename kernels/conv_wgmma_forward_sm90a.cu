@@ -69,7 +69,7 @@ CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_64x64_bf16, WgTile64x
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x128k64_bf16, WgTile128x128K64);
 CONV_WGMMA_FORWARD_STATS_KERNEL(conv2d_wgmma_forward_stats_128x256k64_bf16, WgTile128x256K64);
 // The tiles the plan picks for a forward with statistics whose input is a BN's output
-// (conv_tc_plan.rs; conv_tc_forward.cu's stats_bnrelu kernels).
+// (conv_tc_plan/forward.rs; conv_tc_forward.cu's stats_bnrelu kernels).
 CONV_WGMMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_forward_stats_bnrelu_128x128_bf16, WgTile128x128);
 CONV_WGMMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_forward_stats_bnrelu_64x128_bf16, WgTile64x128);
 CONV_WGMMA_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_forward_stats_bnrelu_128x64_bf16, WgTile128x64);

@@ -9,7 +9,7 @@
 // Threads: every kernel here gives the copies to a producer warp where the
 // tile is at most kWgmmaProducerMaxTileN (128) wide (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh):
 // those launch with kWgmmaProducerThreads (32) threads more than the tile's, which "Launch as ..."
-// below leaves out (conv_tc_plan.rs's TcLaunch::with_producer_warp adds them).
+// below leaves out (conv_tc_plan/mod.rs's TcLaunch::with_producer_warp adds them).
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles reach
 // shared memory in the same swizzled layout, zeros where the cp.async loader's zero fill puts them).

@@ -8,7 +8,7 @@
 // Threads: the kernels with both operands by TMA (all but the weights-only forwards) give the copies
 // to a producer warp where the tile is at most kWgmmaProducerMaxTileN (128) wide
 // (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh): those launch with kWgmmaProducerThreads (32)
-// threads more than the tile's, which "Launch as ..." below leaves out (conv_tc_plan.rs's
+// threads more than the tile's, which "Launch as ..." below leaves out (conv_tc_plan/mod.rs's
 // TcLaunch::with_producer_warp adds them).
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's and conv_wgmma_backward_sm90a.cu's
@@ -20,7 +20,7 @@
 // and with params (const bf16* x, const bf16* w, bf16* y, float* stats, ConvDims d, const TmaMap w_map):
 //   conv2d_wgmma_tma_forward_stats_{T}_bf16   (the statistics partials as conv2d_wgmma_forward_stats_*)
 //   {T} one of 128x128, 128x256, 64x128, 128x64, 64x64, 128x128k64, 128x256k64 (BM x BN).
-// w_map (by value, 128 bytes; conv_tc_plan.rs's TcWeightBox, Driver::encode_tensor_map_2d): w as a
+// w_map (by value, 128 bytes; conv_tc_maps.rs's TcOperandMap::weights, Driver::encode_tensor_map_2d): w as a
 // 2-D tensor of K rows of R*S*C bf16 (row stride R*S*C*2 bytes), box BK (32, or 64 for k64) x BN,
 // swizzle 64 bytes (BK = 32) or 128 (BK = 64), out-of-bounds elements zeros. `w` itself is not read.
 // And the pointwise forward, both operands by TMA (TcWgmmaTmaPointwiseLoop), for 1x1 convolutions of

@@ -16,6 +16,7 @@ tensor cores. The count is static (every instruction of the loop body once): bra
     python3 tools/sass_mainloop.py --filter '128x128'   # those whose name matches
     python3 tools/sass_mainloop.py --kernels DIR        # another checkout's kernels/ (a comparison)
     python3 tools/sass_mainloop.py --check              # CI: no kernel above its budget (below)
+    python3 tools/sass_mainloop.py --fatbins OUT_DIR    # read the build's fatbins instead of compiling
     python3 tools/sass_mainloop.py --write-budget       # records today's counts, 15% headroom
 
 The budget (tools/sass_mainloop_budget.txt: kernel, then the most main-loop instructions per
@@ -97,6 +98,26 @@ def compile_and_disassemble(nvcc, tools, kernels, source, arch, work):
     return registers, sass.stdout
 
 
+def disassemble_fatbin(tools, folder, source, arch):
+    """The registers and machine code of `source`'s `arch` cubin in the fatbin build.rs made of it
+    (`<stem>.fatbin` in its OUT_DIR: the same nvcc, options and architectures, so the same code as
+    compile_and_disassemble's, without compiling again)."""
+    fatbin = folder / (pathlib.Path(source).stem + ".fatbin")
+    if not fatbin.exists():
+        sys.exit(f"sass_mainloop: no {fatbin} (--fatbins names the build's OUT_DIR)")
+    newer = [f.name for f in (ROOT / "kernels").rglob("*") if f.is_file() and f.stat().st_mtime > fatbin.stat().st_mtime]
+    if newer:
+        sys.exit(f"sass_mainloop: {fatbin} is older than kernels/{newer[0]}: build again, or leave out --fatbins")
+    env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ.get('PATH', '')}")
+    runs = [subprocess.run([str(tools / "cuobjdump"), what, "-arch", arch, str(fatbin)], capture_output=True,
+                           text=True, env=env) for what in ("-res-usage", "-sass")]
+    for run in runs:
+        if run.returncode != 0 or not run.stdout.strip():
+            sys.exit(f"sass_mainloop: cuobjdump found no {arch} code in {fatbin}:\n{run.stderr}")
+    registers = {m.group(1): int(m.group(2)) for m in re.finditer(r"Function (\w+):\n\s*REG:(\d+)", runs[0].stdout)}
+    return registers, runs[1].stdout
+
+
 def opcode(instruction):
     body = re.sub(r"^@!?U?P\w+\s+", "", instruction)
     return body.split()[0].split(".")[0]
@@ -140,11 +161,15 @@ def main_loops(sass):
     return loops
 
 
-def measure(nvcc, tools, kernels):
-    """(kernel, registers, main-loop opcodes) of every kernel with a tensor-core main loop."""
+def measure(nvcc, tools, kernels, fatbins=None):
+    """(kernel, registers, main-loop opcodes) of every kernel with a tensor-core main loop, compiled
+    from `kernels`, or read from the build's `fatbins` folder."""
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        jobs = [pool.submit(compile_and_disassemble, nvcc, tools, kernels, source, arch, pathlib.Path(tmp))
-                for source, arch in SOURCES]
+        if fatbins:
+            jobs = [pool.submit(disassemble_fatbin, tools, fatbins, source, arch) for source, arch in SOURCES]
+        else:
+            jobs = [pool.submit(compile_and_disassemble, nvcc, tools, kernels, source, arch, pathlib.Path(tmp))
+                    for source, arch in SOURCES]
         results = []
         for job in jobs:
             registers, sass = job.result()
@@ -171,12 +196,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--filter", default="", help="only kernels whose name matches this regex")
     parser.add_argument("--kernels", default=str(ROOT / "kernels"), help="the kernels/ folder to compile")
+    parser.add_argument("--fatbins", help="build.rs's OUT_DIR: disassemble its fatbins instead of compiling")
     parser.add_argument("--check", action="store_true", help="fail if a kernel is above its budget")
     parser.add_argument("--write-budget", action="store_true", help="record the counts (15%% headroom)")
     args = parser.parse_args()
     nvcc = nvcc_path()
     tools = sass_tools(nvcc)
-    results = [r for r in measure(nvcc, tools, pathlib.Path(args.kernels).resolve()) if re.search(args.filter, r[0])]
+    fatbins = pathlib.Path(args.fatbins).resolve() if args.fatbins else None
+    results = [r for r in measure(nvcc, tools, pathlib.Path(args.kernels).resolve(), fatbins)
+               if re.search(args.filter, r[0])]
     if args.write_budget:
         lines = ["# tools/sass_mainloop.py --write-budget: per kernel, the most main-loop instructions per",
                  f"# tensor-core instruction (sm_90, nvcc 13.0), {HEADROOM:.2f} x the count when written."]

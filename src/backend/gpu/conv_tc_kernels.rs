@@ -1,5 +1,5 @@
 //! The tensor-core convolutions' kernel names, per pass and tile: the tables the plan
-//! (conv_tc_plan.rs) looks a launch's kernel up in.
+//! (conv_tc_plan/) looks a launch's kernel up in.
 
 use super::conv_tc_tile::TcTile;
 

@@ -1,6 +1,6 @@
 //! The tensor-core convolutions' CTA tiles (`TcTile*` in kernels/conv_tc.cuh and
 //! kernels/conv_wgmma.cuh): each one's shape, warps, pipeline stages and shared memory, and the
-//! kernel family (mma.sync or Hopper's wgmma) that picks among them. The plan (conv_tc_plan.rs)
+//! kernel family (mma.sync or Hopper's wgmma) that picks among them. The plan (conv_tc_plan/)
 //! chooses a tile per shape.
 
 /// The wgmma main loop's alignment slack (kWgmmaSmemAlign).
