@@ -173,7 +173,7 @@ fn launch(driver: &DynDriver, l: &TcLaunch, mut args: KernelArgs) -> Result<()> 
     let mut params = args.params();
     // RESNET_TMA_PRODUCER=0, as the backend: the TMA-fed kernels without their producer warp.
     let l = if std::env::var_os("RESNET_TMA_PRODUCER").is_some_and(|v| v == "0") {
-        l.without_producer_warp()
+        l.without_producer()
     } else {
         *l
     };

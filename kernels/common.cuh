@@ -33,6 +33,31 @@ __device__ __forceinline__ T* dynamic_shared_memory() {
 // kernel was launched without the attribute), and `launch_dependents` lets the next kernel start
 // its own launch, whose blocks then wait here in turn. The emulator runs launches one after
 // another, but fails any launch in which a thread returns without this call.
+__device__ __forceinline__ void grid_dependency_sync() {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;" ::: "memory");
+#endif
+#else
+    emu::grid_dependency_synced();
+#endif
+}
+
+// Ends this thread at once (PTX `exit`), however deep in the kernel's calls; nothing after the call
+// runs. A producer warpgroup (conv_wgmma.cuh) leaves so after its last copy: had it returned through
+// the kernel body instead, the code it passes on the way would be shared with the consumers, and
+// ptxas could give that code neither the producer's register count nor theirs (setmaxnreg). The
+// thread no longer takes part in __syncthreads, as after a return. The emulator unwinds the thread's
+// calls (emu::exit_thread).
+[[noreturn]] __device__ __forceinline__ void exit_thread() {
+#if defined(__CUDA_ARCH__)
+    asm volatile("exit;" ::: "memory");
+    __builtin_unreachable();
+#else
+    emu::exit_thread();
+#endif
+}
+
 // bar.sync id, threads: a barrier for the first `threads` (a multiple of 32) threads to reach barrier
 // `id` (1 to 15; 0 is __syncthreads'), such as a kernel's consumer warps while its producer warp does
 // other work (conv_wgmma.cuh). Orders their shared-memory accesses as __syncthreads does.
@@ -41,16 +66,6 @@ __device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned threads
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 #else
     emu_named_barrier_sync(id, threads);
-#endif
-}
-
-__device__ __forceinline__ void grid_dependency_sync() {
-#if defined(__CUDA_ARCH__)
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;" ::: "memory");
-#endif
-#else
-    emu::grid_dependency_synced();
 #endif
 }
 

@@ -60,10 +60,10 @@
 // __syncthreads, so no wait can miss a phase. The STAGES barriers (8 bytes each) sit right after the
 // aligned stages: a TMA launch asks for kWgmmaTmaBarrierBytes more shared memory. No epilogue reaches
 // them (the staged tile and the statistics stay inside Tile::SMEM_BYTES), so they are never reused.
-// With both operands by TMA (TcWgmmaTmaPointwiseLoop, TcWgmmaTmaIm2colLoop) the tiles up to 128
-// wide give the copies to a producer warp instead, with a full and an empty mbarrier a stage and no
-// block barrier in the loop: TcWgmmaWarpSpecializedPipeline below. (The 128x256 tiles run this
-// pipeline with the A box beside the B box on the stage's barrier, and no cp.async left.)
+// With both operands by TMA (TcWgmmaTmaPointwiseLoop, TcWgmmaTmaIm2colLoop) a producer warp (a
+// warpgroup on the 128x256 tiles) issues the copies instead, with a full and an empty mbarrier a
+// stage and no block barrier in the loop: TcWgmmaWarpSpecializedPipeline below; launched without it,
+// they run this pipeline with the A box beside the B box on the stage's barrier, and no cp.async.
 #ifndef RESNET_CUDA_CONV_WGMMA_CUH
 #define RESNET_CUDA_CONV_WGMMA_CUH
 
@@ -344,11 +344,11 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // for it after the main loop); the epilogues' __syncthreads then wait for the consumers alone (since
 // Volta a block barrier waits for the threads that have not exited: CUDA programming guide, on
 // __syncthreads). The launch has Tile::THREADS + PRODUCER_THREADS threads (conv_tc_plan/mod.rs's
-// TcLaunch::with_producer_warp). One warp, not CUTLASS's producer warpgroup (which hands its registers
-// to the consumers with setmaxnreg): one lane is all the copies need, and the block is budgeted as
-// whole warpgroups either way (Registers below), so kWgmmaProducerThreads = 128 would change nothing
-// else. The consumers' warpgroups are warps 0-3 and 4-7 (a warpgroup is four contiguous warps from
-// a multiple of four; the producer's partial warpgroup never executes wgmma).
+// TcLaunch::with_producer). On tiles up to kWgmmaProducerWarpMaxTileN wide the producer is one warp
+// (one lane is all the copies need); on the 128x256 tiles a warpgroup, which hands its registers to
+// the consumers (Registers below). The consumers' warpgroups are warps 0-3 and 4-7 (a warpgroup is
+// four contiguous warps from a multiple of four; a producer warp's partial warpgroup never executes
+// wgmma).
 // A kernel that rewrites the landed tiles (the BN + ReLU map: `landed`) needs every consumer's
 // rewrite done before any multiply reads the stage: after the full wait each consumer maps its chunks,
 // fences them for the async proxy, and the consumers meet at a named barrier of their own
@@ -359,32 +359,48 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // Registers: a warp scheduler (a quarter of the SM) holds a quarter of the register file, 16384, and
 // the block's warps are dealt to the four in turn, so the ninth warp costs as much as a fourth warp on
 // every scheduler: ptxas caps a 288-thread block at 168 registers a thread (65536 / 384). The tiles
-// whose accumulators fit beside that (BN <= kWgmmaProducerMaxTileN: 64 floats a thread, about 100
-// registers in all) take the producer warp; the 128x256 tiles (128 floats, 150 to 200 registers) keep
-// the shared pipeline, where 255 fit.
+// whose accumulators fit beside that (BN <= kWgmmaProducerWarpMaxTileN: 64 floats a thread, about 100
+// registers in all) take the producer warp. The 128x256 tiles (128 floats, 150 to 240 registers)
+// would spill at 168, so theirs is a warpgroup, CUTLASS's arrangement: the 384-thread launch gets 168
+// a thread, and after the split the producer warpgroup gives all but kWgmmaProducerRegisters back
+// (setmaxnreg.dec) and the consumers take kWgmmaConsumerRegisters (setmaxnreg.inc, which waits for the
+// producer's): 128 x 24 + 256 x 240 = 64512, the launch's own. ptxas allocates the code after an inc
+// with its count, but only code no thread reaches with another count: the producer warpgroup
+// therefore leaves from inside the pipeline (exit_thread, common.cuh) rather than return through the
+// kernel body, whose code after the main loop (the epilogue) is the consumers'. The same kernel
+// launched without the producer (Occupancy below) also starts at 168 and takes 240 for both of its
+// warpgroups (61440: alone on the SM, as 256 x 168 leaves no room for a second block).
 //
 // Occupancy: the same rule makes a 288-thread block cost 384 threads' registers, so two blocks of
 // 128x128 (about 95 registers with the producer warp, 110 to 120 for the statistics and BN + ReLU
 // variants) may no longer fit an SM where two 256-thread blocks did: one block then runs its
 // epilogue with the tensor cores idle. Whether the leaner loop outweighs that is for an H200 to say,
 // so the kernels keep both pipelines and take the one their launch asks for: launched with
-// Tile::THREADS threads (RESNET_TMA_PRODUCER=0: TcLaunch::without_producer_warp) they run the
-// shared pipeline, with Tile::THREADS + kWgmmaProducerThreads the producer warp's; the results are
-// the same bits either way (tests/conv_tc/tma.rs).
+// Tile::THREADS threads (RESNET_TMA_PRODUCER=0: TcLaunch::without_producer) they run the
+// shared pipeline, with Tile::THREADS + producer_threads() the producer's; the results are the same
+// bits either way (tests/conv_tc/tma.rs).
 
 // The named barrier (1..15; 0 is __syncthreads') at which the consumer warps meet without the producer.
 constexpr unsigned kTcConsumerBarrier = 1;
 
+// A thread's registers after the hand-over on the tiles with a producer warpgroup (Registers above):
+// 240 is what the 128x256 tiles with 64-deep slices need (at 232 ptxas cannot allocate them), which
+// leaves the producer 24, the least setmaxnreg takes (its loop, a few addresses and parities, fits).
+constexpr int kWgmmaProducerRegisters = 24;
+constexpr int kWgmmaConsumerRegisters = 240;
+
 struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
     using Shared = TcWgmmaPipeline<true, true>;
 
+    // The tiles wider than kWgmmaProducerWarpMaxTileN (128x256) get a producer warpgroup that hands
+    // its registers to the consumers (Registers in the header).
     template <class Tile>
-    __host__ __device__ static constexpr bool has_producer() {
-        return Tile::BN <= kWgmmaProducerMaxTileN;
+    __host__ __device__ static constexpr bool hands_registers() {
+        return Tile::BN > kWgmmaProducerWarpMaxTileN;
     }
     template <class Tile>
     __host__ __device__ static constexpr int producer_threads() {
-        return has_producer<Tile>() ? kWgmmaProducerThreads : 0;
+        return hands_registers<Tile>() ? kWgmmaProducerWarpgroupThreads : kWgmmaProducerThreads;
     }
 
     template <class Tile, bool A_K_MAJOR, bool B_K_MAJOR, class LoadA, class LoadB, class Landed = TcNothingLanded,
@@ -393,7 +409,10 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
                                                LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
                                                Issued&& issued = Issued{}) {
         // (uniform) A launch without the producer warp (RESNET_TMA_PRODUCER=0) runs the shared pipeline.
-        if (!has_producer<Tile>() || blockDim.x == Tile::THREADS) {
+        if (blockDim.x == Tile::THREADS) {
+            // Compiled for the launch with the producer warpgroup, the kernel starts with fewer
+            // registers than the tile's accumulators need; alone on the SM, it may take them.
+            if constexpr (hands_registers<Tile>()) setmaxnreg_inc<kWgmmaConsumerRegisters>();
             Shared::template run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
         } else {
             run_with_producer<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
@@ -452,9 +471,17 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
         if (producer) produce_until(slices < STAGES ? slices : STAGES);
         issued();
         if (threadIdx.x >= Tile::THREADS) {
+            if constexpr (hands_registers<Tile>()) {
+                // Leaves from here, so that no code after the pipeline runs on the producer's few
+                // registers (exit_thread, common.cuh).
+                setmaxnreg_dec<kWgmmaProducerRegisters>();
+                if (producer) produce_until(slices);
+                exit_thread();
+            }
             if (producer) produce_until(slices);
             return;  // (the kernel body returns for the producer warp: tc_producer_thread)
         }
+        if constexpr (hands_registers<Tile>()) setmaxnreg_inc<kWgmmaConsumerRegisters>();
 
         float* const d = &acc[0][0][0];  // the m64nBN fragment: BN / 2 floats in order
         zero_accumulators<Tile>(acc);

@@ -6,10 +6,11 @@
 // And stride-1 backward-data and every backward-filter with C % 64 == 0 the same way (at the end of
 // the file). sm_90a only.
 //
-// Threads: every kernel here gives the copies to a producer warp where the
-// tile is at most kWgmmaProducerMaxTileN (128) wide (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh):
-// those launch with kWgmmaProducerThreads (32) threads more than the tile's, which "Launch as ..."
-// below leaves out (conv_tc_plan/mod.rs's TcLaunch::with_producer_warp adds them).
+// Threads: every kernel here gives the copies to a producer (TcWgmmaWarpSpecializedPipeline,
+// conv_wgmma.cuh): they launch with kWgmmaProducerThreads (32) threads more than the tile's,
+// kWgmmaProducerWarpgroupThreads (128) on the 128x256 tiles, which "Launch as ..." below leaves out
+// (conv_tc_plan/mod.rs's TcLaunch::with_producer adds them); launched without, they run the pipeline
+// without a producer.
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's (bit for bit: the same tiles reach
 // shared memory in the same swizzled layout, zeros where the cp.async loader's zero fill puts them).

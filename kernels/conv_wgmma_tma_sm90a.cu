@@ -6,10 +6,10 @@
 // (the `_sm90a` suffix).
 //
 // Threads: the kernels with both operands by TMA (all but the weights-only forwards) give the copies
-// to a producer warp where the tile is at most kWgmmaProducerMaxTileN (128) wide
-// (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh): those launch with kWgmmaProducerThreads (32)
-// threads more than the tile's, which "Launch as ..." below leaves out (conv_tc_plan/mod.rs's
-// TcLaunch::with_producer_warp adds them).
+// to a producer (TcWgmmaWarpSpecializedPipeline, conv_wgmma.cuh): they launch with
+// kWgmmaProducerThreads (32) threads more than the tile's, kWgmmaProducerWarpgroupThreads (128) on
+// the 128x256 tiles, which "Launch as ..." below leaves out (conv_tc_plan/mod.rs's
+// TcLaunch::with_producer adds them); launched without, they run the pipeline without a producer.
 //
 // Math, layouts and results: exactly conv_wgmma_forward_sm90a.cu's and conv_wgmma_backward_sm90a.cu's
 // (bit for bit: the same tiles reach shared memory in the same swizzled layout, the multiply and its

@@ -42,12 +42,14 @@ constexpr int kTcBnTableChannels = 512;
 // producer warp a full and an empty one a stage, up to 4 stages).
 constexpr int kWgmmaTmaBarrierBytes = 64;
 
-// The threads a launch of a wgmma kernel with a producer warp (conv_wgmma.cuh's
-// TcWgmmaWarpSpecializedPipeline) has beyond its tile's: one warp, after the consumers' warpgroups.
+// The threads a launch of a wgmma kernel with a producer (conv_wgmma.cuh's
+// TcWgmmaWarpSpecializedPipeline) has beyond its tile's, after the consumers' warpgroups: one warp
+// for the tiles at most kWgmmaProducerWarpMaxTileN wide (BN), whose accumulators leave room for the
+// extra warp's share of the registers; a warpgroup for wider tiles, which hands its registers to the
+// consumers (setmaxnreg).
 constexpr int kWgmmaProducerThreads = 32;
-// ... for the tiles at most this wide (BN), whose accumulators leave room for the ninth warp's share of
-// the registers (conv_wgmma.cuh); wider tiles keep the pipeline without it.
-constexpr int kWgmmaProducerMaxTileN = 128;
+constexpr int kWgmmaProducerWarpgroupThreads = 128;
+constexpr int kWgmmaProducerWarpMaxTileN = 128;
 
 // A batch built from stored images (input.cu, `Backend::image_batch`): floats per sample in the
 // draw table, (image, dy, dx, mirror, shift_r, shift_g, shift_b).

@@ -171,6 +171,31 @@ __device__ __forceinline__ void wgmma_wait_group() {
 #endif
 }
 
+// setmaxnreg.{inc,dec}.sync.aligned.u32 N (sm_90a): the warpgroup's threads' register count becomes N
+// (24 to 256, a multiple of 8), taken from (inc: blocking until enough are free) or handed back to the
+// block's pool (dec). A kernel launched with R registers a thread can so give a warpgroup that only
+// issues copies few and its multiplying warpgroups more: ptxas allocates the code after an inc with
+// N registers. All 128 threads of the warpgroup execute it, with the same N.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+    static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg takes 24 to 256 registers, a multiple of 8");
+#if defined(__CUDA_ARCH__)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#elif !defined(__CUDACC__)
+    emu::wgmma_collective(emu::WarpgroupOp::setmaxnreg_inc, nullptr, N);
+#endif
+}
+
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+    static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg takes 24 to 256 registers, a multiple of 8");
+#if defined(__CUDA_ARCH__)
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#elif !defined(__CUDACC__)
+    emu::wgmma_collective(emu::WarpgroupOp::setmaxnreg_dec, nullptr, N);
+#endif
+}
+
 // fence.proxy.async.shared::cta: orders this thread's earlier generic-proxy accesses to shared memory
 // (ordinary stores, cp.async once waited for) before later async-proxy accesses (wgmma reads).
 __device__ __forceinline__ void fence_proxy_async_shared() {

@@ -365,3 +365,57 @@ extern "C" __global__ void wgmma_selftest_static_operand(unsigned long long* out
     out[threadIdx.x] = wgmma_descriptor(tile, 16, 512, WgmmaSwizzle::B64);
 }
 EMU_REGISTER(wgmma_selftest_static_operand);
+
+// Register hand-over (setmaxnreg) and exit_thread in a block of three warpgroups, as conv_wgmma.cuh's
+// 128x256 tiles launch with their producer: warpgroup 2 gives registers back and leaves from inside a
+// call; warpgroups 0 and 1 take more, meet at a __syncthreads the exited warpgroup must not hold, and
+// write. out[t] = 3 t + 1 for t < 256; for t >= 256, -1 - t, written before the exit (the store after
+// the call must never run). Variants (the wrong ones, for the emulator's checks, exist only there: on
+// a GPU they would hang or be undefined): 0 correct, 24 and 240 registers (128 x 24 + 256 x 240 =
+// 64512); 1 the consumers ask 248 (66560 in all); 2 warp 1 asks 232 where the rest of its warpgroup
+// asks 240; 3 an inc to 232 after one to 240.
+namespace {
+
+__device__ __forceinline__ void mark_and_exit(int* out) {
+    out[threadIdx.x] = -1 - static_cast<int>(threadIdx.x);
+    exit_thread();
+}
+
+template <int VARIANT>
+__device__ __forceinline__ void register_handover(int* out) {
+    grid_dependency_sync();
+    if (threadIdx.x >= 256) {
+        setmaxnreg_dec<24>();
+        mark_and_exit(out);
+        out[threadIdx.x] = 7;  // (never runs)
+    }
+    if constexpr (VARIANT == 1) {
+        setmaxnreg_inc<248>();
+    } else if constexpr (VARIANT == 2) {
+        if (threadIdx.x / 32 == 1) {
+            setmaxnreg_inc<232>();
+        } else {
+            setmaxnreg_inc<240>();
+        }
+    } else {
+        setmaxnreg_inc<240>();
+    }
+    if constexpr (VARIANT == 3) setmaxnreg_inc<232>();
+    __syncthreads();
+    out[threadIdx.x] = 3 * static_cast<int>(threadIdx.x) + 1;
+}
+
+}  // namespace
+
+#define RESNET_WGMMA_REGISTER_HANDOVER(v)                                                                        \
+    extern "C" __global__ void __launch_bounds__(384, 1) wgmma_selftest_register_handover_##v(int* out) {       \
+        register_handover<v>(out);                                                                               \
+    }                                                                                                            \
+    EMU_REGISTER(wgmma_selftest_register_handover_##v);
+
+RESNET_WGMMA_REGISTER_HANDOVER(0)
+#if !defined(__CUDACC__)
+RESNET_WGMMA_REGISTER_HANDOVER(1)
+RESNET_WGMMA_REGISTER_HANDOVER(2)
+RESNET_WGMMA_REGISTER_HANDOVER(3)
+#endif

@@ -498,3 +498,68 @@ fn a_new_chain_after_wait_group_needs_a_new_wgmma_fence() {
         "{e}"
     );
 }
+
+/// `wgmma_selftest_register_handover_{variant}` (384 threads) on `driver`: its `out`, or the error.
+fn register_handover_on(driver: &dyn Driver, variant: usize) -> Result<Vec<i32>, String> {
+    let out = DeviceVec::new(driver, &[0i32; 384]);
+    launch_on(
+        driver,
+        &format!("wgmma_selftest_register_handover_{variant}"),
+        384,
+        0,
+        KernelArgs::new().ptr(out.ptr),
+    )?;
+    Ok(out.to_host())
+}
+
+/// The hand-over of conv_wgmma.cuh's 128x256 tiles (a producer warpgroup's `setmaxnreg.dec`, the
+/// consumers' `.inc`) and `exit_thread` from inside a call: the producer's store before the exit
+/// lands and the one after it never runs; the consumers pass a `__syncthreads` the exited
+/// warpgroup does not hold. On a GPU this also shows that the counts fit (a wrong one hangs the inc:
+/// the test then times out).
+#[test]
+fn a_producer_warpgroup_hands_its_registers_over_and_exits_from_a_call() {
+    let out = register_handover_on(driver(), 0).unwrap();
+    for (t, &v) in out.iter().enumerate() {
+        let t = t as i32;
+        let want = if t < 256 { 3 * t + 1 } else { -1 - t };
+        assert_eq!(v, want, "out[{t}]");
+    }
+}
+
+/// A wrong hand-over's error on the emulator, after the correct one passes there.
+fn handover_misuse(variant: usize) -> String {
+    let emu = EmuDriver::default();
+    register_handover_on(&emu, 0).unwrap();
+    match register_handover_on(&emu, variant) {
+        Ok(_) => panic!("register hand-over variant {variant} passed"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn registers_the_block_cannot_hold_are_an_error() {
+    let e = handover_misuse(1);
+    assert!(
+        e.contains("would hold 66560 registers, more than an SM's 65536"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_warpgroup_asking_different_register_counts_is_an_error() {
+    let e = handover_misuse(2);
+    assert!(
+        e.contains("setmaxnreg.inc: the threads of warpgroup 0 ask for different counts"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_inc_that_lowers_the_register_count_is_an_error() {
+    let e = handover_misuse(3);
+    assert!(
+        e.contains("setmaxnreg.inc 232 by warpgroup") && e.contains("must not lower the count"),
+        "{e}"
+    );
+}

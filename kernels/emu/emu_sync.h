@@ -44,6 +44,9 @@ unsigned long long warp_rendezvous(unsigned mask, WarpOp op, unsigned long long 
 [[noreturn]] void kernel_trap(const char* what);
 // Ends the launch with `what` (an emulator-detected misuse), naming the block and thread.
 [[noreturn]] void kernel_error(const char* what);
+// PTX `exit` (common.cuh's exit_thread): the calling CUDA thread ends here, its calls unwound (an
+// exception the block runner catches where it called the kernel), and counts as returned.
+[[noreturn]] void exit_thread();
 
 inline void compiler_fence() { asm volatile("" ::: "memory"); }
 

@@ -2,7 +2,7 @@
 // commit_group, wait_group) and of fence.proxy.async, which kernels reach through wgmma.cuh (its
 // host side calls these; nvcc sees inline PTX instead).
 //
-// The four wgmma instructions are warpgroup collectives (`.sync.aligned`): every thread of the 4
+// The four wgmma instructions and setmaxnreg are warpgroup collectives (`.sync.aligned`): every thread of the 4
 // warps 4q .. 4q+3 offers a pointer to its operands at a rendezvous of all 128 (block.cpp), and the
 // last to arrive runs the instruction for the whole warpgroup (runtime/warpgroup_matrix.cpp). A
 // thread that never arrives (it returned, or waits elsewhere), a thread whose warpgroup is not 4 whole
@@ -33,7 +33,7 @@ namespace emu {
 
 constexpr std::uint32_t kDynamicSharedWindowOffset = 1024;
 
-enum class WarpgroupOp : int { fence, mma_async, commit, wait };
+enum class WarpgroupOp : int { fence, mma_async, commit, wait, setmaxnreg_inc, setmaxnreg_dec };
 
 // One thread's operands of wgmma.mma_async.m64nNk16 (the descriptors must agree across the warpgroup).
 struct WgmmaLane {
@@ -46,7 +46,7 @@ struct WgmmaLane {
 };
 
 // The warpgroup rendezvous (runtime/block.cpp): `lane` is a WgmmaLane* for mma_async, else null;
-// `arg` is N for mma_async and the pending-group count for wait.
+// `arg` is N for mma_async, the pending-group count for wait and the register count for setmaxnreg.
 void warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg);
 
 // The compiler barriers keep values the kernel keeps in memory (accumulators whose address escaped,

@@ -27,8 +27,8 @@ use resnet_cuda::backend::gpu::conv_tc_plan::{TcFeed, TcFilterLaunch, TcLaunch};
 /// multiplies, for the same bits (kernels/conv_wgmma.cuh).
 fn both_pipelines(l: TcLaunch) -> Vec<TcLaunch> {
     let mut launches = vec![l];
-    if l.producer_warp {
-        launches.push(l.without_producer_warp());
+    if l.producer_threads != 0 {
+        launches.push(l.without_producer());
     }
     launches
 }

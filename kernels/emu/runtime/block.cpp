@@ -191,7 +191,11 @@ void BlockRunner::runner_loop(Fiber* self) {
         self->thread = t;
         emu_current_thread = t;
         t->grid_synced = false;
-        launch_->run(launch_->params);
+        try {
+            launch_->run(launch_->params);
+        } catch (const ThreadExit&) {
+            // exit_thread(): the thread's calls are unwound; it has returned.
+        }
         thread_exited(t);
     }
     self->thread = nullptr;
@@ -678,6 +682,8 @@ void warpgroup_rendezvous(WarpgroupOp op, void* lane, int arg) { current_runner-
 unsigned barrier_generation() { return current_runner->barrier_generation(); }
 
 void kernel_error(const char* what) { current_runner->fail(what); }
+
+void exit_thread() { throw ThreadExit{}; }
 
 void kernel_trap(const char* what) {
     char buf[128];

@@ -58,6 +58,10 @@ struct Launch {
 
 class BlockRunner;
 
+// Thrown by exit_thread() (PTX `exit`) and caught where the runner called the kernel: it unwinds the
+// CUDA thread's calls, whatever their depth, on its own fiber's stack.
+struct ThreadExit {};
+
 // The runner of the block the calling worker thread executes (for the intrinsics' runtime code).
 BlockRunner* current_block_runner();
 

@@ -88,6 +88,7 @@ struct Warpgroup {
     unsigned long long events = 0;        // counts fences and waits
     unsigned long long fence_event = 0;   // the event number of the last wgmma.fence (0: none yet)
     std::vector<Written> written[kWarpgroupThreads];
+    int registers = 0;  // a thread's count after the last setmaxnreg (0: as launched)
 };
 
 // The last cp.async landing in each 16-byte chunk of dynamic shared memory.
@@ -425,6 +426,39 @@ void retire(Warpgroup& wg, Op* op, unsigned long long event) {
     release_op(op);
 }
 
+// The registers of an SM (65536 32-bit registers: H100, H200), all a block's threads may hold.
+constexpr long long kSmRegisters = 65536;
+
+// setmaxnreg.inc / .dec N (emu_wgmma.h): the whole warpgroup with one N; an inc may not lower the
+// count it set last, nor a dec raise it (the PTX ISA leaves both undefined); and the warpgroups whose
+// counts are known must fit the SM's registers together. (The count a launch gives is ptxas's choice,
+// which the host cannot know: a warpgroup that never set one is left out of the sum.)
+void set_max_registers(unsigned q, ThreadContext* threads, bool increase) {
+    Warpgroup& wg = state.warpgroups[q];
+    const char* name = increase ? "setmaxnreg.inc" : "setmaxnreg.dec";
+    const int count = threads[0].op_arg;
+    for (unsigned t = 1; t < kWarpgroupThreads; ++t) {
+        if (threads[t].op_arg != count) {
+            fail("%s: the threads of warpgroup %u ask for different counts (%d, and %d in thread %u)", name, q, count,
+                 threads[t].op_arg, threads[t].linear);
+        }
+    }
+    if (wg.registers != 0 && (increase ? count < wg.registers : count > wg.registers)) {
+        fail("%s %d by warpgroup %u, which holds %d registers a thread: an %s must not %s the count", name, count, q,
+             wg.registers, increase ? "inc" : "dec", increase ? "lower" : "raise");
+    }
+    wg.registers = count;
+    long long total = 0;
+    for (unsigned g = 0; g < state.num_threads / kWarpgroupThreads && g < kMaxWarpgroups; ++g) {
+        total += static_cast<long long>(state.warpgroups[g].registers) * kWarpgroupThreads;
+    }
+    if (total > kSmRegisters) {
+        fail("%s %d by warpgroup %u: the block's warpgroups would hold %lld registers, more than an SM's %lld "
+             "(the inc would wait forever)",
+             name, count, q, total, kSmRegisters);
+    }
+}
+
 void wait_group(unsigned q, ThreadContext* threads) {
     Warpgroup& wg = state.warpgroups[q];
     const int pending = threads[0].op_arg;
@@ -460,6 +494,8 @@ const char* warpgroup_op_name(WarpgroupOp op) {
     case WarpgroupOp::mma_async: return "wgmma.mma_async.sync.aligned";
     case WarpgroupOp::commit: return "wgmma.commit_group.sync.aligned";
     case WarpgroupOp::wait: return "wgmma.wait_group.sync.aligned";
+    case WarpgroupOp::setmaxnreg_inc: return "setmaxnreg.inc.sync.aligned";
+    case WarpgroupOp::setmaxnreg_dec: return "setmaxnreg.dec.sync.aligned";
     }
     return "a warpgroup instruction";
 }
@@ -473,6 +509,7 @@ void wgmma_block_start(unsigned num_threads, void* dynamic, std::size_t dynamic_
     if (state.thread_fence_seq.size() < num_threads) state.thread_fence_seq.resize(num_threads, 0);
     state.block_first_seq = state.next_seq;
     for (long long& g : state.warpgroup_fence_generation) g = -1;
+    for (Warpgroup& wg : state.warpgroups) wg.registers = 0;
     if (!ops_used) return;
     // A failed block may have left operations in flight.
     if (state.issuing) release_op(state.issuing);
@@ -508,6 +545,10 @@ void complete_warpgroup_op(WarpgroupOp op, unsigned warpgroup, ThreadContext* th
         break;
     case WarpgroupOp::wait:
         wait_group(warpgroup, threads);
+        break;
+    case WarpgroupOp::setmaxnreg_inc:
+    case WarpgroupOp::setmaxnreg_dec:
+        set_max_registers(warpgroup, threads, op == WarpgroupOp::setmaxnreg_inc);
         break;
     }
 }

@@ -67,7 +67,7 @@ pub struct GpuBackend<D: Driver> {
     /// made (to measure what the fusion is worth).
     pub(super) fuse_bn_input: bool,
     /// Whether the convolutions fed by TMA on both operands run with their producer warp
-    /// (`TcLaunch::producer_warp`): on, unless `RESNET_TMA_PRODUCER=0` when the backend is made (to
+    /// (`TcLaunch::producer_threads`): on, unless `RESNET_TMA_PRODUCER=0` when the backend is made (to
     /// time the pipeline without it, whose blocks are smaller: kernels/conv_wgmma.cuh).
     pub(super) tma_producer: bool,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,

@@ -60,7 +60,7 @@ impl<D: Driver> GpuBackend<D> {
         let block = if self.tma_producer {
             l.block
         } else {
-            l.without_producer_warp().block
+            l.without_producer().block
         };
         self.launch(l.kernel, l.grid, block, l.shared_bytes, args)
     }

@@ -79,7 +79,7 @@ fn backward_data_im2col_fed(
         a_im2col: Some(TcIm2colOperand::output_gradient(shape, tile)),
         ..plain.fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), None)
     }
-    .with_producer_warp(tile)
+    .with_producer(tile)
 }
 
 /// Backward-data of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
@@ -116,7 +116,7 @@ fn backward_data_fed(
     let dy = TcOperandMap::pointwise_output_gradient(shape, tile);
     plain
         .fed_by_tma(kernel, TcOperandMap::weight_panels(shape, tile), Some(dy))
-        .with_producer_warp(tile)
+        .with_producer(tile)
 }
 
 /// Backward-data with an explicit tile and loader (tests, benchmarks). `general == false` requires

@@ -107,7 +107,7 @@ fn backward_filter_im2col_fed(
             b_im2col: Some(TcIm2colOperand::filter_input(shape, tile)),
             ..partial
         }
-        .with_producer_warp(tile),
+        .with_producer(tile),
         ..plain
     }
 }
@@ -148,7 +148,7 @@ fn backward_filter_fed(
         partial: plain
             .partial
             .fed_by_tma(kernel, x, Some(dy))
-            .with_producer_warp(tile),
+            .with_producer(tile),
         ..plain
     }
 }
@@ -281,7 +281,7 @@ pub fn backward_filter_with(
         a_map: None,
         a_im2col: None,
         b_im2col: None,
-        producer_warp: false,
+        producer_threads: 0,
     });
     TcFilterLaunch {
         partial,

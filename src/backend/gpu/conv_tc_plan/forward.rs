@@ -110,7 +110,7 @@ pub fn forward_tma_with(shape: &ConvShape, tile: TcTile, stats: bool) -> TcLaunc
 /// (`conv2d_wgmma_tma_[pointwise_|im2col_]forward[_stats]_{T}_bf16`): params those of the plain
 /// wgmma kernel, then the maps ([`TcLaunch::encode_maps`]). Its grid and block are the plain
 /// kernel's (the block with the producer warp where both operands come by TMA:
-/// `TcLaunch::with_producer_warp`), its shared memory that plus the pipeline's mbarriers. Vector
+/// `TcLaunch::with_producer`), its shared memory that plus the pipeline's mbarriers. Vector
 /// shapes only (C % 8 == 0), and a `feed` that applies ([`TcFeed::applies`]).
 pub fn forward_tma_fed(shape: &ConvShape, tile: TcTile, stats: bool, feed: TcFeed) -> TcLaunch {
     assert!(
@@ -150,7 +150,7 @@ fn forward_fed(
     };
     match feed {
         TcFeed::Weights => fed,
-        TcFeed::Pointwise | TcFeed::Im2col => fed.with_producer_warp(tile),
+        TcFeed::Pointwise | TcFeed::Im2col => fed.with_producer(tile),
     }
 }
 

@@ -69,13 +69,26 @@ pub use forward::*;
 use super::conv_plan::ConvShape;
 use super::driver::{DevicePtr, Driver};
 use super::launch_constants::{
-    WGMMA_PRODUCER_MAX_TILE_N, WGMMA_PRODUCER_THREADS, WGMMA_TMA_BARRIER_BYTES,
+    WGMMA_PRODUCER_THREADS, WGMMA_PRODUCER_WARPGROUP_THREADS, WGMMA_PRODUCER_WARP_MAX_TILE_N,
+    WGMMA_TMA_BARRIER_BYTES,
 };
 use super::tensor_map::{TensorMapBytes, TiledMap2d};
 
 pub use super::conv_tc_kernels::FILTER_REDUCE_KERNEL;
 pub use super::conv_tc_maps::{TcIm2colOperand, TcOperandMap};
 pub use super::conv_tc_tile::{TcFamily, TcTile};
+
+/// The threads a kernel with both operands by TMA has beyond `tile`'s when launched with its
+/// producer (kernels/launch_constants.h): a warp on tiles at most `WGMMA_PRODUCER_WARP_MAX_TILE_N`
+/// wide, a warpgroup on wider ones (the 128x256 tiles, whose producer hands its registers to the
+/// consumers with `setmaxnreg`).
+pub fn producer_threads(tile: TcTile) -> u32 {
+    if tile.bn() <= WGMMA_PRODUCER_WARP_MAX_TILE_N as usize {
+        WGMMA_PRODUCER_THREADS
+    } else {
+        WGMMA_PRODUCER_WARPGROUP_THREADS
+    }
+}
 
 /// Dynamic shared memory a kernel may use without opting in (`cuFuncSetAttribute`).
 pub const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
@@ -101,9 +114,10 @@ pub struct TcLaunch {
     /// `Some` for `conv2d_wgmma_tma_im2col_backward_filter*` (instead of `b_map`): its x through an
     /// im2col map (`x_map`), after dy's tiled map (`a_map`): the tiled maps come first.
     pub b_im2col: Option<TcIm2colOperand>,
-    /// Whether `block` includes the producer warp of a kernel with both operands by TMA
-    /// ([`TcLaunch::without_producer_warp`] takes it out again).
-    pub producer_warp: bool,
+    /// The threads of `block` that are the producer of a kernel with both operands by TMA (a warp
+    /// or a warpgroup: [`producer_threads`]), 0 for none ([`TcLaunch::without_producer`]
+    /// takes them out again).
+    pub producer_threads: u32,
 }
 
 impl TcLaunch {
@@ -157,39 +171,32 @@ impl TcLaunch {
     }
 
     /// This launch of a kernel with both operands by TMA (`conv2d_wgmma_tma_{pointwise,im2col}_*`)
-    /// with its producer warp: the tiles at most `WGMMA_PRODUCER_MAX_TILE_N` wide give the copies
-    /// to one more warp, after the tile's warpgroups (kernels/conv_wgmma.cuh,
-    /// `TcWgmmaWarpSpecializedPipeline`); wider tiles keep the block as it is.
-    fn with_producer_warp(self, tile: TcTile) -> TcLaunch {
-        if tile.bn() > WGMMA_PRODUCER_MAX_TILE_N as usize {
-            return self;
-        }
+    /// with its producer, after the tile's warpgroups (kernels/conv_wgmma.cuh,
+    /// `TcWgmmaWarpSpecializedPipeline`): [`producer_threads`] more threads.
+    fn with_producer(self, tile: TcTile) -> TcLaunch {
         TcLaunch {
             block: (
-                self.block.0 + WGMMA_PRODUCER_THREADS,
+                self.block.0 + producer_threads(tile),
                 self.block.1,
                 self.block.2,
             ),
-            producer_warp: true,
+            producer_threads: producer_threads(tile),
             ..self
         }
     }
 
-    /// This launch without its producer warp, if it has one: the kernel then runs the pipeline
-    /// every thread of which multiplies (kernels/conv_wgmma.cuh; the same bits). What
+    /// This launch without its producer, if it has one: the kernel then runs the pipeline every
+    /// thread of which multiplies (kernels/conv_wgmma.cuh; the same bits). What
     /// `RESNET_TMA_PRODUCER=0` makes the backend launch, so that a GPU can time the two (a ninth
     /// warp may cost an SM its second block).
-    pub fn without_producer_warp(self) -> TcLaunch {
-        if !self.producer_warp {
-            return self;
-        }
+    pub fn without_producer(self) -> TcLaunch {
         TcLaunch {
             block: (
-                self.block.0 - WGMMA_PRODUCER_THREADS,
+                self.block.0 - self.producer_threads,
                 self.block.1,
                 self.block.2,
             ),
-            producer_warp: false,
+            producer_threads: 0,
             ..self
         }
     }
@@ -248,7 +255,7 @@ fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize
         a_map: None,
         a_im2col: None,
         b_im2col: None,
-        producer_warp: false,
+        producer_threads: 0,
     }
 }
 

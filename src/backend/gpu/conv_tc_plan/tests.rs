@@ -71,8 +71,8 @@ fn the_wgmma_family_keeps_the_statistics_partition_and_falls_back_for_general_sh
 }
 
 /// The block of a TMA-fed launch whose plain wgmma launch has `plain_block`: the same, plus the
-/// producer warp where the kernel has one (both operands by TMA, a tile at most
-/// `WGMMA_PRODUCER_MAX_TILE_N` wide: kernels/conv_wgmma.cuh).
+/// producer where the kernel has one (both operands by TMA: kernels/conv_wgmma.cuh), a warp on a
+/// tile at most 128 wide, a warpgroup on the 128x256 tiles.
 fn fed_block(plain_block: (u32, u32, u32), fed_kernel: &str) -> (u32, u32, u32) {
     let tile = TcTile::HOPPER
         .into_iter()
@@ -82,8 +82,11 @@ fn fed_block(plain_block: (u32, u32, u32), fed_kernel: &str) -> (u32, u32, u32) 
         })
         .unwrap_or_else(|| panic!("no Hopper tile for {fed_kernel}"));
     let both = fed_kernel.contains("_pointwise_") || fed_kernel.contains("_im2col_");
-    let producer = both && tile.bn() <= WGMMA_PRODUCER_MAX_TILE_N as usize;
-    let extra = if producer { WGMMA_PRODUCER_THREADS } else { 0 };
+    let extra = match (both, tile.bn()) {
+        (false, _) => 0,
+        (true, 0..=128) => 32,
+        (true, _) => 128,
+    };
     (plain_block.0 + extra, plain_block.1, plain_block.2)
 }
 
