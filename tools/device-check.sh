@@ -104,7 +104,11 @@ step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 # The two kernel families in separate processes: a fault in one (a sticky CUDA error poisons the
 # context every test of a process shares) must not hide the other's results. `banks` tests count
 # shared-memory bank conflicts, which only the emulator can: skipped here.
-step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma
+# The register hand-over of the 128x256 producer warpgroup (setmaxnreg) by itself first: a wrong
+# count hangs its inc, which must not take the other wgmma results down with it.
+step test-wgmma-handover 30 env RESNET_TEST_DRIVER=cuda device/wgmma --exact \
+    a_producer_warpgroup_hands_its_registers_over_and_exits_from_a_call
+step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma --skip a_producer_warpgroup
 # The tensor memory accelerator's tiled loads and mbarriers (kernels/tma.cuh), never run on a GPU
 # before: what the emulator's reading of them (kernels/emu/emu_tma.h) is checked against.
 step test-tma 60 env RESNET_TEST_DRIVER=cuda device/tma
