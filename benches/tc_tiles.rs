@@ -368,11 +368,11 @@ fn sweep_shape(
             planned: bwd.kernel == planned.1,
             tflops: flops / secs / 1e12,
         });
-        // Backward-data on a Hopper tile again with both operands by TMA: a pointwise shape's
-        // tiled boxes (`+tma`), a stride-1 shape's dy through an im2col map (`+tma-i2c`).
+        // Backward-data on a Hopper tile again with both operands by TMA: a 1x1 shape's tiled
+        // boxes (`+tma`), a stride-1 shape's dy through an im2col map (`+tma-i2c`).
         let fed = if !with_tma || !tile.is_hopper() || general_bwd {
             None
-        } else if plan::is_pointwise(&shape) {
+        } else if plan::backward_data_pointwise_applies(&shape) {
             Some((plan::backward_data_tma_with(&shape, false, tile), "+tma"))
         } else if plan::backward_data_im2col_applies(&shape, tile) {
             Some((

@@ -11,9 +11,10 @@
 #include "conv_tc_bn_grad.cuh"
 #include "conv_tc_epilogue.cuh"
 
-// With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA; a 1x1 convolution of stride 1 without padding,
-// traps otherwise) both operands come by TMA: dy as an [N*P*Q][K] matrix from `dy_map` (box BK x BM,
-// the MK tile), and w as a [K][C] matrix from `w_map` in boxes of 64 x BK, one a 64-wide panel of the
+// With TcWgmmaTmaPointwiseLoop (MainLoop::A_BY_TMA; a 1x1 convolution without padding, of any
+// stride, traps otherwise) both operands come by TMA: dy as an [N*P*Q][K] matrix from `dy_map` (box
+// BK x BM, the MK tile: the GEMM rows of stride phase (0, 0) are dy's pixels in order, P = Hc and
+// Q = Wc; the other phases have no tap, no slice, and store zeros or the addend), and w as a [K][C] matrix from `w_map` in boxes of 64 x BK, one a 64-wide panel of the
 // KN tile (the 128-byte swizzle kn_offset writes); the loaders below are then not used. With
 // TcWgmmaTmaIm2colLoop (MainLoop::IM2COL; stride 1, K % BK == 0 and pad <= R - 1, S - 1, traps
 // otherwise) the transposed convolution is a forward one over dy with the taps flipped and padding
@@ -33,7 +34,7 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
     static_assert(!MainLoop::A_BY_TMA || (VEC && Tile::BN % 64 == 0), "TMA: vector shapes, whole panels");
     if (VEC && (d.C % 8 != 0 || d.K % 8 != 0)) __trap();  // uniform: a vector kernel given an unaligned shape
     // uniform: a pointwise kernel given a shape whose GEMM is not dy [M][K] times w [K][C]
-    if (MainLoop::A_BY_TMA && !MainLoop::IM2COL && (d.R != 1 || d.S != 1 || d.stride != 1 || d.pad != 0)) __trap();
+    if (MainLoop::A_BY_TMA && !MainLoop::IM2COL && (d.R != 1 || d.S != 1 || d.pad != 0)) __trap();
     // uniform: an im2col kernel given a shape that is not one stride-1 class of whole-tap slices
     if (MainLoop::IM2COL && (d.stride != 1 || d.K % Tile::BK != 0 || d.pad > d.R - 1 || d.pad > d.S - 1)) __trap();
     // Uniform: the partials read the staged tile, and x (and y) by 16-byte loads.
@@ -188,7 +189,7 @@ __device__ __forceinline__ void conv_tc_backward_data(const bf16* __restrict__ d
         };
         MainLoop::template run<Tile, false, true>(acc, dynamic_shared_memory<bf16>(), slices, load_a_box, load_b_box);
     } else if constexpr (MainLoop::A_BY_TMA) {
-        // Rows m0.. of dy (the one class is every pixel, P = H, Q = W), channels k0..; and for each
+        // Rows m0.. of dy (phase (0, 0)'s rows are its pixels in order), channels k0..; and for each
         // 64-wide panel p of the KN tile, w's rows k0.. (reduction) by columns n0 + 64 p.. (input
         // channels), at p BK 64 elements (kn_offset's panels). Zeros past M, K and C.
         auto load_a_box = [&](bf16* tile, int k0, std::uint64_t* bar) {

@@ -2,7 +2,8 @@
 // accelerator: one thread's cp.async.bulk.tensor a slice instead of every thread's 16-byte cp.async
 // (TcWgmmaTmaLoop and TcWgmmaTmaPointwiseLoop, conv_wgmma.cuh; docs/plans/hopper-tma.md). The forward's
 // weights always, the input too for pointwise shapes (1x1, stride 1, no padding), and for those
-// shapes both operands of backward-data and of backward-filter (at the end of the file). sm_90a only
+// shapes both operands of backward-filter, and of backward-data for any 1x1 shape without padding,
+// strided too (at the end of the file). sm_90a only
 // (the `_sm90a` suffix).
 //
 // Threads: the kernels with both operands by TMA (all but the weights-only forwards) give the copies
@@ -128,8 +129,8 @@ CONV_WGMMA_TMA_FED_FORWARD_STATS_BNRELU_KERNEL(conv2d_wgmma_tma_pointwise_forwar
 // ---- backward-data, pointwise, both operands by TMA ---------------------------------------------------
 // Params those of conv_wgmma_backward_sm90a.cu's kernel of the same name without `tma_pointwise_`, then
 // (const TmaMap w_map, const TmaMap dy_map): w as K rows of C (box 64 x BK, the 128-byte swizzle),
-// dy as N*H*W rows of K (box BK x BM, the swizzle of BK): conv_tc_backward_data.cuh. 1x1, stride 1,
-// no padding (traps otherwise). Launch as that kernel, with kWgmmaTmaBarrierBytes more shared memory.
+// dy as N*P*Q rows of K (box BK x BM, the swizzle of BK): conv_tc_backward_data.cuh. 1x1, no
+// padding, any stride (traps otherwise). Launch as that kernel, with kWgmmaTmaBarrierBytes more shared memory.
 //   conv2d_wgmma_tma_pointwise_backward_data[_add]_{T}_bf16   {T}: the seven Hopper tiles
 //   conv2d_wgmma_tma_pointwise_backward_data_bn_{T}_bf16      {T}: 128x128, 64x128, 128x64, 64x64
 CONV_WGMMA_TMA_FED_BACKWARD_DATA_KERNEL(conv2d_wgmma_tma_pointwise_backward_data_128x128_bf16,

@@ -99,6 +99,15 @@ fn pointwise_shapes() -> [ConvShape; 2] {
     ]
 }
 
+/// 1x1 shapes without padding and of stride 2 (an odd input: 5 x 4 phase-(0, 0) pixels of 9 x 7) and
+/// 3, whose backward-data takes the pointwise feed ([`conv_tc_plan::backward_data_pointwise_applies`]).
+fn strided_pointwise_shapes() -> [ConvShape; 2] {
+    [
+        shape([2, 9, 7, 72], [40, 1, 1, 72], 2, 0),
+        shape([1, 10, 10, 64], [96, 1, 1, 64], 3, 0),
+    ]
+}
+
 /// Shapes whose C is a multiple of 64, for the im2col feed of every tile (BK 32 and 64): 3x3 of
 /// stride 2 with padding on an odd, non-square input (boxes that wrap rows and images, the last tile
 /// past M), 3x3 of stride 1 whose tiles wrap several rows and both images, and a 1x1 of stride 2.
@@ -212,19 +221,23 @@ fn wgmma_bn_input_fed_by_tma_equals_the_plain_kernel_on_the_stored_input() {
     );
 }
 
-/// Backward-data of pointwise shapes with both operands by TMA
+/// Backward-data of 1x1 shapes without padding with both operands by TMA
 /// (`conv2d_wgmma_tma_pointwise_backward_data[_add]_*`: dy's rows, w's 64-wide panels): bit for bit
 /// the plain wgmma kernel's dx (and within the module's tolerance of the f64 reference), every
-/// Hopper tile. (The `_bn_` variant is held to the plain one through whole training steps:
-/// `tests/mixed_precision.rs`, `the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit`.)
+/// Hopper tile; strided ones too (stride 2 on an odd input, whose phase (0, 0) has ceil(H / 2) rows,
+/// and 3: the other phases store zeros, or the addend). The `_bn_` variant (the four planned tiles)
+/// on the strided shapes against the plain `_bn_` kernel, as check_bn_grad does; on the stride-1
+/// ones it is held to the plain one through whole training steps (`tests/mixed_precision.rs`,
+/// `the_forward_fed_by_tma_gives_the_wgmma_step_bit_for_bit`).
 #[test]
 fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
     let shapes: Vec<ConvShape> = wgmma_shapes()
         .into_iter()
         .chain(pointwise_shapes())
-        .filter(conv_tc_plan::is_pointwise)
+        .chain(strided_pointwise_shapes())
+        .filter(conv_tc_plan::backward_data_pointwise_applies)
         .collect();
-    assert_eq!(shapes.len(), 3);
+    assert_eq!(shapes.len(), 6);
     for (i, s) in shapes.iter().enumerate() {
         for tile in TcTile::HOPPER {
             for add in [false, true] {
@@ -235,6 +248,18 @@ fn wgmma_backward_data_fed_by_tma_equals_the_cp_async_one_bit_for_bit() {
             }
         }
     }
+    let mut bn_checked = 0;
+    for (i, s) in strided_pointwise_shapes().iter().enumerate() {
+        for tile in TcTile::HOPPER {
+            if let Some(bn) = conv_tc_plan::backward_data_bn_tma_with(s, tile) {
+                for bn in both_pipelines(bn) {
+                    check_bn_grad(s, &bn, tile, Mask::FromAffine, false, 1450 + i as u64);
+                }
+                bn_checked += 1;
+            }
+        }
+    }
+    assert_eq!(bn_checked, 8, "the four _bn_ tiles on both strided shapes");
 }
 
 /// Stride-1 backward-data with dy through an im2col map of the transposed convolution and w's

@@ -8,8 +8,8 @@ use super::super::conv_tc_kernels::{
     BACKWARD_DATA_KERNELS, BACKWARD_DATA_POINTWISE_TMA_KERNELS,
 };
 use super::{
-    backward_vectorizable, is_pointwise, launch, output_tile, TcFamily, TcIm2colOperand, TcLaunch,
-    TcOperandMap, TcTile,
+    backward_vectorizable, launch, output_tile, TcFamily, TcIm2colOperand, TcLaunch, TcOperandMap,
+    TcTile,
 };
 /// Backward-data, `dx = conv_transpose(dy, w)` (`add`: `+ addend`): one launch; grid z holds the
 /// stride^2 phases. Tile by the input channels C, the vector kernel when C and K are multiples of 8.
@@ -26,7 +26,7 @@ pub fn backward_data_for(shape: &ConvShape, add: bool, family: TcFamily) -> TcLa
         shape.x[3],
     );
     if family.weights_by_tma() && tile.is_hopper() && !general {
-        if is_pointwise(shape) {
+        if backward_data_pointwise_applies(shape) {
             return backward_data_tma_with(shape, add, tile);
         }
         if backward_data_im2col_applies(shape, tile) {
@@ -34,6 +34,14 @@ pub fn backward_data_for(shape: &ConvShape, add: bool, family: TcFamily) -> TcLa
         }
     }
     backward_data_with(shape, add, tile, general)
+}
+
+/// Whether backward-data of `shape` can bring dy by TMA as an [N*P*Q][K] matrix: a 1x1 convolution
+/// without padding, of any stride. Its one stride phase with a tap, (0, 0), has dy's pixels in order
+/// as its GEMM rows (P = ceil(H / stride)); the other phases have no tap and load nothing.
+pub fn backward_data_pointwise_applies(shape: &ConvShape) -> bool {
+    let [_, r, s, _] = shape.w;
+    r == 1 && s == 1 && shape.geom.pad == 0
 }
 
 /// Whether backward-data of `shape` on the Hopper `tile` can bring dy through an im2col map: stride
@@ -82,15 +90,15 @@ fn backward_data_im2col_fed(
     .with_producer(tile)
 }
 
-/// Backward-data of a pointwise shape ([`is_pointwise`]) on a Hopper `tile` with both operands by
-/// TMA (`conv2d_wgmma_tma_pointwise_backward_data[_add]_{T}_bf16`): the plain wgmma kernel's params,
+/// Backward-data of a 1x1 shape ([`backward_data_pointwise_applies`]) on a Hopper `tile` with both
+/// operands by TMA (`conv2d_wgmma_tma_pointwise_backward_data[_add]_{T}_bf16`): the plain wgmma kernel's params,
 /// then w's map in 64-wide panels and dy's ([`TcLaunch::tensor_maps`]); its grid, its block with the
 /// producer warp, and its shared memory plus the pipeline's mbarriers. Vector shapes only
 /// (C % 8 == 0, K % 8 == 0).
 pub fn backward_data_tma_with(shape: &ConvShape, add: bool, tile: TcTile) -> TcLaunch {
     assert!(
-        tile.is_hopper() && is_pointwise(shape),
-        "TMA backward-data: a Hopper tile ({}) and a pointwise shape",
+        tile.is_hopper() && backward_data_pointwise_applies(shape),
+        "TMA backward-data: a Hopper tile ({}) and a 1x1 shape without padding",
         tile.name()
     );
     let table = if add {
@@ -106,7 +114,7 @@ pub fn backward_data_tma_with(shape: &ConvShape, add: bool, tile: TcTile) -> TcL
     )
 }
 
-/// `plain` (a wgmma backward-data launch of a pointwise shape) as the TMA-fed `kernel`.
+/// `plain` (a wgmma backward-data launch of a 1x1 shape without padding) as the TMA-fed `kernel`.
 fn backward_data_fed(
     plain: TcLaunch,
     kernel: &'static str,
@@ -150,7 +158,7 @@ pub fn backward_data_bn_for(shape: &ConvShape, family: TcFamily) -> Option<TcLau
     let tile = output_tile(backward_data_rows(shape), shape.x[3]);
     let tile = family.tile(tile, false, shape.x[3]);
     if family.weights_by_tma() && tile.is_hopper() {
-        if is_pointwise(shape) {
+        if backward_data_pointwise_applies(shape) {
             return backward_data_bn_tma_with(shape, tile);
         }
         if backward_data_im2col_applies(shape, tile) {
@@ -178,7 +186,7 @@ pub fn backward_data_bn_im2col_with(shape: &ConvShape, tile: TcTile) -> Option<T
     Some(backward_data_im2col_fed(plain, kernel, shape, tile))
 }
 
-/// [`backward_data_bn_with`] of a pointwise shape on a Hopper tile with both operands by TMA
+/// [`backward_data_bn_with`] of a 1x1 shape without padding on a Hopper tile with both operands by TMA
 /// (`conv2d_wgmma_tma_pointwise_backward_data_bn_{T}_bf16`, as [`backward_data_tma_with`]), `None`
 /// where the plain kernel has none.
 pub fn backward_data_bn_tma_with(shape: &ConvShape, tile: TcTile) -> Option<TcLaunch> {

@@ -179,7 +179,7 @@ fn the_tma_family_feeds_the_forward_by_tma_and_leaves_the_rest_to_wgmma() {
                 backward_data_for(&s, add, TcFamily::Wgmma),
                 backward_data_for(&s, add, TcFamily::WgmmaTma),
             );
-            if is_pointwise(&s) {
+            if backward_data_pointwise_applies(&s) {
                 let fed = wg
                     .kernel
                     .replacen("conv2d_wgmma_", "conv2d_wgmma_tma_pointwise_", 1);
