@@ -114,8 +114,13 @@ def disassemble_fatbin(tools, folder, source, arch):
     for run in runs:
         if run.returncode != 0 or not run.stdout.strip():
             sys.exit(f"sass_mainloop: cuobjdump found no {arch} code in {fatbin}:\n{run.stderr}")
-    registers = {m.group(1): int(m.group(2)) for m in re.finditer(r"Function (\w+):\n\s*REG:(\d+)", runs[0].stdout)}
-    return registers, runs[1].stdout
+    return res_usage_registers(runs[0].stdout), runs[1].stdout
+
+
+def res_usage_registers(page):
+    """Registers a thread of each function on a `cuobjdump -res-usage` page (`Function F:` then
+    `REG:N STACK:...`)."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"Function (\w+):\n\s*REG:(\d+)", page)}
 
 
 def opcode(instruction):

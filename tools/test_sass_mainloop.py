@@ -1,8 +1,12 @@
 """tools/sass_mainloop.py's loop finder on hand-written disassembly: the loop with the most
 tensor-core instructions, an outer loop counted whole, and a second main loop apart from the first
-(a kernel with two pipelines) reported as `name#2`. Run by .ci/run with the other tools' tests."""
+(a kernel with two pipelines) reported as `name#2`; and its reading of the build's fatbins (missing
+or stale ones refused, registers from cuobjdump's resource page). Run by .ci/run with the other
+tools' tests."""
 import os
+import pathlib
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -50,6 +54,31 @@ class MainLoops(unittest.TestCase):
         loops = sass_mainloop.main_loops(sass)
         self.assertEqual(set(loops), {"k"})
         self.assertEqual(loops["k"], ["S2R", "HGMMA", "BRA", "IADD3", "BRA"])
+
+
+class Fatbins(unittest.TestCase):
+    """--fatbins: the build's fatbins read instead of compiled, never stale ones."""
+
+    def test_a_missing_or_stale_fatbin_stops_the_tool(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = pathlib.Path(tmp)
+            with self.assertRaises(SystemExit) as missing:
+                sass_mainloop.disassemble_fatbin(folder, folder, "conv_tc_forward.cu", "sm_90")
+            self.assertIn("no ", str(missing.exception))
+            fatbin = folder / "conv_tc_forward.fatbin"
+            fatbin.write_bytes(b"")
+            os.utime(fatbin, (0, 0))  # older than every file under kernels/
+            with self.assertRaises(SystemExit) as stale:
+                sass_mainloop.disassemble_fatbin(folder, folder, "conv_tc_forward.cu", "sm_90")
+            self.assertIn("is older than kernels/", str(stale.exception))
+
+    def test_registers_from_a_resource_usage_page(self):
+        page = (
+            "Resource usage:\n Common:\n  GLOBAL:0\n"
+            " Function conv2d_a_bf16:\n  REG:71 STACK:0 SHARED:1024 LOCAL:0 CONSTANT[0]:636\n"
+            " Function conv2d_b_bf16:\n  REG:168 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:1100\n"
+        )
+        self.assertEqual(sass_mainloop.res_usage_registers(page), {"conv2d_a_bf16": 71, "conv2d_b_bf16": 168})
 
 
 if __name__ == "__main__":
