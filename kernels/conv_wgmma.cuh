@@ -471,15 +471,13 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
         if (producer) produce_until(slices < STAGES ? slices : STAGES);
         issued();
         if (threadIdx.x >= Tile::THREADS) {
-            if constexpr (hands_registers<Tile>()) {
-                // Leaves from here, so that no code after the pipeline runs on the producer's few
-                // registers (exit_thread, common.cuh).
-                setmaxnreg_dec<kWgmmaProducerRegisters>();
-                if (producer) produce_until(slices);
-                exit_thread();
-            }
+            if constexpr (hands_registers<Tile>()) setmaxnreg_dec<kWgmmaProducerRegisters>();
             if (producer) produce_until(slices);
-            return;  // (the kernel body returns for the producer warp: tc_producer_thread)
+            // A producer warpgroup leaves from here, so that no code after the pipeline runs on its
+            // few registers (exit_thread, common.cuh); the kernel body returns for a producer warp
+            // (tc_producer_thread).
+            if constexpr (hands_registers<Tile>()) exit_thread();
+            return;
         }
         if constexpr (hands_registers<Tile>()) setmaxnreg_inc<kWgmmaConsumerRegisters>();
 

@@ -66,7 +66,7 @@ pub struct GpuBackend<D: Driver> {
     /// the stem's max pool to the stem's: on, unless `RESNET_FUSE_BN_INPUT=0` when the backend is
     /// made (to measure what the fusion is worth).
     pub(super) fuse_bn_input: bool,
-    /// Whether the convolutions fed by TMA on both operands run with their producer warp
+    /// Whether the convolutions fed by TMA on both operands run with their producer
     /// (`TcLaunch::producer_threads`): on, unless `RESNET_TMA_PRODUCER=0` when the backend is made (to
     /// time the pipeline without it, whose blocks are smaller: kernels/conv_wgmma.cuh).
     pub(super) tma_producer: bool,

@@ -56,7 +56,7 @@ impl<D: Driver> GpuBackend<D> {
             self.driver
                 .set_max_dynamic_shared(l.kernel, l.shared_bytes)?;
         }
-        // RESNET_TMA_PRODUCER=0: the TMA-fed kernels without their producer warp (the same bits).
+        // RESNET_TMA_PRODUCER=0: the TMA-fed kernels without their producer (the same bits).
         let block = if self.tma_producer {
             l.block
         } else {
