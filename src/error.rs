@@ -24,12 +24,13 @@ pub enum Error {
     /// An op was given arguments that make no sense (a zero stride, a label out of range, ...).
     #[error("{op}: {message}")]
     InvalidArgument { op: &'static str, message: String },
-    /// A file or folder that cannot be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file or folder that cannot be read or written. The I/O error is part of the message and
+    /// deliberately not the error's `source()`: the CLI prints the chain (`{:#}`), which would say
+    /// it twice ("x: No such file or directory (os error 2): No such file or directory (os error 2)").
+    #[error("{}: {cause}", path.display())]
     Io {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A checkpoint that is missing, torn, or does not match the model.
     #[error("checkpoint {}: {message}", path.display())]
@@ -76,7 +77,7 @@ pub fn invalid(op: &'static str, message: impl Into<String>) -> Error {
 /// Wraps an I/O error with the path it concerns.
 pub fn io_error(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io { path, source }
+    move |cause| Error::Io { path, cause }
 }
 
 /// The text a panic was raised with (`panic!("...")` carries a `&str` or a `String`).

@@ -67,7 +67,7 @@ pub(crate) fn write_folder(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> 
             let _ = fs::rename(&old, dir);
             return Err(Error::Io {
                 path: dir.to_path_buf(),
-                source: e,
+                cause: e,
             });
         }
         sync_dir(&parent)?;

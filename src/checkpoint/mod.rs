@@ -212,10 +212,7 @@ pub fn load<B: Backend>(
         return Err(missing(dir));
     }
     if !dir.is_dir() {
-        return Err(error(
-            dir,
-            format!("is a file, not a checkpoint folder (a bare {MODEL_FILE} holds weights only)"),
-        ));
+        return Err(not_a_folder(dir));
     }
     let layout = Layout::of(net)?;
     let model = SafeTensors::read(&dir.join(MODEL_FILE))?;
@@ -237,12 +234,8 @@ pub fn load<B: Backend>(
         None
     };
 
-    let run_state_path = dir.join(RUN_STATE_FILE);
-    if !run_state_path.exists() {
-        return Err(error(&run_state_path, "file does not exist"));
-    }
-    let text = std::fs::read(&run_state_path).map_err(io_error(&run_state_path))?;
-    let run_state: serde_json::Value = serde_json::from_slice(&text)
+    let (run_state_path, text) = read_run_state_text(dir)?;
+    let run_state: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| error(&run_state_path, format!("corrupt JSON: {e}")))?;
 
     staged.apply(be, net)?;
@@ -296,6 +289,30 @@ fn read_mean_image(file: &SafeTensors) -> Result<MeanImage> {
     };
     MeanImage::from_parts(dims[0], dims[1], file.f32_values(entry)?)
         .map_err(|e| error(&file.path, e.to_string()))
+}
+
+/// The path and text of a checkpoint folder's `run_state.json`, with the same errors as [`load`]
+/// for a folder or a file that does not exist.
+pub fn read_run_state_text(dir: &Path) -> Result<(PathBuf, String)> {
+    if !dir.exists() {
+        return Err(missing(dir));
+    }
+    if !dir.is_dir() {
+        return Err(not_a_folder(dir));
+    }
+    let path = dir.join(RUN_STATE_FILE);
+    if !path.exists() {
+        return Err(error(&path, "file does not exist"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    Ok((path, text))
+}
+
+fn not_a_folder(path: &Path) -> Error {
+    error(
+        path,
+        format!("is a file, not a checkpoint folder (a bare {MODEL_FILE} holds weights only)"),
+    )
 }
 
 /// The error for a checkpoint path that does not exist, pointing at `<name>.old` when a save was

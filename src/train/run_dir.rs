@@ -63,8 +63,7 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<PathBuf> {
 
 /// Reads a checkpoint's `run_state.json`.
 pub fn read_state(checkpoint: &Path) -> Result<RunState> {
-    let path = checkpoint.join("run_state.json");
-    let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+    let (path, text) = crate::checkpoint::read_run_state_text(checkpoint)?;
     serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
         path,
         message: format!("invalid run state: {e}"),

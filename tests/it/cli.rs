@@ -60,6 +60,13 @@ fn assert_clean_failure(o: &Output, culprit: &str) {
         first_error_line.contains(culprit),
         "the error line should name {culprit:?}: {err}"
     );
+    // One cause said once: an error that is both in the message and the chain's next link reads
+    // "x: No such file or directory (os error 2): No such file or directory (os error 2)".
+    let parts: Vec<&str> = first_error_line.split(": ").collect();
+    assert!(
+        parts.windows(2).all(|w| w[0] != w[1]),
+        "the error line repeats itself: {err}"
+    );
 }
 
 #[test]
@@ -368,6 +375,19 @@ fn bad_inputs_fail_with_a_message_naming_the_culprit() {
         .output()
         .unwrap();
     assert_clean_failure(&o, missing.to_str().unwrap());
+    let o = train(&out, &["--data", &format!("cifar10:{}", missing.display())]);
+    assert_clean_failure(&o, "data_batch_1.bin");
+    // A file, and a folder without a run state, are not checkpoints.
+    let o = cli()
+        .args(["eval", "--checkpoint", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "not a checkpoint folder");
+    let o = cli()
+        .args(["eval", "--checkpoint", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "run_state.json");
 
     // A corrupt checkpoint: truncate the model file of a real one.
     let good = dir.path().join("good");

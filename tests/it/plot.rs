@@ -184,9 +184,9 @@ fn a_missing_run_folder_is_an_io_error_naming_it() {
     let out = tmp.path().join("x.png");
     let err = plot_runs(&[ok, missing.clone()], &out).unwrap_err();
     match &err {
-        Error::Io { path, source } => {
+        Error::Io { path, cause } => {
             assert_eq!(path, &missing);
-            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
         }
         other => panic!("expected an Io error, got {other:?}"),
     }
@@ -204,9 +204,9 @@ fn a_run_without_metrics_jsonl_is_an_io_error_naming_the_file() {
     std::fs::create_dir(&empty_dir).unwrap();
     let err = plot_runs(std::slice::from_ref(&empty_dir), &tmp.path().join("x.png")).unwrap_err();
     match &err {
-        Error::Io { path, source } => {
+        Error::Io { path, cause } => {
             assert_eq!(path, &empty_dir.join(METRICS_FILE));
-            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
         }
         other => panic!("expected an Io error, got {other:?}"),
     }
