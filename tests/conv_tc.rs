@@ -44,6 +44,8 @@ mod banks;
 mod bn_grad;
 #[path = "conv_tc/bn_input.rs"]
 mod bn_input;
+#[path = "conv_tc/candidates.rs"]
+mod candidates;
 #[path = "conv_tc/indexing.rs"]
 mod indexing;
 #[path = "conv_tc/statistics.rs"]

@@ -57,7 +57,11 @@ struct Run {
 
 impl Run {
     fn new(config: ModelConfig, n: usize, side: usize, precision: Precision, graph: bool) -> Run {
-        let be = gpu(precision);
+        Run::on(gpu(precision), config, n, side, graph)
+    }
+
+    /// [`Run::new`] on the backend `be`.
+    fn on(be: Gpu, config: ModelConfig, n: usize, side: usize, graph: bool) -> Run {
         let classes = config.num_classes;
         let net = Network::new(&be, config, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         let x = Tensor::zeros(&be, [n, side, side, 3]).unwrap();
@@ -182,6 +186,52 @@ fn a_replayed_bottleneck_step_equals_an_eager_step_bit_for_bit() {
         config.stage_channels = vec![32, 64];
         replay_equals_eager(config, 2, 16, precision);
     }
+}
+
+/// With convolution tuning on, the first (eager) step times the candidates and keeps its choices;
+/// the capture records the chosen launches, and the replays equal eager steps with the same choices
+/// bit for bit, the tuning step itself included (each candidate's runs leave the winner's outputs).
+#[test]
+fn a_tuned_step_is_captured_with_its_choices_and_replays_bit_for_bit() {
+    use resnet_cuda::backend::gpu::conv_tc_plan::TcFamily;
+    let tuned = || {
+        let be = gpu(Precision::Bf16);
+        let family = if be.driver().has_kernel("conv2d_wgmma_forward_128x128_bf16") {
+            TcFamily::WgmmaTma
+        } else {
+            TcFamily::MmaSync
+        };
+        be.with_tc_family(family).with_conv_tuning(true)
+    };
+    let config = ModelConfig::from_name("resnet8", 10).unwrap();
+    let (n, side) = (3, 8);
+    let data = batches(4, n, side, config.num_classes);
+    let mut eager = Run::on(tuned(), config.clone(), n, side, false);
+    let mut graphed = Run::on(tuned(), config, n, side, true);
+    let mut tuned_at_first = 0;
+    for (step, (pixels, labels)) in data.iter().enumerate() {
+        eager.step(pixels, labels);
+        if step == 0 {
+            tuned_at_first = eager.be.conv_tuning_records().len();
+            assert!(tuned_at_first > 0);
+            graphed.be.adopt_conv_tuning(&eager.be);
+        }
+        let before = graphed.counts();
+        graphed.step(pixels, labels);
+        let replays = graphed.counts().since(&before).graph_launches;
+        assert_eq!(replays, u64::from(step >= 1), "step {step}");
+        let (a, b) = (eager.state(), graphed.state());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x == y, "step {step}: {name} differs");
+        }
+    }
+    // Every pass of every shape was tuned at step 0, once.
+    assert_eq!(eager.be.conv_tuning_records().len(), tuned_at_first);
+    assert!(
+        graphed.be.conv_tuning_records().is_empty(),
+        "it adopted them all"
+    );
+    graphed.graph.release(&graphed.be);
 }
 
 /// A steady-state resnet20 step: no host synchronisation, no allocation; with the graph, one graph

@@ -1038,3 +1038,6 @@ fn bf16_max_pool_backward_names_a_window_too_large_for_its_taps() {
         "{msg}"
     );
 }
+
+#[path = "mixed_precision/conv_tuning.rs"]
+mod conv_tuning;

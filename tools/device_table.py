@@ -37,7 +37,7 @@ def bench_json(path):
 def step_rows(raw):
     ours = {}
     for name in sorted(os.listdir(raw)):
-        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|wgmma-tma|wgmma-tma-noproducer|nofusebn|nofusebnin|plain))?\.txt", name)
+        m = re.fullmatch(r"bench-(resnet\d+)-b(\d+)(?:-(f32|bf16|eager|nopdl|wgmma|wgmma-tma|wgmma-tma-noproducer|tuned|nofusebn|nofusebnin|plain))?\.txt", name)
         if m:
             j = bench_json(os.path.join(raw, name))
             if j:
@@ -53,6 +53,8 @@ def step_rows(raw):
                     label += ", wgmma + TMA"
                 if m[3] == "wgmma-tma-noproducer":
                     label += ", wgmma + TMA, no producer warp"
+                if m[3] == "tuned":
+                    label += ", tuned (wgmma + TMA candidates)"
                 if m[3] == "nofusebn":
                     label += ", BN sums unfused"
                 if m[3] == "nofusebnin":

@@ -5,6 +5,7 @@
 //! and argument once for all backends and names the tensor at fault, so no backend can read or write
 //! out of bounds because of a bad call.
 
+mod conv_tuning;
 pub mod cpu;
 mod device_counts;
 mod dtype;
@@ -12,6 +13,7 @@ mod element;
 pub mod gpu;
 mod kernel_times;
 
+pub use conv_tuning::ConvTuningRecord;
 pub use device_counts::{DeviceCounters, DeviceCounts};
 pub use dtype::{DType, Precision};
 pub use element::Element;
@@ -25,7 +27,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Stride and zero padding of a 2-D convolution; the kernel size comes from the weight's shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dGeometry {
     pub stride: usize,
     pub pad: usize,
@@ -181,6 +183,11 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// device.
     fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
         Ok(Vec::new())
+    }
+    /// What the backend's convolution tuning timed and kept so far, in the order it tuned
+    /// (`RESNET_CONV_TUNING=1` on a GPU backend); empty where it does not tune.
+    fn conv_tuning_records(&self) -> Vec<ConvTuningRecord> {
+        Vec::new()
     }
     /// Whether [`Backend::begin_graph_capture`] can work here (a GPU backend: CUDA or the
     /// emulator).

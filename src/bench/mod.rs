@@ -169,7 +169,7 @@ fn run_on<B: Backend<Elem = f32>>(
     cfg: &BenchConfig,
     precision: Precision,
 ) -> Result<BenchReport> {
-    let (device, step_ms, cpu_ms, counts, warmup) = {
+    let (device, step_ms, cpu_ms, counts, warmup, tuning) = {
         let be = make()?;
         let mut runner = StepRunner::new(&be, cfg)?;
         for _ in 0..cfg.warmup {
@@ -204,7 +204,8 @@ fn run_on<B: Backend<Elem = f32>>(
             .map(|(start, end)| (end - start) / cfg.iters as f64);
         let name = be.name();
         runner.graph.release(&be);
-        (name, step_ms, cpu_ms, counts, warmup)
+        let tuning = be.conv_tuning_records();
+        (name, step_ms, cpu_ms, counts, warmup, tuning)
     };
     // The timed network is dropped before the profiled one is built, so both never share memory.
     // The same pass times every kernel by itself where the backend can (a GPU backend): a table of
@@ -233,7 +234,7 @@ fn run_on<B: Backend<Elem = f32>>(
         warmup,
         ..cfg.clone()
     };
-    Ok(BenchReport::new(
-        &cfg, precision, device, step_ms, cpu_ms, counts, breakdown,
-    ))
+    let mut report = BenchReport::new(&cfg, precision, device, step_ms, cpu_ms, counts, breakdown);
+    report.conv_tuning = tuning;
+    Ok(report)
 }

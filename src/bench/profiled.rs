@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{
-    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnMap, Conv2dGeometry, DType,
-    DeviceCounts, KernelTime, PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
+    Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnMap, Conv2dGeometry, ConvTuningRecord,
+    DType, DeviceCounts, KernelTime, PoolGeometry, RecordedLosses, SgdConfig, SgdTensors,
 };
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -213,6 +213,10 @@ impl<B: Backend> Backend for Profiled<B> {
 
     fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
         self.inner.take_kernel_times()
+    }
+
+    fn conv_tuning_records(&self) -> Vec<ConvTuningRecord> {
+        self.inner.conv_tuning_records()
     }
 
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {

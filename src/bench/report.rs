@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::profiled::{FamilyTimes, OpFamily};
 use super::BenchConfig;
-use crate::backend::{DeviceCounts, KernelRow, Precision};
+use crate::backend::{ConvTuningRecord, DeviceCounts, KernelRow, Precision};
 use crate::models::Variant;
 
 /// Figures of one `resnet-cuda bench` run. Times in milliseconds.
@@ -64,6 +64,9 @@ pub struct BenchReport {
     /// The 1, 5 and 15 minute load averages when the run ended (`None` where unknown): on a shared
     /// machine the figures mean little without it.
     pub load_average: Option<[f64; 3]>,
+    /// What the timed backend's convolution tuning timed and kept (`RESNET_CONV_TUNING=1` on a GPU
+    /// backend), in the order it tuned; empty otherwise.
+    pub conv_tuning: Vec<ConvTuningRecord>,
 }
 
 /// What the separate synchronised pass measured, per step.
@@ -139,6 +142,7 @@ impl BenchReport {
                 .map(|rows| rows.iter().map(|r| r.ms_per_step).sum()),
             per_kernel,
             load_average: load_average(),
+            conv_tuning: Vec::new(),
         }
     }
 
@@ -208,7 +212,47 @@ impl BenchReport {
         if let (Some(rows), Some(busy)) = (&self.per_kernel, self.kernel_ms_per_step) {
             self.kernel_table(&mut out, rows, busy);
         }
+        if !self.conv_tuning.is_empty() {
+            self.tuning_table(&mut out);
+        }
         out
+    }
+
+    /// The passes where the convolution tuning kept another launch than the plan's, with both
+    /// times, and the sums over all tuned passes.
+    fn tuning_table(&self, out: &mut String) {
+        const SHOWN: usize = 24;
+        let records = &self.conv_tuning;
+        let changed: Vec<&ConvTuningRecord> =
+            records.iter().filter(|r| r.chosen != r.planned).collect();
+        let planned: f64 = records.iter().map(|r| r.planned_ms).sum();
+        let chosen: f64 = records.iter().map(|r| r.chosen_ms).sum();
+        let _ = writeln!(
+            out,
+            "convolution tuning (RESNET_CONV_TUNING=1): {} passes timed, {} on another launch than \
+             the plan's; one call of each: {chosen:.3} ms against the plan's {planned:.3} ms",
+            records.len(),
+            changed.len()
+        );
+        for r in changed.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "  {} {}: {} {:.3} ms -> {} {:.3} ms ({} candidates)",
+                r.pass, r.shape, r.planned, r.planned_ms, r.chosen, r.chosen_ms, r.candidates
+            );
+        }
+        if changed.len() > SHOWN {
+            let _ = writeln!(
+                out,
+                "  ... and {} more (--json lists all)",
+                changed.len() - SHOWN
+            );
+        }
+        for r in records {
+            for failure in &r.failed {
+                let _ = writeln!(out, "  left out of {} {}: {failure}", r.pass, r.shape);
+            }
+        }
     }
 
     /// The most expensive kernels of a step, each launch timed by itself, and the rest in one line.

@@ -88,7 +88,7 @@ pub(super) fn run_stats(
 }
 
 /// Checks the partials against the module's bounds, from `y` as written.
-fn check_partials(what: &str, part: &TcStatsPartition, y: &[u16], stats: &[f32]) {
+pub(super) fn check_partials(what: &str, part: &TcStatsPartition, y: &[u16], stats: &[f32]) {
     let (k, p_count) = (part.channels, part.partitions());
     assert_eq!(stats.len(), 2 * p_count * k, "{what}: length");
     let y = to_f64(y);

@@ -67,6 +67,8 @@ fn json_report_is_complete_and_consistent() {
     ] {
         assert_eq!(v.get(key), Some(&Value::Null), "{key} in {v}");
     }
+    // Nothing tunes convolutions on the CPU.
+    assert_eq!(v["conv_tuning"], serde_json::json!([]), "{v}");
 
     let ms = number(&v, "ms_per_step");
     let images = number(&v, "images_per_sec");
@@ -209,6 +211,71 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
     // the end of each step (reading that loss) is not counted.
     assert_eq!(number(&v, "host_syncs_per_step"), 0.0, "{v}");
     assert!(number(&v, "allocations_per_step").fract() == 0.0, "{v}");
+}
+
+/// `RESNET_CONV_TUNING=1`: the report lists each pass the tuning timed (the plan's launch and the
+/// winner, each with its time) and the table says what changed; a nonsense value is a one-line
+/// error naming the variable.
+#[test]
+fn tuned_convolutions_are_reported() {
+    let out = Command::cargo_bin("resnet-cuda")
+        .unwrap()
+        .env("RESNET_CONV_TUNING", "1")
+        .args([
+            "bench",
+            "--model",
+            "resnet8",
+            "--batch-size",
+            "2",
+            "--device",
+            "emu",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--profile-iters",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let records = v["conv_tuning"].as_array().expect("a list");
+    // resnet8's convolutions: at least a forward, a backward-data and a backward-filter.
+    assert!(records.len() >= 3, "{v}");
+    for r in records {
+        assert!(r["candidates"].as_u64().unwrap() >= 2, "{r}");
+        assert!(number(r, "chosen_ms") <= number(r, "planned_ms"), "{r}");
+        assert!(r["planned"].as_str().unwrap().starts_with("conv2d_"), "{r}");
+        assert_eq!(r["failed"], serde_json::json!([]), "{r}");
+    }
+    let out = Command::cargo_bin("resnet-cuda")
+        .unwrap()
+        .env("RESNET_CONV_TUNING", "maybe")
+        .args([
+            "bench",
+            "--model",
+            "resnet8",
+            "--batch-size",
+            "2",
+            "--device",
+            "emu",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: RESNET_CONV_TUNING=\"maybe\"")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// With the graph on, the eager first step and the capture are warm-up even when `--warmup` is 0:

@@ -22,6 +22,7 @@ use super::buffer::Allocation;
 pub use super::buffer::DeviceBuffer;
 use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self, TcFamily};
+use super::conv_tuning::{tuning_from_env, ConvTuner};
 use super::convolution::{conv_shape, dims4, direct_conv_args};
 use super::head::Gemm;
 use super::optimiser::SgdTable;
@@ -34,8 +35,8 @@ use super::launch_constants::LOSS_REDUCE_THREADS;
 use super::loss_record::GpuLossRecord;
 use crate::backend::{
     no_conv_stats, Backend, BatchNormConfig, BatchNormSaved, BnGradMask, BnMap, Conv2dGeometry,
-    DType, DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision, RecordedLosses,
-    SgdConfig, SgdTensors, StepGraph,
+    ConvTuningRecord, DType, DeviceCounters, DeviceCounts, KernelTime, PoolGeometry, Precision,
+    RecordedLosses, SgdConfig, SgdTensors, StepGraph,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -70,6 +71,14 @@ pub struct GpuBackend<D: Driver> {
     /// (`TcLaunch::producer_threads`): on, unless `RESNET_TMA_PRODUCER=0` when the backend is made (to
     /// time the pipeline without it, whose blocks are smaller: kernels/conv_wgmma.cuh).
     pub(super) tma_producer: bool,
+    /// Whether the bf16 convolutions are tuned (`RESNET_CONV_TUNING`, read when the backend is
+    /// made; a bad value is reported by the first bf16 convolution), and what the tuner chose
+    /// (conv_tuning.rs).
+    pub(super) conv_tuning: std::result::Result<bool, String>,
+    pub(super) tuner: ConvTuner,
+    /// Whether kernel timing is on for a profile (`Backend::set_kernel_timing`): the tuner then
+    /// leaves the timing records alone.
+    pub(super) kernel_timing: AtomicBool,
     /// The chunk table of the last `sgd_update_many`. The parameters of a training run never move,
     /// so it is built and uploaded once; a step only compares the parameter list.
     pub(super) sgd_table: Mutex<Option<SgdTable<D>>>,
@@ -138,6 +147,9 @@ impl<D: Driver> GpuBackend<D> {
             fuse_bn_grad: std::env::var_os("RESNET_FUSE_BN_GRAD").is_none_or(|v| v != "0"),
             fuse_bn_input: std::env::var_os("RESNET_FUSE_BN_INPUT").is_none_or(|v| v != "0"),
             tma_producer: std::env::var_os("RESNET_TMA_PRODUCER").is_none_or(|v| v != "0"),
+            conv_tuning: tuning_from_env(),
+            tuner: ConvTuner::default(),
+            kernel_timing: AtomicBool::new(false),
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
             retired_workspaces: Mutex::new(Vec::new()),
@@ -154,6 +166,12 @@ impl<D: Driver> GpuBackend<D> {
 
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The same backend with convolution tuning on or off (see conv_tuning.rs).
+    pub fn with_conv_tuning(mut self, on: bool) -> Self {
+        self.conv_tuning = Ok(on);
+        self
     }
 
     /// The same backend running its bf16 convolutions on the tensor-core kernels of `family`.
@@ -355,7 +373,13 @@ impl<D: Driver> Backend for GpuBackend<D> {
     }
 
     fn set_kernel_timing(&self, on: bool) -> Result<bool> {
-        self.driver.set_kernel_timing(on).map(|()| true)
+        self.driver.set_kernel_timing(on)?;
+        self.kernel_timing.store(on, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn conv_tuning_records(&self) -> Vec<ConvTuningRecord> {
+        self.tuner.records()
     }
 
     fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {

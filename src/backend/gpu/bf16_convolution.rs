@@ -16,7 +16,7 @@ use super::backend::GpuBackend;
 use super::batch_norm::{with_bn_affine, ReluMask};
 use super::bf16_launch;
 use super::conv_plan::ConvShape;
-use super::conv_tc_plan::{self as plan, TcFilterLaunch, TcLaunch};
+use super::conv_tc_plan::{TcFilterLaunch, TcLaunch, TcPass};
 use super::driver::{DevicePtr, Driver};
 use super::launch::KernelArgs;
 use crate::backend::{BatchNormSaved, BnGradMask, BnMap, DType};
@@ -154,12 +154,15 @@ impl<D: Driver> GpuBackend<D> {
         self.with_bf16_activation(x, |x16| {
             self.with_vector_operands(shape, x16, w16, |shape, x16, w16| {
                 let args = KernelArgs::new().ptr(x16).ptr(w16).ptr(y_ptr);
-                let (launch, args) = match stats_ptr {
-                    None => (plan::forward_for(shape, family), args),
-                    Some(p) => (plan::forward_stats_for(shape, family), args.ptr(p)),
+                let (pass, args) = match stats_ptr {
+                    None => (TcPass::Forward, args),
+                    Some(p) => (TcPass::ForwardStats, args.ptr(p)),
                 };
-                let args = self.with_tensor_maps(&launch, args.value(&shape.dims()), w16, x16)?;
-                self.launch_tc(&launch, args)
+                let args = args.value(&shape.dims());
+                self.run_tc_pass(pass, shape, family, |launch| {
+                    let args = self.with_tensor_maps(launch, args.clone(), w16, x16)?;
+                    self.launch_tc(launch, args)
+                })
             })
         })?;
         if let Some(stats) = stats {
@@ -180,8 +183,7 @@ impl<D: Driver> GpuBackend<D> {
         y: &mut T<D>,
         stats: &mut T<D>,
     ) -> Result<()> {
-        let launch = plan::forward_stats_bnrelu_for(shape, self.tc_family()?)
-            .expect("conv2d_bn_input_fusion said this shape fuses");
+        let family = self.tc_family()?;
         let w16 = self.bf16_view_of_weight(w)?;
         let args = KernelArgs::new()
             .ptr(x.buf().ptr())
@@ -189,8 +191,10 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(y.buf().ptr())
             .ptr(stats.buf().ptr());
         let args = with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims());
-        let args = self.with_tensor_maps(&launch, args, w16, x.buf().ptr())?;
-        self.launch_tc(&launch, args)?;
+        self.run_tc_pass(TcPass::ForwardStatsBnRelu, shape, family, |launch| {
+            let args = self.with_tensor_maps(launch, args.clone(), w16, x.buf().ptr())?;
+            self.launch_tc(launch, args)
+        })?;
         Self::written_as(stats, DType::F32);
         Self::written_as(y, DType::Bf16);
         Ok(())
@@ -214,10 +218,16 @@ impl<D: Driver> GpuBackend<D> {
             Some(a) => args.ptr(a.buf().ptr()),
             None => args,
         };
-        let launch = plan::backward_data_for(shape, addend.is_some(), self.tc_family()?);
-        let args =
-            self.with_tensor_maps(&launch, args.value(&shape.dims()), w16, dy.buf().ptr())?;
-        self.launch_tc(&launch, args)?;
+        let pass = if addend.is_some() {
+            TcPass::BackwardDataAdd
+        } else {
+            TcPass::BackwardData
+        };
+        let args = args.value(&shape.dims());
+        self.run_tc_pass(pass, shape, self.tc_family()?, |launch| {
+            let args = self.with_tensor_maps(launch, args.clone(), w16, dy.buf().ptr())?;
+            self.launch_tc(launch, args)
+        })?;
         Self::written_as(dx, DType::Bf16);
         Ok(())
     }
@@ -236,8 +246,7 @@ impl<D: Driver> GpuBackend<D> {
         bn: &BnGradInput<'_, D>,
         partials: &mut T<D>,
     ) -> Result<()> {
-        let launch = plan::backward_data_bn_for(shape, self.tc_family()?)
-            .expect("conv2d_bn_grad_len said this shape fuses");
+        let family = self.tc_family()?;
         let w16 = self.bf16_view_of_weight(w)?;
         let (mask, y) = match bn.mask {
             BnGradMask::None => (ReluMask::None, 0),
@@ -255,8 +264,10 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(y)
             .ptr(partials.buf().ptr())
             .value(&shape.dims());
-        let args = self.with_tensor_maps(&launch, args, w16, dy.buf().ptr())?;
-        self.launch_tc(&launch, args)?;
+        self.run_tc_pass(TcPass::BackwardDataBn, shape, family, |launch| {
+            let args = self.with_tensor_maps(launch, args.clone(), w16, dy.buf().ptr())?;
+            self.launch_tc(launch, args)
+        })?;
         Self::written_as(dz, DType::Bf16);
         Self::written_as(partials, DType::F32);
         Ok(())
@@ -308,13 +319,15 @@ impl<D: Driver> GpuBackend<D> {
         dy: DevicePtr,
         dw: DevicePtr,
     ) -> Result<()> {
-        let launch = plan::backward_filter_for(shape, self.tc_family()?);
-        self.run_filter(shape, &launch, dw, (x16, dy), |out| {
-            KernelArgs::new()
-                .ptr(x16)
-                .ptr(dy)
-                .ptr(out)
-                .value(&shape.dims())
+        let family = self.tc_family()?;
+        self.run_tc_filter_pass(TcPass::BackwardFilter, shape, family, |launch| {
+            self.run_filter(shape, launch, dw, (x16, dy), |out| {
+                KernelArgs::new()
+                    .ptr(x16)
+                    .ptr(dy)
+                    .ptr(out)
+                    .value(&shape.dims())
+            })
         })
     }
 
@@ -328,12 +341,13 @@ impl<D: Driver> GpuBackend<D> {
         dy: &T<D>,
         dw: &mut T<D>,
     ) -> Result<()> {
-        let launch = plan::backward_filter_bnrelu_for(shape, self.tc_family()?)
-            .expect("conv2d_bn_input_fusion said this shape fuses");
-        let (x, dy) = (x.buf().ptr(), dy.buf().ptr());
-        self.run_filter(shape, &launch, dw.buf().ptr(), (x, dy), |out| {
-            let args = KernelArgs::new().ptr(x).ptr(dy).ptr(out);
-            with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims())
+        let family = self.tc_family()?;
+        let (x, dy, dw_ptr) = (x.buf().ptr(), dy.buf().ptr(), dw.buf().ptr());
+        self.run_tc_filter_pass(TcPass::BackwardFilterBnRelu, shape, family, |launch| {
+            self.run_filter(shape, launch, dw_ptr, (x, dy), |out| {
+                let args = KernelArgs::new().ptr(x).ptr(dy).ptr(out);
+                with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims())
+            })
         })?;
         Self::written_as(dw, DType::F32);
         Ok(())

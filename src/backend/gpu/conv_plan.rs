@@ -48,7 +48,7 @@ pub struct ConvDims {
 unsafe impl KernelPod for ConvDims {}
 
 /// A convolution's shape, as the kernels see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvShape {
     /// Input [N, H, W, C].
     pub x: [usize; 4],

@@ -21,6 +21,7 @@ struct ArgWords([u64; MAX_ARG_WORDS]);
 /// `float`; a by-value struct takes as many words as it needs, a tensor map 16 words from a 64-byte
 /// boundary. The kernel reads exactly its parameter's size from the argument's address. Held in fixed
 /// arrays: one is built per launch.
+#[derive(Clone)]
 pub struct KernelArgs {
     words: ArgWords,
     /// Index in `words` of each argument's first word.

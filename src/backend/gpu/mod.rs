@@ -8,6 +8,7 @@ mod conv_tc_kernels;
 mod conv_tc_maps;
 pub mod conv_tc_plan;
 mod conv_tc_tile;
+mod conv_tuning;
 mod convolution;
 mod copy_stream;
 pub mod cuda_driver;

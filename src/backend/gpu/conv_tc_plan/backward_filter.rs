@@ -268,6 +268,7 @@ pub fn backward_filter_with(
     );
     let reduce = (splits > 1).then(|| TcLaunch {
         kernel: FILTER_REDUCE_KERNEL,
+        tile,
         grid: (
             dim(count
                 .div_ceil(REDUCE_THREADS as usize)

@@ -58,12 +58,14 @@
 
 mod backward_data;
 mod backward_filter;
+mod candidates;
 mod forward;
 #[cfg(test)]
 mod tests;
 
 pub use backward_data::*;
 pub use backward_filter::*;
+pub use candidates::*;
 pub use forward::*;
 
 use super::conv_plan::ConvShape;
@@ -98,6 +100,8 @@ pub const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcLaunch {
     pub kernel: &'static str,
+    /// The tile the kernel computes (for a backward-filter's reduce, its partial kernel's).
+    pub tile: TcTile,
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
@@ -244,6 +248,7 @@ fn output_tile(rows: usize, cols: usize) -> TcTile {
 fn launch(kernel: &'static str, tile: TcTile, rows: usize, cols: usize, z: usize) -> TcLaunch {
     TcLaunch {
         kernel,
+        tile,
         grid: (
             dim(rows.div_ceil(tile.bm()).max(1)),
             dim(cols.div_ceil(tile.bn()).max(1)),
