@@ -6,9 +6,15 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> std::process::Output {
+    bench_with(&[], args)
+}
+
+/// `bench` with the environment variables `env` set.
+fn bench_with(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     Command::cargo_bin("resnet-cuda")
         .expect("the binary is built")
         .env("RAYON_NUM_THREADS", "2")
+        .envs(env.iter().copied())
         .arg("bench")
         .args(args)
         .output()
@@ -163,25 +169,31 @@ fn bad_flags_and_absent_devices_are_one_line_errors() {
     );
 }
 
-/// `bench --json` of one resnet8 step at batch 2 on the emulator, no warm-up asked for, with `extra`
-/// flags; the report it printed.
+/// One resnet8 step at batch 2 on the emulator, no warm-up asked for, as JSON.
+const EMULATED_RESNET8: [&str; 13] = [
+    "--model",
+    "resnet8",
+    "--batch-size",
+    "2",
+    "--device",
+    "emu",
+    "--iters",
+    "1",
+    "--warmup",
+    "0",
+    "--profile-iters",
+    "1",
+    "--json",
+];
+
+/// `bench` of [`EMULATED_RESNET8`] with `extra` flags; the report it printed.
 fn emulated_resnet8_step(extra: &[&str]) -> Value {
-    let args = [
-        "--model",
-        "resnet8",
-        "--batch-size",
-        "2",
-        "--device",
-        "emu",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--profile-iters",
-        "1",
-        "--json",
-    ];
-    let out = bench(&[&args[..], extra].concat());
+    emulated_resnet8_step_with(&[], extra)
+}
+
+/// [`emulated_resnet8_step`] with the environment variables `env` set.
+fn emulated_resnet8_step_with(env: &[(&str, &str)], extra: &[&str]) -> Value {
+    let out = bench_with(env, &[&EMULATED_RESNET8[..], extra].concat());
     assert!(
         out.status.success(),
         "{}",
@@ -218,33 +230,7 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
 /// error naming the variable.
 #[test]
 fn tuned_convolutions_are_reported() {
-    let out = Command::cargo_bin("resnet-cuda")
-        .unwrap()
-        .env("RESNET_CONV_TUNING", "1")
-        .args([
-            "bench",
-            "--model",
-            "resnet8",
-            "--batch-size",
-            "2",
-            "--device",
-            "emu",
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--profile-iters",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let v = emulated_resnet8_step_with(&[("RESNET_CONV_TUNING", "1")], &[]);
     let records = v["conv_tuning"].as_array().expect("a list");
     // resnet8's convolutions: at least a forward, a backward-data and a backward-filter.
     assert!(records.len() >= 3, "{v}");
@@ -254,20 +240,7 @@ fn tuned_convolutions_are_reported() {
         assert!(r["planned"].as_str().unwrap().starts_with("conv2d_"), "{r}");
         assert_eq!(r["failed"], serde_json::json!([]), "{r}");
     }
-    let out = Command::cargo_bin("resnet-cuda")
-        .unwrap()
-        .env("RESNET_CONV_TUNING", "maybe")
-        .args([
-            "bench",
-            "--model",
-            "resnet8",
-            "--batch-size",
-            "2",
-            "--device",
-            "emu",
-        ])
-        .output()
-        .unwrap();
+    let out = bench_with(&[("RESNET_CONV_TUNING", "maybe")], &EMULATED_RESNET8);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

@@ -159,7 +159,7 @@ impl<D: Driver> GpuBackend<D> {
                     Some(p) => (TcPass::ForwardStats, args.ptr(p)),
                 };
                 let args = args.value(&shape.dims());
-                self.run_tc_pass(pass, shape, family, |launch| {
+                self.run_tc_pass(pass, shape, family, |launch: &TcLaunch| {
                     let args = self.with_tensor_maps(launch, args.clone(), w16, x16)?;
                     self.launch_tc(launch, args)
                 })
@@ -191,10 +191,15 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(y.buf().ptr())
             .ptr(stats.buf().ptr());
         let args = with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims());
-        self.run_tc_pass(TcPass::ForwardStatsBnRelu, shape, family, |launch| {
-            let args = self.with_tensor_maps(launch, args.clone(), w16, x.buf().ptr())?;
-            self.launch_tc(launch, args)
-        })?;
+        self.run_tc_pass(
+            TcPass::ForwardStatsBnRelu,
+            shape,
+            family,
+            |launch: &TcLaunch| {
+                let args = self.with_tensor_maps(launch, args.clone(), w16, x.buf().ptr())?;
+                self.launch_tc(launch, args)
+            },
+        )?;
         Self::written_as(stats, DType::F32);
         Self::written_as(y, DType::Bf16);
         Ok(())
@@ -224,7 +229,7 @@ impl<D: Driver> GpuBackend<D> {
             TcPass::BackwardData
         };
         let args = args.value(&shape.dims());
-        self.run_tc_pass(pass, shape, self.tc_family()?, |launch| {
+        self.run_tc_pass(pass, shape, self.tc_family()?, |launch: &TcLaunch| {
             let args = self.with_tensor_maps(launch, args.clone(), w16, dy.buf().ptr())?;
             self.launch_tc(launch, args)
         })?;
@@ -264,10 +269,15 @@ impl<D: Driver> GpuBackend<D> {
             .ptr(y)
             .ptr(partials.buf().ptr())
             .value(&shape.dims());
-        self.run_tc_pass(TcPass::BackwardDataBn, shape, family, |launch| {
-            let args = self.with_tensor_maps(launch, args.clone(), w16, dy.buf().ptr())?;
-            self.launch_tc(launch, args)
-        })?;
+        self.run_tc_pass(
+            TcPass::BackwardDataBn,
+            shape,
+            family,
+            |launch: &TcLaunch| {
+                let args = self.with_tensor_maps(launch, args.clone(), w16, dy.buf().ptr())?;
+                self.launch_tc(launch, args)
+            },
+        )?;
         Self::written_as(dz, DType::Bf16);
         Self::written_as(partials, DType::F32);
         Ok(())
@@ -320,15 +330,20 @@ impl<D: Driver> GpuBackend<D> {
         dw: DevicePtr,
     ) -> Result<()> {
         let family = self.tc_family()?;
-        self.run_tc_filter_pass(TcPass::BackwardFilter, shape, family, |launch| {
-            self.run_filter(shape, launch, dw, (x16, dy), |out| {
-                KernelArgs::new()
-                    .ptr(x16)
-                    .ptr(dy)
-                    .ptr(out)
-                    .value(&shape.dims())
-            })
-        })
+        self.run_tc_pass(
+            TcPass::BackwardFilter,
+            shape,
+            family,
+            |launch: &TcFilterLaunch| {
+                self.run_filter(shape, launch, dw, (x16, dy), |out| {
+                    KernelArgs::new()
+                        .ptr(x16)
+                        .ptr(dy)
+                        .ptr(out)
+                        .value(&shape.dims())
+                })
+            },
+        )
     }
 
     /// `dw` (f32) of the convolution of `relu(BN(x))` (BN's output computed from bf16 `x` as the
@@ -343,12 +358,17 @@ impl<D: Driver> GpuBackend<D> {
     ) -> Result<()> {
         let family = self.tc_family()?;
         let (x, dy, dw_ptr) = (x.buf().ptr(), dy.buf().ptr(), dw.buf().ptr());
-        self.run_tc_filter_pass(TcPass::BackwardFilterBnRelu, shape, family, |launch| {
-            self.run_filter(shape, launch, dw_ptr, (x, dy), |out| {
-                let args = KernelArgs::new().ptr(x).ptr(dy).ptr(out);
-                with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims())
-            })
-        })?;
+        self.run_tc_pass(
+            TcPass::BackwardFilterBnRelu,
+            shape,
+            family,
+            |launch: &TcFilterLaunch| {
+                self.run_filter(shape, launch, dw_ptr, (x, dy), |out| {
+                    let args = KernelArgs::new().ptr(x).ptr(dy).ptr(out);
+                    with_bn_affine(args, bn.gamma, &bn.saved).value(&shape.dims())
+                })
+            },
+        )?;
         Self::written_as(dw, DType::F32);
         Ok(())
     }

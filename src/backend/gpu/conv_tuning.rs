@@ -68,13 +68,23 @@ impl ConvTuner {
 
 /// A launch the tuner can run and name: a single kernel, or a backward-filter's partial kernel and
 /// reduce.
-trait Candidate: Copy {
+pub(super) trait Candidate: Copy {
+    /// The plan's launch for `pass` of `shape` (`None`: the plan has no kernel for it).
+    fn planned(pass: TcPass, shape: &ConvShape, family: TcFamily) -> Option<Self>;
+    /// Every launch for it, the plan's first.
+    fn candidates(pass: TcPass, shape: &ConvShape, family: TcFamily) -> Vec<Self>;
     fn kernels(&self) -> impl Iterator<Item = &'static str>;
     fn label(&self) -> String;
     fn cached(tuner: &ConvTuner) -> &Mutex<HashMap<(TcPass, ConvShape), Self>>;
 }
 
 impl Candidate for TcLaunch {
+    fn planned(pass: TcPass, shape: &ConvShape, family: TcFamily) -> Option<Self> {
+        plan::planned_launch(pass, shape, family)
+    }
+    fn candidates(pass: TcPass, shape: &ConvShape, family: TcFamily) -> Vec<Self> {
+        plan::launch_candidates(pass, shape, family)
+    }
     fn kernels(&self) -> impl Iterator<Item = &'static str> {
         std::iter::once(self.kernel)
     }
@@ -87,6 +97,12 @@ impl Candidate for TcLaunch {
 }
 
 impl Candidate for TcFilterLaunch {
+    fn planned(pass: TcPass, shape: &ConvShape, family: TcFamily) -> Option<Self> {
+        plan::planned_filter_launch(pass, shape, family)
+    }
+    fn candidates(pass: TcPass, shape: &ConvShape, family: TcFamily) -> Vec<Self> {
+        plan::filter_candidates(pass, shape, family)
+    }
     fn kernels(&self) -> impl Iterator<Item = &'static str> {
         std::iter::once(self.partial.kernel).chain(self.reduce.map(|r| r.kernel))
     }
@@ -131,47 +147,22 @@ impl<D: Driver> GpuBackend<D> {
         *self.tuner.filters.lock().unwrap_or_else(|e| e.into_inner()) = filters;
     }
 
-    /// Runs the forward or backward-data `pass` of `shape` as `run` launches it: the plan's launch
-    /// for `family`, or with tuning on the tuned one (module doc).
-    pub(super) fn run_tc_pass(
+    /// Runs `pass` of `shape` as `run` launches it (a [`TcLaunch`], or a [`TcFilterLaunch`] for
+    /// a backward-filter pass): the plan's launch for `family`, or with tuning on the tuned one
+    /// (module doc).
+    pub(super) fn run_tc_pass<L: Candidate>(
         &self,
         pass: TcPass,
         shape: &ConvShape,
         family: TcFamily,
-        run: impl Fn(&TcLaunch) -> Result<()>,
+        run: impl Fn(&L) -> Result<()>,
     ) -> Result<()> {
         if !self.conv_tuning()? {
-            let launch = plan::planned_launch(pass, shape, family)
+            let launch = L::planned(pass, shape, family)
                 .unwrap_or_else(|| panic!("{}: the plan has no kernel for {shape:?}", pass.name()));
             return run(&launch);
         }
-        self.run_tuned(
-            pass,
-            shape,
-            || plan::launch_candidates(pass, shape, family),
-            run,
-        )
-    }
-
-    /// [`GpuBackend::run_tc_pass`] for a backward-filter `pass`.
-    pub(super) fn run_tc_filter_pass(
-        &self,
-        pass: TcPass,
-        shape: &ConvShape,
-        family: TcFamily,
-        run: impl Fn(&TcFilterLaunch) -> Result<()>,
-    ) -> Result<()> {
-        if !self.conv_tuning()? {
-            let launch = plan::planned_filter_launch(pass, shape, family)
-                .unwrap_or_else(|| panic!("{}: the plan has no kernel for {shape:?}", pass.name()));
-            return run(&launch);
-        }
-        self.run_tuned(
-            pass,
-            shape,
-            || plan::filter_candidates(pass, shape, family),
-            run,
-        )
+        self.run_tuned(pass, shape, family, run)
     }
 
     fn conv_tuning(&self) -> Result<bool> {
@@ -182,7 +173,7 @@ impl<D: Driver> GpuBackend<D> {
         &self,
         pass: TcPass,
         shape: &ConvShape,
-        candidates: impl FnOnce() -> Vec<L>,
+        family: TcFamily,
         run: impl Fn(&L) -> Result<()>,
     ) -> Result<()> {
         let key = (pass, *shape);
@@ -194,7 +185,7 @@ impl<D: Driver> GpuBackend<D> {
         if let Some(chosen) = cached {
             return run(&chosen);
         }
-        let candidates: Vec<L> = candidates()
+        let candidates: Vec<L> = L::candidates(pass, shape, family)
             .into_iter()
             .filter(|c| c.kernels().all(|k| self.driver.has_kernel(k)))
             .collect();
