@@ -54,7 +54,7 @@ def step_rows(raw):
                 if m[3] == "wgmma-tma-noproducer":
                     label += ", wgmma + TMA, no producer warp"
                 if m[3] == "tuned":
-                    label += ", tuned (wgmma + TMA candidates)"
+                    label += ", conv tuning"
                 if m[3] == "nofusebn":
                     label += ", BN sums unfused"
                 if m[3] == "nofusebnin":
@@ -217,6 +217,30 @@ def cifar_schedule(raw):
     )
 
 
+def tuning_table(ours):
+    """The passes a tuned bench (`RESNET_CONV_TUNING=1`) kept on another launch than the plan's."""
+    out = []
+    for (model, batch, label), j in sorted(ours.items()):
+        records = j.get("conv_tuning") or []
+        if not records:
+            continue
+        planned = sum(r["planned_ms"] for r in records)
+        chosen = sum(r["chosen_ms"] for r in records)
+        out.append(f"\n{model} b{batch} ({label}): {len(records)} passes timed, one call of each "
+                   f"{chosen:.3f} ms against the plan's {planned:.3f} ms\n")
+        out.append("| pass | shape | plan's launch | ms | kept | ms | plan / kept |")
+        out.append("|---|---|---|---|---|---|---|")
+        for r in records:
+            if r["chosen"] != r["planned"]:
+                ratio = r["planned_ms"] / r["chosen_ms"] if r["chosen_ms"] > 0 else float("inf")
+                out.append(f"| {r['pass']} | {r['shape']} | {r['planned']} | {r['planned_ms']:.3f} "
+                           f"| {r['chosen']} | {r['chosen_ms']:.3f} | {ratio:.2f} |")
+        for r in records:
+            for failure in r.get("failed", []):
+                out.append(f"left out of {r['pass']} {r['shape']}: {failure}")
+    return "\n".join(out)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("raw", nargs="+")
@@ -245,6 +269,10 @@ def main():
     if kernels:
         print("\nWhere the device's time goes, kernel by kernel (bench's synchronised pass)")
         print(kernels)
+    tuning = tuning_table(ours)
+    if tuning:
+        print("\nConvolution tuning: the passes kept on another launch than the plan's (bench's first step)")
+        print(tuning)
     schedule = next((s for s in map(cifar_schedule, args.raw) if s), None)
     if schedule:
         print("\nThe paper's CIFAR schedule (resnet20, 64,000 iterations of 128; goal: 60 s)\n")
