@@ -168,6 +168,52 @@ fn a_tuned_pass_times_every_candidate_once_then_launches_its_choice_alone() {
     }
 }
 
+/// `RESNET_CONV_TUNING_FILE`: a second backend (a second process) takes the first one's choices
+/// from the file without timing anything and computes the same bits; a choice that is not among
+/// its candidates is tuned again and replaced.
+#[test]
+fn a_tuning_file_hands_the_choices_to_the_next_process() {
+    let o = operands();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tuning.json");
+    let first = tuned_gpu(true).with_conv_tuning_file(&path);
+    three_passes(&first, &o);
+    let (first_out, first_counts) = three_passes(&first, &o);
+    assert_eq!(first.conv_tuning_records().len(), 3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for r in first.conv_tuning_records() {
+        assert!(text.contains(&r.chosen), "{} not in {text}", r.chosen);
+    }
+
+    let second = tuned_gpu(true).with_conv_tuning_file(&path);
+    let (second_out, second_counts) = three_passes(&second, &o);
+    assert!(second.conv_tuning_records().is_empty(), "timed again");
+    // The same launches as the first backend's steady calls (the forward's weight copy aside).
+    assert_eq!(second_counts[1..], first_counts[1..]);
+    for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&first_out[i]) == bits(&second_out[i]),
+            "{name} differs"
+        );
+    }
+
+    // A choice no candidate has (an older build's kernel, say) is tuned again.
+    let forward = first.conv_tuning_records()[0].chosen.clone();
+    std::fs::write(&path, text.replace(&forward, "conv2d_no_such_kernel")).unwrap();
+    let third = tuned_gpu(true).with_conv_tuning_file(&path);
+    three_passes(&third, &o);
+    let passes: Vec<String> = third
+        .conv_tuning_records()
+        .iter()
+        .map(|r| r.pass.clone())
+        .collect();
+    assert_eq!(passes, ["forward"]);
+    assert!(!std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("conv2d_no_such_kernel"));
+}
+
 /// Timing needs the host to wait, which a capture refuses, and kernel timing on for a profile owns
 /// its records: a pass first met in either runs the plan's launch and is tuned at a later call.
 #[test]

@@ -23,6 +23,7 @@ pub use super::buffer::DeviceBuffer;
 use super::conv_plan::ConvShape;
 use super::conv_tc_plan::{self, TcFamily};
 use super::conv_tuning::{tuning_from_env, ConvTuner};
+use super::conv_tuning_file::TuningFile;
 use super::convolution::{conv_shape, dims4, direct_conv_args};
 use super::head::Gemm;
 use super::optimiser::SgdTable;
@@ -76,6 +77,9 @@ pub struct GpuBackend<D: Driver> {
     /// (conv_tuning.rs).
     pub(super) conv_tuning: std::result::Result<bool, String>,
     pub(super) tuner: ConvTuner,
+    /// Where the tuning's choices are kept between processes (`RESNET_CONV_TUNING_FILE`), if
+    /// anywhere (conv_tuning_file.rs).
+    pub(super) tuning_file: Option<TuningFile>,
     /// Whether kernel timing is on for a profile (`Backend::set_kernel_timing`): the tuner then
     /// leaves the timing records alone.
     pub(super) kernel_timing: AtomicBool,
@@ -149,6 +153,8 @@ impl<D: Driver> GpuBackend<D> {
             tma_producer: std::env::var_os("RESNET_TMA_PRODUCER").is_none_or(|v| v != "0"),
             conv_tuning: tuning_from_env(),
             tuner: ConvTuner::default(),
+            tuning_file: std::env::var_os("RESNET_CONV_TUNING_FILE")
+                .map(|p| TuningFile::new(p.into())),
             kernel_timing: AtomicBool::new(false),
             capturing: AtomicBool::new(false),
             graphs_alive: AtomicUsize::new(0),
@@ -171,6 +177,13 @@ impl<D: Driver> GpuBackend<D> {
     /// The same backend with convolution tuning on or off (see conv_tuning.rs).
     pub fn with_conv_tuning(mut self, on: bool) -> Self {
         self.conv_tuning = Ok(on);
+        self
+    }
+
+    /// The same backend keeping its tuning's choices in the file `path` (see
+    /// conv_tuning_file.rs).
+    pub fn with_conv_tuning_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tuning_file = Some(TuningFile::new(path.into()));
         self
     }
 

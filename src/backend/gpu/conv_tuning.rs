@@ -14,6 +14,10 @@
 //! and round differently. On, it finds on each GPU the launches a tile sweep would, inside the real
 //! step, and `bench` reports what it chose (`Backend::conv_tuning_records`).
 //!
+//! With `RESNET_CONV_TUNING_FILE=PATH` the choices also go to a file, and a pass the file has a
+//! choice for takes it without timing anything (conv_tuning_file.rs): the next process on the
+//! machine, a resumed run say, computes the same bits.
+//!
 //! A pass is not tuned while a graph is being captured (timing makes the host wait, which a capture
 //! refuses; the capture records the launch chosen already, or the plan's) nor while kernel timing
 //! is on for a profile (whose records the tuner would consume); it is tuned at its next eager call.
@@ -192,6 +196,20 @@ impl<D: Driver> GpuBackend<D> {
         let planned = *candidates
             .first()
             .unwrap_or_else(|| panic!("{}: the plan has no kernel for {shape:?}", pass.name()));
+        let keep = |chosen: L| {
+            L::cached(&self.tuner)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, chosen);
+        };
+        let file_key = format!("{} {}", pass.name(), shape_label(shape));
+        if let Some(file) = &self.tuning_file {
+            let kept = file.get(&file_key)?;
+            if let Some(chosen) = candidates.iter().find(|c| Some(c.label()) == kept) {
+                keep(*chosen);
+                return run(chosen);
+            }
+        }
         let can_time =
             !self.capturing.load(Ordering::Relaxed) && !self.kernel_timing.load(Ordering::Relaxed);
         if !can_time {
@@ -218,10 +236,10 @@ impl<D: Driver> GpuBackend<D> {
             .expect("the plan's launch is a candidate");
         let chosen = candidates[best];
         run(&chosen)?;
-        L::cached(&self.tuner)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, chosen);
+        keep(chosen);
+        if let Some(file) = &self.tuning_file {
+            file.put(file_key, chosen.label())?;
+        }
         self.tuner
             .records
             .lock()

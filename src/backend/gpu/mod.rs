@@ -9,6 +9,7 @@ mod conv_tc_maps;
 pub mod conv_tc_plan;
 mod conv_tc_tile;
 mod conv_tuning;
+mod conv_tuning_file;
 mod convolution;
 mod copy_stream;
 pub mod cuda_driver;
