@@ -612,6 +612,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     .top1_err;
             }
         }
+        let tuned = self.be.conv_tuning_records();
+        if leader && !tuned.is_empty() {
+            let moved = tuned.iter().filter(|r| r.chosen != r.planned).count();
+            eprintln!(
+                "convolution tuning: {} passes timed, {moved} on another launch than the plan's",
+                tuned.len()
+            );
+        }
         if leader {
             eprintln!(
                 "done: test error {:.2}% after {} iterations; run folder {}",

@@ -189,9 +189,13 @@ impl<D: Driver> GpuBackend<D> {
         if let Some(chosen) = cached {
             return run(&chosen);
         }
+        // The plan's launch whatever this device has (a missing kernel fails its launch with the
+        // driver's error, as untuned), the others where the device has their kernels.
         let candidates: Vec<L> = L::candidates(pass, shape, family)
             .into_iter()
-            .filter(|c| c.kernels().all(|k| self.driver.has_kernel(k)))
+            .enumerate()
+            .filter(|(i, c)| *i == 0 || c.kernels().all(|k| self.driver.has_kernel(k)))
+            .map(|(_, c)| c)
             .collect();
         let planned = *candidates
             .first()
