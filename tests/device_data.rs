@@ -335,9 +335,38 @@ fn a_run_on_streamed_imagenet_batches_equals_a_run_on_host_batches() {
 /// draws come from the saved data cursor and the iteration, as the host's batches do.
 #[test]
 fn a_resumed_run_on_device_batches_equals_the_uninterrupted_run() {
+    let stderr = resumed_run_equals_the_uninterrupted_run(&[]);
+    assert!(stderr.iter().all(|e| !e.contains("convolution tuning")));
+}
+
+/// The same with the convolutions tuned (`RESNET_CONV_TUNING=1`) and the choices kept in a file
+/// the three processes share (`RESNET_CONV_TUNING_FILE`): the first run times and writes them, the
+/// others take them, so the resumed run computes what the uninterrupted one did.
+#[test]
+fn a_resumed_tuned_run_takes_its_choices_from_the_tuning_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tuning.json");
+    let file = file.to_str().unwrap();
+    let [whole, split, resumed] = resumed_run_equals_the_uninterrupted_run(&[
+        ("RESNET_CONV_TUNING", "1"),
+        ("RESNET_CONV_TUNING_FILE", file),
+    ]);
+    // Only the first process timed anything (`train` reports a tuning that timed passes).
+    assert!(whole.contains("convolution tuning: "), "{whole}");
+    for stderr in [split, resumed] {
+        assert!(!stderr.contains("convolution tuning"), "{stderr}");
+    }
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("\"forward_stats x [4, 32, 32, 8]"), "{text}");
+}
+
+/// Runs of 6 steps, and of 3 resumed to 6, with the environment `env`: the same weights. Returns
+/// the three processes' stderr (the run of 6, of 3, the resumption).
+fn resumed_run_equals_the_uninterrupted_run(env: &[(&str, &str)]) -> [String; 3] {
     let dir = tempfile::tempdir().unwrap();
     let train = |out: &Path, iters: &str| {
         let o = cli()
+            .envs(env.iter().copied())
             .args(["train", "--device", gpu_device(), "--model", "resnet8"])
             .args([
                 "--data",
@@ -358,16 +387,19 @@ fn a_resumed_run_on_device_batches_equals_the_uninterrupted_run() {
             .args(["--out", out.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        stderr
     };
     let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
-    train(&whole, "6");
-    train(&split, "3");
+    let whole_stderr = train(&whole, "6");
+    let split_stderr = train(&split, "3");
     let o = cli()
+        .envs(env.iter().copied())
         .args(["train", "--resume", split.to_str().unwrap(), "--iters", "6"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{stderr}");
     assert!(
         stderr.contains("resuming") && stderr.contains("data on the device"),
@@ -378,6 +410,7 @@ fn a_resumed_run_on_device_batches_equals_the_uninterrupted_run() {
         weights(&whole) == weights(&split),
         "weights differ after resuming"
     );
+    [whole_stderr, split_stderr, stderr]
 }
 
 /// The protocol of uploads ahead (`Driver::mark_landing_free`, `upload_ahead`, `land_upload`),
