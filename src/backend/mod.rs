@@ -189,6 +189,9 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn conv_tuning_records(&self) -> Vec<ConvTuningRecord> {
         Vec::new()
     }
+    /// Takes over the choices `other`'s convolution tuning has made, so that this backend runs
+    /// the same launches for those passes without timing them (a GPU backend; nothing elsewhere).
+    fn adopt_conv_tuning(&self, _other: &Self) {}
     /// Whether [`Backend::begin_graph_capture`] can work here (a GPU backend: CUDA or the
     /// emulator).
     fn supports_graphs(&self) -> bool {

@@ -169,8 +169,10 @@ fn run_on<B: Backend<Elem = f32>>(
     cfg: &BenchConfig,
     precision: Precision,
 ) -> Result<BenchReport> {
+    // The timed backend outlives its network, so that the profiled pass's backend can take over its
+    // convolution tuning's choices (with RESNET_CONV_TUNING=1) and run the launches it timed.
+    let be = make()?;
     let (device, step_ms, cpu_ms, counts, warmup, tuning) = {
-        let be = make()?;
         let mut runner = StepRunner::new(&be, cfg)?;
         for _ in 0..cfg.warmup {
             runner.step(&be)?;
@@ -210,7 +212,10 @@ fn run_on<B: Backend<Elem = f32>>(
     // The timed network is dropped before the profiled one is built, so both never share memory.
     // The same pass times every kernel by itself where the backend can (a GPU backend): a table of
     // where the device's time goes, and, against the headline, what the gaps between kernels cost.
-    let profiled = Profiled::new(make()?);
+    let inner = make()?;
+    inner.adopt_conv_tuning(&be);
+    drop(be);
+    let profiled = Profiled::new(inner);
     let mut runner = StepRunner::new(&profiled, cfg)?;
     runner.step(&profiled)?;
     profiled.reset();

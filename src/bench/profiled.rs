@@ -219,6 +219,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.inner.conv_tuning_records()
     }
 
+    fn adopt_conv_tuning(&self, other: &Self) {
+        self.inner.adopt_conv_tuning(&other.inner)
+    }
+
     fn copy(&self, src: &Tensor<Self>, dst: &mut Tensor<Self>) -> Result<()> {
         self.timed(OpFamily::Elementwise, |b| {
             b.copy(inner(src), inner_mut(dst))

@@ -226,11 +226,15 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
 }
 
 /// `RESNET_CONV_TUNING=1`: the report lists each pass the tuning timed (the plan's launch and the
-/// winner, each with its time) and the table says what changed; a nonsense value is a one-line
-/// error naming the variable.
+/// winner, each with its time), and the profiled pass runs the winners; a nonsense value is a
+/// one-line error naming the variable.
 #[test]
 fn tuned_convolutions_are_reported() {
-    let v = emulated_resnet8_step_with(&[("RESNET_CONV_TUNING", "1")], &[]);
+    let env = [
+        ("RESNET_CONV_TUNING", "1"),
+        ("RESNET_TC_KERNELS", "wgmma-tma"),
+    ];
+    let v = emulated_resnet8_step_with(&env, &[]);
     let records = v["conv_tuning"].as_array().expect("a list");
     // resnet8's convolutions: at least a forward, a backward-data and a backward-filter.
     assert!(records.len() >= 3, "{v}");
@@ -239,6 +243,13 @@ fn tuned_convolutions_are_reported() {
         assert!(number(r, "chosen_ms") <= number(r, "planned_ms"), "{r}");
         assert!(r["planned"].as_str().unwrap().starts_with("conv2d_"), "{r}");
         assert_eq!(r["failed"], serde_json::json!([]), "{r}");
+        // The profiled pass took over the timed pass's choices.
+        let chosen = r["chosen"].as_str().unwrap().split(' ').next().unwrap();
+        let profiled = v["per_kernel"].as_array().unwrap();
+        assert!(
+            profiled.iter().any(|k| k["kernel"] == chosen),
+            "{chosen} not in the profiled step: {v}"
+        );
     }
     let out = bench_with(&[("RESNET_CONV_TUNING", "maybe")], &EMULATED_RESNET8);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -395,6 +395,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.tuner.records()
     }
 
+    fn adopt_conv_tuning(&self, other: &Self) {
+        self.adopt_conv_tuning_of(other)
+    }
+
     fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
         self.driver.take_kernel_times()
     }

@@ -130,7 +130,7 @@ impl<D: Driver> GpuBackend<D> {
     /// Takes over the choices `from`'s tuning has made (not its records: this backend timed
     /// nothing), so that the two run the same launches for every pass `from` tuned; passes it has
     /// not tuned are still tuned here.
-    pub fn adopt_conv_tuning<E: Driver>(&self, from: &GpuBackend<E>) {
+    pub fn adopt_conv_tuning_of<E: Driver>(&self, from: &GpuBackend<E>) {
         let launches = from
             .tuner
             .launches
