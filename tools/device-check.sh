@@ -167,10 +167,12 @@ step bench-resnet50-b256-wgmma-tma 120 env RESNET_TC_KERNELS=wgmma-tma "$RC" ben
 TUNED_FAMILY=wgmma-tma
 [ "${RESNET_BENCH_TMA:-}" = off ] && TUNED_FAMILY=wgmma
 [ "${RESNET_BENCH_TILES:-}" = mma ] && TUNED_FAMILY=mma
-step bench-resnet50-b256-tuned 120 env RESNET_TC_KERNELS=$TUNED_FAMILY RESNET_CONV_TUNING=1 "$RC" \
-    bench --model resnet50 --batch-size 256 --device cuda --json
-step bench-resnet20-b128-tuned 60 env RESNET_TC_KERNELS=$TUNED_FAMILY RESNET_CONV_TUNING=1 "$RC" \
-    bench --model resnet20 --batch-size 128 --device cuda --json
+# The choices also go to conv-tuning.json (RESNET_CONV_TUNING_FILE), kept with the raw outputs.
+TUNING=(RESNET_TC_KERNELS=$TUNED_FAMILY RESNET_CONV_TUNING=1 RESNET_CONV_TUNING_FILE="$RAW/conv-tuning.json")
+step bench-resnet50-b256-tuned 120 env "${TUNING[@]}" "$RC" bench --model resnet50 --batch-size 256 \
+    --device cuda --json
+step bench-resnet20-b128-tuned 60 env "${TUNING[@]}" "$RC" bench --model resnet20 --batch-size 128 \
+    --device cuda --json
 # PyTorch's bf16 autocast step, beside ours in bf16 (the default on GPUs). Its fp32 and TF32 steps,
 # with ours in f32, open phase 2: all three took 131 s in 2026-12-04-call2, mostly cuDNN's
 # autotuning, which phase 1 needs for the tile sweep.
