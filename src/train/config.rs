@@ -48,7 +48,14 @@ impl DataSpec {
             }),
             Some(("synthetic", sizes)) => {
                 let (train, test) = sizes.split_once(':').ok_or_else(bad)?;
-                let count = |v: &str| v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad);
+                let count = |v: &str| {
+                    v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        Error::Config(format!(
+                            "--data {s:?}: TRAIN and TEST of `synthetic:TRAIN:TEST` are image \
+                             counts of at least 1, got {v:?}"
+                        ))
+                    })
+                };
                 Ok(DataSpec::Synthetic {
                     train: count(train)?,
                     test: count(test)?,

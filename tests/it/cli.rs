@@ -356,6 +356,7 @@ fn bad_inputs_fail_with_a_message_naming_the_culprit() {
     assert_clean_failure(&run(&["--lr", "-1"]), "--lr");
     assert_clean_failure(&run(&["--iters", "0"]), "--iters");
     assert_clean_failure(&run(&["--data", "mnist"]), "mnist");
+    assert_clean_failure(&run(&["--data", "synthetic:10:0"]), "at least 1, got \"0\"");
     assert_clean_failure(&run(&["--gpus", "2"]), "--gpus 2");
     assert_clean_failure(&run(&["--shortcut", "C"]), "--shortcut");
     // An --out below a regular file cannot be created.
