@@ -1039,5 +1039,7 @@ fn bf16_max_pool_backward_names_a_window_too_large_for_its_taps() {
     );
 }
 
+// Named for wgmma: over the widest family the driver has, these run with the wgmma kernels on an
+// H100 or H200, in the device script's step for them (`mixed_precision wgmma`).
 #[path = "mixed_precision/conv_tuning.rs"]
-mod conv_tuning;
+mod conv_tuning_wgmma;
