@@ -68,6 +68,17 @@ impl ConvTuner {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Takes over the choices `from` has made (not its records: nothing was timed here), so that
+    /// both run the same launches for every pass `from` tuned; the others are still tuned here.
+    pub(super) fn adopt(&self, from: &ConvTuner) {
+        fn copy<T: Clone>(to: &Mutex<T>, from: &Mutex<T>) {
+            let value = from.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            *to.lock().unwrap_or_else(|e| e.into_inner()) = value;
+        }
+        copy(&self.launches, &from.launches);
+        copy(&self.filters, &from.filters);
+    }
 }
 
 /// A launch the tuner can run and name: a single kernel, or a backward-filter's partial kernel and
@@ -127,30 +138,6 @@ fn shape_label(shape: &ConvShape) -> String {
 }
 
 impl<D: Driver> GpuBackend<D> {
-    /// Takes over the choices `from`'s tuning has made (not its records: this backend timed
-    /// nothing), so that the two run the same launches for every pass `from` tuned; passes it has
-    /// not tuned are still tuned here.
-    pub fn adopt_conv_tuning_of<E: Driver>(&self, from: &GpuBackend<E>) {
-        let launches = from
-            .tuner
-            .launches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let filters = from
-            .tuner
-            .filters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        *self
-            .tuner
-            .launches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = launches;
-        *self.tuner.filters.lock().unwrap_or_else(|e| e.into_inner()) = filters;
-    }
-
     /// Runs `pass` of `shape` as `run` launches it (a [`TcLaunch`], or a [`TcFilterLaunch`] for
     /// a backward-filter pass): the plan's launch for `family`, or with tuning on the tuned one
     /// (module doc).

@@ -58,12 +58,6 @@ impl TcPass {
             TcPass::BackwardFilterBnRelu => "backward_filter_bnrelu",
         }
     }
-
-    /// Whether the pass is a backward-filter ([`filter_candidates`]) rather than a single launch
-    /// ([`launch_candidates`]).
-    pub fn is_filter(self) -> bool {
-        matches!(self, TcPass::BackwardFilter | TcPass::BackwardFilterBnRelu)
-    }
 }
 
 /// The tiles of `family`: mma.sync's, then Hopper's for the wgmma families.
@@ -198,7 +192,7 @@ pub fn launch_candidates(pass: TcPass, shape: &ConvShape, family: TcFamily) -> V
     out
 }
 
-/// The launches that compute the backward-filter `pass` of `shape` ([`TcPass::is_filter`]): the
+/// The launches that compute the backward-filter `pass` of `shape` (`BackwardFilter[BnRelu]`): the
 /// plan's for `family` first, then every other tile's with the plan's split rule for that tile
 /// (`filter_splits`) and, on Hopper tiles of `WgmmaTma`, its TMA feeds; empty where the plan has
 /// no kernel for the pass. Panics for the other passes ([`launch_candidates`]).
