@@ -3,8 +3,9 @@
 # with the CUDA kernels really compiled, and copies it into device/ (git-ignored), next to
 # tools/device-check.sh which runs it there:
 #
-#   tools/device-bundle.sh            # here: build, copy and pack into device/bundle.tar.xz (under the
-#                                     # 64 MiB a device call carries)
+#   tools/device-bundle.sh            # here: build, check that every test step of device-check.sh
+#                                     # selects tests, copy and pack into device/bundle.tar.xz (under
+#                                     # the 64 MiB a device call carries)
 #   (device tool) run: tools/device-check.sh   with carry ["device"]
 #
 # device/ gets: resnet-cuda (release), the GPU test executables (kernels, conv_kernels, tensor_core,
@@ -51,6 +52,9 @@ if [ "${NOKERNELS:-0}" = 1 ]; then
 fi
 strip --strip-debug device/* 2>/dev/null || true
 du -sh device
+# Every test step of the device check selects at least one test of these executables (a renamed test
+# would otherwise make its step pass with 0 tests on the GPU).
+LIST=1 PHASES="1 2 3 4" FULL=1 tools/device-check.sh
 # The executables (each with the kernels and the emulator linked in) come to over 200 MB, and a
 # device call carries at most 64 MiB: they travel as one xz archive, which device-check.sh unpacks.
 # Not gzip: each executable carries the same 15 MB of fatbins, which gzip's 32 KiB window cannot

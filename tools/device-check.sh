@@ -10,6 +10,7 @@
 #   (device tool) run: PHASES=3 DEADLINE=420 tools/device-check.sh   PyTorch compiled, once 1 and 2 pass
 #   (device tool) run: PHASES="4 2" DEADLINE=300 tools/device-check.sh   Nsight Compute's counters first
 #   here, after each call: tools/device-results.sh FILES_AT   files the outputs under docs/<gpu>/
+#   here, before: LIST=1 PHASES="1 2 3 4" FULL=1 tools/device-check.sh   (tools/device-bundle.sh runs it)
 #
 # DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
 # and what is left (less a reserve for packing), and a step with under 10 s left is skipped. A failing
@@ -30,9 +31,50 @@ if [ -f device/bundle.tar.xz ]; then
 fi
 export RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
 
+# LIST=1 (run here by tools/device-bundle.sh over the executables it has just built, no GPU needed)
+# runs no step: each step that runs a test executable lists the tests its filters select instead,
+# and the script fails if one selects none, so that a renamed or moved test is found here and not
+# by a device step that "passes" with 0 tests. Steps that run resnet-cuda or a benchmark are
+# skipped (criterion's listing needs the GPU).
+LIST="${LIST:-0}"
+list_failures=0
+list_selection() { # list_selection NAME COMMAND...: count the tests COMMAND's filters select
+    local name=$1
+    shift
+    local cmd=()
+    for arg in "$@"; do
+        if [ ${#cmd[@]} -eq 0 ]; then
+            case $arg in
+            device/resnet-cuda* | device/bench-*) return 0 ;;
+            device/*) ;;
+            *) continue ;;
+            esac
+        fi
+        cmd+=("$arg")
+    done
+    [ ${#cmd[@]} -eq 0 ] && return 0
+    local selected count
+    selected=$("${cmd[@]}" --list 2>/dev/null | grep ': test$')
+    count=$(grep -c . <<<"$selected")
+    printf '%-30s %4s tests: %s\n' "$name" "$count" "${cmd[*]}"
+    # What the plain runs select (the sanitizers' runs, in phase 2, may not be reached).
+    mkdir -p "$RAW/selected"
+    [[ $count -eq 0 || $name == sanitize-* ]] ||
+        echo "$selected" >>"$RAW/selected/$(basename "${cmd[0]}")"
+    if [ "$count" -eq 0 ]; then
+        echo "error: step $name selects no test" >&2
+        list_failures=$((list_failures + 1))
+    fi
+    return 0
+}
+
 step() { # step NAME SECONDS COMMAND...
     local name=$1 limit=$2
     shift 2
+    if [ "$LIST" = 1 ]; then
+        list_selection "$name" "$@"
+        return
+    fi
     local left=$((DEADLINE - SECONDS - 20))
     if [ "$left" -lt 10 ]; then
         printf '%-30s skipped (deadline)\n' "$name" | tee -a "$summary"
@@ -329,6 +371,23 @@ if in_phase 3; then
     step bench-resnet50-b256 120 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
     step pytorch-compiled 300 python3 tools/pytorch_gpu_step.py --compile --precisions bf16 \
         --iters "${PYTORCH_ITERS:-20}" --warmup 5 --json "$RAW/pytorch-compiled.json"
+fi
+
+if [ "$LIST" = 1 ]; then
+    # And every test of each suite is selected by a step that runs it plainly (not under a
+    # sanitizer), but the bank-conflict counts (`banks::`), which only the emulator can make.
+    for selected in "$RAW"/selected/*; do
+        suite=device/$(basename "$selected")
+        missed=$(comm -23 <("$suite" --list --include-ignored 2>/dev/null | grep ': test$' | sort -u) \
+            <(sort -u "$selected") | grep -v '^banks::')
+        if [ -n "$missed" ]; then
+            echo "error: no step runs these tests of $suite on the GPU:" >&2
+            echo "$missed" >&2
+            list_failures=$((list_failures + 1))
+        fi
+    done
+    [ "$list_failures" -eq 0 ] || exit 1
+    exit 0
 fi
 
 {
