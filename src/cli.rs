@@ -99,6 +99,11 @@ struct BenchArgs {
     /// Replay each timed step as one captured graph (GPU backends; the first step runs eagerly).
     #[arg(long, value_enum, default_value = "on")]
     cuda_graph: OnOff,
+    /// on: time every kernel that can compute each convolution pass at its first call (a warm-up
+    /// step) and keep the fastest, as `train --conv-tuning on`; the report says what moved. GPU
+    /// backends in bf16.
+    #[arg(long, value_enum, default_value = "off")]
+    conv_tuning: OnOff,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -178,6 +183,12 @@ struct TrainArgs {
     /// same batches as the host builds); ImageNet views go up as bytes. Default on.
     #[arg(long, value_enum)]
     device_data: Option<OnOff>,
+    /// on: on a GPU in bf16, time every kernel that can compute each convolution pass at its first
+    /// call and keep the fastest (cuDNN's benchmark mode); the choices are kept in the run folder's
+    /// conv-tuning.json, so --resume computes with the same kernels. Default off: the plan's
+    /// kernels, which compute the same bits on every GPU.
+    #[arg(long, value_enum)]
+    conv_tuning: Option<OnOff>,
     /// Data-parallel replicas on --device cpu or emu (one thread each, --batch-size split evenly
     /// among them). On --resume, changes the replica count of the run. Default 1.
     #[arg(long)]
@@ -246,7 +257,8 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Continue the run in this folder exactly where its latest checkpoint left it (other flags are
-    /// taken from the run, except --iters, which may extend it, --workers and --bucket-mb).
+    /// taken from the run, except --iters, which may extend it, and --workers, --bucket-mb,
+    /// --precision, --cuda-graph, --device-data and --conv-tuning, which may change).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Decode threads of the ImageNet loader (the batches do not depend on it).
@@ -388,6 +400,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             if let Some(d) = args.device_data {
                 state.config.device_data = d == OnOff::On;
             }
+            if let Some(t) = args.conv_tuning {
+                state.config.conv_tuning = t == OnOff::On;
+            }
             (state.config.clone(), Some(state))
         }
         None => (train_config(&args)?, None),
@@ -491,6 +506,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         precision: parse_precision(&a.precision)?,
         cuda_graph: a.cuda_graph != Some(OnOff::Off),
         device_data: a.device_data != Some(OnOff::Off),
+        conv_tuning: a.conv_tuning == Some(OnOff::On),
     };
     config.validate()?;
     Ok(config)
@@ -509,6 +525,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         device: device_choice(args.device),
         precision: parse_precision(&args.precision)?,
         cuda_graph: args.cuda_graph == OnOff::On,
+        conv_tuning: args.conv_tuning == OnOff::On,
         iters: args.iters,
         warmup: args.warmup,
         profile_iters: args.profile_iters,

@@ -335,36 +335,61 @@ fn a_run_on_streamed_imagenet_batches_equals_a_run_on_host_batches() {
 /// draws come from the saved data cursor and the iteration, as the host's batches do.
 #[test]
 fn a_resumed_run_on_device_batches_equals_the_uninterrupted_run() {
-    let stderr = resumed_run_equals_the_uninterrupted_run(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = resumed_run_equals_the_uninterrupted_run(dir.path(), &[], &[]);
     assert!(stderr.iter().all(|e| !e.contains("convolution tuning")));
 }
 
-/// The same with the convolutions tuned (`RESNET_CONV_TUNING=1`) and the choices kept in a file
-/// the three processes share (`RESNET_CONV_TUNING_FILE`): the first run times and writes them, the
-/// others take them, so the resumed run computes what the uninterrupted one did.
+/// The same with the convolutions tuned (`--conv-tuning on`): the run of 3 times them and keeps
+/// its choices in its run folder (`conv-tuning.json`), its resumption (told nothing: the flag is in
+/// the run's config) takes them from there, and the run of 6 is given the same file
+/// (`RESNET_CONV_TUNING_FILE`), so the resumed run must compute what the uninterrupted one did.
 #[test]
-fn a_resumed_tuned_run_takes_its_choices_from_the_tuning_file() {
+fn a_resumed_tuned_run_takes_its_choices_from_its_run_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tuning.json");
-    let file = file.to_str().unwrap();
-    let [whole, split, resumed] = resumed_run_equals_the_uninterrupted_run(&[
-        ("RESNET_CONV_TUNING", "1"),
-        ("RESNET_CONV_TUNING_FILE", file),
-    ]);
+    let file = dir.path().join("split").join("conv-tuning.json");
+    let [whole, split, resumed] = resumed_run_equals_the_uninterrupted_run(
+        dir.path(),
+        &["--conv-tuning", "on"],
+        &[("RESNET_CONV_TUNING_FILE", file.to_str().unwrap())],
+    );
     // Only the first process timed anything (`train` reports a tuning that timed passes).
-    assert!(whole.contains("convolution tuning: "), "{whole}");
-    for stderr in [split, resumed] {
+    assert!(split.contains("convolution tuning: "), "{split}");
+    for stderr in [whole, resumed] {
         assert!(!stderr.contains("convolution tuning"), "{stderr}");
     }
-    let text = std::fs::read_to_string(file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("\"forward_stats x [4, 32, 32, 8]"), "{text}");
+    // A resumption reads that file (a damaged one is named), and --conv-tuning off does not.
+    std::fs::write(&file, "{").unwrap();
+    let split = dir.path().join("split");
+    let resume = |extra: &[&str]| {
+        cli()
+            .args(["train", "--resume", split.to_str().unwrap(), "--iters", "7"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = resume(&[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("error: convolution tuning file") && stderr.contains("conv-tuning.json"),
+        "{stderr}"
+    );
+    let o = resume(&["--conv-tuning", "off"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// Runs of 6 steps, and of 3 resumed to 6, with the environment `env`: the same weights. Returns
-/// the three processes' stderr (the run of 6, of 3, the resumption).
-fn resumed_run_equals_the_uninterrupted_run(env: &[(&str, &str)]) -> [String; 3] {
-    let dir = tempfile::tempdir().unwrap();
-    let train = |out: &Path, iters: &str| {
+/// Runs in `dir` of 3 steps (`split`, first) resumed to 6, and of 6 (`whole`, with the environment
+/// `whole_env`), both started with `args`: the same weights. Returns the three processes' stderr
+/// (the run of 6, of 3, the resumption).
+fn resumed_run_equals_the_uninterrupted_run(
+    dir: &Path,
+    args: &[&str],
+    whole_env: &[(&str, &str)],
+) -> [String; 3] {
+    let train = |out: &Path, iters: &str, env: &[(&str, &str)]| {
         let o = cli()
             .envs(env.iter().copied())
             .args(["train", "--device", gpu_device(), "--model", "resnet8"])
@@ -384,6 +409,7 @@ fn resumed_run_equals_the_uninterrupted_run(env: &[(&str, &str)]) -> [String; 3]
                 "--save-every",
                 "100",
             ])
+            .args(args)
             .args(["--out", out.to_str().unwrap()])
             .output()
             .unwrap();
@@ -391,11 +417,10 @@ fn resumed_run_equals_the_uninterrupted_run(env: &[(&str, &str)]) -> [String; 3]
         assert!(o.status.success(), "{stderr}");
         stderr
     };
-    let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
-    let whole_stderr = train(&whole, "6");
-    let split_stderr = train(&split, "3");
+    let (whole, split) = (dir.join("whole"), dir.join("split"));
+    let split_stderr = train(&split, "3", &[]);
+    let whole_stderr = train(&whole, "6", whole_env);
     let o = cli()
-        .envs(env.iter().copied())
         .args(["train", "--resume", split.to_str().unwrap(), "--iters", "6"])
         .output()
         .unwrap();

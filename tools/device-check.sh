@@ -202,7 +202,7 @@ step bench-resnet20-b128-wgmma 60 env RESNET_TC_KERNELS=wgmma "$RC" bench --mode
 # im2col mode where C allows, the 1x1 stride-1 layers' backward passes; the tile sweep's `+tma` rows).
 step bench-resnet50-b256-wgmma-tma 120 env RESNET_TC_KERNELS=wgmma-tma "$RC" bench --model resnet50 \
     --batch-size 256 --device cuda --json
-# Convolution tuning (RESNET_CONV_TUNING=1: the first step times every candidate launch of each
+# Convolution tuning (--conv-tuning on: the first step times every candidate launch of each
 # pass, mma.sync, wgmma and the TMA feeds, and keeps the fastest): the best step these kernels make,
 # and in its JSON's conv_tuning what won where, pass by pass, inside the real step. Over the
 # families whose tests passed above (a faulting candidate would end the process).
@@ -210,11 +210,11 @@ TUNED_FAMILY=wgmma-tma
 [ "${RESNET_BENCH_TMA:-}" = off ] && TUNED_FAMILY=wgmma
 [ "${RESNET_BENCH_TILES:-}" = mma ] && TUNED_FAMILY=mma
 # The choices also go to conv-tuning.json (RESNET_CONV_TUNING_FILE), kept with the raw outputs.
-TUNING=(RESNET_TC_KERNELS=$TUNED_FAMILY RESNET_CONV_TUNING=1 RESNET_CONV_TUNING_FILE="$RAW/conv-tuning.json")
+TUNING=(RESNET_TC_KERNELS=$TUNED_FAMILY RESNET_CONV_TUNING_FILE="$RAW/conv-tuning.json")
 step bench-resnet50-b256-tuned 120 env "${TUNING[@]}" "$RC" bench --model resnet50 --batch-size 256 \
-    --device cuda --json
+    --device cuda --conv-tuning on --json
 step bench-resnet20-b128-tuned 60 env "${TUNING[@]}" "$RC" bench --model resnet20 --batch-size 128 \
-    --device cuda --json
+    --device cuda --conv-tuning on --json
 # PyTorch's bf16 autocast step, beside ours in bf16 (the default on GPUs). Its fp32 and TF32 steps,
 # with ours in f32, open phase 2: all three took 131 s in 2026-12-04-call2, mostly cuDNN's
 # autotuning, which phase 1 needs for the tile sweep.

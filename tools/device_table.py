@@ -218,7 +218,7 @@ def cifar_schedule(raw):
 
 
 def tuning_table(ours):
-    """The passes a tuned bench (`RESNET_CONV_TUNING=1`) kept on another launch than the plan's."""
+    """The passes a tuned bench (`--conv-tuning on`) kept on another launch than the plan's."""
     out = []
     for (model, batch, label), j in sorted(ours.items()):
         records = j.get("conv_tuning") or []

@@ -34,6 +34,7 @@ use crate::models::{Network, Variant};
 use crate::ops;
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
+use crate::train::conv_tuning::{check_conv_tuning, with_conv_tuning};
 use crate::train::step_graph::GraphedStep;
 use crate::train::{open_gpu, resolve_precision, select_device, Device, DeviceChoice};
 
@@ -50,6 +51,9 @@ pub struct BenchConfig {
     pub precision: Option<Precision>,
     /// Replay each step as one captured graph where the backend can (the first runs eagerly).
     pub cuda_graph: bool,
+    /// `--conv-tuning on`: the GPU backend times every candidate kernel of each convolution pass at
+    /// its first call and keeps the fastest (`train::conv_tuning`); off, `RESNET_CONV_TUNING` says.
+    pub conv_tuning: bool,
     /// Timed steps; the headline is their median.
     pub iters: usize,
     /// Untimed steps first (caches, allocations, lazily built state).
@@ -79,10 +83,14 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
     let device = select_device(cfg.device, 1)?;
     let precision = resolve_precision(cfg.precision, device)?;
+    check_conv_tuning(cfg.conv_tuning, device, precision)?;
+    // No tuning file: a benchmark times its own choices (RESNET_CONV_TUNING_FILE still names one).
+    let gpu =
+        |driver| open_gpu(driver, precision).map(|g| with_conv_tuning(g, cfg.conv_tuning, None));
     match device {
         Device::Cpu => run_on(|| Ok(CpuBackend::<f32>::new()), cfg, precision),
-        Device::Emulator => run_on(|| open_gpu("emu", precision), cfg, precision),
-        Device::Cuda => run_on(|| open_gpu("cuda", precision), cfg, precision),
+        Device::Emulator => run_on(|| gpu("emu"), cfg, precision),
+        Device::Cuda => run_on(|| gpu("cuda"), cfg, precision),
     }
 }
 
@@ -170,7 +178,7 @@ fn run_on<B: Backend<Elem = f32>>(
     precision: Precision,
 ) -> Result<BenchReport> {
     // The timed backend outlives its network, so that the profiled pass's backend can take over its
-    // convolution tuning's choices (with RESNET_CONV_TUNING=1) and run the launches it timed.
+    // convolution tuning's choices (--conv-tuning on) and run the launches it timed.
     let be = make()?;
     let (device, step_ms, cpu_ms, counts, warmup, tuning) = {
         let mut runner = StepRunner::new(&be, cfg)?;

@@ -64,7 +64,7 @@ pub struct BenchReport {
     /// The 1, 5 and 15 minute load averages when the run ended (`None` where unknown): on a shared
     /// machine the figures mean little without it.
     pub load_average: Option<[f64; 3]>,
-    /// What the timed backend's convolution tuning timed and kept (`RESNET_CONV_TUNING=1` on a GPU
+    /// What the timed backend's convolution tuning timed and kept (`--conv-tuning on` on a GPU
     /// backend), in the order it tuned; empty otherwise.
     pub conv_tuning: Vec<ConvTuningRecord>,
 }
@@ -229,7 +229,7 @@ impl BenchReport {
         let chosen: f64 = records.iter().map(|r| r.chosen_ms).sum();
         let _ = writeln!(
             out,
-            "convolution tuning (RESNET_CONV_TUNING=1): {} passes timed, {} on another launch than \
+            "convolution tuning: {} passes timed, {} on another launch than \
              the plan's; one call of each: {chosen:.3} ms against the plan's {planned:.3} ms",
             records.len(),
             changed.len()

@@ -113,6 +113,12 @@ pub struct TrainConfig {
     /// Not part of the network: a resume may change it. Absent in older checkpoints: on.
     #[serde(default = "default_on")]
     pub device_data: bool,
+    /// `--conv-tuning on|off`: on a GPU backend in bf16, time every kernel that can compute each
+    /// convolution pass once and keep the fastest, the choices kept in the run folder (see
+    /// `train::conv_tuning`). Not part of the network: a resume may change it. Absent in older
+    /// checkpoints: off.
+    #[serde(default)]
+    pub conv_tuning: bool,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,

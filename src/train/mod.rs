@@ -8,6 +8,7 @@
 
 mod bucketed;
 mod config;
+pub mod conv_tuning;
 mod device_feed;
 mod feed;
 mod nccl_buckets;
@@ -42,6 +43,7 @@ use crate::nn::ShortcutOption;
 use crate::ops;
 use crate::optim::{LrSchedule, Sgd};
 use crate::tensor::Tensor;
+use conv_tuning::{check_conv_tuning, with_conv_tuning};
 use device_feed::DeviceBatches;
 use progress::{Interval, Progress};
 use replicas::{train_replicas, Replica, ReplicaOptions};
@@ -153,6 +155,10 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     }
     let device = select_device(cfg.device, cfg.gpus)?;
     let precision = resolve_precision(cfg.precision, device)?;
+    check_conv_tuning(cfg.conv_tuning, device, precision)?;
+    // Every replica of this process keeps its choices in the run folder's file.
+    let tuning_file = cfg.out.join(conv_tuning::TUNING_FILE);
+    let tuned = |gpu| with_conv_tuning(gpu, cfg.conv_tuning, Some(&tuning_file));
     if cfg.replicas > 1 {
         let options = ReplicaOptions::from_env()?;
         let n = cfg.replicas;
@@ -170,7 +176,9 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
                 eprintln!(
                     "device: emu, {n} replicas (CUDA kernels in the host emulator), {precision}"
                 );
-                train_replicas(&cfg, resume, stop, &options, |_| open_gpu("emu", precision))?
+                train_replicas(&cfg, resume, stop, &options, |_| {
+                    open_gpu("emu", precision).map(tuned)
+                })?
             }
             Device::Cuda => {
                 return Err(Error::Config(format!(
@@ -193,7 +201,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
         }
         Device::Cuda => "cuda",
     };
-    let gpu = open_gpu(driver, precision)?;
+    let gpu = tuned(open_gpu(driver, precision)?);
     if driver == "cuda" {
         eprintln!("device: {}, {precision}", gpu.driver().name());
     }
@@ -212,6 +220,7 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
     let options = ReplicaOptions::from_env()?;
     let n = cfg.gpus;
     let precision = resolve_precision(cfg.precision, Device::Cuda)?;
+    check_conv_tuning(cfg.conv_tuning, Device::Cuda, precision)?;
     let comms = launch::prepare(n, options.timeout)?;
     let cfg = TrainConfig { replicas: n, ..cfg };
     let run = match comms {
@@ -219,8 +228,10 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
             eprintln!(
                 "device: {n} CUDA GPUs, one replica each (gradients summed through host memory)"
             );
+            let tuning_file = cfg.out.join(conv_tuning::TUNING_FILE);
             train_replicas(&cfg, resume, stop, &options, |rank| {
-                Ok(GpuBackend::open(&format!("cuda:{rank}"))?.with_precision(precision))
+                let gpu = GpuBackend::open(&format!("cuda:{rank}"))?.with_precision(precision);
+                Ok(with_conv_tuning(gpu, cfg.conv_tuning, Some(&tuning_file)))
             })?
         }
         GpuComms::Nccl(world) => {

@@ -225,16 +225,13 @@ fn emulator_device_runs_the_gpu_backend_through_the_profiler() {
     assert!(number(&v, "allocations_per_step").fract() == 0.0, "{v}");
 }
 
-/// `RESNET_CONV_TUNING=1`: the report lists each pass the tuning timed (the plan's launch and the
-/// winner, each with its time), and the profiled pass runs the winners; a nonsense value is a
-/// one-line error naming the variable.
+/// `--conv-tuning on`: the report lists each pass the tuning timed (the plan's launch and the
+/// winner, each with its time), and the profiled pass runs the winners; a nonsense value of the
+/// environment's switch (`RESNET_CONV_TUNING`) is a one-line error naming the variable.
 #[test]
 fn tuned_convolutions_are_reported() {
-    let env = [
-        ("RESNET_CONV_TUNING", "1"),
-        ("RESNET_TC_KERNELS", "wgmma-tma"),
-    ];
-    let v = emulated_resnet8_step_with(&env, &[]);
+    let env = [("RESNET_TC_KERNELS", "wgmma-tma")];
+    let v = emulated_resnet8_step_with(&env, &["--conv-tuning", "on"]);
     let records = v["conv_tuning"].as_array().expect("a list");
     // resnet8's convolutions: at least a forward, a backward-data and a backward-filter.
     assert!(records.len() >= 3, "{v}");

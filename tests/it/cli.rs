@@ -345,6 +345,37 @@ fn precisions_the_device_cannot_run_are_refused() {
     assert!(stderr(&o).contains("f32 only"), "{}", stderr(&o));
 }
 
+/// `--conv-tuning on` where there is nothing to choose between (the CPU backend, an f32 run on a
+/// GPU backend) is a one-line error naming the flag, for `train` and `bench`, before a run folder
+/// exists.
+#[test]
+fn conv_tuning_where_nothing_is_tuned_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let o = train(&out, &["--conv-tuning", "on", "--device", "cpu"]);
+    assert_clean_failure(&o, "--conv-tuning on");
+    assert!(stderr(&o).contains("CPU backend"), "{}", stderr(&o));
+    let o = train(
+        &out,
+        &[
+            "--conv-tuning",
+            "on",
+            "--device",
+            "emu",
+            "--precision",
+            "f32",
+        ],
+    );
+    assert_clean_failure(&o, "--conv-tuning on");
+    assert!(stderr(&o).contains("f32"), "{}", stderr(&o));
+    assert!(!out.exists(), "a refused run made its folder");
+    let o = cli()
+        .args(["bench", "--device", "cpu", "--conv-tuning", "on"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "--conv-tuning on");
+}
+
 #[test]
 fn bad_inputs_fail_with_a_message_naming_the_culprit() {
     let dir = tempfile::tempdir().unwrap();

@@ -56,6 +56,7 @@ fn config(out: &Path, replicas: usize, batch_size: usize, iters: u64) -> TrainCo
         precision: None,
         cuda_graph: true,
         device_data: true,
+        conv_tuning: false,
     }
 }
 

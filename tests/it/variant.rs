@@ -379,6 +379,7 @@ fn default_config() -> TrainConfig {
         precision: None,
         cuda_graph: true,
         device_data: true,
+        conv_tuning: false,
         batch_size: recipe.batch_size,
         lr: 0.1,
         momentum: 0.9,

@@ -1,4 +1,5 @@
-//! The convolution tuning's choices kept in a file (`RESNET_CONV_TUNING_FILE=PATH`, with
+//! The convolution tuning's choices kept in a file (a training run's `conv-tuning.json` with
+//! `--conv-tuning on`, see `train::conv_tuning`; or `RESNET_CONV_TUNING_FILE=PATH` with
 //! `RESNET_CONV_TUNING=1`; see conv_tuning.rs): a pass of a shape the file has a choice for runs that
 //! launch without timing anything, and each new choice is added to the file. So a second process on
 //! the same machine (a resumed run, the next benchmark, every rank of a multi-process run that
@@ -89,7 +90,7 @@ fn read(path: &Path) -> Result<BTreeMap<String, String>> {
     };
     let bad = |message: String| {
         Error::Config(format!(
-            "RESNET_CONV_TUNING_FILE {}: {message} (delete it to tune again)",
+            "convolution tuning file {}: {message} (delete it to tune again)",
             path.display()
         ))
     };
@@ -136,7 +137,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("RESNET_CONV_TUNING_FILE") && err.contains("tuning.json"),
+            err.contains("convolution tuning file") && err.contains("tuning.json"),
             "{err}"
         );
         std::fs::write(&path, "{\"version\": 7, \"choices\": {}}").unwrap();
