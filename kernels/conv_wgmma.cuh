@@ -367,18 +367,19 @@ struct TcWgmmaTmaLoop : TcWgmmaPipeline<false, true> {
 // producer's): 128 x 24 + 256 x 240 = 64512, the launch's own. ptxas allocates the code after an inc
 // with its count, but only code no thread reaches with another count: the producer warpgroup
 // therefore leaves from inside the pipeline (exit_thread, common.cuh) rather than return through the
-// kernel body, whose code after the main loop (the epilogue) is the consumers'. The same kernel
-// launched without the producer (Occupancy below) also starts at 168 and takes 240 for both of its
-// warpgroups (61440: alone on the SM, as 256 x 168 leaves no room for a second block).
+// kernel body, whose code after the main loop (the epilogue) is the consumers'. These kernels are
+// never launched without their producer warpgroup (Occupancy below): an inc takes its registers from
+// the block's own pool, which only a dec fills (PTX ISA, setmaxnreg), so without the producer's dec
+// the consumers' incs would wait forever (the emulator fails a block with an inc and no dec).
 //
 // Occupancy: the same rule makes a 288-thread block cost 384 threads' registers, so two blocks of
 // 128x128 (about 95 registers with the producer warp, 110 to 120 for the statistics and BN + ReLU
 // variants) may no longer fit an SM where two 256-thread blocks did: one block then runs its
 // epilogue with the tensor cores idle. Whether the leaner loop outweighs that is for an H200 to say,
-// so the kernels keep both pipelines and take the one their launch asks for: launched with
-// Tile::THREADS threads (RESNET_TMA_PRODUCER=0: TcLaunch::without_producer) they run the
-// shared pipeline, with Tile::THREADS + producer_threads() the producer's; the results are the same
-// bits either way (tests/conv_tc/tma.rs).
+// so the kernels with a producer warp keep both pipelines and take the one their launch asks for:
+// launched with Tile::THREADS threads (RESNET_TMA_PRODUCER=0: TcLaunch::without_producer) they run
+// the shared pipeline, with Tile::THREADS + producer_threads() the producer's; the results are the
+// same bits either way (tests/conv_tc/tma.rs). The 128x256 tiles always take their warpgroup.
 
 // The named barrier (1..15; 0 is __syncthreads') at which the consumer warps meet without the producer.
 constexpr unsigned kTcConsumerBarrier = 1;
@@ -408,11 +409,10 @@ struct TcWgmmaWarpSpecializedPipeline : TcWgmmaPipeline<true, true> {
     __device__ static __forceinline__ void run(float (&acc)[Tile::MI][Tile::NI][4], bf16* smem, int slices,
                                                LoadA&& load_a, LoadB&& load_b, Landed&& landed = Landed{},
                                                Issued&& issued = Issued{}) {
-        // (uniform) A launch without the producer warp (RESNET_TMA_PRODUCER=0) runs the shared pipeline.
-        if (blockDim.x == Tile::THREADS) {
-            // Compiled for the launch with the producer warpgroup, the kernel starts with fewer
-            // registers than the tile's accumulators need; alone on the SM, it may take them.
-            if constexpr (hands_registers<Tile>()) setmaxnreg_inc<kWgmmaConsumerRegisters>();
+        // (uniform) A launch without the producer warp (RESNET_TMA_PRODUCER=0) runs the shared
+        // pipeline. The tiles whose producer is a warpgroup always have it (Registers above: their
+        // consumers' registers come from its setmaxnreg.dec).
+        if (!hands_registers<Tile>() && blockDim.x == Tile::THREADS) {
             Shared::template run<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);
         } else {
             run_with_producer<Tile, A_K_MAJOR, B_K_MAJOR>(acc, smem, slices, load_a, load_b, landed, issued);

@@ -501,11 +501,20 @@ fn a_new_chain_after_wait_group_needs_a_new_wgmma_fence() {
 
 /// `wgmma_selftest_register_handover_{variant}` (384 threads) on `driver`: its `out`, or the error.
 fn register_handover_on(driver: &dyn Driver, variant: usize) -> Result<Vec<i32>, String> {
+    register_handover_with(driver, variant, 384)
+}
+
+/// The same launched with `threads` threads.
+fn register_handover_with(
+    driver: &dyn Driver,
+    variant: usize,
+    threads: u32,
+) -> Result<Vec<i32>, String> {
     let out = DeviceVec::new(driver, &[0i32; 384]);
     launch_on(
         driver,
         &format!("wgmma_selftest_register_handover_{variant}"),
-        384,
+        threads,
         0,
         KernelArgs::new().ptr(out.ptr),
     )?;
@@ -535,6 +544,21 @@ fn handover_misuse(variant: usize) -> String {
         Ok(_) => panic!("register hand-over variant {variant} passed"),
         Err(e) => e,
     }
+}
+
+/// The hand-over's kernel launched with its two consumer warpgroups only (256 threads): their incs
+/// find no registers in the block's pool, which only a dec fills, and would wait forever on a GPU
+/// (what `RESNET_TMA_PRODUCER=0` once launched for the 128x256 TMA-fed tiles).
+#[test]
+fn an_inc_in_a_block_without_a_dec_is_an_error() {
+    let emu = EmuDriver::default();
+    let e = register_handover_with(&emu, 0, 256).unwrap_err();
+    assert!(
+        e.contains("setmaxnreg.inc by warpgroup 0 in a block of 256 threads")
+            && e.contains("no warpgroup ran setmaxnreg.dec"),
+        "{e}"
+    );
+    register_handover_with(&emu, 0, 384).unwrap();
 }
 
 #[test]

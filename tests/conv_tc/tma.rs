@@ -24,10 +24,11 @@ use resnet_cuda::backend::gpu::conv_tc_plan::{TcFeed, TcFilterLaunch, TcLaunch};
 
 /// A TMA-fed launch as planned and, where it has the producer warp, without it (what
 /// `RESNET_TMA_PRODUCER=0` launches): the kernel then runs the pipeline every thread of which
-/// multiplies, for the same bits (kernels/conv_wgmma.cuh).
+/// multiplies, for the same bits (kernels/conv_wgmma.cuh). A producer warpgroup (the 128x256
+/// tiles) is never left out: its launch is the only one.
 fn both_pipelines(l: TcLaunch) -> Vec<TcLaunch> {
     let mut launches = vec![l];
-    if l.producer_threads != 0 {
+    if l.without_producer() != l {
         launches.push(l.without_producer());
     }
     launches

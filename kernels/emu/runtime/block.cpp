@@ -152,6 +152,9 @@ bool BlockRunner::run(const Launch& launch, uint3 block_idx, std::string* error)
     } else if (live_ != 0) {
         *error = deadlock_report();
         ok = false;
+    } else if (std::string why; !wgmma_block_finished(&why)) {
+        *error = where(nullptr) + ": " + why;
+        ok = false;
     } else {
         bank_flush_cp_async();  // the copies since the last barrier
     }

@@ -112,6 +112,9 @@ struct State {
     unsigned long long block_first_seq = 1;
     std::vector<unsigned long long> thread_fence_seq;  // next_seq at the thread's last proxy fence
     long long warpgroup_fence_generation[kMaxWarpgroups];  // -1: no proxy fence in this block
+    // The block's setmaxnreg: the first warpgroup to run an inc (-1: none), and whether any ran a dec.
+    int first_inc_warpgroup = -1;
+    bool any_dec = false;
 };
 
 thread_local State state;
@@ -432,7 +435,10 @@ constexpr long long kSmRegisters = 65536;
 // setmaxnreg.inc / .dec N (emu_wgmma.h): the whole warpgroup with one N; an inc may not lower the
 // count it set last, nor a dec raise it (the PTX ISA leaves both undefined); and the warpgroups whose
 // counts are known must fit the SM's registers together. (The count a launch gives is ptxas's choice,
-// which the host cannot know: a warpgroup that never set one is left out of the sum.)
+// which the host cannot know: a warpgroup that never set one is left out of the sum.) An inc takes its
+// registers from the block's own pool, which only the block's decs fill (all the block was given at
+// launch is its warps' already): a block with an inc and no dec fails when it ends
+// (wgmma_block_finished), as the inc would wait forever on the GPU.
 void set_max_registers(unsigned q, ThreadContext* threads, bool increase) {
     Warpgroup& wg = state.warpgroups[q];
     const char* name = increase ? "setmaxnreg.inc" : "setmaxnreg.dec";
@@ -448,6 +454,8 @@ void set_max_registers(unsigned q, ThreadContext* threads, bool increase) {
              wg.registers, increase ? "inc" : "dec", increase ? "lower" : "raise");
     }
     wg.registers = count;
+    if (increase && state.first_inc_warpgroup < 0) state.first_inc_warpgroup = static_cast<int>(q);
+    if (!increase) state.any_dec = true;
     long long total = 0;
     for (unsigned g = 0; g < state.num_threads / kWarpgroupThreads && g < kMaxWarpgroups; ++g) {
         total += static_cast<long long>(state.warpgroups[g].registers) * kWarpgroupThreads;
@@ -510,6 +518,8 @@ void wgmma_block_start(unsigned num_threads, void* dynamic, std::size_t dynamic_
     state.block_first_seq = state.next_seq;
     for (long long& g : state.warpgroup_fence_generation) g = -1;
     for (Warpgroup& wg : state.warpgroups) wg.registers = 0;
+    state.first_inc_warpgroup = -1;
+    state.any_dec = false;
     if (!ops_used) return;
     // A failed block may have left operations in flight.
     if (state.issuing) release_op(state.issuing);
@@ -551,6 +561,18 @@ void complete_warpgroup_op(WarpgroupOp op, unsigned warpgroup, ThreadContext* th
         set_max_registers(warpgroup, threads, op == WarpgroupOp::setmaxnreg_inc);
         break;
     }
+}
+
+bool wgmma_block_finished(std::string* error) {
+    if (state.first_inc_warpgroup < 0 || state.any_dec) return true;
+    char buf[400];
+    std::snprintf(buf, sizeof buf,
+                  "setmaxnreg.inc by warpgroup %d in a block of %u threads where no warpgroup ran setmaxnreg.dec: an "
+                  "inc takes its registers from the block's own pool, which only a dec fills (PTX ISA, setmaxnreg), "
+                  "so on the GPU it waits forever",
+                  state.first_inc_warpgroup, state.num_threads);
+    *error = buf;
+    return false;
 }
 
 void wgmma_thread_exited(const ThreadContext* t) {

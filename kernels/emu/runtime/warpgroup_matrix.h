@@ -3,6 +3,7 @@
 #define RESNET_CUDA_EMU_WARPGROUP_MATRIX_H
 
 #include <cstddef>
+#include <string>
 
 #include "../cuda_emu.h"
 
@@ -16,6 +17,10 @@ void wgmma_block_start(unsigned num_threads, void* dynamic, std::size_t dynamic_
 // `threads` are its ThreadContexts, each with its WgmmaLane* in `offered` and its arg in `op_arg`.
 // Misuse ends the launch (kernel_error).
 void complete_warpgroup_op(WarpgroupOp op, unsigned warpgroup, ThreadContext* threads);
+
+// Called when every thread of the block has returned: false, with `error` set, if the block broke a
+// rule only its end shows (a setmaxnreg.inc with no setmaxnreg.dec in the block).
+bool wgmma_block_finished(std::string* error);
 
 // Called when a thread returns: an error if its warpgroup still has wgmma operations in flight.
 void wgmma_thread_exited(const ThreadContext* t);

@@ -189,11 +189,16 @@ impl TcLaunch {
         }
     }
 
-    /// This launch without its producer, if it has one: the kernel then runs the pipeline every
-    /// thread of which multiplies (kernels/conv_wgmma.cuh; the same bits). What
+    /// This launch without its producer, if it has a producer warp: the kernel then runs the
+    /// pipeline every thread of which multiplies (kernels/conv_wgmma.cuh; the same bits). What
     /// `RESNET_TMA_PRODUCER=0` makes the backend launch, so that a GPU can time the two (a ninth
-    /// warp may cost an SM its second block).
+    /// warp may cost an SM its second block). A producer warpgroup (the 128x256 tiles) stays: the
+    /// consumers take their registers from its `setmaxnreg.dec`, and without it their `.inc` would
+    /// wait forever.
     pub fn without_producer(self) -> TcLaunch {
+        if self.producer_threads == WGMMA_PRODUCER_WARPGROUP_THREADS {
+            return self;
+        }
         TcLaunch {
             block: (
                 self.block.0 - self.producer_threads,

@@ -468,3 +468,22 @@ fn filter_splits_fill_the_gpu_and_size_the_workspace() {
     let stem = shape([256, 224, 224, 3], [64, 7, 7, 3], 2, 3);
     assert_eq!(backward_filter(&stem).splits, FILTER_MAX_SPLITS);
 }
+
+/// `RESNET_TMA_PRODUCER=0` takes a producer warp out of a launch, never a producer warpgroup (the
+/// 128x256 tiles' consumers take their registers from its `setmaxnreg.dec`: kernels/conv_wgmma.cuh).
+#[test]
+fn only_a_producer_warp_is_left_out() {
+    let s = shape([8, 14, 14, 256], [256, 1, 1, 256], 1, 0);
+    for tile in TcTile::HOPPER {
+        let fed = forward_tma_fed(&s, tile, false, TcFeed::Pointwise);
+        let plain = fed.without_producer();
+        if tile.bn() > WGMMA_PRODUCER_WARP_MAX_TILE_N as usize {
+            assert_eq!(fed.producer_threads, WGMMA_PRODUCER_WARPGROUP_THREADS);
+            assert_eq!(plain, fed, "{}", tile.name());
+        } else {
+            assert_eq!(fed.producer_threads, WGMMA_PRODUCER_THREADS);
+            assert_eq!(plain.producer_threads, 0);
+            assert_eq!(plain.block.0, fed.block.0 - WGMMA_PRODUCER_THREADS);
+        }
+    }
+}
