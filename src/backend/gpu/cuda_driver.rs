@@ -775,11 +775,14 @@ impl Driver for CudaDriver {
     fn end_capture(&self) -> Result<(GraphId, usize)> {
         self.capturing
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        self.device.bind()?;
+        // The capture is ended even if binding the context fails (it is the stream's, which the
+        // call names): a capture left open would record every later launch instead of running it.
+        let bound = self.device.bind();
         let mut graph: sys::CUgraph = std::ptr::null_mut();
         // SAFETY: the stream is capturing (begin_capture); the graph handle is written to a local.
         // An invalidated capture (an illegal call during it) is reported here and ends it.
         let r = unsafe { sys::cuStreamEndCapture(self.stream, &mut graph) };
+        bound?;
         let freed = std::mem::take(
             &mut *self
                 .freed_in_capture
