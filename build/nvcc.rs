@@ -211,6 +211,9 @@ pub fn compile(
             cu.display()
         ));
     }
+    if let Some(short) = find_short_register_handover(&log) {
+        return Err(format!("{}: {short}\n{log}", cu.display()));
+    }
     // ptxas falls back to serialising wgmma (each waits for the one before: a fraction of the
     // tensor cores' speed) when the pipeline is not one it can keep asynchronous, and says so only
     // in an advisory line. That is a build error here, like a spill.
@@ -269,6 +272,46 @@ fn find_local_memory(log: &str) -> Option<String> {
     None
 }
 
+/// The registers a thread of a kernel with a producer warpgroup must start with (kernels/conv_wgmma.cuh,
+/// Registers): its 384 threads' count must cover what the hand-over leaves, the producer's 128 at
+/// `kWgmmaProducerRegisters` (24) and the consumers' 256 at `kWgmmaConsumerRegisters` (240), or
+/// the consumers' `setmaxnreg.inc` waits forever for registers the block's pool never gets.
+const HANDOVER_ENTRY_REGISTERS: u64 = (128 * 24 + 256 * 240) / 384;
+
+/// Whether entry function `name` is one with a producer warpgroup: both operands by TMA
+/// (`_pointwise_`, `_im2col_`) on a 128x256 tile.
+fn hands_registers_over(name: &str) -> bool {
+    name.starts_with("conv2d_wgmma_tma_")
+        && (name.contains("_pointwise_") || name.contains("_im2col_"))
+        && name.contains("_128x256")
+}
+
+/// Reads `ptxas -v` output ("Compiling entry function 'F' for 'sm_NN'", then "Used N registers"):
+/// the first kernel with a producer warpgroup that starts with fewer registers than its hand-over
+/// needs, which would hang on a GPU.
+fn find_short_register_handover(log: &str) -> Option<String> {
+    let mut function = String::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            function = rest.split('\'').next().unwrap_or("").to_string();
+        } else if let Some(rest) = line.split("Used ").nth(1) {
+            let used: u64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if hands_registers_over(&function) && used < HANDOVER_ENTRY_REGISTERS {
+                return Some(format!(
+                    "ptxas gives {function} {used} registers a thread, fewer than the \
+                     {HANDOVER_ENTRY_REGISTERS} its setmaxnreg hand-over needs (kernels/conv_wgmma.cuh, \
+                     Registers): its consumers' setmaxnreg.inc would wait forever"
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// `$OUT_DIR/kernels_embedded.rs`: every fatbin, embedded with `include_bytes!`, and the architectures.
 pub fn embedded_source(fatbins: &[Fatbin], out_dir: &Path, archs: &[String]) -> String {
     let mut s = String::from(
@@ -289,4 +332,57 @@ pub fn embedded_source(fatbins: &[Fatbin], out_dir: &Path, archs: &[String]) -> 
         .collect();
     writeln!(s, "pub const ARCHS: &[&str] = &[{}];", names.join(", ")).unwrap();
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ptxas's lines for one kernel, as `nvcc -Xptxas -v` prints them.
+    fn report(function: &str, arch: &str, spill_stores: u32, registers: u32) -> String {
+        format!(
+            "ptxas info    : Compiling entry function '{function}' for '{arch}'\n\
+             ptxas info    : Function properties for {function}\n    \
+             0 bytes stack frame, {spill_stores} bytes spill stores, 0 bytes spill loads\n\
+             ptxas info    : Used {registers} registers, used 1 barriers\n"
+        )
+    }
+
+    #[test]
+    fn a_producer_warpgroup_kernel_short_of_registers_fails_the_build() {
+        const HANDOVER: &str = "conv2d_wgmma_tma_pointwise_backward_data_128x256_bf16";
+        assert_eq!(HANDOVER_ENTRY_REGISTERS, 168);
+        let fine = report(HANDOVER, "sm_90a", 0, 168)
+            + &report("conv2d_wgmma_tma_forward_128x256_bf16", "sm_90a", 0, 120)
+            + &report(
+                "conv2d_wgmma_tma_im2col_forward_128x128_bf16",
+                "sm_90a",
+                0,
+                96,
+            );
+        assert_eq!(find_short_register_handover(&fine), None);
+        let short = fine
+            + &report(
+                "conv2d_wgmma_tma_im2col_forward_128x256k64_bf16",
+                "sm_90a",
+                0,
+                160,
+            );
+        let e = find_short_register_handover(&short).expect("a short hand-over");
+        assert!(
+            e.contains("conv2d_wgmma_tma_im2col_forward_128x256k64_bf16 160 registers"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_memory_on_sm90_fails_the_build_and_on_sm80_does_not() {
+        let kernel = "conv2d_tc_forward_128x128_bf16";
+        assert_eq!(find_local_memory(&report(kernel, "sm_80", 8, 255)), None);
+        let e = find_local_memory(&report(kernel, "sm_90", 8, 255)).expect("a spill");
+        assert!(
+            e.contains("8 bytes spill stores") && e.contains(kernel),
+            "{e}"
+        );
+    }
 }

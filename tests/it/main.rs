@@ -9,6 +9,11 @@ mod common;
 mod bench_cli;
 mod bench_profiled;
 mod bench_shapes;
+/// build.rs's checks on ptxas's report (spills, a short register hand-over), with their unit tests
+/// on hand-written report lines: a build script's own tests never run.
+#[allow(dead_code)]
+#[path = "../../build/nvcc.rs"]
+mod build_nvcc;
 mod checkpoint;
 mod cli;
 mod cli_data;
