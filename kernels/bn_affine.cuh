@@ -3,7 +3,9 @@
 // evaluates it: the normalising pass (batch_norm_bf16.cu) and the backward passes that take BN's own
 // ReLU mask from x rather than from the stored y (batch_norm_bf16.cu's, and the tensor-core
 // backward-data epilogue's, conv_tc_bn_grad.cuh). Sharing the code is what makes the mask the
-// forward's bit for bit: nvcc contracts x * scale + shift into one fma the same way in each of them.
+// forward's bit for bit; the fused multiply-adds are written out (fmaf) rather than left to each
+// compiler's contraction, so that nvcc in every kernel that inlines them, and the emulator's host
+// compiler, round them the same way.
 #ifndef RESNET_CUDA_BN_AFFINE_CUH
 #define RESNET_CUDA_BN_AFFINE_CUH
 
@@ -27,10 +29,10 @@ __device__ __forceinline__ void bn_affine_coefficients(const float* __restrict__
 #pragma unroll
     for (int k = 0; k < W; ++k) {
         scale[k] = gamma[c0 + k] * inv_std[c0 + k];
-        shift[k] = beta[c0 + k] - mean[c0 + k] * scale[k];
+        shift[k] = fmaf(-mean[c0 + k], scale[k], beta[c0 + k]);
     }
 }
 
-__device__ __forceinline__ float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
+__device__ __forceinline__ float bn_affine(float x, float scale, float shift) { return fmaf(x, scale, shift); }
 
 #endif
