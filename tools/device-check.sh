@@ -109,9 +109,50 @@ step_or_plain() { # step_or_plain NAME SECONDS COMMAND...: on failure, again as 
 sanitize() { # sanitize TOOL SUITE SECONDS [TEST FILTERS...]
     local tool=$1 suite=$2 limit=$3
     shift 3
-    step "sanitize-$tool-$suite" "$limit" env RESNET_TEST_DRIVER=cuda \
+    # Without the Hopper families (below), their suites are left out and the others' tests of them
+    # skipped: a kernel that hangs would spend the step's whole limit.
+    local tiles=() skips=()
+    if ! wgmma_ok; then
+        case $suite in
+        wgmma | tma) skipped "sanitize-$tool-$suite" "the wgmma tests failed" && return ;;
+        esac
+        tiles=(RESNET_TEST_TILES=mma)
+        skips=(--skip wgmma)
+    elif ! tma_ok; then
+        [ "$suite" = tma ] && skipped "sanitize-$tool-$suite" "the TMA tests failed" && return
+        skips=(--skip fed_through_im2col --skip tma --skip conv_tuning)
+    fi
+    step "sanitize-$tool-$suite" "$limit" env RESNET_TEST_DRIVER=cuda "${tiles[@]}" \
         compute-sanitizer --tool "$tool" --print-limit 20 --error-exitcode 3 "device/$suite" \
-        --test-threads=1 "$@"
+        --test-threads=1 "$@" "${skips[@]}"
+}
+
+# Hopper's kernel families, never run on a GPU before, are left out of the steps after their tests
+# fail (a kernel that hangs would spend each step's whole limit): RESNET_BENCH_TILES=mma leaves out
+# everything on wgmma, RESNET_BENCH_TMA=off everything fed by TMA. Phase 1 sets them from its tests;
+# a later call (phases 2 and 4) is told them on its command line, from phase 1's summary.
+wgmma_ok() { [ "$LIST" = 1 ] || [ "${RESNET_BENCH_TILES:-}" != mma ]; }
+tma_ok() { wgmma_ok && { [ "$LIST" = 1 ] || [ "${RESNET_BENCH_TMA:-}" != off ]; }; }
+skipped() { # skipped NAME WHY
+    printf '%-30s skipped (%s)\n' "$1" "$2" | tee -a "$summary"
+}
+gated() { # gated wgmma_ok|tma_ok STEP_FUNCTION NAME ARGS...: the step, unless that family is left out
+    local check=$1 run=$2 name=$3
+    shift 2
+    if "$check"; then
+        "$run" "$@"
+    else
+        skipped "$name" "RESNET_BENCH_TILES=${RESNET_BENCH_TILES:-} RESNET_BENCH_TMA=${RESNET_BENCH_TMA:-}"
+    fi
+}
+no_wgmma() { # no_wgmma NAME: RESNET_BENCH_TILES=mma is set from here on, and the summary says why
+    export RESNET_BENCH_TILES=mma
+    echo "RESNET_BENCH_TILES=mma from here on: $1 failed (no wgmma kernel runs after it)" | tee -a "$summary"
+}
+no_tma() { # no_tma NAME: RESNET_BENCH_TMA=off from here on, and the summary says why
+    export RESNET_BENCH_TMA=off
+    echo "RESNET_BENCH_TMA=off from here on: $1 failed (no kernel fed by TMA runs after it)" |
+        tee -a "$summary"
 }
 
 # PHASES picks the parts to run (default "1 2", both): 1 is correctness and speed in bf16, the
@@ -148,31 +189,46 @@ step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 # shared-memory bank conflicts, which only the emulator can: skipped here.
 # The register hand-over of the 128x256 producer warpgroup (setmaxnreg) by itself first: a wrong
 # count hangs its inc, which must not take the other wgmma results down with it.
+# The 128x256 tiles fed by TMA on both operands hand their producer warpgroup's registers over the
+# same way (they always take it): if this fails, they would hang, so nothing fed by TMA runs after.
 step test-wgmma-handover 30 env RESNET_TEST_DRIVER=cuda device/wgmma --exact \
-    a_producer_warpgroup_hands_its_registers_over_and_exits_from_a_call
-step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma --skip a_producer_warpgroup
+    a_producer_warpgroup_hands_its_registers_over_and_exits_from_a_call || no_tma test-wgmma-handover
+step test-wgmma 60 env RESNET_TEST_DRIVER=cuda device/wgmma --skip a_producer_warpgroup ||
+    no_wgmma test-wgmma
 # The tensor memory accelerator's tiled loads and mbarriers (kernels/tma.cuh), never run on a GPU
 # before: what the emulator's reading of them (kernels/emu/emu_tma.h) is checked against.
-step test-tma 60 env RESNET_TEST_DRIVER=cuda device/tma
+step test-tma 60 env RESNET_TEST_DRIVER=cuda device/tma || no_tma test-tma
 step test-conv-tc 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=mma device/conv_tc \
     --skip wgmma --skip banks
-if ! step test-conv-tc-wgmma 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
-    every_tile stores_staged --skip banks --skip fed_by_tma; then
-    # The tile sweep below then times the mma.sync tiles only.
-    export RESNET_BENCH_TILES=mma
+# The wgmma tiles (the tile sweep below then times the mma.sync tiles only if they fail).
+if wgmma_ok; then
+    step test-conv-tc-wgmma 120 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
+        every_tile stores_staged --skip banks --skip fed_by_tma || no_wgmma test-conv-tc-wgmma
+else
+    skipped test-conv-tc-wgmma "RESNET_BENCH_TILES=mma"
 fi
 # The kernels fed by TMA (tiled boxes, and the im2col walk that test-tma checks first) in a process
 # of their own: if the hardware disagrees with the emulator, the tile sweep keeps its plain wgmma
 # rows and leaves out the `+tma` ones.
-if ! step test-conv-tc-wgmma-tma 90 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
-    fed_by_tma fed_through_im2col; then
-    export RESNET_BENCH_TMA=off
+if tma_ok; then
+    step test-conv-tc-wgmma-tma 90 env RESNET_TEST_DRIVER=cuda RESNET_TEST_TILES=wgmma device/conv_tc \
+        fed_by_tma fed_through_im2col || no_tma test-conv-tc-wgmma-tma
+else
+    skipped test-conv-tc-wgmma-tma "RESNET_BENCH_TILES=mma or RESNET_BENCH_TMA=off"
 fi
 step test-bf16-kernels 90 env RESNET_TEST_DRIVER=cuda device/bf16_kernels
 # The fusions' own tests name them (bn_input, bn_relu_in, bn_sums, ...): a failure there is what
 # the `-plain` retries of the bench and train steps below get around.
 step test-mixed-precision 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision --skip wgmma
-step test-mixed-precision-wgmma 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision wgmma
+if wgmma_ok; then
+    # Without TMA, also without the tuning tests, whose candidates include the TMA feeds.
+    tma_skips=()
+    tma_ok || tma_skips=(--skip tma --skip conv_tuning)
+    step test-mixed-precision-wgmma 90 env RESNET_TEST_DRIVER=cuda device/mixed_precision wgmma \
+        "${tma_skips[@]}"
+else
+    skipped test-mixed-precision-wgmma "RESNET_BENCH_TILES=mma"
+fi
 # The whole resnet50 step at batch 256 in bf16 (both kernel families) against the GPU's f32 step:
 # the benchmark's own shapes, checked before it is timed.
 step test-resnet50-b256 120 env RESNET_TEST_DRIVER=cuda device/mixed_precision --ignored \
@@ -194,14 +250,14 @@ step bench-resnet20-b128-nopdl 60 env RESNET_PDL=0 "$RC" bench --model resnet20 
     --device cuda --json
 # Every convolution on Hopper's wgmma kernels instead of mma.sync (the tile sweep below has them
 # layer by layer): what the whole step gains.
-step bench-resnet50-b256-wgmma 120 env RESNET_TC_KERNELS=wgmma "$RC" bench --model resnet50 \
-    --batch-size 256 --device cuda --json
-step bench-resnet20-b128-wgmma 60 env RESNET_TC_KERNELS=wgmma "$RC" bench --model resnet20 \
-    --batch-size 128 --device cuda --json
+gated wgmma_ok step bench-resnet50-b256-wgmma 120 env RESNET_TC_KERNELS=wgmma "$RC" bench \
+    --model resnet50 --batch-size 256 --device cuda --json
+gated wgmma_ok step bench-resnet20-b128-wgmma 60 env RESNET_TC_KERNELS=wgmma "$RC" bench \
+    --model resnet20 --batch-size 128 --device cuda --json
 # The same fed by TMA (RESNET_TC_KERNELS=wgmma-tma: every forward's weights, its input through the
 # im2col mode where C allows, the 1x1 stride-1 layers' backward passes; the tile sweep's `+tma` rows).
-step bench-resnet50-b256-wgmma-tma 120 env RESNET_TC_KERNELS=wgmma-tma "$RC" bench --model resnet50 \
-    --batch-size 256 --device cuda --json
+gated tma_ok step bench-resnet50-b256-wgmma-tma 120 env RESNET_TC_KERNELS=wgmma-tma "$RC" bench \
+    --model resnet50 --batch-size 256 --device cuda --json
 # Convolution tuning (--conv-tuning on: the first step times every candidate launch of each
 # pass, mma.sync, wgmma and the TMA feeds, and keeps the fastest): the best step these kernels make,
 # and in its JSON's conv_tuning what won where, pass by pass, inside the real step. Over the
@@ -276,11 +332,11 @@ if [ -n "$NCU" ]; then
     # Every kernel of the CIFAR net's step: its convolutions are short, so the others matter too.
     ncu_step ncu-resnet20-b128 90 '.' -- --model resnet20 --batch-size 128
     ncu_step ncu-resnet50-b64 150 '^conv2d_' -- --model resnet50 --batch-size 64
-    ncu_step ncu-resnet50-b64-wgmma 120 '^conv2d_wgmma_' RESNET_TC_KERNELS=wgmma -- \
+    gated wgmma_ok ncu_step ncu-resnet50-b64-wgmma 120 '^conv2d_wgmma_' RESNET_TC_KERNELS=wgmma -- \
         --model resnet50 --batch-size 64
     # The kernels fed by TMA (forward; pointwise forward and backward-data): whether the copy engine
     # keeps their loops fed.
-    ncu_step ncu-resnet50-b64-wgmma-tma 120 '^conv2d_wgmma_tma_' RESNET_TC_KERNELS=wgmma-tma -- \
+    gated tma_ok ncu_step ncu-resnet50-b64-wgmma-tma 120 '^conv2d_wgmma_tma_' RESNET_TC_KERNELS=wgmma-tma -- \
         --model resnet50 --batch-size 64
     # Where the warps of the three 128x128 main loops wait, instruction by instruction (the first
     # launch of each; the machine code is what tools/sass_mainloop.py reads here).
@@ -313,8 +369,8 @@ step bench-resnet50-b256-nopdl 120 env RESNET_PDL=0 "$RC" bench --model resnet50
 # The TMA-fed kernels without their producer warp (RESNET_TMA_PRODUCER=0: the same kernels run the
 # pipeline every thread of which multiplies, in smaller blocks, so perhaps two to an SM; the same
 # bits), beside phase 1's bench-resnet50-b256-wgmma-tma: which pipeline the plan should launch.
-step bench-resnet50-b256-wgmma-tma-noproducer 120 env RESNET_TC_KERNELS=wgmma-tma RESNET_TMA_PRODUCER=0 \
-    "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
+gated tma_ok step bench-resnet50-b256-wgmma-tma-noproducer 120 env RESNET_TC_KERNELS=wgmma-tma \
+    RESNET_TMA_PRODUCER=0 "$RC" bench --model resnet50 --batch-size 256 --device cuda --json
 step bench-resnet50-b256-nofusebn 120 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet50 \
     --batch-size 256 --device cuda --json
 step bench-resnet20-b128-nofusebn 60 env RESNET_FUSE_BN_GRAD=0 "$RC" bench --model resnet20 \
