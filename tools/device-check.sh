@@ -11,6 +11,8 @@
 #   (device tool) run: PHASES="4 2" DEADLINE=300 tools/device-check.sh   Nsight Compute's counters first
 #   here, after each call: tools/device-results.sh FILES_AT   files the outputs under docs/<gpu>/
 #   here, before: LIST=1 PHASES="1 2 3 4" FULL=1 tools/device-check.sh   (tools/device-bundle.sh runs it)
+# A later call repeats what phase 1's summary set "from here on" (RESNET_PDL=0, RESNET_BENCH_TILES=mma,
+# RESNET_BENCH_TMA=off) before its command: e.g. RESNET_BENCH_TMA=off PHASES="4 2" tools/device-check.sh
 #
 # DEADLINE (seconds, default 480) bounds the whole script: each step gets the smaller of its own limit
 # and what is left (less a reserve for packing), and a step with under 10 s left is skipped. A failing
