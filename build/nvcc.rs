@@ -232,6 +232,13 @@ fn is_hopper_only(stem: &str) -> bool {
     stem.ends_with("_sm90a")
 }
 
+/// The kernel and architecture of ptxas's "Compiling entry function 'F' for 'sm_NN'" line.
+fn entry_function(line: &str) -> Option<(&str, &str)> {
+    let rest = line.split("Compiling entry function '").nth(1)?;
+    let mut parts = rest.split('\'');
+    Some((parts.next().unwrap_or(""), parts.nth(1).unwrap_or("")))
+}
+
 /// Reads `ptxas -v` output: each "Compiling entry function 'F' for 'sm_NN'" is followed by lines like
 /// "N bytes stack frame, S bytes spill stores, L bytes spill loads". Returns the first kernel with
 /// local memory on an architecture of 90 or newer: a spill, or a stack frame (an array indexed by a
@@ -241,10 +248,9 @@ fn find_local_memory(log: &str) -> Option<String> {
     let mut function = String::new();
     let mut arch = String::new();
     for line in log.lines() {
-        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
-            let mut parts = rest.split('\'');
-            function = parts.next().unwrap_or("").to_string();
-            arch = parts.nth(1).unwrap_or("").to_string();
+        if let Some((name, on)) = entry_function(line) {
+            function = name.to_string();
+            arch = on.to_string();
         } else if let Some(rest) = line.split("Function properties for ").nth(1) {
             function = rest.trim().to_string();
         }
@@ -292,8 +298,8 @@ fn hands_registers_over(name: &str) -> bool {
 fn find_short_register_handover(log: &str) -> Option<String> {
     let mut function = String::new();
     for line in log.lines() {
-        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
-            function = rest.split('\'').next().unwrap_or("").to_string();
+        if let Some((name, _)) = entry_function(line) {
+            function = name.to_string();
         } else if let Some(rest) = line.split("Used ").nth(1) {
             let used: u64 = rest
                 .split_whitespace()

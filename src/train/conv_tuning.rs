@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::Device;
+use super::{Device, TrainConfig};
 use crate::backend::gpu::{Driver, GpuBackend};
 use crate::backend::Precision;
 use crate::error::{Error, Result};
@@ -55,6 +55,22 @@ pub fn with_conv_tuning<D: Driver>(
         }
         _ => gpu,
     }
+}
+
+/// `gpu` as a run with `cfg` takes it: tuning with `--conv-tuning on`, its choices kept in the run
+/// folder's file where `writes_run_folder` (the process that writes the folder: rank 0's; another
+/// machine's need not see it, and tunes for itself).
+pub fn for_run<D: Driver>(
+    gpu: GpuBackend<D>,
+    cfg: &TrainConfig,
+    writes_run_folder: bool,
+) -> GpuBackend<D> {
+    let file = cfg.out.join(TUNING_FILE);
+    with_conv_tuning(
+        gpu,
+        cfg.conv_tuning,
+        writes_run_folder.then_some(file.as_path()),
+    )
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use crate::nn::ShortcutOption;
 use crate::ops;
 use crate::optim::{LrSchedule, Sgd};
 use crate::tensor::Tensor;
-use conv_tuning::{check_conv_tuning, with_conv_tuning};
+use conv_tuning::check_conv_tuning;
 use device_feed::DeviceBatches;
 use progress::{Interval, Progress};
 use replicas::{train_replicas, Replica, ReplicaOptions};
@@ -156,9 +156,7 @@ pub fn train(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) -> R
     let device = select_device(cfg.device, cfg.gpus)?;
     let precision = resolve_precision(cfg.precision, device)?;
     check_conv_tuning(cfg.conv_tuning, device, precision)?;
-    // Every replica of this process keeps its choices in the run folder's file.
-    let tuning_file = cfg.out.join(conv_tuning::TUNING_FILE);
-    let tuned = |gpu| with_conv_tuning(gpu, cfg.conv_tuning, Some(&tuning_file));
+    let tuned = |gpu| conv_tuning::for_run(gpu, &cfg, true);
     if cfg.replicas > 1 {
         let options = ReplicaOptions::from_env()?;
         let n = cfg.replicas;
@@ -228,10 +226,9 @@ fn train_on_gpus(cfg: TrainConfig, resume: Option<RunState>, stop: &AtomicBool) 
             eprintln!(
                 "device: {n} CUDA GPUs, one replica each (gradients summed through host memory)"
             );
-            let tuning_file = cfg.out.join(conv_tuning::TUNING_FILE);
             train_replicas(&cfg, resume, stop, &options, |rank| {
                 let gpu = GpuBackend::open(&format!("cuda:{rank}"))?.with_precision(precision);
-                Ok(with_conv_tuning(gpu, cfg.conv_tuning, Some(&tuning_file)))
+                Ok(conv_tuning::for_run(gpu, &cfg, true))
             })?
         }
         GpuComms::Nccl(world) => {

@@ -64,14 +64,7 @@ fn run_gpu(
         let precision = super::resolve_precision(cfg.precision, super::Device::Cuda)?;
         let be =
             GpuBackend::open(&format!("cuda:{}", world.first_gpu + gpu))?.with_precision(precision);
-        // The run folder's tuning file is this process's where it writes the folder (rank 0's): a
-        // process on another machine need not see it, and tunes for itself.
-        let tuning_file = cfg.out.join(super::conv_tuning::TUNING_FILE);
-        let be = super::conv_tuning::with_conv_tuning(
-            be,
-            cfg.conv_tuning,
-            (world.first_rank == 0).then_some(tuning_file.as_path()),
-        );
+        let be = super::conv_tuning::for_run(be, &cfg, world.first_rank == 0);
         let cuda = be.driver().as_cuda().ok_or_else(|| Error::Replica {
             rank,
             message: format!("{} is not a CUDA device", be.driver().name()),
