@@ -8,7 +8,9 @@
 //!    with cubins for `CUDA_ARCHS` (default `80;90`) and PTX of the lowest, embedded through
 //!    `$OUT_DIR/kernels_embedded.rs`. Files named `*_sm90a.cu` (Hopper's wgmma) get an sm_90a cubin
 //!    alone, when `CUDA_ARCHS` has 90. Local memory on sm_90 or newer (a register spill or a stack
-//!    frame), or ptxas serialising wgmma, fails the build. Without nvcc
+//!    frame), or ptxas serialising wgmma, fails the build. Each kernel's launch limits (its most
+//!    threads a block, its static shared memory) are read from nvcc's PTX and ptxas's report and
+//!    embedded too, for the emulator to enforce (build/kernel_limits.rs). Without nvcc
 //!    that file lists no fatbins and one `cargo:warning` says how to get nvcc.
 //!
 //! The compiles of both run at once on cargo's job count (build/jobs.rs), the longest first, and
@@ -38,6 +40,8 @@ mod cache;
 mod emulator;
 #[path = "build/jobs.rs"]
 mod jobs;
+#[path = "build/kernel_limits.rs"]
+mod kernel_limits;
 #[path = "build/launch_constants.rs"]
 mod launch_constants;
 #[path = "build/nvcc.rs"]
@@ -117,7 +121,10 @@ fn main() {
         .iter()
         .map(|f| nvcc::arguments(f, &kernels, &archs))
         .collect();
-    let fatbin_files: Vec<String> = fatbins.iter().map(|f| f.file_name()).collect();
+    let fatbin_files: Vec<String> = fatbins
+        .iter()
+        .flat_map(|f| [f.file_name(), f.limits_file_name()])
+        .collect();
     let mut fatbins_key = sources_key("fatbins");
     if let Some(nvcc) = &nvcc {
         fatbins_key.add_program(nvcc).add(&arguments);
@@ -130,8 +137,15 @@ fn main() {
     if let (Some(nvcc), false) = (&nvcc, fatbins_cached) {
         let out_dir = out_dir.as_path();
         for (fatbin, args) in fatbins.iter().zip(&arguments) {
-            let job =
-                Box::new(move || nvcc::compile(nvcc, fatbin, args, out_dir).map(|()| Made::Fatbin));
+            let job = Box::new(move || {
+                let log = nvcc::compile(nvcc, fatbin, args, out_dir)?;
+                let keep = fatbin.keep_dir(out_dir);
+                let limits = out_dir.join(fatbin.limits_file_name());
+                kernel_limits::write_limits(&log, &keep, &limits)
+                    .map_err(|e| format!("{}: {e}", fatbin.source.display()))?;
+                let _ = fs::remove_dir_all(&keep);
+                Ok(Made::Fatbin)
+            });
             work.push((is_long(&fatbin.source), job));
         }
     }
@@ -170,6 +184,12 @@ fn main() {
         if let Some(c) = &cache {
             c.store("fatbins", &fatbins_key, &fatbin_files, &out_dir);
         }
+    }
+    // `cfg(resnet_kernels_compiled)`: the kernels and their limits are embedded, so the tests that
+    // check the limits (tests/kernels.rs) can run; without nvcc they are not selected.
+    println!("cargo:rustc-check-cfg=cfg(resnet_kernels_compiled)");
+    if nvcc.is_some() {
+        println!("cargo:rustc-cfg=resnet_kernels_compiled");
     }
     let embedded = nvcc::embedded_source(&fatbins, &out_dir, &archs);
     fs::write(out_dir.join("kernels_embedded.rs"), embedded).expect("write kernels_embedded.rs");

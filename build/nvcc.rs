@@ -1,6 +1,7 @@
 //! nvcc: where it is found, which architectures it compiles for, and one kernel file's fatbin (with
 //! the build's checks on ptxas's report: no local memory (spills, stack frames) on sm_90 or newer, no
-//! serialised wgmma).
+//! serialised wgmma), and the generated source that embeds the fatbins and their kernels' launch
+//! limits (build/kernel_limits.rs).
 
 use std::env;
 use std::fmt::Write as _;
@@ -136,6 +137,16 @@ impl Fatbin {
     pub fn file_name(&self) -> String {
         format!("{}.fatbin", self.stem)
     }
+
+    /// Its kernels' launch limits (build/kernel_limits.rs), beside it.
+    pub fn limits_file_name(&self) -> String {
+        format!("{}.limits", self.stem)
+    }
+
+    /// Where nvcc keeps its intermediate files (the PTX the limits are read from) while compiling it.
+    pub fn keep_dir(&self, out_dir: &Path) -> PathBuf {
+        out_dir.join(format!("{}.keep", self.stem))
+    }
 }
 
 /// The fatbins for `cu_files`: every file, except the Hopper-only ones (wgmma) when `archs` has no 90.
@@ -182,16 +193,23 @@ pub fn arguments(fatbin: &Fatbin, kernels: &Path, archs: &[String]) -> Vec<Strin
     args
 }
 
-/// Runs nvcc for one file; the error is the whole message the build fails with.
+/// Runs nvcc for one file, keeping its intermediate files in [`Fatbin::keep_dir`] (emptied first);
+/// returns ptxas's report. The error is the whole message the build fails with.
 pub fn compile(
     nvcc: &Path,
     fatbin: &Fatbin,
     args: &[String],
     out_dir: &Path,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let cu = &fatbin.source;
+    let keep = fatbin.keep_dir(out_dir);
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(&keep).map_err(|e| format!("{}: {e}", keep.display()))?;
     let output = Command::new(nvcc)
         .args(args)
+        .arg("--keep")
+        .arg("--keep-dir")
+        .arg(&keep)
         .arg("-o")
         .arg(out_dir.join(fatbin.file_name()))
         .arg(cu)
@@ -223,7 +241,7 @@ pub fn compile(
     {
         return Err(format!("{}: {}\n{log}", cu.display(), line.trim()));
     }
-    Ok(())
+    Ok(log)
 }
 
 /// Whether `kernels/<stem>.cu` uses sm_90a-only instructions (wgmma): its name ends in `_sm90a`.
@@ -233,7 +251,7 @@ fn is_hopper_only(stem: &str) -> bool {
 }
 
 /// The kernel and architecture of ptxas's "Compiling entry function 'F' for 'sm_NN'" line.
-fn entry_function(line: &str) -> Option<(&str, &str)> {
+pub fn entry_function(line: &str) -> Option<(&str, &str)> {
     let rest = line.split("Compiling entry function '").nth(1)?;
     let mut parts = rest.split('\'');
     Some((parts.next().unwrap_or(""), parts.nth(1).unwrap_or("")))
@@ -337,6 +355,20 @@ pub fn embedded_source(fatbins: &[Fatbin], out_dir: &Path, archs: &[String]) -> 
         .map(|a| format!("{:?}", format!("sm_{a}")))
         .collect();
     writeln!(s, "pub const ARCHS: &[&str] = &[{}];", names.join(", ")).unwrap();
+    s.push_str(
+        "\n/// (kernel, most threads a block, static shared memory in bytes) for every kernel compiled, \
+         over every\n/// architecture: build/kernel_limits.rs.\n\
+         pub const KERNEL_LIMITS: &[(&str, u32, u32)] = &[\n",
+    );
+    for fatbin in fatbins {
+        let path = out_dir.join(fatbin.limits_file_name());
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        for row in super::kernel_limits::embedded_rows(&text) {
+            writeln!(s, "    {row},").unwrap();
+        }
+    }
+    s.push_str("];\n");
     s
 }
 

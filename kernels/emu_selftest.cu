@@ -212,3 +212,19 @@ extern "C" __global__ void emu_selftest_no_grid_sync(int* out) {
     out[threadIdx.x] = static_cast<int>(threadIdx.x);
 }
 EMU_REGISTER(emu_selftest_no_grid_sync);
+
+// Compiled for blocks of at most 128 threads, with 8 KiB of static shared memory beside whatever
+// dynamic shared memory a launch gives it (at least 4 bytes a thread): the kernel the launch-limit
+// tests go beyond (tests/emulator.rs with limits they set, tests/kernels.rs with nvcc's). Each thread
+// writes its index reversed within the block through the static array, plus one through the dynamic.
+extern "C" __global__ void __launch_bounds__(128) emu_selftest_bounded(int* out) {
+    grid_dependency_sync();
+    __shared__ int reversed[2048];
+    int* ones = dynamic_shared_memory<int>();
+    const unsigned t = threadIdx.x;
+    reversed[t] = static_cast<int>(t);
+    ones[t] = 1;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + t] = reversed[blockDim.x - 1 - t] + ones[t];
+}
+EMU_REGISTER(emu_selftest_bounded);

@@ -43,7 +43,7 @@
 //   wgmma_selftest_gemm_n{64,128,256}_{a_mn,b_mn,ab_mn}(a, b, c, d, swizzle, window): the same with A,
 //       B or both MN-major (wgmma imm-trans-a / imm-trans-b 1): `a` is at[32][64W] when A is MN-major,
 //       `b` is b[32][N] when B is (else a[64W][32], bt[N][32] as above).
-//   wgmma_selftest_variant_<v>(a, bt, d, mid), v = 0..11 but 6: W = 1, N = 64, 64-byte swizzle, C = 0;
+//   wgmma_selftest_variant_<v>(a, bt, d, mid), v = 0..13 but 6: W = 1, N = 64, 64-byte swizzle, C = 0;
 //       block (128, 1, 1) unless stated; d = A B when the kernel is correct. One kernel per variant
 //       (a template argument, not a run-time switch: wgmmas on paths that branch on a run-time value
 //       make ptxas serialise them, which build.rs rejects). The variants:
@@ -66,6 +66,10 @@
 //      11: (wrong) after the fence and barrier each thread rewrites one 16-byte chunk of the A tile
 //          in place with ordinary stores (the same values, as conv_tc_bn_input.cuh rewrites staged
 //          operands), then a __syncthreads and the wgmmas with no fence.proxy.async after the stores.
+//      12: correct, a block of 160 threads whose fifth warp leaves once the tiles are staged;
+//      13: (wrong) variant 0 in a block of 160 threads: the fifth warp executes the warpgroup
+//          instructions too (compiled for 160, so that the emulator's error is the wgmma's rather
+//          than the launch's).
 //   wgmma_selftest_mn_misaligned(d): (wrong) block (128, 1, 1), 8192 bytes of dynamic shared memory:
 //       an m64n64k16 with both operands MN-major, 128-byte swizzle, B's start 16 bytes into a row of
 //       its atom (which the emulator rejects; the shared memory is never written: the launch must
@@ -340,6 +344,12 @@ extern "C" __global__ void __launch_bounds__(160)
     variant_body<12>(a, bt, d, mid);
 }
 EMU_REGISTER(wgmma_selftest_variant_12);
+
+extern "C" __global__ void __launch_bounds__(160)
+    wgmma_selftest_variant_13(const unsigned short* a, const unsigned short* bt, float* d, float* mid) {
+    variant_body<0>(a, bt, d, mid);
+}
+EMU_REGISTER(wgmma_selftest_variant_13);
 
 extern "C" __global__ void __launch_bounds__(128) wgmma_selftest_mn_misaligned(float* d) {
     grid_dependency_sync();

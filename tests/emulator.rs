@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::gpu::emu;
+use resnet_cuda::backend::gpu::kernel_limits::KernelLimits;
 
 /// The `params` entry for one kernel argument: a pointer to the argument's value.
 fn arg<T>(value: &T) -> *mut c_void {
@@ -468,6 +469,7 @@ fn registry_lists_the_kernels() {
     assert!(emu::worker_count() >= 1);
 }
 
+#[allow(dead_code)] // KERNEL_LIMITS: tests/kernels.rs checks it through the library
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/kernels_embedded.rs"));
 }
@@ -512,6 +514,46 @@ fn dynamic_shared_memory_above_48_kib_needs_the_kernel_to_opt_in() {
     let err = emu::set_max_dynamic_shared("emu_selftest_reverse_dynamic", 228 * 1024).unwrap_err();
     assert!(err.contains("227 KiB"), "{err}");
     let err = emu::set_max_dynamic_shared("no_such_kernel", 1024).unwrap_err();
+    assert!(err.contains("no_such_kernel"), "{err}");
+}
+
+#[test]
+fn a_launch_beyond_its_kernels_compiled_limits_is_refused() {
+    // The limits nvcc gives emu_selftest_bounded (__launch_bounds__(128), an 8 KiB static array),
+    // set here so that the emulator's checks are tested without nvcc too. As on the hardware: no more
+    // threads than the kernel was compiled for, and the static shared memory counts against both the
+    // 48 KiB default and the 227 KiB opt-in.
+    let kernel = "emu_selftest_bounded";
+    let limits = KernelLimits {
+        max_threads: 128,
+        static_shared_bytes: 8192,
+    };
+    emu::set_kernel_limits(kernel, limits).unwrap();
+    let mut out = vec![i32::MIN; 2 * 160];
+    let po = out.as_mut_ptr();
+    let run = |threads: u32, shared: u32| {
+        launch(kernel, (2, 1, 1), (threads, 1, 1), shared, &mut [arg(&po)])
+    };
+    run(128, 40 * 1024).expect("the bound, with all the default leaves beside 8 KiB static");
+    let expected: Vec<i32> = (0..256).map(|i| 128 - i % 128).collect();
+    assert_eq!(out[..256], expected[..]);
+
+    let err = run(160, 1024).expect_err("160 threads");
+    assert!(
+        err.contains(kernel) && err.contains("160 threads exceeds the 128"),
+        "{err}"
+    );
+    let err = run(128, 40 * 1024 + 4).expect_err("48 KiB in all without opting in");
+    assert!(err.contains("40964") && err.contains("opt in"), "{err}");
+    let err = emu::set_max_dynamic_shared(kernel, 219 * 1024 + 4).unwrap_err();
+    assert!(
+        err.contains("8192 static") && err.contains("227 KiB"),
+        "{err}"
+    );
+    emu::set_max_dynamic_shared(kernel, 219 * 1024).unwrap();
+    run(128, 219 * 1024).expect("227 KiB in all after opting in");
+
+    let err = emu::set_kernel_limits("no_such_kernel", limits).unwrap_err();
     assert!(err.contains("no_such_kernel"), "{err}");
 }
 

@@ -19,6 +19,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use resnet_cuda::backend::cpu::CpuBackend;
+use resnet_cuda::backend::gpu::kernel_limits::{self, KernelLimits};
 use resnet_cuda::backend::gpu::launch::KernelArgs;
 use resnet_cuda::backend::gpu::{Driver, DynDriver, GpuBackend};
 use resnet_cuda::backend::{
@@ -1046,8 +1047,120 @@ fn the_backend_counts_launches_host_syncs_and_allocations() {
     assert_eq!(Cpu::new().device_counts(), None);
 }
 
+/// emu_selftest_bounded's limits as nvcc compiles them (kernels/emu_selftest.cu): __launch_bounds__(128)
+/// and an 8 KiB static array.
+const BOUNDED: KernelLimits = KernelLimits {
+    max_threads: 128,
+    static_shared_bytes: 8192,
+};
+
 #[test]
-fn a_kernel_opts_in_to_more_than_48_kib_of_dynamic_shared_memory() {
+#[cfg_attr(
+    not(resnet_kernels_compiled),
+    ignore = "needs the limits nvcc's output gives each kernel: a build with nvcc"
+)]
+fn a_launch_beyond_what_its_kernel_was_compiled_for_is_refused() {
+    // On a GPU the driver refuses these launches; the emulator refuses the same ones from the limits
+    // build.rs read from nvcc's PTX and ptxas's report. The sizes are sm_90's (227 KiB a block with
+    // the opt-in).
+    let be = gpu();
+    let driver = be.driver();
+    let kernel = "emu_selftest_bounded";
+    assert_eq!(driver.kernel_limits(kernel).unwrap(), BOUNDED);
+    let (blocks, threads) = (2usize, 128usize);
+    let bytes = blocks * threads * 4;
+    let out = driver.alloc(bytes).unwrap();
+    // SAFETY: the kernel takes (int*) and writes out[0..blocks * its block size), at most `bytes`
+    // for the blocks launched here (a larger block is refused before it runs).
+    let launch = |threads: usize, shared: u32| unsafe {
+        let mut args = KernelArgs::new().ptr(out);
+        driver.launch(
+            kernel,
+            (blocks as u32, 1, 1),
+            (threads as u32, 1, 1),
+            shared,
+            &mut args.params(),
+        )
+    };
+    launch(threads, 40 * 1024).expect("the bound, with all the 48 KiB default leaves beside 8 KiB");
+    let mut host = vec![i32::MIN; blocks * threads];
+    // SAFETY: `host` has room for `bytes`; the copy waits for the launch.
+    unsafe { driver.copy_device_to_host(out, host.as_mut_ptr().cast(), bytes) }.unwrap();
+    let expected: Vec<i32> = (0..blocks * threads)
+        .map(|i| (threads - i % threads) as i32)
+        .collect();
+    assert_eq!(host, expected);
+
+    let err = launch(160, 1024).expect_err("160 threads").to_string();
+    assert!(err.contains(kernel), "{err}");
+    launch(threads, 40 * 1024 + 4).expect_err("more than 48 KiB in all without opting in");
+    driver
+        .set_max_dynamic_shared(kernel, 219 * 1024 + 4)
+        .expect_err("more than 227 KiB in all");
+    driver.set_max_dynamic_shared(kernel, 219 * 1024).unwrap();
+    launch(threads, 219 * 1024).expect("227 KiB in all after opting in");
+    driver.synchronize().unwrap();
+    // SAFETY: allocated above with this size; the launches have finished.
+    unsafe { driver.free(out, bytes) };
+}
+
+#[test]
+#[cfg_attr(
+    not(resnet_kernels_compiled),
+    ignore = "needs the limits nvcc's output gives each kernel: a build with nvcc"
+)]
+fn every_kernel_has_the_limits_build_rs_read_from_nvcc() {
+    // On a GPU: the driver's attributes of each loaded kernel against what build.rs computed from
+    // the PTX's .maxntid and ptxas's registers and shared memory (the smallest thread limit over the
+    // architectures compiled, so it may be below this GPU's, never above it). On the emulator, which
+    // enforces the computed limits: every kernel it has is among them, and every one of them is its.
+    let be = gpu();
+    let driver = be.driver();
+    let compiled: Vec<_> = kernel_limits::all_compiled().collect();
+    let mut differ = Vec::new();
+    let mut checked = 0;
+    for (kernel, limits) in &compiled {
+        if !driver.has_kernel(kernel) {
+            assert_ne!(driver.name(), "emu", "the emulator has no kernel {kernel}");
+            continue;
+        }
+        let actual = driver.kernel_limits(kernel).unwrap();
+        assert!(
+            limits.max_threads <= actual.max_threads
+                && limits.static_shared_bytes == actual.static_shared_bytes,
+            "{kernel}: build.rs computed {limits:?}, the driver says {actual:?}"
+        );
+        if *limits != actual {
+            differ.push(format!("{kernel}: computed {limits:?}, driver {actual:?}"));
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} kernels checked");
+    if driver.name() == "emu" {
+        let registered = resnet_cuda::backend::gpu::emu::kernel_names();
+        let uncompiled: Vec<String> = registered
+            .into_iter()
+            .filter(|name| !compiled.iter().any(|(k, _)| k == name))
+            .collect();
+        // Only the deliberately wrong hand-overs, which ptxas refuses (kernels/wgmma_selftest_sm90a.cu).
+        assert_eq!(
+            uncompiled,
+            (1..=3)
+                .map(|v| format!("wgmma_selftest_register_handover_{v}"))
+                .collect::<Vec<_>>(),
+            "the emulator's kernels that nvcc did not compile"
+        );
+    }
+    // Below this GPU's limit only where another architecture's cubin has more registers.
+    eprintln!("{checked} kernels checked; differing: {differ:#?}");
+    assert_eq!(
+        driver.kernel_limits("emu_selftest_bounded").unwrap(),
+        BOUNDED
+    );
+}
+
+#[test]
+fn more_than_48_kib_of_dynamic_shared_memory_without_opting_in_is_refused() {
     // The hardware's rule, which the emulator copies: a block gets 48 KiB of dynamic shared memory
     // unless its kernel opted in (cuFuncSetAttribute on a GPU). emu_selftest_reverse_dynamic
     // reverses each block's chunk of x through dynamic shared memory; it uses 4 KiB of the 64 asked.

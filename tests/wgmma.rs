@@ -470,10 +470,11 @@ fn a_block_of_96_threads_is_an_error() {
 }
 
 /// A block may have threads past its last whole warpgroup (conv_wgmma.cuh's producer warp), but
-/// they may not execute a warpgroup instruction: here every thread of 160 does.
+/// they may not execute a warpgroup instruction: here every thread of 160 does (variant 13: variant
+/// 0's body in a kernel compiled for 160 threads, which variant 0's 128 would refuse to launch).
 #[test]
 fn a_partial_warpgroup_executing_wgmma_is_an_error() {
-    let e = misuse(0, 160);
+    let e = misuse(13, 160);
     assert!(
         e.contains("thread 128 of a block of 160") || e.contains("of a block of 160 threads"),
         "{e}"

@@ -9,11 +9,6 @@ mod common;
 mod bench_cli;
 mod bench_profiled;
 mod bench_shapes;
-/// build.rs's checks on ptxas's report (spills, a short register hand-over), with their unit tests
-/// on hand-written report lines: a build script's own tests never run.
-#[allow(dead_code)]
-#[path = "../../build/nvcc.rs"]
-mod build_nvcc;
 mod checkpoint;
 mod cli;
 mod cli_data;
@@ -25,8 +20,17 @@ mod fused_ops;
 mod golden;
 mod gradcheck;
 mod info;
+/// build.rs's checks on ptxas's report (spills, a short register hand-over) and its reading of each
+/// kernel's launch limits, with their unit tests on hand-written report lines and PTX: a build
+/// script's own tests never run. Named as build.rs names them, since each refers to the other.
+#[allow(dead_code)]
+#[path = "../../build/kernel_limits.rs"]
+mod kernel_limits;
 mod models;
 mod nccl_ffi;
+#[allow(dead_code)]
+#[path = "../../build/nvcc.rs"]
+mod nvcc;
 mod plot;
 mod rendezvous;
 mod replicas;

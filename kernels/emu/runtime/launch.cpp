@@ -144,6 +144,21 @@ int fail_launch(std::string message) {
 std::mutex opt_in_mu;
 std::unordered_map<std::string, unsigned> opted_in;
 
+// What nvcc compiled into each kernel (build/kernel_limits.rs, given by emu_set_kernel_limits): the
+// most threads a block can have (its __launch_bounds__ and registers) and its static shared memory.
+// A kernel not here (a build without nvcc) is held to CUDA's general limits only.
+struct CompiledLimits {
+    unsigned max_threads;
+    unsigned static_shared;
+};
+std::unordered_map<std::string, CompiledLimits> compiled_limits;  // under opt_in_mu
+
+CompiledLimits limits_of(const char* kernel) {
+    std::lock_guard<std::mutex> lock(opt_in_mu);
+    const auto it = compiled_limits.find(kernel);
+    return it == compiled_limits.end() ? CompiledLimits{1024, 0} : it->second;
+}
+
 // The schedule of launches that name none: RESNET_EMU_SCHEDULE, read once; -2 for a value that is not
 // one of the three names (every such launch then fails and says so).
 int schedule_from_environment() {
@@ -157,10 +172,13 @@ int schedule_from_environment() {
     return schedule;
 }
 
-unsigned dynamic_shared_limit(const char* kernel) {
+// The dynamic shared memory a launch of `kernel` may ask for: what it opted in to, else what the 48 KiB
+// default leaves beside its static shared memory.
+unsigned dynamic_shared_limit(const char* kernel, unsigned static_shared) {
     std::lock_guard<std::mutex> lock(opt_in_mu);
     const auto it = opted_in.find(kernel);
-    return it == opted_in.end() ? kDefaultDynamicShared : it->second;
+    if (it != opted_in.end()) return it->second;
+    return static_shared >= kDefaultDynamicShared ? 0 : kDefaultDynamicShared - static_shared;
 }
 
 }  // namespace
@@ -168,9 +186,31 @@ unsigned dynamic_shared_limit(const char* kernel) {
 
 extern "C" {
 
+// Holds `kernel_name` to the limits nvcc compiled into it (build/kernel_limits.rs): blocks of at most
+// `max_threads` threads, and `static_shared_bytes` of static shared memory counted against the block's
+// shared memory beside the dynamic part. Returns 0 on success; otherwise nonzero (an unknown kernel, a
+// limit no launch could meet), and emu_last_error() says why.
+int emu_set_kernel_limits(const char* kernel_name, unsigned max_threads, unsigned static_shared_bytes) {
+    using namespace emu;
+    last_error.clear();
+    if (!kernel_name || !find_kernel(kernel_name)) {
+        return fail_launch("nvcc compiled kernel '" + std::string(kernel_name ? kernel_name : "(null)") +
+                           "', which no kernels/*.cu registers with EMU_REGISTER");
+    }
+    if (max_threads == 0 || max_threads > 1024 || static_shared_bytes > kDefaultDynamicShared) {
+        return fail_launch("kernel '" + std::string(kernel_name) + "': limits of " + std::to_string(max_threads) +
+                           " threads and " + std::to_string(static_shared_bytes) +
+                           " bytes of static shared memory are not a kernel's (1 to 1024 threads, at most 48 KiB)");
+    }
+    std::lock_guard<std::mutex> lock(opt_in_mu);
+    compiled_limits[kernel_name] = CompiledLimits{max_threads, static_shared_bytes};
+    return 0;
+}
+
 // Lets `kernel_name` launch with up to `bytes` of dynamic shared memory, like cuFuncSetAttribute with
 // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES. Returns 0 on success; otherwise nonzero, and
-// emu_last_error() says why (an unknown kernel, more than 227 KiB).
+// emu_last_error() says why (an unknown kernel, more than the 227 KiB a block can have beside its
+// static shared memory).
 int emu_set_max_dynamic_shared(const char* kernel_name, unsigned bytes) {
     using namespace emu;
     last_error.clear();
@@ -178,9 +218,11 @@ int emu_set_max_dynamic_shared(const char* kernel_name, unsigned bytes) {
         return fail_launch("unknown kernel '" + std::string(kernel_name ? kernel_name : "(null)") +
                            "': cannot set its shared memory limit");
     }
-    if (bytes > kMaxDynamicShared) {
+    const unsigned static_shared = limits_of(kernel_name).static_shared;
+    if (1ull * bytes + static_shared > kMaxDynamicShared) {
         return fail_launch("kernel '" + std::string(kernel_name) + "': " + std::to_string(bytes) +
-                           " bytes of dynamic shared memory exceed the 227 KiB a block can have");
+                           " bytes of dynamic shared memory beside its " + std::to_string(static_shared) +
+                           " static exceed the 227 KiB a block can have");
     }
     std::lock_guard<std::mutex> lock(opt_in_mu);
     opted_in[kernel_name] = bytes;
@@ -232,12 +274,20 @@ int emu_launch(const char* kernel_name, unsigned grid_x, unsigned grid_y, unsign
         return fail_launch(who + std::to_string(dynamic_shared_bytes) +
                            " bytes of dynamic shared memory exceed the 227 KiB a block can have");
     }
-    const unsigned limit = dynamic_shared_limit(kernel_name);
+    const CompiledLimits compiled = limits_of(kernel_name);
+    if (threads > compiled.max_threads) {
+        return fail_launch(who + "a block of " + std::to_string(threads) + " threads exceeds the " +
+                           std::to_string(compiled.max_threads) +
+                           " it was compiled for (its __launch_bounds__, or what its registers allow in a "
+                           "block): a GPU refuses the launch (build/kernel_limits.rs)");
+    }
+    const unsigned limit = dynamic_shared_limit(kernel_name, compiled.static_shared);
     if (dynamic_shared_bytes > limit) {
         return fail_launch(who + std::to_string(dynamic_shared_bytes) +
                            " bytes of dynamic shared memory exceed its limit of " + std::to_string(limit) +
-                           ": above 48 KiB a kernel must opt in first (Driver::set_max_dynamic_shared, which "
-                           "sets CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES on a GPU)");
+                           " (beside " + std::to_string(compiled.static_shared) +
+                           " static): above 48 KiB in all a kernel must opt in first (Driver::set_max_dynamic_shared, "
+                           "which sets CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES on a GPU)");
     }
 
     const Launch launch{k->name, k->run, params, dim3(grid_x, grid_y, grid_z), dim3(block_x, block_y, block_z),

@@ -24,6 +24,7 @@ use super::cuda_info::{self, version_string, DriverStatus, MIN_DRIVER_VERSION};
 use super::cuda_kernel_timer::CudaKernelTimer;
 use super::driver::{DevicePtr, Driver, GraphId, Staging};
 use super::embedded::{self, KernelFit};
+use super::kernel_limits::KernelLimits;
 use super::side_stream::SideStream;
 use super::tensor_map::{TensorMapBytes, TiledMap2d, TmaSwizzle};
 use super::tensor_map_im2col::Im2colMap;
@@ -75,6 +76,57 @@ fn module_functions(
     // SAFETY: `functions` has room for `count` handles.
     unsafe { sys::cuModuleEnumerateFunctions(functions.as_mut_ptr(), count, module) }.result()?;
     Ok(functions)
+}
+
+/// What the driver says limits a launch of `function`: its most threads a block and its static
+/// shared memory (the attributes [`KernelLimits`] mirrors).
+fn function_limits(function: sys::CUfunction) -> std::result::Result<KernelLimits, DriverError> {
+    let attribute = |which: sys::CUfunction_attribute| {
+        let mut value: std::ffi::c_int = 0;
+        // SAFETY: `function` belongs to a loaded module; the attribute is written to a local.
+        unsafe { sys::cuFuncGetAttribute(&mut value, which, function) }
+            .result()
+            .map(|()| u32::try_from(value).unwrap_or(0))
+    };
+    Ok(KernelLimits {
+        max_threads: attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
+        static_shared_bytes: attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+        )?,
+    })
+}
+
+/// Why the driver would refuse a launch of `function` with `block` and `shared_bytes`, as a clause
+/// for the error ("" when it is within the kernel's limits, or they cannot be read): the usual
+/// `CUDA_ERROR_INVALID_VALUE` says neither.
+fn beyond_limits(function: sys::CUfunction, block: (u32, u32, u32), shared_bytes: u32) -> String {
+    let mut why = String::new();
+    let threads = block.0 * block.1 * block.2;
+    if let Ok(limits) = function_limits(function) {
+        if threads > limits.max_threads {
+            why += &format!(
+                "; a block of {threads} threads where it takes at most {} (its __launch_bounds__ \
+                 or its registers)",
+                limits.max_threads
+            );
+        }
+    }
+    let mut dynamic: std::ffi::c_int = 0;
+    // SAFETY: `function` belongs to a loaded module; the attribute is written to a local.
+    let read = unsafe {
+        sys::cuFuncGetAttribute(
+            &mut dynamic,
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            function,
+        )
+    };
+    if read.result().is_ok() && i64::from(shared_bytes) > i64::from(dynamic) {
+        why += &format!(
+            "; more dynamic shared memory than its limit of {dynamic} bytes \
+             (Driver::set_max_dynamic_shared raises it)"
+        );
+    }
+    why
 }
 
 /// The `extern "C"` name of a kernel.
@@ -549,7 +601,11 @@ impl Driver for CudaDriver {
         };
         // The message is built only on failure: this is every kernel launch's path.
         r.map_err(|e| {
-            let what = format!("launching {kernel} (grid {grid:?}, block {block:?})");
+            let what = format!(
+                "launching {kernel} (grid {grid:?}, block {block:?}, {shared_bytes} bytes of \
+                 dynamic shared memory{})",
+                beyond_limits(f, block, shared_bytes)
+            );
             cuda_error(&self.device.label(), &what, e)
         })?;
         if let Some(timer) = timer.as_mut() {
@@ -734,6 +790,18 @@ impl Driver for CudaDriver {
         };
         self.check("encoding an im2col tensor map", r.result())?;
         Ok(map_bytes(out))
+    }
+
+    fn kernel_limits(&self, kernel: &str) -> Result<KernelLimits> {
+        self.device.bind()?;
+        let f = self.device.function(kernel)?;
+        function_limits(f).map_err(|e| {
+            cuda_error(
+                &self.device.label(),
+                &format!("reading the attributes of {kernel}"),
+                e,
+            )
+        })
     }
 
     fn set_max_dynamic_shared(&self, kernel: &str, bytes: u32) -> Result<()> {

@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::cuda_driver::CudaDriver;
+use super::embedded;
 use super::emu;
+use super::kernel_limits::{self, KernelLimits};
 use super::tensor_map::{TensorMapBytes, TiledMap2d};
 use super::tensor_map_im2col::Im2colMap;
 use crate::backend::KernelTime;
@@ -108,6 +110,11 @@ pub trait Driver: Send + Sync + 'static {
     /// Whether `kernel` can be launched here: every kernel on the emulator; on a GPU, those of the
     /// modules its compute capability loads (the `*_sm90a.cu` ones only on 9.0).
     fn has_kernel(&self, kernel: &str) -> bool;
+
+    /// The limits `kernel` was compiled with ([`KernelLimits`]): on a GPU the driver's own
+    /// attributes of the loaded kernel, on the emulator those build.rs read from nvcc's output, which
+    /// it enforces (an error in a build without nvcc, which has none).
+    fn kernel_limits(&self, kernel: &str) -> Result<KernelLimits>;
 
     /// Waits until every operation issued so far has finished.
     fn synchronize(&self) -> Result<()>;
@@ -640,6 +647,16 @@ impl Driver for EmuDriver {
         emu::param_sizes(kernel).is_ok()
     }
 
+    fn kernel_limits(&self, kernel: &str) -> Result<KernelLimits> {
+        kernel_limits::compiled(kernel).ok_or_else(|| Error::Device {
+            device: self.name(),
+            message: format!(
+                "no compiled limits for kernel {kernel}: this binary was built without nvcc ({})",
+                embedded::HOW_TO_GET
+            ),
+        })
+    }
+
     fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {
         map.emulator_map()
     }
@@ -813,6 +830,10 @@ impl Driver for DynDriver {
 
     fn has_kernel(&self, kernel: &str) -> bool {
         (**self).has_kernel(kernel)
+    }
+
+    fn kernel_limits(&self, kernel: &str) -> Result<KernelLimits> {
+        (**self).kernel_limits(kernel)
     }
 
     fn encode_tensor_map_2d(&self, map: &TiledMap2d) -> Result<TensorMapBytes> {

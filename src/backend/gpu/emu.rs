@@ -4,6 +4,9 @@
 //! is shared with the CUDA driver path. Device pointers are plain host pointers here.
 
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::OnceLock;
+
+use super::kernel_limits::{self, KernelLimits};
 
 extern "C" {
     fn emu_launch(
@@ -20,6 +23,11 @@ extern "C" {
         schedule: i32,
     ) -> i32;
     fn emu_set_max_dynamic_shared(kernel_name: *const c_char, bytes: u32) -> i32;
+    fn emu_set_kernel_limits(
+        kernel_name: *const c_char,
+        max_threads: u32,
+        static_shared: u32,
+    ) -> i32;
     fn emu_last_error() -> *const c_char;
     fn emu_kernel_count() -> u32;
     fn emu_kernel_name(index: u32) -> *const c_char;
@@ -97,6 +105,7 @@ unsafe fn launch_with(
     params: &mut [*mut c_void],
     schedule: Option<Schedule>,
 ) -> Result<(), String> {
+    compiled_limits_given()?;
     let name =
         CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
     let num_params = u32::try_from(params.len())
@@ -133,6 +142,7 @@ unsafe fn launch_with(
 /// launch above 48 KiB fails, as on the hardware, where `cuFuncSetAttribute` with
 /// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` must come first.
 pub fn set_max_dynamic_shared(kernel: &str, bytes: u32) -> Result<(), String> {
+    compiled_limits_given()?;
     let name =
         CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
     // SAFETY: the name is NUL-terminated; the call only reads it.
@@ -144,6 +154,48 @@ pub fn set_max_dynamic_shared(kernel: &str, bytes: u32) -> Result<(), String> {
             .to_string_lossy()
             .into_owned())
     }
+}
+
+/// Holds `kernel` to `limits` from now on: a launch with a larger block, or with more dynamic shared
+/// memory than its static part leaves (48 KiB in all without opting in, 227 KiB with), fails as it
+/// would on a GPU. Every kernel nvcc compiled is held to its compiled limits before the first launch;
+/// this replaces them (a test's own limits for a kernel it alone launches).
+pub fn set_kernel_limits(kernel: &str, limits: KernelLimits) -> Result<(), String> {
+    compiled_limits_given()?;
+    give_limits(kernel, limits)
+}
+
+fn give_limits(kernel: &str, limits: KernelLimits) -> Result<(), String> {
+    let name =
+        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    // SAFETY: the name is NUL-terminated; the call only reads it.
+    let status = unsafe {
+        emu_set_kernel_limits(
+            name.as_ptr(),
+            limits.max_threads,
+            limits.static_shared_bytes,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        // SAFETY: as in `launch`.
+        Err(unsafe { CStr::from_ptr(emu_last_error()) }
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+/// Gives the emulator the limits build.rs read from nvcc's output for every kernel, once per process;
+/// the error (a compiled kernel the emulator does not have) fails every launch after it too.
+fn compiled_limits_given() -> Result<(), String> {
+    static GIVEN: OnceLock<Result<(), String>> = OnceLock::new();
+    GIVEN
+        .get_or_init(|| {
+            kernel_limits::all_compiled()
+                .try_for_each(|(kernel, limits)| give_limits(kernel, limits))
+        })
+        .clone()
 }
 
 /// Names of every kernel the emulator can launch, sorted.

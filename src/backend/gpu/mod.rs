@@ -21,6 +21,7 @@ pub mod emu;
 mod graph;
 mod head;
 mod image_batch;
+pub mod kernel_limits;
 pub mod launch;
 pub mod launch_constants;
 mod loss_record;

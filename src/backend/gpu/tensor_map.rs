@@ -48,9 +48,10 @@ pub struct TiledMap2d {
     pub swizzle: TmaSwizzle,
 }
 
-/// A tensor map's 128 bytes, aligned as `CUtensorMap` is.
+/// A tensor map's 128 bytes, aligned as CUDA 13's `CUtensorMap` is: 128 bytes (CUDA 12 declared
+/// 64, which `cuTensorMapEncode*` requires of the map it writes; 128 satisfies both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub struct TensorMapBytes(pub [u8; 128]);
 
 /// `TmaTiledMap::magic` in `kernels/emu/emu_tma.h`.
