@@ -106,8 +106,7 @@ unsafe fn launch_with(
     schedule: Option<Schedule>,
 ) -> Result<(), String> {
     compiled_limits_given()?;
-    let name =
-        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    let name = c_name(kernel)?;
     let num_params = u32::try_from(params.len())
         .map_err(|_| format!("kernel '{kernel}': too many parameters"))?;
     // SAFETY: the name is NUL-terminated and `params` holds `num_params` pointers; the caller
@@ -128,14 +127,29 @@ unsafe fn launch_with(
             schedule.map_or(-1, |s| s as i32),
         )
     };
+    status_result(status)
+}
+
+/// `Ok` for a status of 0; otherwise the emulator's message for the calling thread's last call.
+fn status_result(status: i32) -> Result<(), String> {
     if status == 0 {
         Ok(())
     } else {
-        // SAFETY: emu_last_error returns this thread's NUL-terminated message, valid until the next launch.
-        Err(unsafe { CStr::from_ptr(emu_last_error()) }
-            .to_string_lossy()
-            .into_owned())
+        Err(last_error())
     }
+}
+
+/// The message of the calling thread's last failed call into the emulator.
+fn last_error() -> String {
+    // SAFETY: emu_last_error returns this thread's NUL-terminated message, valid until its next call.
+    unsafe { CStr::from_ptr(emu_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A kernel's name as the emulator's C functions take it.
+fn c_name(kernel: &str) -> Result<CString, String> {
+    CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))
 }
 
 /// Lets `kernel` launch with up to `bytes` of dynamic shared memory (at most 227 KiB). Without this a
@@ -143,17 +157,9 @@ unsafe fn launch_with(
 /// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` must come first.
 pub fn set_max_dynamic_shared(kernel: &str, bytes: u32) -> Result<(), String> {
     compiled_limits_given()?;
-    let name =
-        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    let name = c_name(kernel)?;
     // SAFETY: the name is NUL-terminated; the call only reads it.
-    if unsafe { emu_set_max_dynamic_shared(name.as_ptr(), bytes) } == 0 {
-        Ok(())
-    } else {
-        // SAFETY: as in `launch`.
-        Err(unsafe { CStr::from_ptr(emu_last_error()) }
-            .to_string_lossy()
-            .into_owned())
-    }
+    status_result(unsafe { emu_set_max_dynamic_shared(name.as_ptr(), bytes) })
 }
 
 /// Holds `kernel` to `limits` from now on: a launch with a larger block, or with more dynamic shared
@@ -166,24 +172,15 @@ pub fn set_kernel_limits(kernel: &str, limits: KernelLimits) -> Result<(), Strin
 }
 
 fn give_limits(kernel: &str, limits: KernelLimits) -> Result<(), String> {
-    let name =
-        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    let name = c_name(kernel)?;
     // SAFETY: the name is NUL-terminated; the call only reads it.
-    let status = unsafe {
+    status_result(unsafe {
         emu_set_kernel_limits(
             name.as_ptr(),
             limits.max_threads,
             limits.static_shared_bytes,
         )
-    };
-    if status == 0 {
-        Ok(())
-    } else {
-        // SAFETY: as in `launch`.
-        Err(unsafe { CStr::from_ptr(emu_last_error()) }
-            .to_string_lossy()
-            .into_owned())
-    }
+    })
 }
 
 /// Gives the emulator the limits build.rs read from nvcc's output for every kernel, once per process;
@@ -220,17 +217,13 @@ pub fn worker_count() -> usize {
 /// The byte size of each parameter of `kernel`, in order: what a recorded launch must copy of each
 /// argument to replay it after the caller's argument list is gone.
 pub fn param_sizes(kernel: &str) -> Result<Vec<u32>, String> {
-    let name =
-        CString::new(kernel).map_err(|_| format!("kernel name {kernel:?} contains a NUL byte"))?;
+    let name = c_name(kernel)?;
     let mut sizes = [0u32; 64];
     // SAFETY: the name is NUL-terminated and `sizes` has room for 64 entries.
     let n =
         unsafe { emu_kernel_param_sizes(name.as_ptr(), sizes.as_mut_ptr(), sizes.len() as u32) };
     if n < 0 {
-        // SAFETY: as in `launch`.
-        return Err(unsafe { CStr::from_ptr(emu_last_error()) }
-            .to_string_lossy()
-            .into_owned());
+        return Err(last_error());
     }
     let n = n as usize;
     if n > sizes.len() {
