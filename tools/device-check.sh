@@ -185,6 +185,10 @@ if ! step test-kernels 150 env RESNET_TEST_DRIVER=cuda device/kernels; then
             tee -a "$summary"
     fi
 fi
+# Each kernel's launch limits as build.rs computed them from nvcc's output (which the emulator
+# enforces) beside the driver's attributes: printed where they differ (test-kernels ran the check).
+step kernel-limits 30 env RESNET_TEST_DRIVER=cuda device/kernels --exact \
+    every_kernel_has_the_limits_build_rs_read_from_nvcc --nocapture
 step test-conv-kernels 150 env RESNET_TEST_DRIVER=cuda device/conv_kernels
 step test-tensor-core 60 env RESNET_TEST_DRIVER=cuda device/tensor_core
 # Hopper's wgmma (sm_90a), never run on a GPU before: its building blocks, then the convolution

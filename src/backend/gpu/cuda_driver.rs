@@ -129,6 +129,13 @@ fn beyond_limits(function: sys::CUfunction, block: (u32, u32, u32), shared_bytes
     why
 }
 
+/// How much the L2 cache fetches from memory for a TMA copy's request: whole 128-byte lines rather
+/// than the 32-byte sectors it asks for (CUTLASS's default for its maps). Our boxes' rows are 64 or
+/// 128 bytes of one row of a tile whose next rows the next copies read, so the line is used. A hint:
+/// what a copy moves is the same under any setting.
+const TMA_L2_PROMOTION: sys::CUtensorMapL2promotion =
+    sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_L2_128B;
+
 /// The `extern "C"` name of a kernel.
 fn function_name(function: sys::CUfunction) -> std::result::Result<String, DriverError> {
     let mut name: *const std::ffi::c_char = std::ptr::null();
@@ -750,7 +757,7 @@ impl Driver for CudaDriver {
                 element_strides.as_ptr(),
                 sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
                 swizzle,
-                sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                TMA_L2_PROMOTION,
                 sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
             )
         };
@@ -784,7 +791,7 @@ impl Driver for CudaDriver {
                 element_strides.as_ptr(),
                 sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
                 cu_swizzle(map.swizzle),
-                sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                TMA_L2_PROMOTION,
                 sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
             )
         };
