@@ -2,9 +2,13 @@
 //!
 //! A GPU refuses a launch (`CUDA_ERROR_INVALID_VALUE`) whose block has more threads than its kernel
 //! can take: no more than `__launch_bounds__`'s first argument (PTX's `.maxntid`), and no more than
-//! the registers ptxas gave each thread leave room for in a block's 64 K (registers are handed out per
-//! warp in units of 256, so a thread's count rounds up to a multiple of 8: 255 registers allow 256
-//! threads, 168 allow 384). And a block's shared memory is its static part (ptxas's "bytes smem")
+//! the registers ptxas gave each thread leave room for. Registers are handed out per warp in units of
+//! 256 (a thread's count rounds up to a multiple of 8), and an SM's 64 K are four register files of
+//! 16 K, one per sub-partition, over which a block's warps are spread evenly: so a block has at most
+//! four times the warps one file holds (255 registers allow 256 threads, 168 allow 384, 80 allow
+//! 768). This is the stricter reading of the hardware (a block's 64 K alone would allow 800 at 80);
+//! the device check compares it with the driver's own figure. And a block's shared memory is its
+//! static part (ptxas's "bytes smem")
 //! plus the launch's dynamic part, at most 48 KiB without the opt-in attribute and 227 KiB with it.
 //! The host compiler sees none of this (`__launch_bounds__` expands to nothing in the emulator), so
 //! build.rs reads it from what nvcc made: the PTX it keeps (`--keep`) and ptxas's `-v` report. Each
@@ -18,8 +22,10 @@ use std::path::Path;
 
 use super::nvcc::entry_function;
 
-/// Registers one block can hold, on every architecture compiled for (sm_80, sm_90).
-const REGISTERS_PER_BLOCK: u32 = 64 * 1024;
+/// Registers of one of an SM's four sub-partitions (sm_80, sm_90: 64 K in all).
+const REGISTERS_PER_SUBPARTITION: u32 = 16 * 1024;
+/// Sub-partitions of an SM, each with its own register file and a quarter of a block's warps.
+const SUBPARTITIONS: u32 = 4;
 /// Registers are given to a warp in units of 256, 8 a thread.
 const REGISTER_UNIT_PER_THREAD: u32 = 8;
 /// CUDA's limit on a block, whatever the kernel.
@@ -32,12 +38,12 @@ pub struct KernelLimits {
     pub static_shared_bytes: u32,
 }
 
-/// The most threads a block can have when each uses `registers`: whole warps, within the block's
-/// registers and CUDA's 1024.
+/// The most threads a block can have when each uses `registers`: whole warps, as many in each
+/// sub-partition as its register file holds, and no more than CUDA's 1024.
 pub fn threads_for_registers(registers: u32) -> u32 {
     let per_thread = registers.max(1).div_ceil(REGISTER_UNIT_PER_THREAD) * REGISTER_UNIT_PER_THREAD;
-    let warps = REGISTERS_PER_BLOCK / (per_thread * 32);
-    (warps * 32).min(MAX_THREADS_PER_BLOCK)
+    let warps_per_file = REGISTERS_PER_SUBPARTITION / (per_thread * 32);
+    (SUBPARTITIONS * warps_per_file * 32).min(MAX_THREADS_PER_BLOCK)
 }
 
 /// Each entry of a PTX file and its `.maxntid` (the product of its dimensions), `None` for an entry
@@ -189,10 +195,11 @@ mod tests {
 
     #[test]
     fn registers_limit_a_block_in_whole_warps() {
-        // 64 K registers a block, a thread's count rounded up to 8.
+        // 16 K registers in each of 4 files, a thread's count rounded up to 8.
         assert_eq!(threads_for_registers(32), 1024);
         assert_eq!(threads_for_registers(64), 1024);
-        assert_eq!(threads_for_registers(65), 896); // 72 a thread: 28 warps
+        assert_eq!(threads_for_registers(65), 896); // 72 a thread: 7 warps a file
+        assert_eq!(threads_for_registers(80), 768); // 6 warps a file (the 64 K would hold 25)
         assert_eq!(threads_for_registers(128), 512);
         assert_eq!(threads_for_registers(168), 384);
         assert_eq!(threads_for_registers(240), 256);
@@ -213,11 +220,11 @@ mod tests {
                 "32 registers, used 1 barriers, 4096 bytes smem",
             );
         let l = limits(&log, &[PTX.to_string()]).unwrap();
-        // sm_90's 130 registers (136 rounded) leave 15 warps; the bound is 128 x 2 x 1.
+        // sm_90's 130 registers (136 rounded) leave 3 warps a file; the bound is 128 x 2 x 1.
         assert_eq!(
             l["plain_kernel"],
             KernelLimits {
-                max_threads: 480,
+                max_threads: 384,
                 static_shared_bytes: 8192
             }
         );
