@@ -78,21 +78,27 @@ fn module_functions(
     Ok(functions)
 }
 
+/// One attribute of `function` (`cuFuncGetAttribute`); a negative value reads as 0.
+fn function_attribute(
+    function: sys::CUfunction,
+    which: sys::CUfunction_attribute,
+) -> std::result::Result<u32, DriverError> {
+    let mut value: std::ffi::c_int = 0;
+    // SAFETY: `function` belongs to a loaded module; the attribute is written to a local.
+    unsafe { sys::cuFuncGetAttribute(&mut value, which, function) }
+        .result()
+        .map(|()| u32::try_from(value).unwrap_or(0))
+}
+
 /// What the driver says limits a launch of `function`: its most threads a block and its static
 /// shared memory (the attributes [`KernelLimits`] mirrors).
 fn function_limits(function: sys::CUfunction) -> std::result::Result<KernelLimits, DriverError> {
-    let attribute = |which: sys::CUfunction_attribute| {
-        let mut value: std::ffi::c_int = 0;
-        // SAFETY: `function` belongs to a loaded module; the attribute is written to a local.
-        unsafe { sys::cuFuncGetAttribute(&mut value, which, function) }
-            .result()
-            .map(|()| u32::try_from(value).unwrap_or(0))
+    use sys::CUfunction_attribute::{
+        CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
     };
     Ok(KernelLimits {
-        max_threads: attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
-        static_shared_bytes: attribute(
-            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
-        )?,
+        max_threads: function_attribute(function, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
+        static_shared_bytes: function_attribute(function, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?,
     })
 }
 
@@ -111,16 +117,11 @@ fn beyond_limits(function: sys::CUfunction, block: (u32, u32, u32), shared_bytes
             );
         }
     }
-    let mut dynamic: std::ffi::c_int = 0;
-    // SAFETY: `function` belongs to a loaded module; the attribute is written to a local.
-    let read = unsafe {
-        sys::cuFuncGetAttribute(
-            &mut dynamic,
-            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            function,
-        )
-    };
-    if read.result().is_ok() && i64::from(shared_bytes) > i64::from(dynamic) {
+    let dynamic = function_attribute(
+        function,
+        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+    );
+    if let Some(dynamic) = dynamic.ok().filter(|&limit| shared_bytes > limit) {
         why += &format!(
             "; more dynamic shared memory than its limit of {dynamic} bytes \
              (Driver::set_max_dynamic_shared raises it)"

@@ -15,18 +15,6 @@ pub struct KernelLimits {
     pub static_shared_bytes: u32,
 }
 
-/// The limits build.rs computed for `kernel`, for every architecture the binary carries; `None` for a
-/// kernel nvcc did not compile (every kernel, in a build without nvcc).
-pub fn compiled(kernel: &str) -> Option<KernelLimits> {
-    embedded::KERNEL_LIMITS
-        .iter()
-        .find(|(name, _, _)| *name == kernel)
-        .map(|&(_, max_threads, static_shared_bytes)| KernelLimits {
-            max_threads,
-            static_shared_bytes,
-        })
-}
-
 /// Every kernel build.rs computed limits for, in name order.
 pub fn all_compiled() -> impl Iterator<Item = (&'static str, KernelLimits)> {
     embedded::KERNEL_LIMITS
@@ -40,4 +28,12 @@ pub fn all_compiled() -> impl Iterator<Item = (&'static str, KernelLimits)> {
                 },
             )
         })
+}
+
+/// The limits build.rs computed for `kernel`, for every architecture the binary carries; `None` for a
+/// kernel nvcc did not compile (every kernel, in a build without nvcc).
+pub fn compiled(kernel: &str) -> Option<KernelLimits> {
+    all_compiled()
+        .find(|(name, _)| *name == kernel)
+        .map(|(_, limits)| limits)
 }
